@@ -1,0 +1,91 @@
+/**
+ * The policy engine's output contract: what the eBPF map writer
+ * (src/datapath) and the Envoy translator (src/proxy) both read. The engine
+ * (src/policy) produces one EndpointPolicy per local endpoint; nothing else
+ * computes verdicts.
+ *
+ * Keys follow the datapath's lookup: (remote identity, protocol, port range)
+ * per direction. Wildcards are explicit: identity 0 = any peer, protocol 0 =
+ * any protocol, port 0 with endPort 0 = any port.
+ */
+
+/** Security identity (numbering as Cilium's; see src/identity). */
+export type NumericIdentity = number;
+
+export const ANY_IDENTITY: NumericIdentity = 0;
+
+/** IANA protocol numbers as the datapath sees them; 0 = any. */
+export const Proto = { ANY: 0, ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
+export type ProtoNumber = (typeof Proto)[keyof typeof Proto];
+
+export type Direction = 'ingress' | 'egress';
+
+export type Verdict = 'ALLOW' | 'DENY' | 'REDIRECT';
+
+/** L7 rules in the shape the proxy translator consumes (validated, normalised). */
+export interface HttpRule {
+  /** Extended regular expressions matched against the whole value; absent = any. */
+  method?: string;
+  path?: string;
+  host?: string;
+  /** "Name" (presence) or "Name: value" (exact value), normalised to objects. */
+  headers?: Array<{ name: string; value?: string }>;
+  headerMatches?: Array<{ name: string; value?: string; mismatch?: 'LOG' | 'ADD' | 'DELETE' | 'REPLACE' }>;
+}
+
+export interface KafkaRule {
+  role?: 'produce' | 'consume';
+  apiKey?: string;
+  apiVersion?: string;
+  clientID?: string;
+  topic?: string;
+}
+
+export interface DnsRule {
+  matchName?: string;
+  matchPattern?: string;
+}
+
+export type L7Rules =
+  | { kind: 'http'; rules: HttpRule[] }
+  | { kind: 'kafka'; rules: KafkaRule[] }
+  | { kind: 'dns'; rules: DnsRule[] };
+
+export type L7Kind = L7Rules['kind'];
+
+/**
+ * One row of an endpoint's policy in one direction.
+ * A REDIRECT row always carries l7 (the union of every allowing rule's L7
+ * rules for that key, per the remote identity); ALLOW/DENY rows never do.
+ */
+export interface PolicyEntry {
+  remoteIdentity: NumericIdentity; // 0 = any
+  protocol: ProtoNumber; // 0 = any
+  port: number; // 0 = any (then endPort is 0)
+  endPort: number; // inclusive; equals port for a single port
+  verdict: Verdict;
+  l7?: L7Rules;
+  /** "namespace/name" (or "name" for clusterwide) of every policy that contributed. */
+  derivedFrom: string[];
+}
+
+export interface DirectionPolicy {
+  /** True when some policy selects the endpoint in this direction (or enforcement is "always"). */
+  defaultDeny: boolean;
+  entries: PolicyEntry[];
+}
+
+export interface EndpointPolicy {
+  endpointId: string; // "namespace/name"
+  identity: NumericIdentity;
+  ingress: DirectionPolicy;
+  egress: DirectionPolicy;
+  /** Monotonic per endpoint; bumps only when the content changed. */
+  revision: number;
+}
+
+/** Prefix → identity for the datapath's ipcache. */
+export interface IpcacheEntry {
+  prefix: string; // CIDR, e.g. "10.0.1.10/32"
+  identity: NumericIdentity;
+}
