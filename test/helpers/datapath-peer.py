@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Small TCP/UDP peers for the datapath's kernel tests and benchmark.
+
+  serve NAME PORT...           TCP servers: greet "NAME PORT PEER_IP\\n", then echo; print "accept PORT PEER" per connection
+  userve NAME PORT             UDP server: answer every datagram with "NAME PORT PEER_IP"
+  connect IP PORT [TIMEOUT]    print the server's first line; exit 2 on timeout, 3 on refusal
+  uconnect IP PORT [TIMEOUT]   one datagram, print the answer; exit 2 on timeout
+  hold IP PORT [TIMEOUT]       keep one connection: print the greeting, then per stdin line send it and
+                               print the echo, or "TIMEOUT"
+  tproxy PORT [MARK]           transparent (IP_TRANSPARENT) listener on 0.0.0.0:PORT standing in for the
+                               node proxy: print "accept PEER ORIGDST" per connection; without MARK answer
+                               "proxy ORIGDST"; with MARK connect upstream to ORIGDST with SO_MARK=MARK and
+                               answer "via-proxy <upstream's first line>"
+Every server prints "ready" once listening and flushes each line.
+"""
+import socket
+import sys
+import threading
+
+IP_TRANSPARENT = 19
+SO_MARK = 36
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def tcp_listener(port, transparent=False):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if transparent:
+        s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(128)
+    return s
+
+
+def serve(name, ports):
+    def loop(ls, port):
+        while True:
+            c, peer = ls.accept()
+            out(f"accept {port} {peer[0]}")
+            threading.Thread(target=handle, args=(c, port, peer), daemon=True).start()
+
+    def handle(c, port, peer):
+        try:
+            c.sendall(f"{name} {port} {peer[0]}\n".encode())
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    threads = []
+    for p in ports:
+        ls = tcp_listener(p)
+        t = threading.Thread(target=loop, args=(ls, p), daemon=True)
+        t.start()
+        threads.append(t)
+    out("ready")
+    for t in threads:
+        t.join()
+
+
+def userve(name, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    out("ready")
+    while True:
+        _, peer = s.recvfrom(2048)
+        s.sendto(f"{name} {port} {peer[0]}".encode(), peer)
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf.decode().strip()
+
+
+def connect(ip, port, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((ip, port))
+        line = read_line(s)
+        s.sendall(b"ping\n")
+        echo = read_line(s)
+        out(line if echo == "ping" else f"{line} (no echo: {echo!r})")
+    except socket.timeout:
+        out("TIMEOUT")
+        sys.exit(2)
+    except ConnectionRefusedError:
+        out("REFUSED")
+        sys.exit(3)
+
+
+def uconnect(ip, port, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(b"hi", (ip, port))
+        d, _ = s.recvfrom(2048)
+        out(d.decode())
+    except socket.timeout:
+        out("TIMEOUT")
+        sys.exit(2)
+
+
+def hold(ip, port, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((ip, port))
+        out(read_line(s))
+    except OSError:
+        out("TIMEOUT")
+        sys.exit(2)
+    for line in sys.stdin:
+        try:
+            s.sendall(line.encode())
+            out(read_line(s))
+        except socket.timeout:
+            out("TIMEOUT")
+        except OSError as e:
+            out(f"ERROR {type(e).__name__}")
+
+
+def tproxy(port, mark):
+    ls = tcp_listener(port, transparent=True)
+    out("ready")
+
+    def handle(c, peer):
+        try:
+            dst = c.getsockname()
+            out(f"accept {peer[0]}:{peer[1]} {dst[0]}:{dst[1]}")
+            if mark is None:
+                c.sendall(f"proxy {dst[0]}:{dst[1]}\n".encode())
+            else:
+                u = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                u.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+                u.settimeout(3)
+                try:
+                    u.connect(dst)
+                    line = read_line(u)
+                except OSError as e:
+                    line = f"upstream-failed {type(e).__name__}"
+                c.sendall(f"via-proxy {line}\n".encode())
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    while True:
+        c, peer = ls.accept()
+        threading.Thread(target=handle, args=(c, peer), daemon=True).start()
+
+
+def main():
+    a = sys.argv[1:]
+    if a[0] == "serve":
+        serve(a[1], [int(p) for p in a[2:]])
+    elif a[0] == "userve":
+        userve(a[1], int(a[2]))
+    elif a[0] == "connect":
+        connect(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
+    elif a[0] == "uconnect":
+        uconnect(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
+    elif a[0] == "hold":
+        hold(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
+    elif a[0] == "tproxy":
+        tproxy(int(a[1]), int(a[2], 0) if len(a) > 2 else None)
+    else:
+        sys.exit(f"unknown mode {a[0]}")
+
+
+if __name__ == "__main__":
+    main()
