@@ -14,6 +14,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_events SEC(".maps");
 
+/* The event struct travels only through the ring buffer; this read-only
+ * anchor puts it in the object's BTF so the codec test can check it. */
+const volatile struct meshd_flow_event meshd_flow_event_layout = {};
+
 struct meshd_event_ctx {
 	__u32 ep_id;
 	__u32 src_identity;

@@ -93,6 +93,8 @@ export interface EndpointSpec {
   /** Host side of the pod's veth. */
   ifname: string;
   identity: number;
+  /** false: register only, attach nothing (BPF_PROG_TEST_RUN runs as ifindex 1, `lo`). Default true. */
+  attach?: boolean;
 }
 
 export interface EndpointState {
@@ -323,10 +325,8 @@ export class EndpointManager {
     };
     this.orphanPolicy.delete(epId);
     this.writeEndpoint(state);
-    for (const [dir, prog] of [
-      ['ingress', this.fds.fromPod],
-      ['egress', this.fds.toPod],
-    ] as const) {
+    const attach = spec.attach === false ? [] : ([['ingress', this.fds.fromPod], ['egress', this.fds.toPod]] as const);
+    for (const [dir, prog] of attach) {
       const path = this.linkPath(ifindex, dir);
       if (existsSync(path)) {
         const fd = native.objGet(path);

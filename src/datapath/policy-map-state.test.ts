@@ -119,6 +119,6 @@ test('diff touches only changes, deny writes first and deny removals last', () =
     opts,
   );
   const ops = diffPolicyMapState(a, b).map((o) => (o.op === 'put' ? `put ${o.entry.key.identity} ${o.entry.value.verdict}` : `del ${o.key.identity}`));
-  assert.deepEqual(ops, ['put 4 DENY', 'del 3', 'put 5 ALLOW', 'del 2']);
+  assert.deepEqual(ops, ['put 4 DENY', 'put 5 ALLOW', 'del 3', 'del 2']);
   assert.deepEqual(diffPolicyMapState(b, b), []);
 });

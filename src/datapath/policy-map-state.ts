@@ -162,9 +162,10 @@ function sameValue(a: PolicyMapValue, b: PolicyMapValue): boolean {
 
 /**
  * The writes from `prev` to `next`, ordered so that no intermediate state
- * allows what neither end allows: new and changed DENY entries first, then
- * removal of allow entries, then new and changed allow entries, and last the
- * removal of deny entries. Unchanged entries are not touched.
+ * allows what neither end allows and nothing both ends allow is denied on
+ * the way: new and changed DENY entries first, then new and changed allow
+ * entries, then removal of allow entries, and last the removal of deny
+ * entries. Unchanged entries are not touched.
  */
 export function diffPolicyMapState(prev: PolicyMapState, next: PolicyMapState): PolicyMapOp[] {
   const putDeny: PolicyMapOp[] = [];
@@ -180,7 +181,7 @@ export function diffPolicyMapState(prev: PolicyMapState, next: PolicyMapState): 
     if (next.has(id)) continue;
     (p.value.verdict === 'DENY' ? delDeny : delAllow).push({ op: 'delete', key: p.key });
   }
-  return [...putDeny, ...delAllow, ...putAllow, ...delDeny];
+  return [...putDeny, ...putAllow, ...delAllow, ...delDeny];
 }
 
 export function verdictCode(v: Verdict): number {
