@@ -74,6 +74,26 @@ static __always_inline int meshd_ct_revalidate(const struct meshd_endpoint *ep, 
 	return 0;
 }
 
+/* The peer's identity (from the mark for the proxy's upstream leg, else the
+ * ipcache), also filled into the event context. */
+static __always_inline __u32 meshd_event_identities(struct __sk_buff *skb, const struct meshd_endpoint *ep,
+						   const struct meshd_tuple *t, __u8 dir, __u8 from_proxy,
+						   struct meshd_event_ctx *c)
+{
+	__u32 remote;
+
+	if (dir == MESHD_DIR_EGRESS) {
+		remote = meshd_ipcache_identity(t->family, t->daddr);
+		c->src_identity = ep->identity;
+		c->dst_identity = remote;
+	} else {
+		remote = from_proxy ? meshd_identity_from_mark(skb->mark) : meshd_ipcache_identity(t->family, t->saddr);
+		c->src_identity = remote;
+		c->dst_identity = ep->identity;
+	}
+	return remote;
+}
+
 static __always_inline int meshd_sampled(const struct meshd_config *cfg)
 {
 	if (cfg->verdict_sample == 0)
@@ -110,35 +130,29 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir)
 	if (meshd_is_ndp(&t))
 		return TC_ACT_OK;
 
-	if (dir == MESHD_DIR_EGRESS) {
-		remote = meshd_ipcache_identity(t.family, t.daddr);
-		c.src_identity = ep->identity;
-		c.dst_identity = remote;
-	} else {
-		if ((skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY) {
-			/* the node proxy's upstream leg: judge the original client */
-			remote = meshd_identity_from_mark(skb->mark);
-			from_proxy = 1;
-		} else {
-			remote = meshd_ipcache_identity(t.family, t.saddr);
-		}
-		c.src_identity = remote;
-		c.dst_identity = ep->identity;
-	}
 	gen = ep->policy_gen + cfg->ipcache_gen;
+	/* Established packets of an unchanged policy never need the peer's
+	 * identity: the ipcache is consulted only for new connections, stale
+	 * conntrack entries and events, so their cost does not grow with it. */
+	if (dir == MESHD_DIR_INGRESS && (skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY)
+		from_proxy = 1; /* the node proxy's upstream leg: judge the original client */
 
 	/* forward packet of a known connection */
 	meshd_ct_key_fwd(&k, &t, ep->ep_id, dir);
 	e = bpf_map_lookup_elem(&meshd_ct, &k);
 	if (e) {
 		ret = meshd_ct_revalidate(ep, &k, e, gen);
-		if (ret < 0)
+		if (ret < 0) {
+			meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
 			return meshd_drop(skb, &t, &c, -ret);
+		}
 		meshd_ct_touch(e, skb);
 		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS) {
 			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);
-			if (ret < 0)
+			if (ret < 0) {
+				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
 				return meshd_drop(skb, &t, &c, -ret);
+			}
 		}
 		return TC_ACT_OK;
 	}
@@ -147,13 +161,16 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir)
 	e = bpf_map_lookup_elem(&meshd_ct, &k);
 	if (e) {
 		ret = meshd_ct_revalidate(ep, &k, e, gen);
-		if (ret < 0)
+		if (ret < 0) {
+			meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
 			return meshd_drop(skb, &t, &c, -ret);
+		}
 		meshd_ct_touch(e, skb);
 		return TC_ACT_OK;
 	}
 
 	/* new connection */
+	remote = meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
 	verdict = meshd_judge(ep, dir, remote, t.proto, t.dport, &res, &reason);
 	if (verdict == MESHD_VERDICT_DENY)
 		return meshd_drop(skb, &t, &c, reason);
