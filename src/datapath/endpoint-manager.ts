@@ -83,7 +83,7 @@ export interface OpenOptions {
   /** Object to load (default bpf/build/lxc.o). */
   objectPath?: string;
   /** Resize maps before load (tests; a pinned map of another size is not reused). */
-  maxEntries?: Partial<Record<'meshd_policy' | 'meshd_ipcache' | 'meshd_ct' | 'meshd_endpoints', number>>;
+  maxEntries?: Partial<Record<'meshd_policy' | 'meshd_pol_exact' | 'meshd_ipcache' | 'meshd_ipc_host' | 'meshd_ct' | 'meshd_endpoints', number>>;
   config?: Partial<DatapathConfigInput>;
   proxyPort?: PolicyMapOptions['proxyPort'];
 }
@@ -128,8 +128,14 @@ export interface IpcacheSyncResult {
 interface Fds {
   fromPod: number;
   toPod: number;
+  /** LPM trie: port ranges, any port, any protocol */
   policy: number;
+  /** hash: exact ports */
+  policyExact: number;
+  /** LPM trie: prefixes shorter than a whole address */
   ipcache: number;
+  /** hash: /32 and /128 */
+  ipcacheHost: number;
   ct: number;
   endpoints: number;
   config: number;
@@ -140,6 +146,17 @@ function u32key(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n >>> 0);
   return b;
+}
+
+type PolicyMapName = 'policy' | 'policyExact';
+
+/** Exact-port keys live in the hash, everything else in the trie (bpf/lib/policy.h). */
+function policyMapOf(k: PolicyMapKey): PolicyMapName {
+  return !k.anyProto && k.portBits === 16 ? 'policyExact' : 'policy';
+}
+
+function ipcacheMapOf(bits: number, family: 4 | 6): 'ipcache' | 'ipcacheHost' {
+  return bits === (family === 4 ? 32 : 128) ? 'ipcacheHost' : 'ipcache';
 }
 
 function encodePolicyKey(epId: number, k: PolicyMapKey): Buffer {
@@ -167,8 +184,8 @@ export class EndpointManager {
   private readonly byEpId = new Map<number, EndpointState>();
   /** Entries of the policy map not owned by a known endpoint (read back, kept until their endpoint returns). */
   private readonly orphanPolicy = new Map<number, PolicyMapState>();
-  private ipcache = new Map<string, number>();
-  private policyCount = 0;
+  private ipcache = new Map<string, { identity: number; map: 'ipcache' | 'ipcacheHost' }>();
+  private readonly policyCount: Record<PolicyMapName, number> = { policy: 0, policyExact: 0 };
   private closed = false;
   private readonly readers = new Set<RingBufferReaderHandle>();
 
@@ -176,7 +193,7 @@ export class EndpointManager {
     private readonly obj: BpfObjectHandle,
     private readonly fds: Fds,
     readonly pinDir: string,
-    private readonly capacity: { policy: number; ipcache: number; endpoints: number },
+    private readonly capacity: { policy: number; policyExact: number; ipcache: number; ipcacheHost: number; endpoints: number },
     private config: DatapathConfigInput,
     private readonly proxyPort: PolicyMapOptions['proxyPort'],
   ) {}
@@ -191,14 +208,22 @@ export class EndpointManager {
         fromPod: obj.programFd('meshd_from_pod'),
         toPod: obj.programFd('meshd_to_pod'),
         policy: obj.mapFd('meshd_policy'),
+        policyExact: obj.mapFd('meshd_pol_exact'),
         ipcache: obj.mapFd('meshd_ipcache'),
+        ipcacheHost: obj.mapFd('meshd_ipc_host'),
         ct: obj.mapFd('meshd_ct'),
         endpoints: obj.mapFd('meshd_endpoints'),
         config: obj.mapFd('meshd_config'),
         events: obj.mapFd('meshd_events'),
       };
       const size = (name: string) => obj.maps().find((m) => m.name === name)?.maxEntries ?? 0;
-      const capacity = { policy: size('meshd_policy'), ipcache: size('meshd_ipcache'), endpoints: size('meshd_endpoints') };
+      const capacity = {
+        policy: size('meshd_policy'),
+        policyExact: size('meshd_pol_exact'),
+        ipcache: size('meshd_ipcache'),
+        ipcacheHost: size('meshd_ipc_host'),
+        endpoints: size('meshd_endpoints'),
+      };
       const proxyPort = opts.proxyPort ?? (() => 0);
       const m = new EndpointManager(obj, fds, opts.pinDir, capacity, { ...defaultDatapathConfig }, proxyPort);
       m.adoptPinnedState();
@@ -221,16 +246,20 @@ export class EndpointManager {
 
   /** Reads back endpoints, policy entries and the ipcache from the pinned maps. */
   private adoptPinnedState(): void {
-    for (const [key, value] of native.mapDump(this.fds.policy)) {
-      const d = decodePolicyEntry(key, value);
-      if (!d) continue;
-      let st = this.orphanPolicy.get(d.epId);
-      if (!st) this.orphanPolicy.set(d.epId, (st = new Map()));
-      st.set(policyKeyId(d.entry.key), d.entry);
-      this.policyCount += 1;
+    for (const map of ['policy', 'policyExact'] as const) {
+      for (const [key, value] of native.mapDump(this.fds[map])) {
+        const d = decodePolicyEntry(key, value);
+        if (!d) continue;
+        let st = this.orphanPolicy.get(d.epId);
+        if (!st) this.orphanPolicy.set(d.epId, (st = new Map()));
+        st.set(policyKeyId(d.entry.key), d.entry);
+        this.policyCount[map] += 1;
+      }
     }
-    for (const [key, value] of native.mapDump(this.fds.ipcache)) {
-      this.ipcache.set(prefixFromKey(key).cidr, IpcacheValue.decode(value).identity);
+    for (const map of ['ipcache', 'ipcacheHost'] as const) {
+      for (const [key, value] of native.mapDump(this.fds[map])) {
+        this.ipcache.set(prefixFromKey(key).cidr, { identity: IpcacheValue.decode(value).identity, map });
+      }
     }
   }
 
@@ -375,17 +404,17 @@ export class EndpointManager {
     if (!s) throw new DatapathError('MESHD_ENDPOINT_UNKNOWN', `endpoint ${policy.endpointId} is not attached`);
     const next = policyMapState(policy, { proxyPort: this.proxyPort });
     const ops = diffPolicyMapState(s.entries, next);
-    const adds = ops.filter((o) => o.op === 'put' && !s.entries.has(policyKeyId(o.entry.key))).length;
     const deletes = ops.filter((o) => o.op === 'delete').length;
-    const after = this.policyCount + adds - deletes;
-    // Deletes come after some puts, so the peak is the count before any delete plus the adds before it.
-    const peak = this.peakCount(ops, s.entries);
-    if (after > this.capacity.policy || peak > this.capacity.policy) {
-      throw new DatapathError(
-        'MESHD_POLICY_MAP_FULL',
-        `policy of ${policy.endpointId} (revision ${policy.revision}) needs ${Math.max(after, peak)} entries in the policy map, capacity ${this.capacity.policy}; previous policy kept`,
-        { endpointId: policy.endpointId, revision: policy.revision, needed: Math.max(after, peak), capacity: this.capacity.policy },
-      );
+    // Puts come before deletes, so what must fit is the peak along the sequence, per map.
+    for (const map of ['policy', 'policyExact'] as const) {
+      const peak = this.peakCount(ops, s.entries, map);
+      if (peak > this.capacity[map]) {
+        throw new DatapathError(
+          'MESHD_POLICY_MAP_FULL',
+          `policy of ${policy.endpointId} (revision ${policy.revision}) needs ${peak} entries in ${map === 'policy' ? 'meshd_policy' : 'meshd_pol_exact'}, capacity ${this.capacity[map]}; previous policy kept`,
+          { endpointId: policy.endpointId, revision: policy.revision, map, needed: peak, capacity: this.capacity[map] },
+        );
+      }
     }
     const flags =
       (policy.ingress.defaultDeny ? EndpointFlag.DEFAULT_DENY_INGRESS : 0) | (policy.egress.defaultDeny ? EndpointFlag.DEFAULT_DENY_EGRESS : 0);
@@ -406,31 +435,33 @@ export class EndpointManager {
           const id = policyKeyId(op.entry.key);
           const old = s.entries.get(id);
           const key = encodePolicyKey(s.epId, op.entry.key);
-          native.mapUpdate(this.fds.policy, key, PolicyValue.encode({ verdict: verdictCode(op.entry.value.verdict), pad: 0, proxy_port: op.entry.value.proxyPort, rule_id: 0 }), BPF_ANY);
+          const map = policyMapOf(op.entry.key);
+          native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(op.entry.value.verdict), pad: 0, proxy_port: op.entry.value.proxyPort, rule_id: 0 }), BPF_ANY);
           s.entries.set(id, op.entry);
-          if (!old) this.policyCount += 1;
+          if (!old) this.policyCount[map] += 1;
           done.push(() => {
             if (old) {
-              native.mapUpdate(this.fds.policy, key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
+              native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
               s.entries.set(id, old);
             } else {
-              native.mapDelete(this.fds.policy, key);
+              native.mapDelete(this.fds[map], key);
               s.entries.delete(id);
-              this.policyCount -= 1;
+              this.policyCount[map] -= 1;
             }
           });
         } else {
           const id = policyKeyId(op.key);
           const old = s.entries.get(id);
           const key = encodePolicyKey(s.epId, op.key);
-          native.mapDelete(this.fds.policy, key);
+          const map = policyMapOf(op.key);
+          native.mapDelete(this.fds[map], key);
           s.entries.delete(id);
-          this.policyCount -= 1;
+          this.policyCount[map] -= 1;
           if (old) {
             done.push(() => {
-              native.mapUpdate(this.fds.policy, key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
+              native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
               s.entries.set(id, old);
-              this.policyCount += 1;
+              this.policyCount[map] += 1;
             });
           }
         }
@@ -453,13 +484,13 @@ export class EndpointManager {
     return { endpointId: s.endpointId, revision: policy.revision, puts: ops.length - deletes, deletes, changed: true };
   }
 
-  private peakCount(ops: ReturnType<typeof diffPolicyMapState>, entries: PolicyMapState): number {
-    let n = this.policyCount;
+  private peakCount(ops: ReturnType<typeof diffPolicyMapState>, entries: PolicyMapState, map: PolicyMapName): number {
+    let n = this.policyCount[map];
     let peak = n;
     for (const op of ops) {
       if (op.op === 'put') {
-        if (!entries.has(policyKeyId(op.entry.key))) n += 1;
-      } else {
+        if (policyMapOf(op.entry.key) === map && !entries.has(policyKeyId(op.entry.key))) n += 1;
+      } else if (policyMapOf(op.key) === map) {
         n -= 1;
       }
       peak = Math.max(peak, n);
@@ -474,37 +505,43 @@ export class EndpointManager {
   syncIpcache(entries: readonly IpcacheEntry[]): IpcacheSyncResult {
     this.live();
     const desired = desiredIpcache(entries);
-    const ops = diffIpcache(this.ipcache, desired);
-    let n = this.ipcache.size;
-    let peak = n;
-    for (const op of ops) {
-      if (op.op === 'put' && !this.ipcache.has(op.prefix.cidr)) n += 1;
-      if (op.op === 'delete') n -= 1;
-      peak = Math.max(peak, n);
-    }
-    if (peak > this.capacity.ipcache) {
-      throw new IpcacheError('MESHD_IPCACHE_FULL', `ipcache needs ${peak} entries, capacity ${this.capacity.ipcache}; previous ipcache kept`);
+    const current = new Map([...this.ipcache].map(([cidr, v]) => [cidr, v.identity]));
+    const ops = diffIpcache(current, desired);
+    for (const map of ['ipcache', 'ipcacheHost'] as const) {
+      let n = [...this.ipcache.values()].filter((v) => v.map === map).length;
+      let peak = n;
+      for (const op of ops) {
+        if (ipcacheMapOf(op.prefix.bits, op.prefix.family) !== map) continue;
+        if (op.op === 'put' && !this.ipcache.has(op.prefix.cidr)) n += 1;
+        if (op.op === 'delete') n -= 1;
+        peak = Math.max(peak, n);
+      }
+      if (peak > this.capacity[map]) {
+        const name = map === 'ipcache' ? 'meshd_ipcache' : 'meshd_ipc_host';
+        throw new IpcacheError('MESHD_IPCACHE_FULL', `ipcache needs ${peak} entries in ${name}, capacity ${this.capacity[map]}; previous ipcache kept`);
+      }
     }
     if (ops.length === 0) return { puts: 0, deletes: 0, size: this.ipcache.size };
     const done: Array<() => void> = [];
     try {
       for (const op of ops) {
         const key = ipcacheKey(op.prefix);
+        const map = ipcacheMapOf(op.prefix.bits, op.prefix.family);
         const old = this.ipcache.get(op.prefix.cidr);
         const restore = () => {
           if (old === undefined) {
-            native.mapDelete(this.fds.ipcache, key);
+            native.mapDelete(this.fds[map], key);
             this.ipcache.delete(op.prefix.cidr);
           } else {
-            native.mapUpdate(this.fds.ipcache, key, IpcacheValue.encode({ identity: old, flags: 0 }), BPF_ANY);
+            native.mapUpdate(this.fds[map], key, IpcacheValue.encode({ identity: old.identity, flags: 0 }), BPF_ANY);
             this.ipcache.set(op.prefix.cidr, old);
           }
         };
         if (op.op === 'put') {
-          native.mapUpdate(this.fds.ipcache, key, IpcacheValue.encode({ identity: op.identity, flags: 0 }), BPF_ANY);
-          this.ipcache.set(op.prefix.cidr, op.identity);
+          native.mapUpdate(this.fds[map], key, IpcacheValue.encode({ identity: op.identity, flags: 0 }), BPF_ANY);
+          this.ipcache.set(op.prefix.cidr, { identity: op.identity, map });
         } else {
-          native.mapDelete(this.fds.ipcache, key);
+          native.mapDelete(this.fds[map], key);
           this.ipcache.delete(op.prefix.cidr);
         }
         done.push(restore);
@@ -520,7 +557,7 @@ export class EndpointManager {
   }
 
   ipcacheEntries(): IpcacheEntry[] {
-    return [...this.ipcache].map(([prefix, identity]) => ({ prefix, identity }));
+    return [...this.ipcache].map(([prefix, v]) => ({ prefix, identity: v.identity }));
   }
 
   /** Detaches the endpoint's programs and removes its policy entries and conntrack state. */
@@ -531,8 +568,9 @@ export class EndpointManager {
     for (const dir of ['ingress', 'egress'] as const) native.objUnpin(this.linkPath(s.ifindex, dir));
     native.mapDelete(this.fds.endpoints, u32key(s.ifindex));
     for (const e of s.entries.values()) {
-      native.mapDelete(this.fds.policy, encodePolicyKey(s.epId, e.key));
-      this.policyCount -= 1;
+      const map = policyMapOf(e.key);
+      native.mapDelete(this.fds[map], encodePolicyKey(s.epId, e.key));
+      this.policyCount[map] -= 1;
     }
     for (const [key] of native.mapDump(this.fds.ct)) {
       if (CtKey.decode(key).ep_id === s.epId) native.mapDelete(this.fds.ct, key);

@@ -117,39 +117,40 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   const dp = await world(t, { meshd_policy: 16, meshd_ipcache: 8 });
   const small = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 1);
   dp.updatePolicy(small);
-  const before = native.mapDump(dp.mapFds().policy).map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
-  // 1-1000 alone needs 10 prefixes, for two identities 20 > 16.
+  const dump = () => [dp.mapFds().policy, dp.mapFds().policyExact].flatMap((fd) => native.mapDump(fd).map(([k, v]) => `${fd}:${k.toString('hex')}=${v.toString('hex')}`)).sort();
+  const before = dump();
+  // 1-1000 needs 13 range prefixes (meshd_policy, capacity 16) besides 1 and 1000 exact; two identities need 26.
   const big = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 1, endPort: 1000 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 1, endPort: 1000 })], 2);
   assert.throws(
     () => dp.updatePolicy(big),
     (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.capacity === 16 && /previous policy kept/.test(err.message),
   );
-  const after = native.mapDump(dp.mapFds().policy).map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
-  assert.deepEqual(after, before, 'not a single entry written');
+  assert.deepEqual(dump(), before, 'not a single entry written');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
   assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT);
   assert.equal(dp.endpoint('t/pod')?.revision, 1);
 
   // A map filled behind the manager's back: the kernel refuses half-way and the manager rolls back.
   const stranger = PolicyKey.encode({ prefixlen: 96, ep_id: 999, identity: 1, egress: 1, proto: 6, dport: 0 });
-  for (let i = 0; i < 14; i += 1) {
+  for (let i = 0; i < 16; i += 1) {
     stranger.writeUInt16BE(i + 1, 14);
     native.mapUpdate(dp.mapFds().policy, stranger, PolicyValue.encode({ verdict: 1, pad: 0, proxy_port: 0, rule_id: 0 }), BPF_ANY);
   }
-  const withStranger = native.mapDump(dp.mapFds().policy).length;
+  const withStranger = dump();
   assert.throws(
     () => dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 83 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 3)),
     (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && /refused by the kernel/.test(err.message),
   );
-  assert.equal(native.mapDump(dp.mapFds().policy).length, withStranger);
+  assert.deepEqual(dump(), withStranger, 'rolled back to the exact previous content');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
   assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT);
 
-  // ipcache: 4 entries in use, capacity 8.
+  // ipcache: one prefix (fd00:9::/64) in the trie of capacity 8; whole addresses go to the hash.
   assert.throws(
     () => dp.syncIpcache([...Array.from({ length: 9 }, (_, i) => ({ prefix: `10.10.${i}.0/24`, identity: 900 + i }))]),
     (err: unknown) => err instanceof IpcacheError && err.code === 'MESHD_IPCACHE_FULL',
   );
   assert.equal(dp.ipcacheEntries().length, 4);
-  assert.equal(native.mapDump(dp.mapFds().ipcache).length, 4);
+  assert.equal(native.mapDump(dp.mapFds().ipcache).length, 1);
+  assert.equal(native.mapDump(dp.mapFds().ipcacheHost).length, 3);
 });
