@@ -148,4 +148,20 @@ struct meshd_flow_event {
 	__u16 pad;
 };
 
+/* sockops/sk_msg short-circuit (bpf/sockops.c): the SOCKHASH key of an
+ * established TCP socket, from its own point of view. Ports host order. */
+struct meshd_sock_key {
+	__u8 local[16];
+	__u8 remote[16];
+	__u32 local_port;
+	__u32 remote_port;
+	__u32 family;
+};
+
+/* meshd_sk_stats slots */
+#define MESHD_SK_STAT_INSERTED 0
+#define MESHD_SK_STAT_REDIRECTED 1
+#define MESHD_SK_STAT_PASSED 2
+#define MESHD_SK_STAT_MAX 3
+
 #endif

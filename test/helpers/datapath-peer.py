@@ -7,6 +7,8 @@
   uconnect IP PORT [TIMEOUT]   one datagram, print the answer; exit 2 on timeout
   hold IP PORT [TIMEOUT]       keep one connection: print the greeting, then per stdin line send it and
                                print the echo, or "TIMEOUT"
+  bulk IP PORT N               after the greeting, N messages of 1..4096 random bytes, each checked against
+                               its echo; print "ok N" (exit 4 on a mismatch)
   tproxy PORT [MARK]           transparent (IP_TRANSPARENT) listener on 0.0.0.0:PORT standing in for the
                                node proxy: print "accept PEER ORIGDST" per connection; without MARK answer
                                "proxy ORIGDST"; with MARK connect upstream to ORIGDST with SO_MARK=MARK and
@@ -134,6 +136,25 @@ def hold(ip, port, timeout):
             out(f"ERROR {type(e).__name__}")
 
 
+def bulk(ip, port, n):
+    import os
+    s = socket.create_connection((ip, port), timeout=5)
+    read_line(s)
+    for i in range(n):
+        msg = os.urandom(1 + (i * 7919) % 4096)
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            d = s.recv(len(msg) - len(got))
+            if not d:
+                break
+            got += d
+        if got != msg:
+            out(f"mismatch at {i}")
+            sys.exit(4)
+    out(f"ok {n}")
+
+
 def tproxy(port, mark):
     ls = tcp_listener(port, transparent=True)
     out("ready")
@@ -181,6 +202,8 @@ def main():
         uconnect(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
     elif a[0] == "hold":
         hold(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
+    elif a[0] == "bulk":
+        bulk(a[1], int(a[2]), int(a[3]))
     elif a[0] == "tproxy":
         tproxy(int(a[1]), int(a[2], 0) if len(a) > 2 else None)
     else:
