@@ -236,6 +236,11 @@ function loadAddon(): NativeAddon {
 
 export const native: NativeAddon = loadAddon();
 
+/**
+ * Opens an object. With `pinRoot`, maps declared `LIBBPF_PIN_BY_NAME` are
+ * reused from / pinned at `<pinRoot>/<map name>`; without it nothing is
+ * pinned (libbpf's own default, /sys/fs/bpf, is never used).
+ */
 export function openObject(path: string, opts?: { pinRoot?: string }): BpfObjectHandle {
   return new native.BpfObject(path, opts);
 }

@@ -69,6 +69,7 @@ Napi::Function BpfObject::Init(Napi::Env env) {
 }
 
 // new BpfObject(path: string, opts?: { pinRoot?: string })
+// Maps declared LIBBPF_PIN_BY_NAME are pinned under pinRoot; without one, nothing is pinned.
 BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
@@ -88,6 +89,15 @@ BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjec
   std::string log = TakeLog();
   long err = libbpf_get_error(obj);
   if (err) Throw(env, Failure{static_cast<int>(-err), "bpf_object__open_file(" + path + ")", log});
+  if (pin_root.empty()) {
+    // Without a pin root libbpf would pin LIBBPF_PIN_BY_NAME maps straight
+    // under /sys/fs/bpf, shared by every caller: an object opened without a
+    // pinRoot keeps its maps private instead.
+    struct bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+      if (bpf_map__pin_path(map)) bpf_map__set_pin_path(map, nullptr);
+    }
+  }
   obj_ = obj;
 }
 

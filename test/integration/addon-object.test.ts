@@ -3,6 +3,7 @@
  * pin root and reused (with their contents) by the next load.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { BpfMap, isBpfError, native, openObject, u32, u64 } from '../../native/index.js';
 import { syntheticFrame } from '../../src/datapath/probe.js';
@@ -96,6 +97,16 @@ test('a pinned map that no longer matches the object fails the load with libbpf 
   } finally {
     b.close();
   }
+});
+
+test('without a pinRoot nothing is pinned, not even maps declared LIBBPF_PIN_BY_NAME', async (t) => {
+  requirePrivileges();
+  const obj = openObject(KIT);
+  t.after(() => obj.close());
+  assert.equal(obj.maps().find((m) => m.name === 'kit_hash')?.pinPath, null);
+  await obj.load();
+  assert.equal(obj.maps().find((m) => m.name === 'kit_hash')?.pinned, false);
+  assert.equal(existsSync('/sys/fs/bpf/kit_hash'), false);
 });
 
 test('host facts: netns cookie, ifindex, possible CPUs', () => {
