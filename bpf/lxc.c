@@ -22,6 +22,7 @@
 #include "endpoint.h"
 #include "events.h"
 #include "ipcache.h"
+#include "nat.h"
 #include "parse.h"
 #include "policy.h"
 #include "redirect.h"
@@ -103,7 +104,8 @@ static __always_inline int meshd_sampled(const struct meshd_config *cfg)
 	return bpf_get_prandom_u32() % cfg->verdict_sample == 0;
 }
 
-static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir)
+static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *tp,
+					struct meshd_config **cfgp)
 {
 	struct meshd_event_ctx c = { .dir = dir };
 	struct meshd_policy_result res = {};
@@ -129,6 +131,16 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir)
 		return meshd_drop(skb, &t, &c, -ret);
 	if (meshd_is_ndp(&t))
 		return TC_ACT_OK;
+	if (dir == MESHD_DIR_EGRESS) {
+		/* services first: policy and conntrack judge the backend */
+		ret = meshd_nat_fwd(skb, cfg, &t);
+		if (ret < 0)
+			return meshd_drop(skb, &t, &c, -ret);
+	} else {
+		/* the caller reverse-translates replies once they are let in */
+		*tp = t;
+		*cfgp = cfg;
+	}
 
 	gen = ep->policy_gen + cfg->ipcache_gen;
 	/* Established packets of an unchanged policy never need the peer's
@@ -198,13 +210,25 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir)
 SEC("tc")
 int meshd_from_pod(struct __sk_buff *skb)
 {
-	return meshd_handle(skb, MESHD_DIR_EGRESS);
+	struct meshd_config *cfg = 0;
+	struct meshd_tuple t = {};
+
+	return meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg);
 }
 
 SEC("tc")
 int meshd_to_pod(struct __sk_buff *skb)
 {
-	return meshd_handle(skb, MESHD_DIR_INGRESS);
+	struct meshd_config *cfg = 0;
+	struct meshd_tuple t = {};
+	int ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg);
+
+	if (ret == TC_ACT_OK && cfg && meshd_nat_rev(skb, cfg, &t) < 0) {
+		struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+
+		return meshd_drop(skb, &t, &c, MESHD_DROP_NAT_FAILED);
+	}
+	return ret;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

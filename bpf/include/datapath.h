@@ -148,6 +148,31 @@ struct meshd_flow_event {
 	__u16 pad;
 };
 
+/* Per-packet service translation (socketLB.hostNamespaceOnly=true): the
+ * forward entry maps a pod's connection to a VIP (original tuple, dir FWD)
+ * to the chosen backend; the reverse entry maps the backend's replies (reply
+ * tuple, dir REV) back to the VIP. Addresses as in meshd_ct_key. */
+#define MESHD_NAT_FWD 0
+#define MESHD_NAT_REV 1
+
+struct meshd_nat_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 dir;
+	__u8 pad;
+};
+
+struct meshd_nat_value {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+	__u32 svc_id;
+};
+
 /* sockops/sk_msg short-circuit (bpf/sockops.c): the SOCKHASH key of an
  * established TCP socket, from its own point of view. Ports host order. */
 struct meshd_sock_key {

@@ -140,6 +140,7 @@ interface Fds {
   endpoints: number;
   config: number;
   events: number;
+  nat: number;
 }
 
 function u32key(n: number): Buffer {
@@ -215,6 +216,7 @@ export class EndpointManager {
         endpoints: obj.mapFd('meshd_endpoints'),
         config: obj.mapFd('meshd_config'),
         events: obj.mapFd('meshd_events'),
+        nat: obj.mapFd('meshd_nat'),
       };
       const size = (name: string) => obj.maps().find((m) => m.name === name)?.maxEntries ?? 0;
       const capacity = {

@@ -114,6 +114,26 @@ export const FlowEvent = defineStruct('meshd_flow_event', [
   ['pad', 'u16'],
 ] as const);
 
+export const NatDir = { FWD: 0, REV: 1 } as const;
+
+export const NatKey = defineStruct('meshd_nat_key', [
+  ['saddr', { bytes: 16 }],
+  ['daddr', { bytes: 16 }],
+  ['sport', 'be16'],
+  ['dport', 'be16'],
+  ['proto', 'u8'],
+  ['family', 'u8'],
+  ['dir', 'u8'],
+  ['pad', 'u8'],
+] as const);
+
+export const NatValue = defineStruct('meshd_nat_value', [
+  ['addr', { bytes: 16 }],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+  ['svc_id', 'u32'],
+] as const);
+
 /** Every codec of this object, for the BTF check. */
 export const datapathCodecs = [
   IpcacheKey,
@@ -125,4 +145,6 @@ export const datapathCodecs = [
   CtEntry,
   DatapathConfig,
   FlowEvent,
+  NatKey,
+  NatValue,
 ] as const;
