@@ -192,6 +192,19 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		else if (dir == MESHD_DIR_INGRESS)
 			return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
 	}
+	if (verdict == MESHD_VERDICT_ALLOW && dir == MESHD_DIR_EGRESS) {
+		/* Pod to local pod: the destination's ingress L7 policy can only be
+		 * served here (tc ingress). Its ingress deny is left to its own hook. */
+		struct meshd_endpoint *dst = meshd_local_endpoint(t.family, t.daddr);
+		struct meshd_policy_result dres;
+		__u32 dreason = 0;
+
+		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t.proto, t.dport, &dres, &dreason) ==
+				   MESHD_VERDICT_REDIRECT) {
+			verdict = MESHD_VERDICT_REDIRECT;
+			res.proxy_port = dres.proxy_port;
+		}
+	}
 	meshd_ct_key_fwd(&k, &t, ep->ep_id, dir);
 	if (verdict == MESHD_VERDICT_REDIRECT) {
 		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);

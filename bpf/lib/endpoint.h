@@ -18,6 +18,36 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_endpoints SEC(".maps");
 
+/* A local endpoint's addresses -> its host veth ifindex (the key of
+ * meshd_endpoints): lets traffic between two local pods meet the
+ * destination's ingress L7 policy at the source's tc ingress, the one hook
+ * where bpf_sk_assign can hand it to the proxy. Keys as ipcache keys of a
+ * whole address (prefixlen 64 or 160). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESHD_ENDPOINTS_MAX * 2);
+	__type(key, struct meshd_ipcache_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} meshd_ep_ips SEC(".maps");
+
+static __always_inline struct meshd_endpoint *meshd_local_endpoint(__u8 family, const __u8 *addr)
+{
+	struct meshd_ipcache_key k = {};
+	__u32 *ifindex;
+
+	k.family = family;
+	if (family == 4) {
+		k.prefixlen = 64;
+		__builtin_memcpy(k.addr, addr, 4);
+	} else {
+		k.prefixlen = 160;
+		__builtin_memcpy(k.addr, addr, 16);
+	}
+	ifindex = bpf_map_lookup_elem(&meshd_ep_ips, &k);
+	return ifindex ? bpf_map_lookup_elem(&meshd_endpoints, ifindex) : 0;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

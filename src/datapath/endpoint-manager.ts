@@ -22,7 +22,7 @@ import { BPF_ANY, type BpfObjectHandle, isBpfError, native, openObject, type Rin
 import type { EndpointPolicy, IpcacheEntry } from '../policy/types.js';
 import { bpfObjectPath } from '../util/paths.js';
 import { decodeFlowEvent, type FlowRecord } from './flow-events.js';
-import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, prefixFromKey } from './ipcache.js';
+import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
 import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey, PolicyValue } from './maps.js';
 import {
   diffPolicyMapState,
@@ -95,6 +95,8 @@ export interface EndpointSpec {
   identity: number;
   /** false: register only, attach nothing (BPF_PROG_TEST_RUN runs as ifindex 1, `lo`). Default true. */
   attach?: boolean;
+  /** The pod's addresses: traffic from a local pod to them meets this endpoint's ingress L7 policy at the source's hook. */
+  ips?: string[];
 }
 
 export interface EndpointState {
@@ -103,6 +105,7 @@ export interface EndpointState {
   ifindex: number;
   ifname: string;
   identity: number;
+  ips: string[];
   flags: number;
   policyGen: number;
   revision: number;
@@ -141,6 +144,7 @@ interface Fds {
   config: number;
   events: number;
   nat: number;
+  epIps: number;
 }
 
 function u32key(n: number): Buffer {
@@ -217,6 +221,7 @@ export class EndpointManager {
         config: obj.mapFd('meshd_config'),
         events: obj.mapFd('meshd_events'),
         nat: obj.mapFd('meshd_nat'),
+        epIps: obj.mapFd('meshd_ep_ips'),
       };
       const size = (name: string) => obj.maps().find((m) => m.name === name)?.maxEntries ?? 0;
       const capacity = {
@@ -349,6 +354,11 @@ export class EndpointManager {
       ifindex,
       ifname: spec.ifname,
       identity: spec.identity,
+      ips: (spec.ips ?? []).map((ip, i) => {
+        const p = parsePrefix(ip, `endpoint ${spec.endpointId}.ips[${i}]`);
+        if (p.bits !== (p.family === 4 ? 32 : 128)) throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `endpoint ${spec.endpointId}.ips[${i}]: "${ip}" is not a single address`);
+        return p.cidr;
+      }),
       flags,
       policyGen,
       revision: 0,
@@ -356,6 +366,7 @@ export class EndpointManager {
     };
     this.orphanPolicy.delete(epId);
     this.writeEndpoint(state);
+    for (const ip of state.ips) native.mapUpdate(this.fds.epIps, ipcacheKey(parsePrefix(ip)), u32key(ifindex), BPF_ANY);
     const attach = spec.attach === false ? [] : ([['ingress', this.fds.fromPod], ['egress', this.fds.toPod]] as const);
     for (const [dir, prog] of attach) {
       const path = this.linkPath(ifindex, dir);
@@ -568,6 +579,7 @@ export class EndpointManager {
     const s = this.byId.get(endpointId);
     if (!s) return;
     for (const dir of ['ingress', 'egress'] as const) native.objUnpin(this.linkPath(s.ifindex, dir));
+    for (const ip of s.ips) native.mapDelete(this.fds.epIps, ipcacheKey(parsePrefix(ip)));
     native.mapDelete(this.fds.endpoints, u32key(s.ifindex));
     for (const e of s.entries.values()) {
       const map = policyMapOf(e.key);

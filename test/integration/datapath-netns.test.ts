@@ -88,8 +88,8 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
   const events: FlowRecord[] = [];
   let stream = dp.onFlowEvents((r) => events.push(...r));
   t.after(() => stream.close());
-  await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A });
-  await dp.addEndpoint({ endpointId: 'test/b', ifname: hB, identity: ID_B });
+  await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A, ips: [net(2)] });
+  await dp.addEndpoint({ endpointId: 'test/b', ifname: hB, identity: ID_B, ips: [net(6)] });
   dp.syncIpcache([
     { prefix: `${net(2)}/32`, identity: ID_A },
     { prefix: `${net(6)}/32`, identity: ID_B },
@@ -181,6 +181,31 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     assert.equal(srvB.count(/^accept 8080 /), 1, 'nothing reached B on the L7 port without the proxy');
   });
 
+  await t.test("a local destination's ingress L7 port is served at the source's hook; from outside the node it fails closed", async () => {
+    const proxy = await startPeer(sb, null, ['tproxy', String(proxyPort), `0x${proxyUpstreamMark(ID_A).toString(16)}`]);
+    const srvB = await startPeer(sb, nsB, ['serve', 'B3', '9080', '9081']);
+    dp.updatePolicy(pol('test/a', ID_A, {}, 10));
+    dp.updatePolicy(
+      pol(
+        'test/b',
+        ID_B,
+        { ingress: [{ remoteIdentity: 0, protocol: 6, port: 9080, endPort: 9080, verdict: 'REDIRECT', l7: { kind: 'http', rules: [{ method: 'GET' }] }, derivedFrom: ['test/l7in'] }, allow(ID_A, 9081)] },
+        10,
+      ),
+    );
+    events.length = 0;
+    assert.equal(await connectFrom(sb, nsA, net(6), 9080), `via-proxy B3 9080 ${net(5)}`);
+    await proxy.waitFor(new RegExp(`^accept ${net(2).replaceAll('.', '\\.')}:\\d+ ${net(6).replaceAll('.', '\\.')}:9080$`));
+    assert.equal(await connectFrom(sb, nsA, net(6), 9081), `B3 9081 ${net(2)}`);
+    assert.equal(proxy.count(/^accept /), 1);
+    assert.equal(srvB.count(/^accept 9080 /), 1, 'only the proxy reached the L7 port');
+    // From the internet namespace the flow meets the REDIRECT only at B's tc egress: dropped, its own reason.
+    assert.equal(await connectFrom(sb, nsI, net(6), 9080), 'TIMEOUT');
+    const d = await waitEvent(events, (e) => e.type === 'drop' && e.dropReason === 'PROXY_UNREACHABLE_HOOK');
+    assert.deepEqual([d.direction, d.src.ip, d.dst.port], ['ingress', net(10), 9080]);
+    await proxy.kill();
+  });
+
   await t.test('restart: pins keep enforcing while the agent is away, and the new manager adopts them without rewriting', async () => {
     dp.updatePolicy(pol('test/a', ID_A, { egress: [allow(ID_B, 80)] }, 5));
     dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 80)] }, 4));
@@ -190,8 +215,8 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     assert.equal(await connectFrom(sb, nsA, net(6), 81), 'TIMEOUT');
     dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: () => proxyPort });
     stream = dp.onFlowEvents((r) => events.push(...r));
-    const a = await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A });
-    await dp.addEndpoint({ endpointId: 'test/b', ifname: hB, identity: ID_B });
+    const a = await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A, ips: [net(2)] });
+    await dp.addEndpoint({ endpointId: 'test/b', ifname: hB, identity: ID_B, ips: [net(6)] });
     assert.equal(a.entries.size, 1, 'policy entries read back from the pinned map');
     assert.equal(dp.ipcacheEntries().length, 6, 'ipcache read back');
     const same = dp.updatePolicy(pol('test/a', ID_A, { egress: [allow(ID_B, 80)] }, 5));
