@@ -10,6 +10,9 @@
  * 2. TCP_RR-style request/response rate between two namespace pods over
  *    plain veths and with the datapath attached (L3/L4 policy, default deny,
  *    no L7), alternating rounds.
+ * 3. The same over loopback between two processes of one cgroup with the
+ *    sockops/sk_msg short-circuit off and on (it stays off by default until
+ *    this says it pays).
  *
  * Writes docs/benchmarks/datapath.md. With --json the last stdout line is
  * {"ns_per_packet": {"10": …, "10000": …, "100000": …}, "rr_per_s": {"plain": …, "meshd": …}, …}.
@@ -20,6 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
 import { EndpointManager } from '../src/datapath/endpoint-manager.js';
+import { SockShortcut } from '../src/datapath/sock-shortcut.js';
+import { tempCgroup } from '../test/helpers/bpffs.js';
 import { CtKey } from '../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../src/datapath/packet.js';
 import type { EndpointPolicy, IpcacheEntry, PolicyEntry } from '../src/policy/types.js';
@@ -36,8 +41,8 @@ const num = (flag: string, dflt: number): number => {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`${flag}: expected a positive number, got "${args[i + 1] ?? ''}"`);
   return v;
 };
-const duration = num('--duration', 2);
-const rounds = num('--rounds', 3);
+const duration = num('--duration', 1.5);
+const rounds = num('--rounds', 5);
 const repeat = num('--repeat', 200_000);
 const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
 
@@ -182,7 +187,51 @@ async function rrRates(): Promise<{ plain: number[]; meshd: number[] }> {
   return out;
 }
 
-function report(rows: TestRunRow[], rr: { plain: number[]; meshd: number[] }, kernel: string): { md: string; summary: Record<string, unknown> } {
+async function sockmapRates(): Promise<{ off: number[]; on: number[] }> {
+  const tmp = mkdtempSync(join(tmpdir(), 'meshd-bench-sk-'));
+  const bin = join(tmp, 'datapath-rr');
+  await run('gcc', ['-O2', '-pthread', '-o', bin, repoPath('bench', 'datapath-rr.c')]);
+  const pinDir = `/sys/fs/bpf/meshd-bench-sk-${process.pid}`;
+  const cg = tempCgroup('benchsk');
+  const port = String(40000 + (process.pid % 20000));
+  const out = { off: [] as number[], on: [] as number[] };
+  const server = spawn('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec ${bin} server ${port}`]);
+  let dp: EndpointManager | undefined;
+  let sc: SockShortcut | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.stdout.once('data', () => resolve());
+      server.once('exit', (c) => reject(new Error(`rr server exited (${c})`)));
+    });
+    dp = await EndpointManager.open({ pinDir });
+    sc = await SockShortcut.attach({ pinDir, cgroupPath: cg.path });
+    const once = async (): Promise<number> => {
+      const r = await run('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec ${bin} client 127.0.0.1 ${port} ${duration}`], { timeoutMs: (duration + 10) * 1000 });
+      const [n, ns] = r.stdout.trim().split(' ').map(Number);
+      if (!n || !ns) throw new Error(`rr client: unexpected output "${r.stdout}"`);
+      return n / (ns / 1e9);
+    };
+    for (let r = 0; r < rounds; r += 1) {
+      dp.setConfig({ sockmapShortcut: false });
+      out.off.push(await once());
+      dp.setConfig({ sockmapShortcut: true });
+      out.on.push(await once());
+      log(`sockmap round ${r + 1}: off ${out.off.at(-1)?.toFixed(0)}/s, on ${out.on.at(-1)?.toFixed(0)}/s`);
+    }
+    if (sc.stats().redirected === 0n) throw new Error('bench: the short-circuit never redirected a message');
+  } finally {
+    server.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    sc?.detach();
+    dp?.close();
+    EndpointManager.destroyPins(pinDir);
+    cg.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function report(rows: TestRunRow[], rr: { plain: number[]; meshd: number[] }, sk: { off: number[]; on: number[] }, kernel: string): { md: string; summary: Record<string, unknown> } {
   const at = (n: number) => rows.find((r) => r.entries === n);
   const base = at(10);
   const big = at(100_000);
@@ -225,12 +274,25 @@ default-deny L3/L4 policy allowing the flow (no L7).
 | meshd datapath | ${meshd.toFixed(0)} | ${rr.meshd.map((x) => x.toFixed(0)).join(', ')} |
 
 meshd / plain: **${rrRatio.toFixed(3)}** (target ≥ 0.9: ${rrRatio >= 0.9 ? 'met' : 'NOT met'}).
+
+## sockops/sk_msg short-circuit (loopback, one cgroup)
+
+Same request/response loop between two processes of one cgroup over 127.0.0.1,
+with \`sockmapShortcut\` off and on (alternating rounds, median).
+
+| short-circuit | round trips/s (median) | rounds |
+| --- | ---: | --- |
+| off | ${median(sk.off).toFixed(0)} | ${sk.off.map((x) => x.toFixed(0)).join(', ')} |
+| on | ${median(sk.on).toFixed(0)} | ${sk.on.map((x) => x.toFixed(0)).join(', ')} |
+
+on / off: **${(median(sk.on) / median(sk.off)).toFixed(3)}**. The flag stays off by default${median(sk.on) > median(sk.off) * 1.1 ? '' : ': no clear gain measured here'}.
 `;
   const summary = {
     ns_per_packet: Object.fromEntries(rows.map((r) => [String(r.entries), r.established])),
     ns_per_new_connection: Object.fromEntries(rows.map((r) => [String(r.entries), r.newConnection])),
     ns_per_denied_packet: Object.fromEntries(rows.map((r) => [String(r.entries), r.denied])),
     rr_per_s: { plain: Math.round(plain), meshd: Math.round(meshd) },
+    rr_sockmap_per_s: { off: Math.round(median(sk.off)), on: Math.round(median(sk.on)) },
   };
   return { md, summary };
 }
@@ -238,8 +300,9 @@ meshd / plain: **${rrRatio.toFixed(3)}** (target ≥ 0.9: ${rrRatio >= 0.9 ? 'me
 async function main(): Promise<void> {
   const rows = await testRunCosts();
   const rr = await rrRates();
+  const sk = await sockmapRates();
   const uname = (await run('uname', ['-r'])).stdout.trim();
-  const { md, summary } = report(rows, rr, uname);
+  const { md, summary } = report(rows, rr, sk, uname);
   writeFileSync(repoPath('docs', 'benchmarks', 'datapath.md'), md);
   log(`wrote docs/benchmarks/datapath.md`);
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
