@@ -14,7 +14,6 @@
  * the first by name); the other's frontend is refused until it is released.
  * Services that would overflow a map are refused, existing entries untouched.
  */
-import { decodeAddr } from './lb-maps.js';
 import { LbReconciler, type ReconcileResult } from './lb-reconciler.js';
 import { serviceFrontends, type DesiredFrontend, type FrontendOptions } from './service-frontends.js';
 import { parseEndpointSlice, parseService, SERVICE_NAME_LABEL, serviceName, type EndpointSlice, type Service } from './service-types.js';
