@@ -63,6 +63,8 @@ export interface ServiceManagerOptions {
   hostNamespaceOnly?: boolean;
   hostNetnsCookie?: bigint;
   attach?: boolean;
+  /** bpf.lbMapMax (see SockLbOptions). */
+  lbMapMax?: number;
   nodeIPs?: string[];
   algorithm?: 'random' | 'maglev';
   maxBackendsPerService?: number;
@@ -111,6 +113,7 @@ export class ServiceManager {
       hostNamespaceOnly: opts.hostNamespaceOnly ?? false,
       ...(opts.hostNetnsCookie === undefined ? {} : { hostNetnsCookie: opts.hostNetnsCookie }),
       attach: opts.attach ?? true,
+      ...(opts.lbMapMax === undefined ? {} : { lbMapMax: opts.lbMapMax }),
     });
     const rec = new LbReconciler(lb.maps);
     rec.restore();
