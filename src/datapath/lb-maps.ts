@@ -95,11 +95,21 @@ export const Maglev = defineStruct('meshd_lb_maglev', [['backend_ids', { bytes: 
 /** Every codec that mirrors a struct of bpf/include/lb.h (for the BTF test). */
 export const lbCodecs = [SvcKey, SvcValue, Backend, RevnatKey, RevnatValue, AffinityKey, AffinityValue, AffmatchKey, Maglev] as const;
 
-/** 16-byte map address of an IPv4 or IPv6 literal (IPv4 → ::ffff:a.b.c.d). Throws on an invalid literal. */
+// Backend and VIP literals repeat across thousands of services: parse each once.
+const addrCache = new Map<string, Buffer>();
+const familyCache = new Map<string, '4' | '6' | null>();
+const CACHE_MAX = 200_000;
+
+/** 16-byte map address of an IPv4 or IPv6 literal (IPv4 → ::ffff:a.b.c.d). Throws on an invalid literal. Do not mutate the result. */
 export function encodeAddr(ip: string): Buffer {
+  const hit = addrCache.get(ip);
+  if (hit) return hit;
   const a = ipaddr.parse(ip);
   const v6 = a instanceof ipaddr.IPv4 ? a.toIPv4MappedAddress() : a;
-  return Buffer.from(v6.toByteArray());
+  const b = Buffer.from(v6.toByteArray());
+  if (addrCache.size >= CACHE_MAX) addrCache.clear();
+  addrCache.set(ip, b);
+  return b;
 }
 
 /** The literal for a 16-byte map address (IPv4-mapped → dotted quad). */
@@ -111,7 +121,10 @@ export function decodeAddr(b: Buffer): string {
 
 /** "4" or "6" for a valid literal, null otherwise. */
 export function ipFamily(ip: string): '4' | '6' | null {
-  if (ipaddr.IPv4.isValidFourPartDecimal(ip)) return '4';
-  if (!ip.includes(':') || !ipaddr.IPv6.isValid(ip)) return null;
-  return '6';
+  const hit = familyCache.get(ip);
+  if (hit !== undefined) return hit;
+  const fam = ipaddr.IPv4.isValidFourPartDecimal(ip) ? '4' : ip.includes(':') && ipaddr.IPv6.isValid(ip) ? '6' : null;
+  if (familyCache.size >= CACHE_MAX) familyCache.clear();
+  familyCache.set(ip, fam);
+  return fam;
 }

@@ -14,7 +14,6 @@
  * the first by name); the other's frontend is refused until it is released.
  * Services that would overflow a map are refused, existing entries untouched.
  */
-import { decodeAddr } from './lb-maps.js';
 import { LbReconciler, type ReconcileResult } from './lb-reconciler.js';
 import { serviceFrontends, type DesiredFrontend, type FrontendOptions } from './service-frontends.js';
 import { parseEndpointSlice, parseService, SERVICE_NAME_LABEL, serviceName, type EndpointSlice, type Service } from './service-types.js';
@@ -64,6 +63,8 @@ export interface ServiceManagerOptions {
   hostNamespaceOnly?: boolean;
   hostNetnsCookie?: bigint;
   attach?: boolean;
+  /** bpf.lbMapMax (see SockLbOptions). */
+  lbMapMax?: number;
   nodeIPs?: string[];
   algorithm?: 'random' | 'maglev';
   maxBackendsPerService?: number;
@@ -112,6 +113,7 @@ export class ServiceManager {
       hostNamespaceOnly: opts.hostNamespaceOnly ?? false,
       ...(opts.hostNetnsCookie === undefined ? {} : { hostNetnsCookie: opts.hostNetnsCookie }),
       attach: opts.attach ?? true,
+      ...(opts.lbMapMax === undefined ? {} : { lbMapMax: opts.lbMapMax }),
     });
     const rec = new LbReconciler(lb.maps);
     rec.restore();

@@ -44,6 +44,12 @@ export interface SockLbOptions {
   hostNetnsCookie?: bigint;
   /** Attach to the cgroup (default true); false loads and pins maps only. */
   attach?: boolean;
+  /**
+   * bpf.lbMapMax: entries of the service map (service entries plus backend
+   * slots) and of the backend map. Pinned maps are reused only with the size
+   * they were created with. Default 65536.
+   */
+  lbMapMax?: number;
 }
 
 export interface SockLbMaps {
@@ -77,6 +83,10 @@ export class SockLb {
     try {
       obj.setGlobal('host_netns_cookie', u64(opts.hostNetnsCookie ?? native.netnsCookie()));
       obj.setGlobal('host_ns_only', u32(opts.hostNamespaceOnly ? 1 : 0));
+      if (opts.lbMapMax !== undefined) {
+        obj.setMaxEntries(LbMapName.svc, opts.lbMapMax);
+        obj.setMaxEntries(LbMapName.backends, opts.lbMapMax);
+      }
       await obj.load();
       const m = (name: string) => BpfMap.fromObject(obj, name);
       const maps: SockLbMaps = {
