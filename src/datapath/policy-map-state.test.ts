@@ -122,3 +122,72 @@ test('diff touches only changes, deny writes first and deny removals last', () =
   assert.deepEqual(ops, ['put 4 DENY', 'put 5 ALLOW', 'del 3', 'del 2']);
   assert.deepEqual(diffPolicyMapState(b, b), []);
 });
+
+// --- the datapath's lookup, simulated, against the contract's semantics ---
+
+type Pkt = { identity: number; egress: 0 | 1; proto: number; port: number };
+
+/** What bpf/lib/policy.h does: per identity the exact-port hash, else the longest trie prefix; then DENY > REDIRECT > ALLOW across identities. */
+function simulate(state: ReturnType<typeof policyMapState>, p: Pkt): string | undefined {
+  const one = (identity: number) => {
+    let best: { len: number; verdict: string } | undefined;
+    for (const { key, value } of state.values()) {
+      if (key.identity !== identity || key.egress !== p.egress) continue;
+      const len = policyKeyPrefixlen(key);
+      const matches = key.anyProto || (key.proto === p.proto && (key.portBits === 0 || key.port >>> (16 - key.portBits) === p.port >>> (16 - key.portBits)));
+      if (matches && (!best || len > best.len)) best = { len, verdict: value.verdict };
+    }
+    return best?.verdict;
+  };
+  const rankOf: Record<string, number> = { ALLOW: 1, REDIRECT: 2, DENY: 3 };
+  const a = one(p.identity);
+  const b = p.identity !== 0 ? one(0) : undefined;
+  if (!a) return b;
+  if (!b) return a;
+  return (rankOf[b] ?? 0) > (rankOf[a] ?? 0) ? b : a;
+}
+
+/** The contract (src/policy/types.ts): any matching DENY, else any REDIRECT, else any ALLOW. */
+function reference(entries: PolicyEntry[], p: Pkt): string | undefined {
+  const m = entries.filter(
+    (e) =>
+      (e.remoteIdentity === 0 || e.remoteIdentity === p.identity) &&
+      (e.protocol === 0 ? e.port === 0 || [6, 17, 132].includes(p.proto) : e.protocol === p.proto) &&
+      ((e.port === 0 && e.endPort === 0) || (p.port >= e.port && p.port <= Math.max(e.port, e.endPort))),
+  );
+  for (const v of ['DENY', 'REDIRECT', 'ALLOW'] as const) if (m.some((e) => e.verdict === v)) return v;
+  return undefined;
+}
+
+test('on random policies the datapath lookup gives the contract verdict for every packet', () => {
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return (seed >>> 12) % n;
+  };
+  const ids = [0, 1001, 1002];
+  const ports = [0, 22, 80, 81, 443, 1000, 8080, 8081, 8443];
+  for (let round = 0; round < 300; round += 1) {
+    const entries: PolicyEntry[] = [];
+    const n = 1 + rnd(6);
+    for (let i = 0; i < n; i += 1) {
+      const verdict = (['ALLOW', 'ALLOW', 'DENY', 'REDIRECT'] as const)[rnd(4)] ?? 'ALLOW';
+      const protocol = ([0, 6, 6, 17] as const)[rnd(4)] ?? 6;
+      const anyPort = rnd(4) === 0;
+      const port = anyPort ? 0 : (ports[1 + rnd(ports.length - 1)] ?? 80);
+      const endPort = anyPort ? 0 : rnd(3) === 0 ? port + rnd(600) : port;
+      const e: PolicyEntry = { remoteIdentity: ids[rnd(3)] ?? 0, protocol, port, endPort, verdict, derivedFrom: ['r'] };
+      if (verdict === 'REDIRECT') e.l7 = { kind: 'http', rules: [] };
+      entries.push(e);
+    }
+    const st = policyMapState(policy(entries), opts);
+    for (const identity of [1001, 1002, 1003]) {
+      for (const proto of [6, 17, 1]) {
+        for (const port of [0, 22, 80, 81, 300, 443, 999, 1000, 1001, 8080, 8081, 8443, 8600]) {
+          const p: Pkt = { identity, egress: 0, proto, port };
+          assert.equal(simulate(st, p), reference(entries, p), `round ${round} ${JSON.stringify(p)} entries ${JSON.stringify(entries)}`);
+        }
+      }
+    }
+  }
+});

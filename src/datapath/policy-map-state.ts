@@ -8,9 +8,12 @@
  *
  * Keys are LPM prefixes over (identity, direction, protocol, port): a port
  * range becomes the minimal set of aligned port prefixes, so every lookup
- * stays two trie lookups whatever the rules. Because the longest prefix wins
- * inside one lookup, a DENY is copied onto every allow key it covers: deny
- * beats allow even when the allow is more specific.
+ * stays a fixed number of lookups whatever the rules. The contract's
+ * semantics (src/policy/types.ts) are "any matching DENY wins, else any
+ * matching REDIRECT, else any matching ALLOW", independent of specificity;
+ * the datapath picks the longest prefix within one identity. So a REDIRECT is
+ * copied onto every ALLOW key it covers, and a DENY onto every key it covers:
+ * the most specific key then always carries the strongest matching verdict.
  */
 import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, Verdict } from '../policy/types.js';
 import { Dir, VerdictCode } from './maps.js';
@@ -116,6 +119,7 @@ export class PolicyMapStateError extends Error {
 export function policyMapState(policy: EndpointPolicy, opts: PolicyMapOptions): PolicyMapState {
   const state: PolicyMapState = new Map();
   const denies: PolicyMapKey[] = [];
+  const redirects: PolicyMapEntry[] = [];
   for (const direction of ['ingress', 'egress'] as const) {
     const egress = direction === 'egress' ? Dir.EGRESS : Dir.INGRESS;
     policy[direction].entries.forEach((e, i) => {
@@ -140,11 +144,21 @@ export function policyMapState(policy: EndpointPolicy, opts: PolicyMapOptions): 
         if (prev && rank[prev.value.verdict] >= rank[e.verdict]) continue;
         state.set(id, { key, value: { verdict: e.verdict, proxyPort } });
         if (e.verdict === 'DENY') denies.push(key);
+        if (e.verdict === 'REDIRECT') redirects.push({ key, value: { verdict: e.verdict, proxyPort } });
       }
     });
   }
-  // Longest prefix wins inside one trie lookup: a broader deny must be
-  // written into the narrower allow keys it covers.
+  // Longest prefix wins inside one lookup: a broader REDIRECT, then a broader
+  // DENY, must be written into the narrower keys it covers. Of several
+  // covering redirects the most specific one gives the proxy port.
+  if (redirects.length > 0) {
+    const bySpecificity = [...redirects].sort((a, b) => policyKeyPrefixlen(b.key) - policyKeyPrefixlen(a.key) || b.key.identity - a.key.identity);
+    for (const entry of state.values()) {
+      if (entry.value.verdict !== 'ALLOW') continue;
+      const r = bySpecificity.find((x) => keyCovers(x.key, entry.key));
+      if (r) entry.value = { verdict: 'REDIRECT', proxyPort: r.value.proxyPort };
+    }
+  }
   if (denies.length > 0) {
     for (const entry of state.values()) {
       if (entry.value.verdict === 'DENY') continue;
