@@ -121,11 +121,16 @@ static __always_inline int meshd_parse(struct __sk_buff *skb, struct meshd_tuple
 	return MESHD_PARSE_NOT_IP;
 }
 
-/* Neighbour discovery must flow whatever the policy, or IPv6 stops working. */
+/* Neighbour discovery and link-local multicast (MLD reports travel behind a
+ * hop-by-hop header to ff02::/16) must flow whatever the policy, or IPv6
+ * stops working; neither leaves the link. */
 static __always_inline int meshd_is_ndp(const struct meshd_tuple *t)
 {
-	return t->family == 6 && t->proto == MESHD_IPPROTO_ICMPV6 && t->icmp_type >= 133 &&
-	       t->icmp_type <= 137;
+	if (t->family != 6)
+		return 0;
+	if (t->daddr[0] == 0xff && t->daddr[1] == 0x02)
+		return 1;
+	return t->proto == MESHD_IPPROTO_ICMPV6 && t->icmp_type >= 133 && t->icmp_type <= 137;
 }
 
 #endif

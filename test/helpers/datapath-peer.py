@@ -13,6 +13,9 @@
                                node proxy: print "accept PEER ORIGDST" per connection; without MARK answer
                                "proxy ORIGDST"; with MARK connect upstream to ORIGDST with SO_MARK=MARK and
                                answer "via-proxy <upstream's first line>"
+  utproxy PORT                 UDP receiver on 0.0.0.0:PORT standing in for a DNS proxy: learns each datagram's
+                               original destination (IP_RECVORIGDSTADDR), prints "accept PEER ORIGDST" and answers
+                               "uproxy ORIGDST" from the original destination (an IP_TRANSPARENT socket bound to it)
 Every server prints "ready" once listening and flushes each line.
 """
 import socket
@@ -155,6 +158,32 @@ def bulk(ip, port, n):
     out(f"ok {n}")
 
 
+def utproxy(port):
+    import struct
+    IP_RECVORIGDSTADDR = 20
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, IP_RECVORIGDSTADDR, 1)
+    s.bind(("0.0.0.0", port))
+    out("ready")
+    while True:
+        data, anc, _, peer = s.recvmsg(2048, socket.CMSG_SPACE(16))
+        dst = None
+        for level, typ, raw in anc:
+            if level == socket.SOL_IP and typ == IP_RECVORIGDSTADDR:
+                dport, = struct.unpack("!H", raw[2:4])
+                dst = (socket.inet_ntoa(raw[4:8]), dport)
+        if dst is None:
+            out("no-origdst")
+            continue
+        out(f"accept {peer[0]}:{peer[1]} {dst[0]}:{dst[1]}")
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        r.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        r.bind(dst)
+        r.sendto(f"uproxy {dst[0]}:{dst[1]}".encode(), peer)
+        r.close()
+
+
 def tproxy(port, mark):
     ls = tcp_listener(port, transparent=True)
     out("ready")
@@ -204,6 +233,8 @@ def main():
         hold(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
     elif a[0] == "bulk":
         bulk(a[1], int(a[2]), int(a[3]))
+    elif a[0] == "utproxy":
+        utproxy(int(a[1]))
     elif a[0] == "tproxy":
         tproxy(int(a[1]), int(a[2], 0) if len(a) > 2 else None)
     else:

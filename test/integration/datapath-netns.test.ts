@@ -45,6 +45,13 @@ async function waitEvent(events: FlowRecord[], pred: (e: FlowRecord) => boolean,
   }
 }
 
+function recent(events: FlowRecord[]): string {
+  return events
+    .slice(-8)
+    .map((e) => `${e.type}:${e.dropReason ?? e.verdict ?? ''}:${e.direction}:${e.src.ip}:${e.src.port}->${e.dst.ip}:${e.dst.port}`)
+    .join(' | ');
+}
+
 test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats allow, CIDR identity, policy change, L7 redirect, drop events, restart', async (t) => {
   requirePrivileges();
   const sb = new Sandbox('dp');
@@ -88,6 +95,12 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
   const events: FlowRecord[] = [];
   let stream = dp.onFlowEvents((r) => events.push(...r));
   t.after(() => stream.close());
+  // A timeout leaves the recent flow events in the report, to tell a policy drop from a lost packet.
+  const connect = async (ns: string, ip: string, port: number, opts?: { udp?: boolean }) => {
+    const r = await connectFrom(sb, ns, ip, port, opts);
+    if (r === 'TIMEOUT') t.diagnostic(`${ns} -> ${ip}:${port} timed out; recent events: ${recent(events)}`);
+    return r;
+  };
   await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A, ips: [net(2)] });
   await dp.addEndpoint({ endpointId: 'test/b', ifname: hB, identity: ID_B, ips: [net(6)] });
   dp.syncIpcache([
@@ -98,7 +111,7 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
   ]);
 
   await t.test('no policy: traffic flows and new connections are reported as verdicts', async () => {
-    assert.equal(await connectFrom(sb, nsA, net(6), 80), `B 80 ${net(2)}`);
+    assert.equal(await connect(nsA, net(6), 80), `B 80 ${net(2)}`);
     await waitEvent(events, (e) => e.type === 'verdict' && e.verdict === 'ALLOW' && e.srcIdentity === ID_A && e.dstIdentity === ID_B && e.dst.port === 80);
   });
 
@@ -106,21 +119,21 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     dp.updatePolicy(pol('test/a', ID_A, { egress: [allow(ID_B, 80, 81), allow(ID_CIDR, 80)] }, 1));
     dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 80)] }, 1));
     events.length = 0;
-    assert.equal(await connectFrom(sb, nsA, net(6), 80), `B 80 ${net(2)}`, 'allowed both sides');
-    assert.equal(await connectFrom(sb, nsA, net(6), 81), 'TIMEOUT', "B's ingress has no rule for 81");
+    assert.equal(await connect(nsA, net(6), 80), `B 80 ${net(2)}`, 'allowed both sides');
+    assert.equal(await connect(nsA, net(6), 81), 'TIMEOUT', "B's ingress has no rule for 81");
     const inDrop = await waitEvent(events, (e) => e.type === 'drop' && e.dst.port === 81);
     assert.deepEqual(
       [inDrop.dropReason, inDrop.direction, inDrop.srcIdentity, inDrop.dstIdentity, inDrop.src.ip, inDrop.dst.ip, inDrop.protocol],
       ['POLICY_DEFAULT_DENY', 'ingress', ID_A, ID_B, net(2), net(6), 6],
     );
-    assert.equal(await connectFrom(sb, nsA, net(6), 82), 'TIMEOUT', "A's egress allows 80-81 only");
+    assert.equal(await connect(nsA, net(6), 82), 'TIMEOUT', "A's egress allows 80-81 only");
     const egDrop = await waitEvent(events, (e) => e.type === 'drop' && e.dst.port === 82);
     assert.deepEqual([egDrop.dropReason, egDrop.direction, egDrop.srcIdentity, egDrop.dstIdentity], ['POLICY_DEFAULT_DENY', 'egress', ID_A, ID_B]);
     // B -> A: B's egress and A's ingress have no policy; the reply crosses A's default-deny egress through conntrack.
-    assert.equal(await connectFrom(sb, nsB, net(2), 80), `A 80 ${net(6)}`);
+    assert.equal(await connect(nsB, net(2), 80), `A 80 ${net(6)}`);
     // CIDR identity for an address outside the cluster.
-    assert.equal(await connectFrom(sb, nsA, inetIp, 80), `INET 80 ${net(2)}`);
-    assert.equal(await connectFrom(sb, nsA, inetIp, 81), 'TIMEOUT');
+    assert.equal(await connect(nsA, inetIp, 80), `INET 80 ${net(2)}`);
+    assert.equal(await connect(nsA, inetIp, 81), 'TIMEOUT');
     const cidrDrop = await waitEvent(events, (e) => e.type === 'drop' && e.dst.ip === inetIp);
     assert.equal(cidrDrop.dstIdentity, ID_CIDR);
   });
@@ -134,7 +147,7 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
       pol('test/a', ID_A, { egress: [allow(ID_B, 80, 81), allow(ID_CIDR, 80), { remoteIdentity: 0, protocol: 6, port: 81, endPort: 81, verdict: 'DENY', derivedFrom: ['test/deny'] }] }, 2),
     );
     events.length = 0;
-    assert.equal(await connectFrom(sb, nsA, net(6), 81), 'TIMEOUT', 'deny beats the allow of 80-81');
+    assert.equal(await connect(nsA, net(6), 81), 'TIMEOUT', 'deny beats the allow of 80-81');
     const d = await waitEvent(events, (e) => e.type === 'drop' && e.dst.port === 81);
     assert.deepEqual([d.dropReason, d.direction], ['POLICY_DENY', 'egress']);
     held.send('still-there');
@@ -163,10 +176,10 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     // B admits only A: the proxy's upstream (from the host's address) passes because its mark carries A's identity.
     dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 8080), allow(ID_A, 8081)] }, 3));
     events.length = 0;
-    assert.equal(await connectFrom(sb, nsA, net(6), 8080), `via-proxy B2 8080 ${net(5)}`);
+    assert.equal(await connect(nsA, net(6), 8080), `via-proxy B2 8080 ${net(5)}`);
     const acc = await proxy.waitFor(/^accept /);
     assert.match(acc, new RegExp(`^accept ${net(2).replaceAll('.', '\\.')}:\\d+ ${net(6).replaceAll('.', '\\.')}:8080$`), 'the proxy sees the original destination');
-    assert.equal(await connectFrom(sb, nsA, net(6), 8081), `B2 8081 ${net(2)}`, 'the port without L7 rules goes straight');
+    assert.equal(await connect(nsA, net(6), 8081), `B2 8081 ${net(2)}`, 'the port without L7 rules goes straight');
     assert.equal(proxy.count(/^accept /), 1, 'one connection through the proxy');
     assert.equal(srvB.count(/^accept 8080 /), 1);
     assert.equal(srvB.count(new RegExp(`^accept 8081 ${net(2).replaceAll('.', '\\.')}$`)), 1);
@@ -176,9 +189,27 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     assert.equal(await connectFromHost(net(6), 8080), 'TIMEOUT');
     // Fail closed: no listener on the proxy port, the L7 flow is dropped with its own reason.
     await proxy.kill();
-    assert.equal(await connectFrom(sb, nsA, net(6), 8080), 'TIMEOUT');
+    assert.equal(await connect(nsA, net(6), 8080), 'TIMEOUT');
     await waitEvent(events, (e) => e.type === 'drop' && e.dropReason === 'PROXY_UNAVAILABLE' && e.dst.port === 8080);
     assert.equal(srvB.count(/^accept 8080 /), 1, 'nothing reached B on the L7 port without the proxy');
+  });
+
+  await t.test('a UDP (DNS-like) flow with L7 rules is redirected to a UDP proxy socket that learns the original destination and answers as it', async () => {
+    const uproxy = await startPeer(sb, null, ['utproxy', String(proxyPort)]);
+    const dns = await startPeer(sb, nsB, ['userve', 'DNS', '5353']);
+    dp.updatePolicy(
+      pol(
+        'test/a',
+        ID_A,
+        { egress: [{ remoteIdentity: ID_B, protocol: 17, port: 5353, endPort: 5353, verdict: 'REDIRECT', l7: { kind: 'dns', rules: [{ matchPattern: '*' }] }, derivedFrom: ['test/dns'] }, allow(ID_B, 5354, 5354, 17)] },
+        9,
+      ),
+    );
+    assert.equal(await connect(nsA, net(6), 5353, { udp: true }), `uproxy ${net(6)}:5353`, 'answered by the proxy, from the original destination');
+    await uproxy.waitFor(new RegExp(`^accept ${net(2).replaceAll('.', '\\.')}:\\d+ ${net(6).replaceAll('.', '\\.')}:5353$`));
+    assert.equal(dns.count(/./), 1, 'the DNS server saw nothing but its ready line');
+    await uproxy.kill();
+    assert.equal(await connect(nsA, net(6), 5353, { udp: true }), 'TIMEOUT', 'no proxy: fail closed');
   });
 
   await t.test("a local destination's ingress L7 port is served at the source's hook; from outside the node it fails closed", async () => {
@@ -194,13 +225,13 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
       ),
     );
     events.length = 0;
-    assert.equal(await connectFrom(sb, nsA, net(6), 9080), `via-proxy B3 9080 ${net(5)}`);
+    assert.equal(await connect(nsA, net(6), 9080), `via-proxy B3 9080 ${net(5)}`);
     await proxy.waitFor(new RegExp(`^accept ${net(2).replaceAll('.', '\\.')}:\\d+ ${net(6).replaceAll('.', '\\.')}:9080$`));
-    assert.equal(await connectFrom(sb, nsA, net(6), 9081), `B3 9081 ${net(2)}`);
+    assert.equal(await connect(nsA, net(6), 9081), `B3 9081 ${net(2)}`);
     assert.equal(proxy.count(/^accept /), 1);
     assert.equal(srvB.count(/^accept 9080 /), 1, 'only the proxy reached the L7 port');
     // From the internet namespace the flow meets the REDIRECT only at B's tc egress: dropped, its own reason.
-    assert.equal(await connectFrom(sb, nsI, net(6), 9080), 'TIMEOUT');
+    assert.equal(await connect(nsI, net(6), 9080), 'TIMEOUT');
     const d = await waitEvent(events, (e) => e.type === 'drop' && e.dropReason === 'PROXY_UNREACHABLE_HOOK');
     assert.deepEqual([d.direction, d.src.ip, d.dst.port], ['ingress', net(10), 9080]);
     await proxy.kill();
@@ -211,8 +242,8 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 80)] }, 4));
     stream.close();
     dp.close();
-    assert.equal(await connectFrom(sb, nsA, net(6), 80), `B 80 ${net(2)}`);
-    assert.equal(await connectFrom(sb, nsA, net(6), 81), 'TIMEOUT');
+    assert.equal(await connect(nsA, net(6), 80), `B 80 ${net(2)}`);
+    assert.equal(await connect(nsA, net(6), 81), 'TIMEOUT');
     dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: () => proxyPort });
     stream = dp.onFlowEvents((r) => events.push(...r));
     const a = await dp.addEndpoint({ endpointId: 'test/a', ifname: hA, identity: ID_A, ips: [net(2)] });
@@ -221,8 +252,8 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     assert.equal(dp.ipcacheEntries().length, 6, 'ipcache read back');
     const same = dp.updatePolicy(pol('test/a', ID_A, { egress: [allow(ID_B, 80)] }, 5));
     assert.deepEqual([same.changed, same.puts, same.deletes], [false, 0, 0]);
-    assert.equal(await connectFrom(sb, nsA, net(6), 80), `B 80 ${net(2)}`);
-    assert.equal(await connectFrom(sb, nsA, net(6), 81), 'TIMEOUT');
+    assert.equal(await connect(nsA, net(6), 80), `B 80 ${net(2)}`);
+    assert.equal(await connect(nsA, net(6), 81), 'TIMEOUT');
     assert.equal(srvA.count(/^accept/), 1);
   });
 });
