@@ -9,6 +9,7 @@
                                print the echo, or "TIMEOUT"
   bulk IP PORT N               after the greeting, N messages of 1..4096 random bytes, each checked against
                                its echo; print "ok N" (exit 4 on a mismatch)
+  loop IP PORT SECONDS         new connections one after another for SECONDS; print "ok N fail M"
   tproxy PORT [MARK]           transparent (IP_TRANSPARENT) listener on 0.0.0.0:PORT standing in for the
                                node proxy: print "accept PEER ORIGDST" per connection; without MARK answer
                                "proxy ORIGDST"; with MARK connect upstream to ORIGDST with SO_MARK=MARK and
@@ -184,6 +185,26 @@ def utproxy(port):
         r.close()
 
 
+def loop(ip, port, seconds):
+    import time
+    ok = fail = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(1.0)
+        try:
+            s.connect((ip, port))
+            if read_line(s):
+                ok += 1
+            else:
+                fail += 1
+        except OSError:
+            fail += 1
+        finally:
+            s.close()
+    out(f"ok {ok} fail {fail}")
+
+
 def tproxy(port, mark):
     ls = tcp_listener(port, transparent=True)
     out("ready")
@@ -235,6 +256,8 @@ def main():
         bulk(a[1], int(a[2]), int(a[3]))
     elif a[0] == "utproxy":
         utproxy(int(a[1]))
+    elif a[0] == "loop":
+        loop(a[1], int(a[2]), float(a[3]))
     elif a[0] == "tproxy":
         tproxy(int(a[1]), int(a[2], 0) if len(a) > 2 else None)
     else:

@@ -72,7 +72,7 @@ export async function startPeer(sb: Sandbox | null, ns: string | null, args: str
     kill,
     proc,
   };
-  if (args[0] !== 'hold') await waitFor(/^ready$/);
+  if (args[0] !== 'hold' && args[0] !== 'loop') await waitFor(/^ready$/);
   return peer;
 }
 

@@ -237,6 +237,26 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     await proxy.kill();
   });
 
+  await t.test('policy rewrites between equivalent forms never open a window for an allowed flow', async () => {
+    dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 80)] }, 20));
+    // 80-81 is one trie prefix; 80 and 81 are two hash entries: every switch removes one form and adds the other.
+    const asRange = (r: number) => pol('test/a', ID_A, { egress: [allow(ID_B, 80, 81), allow(ID_CIDR, 1000 + (r % 7))] }, r);
+    const asPorts = (r: number) => pol('test/a', ID_A, { egress: [allow(ID_B, 80), allow(ID_B, 81), allow(ID_CIDR, 2000 + (r % 5))] }, r);
+    dp.updatePolicy(asRange(100));
+    const loop = await startPeer(sb, nsA, ['loop', net(6), '80', '3']);
+    let writes = 0;
+    const end = Date.now() + 2500;
+    for (let r = 101; Date.now() < end; r += 1) {
+      const res = dp.updatePolicy(r % 2 ? asPorts(r) : asRange(r));
+      writes += res.puts + res.deletes;
+      await sleep(2);
+    }
+    const line = await loop.waitFor(/^ok \d+ fail \d+$/, 10_000);
+    const [, ok, fail] = /^ok (\d+) fail (\d+)$/.exec(line) ?? [];
+    assert.ok(Number(ok) > 20, `connections made during the rewrites: ${line}`);
+    assert.equal(Number(fail), 0, `${line} after ${writes} map writes; recent events: ${recent(events)}`);
+  });
+
   await t.test('restart: pins keep enforcing while the agent is away, and the new manager adopts them without rewriting', async () => {
     dp.updatePolicy(pol('test/a', ID_A, { egress: [allow(ID_B, 80)] }, 5));
     dp.updatePolicy(pol('test/b', ID_B, { ingress: [allow(ID_A, 80)] }, 4));
