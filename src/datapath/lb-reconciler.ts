@@ -70,6 +70,9 @@ export interface ReconcileResult {
   removed: number;
 }
 
+/** Service-map entries a frontend occupies now (an interrupted write may have left slots above its count). */
+const entriesOf = (st: FrontendState): number => (st.masterPresent ? 1 : 0) + Math.max(st.count, st.slotHigh);
+
 const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n);
@@ -94,6 +97,8 @@ export class LbReconciler {
   private readonly affm = new Map<number, Set<number>>(); // svc id -> backend ids
   private nextSvcId = 1;
   private nextBackendId = 1;
+  /** Entries of the service map (service entries + slots), kept current so capacity checks are O(1). */
+  private entryCount = 0;
 
   constructor(private readonly maps: LbMapSet) {}
 
@@ -122,7 +127,9 @@ export class LbReconciler {
       }
       this.nextSvcId = Math.max(this.nextSvcId, val.svc_id + 1);
     }
+    this.entryCount = 0;
     for (const st of this.frontends.values()) {
+      this.entryCount += entriesOf(st);
       st.slots = Array.from({ length: st.count }, (_, i) => st.slots[i] ?? 0);
       for (const id of new Set(st.slots)) if (id) this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
     }
@@ -151,20 +158,22 @@ export class LbReconciler {
     return this.frontends.has(frontend);
   }
 
-  /** Service entries plus slots the given frontends would occupy beyond what they hold now. */
+  /**
+   * How far the service map grows while reconciling `changes`: entries are
+   * written before stale ones are deleted, so the peak is the current count
+   * plus every frontend's growth, shrinking ones counted as zero.
+   */
   svcEntriesNeeded(changes: ReadonlyMap<string, DesiredFrontend | null>): number {
     let n = 0;
     for (const [k, d] of changes) {
       const cur = this.frontends.get(k);
-      n += (d ? 1 + d.backends.length : 0) - (cur ? 1 + Math.max(cur.count, cur.slotHigh) : 0);
+      n += Math.max(0, (d ? 1 + d.backends.length : 0) - (cur ? entriesOf(cur) : 0));
     }
     return n;
   }
 
   svcEntries(): number {
-    let n = 0;
-    for (const st of this.frontends.values()) n += 1 + Math.max(st.count, st.slotHigh);
-    return n;
+    return this.entryCount;
   }
 
   backendCount(): number {
@@ -204,6 +213,7 @@ export class LbReconciler {
 
     for (const [fk, desired] of changes) {
       const cur = this.frontends.get(fk);
+      if (cur) this.entryCount -= entriesOf(cur);
       if (!desired) {
         if (!cur) continue;
         if (cur.masterPresent) masterDel.push(svcKey(cur, 0));
@@ -309,6 +319,7 @@ export class LbReconciler {
         slotHigh: slots.length,
         masterPresent: true,
       });
+      this.entryCount += entriesOf(st);
       this.frontends.set(fk, st);
     }
 

@@ -32,6 +32,7 @@ export const SOCK_PROGRAMS = [
   ['meshd_sendmsg6', AttachType.CgroupUdp6Sendmsg],
   ['meshd_recvmsg6', AttachType.CgroupUdp6Recvmsg],
   ['meshd_getpeer6', AttachType.CgroupInet6Getpeername],
+  ['meshd_sock_rel', AttachType.CgroupInetSockRelease],
 ] as const;
 
 export interface SockLbOptions {
