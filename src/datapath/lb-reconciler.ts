@@ -61,6 +61,18 @@ interface FrontendState {
   masterPresent: boolean;
 }
 
+export interface FrontendInfo {
+  vip: string;
+  port: number;
+  proto: number;
+  svcId: number;
+  scope: number;
+  flags: number;
+  affinityTimeout: number;
+  /** "addr:port" per slot, in slot order. */
+  backends: string[];
+}
+
 export interface ReconcileResult {
   /** Map entries written or deleted. */
   writes: number;
@@ -371,8 +383,16 @@ export class LbReconciler {
     this.affm.delete(svcId);
   }
 
+  /** Every programmed frontend, described. */
+  list(): FrontendInfo[] {
+    return [...this.frontends.keys()].flatMap((fk) => {
+      const d = this.describe(fk);
+      return d ? [d] : [];
+    });
+  }
+
   /** The programmed state of one frontend, for status and tests. */
-  describe(fk: string): { vip: string; port: number; proto: number; svcId: number; backends: string[] } | null {
+  describe(fk: string): FrontendInfo | null {
     const st = this.frontends.get(fk);
     if (!st) return null;
     return {
@@ -380,6 +400,9 @@ export class LbReconciler {
       port: st.port,
       proto: st.proto,
       svcId: st.svcId,
+      scope: st.scope,
+      flags: st.flags,
+      affinityTimeout: st.timeout,
       backends: st.slots.map((id) => {
         const hex = this.backendById.get(id);
         if (!hex) return `#${id}`;
