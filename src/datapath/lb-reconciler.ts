@@ -111,6 +111,8 @@ export class LbReconciler {
   private nextBackendId = 1;
   /** Entries of the service map (service entries + slots), kept current so capacity checks are O(1). */
   private entryCount = 0;
+  /** After restore(): sweep leftovers nothing refers to (an agent killed mid-write) on the next reconcile. */
+  private sweep = false;
 
   constructor(private readonly maps: LbMapSet) {}
 
@@ -159,6 +161,7 @@ export class LbReconciler {
       if (!s) this.affm.set(mk.svc_id, (s = new Set()));
       s.add(mk.backend_id);
     }
+    this.sweep = true;
   }
 
   /** Frontend keys currently in the maps. */
@@ -335,6 +338,12 @@ export class LbReconciler {
       this.frontends.set(fk, st);
     }
 
+    if (this.sweep) {
+      this.sweep = false;
+      for (const id of this.backendById.keys()) if (!this.refs.get(id)) touched.add(id);
+      const live = new Set([...this.frontends.values()].map((st) => st.svcId));
+      for (const id of [...this.maglev.keys(), ...this.affm.keys()]) if (!live.has(id)) this.dropTables(id, maglevDel, affmDel);
+    }
     const beDel: Buffer[] = [];
     for (const id of touched) {
       if ((this.refs.get(id) ?? 0) > 0) continue;

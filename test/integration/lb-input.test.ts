@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { BpfMap, u32 } from '../../native/index.js';
+import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb-maps.js';
 import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -117,4 +119,31 @@ test('services that would overflow the service map are refused; the ones program
   assert.equal(mgr.status().capacityRejected, 1);
   assert.deepEqual([logs[0]?.code, logs[0]?.object], ['MESHD_LB_CAPACITY', 'in/s5']);
   assert.match(logs[0]?.msg ?? '', /10\.96\.1\.5:80\/TCP: service map \(8 entries\)/);
+});
+
+test('leftovers of an agent killed mid-write (unreferenced backends, tables) are swept by the next start', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('lbin');
+  t.after(() => pins.cleanup());
+  const objs = (): [unknown[], unknown[]] => [[svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]];
+  const first = await ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined });
+  first.replaceAll(...objs());
+  first.close();
+
+  const be = BpfMap.fromPin(`${pins.path}/${LbMapName.backends}`);
+  const mg = BpfMap.fromPin(`${pins.path}/${LbMapName.maglev}`);
+  try {
+    be.update(u32(999), Backend.encode({ addr: encodeAddr('10.9.9.9'), port: 1, proto: 6, pad: 0 }));
+    mg.update(u32(777), Buffer.alloc(mg.valueSize));
+  } finally {
+    be.close();
+    mg.close();
+  }
+
+  const second = await ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined });
+  t.after(() => second.close());
+  assert.equal(second.replaceAll(...objs()).writes, 2);
+  assert.deepEqual(second.lb.maps.backends.dump().map(([k]) => k.readUInt32LE(0)), [1]);
+  assert.equal(second.lb.maps.maglev.dump().length, 0);
+  assert.equal(second.replaceAll(...objs()).writes, 0);
 });
