@@ -1,24 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { socketLbConfig } from './lb-config.js';
+import { socketLbOptions } from './lb-config.js';
 
-test('socketLB.enabled follows kubeProxyReplacement unless set; defaults match Cilium', () => {
-  const d = socketLbConfig({});
-  assert.ok(d.ok);
-  assert.deepEqual(d.value, {
-    enabled: false,
-    options: { pinDir: '/sys/fs/bpf/meshd', hostNamespaceOnly: false, algorithm: 'random', lbMapMax: 65536, nodeIPs: [] },
+const base = { kubeProxyReplacement: true, 'socketLB.enabled': true, 'socketLB.hostNamespaceOnly': false, 'bpf.root': '/sys/fs/bpf' };
+
+test('configuration keys map onto ServiceManager options; pins go under <bpf.root>/meshd', () => {
+  assert.deepEqual(socketLbOptions(base), {
+    enabled: true,
+    options: { pinDir: '/sys/fs/bpf/meshd', hostNamespaceOnly: false, algorithm: 'random', lbMapMax: 65536 },
   });
-  const kpr = socketLbConfig({ kubeProxyReplacement: 'true', socketLB: { hostNamespaceOnly: true } });
-  assert.ok(kpr.ok && kpr.value.enabled && kpr.value.options.hostNamespaceOnly === true);
-  const off = socketLbConfig({ kubeProxyReplacement: true, socketLB: { enabled: false } });
-  assert.ok(off.ok && !off.value.enabled);
+  const o = socketLbOptions({ ...base, 'socketLB.hostNamespaceOnly': true, 'loadBalancer.algorithm': 'maglev', 'bpf.lbMapMax': 131072, 'bpf.root': '/run/bpf' });
+  assert.deepEqual(o.options, { pinDir: '/run/bpf/meshd', hostNamespaceOnly: true, algorithm: 'maglev', lbMapMax: 131072 });
 });
 
-test('bad values are rejected with their key path', () => {
-  const r = socketLbConfig({ loadBalancer: { algorithm: 'rr' }, bpf: { lbMapMax: 3 }, maglev: { tableSize: 16381 } });
-  assert.ok(!r.ok);
-  assert.ok(r.errors.some((e) => e.startsWith('loadBalancer.algorithm:')), r.errors.join('\n'));
-  assert.ok(r.errors.some((e) => e.startsWith('bpf.lbMapMax:')), r.errors.join('\n'));
-  assert.ok(r.errors.some((e) => e.startsWith('maglev.tableSize: only 1021')), r.errors.join('\n'));
+test('the socket LB is off unless both kubeProxyReplacement and socketLB.enabled are on', () => {
+  assert.equal(socketLbOptions({ ...base, kubeProxyReplacement: false }).enabled, false);
+  assert.equal(socketLbOptions({ ...base, 'socketLB.enabled': false }).enabled, false);
 });
