@@ -158,3 +158,28 @@ test('NodePort on a node IP and an external IP are balanced; `meshd lb list` sho
   const text = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), 'lb', 'list', '--pin-dir', w.pins.path]);
   assert.match(text.stdout, new RegExp(`${vip.replace(/\./g, '\\.')}:80/TCP \\(ClusterIP, random\\) -> ${w.podIp.replace(/\./g, '\\.')}:8080`));
 });
+
+test('connects racing with backend churn never fail: readers see no half-updated service', async (t) => {
+  const { w, mgr } = await setup(t, 'race');
+  await w.serve('tcp', w.podIp, 8080, 'b1');
+  await w.serve('tcp', w.podIp, 8081, 'b2');
+  await w.serve('tcp', w.podIp, 8082, 'b3');
+  const vip = `${w.vipNet}.90`;
+  mgr.replaceAll([{ metadata: { name: 'race', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }] } }], [slice('race', 'race-1', w.podIp, 8080)]);
+  let done = false;
+  const client = w.tcp(vip, 80, 400).finally(() => (done = true));
+  let changes = 0;
+  while (!done) {
+    // b2 and b3 come and go in different orders, so slots are swap-removed and refilled all the time
+    if (changes % 2 === 0) mgr.upsertEndpointSlice(slice('race', 'race-2', w.podIp, 8081));
+    else mgr.deleteEndpointSlice('ft', 'race-2');
+    if (changes % 3 === 0) mgr.upsertEndpointSlice(slice('race', 'race-3', w.podIp, 8082));
+    else if (changes % 3 === 2) mgr.deleteEndpointSlice('ft', 'race-3');
+    mgr.sync();
+    changes += 1;
+    await new Promise((r) => setImmediate(r));
+  }
+  const results = replies(await client);
+  assert.ok(changes > 50, `only ${changes} changes happened during the connects`);
+  assert.deepEqual(results.filter((r) => !['b1', 'b2', 'b3'].includes(r)), [], 'every connect reached a backend');
+});
