@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { BpfMap, u32 } from '../../native/index.js';
 import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb-maps.js';
 import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
+import { PinnedMapMismatchError } from '../../src/datapath/sock-lb.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -146,4 +147,16 @@ test('leftovers of an agent killed mid-write (unreferenced backends, tables) are
   assert.deepEqual(second.lb.maps.backends.dump().map(([k]) => k.readUInt32LE(0)), [1]);
   assert.equal(second.lb.maps.maglev.dump().length, 0);
   assert.equal(second.replaceAll(...objs()).writes, 0);
+});
+
+test('reopening pins made with another bpf.lbMapMax fails with a clear, coded error', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('lbin');
+  t.after(() => pins.cleanup());
+  const first = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  first.close();
+  await assert.rejects(
+    ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }),
+    (e: unknown) => e instanceof PinnedMapMismatchError && e.code === 'MESHD_LB_PINNED_MAP_MISMATCH' && /bpf\.lbMapMax/.test(e.message),
+  );
 });
