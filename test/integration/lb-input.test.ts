@@ -4,11 +4,13 @@
  * untouched. (Programs are loaded but not attached: only the maps matter.)
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { BpfMap, u32 } from '../../native/index.js';
 import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb-maps.js';
 import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
 import { PinnedMapMismatchError } from '../../src/datapath/sock-lb.js';
+import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -159,4 +161,18 @@ test('reopening pins made with another bpf.lbMapMax fails with a clear, coded er
     ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }),
     (e: unknown) => e instanceof PinnedMapMismatchError && e.code === 'MESHD_LB_PINNED_MAP_MISMATCH' && /bpf\.lbMapMax/.test(e.message),
   );
+});
+
+test('meshd lb list: a missing pin directory is a clear error (exit 1); bad arguments exit 2', async () => {
+  requirePrivileges();
+  const bin = repoPath('bin', 'meshd.mjs');
+  const missing = spawnSync(process.execPath, [bin, 'lb', 'list', '--pin-dir', '/sys/fs/bpf/meshd-test-none'], { encoding: 'utf8' });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot read the socket-LB maps under \/sys\/fs\/bpf\/meshd-test-none: .*ENOENT|No such file/);
+  const bad = spawnSync(process.execPath, [bin, 'lb', 'frobnicate'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /usage: meshd lb list/);
+  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'yaml'], { encoding: 'utf8' });
+  assert.equal(badOut.status, 2);
+  assert.match(badOut.stderr, /output/);
 });
