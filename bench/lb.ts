@@ -3,7 +3,7 @@
  * iptables DNAT rules laid out as kube-proxy's iptables mode lays them out,
  * side by side in one run on this machine.
  *
- *   npm run bench:lb [-- --json] [--sizes 10,1000,10000] [--iterations 3000] [--rounds 5] [--iptables nft|legacy]
+ *   npm run bench:lb [-- --json] [--sizes 10,1000,10000] [--iterations 6000] [--rounds 10] [--iptables nft|legacy]
  *
  * Each approach gets its own network namespace with the same local backends
  * (10.200.0.1:8080, 10.200.0.2:8080 on the namespace's loopback) and the same services
@@ -46,10 +46,10 @@ function parseArgs(argv: string[]): Args {
   const r = Args.safeParse({
     json: argv.includes('--json'),
     sizes: (get('sizes') ?? '10,1000,10000').split(',').map(Number),
-    iterations: Number(get('iterations') ?? '3000'),
+    iterations: Number(get('iterations') ?? '6000'),
     iptables: get('iptables') ?? 'nft',
     addReps: Number(get('add-reps') ?? '20'),
-    rounds: Number(get('rounds') ?? '5'),
+    rounds: Number(get('rounds') ?? '10'),
   });
   if (!r.success) {
     for (const i of r.error.issues) process.stderr.write(`bench:lb: --${i.path.join('.')}: ${i.message}\n`);
@@ -199,7 +199,7 @@ class Bench {
   /** Timed connects from namespace `ns` (inside `cgroup` when given); the samples in µs. */
   async connect(ns: string, cgroup: string | null, vips: string[], iterations: number): Promise<number[]> {
     const input = vips.map((v) => `${v} 80`).join('\n');
-    const inner = ['ip', 'netns', 'exec', ns, this.client, String(BACKEND_PORT), String(iterations), String(Math.max(20, Math.ceil(iterations / 10)))];
+    const inner = ['ip', 'netns', 'exec', ns, 'taskset', '-c', '0', this.client, String(BACKEND_PORT), String(iterations), String(Math.max(20, Math.ceil(iterations / 10)))];
     const argv = cgroup ? ['bash', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...inner] : inner;
     const { stdout } = await run(argv[0] ?? 'ip', argv.slice(1), { input, timeoutMs: 600_000 });
     const r = NetnsOutput.parse(JSON.parse(stdout.trim()));
@@ -373,7 +373,9 @@ ${rows.join('\n')}
   alone with \`CLOCK_MONOTONIC\` (socket creation and close are outside the timed region; sockets close with
   an RST so no TIME_WAIT accumulates). With a local backend, connect() returns after the three-way handshake,
   so the number is the kernel's path: socket LB translation + handshake, or NAT rule walk + conntrack +
-  handshake. No JavaScript runs in the timed loop.
+  handshake. No JavaScript runs in the timed loop. The client (and its acceptor thread) is pinned to one CPU
+  with \`taskset\`: unpinned, runs on this shared 2-core machine came out bimodal (about 7 or about 10 µs
+  depending on placement), which swamped the differences being measured.
 - meshd: bpf/sock.o attached to a dedicated cgroup v2 directory per size, with its own pinned maps, that the
   client joins; services programmed by \`ServiceManager.replaceAll\` (a few hash lookups per connect, whatever
   the number of services).

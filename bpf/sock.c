@@ -8,7 +8,8 @@
  *                  kernel routes anything, so no packet is ever NATed;
  *   sendmsg4/6     the same for unconnected UDP (sendto a VIP);
  *   recvmsg4/6     a UDP reply's source goes back from the backend to the VIP;
- *   getpeername4/6 a connected socket's peer reads as the VIP.
+ *   getpeername4/6 a connected socket's peer reads as the VIP;
+ *   sock_release   a closing socket's reverse-translation entry is deleted.
  *
  * hostNamespaceOnly (host_ns_only): only sockets whose network namespace is
  * the host's are translated. Cgroup hooks fire by cgroup, not by namespace,
@@ -26,6 +27,11 @@
 
 #define SYS_PROCEED 1
 #define SYS_REJECT  0
+
+#ifndef AF_INET
+#define AF_INET  2
+#define AF_INET6 10
+#endif
 
 const volatile __u64 host_netns_cookie = 0;
 const volatile __u32 host_ns_only = 0;
@@ -184,6 +190,27 @@ SEC("cgroup/getpeername6")
 int meshd_getpeer6(struct bpf_sock_addr *ctx)
 {
 	__sock6_rev(ctx);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/sock_release")
+int meshd_sock_rel(struct bpf_sock *sk)
+{
+	/* Every ctx field is read up front, unconditionally: loads under the
+	 * family branches were merged by clang into one ctx+offset pointer, which
+	 * the verifier refuses to dereference. */
+	__u32 family = sk->family, proto = sk->protocol;
+	__u16 port = (__u16)sk->dst_port;
+	__u32 v4 = sk->dst_ip4;
+	__u32 peer[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+
+	if (!sock_proto_ok(proto) || port == 0)
+		return SYS_PROCEED;
+	if (family == AF_INET)
+		lb_addr_v4(peer, v4);
+	else if (family != AF_INET6)
+		return SYS_PROCEED;
+	__lb_revnat_forget(sk, peer, port);
 	return SYS_PROCEED;
 }
 

@@ -195,4 +195,17 @@ static __always_inline bool __lb_xlate_rev(void *ctx, __u32 addr[4], __u16 *port
 	return true;
 }
 
+/* A socket going away: forget its reverse translation (the LRU would only
+ * evict it under pressure). Known only for connected sockets, whose peer is
+ * the backend; unconnected UDP entries age out of the LRU. */
+static __always_inline void __lb_revnat_forget(void *ctx, const __u32 peer[4], __u16 port)
+{
+	struct meshd_lb_revnat_key rk = {};
+
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	__builtin_memcpy(rk.addr, peer, 16);
+	rk.port = port;
+	bpf_map_delete_elem(&meshd_lb_revnat, &rk);
+}
+
 #endif

@@ -61,6 +61,18 @@ interface FrontendState {
   masterPresent: boolean;
 }
 
+export interface FrontendInfo {
+  vip: string;
+  port: number;
+  proto: number;
+  svcId: number;
+  scope: number;
+  flags: number;
+  affinityTimeout: number;
+  /** "addr:port" per slot, in slot order. */
+  backends: string[];
+}
+
 export interface ReconcileResult {
   /** Map entries written or deleted. */
   writes: number;
@@ -69,6 +81,9 @@ export interface ReconcileResult {
   changed: number;
   removed: number;
 }
+
+/** Service-map entries a frontend occupies now (an interrupted write may have left slots above its count). */
+const entriesOf = (st: FrontendState): number => (st.masterPresent ? 1 : 0) + Math.max(st.count, st.slotHigh);
 
 const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -94,6 +109,10 @@ export class LbReconciler {
   private readonly affm = new Map<number, Set<number>>(); // svc id -> backend ids
   private nextSvcId = 1;
   private nextBackendId = 1;
+  /** Entries of the service map (service entries + slots), kept current so capacity checks are O(1). */
+  private entryCount = 0;
+  /** After restore(): sweep leftovers nothing refers to (an agent killed mid-write) on the next reconcile. */
+  private sweep = false;
 
   constructor(private readonly maps: LbMapSet) {}
 
@@ -122,7 +141,9 @@ export class LbReconciler {
       }
       this.nextSvcId = Math.max(this.nextSvcId, val.svc_id + 1);
     }
+    this.entryCount = 0;
     for (const st of this.frontends.values()) {
+      this.entryCount += entriesOf(st);
       st.slots = Array.from({ length: st.count }, (_, i) => st.slots[i] ?? 0);
       for (const id of new Set(st.slots)) if (id) this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
     }
@@ -140,6 +161,7 @@ export class LbReconciler {
       if (!s) this.affm.set(mk.svc_id, (s = new Set()));
       s.add(mk.backend_id);
     }
+    this.sweep = true;
   }
 
   /** Frontend keys currently in the maps. */
@@ -151,20 +173,22 @@ export class LbReconciler {
     return this.frontends.has(frontend);
   }
 
-  /** Service entries plus slots the given frontends would occupy beyond what they hold now. */
+  /**
+   * How far the service map grows while reconciling `changes`: entries are
+   * written before stale ones are deleted, so the peak is the current count
+   * plus every frontend's growth, shrinking ones counted as zero.
+   */
   svcEntriesNeeded(changes: ReadonlyMap<string, DesiredFrontend | null>): number {
     let n = 0;
     for (const [k, d] of changes) {
       const cur = this.frontends.get(k);
-      n += (d ? 1 + d.backends.length : 0) - (cur ? 1 + Math.max(cur.count, cur.slotHigh) : 0);
+      n += Math.max(0, (d ? 1 + d.backends.length : 0) - (cur ? entriesOf(cur) : 0));
     }
     return n;
   }
 
   svcEntries(): number {
-    let n = 0;
-    for (const st of this.frontends.values()) n += 1 + Math.max(st.count, st.slotHigh);
-    return n;
+    return this.entryCount;
   }
 
   backendCount(): number {
@@ -204,6 +228,7 @@ export class LbReconciler {
 
     for (const [fk, desired] of changes) {
       const cur = this.frontends.get(fk);
+      if (cur) this.entryCount -= entriesOf(cur);
       if (!desired) {
         if (!cur) continue;
         if (cur.masterPresent) masterDel.push(svcKey(cur, 0));
@@ -309,9 +334,16 @@ export class LbReconciler {
         slotHigh: slots.length,
         masterPresent: true,
       });
+      this.entryCount += entriesOf(st);
       this.frontends.set(fk, st);
     }
 
+    if (this.sweep) {
+      this.sweep = false;
+      for (const id of this.backendById.keys()) if (!this.refs.get(id)) touched.add(id);
+      const live = new Set([...this.frontends.values()].map((st) => st.svcId));
+      for (const id of [...this.maglev.keys(), ...this.affm.keys()]) if (!live.has(id)) this.dropTables(id, maglevDel, affmDel);
+    }
     const beDel: Buffer[] = [];
     for (const id of touched) {
       if ((this.refs.get(id) ?? 0) > 0) continue;
@@ -360,8 +392,16 @@ export class LbReconciler {
     this.affm.delete(svcId);
   }
 
+  /** Every programmed frontend, described. */
+  list(): FrontendInfo[] {
+    return [...this.frontends.keys()].flatMap((fk) => {
+      const d = this.describe(fk);
+      return d ? [d] : [];
+    });
+  }
+
   /** The programmed state of one frontend, for status and tests. */
-  describe(fk: string): { vip: string; port: number; proto: number; svcId: number; backends: string[] } | null {
+  describe(fk: string): FrontendInfo | null {
     const st = this.frontends.get(fk);
     if (!st) return null;
     return {
@@ -369,6 +409,9 @@ export class LbReconciler {
       port: st.port,
       proto: st.proto,
       svcId: st.svcId,
+      scope: st.scope,
+      flags: st.flags,
+      affinityTimeout: st.timeout,
       backends: st.slots.map((id) => {
         const hex = this.backendById.get(id);
         if (!hex) return `#${id}`;

@@ -16,7 +16,7 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AttachType, BpfMap, native, openObject, u32, u64, type BpfObjectHandle } from '../../native/index.js';
+import { AttachType, BpfMap, isBpfError, native, openObject, u32, u64, type BpfObjectHandle } from '../../native/index.js';
 import { bpfObjectPath } from '../util/paths.js';
 import { LbMapName, LbStat } from './lb-maps.js';
 
@@ -32,6 +32,7 @@ export const SOCK_PROGRAMS = [
   ['meshd_sendmsg6', AttachType.CgroupUdp6Sendmsg],
   ['meshd_recvmsg6', AttachType.CgroupUdp6Recvmsg],
   ['meshd_getpeer6', AttachType.CgroupInet6Getpeername],
+  ['meshd_sock_rel', AttachType.CgroupInetSockRelease],
 ] as const;
 
 export interface SockLbOptions {
@@ -63,6 +64,20 @@ export interface SockLbMaps {
 }
 
 export type SockLbStats = Record<keyof typeof LbStat, bigint>;
+
+/** A pinned map no longer matches the object (e.g. bpf.lbMapMax changed): its pins must be removed first. */
+export class PinnedMapMismatchError extends Error {
+  readonly code = 'MESHD_LB_PINNED_MAP_MISMATCH';
+  constructor(
+    readonly pinDir: string,
+    readonly libbpfLog: string,
+  ) {
+    super(
+      `socket LB maps pinned under ${pinDir} do not match bpf/sock.o (was bpf.lbMapMax changed?); ` +
+        `remove the meshd_lb_* pins there to start without the old state`,
+    );
+  }
+}
 
 export class SockLb {
   private closed = false;
@@ -102,6 +117,7 @@ export class SockLb {
       return new SockLb(obj, maps, opts, reused, pins);
     } catch (e) {
       obj.close();
+      if (isBpfError(e) && e.code === 'EINVAL' && /couldn't reuse pinned map/.test(e.libbpfLog)) throw new PinnedMapMismatchError(opts.pinDir, e.libbpfLog);
       throw e;
     }
   }

@@ -60,3 +60,21 @@ test('a ring buffer reader on a map that is not a ring buffer fails with errno',
     (e: unknown) => isBpfError(e) && e.code === 'EINVAL' && /ring_buffer__new/.test(e.message),
   );
 });
+
+test('when the JS side is not keeping up, records are counted as lost instead of blocking the reader', async (t) => {
+  requirePrivileges();
+  const obj = openObject(bpfObjectPath('tests/addon_kit'));
+  t.after(() => obj.close());
+  await obj.load();
+  let calls = 0;
+  // maxPending 0: no batch may wait for the JS thread, so every record is "lost"
+  const reader = new native.RingBufferReader(obj.mapFd('kit_events'), () => (calls += 1), { maxPending: 0 });
+  t.after(() => reader.close());
+  reader.unref(); // must not keep the process alive; ref() undoes it
+  reader.ref();
+  native.progTestRun(obj.programFd('kit_tc'), syntheticFrame(), { repeat: 10 });
+  for (let i = 0; i < 100 && reader.lost() < 10; i++) await sleep(5);
+  assert.equal(reader.lost(), 10);
+  assert.equal(reader.delivered(), 0);
+  assert.equal(calls, 0);
+});

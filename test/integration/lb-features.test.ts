@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { ServiceManager } from '../../src/datapath/service-manager.js';
 import { run } from '../../src/util/exec.js';
+import { repoPath } from '../../src/util/paths.js';
 import { LbWorld, type PeerResult } from '../helpers/lb-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -128,4 +129,57 @@ test('incremental changes write only what changed; nothing changed writes nothin
   assert.equal(r.writes, 2);
   assert.equal(r.removed, 1);
   assert.equal(mgr.status().backends, 2);
+});
+
+test('NodePort on a node IP and an external IP are balanced; `meshd lb list` shows what the maps hold', async (t) => {
+  requirePrivileges();
+  const w = await LbWorld.create('np');
+  t.after(() => w.cleanup());
+  const mgr = await ServiceManager.open({ pinDir: w.pins.path, cgroupPath: w.cgroup.path, hostNamespaceOnly: false, nodeIPs: [w.hostIp], logger: () => undefined });
+  t.after(() => {
+    mgr.detach();
+    mgr.close();
+  });
+  await w.serve('tcp', w.podIp, 8080, 'np');
+  const vip = `${w.vipNet}.80`;
+  const ext = `${w.vipNet}.81`;
+  mgr.replaceAll(
+    [{ metadata: { name: 'np', namespace: 'ft' }, spec: { type: 'NodePort', clusterIP: vip, externalIPs: [ext], ports: [{ port: 80, nodePort: 30080 }] } }],
+    [slice('np', 'np-1', w.podIp, 8080)],
+  );
+  assert.deepEqual(replies(await w.tcp(w.hostIp, 30080, 2)), ['np', 'np']);
+  assert.deepEqual(replies(await w.tcp(ext, 80, 1)), ['np']);
+
+  const { stdout } = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), 'lb', 'list', '--pin-dir', w.pins.path, '-o', 'json']);
+  const out: unknown = JSON.parse(stdout);
+  assert.ok(typeof out === 'object' && out !== null && 'frontends' in out && Array.isArray(out.frontends));
+  const rows = out.frontends.map((f: { vip: string; port: number; scope: number; backends: string[] }) => `${f.vip}:${f.port} s${f.scope} ${f.backends.join(',')}`).sort();
+  assert.deepEqual(rows, [`${w.hostIp}:30080 s1 ${w.podIp}:8080`, `${vip}:80 s0 ${w.podIp}:8080`, `${ext}:80 s2 ${w.podIp}:8080`].sort());
+  const text = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), 'lb', 'list', '--pin-dir', w.pins.path]);
+  assert.match(text.stdout, new RegExp(`${vip.replace(/\./g, '\\.')}:80/TCP \\(ClusterIP, random\\) -> ${w.podIp.replace(/\./g, '\\.')}:8080`));
+});
+
+test('connects racing with backend churn never fail: readers see no half-updated service', async (t) => {
+  const { w, mgr } = await setup(t, 'race');
+  await w.serve('tcp', w.podIp, 8080, 'b1');
+  await w.serve('tcp', w.podIp, 8081, 'b2');
+  await w.serve('tcp', w.podIp, 8082, 'b3');
+  const vip = `${w.vipNet}.90`;
+  mgr.replaceAll([{ metadata: { name: 'race', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }] } }], [slice('race', 'race-1', w.podIp, 8080)]);
+  let done = false;
+  const client = w.tcp(vip, 80, 400).finally(() => (done = true));
+  let changes = 0;
+  while (!done) {
+    // b2 and b3 come and go in different orders, so slots are swap-removed and refilled all the time
+    if (changes % 2 === 0) mgr.upsertEndpointSlice(slice('race', 'race-2', w.podIp, 8081));
+    else mgr.deleteEndpointSlice('ft', 'race-2');
+    if (changes % 3 === 0) mgr.upsertEndpointSlice(slice('race', 'race-3', w.podIp, 8082));
+    else if (changes % 3 === 2) mgr.deleteEndpointSlice('ft', 'race-3');
+    mgr.sync();
+    changes += 1;
+    await new Promise((r) => setImmediate(r));
+  }
+  const results = replies(await client);
+  assert.ok(changes > 50, `only ${changes} changes happened during the connects`);
+  assert.deepEqual(results.filter((r) => !['b1', 'b2', 'b3'].includes(r)), [], 'every connect reached a backend');
 });

@@ -4,8 +4,13 @@
  * untouched. (Programs are loaded but not attached: only the maps matter.)
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
+import { BpfMap, u32 } from '../../native/index.js';
+import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb-maps.js';
 import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
+import { PinnedMapMismatchError } from '../../src/datapath/sock-lb.js';
+import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -117,4 +122,57 @@ test('services that would overflow the service map are refused; the ones program
   assert.equal(mgr.status().capacityRejected, 1);
   assert.deepEqual([logs[0]?.code, logs[0]?.object], ['MESHD_LB_CAPACITY', 'in/s5']);
   assert.match(logs[0]?.msg ?? '', /10\.96\.1\.5:80\/TCP: service map \(8 entries\)/);
+});
+
+test('leftovers of an agent killed mid-write (unreferenced backends, tables) are swept by the next start', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('lbin');
+  t.after(() => pins.cleanup());
+  const objs = (): [unknown[], unknown[]] => [[svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]];
+  const first = await ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined });
+  first.replaceAll(...objs());
+  first.close();
+
+  const be = BpfMap.fromPin(`${pins.path}/${LbMapName.backends}`);
+  const mg = BpfMap.fromPin(`${pins.path}/${LbMapName.maglev}`);
+  try {
+    be.update(u32(999), Backend.encode({ addr: encodeAddr('10.9.9.9'), port: 1, proto: 6, pad: 0 }));
+    mg.update(u32(777), Buffer.alloc(mg.valueSize));
+  } finally {
+    be.close();
+    mg.close();
+  }
+
+  const second = await ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined });
+  t.after(() => second.close());
+  assert.equal(second.replaceAll(...objs()).writes, 2);
+  assert.deepEqual(second.lb.maps.backends.dump().map(([k]) => k.readUInt32LE(0)), [1]);
+  assert.equal(second.lb.maps.maglev.dump().length, 0);
+  assert.equal(second.replaceAll(...objs()).writes, 0);
+});
+
+test('reopening pins made with another bpf.lbMapMax fails with a clear, coded error', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('lbin');
+  t.after(() => pins.cleanup());
+  const first = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  first.close();
+  await assert.rejects(
+    ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }),
+    (e: unknown) => e instanceof PinnedMapMismatchError && e.code === 'MESHD_LB_PINNED_MAP_MISMATCH' && /bpf\.lbMapMax/.test(e.message),
+  );
+});
+
+test('meshd lb list: a missing pin directory is a clear error (exit 1); bad arguments exit 2', async () => {
+  requirePrivileges();
+  const bin = repoPath('bin', 'meshd.mjs');
+  const missing = spawnSync(process.execPath, [bin, 'lb', 'list', '--pin-dir', '/sys/fs/bpf/meshd-test-none'], { encoding: 'utf8' });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot read the socket-LB maps under \/sys\/fs\/bpf\/meshd-test-none: .*ENOENT|No such file/);
+  const bad = spawnSync(process.execPath, [bin, 'lb', 'frobnicate'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /usage: meshd lb list/);
+  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'yaml'], { encoding: 'utf8' });
+  assert.equal(badOut.status, 2);
+  assert.match(badOut.stderr, /output/);
 });

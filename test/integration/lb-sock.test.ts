@@ -56,7 +56,10 @@ test('host client: TCP connect to a VIP reaches a backend and getpeername() retu
   const udp = await w.udp(vip, 53, 2);
   assert.deepEqual(udp, [1, 2].map(() => ({ reply: 'u1', from: `${vip}:53` })));
 
-  // The same client outside the cgroup is not translated (and the VIP is not routed anywhere).
+  // Closed TCP sockets took their reverse-translation entries with them (sock_release);
+  // the unconnected UDP socket's entries (peer unknown at release) stay for the LRU to age out.
+  const revnat = mgr.lb.maps.revnat.dump();
+  assert.equal(revnat.length, 2, `reverse-translation entries left: ${revnat.length}`);
   const st = mgr.datapathStats();
   assert.ok(st.Xlated >= 5n, `translations counted: ${st.Xlated}`);
   assert.ok(st.Revnat >= 5n, `reverse translations counted: ${st.Revnat}`);
