@@ -83,7 +83,9 @@ export interface OpenOptions {
   /** Object to load (default bpf/build/lxc.o). */
   objectPath?: string;
   /** Resize maps before load (tests; a pinned map of another size is not reused). */
-  maxEntries?: Partial<Record<'meshd_policy' | 'meshd_pol_exact' | 'meshd_ipcache' | 'meshd_ipc_host' | 'meshd_ct' | 'meshd_endpoints', number>>;
+  maxEntries?: Partial<Record<'meshd_policy' | 'meshd_pol_exact' | 'meshd_ipcache' | 'meshd_ipc_host' | 'meshd_ct' | 'meshd_endpoints' | 'meshd_nat', number>> &
+    /** The socket LB's maps this object shares by pin must be sized as the socket LB sized them (bpf.lbMapMax). */
+    Partial<Record<'meshd_lb_svc' | 'meshd_lb_be' | 'meshd_lb_revnat' | 'meshd_lb_affin' | 'meshd_lb_affm' | 'meshd_lb_maglev', number>>;
   config?: Partial<DatapathConfigInput>;
   proxyPort?: PolicyMapOptions['proxyPort'];
 }
