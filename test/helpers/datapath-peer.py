@@ -32,12 +32,27 @@ def out(line):
     sys.stdout.flush()
 
 
+def family(ip):
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def plain(ip):
+    """IPv4 peers of a dual-stack listener show as ::ffff:a.b.c.d."""
+    return ip[7:] if ip.startswith("::ffff:") else ip
+
+
 def tcp_listener(port, transparent=False):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if transparent:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-    s.bind(("0.0.0.0", port))
+        s.bind(("0.0.0.0", port))
+        s.listen(128)
+        return s
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
     s.listen(128)
     return s
 
@@ -46,12 +61,12 @@ def serve(name, ports):
     def loop(ls, port):
         while True:
             c, peer = ls.accept()
-            out(f"accept {port} {peer[0]}")
+            out(f"accept {port} {plain(peer[0])}")
             threading.Thread(target=handle, args=(c, port, peer), daemon=True).start()
 
     def handle(c, port, peer):
         try:
-            c.sendall(f"{name} {port} {peer[0]}\n".encode())
+            c.sendall(f"{name} {port} {plain(peer[0])}\n".encode())
             while True:
                 d = c.recv(65536)
                 if not d:
@@ -93,7 +108,7 @@ def read_line(s):
 
 
 def connect(ip, port, timeout):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family(ip), socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect((ip, port))
