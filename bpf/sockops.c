@@ -59,6 +59,22 @@ static __always_inline __u32 meshd_remote_port(__u32 raw)
 	return bpf_ntohs((__u16)(raw >> 16));
 }
 
+/* A dual-stack (AF_INET6) socket talking IPv4 carries ::ffff:a.b.c.d; its
+ * IPv4 peer knows plain a.b.c.d. Both sides are keyed as IPv4. */
+static __always_inline void meshd_sock_addrs(struct meshd_sock_key *k, const __u32 l[4], const __u32 r[4])
+{
+	if (l[0] == 0 && l[1] == 0 && l[2] == bpf_htonl(0x0000ffff) && r[0] == 0 && r[1] == 0 &&
+	    r[2] == bpf_htonl(0x0000ffff)) {
+		__builtin_memcpy(k->local, &l[3], 4);
+		__builtin_memcpy(k->remote, &r[3], 4);
+		k->family = 4;
+		return;
+	}
+	__builtin_memcpy(k->local, l, 16);
+	__builtin_memcpy(k->remote, r, 16);
+	k->family = 6;
+}
+
 static __always_inline int meshd_shortcut_on(void)
 {
 	struct meshd_config *cfg = meshd_get_config();
@@ -85,9 +101,7 @@ int meshd_sockops(struct bpf_sock_ops *ops)
 		__u32 l[4] = { ops->local_ip6[0], ops->local_ip6[1], ops->local_ip6[2], ops->local_ip6[3] };
 		__u32 r[4] = { ops->remote_ip6[0], ops->remote_ip6[1], ops->remote_ip6[2], ops->remote_ip6[3] };
 
-		__builtin_memcpy(k.local, l, 16);
-		__builtin_memcpy(k.remote, r, 16);
-		k.family = 6;
+		meshd_sock_addrs(&k, l, r);
 	} else {
 		return 1;
 	}
@@ -113,9 +127,7 @@ int meshd_sk_msg(struct sk_msg_md *msg)
 		__u32 l[4] = { msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2], msg->local_ip6[3] };
 		__u32 r[4] = { msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2], msg->remote_ip6[3] };
 
-		__builtin_memcpy(peer.local, r, 16);
-		__builtin_memcpy(peer.remote, l, 16);
-		peer.family = 6;
+		meshd_sock_addrs(&peer, r, l); /* the peer's view: local and remote swapped */
 	} else {
 		return SK_PASS;
 	}

@@ -1,6 +1,7 @@
 /**
  * sockops + sk_msg short-circuit between two local TCP sockets in a test
- * cgroup: off by default, data intact and redirected when on.
+ * cgroup (a dual-stack server, an IPv4 client): off by default, data intact
+ * and redirected when on.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
