@@ -154,3 +154,33 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   assert.equal(native.mapDump(dp.mapFds().ipcache).length, 1);
   assert.equal(native.mapDump(dp.mapFds().ipcacheHost).length, 3);
 });
+
+test('verdict events for new connections: none, all, or one in N', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 })], 1));
+  const got: string[] = [];
+  const stream = dp.onFlowEvents((rs) => got.push(...rs.map((r) => r.type)));
+  t.after(() => stream.close());
+  const burst = async (n: number) => {
+    got.length = 0;
+    for (let i = 0; i < n; i += 1) assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+    await new Promise((r) => setTimeout(r, 300));
+    return got.filter((x) => x === 'verdict').length;
+  };
+  dp.setConfig({ verdictSample: 0 });
+  assert.equal(await burst(200), 0);
+  dp.setConfig({ verdictSample: 1 });
+  assert.equal(await burst(200), 200);
+  dp.setConfig({ verdictSample: 4 });
+  const sampled = await burst(800);
+  assert.ok(sampled > 120 && sampled < 280, `about one in four of 800: ${sampled}`);
+  // established packets never produce verdict events
+  dp.setConfig({ verdictSample: 1 });
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 50000 }), TcAct.OK);
+  await new Promise((r) => setTimeout(r, 300)); // the SYN's own event arrives asynchronously
+  got.length = 0;
+  for (let i = 0; i < 50; i += 1) verdictOf(dp, PEER, 80, { sport: 50000, flags: 0x10 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(got.length, 0);
+});
