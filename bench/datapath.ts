@@ -1,5 +1,5 @@
 /**
- * npm run bench:datapath [-- --json] [--duration S] [--rounds N] [--repeat N]
+ * npm run bench:datapath [-- --json] [--duration S] [--rounds N] [--repeat N] [--cpu N (1-based)]
  *
  * 1. Cost of the endpoint program (bpf/lxc.c, meshd_from_pod) per packet with
  *    BPF_PROG_TEST_RUN, with 10, 10,000 and 100,000 policy entries and as
@@ -44,6 +44,8 @@ const num = (flag: string, dflt: number): number => {
 const duration = num('--duration', 1);
 const rounds = num('--rounds', 7);
 const repeat = num('--repeat', 200_000);
+/** Client and server share one CPU: on 2 shared cores, cross-CPU wake-ups made rounds bimodal. */
+const cpu = String(num('--cpu', 2) - 1);
 const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
 
 const SIZES = [10, 10_000, 100_000] as const;
@@ -121,7 +123,7 @@ async function testRunCosts(): Promise<TestRunRow[]> {
       rows.push({ entries: n, established: median(est), newConnection: median(fresh), denied: median(den) });
       log(`test-run ${n} entries: established ${median(est)} ns, new connection ${median(fresh)} ns, denied ${median(den)} ns`);
       // conntrack entries from the fresh connections would otherwise accumulate
-      for (const c of dp.conntrack()) if (c.key.sport !== 19999) native.mapDelete(dp.mapFds().ct, CtKey.encode(c.key));
+      for (const c of dp.conntrack()) if (c.key.local_port !== 19999) native.mapDelete(dp.mapFds().ct, CtKey.encode(c.key));
     }
   } finally {
     dp.close();
@@ -148,7 +150,7 @@ async function rrRates(): Promise<{ plain: number[]; meshd: number[] }> {
     await sb.vethToHost(nsA, { hostIf: hA, podIf: 'eth0', hostIp: `${ip(1)}/30`, podIp: `${ip(2)}/30`, defaultRoute: true });
     await sb.vethToHost(nsB, { hostIf: hB, podIf: 'eth0', hostIp: `${ip(5)}/30`, podIp: `${ip(6)}/30`, defaultRoute: true });
     for (const i of [hA, hB]) await run('sysctl', ['-qw', `net.ipv4.conf.${i}.forwarding=1`]);
-    const server = spawn('ip', ['netns', 'exec', nsB, bin, 'server', '7000']);
+    const server = spawn('ip', ['netns', 'exec', nsB, 'taskset', '-c', cpu, bin, 'server', '7000']);
     sb.defer(async () => {
       server.kill('SIGKILL');
     });
@@ -167,7 +169,7 @@ async function rrRates(): Promise<{ plain: number[]; meshd: number[] }> {
       { prefix: `${ip(6)}/32`, identity: ID_PEER },
     ]);
     const once = async (): Promise<number> => {
-      const r = await sb.exec(nsA, bin, ['client', ip(6), '7000', String(duration)], (duration + 10) * 1000);
+      const r = await sb.exec(nsA, 'taskset', ['-c', cpu, bin, 'client', ip(6), '7000', String(duration)], (duration + 10) * 1000);
       const [n, ns] = r.stdout.trim().split(' ').map(Number);
       if (!n || !ns) throw new Error(`rr client: unexpected output "${r.stdout}"`);
       return n / (ns / 1e9);
@@ -198,9 +200,9 @@ async function sockmapRates(): Promise<{ off: number[]; on: number[] }> {
   await run('gcc', ['-O2', '-pthread', '-o', bin, repoPath('bench', 'datapath-rr.c')]);
   const pinDir = `/sys/fs/bpf/meshd-bench-sk-${process.pid}`;
   const cg = tempCgroup('benchsk');
-  const port = String(40000 + (process.pid % 20000));
+  const port = String(12000 + (process.pid % 8000)); // below the ephemeral port range
   const out = { off: [] as number[], on: [] as number[] };
-  const server = spawn('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec ${bin} server ${port}`]);
+  const server = spawn('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec taskset -c ${cpu} ${bin} server ${port}`]);
   let dp: EndpointManager | undefined;
   let sc: SockShortcut | undefined;
   try {
@@ -211,7 +213,7 @@ async function sockmapRates(): Promise<{ off: number[]; on: number[] }> {
     dp = await EndpointManager.open({ pinDir });
     sc = await SockShortcut.attach({ pinDir, cgroupPath: cg.path });
     const once = async (): Promise<number> => {
-      const r = await run('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec ${bin} client 127.0.0.1 ${port} ${duration}`], { timeoutMs: (duration + 10) * 1000 });
+      const r = await run('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec taskset -c ${cpu} ${bin} client 127.0.0.1 ${port} ${duration}`], { timeoutMs: (duration + 10) * 1000 });
       const [n, ns] = r.stdout.trim().split(' ').map(Number);
       if (!n || !ns) throw new Error(`rr client: unexpected output "${r.stdout}"`);
       return n / (ns / 1e9);

@@ -65,8 +65,8 @@ static __always_inline int meshd_ct_revalidate(const struct meshd_endpoint *ep, 
 	if (e->flags & MESHD_CT_F_PROXY_IDENTITY)
 		remote = e->remote_identity;
 	else
-		remote = meshd_ipcache_identity(k->family, k->dir == MESHD_DIR_EGRESS ? k->daddr : k->saddr);
-	if (meshd_judge(ep, k->dir, remote, k->proto, k->dport, &res, &reason) == MESHD_VERDICT_DENY) {
+		remote = meshd_ipcache_identity(k->family, k->remote);
+	if (meshd_judge(ep, e->dir, remote, k->proto, meshd_ct_dport(k, e), &res, &reason) == MESHD_VERDICT_DENY) {
 		bpf_map_delete_elem(&meshd_ct, k);
 		return -MESHD_DROP_POLICY_REVOKED;
 	}
@@ -149,8 +149,8 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	if (dir == MESHD_DIR_INGRESS && (skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY)
 		from_proxy = 1; /* the node proxy's upstream leg: judge the original client */
 
-	/* forward packet of a known connection */
-	meshd_ct_key_fwd(&k, &t, ep->ep_id, dir);
+	/* a packet of a known connection, either direction */
+	meshd_ct_key_of(&k, &t, ep->ep_id, dir);
 	e = bpf_map_lookup_elem(&meshd_ct, &k);
 	if (e) {
 		ret = meshd_ct_revalidate(ep, &k, e, gen);
@@ -159,25 +159,14 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 			return meshd_drop(skb, &t, &c, -ret);
 		}
 		meshd_ct_touch(e, skb);
-		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS) {
+		/* later packets of a connection handed to the proxy follow it there */
+		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_EGRESS) {
 			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);
 			if (ret < 0) {
 				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
 				return meshd_drop(skb, &t, &c, -ret);
 			}
 		}
-		return TC_ACT_OK;
-	}
-	/* reply of a connection opened in the other direction */
-	meshd_ct_key_rev(&k, &t, ep->ep_id, !dir);
-	e = bpf_map_lookup_elem(&meshd_ct, &k);
-	if (e) {
-		ret = meshd_ct_revalidate(ep, &k, e, gen);
-		if (ret < 0) {
-			meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
-			return meshd_drop(skb, &t, &c, -ret);
-		}
-		meshd_ct_touch(e, skb);
 		return TC_ACT_OK;
 	}
 
@@ -205,16 +194,15 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 			res.proxy_port = dres.proxy_port;
 		}
 	}
-	meshd_ct_key_fwd(&k, &t, ep->ep_id, dir);
 	if (verdict == MESHD_VERDICT_REDIRECT) {
 		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);
 		if (ret < 0)
 			return meshd_drop(skb, &t, &c, -ret);
-		meshd_ct_create(&k, verdict, res.proxy_port, remote, gen, 0, skb);
+		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, 0, skb);
 		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
-	meshd_ct_create(&k, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_PROXY_IDENTITY : 0, skb);
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_PROXY_IDENTITY : 0, skb);
 	if (meshd_sampled(cfg))
 		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
 	return TC_ACT_OK;

@@ -92,17 +92,17 @@ struct meshd_policy_value {
 	__u32 rule_id;    /* agent-side handle, reported in events */
 };
 
-/* Conntrack key: the connection's tuple in its original direction, per
- * endpoint and per direction (who opened it). */
+/* Conntrack key: the connection as seen from the endpoint, the same for
+ * both directions (one lookup per packet): the endpoint's address and port,
+ * the peer's address and port. Who opened it is in the entry. */
 struct meshd_ct_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__be16 sport;
-	__be16 dport;
+	__u8 local[16];
+	__u8 remote[16];
+	__be16 local_port;
+	__be16 remote_port;
 	__u8 proto;
 	__u8 family;
-	__u8 dir;
-	__u8 pad;
+	__u8 pad[2];
 	__u32 ep_id;
 };
 
@@ -116,7 +116,8 @@ struct meshd_ct_entry {
 	__u16 proxy_port;
 	__u8 verdict;
 	__u8 flags;
-	__u32 pad;
+	__u8 dir; /* who opened it: MESHD_DIR_EGRESS the endpoint, MESHD_DIR_INGRESS the peer */
+	__u8 pad[3];
 };
 
 struct meshd_config {

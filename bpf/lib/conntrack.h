@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Connection tracking: an LRU hash keyed by the connection's tuple in its
- * original direction, the endpoint and who opened it. A packet is either
- * forward (key as seen), a reply (key reversed, the other direction) or new.
+/* Connection tracking: an LRU hash keyed by the connection as the endpoint
+ * sees it (its own address and port, the peer's), identical for both
+ * directions, so every packet costs one lookup. The entry says who opened
+ * the connection: a packet in that direction is forward, otherwise a reply.
  *
  * Policy changes: every entry records the generation (endpoint policy_gen +
  * global ipcache_gen) it was judged under. A packet that finds an entry from
@@ -29,46 +30,51 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_ct SEC(".maps");
 
-static __always_inline void meshd_ct_key_fwd(struct meshd_ct_key *k, const struct meshd_tuple *t, __u32 ep_id,
-					      __u8 dir)
+/* The key of the packet's connection at endpoint ep_id; dir is the hook's
+ * direction (the endpoint is the source when it is EGRESS). */
+static __always_inline void meshd_ct_key_of(struct meshd_ct_key *k, const struct meshd_tuple *t, __u32 ep_id,
+					     __u8 dir)
 {
-	__builtin_memcpy(k->saddr, t->saddr, 16);
-	__builtin_memcpy(k->daddr, t->daddr, 16);
-	k->sport = t->sport;
-	k->dport = t->dport;
+	if (dir == MESHD_DIR_EGRESS) {
+		__builtin_memcpy(k->local, t->saddr, 16);
+		__builtin_memcpy(k->remote, t->daddr, 16);
+		k->local_port = t->sport;
+		k->remote_port = t->dport;
+	} else {
+		__builtin_memcpy(k->local, t->daddr, 16);
+		__builtin_memcpy(k->remote, t->saddr, 16);
+		k->local_port = t->dport;
+		k->remote_port = t->sport;
+	}
 	k->proto = t->proto;
 	k->family = t->family;
-	k->dir = dir;
-	k->pad = 0;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
 	k->ep_id = ep_id;
 }
 
-static __always_inline void meshd_ct_key_rev(struct meshd_ct_key *k, const struct meshd_tuple *t, __u32 ep_id,
-					      __u8 dir)
+/* The connection's destination port (the one policy is about). */
+static __always_inline __be16 meshd_ct_dport(const struct meshd_ct_key *k, const struct meshd_ct_entry *e)
 {
-	__builtin_memcpy(k->saddr, t->daddr, 16);
-	__builtin_memcpy(k->daddr, t->saddr, 16);
-	k->sport = t->dport;
-	k->dport = t->sport;
-	k->proto = t->proto;
-	k->family = t->family;
-	k->dir = dir;
-	k->pad = 0;
-	k->ep_id = ep_id;
+	return e->dir == MESHD_DIR_EGRESS ? k->remote_port : k->local_port;
 }
 
+/* Per-packet accounting. Plain increments: a lost update between two CPUs
+ * costs a packet in a statistic, an atomic costs every packet a locked
+ * instruction on a shared cache line. */
 static __always_inline void meshd_ct_touch(struct meshd_ct_entry *e, struct __sk_buff *skb)
 {
 	e->last_seen_ns = bpf_ktime_get_ns();
-	__sync_fetch_and_add(&e->packets, 1);
-	__sync_fetch_and_add(&e->bytes, skb->len);
+	e->packets += 1;
+	e->bytes += skb->len;
 }
 
-static __always_inline int meshd_ct_create(const struct meshd_ct_key *k, __u8 verdict, __u16 proxy_port,
+static __always_inline int meshd_ct_create(const struct meshd_ct_key *k, __u8 dir, __u8 verdict, __u16 proxy_port,
 					    __u32 remote_identity, __u32 gen, __u8 flags, struct __sk_buff *skb)
 {
 	struct meshd_ct_entry e = {};
 
+	e.dir = dir;
 	e.created_ns = bpf_ktime_get_ns();
 	e.last_seen_ns = e.created_ns;
 	e.packets = 1;

@@ -61,14 +61,13 @@ export const PolicyValue = defineStruct('meshd_policy_value', [
 ] as const);
 
 export const CtKey = defineStruct('meshd_ct_key', [
-  ['saddr', { bytes: 16 }],
-  ['daddr', { bytes: 16 }],
-  ['sport', 'be16'],
-  ['dport', 'be16'],
+  ['local', { bytes: 16 }],
+  ['remote', { bytes: 16 }],
+  ['local_port', 'be16'],
+  ['remote_port', 'be16'],
   ['proto', 'u8'],
   ['family', 'u8'],
-  ['dir', 'u8'],
-  ['pad', 'u8'],
+  ['pad', { bytes: 2 }],
   ['ep_id', 'u32'],
 ] as const);
 
@@ -82,7 +81,8 @@ export const CtEntry = defineStruct('meshd_ct_entry', [
   ['proxy_port', 'u16'],
   ['verdict', 'u8'],
   ['flags', 'u8'],
-  ['pad', 'u32'],
+  ['dir', 'u8'],
+  ['pad', { bytes: 3 }],
 ] as const);
 
 export const DatapathConfig = defineStruct('meshd_config', [

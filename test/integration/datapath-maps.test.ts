@@ -97,19 +97,24 @@ test('conntrack keeps an allowed connection through an unrelated change and cuts
   const dp = await world(t);
   dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 })], 1));
   assert.equal(verdictOf(dp, PEER, 80, { sport: 41000 }), TcAct.OK);
-  const ct = dp.conntrack().find((c) => c.key.sport === 41000);
+  const ct = dp.conntrack().find((c) => c.key.local_port === 41000);
   assert.ok(ct, 'the SYN created a conntrack entry');
+  assert.equal(ct.entry.dir, 1, 'opened by the endpoint (egress)');
+  // the reply finds the same entry: one lookup either way
+  assert.equal(native.progTestRun(dp.programFds().toPod, buildFrame({ src: PEER, dst: POD, proto: 6, sport: 80, dport: 41000, tcpFlags: 0x12 })).retval, TcAct.OK);
+  assert.equal(dp.conntrack().find((c) => c.key.local_port === 41000)?.entry.packets, 2n);
+  assert.equal(dp.conntrack().length, 1);
   const gen0 = ct.entry.gen;
   // Allow moves from an exact port to a range: the connection is still allowed and keeps its entry.
   dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 90 })], 2));
   assert.equal(verdictOf(dp, PEER, 80, { sport: 41000, flags: 0x10 }), TcAct.OK);
-  const ct2 = dp.conntrack().find((c) => c.key.sport === 41000);
+  const ct2 = dp.conntrack().find((c) => c.key.local_port === 41000);
   assert.ok(ct2 && ct2.entry.gen !== gen0, 're-evaluated once under the new generation');
-  assert.equal(ct2.entry.packets, 2n);
+  assert.equal(ct2.entry.packets, 3n);
   // Default deny with nothing for port 80: established packets are dropped and the entry removed.
   dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 81, endPort: 81 })], 3));
   assert.equal(verdictOf(dp, PEER, 80, { sport: 41000, flags: 0x10 }), TcAct.SHOT);
-  assert.equal(dp.conntrack().find((c) => c.key.sport === 41000), undefined);
+  assert.equal(dp.conntrack().find((c) => c.key.local_port === 41000), undefined);
 });
 
 test('a policy that does not fit the map is refused whole, the previous policy stays in force and the condition is reported', async (t) => {

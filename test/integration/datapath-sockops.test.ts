@@ -23,14 +23,17 @@ test('sk_msg short-circuits local TCP data only with the flag on, and the data a
   t.after(() => dp.close());
   const sc = await SockShortcut.attach({ pinDir: pins.path, cgroupPath: cg.path });
   t.after(() => sc.detach());
-  const port = 40000 + (process.pid % 20000);
+  // below the ephemeral range (32768-60999), where a client socket of another test could hold the port
+  const port = 12000 + (process.pid % 8000);
   const inCgroup = (args: string[]) => ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec python3 -u ${PEER} ${args.join(' ')}`];
   // Both ends in the cgroup: the sockops program sees sockets by cgroup.
   const srv = spawn('sh', inCgroup(['serve', 'S', String(port)]));
   t.after(() => srv.kill('SIGKILL'));
+  let srvErr = '';
+  srv.stderr.setEncoding('utf8').on('data', (d: string) => (srvErr += d));
   await new Promise<void>((resolve, reject) => {
     srv.stdout.once('data', () => resolve());
-    srv.once('exit', (c) => reject(new Error(`server exited (${c})`)));
+    srv.once('exit', (c) => reject(new Error(`server exited (${c}): ${srvErr}`)));
   });
 
   const bulk = () => run('sh', inCgroup(['bulk', '127.0.0.1', String(port), '2000']), { timeoutMs: 60_000 });
