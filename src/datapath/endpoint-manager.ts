@@ -575,6 +575,54 @@ export class EndpointManager {
     return [...this.ipcache].map(([prefix, v]) => ({ prefix, identity: v.identity }));
   }
 
+  /** Adds or changes some prefixes, leaving the others (e.g. FQDN-learned addresses). Same guarantees as syncIpcache. */
+  upsertIpcache(entries: readonly IpcacheEntry[]): IpcacheSyncResult {
+    const next = new Map(this.ipcacheEntries().map((e) => [e.prefix, e.identity]));
+    for (const [cidr, d] of desiredIpcache(entries)) next.set(cidr, d.identity);
+    return this.syncIpcache([...next].map(([prefix, identity]) => ({ prefix, identity })));
+  }
+
+  /** Removes some prefixes (absent ones are ignored). */
+  deleteIpcache(prefixes: readonly string[]): IpcacheSyncResult {
+    const drop = new Set(prefixes.map((p, i) => parsePrefix(p, `prefixes[${i}]`).cidr));
+    return this.syncIpcache(this.ipcacheEntries().filter((e) => !drop.has(e.prefix)));
+  }
+
+  /**
+   * After a restart, once every live endpoint has been added again: removes
+   * what the pins still hold for endpoints that did not come back (their
+   * endpoint entry, links, policy entries and conntrack state).
+   */
+  pruneUnclaimed(): { endpoints: number; policyEntries: number } {
+    this.live();
+    const claimed = new Set([...this.byId.values()].map((s) => s.ifindex));
+    let endpoints = 0;
+    for (const [key] of native.mapDump(this.fds.endpoints)) {
+      const ifindex = key.readUInt32LE(0);
+      if (claimed.has(ifindex)) continue;
+      for (const dir of ['ingress', 'egress'] as const) native.objUnpin(this.linkPath(ifindex, dir));
+      native.mapDelete(this.fds.endpoints, key);
+      endpoints += 1;
+    }
+    for (const [key, value] of native.mapDump(this.fds.epIps)) {
+      if (!claimed.has(value.readUInt32LE(0))) native.mapDelete(this.fds.epIps, key);
+    }
+    let policyEntries = 0;
+    for (const [epId, st] of this.orphanPolicy) {
+      for (const e of st.values()) {
+        const map = policyMapOf(e.key);
+        if (native.mapDelete(this.fds[map], encodePolicyKey(epId, e.key))) policyEntries += 1;
+        this.policyCount[map] -= 1;
+      }
+    }
+    const orphans = new Set(this.orphanPolicy.keys());
+    this.orphanPolicy.clear();
+    for (const [key] of native.mapDump(this.fds.ct)) {
+      if (orphans.has(CtKey.decode(key).ep_id)) native.mapDelete(this.fds.ct, key);
+    }
+    return { endpoints, policyEntries };
+  }
+
   /** Detaches the endpoint's programs and removes its policy entries and conntrack state. */
   removeEndpoint(endpointId: string): void {
     this.live();

@@ -189,3 +189,34 @@ test('verdict events for new connections: none, all, or one in N', async (t) => 
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(got.length, 0);
 });
+
+test('after a restart, endpoints that did not come back are pruned from the pins; ipcache upserts and deletes keep the rest', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('dpprune');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const first = await EndpointManager.open({ pinDir: pins.path });
+  await first.addEndpoint({ endpointId: 't/gone', ifname: 'lo', identity: 500, attach: false, ips: ['10.9.0.2'] });
+  first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/gone' });
+  first.syncIpcache([{ prefix: `${PEER}/32`, identity: 600 }]);
+  assert.equal(verdictOf(first, PEER, 80), TcAct.OK);
+  first.close();
+
+  const dp = await EndpointManager.open({ pinDir: pins.path });
+  t.after(() => dp.close());
+  assert.deepEqual(dp.pruneUnclaimed(), { endpoints: 1, policyEntries: 2 });
+  const total = (fd: number) => native.mapDump(fd).length;
+  const f = dp.mapFds();
+  assert.deepEqual([total(f.endpoints), total(f.policy), total(f.policyExact), total(f.epIps), total(f.ct)], [0, 0, 0, 0, 0]);
+
+  dp.upsertIpcache([{ prefix: '10.20.0.0/16', identity: 901 }]);
+  dp.upsertIpcache([{ prefix: `${PEER}/32`, identity: 601 }]);
+  assert.deepEqual(
+    dp.ipcacheEntries().sort((a, b) => a.prefix.localeCompare(b.prefix)),
+    [
+      { prefix: '10.20.0.0/16', identity: 901 },
+      { prefix: `${PEER}/32`, identity: 601 },
+    ],
+  );
+  dp.deleteIpcache(['10.20.0.0/16', '10.99.0.0/16']);
+  assert.deepEqual(dp.ipcacheEntries(), [{ prefix: `${PEER}/32`, identity: 601 }]);
+});
