@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
+import { listenerPort } from '../test/helpers/envoy.js';
 import { EnvoySupervisor } from './supervisor.js';
 
 function staticBootstrap(adminSock: string): Record<string, unknown> {
@@ -43,14 +44,6 @@ function staticBootstrap(adminSock: string): Record<string, unknown> {
   };
 }
 
-async function listenerPort(sup: EnvoySupervisor): Promise<number> {
-  const r = await sup.adminRequest('/listeners?format=json');
-  const parsed = JSON.parse(r.body) as { listener_statuses: Array<{ name: string; local_address: { socket_address: { port_value: number } } }> };
-  const l = parsed.listener_statuses.find((s) => s.name === 'hello');
-  assert.ok(l, 'listener "hello" is up');
-  return l.local_address.socket_address.port_value;
-}
-
 test('supervisor: starts Envoy, restarts it after a crash, stops it gracefully', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-envoy-sup-'));
   const sup = new EnvoySupervisor({
@@ -69,7 +62,7 @@ test('supervisor: starts Envoy, restarts it after a crash, stops it gracefully',
   assert.equal(s1.state, 'ready');
   assert.match(s1.version ?? '', /^1\.40\./);
   assert.ok(s1.pid);
-  const port1 = await listenerPort(sup);
+  const port1 = await listenerPort(sup, 'hello');
   const r1 = await request(`http://127.0.0.1:${port1}/`);
   assert.equal(await r1.body.text(), 'hello from envoy');
 
@@ -81,7 +74,7 @@ test('supervisor: starts Envoy, restarts it after a crash, stops it gracefully',
   assert.equal(s2.restarts, 1);
   assert.notEqual(s2.pid, s1.pid);
   assert.equal(s2.lastExit?.signal, 'SIGKILL');
-  const r2 = await request(`http://127.0.0.1:${await listenerPort(sup)}/`);
+  const r2 = await request(`http://127.0.0.1:${await listenerPort(sup, 'hello')}/`);
   assert.equal(await r2.body.text(), 'hello from envoy');
 
   const pid = s2.pid ?? 0;

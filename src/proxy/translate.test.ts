@@ -7,16 +7,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect as h2connect } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { findEnvoy } from '../../envoy/binary.js';
-import { EnvoySupervisor } from '../../envoy/supervisor.js';
+import { freePort, httpUpstream, listenerPort, startEnvoy, staticCluster } from '../../test/helpers/envoy.js';
 import type { EndpointPolicy, PolicyEntry } from '../policy/types.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { buildRbac } from './rbac.js';
@@ -114,29 +112,7 @@ test('non-HTTP L7 redirects are reported as unsupported, not dropped', () => {
   assert.deepEqual(out.unsupported, [{ endpointId: 'kafka/broker', direction: 'ingress', kind: 'kafka', derivedFrom: ['kafka/p'] }]);
 });
 
-interface Seen {
-  method: string;
-  url: string;
-}
 
-async function upstream(): Promise<{ server: Server; port: number; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req: IncomingMessage, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '' });
-    res.end(`upstream ${req.method} ${req.url}`);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, port: (server.address() as AddressInfo).port, seen };
-}
-
-/** A loopback port nobody listens on right now. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /**
  * A loopback listener on `port` carrying the translator's HCM + RBAC, routed
@@ -157,43 +133,17 @@ function rbacBootstrap(adminSock: string, port: number, upstreamPort: number, en
           filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
         },
       ],
-      clusters: [
-        {
-          name: 'upstream',
-          type: 'STATIC',
-          connect_timeout: '1s',
-          load_assignment: { cluster_name: 'upstream', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } } } }] }] },
-          typed_extension_protocol_options: {
-            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-              explicit_http_config: { http_protocol_options: {} },
-            },
-          },
-        },
-      ],
+      clusters: [staticCluster('upstream', upstreamPort)],
     },
   };
 }
 
-async function startEnvoy(t: { after(fn: () => Promise<void> | void): void }, bootstrapFor: (adminSock: string) => Record<string, unknown>): Promise<{ sup: EnvoySupervisor; port: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'meshd-rbac-'));
-  const sup = new EnvoySupervisor({ bootstrap: bootstrapFor(join(dir, 'admin.sock')), workDir: dir, drainTimeS: 0 });
-  t.after(async () => {
-    await sup.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await sup.start();
-  const l = JSON.parse((await sup.adminRequest('/listeners?format=json')).body) as { listener_statuses: Array<{ local_address: { socket_address: { port_value: number } } }> };
-  const port = l.listener_statuses[0]?.local_address.socket_address.port_value;
-  assert.ok(port);
-  return { sup, port };
-}
 
 test('RBAC from the HTTP example allows exactly the listed requests (HTTP/1.1 and HTTP/2)', async (t) => {
-  const up = await upstream();
-  t.after(() => new Promise<void>((r) => up.server.close(() => r())));
+  const up = await httpUpstream(t);
   const lp = await freePort();
-  const { port } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(CLIENT_ID, lp), new Map([[CLIENT_ID, ['127.0.0.1']]])));
+  const { sup } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(CLIENT_ID, lp), new Map([[CLIENT_ID, ['127.0.0.1']]])));
+  const port = await listenerPort(sup);
   const base = `http://127.0.0.1:${port}`;
   const cases: Array<[string, string, Record<string, string>, number]> = [
     ['GET', '/api/v1/users', {}, 200],
@@ -237,11 +187,11 @@ test('RBAC from the HTTP example allows exactly the listed requests (HTTP/1.1 an
 });
 
 test('RBAC principals: a peer whose address is not the allowed identity is denied', async (t) => {
-  const up = await upstream();
-  t.after(() => new Promise<void>((r) => up.server.close(() => r())));
+  const up = await httpUpstream(t);
   // Only identity OTHER_ID (127.0.0.2) is allowed; the client connects from 127.0.0.1.
   const lp = await freePort();
-  const { port } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(OTHER_ID, lp), new Map([[OTHER_ID, ['127.0.0.2']]])));
+  const { sup } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(OTHER_ID, lp), new Map([[OTHER_ID, ['127.0.0.2']]])));
+  const port = await listenerPort(sup);
   const r = await request(`http://127.0.0.1:${port}/api/v1/users`);
   assert.equal(r.statusCode, 403);
   assert.equal(await r.body.text(), 'Access denied');
@@ -253,10 +203,10 @@ test('RBAC principals: a peer whose address is not the allowed identity is denie
 });
 
 test('RBAC permissions include the destination port: a rule for another port allows nothing here', async (t) => {
-  const up = await upstream();
-  t.after(() => new Promise<void>((r) => up.server.close(() => r())));
+  const up = await httpUpstream(t);
   const lp = await freePort();
-  const { port } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(0, lp === 65535 ? lp - 1 : lp + 1), new Map()));
+  const { sup } = await startEnvoy(t, (admin) => rbacBootstrap(admin, lp, up.port, exampleEntries(0, lp === 65535 ? lp - 1 : lp + 1), new Map()));
+  const port = await listenerPort(sup);
   const r = await request(`http://127.0.0.1:${port}/api/v1/users`);
   assert.equal(r.statusCode, 403);
   assert.equal(await r.body.text(), 'Access denied');
