@@ -4,7 +4,10 @@
 
 #include "errors.h"
 #include "object.h"
+#include "links.h"
+#include "maps.h"
 #include "ops.h"
+#include "ringbuf.h"
 
 namespace meshd {
 
@@ -13,6 +16,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
   exports.Set("BpfObject", BpfObject::Init(env));
   InitOps(env, exports);
+  InitMaps(env, exports);
+  InitLinks(env, exports);
+  InitRingBuf(env, exports);
   return exports;
 }
 

@@ -1,8 +1,11 @@
 #include "object.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <cerrno>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 
@@ -57,10 +60,16 @@ Napi::Function BpfObject::Init(Napi::Env env) {
                          InstanceMethod<&BpfObject::Maps>("maps"),
                          InstanceMethod<&BpfObject::Close>("close"),
                          InstanceMethod<&BpfObject::IsLoaded>("isLoaded"),
+                         InstanceMethod<&BpfObject::SetGlobal>("setGlobal"),
+                         InstanceMethod<&BpfObject::Globals>("globals"),
+                         InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
+                         InstanceMethod<&BpfObject::ProgramFd>("programFd"),
+                         InstanceMethod<&BpfObject::MapFd>("mapFd"),
                      });
 }
 
 // new BpfObject(path: string, opts?: { pinRoot?: string })
+// Maps declared LIBBPF_PIN_BY_NAME are pinned under pinRoot; without one, nothing is pinned.
 BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
@@ -80,6 +89,15 @@ BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjec
   std::string log = TakeLog();
   long err = libbpf_get_error(obj);
   if (err) Throw(env, Failure{static_cast<int>(-err), "bpf_object__open_file(" + path + ")", log});
+  if (pin_root.empty()) {
+    // Without a pin root libbpf would pin LIBBPF_PIN_BY_NAME maps straight
+    // under /sys/fs/bpf, shared by every caller: an object opened without a
+    // pinRoot keeps its maps private instead.
+    struct bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+      if (bpf_map__pin_path(map)) bpf_map__set_pin_path(map, nullptr);
+    }
+  }
   obj_ = obj;
 }
 
@@ -137,6 +155,10 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
     m.Set("valueSize", bpf_map__value_size(map));
     m.Set("maxEntries", bpf_map__max_entries(map));
     m.Set("fd", loaded_ ? bpf_map__fd(map) : -1);
+    const char* pin = bpf_map__pin_path(map);
+    m.Set("pinPath", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
+    m.Set("pinned", bpf_map__is_pinned(map));
+    m.Set("internal", bpf_map__is_internal(map));
     out.Set(i++, m);
   }
   return out;
@@ -153,6 +175,138 @@ Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
 
 Napi::Value BpfObject::IsLoaded(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), obj_ != nullptr && loaded_);
+}
+
+namespace {
+
+struct GlobalVar {
+  std::string name;
+  std::string section;  // ".rodata", ".data", ".bss"
+  uint32_t offset;
+  uint32_t size;
+};
+
+// Global variables as BTF describes them: each DATASEC (".rodata", ".data",
+// ".bss") lists its variables with their offset inside the section's map.
+std::vector<GlobalVar> ListGlobals(struct bpf_object* obj) {
+  std::vector<GlobalVar> out;
+  struct btf* btf = bpf_object__btf(obj);
+  if (!btf) return out;
+  __u32 n = btf__type_cnt(btf);
+  for (__u32 id = 1; id < n; id++) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    if (!btf_is_datasec(t)) continue;
+    const char* sec = btf__name_by_offset(btf, t->name_off);
+    if (sec && strcmp(sec, ".maps") == 0) continue;  // map definitions, not variables
+    const struct btf_var_secinfo* vs = btf_var_secinfos(t);
+    for (__u16 i = 0; i < btf_vlen(t); i++, vs++) {
+      const struct btf_type* var = btf__type_by_id(btf, vs->type);
+      out.push_back(GlobalVar{btf__name_by_offset(btf, var->name_off), sec ? sec : "", vs->offset, vs->size});
+    }
+  }
+  return out;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+struct bpf_map* BpfObject::FindMap(Napi::Env env, const std::string& name) {
+  struct bpf_map* map = bpf_object__find_map_by_name(Live(env), name.c_str());
+  if (!map) Throw(env, Failure{ENOENT, "map " + name + " not in object " + bpf_object__name(obj_), ""});
+  return map;
+}
+
+// setGlobal(name, value: Buffer): sets a global variable's initial value
+// before load. For `const volatile` globals (.rodata) this is how tunables
+// reach the program: the verifier then sees them as constants and prunes
+// dead branches. The Buffer must be exactly the variable's size.
+Napi::Value BpfObject::SetGlobal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_object* obj = Live(env);
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) {
+    throw Napi::TypeError::New(env, "setGlobal(name: string, value: Buffer)");
+  }
+  std::string name = info[0].As<Napi::String>();
+  Napi::Buffer<uint8_t> value = info[1].As<Napi::Buffer<uint8_t>>();
+  if (loaded_) Throw(env, Failure{EBUSY, "setGlobal(" + name + "): object already loaded", ""});
+  for (const GlobalVar& g : ListGlobals(obj)) {
+    if (g.name != name) continue;
+    if (value.Length() != g.size) {
+      Throw(env, Failure{EINVAL, "setGlobal(" + name + "): variable is " + std::to_string(g.size) + " bytes, got " +
+                                     std::to_string(value.Length()), ""});
+    }
+    struct bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+      if (!bpf_map__is_internal(map) || !EndsWith(bpf_map__name(map), g.section)) continue;
+      size_t sz = 0;
+      const void* cur = bpf_map__initial_value(map, &sz);
+      if (!cur || g.offset + g.size > sz) break;
+      std::vector<uint8_t> data(static_cast<const uint8_t*>(cur), static_cast<const uint8_t*>(cur) + sz);
+      memcpy(data.data() + g.offset, value.Data(), g.size);
+      BeginLogCapture();
+      int ret = bpf_map__set_initial_value(map, data.data(), data.size());
+      ThrowIfNeg(env, ret, "bpf_map__set_initial_value(" + name + ")");
+      TakeLog();
+      return env.Undefined();
+    }
+    Throw(env, Failure{ENOENT, "setGlobal(" + name + "): no map for section " + g.section, ""});
+  }
+  Throw(env, Failure{ENOENT, "setGlobal(" + name + "): no such global in " + bpf_object__name(obj), ""});
+}
+
+// globals(): [{ name, section, offset, size }] from BTF.
+Napi::Value BpfObject::Globals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const GlobalVar& g : ListGlobals(Live(env))) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", g.name);
+    o.Set("section", g.section);
+    o.Set("offset", g.offset);
+    o.Set("size", g.size);
+    out.Set(i++, o);
+  }
+  return out;
+}
+
+// setMaxEntries(mapName, n): before load only.
+Napi::Value BpfObject::SetMaxEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "setMaxEntries(map: string, n: number)");
+  }
+  std::string name = info[0].As<Napi::String>();
+  struct bpf_map* map = FindMap(env, name);
+  BeginLogCapture();
+  ThrowIfNeg(env, bpf_map__set_max_entries(map, info[1].As<Napi::Number>().Uint32Value()),
+             "bpf_map__set_max_entries(" + name + ")");
+  TakeLog();
+  return env.Undefined();
+}
+
+// programFd(name) / mapFd(name): the fd of a loaded program or map, by its
+// name in the object (the C identifier, not the kernel's 15-char copy).
+Napi::Value BpfObject::ProgramFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "programFd(name: string)");
+  std::string name = info[0].As<Napi::String>();
+  struct bpf_program* prog = bpf_object__find_program_by_name(Live(env), name.c_str());
+  if (!prog) Throw(env, Failure{ENOENT, "program " + name + " not in object " + bpf_object__name(obj_), ""});
+  if (!loaded_) Throw(env, Failure{EBADF, "programFd(" + name + "): object not loaded", ""});
+  return Napi::Number::New(env, bpf_program__fd(prog));
+}
+
+Napi::Value BpfObject::MapFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "mapFd(name: string)");
+  std::string name = info[0].As<Napi::String>();
+  struct bpf_map* map = FindMap(env, name);
+  if (!loaded_) Throw(env, Failure{EBADF, "mapFd(" + name + "): object not loaded", ""});
+  return Napi::Number::New(env, bpf_map__fd(map));
 }
 
 }  // namespace meshd

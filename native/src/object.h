@@ -3,12 +3,18 @@
 // Lifecycle: open (sync, parses ELF) -> load() (async: the verifier can take
 // long for large programs, so it runs on the libuv pool) -> programs()/maps()
 // expose file descriptors -> close() (idempotent; also run by the GC).
+// Before load, read-only globals (.rodata tunables) are set with setGlobal()
+// and map sizes with setMaxEntries(). With a pinRoot, maps declared with
+// `__uint(pinning, LIBBPF_PIN_BY_NAME)` are reused from <pinRoot>/<map name>
+// when a compatible pin exists, and pinned there otherwise (libbpf does both
+// during load), so their contents survive the process.
 // While a load() is in flight every other method throws EBUSY: libbpf's
 // object is not safe to touch from two threads.
 #pragma once
 #include <bpf/libbpf.h>
 #include <napi.h>
 #include <atomic>
+#include <string>
 
 namespace meshd {
 
@@ -29,6 +35,12 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value IsLoaded(const Napi::CallbackInfo& info);
+  Napi::Value SetGlobal(const Napi::CallbackInfo& info);
+  Napi::Value Globals(const Napi::CallbackInfo& info);
+  Napi::Value SetMaxEntries(const Napi::CallbackInfo& info);
+  Napi::Value ProgramFd(const Napi::CallbackInfo& info);
+  Napi::Value MapFd(const Napi::CallbackInfo& info);
+  struct bpf_map* FindMap(Napi::Env env, const std::string& name);
 
   struct bpf_object* obj_ = nullptr;
   std::atomic<bool> loading_{false};

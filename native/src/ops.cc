@@ -2,7 +2,11 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cerrno>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -56,17 +60,98 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   return r;
 }
 
-// mapLookup(mapFd, key, valueSize) -> Buffer | null
-Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+// objGet(path) -> fd of a pinned map, program or link (BPF_OBJ_GET).
+Napi::Value ObjGet(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "mapLookup");
-  Napi::Buffer<uint8_t> key = BufArg(info, 1, "mapLookup");
-  if (info.Length() < 3 || !info[2].IsNumber()) throw Napi::TypeError::New(env, "mapLookup: valueSize must be a number");
-  std::vector<uint8_t> value(info[2].As<Napi::Number>().Uint32Value());
-  int ret = bpf_map_lookup_elem(fd, key.Data(), value.data());
-  if (ret < 0 && errno == ENOENT) return env.Null();
-  ThrowIfNeg(env, ret, "bpf_map_lookup_elem");
-  return Napi::Buffer<uint8_t>::Copy(env, value.data(), value.size());
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "objGet(path: string)");
+  std::string path = info[0].As<Napi::String>();
+  int fd = bpf_obj_get(path.c_str());
+  ThrowIfNeg(env, fd, "bpf_obj_get(" + path + ")");
+  return Napi::Number::New(env, fd);
+}
+
+// objPin(fd, path): pins a map, program or link in bpffs (the parent
+// directory must exist and be on bpffs). EEXIST if the path is taken.
+Napi::Value ObjPin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "objPin");
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "objPin(fd, path: string)");
+  std::string path = info[1].As<Napi::String>();
+  ThrowIfNeg(env, bpf_obj_pin(fd, path.c_str()), "bpf_obj_pin(" + path + ")");
+  return env.Undefined();
+}
+
+// objUnpin(path) -> whether a pin was removed. Removing a pin drops only that
+// reference: the object lives on while fds or links hold it.
+Napi::Value ObjUnpin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "objUnpin(path: string)");
+  std::string path = info[0].As<Napi::String>();
+  if (unlink(path.c_str()) == 0) return Napi::Boolean::New(env, true);
+  if (errno == ENOENT) return Napi::Boolean::New(env, false);
+  Throw(env, Failure{errno, "unlink(" + path + ")", ""});
+}
+
+// closeFd(fd): closes a descriptor returned by this addon. Closing a link fd
+// detaches the program unless the link is pinned.
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "closeFd");
+  if (fd < 0) return env.Undefined();
+  if (close(fd) < 0 && errno != EINTR) Throw(env, Failure{errno, "close(" + std::to_string(fd) + ")", ""});
+  return env.Undefined();
+}
+
+// progInfo(fd) -> { id, name, type, typeName, tag }
+Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "progInfo");
+  struct bpf_prog_info pi = {};
+  __u32 len = sizeof(pi);
+  ThrowIfNeg(env, bpf_obj_get_info_by_fd(fd, &pi, &len), "progInfo: bpf_obj_get_info_by_fd");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", pi.id);
+  o.Set("name", pi.name);
+  o.Set("type", pi.type);
+  o.Set("typeName", libbpf_bpf_prog_type_str(static_cast<enum bpf_prog_type>(pi.type)) ?: "unknown");
+  char tag[2 * BPF_TAG_SIZE + 1];
+  for (int i = 0; i < BPF_TAG_SIZE; i++) snprintf(tag + 2 * i, 3, "%02x", pi.tag[i]);
+  o.Set("tag", tag);
+  return o;
+}
+
+// netnsCookie() -> bigint: the cookie of the network namespace this process
+// is in (the host's, for the agent), as bpf_get_netns_cookie() returns it to
+// programs. Read with SO_NETNS_COOKIE on a throwaway socket.
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr int kSoNetnsCookie = 71;  // SO_NETNS_COOKIE (5.14), not in older libc headers
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) Throw(env, Failure{errno, "socket(AF_INET, SOCK_DGRAM)", ""});
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  int ret = getsockopt(s, SOL_SOCKET, kSoNetnsCookie, &cookie, &len);
+  int err = errno;
+  close(s);
+  if (ret < 0) Throw(env, Failure{err, "getsockopt(SO_NETNS_COOKIE)", ""});
+  return Napi::BigInt::New(env, cookie);
+}
+
+// ifNameToIndex(name) -> ifindex (ENODEV if absent)
+Napi::Value IfNameToIndex(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "ifNameToIndex(name: string)");
+  std::string name = info[0].As<Napi::String>();
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0) Throw(env, Failure{errno == 0 ? ENODEV : errno, "if_nametoindex(" + name + ")", ""});
+  return Napi::Number::New(env, idx);
+}
+
+// numPossibleCpus(): what per-CPU map values are multiplied by.
+Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
+  int n = libbpf_num_possible_cpus();
+  ThrowIfNeg(info.Env(), n, "libbpf_num_possible_cpus");
+  return Napi::Number::New(info.Env(), n);
 }
 
 }  // namespace
@@ -74,7 +159,14 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
 void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
   exports.Set("progTestRun", Napi::Function::New<ProgTestRun>(env, "progTestRun"));
-  exports.Set("mapLookup", Napi::Function::New<MapLookup>(env, "mapLookup"));
+  exports.Set("objGet", Napi::Function::New<ObjGet>(env, "objGet"));
+  exports.Set("objPin", Napi::Function::New<ObjPin>(env, "objPin"));
+  exports.Set("objUnpin", Napi::Function::New<ObjUnpin>(env, "objUnpin"));
+  exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
+  exports.Set("progInfo", Napi::Function::New<ProgInfo>(env, "progInfo"));
+  exports.Set("netnsCookie", Napi::Function::New<NetnsCookie>(env, "netnsCookie"));
+  exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
+  exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
 }
 
 }  // namespace meshd

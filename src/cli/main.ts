@@ -39,6 +39,13 @@ const commands: Record<string, Command> = {
       return results.some((r) => r.required && !r.ok) ? 1 : 0;
     },
   },
+  lb: {
+    summary: 'list the Service frontends and backends the socket LB holds (lb list [--pin-dir DIR] [-o json])',
+    async run(args) {
+      const { runLb } = await import('./lb.js');
+      return runLb(args);
+    },
+  },
 };
 
 function help(): string {

@@ -1,0 +1,116 @@
+/* Service load balancing at the socket layer: the maps' keys and values.
+ *
+ * Shared between bpf/sock.c (and bpf/lib/lb.h) and src/datapath/lb-maps.ts,
+ * whose codecs a test compares with this object's BTF field by field.
+ *
+ * Addresses are 16 bytes in every struct: IPv6 as is, IPv4 as IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d), so one set of maps serves both families and a v6
+ * socket connecting to a v4-mapped VIP finds the v4 service.
+ *
+ * The service map holds two kinds of entries under one key type:
+ *   slot 0      the service entry: its id, backend count, flags;
+ *   slot 1..n   one entry per backend slot: the backend's id.
+ * Writers fill backends and slots first and flip the service entry (its
+ * count) last, so a reader never sees a count larger than the slots behind it.
+ */
+#ifndef MESHD_LB_H
+#define MESHD_LB_H
+
+/* Maglev lookup-table size: a prime, ~ 100x the backends a Maglev service is
+ * expected to have for an even spread (Maglev paper, section 3.4). */
+#define MESHD_LB_MAGLEV_M 1021
+
+/* Backend slots a single service may have (slots are __u16; the agent caps). */
+#define MESHD_LB_MAX_SLOTS 4096
+
+/* struct meshd_lb_svc_value.flags */
+#define MESHD_LB_F_AFFINITY 0x1 /* ClientIP session affinity */
+#define MESHD_LB_F_MAGLEV   0x2 /* Maglev table instead of random choice */
+
+/* struct meshd_lb_svc_value.scope: what kind of frontend this is (for
+ * observability; the lookup is the same). */
+#define MESHD_LB_SCOPE_CLUSTER_IP  0
+#define MESHD_LB_SCOPE_NODE_PORT   1
+#define MESHD_LB_SCOPE_EXTERNAL_IP 2
+#define MESHD_LB_SCOPE_LB_INGRESS  3
+
+struct meshd_lb_svc_key {
+	__u8 addr[16];  /* VIP, IPv4-mapped for IPv4 */
+	__be16 port;    /* network order */
+	__u8 proto;     /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 pad0;
+	__u16 slot;     /* 0: service entry; 1..count: backend slot */
+	__u16 pad;
+};
+
+struct meshd_lb_svc_value {
+	__u32 backend_id;       /* slot entries: the backend */
+	__u32 svc_id;           /* the service's id (affinity, Maglev, reverse NAT) */
+	__u16 count;            /* service entry: number of backend slots (0 refuses) */
+	__u8 flags;             /* MESHD_LB_F_* */
+	__u8 scope;             /* MESHD_LB_SCOPE_* */
+	__u32 affinity_timeout; /* seconds, with MESHD_LB_F_AFFINITY */
+};
+
+struct meshd_lb_backend {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Per-socket memory of the translation: which VIP a socket (cookie) meant
+ * when it was sent to a backend, for getpeername() and for the source of
+ * UDP replies (recvmsg). */
+struct meshd_lb_revnat_key {
+	__u64 cookie;    /* bpf_get_socket_cookie() */
+	__u8 addr[16];   /* backend address */
+	__be16 port;     /* backend port */
+	__u16 pad;
+	__u32 pad2;
+};
+
+struct meshd_lb_revnat_value {
+	__u8 addr[16];   /* VIP */
+	__be16 port;
+	__u16 pad;
+	__u32 svc_id;
+};
+
+/* ClientIP affinity. At connect() the client's source address may not be
+ * chosen yet; the network namespace cookie identifies the client instead (one
+ * pod = one namespace), as with Kubernetes' per-client-IP semantics. */
+struct meshd_lb_affinity_key {
+	__u64 client;   /* bpf_get_netns_cookie() */
+	__u32 svc_id;
+	__u32 pad;
+};
+
+struct meshd_lb_affinity_value {
+	__u64 last_used_ns; /* bpf_ktime_get_ns() */
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* (service, backend) pairs of affinity services: lets the program check that
+ * a remembered backend still belongs to the service before reusing it. */
+struct meshd_lb_affmatch_key {
+	__u32 svc_id;
+	__u32 backend_id;
+};
+
+/* A Maglev service's lookup table, one map value per service (replaced as a
+ * whole, so a reader never sees half of an old table and half of a new one). */
+struct meshd_lb_maglev {
+	__u32 backend_ids[MESHD_LB_MAGLEV_M];
+};
+
+/* Counters in meshd_lb_stats (an array indexed by these). */
+#define MESHD_LB_STAT_XLATED     0 /* connect/sendmsg sent to a backend */
+#define MESHD_LB_STAT_REFUSED    1 /* service without backends: ECONNREFUSED */
+#define MESHD_LB_STAT_SKIPPED_NS 2 /* hostNamespaceOnly: non-host socket left alone */
+#define MESHD_LB_STAT_AFFINITY   3 /* backend chosen by session affinity */
+#define MESHD_LB_STAT_REVNAT     4 /* getpeername/recvmsg rewritten to the VIP */
+#define MESHD_LB_STAT_MAX        8
+
+#endif
