@@ -25,6 +25,13 @@ const commands: Record<string, Command> = {
       return results.some((r) => r.required && !r.ok) ? 1 : 0;
     },
   },
+  cni: {
+    summary: 'install or uninstall the CNI configuration and the meshd-cni plugin (cni --help)',
+    async run(args) {
+      const { runCni } = await import('./cni.js');
+      return runCni(args);
+    },
+  },
 };
 
 function help(): string {
