@@ -319,9 +319,12 @@ async function cmdCheck(env: CniEnv, conf: NetConf, stdin: string): Promise<void
   if (!rec) {
     throw new CniError(CniCode.UNKNOWN_CONTAINER, 'MESHD_CNI_UNKNOWN_CONTAINER', `CHECK: meshd-cni has no attachment for container ${env.containerId} interface ${env.ifname}`);
   }
-  const prevIps = (conf.prevResult?.ips ?? []).map((ip) => toHostPrefix(ip.address));
-  for (const ip of prevIps) {
-    if (!rec.ips.includes(ip)) throw checkFailed(`prevResult address ${ip} is not one meshd-cni assigned (${rec.ips.join(', ')})`);
+  const bare = (cidr: string) => cidr.split('/')[0] ?? cidr;
+  const recorded = rec.ips.map(bare);
+  for (const ip of conf.prevResult?.ips ?? []) {
+    if (!recorded.includes(bare(ip.address))) {
+      throw checkFailed(`prevResult address ${ip.address} is not one meshd-cni recorded (${rec.ips.join(', ')})`);
+    }
   }
   const state = await inspectPodInterface(env.netns, env.ifname);
   if (!state) throw checkFailed(`interface ${env.ifname} is missing in ${env.netns}`);
