@@ -5,7 +5,7 @@
 // through node:vm with a V8 code cache kept beside it (written on first use,
 // rewritten when V8 rejects it), and falls back to the ES modules under
 // dist/src/cni when the bundle is missing or older than them.
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,8 +52,24 @@ async function runBundle() {
   return code;
 }
 
+/** Newest compiled module the bundle is made of (tsc rewrites only what changed). */
+function newestModule() {
+  let newest = -1;
+  for (const dir of ['../dist/src/cni/', '../dist/src/util/']) {
+    const path = fileURLToPath(new URL(dir, import.meta.url));
+    let names = [];
+    try {
+      names = readdirSync(path);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.endsWith('.js') && !n.endsWith('.test.js')) newest = Math.max(newest, mtime(path + n));
+  }
+  return newest;
+}
+
 const esmPath = fileURLToPath(esm);
-if (existsSync(bundle) && mtime(bundle) >= mtime(esmPath)) {
+if (existsSync(bundle) && mtime(bundle) >= newestModule()) {
   process.exitCode = await runBundle();
 } else if (existsSync(esmPath)) {
   const { main } = await import(esm.href);
