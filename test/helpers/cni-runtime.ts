@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ResultSchema, describeIssues, type CniResult } from '../../src/cni/cni-spec.js';
 import { EndpointApiServer, MemoryEndpointHandler, type EndpointHandler } from '../../src/cni/endpoint-api-server.js';
 import { installCni } from '../../src/cni/installer.js';
 
@@ -154,6 +155,23 @@ export class CniRuntime {
       if (r.code !== 0) throw new Error(`CHECK ${p.type} failed (${r.code}): ${r.stdout} ${r.stderr}`);
     }
   }
+}
+
+/** A plugin's stdout validated as a CNI Result (fails the test with the field path otherwise). */
+export function asResult(json: unknown): CniResult {
+  const r = ResultSchema.safeParse(json);
+  if (!r.success) throw new Error(`not a CNI result: ${describeIssues(r.error)}: ${JSON.stringify(json)}`);
+  return r.data;
+}
+
+/** The host-side interface (no sandbox) of a result. */
+export function hostSide(json: unknown): string {
+  return asResult(json).interfaces?.find((i) => (i.sandbox ?? '') === '')?.name ?? '';
+}
+
+/** The first address of a result, CIDR notation. */
+export function firstAddress(json: unknown): string {
+  return asResult(json).ips?.[0]?.address ?? '';
 }
 
 /** A fresh temp directory, removed by the returned function. */

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { run } from '../../src/util/exec.js';
-import { filesUnder, hostVeths, meshdCniFixture, testSubnet, type Conflist } from '../helpers/cni-runtime.js';
+import { asResult, filesUnder, firstAddress, hostSide, hostVeths, meshdCniFixture, testSubnet, type Conflist } from '../helpers/cni-runtime.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -105,9 +105,8 @@ test('meshd-cni first in a conflist: portmap, bandwidth and tuning work from its
   // If an assertion fails half-way, still let every plugin release what it made.
   sb.defer(() => fx.runtime.delList(list, att, runtimeConfig).catch(() => undefined));
   assert.equal(result.cniVersion, '1.0.0');
-  const ips = result.ips as Array<{ address: string }>;
-  const podIp = (ips[0]?.address ?? '').split('/')[0] ?? '';
-  const hostIf = (result.interfaces as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox)?.name ?? '';
+  const podIp = firstAddress(result).split('/')[0] ?? '';
+  const hostIf = hostSide(result);
   assert.match(hostIf, /^lxc/);
 
   // portmap: a DNAT to the pod address taken from meshd-cni's result.
@@ -160,10 +159,9 @@ test('meshd-cni chained after ptp + host-local (chainingMode generic-veth) regis
 
   const result = await fx.runtime.addList(list, att);
   sb.defer(() => fx.runtime.delList(list, att).catch(() => undefined));
-  const ips = result.ips as Array<{ address: string }>;
-  const ptpIp = ips[0]?.address ?? '';
+  const ptpIp = firstAddress(result);
   assert.ok(ptpIp.startsWith(prefix), ptpIp);
-  const ptpHostIf = (result.interfaces as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox)?.name ?? '';
+  const ptpHostIf = hostSide(result);
   assert.ok(existsSync(`/sys/class/net/${ptpHostIf}`));
   const ep = await fx.handler.get(att);
   assert.ok(ep);
@@ -197,7 +195,7 @@ test('meshd-cni delegates IPAM to host-local when the ipam section names it', as
   const att = { containerId: `hl-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
   const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
   assert.equal(add.code, 0, add.stdout + add.stderr);
-  const ip = (add.json?.ips as Array<{ address: string; gateway?: string }>)[0];
+  const ip = asResult(add.json).ips?.[0];
   assert.equal(ip?.address, `${prefix}50/32`);
   assert.equal(ip?.gateway, `${prefix}1`);
   assert.ok(existsSync(join(dataDir, 'meshd', `${prefix}50`)), 'host-local holds the reservation');

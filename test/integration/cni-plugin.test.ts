@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { EndpointRejectedError, MemoryEndpointHandler } from '../../src/cni/endpoint-api-server.js';
 import type { EndpointRegistration, Endpoint } from '../../src/cni/endpoint-api.js';
 import { run } from '../../src/util/exec.js';
-import { filesUnder, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
+import { asResult, filesUnder, firstAddress, hostSide, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -49,8 +49,8 @@ test('ADD wires the pod, registers it with the agent; CHECK passes and notices d
   assert.equal(add.code, 0, add.stdout + add.stderr);
   const result = add.json;
   assert.equal(field(result, 'cniVersion'), '1.1.0');
-  const ips = field(result, 'ips') as Array<{ address: string; gateway: string; interface: number }>;
-  const ifaces = field(result, 'interfaces') as Array<{ name: string; mac: string; sandbox?: string }>;
+  const ips = asResult(result).ips ?? [];
+  const ifaces = asResult(result).interfaces ?? [];
   assert.equal(ips.length, 1);
   const ip = ips[0]?.address ?? '';
   assert.ok(ip.startsWith(prefix) && ip.endsWith('/32'), ip);
@@ -115,8 +115,7 @@ test('two pods on meshd-cni reach each other over TCP through the host', async (
     const att = { containerId: `tcp-${name}-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
     const r = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
     assert.equal(r.code, 0, r.stdout);
-    const ips = field(r.json, 'ips') as Array<{ address: string }>;
-    pods.push({ ns, att, ip: (ips[0]?.address ?? '').split('/')[0] ?? '' });
+    pods.push({ ns, att, ip: firstAddress(r.json).split('/')[0] ?? '' });
     sb.defer(() => fx.runtime.exec('meshd-cni', 'DEL', att, conf));
   }
   const [a, b] = pods;
@@ -150,7 +149,7 @@ test('DEL succeeds for a vanished namespace, without CNI_NETNS, and for a contai
   const att = { containerId: `gone-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
   const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
   assert.equal(add.code, 0, add.stdout);
-  const hostIf = (field(add.json, 'interfaces') as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox)?.name ?? '';
+  const hostIf = hostSide(add.json);
   await run('ip', ['netns', 'del', ns]);
 
   const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
@@ -238,13 +237,13 @@ test('VERSION lists the spec versions; a 0.4.0 configuration gets a 0.4.0 result
   const old = await fx.runtime.exec('meshd-cni', 'ADD', keep, fx.conf(cidr, { cniVersion: '0.4.0' }));
   assert.equal(old.code, 0, old.stdout);
   assert.equal(field(old.json, 'cniVersion'), '0.4.0');
-  assert.equal((field(old.json, 'ips') as Array<{ version?: string }>)[0]?.version, '4');
+  assert.equal(asResult(old.json).ips?.[0]?.version, '4');
   sb.defer(() => fx.runtime.exec('meshd-cni', 'DEL', keep, fx.conf(cidr)));
   const s = await fx.runtime.exec('meshd-cni', 'ADD', stale, fx.conf(cidr));
   assert.equal(s.code, 0, s.stdout);
-  assert.equal((field(s.json, 'ips') as Array<{ version?: string }>)[0]?.version, undefined);
-  const staleIf = (field(s.json, 'interfaces') as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox)?.name ?? '';
-  const keepIf = (field(old.json, 'interfaces') as Array<{ name: string; sandbox?: string }>).find((i) => !i.sandbox)?.name ?? '';
+  assert.equal(asResult(s.json).ips?.[0]?.version, undefined);
+  const staleIf = hostSide(s.json);
+  const keepIf = hostSide(old.json);
 
   const gc = await fx.runtime.exec('meshd-cni', 'GC', {}, fx.conf(cidr, { 'cni.dev/valid-attachments': [{ containerID: keep.containerId, ifname: 'eth0' }] }));
   assert.equal(gc.code, 0, gc.stdout + gc.stderr);

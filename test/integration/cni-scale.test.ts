@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { run } from '../../src/util/exec.js';
-import { filesUnder, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
+import { filesUnder, firstAddress, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -35,7 +35,7 @@ test('20 concurrent ADDs get 20 distinct addresses; 20 concurrent DELs release t
   const adds = await Promise.all(atts.map((att) => fx.runtime.exec('meshd-cni', 'ADD', att, conf)));
   t.diagnostic(`20 concurrent ADDs: ${(performance.now() - started).toFixed(0)} ms`);
   for (const r of adds) assert.equal(r.code, 0, r.stdout + r.stderr);
-  const addresses = adds.map((r) => (r.json?.ips as Array<{ address: string }>)[0]?.address ?? '');
+  const addresses = adds.map((r) => firstAddress(r.json));
   assert.equal(new Set(addresses).size, 20, `distinct: ${addresses.join(' ')}`);
   for (const a of addresses) assert.ok(a.startsWith(prefix), a);
   assert.equal((await fx.handler.list()).length, 20);
@@ -81,7 +81,7 @@ test('500 ADD/DEL cycles leak no address, veth, file or registration', async (t)
         const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
         assert.equal(add.code, 0, `cycle ${i} ADD: ${add.stdout}${add.stderr}`);
         addMs.push(add.ms);
-        seen.add((add.json?.ips as Array<{ address: string }>)[0]?.address ?? '');
+        seen.add(firstAddress(add.json));
         const del = await fx.runtime.exec('meshd-cni', 'DEL', att, { ...conf, prevResult: add.json });
         assert.equal(del.code, 0, `cycle ${i} DEL: ${del.stdout}${del.stderr}`);
         delMs.push(del.ms);
