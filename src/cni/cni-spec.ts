@@ -10,7 +10,7 @@
  *
  * Spec: https://github.com/containernetworking/cni/blob/main/SPEC.md
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Spec versions this plugin accepts in a configuration, oldest first. */
 export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;

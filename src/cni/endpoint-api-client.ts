@@ -9,7 +9,7 @@
  *   await api.remove({ containerId, ifname });
  */
 import { request } from 'node:http';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import {
   ApiErrorSchema,
   EndpointListSchema,

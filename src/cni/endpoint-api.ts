@@ -13,7 +13,7 @@
  *   POST   /v1/gc  GcRequest                    → GcResponse (removes endpoints of `network` not in `valid`)
  *   errors: 4xx/5xx with ApiError
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const DEFAULT_ENDPOINT_SOCKET = '/var/run/meshd/cni.sock';
 

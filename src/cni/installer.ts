@@ -27,7 +27,7 @@
  */
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { repoPath } from '../util/paths.js';
 import { isSupportedVersion, type CniVersion } from './cni-spec.js';
 

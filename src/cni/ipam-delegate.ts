@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { CniCode, CniError, ResultSchema, describeIssues, type CniEnv, type CniResult } from './cni-spec.js';
 
 const PluginErrorSchema = z.looseObject({ code: z.number().int(), msg: z.string(), details: z.string().optional() });

@@ -281,7 +281,12 @@ async function deregister(api: EndpointApiClient, key: { containerId: string; if
   }
 }
 
-/** Releases everything one attachment holds. Used by DEL and GC. */
+/**
+ * Releases everything one attachment holds. Used by DEL and GC. Every step
+ * is attempted even when an earlier one failed (the spec asks DEL to clean
+ * up as much as it can); the record is removed only when all succeeded, so a
+ * retried DEL still knows what to release.
+ */
 async function teardown(
   conf: NetConf,
   env: CniEnv,
@@ -290,17 +295,35 @@ async function teardown(
   log: string[],
 ): Promise<void> {
   const key = { containerId: env.containerId, ifname: env.ifname };
-  const api = new EndpointApiClient(conf.agentSocket);
-  await deregister(api, key, log);
+  const failures: CniError[] = [];
+  const attempt = async (step: () => unknown) => {
+    try {
+      await step();
+    } catch (e) {
+      failures.push(e instanceof CniError ? e : new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_INTERNAL', e instanceof Error ? e.message : String(e)));
+    }
+  };
+  await attempt(() => deregister(new EndpointApiClient(conf.agentSocket), key, log));
   const chained = rec?.chained ?? conf.chainingMode === 'generic-veth';
   if (!chained) {
-    await deletePodLink(rec?.hostInterface ?? hostInterfaceName(conf.name, env.containerId, env.ifname));
-    const ipam = ipamOf(conf);
-    if (ipam.kind === 'meshd') {
-      ipam.store.release(key, rec?.ips.map((ip) => ip.split('/')[0] ?? ip));
-    } else {
-      await execPlugin(findPlugin(ipam.type, env.path), 'DEL', env, stdin);
-    }
+    await attempt(() => deletePodLink(rec?.hostInterface ?? hostInterfaceName(conf.name, env.containerId, env.ifname)));
+    await attempt(async () => {
+      // The pool the address came from, even if the configuration's pod CIDR changed since.
+      const ipam: Ipam =
+        rec?.ipam === 'meshd' && rec.pool !== null
+          ? { kind: 'meshd', store: new IpamStore(conf.stateDir, conf.name, parsePool(rec.pool)) }
+          : ipamOf(conf);
+      if (ipam.kind === 'meshd') {
+        ipam.store.release(key, rec?.ips.map((ip) => ip.split('/')[0] ?? ip));
+      } else {
+        await execPlugin(findPlugin(ipam.type, env.path), 'DEL', env, stdin);
+      }
+    });
+  }
+  const first = failures[0];
+  if (first) {
+    if (failures.length > 1) log.push(...failures.slice(1).map((f) => `also failed: ${f.message}`));
+    throw first;
   }
   new AttachmentStore(conf.stateDir, conf.name).remove(key);
 }
