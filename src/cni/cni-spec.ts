@@ -11,6 +11,7 @@
  * Spec: https://github.com/containernetworking/cni/blob/main/SPEC.md
  */
 import * as z from 'zod';
+import { DEFAULT_ENDPOINT_SOCKET } from './endpoint-api.js';
 
 /** Spec versions this plugin accepts in a configuration, oldest first. */
 export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
@@ -172,7 +173,7 @@ export const NetConfSchema = z.looseObject({
   /** Top-level shorthand for ipam {type: meshd, subnet}. */
   podCIDR: z.string().optional(),
   /** The agent's endpoint API socket. */
-  agentSocket: z.string().min(1).default('/var/run/meshd/cni.sock'),
+  agentSocket: z.string().min(1).default(DEFAULT_ENDPOINT_SOCKET),
   /** Where IPAM reservations and attachment records live. */
   stateDir: z.string().min(1).default('/var/lib/meshd/cni'),
   mtu: z.number().int().min(68).max(65535).optional(),

@@ -111,7 +111,9 @@ export async function createPodLink(spec: PodLinkSpec): Promise<void> {
   const pod: string[][] = [['link', 'set', spec.ifname, 'up']];
   const gateways = new Set<string>();
   for (const a of spec.addresses) {
-    pod.push(['addr', 'add', hostPrefix(a.address), 'dev', spec.ifname]);
+    // IPv6: the address is unique by IPAM; skipping duplicate address detection
+    // makes it usable at once instead of "tentative" for a second or more.
+    pod.push(['addr', 'add', hostPrefix(a.address), 'dev', spec.ifname, ...(a.address.includes(':') ? ['nodad'] : [])]);
     if (a.gateway && !gateways.has(a.gateway)) {
       gateways.add(a.gateway);
       pod.push(['route', 'add', a.gateway.includes(':') ? `${a.gateway}/128` : `${a.gateway}/32`, 'dev', spec.ifname, 'scope', 'link']);

@@ -182,7 +182,7 @@ test('meshd-cni chained after ptp + host-local (chainingMode generic-veth) regis
   );
 });
 
-test('meshd-cni delegates IPAM to host-local when the ipam section names it', async (t) => {
+test('meshd-cni delegates IPAM to host-local when the ipam section names it, dual stack included', async (t) => {
   requirePrivileges();
   const sb = new Sandbox('cnid');
   t.after(() => sb.cleanup());
@@ -191,13 +191,25 @@ test('meshd-cni delegates IPAM to host-local when the ipam section names it', as
   const ns = await sb.netns('a');
   const { cidr, prefix } = testSubnet(10);
   const dataDir = join(fx.dir, 'host-local');
-  const conf = fx.conf(cidr, { cniVersion: '1.0.0', ipam: { type: 'host-local', ranges: [[{ subnet: cidr, rangeStart: `${prefix}50` }]], dataDir } });
+  const v6 = `fd00:244:${prefix.split('.')[2] ?? '0'}::`;
+  const conf = fx.conf(cidr, {
+    cniVersion: '1.0.0',
+    ipam: { type: 'host-local', ranges: [[{ subnet: cidr, rangeStart: `${prefix}50` }], [{ subnet: `${v6}/64`, rangeStart: `${v6}50` }]], dataDir },
+  });
   const att = { containerId: `hl-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
   const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
   assert.equal(add.code, 0, add.stdout + add.stderr);
   const ip = asResult(add.json).ips?.[0];
   assert.equal(ip?.address, `${prefix}50/32`);
   assert.equal(ip?.gateway, `${prefix}1`);
+  // Dual stack: the IPv6 address host-local gave is configured (usable at once, no DAD) with its default route.
+  const ip6 = asResult(add.json).ips?.[1];
+  assert.equal(ip6?.address, `${v6}50/128`);
+  const addr6 = (await run('ip', ['-n', ns, '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout;
+  assert.match(addr6, new RegExp(`${v6}50/128`));
+  assert.doesNotMatch(addr6, /tentative/);
+  assert.match((await run('ip', ['-n', ns, '-6', 'route'])).stdout, new RegExp(`default via ${v6}1 dev eth0`));
+  assert.match((await run('ip', ['-6', 'route', 'show', `${v6}50`])).stdout, /dev lxc/);
   assert.ok(existsSync(join(dataDir, 'meshd', `${prefix}50`)), 'host-local holds the reservation');
   const check = await fx.runtime.exec('meshd-cni', 'CHECK', att, { ...conf, prevResult: add.json });
   assert.equal(check.code, 0, check.stdout);
