@@ -256,3 +256,46 @@ test('VERSION lists the spec versions; a 0.4.0 configuration gets a 0.4.0 result
   const reservations = readdirSync(`${fx.stateDir}/ipam/meshd/${cidr.replace('/', '_')}`).filter((n) => n !== 'last_reserved');
   assert.equal(reservations.length, 1);
 });
+
+test('a DEL the agent fails still releases the veth and the address, keeps the record, and a retried DEL finishes', async (t) => {
+  requirePrivileges();
+  const sb = new Sandbox('cnif');
+  t.after(() => sb.cleanup());
+  class FailsOnce extends MemoryEndpointHandler {
+    failures = 1;
+    override remove(key: { containerId: string; ifname: string }): Promise<boolean> {
+      if (this.failures > 0) {
+        this.failures -= 1;
+        return Promise.reject(new Error('endpoint manager busy'));
+      }
+      return super.remove(key);
+    }
+  }
+  const handler = new FailsOnce();
+  const fx = await meshdCniFixture('cni-delfail', { handler });
+  t.after(() => fx.cleanup());
+  const ns = await sb.netns('a');
+  const { cidr } = testSubnet(13);
+  const conf = fx.conf(cidr);
+  const att = { containerId: `delfail-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
+  const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
+  assert.equal(add.code, 0, add.stdout);
+  const hostIf = hostSide(add.json);
+
+  const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
+  assert.notEqual(del.code, 0);
+  assert.equal(field(del.json, 'code'), 101);
+  assert.match(String(field(del.json, 'msg')), /endpoint manager busy/);
+  assert.ok(!existsSync(`/sys/class/net/${hostIf}`), 'veth released anyway');
+  assert.deepEqual(
+    filesUnder(fx.stateDir).filter((f) => !f.endsWith('last_reserved')),
+    [`attachments/meshd/${att.containerId}@eth0.json`],
+    'address released, record kept for the retry',
+  );
+  assert.equal((await fx.handler.list()).length, 1);
+
+  const retry = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
+  assert.equal(retry.code, 0, retry.stdout);
+  assert.deepEqual(filesUnder(fx.stateDir).filter((f) => !f.endsWith('last_reserved')), []);
+  assert.deepEqual(await fx.handler.list(), []);
+});
