@@ -190,6 +190,8 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
     attachments.write(record);
     undo.push(() => attachments.remove(key));
 
+    // A registration that timed out may still have landed: withdraw it on rollback.
+    undo.push(() => api.remove(key).catch(() => undefined));
     try {
       await api.register(registration(record, env));
     } catch (e) {
