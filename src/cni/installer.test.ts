@@ -43,7 +43,7 @@ function setup(t: { after(fn: () => void): void }) {
   mkdirSync(confDir);
   writeFileSync(join(confDir, '10-flannel.conflist'), FLANNEL);
   writeFileSync(join(confDir, '99-loopback.conf'), LOOPBACK);
-  writeFileSync(join(confDir, 'istio-cni.kubeconfig.txt'), 'not a network configuration\n');
+  writeFileSync(join(confDir, 'ZZZ-istio-cni-kubeconfig'), 'not a network configuration\n');
   return { root, confDir, binDir };
 }
 
@@ -106,12 +106,19 @@ test('exclusive install renames other configurations to *.meshd_bak; uninstall r
     CONFLIST_NAME,
     `10-flannel.conflist${BACKUP_SUFFIX}`,
     `99-loopback.conf${BACKUP_SUFFIX}`,
-    'istio-cni.kubeconfig.txt',
+    'ZZZ-istio-cni-kubeconfig',
   ]);
   assert.deepEqual(plugins(join(confDir, CONFLIST_NAME)).map((p) => p.type), ['meshd-cni'], 'exclusive owns its conflist');
   assert.equal(readFileSync(join(confDir, `10-flannel.conflist${BACKUP_SUFFIX}`), 'utf8'), FLANNEL);
 
   assert.deepEqual(installCni(opts), { changed: false, actions: [] }, 're-install is a no-op');
+
+  // The other CNI's daemon writes its configuration again: the same bytes are
+  // dropped (the backup has them), different bytes replace the backup.
+  writeFileSync(join(confDir, '10-flannel.conflist'), FLANNEL);
+  assert.equal(installCni(opts).changed, true);
+  assert.ok(!readdirSync(confDir).includes('10-flannel.conflist'));
+  assert.equal(readFileSync(join(confDir, `10-flannel.conflist${BACKUP_SUFFIX}`), 'utf8'), FLANNEL);
 
   const u = uninstallCni({ confDir, binDir });
   assert.equal(u.changed, true);

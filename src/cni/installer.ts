@@ -8,7 +8,9 @@
  *
  * cni.exclusive=true (the default, as in Cilium): every other network
  * configuration in the directory (*.conf, *.conflist, *.json) is renamed to
- * `<name>.meshd_bak` so runtimes ignore it; uninstall renames them back.
+ * `<name>.meshd_bak` so runtimes ignore it; uninstall renames them back. If
+ * its owner writes it again, the next install removes it when it equals the
+ * backup and otherwise replaces the backup with it (the newest wins).
  * meshd's conflist is written from scratch.
  * cni.exclusive=false: no other file is renamed, rewritten or removed, and
  * plugins another installer chained after meshd inside meshd's own conflist
@@ -201,8 +203,18 @@ export function installCni(o: InstallOptions): InstallReport {
       if (name === CONFLIST_NAME || !isNetworkConfig(name)) continue;
       const from = join(o.confDir, name);
       if (!statSync(from).isFile()) continue;
-      renameSync(from, `${from}${BACKUP_SUFFIX}`);
-      actions.push(`renamed ${from} to ${name}${BACKUP_SUFFIX}`);
+      const backup = `${from}${BACKUP_SUFFIX}`;
+      const previous = readIfExists(backup);
+      if (previous !== undefined && previous === readFileSync(from, 'utf8')) {
+        // Its owner wrote the same configuration again: the backup already holds it.
+        unlinkSync(from);
+        actions.push(`removed ${from}: same as ${name}${BACKUP_SUFFIX}`);
+        continue;
+      }
+      renameSync(from, backup);
+      actions.push(
+        previous === undefined ? `renamed ${from} to ${name}${BACKUP_SUFFIX}` : `renamed ${from} to ${name}${BACKUP_SUFFIX}, replacing an older backup`,
+      );
     }
   }
   return { changed: actions.length > 0, actions };
