@@ -179,7 +179,13 @@ export async function inspectPodInterface(netns: string, ifname: string): Promis
   } catch {
     return undefined;
   }
-  const parsed = IpAddrJson.safeParse(JSON.parse(out));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(out);
+  } catch {
+    throw linkFailed(`reading ${ifname} in ${netns}`, new Error('ip -j printed something that is not JSON'));
+  }
+  const parsed = IpAddrJson.safeParse(raw);
   if (!parsed.success || parsed.data.length === 0) return undefined;
   const link = parsed.data[0];
   if (!link) return undefined;
