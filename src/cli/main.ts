@@ -46,6 +46,13 @@ const commands: Record<string, Command> = {
       return runLb(args);
     },
   },
+  cni: {
+    summary: 'install or uninstall the CNI configuration and the meshd-cni plugin (cni --help)',
+    async run(args) {
+      const { runCni } = await import('./cni.js');
+      return runCni(args);
+    },
+  },
 };
 
 function help(): string {
