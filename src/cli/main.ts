@@ -25,6 +25,13 @@ const commands: Record<string, Command> = {
       return results.some((r) => r.required && !r.ok) ? 1 : 0;
     },
   },
+  policy: {
+    summary: 'validate policy files; trace what the engine decides for a scenario (validate | trace)',
+    async run(args) {
+      const { runPolicy } = await import('./policy.js');
+      return runPolicy(args);
+    },
+  },
 };
 
 function help(): string {

@@ -1,0 +1,557 @@
+/**
+ * The policy engine: the one place verdicts are computed. It holds the
+ * world (namespaces, endpoints, nodes, services, the DNS cache) and the
+ * policies, and keeps one EndpointPolicy per local endpoint up to date.
+ *
+ * Pipeline: api documents → rules (rule.ts) → selector cache (one evaluation
+ * per distinct selector) → per-identity policy (resolve.ts, shared by the
+ * endpoints of an identity) → per-endpoint entries (named ports) → consumers.
+ *
+ * Incremental: every mutation only marks what it affects (identities whose
+ * selecting rules or whose peers' selectors changed; endpoints that changed);
+ * flush() recomputes exactly those and returns the EndpointPolicies whose
+ * content changed. `stats` counts the work done, for tests and benchmarks.
+ *
+ *   const engine = new PolicyEngine();
+ *   engine.upsertEndpoint({ namespace: 'default', name: 'web', labels: { app: 'web' }, ips: ['10.0.1.10'] });
+ *   engine.upsertPolicy(loadedDocument);
+ *   for (const ep of engine.flush()) writer.apply(ep);
+ *
+ * Not thread-safe and synchronous: callers serialise mutations (the agent's
+ * event loop does).
+ */
+import { LocalIdentityAllocator } from '../identity/allocator.js';
+import type { Identity, IdentityAllocator } from '../identity/allocator.js';
+import { cidrIdentityLabels, formatPrefix, parsePrefix, prefixContains } from '../identity/cidr.js';
+import type { Prefix } from '../identity/cidr.js';
+import { LabelSet, podLabels } from '../identity/labels.js';
+import type { Label } from '../identity/labels.js';
+import { ReservedIdentity } from '../identity/reserved.js';
+import { policyKey } from './api/loader.js';
+import type { PolicyDocument } from './api/schema.js';
+import { MemoryDnsCache } from './dns-cache.js';
+import type { DnsCache } from './dns-cache.js';
+import { matchDnsSelector } from './l7-match.js';
+import { materialise, resolveIdentityPolicy } from './resolve.js';
+import type { EnforcementMode, IdentityPolicy, NamedPort } from './resolve.js';
+import { translatePolicy, usesServices } from './rule.js';
+import type { Rule, ServiceInfo } from './rule.js';
+import { isWildcard } from './selector.js';
+import type { FqdnSelector, Selector } from './selector.js';
+import type { SelectorEntry } from './selector-cache.js';
+import { SelectorCache } from './selector-cache.js';
+import { Proto } from './types.js';
+import type { EndpointPolicy, IpcacheEntry, ProtoNumber } from './types.js';
+
+export interface EndpointInput {
+  namespace: string;
+  name: string;
+  labels?: Record<string, string>;
+  ips?: string[];
+  /** Named container ports. */
+  ports?: Array<{ name: string; port: number; protocol?: 'TCP' | 'UDP' | 'SCTP' }>;
+  serviceAccount?: string;
+  /** Runs on this node (gets an EndpointPolicy). Default true. */
+  local?: boolean;
+}
+
+export interface NodeInput {
+  name: string;
+  labels?: Record<string, string>;
+  ips?: string[];
+  /** The node this agent runs on: its identity is `host` and it gets a host EndpointPolicy. */
+  local?: boolean;
+}
+
+export interface ServiceInput extends ServiceInfo {
+  clusterIPs?: string[];
+  ports?: Array<{ port: number; protocol?: 'TCP' | 'UDP' | 'SCTP'; targetPort?: number | string; name?: string }>;
+}
+
+export interface EngineStats {
+  /** Endpoints whose policy was recomputed (materialised) by flush(). */
+  recomputedEndpoints: number;
+  /** Identity policies recomputed by flush(). */
+  recomputedIdentities: number;
+}
+
+interface EndpointState {
+  id: string;
+  input: EndpointInput | undefined; // undefined for the host endpoint
+  identity: Identity;
+  ips: string[];
+  namedPorts: Map<string, NamedPort[]>;
+  local: boolean;
+  host: boolean;
+  policy?: EndpointPolicy;
+  fingerprint?: string;
+}
+
+interface RuleState {
+  rule: Rule;
+  subject: SelectorEntry;
+  peers: SelectorEntry[];
+  prefixIdentities: number[];
+  egressNamed: boolean;
+}
+
+const PROTO_OF: Record<string, ProtoNumber> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP: Proto.SCTP };
+
+export class PolicyEngine {
+  readonly allocator: IdentityAllocator;
+  readonly dns: DnsCache;
+  readonly stats: EngineStats = { recomputedEndpoints: 0, recomputedIdentities: 0 };
+  private mode: EnforcementMode;
+  private readonly cache: SelectorCache;
+
+  private readonly namespaces = new Map<string, Record<string, string>>();
+  private readonly endpoints = new Map<string, EndpointState>();
+  private readonly nodes = new Map<string, { input: NodeInput; identity: Identity }>();
+  private readonly services = new Map<string, ServiceInput>();
+  private readonly policies = new Map<string, { doc: PolicyDocument; rules: RuleState[] }>();
+
+  /** Local endpoints by identity. */
+  private readonly localByIdentity = new Map<number, Set<string>>();
+  /** All endpoints by identity (named-port lookups for egress). */
+  private readonly allByIdentity = new Map<number, Set<string>>();
+  /** Rules by subject selector key, and by peer selector key. */
+  private readonly bySubject = new Map<string, Set<RuleState>>();
+  private readonly byPeer = new Map<string, Set<RuleState>>();
+  private readonly egressNamedRules = new Set<RuleState>();
+  private readonly identityPolicies = new Map<number, IdentityPolicy>();
+  private readonly dirtyIdentities = new Set<number>();
+  private readonly dirtyEndpoints = new Set<string>();
+
+  /** DNS-learned IPs: ip → names, and the identity held for each IP. */
+  private readonly ipNames = new Map<string, Set<string>>();
+  private readonly dnsIdentity = new Map<string, number>();
+  private hostEndpointId: string | undefined;
+
+  constructor(opts: { allocator?: IdentityAllocator; dns?: DnsCache; mode?: EnforcementMode } = {}) {
+    this.allocator = opts.allocator ?? new LocalIdentityAllocator();
+    this.dns = opts.dns ?? new MemoryDnsCache();
+    this.mode = opts.mode ?? 'default';
+    this.cache = new SelectorCache({
+      identities: () => this.allocator.all(),
+      fqdnMatches: (sel, ident) => this.fqdnMatches(sel, ident),
+    });
+    this.allocator.subscribe(({ kind, identity }) => {
+      const changed = kind === 'added' ? this.cache.identityAdded(identity) : this.cache.identityRemoved(identity);
+      this.selectorsChanged(changed);
+      if (kind === 'removed') this.identityPolicies.delete(identity.id);
+    });
+    this.dns.subscribe((names) => this.dnsChanged(names));
+    for (const name of this.dns.names()) this.dnsChanged([name]);
+  }
+
+  get selectorCache(): SelectorCache {
+    return this.cache;
+  }
+
+  // ---- configuration -------------------------------------------------------------------------
+
+  setEnforcementMode(mode: EnforcementMode): void {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    for (const id of this.localByIdentity.keys()) this.dirtyIdentities.add(id);
+  }
+
+  get enforcementMode(): EnforcementMode {
+    return this.mode;
+  }
+
+  // ---- world ---------------------------------------------------------------------------------
+
+  upsertNamespace(name: string, labels: Record<string, string> = {}): void {
+    this.namespaces.set(name, { 'kubernetes.io/metadata.name': name, ...labels });
+    for (const ep of [...this.endpoints.values()]) {
+      if (ep.input && ep.input.namespace === name) this.upsertEndpoint(ep.input);
+    }
+  }
+
+  upsertEndpoint(input: EndpointInput): void {
+    const id = `${input.namespace}/${input.name}`;
+    const nsLabels = this.namespaces.get(input.namespace) ?? { 'kubernetes.io/metadata.name': input.namespace };
+    const labelOpts: Parameters<typeof podLabels>[0] = { namespace: input.namespace, namespaceLabels: nsLabels };
+    if (input.labels) labelOpts.labels = input.labels;
+    if (input.serviceAccount !== undefined) labelOpts.serviceAccount = input.serviceAccount;
+    const identity = this.allocator.allocate(podLabels(labelOpts));
+    const prev = this.endpoints.get(id);
+    const namedPorts = new Map<string, NamedPort[]>();
+    for (const p of input.ports ?? []) {
+      const list = namedPorts.get(p.name) ?? [];
+      list.push({ port: p.port, protocol: PROTO_OF[p.protocol ?? 'TCP'] ?? Proto.TCP });
+      namedPorts.set(p.name, list);
+    }
+    const state: EndpointState = {
+      id,
+      input,
+      identity,
+      ips: [...(input.ips ?? [])],
+      namedPorts,
+      local: input.local ?? true,
+      host: false,
+    };
+    if (prev) {
+      state.policy = prev.policy;
+      state.fingerprint = prev.fingerprint;
+      this.unindex(prev);
+    }
+    this.endpoints.set(id, state);
+    this.index(state);
+    if (prev) this.allocator.release(prev.identity.id);
+    this.dirtyEndpoints.add(id);
+    const portsChanged = !prev || JSON.stringify(prev.input?.ports ?? []) !== JSON.stringify(input.ports ?? []) || prev.identity.id !== identity.id;
+    if (portsChanged) this.namedPortsChanged(identity.id, prev?.identity.id);
+  }
+
+  removeEndpoint(id: string): void {
+    const prev = this.endpoints.get(id);
+    if (!prev || prev.host) return;
+    this.unindex(prev);
+    this.endpoints.delete(id);
+    this.dirtyEndpoints.delete(id);
+    if (prev.namedPorts.size > 0) this.namedPortsChanged(prev.identity.id, undefined);
+    this.allocator.release(prev.identity.id);
+  }
+
+  upsertNode(input: NodeInput): void {
+    const k8s = Object.entries(input.labels ?? {}).map(([key, value]): Label => ({ source: 'k8s', key, value }));
+    const prev = this.nodes.get(input.name);
+    let identity: Identity;
+    if (input.local) {
+      identity = this.allocator.setReservedLabels('host', k8s);
+      const id = `node:${input.name}`;
+      const hostState: EndpointState = { id, input: undefined, identity, ips: [...(input.ips ?? [])], namedPorts: new Map(), local: true, host: true };
+      const had = this.endpoints.get(id);
+      if (had) {
+        hostState.policy = had.policy;
+        hostState.fingerprint = had.fingerprint;
+        this.unindex(had);
+      }
+      this.endpoints.set(id, hostState);
+      this.index(hostState);
+      this.hostEndpointId = id;
+      this.dirtyEndpoints.add(id);
+      this.dirtyIdentities.add(identity.id);
+    } else {
+      identity = this.allocator.allocate(LabelSet.from([{ source: 'reserved', key: 'remote-node', value: '' }, ...k8s]));
+    }
+    this.nodes.set(input.name, { input, identity });
+    if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
+  }
+
+  upsertService(svc: ServiceInput): void {
+    this.services.set(`${svc.namespace}/${svc.name}`, svc);
+    for (const [, p] of [...this.policies]) if (usesServices(p.doc)) this.upsertPolicy(p.doc);
+  }
+
+  removeService(namespace: string, name: string): void {
+    if (!this.services.delete(`${namespace}/${name}`)) return;
+    for (const [, p] of [...this.policies]) if (usesServices(p.doc)) this.upsertPolicy(p.doc);
+  }
+
+  serviceList(): ServiceInput[] {
+    return [...this.services.values()];
+  }
+
+  // ---- policies ------------------------------------------------------------------------------
+
+  /** Adds or replaces a validated policy document (see api/loader.ts). */
+  upsertPolicy(doc: PolicyDocument): void {
+    const key = policyKey(doc);
+    const rules = translatePolicy(doc, { services: () => this.services.values() });
+    // Acquire the new rules' selectors before releasing the old ones, so selectors both share are not re-evaluated.
+    const states = rules.map((r) => this.addRule(r));
+    const prev = this.policies.get(key);
+    this.policies.set(key, { doc, rules: states });
+    if (prev) for (const s of prev.rules) this.removeRule(s);
+  }
+
+  removePolicy(key: string): boolean {
+    const prev = this.policies.get(key);
+    if (!prev) return false;
+    this.policies.delete(key);
+    for (const s of prev.rules) this.removeRule(s);
+    return true;
+  }
+
+  policyKeys(): string[] {
+    return [...this.policies.keys()];
+  }
+
+  private addRule(rule: Rule): RuleState {
+    const prefixIdentities: number[] = [];
+    for (const p of rule.prefixes) prefixIdentities.push(this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p))).id);
+    const subject = this.cache.acquire(rule.subject);
+    const peerSels = new Map<string, Selector>();
+    for (const list of [rule.ingress, rule.ingressDeny, rule.egress, rule.egressDeny]) {
+      for (const pr of list) for (const s of pr.selectors) peerSels.set(s.key, s);
+    }
+    const peers = [...peerSels.values()].map((s) => this.cache.acquire(s));
+    const egressNamed = [...rule.egress, ...rule.egressDeny].some((pr) => (pr.ports ?? []).some((p) => p.name !== undefined));
+    const state: RuleState = { rule, subject, peers, prefixIdentities, egressNamed };
+    addTo(this.bySubject, rule.subject.key, state);
+    for (const p of peers) addTo(this.byPeer, p.selector.key, state);
+    if (egressNamed) this.egressNamedRules.add(state);
+    for (const id of subject.ids) this.dirtyIdentities.add(id);
+    return state;
+  }
+
+  private removeRule(state: RuleState): void {
+    for (const id of state.subject.ids) this.dirtyIdentities.add(id);
+    removeFrom(this.bySubject, state.rule.subject.key, state);
+    for (const p of state.peers) removeFrom(this.byPeer, p.selector.key, state);
+    this.egressNamedRules.delete(state);
+    this.cache.release(state.rule.subject);
+    for (const p of state.peers) this.cache.release(p.selector);
+    for (const id of state.prefixIdentities) this.allocator.release(id);
+  }
+
+  // ---- change propagation --------------------------------------------------------------------
+
+  private selectorsChanged(changed: SelectorEntry[]): void {
+    for (const e of changed) {
+      const users = this.byPeer.get(e.selector.key);
+      if (!users) continue;
+      for (const r of users) for (const id of r.subject.ids) this.dirtyIdentities.add(id);
+    }
+  }
+
+  private namedPortsChanged(identity: number, prevIdentity: number | undefined): void {
+    for (const r of this.egressNamedRules) {
+      const hit = r.peers.some((p) => isWildcard(p.selector) || p.ids.has(identity) || (prevIdentity !== undefined && p.ids.has(prevIdentity)));
+      if (hit) for (const id of r.subject.ids) this.dirtyIdentities.add(id);
+    }
+  }
+
+  private dnsChanged(names: string[]): void {
+    for (const name of names) {
+      const ips = new Set(this.dns.lookup(name));
+      for (const [ip, set] of this.ipNames) {
+        if (set.has(name) && !ips.has(ip)) {
+          set.delete(name);
+          if (set.size === 0) {
+            this.ipNames.delete(ip);
+            const id = this.dnsIdentity.get(ip);
+            this.dnsIdentity.delete(ip);
+            if (id !== undefined) this.allocator.release(id);
+          }
+        }
+      }
+      for (const ip of ips) {
+        let set = this.ipNames.get(ip);
+        if (!set) {
+          set = new Set();
+          this.ipNames.set(ip, set);
+        }
+        set.add(name);
+        if (!this.dnsIdentity.has(ip)) {
+          const p = parsePrefix(ip);
+          if (p) this.dnsIdentity.set(ip, this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p))).id);
+        }
+      }
+    }
+    const changed = this.cache.refreshFqdn((sel) => names.some((n) => matchDnsSelector(sel, n)));
+    this.selectorsChanged(changed);
+  }
+
+  private fqdnMatches(sel: FqdnSelector, identity: Identity): boolean {
+    if (identity.scope !== 'local') return false;
+    const ip = hostAddress(identity);
+    if (ip === undefined) return false;
+    const names = this.ipNames.get(ip);
+    if (!names) return false;
+    for (const n of names) if (matchDnsSelector(sel, n)) return true;
+    return false;
+  }
+
+  private index(s: EndpointState): void {
+    addTo(this.allByIdentity, s.identity.id, s.id);
+    if (s.local) addTo(this.localByIdentity, s.identity.id, s.id);
+  }
+
+  private unindex(s: EndpointState): void {
+    removeFrom(this.allByIdentity, s.identity.id, s.id);
+    removeFrom(this.localByIdentity, s.identity.id, s.id);
+  }
+
+  // ---- computation ---------------------------------------------------------------------------
+
+  private rulesSelecting(identity: number): Rule[] {
+    const out: Rule[] = [];
+    for (const set of this.bySubject.values()) {
+      const first = set.values().next().value;
+      if (!first || !first.subject.ids.has(identity)) continue;
+      for (const r of set) out.push(r.rule);
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  private namedPortsOf(identity: number, name: string): NamedPort[] {
+    const ids = identity === 0 ? [...this.allByIdentity.values()].flatMap((s) => [...s]) : [...(this.allByIdentity.get(identity) ?? [])];
+    const out = new Map<string, NamedPort>();
+    for (const epId of ids) {
+      for (const np of this.endpoints.get(epId)?.namedPorts.get(name) ?? []) out.set(`${np.protocol}/${np.port}`, np);
+    }
+    return [...out.values()];
+  }
+
+  private identityPolicy(identity: number): IdentityPolicy {
+    let p = this.identityPolicies.get(identity);
+    if (!p) {
+      this.stats.recomputedIdentities++;
+      p = resolveIdentityPolicy(identity, this.rulesSelecting(identity), this.mode, {
+        selected: (sel) => {
+          if (isWildcard(sel)) return 'any';
+          return this.cache.get(sel.key)?.ids ?? new Set<number>();
+        },
+        namedPortsOf: (id, name) => this.namedPortsOf(id, name),
+      });
+      this.identityPolicies.set(identity, p);
+    }
+    return p;
+  }
+
+  /**
+   * Recomputes what the mutations since the last flush affect. Returns the
+   * endpoint policies whose content changed (revision bumped).
+   */
+  flush(): EndpointPolicy[] {
+    for (const id of this.dirtyIdentities) {
+      this.identityPolicies.delete(id);
+      for (const ep of this.localByIdentity.get(id) ?? []) this.dirtyEndpoints.add(ep);
+    }
+    this.dirtyIdentities.clear();
+    const changed: EndpointPolicy[] = [];
+    for (const epId of this.dirtyEndpoints) {
+      const ep = this.endpoints.get(epId);
+      if (!ep || !ep.local) continue;
+      this.stats.recomputedEndpoints++;
+      const ip = this.identityPolicy(ep.identity.id);
+      const ingress = materialise(ip.ingress, ep.namedPorts);
+      const egress = materialise(ip.egress, ep.namedPorts);
+      const fingerprint =
+        ingress === ip.ingress.entries && egress === ip.egress.entries
+          ? `${ep.identity.id}:${ip.fingerprint}`
+          : `${ep.identity.id}:${JSON.stringify([ip.ingress.defaultDeny, ingress, ip.egress.defaultDeny, egress])}`;
+      if (ep.policy && ep.fingerprint === fingerprint) continue;
+      ep.fingerprint = fingerprint;
+      ep.policy = {
+        endpointId: ep.id,
+        identity: ep.identity.id,
+        ingress: { defaultDeny: ip.ingress.defaultDeny, entries: ingress, enforcedBy: ip.ingress.enforcedBy },
+        egress: { defaultDeny: ip.egress.defaultDeny, entries: egress, enforcedBy: ip.egress.enforcedBy },
+        revision: (ep.policy?.revision ?? 0) + 1,
+      };
+      changed.push(ep.policy);
+    }
+    this.dirtyEndpoints.clear();
+    return changed;
+  }
+
+  // ---- queries -------------------------------------------------------------------------------
+
+  /** Current policy of a local endpoint ("namespace/name" or "node:NAME"); flush() first. */
+  endpointPolicy(id: string): EndpointPolicy | undefined {
+    return this.endpoints.get(id)?.policy;
+  }
+
+  endpointPolicies(): EndpointPolicy[] {
+    return [...this.endpoints.values()].flatMap((e) => (e.local && e.policy ? [e.policy] : []));
+  }
+
+  endpointIdentity(id: string): number | undefined {
+    return this.endpoints.get(id)?.identity.id;
+  }
+
+  hasEndpoint(id: string): boolean {
+    return this.endpoints.has(id);
+  }
+
+  isLocalEndpoint(id: string): boolean {
+    return this.endpoints.get(id)?.local ?? false;
+  }
+
+  endpointByIp(ip: string): string | undefined {
+    for (const ep of this.endpoints.values()) if (ep.ips.includes(ip)) return ep.id;
+    return undefined;
+  }
+
+  nodeIdentity(name: string): { identity: number; local: boolean } | undefined {
+    const n = this.nodes.get(name);
+    return n ? { identity: n.identity.id, local: n.input.local ?? false } : undefined;
+  }
+
+  hostEndpoint(): string | undefined {
+    return this.hostEndpointId;
+  }
+
+  nodeByIp(ip: string): string | undefined {
+    for (const [name, n] of this.nodes) if ((n.input.ips ?? []).includes(ip)) return name;
+    return undefined;
+  }
+
+  /** Identity the datapath would see for an address: endpoint, node, longest CIDR identity, else world. */
+  identityOfIp(ip: string): number {
+    const ep = this.endpointByIp(ip);
+    if (ep) return this.endpoints.get(ep)?.identity.id ?? ReservedIdentity.world;
+    const node = this.nodeByIp(ip);
+    if (node) return this.nodes.get(node)?.identity.id ?? ReservedIdentity.world;
+    let best: { bits: number; id: number } | undefined;
+    for (const ident of this.allocator.all()) {
+      if (ident.scope !== 'local') continue;
+      const p = identityPrefix(ident);
+      if (p && prefixContains(p, ip) && (!best || p.bits > best.bits)) best = { bits: p.bits, id: ident.id };
+    }
+    return best?.id ?? ReservedIdentity.world;
+  }
+
+  /** Prefix → identity for the datapath's ipcache: endpoint and node addresses, CIDR and FQDN identities. */
+  ipcache(): IpcacheEntry[] {
+    const out = new Map<string, number>();
+    for (const ident of this.allocator.all()) {
+      if (ident.scope !== 'local') continue;
+      const p = identityPrefix(ident);
+      if (p) out.set(formatPrefix(p), ident.id);
+    }
+    for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), n.identity.id);
+    for (const ep of this.endpoints.values()) for (const ip of ep.ips) out.set(hostPrefix(ip), ep.identity.id);
+    return [...out].map(([prefix, identity]) => ({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));
+  }
+}
+
+function hostPrefix(ip: string): string {
+  const p = parsePrefix(ip);
+  return p ? formatPrefix(p) : ip;
+}
+
+/** The prefix a CIDR identity stands for: its longest `cidr:` label. */
+export function identityPrefix(ident: Identity): Prefix | undefined {
+  let best: Prefix | undefined;
+  for (const l of ident.labels.labels) {
+    if (l.source !== 'cidr') continue;
+    const p = parsePrefix(l.key);
+    if (p && (!best || p.bits > best.bits)) best = p;
+  }
+  return best;
+}
+
+function hostAddress(ident: Identity): string | undefined {
+  const p = identityPrefix(ident);
+  if (!p) return undefined;
+  return (p.family === 4 && p.bits === 32) || (p.family === 6 && p.bits === 128) ? p.addr : undefined;
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s) s.add(v);
+  else m.set(k, new Set([v]));
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}

@@ -1,0 +1,255 @@
+/**
+ * Per-identity policy: from the rules selecting one identity to its entries
+ * keyed by (remote identity, protocol, port range), per direction. Endpoints
+ * sharing an identity share the result; only ingress named ports (resolved
+ * against each endpoint's own container ports) are finished per endpoint.
+ *
+ * Merging per key, as Cilium does:
+ * - any deny contribution makes the key DENY (deny always wins);
+ * - otherwise L7 rules make it REDIRECT with the union of the L7 rules; if a
+ *   rule without L7 also allows the key, an allow-all L7 rule joins the union
+ *   (rules are additive: an L4-only allow admits every request);
+ * - otherwise ALLOW.
+ */
+import type { PeerRule, PortSpec, Rule } from './rule.js';
+import type { Selector } from './selector.js';
+import { Proto } from './types.js';
+import type { Direction, DnsRule, HttpRule, KafkaRule, L7Kind, L7Rules, PolicyEntry, ProtoNumber } from './types.js';
+
+export type EnforcementMode = 'default' | 'always' | 'never';
+
+export interface NamedPort {
+  port: number;
+  protocol: ProtoNumber;
+}
+
+export interface ResolveDeps {
+  /** Identities a selector selects, or 'any' for the wildcard selector. */
+  selected(sel: Selector): ReadonlySet<number> | 'any';
+  /** Ports a peer identity's endpoints expose under a name (egress named ports). */
+  namedPortsOf(identity: number, name: string): NamedPort[];
+}
+
+interface Contribution {
+  remoteIdentity: number;
+  protocol: ProtoNumber;
+  port: number;
+  endPort: number;
+  deny: boolean;
+  l7?: L7Rules;
+  policy: string;
+}
+
+interface NamedContribution {
+  remoteIdentity: number;
+  protocol: ProtoNumber;
+  name: string;
+  deny: boolean;
+  l7?: L7Rules;
+  policy: string;
+}
+
+export interface DirectionTemplate {
+  defaultDeny: boolean;
+  /** Policies that selected the endpoint in this direction and enabled default deny. */
+  enforcedBy: string[];
+  entries: PolicyEntry[];
+  /** Present only when ingress named ports must be resolved per endpoint. */
+  raw?: Contribution[];
+  named: NamedContribution[];
+}
+
+export interface IdentityPolicy {
+  identity: number;
+  ingress: DirectionTemplate;
+  egress: DirectionTemplate;
+  fingerprint: string;
+}
+
+interface Acc {
+  remoteIdentity: number;
+  protocol: ProtoNumber;
+  port: number;
+  endPort: number;
+  deny: Set<string>;
+  allow: Set<string>;
+  plainAllow: boolean;
+  l7Kind?: L7Kind;
+  http: Map<string, HttpRule>;
+  kafka: Map<string, KafkaRule>;
+  dns: Map<string, DnsRule>;
+}
+
+export class EntryBuilder {
+  private readonly acc = new Map<string, Acc>();
+
+  add(c: Contribution): void {
+    const k = `${c.remoteIdentity}|${c.protocol}|${c.port}|${c.endPort}`;
+    let a = this.acc.get(k);
+    if (!a) {
+      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, http: new Map(), kafka: new Map(), dns: new Map() };
+      this.acc.set(k, a);
+    }
+    if (c.deny) {
+      a.deny.add(c.policy);
+      return;
+    }
+    a.allow.add(c.policy);
+    if (!c.l7) {
+      a.plainAllow = true;
+      return;
+    }
+    // One L7 parser per port, as in Cilium; a second kind on the same key is ignored.
+    if (a.l7Kind !== undefined && a.l7Kind !== c.l7.kind) return;
+    a.l7Kind = c.l7.kind;
+    switch (c.l7.kind) {
+      case 'http':
+        for (const r of c.l7.rules) a.http.set(JSON.stringify(r), r);
+        break;
+      case 'kafka':
+        for (const r of c.l7.rules) a.kafka.set(JSON.stringify(r), r);
+        break;
+      case 'dns':
+        for (const r of c.l7.rules) a.dns.set(JSON.stringify(r), r);
+        break;
+    }
+  }
+
+  build(): PolicyEntry[] {
+    const out: PolicyEntry[] = [];
+    for (const a of this.acc.values()) {
+      const base = { remoteIdentity: a.remoteIdentity, protocol: a.protocol, port: a.port, endPort: a.endPort };
+      if (a.deny.size > 0) {
+        out.push({ ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() });
+      } else if (a.l7Kind !== undefined) {
+        out.push({ ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() });
+      } else {
+        out.push({ ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() });
+      }
+    }
+    return out.sort(compareEntries);
+  }
+}
+
+/** The union of a key's L7 rules; an L4-only allow on the same key adds the kind's allow-all rule. */
+function makeL7(a: Acc): L7Rules {
+  const withAll = <R>(m: Map<string, R>, all: R): R[] => {
+    if (a.plainAllow) m.set(JSON.stringify(all), all);
+    return [...m.values()];
+  };
+  switch (a.l7Kind) {
+    case 'kafka':
+      return { kind: 'kafka', rules: withAll<KafkaRule>(a.kafka, {}) };
+    case 'dns':
+      return { kind: 'dns', rules: withAll<DnsRule>(a.dns, { matchPattern: '*' }) };
+    default:
+      return { kind: 'http', rules: withAll<HttpRule>(a.http, {}) };
+  }
+}
+
+export function compareEntries(a: PolicyEntry, b: PolicyEntry): number {
+  return a.remoteIdentity - b.remoteIdentity || a.protocol - b.protocol || a.port - b.port || a.endPort - b.endPort || a.verdict.localeCompare(b.verdict);
+}
+
+function contribute(
+  builder: EntryBuilder,
+  named: NamedContribution[],
+  raw: Contribution[],
+  dir: Direction,
+  pr: PeerRule,
+  deny: boolean,
+  policy: string,
+  deps: ResolveDeps,
+): void {
+  for (const sel of pr.selectors) {
+    const ids = deps.selected(sel);
+    const remotes: Iterable<number> = ids === 'any' ? [0] : ids;
+    for (const remote of remotes) {
+      if (pr.ports === null) {
+        const c: Contribution = { remoteIdentity: remote, protocol: Proto.ANY, port: 0, endPort: 0, deny, policy };
+        builder.add(c);
+        raw.push(c);
+        continue;
+      }
+      for (const ps of pr.ports) addPort(builder, named, raw, dir, ps, remote, deny, policy, deps);
+    }
+  }
+}
+
+function addPort(
+  builder: EntryBuilder,
+  named: NamedContribution[],
+  raw: Contribution[],
+  dir: Direction,
+  ps: PortSpec,
+  remote: number,
+  deny: boolean,
+  policy: string,
+  deps: ResolveDeps,
+): void {
+  if (ps.name === undefined) {
+    const c: Contribution = { remoteIdentity: remote, protocol: ps.protocol, port: ps.port, endPort: ps.endPort, deny, policy };
+    if (ps.l7) c.l7 = ps.l7;
+    builder.add(c);
+    raw.push(c);
+    return;
+  }
+  if (dir === 'ingress') {
+    const n: NamedContribution = { remoteIdentity: remote, protocol: ps.protocol, name: ps.name, deny, policy };
+    if (ps.l7) n.l7 = ps.l7;
+    named.push(n);
+    return;
+  }
+  // Egress: the name is the destination's port name. A wildcard peer resolves against every endpoint (identity 0 asks all).
+  for (const np of deps.namedPortsOf(remote, ps.name)) {
+    if (np.protocol !== ps.protocol) continue;
+    const c: Contribution = { remoteIdentity: remote, protocol: ps.protocol, port: np.port, endPort: np.port, deny, policy };
+    if (ps.l7) c.l7 = ps.l7;
+    builder.add(c);
+    raw.push(c);
+  }
+}
+
+function resolveDirection(rules: readonly Rule[], dir: Direction, mode: EnforcementMode, deps: ResolveDeps): DirectionTemplate {
+  if (mode === 'never') return { defaultDeny: false, enforcedBy: [], entries: [], named: [] };
+  const builder = new EntryBuilder();
+  const named: NamedContribution[] = [];
+  const raw: Contribution[] = [];
+  const enforcedBy = new Set<string>();
+  for (const r of rules) {
+    if (r.enforces[dir]) enforcedBy.add(r.policy);
+    for (const pr of dir === 'ingress' ? r.ingress : r.egress) contribute(builder, named, raw, dir, pr, false, r.policy, deps);
+    for (const pr of dir === 'ingress' ? r.ingressDeny : r.egressDeny) contribute(builder, named, raw, dir, pr, true, r.policy, deps);
+  }
+  const t: DirectionTemplate = {
+    defaultDeny: mode === 'always' || enforcedBy.size > 0,
+    enforcedBy: [...enforcedBy].sort(),
+    entries: builder.build(),
+    named,
+  };
+  if (named.length > 0) t.raw = raw;
+  return t;
+}
+
+export function resolveIdentityPolicy(identity: number, rules: readonly Rule[], mode: EnforcementMode, deps: ResolveDeps): IdentityPolicy {
+  const ingress = resolveDirection(rules, 'ingress', mode, deps);
+  const egress = resolveDirection(rules, 'egress', mode, deps);
+  const fingerprint = JSON.stringify([ingress.defaultDeny, ingress.entries, ingress.named, egress.defaultDeny, egress.entries, egress.named]);
+  return { identity, ingress, egress, fingerprint };
+}
+
+/** Finishes a direction for one endpoint: resolves ingress named ports against the endpoint's own ports. */
+export function materialise(t: DirectionTemplate, ports: ReadonlyMap<string, NamedPort[]>): PolicyEntry[] {
+  if (t.named.length === 0) return t.entries;
+  const b = new EntryBuilder();
+  for (const c of t.raw ?? []) b.add(c);
+  for (const n of t.named) {
+    for (const np of ports.get(n.name) ?? []) {
+      if (np.protocol !== n.protocol) continue;
+      const c: Contribution = { remoteIdentity: n.remoteIdentity, protocol: n.protocol, port: np.port, endPort: np.port, deny: n.deny, policy: n.policy };
+      if (n.l7) c.l7 = n.l7;
+      b.add(c);
+    }
+  }
+  return b.build();
+}
