@@ -10,8 +10,9 @@
  * - DNS matchName: exact, case-insensitive, trailing dot ignored.
  *   matchPattern: "*" alone matches every name; elsewhere "*" matches zero or
  *   more characters of one label ([-a-zA-Z0-9_]).
- * - Kafka: role produce/consume expands to the API keys it needs; topic and
- *   clientID must equal when set; apiVersion equal when set.
+ * - Kafka: role produce/consume expands to the API keys it needs; clientID
+ *   and apiVersion must equal when set; topic must equal when both the rule
+ *   and the request name one.
  */
 import type { DnsRule, HttpRule, KafkaRule } from './types.js';
 
@@ -123,7 +124,8 @@ export function matchKafka(rule: KafkaRule, req: KafkaRequest): boolean {
   if (rule.apiKey !== undefined && rule.apiKey.toLowerCase() !== key) return false;
   if (rule.apiVersion !== undefined && String(req.apiVersion ?? '') !== rule.apiVersion) return false;
   if (rule.clientID !== undefined && rule.clientID !== '' && req.clientID !== rule.clientID) return false;
-  if (rule.topic !== undefined && rule.topic !== '' && req.topic !== rule.topic) return false;
+  // Requests that carry no topic (joingroup, heartbeat, …) are not constrained by the topic, as in Cilium.
+  if (rule.topic !== undefined && rule.topic !== '' && req.topic !== undefined && req.topic !== rule.topic) return false;
   return true;
 }
 

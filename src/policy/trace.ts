@@ -103,6 +103,8 @@ export const scenarioSchema = z.strictObject({
   fqdns: z.record(z.string(), z.array(z.string())).optional(),
   policies: z.array(z.unknown()).optional(),
   flows: z.array(flowSchema),
+  /** Used by scenario tests: the policy problems the scenario expects (by field path and code). */
+  expectProblems: z.array(z.strictObject({ path: z.string(), code: z.string() })).optional(),
 });
 export type Scenario = z.infer<typeof scenarioSchema>;
 
@@ -348,6 +350,9 @@ export function traceScenario(loaded: LoadedScenario): TraceResult {
 /** Differences between each flow's `expect` and the trace (empty when all match). */
 export function checkExpectations(loaded: LoadedScenario, result: TraceResult): string[] {
   const out: string[] = [];
+  const want = (loaded.scenario.expectProblems ?? []).map((p) => `${p.path} ${p.code}`).sort();
+  const got = result.problems.map((p) => `${p.path} ${p.code}`).sort();
+  if (JSON.stringify(want) !== JSON.stringify(got)) out.push(`problems ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
   loaded.scenario.flows.forEach((f, i) => {
     const e = f.expect;
     const t = result.flows[i];
