@@ -126,6 +126,9 @@ export class PolicyEngine {
   private readonly ipNames = new Map<string, Set<string>>();
   private readonly dnsIdentity = new Map<string, number>();
   private hostEndpointId: string | undefined;
+  /** Address → endpoint id / node name. */
+  private readonly endpointIps = new Map<string, string>();
+  private readonly nodeIps = new Map<string, string>();
 
   constructor(opts: { allocator?: IdentityAllocator; dns?: DnsCache; mode?: EnforcementMode } = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
@@ -238,6 +241,8 @@ export class PolicyEngine {
       identity = this.allocator.allocate(LabelSet.from([{ source: 'reserved', key: 'remote-node', value: '' }, ...k8s]));
     }
     this.nodes.set(input.name, { input, identity });
+    for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
+    for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
     if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
   }
 
@@ -312,6 +317,8 @@ export class PolicyEngine {
 
   private selectorsChanged(changed: SelectorEntry[]): void {
     for (const e of changed) {
+      // The wildcard selector becomes identity 0 ("any"): its members never show in entries.
+      if (isWildcard(e.selector)) continue;
       const users = this.byPeer.get(e.selector.key);
       if (!users) continue;
       for (const r of users) for (const id of r.subject.ids) this.dirtyIdentities.add(id);
@@ -367,11 +374,13 @@ export class PolicyEngine {
   }
 
   private index(s: EndpointState): void {
+    if (!s.host) for (const ip of s.ips) this.endpointIps.set(ip, s.id);
     addTo(this.allByIdentity, s.identity.id, s.id);
     if (s.local) addTo(this.localByIdentity, s.identity.id, s.id);
   }
 
   private unindex(s: EndpointState): void {
+    for (const ip of s.ips) if (this.endpointIps.get(ip) === s.id) this.endpointIps.delete(ip);
     removeFrom(this.allByIdentity, s.identity.id, s.id);
     removeFrom(this.localByIdentity, s.identity.id, s.id);
   }
@@ -474,8 +483,7 @@ export class PolicyEngine {
   }
 
   endpointByIp(ip: string): string | undefined {
-    for (const ep of this.endpoints.values()) if (ep.ips.includes(ip)) return ep.id;
-    return undefined;
+    return this.endpointIps.get(ip);
   }
 
   nodeIdentity(name: string): { identity: number; local: boolean } | undefined {
@@ -488,8 +496,7 @@ export class PolicyEngine {
   }
 
   nodeByIp(ip: string): string | undefined {
-    for (const [name, n] of this.nodes) if ((n.input.ips ?? []).includes(ip)) return name;
-    return undefined;
+    return this.nodeIps.get(ip);
   }
 
   /** Identity the datapath would see for an address: endpoint, node, longest CIDR identity, else world. */

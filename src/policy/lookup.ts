@@ -63,3 +63,32 @@ function unionOf(kind: L7Rules['kind'], list: L7Rules[], allowAll: boolean): L7R
     }
   }
 }
+
+/**
+ * The lookup a datapath can implement with exact-match/LPM maps: in each of
+ * the four groups (remote identity or 0) × (protocol or 0) take the most
+ * specific entry (a port range containing the port, else the group's
+ * any-port entry), then combine those as lookupEntries does. Equivalent to
+ * lookupEntries because EntryBuilder keeps ranges disjoint within a group
+ * and folds the any-port entry into each range.
+ */
+export function lookupByGroups(dir: DirectionPolicy, remote: number, protocol: number, port: number): LookupResult {
+  const picked: PolicyEntry[] = [];
+  const identities = remote === 0 ? [0] : [remote, 0];
+  const protocols = protocol === 0 ? [0] : [protocol, 0];
+  for (const id of identities) {
+    for (const proto of protocols) {
+      let best: PolicyEntry | undefined;
+      for (const e of dir.entries) {
+        if (e.remoteIdentity !== id || e.protocol !== proto) continue;
+        if (e.port !== 0 && port >= e.port && port <= e.endPort) {
+          best = e;
+          break;
+        }
+        if (e.port === 0 && !best) best = e;
+      }
+      if (best) picked.push(best);
+    }
+  }
+  return lookupEntries({ defaultDeny: dir.defaultDeny, entries: picked, enforcedBy: dir.enforcedBy ?? [] }, remote, protocol, port);
+}

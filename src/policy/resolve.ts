@@ -115,27 +115,95 @@ export class EntryBuilder {
     }
   }
 
+  /**
+   * Entries with disjoint port ranges per (remote identity, protocol): where ranges overlap they are split,
+   * and every range also carries what the group's any-port entry says. A datapath can therefore take the
+   * most specific port match in each of its (at most four) identity/protocol groups and combine those
+   * (see lookupByGroups in lookup.ts) and decide exactly as the reference lookup does.
+   */
   build(): PolicyEntry[] {
-    const out: PolicyEntry[] = [];
+    const groups = new Map<string, Acc[]>();
     for (const a of this.acc.values()) {
-      const base = { remoteIdentity: a.remoteIdentity, protocol: a.protocol, port: a.port, endPort: a.endPort };
-      if (a.deny.size > 0) {
-        out.push({ ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() });
-      } else if (a.l7Kind !== undefined) {
-        out.push({ ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() });
-      } else {
-        out.push({ ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() });
+      const k = `${a.remoteIdentity}|${a.protocol}`;
+      const g = groups.get(k);
+      if (g) g.push(a);
+      else groups.set(k, [a]);
+    }
+    const accs: Acc[] = [];
+    for (const list of groups.values()) {
+      const any = list.find((a) => a.port === 0);
+      const ranges = list.filter((a) => a.port !== 0);
+      if (any) accs.push(any);
+      if (ranges.length === 0) continue;
+      const bounds = [...new Set(ranges.flatMap((r) => [r.port, r.endPort + 1]))].sort((a, b) => a - b);
+      let prev: { acc: Acc; covering: Acc[] } | undefined;
+      for (let i = 0; i + 1 < bounds.length; i++) {
+        const lo = bounds[i] ?? 0;
+        const hi = (bounds[i + 1] ?? 0) - 1;
+        const covering = ranges.filter((r) => r.port <= lo && r.endPort >= lo);
+        if (covering.length === 0) {
+          prev = undefined;
+          continue;
+        }
+        if (prev && prev.acc.endPort + 1 === lo && sameMembers(prev.covering, covering)) {
+          prev.acc.endPort = hi;
+          continue;
+        }
+        const acc = mergeAccs(any ? [...covering, any] : covering, lo, hi);
+        prev = { acc, covering };
+        accs.push(acc);
       }
     }
-    return out.sort(compareEntries);
+    return accs.map(finish).sort(compareEntries);
   }
+}
+
+function sameMembers(a: Acc[], b: Acc[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
+  const first = list[0];
+  if (!first) throw new Error('internal: empty merge');
+  const m: Acc = {
+    remoteIdentity: first.remoteIdentity,
+    protocol: first.protocol,
+    port,
+    endPort,
+    deny: new Set(),
+    allow: new Set(),
+    plainAllow: false,
+    http: new Map(),
+    kafka: new Map(),
+    dns: new Map(),
+  };
+  for (const a of list) {
+    for (const d of a.deny) m.deny.add(d);
+    for (const d of a.allow) m.allow.add(d);
+    m.plainAllow ||= a.plainAllow;
+    if (a.l7Kind === undefined) continue;
+    if (m.l7Kind !== undefined && m.l7Kind !== a.l7Kind) continue;
+    m.l7Kind = a.l7Kind;
+    for (const [k, v] of a.http) m.http.set(k, v);
+    for (const [k, v] of a.kafka) m.kafka.set(k, v);
+    for (const [k, v] of a.dns) m.dns.set(k, v);
+  }
+  return m;
+}
+
+function finish(a: Acc): PolicyEntry {
+  const base = { remoteIdentity: a.remoteIdentity, protocol: a.protocol, port: a.port, endPort: a.endPort };
+  if (a.deny.size > 0) return { ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() };
+  if (a.l7Kind !== undefined) return { ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() };
+  return { ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() };
 }
 
 /** The union of a key's L7 rules; an L4-only allow on the same key adds the kind's allow-all rule. */
 function makeL7(a: Acc): L7Rules {
   const withAll = <R>(m: Map<string, R>, all: R): R[] => {
-    if (a.plainAllow) m.set(JSON.stringify(all), all);
-    return [...m.values()];
+    const out = new Map(m);
+    if (a.plainAllow) out.set(JSON.stringify(all), all);
+    return [...out.values()];
   };
   switch (a.l7Kind) {
     case 'kafka':
