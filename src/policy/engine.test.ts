@@ -161,6 +161,7 @@ test('entries are keyed by remote identity, protocol and port range with explici
     e.endpointPolicy('default/app0-0')?.ingress.entries.map((x) => [x.remoteIdentity, x.protocol, x.port, x.endPort, x.verdict, x.l7?.kind ?? null]),
     [
       [0, Proto.TCP, 8000, 8100, 'ALLOW', null],
+      [1, 0, 0, 0, 'ALLOW', null], // allow-localhost: the local host reaches local endpoints
       [id(1), 0, 0, 0, 'ALLOW', null],
       [id(2), Proto.TCP, 80, 80, 'REDIRECT', 'http'],
       [id(3), 0, 0, 0, 'DENY', null],

@@ -68,6 +68,18 @@ export interface ServiceInput extends ServiceInfo {
   ports?: Array<{ port: number; protocol?: 'TCP' | 'UDP' | 'SCTP'; targetPort?: number | string; name?: string }>;
 }
 
+export interface EngineOptions {
+  allocator?: IdentityAllocator;
+  dns?: DnsCache;
+  /** Agent setting policyEnforcementMode (default "default"). */
+  mode?: EnforcementMode;
+  /**
+   * Agent setting allow-localhost: "auto" (default; means "always" under Kubernetes, as Cilium) and
+   * "always" let the local host reach local endpoints under default deny; "policy" requires a rule.
+   */
+  allowLocalhost?: 'auto' | 'always' | 'policy';
+}
+
 export interface EngineStats {
   /** Endpoints whose policy was recomputed (materialised) by flush(). */
   recomputedEndpoints: number;
@@ -102,6 +114,7 @@ export class PolicyEngine {
   readonly dns: DnsCache;
   readonly stats: EngineStats = { recomputedEndpoints: 0, recomputedIdentities: 0 };
   private mode: EnforcementMode;
+  private readonly allowLocalhost: boolean;
   private readonly cache: SelectorCache;
 
   private readonly namespaces = new Map<string, Record<string, string>>();
@@ -130,10 +143,11 @@ export class PolicyEngine {
   private readonly endpointIps = new Map<string, string>();
   private readonly nodeIps = new Map<string, string>();
 
-  constructor(opts: { allocator?: IdentityAllocator; dns?: DnsCache; mode?: EnforcementMode } = {}) {
+  constructor(opts: EngineOptions = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
     this.dns = opts.dns ?? new MemoryDnsCache();
     this.mode = opts.mode ?? 'default';
+    this.allowLocalhost = (opts.allowLocalhost ?? 'auto') !== 'policy';
     this.cache = new SelectorCache({
       identities: () => this.allocator.all(),
       fqdnMatches: (sel, ident) => this.fqdnMatches(sel, ident),
@@ -416,7 +430,7 @@ export class PolicyEngine {
           return this.cache.get(sel.key)?.ids ?? new Set<number>();
         },
         namedPortsOf: (id, name) => this.namedPortsOf(id, name),
-      });
+      }, { host: identity === ReservedIdentity.host, allowLocalhost: this.allowLocalhost });
       this.identityPolicies.set(identity, p);
     }
     return p;

@@ -11,6 +11,7 @@
  *   (rules are additive: an L4-only allow admits every request);
  * - otherwise ALLOW.
  */
+import { ReservedIdentity } from '../identity/reserved.js';
 import type { PeerRule, PortSpec, Rule } from './rule.js';
 import type { Selector } from './selector.js';
 import { Proto } from './types.js';
@@ -278,7 +279,20 @@ function addPort(
   }
 }
 
-function resolveDirection(rules: readonly Rule[], dir: Direction, mode: EnforcementMode, deps: ResolveDeps): DirectionTemplate {
+/** Name under which the allow-localhost entry appears in derivedFrom. */
+export const ALLOW_LOCALHOST = 'allow-localhost';
+
+export interface ResolveOptions {
+  /** The identity is the local node's host endpoint. */
+  host: boolean;
+  /**
+   * Cilium's allow-localhost (auto = always under Kubernetes): the local host may always reach local
+   * endpoints, so kubelet probes keep working under default deny. Deny rules still win.
+   */
+  allowLocalhost: boolean;
+}
+
+function resolveDirection(rules: readonly Rule[], dir: Direction, mode: EnforcementMode, deps: ResolveDeps, opts: ResolveOptions): DirectionTemplate {
   if (mode === 'never') return { defaultDeny: false, enforcedBy: [], entries: [], named: [] };
   const builder = new EntryBuilder();
   const named: NamedContribution[] = [];
@@ -289,8 +303,16 @@ function resolveDirection(rules: readonly Rule[], dir: Direction, mode: Enforcem
     for (const pr of dir === 'ingress' ? r.ingress : r.egress) contribute(builder, named, raw, dir, pr, false, r.policy, deps);
     for (const pr of dir === 'ingress' ? r.ingressDeny : r.egressDeny) contribute(builder, named, raw, dir, pr, true, r.policy, deps);
   }
+  // "always" puts every pod into default deny; the host endpoint only when a host policy selects it
+  // (host firewalling is opt-in, as in Cilium where the host is an endpoint only with the host firewall).
+  const defaultDeny = (mode === 'always' && !opts.host) || enforcedBy.size > 0;
+  if (defaultDeny && dir === 'ingress' && opts.allowLocalhost && !opts.host) {
+    const c: Contribution = { remoteIdentity: ReservedIdentity.host, protocol: Proto.ANY, port: 0, endPort: 0, deny: false, policy: ALLOW_LOCALHOST };
+    builder.add(c);
+    raw.push(c);
+  }
   const t: DirectionTemplate = {
-    defaultDeny: mode === 'always' || enforcedBy.size > 0,
+    defaultDeny,
     enforcedBy: [...enforcedBy].sort(),
     entries: builder.build(),
     named,
@@ -299,9 +321,9 @@ function resolveDirection(rules: readonly Rule[], dir: Direction, mode: Enforcem
   return t;
 }
 
-export function resolveIdentityPolicy(identity: number, rules: readonly Rule[], mode: EnforcementMode, deps: ResolveDeps): IdentityPolicy {
-  const ingress = resolveDirection(rules, 'ingress', mode, deps);
-  const egress = resolveDirection(rules, 'egress', mode, deps);
+export function resolveIdentityPolicy(identity: number, rules: readonly Rule[], mode: EnforcementMode, deps: ResolveDeps, opts: ResolveOptions): IdentityPolicy {
+  const ingress = resolveDirection(rules, 'ingress', mode, deps, opts);
+  const egress = resolveDirection(rules, 'egress', mode, deps, opts);
   const fingerprint = JSON.stringify([ingress.defaultDeny, ingress.entries, ingress.named, egress.defaultDeny, egress.entries, egress.named]);
   return { identity, ingress, egress, fingerprint };
 }

@@ -60,7 +60,12 @@ export type TraceFlow = z.infer<typeof flowSchema>;
 
 export const scenarioSchema = z.strictObject({
   description: z.string().optional(),
-  config: z.strictObject({ policyEnforcementMode: z.enum(['default', 'always', 'never']).optional() }).optional(),
+  config: z
+    .strictObject({
+      policyEnforcementMode: z.enum(['default', 'always', 'never']).optional(),
+      allowLocalhost: z.enum(['auto', 'always', 'policy']).optional(),
+    })
+    .optional(),
   namespaces: z.array(z.strictObject({ name: z.string().min(1), labels: labels.optional() })).optional(),
   endpoints: z
     .array(
@@ -181,7 +186,7 @@ const PROTO_NUM: Record<string, number> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP
 export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEngine; problems: PolicyProblem[] } {
   const s = loaded.scenario;
   const dns = new MemoryDnsCache();
-  const engine = new PolicyEngine({ dns, mode: s.config?.policyEnforcementMode ?? 'default' });
+  const engine = new PolicyEngine({ dns, mode: s.config?.policyEnforcementMode ?? 'default', allowLocalhost: s.config?.allowLocalhost ?? 'auto' });
   for (const ns of s.namespaces ?? []) engine.upsertNamespace(ns.name, ns.labels ?? {});
   for (const n of s.nodes ?? []) engine.upsertNode(n);
   for (const ep of s.endpoints ?? []) engine.upsertEndpoint(ep);
