@@ -27,6 +27,7 @@ import type { Prefix } from '../identity/cidr.js';
 import { LabelSet, podLabels } from '../identity/labels.js';
 import type { Label } from '../identity/labels.js';
 import { ReservedIdentity } from '../identity/reserved.js';
+import type { ReservedName } from '../identity/reserved.js';
 import { policyKey } from './api/loader.js';
 import type { PolicyDocument } from './api/schema.js';
 import { MemoryDnsCache } from './dns-cache.js';
@@ -142,6 +143,8 @@ export class PolicyEngine {
   /** Address → endpoint id / node name. */
   private readonly endpointIps = new Map<string, string>();
   private readonly nodeIps = new Map<string, string>();
+  /** Addresses carrying a reserved identity (kube-apiserver, health, ingress, …). */
+  private readonly reservedIps = new Map<string, number>();
 
   constructor(opts: EngineOptions = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
@@ -258,6 +261,16 @@ export class PolicyEngine {
     for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
     for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
     if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
+  }
+
+  /**
+   * Addresses of a reserved identity, e.g. the kube-apiserver endpoints, the health endpoints or the
+   * ingress proxy's address. Replaces the previous list for that name.
+   */
+  setReservedAddresses(name: ReservedName, ips: readonly string[]): void {
+    const id = ReservedIdentity[name];
+    for (const [ip, owner] of [...this.reservedIps]) if (owner === id) this.reservedIps.delete(ip);
+    for (const ip of ips) this.reservedIps.set(ip, id);
   }
 
   upsertService(svc: ServiceInput): void {
@@ -519,6 +532,8 @@ export class PolicyEngine {
     if (ep) return this.endpoints.get(ep)?.identity.id ?? ReservedIdentity.world;
     const node = this.nodeByIp(ip);
     if (node) return this.nodes.get(node)?.identity.id ?? ReservedIdentity.world;
+    const reserved = this.reservedIps.get(ip);
+    if (reserved !== undefined) return reserved;
     let best: { bits: number; id: number } | undefined;
     for (const ident of this.allocator.all()) {
       if (ident.scope !== 'local') continue;
@@ -536,6 +551,7 @@ export class PolicyEngine {
       const p = identityPrefix(ident);
       if (p) out.set(formatPrefix(p), ident.id);
     }
+    for (const [ip, id] of this.reservedIps) out.set(hostPrefix(ip), id);
     for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), n.identity.id);
     for (const ep of this.endpoints.values()) for (const ip of ep.ips) out.set(hostPrefix(ip), ep.identity.id);
     return [...out].map(([prefix, identity]) => ({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));

@@ -104,9 +104,10 @@ function cidrSelector(p: Prefix, except: Prefix[]): Selector {
   ]);
 }
 
+/** Normalised L7 rules; an empty list (`http: []`) means no L7 restriction, as in Cilium. */
 function l7Of(rules: L7RulesSpec | undefined): L7Rules | undefined {
   if (!rules) return undefined;
-  if (rules.http) {
+  if (rules.http && rules.http.length > 0) {
     return {
       kind: 'http',
       rules: rules.http.map((h) => {
@@ -120,8 +121,8 @@ function l7Of(rules: L7RulesSpec | undefined): L7Rules | undefined {
       }),
     };
   }
-  if (rules.kafka) return { kind: 'kafka', rules: rules.kafka.map((k) => ({ ...k })) };
-  if (rules.dns) return { kind: 'dns', rules: rules.dns.map((d) => ({ ...d })) };
+  if (rules.kafka && rules.kafka.length > 0) return { kind: 'kafka', rules: rules.kafka.map((k) => ({ ...k })) };
+  if (rules.dns && rules.dns.length > 0) return { kind: 'dns', rules: rules.dns.map((d) => ({ ...d })) };
   return undefined;
 }
 
@@ -135,7 +136,10 @@ const PROTOS: Record<string, ProtoNumber[]> = {
 };
 
 function portSpecs(pp: PortProtocolSpec | K8sPortSpec, defaultProto: string, l7: L7Rules | undefined): PortSpec[] {
-  const protos = PROTOS[pp.protocol ?? defaultProto] ?? [];
+  let protos = PROTOS[pp.protocol ?? defaultProto] ?? [];
+  // L7 rules need a proxy that speaks the protocol: on an ANY port, HTTP/Kafka apply to TCP only and
+  // DNS to UDP and TCP; the port rule then allows nothing else (it only allows what its L7 rules admit).
+  if (l7) protos = protos.filter((p) => p === Proto.TCP || (l7.kind === 'dns' && p === Proto.UDP));
   const c = classifyPort(pp.port);
   return protos.map((protocol) => {
     const s: PortSpec = { protocol, port: 0, endPort: 0 };
@@ -143,8 +147,7 @@ function portSpecs(pp: PortProtocolSpec | K8sPortSpec, defaultProto: string, l7:
       s.port = c.port;
       s.endPort = pp.endPort ?? c.port;
     } else if (c.kind === 'named') s.name = c.name;
-    // L7 rules apply to TCP only (DNS also to UDP): an ANY port with HTTP rules redirects TCP.
-    if (l7 && (protocol === Proto.TCP || (l7.kind === 'dns' && protocol === Proto.UDP))) s.l7 = l7;
+    if (l7) s.l7 = l7;
     return s;
   });
 }

@@ -30,6 +30,7 @@ import { Proto } from './types.js';
 import type { Direction, L7Rules } from './types.js';
 
 const labels = z.record(z.string(), z.string());
+const ip = z.string().refine(isIp, { message: 'not an IP address' });
 const protocol = z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6']);
 
 const flowSchema = z.strictObject({
@@ -73,7 +74,7 @@ export const scenarioSchema = z.strictObject({
         namespace: z.string().min(1),
         name: z.string().min(1),
         labels: labels.optional(),
-        ips: z.array(z.string()).optional(),
+        ips: z.array(ip).optional(),
         ports: z.array(z.strictObject({ name: z.string().min(1), port: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP', 'SCTP']).optional() })).optional(),
         serviceAccount: z.string().optional(),
         local: z.boolean().optional(),
@@ -81,7 +82,7 @@ export const scenarioSchema = z.strictObject({
     )
     .optional(),
   nodes: z
-    .array(z.strictObject({ name: z.string().min(1), labels: labels.optional(), ips: z.array(z.string()).optional(), local: z.boolean().optional() }))
+    .array(z.strictObject({ name: z.string().min(1), labels: labels.optional(), ips: z.array(ip).optional(), local: z.boolean().optional() }))
     .optional(),
   services: z
     .array(
@@ -90,8 +91,8 @@ export const scenarioSchema = z.strictObject({
         name: z.string().min(1),
         labels: labels.optional(),
         selector: labels.optional(),
-        clusterIPs: z.array(z.string()).optional(),
-        endpoints: z.array(z.string()).optional(),
+        clusterIPs: z.array(ip).optional(),
+        endpoints: z.array(ip).optional(),
         ports: z
           .array(
             z.strictObject({
@@ -105,7 +106,9 @@ export const scenarioSchema = z.strictObject({
       }),
     )
     .optional(),
-  fqdns: z.record(z.string(), z.array(z.string())).optional(),
+  fqdns: z.record(z.string(), z.array(ip)).optional(),
+  /** Addresses of reserved identities (e.g. {kube-apiserver: [10.0.0.1]}). */
+  reservedAddresses: z.partialRecord(z.enum(['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world']), z.array(ip)).optional(),
   policies: z.array(z.unknown()).optional(),
   flows: z.array(flowSchema),
   /** Used by scenario tests: the policy problems the scenario expects (by field path and code). */
@@ -200,6 +203,11 @@ export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEng
     engine.upsertService(info);
   }
   for (const [name, ips] of Object.entries(s.fqdns ?? {})) dns.set(name, ips);
+  const reserved = s.reservedAddresses ?? {};
+  for (const name of ['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world'] as const) {
+    const ips = reserved[name];
+    if (ips) engine.setReservedAddresses(name, ips);
+  }
   const base: PathSegment[] = ['policies'];
   const { policies, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
   for (const p of policies) engine.upsertPolicy(p.document);
