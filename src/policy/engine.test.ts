@@ -168,3 +168,36 @@ test('entries are keyed by remote identity, protocol and port range with explici
     ],
   );
 });
+
+test('a namespace label change recomputes the endpoints whose policies select by namespace labels', () => {
+  const e = new PolicyEngine();
+  e.upsertNamespace('shop', { env: 'dev' });
+  e.upsertNamespace('ops', {});
+  for (let r = 0; r < 3; r++) e.upsertEndpoint({ namespace: 'shop', name: `api-${r}`, labels: { app: 'api' } });
+  for (let r = 0; r < 4; r++) e.upsertEndpoint({ namespace: 'ops', name: `db-${r}`, labels: { app: 'db' } });
+  for (let r = 0; r < 5; r++) e.upsertEndpoint({ namespace: 'ops', name: `other-${r}`, labels: { app: 'other' } });
+  e.upsertPolicy(
+    doc(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: db, namespace: ops}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {k8s:io.cilium.k8s.namespace.labels.env: prod}}]
+`),
+  );
+  e.flush();
+  const api = (): number => e.endpointIdentity('shop/api-0') ?? -1;
+  const db = (): NonNullable<ReturnType<PolicyEngine['endpointPolicy']>> => {
+    const p = e.endpointPolicy('ops/db-0');
+    assert.ok(p);
+    return p;
+  };
+  assert.equal(lookupEntries(db().ingress, api(), Proto.TCP, 5432).verdict, 'DENY');
+  reset(e);
+  e.upsertNamespace('shop', { env: 'prod' });
+  e.flush();
+  // The 3 relabelled pods (new identity) and the 4 db pods whose peer selector now matches it.
+  assert.equal(e.stats.recomputedEndpoints, 7);
+  assert.equal(lookupEntries(db().ingress, api(), Proto.TCP, 5432).verdict, 'ALLOW');
+});

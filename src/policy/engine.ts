@@ -139,6 +139,7 @@ export class PolicyEngine {
   /** DNS-learned IPs: ip → names, and the identity held for each IP. */
   private readonly ipNames = new Map<string, Set<string>>();
   private readonly dnsIdentity = new Map<string, number>();
+  private readonly nameIps = new Map<string, Set<string>>();
   private hostEndpointId: string | undefined;
   /** Address → endpoint id / node name. */
   private readonly endpointIps = new Map<string, string>();
@@ -362,8 +363,12 @@ export class PolicyEngine {
   private dnsChanged(names: string[]): void {
     for (const name of names) {
       const ips = new Set(this.dns.lookup(name));
-      for (const [ip, set] of this.ipNames) {
-        if (set.has(name) && !ips.has(ip)) {
+      const before = this.nameIps.get(name) ?? new Set<string>();
+      if (ips.size > 0) this.nameIps.set(name, ips);
+      else this.nameIps.delete(name);
+      for (const ip of before) {
+        const set = this.ipNames.get(ip);
+        if (set && !ips.has(ip)) {
           set.delete(name);
           if (set.size === 0) {
             this.ipNames.delete(ip);

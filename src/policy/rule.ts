@@ -7,9 +7,10 @@
  * Cilium semantics encoded here:
  * - A namespaced policy's endpointSelector only selects pods of its
  *   namespace; its fromEndpoints/toEndpoints selectors too, unless they name
- *   a namespace (`k8s:io.kubernetes.pod.namespace`) or a reserved label. An
- *   empty peer selector `{}` means "every pod of the namespace" (namespaced)
- *   or "every pod of the cluster" (clusterwide).
+ *   the namespace (`k8s:io.kubernetes.pod.namespace`), namespace labels
+ *   (`k8s:io.cilium.k8s.namespace.labels.*`) or a reserved label. A
+ *   clusterwide policy's peer selectors select pods of any namespace (so `{}`
+ *   is every pod of the cluster, not every identity).
  * - endpointSelector never selects the host endpoint; nodeSelector selects
  *   only it (host policies).
  * - A rule with ports but no peers allows from/to any peer; a rule with
@@ -20,7 +21,7 @@
  */
 import { cidrLabel, parsePrefix } from '../identity/cidr.js';
 import type { Prefix } from '../identity/cidr.js';
-import { CLUSTER_LABEL, POD_NAMESPACE_LABEL } from '../identity/labels.js';
+import { CLUSTER_LABEL, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_LABEL } from '../identity/labels.js';
 import { CLUSTER_RESERVED } from '../identity/reserved.js';
 import type { Entity, IcmpRuleSpec, L7RulesSpec, PolicyDocument, PortProtocolSpec, RuleSpec, EndpointSelectorSpec, K8sPeerSpec, K8sPortSpec } from './api/schema.js';
 import { ICMP_TYPE_NAMES, classifyPort } from './api/validate.js';
@@ -186,12 +187,12 @@ class Translator {
 
   endpointPeer(spec: EndpointSelectorSpec): Selector {
     const reqs = requirementsOf(spec);
-    const namesNs = reqs.some((r) => r.key === NS_KEY);
+    // A selector naming the pod namespace or namespace labels chooses its namespaces itself.
+    const namesNs = reqs.some((r) => r.key === NS_KEY || r.key.startsWith(NAMESPACE_LABELS_PREFIX));
     const reserved = reqs.some((r) => r.source === 'reserved');
-    if (this.namespace !== undefined) {
-      if (!namesNs && !reserved) reqs.push(nsReq(this.namespace));
-    } else if (reqs.length === 0) {
-      reqs.push({ source: 'k8s', key: NS_KEY, op: 'Exists', values: [] });
+    if (!namesNs && !reserved) {
+      // Namespaced policy: its own namespace. Clusterwide: any namespace, but only pods (never a bare `{}` = everything).
+      reqs.push(this.namespace !== undefined ? nsReq(this.namespace) : { source: 'k8s', key: NS_KEY, op: 'Exists', values: [] });
     }
     return labelSelector(reqs);
   }
