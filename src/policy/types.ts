@@ -15,6 +15,12 @@
  * REDIRECT, the flow goes to the proxy with the union of the matching
  * REDIRECT rows' L7 rules (plus allow-all if a matching ALLOW exists).
  * Otherwise any matching ALLOW allows. With no match, defaultDeny decides.
+ *
+ * Guarantee for map writers: within one (remote identity, protocol) group
+ * the port ranges are disjoint, and each range already includes what the
+ * group's any-port entry says. So taking the most specific entry in each of
+ * the four groups (R or 0) × (P or 0) and combining those four as above
+ * gives the same verdict (lookupByGroups in lookup.ts; tested).
  */
 
 /** Security identity (numbering as Cilium's; see src/identity). */
