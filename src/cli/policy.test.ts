@@ -23,6 +23,10 @@ test('every documented example policy passes meshd policy validate', () => {
   const m = /^(\d+) valid policies, 0 problems$/m.exec(r.stdout);
   assert.ok(m, r.stdout);
   assert.ok(Number(m[1]) >= files.length);
+  // A directory argument validates the same files.
+  const d = meshd('policy', 'validate', join('examples', 'policies'));
+  assert.equal(d.status, 0, d.stdout);
+  assert.ok(d.stdout.includes(`${m[1]} valid policies, 0 problems`), d.stdout);
 });
 
 test('validate prints every problem with file, document index and field path and exits 1', (t) => {

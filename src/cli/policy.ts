@@ -1,17 +1,17 @@
 /**
  * `meshd policy` — policy tools that need no agent.
  *
- *   meshd policy validate FILE…                  every problem with file, document index and field path; exit 1 if any
+ *   meshd policy validate FILE|DIR…              every problem with file, document index and field path; exit 1 if any
  *   meshd policy trace --scenario FILE [-o json]  what the engine decides for the scenario's flows
  *   meshd policy trace --scenario FILE --check   also compare with each flow's `expect`; exit 1 on a difference
  */
-import { loadPolicyFile } from '../policy/api/loader.js';
+import { loadPolicyPath } from '../policy/api/loader.js';
 import { formatProblem, PolicyValidationError } from '../policy/api/problem.js';
 import { checkExpectations, formatTrace, loadScenarioFile, traceScenario } from '../policy/trace.js';
 
 const USAGE = [
   'Usage:',
-  '  meshd policy validate FILE...',
+  '  meshd policy validate FILE|DIR...',
   '  meshd policy trace --scenario FILE [-o json] [--check]',
 ].join('\n');
 
@@ -31,7 +31,7 @@ function validate(files: string[]): number {
   let problems = 0;
   let ok = 0;
   for (const f of files) {
-    const r = loadPolicyFile(f);
+    const r = loadPolicyPath(f);
     ok += r.policies.length;
     problems += r.problems.length;
     for (const p of r.problems) process.stdout.write(`${formatProblem(p)}\n`);

@@ -6,7 +6,8 @@
  *
  *   const { policies, problems } = loadPolicyText(text, 'policies.yaml');
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { formatPath } from './problem.js';
@@ -135,6 +136,35 @@ export function loadPolicyFile(file: string): LoadResult {
     return { policies: [], problems: [{ file, path: '(file)', code: 'YAML_SYNTAX', message: `cannot read: ${msg}` }] };
   }
   return loadPolicyText(text, file);
+}
+
+/** Policy files under a directory (recursively): *.yaml, *.yml, *.json, sorted by path. */
+export function policyFilesIn(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...policyFilesIn(p));
+    else if (/\.(ya?ml|json)$/.test(name)) out.push(p);
+  }
+  return out;
+}
+
+/** Loads a file, or every policy file under a directory (the agent's manifest directory, `validate DIR`). */
+export function loadPolicyPath(path: string): LoadResult {
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    // Not there: loadPolicyFile reports it as a problem of that path.
+  }
+  if (!isDir) return loadPolicyFile(path);
+  const result: LoadResult = { policies: [], problems: [] };
+  for (const f of policyFilesIn(path)) {
+    const r = loadPolicyFile(f);
+    result.policies.push(...r.policies);
+    result.problems.push(...r.problems);
+  }
+  return result;
 }
 
 /** The name a policy contributes under: "namespace/name", or "name" for clusterwide policies. */
