@@ -133,6 +133,7 @@ const PROTOS: Record<string, ProtoNumber[]> = {
   SCTP: [Proto.SCTP],
   ICMP: [Proto.ICMP],
   ICMPv6: [Proto.ICMPV6],
+  ICMPV6: [Proto.ICMPV6],
   ANY: [Proto.TCP, Proto.UDP, Proto.SCTP],
 };
 

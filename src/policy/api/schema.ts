@@ -41,7 +41,7 @@ const portValue = z.union([str, z.number().int()]);
 export const portProtocol = z.strictObject({
   port: portValue.optional(),
   endPort: z.number().int().optional(),
-  protocol: z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ANY']).optional(),
+  protocol: z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ICMPV6', 'ANY']).optional(),
 });
 export type PortProtocolSpec = z.infer<typeof portProtocol>;
 

@@ -140,13 +140,12 @@ function validateIcmps(icmps: IcmpRuleSpec[], p: PathSegment[], add: Add): void 
     r.fields.forEach((f, j) => {
       const family = f.family ?? 'IPv4';
       const path = [...p, i, 'fields', j, 'type'];
-      if (typeof f.type === 'number') {
-        if (f.type < 0 || f.type > 255) add(path, 'INVALID_ICMP', `ICMP type ${f.type} is out of range 0–255`);
-      } else if (/^[0-9]+$/.test(f.type)) {
-        if (Number(f.type) > 255) add(path, 'INVALID_ICMP', `ICMP type ${f.type} is out of range 0–255`);
-      } else if (ICMP_TYPE_NAMES[family][f.type] === undefined) {
-        add(path, 'INVALID_ICMP', `unknown ${family} ICMP type name "${f.type}"`);
-      }
+      const t = typeof f.type === 'number' ? f.type : /^[0-9]+$/.test(f.type) ? Number(f.type) : ICMP_TYPE_NAMES[family][f.type];
+      if (t === undefined) add(path, 'INVALID_ICMP', `unknown ${family} ICMP type name "${String(f.type)}"`);
+      else if (t < 0 || t > 255) add(path, 'INVALID_ICMP', `ICMP type ${t} is out of range 0–255`);
+      // Entries use port 0 for "any", so type 0 (IPv4 echo reply) has no encoding; replies of allowed
+      // echo requests pass through connection tracking anyway. Rejected rather than silently widened.
+      else if (t === 0) add(path, 'INVALID_ICMP', 'ICMP type 0 (echo reply) is not supported; replies to allowed requests are allowed by connection tracking');
     }),
   );
 }
