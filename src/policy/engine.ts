@@ -3,9 +3,11 @@
  * world (namespaces, endpoints, nodes, services, the DNS cache) and the
  * policies, and keeps one EndpointPolicy per local endpoint up to date.
  *
- * Pipeline: api documents → rules (rule.ts) → selector cache (one evaluation
- * per distinct selector) → per-identity policy (resolve.ts, shared by the
- * endpoints of an identity) → per-endpoint entries (named ports) → consumers.
+ * Pipeline: api documents (api/) → rules (rule.ts) → repository
+ * (repository.ts, rules indexed by selector) → selector cache
+ * (selector-cache.ts, one evaluation per distinct selector) → per-identity
+ * policy (resolve.ts, shared by the endpoints of an identity) → per-endpoint
+ * entries (named ports resolved here) → map writer and proxy translator.
  *
  * Incremental: every mutation only marks what it affects (identities whose
  * selecting rules or whose peers' selectors changed; endpoints that changed);
@@ -36,11 +38,12 @@ import { matchDnsSelector } from './l7-match.js';
 import { materialise, resolveIdentityPolicy } from './resolve.js';
 import type { EnforcementMode, IdentityPolicy, NamedPort } from './resolve.js';
 import { translatePolicy, usesServices } from './rule.js';
-import type { Rule, ServiceInfo } from './rule.js';
+import type { ServiceInfo } from './rule.js';
 import { isWildcard } from './selector.js';
-import type { FqdnSelector, Selector } from './selector.js';
+import type { FqdnSelector } from './selector.js';
 import type { SelectorEntry } from './selector-cache.js';
 import { SelectorCache } from './selector-cache.js';
+import { addTo, PolicyRepository, removeFrom } from './repository.js';
 import { Proto } from './types.js';
 import type { EndpointPolicy, IpcacheEntry, ProtoNumber } from './types.js';
 
@@ -100,13 +103,6 @@ interface EndpointState {
   fingerprint?: string;
 }
 
-interface RuleState {
-  rule: Rule;
-  subject: SelectorEntry;
-  peers: SelectorEntry[];
-  prefixIdentities: number[];
-  egressNamed: boolean;
-}
 
 const PROTO_OF: Record<string, ProtoNumber> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP: Proto.SCTP };
 
@@ -122,16 +118,14 @@ export class PolicyEngine {
   private readonly endpoints = new Map<string, EndpointState>();
   private readonly nodes = new Map<string, { input: NodeInput; identity: Identity }>();
   private readonly services = new Map<string, ServiceInput>();
-  private readonly policies = new Map<string, { doc: PolicyDocument; rules: RuleState[] }>();
+  /** Policy documents by key (kept to re-translate when Services change). */
+  private readonly policies = new Map<string, PolicyDocument>();
+  private readonly repo: PolicyRepository;
 
   /** Local endpoints by identity. */
   private readonly localByIdentity = new Map<number, Set<string>>();
   /** All endpoints by identity (named-port lookups for egress). */
   private readonly allByIdentity = new Map<number, Set<string>>();
-  /** Rules by subject selector key, and by peer selector key. */
-  private readonly bySubject = new Map<string, Set<RuleState>>();
-  private readonly byPeer = new Map<string, Set<RuleState>>();
-  private readonly egressNamedRules = new Set<RuleState>();
   private readonly identityPolicies = new Map<number, IdentityPolicy>();
   private readonly dirtyIdentities = new Set<number>();
   private readonly dirtyEndpoints = new Set<string>();
@@ -161,6 +155,7 @@ export class PolicyEngine {
       this.selectorsChanged(changed);
       if (kind === 'removed') this.identityPolicies.delete(identity.id);
     });
+    this.repo = new PolicyRepository(this.cache, this.allocator);
     this.dns.subscribe((names) => this.dnsChanged(names));
     for (const name of this.dns.names()) this.dnsChanged([name]);
   }
@@ -276,12 +271,12 @@ export class PolicyEngine {
 
   upsertService(svc: ServiceInput): void {
     this.services.set(`${svc.namespace}/${svc.name}`, svc);
-    for (const [, p] of [...this.policies]) if (usesServices(p.doc)) this.upsertPolicy(p.doc);
+    for (const doc of [...this.policies.values()]) if (usesServices(doc)) this.upsertPolicy(doc);
   }
 
   removeService(namespace: string, name: string): void {
     if (!this.services.delete(`${namespace}/${name}`)) return;
-    for (const [, p] of [...this.policies]) if (usesServices(p.doc)) this.upsertPolicy(p.doc);
+    for (const doc of [...this.policies.values()]) if (usesServices(doc)) this.upsertPolicy(doc);
   }
 
   serviceList(): ServiceInput[] {
@@ -293,19 +288,14 @@ export class PolicyEngine {
   /** Adds or replaces a validated policy document (see api/loader.ts). */
   upsertPolicy(doc: PolicyDocument): void {
     const key = policyKey(doc);
+    this.policies.set(key, doc);
     const rules = translatePolicy(doc, { services: () => this.services.values() });
-    // Acquire the new rules' selectors before releasing the old ones, so selectors both share are not re-evaluated.
-    const states = rules.map((r) => this.addRule(r));
-    const prev = this.policies.get(key);
-    this.policies.set(key, { doc, rules: states });
-    if (prev) for (const s of prev.rules) this.removeRule(s);
+    for (const id of this.repo.replace(key, rules)) this.dirtyIdentities.add(id);
   }
 
   removePolicy(key: string): boolean {
-    const prev = this.policies.get(key);
-    if (!prev) return false;
-    this.policies.delete(key);
-    for (const s of prev.rules) this.removeRule(s);
+    if (!this.policies.delete(key)) return false;
+    for (const id of this.repo.replace(key, [])) this.dirtyIdentities.add(id);
     return true;
   }
 
@@ -313,51 +303,14 @@ export class PolicyEngine {
     return [...this.policies.keys()];
   }
 
-  private addRule(rule: Rule): RuleState {
-    const prefixIdentities: number[] = [];
-    for (const p of rule.prefixes) prefixIdentities.push(this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p))).id);
-    const subject = this.cache.acquire(rule.subject);
-    const peerSels = new Map<string, Selector>();
-    for (const list of [rule.ingress, rule.ingressDeny, rule.egress, rule.egressDeny]) {
-      for (const pr of list) for (const s of pr.selectors) peerSels.set(s.key, s);
-    }
-    const peers = [...peerSels.values()].map((s) => this.cache.acquire(s));
-    const egressNamed = [...rule.egress, ...rule.egressDeny].some((pr) => (pr.ports ?? []).some((p) => p.name !== undefined));
-    const state: RuleState = { rule, subject, peers, prefixIdentities, egressNamed };
-    addTo(this.bySubject, rule.subject.key, state);
-    for (const p of peers) addTo(this.byPeer, p.selector.key, state);
-    if (egressNamed) this.egressNamedRules.add(state);
-    for (const id of subject.ids) this.dirtyIdentities.add(id);
-    return state;
-  }
-
-  private removeRule(state: RuleState): void {
-    for (const id of state.subject.ids) this.dirtyIdentities.add(id);
-    removeFrom(this.bySubject, state.rule.subject.key, state);
-    for (const p of state.peers) removeFrom(this.byPeer, p.selector.key, state);
-    this.egressNamedRules.delete(state);
-    this.cache.release(state.rule.subject);
-    for (const p of state.peers) this.cache.release(p.selector);
-    for (const id of state.prefixIdentities) this.allocator.release(id);
-  }
-
   // ---- change propagation --------------------------------------------------------------------
 
   private selectorsChanged(changed: SelectorEntry[]): void {
-    for (const e of changed) {
-      // The wildcard selector becomes identity 0 ("any"): its members never show in entries.
-      if (isWildcard(e.selector)) continue;
-      const users = this.byPeer.get(e.selector.key);
-      if (!users) continue;
-      for (const r of users) for (const id of r.subject.ids) this.dirtyIdentities.add(id);
-    }
+    this.repo.dependentsOf(changed, this.dirtyIdentities);
   }
 
   private namedPortsChanged(identity: number, prevIdentity: number | undefined): void {
-    for (const r of this.egressNamedRules) {
-      const hit = r.peers.some((p) => isWildcard(p.selector) || p.ids.has(identity) || (prevIdentity !== undefined && p.ids.has(prevIdentity)));
-      if (hit) for (const id of r.subject.ids) this.dirtyIdentities.add(id);
-    }
+    this.repo.namedPortDependents(prevIdentity === undefined ? [identity] : [identity, prevIdentity], this.dirtyIdentities);
   }
 
   private dnsChanged(names: string[]): void {
@@ -419,16 +372,6 @@ export class PolicyEngine {
 
   // ---- computation ---------------------------------------------------------------------------
 
-  private rulesSelecting(identity: number): Rule[] {
-    const out: Rule[] = [];
-    for (const set of this.bySubject.values()) {
-      const first = set.values().next().value;
-      if (!first || !first.subject.ids.has(identity)) continue;
-      for (const r of set) out.push(r.rule);
-    }
-    return out.sort((a, b) => a.id.localeCompare(b.id));
-  }
-
   private namedPortsOf(identity: number, name: string): NamedPort[] {
     const ids = identity === 0 ? [...this.allByIdentity.values()].flatMap((s) => [...s]) : [...(this.allByIdentity.get(identity) ?? [])];
     const out = new Map<string, NamedPort>();
@@ -442,7 +385,7 @@ export class PolicyEngine {
     let p = this.identityPolicies.get(identity);
     if (!p) {
       this.stats.recomputedIdentities++;
-      p = resolveIdentityPolicy(identity, this.rulesSelecting(identity), this.mode, {
+      p = resolveIdentityPolicy(identity, this.repo.rulesSelecting(identity), this.mode, {
         selected: (sel) => {
           if (isWildcard(sel)) return 'any';
           return this.cache.get(sel.key)?.ids ?? new Set<number>();
@@ -583,17 +526,4 @@ function hostAddress(ident: Identity): string | undefined {
   const p = identityPrefix(ident);
   if (!p) return undefined;
   return (p.family === 4 && p.bits === 32) || (p.family === 6 && p.bits === 128) ? p.addr : undefined;
-}
-
-function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s) s.add(v);
-  else m.set(k, new Set([v]));
-}
-
-function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (!s) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
 }
