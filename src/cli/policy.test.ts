@@ -74,6 +74,11 @@ test('trace -o json prints one object per flow, in order, with verdict, l4, l7, 
     ],
   );
   assert.deepEqual(out.flows[0]?.policies, ['default/backend-api']);
+  // --dump adds every endpoint's policy and the ipcache (what the map writer and translator read).
+  const d = meshd('policy', 'trace', '--scenario', join('examples', 'trace', 'demo-scenario.yaml'), '-o', 'json', '--dump');
+  const dumped = JSON.parse(d.stdout.trim().split('\n').pop() ?? '') as { endpoints: Array<{ endpointId: string }>; ipcache: Array<{ prefix: string }> };
+  assert.deepEqual(dumped.endpoints.map((e) => e.endpointId).sort(), ['default/backend', 'default/frontend', 'kube-system/coredns']);
+  assert.ok(dumped.ipcache.some((c) => c.prefix === '140.82.112.5/32'));
 });
 
 test('trace without --scenario, or with a bad scenario, fails clearly', (t) => {

@@ -4,15 +4,37 @@
  *   meshd policy validate FILE|DIR…              every problem with file, document index and field path; exit 1 if any
  *   meshd policy trace --scenario FILE [-o json]  what the engine decides for the scenario's flows
  *   meshd policy trace --scenario FILE --check   also compare with each flow's `expect`; exit 1 on a difference
+ *   meshd policy trace --scenario FILE --dump -o json   also print every endpoint's policy and the ipcache
  */
 import { loadPolicyPath } from '../policy/api/loader.js';
 import { formatProblem, PolicyValidationError } from '../policy/api/problem.js';
-import { checkExpectations, formatTrace, loadScenarioFile, traceScenario } from '../policy/trace.js';
+import { buildScenarioEngine, checkExpectations, formatTrace, loadScenarioFile, traceFlow } from '../policy/trace.js';
+import type { EndpointPolicy, IpcacheEntry, PolicyEntry } from '../policy/types.js';
+
+function formatEntry(e: PolicyEntry): string {
+  const port = e.port === 0 ? '*' : e.port === e.endPort ? String(e.port) : `${e.port}-${e.endPort}`;
+  const l7 = e.l7 ? ` ${e.l7.kind}${JSON.stringify(e.l7.rules)}` : '';
+  return `    ${String(e.remoteIdentity === 0 ? '*' : e.remoteIdentity).padStart(9)} proto=${e.protocol === 0 ? '*' : e.protocol} port=${port} ${e.verdict}${l7}  [${e.derivedFrom.join(', ')}]`;
+}
+
+function formatDump(d: { endpoints?: EndpointPolicy[]; ipcache?: IpcacheEntry[] }): string {
+  const lines: string[] = [];
+  for (const p of d.endpoints ?? []) {
+    lines.push(`endpoint ${p.endpointId} identity ${p.identity} revision ${p.revision}`);
+    for (const dir of ['ingress', 'egress'] as const) {
+      lines.push(`  ${dir}${p[dir].defaultDeny ? ' (default deny)' : ''}`);
+      for (const e of p[dir].entries) lines.push(formatEntry(e));
+    }
+  }
+  lines.push('ipcache');
+  for (const c of d.ipcache ?? []) lines.push(`  ${c.prefix.padEnd(20)} ${c.identity}`);
+  return lines.join('\n');
+}
 
 const USAGE = [
   'Usage:',
   '  meshd policy validate FILE|DIR...',
-  '  meshd policy trace --scenario FILE [-o json] [--check]',
+  '  meshd policy trace --scenario FILE [-o json] [--check] [--dump]',
 ].join('\n');
 
 export async function runPolicy(args: string[]): Promise<number> {
@@ -44,6 +66,7 @@ function trace(args: string[]): number {
   let scenario: string | undefined;
   let json = false;
   let check = false;
+  let dump = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--scenario') scenario = args[++i];
@@ -56,6 +79,7 @@ function trace(args: string[]): number {
       }
       json = v === 'json';
     } else if (a === '--check') check = true;
+    else if (a === '--dump') dump = true;
     else {
       process.stderr.write(`meshd policy trace: unexpected argument "${a ?? ''}"\n${USAGE}\n`);
       return 2;
@@ -76,9 +100,14 @@ function trace(args: string[]): number {
     process.stderr.write(`meshd policy trace: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
-  const result = traceScenario(loaded);
-  if (json) process.stdout.write(`${JSON.stringify({ flows: result.flows, problems: result.problems })}\n`);
-  else process.stdout.write(`${formatTrace(result)}\n`);
+  const { engine, problems } = buildScenarioEngine(loaded);
+  const result = { flows: loaded.scenario.flows.map((f) => traceFlow(engine, loaded.scenario, f)), problems };
+  const extra = dump ? { endpoints: engine.endpointPolicies(), ipcache: engine.ipcache() } : {};
+  if (json) process.stdout.write(`${JSON.stringify({ flows: result.flows, problems: result.problems, ...extra })}\n`);
+  else {
+    process.stdout.write(`${formatTrace(result)}\n`);
+    if (dump) process.stdout.write(`${formatDump(extra)}\n`);
+  }
   for (const p of result.problems) if (json) process.stderr.write(`${formatProblem(p)}\n`);
   if (check) {
     const diffs = checkExpectations(loaded, result);
