@@ -45,12 +45,39 @@ function compareAll(policies: EndpointPolicy[]): number {
   return checks;
 }
 
+/**
+ * A REDIRECT row is complete: for its identity (or, for identity 0, for any
+ * identity without rows of its own) the row's L7 rules are exactly what the
+ * reference lookup gives at its ports.
+ */
+function checkRedirectRows(policies: EndpointPolicy[]): number {
+  let checks = 0;
+  const l7key = (r: LookupResult): string => (r.l7 ? `${r.l7.kind}:${JSON.stringify(r.l7.rules.map((x) => JSON.stringify(x)).sort())}` : '-');
+  for (const p of policies) {
+    for (const dir of [p.ingress, p.egress] satisfies DirectionPolicy[]) {
+      for (const e of dir.entries) {
+        if (e.verdict !== 'REDIRECT' || !e.l7) continue;
+        const stranger = 987654321;
+        const id = e.remoteIdentity === 0 ? stranger : e.remoteIdentity;
+        for (const port of e.port === 0 ? [1, 80, 65535] : [e.port, e.endPort]) {
+          checks++;
+          const ref = lookupEntries(dir, id, e.protocol, port);
+          assert.equal(ref.verdict, 'REDIRECT', `${p.endpointId} row ${JSON.stringify(e)}`);
+          assert.equal(l7key(ref), l7key({ verdict: 'REDIRECT', reason: 'entry', l7: e.l7, policies: [], matched: [] }), `${p.endpointId} row ${JSON.stringify(e)}`);
+        }
+      }
+    }
+  }
+  return checks;
+}
+
 test('group lookup equals reference lookup on every scenario', () => {
   const dir = repoPath('src', 'policy', 'testdata');
   let checks = 0;
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml'))) {
     const { engine } = buildScenarioEngine(loadScenarioFile(`${dir}/${f}`));
     checks += compareAll(engine.endpointPolicies());
+    checkRedirectRows(engine.endpointPolicies());
   }
   assert.ok(checks > 1000, `only ${checks} checks`);
 });
@@ -94,4 +121,9 @@ spec:
   const pol = e.endpointPolicy('default/s');
   assert.ok(pol);
   assert.ok(compareAll([pol]) > 0);
+  assert.ok(checkRedirectRows([pol]) > 0);
+  // c has its own complete row on the L7 range: GET rules plus allow-all from its L4-only rule.
+  const own = ing.entries.find((x) => x.remoteIdentity === c && x.verdict === 'REDIRECT' && x.port === 8101);
+  assert.ok(own?.l7, JSON.stringify(ing.entries));
+  assert.deepEqual(own.l7.rules, [{ method: 'GET' }, {}]);
 });

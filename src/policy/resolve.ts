@@ -311,6 +311,7 @@ function resolveDirection(rules: readonly Rule[], dir: Direction, mode: Enforcem
     builder.add(c);
     raw.push(c);
   }
+  for (const c of redirectCompletions(raw)) builder.add(c);
   const t: DirectionTemplate = {
     defaultDeny,
     enforcedBy: [...enforcedBy].sort(),
@@ -319,6 +320,61 @@ function resolveDirection(rules: readonly Rule[], dir: Direction, mode: Enforcem
   };
   if (named.length > 0) t.raw = raw;
   return t;
+}
+
+/** Port range of a contribution; port 0 = every port. */
+function rangeOf(c: { port: number; endPort: number }): [number, number] {
+  return c.port === 0 ? [0, 65535] : [c.port, c.endPort];
+}
+
+/**
+ * Makes every REDIRECT row complete, so the proxy translator can read one row
+ * for the L7 rules that apply: for each wildcard-identity redirect key
+ * (0, P, range) it adds
+ * - to that key, the wildcard any-protocol contributions (an L3 allow-all
+ *   makes the port allow-all at L7 too);
+ * - for every identity X with a contribution overlapping the key, a row
+ *   (X, P, overlap) carrying every contribution that matches X there.
+ * Only copies of contributions that already match are added, so every
+ * verdict stays exactly what it was (lookup.test.ts checks both).
+ */
+function redirectCompletions(cs: readonly Contribution[]): Contribution[] {
+  const keys = new Map<string, Contribution>();
+  for (const c of cs) if (c.remoteIdentity === 0 && c.l7 && !c.deny) keys.set(`${c.protocol}|${c.port}|${c.endPort}`, c);
+  if (keys.size === 0) return [];
+  const byIdentity = new Map<number, Contribution[]>();
+  const wildcard: Contribution[] = [];
+  for (const c of cs) {
+    if (c.remoteIdentity === 0) wildcard.push(c);
+    else {
+      const list = byIdentity.get(c.remoteIdentity);
+      if (list) list.push(c);
+      else byIdentity.set(c.remoteIdentity, [c]);
+    }
+  }
+  const out: Contribution[] = [];
+  for (const k of keys.values()) {
+    const [klo, khi] = rangeOf(k);
+    const matching = (c: Contribution): boolean => {
+      if (c.protocol !== 0 && c.protocol !== k.protocol) return false;
+      const [lo, hi] = rangeOf(c);
+      return lo <= khi && hi >= klo;
+    };
+    const clip = (c: Contribution, identity: number): Contribution => {
+      const [lo, hi] = rangeOf(c);
+      const port = k.port === 0 && c.port === 0 ? 0 : Math.max(lo, klo);
+      const endPort = port === 0 ? 0 : Math.min(hi, khi);
+      return { ...c, remoteIdentity: identity, protocol: k.protocol, port, endPort };
+    };
+    for (const c of wildcard) if (c.protocol === 0 && matching(c)) out.push(clip(c, 0));
+    const wild = wildcard.filter(matching);
+    for (const [x, list] of byIdentity) {
+      const mine = list.filter(matching);
+      if (mine.length === 0) continue;
+      for (const c of [...mine, ...wild]) out.push(clip(c, x));
+    }
+  }
+  return out;
 }
 
 export function resolveIdentityPolicy(identity: number, rules: readonly Rule[], mode: EnforcementMode, deps: ResolveDeps, opts: ResolveOptions): IdentityPolicy {
@@ -331,15 +387,17 @@ export function resolveIdentityPolicy(identity: number, rules: readonly Rule[], 
 /** Finishes a direction for one endpoint: resolves ingress named ports against the endpoint's own ports. */
 export function materialise(t: DirectionTemplate, ports: ReadonlyMap<string, NamedPort[]>): PolicyEntry[] {
   if (t.named.length === 0) return t.entries;
-  const b = new EntryBuilder();
-  for (const c of t.raw ?? []) b.add(c);
+  const all: Contribution[] = [...(t.raw ?? [])];
   for (const n of t.named) {
     for (const np of ports.get(n.name) ?? []) {
       if (np.protocol !== n.protocol) continue;
       const c: Contribution = { remoteIdentity: n.remoteIdentity, protocol: n.protocol, port: np.port, endPort: np.port, deny: n.deny, policy: n.policy };
       if (n.l7) c.l7 = n.l7;
-      b.add(c);
+      all.push(c);
     }
   }
+  const b = new EntryBuilder();
+  for (const c of all) b.add(c);
+  for (const c of redirectCompletions(all)) b.add(c);
   return b.build();
 }

@@ -21,6 +21,11 @@
  * group's any-port entry says. So taking the most specific entry in each of
  * the four groups (R or 0) × (P or 0) and combining those four as above
  * gives the same verdict (lookupByGroups in lookup.ts; tested).
+ *
+ * Guarantee for the proxy translator: a REDIRECT row is complete. For an
+ * identity-specific row, its l7 is everything that applies to that identity
+ * on those ports; a wildcard (identity 0) row applies to every identity that
+ * has no REDIRECT row of its own overlapping it (tested in lookup.test.ts).
  */
 
 /** Security identity (numbering as Cilium's; see src/identity). */
