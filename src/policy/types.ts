@@ -25,7 +25,7 @@
  * Guarantee for the proxy translator: a REDIRECT row is complete. For an
  * identity-specific row, its l7 is everything that applies to that identity
  * on those ports; a wildcard (identity 0) row applies to every identity that
- * has no REDIRECT row of its own overlapping it (tested in lookup.test.ts).
+ * has no row of its own overlapping it (tested in lookup.test.ts).
  */
 
 /** Security identity (numbering as Cilium's; see src/identity). */
