@@ -71,6 +71,7 @@ const cases: Array<[string, string, { path: string; code: string }]> = [
   ['unknown entity', `${sel}\ningress: [{fromEntities: [everything]}]`, { path: 'spec.ingress[0].fromEntities[0]', code: 'INVALID_VALUE' }],
   ['In without values', `endpointSelector: {matchExpressions: [{key: a, operator: In}]}`, { path: 'spec.endpointSelector.matchExpressions[0].values', code: 'INVALID_SELECTOR' }],
   ['invalid dns pattern', `${sel}\negress: [{toFQDNs: [{matchPattern: "a b.com"}]}]`, { path: 'spec.egress[0].toFQDNs[0].matchPattern', code: 'INVALID_DNS' }],
+  ['double-star dns pattern', `${sel}\negress: [{toFQDNs: [{matchPattern: "**.example.com"}]}]`, { path: 'spec.egress[0].toFQDNs[0].matchPattern', code: 'INVALID_DNS' }],
   ['kafka role and apiKey', `${sel}\ningress: [{toPorts: [{ports: [{port: "9092"}], rules: {kafka: [{role: produce, apiKey: fetch}]}}]}]`, { path: 'spec.ingress[0].toPorts[0].rules.kafka[0]', code: 'INVALID_KAFKA' }],
   ['icmp type 0', `${sel}\ningress: [{icmps: [{fields: [{type: EchoReply}]}]}]`, { path: 'spec.ingress[0].icmps[0].fields[0].type', code: 'INVALID_ICMP' }],
   ['icmp type name', `${sel}\ningress: [{icmps: [{fields: [{type: Bogus}]}]}]`, { path: 'spec.ingress[0].icmps[0].fields[0].type', code: 'INVALID_ICMP' }],

@@ -201,6 +201,10 @@ function validateDns(d: { matchName?: string; matchPattern?: string }, p: PathSe
   if (d.matchName !== undefined && !isValidDnsName(d.matchName)) add([...p, 'matchName'], 'INVALID_DNS', `invalid DNS name "${d.matchName}"`);
   if (d.matchPattern !== undefined && !isValidDnsPattern(d.matchPattern)) {
     add([...p, 'matchPattern'], 'INVALID_DNS', `invalid DNS pattern "${d.matchPattern}" (letters, digits, "-", "_", ".", "*")`);
+  } else if (d.matchPattern?.includes('**')) {
+    // Newer Cilium reads a leading "**." as "any number of labels"; meshd does not implement it yet and
+    // refuses it rather than matching something narrower than the user meant.
+    add([...p, 'matchPattern'], 'INVALID_DNS', `"**" in DNS patterns is not supported (use "*" per label)`);
   }
 }
 
