@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dnsPatternRegExp, matchDnsSelector, matchHttp, matchKafka, parseHeaderRule } from './l7-match.js';
+import { compileFullMatch, dnsPatternRegExp, matchDnsSelector, matchHttp, matchKafka, parseHeaderRule } from './l7-match.js';
 
 test('DNS matchPattern wildcards follow Cilium: "*" alone is everything, elsewhere one label', () => {
   assert.ok(dnsPatternRegExp('*').test('a.b.c'));
@@ -21,6 +21,10 @@ test('HTTP fields are anchored extended regexes; headers by presence or exact va
   assert.ok(!matchHttp({ path: '/a' }, { path: 'x/a' }));
   assert.ok(!matchHttp({ method: 'GET' }, {}));
   assert.ok(matchHttp({}, {}));
+  assert.ok(matchHttp({ method: '(?i)get' }, { method: 'GET' }));
+  assert.throws(() => compileFullMatch('/a(?=b)'), /lookaround/);
+  assert.throws(() => compileFullMatch('(a)\\1'), /backreferences/);
+  assert.throws(() => compileFullMatch('/a(['), SyntaxError);
   assert.deepEqual(parseHeaderRule('X-A'), { name: 'X-A' });
   assert.deepEqual(parseHeaderRule('X-A:  b c '), { name: 'X-A', value: 'b c' });
   assert.ok(matchHttp({ headers: [{ name: 'X-A', value: 'b' }] }, { headers: { 'x-a': 'b' } }));

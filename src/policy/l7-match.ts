@@ -34,9 +34,17 @@ export interface DnsRequest {
   name: string;
 }
 
-/** Compiles a policy regex anchored at both ends; throws SyntaxError when invalid. */
+/**
+ * Compiles a policy regex anchored at both ends; throws SyntaxError when
+ * invalid. Policies are written for RE2 (Envoy enforces them with RE2), so
+ * constructs RE2 lacks — lookaround and backreferences — are refused even
+ * though JavaScript has them, and RE2's leading `(?i)` becomes the `i` flag.
+ */
 export function compileFullMatch(re: string): RegExp {
-  return new RegExp(`^(?:${re})$`);
+  if (/\(\?<?[=!]/.test(re)) throw new SyntaxError('lookaround assertions are not supported (RE2)');
+  if (/\\[1-9]|\\k</.test(re)) throw new SyntaxError('backreferences are not supported (RE2)');
+  const ci = re.startsWith('(?i)');
+  return new RegExp(`^(?:${ci ? re.slice(4) : re})$`, ci ? 'i' : '');
 }
 
 const regexCache = new Map<string, RegExp>();
