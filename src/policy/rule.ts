@@ -248,7 +248,7 @@ class Translator {
     return out;
   }
 
-  peerRule(r: CommonPeer, ingress: boolean, allowL7: boolean): PeerRule {
+  peerRule(r: CommonPeer, allowL7: boolean): PeerRule {
     const selectors: Selector[] = [];
     let hasPeers = false;
     if (r.endpoints) {
@@ -300,7 +300,6 @@ class Translator {
     }
     // Ports without peers: from/to anyone. Neither: selects nothing.
     if (!hasPeers && ports !== null) selectors.push(labelSelector([]));
-    void ingress;
     return { selectors: dedupe(selectors), ports };
   }
 }
@@ -326,20 +325,19 @@ function translateCilium(spec: RuleSpec, namespace: string | undefined, ctx: Tra
     subject = labelSelector(reqs);
   }
   const ingress = (spec.ingress ?? []).map((r) =>
-    t.peerRule({ endpoints: r.fromEndpoints, nodes: r.fromNodes, entities: r.fromEntities, cidr: r.fromCIDR, cidrSet: r.fromCIDRSet, toPorts: r.toPorts, icmps: r.icmps }, true, true),
+    t.peerRule({ endpoints: r.fromEndpoints, nodes: r.fromNodes, entities: r.fromEntities, cidr: r.fromCIDR, cidrSet: r.fromCIDRSet, toPorts: r.toPorts, icmps: r.icmps }, true),
   );
   const ingressDeny = (spec.ingressDeny ?? []).map((r) =>
-    t.peerRule({ endpoints: r.fromEndpoints, nodes: r.fromNodes, entities: r.fromEntities, cidr: r.fromCIDR, cidrSet: r.fromCIDRSet, toPorts: denyPorts(r.toPorts), icmps: r.icmps }, true, false),
+    t.peerRule({ endpoints: r.fromEndpoints, nodes: r.fromNodes, entities: r.fromEntities, cidr: r.fromCIDR, cidrSet: r.fromCIDRSet, toPorts: denyPorts(r.toPorts), icmps: r.icmps }, false),
   );
   const egress = (spec.egress ?? []).map((r) =>
     t.peerRule(
       { endpoints: r.toEndpoints, nodes: r.toNodes, entities: r.toEntities, cidr: r.toCIDR, cidrSet: r.toCIDRSet, services: r.toServices, fqdns: r.toFQDNs, toPorts: r.toPorts, icmps: r.icmps },
-      false,
       true,
     ),
   );
   const egressDeny = (spec.egressDeny ?? []).map((r) =>
-    t.peerRule({ endpoints: r.toEndpoints, nodes: r.toNodes, entities: r.toEntities, cidr: r.toCIDR, cidrSet: r.toCIDRSet, services: r.toServices, toPorts: denyPorts(r.toPorts), icmps: r.icmps }, false, false),
+    t.peerRule({ endpoints: r.toEndpoints, nodes: r.toNodes, entities: r.toEntities, cidr: r.toCIDR, cidrSet: r.toCIDRSet, services: r.toServices, toPorts: denyPorts(r.toPorts), icmps: r.icmps }, false),
   );
   const hasIngress = (spec.ingress?.length ?? 0) + (spec.ingressDeny?.length ?? 0) > 0;
   const hasEgress = (spec.egress?.length ?? 0) + (spec.egressDeny?.length ?? 0) > 0;

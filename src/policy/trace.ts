@@ -266,7 +266,7 @@ function l7Verdict(l7: L7Rules | undefined, flow: TraceFlow): 'ALLOWED' | 'DENIE
   }
 }
 
-function translateService(engine: PolicyEngine, s: Scenario, dst: string, port: number, proto: string): { name: string; backend: string; port: number } | undefined {
+function translateService(s: Scenario, dst: string, port: number, proto: string): { name: string; backend: string; port: number } | undefined {
   if (!isIp(dst)) return undefined;
   for (const svc of s.services ?? []) {
     if (!(svc.clusterIPs ?? []).includes(dst)) continue;
@@ -281,7 +281,6 @@ function translateService(engine: PolicyEngine, s: Scenario, dst: string, port: 
     let target = port;
     if (typeof sp.targetPort === 'number') target = sp.targetPort;
     else if (typeof sp.targetPort === 'string') target = b.ports?.find((p) => p.name === sp.targetPort)?.port ?? port;
-    void engine;
     return { name: `${svc.namespace}/${svc.name}`, backend: `${b.namespace}/${b.name}`, port: target };
   }
   return undefined;
@@ -291,7 +290,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
   const proto = flow.protocol ?? 'TCP';
   let dport = flow.dport ?? 0;
   let dstRef = flow.dst;
-  const service = translateService(engine, s, flow.dst, dport, proto);
+  const service = translateService(s, flow.dst, dport, proto);
   if (service) {
     dstRef = service.backend;
     dport = service.port;
