@@ -25,7 +25,7 @@ const json = process.argv.includes('--json');
 const writeDoc = process.argv.includes('--write-doc');
 
 // Heap numbers mean something only after a collection: re-run with --expose-gc when needed.
-const gc = (globalThis as { gc?: () => void }).gc;
+const gc = globalThis.gc;
 if (!gc) {
   const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);

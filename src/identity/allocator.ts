@@ -13,7 +13,7 @@
  */
 import { LabelSet } from './labels.js';
 import type { Label } from './labels.js';
-import { CLUSTER_IDENTITY_MIN, LOCAL_IDENTITY_MIN, ReservedIdentity, reservedLabel } from './reserved.js';
+import { CLUSTER_IDENTITY_MIN, LOCAL_IDENTITY_MIN, RESERVED_NAMES, ReservedIdentity, reservedLabel } from './reserved.js';
 import type { ReservedName } from './reserved.js';
 
 export type IdentityScope = 'reserved' | 'cluster' | 'local';
@@ -53,14 +53,15 @@ export class LocalIdentityAllocator implements IdentityAllocator {
   private readonly freeLocal: number[] = [];
 
   constructor() {
-    for (const [name, id] of Object.entries(ReservedIdentity)) {
+    for (const name of RESERVED_NAMES) {
+      const id = ReservedIdentity[name];
       const extra: Label[] = [];
       // world stands for every address no narrower identity covers: it carries the /0 CIDR labels so that
       // toCIDR 0.0.0.0/0 selects it, as Cilium does.
       if (name === 'world') {
         extra.push({ source: 'cidr', key: '0.0.0.0/0', value: '' }, { source: 'cidr', key: '::/0', value: '' });
       }
-      this.setReserved(id, LabelSet.from([reservedLabel(name as ReservedName), ...extra]));
+      this.setReserved(id, LabelSet.from([reservedLabel(name), ...extra]));
     }
   }
 

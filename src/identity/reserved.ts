@@ -16,6 +16,8 @@ export const ReservedIdentity = {
 } as const;
 export type ReservedName = keyof typeof ReservedIdentity;
 
+export const RESERVED_NAMES: readonly ReservedName[] = ['host', 'world', 'unmanaged', 'health', 'init', 'remote-node', 'kube-apiserver', 'ingress'];
+
 /** First identity of the cluster scope (label sets of pods and nodes). */
 export const CLUSTER_IDENTITY_MIN = 256;
 /** First identity of the node-local scope (CIDR and FQDN-learned prefixes), as Cilium's 1<<24. */

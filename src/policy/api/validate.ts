@@ -247,7 +247,6 @@ function validatePeerRule(
     const pp = [...p, 'toPorts', i];
     if (pr.ports) validatePorts(pr.ports, [...pp, 'ports'], add);
     if (deny && pr.rules !== undefined) add([...pp, 'rules'], 'DENY_WITH_L7', 'deny rules cannot have L7 rules');
-    if (!deny && pr.rules !== undefined) validateL7(pr.rules as L7RulesSpec, pr.ports, ingress, [...pp, 'rules'], add);
   });
   if (r.icmps) validateIcmps(r.icmps, [...p, 'icmps'], add);
 }
@@ -260,9 +259,19 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
   }
   if (r.endpointSelector) validateSelector(r.endpointSelector, [...p, 'endpointSelector'], add);
   if (r.nodeSelector) validateSelector(r.nodeSelector, [...p, 'nodeSelector'], add);
-  (r.ingress ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'ingress', i], true, false, add));
+  (r.ingress ?? []).forEach((x, i) => {
+    validatePeerRule(x, [...p, 'ingress', i], true, false, add);
+    (x.toPorts ?? []).forEach((pr, j) => {
+      if (pr.rules) validateL7(pr.rules, pr.ports, true, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
+    });
+  });
   (r.ingressDeny ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'ingressDeny', i], true, true, add));
-  (r.egress ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'egress', i], false, false, add, x.toFQDNs));
+  (r.egress ?? []).forEach((x, i) => {
+    validatePeerRule(x, [...p, 'egress', i], false, false, add, x.toFQDNs);
+    (x.toPorts ?? []).forEach((pr, j) => {
+      if (pr.rules) validateL7(pr.rules, pr.ports, false, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
+    });
+  });
   (r.egressDeny ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'egressDeny', i], false, true, add));
 }
 
