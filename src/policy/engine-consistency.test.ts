@@ -148,9 +148,11 @@ for (const seed of [1, 2, 3, 4, 5]) {
         e.upsertEndpoint(ep);
       } else if (op === 4) {
         const ids = [...state.endpoints.keys()];
-        const id = pick(ids);
-        state.endpoints.delete(id);
-        e.removeEndpoint(id);
+        if (ids.length > 0) {
+          const id = pick(ids);
+          state.endpoints.delete(id);
+          e.removeEndpoint(id);
+        }
       } else if (op === 5) {
         const n = pick(['api.example.com', 'www.example.com', 'x.other.org']);
         const ips = rand() < 0.3 ? [] : [`203.0.113.${Math.floor(rand() * 4)}`, ...(rand() < 0.5 ? ['198.51.100.7'] : [])];
