@@ -201,3 +201,38 @@ spec:
   assert.equal(e.stats.recomputedEndpoints, 7);
   assert.equal(lookupEntries(db().ingress, api(), Proto.TCP, 5432).verdict, 'ALLOW');
 });
+
+test('nodes: remote node identities by labels, host relabel only on change, removal', () => {
+  const e = new PolicyEngine();
+  e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
+  e.upsertNode({ name: 'b', labels: { zone: 'y' }, ips: ['192.168.0.2'] });
+  e.upsertNode({ name: 'c', ips: ['192.168.0.3'] });
+  e.upsertEndpoint({ namespace: 'default', name: 'w', labels: { app: 'w' } });
+  e.upsertPolicy(
+    doc(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: n, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: w}}
+  egress:
+    - toNodes: [{matchLabels: {zone: y}}]
+`),
+  );
+  e.flush();
+  assert.equal(e.identityOfIp('192.168.0.1'), 1);
+  assert.equal(e.identityOfIp('192.168.0.3'), 6); // an unlabelled remote node is plain remote-node
+  const b = e.identityOfIp('192.168.0.2');
+  assert.ok(b >= 256);
+  const eg = e.endpointPolicy('default/w')?.egress;
+  assert.ok(eg);
+  assert.equal(lookupEntries(eg, b, Proto.TCP, 10250).verdict, 'ALLOW');
+  assert.equal(lookupEntries(eg, 6, Proto.TCP, 10250).verdict, 'DENY');
+  const evals = e.selectorCache.evaluations;
+  e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
+  assert.equal(e.selectorCache.evaluations, evals);
+  e.removeNode('b');
+  e.flush();
+  assert.equal(e.identityOfIp('192.168.0.2'), 2);
+  assert.equal(e.allocator.get(b), undefined);
+  assert.deepEqual(e.endpointPolicy('default/w')?.egress.entries, []);
+});

@@ -236,7 +236,9 @@ export class PolicyEngine {
     const prev = this.nodes.get(input.name);
     let identity: Identity;
     if (input.local) {
-      identity = this.allocator.setReservedLabels('host', k8s);
+      const same = prev?.input.local === true && JSON.stringify(prev.input.labels ?? {}) === JSON.stringify(input.labels ?? {});
+      // Relabelling `host` re-evaluates every selector against it: only when the labels really changed.
+      identity = same && prev ? prev.identity : this.allocator.setReservedLabels('host', k8s);
       const id = `node:${input.name}`;
       const hostState: EndpointState = { id, input: undefined, identity, ips: [...(input.ips ?? [])], namedPorts: new Map(), local: true, host: true };
       const had = this.endpoints.get(id);
@@ -257,6 +259,24 @@ export class PolicyEngine {
     for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
     for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
     if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
+  }
+
+  removeNode(name: string): void {
+    const prev = this.nodes.get(name);
+    if (!prev) return;
+    this.nodes.delete(name);
+    for (const ip of prev.input.ips ?? []) if (this.nodeIps.get(ip) === name) this.nodeIps.delete(ip);
+    if (prev.input.local) {
+      const id = `node:${name}`;
+      const had = this.endpoints.get(id);
+      if (had) this.unindex(had);
+      this.endpoints.delete(id);
+      this.dirtyEndpoints.delete(id);
+      if (this.hostEndpointId === id) this.hostEndpointId = undefined;
+      this.allocator.setReservedLabels('host', []);
+    } else {
+      this.allocator.release(prev.identity.id);
+    }
   }
 
   /**
