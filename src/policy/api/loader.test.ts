@@ -87,6 +87,18 @@ for (const [name, spec, want] of cases) {
   });
 }
 
+test('host policies accept DNS but not HTTP/Kafka L7 rules', () => {
+  const host = (rules: string): Array<{ path: string; code: string }> =>
+    problems(`apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: h}
+spec:
+  nodeSelector: {}
+  ingress: [{toPorts: [{ports: [{port: "80", protocol: TCP}], rules: ${rules}}]}]
+`);
+  assert.deepEqual(host('{http: [{method: GET}]}'), [{ path: 'spec.ingress[0].toPorts[0].rules.http', code: 'L7_ON_HOST' }]);
+});
+
 test('a valid policy has no problems', () => {
   const r = loadPolicyText(cnp(`${sel}\ningress: [{fromEndpoints: [{}], toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET, path: "/.*"}]}}]}]`));
   assert.deepEqual(r.problems, []);

@@ -24,7 +24,8 @@ export type ProblemCode =
   | 'DNS_ON_INGRESS'
   | 'DENY_WITH_L7'
   | 'DENY_WITH_FQDN'
-  | 'NODE_SELECTOR_NAMESPACED';
+  | 'NODE_SELECTOR_NAMESPACED'
+  | 'L7_ON_HOST';
 
 export interface PolicyProblem {
   file?: string;

@@ -251,6 +251,13 @@ function validatePeerRule(
   if (r.icmps) validateIcmps(r.icmps, [...p, 'icmps'], add);
 }
 
+/** Host policies (nodeSelector) support only DNS L7 rules, as in Cilium: host traffic has no HTTP/Kafka proxy path. */
+function hostL7(rules: L7RulesSpec | undefined, p: PathSegment[], add: Add): void {
+  for (const k of ['http', 'kafka'] as const) {
+    if (rules?.[k] && rules[k].length > 0) add([...p, k], 'L7_ON_HOST', `${k} rules are not supported in host policies (nodeSelector); only dns`);
+  }
+}
+
 function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: Add): void {
   const n = Number(r.endpointSelector !== undefined) + Number(r.nodeSelector !== undefined);
   if (n !== 1) add(p, 'SELECTOR_REQUIRED', 'a rule needs exactly one of endpointSelector or nodeSelector');
@@ -263,6 +270,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'ingress', i], true, false, add);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, true, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
+      if (r.nodeSelector) hostL7(pr.rules, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
     });
   });
   (r.ingressDeny ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'ingressDeny', i], true, true, add));
@@ -270,6 +278,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'egress', i], false, false, add, x.toFQDNs);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, false, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
+      if (r.nodeSelector) hostL7(pr.rules, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
     });
   });
   (r.egressDeny ?? []).forEach((x, i) => validatePeerRule(x, [...p, 'egressDeny', i], false, true, add));
