@@ -251,28 +251,28 @@ class Translator {
   peerRule(r: CommonPeer, allowL7: boolean): PeerRule {
     const selectors: Selector[] = [];
     let hasPeers = false;
-    if (r.endpoints) {
+    if (r.endpoints && r.endpoints.length > 0) {
       hasPeers = true;
       for (const s of r.endpoints) selectors.push(this.endpointPeer(s));
     }
-    if (r.nodes) {
+    if (r.nodes && r.nodes.length > 0) {
       hasPeers = true;
       for (const s of r.nodes) {
         selectors.push(labelSelector(requirementsOf(s), [{ source: 'reserved', key: 'host' }, { source: 'reserved', key: 'remote-node' }]));
       }
     }
-    if (r.entities) {
+    if (r.entities && r.entities.length > 0) {
       hasPeers = true;
       for (const e of r.entities) selectors.push(entitySelector(e));
     }
-    if (r.cidr) {
+    if (r.cidr && r.cidr.length > 0) {
       hasPeers = true;
       for (const c of r.cidr) {
         const p = this.prefix(c);
         if (p) selectors.push(cidrSelector(p, []));
       }
     }
-    if (r.cidrSet) {
+    if (r.cidrSet && r.cidrSet.length > 0) {
       hasPeers = true;
       for (const c of r.cidrSet) {
         const p = this.prefix(c.cidr);
@@ -280,11 +280,11 @@ class Translator {
         if (p) selectors.push(cidrSelector(p, except));
       }
     }
-    if (r.services) {
+    if (r.services && r.services.length > 0) {
       hasPeers = true;
       for (const s of r.services) selectors.push(...this.serviceSelectors(s));
     }
-    if (r.fqdns) {
+    if (r.fqdns && r.fqdns.length > 0) {
       hasPeers = true;
       for (const f of r.fqdns) selectors.push(fqdnSelector(f));
     }
@@ -298,7 +298,8 @@ class Translator {
       }
       ports.push(...icmpSpecs(r.icmps ?? []));
     }
-    // Ports without peers: from/to anyone. Neither: selects nothing.
+    // Ports without peers: from/to anyone. Neither: selects nothing. Empty peer lists count as absent
+    // (Cilium tests lengths), so `fromEndpoints: []` with ports allows from anyone.
     if (!hasPeers && ports !== null) selectors.push(labelSelector([]));
     return { selectors: dedupe(selectors), ports };
   }
