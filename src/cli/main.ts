@@ -53,6 +53,13 @@ const commands: Record<string, Command> = {
       return runCni(args);
     },
   },
+  policy: {
+    summary: 'validate policy files; trace what the engine decides for a scenario (validate | trace)',
+    async run(args) {
+      const { runPolicy } = await import('./policy.js');
+      return runPolicy(args);
+    },
+  },
 };
 
 function help(): string {
