@@ -58,6 +58,7 @@ node scripts/build-native.mjs || die "building the native addon failed"
 
 # 6. TypeScript.
 npx --no-install tsc -p tsconfig.json || die "TypeScript build failed"
+node scripts/bundle-cni.mjs || die "bundling the meshd-cni plugin failed"
 
 # 7. The BPF filesystem for pinned maps and links (mounted if the host has not).
 if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' /proc/mounts; then

@@ -11,7 +11,21 @@ interface Command {
   run(args: string[]): Promise<number>;
 }
 
+const node = (summary: string, name: string): Command => ({
+  summary,
+  async run(args) {
+    const { runNodeCommand } = await import('./node.js');
+    return runNodeCommand(name, args);
+  },
+});
+
 const commands: Record<string, Command> = {
+  status: node('the running agent: Envoy, xDS versions and NACKs, datapath, counts', 'status'),
+  endpoint: node('list|get ID: local endpoints', 'endpoint'),
+  identity: node('list: security identities', 'identity'),
+  service: node('list: services and their backends', 'service'),
+  bpf: node('policy get ENDPOINT: an endpoint\'s policy map as the kernel holds it', 'bpf'),
+  proxy: node('list: proxy ports, listeners and their rules', 'proxy'),
   doctor: {
     summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy)',
     async run(args) {
@@ -37,6 +51,20 @@ const commands: Record<string, Command> = {
     async run(args) {
       const { runDatapath } = await import('./datapath.js');
       return runDatapath(args);
+    },
+  },
+  cni: {
+    summary: 'install or uninstall the CNI configuration and the meshd-cni plugin (cni --help)',
+    async run(args) {
+      const { runCni } = await import('./cni.js');
+      return runCni(args);
+    },
+  },
+  policy: {
+    summary: 'validate policy files; trace what the engine decides for a scenario (validate | trace)',
+    async run(args) {
+      const { runPolicy } = await import('./policy.js');
+      return runPolicy(args);
     },
   },
 };

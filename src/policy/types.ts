@@ -7,6 +7,25 @@
  * Keys follow the datapath's lookup: (remote identity, protocol, port range)
  * per direction. Wildcards are explicit: identity 0 = any peer, protocol 0 =
  * any protocol, port 0 with endPort 0 = any port.
+ *
+ * Lookup semantics (reference implementation: lookupEntries in lookup.ts).
+ * For a packet (remote identity R, protocol P, port N) the matching entries
+ * are those with identity R or 0, protocol P or 0, and N inside [port,
+ * endPort] or port 0. Any matching DENY wins. Otherwise, if some match is
+ * REDIRECT, the flow goes to the proxy with the union of the matching
+ * REDIRECT rows' L7 rules (plus allow-all if a matching ALLOW exists).
+ * Otherwise any matching ALLOW allows. With no match, defaultDeny decides.
+ *
+ * Guarantee for map writers: within one (remote identity, protocol) group
+ * the port ranges are disjoint, and each range already includes what the
+ * group's any-port entry says. So taking the most specific entry in each of
+ * the four groups (R or 0) × (P or 0) and combining those four as above
+ * gives the same verdict (lookupByGroups in lookup.ts; tested).
+ *
+ * Guarantee for the proxy translator: a REDIRECT row is complete. For an
+ * identity-specific row, its l7 is everything that applies to that identity
+ * on those ports; a wildcard (identity 0) row applies to every identity that
+ * has no row of its own overlapping it (tested in lookup.test.ts).
  */
 
 /** Security identity (numbering as Cilium's; see src/identity). */
@@ -73,6 +92,8 @@ export interface DirectionPolicy {
   /** True when some policy selects the endpoint in this direction (or enforcement is "always"). */
   defaultDeny: boolean;
   entries: PolicyEntry[];
+  /** Policies whose selection put this direction into default deny (for traces and status). */
+  enforcedBy?: string[];
 }
 
 export interface EndpointPolicy {

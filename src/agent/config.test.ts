@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, configFlags, loadConfig } from './config.js';
+
+function tmpFile(t: { after(fn: () => void): void }, content: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const f = join(dir, 'config.yaml');
+  writeFileSync(f, content);
+  return f;
+}
+
+test('defaults follow Cilium: default enforcement, exclusive CNI, socket LB in every namespace', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.policyEnforcementMode, 'default');
+  assert.equal(c['cni.exclusive'], true);
+  assert.equal(c['socketLB.hostNamespaceOnly'], false);
+  assert.deepEqual(c['proxy.portRange'], [10000, 20000]);
+});
+
+test('file (nested Helm-style values) < environment < flags', (t) => {
+  const f = tmpFile(t, 'socketLB:\n  hostNamespaceOnly: true\ncni:\n  exclusive: false\npolicyEnforcementMode: always\n');
+  const fromFile = loadConfig({ file: f, env: {} });
+  assert.equal(fromFile['socketLB.hostNamespaceOnly'], true);
+  assert.equal(fromFile['cni.exclusive'], false);
+  assert.equal(fromFile.policyEnforcementMode, 'always');
+  const withEnv = loadConfig({ file: f, env: { MESHD_POLICYENFORCEMENTMODE: 'never', MESHD_CNI_EXCLUSIVE: 'true' } });
+  assert.equal(withEnv.policyEnforcementMode, 'never');
+  assert.equal(withEnv['cni.exclusive'], true);
+  const { flags, rest } = configFlags(['--cni.exclusive=false', '--set', 'policyEnforcementMode=default', '--standalone', 'dir']);
+  assert.deepEqual(rest, ['--standalone', 'dir']);
+  const withFlags = loadConfig({ file: f, env: { MESHD_CNI_EXCLUSIVE: 'true' }, flags });
+  assert.equal(withFlags['cni.exclusive'], false);
+  assert.equal(withFlags.policyEnforcementMode, 'default');
+});
+
+test('unknown keys and bad values are rejected naming the key and the file', (t) => {
+  const f = tmpFile(t, 'socketLB:\n  hostNamespaceOnyl: true\n');
+  assert.throws(() => loadConfig({ file: f, env: {} }), (e: unknown) => e instanceof ConfigError && e.message.includes(f) && e.message.includes('socketLB.hostNamespaceOnyl'));
+  const g = tmpFile(t, 'proxy:\n  portRange: "20000-10000"\nipam:\n  podCIDR: 10.0.0.0/33\n');
+  assert.throws(() => loadConfig({ file: g, env: {} }), (e: unknown) => e instanceof ConfigError && /proxy\.portRange/.test(e.message) && /ipam\.podCIDR/.test(e.message));
+  assert.throws(() => loadConfig({ env: {}, flags: { 'no.such': '1' } }), /flag: unknown key "no\.such"/);
+});

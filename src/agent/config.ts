@@ -1,0 +1,171 @@
+/**
+ * Agent configuration. Keys are Cilium's Helm value names wherever one exists
+ * (policyEnforcementMode, kubeProxyReplacement, socketLB.*, cni.*, bpf.root,
+ * ipam.*), so values move between the two without relearning.
+ *
+ * Sources, later wins: defaults < config file (YAML/JSON, nested or dotted
+ * keys) < environment (MESHD_ + the key upper-cased with dots removed, e.g.
+ * MESHD_SOCKETLB_HOSTNAMESPACEONLY=true) < flags (--socketLB.hostNamespaceOnly=true
+ * or --set socketLB.hostNamespaceOnly=true). Unknown keys are errors naming
+ * the key and where it came from.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+const int = (min: number, max: number) => z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(min).max(max));
+
+const portRange = z
+  .string()
+  .regex(/^\d{1,5}-\d{1,5}$/, 'expected "LOW-HIGH", e.g. "10000-20000"')
+  .transform((s) => s.split('-').map(Number) as [number, number])
+  .refine(([lo, hi]) => lo >= 1 && hi <= 65535 && lo <= hi, 'ports must satisfy 1 <= LOW <= HIGH <= 65535');
+
+const cidr4 = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/(\d|[12]\d|3[0-2])$/, 'expected an IPv4 CIDR such as 10.244.0.0/24');
+
+/** Flat schema: one entry per dotted key. */
+export const configShape = {
+  nodeName: z.string().min(1),
+  policyEnforcementMode: z.enum(['default', 'always', 'never']),
+  kubeProxyReplacement: bool,
+  'socketLB.enabled': bool,
+  'socketLB.hostNamespaceOnly': bool,
+  'sockops.enabled': bool,
+  'cni.install': bool,
+  'cni.exclusive': bool,
+  'cni.confDir': z.string().min(1),
+  'cni.binDir': z.string().min(1),
+  'envoy.enabled': bool,
+  'envoy.binaryPath': z.string().min(1).optional(),
+  'envoy.xdsMode': z.enum(['sotw', 'delta']),
+  'proxy.portRange': portRange,
+  'ipam.podCIDR': cidr4,
+  'bpf.root': z.string().min(1),
+  'bpf.lbMapMax': int(16, 16_777_216),
+  'loadBalancer.algorithm': z.enum(['random', 'maglev']),
+  /** The cgroup v2 directory the socket LB's hooks attach to (Cilium: cgroup.hostRoot). */
+  'cgroup.hostRoot': z.string().min(1),
+  'bpf.events.sampleNewConnections': int(0, 1_000_000),
+  stateDir: z.string().min(1),
+  'log.format': z.enum(['auto', 'json', 'text']),
+  'log.level': z.enum(['debug', 'info', 'warn', 'error']),
+} as const;
+
+export const configSchema = z.object(configShape).strict();
+export type AgentConfig = z.output<typeof configSchema>;
+export type ConfigKey = keyof typeof configShape;
+
+export const DEFAULTS: Record<ConfigKey, unknown> = {
+  nodeName: process.env.NODE_NAME ?? hostname(),
+  policyEnforcementMode: 'default',
+  kubeProxyReplacement: true,
+  'socketLB.enabled': true,
+  'socketLB.hostNamespaceOnly': false,
+  'sockops.enabled': false,
+  'cni.install': true,
+  'cni.exclusive': true,
+  'cni.confDir': '/etc/cni/net.d',
+  'cni.binDir': '/opt/cni/bin',
+  'envoy.enabled': true,
+  'envoy.binaryPath': undefined,
+  'envoy.xdsMode': 'delta',
+  'proxy.portRange': '10000-20000',
+  'ipam.podCIDR': '10.244.0.0/24',
+  'bpf.root': '/sys/fs/bpf',
+  'bpf.lbMapMax': 65536,
+  'loadBalancer.algorithm': 'random',
+  'cgroup.hostRoot': '/sys/fs/cgroup/unified',
+  'bpf.events.sampleNewConnections': 1,
+  stateDir: '/var/run/meshd',
+  'log.format': 'auto',
+  'log.level': 'info',
+};
+
+export class ConfigError extends Error {
+  readonly code = 'MESHD_CONFIG_INVALID';
+}
+
+const KEYS = Object.keys(configShape) as ConfigKey[];
+const envName = (k: string) => `MESHD_${k.replace(/\./g, '_').toUpperCase()}`;
+
+/** Flattens nested objects into dotted keys ({socketLB: {enabled: true}} → socketLB.enabled). */
+function flatten(obj: Record<string, unknown>, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v) && !KEYS.includes(key as ConfigKey)) Object.assign(out, flatten(v as Record<string, unknown>, key));
+    else out[key] = v;
+  }
+  return out;
+}
+
+function checkKeys(values: Record<string, unknown>, origin: string): void {
+  for (const k of Object.keys(values)) {
+    if (!KEYS.includes(k as ConfigKey)) throw new ConfigError(`${origin}: unknown key "${k}"`);
+  }
+}
+
+export interface ConfigSources {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Raw flag values by key, e.g. {'socketLB.hostNamespaceOnly': 'true'}. */
+  flags?: Record<string, string>;
+}
+
+export function loadConfig(src: ConfigSources = {}): AgentConfig {
+  const merged: Record<string, unknown> = { ...DEFAULTS };
+  if (src.file) {
+    let doc: unknown;
+    try {
+      doc = parseYaml(readFileSync(src.file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`${src.file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${src.file}: expected a mapping of configuration keys`);
+      const flat = flatten(doc as Record<string, unknown>);
+      checkKeys(flat, src.file);
+      Object.assign(merged, flat);
+    }
+  }
+  const env = src.env ?? process.env;
+  for (const k of KEYS) {
+    const v = env[envName(k)];
+    if (v !== undefined) merged[k] = v;
+  }
+  if (src.flags) {
+    checkKeys(src.flags, 'flag');
+    Object.assign(merged, src.flags);
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const msgs = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration${src.file ? ` (${src.file})` : ''}: ${msgs.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Splits `--key=value`, `--key value` and `--set key=value` agent flags into config flags and the rest. */
+export function configFlags(argv: readonly string[]): { flags: Record<string, string>; rest: string[] } {
+  const flags: Record<string, string> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--set') {
+      const kv = argv[++i] ?? '';
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new ConfigError(`--set: expected key=value, got "${kv}"`);
+      flags[kv.slice(0, eq)] = kv.slice(eq + 1);
+      continue;
+    }
+    const m = /^--([A-Za-z][\w.]*)(?:=(.*))?$/.exec(a);
+    if (m?.[1] && KEYS.includes(m[1] as ConfigKey)) {
+      flags[m[1]] = m[2] ?? argv[++i] ?? '';
+      continue;
+    }
+    rest.push(a);
+  }
+  return { flags, rest };
+}

@@ -1,0 +1,226 @@
+/**
+ * meshd's own IPAM: hands out IPv4 addresses from the node's pod CIDR and
+ * remembers them on disk so that every short-lived plugin process sees the
+ * same pool.
+ *
+ * Layout: one directory per (network, subnet) under the state dir, one file
+ * per reserved address, named by the address, holding "<containerID>\n<ifname>\n".
+ * A reservation is taken by creating that file with O_CREAT|O_EXCL: the
+ * kernel makes the create atomic, so of two concurrent ADDs trying the same
+ * address exactly one wins and the other moves on. The address file is the
+ * lock on that address; no process ever holds a lock across a crash, so
+ * there is no stale lock to break. `last_reserved` is only a hint where to
+ * start looking (so a released address is not handed out again at once);
+ * losing a race on it is harmless.
+ *
+ *   const pool = new IpamStore(stateDir, 'meshd', parsePool('10.244.1.0/24'));
+ *   const r = pool.allocate({ containerId, ifname });   // { address: '10.244.1.2/32', gateway: '10.244.1.1' }
+ *   pool.release({ containerId, ifname });
+ */
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { CniCode, CniError } from './cni-spec.js';
+
+export interface Owner {
+  containerId: string;
+  ifname: string;
+}
+
+export interface Pool {
+  /** Network address as a 32-bit unsigned integer. */
+  base: number;
+  prefix: number;
+  gateway: number;
+  cidr: string;
+}
+
+export interface Reservation extends Owner {
+  ip: string;
+}
+
+const HINT = 'last_reserved';
+
+export function ipv4ToInt(s: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return undefined;
+  let n = 0;
+  for (let i = 1; i <= 4; i += 1) {
+    const octet = Number(m[i]);
+    if (octet > 255) return undefined;
+    n = n * 256 + octet;
+  }
+  return n;
+}
+
+export function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/**
+ * Parses an IPv4 pod CIDR (prefix /8 to /30) and an optional gateway (default:
+ * the first host). Throws CniError 7 naming the field on bad input.
+ */
+export function parsePool(cidr: string, gateway?: string, field = 'ipam.subnet'): Pool {
+  const [addr, len] = cidr.split('/');
+  const ip = addr === undefined ? undefined : ipv4ToInt(addr);
+  const prefix = len !== undefined && /^\d+$/.test(len) ? Number(len) : NaN;
+  if (ip === undefined || !(prefix >= 8 && prefix <= 30)) {
+    throw new CniError(
+      CniCode.INVALID_CONFIG,
+      'MESHD_CNI_BAD_CONFIG',
+      `network configuration: ${field} "${cidr}" is not an IPv4 CIDR with a prefix between /8 and /30`,
+    );
+  }
+  const size = 2 ** (32 - prefix);
+  const base = ip - (ip % size);
+  let gw = base + 1;
+  if (gateway !== undefined) {
+    const g = ipv4ToInt(gateway);
+    if (g === undefined || g <= base || g >= base + size - 1) {
+      throw new CniError(
+        CniCode.INVALID_CONFIG,
+        'MESHD_CNI_BAD_CONFIG',
+        `network configuration: ipam.gateway "${gateway}" is not a host address inside ${intToIpv4(base)}/${prefix}`,
+      );
+    }
+    gw = g;
+  }
+  return { base, prefix, gateway: gw, cidr: `${intToIpv4(base)}/${prefix}` };
+}
+
+function errno(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+export class IpamStore {
+  readonly dir: string;
+
+  constructor(
+    stateDir: string,
+    network: string,
+    readonly pool: Pool,
+  ) {
+    this.dir = join(stateDir, 'ipam', encodeURIComponent(network), pool.cidr.replace('/', '_'));
+  }
+
+  private ensureDir(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Every reservation currently on disk. */
+  list(): Reservation[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return [];
+      throw e;
+    }
+    const out: Reservation[] = [];
+    for (const name of names) {
+      if (ipv4ToInt(name) === undefined) continue;
+      const owner = this.readOwner(name);
+      if (owner) out.push({ ip: name, ...owner });
+    }
+    return out;
+  }
+
+  private readOwner(ip: string): Owner | undefined {
+    try {
+      const [containerId = '', ifname = ''] = readFileSync(join(this.dir, ip), 'utf8').split('\n');
+      return { containerId, ifname };
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** Reserves one free address for `owner`. Throws CniError 100 when the pool is full. */
+  allocate(owner: Owner): { address: string; gateway: string } {
+    this.ensureDir();
+    const size = 2 ** (32 - this.pool.prefix);
+    const first = this.pool.base + 1;
+    const last = this.pool.base + size - 2; // the broadcast address is never handed out
+    const count = last - first + 1;
+    let start = first;
+    try {
+      const hint = ipv4ToInt(readFileSync(join(this.dir, HINT), 'utf8').trim());
+      if (hint !== undefined && hint >= first && hint <= last) start = hint + 1;
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw e;
+    }
+    const taken = new Set(readdirSync(this.dir));
+    for (let i = 0; i < count; i += 1) {
+      const n = first + ((start - first + i) % count);
+      if (n === this.pool.gateway) continue;
+      const ip = intToIpv4(n);
+      if (taken.has(ip)) continue;
+      let fd: number;
+      try {
+        fd = openSync(join(this.dir, ip), 'wx', 0o600);
+      } catch (e) {
+        if (errno(e) === 'EEXIST') continue; // another ADD won this address
+        throw e;
+      }
+      try {
+        writeSync(fd, `${owner.containerId}\n${owner.ifname}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      this.writeHint(ip);
+      return { address: `${ip}/32`, gateway: intToIpv4(this.pool.gateway) };
+    }
+    throw new CniError(
+      CniCode.IPAM_EXHAUSTED,
+      'MESHD_CNI_IPAM_EXHAUSTED',
+      `IPAM: no free address left in pool ${this.pool.cidr} (${count - 1} addresses, all reserved)`,
+    );
+  }
+
+  private writeHint(ip: string): void {
+    const tmp = join(this.dir, `.${HINT}.${process.pid}`);
+    try {
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, `${ip}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, join(this.dir, HINT));
+    } catch {
+      // Only a hint: a failure costs a longer scan next time, nothing else.
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /**
+   * Releases what `owner` holds. With `ips` only those addresses are looked
+   * at; without, the whole pool is scanned. An address owned by someone else
+   * is never removed. Returns the released addresses; releasing nothing is fine.
+   */
+  release(owner: Owner, ips?: readonly string[]): string[] {
+    const candidates = ips ?? this.list().map((r) => r.ip);
+    const released: string[] = [];
+    for (const ip of candidates) {
+      const held = this.readOwner(ip);
+      if (!held || held.containerId !== owner.containerId || held.ifname !== owner.ifname) continue;
+      try {
+        unlinkSync(join(this.dir, ip));
+        released.push(ip);
+      } catch (e) {
+        if (errno(e) !== 'ENOENT') throw e;
+      }
+    }
+    return released;
+  }
+
+  /** True when `ip` is reserved by `owner`. */
+  holds(owner: Owner, ip: string): boolean {
+    const held = this.readOwner(ip);
+    return held !== undefined && held.containerId === owner.containerId && held.ifname === owner.ifname;
+  }
+}

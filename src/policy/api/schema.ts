@@ -1,0 +1,251 @@
+/**
+ * zod schemas of the policy resources meshd accepts, field for field as the
+ * users write them for Cilium and Kubernetes: cilium.io/v2
+ * CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, networking.k8s.io/v1
+ * NetworkPolicy. Objects are strict (an unknown field is an error naming its
+ * path); semantic checks (regexes, CIDRs, port ranges, where L7 rules may
+ * appear) live in validate.ts and run on the typed result.
+ */
+import { z } from 'zod';
+
+export const ENTITIES = [
+  'all',
+  'world',
+  'cluster',
+  'host',
+  'remote-node',
+  'kube-apiserver',
+  'health',
+  'init',
+  'ingress',
+  'unmanaged',
+] as const;
+export type Entity = (typeof ENTITIES)[number];
+
+const str = z.string();
+
+export const labelSelectorRequirement = z.strictObject({
+  key: str.min(1),
+  operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+  values: z.array(str).optional(),
+});
+
+export const endpointSelector = z.strictObject({
+  matchLabels: z.record(str, str).optional(),
+  matchExpressions: z.array(labelSelectorRequirement).optional(),
+});
+export type EndpointSelectorSpec = z.infer<typeof endpointSelector>;
+
+const portValue = z.union([str, z.number().int()]);
+
+export const portProtocol = z.strictObject({
+  port: portValue.optional(),
+  endPort: z.number().int().optional(),
+  protocol: z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ICMPV6', 'ANY']).optional(),
+});
+export type PortProtocolSpec = z.infer<typeof portProtocol>;
+
+export const httpRule = z.strictObject({
+  method: str.optional(),
+  path: str.optional(),
+  host: str.optional(),
+  headers: z.array(str).optional(),
+  headerMatches: z
+    .array(
+      z.strictObject({
+        name: str.min(1),
+        value: str.optional(),
+        mismatch: z.enum(['LOG', 'ADD', 'DELETE', 'REPLACE']).optional(),
+      }),
+    )
+    .optional(),
+});
+
+export const kafkaRule = z.strictObject({
+  role: z.enum(['produce', 'consume']).optional(),
+  apiKey: str.optional(),
+  apiVersion: str.optional(),
+  clientID: str.optional(),
+  topic: str.optional(),
+});
+
+export const dnsRule = z.strictObject({
+  matchName: str.optional(),
+  matchPattern: str.optional(),
+});
+
+export const l7Rules = z.strictObject({
+  http: z.array(httpRule).optional(),
+  kafka: z.array(kafkaRule).optional(),
+  dns: z.array(dnsRule).optional(),
+});
+export type L7RulesSpec = z.infer<typeof l7Rules>;
+
+export const portRule = z.strictObject({
+  ports: z.array(portProtocol).optional(),
+  rules: l7Rules.optional(),
+});
+export type PortRuleSpec = z.infer<typeof portRule>;
+
+/**
+ * Deny port rules have no L7 part in Cilium. `rules` is accepted here only so
+ * validate.ts can reject it with a precise message instead of "unknown field".
+ */
+export const portDenyRule = z.strictObject({
+  ports: z.array(portProtocol).optional(),
+  rules: z.unknown().optional(),
+});
+
+export const icmpRule = z.strictObject({
+  fields: z
+    .array(
+      z.strictObject({
+        type: z.union([z.number().int(), str]),
+        family: z.enum(['IPv4', 'IPv6']).optional(),
+      }),
+    )
+    .min(1),
+});
+export type IcmpRuleSpec = z.infer<typeof icmpRule>;
+
+export const cidrRule = z.strictObject({
+  cidr: str,
+  except: z.array(str).optional(),
+});
+
+export const service = z.strictObject({
+  k8sService: z.strictObject({ serviceName: str.min(1), namespace: str.optional() }).optional(),
+  k8sServiceSelector: z.strictObject({ selector: endpointSelector, namespace: str.optional() }).optional(),
+});
+export type ServiceSpec = z.infer<typeof service>;
+
+export const fqdnSelector = z.strictObject({
+  matchName: str.optional(),
+  matchPattern: str.optional(),
+});
+
+const entity = z.enum(ENTITIES);
+
+export const ingressRule = z.strictObject({
+  fromEndpoints: z.array(endpointSelector).optional(),
+  fromCIDR: z.array(str).optional(),
+  fromCIDRSet: z.array(cidrRule).optional(),
+  fromEntities: z.array(entity).optional(),
+  fromNodes: z.array(endpointSelector).optional(),
+  toPorts: z.array(portRule).optional(),
+  icmps: z.array(icmpRule).optional(),
+});
+
+export const ingressDenyRule = z.strictObject({
+  fromEndpoints: z.array(endpointSelector).optional(),
+  fromCIDR: z.array(str).optional(),
+  fromCIDRSet: z.array(cidrRule).optional(),
+  fromEntities: z.array(entity).optional(),
+  fromNodes: z.array(endpointSelector).optional(),
+  toPorts: z.array(portDenyRule).optional(),
+  icmps: z.array(icmpRule).optional(),
+});
+
+export const egressRule = z.strictObject({
+  toEndpoints: z.array(endpointSelector).optional(),
+  toCIDR: z.array(str).optional(),
+  toCIDRSet: z.array(cidrRule).optional(),
+  toEntities: z.array(entity).optional(),
+  toNodes: z.array(endpointSelector).optional(),
+  toServices: z.array(service).optional(),
+  toFQDNs: z.array(fqdnSelector).optional(),
+  toPorts: z.array(portRule).optional(),
+  icmps: z.array(icmpRule).optional(),
+});
+
+export const egressDenyRule = z.strictObject({
+  toEndpoints: z.array(endpointSelector).optional(),
+  toCIDR: z.array(str).optional(),
+  toCIDRSet: z.array(cidrRule).optional(),
+  toEntities: z.array(entity).optional(),
+  toNodes: z.array(endpointSelector).optional(),
+  toServices: z.array(service).optional(),
+  /** Not allowed on deny (Cilium has no FQDN deny); accepted only to be rejected precisely by validate.ts. */
+  toFQDNs: z.unknown().optional(),
+  toPorts: z.array(portDenyRule).optional(),
+  icmps: z.array(icmpRule).optional(),
+});
+
+export type IngressRuleSpec = z.infer<typeof ingressRule>;
+export type IngressDenyRuleSpec = z.infer<typeof ingressDenyRule>;
+export type EgressRuleSpec = z.infer<typeof egressRule>;
+export type EgressDenyRuleSpec = z.infer<typeof egressDenyRule>;
+
+export const ruleSpec = z.strictObject({
+  endpointSelector: endpointSelector.optional(),
+  nodeSelector: endpointSelector.optional(),
+  ingress: z.array(ingressRule).optional(),
+  ingressDeny: z.array(ingressDenyRule).optional(),
+  egress: z.array(egressRule).optional(),
+  egressDeny: z.array(egressDenyRule).optional(),
+  enableDefaultDeny: z.strictObject({ ingress: z.boolean().optional(), egress: z.boolean().optional() }).optional(),
+  labels: z.array(z.strictObject({ key: str, value: str.optional(), source: str.optional() })).optional(),
+  description: str.optional(),
+});
+export type RuleSpec = z.infer<typeof ruleSpec>;
+
+/** Kubernetes metadata: only name and namespace matter; the rest of ObjectMeta is accepted as Kubernetes writes it. */
+const metadata = z.looseObject({
+  name: str.min(1),
+  namespace: str.min(1).optional(),
+});
+
+export const ciliumNetworkPolicy = z.strictObject({
+  apiVersion: z.literal('cilium.io/v2'),
+  kind: z.literal('CiliumNetworkPolicy'),
+  metadata,
+  spec: ruleSpec.optional(),
+  specs: z.array(ruleSpec).optional(),
+  status: z.unknown().optional(),
+});
+
+export const ciliumClusterwideNetworkPolicy = z.strictObject({
+  apiVersion: z.literal('cilium.io/v2'),
+  kind: z.literal('CiliumClusterwideNetworkPolicy'),
+  metadata,
+  spec: ruleSpec.optional(),
+  specs: z.array(ruleSpec).optional(),
+  status: z.unknown().optional(),
+});
+
+const k8sPort = z.strictObject({
+  protocol: z.enum(['TCP', 'UDP', 'SCTP']).optional(),
+  port: portValue.optional(),
+  endPort: z.number().int().optional(),
+});
+export type K8sPortSpec = z.infer<typeof k8sPort>;
+
+const k8sPeer = z.strictObject({
+  podSelector: endpointSelector.optional(),
+  namespaceSelector: endpointSelector.optional(),
+  ipBlock: z.strictObject({ cidr: str, except: z.array(str).optional() }).optional(),
+});
+export type K8sPeerSpec = z.infer<typeof k8sPeer>;
+
+export const networkPolicy = z.strictObject({
+  apiVersion: z.literal('networking.k8s.io/v1'),
+  kind: z.literal('NetworkPolicy'),
+  metadata,
+  spec: z.strictObject({
+    podSelector: endpointSelector,
+    policyTypes: z.array(z.enum(['Ingress', 'Egress'])).optional(),
+    ingress: z.array(z.strictObject({ from: z.array(k8sPeer).optional(), ports: z.array(k8sPort).optional() })).optional(),
+    egress: z.array(z.strictObject({ to: z.array(k8sPeer).optional(), ports: z.array(k8sPort).optional() })).optional(),
+  }),
+  status: z.unknown().optional(),
+});
+
+export type CiliumNetworkPolicySpec = z.infer<typeof ciliumNetworkPolicy>;
+export type CiliumClusterwideNetworkPolicySpec = z.infer<typeof ciliumClusterwideNetworkPolicy>;
+export type NetworkPolicySpec = z.infer<typeof networkPolicy>;
+
+/** A validated policy document. */
+export type PolicyDocument =
+  | { kind: 'CiliumNetworkPolicy'; doc: CiliumNetworkPolicySpec }
+  | { kind: 'CiliumClusterwideNetworkPolicy'; doc: CiliumClusterwideNetworkPolicySpec }
+  | { kind: 'NetworkPolicy'; doc: NetworkPolicySpec };

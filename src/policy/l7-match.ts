@@ -1,0 +1,172 @@
+/**
+ * L7 matchers with Cilium's semantics, used by validation (to reject what
+ * would not compile) and by `meshd policy trace` (to answer for a request).
+ * The proxy enforces the same rules in Envoy; these are the reference.
+ *
+ * - HTTP method/path/host: extended regular expressions matched against the
+ *   whole value (anchored). Headers: "Name" = present, "Name: value" = equal.
+ *   headerMatches without `mismatch` must match; with one, a mismatch is an
+ *   action (log/add/...) and never denies.
+ * - DNS matchName: exact, case-insensitive, trailing dot ignored.
+ *   matchPattern: "*" alone matches every name; elsewhere "*" matches zero or
+ *   more characters of one label ([-a-zA-Z0-9_]).
+ * - Kafka: role produce/consume expands to the API keys it needs; clientID
+ *   and apiVersion must equal when set; topic must equal when both the rule
+ *   and the request name one.
+ */
+import type { DnsRule, HttpRule, KafkaRule } from './types.js';
+
+export interface HttpRequest {
+  method?: string;
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+}
+
+export interface KafkaRequest {
+  apiKey: string;
+  apiVersion?: string | number;
+  clientID?: string;
+  topic?: string;
+}
+
+export interface DnsRequest {
+  name: string;
+}
+
+/**
+ * Compiles a policy regex anchored at both ends; throws SyntaxError when
+ * invalid. Policies are written for RE2 (Envoy enforces them with RE2), so
+ * constructs RE2 lacks — lookaround and backreferences — are refused even
+ * though JavaScript has them, and RE2's leading `(?i)` becomes the `i` flag.
+ */
+export function compileFullMatch(re: string): RegExp {
+  if (/\(\?<?[=!]/.test(re)) throw new SyntaxError('lookaround assertions are not supported (RE2)');
+  if (/\\[1-9]|\\k</.test(re)) throw new SyntaxError('backreferences are not supported (RE2)');
+  const ci = re.startsWith('(?i)');
+  return new RegExp(`^(?:${ci ? re.slice(4) : re})$`, ci ? 'i' : '');
+}
+
+const regexCache = new Map<string, RegExp>();
+function fullMatch(re: string, value: string): boolean {
+  let r = regexCache.get(re);
+  if (!r) {
+    r = compileFullMatch(re);
+    regexCache.set(re, r);
+  }
+  return r.test(value);
+}
+
+export function matchHttp(rule: HttpRule, req: HttpRequest): boolean {
+  if (rule.method !== undefined && !fullMatch(rule.method, req.method ?? '')) return false;
+  if (rule.path !== undefined && !fullMatch(rule.path, req.path ?? '')) return false;
+  if (rule.host !== undefined && !fullMatch(rule.host, req.host ?? '')) return false;
+  const headers = new Map<string, string>();
+  for (const [k, v] of Object.entries(req.headers ?? {})) headers.set(k.toLowerCase(), v);
+  for (const h of rule.headers ?? []) {
+    const have = headers.get(h.name.toLowerCase());
+    if (have === undefined) return false;
+    if (h.value !== undefined && have !== h.value) return false;
+  }
+  for (const h of rule.headerMatches ?? []) {
+    if (h.mismatch !== undefined) continue;
+    const have = headers.get(h.name.toLowerCase());
+    if (have === undefined) return false;
+    if (h.value !== undefined && have !== h.value) return false;
+  }
+  return true;
+}
+
+/** Splits "Name: value" / "Name" header rules into objects. */
+export function parseHeaderRule(text: string): { name: string; value?: string } {
+  const i = text.indexOf(':');
+  if (i < 0) return { name: text.trim() };
+  return { name: text.slice(0, i).trim(), value: text.slice(i + 1).trim() };
+}
+
+/** Kafka API keys by name (the ones Cilium's Kafka policy knows). */
+export const KAFKA_API_KEYS: Record<string, number> = {
+  produce: 0,
+  fetch: 1,
+  offsets: 2,
+  metadata: 3,
+  leaderandisr: 4,
+  stopreplica: 5,
+  updatemetadata: 6,
+  controlledshutdown: 7,
+  offsetcommit: 8,
+  offsetfetch: 9,
+  findcoordinator: 10,
+  joingroup: 11,
+  heartbeat: 12,
+  leavegroup: 13,
+  syncgroup: 14,
+  describegroups: 15,
+  listgroups: 16,
+  saslhandshake: 17,
+  apiversions: 18,
+  createtopics: 19,
+  deletetopics: 20,
+};
+
+const ROLE_KEYS: Record<'produce' | 'consume', string[]> = {
+  produce: ['produce', 'metadata', 'apiversions'],
+  consume: [
+    'fetch',
+    'offsets',
+    'metadata',
+    'offsetcommit',
+    'offsetfetch',
+    'findcoordinator',
+    'joingroup',
+    'heartbeat',
+    'leavegroup',
+    'syncgroup',
+    'apiversions',
+  ],
+};
+
+export function matchKafka(rule: KafkaRule, req: KafkaRequest): boolean {
+  const key = req.apiKey.toLowerCase();
+  if (rule.role !== undefined && !ROLE_KEYS[rule.role].includes(key)) return false;
+  if (rule.apiKey !== undefined && rule.apiKey.toLowerCase() !== key) return false;
+  if (rule.apiVersion !== undefined && String(req.apiVersion ?? '') !== rule.apiVersion) return false;
+  if (rule.clientID !== undefined && rule.clientID !== '' && req.clientID !== rule.clientID) return false;
+  // Requests that carry no topic (joingroup, heartbeat, …) are not constrained by the topic, as in Cilium.
+  if (rule.topic !== undefined && rule.topic !== '' && req.topic !== undefined && req.topic !== rule.topic) return false;
+  return true;
+}
+
+const DNS_NAME = /^[-a-zA-Z0-9_.]+$/;
+const DNS_PATTERN = /^[-a-zA-Z0-9_.*]+$/;
+
+export function normaliseDnsName(name: string): string {
+  const n = name.toLowerCase();
+  return n.endsWith('.') ? n.slice(0, -1) : n;
+}
+
+export function isValidDnsName(name: string): boolean {
+  return DNS_NAME.test(name) && name.length <= 255;
+}
+
+export function isValidDnsPattern(pattern: string): boolean {
+  return DNS_PATTERN.test(pattern) && pattern.length <= 255;
+}
+
+/** Regex for a Cilium matchPattern. */
+export function dnsPatternRegExp(pattern: string): RegExp {
+  const p = normaliseDnsName(pattern);
+  if (p === '*') return /^.+$/;
+  const body = p
+    .split('*')
+    .map((part) => part.replace(/[.\-_]/g, (c) => `\\${c}`))
+    .join('[-a-zA-Z0-9_]*');
+  return new RegExp(`^${body}$`);
+}
+
+export function matchDnsSelector(sel: DnsRule, name: string): boolean {
+  const n = normaliseDnsName(name);
+  if (sel.matchName !== undefined && normaliseDnsName(sel.matchName) === n) return true;
+  if (sel.matchPattern !== undefined && dnsPatternRegExp(sel.matchPattern).test(n)) return true;
+  return false;
+}

@@ -1,0 +1,142 @@
+/**
+ * Envoy's access logs, received over gRPC ALS
+ * (envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs) on a unix
+ * socket, turned into L7 flow records: who asked what, and what the proxy
+ * answered (a policy denial shows as 403 with response code details
+ * "rbac_access_denied…").
+ *
+ *   const als = new AccessLogServer({ socketPath, onRecord: (r) => … });
+ *   await als.listen();   // the bootstrap's meshd-als cluster points here
+ *   als.recent();         // last N records, for the CLI
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { prepareSocketPath } from '../agent/api-server.js';
+
+export interface L7FlowRecord {
+  time: string;
+  logName: string;
+  source: string;
+  destination: string;
+  method: string;
+  authority: string;
+  path: string;
+  status: number;
+  /** Envoy's response code details, e.g. "via_upstream" or "rbac_access_denied_matched_policy[none]". */
+  details: string;
+  verdict: 'FORWARDED' | 'DENIED' | 'ERROR';
+}
+
+function depsRoot(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+}
+
+const addr = z
+  .object({ socket_address: z.object({ address: z.string().optional(), port_value: z.number().optional() }).optional() })
+  .optional();
+const entrySchema = z.object({
+  common_properties: z
+    .object({
+      downstream_remote_address: addr,
+      upstream_remote_address: addr,
+      downstream_local_address: addr,
+      start_time: z.object({ seconds: z.number().optional(), nanos: z.number().optional() }).optional(),
+    })
+    .optional(),
+  request: z.object({ request_method: z.string().optional(), authority: z.string().optional(), path: z.string().optional() }).optional(),
+  // UInt32Value wrapper, as proto-loader decodes it.
+  response: z.object({ response_code: z.object({ value: z.number().optional() }).optional(), response_code_details: z.string().optional() }).optional(),
+});
+const messageSchema = z.object({
+  identifier: z.object({ log_name: z.string().optional() }).optional(),
+  http_logs: z.object({ log_entry: z.array(z.unknown()) }).optional(),
+});
+
+const fmt = (a: z.infer<typeof addr>) => (a?.socket_address ? `${a.socket_address.address ?? '?'}:${a.socket_address.port_value ?? 0}` : '');
+
+export class AccessLogServer {
+  private server: grpc.Server | null = null;
+  private readonly ring: L7FlowRecord[] = [];
+  readonly counters = { forwarded: 0, denied: 0, error: 0, malformed: 0 };
+
+  constructor(private readonly opts: { socketPath: string; keep?: number; onRecord?: (r: L7FlowRecord) => void }) {}
+
+  async listen(): Promise<void> {
+    const deps = depsRoot();
+    const def = protoLoader.loadSync('envoy/service/accesslog/v3/als.proto', {
+      includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d)),
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      envoy: { service: { accesslog: { v3: { AccessLogService: grpc.ServiceClientConstructor } } } };
+    };
+    const server = new grpc.Server();
+    server.addService(pkg.envoy.service.accesslog.v3.AccessLogService.service, {
+      StreamAccessLogs: (call: grpc.ServerReadableStream<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => {
+        let logName = '';
+        call.on('data', (msg: unknown) => {
+          const m = messageSchema.safeParse(msg);
+          if (!m.success) {
+            this.counters.malformed += 1;
+            return;
+          }
+          logName = m.data.identifier?.log_name ?? logName;
+          for (const raw of m.data.http_logs?.log_entry ?? []) this.accept(logName, raw);
+        });
+        call.on('end', () => done(null, {}));
+        call.on('error', () => undefined);
+      },
+    });
+    await prepareSocketPath(this.opts.socketPath);
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${this.opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    this.server = server;
+  }
+
+  recent(): L7FlowRecord[] {
+    return [...this.ring];
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((r) => s.tryShutdown(() => r()));
+  }
+
+  private accept(logName: string, raw: unknown): void {
+    const e = entrySchema.safeParse(raw);
+    if (!e.success) {
+      this.counters.malformed += 1;
+      return;
+    }
+    const status = e.data.response?.response_code?.value ?? 0;
+    const details = e.data.response?.response_code_details ?? '';
+    const st = e.data.common_properties?.start_time;
+    const verdict = details.startsWith('rbac_access_denied') ? 'DENIED' : status === 0 || details !== 'via_upstream' ? 'ERROR' : 'FORWARDED';
+    this.counters[verdict === 'FORWARDED' ? 'forwarded' : verdict === 'DENIED' ? 'denied' : 'error'] += 1;
+    const rec: L7FlowRecord = {
+      time: new Date(((st?.seconds ?? 0) * 1000 + (st?.nanos ?? 0) / 1e6) || Date.now()).toISOString(),
+      logName,
+      source: fmt(e.data.common_properties?.downstream_remote_address),
+      destination: fmt(e.data.common_properties?.downstream_local_address),
+      method: e.data.request?.request_method ?? '',
+      authority: e.data.request?.authority ?? '',
+      path: e.data.request?.path ?? '',
+      status,
+      details,
+      verdict,
+    };
+    this.ring.push(rec);
+    if (this.ring.length > (this.opts.keep ?? 1000)) this.ring.shift();
+    this.opts.onRecord?.(rec);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The HTTP connection manager for one filter chain: RBAC from the policy,
+ * then the router to the original destination. Denied requests are answered
+ * locally with 403 and the body "Access denied", as Cilium's proxy answers.
+ * HTTP/1.1 and HTTP/2 with prior knowledge (gRPC included) are detected on
+ * the same port (codec AUTO); the upstream speaks what the client spoke.
+ */
+import { ALS_CLUSTER } from '../../envoy/bootstrap.js';
+
+type Json = Record<string, unknown>;
+
+export const ORIGINAL_DST_CLUSTER = 'meshd-original-dst';
+export const ACCESS_DENIED_BODY = 'Access denied';
+
+export interface HcmInput {
+  statPrefix: string;
+  rbac: Json;
+  /** Upstream cluster; the original-destination cluster unless a test routes elsewhere. */
+  cluster?: string;
+  /** Send access logs to meshd over gRPC ALS. */
+  accessLog?: boolean;
+}
+
+export function buildHttpConnectionManager(i: HcmInput): Json {
+  const hcm: Json = {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    stat_prefix: i.statPrefix,
+    codec_type: 'AUTO',
+    normalize_path: true,
+    merge_slashes: true,
+    path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
+    use_remote_address: false,
+    route_config: {
+      name: i.statPrefix,
+      virtual_hosts: [
+        {
+          name: 'original-destination',
+          domains: ['*'],
+          routes: [{ match: { prefix: '/' }, route: { cluster: i.cluster ?? ORIGINAL_DST_CLUSTER, timeout: '0s' } }],
+        },
+      ],
+    },
+    http_filters: [
+      { name: 'envoy.filters.http.rbac', typed_config: i.rbac },
+      { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+    ],
+    local_reply_config: {
+      mappers: [
+        {
+          filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: 403, runtime_key: 'meshd.access_denied_status' } } } },
+          body: { inline_string: ACCESS_DENIED_BODY },
+          body_format_override: { text_format_source: { inline_string: '%LOCAL_REPLY_BODY%' }, content_type: 'text/plain' },
+        },
+      ],
+    },
+  };
+  if (i.accessLog) {
+    hcm.access_log = [
+      {
+        name: 'envoy.access_loggers.http_grpc',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig',
+          common_config: {
+            log_name: i.statPrefix,
+            transport_api_version: 'V3',
+            grpc_service: { envoy_grpc: { cluster_name: ALS_CLUSTER } },
+          },
+        },
+      },
+    ];
+  }
+  return hcm;
+}
