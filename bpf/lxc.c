@@ -199,10 +199,12 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		if (ret < 0)
 			return meshd_drop(skb, &t, &c, -ret);
 		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, 0, skb);
+		meshd_count(MESHD_METRIC_NEW_REDIRECTED(dir));
 		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
 	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_PROXY_IDENTITY : 0, skb);
+	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 	if (meshd_sampled(cfg))
 		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
 	return TC_ACT_OK;

@@ -44,6 +44,16 @@
 #define MESHD_MARK_MAGIC_MASK 0x0F00
 #define MESHD_MARK_MAGIC_IDENTITY 0x0A00
 
+/* meshd_metrics (per-CPU array) slots: dropped packets by direction and
+ * reason, then new connections allowed and redirected to the proxy, by
+ * direction. Counted even when the ring buffer is full; established packets
+ * are counted per connection in conntrack, not here. */
+#define MESHD_METRIC_REASONS 16
+#define MESHD_METRIC_DROP(dir, reason) ((dir) * MESHD_METRIC_REASONS + ((reason) & (MESHD_METRIC_REASONS - 1)))
+#define MESHD_METRIC_NEW_ALLOWED(dir) (2 * MESHD_METRIC_REASONS + (dir))
+#define MESHD_METRIC_NEW_REDIRECTED(dir) (2 * MESHD_METRIC_REASONS + 2 + (dir))
+#define MESHD_METRIC_MAX (2 * MESHD_METRIC_REASONS + 4)
+
 /* Ring buffer event types. */
 #define MESHD_EVENT_DROP 1
 #define MESHD_EVENT_VERDICT 2

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { BpfMap, native } from '../../native/index.js';
 import { decodeFlowEvent, type FlowRecord } from '../datapath/flow-events.js';
+import { readMetrics } from '../datapath/endpoint-manager.js';
 import { prefixFromKey } from '../datapath/ipcache.js';
 import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
 import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
@@ -32,12 +33,13 @@ export interface DatapathStatus {
   endpoints: Array<{ ifindex: number; epId: number; identity: number; defaultDenyIngress: boolean; defaultDenyEgress: boolean; policyGeneration: number; policyEntries: number }>;
   ipcache: { prefixes: number; addresses: number; sample: Array<{ prefix: string; identity: number }> };
   conntrackEntries: number;
+  metrics: { drops: Array<{ direction: string; reason: string; packets: string }>; newConnections: Record<'ingress' | 'egress', { allowed: string; redirected: string }> };
   config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; ipcacheGeneration: number };
 }
 
 export function readStatus(pinDir: string): DatapathStatus {
   const open = (name: string) => BpfMap.fromPin(join(pinDir, name));
-  const names = ['meshd_endpoints', 'meshd_policy', 'meshd_pol_exact', 'meshd_ipcache', 'meshd_ipc_host', 'meshd_ct', 'meshd_config'] as const;
+  const names = ['meshd_endpoints', 'meshd_policy', 'meshd_pol_exact', 'meshd_ipcache', 'meshd_ipc_host', 'meshd_ct', 'meshd_config', 'meshd_metrics'] as const;
   const maps = new Map<string, BpfMap>();
   try {
     for (const n of names) maps.set(n, open(n));
@@ -73,12 +75,18 @@ export function readStatus(pinDir: string): DatapathStatus {
     const sample = [...prefixes, ...addresses].slice(0, 20).map(([k, v]) => ({ prefix: prefixFromKey(k).cidr, identity: IpcacheValue.decode(v).identity }));
     const raw = get('meshd_config').lookup(Buffer.alloc(4));
     const c = raw ? DatapathConfig.decode(raw) : DatapathConfig.zero();
+    const m = readMetrics(get('meshd_metrics').fd);
+    const str = (x: { allowed: bigint; redirected: bigint }) => ({ allowed: x.allowed.toString(), redirected: x.redirected.toString() });
     let ct = 0;
     for (let k = get('meshd_ct').nextKey(null); k; k = get('meshd_ct').nextKey(k)) ct += 1;
     return {
       endpoints,
       ipcache: { prefixes: prefixes.length, addresses: addresses.length, sample },
       conntrackEntries: ct,
+      metrics: {
+        drops: m.drops.map((d) => ({ ...d, packets: d.packets.toString() })),
+        newConnections: { ingress: str(m.newConnections.ingress), egress: str(m.newConnections.egress) },
+      },
       config: {
         proxyMark: `0x${c.proxy_mark.toString(16)}/0x${c.proxy_mark_mask.toString(16)}`,
         verdictSample: c.verdict_sample,
@@ -146,6 +154,11 @@ export async function runDatapath(args: string[]): Promise<number> {
       `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}\n` +
         `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries\n`,
     );
+    const nc = st.metrics.newConnections;
+    process.stdout.write(
+      `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy\n`,
+    );
+    for (const d of st.metrics.drops) process.stdout.write(`dropped ${d.direction} ${d.reason}: ${d.packets}\n`);
     for (const e of st.endpoints) {
       const dd = [e.defaultDenyIngress ? 'ingress' : '', e.defaultDenyEgress ? 'egress' : ''].filter(Boolean).join('+') || 'none';
       process.stdout.write(`endpoint ${e.epId} (ifindex ${e.ifindex}, identity ${e.identity}): ${e.policyEntries} policy entries, default deny ${dd}, generation ${e.policyGeneration}\n`);

@@ -23,7 +23,8 @@ import type { EndpointPolicy, IpcacheEntry } from '../policy/types.js';
 import { bpfObjectPath } from '../util/paths.js';
 import { decodeFlowEvent, type FlowRecord } from './flow-events.js';
 import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
-import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey, PolicyValue } from './maps.js';
+import { dropReasonName } from './drop-reasons.js';
+import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, Metric, PolicyKey, PolicyValue } from './maps.js';
 import {
   diffPolicyMapState,
   type PolicyMapEntry,
@@ -147,6 +148,7 @@ interface Fds {
   events: number;
   nat: number;
   epIps: number;
+  metrics: number;
 }
 
 function u32key(n: number): Buffer {
@@ -184,6 +186,31 @@ function ipv4ToNumber(ip: string): number {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
   if (!m) throw new RangeError(`config.proxyIpv4: "${ip}" is not an IPv4 address`);
   return m.slice(1, 5).reduce((acc, x) => acc * 256 + Number(x), 0);
+}
+
+export interface DatapathMetrics {
+  drops: Array<{ direction: 'ingress' | 'egress'; reason: string; packets: bigint }>;
+  newConnections: Record<'ingress' | 'egress', { allowed: bigint; redirected: bigint }>;
+}
+
+/** Reads meshd_metrics (a per-CPU array) by fd. */
+export function readMetrics(fd: number): DatapathMetrics {
+  const cpus = native.numPossibleCpus();
+  const slot = (i: number): bigint => {
+    const raw = native.mapLookup(fd, u32key(i), 8 * cpus);
+    let sum = 0n;
+    for (let c = 0; raw && c < cpus; c += 1) sum += raw.readBigUInt64LE(c * 8);
+    return sum;
+  };
+  const drops: DatapathMetrics['drops'] = [];
+  for (const dir of [0, 1] as const) {
+    for (let reason = 1; reason < Metric.REASONS; reason += 1) {
+      const packets = slot(Metric.drop(dir, reason));
+      if (packets > 0n) drops.push({ direction: dir === 1 ? 'egress' : 'ingress', reason: dropReasonName(reason), packets });
+    }
+  }
+  const nc = (dir: 0 | 1) => ({ allowed: slot(Metric.newAllowed(dir)), redirected: slot(Metric.newRedirected(dir)) });
+  return { drops, newConnections: { ingress: nc(0), egress: nc(1) } };
 }
 
 export class EndpointManager {
@@ -224,6 +251,7 @@ export class EndpointManager {
         events: obj.mapFd('meshd_events'),
         nat: obj.mapFd('meshd_nat'),
         epIps: obj.mapFd('meshd_ep_ips'),
+        metrics: obj.mapFd('meshd_metrics'),
       };
       const size = (name: string) => obj.maps().find((m) => m.name === name)?.maxEntries ?? 0;
       const capacity = {
@@ -646,6 +674,11 @@ export class EndpointManager {
   /** Conntrack entries (decoded), for diagnostics and tests. */
   conntrack(): Array<{ key: ReturnType<typeof CtKey.decode>; entry: ReturnType<typeof CtEntry.decode> }> {
     return native.mapDump(this.fds.ct).map(([k, v]) => ({ key: CtKey.decode(k), entry: CtEntry.decode(v) }));
+  }
+
+  /** Counters summed over CPUs: drops by direction and reason, new connections allowed and redirected. */
+  metrics(): DatapathMetrics {
+    return readMetrics(this.fds.metrics);
   }
 
   /** Streams flow events; malformed records go to onError. */

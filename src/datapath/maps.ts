@@ -15,6 +15,14 @@ export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2 } as const;
 export const EventType = { DROP: 1, VERDICT: 2, REDIRECT: 3 } as const;
 export const MarkMagic = { MASK: 0x0f00, IDENTITY: 0x0a00 } as const;
 export const CtFlag = { PROXY_IDENTITY: 1 } as const;
+/** meshd_metrics layout (bpf/include/datapath.h MESHD_METRIC_*). */
+export const Metric = {
+  REASONS: 16,
+  drop: (dir: 0 | 1, reason: number) => dir * 16 + (reason & 15),
+  newAllowed: (dir: 0 | 1) => 32 + dir,
+  newRedirected: (dir: 0 | 1) => 34 + dir,
+  MAX: 36,
+} as const;
 
 /** The mark the node proxy puts on its upstream sockets (SO_MARK) so the
  * destination's ingress policy judges the original client's identity. */

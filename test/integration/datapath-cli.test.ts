@@ -46,6 +46,7 @@ test('meshd datapath status reports endpoints, entries and config; flows streams
     ['{"prefix":"10.8.0.2/32","identity":700}', '{"prefix":"10.8.0.3/32","identity":800}', '{"prefix":"10.9.0.0/16","identity":900}'],
   );
   const text = await run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', pins.path]);
+  assert.match(text.stdout, /new connections: egress 0 allowed/);
   assert.match(text.stdout, /endpoint 1 \(ifindex 1, identity 700\): 3 policy entries, default deny egress, generation 1/);
 
   const flows = spawn(process.execPath, [meshd, 'datapath', 'flows', '--pin-dir', pins.path, '--count', '1', '-o', 'json']);
@@ -77,6 +78,9 @@ test('meshd datapath status reports endpoints, entries and config; flows streams
       dst: { ip: '10.8.0.3', port: 22 },
     },
   );
+
+  const after = await run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', pins.path]);
+  assert.match(after.stdout, /dropped egress POLICY_DEFAULT_DENY: 1/);
 
   await assert.rejects(run(process.execPath, [meshd, 'datapath', 'bogus']), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /usage: meshd datapath/.test(e.stderr));
   await assert.rejects(

@@ -90,6 +90,12 @@ test('policy lookup: exact port, range, any port, any protocol, wildcard identit
   assert.equal(verdictOf(dp, 'fd00:9::1', 81, { src: 'fd00:9::2' }), TcAct.SHOT, 'IPv6 default deny');
   assert.equal(verdictOf(dp, '192.0.2.1', 443), TcAct.OK, 'unknown address is world, allowed by the wildcard');
   assert.equal(verdictOf(dp, '192.0.2.1', 80), TcAct.SHOT);
+  const m = dp.metrics();
+  assert.deepEqual(
+    m.drops.map((d) => `${d.direction} ${d.reason} ${d.packets}`).sort(),
+    ['egress POLICY_DEFAULT_DENY 5', 'egress POLICY_DENY 4'],
+  );
+  assert.deepEqual(m.newConnections.egress, { allowed: 6n, redirected: 0n });
 });
 
 test('conntrack keeps an allowed connection through an unrelated change and cuts it when the change denies it', async (t) => {
