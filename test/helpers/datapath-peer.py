@@ -14,6 +14,7 @@
                                node proxy: print "accept PEER ORIGDST" per connection; without MARK answer
                                "proxy ORIGDST"; with MARK connect upstream to ORIGDST with SO_MARK=MARK and
                                answer "via-proxy <upstream's first line>"
+  tproxy6 PORT                 the same for IPv6 on [::]:PORT (IPV6_TRANSPARENT), answering "proxy ORIGDST"
   utproxy PORT                 UDP receiver on 0.0.0.0:PORT standing in for a DNS proxy: learns each datagram's
                                original destination (IP_RECVORIGDSTADDR), prints "accept PEER ORIGDST" and answers
                                "uproxy ORIGDST" from the original destination (an IP_TRANSPARENT socket bound to it)
@@ -220,6 +221,31 @@ def loop(ip, port, seconds):
     out(f"ok {ok} fail {fail}")
 
 
+def tproxy6(port):
+    IPV6_TRANSPARENT = 75
+    ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+    ls.bind(("::", port))
+    ls.listen(128)
+    out("ready")
+    while True:
+        c, peer = ls.accept()
+        dst = c.getsockname()
+        out(f"accept [{peer[0]}]:{peer[1]} [{dst[0]}]:{dst[1]}")
+        try:
+            c.sendall(f"proxy [{dst[0]}]:{dst[1]}\n".encode())
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
 def tproxy(port, mark):
     ls = tcp_listener(port, transparent=True)
     out("ready")
@@ -273,6 +299,8 @@ def main():
         utproxy(int(a[1]))
     elif a[0] == "loop":
         loop(a[1], int(a[2]), float(a[3]))
+    elif a[0] == "tproxy6":
+        tproxy6(int(a[1]))
     elif a[0] == "tproxy":
         tproxy(int(a[1]), int(a[2], 0) if len(a) > 2 else None)
     else:

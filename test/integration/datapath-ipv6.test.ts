@@ -1,7 +1,8 @@
 /**
  * The endpoint datapath with IPv6 on real veths: identities from /128
  * ipcache entries, L3/L4 default deny with replies through conntrack,
- * neighbour discovery unaffected, drop events with IPv6 addresses.
+ * neighbour discovery unaffected, drop events with IPv6 addresses, and an
+ * L7 port redirected to an IPv6 transparent listener.
  * Forwarding is enabled per veth (force_forwarding), never globally.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { requirePrivileges } from '../helpers/privileged.js';
 
 const ID_A = 3001;
 const ID_B = 3002;
+const proxyPort = 20000 + (process.pid % 10000);
 
 function only(endpointId: string, identity: number, dir: 'ingress' | 'egress', peer: number, port: number): EndpointPolicy {
   const none = { defaultDeny: false, entries: [] };
@@ -25,7 +27,7 @@ function only(endpointId: string, identity: number, dir: 'ingress' | 'egress', p
   return { endpointId, identity, ingress: dir === 'ingress' ? d : none, egress: dir === 'egress' ? d : none, revision: 1 };
 }
 
-test('IPv6 on veths: allow, default deny, replies, drop events', async (t) => {
+test('IPv6 on veths: allow, default deny, replies, drop events, L7 redirect to a transparent listener', async (t) => {
   requirePrivileges();
   const sb = new Sandbox('dp6');
   t.after(() => sb.cleanup());
@@ -63,7 +65,7 @@ test('IPv6 on veths: allow, default deny, replies, drop events', async (t) => {
   await startPeer(sb, nsA, ['serve', 'A', '80']);
   await startPeer(sb, nsB, ['serve', 'B', '80', '81']);
 
-  const dp = await EndpointManager.open({ pinDir: pins.path });
+  const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: () => proxyPort });
   t.after(() => dp.close());
   const events: FlowRecord[] = [];
   const stream = dp.onFlowEvents((r) => events.push(...r));
@@ -92,4 +94,28 @@ test('IPv6 on veths: allow, default deny, replies, drop events', async (t) => {
   );
   // B -> A: A's ingress is open; the replies cross A's default-deny egress through conntrack.
   assert.equal(await connectFrom(sb, nsB, a(2), 80), `A 80 ${b(2)}`);
+
+  // L7 over IPv6: the listener is looked up on [::1]:port, delivered by the IPv6 policy routing rule.
+  const table = String(40000 + (process.pid % 20000));
+  const prio = String(8000 + (process.pid % 1000));
+  await run('ip', ['-6', 'rule', 'add', 'fwmark', '0xb00/0xf00', 'lookup', table, 'priority', prio]);
+  sb.defer(() => run('ip', ['-6', 'rule', 'del', 'fwmark', '0xb00/0xf00', 'lookup', table, 'priority', prio]));
+  await run('ip', ['-6', 'route', 'add', 'local', '::/0', 'dev', 'lo', 'table', table]);
+  sb.defer(() => run('ip', ['-6', 'route', 'flush', 'table', table]));
+  const proxy = await startPeer(sb, null, ['tproxy6', String(proxyPort)]);
+  dp.updatePolicy({
+    ...only('v6/a', ID_A, 'egress', ID_B, 80),
+    egress: {
+      defaultDeny: true,
+      entries: [
+        { remoteIdentity: ID_B, protocol: 6, port: 80, endPort: 80, verdict: 'ALLOW', derivedFrom: ['v6'] },
+        { remoteIdentity: ID_B, protocol: 6, port: 81, endPort: 81, verdict: 'REDIRECT', l7: { kind: 'http', rules: [{ path: '/' }] }, derivedFrom: ['v6'] },
+      ],
+    },
+    revision: 2,
+  });
+  assert.equal(await connectFrom(sb, nsA, b(2), 81), `proxy [${b(2)}]:81`);
+  await proxy.waitFor(new RegExp(`^accept \\[${a(2)}\\]:\\d+ \\[${b(2)}\\]:81$`));
+  assert.equal(await connectFrom(sb, nsA, b(2), 80), `B 80 ${a(2)}`, 'the other port goes straight');
+  assert.equal(proxy.count(/^accept /), 1);
 });
