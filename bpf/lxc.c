@@ -62,7 +62,7 @@ static __always_inline int meshd_ct_revalidate(const struct meshd_endpoint *ep, 
 
 	if (e->gen == gen)
 		return 0;
-	if (e->flags & MESHD_CT_F_PROXY_IDENTITY)
+	if (e->flags & MESHD_CT_F_STORED_IDENTITY)
 		remote = e->remote_identity;
 	else
 		remote = meshd_ipcache_identity(k->family, k->remote);
@@ -95,6 +95,36 @@ static __always_inline __u32 meshd_event_identities(struct __sk_buff *skb, const
 	return remote;
 }
 
+/* A new connection's verdict for tuple *t: the endpoint's policy (default
+ * deny applied); the proxy's upstream leg counts as inspected (ALLOW); a
+ * connection to a local pod also meets that pod's ingress L7 policy here,
+ * the only hook where it can be handed to the proxy (its ingress deny is
+ * left to its own hook). Fills the peer identity and the event context. */
+static __always_inline __u8 meshd_new_verdict(struct __sk_buff *skb, const struct meshd_endpoint *ep,
+					      const struct meshd_tuple *t, __u8 dir, __u8 from_proxy,
+					      struct meshd_policy_result *res, __u32 *reason, __u32 *remote,
+					      struct meshd_event_ctx *c)
+{
+	__u8 verdict;
+
+	*remote = meshd_event_identities(skb, ep, t, dir, from_proxy, c);
+	verdict = meshd_judge(ep, dir, *remote, t->proto, t->dport, res, reason);
+	if (verdict == MESHD_VERDICT_REDIRECT && from_proxy)
+		verdict = MESHD_VERDICT_ALLOW;
+	if (verdict == MESHD_VERDICT_ALLOW && dir == MESHD_DIR_EGRESS) {
+		struct meshd_endpoint *dst = meshd_local_endpoint(t->family, t->daddr);
+		struct meshd_policy_result dres;
+		__u32 dreason = 0;
+
+		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t->proto, t->dport, &dres, &dreason) ==
+				   MESHD_VERDICT_REDIRECT) {
+			verdict = MESHD_VERDICT_REDIRECT;
+			res->proxy_port = dres.proxy_port;
+		}
+	}
+	return verdict;
+}
+
 static __always_inline int meshd_sampled(const struct meshd_config *cfg)
 {
 	if (cfg->verdict_sample == 0)
@@ -116,8 +146,9 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	struct meshd_ct_key k;
 	__u32 ifindex = skb->ifindex;
 	__u32 remote, gen, reason = 0;
-	__u8 from_proxy = 0, verdict;
-	int ret;
+	__u8 from_proxy = 0, verdict = 0, ct_flags = 0;
+	struct meshd_nat_value be;
+	int ret, nat = 0;
 
 	ep = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
 	cfg = meshd_get_config();
@@ -132,10 +163,10 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	if (meshd_is_ndp(&t))
 		return TC_ACT_OK;
 	if (dir == MESHD_DIR_EGRESS) {
-		/* services first: policy and conntrack judge the backend */
-		ret = meshd_nat_fwd(skb, cfg, &t);
-		if (ret < 0)
-			return meshd_drop(skb, &t, &c, -ret);
+		/* a connection to a service translated before: conntrack knows it by its backend */
+		nat = meshd_nat_fwd_known(skb, cfg, &t);
+		if (nat < 0)
+			return meshd_drop(skb, &t, &c, -nat);
 	} else {
 		/* the caller reverse-translates replies once they are let in */
 		*tp = t;
@@ -171,39 +202,45 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	}
 
 	/* new connection */
-	remote = meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
-	verdict = meshd_judge(ep, dir, remote, t.proto, t.dport, &res, &reason);
-	if (verdict == MESHD_VERDICT_DENY)
-		return meshd_drop(skb, &t, &c, reason);
-	if (verdict == MESHD_VERDICT_REDIRECT) {
-		if (from_proxy)
-			verdict = MESHD_VERDICT_ALLOW; /* the proxy has inspected it already */
-		else if (dir == MESHD_DIR_INGRESS)
-			return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
-	}
-	if (verdict == MESHD_VERDICT_ALLOW && dir == MESHD_DIR_EGRESS) {
-		/* Pod to local pod: the destination's ingress L7 policy can only be
-		 * served here (tc ingress). Its ingress deny is left to its own hook. */
-		struct meshd_endpoint *dst = meshd_local_endpoint(t.family, t.daddr);
-		struct meshd_policy_result dres;
-		__u32 dreason = 0;
+	if (dir == MESHD_DIR_EGRESS && nat == 0) {
+		/* to a service? judge the backend it would go to, before writing anything */
+		nat = meshd_nat_pick(cfg, &t, &be);
+		if (nat < 0)
+			return meshd_drop(skb, &t, &c, -nat);
+		if (nat == 1) {
+			struct meshd_tuple tb = t;
 
-		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t.proto, t.dport, &dres, &dreason) ==
-				   MESHD_VERDICT_REDIRECT) {
-			verdict = MESHD_VERDICT_REDIRECT;
-			res.proxy_port = dres.proxy_port;
+			__builtin_memcpy(tb.daddr, be.addr, 4);
+			tb.dport = be.port;
+			verdict = meshd_new_verdict(skb, ep, &tb, dir, from_proxy, &res, &reason, &remote, &c);
+			if (verdict == MESHD_VERDICT_REDIRECT) {
+				/* the proxy gets the VIP; conntrack keeps the backend's identity */
+				ret = meshd_nat_keep(&t, be.svc_id);
+				ct_flags = MESHD_CT_F_STORED_IDENTITY;
+			} else {
+				ret = meshd_nat_commit(skb, &t, &be);
+			}
+			if (ret < 0)
+				return meshd_drop(skb, &t, &c, -ret);
+			meshd_ct_key_of(&k, &t, ep->ep_id, dir);
 		}
 	}
+	if (!verdict)
+		verdict = meshd_new_verdict(skb, ep, &t, dir, from_proxy, &res, &reason, &remote, &c);
+	if (verdict == MESHD_VERDICT_DENY)
+		return meshd_drop(skb, &t, &c, reason);
+	if (verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_INGRESS)
+		return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
 	if (verdict == MESHD_VERDICT_REDIRECT) {
 		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);
 		if (ret < 0)
 			return meshd_drop(skb, &t, &c, -ret);
-		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, 0, skb);
+		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, skb);
 		meshd_count(MESHD_METRIC_NEW_REDIRECTED(dir));
 		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
-	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_PROXY_IDENTITY : 0, skb);
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_STORED_IDENTITY : 0, skb);
 	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 	if (meshd_sampled(cfg))
 		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);

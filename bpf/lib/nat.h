@@ -5,8 +5,9 @@
  * service VIP picks a backend from the socket LB's maps (bpf/lib/lb.h),
  * records the choice both ways in meshd_nat, and every packet is rewritten
  * (DNAT leaving the pod, reverse SNAT of the replies entering it). Policy and
- * conntrack see the translated tuple, i.e. the backend and its identity.
- * IPv4 only for now. */
+ * conntrack see the translated tuple, i.e. the backend and its identity;
+ * a connection the policy sends to the proxy keeps the VIP (the proxy sees
+ * the service as the original destination). IPv4 only for now. */
 #ifndef MESHD_LIB_NAT_H
 #define MESHD_LIB_NAT_H
 
@@ -66,83 +67,129 @@ static __always_inline int meshd_nat_rewrite(struct __sk_buff *skb, const struct
 	return 0;
 }
 
-/* Traffic leaving a pod: 0 (not a service, or translated: *t updated) or a
- * negative drop reason. */
-static __always_inline int meshd_nat_fwd(struct __sk_buff *skb, const struct meshd_config *cfg, struct meshd_tuple *t)
+static __always_inline void meshd_nat_fwd_key(struct meshd_nat_key *k, const struct meshd_tuple *t)
+{
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+	k->sport = t->sport;
+	k->dport = t->dport;
+	k->proto = t->proto;
+	k->family = 4;
+	k->dir = MESHD_NAT_FWD;
+	k->pad = 0;
+}
+
+/* Rewrites the packet's destination to nv and updates *t. */
+static __always_inline int meshd_nat_apply(struct __sk_buff *skb, struct meshd_tuple *t, const struct meshd_nat_value *nv)
+{
+	__be32 old_addr, new_addr;
+
+	__builtin_memcpy(&old_addr, t->daddr, 4);
+	__builtin_memcpy(&new_addr, nv->addr, 4);
+	if (meshd_nat_rewrite(skb, t, MESHD_IP_DADDR_OFF, old_addr, new_addr, 2, t->dport, nv->port) < 0)
+		return -MESHD_DROP_NAT_FAILED;
+	__builtin_memcpy(t->daddr, &new_addr, 4);
+	t->dport = nv->port;
+	return 0;
+}
+
+/* Traffic leaving a pod, a connection already translated: 1 (rewritten,
+ * *t updated), 0 (no translation recorded) or a negative drop reason. */
+static __always_inline int meshd_nat_fwd_known(struct __sk_buff *skb, const struct meshd_config *cfg, struct meshd_tuple *t)
 {
 	struct meshd_nat_key k = {};
-	struct meshd_nat_value nv = {};
 	struct meshd_nat_value *v;
-	__be32 old_addr, new_addr;
-	__be16 new_port;
+	struct meshd_nat_value nv;
 
 	if (!meshd_nat_applies(cfg, t))
 		return 0;
-	__builtin_memcpy(k.saddr, t->saddr, 16);
-	__builtin_memcpy(k.daddr, t->daddr, 16);
-	k.sport = t->sport;
-	k.dport = t->dport;
-	k.proto = t->proto;
-	k.family = 4;
-	k.dir = MESHD_NAT_FWD;
+	meshd_nat_fwd_key(&k, t);
 	v = bpf_map_lookup_elem(&meshd_nat, &k);
-	if (!v) {
-		struct meshd_lb_svc_key sk = {};
-		struct meshd_lb_svc_value *svc, *slot;
-		struct meshd_lb_backend *be;
-		struct meshd_nat_key rk = {};
-		struct meshd_nat_value rv = {};
-		__u32 id = 0;
+	if (!v)
+		return 0;
+	nv = *v;
+	return meshd_nat_apply(skb, t, &nv) < 0 ? -MESHD_DROP_NAT_FAILED : 1;
+}
 
-		/* the socket LB's maps hold IPv4 as IPv4-mapped IPv6 */
-		sk.addr[10] = 0xff;
-		sk.addr[11] = 0xff;
-		__builtin_memcpy(&sk.addr[12], t->daddr, 4);
-		sk.port = t->dport;
-		sk.proto = t->proto;
-		svc = bpf_map_lookup_elem(&meshd_lb_svc, &sk);
-		if (!svc)
-			return 0;
-		if (svc->count == 0)
-			return -MESHD_DROP_NO_SERVICE_BACKEND;
-		if (svc->flags & MESHD_LB_F_MAGLEV)
-			id = maglev_backend(svc->svc_id, ((__u64)t->sport << 32) | *(__u32 *)t->saddr);
-		if (!id) {
-			sk.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
-			slot = bpf_map_lookup_elem(&meshd_lb_svc, &sk);
-			if (slot)
-				id = slot->backend_id;
-		}
-		be = id ? bpf_map_lookup_elem(&meshd_lb_be, &id) : 0;
-		if (!be || be->addr[10] != 0xff || be->addr[11] != 0xff)
-			return -MESHD_DROP_NO_SERVICE_BACKEND; /* none, or an IPv6 backend for an IPv4 packet */
-		__builtin_memcpy(nv.addr, &be->addr[12], 4);
-		nv.port = be->port;
-		nv.svc_id = svc->svc_id;
-		if (bpf_map_update_elem(&meshd_nat, &k, &nv, BPF_ANY) < 0)
-			return -MESHD_DROP_NAT_FAILED;
-		__builtin_memcpy(rk.saddr, nv.addr, 16);
-		__builtin_memcpy(rk.daddr, t->saddr, 16);
-		rk.sport = nv.port;
-		rk.dport = t->sport;
-		rk.proto = t->proto;
-		rk.family = 4;
-		rk.dir = MESHD_NAT_REV;
-		__builtin_memcpy(rv.addr, t->daddr, 16);
-		rv.port = t->dport;
-		rv.svc_id = svc->svc_id;
-		if (bpf_map_update_elem(&meshd_nat, &rk, &rv, BPF_ANY) < 0)
-			return -MESHD_DROP_NAT_FAILED;
-		v = &nv;
+/* A new connection: if its destination is a service, picks a backend into
+ * *nv and returns 1 (nothing written yet: the caller judges the backend
+ * first); 0 when it is not a service; a negative drop reason when the
+ * service has no usable backend. */
+static __always_inline int meshd_nat_pick(const struct meshd_config *cfg, const struct meshd_tuple *t, struct meshd_nat_value *nv)
+{
+	struct meshd_lb_svc_key sk = {};
+	struct meshd_lb_svc_value *svc, *slot;
+	struct meshd_lb_backend *be;
+	__u32 id = 0;
+
+	if (!meshd_nat_applies(cfg, t))
+		return 0;
+	/* the socket LB's maps hold IPv4 as IPv4-mapped IPv6 */
+	sk.addr[10] = 0xff;
+	sk.addr[11] = 0xff;
+	__builtin_memcpy(&sk.addr[12], t->daddr, 4);
+	sk.port = t->dport;
+	sk.proto = t->proto;
+	svc = bpf_map_lookup_elem(&meshd_lb_svc, &sk);
+	if (!svc)
+		return 0;
+	if (svc->count == 0)
+		return -MESHD_DROP_NO_SERVICE_BACKEND;
+	if (svc->flags & MESHD_LB_F_MAGLEV)
+		id = maglev_backend(svc->svc_id, ((__u64)t->sport << 32) | *(__u32 *)t->saddr);
+	if (!id) {
+		sk.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
+		slot = bpf_map_lookup_elem(&meshd_lb_svc, &sk);
+		if (slot)
+			id = slot->backend_id;
 	}
-	__builtin_memcpy(&old_addr, t->daddr, 4);
-	__builtin_memcpy(&new_addr, v->addr, 4);
-	new_port = v->port;
-	if (meshd_nat_rewrite(skb, t, MESHD_IP_DADDR_OFF, old_addr, new_addr, 2, t->dport, new_port) < 0)
+	be = id ? bpf_map_lookup_elem(&meshd_lb_be, &id) : 0;
+	if (!be || be->addr[10] != 0xff || be->addr[11] != 0xff)
+		return -MESHD_DROP_NO_SERVICE_BACKEND; /* none, or an IPv6 backend for an IPv4 packet */
+	__builtin_memset(nv, 0, sizeof(*nv));
+	__builtin_memcpy(nv->addr, &be->addr[12], 4);
+	nv->port = be->port;
+	nv->svc_id = svc->svc_id;
+	return 1;
+}
+
+/* Records the translation to the picked backend both ways and rewrites the
+ * packet (*t becomes the backend tuple). */
+static __always_inline int meshd_nat_commit(struct __sk_buff *skb, struct meshd_tuple *t, const struct meshd_nat_value *nv)
+{
+	struct meshd_nat_key k = {}, rk = {};
+	struct meshd_nat_value rv = {};
+
+	meshd_nat_fwd_key(&k, t);
+	if (bpf_map_update_elem(&meshd_nat, &k, nv, BPF_ANY) < 0)
 		return -MESHD_DROP_NAT_FAILED;
-	__builtin_memcpy(t->daddr, &new_addr, 4);
-	t->dport = new_port;
-	return 0;
+	__builtin_memcpy(rk.saddr, nv->addr, 16);
+	__builtin_memcpy(rk.daddr, t->saddr, 16);
+	rk.sport = nv->port;
+	rk.dport = t->sport;
+	rk.proto = t->proto;
+	rk.family = 4;
+	rk.dir = MESHD_NAT_REV;
+	__builtin_memcpy(rv.addr, t->daddr, 16);
+	rv.port = t->dport;
+	rv.svc_id = nv->svc_id;
+	if (bpf_map_update_elem(&meshd_nat, &rk, &rv, BPF_ANY) < 0)
+		return -MESHD_DROP_NAT_FAILED;
+	return meshd_nat_apply(skb, t, nv);
+}
+
+/* Records that this connection keeps its VIP (it goes to the proxy, which
+ * balances it itself): a forward entry that maps the VIP to itself. */
+static __always_inline int meshd_nat_keep(const struct meshd_tuple *t, __u32 svc_id)
+{
+	struct meshd_nat_key k = {};
+	struct meshd_nat_value nv = {};
+
+	meshd_nat_fwd_key(&k, t);
+	__builtin_memcpy(nv.addr, t->daddr, 16);
+	nv.port = t->dport;
+	nv.svc_id = svc_id;
+	return bpf_map_update_elem(&meshd_nat, &k, &nv, BPF_ANY) < 0 ? -MESHD_DROP_NAT_FAILED : 0;
 }
 
 /* Traffic entering a pod: a reply from a backend gets the VIP back as its source. */

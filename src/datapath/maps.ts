@@ -14,7 +14,8 @@ export const EndpointFlag = { DEFAULT_DENY_INGRESS: 1, DEFAULT_DENY_EGRESS: 2 } 
 export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2 } as const;
 export const EventType = { DROP: 1, VERDICT: 2, REDIRECT: 3 } as const;
 export const MarkMagic = { MASK: 0x0f00, IDENTITY: 0x0a00 } as const;
-export const CtFlag = { PROXY_IDENTITY: 1 } as const;
+/** meshd_ct_entry.flags: remote_identity is stored, not the ipcache's (proxy mark, or a VIP kept for the proxy). */
+export const CtFlag = { STORED_IDENTITY: 1 } as const;
 /** meshd_metrics layout (bpf/include/datapath.h MESHD_METRIC_*). */
 export const Metric = {
   REASONS: 16,

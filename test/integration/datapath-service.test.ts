@@ -2,13 +2,13 @@
  * socketLB.hostNamespaceOnly=true: the socket LB leaves a pod's socket alone,
  * so the pod's packets to a ClusterIP are translated per packet by the
  * endpoint program (DNAT out, reverse SNAT of the replies), and policy judges
- * the backend.
+ * the backend; a connection the policy sends to the proxy keeps the VIP.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { native } from '../../native/index.js';
 import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import { NatKey } from '../../src/datapath/maps.js';
+import { NatKey, NatValue } from '../../src/datapath/maps.js';
 import { ServiceManager } from '../../src/datapath/service-manager.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';
@@ -19,7 +19,7 @@ import { requirePrivileges } from '../helpers/privileged.js';
 const ID_A = 2001;
 const ID_B = 2002;
 
-test('with hostNamespaceOnly a pod reaches a ClusterIP through the per-packet path', async (t) => {
+test('with hostNamespaceOnly a pod reaches a ClusterIP through the per-packet path, unless the connection is headed to the proxy', async (t) => {
   requirePrivileges();
   const sb = new Sandbox('dpsv');
   t.after(() => sb.cleanup());
@@ -59,7 +59,8 @@ test('with hostNamespaceOnly a pod reaches a ClusterIP through the per-packet pa
       },
     ],
   );
-  const dp = await EndpointManager.open({ pinDir: pins.path });
+  const proxyPort = 20000 + (process.pid % 10000);
+  const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: () => proxyPort });
   t.after(() => dp.close());
   await dp.addEndpoint({ endpointId: 'dpsv/a', ifname: hA, identity: ID_A });
   await dp.addEndpoint({ endpointId: 'dpsv/b', ifname: hB, identity: ID_B });
@@ -102,13 +103,41 @@ test('with hostNamespaceOnly a pod reaches a ClusterIP through the per-packet pa
   assert.ok(nat.some((n) => n.dir === 1 && n.sport === 8080), 'a reverse entry for backend:8080 -> pod');
   assert.equal(lb.datapathStats().Xlated, 0n, 'the socket LB translated nothing: the per-packet path did');
 
+  // Headed to the proxy: the backend's port carries L7 rules, so the connection keeps the VIP
+  // and the proxy sees the service as the original destination.
+  const table = String(30000 + (process.pid % 20000));
+  const prio = String(9000 + (process.pid % 1000));
+  await run('ip', ['rule', 'add', 'fwmark', '0xb00/0xf00', 'lookup', table, 'priority', prio]);
+  sb.defer(() => run('ip', ['rule', 'del', 'fwmark', '0xb00/0xf00', 'lookup', table, 'priority', prio]));
+  await run('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', table]);
+  sb.defer(() => run('ip', ['route', 'flush', 'table', table]));
+  const proxy = await startPeer(sb, null, ['tproxy', String(proxyPort)]);
+  dp.updatePolicy({
+    endpointId: 'dpsv/a',
+    identity: ID_A,
+    ingress: { defaultDeny: false, entries: [] },
+    egress: {
+      defaultDeny: true,
+      entries: [{ remoteIdentity: ID_B, protocol: 6, port: 8080, endPort: 8080, verdict: 'REDIRECT', l7: { kind: 'http', rules: [{ path: '/' }] }, derivedFrom: ['t'] }],
+    },
+    revision: 2,
+  });
+  assert.equal(await fromPod(), `proxy ${vip}:80`);
+  await proxy.waitFor(new RegExp(`^accept ${net(2).replaceAll('.', '\\.')}:\\d+ ${vip.replaceAll('.', '\\.')}:80$`));
+  const kept = native
+    .mapDump(dp.mapFds().nat)
+    .map(([key, value]) => ({ key: NatKey.decode(key), value: NatValue.decode(value) }))
+    .filter((n) => n.key.dir === 0 && n.value.addr.subarray(0, 4).equals(vipBytes));
+  assert.equal(kept.length, 1, 'a forward entry that keeps the VIP');
+  await proxy.kill();
+
   // Policy sees the backend: take the allow away and the ClusterIP is unreachable.
   dp.updatePolicy({
     endpointId: 'dpsv/a',
     identity: ID_A,
     ingress: { defaultDeny: false, entries: [] },
     egress: { defaultDeny: true, entries: [] },
-    revision: 2,
+    revision: 3,
   });
   assert.equal(await fromPod(), 'TIMEOUT');
 });
