@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { BpfMap, native } from '../../native/index.js';
 import { decodeFlowEvent, type FlowRecord } from '../datapath/flow-events.js';
-import { readMetrics } from '../datapath/endpoint-manager.js';
+import { readMetrics } from '../datapath/datapath-metrics.js';
 import { prefixFromKey } from '../datapath/ipcache.js';
 import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
 import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';

@@ -18,13 +18,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPF_ANY, type BpfObjectHandle, isBpfError, native, openObject, type RingBufferReaderHandle } from '../../native/index.js';
+import { BPF_ANY, type BpfObjectHandle, native, openObject, type RingBufferReaderHandle } from '../../native/index.js';
 import type { EndpointPolicy, IpcacheEntry } from '../policy/types.js';
 import { bpfObjectPath } from '../util/paths.js';
 import { decodeFlowEvent, type FlowRecord } from './flow-events.js';
 import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
-import { dropReasonName } from './drop-reasons.js';
-import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, Metric, PolicyKey, PolicyValue } from './maps.js';
+import { type DatapathMetrics, readMetrics } from './datapath-metrics.js';
+import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey, PolicyValue } from './maps.js';
+import { isMapFull, MapTransaction } from './map-transaction.js';
 import {
   diffPolicyMapState,
   type PolicyMapEntry,
@@ -186,31 +187,6 @@ function ipv4ToNumber(ip: string): number {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
   if (!m) throw new RangeError(`config.proxyIpv4: "${ip}" is not an IPv4 address`);
   return m.slice(1, 5).reduce((acc, x) => acc * 256 + Number(x), 0);
-}
-
-export interface DatapathMetrics {
-  drops: Array<{ direction: 'ingress' | 'egress'; reason: string; packets: bigint }>;
-  newConnections: Record<'ingress' | 'egress', { allowed: bigint; redirected: bigint }>;
-}
-
-/** Reads meshd_metrics (a per-CPU array) by fd. */
-export function readMetrics(fd: number): DatapathMetrics {
-  const cpus = native.numPossibleCpus();
-  const slot = (i: number): bigint => {
-    const raw = native.mapLookup(fd, u32key(i), 8 * cpus);
-    let sum = 0n;
-    for (let c = 0; raw && c < cpus; c += 1) sum += raw.readBigUInt64LE(c * 8);
-    return sum;
-  };
-  const drops: DatapathMetrics['drops'] = [];
-  for (const dir of [0, 1] as const) {
-    for (let reason = 1; reason < Metric.REASONS; reason += 1) {
-      const packets = slot(Metric.drop(dir, reason));
-      if (packets > 0n) drops.push({ direction: dir === 1 ? 'egress' : 'ingress', reason: dropReasonName(reason), packets });
-    }
-  }
-  const nc = (dir: 0 | 1) => ({ allowed: slot(Metric.newAllowed(dir)), redirected: slot(Metric.newRedirected(dir)) });
-  return { drops, newConnections: { ingress: nc(0), egress: nc(1) } };
 }
 
 export class EndpointManager {
@@ -471,55 +447,33 @@ export class EndpointManager {
       s.flags = prevFlags & flags;
       this.writeEndpoint(s);
     }
-    const done: Array<() => void> = [];
+    const tx = new MapTransaction();
     try {
       for (const op of ops) {
         if (op.op === 'put') {
-          const id = policyKeyId(op.entry.key);
-          const old = s.entries.get(id);
-          const key = encodePolicyKey(s.epId, op.entry.key);
-          const map = policyMapOf(op.entry.key);
-          native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(op.entry.value.verdict), pad: 0, proxy_port: op.entry.value.proxyPort, rule_id: 0 }), BPF_ANY);
-          s.entries.set(id, op.entry);
-          if (!old) this.policyCount[map] += 1;
-          done.push(() => {
-            if (old) {
-              native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
-              s.entries.set(id, old);
-            } else {
-              native.mapDelete(this.fds[map], key);
-              s.entries.delete(id);
-              this.policyCount[map] -= 1;
-            }
-          });
+          const v = op.entry.value;
+          tx.put(this.fds[policyMapOf(op.entry.key)], encodePolicyKey(s.epId, op.entry.key), PolicyValue.encode({ verdict: verdictCode(v.verdict), pad: 0, proxy_port: v.proxyPort, rule_id: 0 }));
         } else {
-          const id = policyKeyId(op.key);
-          const old = s.entries.get(id);
-          const key = encodePolicyKey(s.epId, op.key);
-          const map = policyMapOf(op.key);
-          native.mapDelete(this.fds[map], key);
-          s.entries.delete(id);
-          this.policyCount[map] -= 1;
-          if (old) {
-            done.push(() => {
-              native.mapUpdate(this.fds[map], key, PolicyValue.encode({ verdict: verdictCode(old.value.verdict), pad: 0, proxy_port: old.value.proxyPort, rule_id: 0 }), BPF_ANY);
-              s.entries.set(id, old);
-              this.policyCount[map] += 1;
-            });
-          }
+          tx.delete(this.fds[policyMapOf(op.key)], encodePolicyKey(s.epId, op.key), PolicyValue.size);
         }
       }
     } catch (e) {
-      for (const undo of done.reverse()) undo();
+      tx.rollback();
       s.flags = prevFlags;
       this.writeEndpoint(s);
-      const full = isBpfError(e) && (e.code === 'E2BIG' || e.code === 'ENOSPC' || e.code === 'ENOMEM');
       throw new DatapathError(
-        full ? 'MESHD_POLICY_MAP_FULL' : 'MESHD_MAP_WRITE_FAILED',
+        isMapFull(e) ? 'MESHD_POLICY_MAP_FULL' : 'MESHD_MAP_WRITE_FAILED',
         `policy of ${policy.endpointId} (revision ${policy.revision}) refused by the kernel (${e instanceof Error ? e.message : String(e)}); previous policy restored`,
         { endpointId: policy.endpointId, revision: policy.revision },
       );
     }
+    for (const op of ops) {
+      const key = op.op === 'put' ? op.entry.key : op.key;
+      const id = policyKeyId(key);
+      if (op.op === 'put' && !s.entries.has(id)) this.policyCount[policyMapOf(key)] += 1;
+      if (op.op === 'delete' && s.entries.has(id)) this.policyCount[policyMapOf(key)] -= 1;
+    }
+    s.entries = next;
     s.flags = flags;
     s.policyGen = (s.policyGen + 1) >>> 0;
     s.revision = policy.revision;
@@ -565,34 +519,20 @@ export class EndpointManager {
       }
     }
     if (ops.length === 0) return { puts: 0, deletes: 0, size: this.ipcache.size };
-    const done: Array<() => void> = [];
+    const tx = new MapTransaction();
     try {
       for (const op of ops) {
-        const key = ipcacheKey(op.prefix);
-        const map = ipcacheMapOf(op.prefix.bits, op.prefix.family);
-        const old = this.ipcache.get(op.prefix.cidr);
-        const restore = () => {
-          if (old === undefined) {
-            native.mapDelete(this.fds[map], key);
-            this.ipcache.delete(op.prefix.cidr);
-          } else {
-            native.mapUpdate(this.fds[map], key, IpcacheValue.encode({ identity: old.identity, flags: 0 }), BPF_ANY);
-            this.ipcache.set(op.prefix.cidr, old);
-          }
-        };
-        if (op.op === 'put') {
-          native.mapUpdate(this.fds[map], key, IpcacheValue.encode({ identity: op.identity, flags: 0 }), BPF_ANY);
-          this.ipcache.set(op.prefix.cidr, { identity: op.identity, map });
-        } else {
-          native.mapDelete(this.fds[map], key);
-          this.ipcache.delete(op.prefix.cidr);
-        }
-        done.push(restore);
+        const fd = this.fds[ipcacheMapOf(op.prefix.bits, op.prefix.family)];
+        if (op.op === 'put') tx.put(fd, ipcacheKey(op.prefix), IpcacheValue.encode({ identity: op.identity, flags: 0 }));
+        else tx.delete(fd, ipcacheKey(op.prefix), IpcacheValue.size);
       }
     } catch (e) {
-      for (const undo of done.reverse()) undo();
-      const full = isBpfError(e) && (e.code === 'E2BIG' || e.code === 'ENOSPC' || e.code === 'ENOMEM');
-      throw new IpcacheError(full ? 'MESHD_IPCACHE_FULL' : 'MESHD_IPCACHE_BAD_PREFIX', `ipcache update refused by the kernel (${e instanceof Error ? e.message : String(e)}); previous ipcache restored`);
+      tx.rollback();
+      throw new IpcacheError(isMapFull(e) ? 'MESHD_IPCACHE_FULL' : 'MESHD_IPCACHE_BAD_PREFIX', `ipcache update refused by the kernel (${e instanceof Error ? e.message : String(e)}); previous ipcache restored`);
+    }
+    for (const op of ops) {
+      if (op.op === 'put') this.ipcache.set(op.prefix.cidr, { identity: op.identity, map: ipcacheMapOf(op.prefix.bits, op.prefix.family) });
+      else this.ipcache.delete(op.prefix.cidr);
     }
     this.writeConfig(this.config, this.ipcacheGen() + 1);
     const deletes = ops.filter((o) => o.op === 'delete').length;
