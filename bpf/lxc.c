@@ -190,6 +190,11 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 			return meshd_drop(skb, &t, &c, -ret);
 		}
 		meshd_ct_touch(e, skb);
+		/* a reset ends the connection: its entry goes, the reset itself passes */
+		if (t.proto == MESHD_IPPROTO_TCP && (t.tcp_flags & MESHD_TCP_RST) && e->verdict != MESHD_VERDICT_REDIRECT) {
+			bpf_map_delete_elem(&meshd_ct, &k);
+			return TC_ACT_OK;
+		}
 		/* later packets of a connection handed to the proxy follow it there */
 		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_EGRESS) {
 			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);

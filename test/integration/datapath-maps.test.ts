@@ -117,6 +117,11 @@ test('conntrack keeps an allowed connection through an unrelated change and cuts
   const ct2 = dp.conntrack().find((c) => c.key.local_port === 41000);
   assert.ok(ct2 && ct2.entry.gen !== gen0, 're-evaluated once under the new generation');
   assert.equal(ct2.entry.packets, 3n);
+  // A reset (here from the peer) ends the connection and its entry; a new SYN starts over.
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 41002 }), TcAct.OK);
+  assert.ok(dp.conntrack().some((c) => c.key.local_port === 41002));
+  assert.equal(native.progTestRun(dp.programFds().toPod, buildFrame({ src: PEER, dst: POD, proto: 6, sport: 80, dport: 41002, tcpFlags: 0x04 })).retval, TcAct.OK);
+  assert.ok(!dp.conntrack().some((c) => c.key.local_port === 41002), 'the reset removed the entry');
   // Default deny with nothing for port 80: established packets are dropped and the entry removed.
   dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 81, endPort: 81 })], 3));
   assert.equal(verdictOf(dp, PEER, 80, { sport: 41000, flags: 0x10 }), TcAct.SHOT);
