@@ -296,7 +296,7 @@ default-deny L3/L4 policy allowing the flow (no L7). Client and server share one
 (unpinned, cross-CPU wake-ups made rounds bimodal). The machine is shared: the best
 round of each path (the least disturbed one) is compared; all rounds are listed.
 For scale: attaching a do-nothing tc program at the same four hooks cost about 2–3 %
-in a separate run; the rest of the difference is the datapath's own work (about 70 ns
+in a separate run; the rest of the difference is the datapath's own work (${base?.established ?? NaN} ns
 per established packet in the table above, four programs per round trip).
 
 | path | best round (round trips/s) | median | rounds |
