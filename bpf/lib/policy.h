@@ -6,9 +6,10 @@
  * identity, then for any identity (0), the hash and on a miss the trie.
  * Within one identity the longest prefix wins (an exact port, then a
  * covering port-range prefix, then any port, then any protocol); the agent
- * writes a DENY value into every allow key a deny covers, so a longer allow
- * never hides a shorter deny (src/datapath/policy-map-state.ts). Across the
- * two lookups DENY beats REDIRECT beats ALLOW. */
+ * copies a REDIRECT into every ALLOW key it covers and a DENY into every key
+ * it covers, so a longer key never hides a stronger shorter one
+ * (src/datapath/policy-map-state.ts). Across the two lookups DENY beats
+ * REDIRECT beats ALLOW. */
 #ifndef MESHD_LIB_POLICY_H
 #define MESHD_LIB_POLICY_H
 
