@@ -111,6 +111,6 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
       resources: r.resources.length,
       at: new Date(),
     };
-    this.recordSent(kind, st, info);
+    this.recordSent(kind, st, info, removed.length);
   }
 }

@@ -96,6 +96,7 @@ export abstract class StreamBase<Res, S extends BaseTypeState> {
     st.pending = undefined;
     const isNack = error !== undefined && ((error.code ?? 0) !== 0 || (error.message ?? '') !== '');
     if (!isNack) {
+      this.opts.log.info('ACK', { node: node.id, type: kind, version: info.version, nonce: info.nonce, mode: this.mode });
       this.opts.tracker.acked(node, kind, info);
       this.opts.metrics?.acks.inc({ type: kind });
       return;
@@ -116,7 +117,17 @@ export abstract class StreamBase<Res, S extends BaseTypeState> {
     }
   }
 
-  protected recordSent(kind: ResourceKind, st: S, info: ResponseInfo): void {
+  protected recordSent(kind: ResourceKind, st: S, info: ResponseInfo, removed = 0): void {
+    this.opts.log.info('response', {
+      node: this.node?.id,
+      type: kind,
+      version: info.version,
+      nonce: info.nonce,
+      resources: info.resources,
+      removed,
+      complete: info.complete,
+      mode: this.mode,
+    });
     st.sentVersion = info.version;
     st.nonce = info.nonce;
     st.pending = info;
