@@ -25,6 +25,13 @@ const commands: Record<string, Command> = {
       return results.some((r) => r.required && !r.ok) ? 1 : 0;
     },
   },
+  xds: {
+    summary: 'serve a JSON snapshot file to Envoy over xDS (meshd xds serve --snapshot FILE [--listen unix:PATH|HOST:PORT])',
+    async run(args) {
+      const { runXds } = await import('./xds.js');
+      return runXds(args);
+    },
+  },
 };
 
 function help(): string {
