@@ -14,6 +14,7 @@
  * INVALID_ARGUMENT. Streams are adapted to the handlers' ResponseSink; the
  * handlers hold all protocol state.
  */
+import { lstatSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { AckTracker, type NodeStatus } from './ack-tracker.js';
@@ -71,6 +72,14 @@ function statusError(code: grpc.status, details: string): Partial<grpc.StatusObj
   return Object.assign(new Error(details), { code, details });
 }
 
+function inode(path: string): number | undefined {
+  try {
+    return lstatSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface WaitForAckOptions {
   /** Types that must be ACKed (default: every type the snapshot has resources of). */
   kinds?: readonly ResourceKind[];
@@ -87,6 +96,7 @@ export class XdsServer {
   private readonly streams = new Set<{ close(): void }>();
   private readonly history = new Map<string, CachedSnapshot[]>();
   private bound: BoundAddress | undefined;
+  private socketIno: number | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(opts: XdsServerOptions = {}) {
@@ -203,7 +213,10 @@ export class XdsServer {
     const port = await new Promise<number>((res, rej) => {
       this.grpcServer.bindAsync(grpcTarget(a), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p)));
     });
-    if (a.kind === 'unix') restrictUnixSocket(a.path);
+    if (a.kind === 'unix') {
+      restrictUnixSocket(a.path);
+      this.socketIno = inode(a.path);
+    }
     const actual: ListenAddress = a.kind === 'unix' ? a : { ...a, port };
     this.bound = { address: actual, target: grpcTarget(actual) };
     this.log.info('xDS server listening', { target: this.bound.target });
@@ -263,16 +276,16 @@ export class XdsServer {
 
   /** Stops serving: ends every stream, closes the socket. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
+    this.closing ??= Promise.resolve().then(() => {
       for (const s of this.streams) s.close();
       this.streams.clear();
       this.grpcServer.forceShutdown();
       const b = this.bound;
-      if (b?.address.kind === 'unix') {
-        const { rmSync } = await import('node:fs');
+      // remove our socket, not one a successor server bound at the same path since
+      if (b?.address.kind === 'unix' && this.socketIno !== undefined && inode(b.address.path) === this.socketIno) {
         rmSync(b.address.path, { force: true });
       }
-    })();
+    });
     return this.closing;
   }
 }
