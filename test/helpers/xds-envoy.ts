@@ -35,6 +35,8 @@ export interface StartEnvoyOptions {
   mode: 'sotw' | 'delta';
   nodeId: string;
   logLevel?: string;
+  /** Use the per-type services (CDS, LDS) on separate streams instead of ADS. */
+  perType?: boolean;
   /** ms to wait for the admin address file. */
   startTimeoutMs?: number;
 }
@@ -44,11 +46,21 @@ function xdsClusterAddress(a: ListenAddress): Record<string, unknown> {
 }
 
 export function bootstrap(o: StartEnvoyOptions): Record<string, unknown> {
+  const apiType = o.mode === 'delta' ? 'DELTA_GRPC' : 'GRPC';
+  const perType = {
+    api_config_source: {
+      api_type: apiType,
+      transport_api_version: 'V3',
+      grpc_services: [{ envoy_grpc: { cluster_name: 'meshd-xds' } }],
+      set_node_on_first_message_only: true,
+    },
+    resource_api_version: 'V3',
+  };
   return {
     node: { id: o.nodeId, cluster: 'meshd-test' },
-    dynamic_resources: {
+    dynamic_resources: o.perType ? { cds_config: perType, lds_config: perType } : {
       ads_config: {
-        api_type: o.mode === 'delta' ? 'DELTA_GRPC' : 'GRPC',
+        api_type: apiType,
         transport_api_version: 'V3',
         grpc_services: [{ envoy_grpc: { cluster_name: 'meshd-xds' } }],
         set_node_on_first_message_only: true,
