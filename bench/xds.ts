@@ -1,5 +1,5 @@
 /**
- * npm run bench:xds [-- --json] [--mode sotw|delta|both] [--sizes 100,1000,10000] [--no-baseline]
+ * npm run bench:xds [-- --json] [--mode sotw|delta|both] [--sizes 100,1000,10000] [--repeat 3] [--no-baseline]
  *
  * For N = 100, 1,000 and 10,000 clusters, each with a matching TCP listener
  * (127.0.0.1, port 0, tcp_proxy to its cluster): the time from
@@ -8,6 +8,9 @@
  * and the server's heap afterwards (after a forced GC, snapshot held). A fresh
  * server and Envoy per N; Envoy is connected to an empty snapshot first, so
  * its start-up is not counted.
+ *
+ * Each measurement is repeated (--repeat, default 3, alternating modes) and
+ * the median is reported with the range: the machine is shared.
  *
  * Side by side: the same N clusters and listeners given to Envoy without a
  * control plane, in its bootstrap file (time from spawn until every listener
@@ -49,6 +52,8 @@ const sizes = (opt('--sizes') ?? '100,1000,10000').split(',').map((s) => {
   if (!Number.isInteger(n) || n <= 0) throw new Error(`--sizes: "${s}" is not a positive integer`);
   return n;
 });
+const repeat = Number(opt('--repeat') ?? '3');
+if (!Number.isInteger(repeat) || repeat <= 0) throw new Error(`--repeat: expected a positive integer, got "${opt('--repeat') ?? ''}"`);
 const log = (s: string): void => {
   (json ? process.stderr : process.stdout).write(`${s}\n`);
 };
@@ -90,6 +95,17 @@ function heapMb(): number {
   gc();
   gc();
   return process.memoryUsage().heapUsed / 1024 / 1024;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** "median (min–max)" or just the value when measured once. */
+function spread(xs: number[], digits = 0): string {
+  const m = median(xs).toFixed(digits);
+  return xs.length > 1 ? `${m} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : m;
 }
 
 interface Row {
@@ -186,22 +202,26 @@ async function main(): Promise<void> {
   const version = await envoyVersion(envoy.path);
   log(`meshd xDS benchmark: Envoy ${version}, ${cpus().length} CPUs, Node ${process.version}, N = ${sizes.join(', ')}`);
   const rows: Row[] = [];
-  for (const mode of modes) {
+  const statics = new Map<number, number[]>();
+  const emptyStarts: number[] = [];
+  for (let round = 1; round <= repeat; round++) {
+    log(`round ${round}/${repeat}`);
     for (const n of sizes) {
-      const r = await runXds(n, mode);
-      rows.push(r);
-      log(`  ${mode.padEnd(5)} N=${String(n).padStart(6)}  ACK after ${r.ackMs.toFixed(0).padStart(7)} ms (setSnapshot ${r.setMs.toFixed(0)} ms)  heap ${r.heapMb.toFixed(1)} MB`);
+      for (const mode of modes) {
+        const r = await runXds(n, mode);
+        rows.push(r);
+        log(`  ${mode.padEnd(6)} N=${String(n).padStart(6)}  ACK after ${r.ackMs.toFixed(0).padStart(7)} ms (setSnapshot ${r.setMs.toFixed(0)} ms)  heap ${r.heapMb.toFixed(1)} MB`);
+      }
+      if (baseline) {
+        const ms = await runStatic(n);
+        statics.set(n, [...(statics.get(n) ?? []), ms]);
+        log(`  static N=${String(n).padStart(6)}  all listeners active ${ms.toFixed(0).padStart(7)} ms after spawn`);
+      }
     }
+    if (baseline) emptyStarts.push(await runStatic(0));
   }
-  const statics = new Map<number, number>();
-  let emptyStart = NaN;
-  if (baseline) {
-    emptyStart = await runStatic(0);
-    for (const n of sizes) {
-      statics.set(n, await runStatic(n));
-      log(`  static N=${String(n).padStart(6)}  all listeners active ${statics.get(n)?.toFixed(0).padStart(7)} ms after spawn`);
-    }
-  }
+  const of = (n: number, m: string): Row[] => rows.filter((r) => r.n === n && r.mode === m);
+  const emptyStart = median(emptyStarts);
 
   const header = ['N', ...modes.map((m) => `${m}: set → ACK (ms)`), ...modes.map((m) => `${m}: of which setSnapshot (ms)`), ...modes.map((m) => `${m}: heap (MB)`), ...(baseline ? ['static bootstrap: spawn → listeners active (ms)'] : [])];
   const table = [
@@ -209,13 +229,13 @@ async function main(): Promise<void> {
     `| ${header.map(() => '---').join(' | ')} |`,
     ...sizes.map((n) => {
       const cells = [String(n)];
-      for (const m of modes) cells.push(rows.find((r) => r.n === n && r.mode === m)?.ackMs.toFixed(0) ?? '');
-      for (const m of modes) cells.push(rows.find((r) => r.n === n && r.mode === m)?.setMs.toFixed(0) ?? '');
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.ackMs)));
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.setMs)));
       for (const m of modes) {
-        const r = rows.find((x) => x.n === n && x.mode === m);
-        cells.push(r ? `${r.heapMb.toFixed(1)} (before: ${r.baseHeapMb.toFixed(1)})` : '');
+        const rs = of(n, m);
+        cells.push(`${median(rs.map((r) => r.heapMb)).toFixed(1)} (before: ${median(rs.map((r) => r.baseHeapMb)).toFixed(1)})`);
       }
-      if (baseline) cells.push(statics.get(n)?.toFixed(0) ?? '');
+      if (baseline) cells.push(spread(statics.get(n) ?? []));
       return `| ${cells.join(' | ')} |`;
     }),
   ];
@@ -229,7 +249,7 @@ async function main(): Promise<void> {
     'How long the xDS server takes to get N clusters and N matching listeners',
     'into a real Envoy, and what holding them costs the server. Produced by',
     '`npm run bench:xds` (bench/xds.ts); numbers from the last run, on the',
-    'development machine (shared, 2 CPUs: expect noise of tens of percent).',
+    `development machine (shared by several people, 2 CPUs: noisy). Each cell is the median of ${repeat} run(s) with the range in parentheses.`,
     '',
     `Envoy ${version} (\`--concurrency 1\`), Node ${process.version}, ${cpus().length} CPUs, ${new Date().toISOString().slice(0, 10)}.`,
     '',
@@ -265,10 +285,9 @@ async function main(): Promise<void> {
 
   if (json) {
     for (const m of modes) {
-      const mine = rows.filter((r) => r.mode === m);
       const out = {
-        ack_ms: Object.fromEntries(mine.map((r) => [String(r.n), Math.round(r.ackMs)])),
-        heap_mb: Object.fromEntries(mine.map((r) => [String(r.n), Math.round(r.heapMb * 10) / 10])),
+        ack_ms: Object.fromEntries(sizes.map((n) => [String(n), Math.round(median(of(n, m).map((r) => r.ackMs)))])),
+        heap_mb: Object.fromEntries(sizes.map((n) => [String(n), Math.round(median(of(n, m).map((r) => r.heapMb)) * 10) / 10])),
         mode: m,
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -80,6 +80,13 @@ function inode(path: string): number | undefined {
   }
 }
 
+interface SnapshotSummary {
+  version: string;
+  seq: number;
+  typeVersions: Readonly<Record<ResourceKind, string>>;
+  nonEmpty: ReadonlySet<ResourceKind>;
+}
+
 export interface WaitForAckOptions {
   /** Types that must be ACKed (default: every type the snapshot has resources of). */
   kinds?: readonly ResourceKind[];
@@ -94,7 +101,8 @@ export class XdsServer {
   readonly log: XdsLogger;
   private readonly grpcServer: grpc.Server;
   private readonly streams = new Set<{ close(): void }>();
-  private readonly history = new Map<string, CachedSnapshot[]>();
+  /** Recent snapshots per group, without their resources (waitForAck looks versions up here). */
+  private readonly history = new Map<string, SnapshotSummary[]>();
   private bound: BoundAddress | undefined;
   private socketIno: number | undefined;
   private closing: Promise<void> | undefined;
@@ -106,7 +114,8 @@ export class XdsServer {
     this.grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
     this.cache.onSnapshot((group, snap) => {
       const h = this.history.get(group) ?? [];
-      h.push(snap);
+      const nonEmpty = new Set(KIND_ORDER.filter((k) => snap.snapshot.types[k].items.size > 0));
+      h.push({ version: snap.snapshot.version, seq: snap.seq, typeVersions: snap.typeVersions, nonEmpty });
       if (h.length > 64) h.shift();
       this.history.set(group, h);
       this.tracker.changed();
@@ -254,9 +263,9 @@ export class XdsServer {
       nodeId,
       (s) => {
         const h = this.history.get(this.cache.nodeGroup(s.node)) ?? [];
-        const target = [...h].reverse().find((x) => x.snapshot.version === snapshotVersion);
+        const target = [...h].reverse().find((x) => x.version === snapshotVersion);
         if (!target) return false;
-        const kinds = opts.kinds ?? KIND_ORDER.filter((k) => target.snapshot.types[k].items.size > 0);
+        const kinds = opts.kinds ?? KIND_ORDER.filter((k) => target.nonEmpty.has(k));
         for (const k of kinds) {
           const t = s.types[k];
           const acked = t?.acked;
