@@ -276,8 +276,9 @@ async function main(): Promise<void> {
     '',
     'Reading it: the server side (encode, hash, send) is a small part of the time;',
     'most of it is Envoy building clusters and listeners, which it also has to do',
-    'from a file. Delta and SotW send the same bytes for a first full push;',
-    'delta pays off on later small changes (only changed resources travel).',
+    'from a file. A first full push carries the same resources in both modes',
+    '(delta adds a name and a version to each); delta pays off on later small',
+    'changes, where only changed resources travel.',
     '',
   ].join('\n');
   writeFileSync(repoPath('docs', 'benchmarks', 'xds.md'), md);
