@@ -135,15 +135,22 @@ export function consistencyProblems(snap: Snapshot): string[] {
     }
   }
   for (const c of snap.types.clusters.items.values()) {
-    if (c.json.type !== 'EDS') continue;
-    const eds = c.json.eds_cluster_config ?? c.json.edsClusterConfig;
-    const service = isRecord(eds) ? (eds.service_name ?? eds.serviceName) : undefined;
-    const name = typeof service === 'string' && service !== '' ? service : c.name;
+    const name = edsServiceName(c.json);
+    if (name === undefined) continue;
     if (!endpoints.has(name)) {
       problems.push(`clusters[${JSON.stringify(c.name)}]: EDS load assignment "${name}" is not in the snapshot`);
     }
   }
   return problems;
+}
+
+/** The load assignment an EDS cluster asks for (eds_cluster_config.service_name, else its name); undefined for other clusters. */
+export function edsServiceName(cluster: Readonly<Record<string, unknown>>): string | undefined {
+  if (cluster.type !== 'EDS') return undefined;
+  const eds = cluster.eds_cluster_config ?? cluster.edsClusterConfig;
+  const service = isRecord(eds) ? (eds.service_name ?? eds.serviceName) : undefined;
+  if (typeof service === 'string' && service !== '') return service;
+  return typeof cluster.name === 'string' ? cluster.name : undefined;
 }
 
 export function checkConsistency(snap: Snapshot): void {

@@ -128,3 +128,19 @@ test('delta/ADS make-before-break: removed clusters are withheld until listeners
   assert.deepEqual(h.sent[3]?.removed_resources, ['b']);
   assert.equal(h.sent[3]?.system_version_info, 'v2');
 });
+
+test('delta: when an EDS cluster the client has changes, its unchanged load assignment is sent again', () => {
+  const h = harness();
+  h.cache.setSnapshot('n1', basicSnapshot('v1'));
+  h.req({ node, type_url: TYPE_URL.clusters });
+  h.req({ type_url: TYPE_URL.endpoints, resource_names_subscribe: ['a'] });
+  for (const r of [...h.sent]) h.req({ type_url: r.type_url, response_nonce: r.nonce });
+  h.sent.length = 0;
+  const v2 = basicSnapshot('v2');
+  v2.resources.clusters = [{ ...cluster('a', true), connect_timeout: '2s' }, cluster('b')];
+  h.cache.setSnapshot('n1', v2);
+  assert.deepEqual(
+    h.sent.map((r) => `${r.type_url.split('.').pop()} +${r.resources.map((x) => x.name).join(',')}`),
+    ['Cluster +a', 'ClusterLoadAssignment +a'],
+  );
+});

@@ -11,6 +11,7 @@
  */
 import type { ResponseInfo } from './ack-tracker.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from './messages.js';
+import { edsServiceName } from './snapshot.js';
 import { type BaseTypeState, StreamBase, isNonEmpty } from './stream.js';
 import { REMOVAL_WAITS_FOR, type ResourceKind, TYPE_URL } from './type-urls.js';
 import type { DeltaWatchResponse } from './watch.js';
@@ -91,6 +92,11 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
       st.held = true;
       if (r.resources.length === 0) return; // nothing else to say yet; releaseHeld() re-watches
     }
+    // EDS clusters the client had and that change now: Envoy re-creates them
+    // and keeps them warming until it gets their load assignment, but a delta
+    // client does not ask again for a name it is already subscribed to.
+    const reloaded =
+      kind === 'clusters' ? r.resources.filter((x) => st.known.has(x.name)).flatMap((x) => edsServiceName(x.json) ?? []) : [];
     const version = complete ? r.version : `${r.version}+keep`;
     const nonce = this.nextNonce();
     this.opts.sink.send({
@@ -112,5 +118,21 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
       at: new Date(),
     };
     this.recordSent(kind, st, info, removed.length);
+    if (reloaded.length > 0) this.resendEndpoints(reloaded);
+  }
+
+  /** Makes the next endpoints response carry these load assignments even if unchanged. */
+  private resendEndpoints(names: string[]): void {
+    const eds = this.states.get('endpoints');
+    if (!eds) return;
+    let forced = false;
+    for (const n of names) {
+      if (eds.wildcard || eds.names.has(n)) forced = eds.known.delete(n) || forced;
+    }
+    // an open watch was computed against the old `known`: re-open it (it answers at once)
+    if (forced && eds.watch && !eds.pending && !eds.held) {
+      this.cancelWatch(eds);
+      this.watch('endpoints', eds);
+    }
   }
 }

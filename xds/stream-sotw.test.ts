@@ -137,3 +137,16 @@ test('SotW/ADS make-before-break: a removed cluster stays until listeners and ro
   assert.equal(h.sent[3]?.version_info, 'v2');
   assert.equal(h.sent[3]?.resources.length, 2, 'b removed last');
 });
+
+test('SotW: a second request with an already answered nonce is a re-request and gets an answer (Envoy re-creating a cluster)', () => {
+  const h = harness();
+  h.cache.setSnapshot('n1', basicSnapshot('v1'));
+  h.req({ node, type_url: TYPE_URL.endpoints, resource_names: ['a'] });
+  const nonce = h.sent[0]?.nonce;
+  h.req({ type_url: TYPE_URL.endpoints, resource_names: ['a'], version_info: 'v1', response_nonce: nonce });
+  assert.equal(h.sent.length, 1, 'the ACK is not answered');
+  h.req({ type_url: TYPE_URL.endpoints, resource_names: ['a'], version_info: 'v1', response_nonce: nonce });
+  assert.equal(h.sent.length, 2, 'the re-request is');
+  assert.equal(h.sent[1]?.version_info, 'v1');
+  assert.equal(h.sent[1]?.resources.length, 1);
+});

@@ -49,7 +49,17 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
       };
       this.states.set(kind, st);
     }
-    if (isNonEmpty(req.response_nonce)) this.settle(kind, st, req.error_detail);
+    if (isNonEmpty(req.response_nonce)) {
+      if (st.pending) {
+        this.settle(kind, st, req.error_detail);
+      } else {
+        // The latest response was already ACKed or NACKed: this is a new
+        // request for what the client already has. Envoy sends one when it
+        // re-creates a cluster (its EDS watch is dropped and re-added) and
+        // keeps the cluster warming until it gets an answer, so answer it.
+        st.sentSubscription = '';
+      }
+    }
 
     const names = req.resource_names.filter((n) => n !== '*');
     st.wildcard = req.resource_names.includes('*') || (req.resource_names.length === 0 && WILDCARD_KINDS.has(kind));

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { type Server, createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -299,4 +300,18 @@ export async function envoyBehaviour(t: TestContext, mode: 'sotw' | 'delta', tra
   assert.deepEqual(await httpGet(l1, '/a'), { status: 200, body: 'A /a' });
   assert.equal(connects, 1);
   assert.equal(log.entries.filter((e) => e.msg.includes('NACK')).length, 1);
+
+  // an EDS cluster whose own config changes while its endpoints do not: Envoy
+  // re-creates it and must not get stuck warming, waiting for an EDS answer
+  const t5 = Date.now();
+  server.setSnapshot(nodeId, {
+    version: 'v5',
+    resources: { ...v2.resources, clusters: [{ ...edsCluster('a'), connect_timeout: '2s' }, edsCluster('b')], listeners: [listener('l1', 'r1'), listener('l3', 'r1')] },
+  });
+  await server.waitForAck(nodeId, 'v5', { timeoutMs: 15_000 }).catch((e: unknown) => assert.fail(`${String(e)}${JSON.stringify(server.status(nodeId))}\n${log.entries.slice(-12).map((x) => JSON.stringify(x)).join('\n')}${failMsg()}`));
+  const clustersDump = await dumpSection(envoy, 'ClustersConfigDump');
+  for (let i = 0; i < 100 && arr(get(await dumpSection(envoy, 'ClustersConfigDump'), 'dynamic_warming_clusters')).length > 0; i++) await sleep(20);
+  assert.deepEqual(arr(get(await dumpSection(envoy, 'ClustersConfigDump'), 'dynamic_warming_clusters')), [], `no cluster left warming: ${JSON.stringify(clustersDump)}`);
+  assert.deepEqual(await httpGet(l1, '/a'), { status: 200, body: 'A /a' });
+  assert.ok(Date.now() - t5 < 5000, 'applied without waiting for an EDS fetch timeout');
 }
