@@ -144,3 +144,13 @@ test('delta: when an EDS cluster the client has changes, its unchanged load assi
     ['Cluster +a', 'ClusterLoadAssignment +a'],
   );
 });
+
+test('delta: subscribing again to a name the client has asks for it again', () => {
+  const h = harness();
+  h.cache.setSnapshot('n1', basicSnapshot('v1'));
+  h.req({ node, type_url: TYPE_URL.endpoints, resource_names_subscribe: ['a'] });
+  h.req({ type_url: TYPE_URL.endpoints, response_nonce: h.sent[0]?.nonce });
+  assert.equal(h.sent.length, 1);
+  h.req({ type_url: TYPE_URL.endpoints, resource_names_subscribe: ['a'] });
+  assert.deepEqual(names(h.sent[1]), ['a']);
+});

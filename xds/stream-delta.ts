@@ -29,6 +29,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
     const kind = this.admit(req.node, req.type_url);
     if (!kind) return;
     let st = this.states.get(kind);
+    const first = !st;
     if (!st) {
       st = {
         // legacy wildcard: a first request that names nothing wants everything
@@ -48,8 +49,14 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
 
     // Subscription changes count whatever the nonce says.
     for (const n of req.resource_names_subscribe) {
-      if (n === '*') st.wildcard = true;
-      else st.names.add(n);
+      if (n === '*') {
+        st.wildcard = true;
+      } else {
+        st.names.add(n);
+        // subscribing to a name again asks for it again (after the first
+        // request, where initial_resource_versions say what the client has)
+        if (!first) st.known.delete(n);
+      }
     }
     for (const n of req.resource_names_unsubscribe) {
       if (n === '*') st.wildcard = false;
