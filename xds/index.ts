@@ -17,6 +17,7 @@ export { DEFAULT_LISTEN, parseListenAddress, type ListenAddress } from './listen
 export { MemoryLogger, stderrLogger, type LogFields, type XdsLogger } from './log.js';
 export { deltaCodec, sotwCodec, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from './messages.js';
 export { XdsMetrics } from './metrics.js';
+export { protoIncludeDirs, skippedProtoFiles, xdsProtos } from './protos.js';
 export { ResourceCodec, contentVersion, type AnyMessage } from './resource-codec.js';
 export { XdsServer, type BoundAddress, type WaitForAckOptions, type XdsServerOptions } from './server.js';
 export { buildSnapshot, checkConsistency, consistencyProblems, snapshotCounts, type Snapshot, type SnapshotInput, type SnapshotResource } from './snapshot.js';

@@ -20,7 +20,7 @@ import type { Registry } from 'prom-client';
 import { AckTracker, type NodeStatus } from './ack-tracker.js';
 import { type CachedSnapshot, SnapshotCache, type SnapshotCacheOptions } from './cache.js';
 import { XdsError } from './errors.js';
-import { type ListenAddress, grpcTarget, parseListenAddress, prepareUnixSocket, restrictUnixSocket } from './listen.js';
+import { DEFAULT_LISTEN, type ListenAddress, grpcTarget, parseListenAddress, prepareUnixSocket, restrictUnixSocket } from './listen.js';
 import { type XdsLogger, stderrLogger } from './log.js';
 import { type MessageCodec, deltaCodec, sotwCodec } from './messages.js';
 import { XdsMetrics } from './metrics.js';
@@ -212,10 +212,10 @@ export class XdsServer {
   }
 
   /**
-   * Starts serving. `unix:PATH` (socket mode 0600, directory created, stale
+   * Starts serving (default: unix:/run/meshd/xds.sock). `unix:PATH` (socket mode 0600, directory created, stale
    * socket replaced) or a loopback `HOST:PORT` (port 0 picks one).
    */
-  async listen(address: string | ListenAddress): Promise<BoundAddress> {
+  async listen(address: string | ListenAddress = DEFAULT_LISTEN): Promise<BoundAddress> {
     if (this.bound) throw new XdsError('LISTEN_ADDRESS', `already listening on ${this.bound.target}`);
     const a = typeof address === 'string' ? parseListenAddress(address) : address;
     if (a.kind === 'unix') await prepareUnixSocket(a.path);
