@@ -57,9 +57,9 @@ export class SnapshotCache implements WatchSource {
    * On any error the previous snapshot stays in force.
    */
   setSnapshot(group: string, input: Snapshot | SnapshotInput, opts: { skipConsistency?: boolean } = {}): CachedSnapshot {
-    const snapshot = 'types' in input ? input : buildSnapshot(input);
-    if (!opts.skipConsistency) checkConsistency(snapshot);
     const prev = this.snapshots.get(group);
+    const snapshot = 'types' in input ? input : buildSnapshot(input, undefined, prev?.snapshot);
+    if (!opts.skipConsistency) checkConsistency(snapshot);
     const typeVersions = {} as Record<ResourceKind, string>;
     for (const kind of KIND_ORDER) {
       const prevVersion = prev?.typeVersions[kind];

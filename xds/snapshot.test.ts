@@ -35,3 +35,13 @@ test('consistency: an EDS cluster may name its load assignment with eds_cluster_
   input.resources.endpoints = [cla('svc-a')];
   assert.deepEqual(consistencyProblems(buildSnapshot(input)), []);
 });
+
+test('buildSnapshot with a previous snapshot reuses the encoding of unchanged resources only', () => {
+  const s1 = buildSnapshot(basicSnapshot('v1'));
+  const input = basicSnapshot('v2');
+  input.resources.clusters = [cluster('a', true), { ...cluster('b'), connect_timeout: '3s' }];
+  const s2 = buildSnapshot(input, undefined, s1);
+  assert.equal(s2.types.clusters.items.get('a')?.any, s1.types.clusters.items.get('a')?.any, 'unchanged: same encoding object');
+  assert.notEqual(s2.types.clusters.items.get('b')?.version, s1.types.clusters.items.get('b')?.version, 'changed: encoded again');
+  assert.deepEqual(s2, buildSnapshot(input), 'same result as a fresh build');
+});

@@ -25,6 +25,8 @@ export interface SnapshotResource {
   readonly any: AnyMessage;
   /** The JSON it was built from (read-only by convention). */
   readonly json: Readonly<Record<string, unknown>>;
+  /** Hash of the JSON text: lets the next build reuse the encoding of an unchanged resource. */
+  readonly source: string;
 }
 
 export interface SnapshotTypeSet {
@@ -58,8 +60,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /**
  * Encodes every resource. Collects every problem of every resource (paths
  * like `resources.clusters[2].connect_timeout`) and throws once: SNAPSHOT_INVALID.
+ * With `previous`, a resource whose JSON text is unchanged reuses its
+ * encoding instead of being encoded again (the common case for an agent that
+ * republishes the whole set on every change).
  */
-export function buildSnapshot(input: SnapshotInput, codec: ResourceCodec = defaultCodec()): Snapshot {
+export function buildSnapshot(input: SnapshotInput, codec: ResourceCodec = defaultCodec(), previous?: Snapshot): Snapshot {
   const problems: string[] = [];
   if (typeof input.version !== 'string' || input.version === '') problems.push('version: must be a non-empty string');
   const types = {} as Record<ResourceKind, SnapshotTypeSet>;
@@ -86,8 +91,14 @@ export function buildSnapshot(input: SnapshotInput, codec: ResourceCodec = defau
         return;
       }
       try {
+        const source = createHash('sha256').update(JSON.stringify(r)).digest('base64');
+        const prev = previous?.types[kind].items.get(name);
+        if (prev && prev.source === source) {
+          items.set(name, { ...prev, json: r });
+          return;
+        }
         const any = codec.pack(r, path);
-        items.set(name, { name, version: contentVersion(any), any, json: r });
+        items.set(name, { name, version: contentVersion(any), any, json: r, source });
       } catch (e) {
         if (e instanceof XdsError) problems.push(...e.problems);
         else throw e;
