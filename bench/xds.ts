@@ -114,6 +114,8 @@ interface Row {
   ackMs: number;
   /** setSnapshot() alone: encode, hash, check, queue the responses. */
   setMs: number;
+  /** Then one cluster of N changes: setSnapshot → ACK. */
+  updateMs: number;
   heapMb: number;
   baseHeapMb: number;
 }
@@ -138,7 +140,17 @@ async function runXds(n: number, mode: 'sotw' | 'delta'): Promise<Row> {
     const stats = await envoy.admin('/stats?filter=listener_manager.total_listeners_active$');
     const active = Number(/total_listeners_active: (\d+)/.exec(stats)?.[1]);
     if (active !== n) throw new Error(`Envoy ACKed but has ${active} active listeners, expected ${n}`);
-    return { n, mode, ackMs, setMs, heapMb: heapMb(), baseHeapMb };
+    const heap = heapMb();
+
+    // a small change: one cluster's connect_timeout (SotW resends all N clusters, delta one)
+    const changed = resources(n);
+    const first = changed.clusters[0];
+    if (first) first.connect_timeout = '2s';
+    const t1 = performance.now();
+    server.setSnapshot(nodeId, { version: `n${n}-u`, resources: changed });
+    await server.waitForAck(nodeId, `n${n}-u`, { kinds: ['clusters'], timeoutMs: 600_000 });
+    const updateMs = performance.now() - t1;
+    return { n, mode, ackMs, setMs, updateMs, heapMb: heap, baseHeapMb };
   } catch (e) {
     throw new Error(`${mode} N=${n}: ${String(e)}\n${envoy?.logs().slice(-2000) ?? ''}`);
   } finally {
@@ -210,7 +222,9 @@ async function main(): Promise<void> {
       for (const mode of modes) {
         const r = await runXds(n, mode);
         rows.push(r);
-        log(`  ${mode.padEnd(6)} N=${String(n).padStart(6)}  ACK after ${r.ackMs.toFixed(0).padStart(7)} ms (setSnapshot ${r.setMs.toFixed(0)} ms)  heap ${r.heapMb.toFixed(1)} MB`);
+        log(
+          `  ${mode.padEnd(6)} N=${String(n).padStart(6)}  ACK after ${r.ackMs.toFixed(0).padStart(7)} ms (setSnapshot ${r.setMs.toFixed(0)} ms)  heap ${r.heapMb.toFixed(1)} MB  1-cluster update ACKed after ${r.updateMs.toFixed(0)} ms`,
+        );
       }
       if (baseline) {
         const ms = await runStatic(n);
@@ -223,7 +237,7 @@ async function main(): Promise<void> {
   const of = (n: number, m: string): Row[] => rows.filter((r) => r.n === n && r.mode === m);
   const emptyStart = median(emptyStarts);
 
-  const header = ['N', ...modes.map((m) => `${m}: set → ACK (ms)`), ...modes.map((m) => `${m}: of which setSnapshot (ms)`), ...modes.map((m) => `${m}: heap (MB)`), ...(baseline ? ['static bootstrap: spawn → listeners active (ms)'] : [])];
+  const header = ['N', ...modes.map((m) => `${m}: set → ACK (ms)`), ...modes.map((m) => `${m}: of which setSnapshot (ms)`), ...modes.map((m) => `${m}: heap (MB)`), ...modes.map((m) => `${m}: 1 cluster changed → ACK (ms)`), ...(baseline ? ['static bootstrap: spawn → listeners active (ms)'] : [])];
   const table = [
     `| ${header.join(' | ')} |`,
     `| ${header.map(() => '---').join(' | ')} |`,
@@ -235,6 +249,7 @@ async function main(): Promise<void> {
         const rs = of(n, m);
         cells.push(`${median(rs.map((r) => r.heapMb)).toFixed(1)} (before: ${median(rs.map((r) => r.baseHeapMb)).toFixed(1)})`);
       }
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.updateMs)));
       if (baseline) cells.push(spread(statics.get(n) ?? []));
       return `| ${cells.join(' | ')} |`;
     }),
@@ -260,6 +275,10 @@ async function main(): Promise<void> {
     '  endpoint); after the ACK the run checks that Envoy has N active listeners.',
     '- **of which setSnapshot**: the server\'s synchronous share: encoding, hashing,',
     '  the consistency check and queueing the responses.',
+    '- **1 cluster changed → ACK**: afterwards, a snapshot where one cluster\'s',
+    '  connect_timeout changed, until Envoy ACKed CDS (SotW sends all N clusters',
+    '  again and Envoy compares them; delta sends the one). Unchanged resources',
+    '  reuse their encoding, so the server side is mostly hashing.',
     '- **heap**: the server process\'s V8 heap after a forced GC with the snapshot',
     '  held (before: the same just before setSnapshot, an Envoy connected to an',
     '  empty snapshot). It is the whole process: the loaded Envoy protos (~20 MB)',
