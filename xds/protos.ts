@@ -11,7 +11,7 @@
  * Field names keep their proto spelling (snake_case), the shape Envoy prints
  * in /config_dump.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 import protobuf from 'protobufjs';
@@ -58,6 +58,33 @@ function wantedFiles(envoyApi: string): string[] {
     });
 }
 
+const IMPORT_RE = /^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;/gm;
+
+/**
+ * The first import (transitively) of `file` that no include directory has,
+ * or undefined. Files are checked before loading because a failed load
+ * leaves half-defined types in the root that break later, valid files.
+ */
+function missingImport(file: string, dirs: string[], seen: Map<string, string | undefined>): string | undefined {
+  if (seen.has(file)) return seen.get(file);
+  seen.set(file, undefined); // cycles: assume fine while visiting
+  if (file.startsWith('google/protobuf/')) return undefined; // protobufjs ships these
+  const path = dirs.map((d) => join(d, file)).find((p) => existsSync(p));
+  let missing: string | undefined;
+  if (!path) {
+    missing = file;
+  } else {
+    for (const m of readFileSync(path, 'utf8').matchAll(IMPORT_RE)) {
+      const dep = m[1];
+      if (dep === undefined) continue;
+      missing = missingImport(dep, dirs, seen);
+      if (missing !== undefined) break;
+    }
+  }
+  seen.set(file, missing);
+  return missing;
+}
+
 let cached: { root: protobuf.Root; skipped: string[] } | undefined;
 
 /**
@@ -81,7 +108,13 @@ export function xdsProtos(): protobuf.Root {
     return target;
   };
   const skipped: string[] = [];
+  const seen = new Map<string, string | undefined>();
   for (const f of wantedFiles(envoyApi)) {
+    const missing = missingImport(f, dirs, seen);
+    if (missing !== undefined) {
+      skipped.push(`${f}: needs ${missing}, which is not shipped`);
+      continue;
+    }
     try {
       root.loadSync(f, { keepCase: true });
     } catch (e) {

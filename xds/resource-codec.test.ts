@@ -134,3 +134,22 @@ test('pack: Struct, Value and wrapper types follow the proto3 JSON mapping', () 
   );
   assert.deepEqual(back.per_connection_buffer_limit_bytes, { value: 32768 });
 });
+
+test('pack: commonly used extensions are in the schema (stdout access log, RBAC, original_dst, TLS)', () => {
+  for (const t of [
+    'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+    'envoy.extensions.filters.http.rbac.v3.RBAC',
+    'envoy.extensions.filters.network.rbac.v3.RBAC',
+    'envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
+    'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  ]) {
+    assert.ok(codec.typeOf(t), t);
+  }
+  const any = codec.pack({
+    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    stat_prefix: 'x',
+    access_log: [{ name: 'stdout', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog' } }],
+  });
+  assert.ok(any.value.length > 0);
+});
