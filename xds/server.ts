@@ -111,7 +111,12 @@ export class XdsServer {
     this.cache = opts.cache ?? new SnapshotCache(opts);
     this.log = opts.log ?? stderrLogger;
     this.metrics = new XdsMetrics(opts.registry);
-    this.grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    this.grpcServer = new grpc.Server({
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      // notice a peer that vanished without closing (TCP): its streams and watches are released
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    });
     this.cache.onSnapshot((group, snap) => {
       const h = this.history.get(group) ?? [];
       const nonEmpty = new Set(KIND_ORDER.filter((k) => snap.snapshot.types[k].items.size > 0));
