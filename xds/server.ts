@@ -25,7 +25,7 @@ import { type XdsLogger, stderrLogger } from './log.js';
 import { type MessageCodec, deltaCodec, sotwCodec } from './messages.js';
 import { XdsMetrics } from './metrics.js';
 import { xdsProtos } from './protos.js';
-import type { Snapshot, SnapshotInput } from './snapshot.js';
+import { type Snapshot, type SnapshotInput, snapshotCounts } from './snapshot.js';
 import { DeltaStream } from './stream-delta.js';
 import { SotwStream } from './stream-sotw.js';
 import type { ResponseSink, StreamFailure } from './stream.js';
@@ -242,9 +242,11 @@ export class XdsServer {
     try {
       const snap = this.cache.setSnapshot(group, input);
       this.metrics.snapshots.inc({ result: 'published' });
+      this.log.info('snapshot published', { group, version: snap.snapshot.version, ...snapshotCounts(snap.snapshot) });
       return snap;
     } catch (e) {
       this.metrics.snapshots.inc({ result: 'rejected' });
+      this.log.warn('snapshot rejected', { group, code: e instanceof XdsError ? e.code : 'ERROR', message: e instanceof Error ? e.message : String(e) });
       throw e;
     }
   }
