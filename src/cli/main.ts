@@ -46,6 +46,13 @@ const commands: Record<string, Command> = {
       return runLb(args);
     },
   },
+  datapath: {
+    summary: 'endpoints, policy and ipcache sizes, conntrack, and live flow events of the endpoint datapath (datapath status|flows [--pin-dir DIR] [-o json])',
+    async run(args) {
+      const { runDatapath } = await import('./datapath.js');
+      return runDatapath(args);
+    },
+  },
   cni: {
     summary: 'install or uninstall the CNI configuration and the meshd-cni plugin (cni --help)',
     async run(args) {

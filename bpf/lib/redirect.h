@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Hand a connection to the node proxy's transparent listener with
+ * bpf_sk_assign (tc ingress only). The original destination stays in the
+ * packet, so the proxy's accepted socket reports it from getsockname().
+ *
+ * Order matters: first the socket for the packet's own tuple (an already
+ * accepted or half-open connection of the proxy: every packet after the SYN
+ * needs it), then the listener on (proxy address, proxy port). Delivery
+ * needs the proxy mark plus policy routing (`ip rule fwmark <mark>/<mask>
+ * lookup T`, `local 0.0.0.0/0 dev lo table T`); the listener needs
+ * IP_TRANSPARENT. No listener means the flow cannot be inspected, so it is
+ * dropped (fail closed), never passed. */
+#ifndef MESHD_LIB_REDIRECT_H
+#define MESHD_LIB_REDIRECT_H
+
+#include "datapath.h"
+#include "drop_reasons.h"
+#include "parse.h"
+
+#define MESHD_BPF_TCP_LISTEN 10
+
+static __always_inline int meshd_fill_sock_tuple(const struct meshd_tuple *t, struct bpf_sock_tuple *st)
+{
+	if (t->family == 4) {
+		__builtin_memcpy(&st->ipv4.saddr, t->saddr, 4);
+		__builtin_memcpy(&st->ipv4.daddr, t->daddr, 4);
+		st->ipv4.sport = t->sport;
+		st->ipv4.dport = t->dport;
+		return sizeof(st->ipv4);
+	}
+	__builtin_memcpy(st->ipv6.saddr, t->saddr, 16);
+	__builtin_memcpy(st->ipv6.daddr, t->daddr, 16);
+	st->ipv6.sport = t->sport;
+	st->ipv6.dport = t->dport;
+	return sizeof(st->ipv6);
+}
+
+/* Returns 0 when assigned, or a negative drop reason. */
+static __always_inline int meshd_redirect_to_proxy(struct __sk_buff *skb, const struct meshd_tuple *t,
+						    __u16 proxy_port, const struct meshd_config *cfg)
+{
+	struct bpf_sock_tuple st = {};
+	struct bpf_sock *sk = 0;
+	int len, err;
+
+	if (t->proto != MESHD_IPPROTO_TCP && t->proto != MESHD_IPPROTO_UDP)
+		return -MESHD_DROP_PROXY_UNAVAILABLE;
+	len = meshd_fill_sock_tuple(t, &st);
+	if (t->proto == MESHD_IPPROTO_TCP) {
+		sk = bpf_skc_lookup_tcp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+		if (sk) {
+			if (sk->state != MESHD_BPF_TCP_LISTEN)
+				goto assign;
+			bpf_sk_release(sk);
+		}
+	}
+	if (t->family == 4) {
+		st.ipv4.daddr = cfg->proxy_ipv4;
+		st.ipv4.dport = bpf_htons(proxy_port);
+	} else {
+		/* ::1 */
+		__builtin_memset(st.ipv6.daddr, 0, 16);
+		st.ipv6.daddr[3] = bpf_htonl(1);
+		st.ipv6.dport = bpf_htons(proxy_port);
+	}
+	if (t->proto == MESHD_IPPROTO_TCP) {
+		sk = bpf_skc_lookup_tcp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return -MESHD_DROP_PROXY_UNAVAILABLE;
+		if (sk->state != MESHD_BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			return -MESHD_DROP_PROXY_UNAVAILABLE;
+		}
+	} else {
+		sk = bpf_sk_lookup_udp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return -MESHD_DROP_PROXY_UNAVAILABLE;
+	}
+assign:
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err)
+		return -MESHD_DROP_PROXY_ASSIGN_FAILED;
+	skb->mark = (skb->mark & ~cfg->proxy_mark_mask) | cfg->proxy_mark;
+	return 0;
+}
+
+#endif

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* lxc: the endpoint datapath, attached to the host side of every pod's veth.
+ *
+ *   meshd_from_pod  host veth ingress: traffic leaving the pod (egress policy)
+ *   meshd_to_pod    host veth egress:  traffic entering the pod (ingress policy)
+ *
+ * One loaded copy serves every pod: the endpoint is found by the skb's
+ * ifindex (the host veth) in meshd_endpoints. Per packet: parse, identity of
+ * the peer from the ipcache (or, for the node proxy's upstream connections,
+ * from the mark), conntrack (forward, then reply), and for a new connection
+ * two policy lookups. Errors are negative drop reasons that end in
+ * meshd_drop(), the one exit that reports them.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "datapath.h"
+#include "drop_reasons.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "endpoint.h"
+#include "events.h"
+#include "ipcache.h"
+#include "nat.h"
+#include "parse.h"
+#include "policy.h"
+#include "redirect.h"
+
+static __always_inline __u32 meshd_identity_from_mark(__u32 mark)
+{
+	return (mark >> 16) | ((mark & 0xFF) << 16);
+}
+
+/* The policy's answer for a connection, default deny applied. */
+static __always_inline __u8 meshd_judge(const struct meshd_endpoint *ep, __u8 dir, __u32 remote, __u8 proto,
+					 __be16 dport, struct meshd_policy_result *res, __u32 *reason)
+{
+	__u32 deny_flag = dir == MESHD_DIR_EGRESS ? MESHD_EP_DEFAULT_DENY_EGRESS : MESHD_EP_DEFAULT_DENY_INGRESS;
+
+	meshd_policy_lookup(ep->ep_id, dir, remote, proto, dport, res);
+	if (res->verdict == MESHD_VERDICT_DENY) {
+		*reason = MESHD_DROP_POLICY_DENY;
+		return MESHD_VERDICT_DENY;
+	}
+	if (res->verdict)
+		return res->verdict;
+	if (ep->flags & deny_flag) {
+		*reason = MESHD_DROP_POLICY_DEFAULT_DENY;
+		return MESHD_VERDICT_DENY;
+	}
+	return MESHD_VERDICT_ALLOW;
+}
+
+/* An entry judged under an older generation is judged again, once. Keeps the
+ * verdict unless the new policy denies the connection. */
+static __always_inline int meshd_ct_revalidate(const struct meshd_endpoint *ep, const struct meshd_ct_key *k,
+					       struct meshd_ct_entry *e, __u32 gen)
+{
+	struct meshd_policy_result res;
+	__u32 reason = 0, remote;
+
+	if (e->gen == gen)
+		return 0;
+	if (e->flags & MESHD_CT_F_STORED_IDENTITY)
+		remote = e->remote_identity;
+	else
+		remote = meshd_ipcache_identity(k->family, k->remote);
+	if (meshd_judge(ep, e->dir, remote, k->proto, meshd_ct_dport(k, e), &res, &reason) == MESHD_VERDICT_DENY) {
+		bpf_map_delete_elem(&meshd_ct, k);
+		return -MESHD_DROP_POLICY_REVOKED;
+	}
+	e->gen = gen;
+	e->remote_identity = remote;
+	return 0;
+}
+
+/* The peer's identity (from the mark for the proxy's upstream leg, else the
+ * ipcache), also filled into the event context. */
+static __always_inline __u32 meshd_event_identities(struct __sk_buff *skb, const struct meshd_endpoint *ep,
+						   const struct meshd_tuple *t, __u8 dir, __u8 from_proxy,
+						   struct meshd_event_ctx *c)
+{
+	__u32 remote;
+
+	if (dir == MESHD_DIR_EGRESS) {
+		remote = meshd_ipcache_identity(t->family, t->daddr);
+		c->src_identity = ep->identity;
+		c->dst_identity = remote;
+	} else {
+		remote = from_proxy ? meshd_identity_from_mark(skb->mark) : meshd_ipcache_identity(t->family, t->saddr);
+		c->src_identity = remote;
+		c->dst_identity = ep->identity;
+	}
+	return remote;
+}
+
+/* A new connection's verdict for tuple *t: the endpoint's policy (default
+ * deny applied); the proxy's upstream leg counts as inspected (ALLOW); a
+ * connection to a local pod also meets that pod's ingress L7 policy here,
+ * the only hook where it can be handed to the proxy (its ingress deny is
+ * left to its own hook). Fills the peer identity and the event context. */
+static __always_inline __u8 meshd_new_verdict(struct __sk_buff *skb, const struct meshd_endpoint *ep,
+					      const struct meshd_tuple *t, __u8 dir, __u8 from_proxy,
+					      struct meshd_policy_result *res, __u32 *reason, __u32 *remote,
+					      struct meshd_event_ctx *c)
+{
+	__u8 verdict;
+
+	*remote = meshd_event_identities(skb, ep, t, dir, from_proxy, c);
+	verdict = meshd_judge(ep, dir, *remote, t->proto, t->dport, res, reason);
+	if (verdict == MESHD_VERDICT_REDIRECT && from_proxy)
+		verdict = MESHD_VERDICT_ALLOW;
+	if (verdict == MESHD_VERDICT_ALLOW && dir == MESHD_DIR_EGRESS) {
+		struct meshd_endpoint *dst = meshd_local_endpoint(t->family, t->daddr);
+		struct meshd_policy_result dres;
+		__u32 dreason = 0;
+
+		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t->proto, t->dport, &dres, &dreason) ==
+				   MESHD_VERDICT_REDIRECT) {
+			verdict = MESHD_VERDICT_REDIRECT;
+			res->proxy_port = dres.proxy_port;
+		}
+	}
+	return verdict;
+}
+
+static __always_inline int meshd_sampled(const struct meshd_config *cfg)
+{
+	if (cfg->verdict_sample == 0)
+		return 0;
+	if (cfg->verdict_sample == 1)
+		return 1;
+	return bpf_get_prandom_u32() % cfg->verdict_sample == 0;
+}
+
+static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *tp,
+					struct meshd_config **cfgp)
+{
+	struct meshd_event_ctx c = { .dir = dir };
+	struct meshd_policy_result res = {};
+	struct meshd_tuple t = {};
+	struct meshd_endpoint *ep;
+	struct meshd_config *cfg;
+	struct meshd_ct_entry *e;
+	struct meshd_ct_key k;
+	__u32 ifindex = skb->ifindex;
+	__u32 remote, gen, reason = 0;
+	__u8 from_proxy = 0, verdict = 0, ct_flags = 0;
+	struct meshd_nat_value be;
+	int ret, nat = 0;
+
+	ep = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
+	cfg = meshd_get_config();
+	if (!ep || !cfg)
+		return TC_ACT_OK; /* not an endpoint of ours */
+	c.ep_id = ep->ep_id;
+	ret = meshd_parse(skb, &t);
+	if (ret == MESHD_PARSE_NOT_IP)
+		return TC_ACT_OK;
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
+	if (meshd_is_ndp(&t))
+		return TC_ACT_OK;
+	if (dir == MESHD_DIR_EGRESS) {
+		/* a connection to a service translated before: conntrack knows it by its backend */
+		nat = meshd_nat_fwd_known(skb, cfg, &t);
+		if (nat < 0)
+			return meshd_drop(skb, &t, &c, -nat);
+	} else {
+		/* the caller reverse-translates replies once they are let in */
+		*tp = t;
+		*cfgp = cfg;
+	}
+
+	gen = ep->policy_gen + cfg->ipcache_gen;
+	/* Established packets of an unchanged policy never need the peer's
+	 * identity: the ipcache is consulted only for new connections, stale
+	 * conntrack entries and events, so their cost does not grow with it. */
+	if (dir == MESHD_DIR_INGRESS && (skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY)
+		from_proxy = 1; /* the node proxy's upstream leg: judge the original client */
+
+	/* a packet of a known connection, either direction */
+	meshd_ct_key_of(&k, &t, ep->ep_id, dir);
+	e = bpf_map_lookup_elem(&meshd_ct, &k);
+	if (e) {
+		ret = meshd_ct_revalidate(ep, &k, e, gen);
+		if (ret < 0) {
+			meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
+			return meshd_drop(skb, &t, &c, -ret);
+		}
+		meshd_ct_touch(e, skb);
+		/* later packets of a connection handed to the proxy follow it there */
+		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_EGRESS) {
+			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);
+			if (ret < 0) {
+				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
+				return meshd_drop(skb, &t, &c, -ret);
+			}
+		}
+		return TC_ACT_OK;
+	}
+
+	/* new connection */
+	if (dir == MESHD_DIR_EGRESS && nat == 0) {
+		/* to a service? judge the backend it would go to, before writing anything */
+		nat = meshd_nat_pick(cfg, &t, &be);
+		if (nat < 0)
+			return meshd_drop(skb, &t, &c, -nat);
+		if (nat == 1) {
+			struct meshd_tuple tb = t;
+
+			__builtin_memcpy(tb.daddr, be.addr, 4);
+			tb.dport = be.port;
+			verdict = meshd_new_verdict(skb, ep, &tb, dir, from_proxy, &res, &reason, &remote, &c);
+			if (verdict == MESHD_VERDICT_REDIRECT) {
+				/* the proxy gets the VIP; conntrack keeps the backend's identity */
+				ret = meshd_nat_keep(&t, be.svc_id);
+				ct_flags = MESHD_CT_F_STORED_IDENTITY;
+			} else {
+				ret = meshd_nat_commit(skb, &t, &be);
+			}
+			if (ret < 0)
+				return meshd_drop(skb, &t, &c, -ret);
+			meshd_ct_key_of(&k, &t, ep->ep_id, dir);
+		}
+	}
+	if (!verdict)
+		verdict = meshd_new_verdict(skb, ep, &t, dir, from_proxy, &res, &reason, &remote, &c);
+	if (verdict == MESHD_VERDICT_DENY)
+		return meshd_drop(skb, &t, &c, reason);
+	if (verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_INGRESS)
+		return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
+	if (verdict == MESHD_VERDICT_REDIRECT) {
+		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);
+		if (ret < 0)
+			return meshd_drop(skb, &t, &c, -ret);
+		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, skb);
+		meshd_count(MESHD_METRIC_NEW_REDIRECTED(dir));
+		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
+		return TC_ACT_OK;
+	}
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_STORED_IDENTITY : 0, skb);
+	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
+	if (meshd_sampled(cfg))
+		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int meshd_from_pod(struct __sk_buff *skb)
+{
+	struct meshd_config *cfg = 0;
+	struct meshd_tuple t = {};
+
+	return meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg);
+}
+
+SEC("tc")
+int meshd_to_pod(struct __sk_buff *skb)
+{
+	struct meshd_config *cfg = 0;
+	struct meshd_tuple t = {};
+	int ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg);
+
+	if (ret == TC_ACT_OK && cfg && meshd_nat_rev(skb, cfg, &t) < 0) {
+		struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+
+		return meshd_drop(skb, &t, &c, MESHD_DROP_NAT_FAILED);
+	}
+	return ret;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,171 @@
+/**
+ * `meshd datapath`: what the endpoint datapath holds and does, read from the
+ * pinned maps (works whether or not an agent is running; needs root).
+ *
+ *   meshd datapath status [--pin-dir /sys/fs/bpf/meshd] [-o json]
+ *   meshd datapath flows  [--pin-dir DIR] [--count N] [-o json]   (drops, verdicts, redirects as they happen)
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { BpfMap, native } from '../../native/index.js';
+import { decodeFlowEvent, type FlowRecord } from '../datapath/flow-events.js';
+import { readMetrics } from '../datapath/endpoint-manager.js';
+import { prefixFromKey } from '../datapath/ipcache.js';
+import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
+import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
+
+const Args = z.object({
+  sub: z.enum(['status', 'flows'], { message: 'usage: meshd datapath status|flows [--pin-dir DIR] [--count N] [-o json]' }),
+  pinDir: z.string().min(1),
+  output: z.enum(['text', 'json']),
+  count: z.coerce.number().int().positive().optional(),
+});
+
+function parse(args: string[]) {
+  const opt = (name: string): string | undefined => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  return Args.safeParse({ sub: args[0], pinDir: opt('--pin-dir') ?? DEFAULT_PIN_DIR, output: opt('-o') ?? 'text', count: opt('--count') });
+}
+
+export interface DatapathStatus {
+  endpoints: Array<{ ifindex: number; epId: number; identity: number; defaultDenyIngress: boolean; defaultDenyEgress: boolean; policyGeneration: number; policyEntries: number }>;
+  ipcache: { prefixes: number; addresses: number; sample: Array<{ prefix: string; identity: number }> };
+  conntrackEntries: number;
+  metrics: { drops: Array<{ direction: string; reason: string; packets: string }>; newConnections: Record<'ingress' | 'egress', { allowed: string; redirected: string }> };
+  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; ipcacheGeneration: number };
+}
+
+export function readStatus(pinDir: string): DatapathStatus {
+  const open = (name: string) => BpfMap.fromPin(join(pinDir, name));
+  const names = ['meshd_endpoints', 'meshd_policy', 'meshd_pol_exact', 'meshd_ipcache', 'meshd_ipc_host', 'meshd_ct', 'meshd_config', 'meshd_metrics'] as const;
+  const maps = new Map<string, BpfMap>();
+  try {
+    for (const n of names) maps.set(n, open(n));
+    const get = (n: (typeof names)[number]): BpfMap => {
+      const m = maps.get(n);
+      if (!m) throw new Error(`${n} not open`);
+      return m;
+    };
+    const perEp = new Map<number, number>();
+    for (const n of ['meshd_policy', 'meshd_pol_exact'] as const) {
+      for (const [k] of get(n).dump()) {
+        const ep = PolicyKey.decode(k).ep_id;
+        perEp.set(ep, (perEp.get(ep) ?? 0) + 1);
+      }
+    }
+    const endpoints = get('meshd_endpoints')
+      .dump()
+      .map(([k, v]) => {
+        const e = EndpointValue.decode(v);
+        return {
+          ifindex: k.readUInt32LE(0),
+          epId: e.ep_id,
+          identity: e.identity,
+          defaultDenyIngress: (e.flags & EndpointFlag.DEFAULT_DENY_INGRESS) !== 0,
+          defaultDenyEgress: (e.flags & EndpointFlag.DEFAULT_DENY_EGRESS) !== 0,
+          policyGeneration: e.policy_gen,
+          policyEntries: perEp.get(e.ep_id) ?? 0,
+        };
+      })
+      .sort((a, b) => a.epId - b.epId);
+    const prefixes = get('meshd_ipcache').dump();
+    const addresses = get('meshd_ipc_host').dump();
+    const sample = [...prefixes, ...addresses].slice(0, 20).map(([k, v]) => ({ prefix: prefixFromKey(k).cidr, identity: IpcacheValue.decode(v).identity }));
+    const raw = get('meshd_config').lookup(Buffer.alloc(4));
+    const c = raw ? DatapathConfig.decode(raw) : DatapathConfig.zero();
+    const m = readMetrics(get('meshd_metrics').fd);
+    const str = (x: { allowed: bigint; redirected: bigint }) => ({ allowed: x.allowed.toString(), redirected: x.redirected.toString() });
+    let ct = 0;
+    for (let k = get('meshd_ct').nextKey(null); k; k = get('meshd_ct').nextKey(k)) ct += 1;
+    return {
+      endpoints,
+      ipcache: { prefixes: prefixes.length, addresses: addresses.length, sample },
+      conntrackEntries: ct,
+      metrics: {
+        drops: m.drops.map((d) => ({ ...d, packets: d.packets.toString() })),
+        newConnections: { ingress: str(m.newConnections.ingress), egress: str(m.newConnections.egress) },
+      },
+      config: {
+        proxyMark: `0x${c.proxy_mark.toString(16)}/0x${c.proxy_mark_mask.toString(16)}`,
+        verdictSample: c.verdict_sample,
+        perPacketLb: (c.flags & 1) !== 0,
+        sockmapShortcut: (c.flags & 2) !== 0,
+        ipcacheGeneration: c.ipcache_gen,
+      },
+    };
+  } finally {
+    for (const m of maps.values()) m.close();
+  }
+}
+
+function formatFlow(f: FlowRecord): string {
+  const what = f.type === 'drop' ? `DROP ${f.dropReason ?? ''}` : f.type === 'redirect' ? `REDIRECT proxy:${f.proxyPort ?? 0}` : (f.verdict ?? '');
+  const host = (ip: string) => (ip.includes(':') ? `[${ip}]` : ip);
+  return `${f.direction.padEnd(7)} ep ${f.endpointNumericId} ${host(f.src.ip)}:${f.src.port} (${f.srcIdentity}) -> ${host(f.dst.ip)}:${f.dst.port} (${f.dstIdentity}) proto ${f.protocol} ${what}`;
+}
+
+async function streamFlows(pinDir: string, output: 'text' | 'json', count?: number): Promise<number> {
+  const fd = native.objGet(join(pinDir, 'meshd_events'));
+  let seen = 0;
+  return new Promise<number>((resolve) => {
+    const done = (code: number) => {
+      reader.close();
+      native.closeFd(fd);
+      process.off('SIGINT', onSigint);
+      resolve(code);
+    };
+    const onSigint = () => done(0);
+    const reader = new native.RingBufferReader(fd, (bufs) => {
+      for (const b of bufs) {
+        let f: FlowRecord;
+        try {
+          f = decodeFlowEvent(b);
+        } catch (e) {
+          process.stderr.write(`meshd datapath: ${e instanceof Error ? e.message : String(e)}\n`);
+          continue;
+        }
+        process.stdout.write(output === 'json' ? `${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n` : `${formatFlow(f)}\n`);
+        seen += 1;
+        if (count !== undefined && seen >= count) return done(0);
+      }
+    });
+    process.on('SIGINT', onSigint);
+  });
+}
+
+export async function runDatapath(args: string[]): Promise<number> {
+  const r = parse(args);
+  if (!r.success) {
+    for (const i of r.error.issues) process.stderr.write(`meshd datapath: ${i.path.join('.') || 'args'}: ${i.message}\n`);
+    return 2;
+  }
+  const { sub, pinDir, output, count } = r.data;
+  try {
+    if (sub === 'flows') return await streamFlows(pinDir, output, count);
+    const st = readStatus(pinDir);
+    if (output === 'json') {
+      process.stdout.write(`${JSON.stringify(st)}\n`);
+      return 0;
+    }
+    const c = st.config;
+    process.stdout.write(
+      `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}\n` +
+        `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries\n`,
+    );
+    const nc = st.metrics.newConnections;
+    process.stdout.write(
+      `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy\n`,
+    );
+    for (const d of st.metrics.drops) process.stdout.write(`dropped ${d.direction} ${d.reason}: ${d.packets}\n`);
+    for (const e of st.endpoints) {
+      const dd = [e.defaultDenyIngress ? 'ingress' : '', e.defaultDenyEgress ? 'egress' : ''].filter(Boolean).join('+') || 'none';
+      process.stdout.write(`endpoint ${e.epId} (ifindex ${e.ifindex}, identity ${e.identity}): ${e.policyEntries} policy entries, default deny ${dd}, generation ${e.policyGeneration}\n`);
+    }
+    return 0;
+  } catch (e) {
+    process.stderr.write(`meshd datapath: cannot read the datapath maps under ${pinDir}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}

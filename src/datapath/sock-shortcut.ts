@@ -1,0 +1,79 @@
+/**
+ * The sockops + sk_msg short-circuit (bpf/sockops.c) between TCP sockets of
+ * this node, behind `sockmapShortcut` in the datapath config (off by default).
+ *
+ *   const sc = await SockShortcut.attach({ pinDir, cgroupPath: '/sys/fs/cgroup/unified' });
+ *   manager.setConfig({ sockmapShortcut: true });   // the programs read the flag from meshd_config
+ *   sc.stats();                                     // { inserted, redirected, passed }
+ *   sc.detach();
+ *
+ * The programs share the pinned `meshd_config` with the endpoint programs
+ * (same pinDir), so the flag switches insertion on and off at run time.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { AttachType, type BpfObjectHandle, native, openObject } from '../../native/index.js';
+import { bpfObjectPath } from '../util/paths.js';
+
+export interface SockShortcutStats {
+  inserted: bigint;
+  redirected: bigint;
+  passed: bigint;
+}
+
+export class SockShortcut {
+  private detached = false;
+
+  private constructor(
+    private readonly obj: BpfObjectHandle,
+    private readonly linkPath: string,
+  ) {}
+
+  static async attach(opts: { pinDir: string; cgroupPath: string }): Promise<SockShortcut> {
+    mkdirSync(join(opts.pinDir, 'links'), { recursive: true });
+    const obj = openObject(bpfObjectPath('sockops'), { pinRoot: opts.pinDir });
+    try {
+      await obj.load();
+      const linkPath = join(opts.pinDir, 'links', `sockops_${basename(opts.cgroupPath)}`);
+      native.progAttach(obj.programFd('meshd_sk_msg'), obj.mapFd('meshd_sock_hash'), AttachType.SkMsgVerdict);
+      if (!existsSync(linkPath)) {
+        const link = native.attachCgroup(obj.programFd('meshd_sockops'), opts.cgroupPath, AttachType.CgroupSockOps);
+        try {
+          native.objPin(link, linkPath);
+        } finally {
+          native.closeFd(link);
+        }
+      }
+      return new SockShortcut(obj, linkPath);
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  stats(): SockShortcutStats {
+    const cpus = native.numPossibleCpus();
+    const fd = this.obj.mapFd('meshd_sk_stats');
+    const sum = (slot: number): bigint => {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(slot);
+      const raw = native.mapLookup(fd, key, 8 * cpus);
+      let total = 0n;
+      for (let i = 0; raw && i < cpus; i += 1) total += raw.readBigUInt64LE(i * 8);
+      return total;
+    };
+    return { inserted: sum(0), redirected: sum(1), passed: sum(2) };
+  }
+
+  /** Detaches both programs and closes the object; idempotent. */
+  detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    native.objUnpin(this.linkPath);
+    try {
+      native.progDetach(this.obj.programFd('meshd_sk_msg'), this.obj.mapFd('meshd_sock_hash'), AttachType.SkMsgVerdict);
+    } finally {
+      this.obj.close();
+    }
+  }
+}

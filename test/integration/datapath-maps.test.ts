@@ -1,0 +1,228 @@
+/**
+ * The endpoint datapath's programs run with BPF_PROG_TEST_RUN against maps
+ * written by the endpoint manager: codecs against BTF, policy semantics
+ * (ranges, wildcards, deny beats allow, IPv6), conntrack across a policy
+ * change, and refusal of updates that do not fit.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BPF_ANY, native } from '../../native/index.js';
+import { DatapathError, EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { IpcacheError } from '../../src/datapath/ipcache.js';
+import { datapathCodecs, PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
+import { buildFrame, TcAct } from '../../src/datapath/packet.js';
+import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
+import { bpfObjectPath } from '../../src/util/paths.js';
+import { tempPinDir } from '../helpers/bpffs.js';
+import { btfStructs, layoutDiff } from '../helpers/btf.js';
+import { requirePrivileges } from '../helpers/privileged.js';
+
+const POD = '10.9.0.2';
+const PEER = '10.9.0.3';
+const OTHER = '10.9.0.4';
+
+function e(p: Partial<PolicyEntry> & Pick<PolicyEntry, 'verdict'>): PolicyEntry {
+  return { remoteIdentity: 0, protocol: 6, port: 0, endPort: 0, derivedFrom: ['t/p'], ...p };
+}
+
+function pol(egress: PolicyEntry[], revision: number, defaultDeny = true): EndpointPolicy {
+  return { endpointId: 't/pod', identity: 500, ingress: { defaultDeny: false, entries: [] }, egress: { defaultDeny, entries: egress }, revision };
+}
+
+let sport = 30000;
+function verdictOf(dp: EndpointManager, dst: string, dport: number, opts: { proto?: 6 | 17; src?: string; flags?: number; sport?: number } = {}): number {
+  sport += 1;
+  const frame = buildFrame({ src: opts.src ?? POD, dst, proto: opts.proto ?? 6, sport: opts.sport ?? sport, dport, tcpFlags: opts.flags ?? 0x02 });
+  return native.progTestRun(dp.programFds().fromPod, frame).retval;
+}
+
+async function world(t: { after: (fn: () => void) => void }, maxEntries?: { meshd_policy?: number; meshd_ipcache?: number }) {
+  const pins = tempPinDir('dpmaps');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const dp = await EndpointManager.open({ pinDir: pins.path, ...(maxEntries ? { maxEntries } : {}), proxyPort: () => 15001 });
+  t.after(() => dp.close());
+  // BPF_PROG_TEST_RUN runs the program as if on ifindex 1 (lo): register without attaching.
+  await dp.addEndpoint({ endpointId: 't/pod', ifname: 'lo', identity: 500, attach: false });
+  dp.syncIpcache([
+    { prefix: `${POD}/32`, identity: 500 },
+    { prefix: `${PEER}/32`, identity: 600 },
+    { prefix: `${OTHER}/32`, identity: 700 },
+    { prefix: 'fd00:9::/64', identity: 800 },
+  ]);
+  return dp;
+}
+
+test('every datapath codec matches the BTF of bpf/build/lxc.o', async () => {
+  const btf = await btfStructs(bpfObjectPath('lxc'));
+  for (const c of datapathCodecs) assert.deepEqual(layoutDiff(c, btf.get(c.cName)), [], c.cName);
+});
+
+test('policy lookup: exact port, range, any port, any protocol, wildcard identity, deny beats allow, IPv6', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  dp.updatePolicy(
+    pol(
+      [
+        e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 }),
+        e({ verdict: 'ALLOW', remoteIdentity: 600, port: 9000, endPort: 9099 }),
+        e({ verdict: 'ALLOW', remoteIdentity: 700, protocol: 17 }),
+        e({ verdict: 'ALLOW', remoteIdentity: 0, port: 443, endPort: 443 }),
+        e({ verdict: 'DENY', remoteIdentity: 0, port: 9050, endPort: 9050 }),
+        e({ verdict: 'DENY', remoteIdentity: 700, protocol: 0 }),
+        e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 }),
+        e({ verdict: 'ALLOW', remoteIdentity: 800, port: 80, endPort: 80 }),
+      ],
+      1,
+    ),
+  );
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+  assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT, 'default deny');
+  assert.equal(verdictOf(dp, PEER, 9000), TcAct.OK, 'range start');
+  assert.equal(verdictOf(dp, PEER, 9099), TcAct.OK, 'range end');
+  assert.equal(verdictOf(dp, PEER, 9100), TcAct.SHOT, 'past the range');
+  assert.equal(verdictOf(dp, PEER, 9050), TcAct.SHOT, 'a wildcard-identity deny inside an allowed range');
+  assert.equal(verdictOf(dp, PEER, 443), TcAct.OK, 'wildcard identity');
+  assert.equal(verdictOf(dp, PEER, 53, { proto: 17 }), TcAct.SHOT);
+  assert.equal(verdictOf(dp, OTHER, 53, { proto: 17 }), TcAct.SHOT, 'deny of every protocol beats the UDP allow');
+  assert.equal(verdictOf(dp, OTHER, 22), TcAct.SHOT, 'deny of every protocol beats a more specific allow');
+  assert.equal(verdictOf(dp, OTHER, 443), TcAct.SHOT, 'identity deny beats the wildcard allow');
+  assert.equal(verdictOf(dp, 'fd00:9::1', 80, { src: 'fd00:9::2' }), TcAct.OK, 'IPv6');
+  assert.equal(verdictOf(dp, 'fd00:9::1', 81, { src: 'fd00:9::2' }), TcAct.SHOT, 'IPv6 default deny');
+  assert.equal(verdictOf(dp, '192.0.2.1', 443), TcAct.OK, 'unknown address is world, allowed by the wildcard');
+  assert.equal(verdictOf(dp, '192.0.2.1', 80), TcAct.SHOT);
+  const m = dp.metrics();
+  assert.deepEqual(
+    m.drops.map((d) => `${d.direction} ${d.reason} ${d.packets}`).sort(),
+    ['egress POLICY_DEFAULT_DENY 5', 'egress POLICY_DENY 4'],
+  );
+  assert.deepEqual(m.newConnections.egress, { allowed: 6n, redirected: 0n });
+});
+
+test('conntrack keeps an allowed connection through an unrelated change and cuts it when the change denies it', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 })], 1));
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 41000 }), TcAct.OK);
+  const ct = dp.conntrack().find((c) => c.key.local_port === 41000);
+  assert.ok(ct, 'the SYN created a conntrack entry');
+  assert.equal(ct.entry.dir, 1, 'opened by the endpoint (egress)');
+  // the reply finds the same entry: one lookup either way
+  assert.equal(native.progTestRun(dp.programFds().toPod, buildFrame({ src: PEER, dst: POD, proto: 6, sport: 80, dport: 41000, tcpFlags: 0x12 })).retval, TcAct.OK);
+  assert.equal(dp.conntrack().find((c) => c.key.local_port === 41000)?.entry.packets, 2n);
+  assert.equal(dp.conntrack().length, 1);
+  const gen0 = ct.entry.gen;
+  // Allow moves from an exact port to a range: the connection is still allowed and keeps its entry.
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 90 })], 2));
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 41000, flags: 0x10 }), TcAct.OK);
+  const ct2 = dp.conntrack().find((c) => c.key.local_port === 41000);
+  assert.ok(ct2 && ct2.entry.gen !== gen0, 're-evaluated once under the new generation');
+  assert.equal(ct2.entry.packets, 3n);
+  // Default deny with nothing for port 80: established packets are dropped and the entry removed.
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 81, endPort: 81 })], 3));
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 41000, flags: 0x10 }), TcAct.SHOT);
+  assert.equal(dp.conntrack().find((c) => c.key.local_port === 41000), undefined);
+});
+
+test('a policy that does not fit the map is refused whole, the previous policy stays in force and the condition is reported', async (t) => {
+  requirePrivileges();
+  const dp = await world(t, { meshd_policy: 16, meshd_ipcache: 8 });
+  const small = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 1);
+  dp.updatePolicy(small);
+  const dump = () => [dp.mapFds().policy, dp.mapFds().policyExact].flatMap((fd) => native.mapDump(fd).map(([k, v]) => `${fd}:${k.toString('hex')}=${v.toString('hex')}`)).sort();
+  const before = dump();
+  // 1-1000 needs 13 range prefixes (meshd_policy, capacity 16) besides 1 and 1000 exact; two identities need 26.
+  const big = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 1, endPort: 1000 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 1, endPort: 1000 })], 2);
+  assert.throws(
+    () => dp.updatePolicy(big),
+    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.capacity === 16 && /previous policy kept/.test(err.message),
+  );
+  assert.deepEqual(dump(), before, 'not a single entry written');
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+  assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT);
+  assert.equal(dp.endpoint('t/pod')?.revision, 1);
+
+  // A map filled behind the manager's back: the kernel refuses half-way and the manager rolls back.
+  const stranger = PolicyKey.encode({ prefixlen: 96, ep_id: 999, identity: 1, egress: 1, proto: 6, dport: 0 });
+  for (let i = 0; i < 16; i += 1) {
+    stranger.writeUInt16BE(i + 1, 14);
+    native.mapUpdate(dp.mapFds().policy, stranger, PolicyValue.encode({ verdict: 1, pad: 0, proxy_port: 0, rule_id: 0 }), BPF_ANY);
+  }
+  const withStranger = dump();
+  assert.throws(
+    () => dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 83 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 3)),
+    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && /refused by the kernel/.test(err.message),
+  );
+  assert.deepEqual(dump(), withStranger, 'rolled back to the exact previous content');
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+  assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT);
+
+  // ipcache: one prefix (fd00:9::/64) in the trie of capacity 8; whole addresses go to the hash.
+  assert.throws(
+    () => dp.syncIpcache([...Array.from({ length: 9 }, (_, i) => ({ prefix: `10.10.${i}.0/24`, identity: 900 + i }))]),
+    (err: unknown) => err instanceof IpcacheError && err.code === 'MESHD_IPCACHE_FULL',
+  );
+  assert.equal(dp.ipcacheEntries().length, 4);
+  assert.equal(native.mapDump(dp.mapFds().ipcache).length, 1);
+  assert.equal(native.mapDump(dp.mapFds().ipcacheHost).length, 3);
+});
+
+test('verdict events for new connections: none, all, or one in N', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 80 })], 1));
+  const got: string[] = [];
+  const stream = dp.onFlowEvents((rs) => got.push(...rs.map((r) => r.type)));
+  t.after(() => stream.close());
+  const burst = async (n: number) => {
+    got.length = 0;
+    for (let i = 0; i < n; i += 1) assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+    await new Promise((r) => setTimeout(r, 300));
+    return got.filter((x) => x === 'verdict').length;
+  };
+  dp.setConfig({ verdictSample: 0 });
+  assert.equal(await burst(200), 0);
+  dp.setConfig({ verdictSample: 1 });
+  assert.equal(await burst(200), 200);
+  dp.setConfig({ verdictSample: 4 });
+  const sampled = await burst(800);
+  assert.ok(sampled > 120 && sampled < 280, `about one in four of 800: ${sampled}`);
+  // established packets never produce verdict events
+  dp.setConfig({ verdictSample: 1 });
+  assert.equal(verdictOf(dp, PEER, 80, { sport: 50000 }), TcAct.OK);
+  await new Promise((r) => setTimeout(r, 300)); // the SYN's own event arrives asynchronously
+  got.length = 0;
+  for (let i = 0; i < 50; i += 1) verdictOf(dp, PEER, 80, { sport: 50000, flags: 0x10 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(got.length, 0);
+});
+
+test('after a restart, endpoints that did not come back are pruned from the pins; ipcache upserts and deletes keep the rest', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('dpprune');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const first = await EndpointManager.open({ pinDir: pins.path });
+  await first.addEndpoint({ endpointId: 't/gone', ifname: 'lo', identity: 500, attach: false, ips: ['10.9.0.2'] });
+  first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/gone' });
+  first.syncIpcache([{ prefix: `${PEER}/32`, identity: 600 }]);
+  assert.equal(verdictOf(first, PEER, 80), TcAct.OK);
+  first.close();
+
+  const dp = await EndpointManager.open({ pinDir: pins.path });
+  t.after(() => dp.close());
+  assert.deepEqual(dp.pruneUnclaimed(), { endpoints: 1, policyEntries: 2 });
+  const total = (fd: number) => native.mapDump(fd).length;
+  const f = dp.mapFds();
+  assert.deepEqual([total(f.endpoints), total(f.policy), total(f.policyExact), total(f.epIps), total(f.ct)], [0, 0, 0, 0, 0]);
+
+  dp.upsertIpcache([{ prefix: '10.20.0.0/16', identity: 901 }]);
+  dp.upsertIpcache([{ prefix: `${PEER}/32`, identity: 601 }]);
+  assert.deepEqual(
+    dp.ipcacheEntries().sort((a, b) => a.prefix.localeCompare(b.prefix)),
+    [
+      { prefix: '10.20.0.0/16', identity: 901 },
+      { prefix: `${PEER}/32`, identity: 601 },
+    ],
+  );
+  dp.deleteIpcache(['10.20.0.0/16', '10.99.0.0/16']);
+  assert.deepEqual(dp.ipcacheEntries(), [{ prefix: `${PEER}/32`, identity: 601 }]);
+});
