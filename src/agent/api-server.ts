@@ -70,7 +70,8 @@ export class ApiServer {
       const url = new URL(req.url ?? '/', 'http://meshd');
       const handler = this.routes.get(`${req.method ?? 'GET'} ${url.pathname}`);
       const send = (status: number, value: unknown) => {
-        const body = JSON.stringify(value);
+        // bigint (kernel counters, timestamps) as decimal strings; Maps as objects.
+        const body = JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Map ? Object.fromEntries(v) : v));
         res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       };

@@ -67,6 +67,13 @@ const commands: Record<string, Command> = {
       return runPolicy(args);
     },
   },
+  xds: {
+    summary: 'serve a JSON snapshot file to Envoy over xDS (meshd xds serve --snapshot FILE [--listen unix:PATH|HOST:PORT])',
+    async run(args) {
+      const { runXds } = await import('./xds.js');
+      return runXds(args);
+    },
+  },
 };
 
 function help(): string {

@@ -1,0 +1,342 @@
+/**
+ * npm run bench:xds [-- --json] [--mode sotw|delta|both] [--sizes 100,1000,10000] [--repeat 3] [--no-baseline]
+ *
+ * For N = 100, 1,000 and 10,000 clusters, each with a matching TCP listener
+ * (127.0.0.1, port 0, tcp_proxy to its cluster): the time from
+ * XdsServer.setSnapshot() (which includes encoding and hashing every
+ * resource) until a real Envoy 1.40 ACKed both CDS and LDS at that snapshot,
+ * and the server's heap afterwards (after a forced GC, snapshot held). A fresh
+ * server and Envoy per N; Envoy is connected to an empty snapshot first, so
+ * its start-up is not counted.
+ *
+ * Each measurement is repeated (--repeat, default 3, alternating modes) and
+ * the median is reported with the range: the machine is shared.
+ *
+ * Side by side: the same N clusters and listeners given to Envoy without a
+ * control plane, in its bootstrap file (time from spawn until every listener
+ * is active, so it includes Envoy's start; an empty bootstrap's start time is
+ * printed for reference).
+ *
+ * Writes docs/benchmarks/xds.md. With --json the last stdout line is
+ * {"ack_ms": {"100": …, "1000": …, "10000": …}, "heap_mb": {…}, "mode": "sotw|delta"}
+ * (one such line per mode; with both modes the delta line comes last).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { request } from 'undici';
+import { envoyVersion, findEnvoy } from '../envoy/binary.js';
+import { repoPath } from '../src/util/paths.js';
+import { bootstrap, startEnvoy } from '../test/helpers/xds-envoy.js';
+import { MemoryLogger } from '../xds/log.js';
+import { XdsServer } from '../xds/server.js';
+import type { SnapshotInput } from '../xds/snapshot.js';
+import { TYPE_URL } from '../xds/type-urls.js';
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const baseline = !args.includes('--no-baseline');
+const opt = (flag: string): string | undefined => {
+  const i = args.indexOf(flag);
+  return i < 0 ? undefined : args[i + 1];
+};
+const modeArg = opt('--mode') ?? 'both';
+if (!['sotw', 'delta', 'both'].includes(modeArg)) throw new Error(`--mode: expected sotw, delta or both, got "${modeArg}"`);
+const modes: Array<'sotw' | 'delta'> = modeArg === 'both' ? ['sotw', 'delta'] : modeArg === 'delta' ? ['delta'] : ['sotw'];
+const sizes = (opt('--sizes') ?? '100,1000,10000').split(',').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--sizes: "${s}" is not a positive integer`);
+  return n;
+});
+const repeat = Number(opt('--repeat') ?? '3');
+if (!Number.isInteger(repeat) || repeat <= 0) throw new Error(`--repeat: expected a positive integer, got "${opt('--repeat') ?? ''}"`);
+const log = (s: string): void => {
+  (json ? process.stderr : process.stdout).write(`${s}\n`);
+};
+
+setFlagsFromString('--expose-gc');
+const gcFn: unknown = runInNewContext('gc');
+const gc = (): void => {
+  if (typeof gcFn === 'function') gcFn();
+};
+
+const TCP_PROXY = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+
+function resources(n: number): { clusters: Array<Record<string, unknown>>; listeners: Array<Record<string, unknown>> } {
+  const clusters: Array<Record<string, unknown>> = [];
+  const listeners: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < n; i++) {
+    const name = `svc-${i}`;
+    clusters.push({
+      '@type': TYPE_URL.clusters,
+      name,
+      type: 'STATIC',
+      connect_timeout: '1s',
+      load_assignment: {
+        cluster_name: name,
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 10_000 + (i % 50_000) } } } }] }],
+      },
+    });
+    listeners.push({
+      '@type': TYPE_URL.listeners,
+      name,
+      address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+      filter_chains: [{ filters: [{ name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY, stat_prefix: name, cluster: name } }] }],
+    });
+  }
+  return { clusters, listeners };
+}
+
+function heapMb(): number {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed / 1024 / 1024;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** "median (min–max)" or just the value when measured once. */
+function spread(xs: number[], digits = 0): string {
+  const m = median(xs).toFixed(digits);
+  return xs.length > 1 ? `${m} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : m;
+}
+
+interface Row {
+  n: number;
+  mode: 'sotw' | 'delta';
+  ackMs: number;
+  /** setSnapshot() alone: encode, hash, check, queue the responses. */
+  setMs: number;
+  /** Then one cluster of N changes: setSnapshot → ACK. */
+  updateMs: number;
+  heapMb: number;
+  baseHeapMb: number;
+}
+
+async function runXds(n: number, mode: 'sotw' | 'delta'): Promise<Row> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-bench-xds-'));
+  const server = new XdsServer({ log: new MemoryLogger() });
+  const nodeId = `bench-${mode}-${n}`;
+  let envoy: Awaited<ReturnType<typeof startEnvoy>> | undefined;
+  try {
+    const bound = await server.listen(`unix:${join(dir, 'xds.sock')}`);
+    server.setSnapshot(nodeId, { version: 'empty', resources: {} });
+    envoy = await startEnvoy({ xds: bound.address, mode, nodeId });
+    await server.waitForAck(nodeId, 'empty', { kinds: ['clusters', 'listeners'], timeoutMs: 30_000 });
+    const input: SnapshotInput = { version: `n${n}`, resources: resources(n) };
+    const baseHeapMb = heapMb();
+    const t0 = performance.now();
+    server.setSnapshot(nodeId, input);
+    const setMs = performance.now() - t0;
+    await server.waitForAck(nodeId, `n${n}`, { kinds: ['clusters', 'listeners'], timeoutMs: 600_000 });
+    const ackMs = performance.now() - t0;
+    const stats = await envoy.admin('/stats?filter=listener_manager.total_listeners_active$');
+    const active = Number(/total_listeners_active: (\d+)/.exec(stats)?.[1]);
+    if (active !== n) throw new Error(`Envoy ACKed but has ${active} active listeners, expected ${n}`);
+    const heap = heapMb();
+
+    // a small change: one cluster's connect_timeout (SotW resends all N clusters, delta one)
+    const changed = resources(n);
+    const first = changed.clusters[0];
+    if (first) first.connect_timeout = '2s';
+    const t1 = performance.now();
+    server.setSnapshot(nodeId, { version: `n${n}-u`, resources: changed });
+    await server.waitForAck(nodeId, `n${n}-u`, { kinds: ['clusters'], timeoutMs: 600_000 });
+    const updateMs = performance.now() - t1;
+    return { n, mode, ackMs, setMs, updateMs, heapMb: heap, baseHeapMb };
+  } catch (e) {
+    throw new Error(`${mode} N=${n}: ${String(e)}\n${envoy?.logs().slice(-2000) ?? ''}`);
+  } finally {
+    await envoy?.stop();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Envoy given the same resources in its bootstrap: spawn → every listener active. */
+async function runStatic(n: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-bench-static-'));
+  const cfgPath = join(dir, 'bootstrap.json');
+  const adminPath = join(dir, 'admin');
+  const base = bootstrap({ xds: { kind: 'unix', path: join(dir, 'unused.sock') }, mode: 'sotw', nodeId: 'static' });
+  const { clusters, listeners } = resources(n);
+  const strip = (r: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([k]) => k !== '@type'));
+  const cfg = {
+    node: base.node,
+    admin: base.admin,
+    static_resources: { clusters: clusters.map(strip), listeners: listeners.map(strip) },
+  };
+  writeFileSync(cfgPath, JSON.stringify(cfg));
+  const t0 = performance.now();
+  const child = spawn(findEnvoy().path, ['-c', cfgPath, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '-l', 'warning'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`static envoy exited: ${stderr}`);
+      let addr = '';
+      try {
+        addr = readFileSync(adminPath, 'utf8').trim();
+      } catch {
+        // not yet
+      }
+      if (addr) {
+        try {
+          const r = await request(`http://${addr}/stats?filter=listener_manager.total_listeners_active$`);
+          const m = /total_listeners_active: (\d+)/.exec(await r.body.text());
+          if (Number(m?.[1]) === n) return performance.now() - t0;
+        } catch {
+          // admin not answering yet
+        }
+      }
+      if (performance.now() - t0 > 600_000) throw new Error('static envoy: timed out');
+      await sleep(5);
+    }
+  } finally {
+    const gone = new Promise<void>((res) => (child.exitCode !== null ? res() : child.once('exit', () => res())));
+    child.kill('SIGTERM');
+    await gone;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const envoy = findEnvoy();
+  const version = await envoyVersion(envoy.path);
+  log(`meshd xDS benchmark: Envoy ${version}, ${cpus().length} CPUs, Node ${process.version}, N = ${sizes.join(', ')}`);
+  const rows: Row[] = [];
+  const statics = new Map<number, number[]>();
+  const emptyStarts: number[] = [];
+  for (let round = 1; round <= repeat; round++) {
+    log(`round ${round}/${repeat}`);
+    for (const n of sizes) {
+      for (const mode of modes) {
+        const r = await runXds(n, mode);
+        rows.push(r);
+        log(
+          `  ${mode.padEnd(6)} N=${String(n).padStart(6)}  ACK after ${r.ackMs.toFixed(0).padStart(7)} ms (setSnapshot ${r.setMs.toFixed(0)} ms)  heap ${r.heapMb.toFixed(1)} MB  1-cluster update ACKed after ${r.updateMs.toFixed(0)} ms`,
+        );
+      }
+      if (baseline) {
+        const ms = await runStatic(n);
+        statics.set(n, [...(statics.get(n) ?? []), ms]);
+        log(`  static N=${String(n).padStart(6)}  all listeners active ${ms.toFixed(0).padStart(7)} ms after spawn`);
+      }
+    }
+    if (baseline) emptyStarts.push(await runStatic(0));
+  }
+  const of = (n: number, m: string): Row[] => rows.filter((r) => r.n === n && r.mode === m);
+  const emptyStart = median(emptyStarts);
+
+  const header = ['N', ...modes.map((m) => `${m}: set → ACK (ms)`), ...modes.map((m) => `${m}: of which setSnapshot (ms)`), ...modes.map((m) => `${m}: heap (MB)`), ...modes.map((m) => `${m}: 1 cluster changed → ACK (ms)`), ...(baseline ? ['static bootstrap: spawn → listeners active (ms)'] : [])];
+  const table = [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...sizes.map((n) => {
+      const cells = [String(n)];
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.ackMs)));
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.setMs)));
+      for (const m of modes) {
+        const rs = of(n, m);
+        cells.push(`${median(rs.map((r) => r.heapMb)).toFixed(1)} (before: ${median(rs.map((r) => r.baseHeapMb)).toFixed(1)})`);
+      }
+      for (const m of modes) cells.push(spread(of(n, m).map((r) => r.updateMs)));
+      if (baseline) cells.push(spread(statics.get(n) ?? []));
+      return `| ${cells.join(' | ')} |`;
+    }),
+  ];
+  log('');
+  for (const l of table) log(l);
+  if (baseline) log(`\n(an empty static bootstrap reaches "ready" ${emptyStart.toFixed(0)} ms after spawn)`);
+
+  const observations = (): string[] => {
+    const big = Math.max(...sizes);
+    const out: string[] = [];
+    const st = statics.get(big);
+    const xds = modes.map((m) => median(of(big, m).map((r) => r.ackMs)));
+    if (baseline && st && st.length > 0) {
+      const ratio = Math.min(...xds) / median(st);
+      out.push(
+        `At N = ${big} in this run, getting the configuration over xDS took ${ratio.toFixed(2)}× the time Envoy needs to load it from its bootstrap file (start-up included).`,
+      );
+    }
+    if (modes.length === 2) {
+      const [s, d] = modes.map((m) => median(of(big, m).map((r) => r.updateMs)));
+      if (s !== undefined && d !== undefined) out.push(`A one-cluster change at N = ${big}: SotW ${s.toFixed(0)} ms, delta ${d.toFixed(0)} ms to ACK.`);
+    }
+    return out.length > 0 ? ['', ...out] : [];
+  };
+  const md = [
+    '# xDS benchmark',
+    '',
+    'How long the xDS server takes to get N clusters and N matching listeners',
+    'into a real Envoy, and what holding them costs the server. Produced by',
+    '`npm run bench:xds` (bench/xds.ts); numbers from the last run, on the',
+    `development machine (shared by several people, 2 CPUs: noisy). Each cell is the median of ${repeat} run(s) with the range in parentheses.`,
+    '',
+    `Envoy ${version} (\`--concurrency 1\`), Node ${process.version}, ${cpus().length} CPUs, ${new Date().toISOString().slice(0, 10)}.`,
+    '',
+    '- **set → ACK**: from `XdsServer.setSnapshot()` (encoding and hashing every',
+    '  resource included) until Envoy ACKed CDS and LDS at that snapshot, over ADS on',
+    '  a unix socket; Envoy was already connected (to an empty snapshot). Each',
+    '  listener binds 127.0.0.1 port 0 and proxies TCP to its cluster (STATIC, one',
+    '  endpoint); after the ACK the run checks that Envoy has N active listeners.',
+    '- **of which setSnapshot**: the server\'s synchronous share: encoding, hashing,',
+    '  the consistency check and queueing the responses.',
+    '- **1 cluster changed → ACK**: afterwards, a snapshot where one cluster\'s',
+    '  connect_timeout changed, until Envoy ACKed CDS (SotW sends all N clusters',
+    '  again and Envoy compares them; delta sends the one). Unchanged resources',
+    '  reuse their encoding, so the server side is mostly hashing.',
+    '- **heap**: the server process\'s V8 heap after a forced GC with the snapshot',
+    '  held (before: the same just before setSnapshot, an Envoy connected to an',
+    '  empty snapshot). It is the whole process: the loaded Envoy protos (~20 MB)',
+    '  are in both numbers.',
+    ...(baseline
+      ? [
+          '- **static bootstrap**: the alternative without a control plane, the same',
+          '  clusters and listeners in Envoy\'s bootstrap file; from spawn until all',
+          `  listeners are active, so it includes Envoy's own start (an empty bootstrap: ${emptyStart.toFixed(0)} ms).`,
+        ]
+      : []),
+    '',
+    ...table,
+    '',
+    'Reading it: the server side (encode, hash, send) is a small part of the time;',
+    'most of it is Envoy building clusters and listeners, which it also has to do',
+    'from a file. A first full push carries the same resources in both modes',
+    '(delta adds a name and a version to each); delta pays off on later small',
+    'changes, where only changed resources travel.',
+    ...observations(),
+    '',
+  ].join('\n');
+  writeFileSync(repoPath('docs', 'benchmarks', 'xds.md'), md);
+  log(`\nwrote docs/benchmarks/xds.md`);
+
+  if (json) {
+    for (const m of modes) {
+      const out = {
+        ack_ms: Object.fromEntries(sizes.map((n) => [String(n), Math.round(median(of(n, m).map((r) => r.ackMs)))])),
+        heap_mb: Object.fromEntries(sizes.map((n) => [String(n), Math.round(median(of(n, m).map((r) => r.heapMb)) * 10) / 10])),
+        mode: m,
+      };
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench:xds: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,91 @@
+/**
+ * A whole meshd node for tests: an agent in this process on a manifest
+ * directory, with its own state dir, bpffs pin dir, cgroup and CNI dirs, and
+ * pods created through meshd-cni exactly as a runtime would. cleanup()
+ * deletes the pods (CNI DEL), stops the agent and removes everything.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configSchema, DEFAULTS, type AgentConfig } from '../../src/agent/config.js';
+import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
+import { CONFLIST_NAME } from '../../src/cni/installer.js';
+import { createLogger } from '../../src/util/log.js';
+import { tempCgroup, tempPinDir } from './bpffs.js';
+import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
+import { Sandbox } from './netns.js';
+
+export interface TestPod {
+  name: string;
+  ns: string;
+  ip: string;
+}
+
+export class AgentNode {
+  readonly tmp = tempDir('agent');
+  readonly pins = tempPinDir('agent');
+  readonly cgroup = tempCgroup('agent');
+  readonly sb = new Sandbox('agt');
+  readonly manifests = join(this.tmp.dir, 'manifests');
+  readonly config: AgentConfig;
+  running: RunningAgent | null = null;
+  private readonly pods: Array<TestPod & { containerId: string }> = [];
+  readonly logs: string[] = [];
+
+  constructor(overrides: Partial<Record<string, unknown>> = {}, slot = 0) {
+    this.config = configSchema.parse({
+      ...DEFAULTS,
+      nodeName: 'test-node',
+      stateDir: join(this.tmp.dir, 'state'),
+      'bpf.root': this.pins.path,
+      'cgroup.hostRoot': this.cgroup.path,
+      'cni.confDir': join(this.tmp.dir, 'net.d'),
+      'cni.binDir': join(this.tmp.dir, 'bin'),
+      'cni.exclusive': false,
+      'ipam.podCIDR': testSubnet(slot).cidr,
+      'envoy.enabled': false,
+      'log.format': 'json',
+      ...overrides,
+    });
+  }
+
+  /** Writes a manifest file (relative to the manifest dir). */
+  write(file: string, content: string): void {
+    writeFileSync(join(this.manifests, file), content);
+  }
+
+  async start(extra: Partial<RunAgentOptions> = {}): Promise<RunningAgent> {
+    const log = createLogger({ component: 'agent' }, { format: 'json', write: (l) => this.logs.push(l) });
+    this.running = await runAgent({ config: this.config, standaloneDir: this.manifests, log, rescanMs: 500, ...extra });
+    return this.running;
+  }
+
+  async stopAgent(): Promise<void> {
+    await this.running?.stop();
+    this.running = null;
+  }
+
+  /** Creates a pod: a namespace, then CNI ADD through the installed conflist (as containerd would). */
+  async addPod(name: string, namespace = 'default'): Promise<TestPod> {
+    const ns = await this.sb.netns(name.slice(0, 5));
+    const list = JSON.parse(readFileSync(join(this.config['cni.confDir'], CONFLIST_NAME), 'utf8')) as Conflist;
+    const rt = new CniRuntime([this.config['cni.binDir'], '/usr/lib/cni']);
+    const containerId = `c${process.pid}${name}`;
+    const att = { containerId, netns: `/var/run/netns/${ns}`, ifname: 'eth0', args: { K8S_POD_NAMESPACE: namespace, K8S_POD_NAME: name } };
+    const res = await rt.addList(list, att);
+    const pod = { name, ns, ip: firstAddress(res).split('/')[0] ?? '', containerId };
+    this.pods.push(pod);
+    this.sb.defer(async () => {
+      if (this.running) await rt.delList(list, att).catch(() => undefined);
+    });
+    return pod;
+  }
+
+  async cleanup(): Promise<void> {
+    if (!this.running) await this.start().catch(() => undefined); // DEL needs the agent to unregister cleanly
+    await this.sb.cleanup().catch(() => undefined);
+    await this.stopAgent();
+    this.cgroup.cleanup();
+    this.pins.cleanup();
+    this.tmp.remove();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The agent end to end on the kernel (Envoy off): manifests in a directory,
+ * pods created through meshd-cni, policy enforced by the datapath; an agent
+ * restart under a live connection; a policy edit; a broken file; status.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { repoPath } from '../../src/util/paths.js';
+import { AgentNode } from '../helpers/agent-node.js';
+import { echoServer, longLivedConnection, tryConnect } from '../helpers/pod-net.js';
+import { requirePrivileges } from '../helpers/privileged.js';
+
+const PODS = ['client', 'server', 'intruder']
+  .map((n) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${n}\n  namespace: default\n  labels: {app: ${n}}\n`)
+  .join('---\n');
+
+const policy = (from: string) => `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-l4, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: ${from}}}]
+      toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`;
+
+async function until(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test('agent: CNI pods, L4 policy in the kernel, restart under a live connection, policy edit, status', async (t) => {
+  requirePrivileges();
+  const node = new AgentNode();
+  t.after(() => node.cleanup());
+  mkdirSync(node.manifests, { recursive: true });
+  node.write('pods.yaml', PODS);
+  node.write('policy.yaml', policy('client'));
+  await node.start();
+
+  const client = await node.addPod('client');
+  const server = await node.addPod('server');
+  const intruder = await node.addPod('intruder');
+  await echoServer(t, server.ns, [8080, 9090]);
+
+  assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
+  assert.equal(await tryConnect(intruder.ns, server.ip, 8080), 'timeout', 'intruder is dropped in the kernel');
+  assert.equal(await tryConnect(client.ns, server.ip, 9090), 'timeout', 'only 8080 is allowed');
+
+  const conn = await longLivedConnection(t, client.ns, server.ip, 8080);
+  assert.ok(await conn.ping());
+
+  // Agent down: the kernel keeps enforcing and the connection keeps working.
+  await node.stopAgent();
+  assert.ok(await conn.ping(), 'established connection survives the agent stopping');
+  assert.equal(await tryConnect(intruder.ns, server.ip, 8080), 'timeout', 'still enforced while the agent is away');
+
+  // Agent up again: adopts the pins and the registered endpoints.
+  const running = await node.start();
+  assert.ok(await conn.ping(), 'established connection survives the agent restart');
+  assert.equal(running.agent.endpointList().length, 3);
+  assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
+
+  // A broken edit is rejected and the last good version stays.
+  node.write('policy.yaml', policy('client').replace('port: "8080"', 'port: "80800"'));
+  await until('the broken file to be reported', async () => node.logs.some((l) => l.includes('manifest rejected') && l.includes('policy.yaml')));
+  assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
+
+  // meshd status over the local API, as a user runs it.
+  const { stdout } = await promisify(execFile)(process.execPath, [repoPath('bin', 'meshd.mjs'), 'status', '-o', 'json', '--api-socket', running.agent.socketPath('meshd')]);
+  const status = JSON.parse(stdout) as { agent: { state: string }; counts: { endpoints: number; policies: number }; envoy: { state: string } };
+  assert.equal(status.agent.state, 'running');
+  assert.equal(status.counts.endpoints, 3);
+  assert.equal(status.counts.policies, 1);
+  assert.equal(status.envoy.state, 'disabled');
+
+  // A valid edit that no longer allows the client takes effect for new connections.
+  node.write('policy.yaml', policy('nobody'));
+  await until('the edit to deny the client', async () => (await tryConnect(client.ns, server.ip, 8080, 800)) === 'timeout');
+});
