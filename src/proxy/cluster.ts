@@ -14,6 +14,8 @@
 import { proxyUpstreamMark } from '../datapath/maps.js';
 
 export const ORIGINAL_DST_CLUSTER_PREFIX = 'meshd-original-dst';
+/** Set by the route from %DOWNSTREAM_LOCAL_ADDRESS% (never taken from the client: overwritten). */
+export const ORIGINAL_DST_HEADER = 'x-meshd-original-dst';
 
 /** SOL_SOCKET / SO_MARK on Linux. */
 const SOL_SOCKET = 1;
@@ -31,6 +33,8 @@ export function buildOriginalDstCluster(identity: number): Record<string, unknow
     lb_policy: 'CLUSTER_PROVIDED',
     connect_timeout: '2s',
     cleanup_interval: '30s',
+    // The route sets this header to the downstream connection's local address (the original destination).
+    original_dst_lb_config: { use_http_header: true, http_header_name: ORIGINAL_DST_HEADER },
     upstream_bind_config: {
       socket_options: [{ description: `SO_MARK identity ${identity}`, level: SOL_SOCKET, name: SO_MARK, int_value: proxyUpstreamMark(identity), state: 'STATE_PREBIND' }],
     },

@@ -7,6 +7,7 @@
  * the same port (codec AUTO); the upstream speaks what the client spoke.
  */
 import { ALS_CLUSTER } from '../../envoy/bootstrap.js';
+import { ORIGINAL_DST_HEADER } from './cluster.js';
 
 type Json = Record<string, unknown>;
 
@@ -37,7 +38,15 @@ export function buildHttpConnectionManager(i: HcmInput): Json {
         {
           name: 'original-destination',
           domains: ['*'],
-          routes: [{ match: { prefix: '/' }, route: { cluster: i.cluster, timeout: '0s' } }],
+          routes: [
+            {
+              match: { prefix: '/' },
+              route: { cluster: i.cluster, timeout: '0s' },
+              // Where the client was going: the accepted socket's own address (bpf_sk_assign keeps it).
+              // Overwrites anything the client sent under that name (the upstream receives it: its own address).
+              request_headers_to_add: [{ header: { key: ORIGINAL_DST_HEADER, value: '%DOWNSTREAM_LOCAL_ADDRESS%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+            },
+          ],
         },
       ],
     },

@@ -34,18 +34,36 @@ export function buildFilterChain(c: FilterChainInput): Json {
 export interface ListenerInput {
   name: string;
   port: number;
-  /** Where the listener binds; the datapath looks it up on (proxyIpv4, port), 127.0.0.1 by default. */
+  /**
+   * Where the listener binds (default 0.0.0.0; the datapath finds it with a lookup on (proxyIpv4, port)).
+   * A wildcard bind makes Envoy read each accepted socket's own address (getsockname), which with
+   * bpf_sk_assign is the original destination: no SO_ORIGINAL_DST, so no dependency on netfilter conntrack.
+   */
   bindAddress?: string;
   filterChains: Json[];
+}
+
+/**
+ * A connection whose own destination port is the proxy port came straight to
+ * the listener, not through the datapath: closed (an original-destination
+ * upstream would otherwise loop back into the proxy).
+ */
+function directConnectionGuard(port: number): Json {
+  return {
+    name: 'direct-connection',
+    filter_chain_match: { destination_port: port },
+    // direct_response without a response: the connection is closed at once.
+    filters: [{ name: 'envoy.filters.network.direct_response', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.direct_response.v3.Config' } }],
+  };
 }
 
 export function buildListener(l: ListenerInput): Json {
   return {
     '@type': 'type.googleapis.com/envoy.config.listener.v3.Listener',
     name: l.name,
-    address: { socket_address: { address: l.bindAddress ?? '127.0.0.1', port_value: l.port } },
+    address: { socket_address: { address: l.bindAddress ?? '0.0.0.0', port_value: l.port } },
     transparent: true,
-    filter_chains: l.filterChains,
+    filter_chains: [directConnectionGuard(l.port), ...l.filterChains],
     per_connection_buffer_limit_bytes: 1024 * 1024,
   };
 }
