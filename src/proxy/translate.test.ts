@@ -81,8 +81,9 @@ test('translated listeners and clusters are accepted by Envoy', async (t) => {
   // Ingress: a chain for the client identity (source = its addresses) and the fallback chain;
   // egress: the endpoint's own chain and the one toward the local destination with ingress rules (itself here).
   const chainNames = (l: Record<string, unknown>) => (l.filter_chains as Array<{ name: string }>).map((c) => c.name);
-  assert.deepEqual(chainNames(out.listeners[1] ?? {}), ['default/api/ingress/id1001', 'default/api/ingress/any']);
-  assert.deepEqual(chainNames(out.listeners[0] ?? {}), ['default/api/egress', 'default/api/egress/to/default/api']);
+  // (first, the guard that closes connections made straight to the proxy port)
+  assert.deepEqual(chainNames(out.listeners[1] ?? {}), ['direct-connection', 'default/api/ingress/id1001', 'default/api/ingress/any']);
+  assert.deepEqual(chainNames(out.listeners[0] ?? {}), ['direct-connection', 'default/api/egress', 'default/api/egress/to/default/api']);
   // One original-destination cluster per client identity, its upstream marked with that identity.
   assert.deepEqual(
     out.clusters.map((c) => [c.name, (c.upstream_bind_config as { socket_options: Array<{ int_value: number }> }).socket_options[0]?.int_value]),
@@ -226,4 +227,31 @@ test('RBAC permissions include the destination port: a rule for another port all
   const r = await request(`http://127.0.0.1:${port}/api/v1/users`);
   assert.equal(r.statusCode, 403);
   assert.equal(await r.body.text(), 'Access denied');
+});
+
+test('RBAC: wildcard rows apply to an identity only where it has no row of its own; L4 rows allow every request', async (t) => {
+  const up = await httpUpstream(t);
+  const lp = await freePort();
+  const entries: PolicyEntry[] = [
+    // Anyone: GET /public on this port.
+    { remoteIdentity: 0, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['p/any'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/public' }] } },
+    // 127.0.0.2's identity has its own (complete) row: GET /mine only.
+    { remoteIdentity: OTHER_ID, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['p/other'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/mine' }] } },
+    // 127.0.0.1's identity is allowed at L4 on every port.
+    { remoteIdentity: CLIENT_ID, protocol: 6, port: 0, endPort: 0, verdict: 'ALLOW', derivedFrom: ['p/l4'] },
+  ];
+  const { sup } = await startEnvoy(t, (admin) =>
+    rbacBootstrap(admin, lp, up.port, entries, new Map([[OTHER_ID, ['127.0.0.2']], [CLIENT_ID, ['127.0.0.1']]])),
+  );
+  const port = await listenerPort(sup);
+  const from2 = new Agent({ localAddress: '127.0.0.2' });
+  t.after(() => from2.close());
+  const status = async (path: string, dispatcher?: Agent) => {
+    const r = await request(`http://127.0.0.1:${port}${path}`, dispatcher ? { dispatcher } : {});
+    await r.body.text();
+    return r.statusCode;
+  };
+  assert.equal(await status('/mine', from2), 200);
+  assert.equal(await status('/public', from2), 403, 'the wildcard row does not apply where the identity has its own row');
+  assert.equal(await status('/anything'), 200, 'an L4 allow lets every request through');
 });

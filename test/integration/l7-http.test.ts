@@ -316,4 +316,19 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     // Both connections went through Envoy (the intruder's was allowed by its egress rule, then refused in the kernel).
     await waitAls((x) => x.logName === 'default_intruder_egress' && x.status === 503);
   });
+
+  await t.test('stop() is idempotent, stops Envoy and keeps the policy routing: redirected flows fail closed', async () => {
+    const pid = proxy.status().envoy.pid;
+    await proxy.stop();
+    await proxy.stop();
+    assert.equal(proxy.status().envoy.state, 'stopped');
+    assert.ok(pid);
+    assert.throws(() => process.kill(pid, 0), 'the Envoy process is gone');
+    const rules = await run('ip', ['-4', 'rule', 'show', 'priority', String(routing.priority)]);
+    assert.match(rules.stdout, new RegExp(`lookup ${routing.table}`));
+    const r = await get(fromA, 8080, '/api/v1/users', { timeoutMs: 1500 });
+    assert.ok(r.error !== undefined, `no proxy: the L7 port fails closed (${JSON.stringify(r)})`);
+    const l4 = await fromA.request({ url: `http://${D.ip}:8080/x`, timeoutMs: 1500 });
+    assert.ok(l4.error !== undefined, 'the client reaches web only through its egress L7 rules: fails closed too');
+  });
 });
