@@ -138,10 +138,12 @@ export class ProxyManager {
     };
     if (o.envoyBinaryPath !== undefined) sup.binaryPath = o.envoyBinaryPath;
     const envoy = new EnvoySupervisor(sup);
-    envoy.on('exit', (e: { code: number | null; signal: string | null }) => log.warn('envoy exited', e));
+    const m = new ProxyManager(o, xds, als, envoy, ports);
+    envoy.on('exit', (e: { code: number | null; signal: string | null }) => {
+      if (!m.stopping) log.warn('envoy exited', e);
+    });
     envoy.on('restarting', (delayMs: number) => log.info('restarting envoy', { delayMs }));
     envoy.on('ready', (pid: number) => log.info('envoy ready', { pid }));
-    const m = new ProxyManager(o, xds, als, envoy, ports);
     try {
       await xds.listen(`unix:${xdsSock}`);
       await als.listen();
@@ -237,6 +239,11 @@ export class ProxyManager {
 
   recentAccessLogs(): L7FlowRecord[] {
     return this.als.recent();
+  }
+
+  /** Access-log records received since start, by verdict. */
+  accessLogCounts(): { forwarded: number; denied: number; error: number; malformed: number } {
+    return { ...this.als.counters };
   }
 
   /** GET on Envoy's admin API (stats, listeners), for status and tests. */
