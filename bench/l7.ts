@@ -173,14 +173,14 @@ async function main(): Promise<void> {
     const rbac = buildRbac({ entries: [{ ...l7, remoteIdentity: 0, port: PORT.sidecar_pair, endPort: PORT.sidecar_pair }], defaultDeny: true, subjects: [] });
     await sidecar(sb, dir, nsA, 'outbound', (admin) => sidecarBootstrap({ admin, port: OUTBOUND, mark: SIDECAR_MARK }));
     await sidecar(sb, dir, nsB, 'inbound', (admin) => sidecarBootstrap({ admin, port: INBOUND, rbac }));
-    const ipt = (ns: string, rule: string[]) => run('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-A', ...rule]);
+    const ipt = (ns: string, rule: string[]) => run('ip', ['netns', 'exec', ns, 'iptables', '-w', '5', '-t', 'nat', '-A', ...rule]);
     await ipt(nsA, ['OUTPUT', '-p', 'tcp', '-m', 'mark', '--mark', String(SIDECAR_MARK), '-j', 'RETURN']);
     await ipt(nsA, ['OUTPUT', '-p', 'tcp', '-d', B_IP, '--dport', String(PORT.sidecar_pair), '-j', 'REDIRECT', '--to-ports', String(OUTBOUND)]);
     await ipt(nsB, ['PREROUTING', '-p', 'tcp', '--dport', String(PORT.sidecar_pair), '-j', 'REDIRECT', '--to-ports', String(INBOUND)]);
 
     // Each path answers with the server's body before it is measured.
     for (const c of CASES) {
-      const r = await run('ip', ['netns', 'exec', nsA, 'curl', '-s', '--max-time', '5', `http://${B_IP}:${PORT[c]}${PATH}`]);
+      const r = await run('ip', ['netns', 'exec', nsA, 'curl', '-sS', '--max-time', '5', '--retry', '2', '--retry-connrefused', `http://${B_IP}:${PORT[c]}${PATH}`]);
       if (!r.stdout.startsWith(`B ${PORT[c]} GET ${PATH} from `)) throw new Error(`${c}: unexpected answer "${r.stdout}"`);
       log(`${c}: ${r.stdout}`);
     }

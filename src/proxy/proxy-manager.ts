@@ -33,7 +33,7 @@ import type { Logger } from '../util/log.js';
 import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
-import { type L7Endpoint, type Redirect, type TranslateOutput, translateL7 } from './translate.js';
+import { type L7Endpoint, listenerName, type Redirect, type TranslateOutput, translateL7 } from './translate.js';
 
 export interface ProxyManagerOptions {
   nodeName: string;
@@ -75,6 +75,8 @@ export class ProxyError extends Error {
     /** Envoy's own message for a rejection (NACK). */
     readonly envoyMessage?: string,
     readonly version?: string,
+    /** Policies whose L7 rules are in the listeners Envoy named in its rejection (for the policies' status). */
+    readonly policies: readonly string[] = [],
   ) {
     super(message);
   }
@@ -88,6 +90,18 @@ interface Served {
 
 function xdsLogger(log: Logger): XdsLogger {
   return { info: (m, f) => log.debug(m, f), warn: (m, f) => log.warn(m, f), error: (m, f) => log.error(m, f) };
+}
+
+/** The policies behind the HTTP rules of the listeners an Envoy rejection names ("…listener(s) meshd-http-egress: …"). */
+function policiesIn(input: ProxyApplyInput, message: string): string[] {
+  const out = new Set<string>();
+  for (const direction of ['ingress', 'egress'] as const) {
+    if (!message.includes(listenerName('http', direction))) continue;
+    for (const ep of input.endpoints) {
+      for (const e of ep.policy[direction].entries) if (e.verdict === 'REDIRECT' && e.l7?.kind === 'http') for (const p of e.derivedFrom) out.add(p);
+    }
+  }
+  return [...out].sort();
 }
 
 function contentHash(out: TranslateOutput): string {
@@ -181,7 +195,8 @@ export class ProxyManager {
     const hash = contentHash(out);
     if (this.lastNack?.hash === hash) {
       // The same content Envoy rejected: do not send it again.
-      throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected this configuration (snapshot ${this.lastNack.version}): ${this.lastNack.message}`, this.lastNack.message, this.lastNack.version);
+      const n = this.lastNack;
+      throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected this configuration (snapshot ${n.version}): ${n.message}`, n.message, n.version, policiesIn(input, n.message));
     }
     const snap = this.current?.hash === hash ? { ...this.current, out } : this.publish(out);
     const log = this.o.log.child({ component: 'proxy' });
@@ -195,7 +210,7 @@ export class ProxyManager {
         // Serve the last good content again, so a reconnecting Envoy does not receive the rejected one.
         if (this.good) this.publish(this.good.out);
         else this.publish({ listeners: [], clusters: [], redirects: [], unsupported: [] });
-        throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected snapshot ${snap.version}: ${message}`, message, snap.version);
+        throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected snapshot ${snap.version}: ${message}`, message, snap.version, policiesIn(input, message));
       }
       if (isXdsError(e, 'ACK_TIMEOUT')) {
         throw new ProxyError('PROXY_ACK_TIMEOUT', `Envoy did not ACK snapshot ${snap.version} in time (envoy ${this.envoy.status().state})`, undefined, snap.version);

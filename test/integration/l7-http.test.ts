@@ -262,6 +262,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     assert.ok(err instanceof ProxyError, String(err));
     assert.equal(err.code, 'PROXY_CONFIG_REJECTED');
     assert.match(err.envoyMessage ?? '', /invalid repetition size/);
+    assert.deepEqual(err.policies, ['default/client-bad'], 'the rejection names the policy behind the rejected listener');
     assert.match(proxy.status().lastNack?.message ?? '', /invalid repetition size/);
     const listeners = await proxy.adminRequest('/listeners');
     assert.doesNotMatch(listeners.body, /meshd-http-egress/, 'Envoy has no egress listener');
