@@ -23,11 +23,13 @@ test('ALS: Envoy reports forwarded and denied requests to meshd', async (t) => {
       statPrefix: 'default_api_ingress',
       cluster: 'upstream',
       accessLog: true,
-      rbac: buildRbac({
-        direction: 'ingress',
-        identityIps: new Map(),
-        entries: [{ remoteIdentity: 0, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['default/p'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/ok' }] } }],
-      }),
+      rbac: [
+        buildRbac({
+          defaultDeny: true,
+          subjects: [],
+          entries: [{ remoteIdentity: 0, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['default/p'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/ok' }] } }],
+        }),
+      ],
     });
     return {
       node: { id: 'als-test', cluster: 'meshd' },

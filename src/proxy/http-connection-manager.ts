@@ -1,22 +1,24 @@
 /**
  * The HTTP connection manager for one filter chain: RBAC from the policy,
- * then the router to the original destination. Denied requests are answered
+ * then the router to the original destination (through the cluster that
+ * marks the upstream with the client's identity). Denied requests are answered
  * locally with 403 and the body "Access denied", as Cilium's proxy answers.
  * HTTP/1.1 and HTTP/2 with prior knowledge (gRPC included) are detected on
  * the same port (codec AUTO); the upstream speaks what the client spoke.
  */
 import { ALS_CLUSTER } from '../../envoy/bootstrap.js';
+import { ORIGINAL_DST_HEADER } from './cluster.js';
 
 type Json = Record<string, unknown>;
 
-export const ORIGINAL_DST_CLUSTER = 'meshd-original-dst';
 export const ACCESS_DENIED_BODY = 'Access denied';
 
 export interface HcmInput {
   statPrefix: string;
-  rbac: Json;
-  /** Upstream cluster; the original-destination cluster unless a test routes elsewhere. */
-  cluster?: string;
+  /** RBAC filters, applied in order (an egress chain toward a local destination with ingress L7 rules has two). */
+  rbac: Json[];
+  /** Upstream cluster: the client identity's original-destination cluster (cluster.ts). */
+  cluster: string;
   /** Send access logs to meshd over gRPC ALS. */
   accessLog?: boolean;
 }
@@ -36,12 +38,20 @@ export function buildHttpConnectionManager(i: HcmInput): Json {
         {
           name: 'original-destination',
           domains: ['*'],
-          routes: [{ match: { prefix: '/' }, route: { cluster: i.cluster ?? ORIGINAL_DST_CLUSTER, timeout: '0s' } }],
+          routes: [
+            {
+              match: { prefix: '/' },
+              route: { cluster: i.cluster, timeout: '0s' },
+              // Where the client was going: the accepted socket's own address (bpf_sk_assign keeps it).
+              // Overwrites anything the client sent under that name (the upstream receives it: its own address).
+              request_headers_to_add: [{ header: { key: ORIGINAL_DST_HEADER, value: '%DOWNSTREAM_LOCAL_ADDRESS%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+            },
+          ],
         },
       ],
     },
     http_filters: [
-      { name: 'envoy.filters.http.rbac', typed_config: i.rbac },
+      ...i.rbac.map((typed_config) => ({ name: 'envoy.filters.http.rbac', typed_config })),
       { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
     ],
     local_reply_config: {

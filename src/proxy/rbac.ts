@@ -1,10 +1,21 @@
 /**
- * HTTP L7 rules → Envoy RBAC filter config (envoy.filters.http.rbac).
+ * An endpoint's policy in one direction → Envoy RBAC filter config
+ * (envoy.filters.http.rbac), following the reference lookup (src/policy/lookup.ts).
  *
- * One RBAC policy per policy entry (remote identity × port range). A request
- * is allowed when some policy matches: its principal (who is talking) and its
- * permission (destination port range AND any one of the entry's HTTP rules).
- * Everything else is denied (action ALLOW with no match = deny).
+ * Who is talking is decided by the filter chain (ingress: a chain per source
+ * identity; see translate.ts) or, for egress, by the destination address.
+ * Each "subject" is one remote identity with its own rows and the condition
+ * that says a request concerns it (`null`: the filter chain already did).
+ *
+ * Policies (action ALLOW; nothing matching = 403):
+ * - a subject's own rows: REDIRECT = its ports AND any one of its HTTP rules;
+ *   ALLOW = its ports (an L4 allow lets every request through);
+ * - a wildcard row (identity 0) applies to a subject only where that subject
+ *   has no row of its own (the engine's rows are complete: types.ts);
+ * - a direction without default deny allows the ports no row mentions.
+ * DENY rows are enforced by the kernel before anything reaches the proxy
+ * (deny wins in the datapath's lookup, and the proxy's upstream leg is judged
+ * again at the destination), so they are not repeated here.
  *
  * Matching semantics: Cilium's method/path/host are extended regular
  * expressions matched against the whole value; Envoy's `safe_regex` is RE2
@@ -14,16 +25,14 @@
  * documented in docs/l7-http.md. The path is matched without the query string
  * (RBAC `url_path`), after Envoy's path normalisation.
  */
-import type { Direction, HttpRule, PolicyEntry } from '../policy/types.js';
+import type { HttpRule, PolicyEntry } from '../policy/types.js';
 
 type Json = Record<string, unknown>;
 
 const regex = (re: string): Json => ({ safe_regex: { regex: re } });
 
 function headerMatcher(name: string, value: string | undefined): Json {
-  return value === undefined
-    ? { header: { name, present_match: true } }
-    : { header: { name, string_match: { exact: value } } };
+  return value === undefined ? { header: { name, present_match: true } } : { header: { name, string_match: { exact: value } } };
 }
 
 /** AND of everything one HTTP rule requires; an empty rule allows any request. */
@@ -36,53 +45,89 @@ export function httpRulePermission(rule: HttpRule): Json {
   // headerMatches with mismatch actions other than a plain match need a Lua or
   // header-mutation step; a plain headerMatch (no mismatch action) is a requirement.
   for (const h of rule.headerMatches ?? []) if (h.mismatch === undefined) parts.push(headerMatcher(h.name, h.value));
+  return and(parts);
+}
+
+function and(parts: Json[]): Json {
   if (parts.length === 0) return { any: true };
   if (parts.length === 1) return parts[0] as Json;
   return { and_rules: { rules: parts } };
 }
 
-function cidrs(ips: readonly string[]): Json[] {
+function or(parts: Json[]): Json {
+  if (parts.length === 1) return parts[0] as Json;
+  return { or_rules: { rules: parts } };
+}
+
+export function cidrs(ips: readonly string[]): Array<{ address_prefix: string; prefix_len: number }> {
   return ips.map((ip) => {
-    const [address, len] = ip.includes('/') ? (ip.split('/') as [string, string]) : [ip, ip.includes(':') ? '128' : '32'];
-    return { address_prefix: address, prefix_len: Number(len) };
+    const slash = ip.indexOf('/');
+    const address = slash < 0 ? ip : ip.slice(0, slash);
+    const len = slash < 0 ? (ip.includes(':') ? 128 : 32) : Number(ip.slice(slash + 1));
+    return { address_prefix: address, prefix_len: len };
   });
 }
 
-function portRange(e: PolicyEntry): Json | null {
-  if (e.port === 0) return null;
-  return { destination_port_range: { start: e.port, end: e.endPort + 1 } };
+/** The rows the proxy can see: TCP (or any-protocol) rows. */
+function tcpRows(entries: readonly PolicyEntry[], identity: number): PolicyEntry[] {
+  return entries.filter((e) => e.remoteIdentity === identity && (e.protocol === 0 || e.protocol === 6) && e.verdict !== 'DENY');
+}
+
+function portsOf(rows: readonly PolicyEntry[]): Json | null {
+  if (rows.some((r) => r.port === 0)) return { any: true };
+  if (rows.length === 0) return null;
+  return or(rows.map((r) => ({ destination_port_range: { start: r.port, end: r.endPort + 1 } })));
+}
+
+function rowPermission(row: PolicyEntry): Json[] {
+  const parts: Json[] = [];
+  if (row.port !== 0) parts.push({ destination_port_range: { start: row.port, end: row.endPort + 1 } });
+  if (row.verdict === 'REDIRECT' && row.l7?.kind === 'http') {
+    const rules = row.l7.rules.length === 0 ? [{}] : row.l7.rules;
+    parts.push(or(rules.map(httpRulePermission)));
+  }
+  return parts;
+}
+
+const overlaps = (a: PolicyEntry, b: PolicyEntry): boolean => a.port === 0 || b.port === 0 || (a.port <= b.endPort && b.port <= a.endPort);
+
+export interface RbacSubject {
+  identity: number;
+  /** Permission saying a request concerns this identity; null when the filter chain already selected it. */
+  match: Json | null;
 }
 
 export interface RbacInput {
-  direction: Direction;
   entries: readonly PolicyEntry[];
-  /** IPs (or CIDRs) of each remote identity, from the ipcache. */
-  identityIps: ReadonlyMap<number, readonly string[]>;
+  defaultDeny: boolean;
+  subjects: readonly RbacSubject[];
 }
 
-/** The RBAC filter's typed_config for one endpoint and direction. */
+/** The RBAC filter's typed_config for one endpoint, direction and set of remote identities. */
 export function buildRbac(input: RbacInput): Json {
   const policies: Record<string, Json> = {};
-  for (const e of input.entries) {
-    if (e.verdict !== 'REDIRECT' || e.l7?.kind !== 'http') continue;
-    const rules = e.l7.rules.length === 0 ? [{}] : e.l7.rules;
-    const http: Json = rules.length === 1 ? httpRulePermission(rules[0] as HttpRule) : { or_rules: { rules: rules.map(httpRulePermission) } };
-    const permission: Json[] = [];
-    const ports = portRange(e);
-    if (ports) permission.push(ports);
-    let principal: Json = { any: true };
-    if (e.remoteIdentity !== 0) {
-      const ips = input.identityIps.get(e.remoteIdentity) ?? [];
-      if (ips.length === 0) continue; // no address carries this identity yet: nothing to allow
-      if (input.direction === 'ingress') principal = { or_ids: { ids: cidrs(ips).map((c) => ({ direct_remote_ip: c })) } };
-      else permission.push({ or_rules: { rules: cidrs(ips).map((c) => ({ destination_ip: c })) } });
+  const add = (name: string, parts: Json[]): void => {
+    policies[`${Object.keys(policies).length}-${name}`] = { permissions: [and(parts)], principals: [{ any: true }] };
+  };
+  const owned = input.subjects.map((s) => ({ s, rows: tcpRows(input.entries, s.identity) }));
+  for (const { s, rows } of owned) {
+    for (const r of rows) add(`id${s.identity}-p${r.port}-${r.endPort}-${r.verdict}-${r.derivedFrom.join('+')}`, [...(s.match ? [s.match] : []), ...rowPermission(r)]);
+  }
+  // Where a subject has rows of its own, the wildcard rows do not apply to it.
+  const exceptOwned = (pred: (r: PolicyEntry) => boolean): Json[] => {
+    const ex: Json[] = [];
+    for (const { s, rows } of owned) {
+      const ports = portsOf(rows.filter(pred));
+      if (ports) ex.push(and([...(s.match ? [s.match] : []), ports]));
     }
-    permission.push(http);
-    const name = `id${e.remoteIdentity}-p${e.port}-${e.endPort}-${e.derivedFrom.join('+')}`;
-    policies[name] = {
-      permissions: [permission.length === 1 ? permission[0] : { and_rules: { rules: permission } }],
-      principals: [principal],
-    };
+    return ex.length === 0 ? [] : [{ not_rule: or(ex) }];
+  };
+  const wild = tcpRows(input.entries, 0);
+  for (const w of wild) add(`any-p${w.port}-${w.endPort}-${w.verdict}-${w.derivedFrom.join('+')}`, [...rowPermission(w), ...exceptOwned((r) => overlaps(r, w))]);
+  if (!input.defaultDeny) {
+    // Not enforced: ports without any row are open (DENY rows are the kernel's).
+    const wildPorts = portsOf(input.entries.filter((e) => e.remoteIdentity === 0));
+    add('not-enforced', [...(wildPorts ? [{ not_rule: wildPorts }] : []), ...exceptOwned(() => true)]);
   }
   return {
     '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',

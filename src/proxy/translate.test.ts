@@ -17,6 +17,7 @@ import { findEnvoy } from '../../envoy/binary.js';
 import { freePort, httpUpstream, listenerPort, startEnvoy, staticCluster } from '../../test/helpers/envoy.js';
 import type { EndpointPolicy, PolicyEntry } from '../policy/types.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
+import { proxyUpstreamMark } from '../datapath/maps.js';
 import { buildRbac } from './rbac.js';
 import { translateL7 } from './translate.js';
 
@@ -65,7 +66,6 @@ test('translated listeners and clusters are accepted by Envoy', async (t) => {
     identityIps: new Map([[CLIENT_ID, ['10.0.1.10']]]),
     ports,
     accessLog: true,
-    originalSrcMark: 0xa00,
   });
   assert.deepEqual(
     out.listeners.map((l) => [l.name, (l.address as { socket_address: { port_value: number } }).socket_address.port_value]),
@@ -75,10 +75,24 @@ test('translated listeners and clusters are accepted by Envoy', async (t) => {
     ],
   );
   assert.deepEqual(out.redirects, [
-    { endpointId: 'default/api', direction: 'ingress', kind: 'http', proxyPort: 15001 },
     { endpointId: 'default/api', direction: 'egress', kind: 'http', proxyPort: 15002 },
+    { endpointId: 'default/api', direction: 'ingress', kind: 'http', proxyPort: 15001 },
   ]);
-  assert.equal(out.clusters.length, 1);
+  // Ingress: a chain for the client identity (source = its addresses) and the fallback chain;
+  // egress: the endpoint's own chain and the one toward the local destination with ingress rules (itself here).
+  const chainNames = (l: Record<string, unknown>) => (l.filter_chains as Array<{ name: string }>).map((c) => c.name);
+  // (first, the guard that closes connections made straight to the proxy port)
+  assert.deepEqual(chainNames(out.listeners[1] ?? {}), ['direct-connection', 'default/api/ingress/id1001', 'default/api/ingress/any']);
+  assert.deepEqual(chainNames(out.listeners[0] ?? {}), ['direct-connection', 'default/api/egress', 'default/api/egress/to/default/api']);
+  // One original-destination cluster per client identity, its upstream marked with that identity.
+  assert.deepEqual(
+    out.clusters.map((c) => [c.name, (c.upstream_bind_config as { socket_options: Array<{ int_value: number }> }).socket_options[0]?.int_value]),
+    [
+      ['meshd-original-dst-id2', proxyUpstreamMark(2)],
+      ['meshd-original-dst-id1001', proxyUpstreamMark(1001)],
+      ['meshd-original-dst-id2000', proxyUpstreamMark(2000)],
+    ],
+  );
   const dir = mkdtempSync(join(tmpdir(), 'meshd-translate-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'bootstrap.json');
@@ -115,24 +129,27 @@ test('non-HTTP L7 redirects are reported as unsupported, not dropped', () => {
 
 
 /**
- * A loopback listener on `port` carrying the translator's HCM + RBAC, routed
- * to a static upstream. The RBAC permissions include the destination port,
- * which here is the listener's own port (through the datapath it is the
- * original destination's).
+ * A loopback listener on `port` with the translator's chain split and RBAC:
+ * one chain per identity (source = its addresses) and a fallback chain for
+ * everyone else, routed to a static upstream. The RBAC permissions include
+ * the destination port, which here is the listener's own port (through the
+ * datapath it is the original destination's).
  */
 function rbacBootstrap(adminSock: string, port: number, upstreamPort: number, entries: PolicyEntry[], identityIps: Map<number, string[]>): Record<string, unknown> {
-  const hcm = buildHttpConnectionManager({ statPrefix: 'rbac_test', rbac: buildRbac({ direction: 'ingress', entries, identityIps }), cluster: 'upstream' });
+  const hcm = (rbac: Record<string, unknown>) => ({
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: buildHttpConnectionManager({ statPrefix: 'rbac_test', rbac: [rbac], cluster: 'upstream' }),
+  });
+  const chains = [...identityIps].map(([identity, ips]) => ({
+    filter_chain_match: { source_prefix_ranges: ips.map((ip) => ({ address_prefix: ip, prefix_len: 32 })) },
+    filters: [hcm(buildRbac({ entries, defaultDeny: true, subjects: [{ identity, match: null }] }))],
+  }));
+  chains.push({ filter_chain_match: { source_prefix_ranges: [] }, filters: [hcm(buildRbac({ entries, defaultDeny: true, subjects: [] }))] });
   return {
     node: { id: 'rbac-test', cluster: 'meshd' },
     admin: { address: { pipe: { path: adminSock } } },
     static_resources: {
-      listeners: [
-        {
-          name: 'rbac',
-          address: { socket_address: { address: '127.0.0.1', port_value: port } },
-          filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
-        },
-      ],
+      listeners: [{ name: 'rbac', address: { socket_address: { address: '127.0.0.1', port_value: port } }, filter_chains: chains }],
       clusters: [staticCluster('upstream', upstreamPort)],
     },
   };
@@ -210,4 +227,31 @@ test('RBAC permissions include the destination port: a rule for another port all
   const r = await request(`http://127.0.0.1:${port}/api/v1/users`);
   assert.equal(r.statusCode, 403);
   assert.equal(await r.body.text(), 'Access denied');
+});
+
+test('RBAC: wildcard rows apply to an identity only where it has no row of its own; L4 rows allow every request', async (t) => {
+  const up = await httpUpstream(t);
+  const lp = await freePort();
+  const entries: PolicyEntry[] = [
+    // Anyone: GET /public on this port.
+    { remoteIdentity: 0, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['p/any'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/public' }] } },
+    // 127.0.0.2's identity has its own (complete) row: GET /mine only.
+    { remoteIdentity: OTHER_ID, protocol: 6, port: lp, endPort: lp, verdict: 'REDIRECT', derivedFrom: ['p/other'], l7: { kind: 'http', rules: [{ method: 'GET', path: '/mine' }] } },
+    // 127.0.0.1's identity is allowed at L4 on every port.
+    { remoteIdentity: CLIENT_ID, protocol: 6, port: 0, endPort: 0, verdict: 'ALLOW', derivedFrom: ['p/l4'] },
+  ];
+  const { sup } = await startEnvoy(t, (admin) =>
+    rbacBootstrap(admin, lp, up.port, entries, new Map([[OTHER_ID, ['127.0.0.2']], [CLIENT_ID, ['127.0.0.1']]])),
+  );
+  const port = await listenerPort(sup);
+  const from2 = new Agent({ localAddress: '127.0.0.2' });
+  t.after(() => from2.close());
+  const status = async (path: string, dispatcher?: Agent) => {
+    const r = await request(`http://127.0.0.1:${port}${path}`, dispatcher ? { dispatcher } : {});
+    await r.body.text();
+    return r.statusCode;
+  };
+  assert.equal(await status('/mine', from2), 200);
+  assert.equal(await status('/public', from2), 403, 'the wildcard row does not apply where the identity has its own row');
+  assert.equal(await status('/anything'), 200, 'an L4 allow lets every request through');
 });

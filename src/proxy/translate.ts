@@ -3,20 +3,37 @@
  *
  * Input: the policy engine's EndpointPolicy for each local endpoint (with the
  * endpoint's addresses) and the ipcache's identity → addresses. Output: one
- * listener per (L7 protocol, direction) that has any REDIRECT entry, each
- * with one filter chain per endpoint, plus the original-destination cluster;
- * and the list of redirects the datapath must program (endpoint, direction,
- * proxy port) once Envoy has ACKed these listeners.
+ * transparent listener per (L7 protocol, direction) that has any REDIRECT
+ * entry, its filter chains, one ORIGINAL_DST cluster per client identity
+ * (SO_MARK = proxyUpstreamMark(identity), cluster.ts), and the redirects the
+ * datapath may program once Envoy has ACKed these listeners.
+ *
+ * Filter chains:
+ * - ingress (`meshd-http-ingress`): per local destination endpoint D, one
+ *   chain per remote identity R that has rows of its own (destination = D's
+ *   addresses, source = R's addresses from the ipcache; RBAC from R's rows and
+ *   the wildcard rows R has no own row for; upstream marked with R), plus one
+ *   chain without a source match for every other client (the wildcard rows;
+ *   upstream marked `world`, since Envoy cannot tell which identity an
+ *   address outside every chain has — see docs/l7-http.md);
+ * - egress (`meshd-http-egress`): per local source endpoint S, one chain
+ *   (source = S's addresses; RBAC from S's egress rows, the remote identity
+ *   told by the destination address; upstream marked with S's identity), and
+ *   one chain per local destination D with ingress L7 rules (destination = D,
+ *   source = S): the datapath redirects such a connection once, to the egress
+ *   port, so that chain enforces S's egress rules and then D's ingress rules
+ *   for S's identity.
  *
  * HTTP is enforced here. A REDIRECT entry for another L7 protocol is not
  * dropped silently: it is returned in `unsupported`, so the caller can report
- * it (and the datapath keeps such flows denied rather than unfiltered).
+ * it (and the datapath keeps such flows failing closed rather than unfiltered).
  */
+import { Identity } from '../datapath/maps.js';
 import type { Direction, EndpointPolicy, L7Kind, PolicyEntry } from '../policy/types.js';
-import { buildOriginalDstCluster } from './cluster.js';
+import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { buildFilterChain, buildListener } from './listener.js';
-import { buildRbac } from './rbac.js';
+import { buildRbac, cidrs, type RbacSubject } from './rbac.js';
 
 type Json = Record<string, unknown>;
 
@@ -30,7 +47,8 @@ export interface TranslateInput {
   identityIps: ReadonlyMap<number, readonly string[]>;
   ports: { portFor(kind: L7Kind, direction: Direction): number };
   accessLog?: boolean;
-  originalSrcMark?: number;
+  /** Where the listeners bind (the datapath's proxyIpv4); default 127.0.0.1. */
+  bindAddress?: string;
 }
 
 export interface Redirect {
@@ -49,58 +67,93 @@ export interface TranslateOutput {
 
 export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http']);
 
+/** The identity the upstream of the ingress fallback chain carries (a client outside every identity chain). */
+export const FALLBACK_IDENTITY = Identity.WORLD;
+
 export function listenerName(kind: L7Kind, direction: Direction): string {
   return `meshd-${kind}-${direction}`;
 }
 
+const isHttpRedirect = (e: PolicyEntry): boolean => e.verdict === 'REDIRECT' && e.l7?.kind === 'http';
+
+function safe(s: string): string {
+  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
 export function translateL7(input: TranslateInput): TranslateOutput {
-  const chains = new Map<string, { kind: L7Kind; direction: Direction; chains: Json[] }>();
   const redirects: Redirect[] = [];
   const unsupported: TranslateOutput['unsupported'] = [];
-  const endpoints = [...input.endpoints].sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
+  const endpoints = [...input.endpoints].filter((e) => e.ips.length > 0).sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
+  const marks = new Set<number>();
+  const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
 
-  for (const ep of endpoints) {
+  for (const ep of input.endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
-      const byKind = new Map<L7Kind, PolicyEntry[]>();
+      const other = new Map<L7Kind, PolicyEntry[]>();
       for (const e of ep.policy[direction].entries) {
-        if (e.verdict !== 'REDIRECT' || !e.l7) continue;
-        const list = byKind.get(e.l7.kind) ?? [];
-        list.push(e);
-        byKind.set(e.l7.kind, list);
+        if (e.verdict !== 'REDIRECT' || !e.l7 || SUPPORTED_L7.has(e.l7.kind)) continue;
+        other.set(e.l7.kind, [...(other.get(e.l7.kind) ?? []), e]);
       }
-      for (const [kind, entries] of byKind) {
-        if (!SUPPORTED_L7.has(kind)) {
-          unsupported.push({ endpointId: ep.policy.endpointId, direction, kind, derivedFrom: [...new Set(entries.flatMap((e) => e.derivedFrom))].sort() });
-          continue;
-        }
-        const name = listenerName(kind, direction);
-        const group = chains.get(name) ?? { kind, direction, chains: [] };
-        const statPrefix = `${ep.policy.endpointId.replace(/[^A-Za-z0-9_.-]/g, '_')}_${direction}`;
-        const hcm = buildHttpConnectionManager({
-          statPrefix,
-          rbac: buildRbac({ direction, entries, identityIps: input.identityIps }),
-          accessLog: input.accessLog ?? false,
-        });
-        group.chains.push(
-          buildFilterChain({
-            name: `${ep.policy.endpointId}/${direction}`,
-            direction,
-            endpointIps: ep.ips,
-            networkFilters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
-          }),
-        );
-        chains.set(name, group);
-        redirects.push({ endpointId: ep.policy.endpointId, direction, kind, proxyPort: input.ports.portFor(kind, direction) });
+      for (const [kind, entries] of other) {
+        unsupported.push({ endpointId: ep.policy.endpointId, direction, kind, derivedFrom: [...new Set(entries.flatMap((e) => e.derivedFrom))].sort() });
       }
     }
   }
 
-  const listeners = [...chains.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, g]) => {
-      const l: Parameters<typeof buildListener>[0] = { name, port: input.ports.portFor(g.kind, g.direction), filterChains: g.chains };
-      if (input.originalSrcMark !== undefined) l.originalSrcMark = input.originalSrcMark;
-      return buildListener(l);
-    });
-  return { listeners, clusters: listeners.length > 0 ? [buildOriginalDstCluster()] : [], redirects, unsupported };
+  const hcm = (statPrefix: string, rbac: Json[], identity: number): Json => {
+    marks.add(identity);
+    return buildHttpConnectionManager({ statPrefix: safe(statPrefix), rbac, cluster: originalDstClusterName(identity), accessLog: input.accessLog ?? false });
+  };
+  const chain = (name: string, m: { destinationIps?: readonly string[]; sourceIps?: readonly string[] }, typedConfig: Json): Json =>
+    buildFilterChain({ name, ...m, networkFilters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: typedConfig }] });
+  const ipsOf = (id: number): readonly string[] => input.identityIps.get(id) ?? [];
+
+  const ingressL7 = endpoints.filter((ep) => ep.policy.ingress.entries.some(isHttpRedirect));
+  const egressL7 = endpoints.filter((ep) => ep.policy.egress.entries.some(isHttpRedirect));
+
+  for (const d of ingressL7) {
+    const id = d.policy.endpointId;
+    const pol = d.policy.ingress;
+    const identities = [...new Set(pol.entries.filter(isHttpRedirect).map((e) => e.remoteIdentity))].filter((r) => r !== 0).sort((a, b) => a - b);
+    for (const r of identities) {
+      if (ipsOf(r).length === 0) continue; // no address carries this identity yet: nothing to allow
+      const rbac = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects: [{ identity: r, match: null }] });
+      chains.ingress.push(chain(`${id}/ingress/id${r}`, { destinationIps: d.ips, sourceIps: ipsOf(r) }, hcm(`${id}_ingress_id${r}`, [rbac], r)));
+    }
+    // Every other client: the wildcard rows (if any; otherwise every request is denied with 403).
+    const rbac = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects: [] });
+    chains.ingress.push(chain(`${id}/ingress/any`, { destinationIps: d.ips }, hcm(`${id}_ingress_any`, [rbac], FALLBACK_IDENTITY)));
+    redirects.push({ endpointId: id, direction: 'ingress', kind: 'http', proxyPort: input.ports.portFor('http', 'ingress') });
+  }
+
+  for (const s of egressL7) {
+    const id = s.policy.endpointId;
+    const pol = s.policy.egress;
+    const subjects: RbacSubject[] = [...new Set(pol.entries.map((e) => e.remoteIdentity))]
+      .filter((r) => r !== 0 && ipsOf(r).length > 0)
+      .sort((a, b) => a - b)
+      .map((r) => ({ identity: r, match: { or_rules: { rules: cidrs(ipsOf(r)).map((c) => ({ destination_ip: c })) } } }));
+    const egressRbac = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects });
+    const me = s.policy.identity;
+    chains.egress.push(chain(`${id}/egress`, { sourceIps: s.ips }, hcm(`${id}_egress`, [egressRbac], me)));
+    for (const d of ingressL7) {
+      const dp = d.policy.ingress;
+      const ingressRbac = buildRbac({ entries: dp.entries, defaultDeny: dp.defaultDeny, subjects: [{ identity: me, match: null }] });
+      chains.egress.push(
+        chain(`${id}/egress/to/${d.policy.endpointId}`, { destinationIps: d.ips, sourceIps: s.ips }, hcm(`${id}_egress_to_${d.policy.endpointId}`, [egressRbac, ingressRbac], me)),
+      );
+    }
+    redirects.push({ endpointId: id, direction: 'egress', kind: 'http', proxyPort: input.ports.portFor('http', 'egress') });
+  }
+
+  const listeners: Json[] = [];
+  for (const direction of ['egress', 'ingress'] as const) {
+    if (chains[direction].length === 0) continue;
+    const l: Parameters<typeof buildListener>[0] = { name: listenerName('http', direction), port: input.ports.portFor('http', direction), filterChains: chains[direction] };
+    if (input.bindAddress !== undefined) l.bindAddress = input.bindAddress;
+    listeners.push(buildListener(l));
+  }
+  const clusters = [...marks].sort((a, b) => a - b).map(buildOriginalDstCluster);
+  redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));
+  return { listeners, clusters, redirects, unsupported };
 }

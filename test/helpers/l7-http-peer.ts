@@ -1,0 +1,187 @@
+/**
+ * HTTP peers for the L7 end-to-end tests and the L7 benchmark, run inside a
+ * namespace as `node dist/test/helpers/l7-http-peer.js …`:
+ *
+ *   serve NAME PORT…   HTTP/1.1 and HTTP/2 with prior knowledge on every port
+ *                      (the first bytes decide), answering "NAME PORT METHOD PATH from ADDR";
+ *                      content-type application/grpc gets a gRPC-framed answer and
+ *                      grpc-status 0. Prints "ready", then "req PORT METHOD PATH ADDR" per request.
+ *   client             reads JSON requests on stdin (one per line), answers JSON lines:
+ *                      {id, status, body, grpcStatus, error}; every request on a new connection.
+ */
+import { request as h1request, createServer as createH1 } from 'node:http';
+import { connect as h2connect, createServer as createH2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { createServer as createNet, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { Duplex } from 'node:stream';
+
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+function grpcFrame(payload: string): Buffer {
+  const body = Buffer.from(payload);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length, 1);
+  return Buffer.concat([head, body]);
+}
+
+function serve(name: string, ports: number[]): void {
+  for (const port of ports) {
+    const text = (method: string, path: string, remote: string) => {
+      process.stdout.write(`req ${port} ${method} ${path} ${remote}\n`);
+      return `${name} ${port} ${method} ${path} from ${remote}`;
+    };
+    const h1 = createH1((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(text(req.method ?? '', req.url ?? '', req.socket.remoteAddress ?? '')));
+    });
+    const h2 = createH2();
+    // The HTTP/2 session gets a JS duplex (see below); its peer address is remembered per session.
+    const remotes = new WeakMap<object, string>();
+    let connecting = '';
+    h2.on('session', (session) => remotes.set(session, connecting));
+    h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      const body = text(String(headers[':method']), String(headers[':path']), (stream.session && remotes.get(stream.session)) ?? '');
+      stream.resume();
+      stream.on('end', () => {
+        if (headers['content-type'] === 'application/grpc') {
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+          stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+          stream.end(grpcFrame(body));
+        } else {
+          stream.respond({ ':status': 200, 'content-type': 'text/plain' });
+          stream.end(body);
+        }
+      });
+    });
+    const server = createNet((sock: Socket) => {
+      sock.once('data', (first: Buffer) => {
+        sock.pause();
+        if (!first.toString('latin1').startsWith(H2_PREFACE)) {
+          sock.unshift(first);
+          h1.emit('connection', sock);
+          sock.resume();
+          return;
+        }
+        // node's HTTP/2 reads a net.Socket's handle directly (bytes put back with unshift would be lost):
+        // hand it a duplex that replays the first chunk and then relays the socket.
+        const d = new Duplex({
+          read: () => void sock.resume(),
+          write: (chunk: Buffer, _enc, cb) => void sock.write(chunk, cb),
+          final: (cb) => {
+            sock.end();
+            cb();
+          },
+          destroy: (err, cb) => {
+            sock.destroy();
+            cb(err);
+          },
+        });
+        d.push(first);
+        sock.on('data', (c: Buffer) => {
+          if (!d.push(c)) sock.pause();
+        });
+        sock.on('end', () => d.push(null));
+        sock.on('close', () => d.destroy());
+        connecting = sock.remoteAddress ?? '';
+        h2.emit('connection', d);
+      });
+      sock.on('error', () => undefined);
+    });
+    server.listen(port, '0.0.0.0');
+  }
+  setTimeout(() => process.stdout.write('ready\n'), 100);
+}
+
+interface ClientRequest {
+  id: number;
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  h2?: boolean;
+  grpc?: boolean;
+  timeoutMs?: number;
+}
+
+interface ClientAnswer {
+  id: number;
+  status?: number;
+  body?: string;
+  grpcStatus?: string;
+  error?: string;
+}
+
+function h1(r: ClientRequest): Promise<ClientAnswer> {
+  return new Promise((resolve) => {
+    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, agent: false, timeout: r.timeoutMs ?? 4000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ id: r.id, status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
+    req.on('error', (e) => resolve({ id: r.id, error: e.message }));
+    req.end(r.body);
+  });
+}
+
+function h2(r: ClientRequest): Promise<ClientAnswer> {
+  return new Promise((resolve) => {
+    const u = new URL(r.url);
+    const session = h2connect(u.origin);
+    const done = (a: ClientAnswer) => {
+      clearTimeout(timer);
+      session.close();
+      resolve(a);
+    };
+    const timer = setTimeout(() => {
+      session.destroy();
+      resolve({ id: r.id, error: 'TIMEOUT' });
+    }, r.timeoutMs ?? 4000);
+    session.on('error', (e) => done({ id: r.id, error: e.message }));
+    const headers: Record<string, string> = { ':method': r.method ?? 'GET', ':path': u.pathname + u.search, ...(r.headers ?? {}) };
+    if (r.grpc) Object.assign(headers, { ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' });
+    const s = session.request(headers);
+    let status = 0;
+    let grpcStatus: string | undefined;
+    const chunks: Buffer[] = [];
+    s.on('response', (h) => {
+      status = Number(h[':status']);
+      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+    });
+    s.on('trailers', (h) => {
+      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+    });
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const body = r.grpc && raw.length >= 5 ? raw.subarray(5).toString('utf8') : raw.toString('utf8');
+      const a: ClientAnswer = { id: r.id, status, body };
+      if (grpcStatus !== undefined) a.grpcStatus = grpcStatus;
+      done(a);
+    });
+    s.on('error', (e) => done({ id: r.id, error: e.message }));
+    s.end(r.grpc ? grpcFrame(r.body ?? 'hello') : r.body);
+  });
+}
+
+function client(): void {
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    let r: ClientRequest;
+    try {
+      r = JSON.parse(line) as ClientRequest;
+    } catch {
+      return;
+    }
+    void (r.h2 || r.grpc ? h2(r) : h1(r)).then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
+  });
+  process.stdout.write('ready\n');
+}
+
+const [cmd, ...args] = process.argv.slice(2);
+if (cmd === 'serve') serve(args[0] ?? 'S', args.slice(1).map(Number));
+else if (cmd === 'client') client();
+else {
+  process.stderr.write('usage: l7-http-peer serve NAME PORT… | client\n');
+  process.exit(2);
+}
