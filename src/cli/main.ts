@@ -20,6 +20,13 @@ const node = (summary: string, name: string): Command => ({
 });
 
 const commands: Record<string, Command> = {
+  agent: {
+    summary: 'run the node agent (--config FILE, --standalone DIR, --<key>=<value>)',
+    async run(args) {
+      const { runAgentCommand } = await import('./agent.js');
+      return runAgentCommand(args);
+    },
+  },
   status: node('the running agent: Envoy, xDS versions and NACKs, datapath, counts', 'status'),
   endpoint: node('list|get ID: local endpoints', 'endpoint'),
   identity: node('list: security identities', 'identity'),

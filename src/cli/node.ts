@@ -102,6 +102,12 @@ export async function runNodeCommand(cmd: string, argv: string[]): Promise<numbe
       return 0;
     }
     case 'proxy': {
+      if (sub === 'routing' && (arg === 'remove' || arg === 'ensure')) {
+        // Local, no agent needed: the fwmark rule and local route that deliver redirected flows to Envoy.
+        const { ensurePolicyRouting, removePolicyRouting } = await import('../proxy/policy-routing.js');
+        await (arg === 'remove' ? removePolicyRouting() : ensurePolicyRouting());
+        return 0;
+      }
       if (sub !== 'list') break;
       const v = await apiGet(sock, '/v1/proxy');
       print(argv, v, () =>

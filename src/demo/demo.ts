@@ -1,0 +1,269 @@
+/**
+ * `npm run demo`: a real end-to-end run on the embedded default (standalone
+ * mode). It starts `meshd agent --standalone examples/demo` as its own
+ * process, creates three pods through meshd-cni exactly as a container
+ * runtime does (a client, an HTTP API server, an intruder with other labels),
+ * sends real requests, and prints what happened:
+ *
+ *   request                         expected  got    path
+ *   client GET  /api/v1/users :8080  200      200    via Envoy
+ *   client GET  /admin        :8080  403      403    via Envoy
+ *   client GET  /metrics      :9090  200      200    kernel only
+ *   intruder GET /api/v1/users :8080 dropped  dropped kernel (POLICY_DENY)
+ *
+ * It exits 0 only if every row matches, and removes everything it created
+ * (pods, namespaces, the agent, Envoy, pins, cgroup, CNI files, routing).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { apiGet } from '../cli/api-client.js';
+import { CONFLIST_NAME } from '../cni/installer.js';
+import { run } from '../util/exec.js';
+import { repoPath } from '../util/paths.js';
+
+interface Pod {
+  name: string;
+  ns: string;
+  ip: string;
+  containerId: string;
+}
+
+interface Row {
+  who: string;
+  method: string;
+  path: string;
+  port: number;
+  headers?: Record<string, string>;
+  expected: string;
+  expectedPath: 'via Envoy' | 'kernel only' | 'dropped in kernel';
+}
+
+const ROWS: Row[] = [
+  { who: 'client', method: 'GET', path: '/api/v1/users', port: 8080, expected: '200', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'GET', path: '/api/v1/products', port: 8080, expected: '200', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'POST', path: '/api/v1/orders', port: 8080, headers: { 'Content-Type': 'application/json' }, expected: '200', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'POST', path: '/api/v1/orders', port: 8080, headers: { 'Content-Type': 'text/plain' }, expected: '403', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'DELETE', path: '/api/v1/users', port: 8080, expected: '403', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'GET', path: '/admin', port: 8080, expected: '403', expectedPath: 'via Envoy' },
+  { who: 'client', method: 'GET', path: '/metrics', port: 9090, expected: '200', expectedPath: 'kernel only' },
+  { who: 'intruder', method: 'GET', path: '/api/v1/users', port: 8080, expected: 'dropped', expectedPath: 'dropped in kernel' },
+  { who: 'intruder', method: 'GET', path: '/metrics', port: 9090, expected: 'dropped', expectedPath: 'dropped in kernel' },
+];
+
+const SERVER = `
+const http = require('http');
+for (const port of [8080, 9090]) {
+  http.createServer((req, res) => { res.setHeader('content-type', 'text/plain'); res.end('api ' + port + ' ' + req.method + ' ' + req.url + '\\n'); })
+    .listen(port, '0.0.0.0');
+}
+console.log('ready');
+`;
+
+class Demo {
+  readonly tag = `md${process.pid % 100000}`;
+  readonly work = mkdtempSync(join(tmpdir(), 'meshd-demo-'));
+  readonly pins = `/sys/fs/bpf/meshd-demo-${process.pid}`;
+  readonly cgroup = `/sys/fs/cgroup/unified/meshd-demo-${process.pid}`;
+  readonly stateDir = join(this.work, 'state');
+  readonly confDir = join(this.work, 'net.d');
+  readonly binDir = join(this.work, 'bin');
+  readonly apiSocket = join(this.stateDir, 'meshd.sock');
+  agent: ChildProcess | null = null;
+  server: ChildProcess | null = null;
+  readonly pods: Pod[] = [];
+  readonly namespaces: string[] = [];
+
+  config(): string {
+    return [
+      'nodeName: demo-node',
+      `stateDir: ${this.stateDir}`,
+      `bpf: {root: ${this.pins}, events: {sampleNewConnections: 1}}`,
+      `cgroup: {hostRoot: ${this.cgroup}}`,
+      `cni: {confDir: ${this.confDir}, binDir: ${this.binDir}, exclusive: false}`,
+      'ipam: {podCIDR: 10.244.251.0/24}',
+      'proxy: {portRange: "15000-15099"}',
+      'log: {format: json}',
+      '',
+    ].join('\n');
+  }
+
+  async startAgent(): Promise<void> {
+    mkdirSync(this.pins, { recursive: true });
+    mkdirSync(this.cgroup, { recursive: true });
+    writeFileSync(join(this.work, 'config.yaml'), this.config());
+    const log = join(this.work, 'agent.log');
+    const out = await import('node:fs').then((fs) => fs.openSync(log, 'a'));
+    this.agent = spawn(process.execPath, [repoPath('bin', 'meshd.mjs'), 'agent', '--config', join(this.work, 'config.yaml'), '--standalone', repoPath('examples', 'demo')], {
+      stdio: ['ignore', out, out],
+    });
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      if (this.agent.exitCode !== null) throw new Error(`the agent exited (${this.agent.exitCode}); its log:\n${readFileSync(log, 'utf8').slice(-3000)}`);
+      try {
+        const s = (await apiGet(this.apiSocket, '/v1/status')) as { agent: { state: string }; envoy: { envoy?: { state?: string } } };
+        if (s.agent.state === 'running') return;
+      } catch {
+        // not up yet
+      }
+      await sleep(200);
+    }
+    throw new Error('the agent did not come up within 60 s');
+  }
+
+  async addPod(name: string): Promise<Pod> {
+    const ns = `${this.tag}-${name}`;
+    await run('ip', ['netns', 'add', ns]);
+    this.namespaces.push(ns);
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    const list = JSON.parse(readFileSync(join(this.confDir, CONFLIST_NAME), 'utf8')) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> };
+    const plugin = list.plugins[0] ?? {};
+    const containerId = `${this.tag}${name}`;
+    const res = await this.cni('ADD', { ...plugin, cniVersion: list.cniVersion, name: list.name }, containerId, ns, name);
+    const parsed = JSON.parse(res) as { ips?: Array<{ address: string }> };
+    const ip = parsed.ips?.[0]?.address.split('/')[0];
+    if (!ip) throw new Error(`meshd-cni ADD for ${name} returned no address: ${res}`);
+    const pod = { name, ns, ip, containerId };
+    this.pods.push(pod);
+    return pod;
+  }
+
+  cni(command: 'ADD' | 'DEL', conf: Record<string, unknown>, containerId: string, ns: string, name: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(join(this.binDir, 'meshd-cni'), [], {
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: containerId,
+          CNI_NETNS: `/var/run/netns/${ns}`,
+          CNI_IFNAME: 'eth0',
+          CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}`,
+          CNI_PATH: `${this.binDir}:/usr/lib/cni`,
+        },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`meshd-cni ${command} ${name} failed (${code}): ${out}`))));
+      child.stdin.end(JSON.stringify(conf));
+    });
+  }
+
+  async startServer(pod: Pod): Promise<void> {
+    const child = spawn('ip', ['netns', 'exec', pod.ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.server = child;
+    const [line] = (await Promise.race([once(child.stdout!, 'data'), sleep(10_000).then(() => ['timeout'])])) as [Buffer | string];
+    if (!String(line).includes('ready')) throw new Error('the API server did not start');
+  }
+
+  async waitForProxy(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const s = (await apiGet(this.apiSocket, '/v1/status')) as { envoy?: { envoy?: { state?: string } }; proxy?: { version?: string; error?: string | null } | null; datapath?: { pending?: Record<string, string> } };
+      last = s;
+      if (s.envoy?.envoy?.state === 'ready' && s.proxy?.version && !s.proxy.error && Object.keys(s.datapath?.pending ?? {}).length === 0) return;
+      await sleep(250);
+    }
+    throw new Error(`Envoy did not get the policy's listener within 60 s: ${JSON.stringify(last)}`);
+  }
+
+  async request(from: Pod, to: Pod, r: Row): Promise<{ got: string; path: string; detail: string }> {
+    const args = ['netns', 'exec', from.ns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', '-X', r.method];
+    for (const [k, v] of Object.entries(r.headers ?? {})) args.push('-H', `${k}: ${v}`);
+    if (r.method === 'POST') args.push('--data', '{}');
+    args.push(`http://${to.ip}:${r.port}${r.path}`);
+    const before = await this.flows();
+    let got: string;
+    try {
+      got = (await run('ip', args, { timeoutMs: 10_000 })).stdout.trim();
+    } catch {
+      got = 'dropped';
+    }
+    if (got === '000') got = 'dropped';
+    await sleep(150);
+    const fresh = (await this.flows()).slice(before.length);
+    const mine = fresh.filter((f) => f.src.ip === from.ip && f.dst.ip === to.ip && f.dst.port === r.port);
+    const drop = mine.find((f) => f.type === 'drop');
+    const path = drop
+      ? 'dropped in kernel'
+      : mine.some((f) => f.type === 'redirect' || f.verdict === 'REDIRECT')
+        ? 'via Envoy'
+        : mine.length > 0
+          ? 'kernel only'
+          : got === 'dropped'
+            ? 'dropped in kernel'
+            : 'unknown';
+    return { got, path, detail: drop?.dropReason ?? (mine.find((f) => f.type === 'redirect')?.proxyPort ? `proxy port ${mine.find((f) => f.type === 'redirect')?.proxyPort}` : '') };
+  }
+
+  async flows(): Promise<Array<{ type: string; verdict?: string; proxyPort?: number; src: { ip: string }; dst: { ip: string; port: number }; dropReason?: string }>> {
+    const v = (await apiGet(this.apiSocket, '/v1/flows')) as { flows: Array<{ type: string; verdict?: string; proxyPort?: number; src: { ip: string }; dst: { ip: string; port: number } }> };
+    return v.flows;
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.server && this.server.exitCode === null) {
+      this.server.kill('SIGKILL');
+      await once(this.server, 'exit').catch(() => undefined);
+    }
+    const list = existsSync(join(this.confDir, CONFLIST_NAME)) ? (JSON.parse(readFileSync(join(this.confDir, CONFLIST_NAME), 'utf8')) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> }) : null;
+    for (const p of this.pods.reverse()) {
+      if (list) await this.cni('DEL', { ...(list.plugins[0] ?? {}), cniVersion: list.cniVersion, name: list.name }, p.containerId, p.ns, p.name).catch(() => undefined);
+    }
+    for (const ns of this.namespaces) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    if (this.agent && this.agent.exitCode === null) {
+      this.agent.kill('SIGTERM');
+      await Promise.race([once(this.agent, 'exit'), sleep(20_000).then(() => this.agent?.kill('SIGKILL'))]);
+    }
+    await run(process.execPath, [repoPath('bin', 'meshd.mjs'), 'proxy', 'routing', 'remove']).catch(() => undefined);
+    rmSync(this.pins, { recursive: true, force: true });
+    await run('rmdir', [this.cgroup]).catch(() => undefined);
+    rmSync(this.work, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<number> {
+  const t0 = Date.now();
+  const demo = new Demo();
+  const stop = () => void demo.cleanup().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    process.stdout.write('meshd demo: starting the agent in standalone mode on examples/demo/\n');
+    await demo.startAgent();
+    const client = await demo.addPod('client');
+    const api = await demo.addPod('api');
+    const intruder = await demo.addPod('intruder');
+    process.stdout.write(`pods (through meshd-cni): client ${client.ip}, api ${api.ip}, intruder ${intruder.ip}\n`);
+    await demo.startServer(api);
+    await demo.waitForProxy();
+    const rows: string[][] = [];
+    let ok = true;
+    for (const r of ROWS) {
+      const from = r.who === 'client' ? client : intruder;
+      const res = await demo.request(from, api, r);
+      const match = res.got === r.expected && res.path === r.expectedPath;
+      ok &&= match;
+      const hdr = r.headers ? ` (${Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
+      rows.push([`${r.who} ${r.method} ${r.path}${hdr} → api:${r.port}`, r.expected, res.got, res.path, res.detail, match ? 'ok' : `MISMATCH (expected ${r.expectedPath})`]);
+    }
+    const head = ['request', 'expected', 'got', 'path', 'detail', ''];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+    const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+    process.stdout.write(`\n${line(head)}\n${rows.map(line).join('\n')}\n\n`);
+    process.stdout.write(`${ok ? 'every row matches' : 'SOME ROWS DO NOT MATCH'} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    return ok ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`meshd demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  } finally {
+    await demo.cleanup();
+  }
+}
+
+process.exitCode = await main();
