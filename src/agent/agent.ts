@@ -132,6 +132,8 @@ export class Agent {
     }
     this.endpoints = await EndpointManager.open({
       pinDir: this.pinDir,
+      // The endpoint program shares the socket LB's service maps by pin: size them as the socket LB does.
+      maxEntries: { meshd_lb_svc: c['bpf.lbMapMax'], meshd_lb_be: c['bpf.lbMapMax'] },
       config: {
         perPacketLb: c['socketLB.hostNamespaceOnly'],
         verdictSample: c['bpf.events.sampleNewConnections'],

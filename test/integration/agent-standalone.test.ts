@@ -38,7 +38,8 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 10_000): Pro
 
 test('agent: CNI pods, L4 policy in the kernel, restart under a live connection, policy edit, status', async (t) => {
   requirePrivileges();
-  const node = new AgentNode();
+  // A non-default socket-LB map size: the endpoint program shares those maps by pin and must size them alike.
+  const node = new AgentNode({ 'bpf.lbMapMax': 4096 });
   t.after(() => node.cleanup());
   mkdirSync(node.manifests, { recursive: true });
   node.write('pods.yaml', PODS);
