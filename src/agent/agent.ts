@@ -482,7 +482,7 @@ export class Agent {
       return {
         id: e.endpointId,
         identity: e.identity,
-        ips: e.ips,
+        ips: e.ips.map((ip) => ip.replace(/\/(32|128)$/, '')),
         ifname: e.ifname,
         labels: this.pods.get(e.endpointId)?.metadata.labels ?? {},
         ingressEnforcement: p?.ingress.defaultDeny ? 'default-deny' : 'allow-all',

@@ -16,18 +16,27 @@ export function apiSocket(argv: readonly string[]): string {
   return process.env.MESHD_API_SOCKET ?? DEFAULT_API_SOCKET;
 }
 
-export async function apiGet(socketPath: string, path: string): Promise<unknown> {
+export function apiGet(socketPath: string, path: string): Promise<unknown> {
+  return apiRequest(socketPath, 'GET', path);
+}
+
+export function apiPost(socketPath: string, path: string, body: unknown): Promise<unknown> {
+  return apiRequest(socketPath, 'POST', path, body);
+}
+
+async function apiRequest(socketPath: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
   const client = new Client('http://meshd', { socketPath });
   try {
-    const res = await client.request({ method: 'GET', path, headersTimeout: 30_000, bodyTimeout: 30_000 }).catch((e: unknown) => {
+    const req = { method, path, headersTimeout: 30_000, bodyTimeout: 30_000, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) };
+    const res = await client.request(req).catch((e: unknown) => {
       throw new AgentUnreachableError(`cannot reach the meshd agent at ${socketPath} (${e instanceof Error ? e.message : String(e)}); is "meshd agent" running?`);
     });
-    const body: unknown = await res.body.json();
+    const answer: unknown = await res.body.json();
     if (res.statusCode !== 200) {
-      const err = typeof body === 'object' && body !== null && 'error' in body ? (body.error as { message?: string }) : {};
-      throw new Error(`agent answered ${res.statusCode}: ${err.message ?? JSON.stringify(body)}`);
+      const err = typeof answer === 'object' && answer !== null && 'error' in answer ? (answer.error as { message?: string }) : {};
+      throw new Error(`agent answered ${res.statusCode}: ${err.message ?? JSON.stringify(answer)}`);
     }
-    return body;
+    return answer;
   } finally {
     await client.close();
   }

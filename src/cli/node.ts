@@ -31,23 +31,27 @@ function print(argv: readonly string[], value: unknown, render: () => string): v
 
 function renderStatus(s: Row): string {
   const agent = (s.agent ?? {}) as Row;
-  const envoy = (s.envoy ?? {}) as Row;
-  const xds = rows(s.xds, 'types');
+  const proxy = (s.envoy ?? {}) as Row; // the L7 proxy's status, or {state: 'disabled'}
+  const envoy = (proxy.envoy ?? proxy) as Row;
+  const xdsTypes = ((proxy.xds as Row | undefined)?.types ?? {}) as Record<string, Row>;
+  const lastNack = proxy.lastNack as Row | null | undefined;
   const counts = (s.counts ?? {}) as Row;
   const dp = (s.datapath ?? {}) as Row;
+  const pending = Object.entries((dp.pending ?? {}) as Record<string, string>);
+  const ver = (x: unknown) => (x && typeof x === 'object' && 'snapshotVersion' in x ? String((x as Row).snapshotVersion) : '-');
   const lines = [
     `Agent:     ${agent.state ?? '?'} (meshd ${agent.version ?? '?'}, node ${agent.nodeName ?? '?'}, ${agent.mode ?? '?'} mode, up ${agent.uptimeS ?? '?'}s)`,
     `Envoy:     ${envoy.state ?? '?'}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts ?? 0})` : ''}`,
     `Datapath:  ${dp.endpoints ?? 0} endpoints attached, ${dp.ipcacheEntries ?? 0} ipcache entries, pins at ${dp.pinDir ?? '?'}`,
+    ...pending.map(([id, why]) => `  pending: ${id}: ${why}`),
     `Counts:    ${Object.entries(counts)
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(' ')}`,
-    'xDS:',
-    table(
-      ['TYPE', 'SENT', 'ACKED', 'NACKED', 'LAST NACK'],
-      xds.map((x) => [x.type, x.sent, x.acked, x.nacked, x.lastNack]),
-    ),
   ];
+  if (Object.keys(xdsTypes).length > 0) {
+    lines.push('xDS:', table(['TYPE', 'SENT', 'ACKED', 'NACKED'], Object.entries(xdsTypes).map(([k, t]) => [k, ver(t.sent), ver(t.acked), ver(t.nacked)])));
+  }
+  if (lastNack) lines.push(`Last NACK: version ${String(lastNack.version)} at ${String(lastNack.at)}: ${String(lastNack.message)}`);
   return lines.join('\n');
 }
 

@@ -1,13 +1,18 @@
 /**
- * `meshd policy` — policy tools that need no agent.
+ * `meshd policy` — policy tools, offline or against the running agent.
  *
  *   meshd policy validate FILE|DIR…              every problem with file, document index and field path; exit 1 if any
  *   meshd policy trace --scenario FILE [-o json]  what the engine decides for the scenario's flows
  *   meshd policy trace --scenario FILE --check   also compare with each flow's `expect`; exit 1 on a difference
  *   meshd policy trace --scenario FILE --dump -o json   also print every endpoint's policy and the ipcache
+ *   meshd policy trace --flows FILE [-o json]     the running agent judges FILE's flows against its live state
+ *   meshd policy get [--endpoint ID] [-o json]    the running agent's policies and endpoint policies
  */
+import { readFileSync } from 'node:fs';
 import { loadPolicyPath } from '../policy/api/loader.js';
 import { formatProblem, PolicyValidationError } from '../policy/api/problem.js';
+import { apiGet, apiPost, apiSocket, outputJson, table } from './api-client.js';
+import type { TraceResult } from '../policy/trace.js';
 import { buildScenarioEngine, checkExpectations, formatTrace, loadScenarioFile, traceFlow } from '../policy/trace.js';
 import type { EndpointPolicy, IpcacheEntry, PolicyEntry } from '../policy/types.js';
 
@@ -34,13 +39,16 @@ function formatDump(d: { endpoints?: EndpointPolicy[]; ipcache?: IpcacheEntry[] 
 const USAGE = [
   'Usage:',
   '  meshd policy validate FILE|DIR...',
-  '  meshd policy trace --scenario FILE [-o json] [--check] [--dump]',
+  '  meshd policy trace --scenario FILE [-o json] [--check] [--dump]   (offline)',
+  '  meshd policy trace --flows FILE [-o json] [--api-socket PATH]      (the running agent; FILE in the scenario format, only `flows` is read)',
+  '  meshd policy get [--endpoint ID] [-o json] [--api-socket PATH]     (the running agent)',
 ].join('\n');
 
 export async function runPolicy(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'validate') return validate(rest);
-  if (sub === 'trace') return trace(rest);
+  if (sub === 'trace') return rest.some((a) => a === '--flows' || a.startsWith('--flows=')) ? traceLive(rest) : trace(rest);
+  if (sub === 'get') return getLive(rest);
   process.stderr.write(`${sub === undefined ? '' : `meshd policy: unknown subcommand "${sub}"\n`}${USAGE}\n`);
   return 2;
 }
@@ -86,7 +94,7 @@ function trace(args: string[]): number {
     }
   }
   if (scenario === undefined) {
-    process.stderr.write('meshd policy trace: without --scenario, trace asks the running agent, which this build does not include yet\n');
+    process.stderr.write(`meshd policy trace: give --scenario FILE (offline) or --flows FILE (the running agent)\n${USAGE}\n`);
     return 2;
   }
   let loaded;
@@ -115,4 +123,52 @@ function trace(args: string[]): number {
     if (diffs.length > 0) return 1;
   }
   return result.flows.some((f) => f.error !== undefined) ? 1 : 0;
+}
+
+function flagValue(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0) return args[i + 1];
+  const eq = args.find((a) => a.startsWith(`${name}=`));
+  return eq?.slice(name.length + 1);
+}
+
+/** `meshd policy trace --flows FILE`: the running agent's engine judges the flows. */
+async function traceLive(args: string[]): Promise<number> {
+  const file = flagValue(args, '--flows');
+  if (!file) {
+    process.stderr.write(`meshd policy trace: --flows needs a file\n${USAGE}\n`);
+    return 2;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    process.stderr.write(`meshd policy trace: ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  const result = (await apiPost(apiSocket(args), '/v1/policy/trace', { scenario: text })) as TraceResult;
+  if (outputJson(args)) process.stdout.write(`${JSON.stringify({ flows: result.flows })}\n`);
+  else process.stdout.write(`${formatTrace({ flows: result.flows, problems: [] })}\n`);
+  return result.flows.some((f) => f.error !== undefined) ? 1 : 0;
+}
+
+/** `meshd policy get`: the policies the agent holds (enforced or rejected) and the computed endpoint policies. */
+async function getLive(args: string[]): Promise<number> {
+  const ep = flagValue(args, '--endpoint');
+  const v = (await apiGet(apiSocket(args), `/v1/policy${ep ? `?endpoint=${encodeURIComponent(ep)}` : ''}`)) as {
+    policies: Array<{ key: string; origin: string; state: string; problems: Array<{ path: string; message: string }> }>;
+    endpointPolicies: Array<{ endpointId: string; identity: number; revision: number; ingress: { defaultDeny: boolean; entries: unknown[] }; egress: { defaultDeny: boolean; entries: unknown[] } }>;
+  };
+  if (outputJson(args)) {
+    process.stdout.write(`${JSON.stringify(v)}\n`);
+    return 0;
+  }
+  process.stdout.write(`${table(['POLICY', 'STATE', 'FILE', 'PROBLEMS'], v.policies.map((p) => [p.key, p.state, p.origin, p.problems.map((x) => `${x.path}: ${x.message}`).join('; ')]))}\n\n`);
+  process.stdout.write(
+    `${table(
+      ['ENDPOINT', 'IDENTITY', 'REVISION', 'INGRESS', 'EGRESS'],
+      v.endpointPolicies.map((e) => [e.endpointId, e.identity, e.revision, `${e.ingress.defaultDeny ? 'deny by default' : 'allow by default'}, ${e.ingress.entries.length} entries`, `${e.egress.defaultDeny ? 'deny by default' : 'allow by default'}, ${e.egress.entries.length} entries`]),
+    )}\n`,
+  );
+  return 0;
 }

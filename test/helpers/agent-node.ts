@@ -8,7 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configSchema, DEFAULTS, type AgentConfig } from '../../src/agent/config.js';
 import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
+import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
+import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempCgroup, tempPinDir } from './bpffs.js';
 import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
@@ -55,7 +57,14 @@ export class AgentNode {
 
   async start(extra: Partial<RunAgentOptions> = {}): Promise<RunningAgent> {
     const log = createLogger({ component: 'agent' }, { format: 'json', write: (l) => this.logs.push(l) });
-    this.running = await runAgent({ config: this.config, standaloneDir: this.manifests, log, rescanMs: 500, ...extra });
+    this.running = await runAgent({
+      config: this.config,
+      standaloneDir: this.manifests,
+      log,
+      rescanMs: 500,
+      startProxy: this.config['envoy.enabled'] ? startProxy : null,
+      ...extra,
+    });
     return this.running;
   }
 
@@ -84,6 +93,8 @@ export class AgentNode {
     if (!this.running) await this.start().catch(() => undefined); // DEL needs the agent to unregister cleanly
     await this.sb.cleanup().catch(() => undefined);
     await this.stopAgent();
+    // The agent keeps the proxy's policy routing on stop (the datapath goes on enforcing); a test removes it.
+    if (this.config['envoy.enabled']) await removePolicyRouting().catch(() => undefined);
     this.cgroup.cleanup();
     this.pins.cleanup();
     this.tmp.remove();
