@@ -89,7 +89,17 @@ export async function runNodeCommand(cmd: string, argv: string[]): Promise<numbe
     case 'service': {
       if (sub !== 'list') break;
       const v = await apiGet(sock, '/v1/services');
-      print(argv, v, () => table(['SERVICE', 'FRONTEND', 'BACKENDS'], rows(v, 'services').map((s) => [s.name, s.frontend, (s.backends as string[] | undefined)?.join(',')])));
+      print(argv, v, () =>
+        table(
+          ['SERVICE', 'CLUSTER IPS', 'PORTS', 'SELECTOR'],
+          rows(v, 'services').map((s) => [
+            `${String(s.namespace)}/${String(s.name)}`,
+            (s.clusterIPs as string[] | undefined)?.join(','),
+            (s.ports as Array<{ port: number; protocol?: string }> | undefined)?.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`).join(','),
+            s.selector,
+          ]),
+        ),
+      );
       return 0;
     }
     case 'bpf': {
