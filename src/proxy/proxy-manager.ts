@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBootstrap } from '../../envoy/bootstrap.js';
+import { findEnvoyProcesses, stopProcesses } from '../../envoy/orphans.js';
 import { EnvoySupervisor, type EnvoyStatus } from '../../envoy/supervisor.js';
 import { isXdsError, type NodeStatus, XdsServer, type XdsLogger } from '../../xds/index.js';
 import type { Direction, L7Kind } from '../policy/types.js';
@@ -159,6 +160,12 @@ export class ProxyManager {
     envoy.on('restarting', (delayMs: number) => log.info('restarting envoy', { delayMs }));
     envoy.on('ready', (pid: number) => log.info('envoy ready', { pid }));
     try {
+      // An Envoy a previous agent could not stop still holds the proxy ports: stop it first.
+      const stale = findEnvoyProcesses(join(sup.workDir, 'bootstrap.json'));
+      if (stale.length > 0) {
+        log.warn('stopping Envoy left by a previous agent', { pids: stale });
+        await stopProcesses(stale);
+      }
       await xds.listen(`unix:${xdsSock}`);
       await als.listen();
       // An empty first snapshot: Envoy initialises at once instead of waiting out its fetch timeout.

@@ -14,6 +14,7 @@ import { connect as h2connect, createServer as createH2, type IncomingHttpHeader
 import { createServer as createNet, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Duplex } from 'node:stream';
+import { z } from 'zod';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
@@ -92,16 +93,17 @@ function serve(name: string, ports: number[]): void {
   setTimeout(() => process.stdout.write('ready\n'), 100);
 }
 
-interface ClientRequest {
-  id: number;
-  url: string;
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string;
-  h2?: boolean;
-  grpc?: boolean;
-  timeoutMs?: number;
-}
+const requestSchema = z.object({
+  id: z.number(),
+  url: z.string(),
+  method: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  body: z.string().optional(),
+  h2: z.boolean().optional(),
+  grpc: z.boolean().optional(),
+  timeoutMs: z.number().optional(),
+});
+type ClientRequest = z.infer<typeof requestSchema>;
 
 interface ClientAnswer {
   id: number;
@@ -167,12 +169,14 @@ function h2(r: ClientRequest): Promise<ClientAnswer> {
 function client(): void {
   const rl = createInterface({ input: process.stdin });
   rl.on('line', (line) => {
-    let r: ClientRequest;
+    let parsed: ReturnType<typeof requestSchema.safeParse>;
     try {
-      r = JSON.parse(line) as ClientRequest;
+      parsed = requestSchema.safeParse(JSON.parse(line));
     } catch {
       return;
     }
+    if (!parsed.success) return;
+    const r = parsed.data;
     void (r.h2 || r.grpc ? h2(r) : h1(r)).then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
   });
   process.stdout.write('ready\n');

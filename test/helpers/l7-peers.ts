@@ -9,10 +9,13 @@
  *   await cli.request({ url: 'http://10.0.0.6:8080/api/v1/users' });   // { status: 200, body: 'B 8080 GET …' }
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { z } from 'zod';
 import { repoPath } from '../../src/util/paths.js';
 import type { Sandbox } from './netns.js';
 
 const PEER_JS = repoPath('dist', 'test', 'helpers', 'l7-http-peer.js');
+
+const answerSchema = z.object({ id: z.number(), status: z.number().optional(), body: z.string().optional(), grpcStatus: z.string().optional(), error: z.string().optional() });
 
 export interface HttpAnswer {
   status?: number;
@@ -88,10 +91,10 @@ export async function startHttpClient(sb: Sandbox, ns: string): Promise<HttpClie
       return new Promise<HttpAnswer>((resolve) => {
         const f = (line: string) => {
           if (!line.startsWith('{')) return;
-          const a = JSON.parse(line) as HttpAnswer & { id: number };
-          if (a.id !== id) return;
+          const parsed = answerSchema.safeParse(JSON.parse(line));
+          if (!parsed.success || parsed.data.id !== id) return;
           p.onLine.delete(f);
-          const { id: _id, ...rest } = a;
+          const { id: _id, ...rest } = parsed.data;
           resolve(rest);
         };
         p.onLine.add(f);

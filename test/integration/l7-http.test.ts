@@ -218,6 +218,10 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     const g = await get(fromA, 8080, '/helloworld.Greeter/SayHello', { grpc: true });
     assert.equal(g.grpcStatus, '7', `a denied gRPC call ends with PERMISSION_DENIED: ${JSON.stringify(g)}`);
     assert.deepEqual(srv.requests().filter((l) => l.includes('Greeter')), []);
+    // HTTP/1.1 with "Upgrade: h2c" (curl --http2): the same rules apply; the answer stays HTTP/1.1.
+    const h2c = async (path: string) => (await sb.exec(A.ns, 'curl', ['-s', '--http2', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code} %{http_version}', url(8080, path)])).stdout;
+    assert.equal(await h2c('/api/v1/users'), '200 1.1');
+    assert.equal(await h2c('/admin'), '403 1.1');
   });
 
   await t.test('a policy change takes effect on the next request, without restarting Envoy', async () => {
@@ -331,5 +335,22 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     assert.ok(r.error !== undefined, `no proxy: the L7 port fails closed (${JSON.stringify(r)})`);
     const l4 = await fromA.request({ url: `http://${D.ip}:8080/x`, timeoutMs: 1500 });
     assert.ok(l4.error !== undefined, 'the client reaches web only through its egress L7 rules: fails closed too');
+  });
+
+  await t.test('a new ProxyManager on the same state directory (agent restart) keeps the proxy ports and serves the same rules', async () => {
+    const again = await ProxyManager.start({ nodeName: `l7-test-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'sotw', log, routing, ackTimeoutMs: 20_000 });
+    t.after(() => again.stop());
+    assert.equal(again.proxyPort('http', 'ingress'), ingressPort);
+    assert.equal(again.proxyPort('http', 'egress'), egressPort);
+    engine.flush();
+    const identityIps = new Map<number, string[]>();
+    for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
+    const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
+    await again.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
+    // The datapath was never touched: its REDIRECT entries point at the same ports, and traffic flows again.
+    viaProxy(await get(fromA, 8080, '/api/v1/users'), 'GET', '/api/v1/users');
+    denied(await get(fromA, 8080, '/api/v1/products'));
+    const rules = await run('ip', ['-4', 'rule', 'show', 'priority', String(routing.priority)]);
+    assert.equal(rules.stdout.trim().split('\n').length, 1, 'the routing rule was not added twice');
   });
 });
