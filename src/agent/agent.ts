@@ -390,7 +390,14 @@ export class Agent {
 
   // ---- reconcile ----------------------------------------------------------------------------
 
-  /** Engine → (Envoy, then) kernel. */
+  /**
+   * Engine → kernel and Envoy, in the order that never redirects to a
+   * listener Envoy lacks and never leaves a redirect without its chain:
+   * endpoints whose new policy adds no redirect are written first (a removed
+   * redirect leaves the datapath before its chain leaves Envoy), then Envoy
+   * gets the new configuration and ACKs it, then the endpoints that add
+   * redirects are written. A NACK holds those back (the previous policy stays).
+   */
   private async reconcile(): Promise<void> {
     for (const p of this.engine.flush()) this.pending.set(p.endpointId, 'changed');
     try {
@@ -400,11 +407,19 @@ export class Agent {
     }
     this.services?.sync();
 
-    const local = this.endpoints.endpoints();
-    let proxyFailed: string | null = null;
+    const addsRedirect = new Set<string>();
+    for (const [id] of this.pending) {
+      const policy = this.engine.endpointPolicy(id);
+      const state = this.endpoints.endpoint(id);
+      if (!policy || !state) continue;
+      const have = redirectRows(state.entries);
+      if ([...redirectRows(policyMapState(policy, { proxyPort: this.proxyPortFn() }))].some((r) => !have.has(r))) addsRedirect.add(id);
+    }
+    await this.writePending((id) => !addsRedirect.has(id));
+
     if (this.proxy) {
       const l7: L7Endpoint[] = [];
-      for (const ep of local) {
+      for (const ep of this.endpoints.endpoints()) {
         const policy = this.engine.endpointPolicy(ep.endpointId);
         if (policy) l7.push({ policy, ips: ep.ips });
       }
@@ -413,21 +428,24 @@ export class Agent {
         this.lastProxy = { version: r.version, error: null, at: new Date().toISOString() };
         for (const u of r.unsupported) this.log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
       } catch (e) {
-        proxyFailed = e instanceof Error ? e.message : String(e);
-        this.lastProxy = { version: this.lastProxy?.version ?? '', error: proxyFailed, at: new Date().toISOString() };
+        const why = e instanceof Error ? e.message : String(e);
+        this.lastProxy = { version: this.lastProxy?.version ?? '', error: why, at: new Date().toISOString() };
         this.log.error('proxy configuration rejected; previous proxy configuration and redirects stay', { err: e });
+        for (const id of addsRedirect) if (this.pending.has(id)) this.pending.set(id, `waiting for the proxy: ${why}`);
+        return;
       }
     }
+    await this.writePending(() => true);
+  }
 
+  /** Writes the pending endpoints that `which` selects; a refusal keeps that endpoint's previous policy. */
+  private async writePending(which: (id: string) => boolean): Promise<void> {
     for (const [id] of [...this.pending]) {
+      if (!which(id)) continue;
       const policy = this.engine.endpointPolicy(id);
       const state = this.endpoints.endpoint(id);
       if (!policy || !state) {
         this.pending.delete(id);
-        continue;
-      }
-      if (proxyFailed && !sameSet(redirectRows(policyMapState(policy, { proxyPort: this.proxyPortFn() })), redirectRows(state.entries))) {
-        this.pending.set(id, `waiting for the proxy: ${proxyFailed}`);
         continue;
       }
       try {
@@ -436,7 +454,7 @@ export class Agent {
         this.pending.delete(id);
       } catch (e) {
         this.pending.set(id, e instanceof Error ? e.message : String(e));
-        this.log.error('endpoint policy not written; the previous one stays', { endpoint: id, err: e });
+        this.log.error('endpoint policy not written; the previous one stays', { endpoint: id, identity: policy.identity, err: e });
       }
     }
   }
@@ -533,8 +551,5 @@ function redirectRows(state: PolicyMapState): Set<string> {
   return out;
 }
 
-function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  return a.size === b.size && [...a].every((x) => b.has(x));
-}
 
 export { registryKey };

@@ -367,8 +367,10 @@ export class EndpointManager {
       }),
       flags,
       policyGen,
-      revision: 0,
-      entries: this.orphanPolicy.get(epId) ?? new Map(),
+      // Re-adding a tracked endpoint (e.g. its identity changed) keeps what its policy map holds,
+      // so the next diff removes stale entries instead of forgetting them.
+      revision: this.byEpId.get(epId)?.revision ?? 0,
+      entries: this.byEpId.get(epId)?.entries ?? this.orphanPolicy.get(epId) ?? new Map(),
     };
     this.orphanPolicy.delete(epId);
     this.writeEndpoint(state);

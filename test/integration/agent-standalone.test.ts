@@ -82,6 +82,11 @@ test('agent: CNI pods, L4 policy in the kernel, restart under a live connection,
   assert.equal(status.counts.policies, 1);
   assert.equal(status.envoy.state, 'disabled');
 
+  // Relabelling a pod gives it a new identity; the datapath follows (the intruder becomes a client).
+  node.write('pods.yaml', PODS.replace('labels: {app: intruder}', 'labels: {app: client}'));
+  await until('the relabelled intruder to be allowed', async () => (await tryConnect(intruder.ns, server.ip, 8080, 800)) === 'connected');
+  assert.equal(await tryConnect(intruder.ns, server.ip, 9090), 'timeout', 'still only 8080');
+
   // A valid edit that no longer allows the client takes effect for new connections.
   node.write('policy.yaml', policy('nobody'));
   await until('the edit to deny the client', async () => (await tryConnect(client.ns, server.ip, 8080, 800)) === 'timeout');
