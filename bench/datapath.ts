@@ -31,22 +31,14 @@ import type { EndpointPolicy, IpcacheEntry, PolicyEntry } from '../src/policy/ty
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { Sandbox } from '../test/helpers/netns.js';
+import { benchArgs } from './args.js';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const num = (flag: string, dflt: number): number => {
-  const i = args.indexOf(flag);
-  if (i < 0) return dflt;
-  const v = Number(args[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${flag}: expected a positive number, got "${args[i + 1] ?? ''}"`);
-  return v;
-};
+const { json, num, log } = benchArgs();
 const duration = num('--duration', 1);
 const rounds = num('--rounds', 7);
 const repeat = num('--repeat', 200_000);
 /** Client and server share one CPU: on 2 shared cores, cross-CPU wake-ups made rounds bimodal. */
 const cpu = String(num('--cpu', 2) - 1);
-const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
 
 const SIZES = [10, 10_000, 100_000] as const;
 const POD = '10.9.0.2';

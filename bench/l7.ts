@@ -37,20 +37,12 @@ import { repoPath } from '../src/util/paths.js';
 import { tempPinDir } from '../test/helpers/bpffs.js';
 import { startHttpServer } from '../test/helpers/l7-peers.js';
 import { Sandbox } from '../test/helpers/netns.js';
+import { benchArgs } from './args.js';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const num = (flag: string, dflt: number): number => {
-  const i = args.indexOf(flag);
-  if (i < 0) return dflt;
-  const v = Number(args[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${flag}: expected a positive number, got "${args[i + 1] ?? ''}"`);
-  return v;
-};
+const { json, num, log } = benchArgs();
 const duration = num('--duration', 5);
 const rounds = num('--rounds', 3);
 const connections = num('--connections', 4);
-const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
 
 const ID_A = 1001;
 const ID_B = 1002;

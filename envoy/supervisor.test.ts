@@ -21,6 +21,7 @@ function staticBootstrap(adminSock: string): Record<string, unknown> {
         {
           name: 'hello',
           address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+          enable_reuse_port: false,
           filter_chains: [
             {
               filters: [

@@ -35,7 +35,7 @@ test('ALS: Envoy reports forwarded and denied requests to meshd', async (t) => {
       node: { id: 'als-test', cluster: 'meshd' },
       admin: { address: { pipe: { path: admin } } },
       static_resources: {
-        listeners: [{ name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: lp } }, filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }] }],
+        listeners: [{ name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: lp } }, enable_reuse_port: false, filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }] }],
         clusters: [
           staticCluster('upstream', up.port),
           {

@@ -149,7 +149,8 @@ function rbacBootstrap(adminSock: string, port: number, upstreamPort: number, en
     node: { id: 'rbac-test', cluster: 'meshd' },
     admin: { address: { pipe: { path: adminSock } } },
     static_resources: {
-      listeners: [{ name: 'rbac', address: { socket_address: { address: '127.0.0.1', port_value: port } }, filter_chains: chains }],
+      // No SO_REUSEPORT: another process's listener must never share this port with ours.
+      listeners: [{ name: 'rbac', address: { socket_address: { address: '127.0.0.1', port_value: port } }, enable_reuse_port: false, filter_chains: chains }],
       clusters: [staticCluster('upstream', upstreamPort)],
     },
   };
