@@ -517,7 +517,7 @@ export class Agent {
     return { policies, endpointPolicies: eps, problems: this.problems };
   }
 
-  kernelPolicy(endpoint: string): Record<string, unknown> | undefined {
+  kernelPolicy(endpoint: string): { endpoint: string; epId: number; identity: number; policyGen: number; flags: number; entries: PolicyMapState } | undefined {
     const st = this.endpoints.endpoint(endpoint);
     if (!st) return undefined;
     return { endpoint, epId: st.epId, identity: st.identity, policyGen: st.policyGen, flags: st.flags, entries: st.entries };

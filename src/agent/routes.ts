@@ -34,11 +34,19 @@ export function registerRoutes(api: ApiServer, agent: Agent): void {
     const id = required(q, 'endpoint');
     const v = agent.kernelPolicy(id);
     if (!v) throw new ApiError(404, 'ENDPOINT_NOT_FOUND', `no endpoint ${id} in the datapath`);
-    const entries = [...(v.entries as Map<string, { key: Record<string, unknown>; value: { verdict: string; proxyPort: number } }>).values()].map((e) => ({
-      ...e.key,
-      verdict: e.value.verdict,
-      proxyPort: e.value.proxyPort,
-    }));
+    const PROTO: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
+    const entries = [...v.entries.values()].map(({ key: k, value }) => {
+      const span = k.portBits === 0 ? 0 : 2 ** (16 - k.portBits);
+      return {
+        direction: k.egress ? 'egress' : 'ingress',
+        identity: k.identity,
+        protocol: k.anyProto ? 'ANY' : (PROTO[k.proto] ?? String(k.proto)),
+        ports: k.portBits === 0 ? 'any' : span === 1 ? String(k.port) : `${k.port}-${k.port + span - 1}`,
+        verdict: value.verdict,
+        proxyPort: value.proxyPort,
+        key: k,
+      };
+    });
     return { ...v, entries };
   });
   api.route('GET', '/v1/proxy', () => agent.proxyStatus());

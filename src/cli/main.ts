@@ -115,5 +115,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`meshd: unknown command "${cmd}"\n\n${help()}\n`);
     return 2;
   }
-  return c.run(rest);
+  try {
+    return await c.run(rest);
+  } catch (e) {
+    // A failed command prints one line (what failed and why), never a stack trace.
+    const code = typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? ` [${e.code}]` : '';
+    process.stderr.write(`meshd ${cmd}: ${e instanceof Error ? e.message : String(e)}${code}\n`);
+    return 1;
+  }
 }
