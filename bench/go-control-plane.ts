@@ -15,7 +15,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { CommandError, run } from '../src/util/exec.js';
-import { repoPath } from '../src/util/paths.js';
+import { repoPath, repoRoot } from '../src/util/paths.js';
 
 export type GcpBuild = { ok: true; path: string; module: string } | { ok: false; reason: string };
 
@@ -34,7 +34,8 @@ export async function buildGoControlPlane(): Promise<GcpBuild> {
     await run('go', ['-C', dir, 'build', '-o', out, '.'], { timeoutMs: 600_000 });
     return { ok: true, path: out, module };
   } catch (e) {
-    const why = e instanceof CommandError ? e.message : String(e);
+    // the reason goes into docs/benchmarks/xds.md: no paths of this machine
+    const why = (e instanceof CommandError ? e.message : String(e)).split(`${repoRoot}/`).join('');
     return { ok: false, reason: `go build in bench/go-control-plane failed: ${why.trim().split('\n').slice(-5).join(' | ')}` };
   }
 }
