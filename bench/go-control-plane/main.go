@@ -3,7 +3,7 @@
 // snapshot cache and server), driven by the benchmark over stdin/stdout so
 // that it serves exactly the resources meshd's XdsServer serves.
 //
-//	go-control-plane -listen unix:/tmp/x.sock     (or -listen 127.0.0.1:0)
+//	go-control-plane -listen unix:xds.sock     (or -listen 127.0.0.1:0)
 //
 // stdout, one event per line:
 //
