@@ -89,14 +89,39 @@ export class AgentNode {
     return pod;
   }
 
+  /**
+   * Removes everything, whatever state the test left: each step is bounded in
+   * time and a failing step does not stop the next ones; failures are printed
+   * (with the agent's last log lines) so a leak is visible in the test output.
+   */
   async cleanup(): Promise<void> {
-    if (!this.running) await this.start().catch(() => undefined); // DEL needs the agent to unregister cleanly
-    await this.sb.cleanup().catch(() => undefined);
-    await this.stopAgent();
+    const problems: string[] = [];
+    const step = async (what: string, fn: () => Promise<unknown> | unknown, ms = 30_000) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(fn),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+          }),
+        ]);
+      } catch (e) {
+        problems.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    // CNI DEL needs the agent to unregister cleanly.
+    if (!this.running) await step('restart the agent for CNI DEL', () => this.start());
+    await step('pods and namespaces', () => this.sb.cleanup(), 90_000);
+    await step('stop the agent', () => this.stopAgent());
     // The agent keeps the proxy's policy routing on stop (the datapath goes on enforcing); a test removes it.
-    if (this.config['envoy.enabled']) await removePolicyRouting().catch(() => undefined);
-    this.cgroup.cleanup();
-    this.pins.cleanup();
-    this.tmp.remove();
+    if (this.config['envoy.enabled']) await step('policy routing', () => removePolicyRouting());
+    await step('cgroup', () => this.cgroup.cleanup());
+    await step('pins', () => this.pins.cleanup());
+    await step('temp dir', () => this.tmp.remove());
+    if (problems.length > 0) {
+      process.stderr.write(`agent-node cleanup problems:\n  ${problems.join('\n  ')}\nlast agent log lines:\n  ${this.logs.slice(-15).join('\n  ')}\n`);
+    }
   }
 }
