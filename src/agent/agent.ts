@@ -399,7 +399,14 @@ export class Agent {
    * redirects are written. A NACK holds those back (the previous policy stays).
    */
   private async reconcile(): Promise<void> {
-    for (const p of this.engine.flush()) this.pending.set(p.endpointId, 'changed');
+    for (const p of this.engine.flush()) {
+      this.pending.set(p.endpointId, 'changed');
+      for (const e of [...p.ingress.entries, ...p.egress.entries]) {
+        if (!e.conflict) continue;
+        this.log.error('policy conflict; the port is denied', { endpoint: p.endpointId, identity: e.remoteIdentity, port: e.port, policies: e.derivedFrom, problem: e.conflict });
+        this.recordProblems([{ file: '(policy engine)', path: `${p.endpointId} port ${e.port}`, message: e.conflict }]);
+      }
+    }
     try {
       this.endpoints.syncIpcache(this.engine.ipcache());
     } catch (e) {

@@ -236,3 +236,30 @@ spec:
   assert.equal(e.allocator.get(b), undefined);
   assert.deepEqual(e.endpointPolicy('default/w')?.egress.entries, []);
 });
+
+test('two L7 kinds on one port are a conflict: the port is denied and the entry says which policies conflict', () => {
+  const e = world();
+  e.upsertPolicy(cnp('http-rules', 'app1', `  ingress:
+    - fromEndpoints: [{matchLabels: {app: app2}}]
+      toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {http: [{method: GET}]}}]
+`));
+  e.upsertPolicy(cnp('kafka-rules', 'app1', `  ingress:
+    - fromEndpoints: [{matchLabels: {app: app2}}]
+      toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{topic: orders}]}}]
+`));
+  e.flush();
+  const p = e.endpointPolicy('default/app1-0');
+  assert.ok(p);
+  const remote = e.endpointIdentity('default/app2-0') ?? -1;
+  const row = p.ingress.entries.find((x) => x.remoteIdentity === remote && x.port === 9092);
+  assert.equal(row?.verdict, 'DENY');
+  assert.match(row?.conflict ?? '', /conflicting L7 rules on one port: http and default\/kafka-rules \(kafka\)/);
+  assert.equal(lookupEntries(p.ingress, remote, Proto.TCP, 9092).verdict, 'DENY');
+
+  // Removing one of them resolves the conflict.
+  e.removePolicy('CiliumNetworkPolicy/default/kafka-rules');
+  e.flush();
+  const again = e.endpointPolicy('default/app1-0')?.ingress.entries.find((x) => x.remoteIdentity === remote && x.port === 9092);
+  assert.equal(again?.verdict, 'REDIRECT');
+  assert.equal(again?.conflict, undefined);
+});

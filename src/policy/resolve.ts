@@ -76,6 +76,8 @@ interface Acc {
   allow: Set<string>;
   plainAllow: boolean;
   l7Kind?: L7Kind;
+  /** Policies that asked for a second L7 kind on this key (Cilium refuses to merge L7 parsers). */
+  l7Conflict: Set<string>;
   http: Map<string, HttpRule>;
   kafka: Map<string, KafkaRule>;
   dns: Map<string, DnsRule>;
@@ -88,7 +90,7 @@ export class EntryBuilder {
     const k = `${c.remoteIdentity}|${c.protocol}|${c.port}|${c.endPort}`;
     let a = this.acc.get(k);
     if (!a) {
-      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, http: new Map(), kafka: new Map(), dns: new Map() };
+      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, l7Conflict: new Set(), http: new Map(), kafka: new Map(), dns: new Map() };
       this.acc.set(k, a);
     }
     if (c.deny) {
@@ -100,8 +102,12 @@ export class EntryBuilder {
       a.plainAllow = true;
       return;
     }
-    // One L7 parser per port, as in Cilium; a second kind on the same key is ignored.
-    if (a.l7Kind !== undefined && a.l7Kind !== c.l7.kind) return;
+    // One L7 parser per port, as in Cilium. A second kind on the same key is a conflict: the key is
+    // denied (fail closed) and the entry says why, rather than one kind's rules being dropped silently.
+    if (a.l7Kind !== undefined && a.l7Kind !== c.l7.kind) {
+      a.l7Conflict.add(`${c.policy} (${c.l7.kind})`);
+      return;
+    }
     a.l7Kind = c.l7.kind;
     switch (c.l7.kind) {
       case 'http':
@@ -174,6 +180,7 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
     deny: new Set(),
     allow: new Set(),
     plainAllow: false,
+    l7Conflict: new Set(),
     http: new Map(),
     kafka: new Map(),
     dns: new Map(),
@@ -181,9 +188,13 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
   for (const a of list) {
     for (const d of a.deny) m.deny.add(d);
     for (const d of a.allow) m.allow.add(d);
+    for (const d of a.l7Conflict) m.l7Conflict.add(d);
     m.plainAllow ||= a.plainAllow;
     if (a.l7Kind === undefined) continue;
-    if (m.l7Kind !== undefined && m.l7Kind !== a.l7Kind) continue;
+    if (m.l7Kind !== undefined && m.l7Kind !== a.l7Kind) {
+      for (const p of a.allow) m.l7Conflict.add(`${p} (${a.l7Kind})`);
+      continue;
+    }
     m.l7Kind = a.l7Kind;
     for (const [k, v] of a.http) m.http.set(k, v);
     for (const [k, v] of a.kafka) m.kafka.set(k, v);
@@ -195,6 +206,14 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
 function finish(a: Acc): PolicyEntry {
   const base = { remoteIdentity: a.remoteIdentity, protocol: a.protocol, port: a.port, endPort: a.endPort };
   if (a.deny.size > 0) return { ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() };
+  if (a.l7Conflict.size > 0) {
+    return {
+      ...base,
+      verdict: 'DENY',
+      derivedFrom: [...a.allow].sort(),
+      conflict: `conflicting L7 rules on one port: ${a.l7Kind ?? '?'} and ${[...a.l7Conflict].sort().join(', ')}; the port is denied until one kind remains`,
+    };
+  }
   if (a.l7Kind !== undefined) return { ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() };
   return { ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() };
 }

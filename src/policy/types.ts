@@ -86,6 +86,11 @@ export interface PolicyEntry {
   l7?: L7Rules;
   /** "namespace/name" (or "name" for clusterwide) of every policy that contributed. */
   derivedFrom: string[];
+  /**
+   * Set when policies ask for two L7 kinds on one key (Cilium refuses to merge L7 parsers): the
+   * row is a DENY (fail closed) and this says which policies conflict, for status and logs.
+   */
+  conflict?: string;
 }
 
 export interface DirectionPolicy {
