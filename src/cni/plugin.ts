@@ -171,7 +171,7 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
     const hostIf = hostInterfaceName(conf.name, env.containerId, env.ifname);
     const hostMac = macFrom(`host\0${conf.name}\0${env.containerId}\0${env.ifname}`);
     const podMac = macFrom(`pod\0${conf.name}\0${env.containerId}\0${env.ifname}`);
-    await createPodLink({ netns: env.netns, ifname: env.ifname, hostIf, hostMac, podMac, mtu: conf.mtu, addresses, routes });
+    await createPodLink({ netns: env.netns, ifname: env.ifname, hostIf, hostMac, podMac, mtu: conf.mtu, addresses, routes, owner: `${env.containerId}/${env.ifname}` });
     undo.push(() => deletePodLink(hostIf));
 
     const record: AttachmentRecord = {

@@ -44,6 +44,8 @@ export interface PodLinkSpec {
   mtu?: number;
   addresses: PodAddress[];
   routes: PodRoute[];
+  /** "containerId/ifname": set as the host link's alias, so `ip link` shows whose veth it is. */
+  owner?: string;
 }
 
 /** Host-side name, stable for (network, container, ifname): "lxc" + 12 hex digits. */
@@ -106,6 +108,7 @@ export async function createPodLink(spec: PodLinkSpec): Promise<void> {
   const host = [
     ['link', 'add', spec.hostIf, ...mtu, 'address', spec.hostMac, 'type', 'veth', 'peer', 'name', spec.ifname, ...mtu, 'address', spec.podMac, 'netns', spec.netns],
     ['link', 'set', spec.hostIf, 'up'],
+    ...(spec.owner ? [['link', 'set', spec.hostIf, 'alias', `meshd-cni:${spec.owner}`]] : []),
     ...spec.addresses.map((a) => ['route', 'add', hostPrefix(a.address), 'dev', spec.hostIf]),
   ];
   const pod: string[][] = [['link', 'set', spec.ifname, 'up']];

@@ -10,7 +10,7 @@
  *   const result = await rt.addList(conflist, att);  await rt.delList(conflist, att);
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ResultSchema, describeIssues, type CniResult } from '../../src/cni/cni-spec.js';
@@ -222,9 +222,21 @@ export async function meshdCniFixture(label: string, opts: { handler?: EndpointH
   };
 }
 
-/** Host links whose name starts with `lxc` (meshd-cni's host ends). */
+/**
+ * meshd-cni's host ends (`lxc…`) that belong to containers of this test process: the plugin sets
+ * each host link's alias to "meshd-cni:<containerId>/<ifname>", and the tests' container ids carry
+ * the process id, so veths of other processes running at the same time are not counted.
+ */
 export function hostVeths(): string[] {
-  return readdirSync('/sys/class/net').filter((n) => n.startsWith('lxc'));
+  const mine = `-${process.pid}-`;
+  return readdirSync('/sys/class/net').filter((n) => {
+    if (!n.startsWith('lxc')) return false;
+    try {
+      return readFileSync(`/sys/class/net/${n}/ifalias`, 'utf8').includes(mine);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 /** Every file under `dir`, relative paths, sorted. */
