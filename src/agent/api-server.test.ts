@@ -20,7 +20,7 @@ test('api server: 0600 unix socket, routes, typed errors; a stale socket is repl
   const stale = createServer();
   await new Promise<void>((r) => stale.listen(join(dir, 'stale.sock'), r));
   const api = new ApiServer(join(dir, 'stale.sock'), quiet);
-  await assert.rejects(api.listen(), /in use by another process/);
+  await assert.rejects(api.listen(), /another server already listens/);
   await new Promise<void>((r) => stale.close(() => r()));
 
   // A socket file nobody serves (its process died without unlinking it) is replaced.

@@ -8,11 +8,10 @@
  *   api.route('GET', '/v1/status', () => agent.status());
  *   await api.listen();
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
 import type { Logger } from '../util/log.js';
+import { prepareSocketPath } from '../util/unix-socket.js';
 
 export class ApiError extends Error {
   constructor(
@@ -25,31 +24,6 @@ export class ApiError extends Error {
 }
 
 type Handler = (query: URLSearchParams, body: unknown) => unknown;
-
-/** True if something accepts connections on the socket (a live agent). */
-function socketInUse(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
-
-/**
- * Prepares a unix socket path: creates the directory (0700), refuses to
- * replace a socket another live process is serving, removes a stale one, and
- * never removes something that is not a socket.
- */
-export async function prepareSocketPath(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-  if (await socketInUse(path)) throw new Error(`${path} is in use by another process (is another agent running?)`);
-  unlinkSync(path);
-}
 
 export class ApiServer {
   private readonly routes = new Map<string, Handler>();
@@ -65,7 +39,7 @@ export class ApiServer {
   }
 
   async listen(): Promise<void> {
-    await prepareSocketPath(this.socketPath);
+    await prepareSocketPath(this.socketPath, 'local API');
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://meshd');
       const handler = this.routes.get(`${req.method ?? 'GET'} ${url.pathname}`);

@@ -11,10 +11,9 @@
  * A handler that throws EndpointRejectedError answers 422 with its message;
  * the plugin then rolls the pod back and fails the ADD with that message.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
+import { prepareSocketPath } from '../util/unix-socket.js';
 import {
   ApiErrorCode,
   EndpointKeySchema,
@@ -114,18 +113,6 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
-/** True when something accepts connections on the unix socket. */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 export class EndpointApiServer {
   private server: Server | undefined;
   readonly socketPath: string;
@@ -138,19 +125,7 @@ export class EndpointApiServer {
 
   async start(): Promise<void> {
     if (this.server) return;
-    mkdirSync(dirname(this.socketPath), { recursive: true, mode: 0o700 });
-    let exists = false;
-    try {
-      exists = lstatSync(this.socketPath).isSocket();
-    } catch {
-      exists = false;
-    }
-    if (exists) {
-      if (await socketAnswers(this.socketPath)) {
-        throw new Error(`endpoint API: another server already listens on ${this.socketPath}`);
-      }
-      unlinkSync(this.socketPath); // stale socket of a previous agent
-    }
+    await prepareSocketPath(this.socketPath, 'endpoint API'); // a stale socket of a previous agent is replaced
     const server = createServer((req, res) => {
       this.handle(req, res).catch((e: unknown) => {
         if (e instanceof HttpError) {

@@ -14,7 +14,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { prepareSocketPath } from '../agent/api-server.js';
+import { prepareSocketPath } from '../util/unix-socket.js';
 
 export interface L7FlowRecord {
   time: string;
@@ -95,7 +95,7 @@ export class AccessLogServer {
         call.on('error', () => undefined);
       },
     });
-    await prepareSocketPath(this.opts.socketPath);
+    await prepareSocketPath(this.opts.socketPath, 'access-log server');
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(`unix:${this.opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );
