@@ -136,15 +136,8 @@ export const ingressRule = z.strictObject({
   icmps: z.array(icmpRule).optional(),
 });
 
-export const ingressDenyRule = z.strictObject({
-  fromEndpoints: z.array(endpointSelector).optional(),
-  fromCIDR: z.array(str).optional(),
-  fromCIDRSet: z.array(cidrRule).optional(),
-  fromEntities: z.array(entity).optional(),
-  fromNodes: z.array(endpointSelector).optional(),
-  toPorts: z.array(portDenyRule).optional(),
-  icmps: z.array(icmpRule).optional(),
-});
+/** A deny rule is an allow rule whose ports carry no L7 rules (strictness is kept by extend). */
+export const ingressDenyRule = ingressRule.extend({ toPorts: z.array(portDenyRule).optional() });
 
 export const egressRule = z.strictObject({
   toEndpoints: z.array(endpointSelector).optional(),
@@ -158,17 +151,10 @@ export const egressRule = z.strictObject({
   icmps: z.array(icmpRule).optional(),
 });
 
-export const egressDenyRule = z.strictObject({
-  toEndpoints: z.array(endpointSelector).optional(),
-  toCIDR: z.array(str).optional(),
-  toCIDRSet: z.array(cidrRule).optional(),
-  toEntities: z.array(entity).optional(),
-  toNodes: z.array(endpointSelector).optional(),
-  toServices: z.array(service).optional(),
+export const egressDenyRule = egressRule.extend({
   /** Not allowed on deny (Cilium has no FQDN deny); accepted only to be rejected precisely by validate.ts. */
   toFQDNs: z.unknown().optional(),
   toPorts: z.array(portDenyRule).optional(),
-  icmps: z.array(icmpRule).optional(),
 });
 
 export type IngressRuleSpec = z.infer<typeof ingressRule>;
