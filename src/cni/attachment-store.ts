@@ -8,10 +8,11 @@
  *   const store = new AttachmentStore(stateDir, 'meshd');
  *   store.write(record); store.read(key); store.remove(key); store.list();
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { describeIssues } from './cni-spec.js';
+import { errno, readdirIfExists } from '../util/fs-errors.js';
 
 export const AttachmentRecordSchema = z.object({
   containerId: z.string(),
@@ -35,10 +36,6 @@ export type AttachmentRecord = z.infer<typeof AttachmentRecordSchema>;
 export interface AttachmentKey {
   containerId: string;
   ifname: string;
-}
-
-function errno(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
 export class AttachmentStore {
@@ -94,13 +91,7 @@ export class AttachmentStore {
   }
 
   list(): AttachmentRecord[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return [];
-      throw e;
-    }
+    const names = readdirIfExists(this.dir);
     const out: AttachmentRecord[] = [];
     for (const n of names) {
       if (!n.endsWith('.json')) continue;

@@ -32,6 +32,7 @@ import { basename, dirname, join } from 'node:path';
 import * as z from 'zod';
 import { repoPath } from '../util/paths.js';
 import { isSupportedVersion, type CniVersion } from './cni-spec.js';
+import { errno, readdirIfExists } from '../util/fs-errors.js';
 
 export const CONFLIST_NAME = '05-meshd.conflist';
 export const NETWORK_NAME = 'meshd';
@@ -79,10 +80,6 @@ const ExistingConflistSchema = z.looseObject({
 
 function isNetworkConfig(name: string): boolean {
   return !name.startsWith('.') && CONFIG_EXTENSIONS.some((ext) => name.endsWith(ext));
-}
-
-function errno(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
 function readIfExists(path: string): string | undefined {
@@ -234,12 +231,7 @@ export function uninstallCni(o: { confDir: string; binDir?: string }): InstallRe
   } catch (e) {
     if (errno(e) !== 'ENOENT') throw e;
   }
-  let names: string[] = [];
-  try {
-    names = readdirSync(o.confDir).sort();
-  } catch (e) {
-    if (errno(e) !== 'ENOENT') throw e;
-  }
+  const names = readdirIfExists(o.confDir).sort();
   for (const name of names) {
     if (!name.endsWith(BACKUP_SUFFIX)) continue;
     const from = join(o.confDir, name);

@@ -20,6 +20,7 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniCode, CniError } from './cni-spec.js';
+import { errno, readdirIfExists } from '../util/fs-errors.js';
 
 export interface Owner {
   containerId: string;
@@ -88,10 +89,6 @@ export function parsePool(cidr: string, gateway?: string, field = 'ipam.subnet')
   return { base, prefix, gateway: gw, cidr: `${intToIpv4(base)}/${prefix}` };
 }
 
-function errno(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
-}
-
 export class IpamStore {
   readonly dir: string;
 
@@ -109,13 +106,7 @@ export class IpamStore {
 
   /** Every reservation currently on disk. */
   list(): Reservation[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return [];
-      throw e;
-    }
+    const names = readdirIfExists(this.dir);
     const out: Reservation[] = [];
     for (const name of names) {
       if (ipv4ToInt(name) === undefined) continue;
