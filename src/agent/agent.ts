@@ -37,7 +37,7 @@ import type { L7Endpoint, Redirect, TranslateOutput } from '../proxy/translate.j
 import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { AgentConfig } from './config.js';
-import { EndpointRegistry, endpointIdOf, registryKey } from './endpoint-registry.js';
+import { EndpointRegistry, endpointIdOf } from './endpoint-registry.js';
 import { NamespaceSchema, NodeSchema, PodSchema, podIps, podNamedPorts, zodProblems, type Pod } from './k8s-objects.js';
 import type { ResourceEvent, ResourceSource, SourceProblem } from './resource-source.js';
 
@@ -534,14 +534,6 @@ export class Agent {
     return [...this.flows];
   }
 
-  serviceList(): unknown {
-    return this.services?.status() ?? null;
-  }
-
-  endpointManager(): EndpointManager {
-    return this.endpoints;
-  }
-
   serviceManager(): ServiceManager | null {
     return this.services;
   }
@@ -557,6 +549,3 @@ function redirectRows(state: PolicyMapState): Set<string> {
   for (const [id, e] of state) if (e.value.verdict === 'REDIRECT') out.add(`${id}->${e.value.proxyPort}`);
   return out;
 }
-
-
-export { registryKey };
