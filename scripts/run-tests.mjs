@@ -2,10 +2,12 @@
 // closes the output. Unit tests sit beside the code (src/**/x.test.ts, xds/…);
 // tests that need root and the kernel sit under test/integration.
 //   node scripts/run-tests.mjs [--unit | --integration] [filter…]
-import { spawnSync } from 'node:child_process';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clearInterval, setInterval } from 'node:timers';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const dist = join(root, 'dist');
@@ -43,29 +45,61 @@ const testDirs = () =>
     try {
       return readdirSync(d).filter((n) => n.startsWith('meshd-test-')).map((n) => join(d, n));
     } catch {
+      // no bpffs or no cgroup v1/v2 hybrid mount here: no test can have left anything there
       return [];
     }
   });
 const netnsBefore = netnsNow();
 const dirsBefore = new Set(testDirs());
 
-console.error(`run-tests: ${files.length} test files (${only})`);
-const r = spawnSync(
-  process.execPath,
-  ['--test', '--test-reporter=spec', '--test-timeout=600000', ...files.map((f) => relative(root, f))],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, MESHD_TEST: '1' } },
-);
+// The processes of this run (the test files run in children of `node --test`), polled while it
+// runs: test helpers put their process id into the names of what they create, so what another
+// run on the same machine creates meanwhile is neither reported nor removed as ours.
+const ours = new Set();
+let childrenKnown = true;
+function collect(pid) {
+  let kids;
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch (e) {
+    // ENOENT: the process has exited meanwhile (nothing to collect); anything else: no such file on this kernel
+    if (e?.code !== 'ENOENT') childrenKnown = false;
+    return;
+  }
+  for (const k of kids) {
+    ours.add(k);
+    collect(k);
+  }
+}
+const carriesOurPid = (name) => !childrenKnown || [...ours].some((pid) => name.includes(String(pid % 100000)));
+const dirOfOurs = (d) => {
+  const m = /^meshd-test-(\d+)-/.exec(d.split('/').pop() ?? '');
+  return !childrenKnown || (m !== null && ours.has(Number(m[1])));
+};
 
-// Leak report: tests must remove what they create; anything left is named here (on stderr) and
-// removed, so one leaking test neither hides nor disturbs the next run.
-const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n));
-const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d));
-if (leakedNs.length + leakedDirs.length > 0) {
-  console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs].join(', ')}; removing them`);
+console.error(`run-tests: ${files.length} test files (${only})`);
+const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-timeout=600000', ...files.map((f) => relative(root, f))], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, MESHD_TEST: '1' },
+});
+const poll = setInterval(() => collect(child.pid), 100);
+const [code] = await once(child, 'exit');
+clearInterval(poll);
+
+// Leak report: tests must remove what they create. Anything of this run left behind is named
+// here (on stderr), removed, so that it does not disturb the next run, and fails this run: a
+// test that leaks is a failing test even when its assertions passed.
+const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && carriesOurPid(n));
+const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d) && dirOfOurs(d));
+const leaked = leakedNs.length + leakedDirs.length > 0;
+if (leaked) {
+  console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs].join(', ')}; removing them; the run fails`);
   for (const n of leakedNs) spawnSync('ip', ['netns', 'del', n]);
   for (const d of leakedDirs) {
     if (d.startsWith('/sys/fs/cgroup/')) spawnSync('rmdir', [d]);
     else rmSync(d, { recursive: true, force: true });
   }
 }
-process.exit(r.status ?? 1);
+const status = code ?? 1; // killed by a signal: a failed run
+process.exit(status !== 0 ? status : leaked ? 1 : 0);
