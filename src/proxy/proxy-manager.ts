@@ -11,10 +11,20 @@
  *
  * apply() serialises: translate → snapshot (a new version only when the
  * content changed) → wait for Envoy's ACK. If Envoy rejects the snapshot
- * (NACK) apply() rejects with a ProxyError carrying Envoy's message, and the
+ * (NACK) apply() rejects with a ProxyError `MESHD_PROXY_NACKED`, and the
  * server goes back to serving the last ACKed content, so Envoy keeps it and a
  * restarted Envoy receives it too; the caller must then not program the new
  * REDIRECT entries (they could point at a listener that does not exist).
+ * Which listeners, endpoints and policies the rejection concerns is known from
+ * the snapshots themselves (what changed since the last ACKed one); Envoy's
+ * message is carried along for people to read and never parsed.
+ *
+ * If Envoy does not answer in time (ACK_TIMEOUT: hung, stopped, overloaded)
+ * apply() rejects with `MESHD_PROXY_ACK_TIMEOUT`; the new snapshot stays
+ * served, since Envoy may still apply it. When Envoy ACKs it later, the
+ * `onAccepted` listeners are told, so the caller can write what it held back.
+ *
+ *   proxy.onAccepted(() => agent.reconcile());   // a late ACK: hold nothing back any longer
  *
  * Envoy restarts (crash, kill) are the supervisor's: Envoy reconnects to the
  * xDS server, which still holds the current snapshot, and gets everything
@@ -29,12 +39,13 @@ import { buildBootstrap } from '../../envoy/bootstrap.js';
 import { findEnvoyProcesses, stopProcesses } from '../../envoy/orphans.js';
 import { EnvoySupervisor, type EnvoyStatus } from '../../envoy/supervisor.js';
 import { isXdsError, type NodeStatus, XdsServer, type XdsLogger } from '../../xds/index.js';
-import type { Direction, L7Kind } from '../policy/types.js';
+import type { Direction, L7Kind, PolicyEntry } from '../policy/types.js';
+import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
-import { type L7Endpoint, listenerName, type Redirect, type TranslateOutput, translateL7 } from './translate.js';
+import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
 
 export interface ProxyManagerOptions {
   nodeName: string;
@@ -43,6 +54,7 @@ export interface ProxyManagerOptions {
   xdsMode: 'sotw' | 'delta';
   envoyBinaryPath?: string;
   log: Logger;
+  /** How long apply() waits for Envoy's ACK (default 15 s). */
   ackTimeoutMs?: number;
   /** Policy routing for the proxy mark (default: fwmark 0xb00/0xf00 → table 2004, priority 9). Tests use their own table. */
   routing?: PolicyRoutingOptions;
@@ -66,20 +78,45 @@ export interface ProxyApplyResult {
   unsupported: TranslateOutput['unsupported'];
 }
 
-export type ProxyErrorCode = 'PROXY_CONFIG_REJECTED' | 'PROXY_ACK_TIMEOUT' | 'PROXY_STOPPED';
+export type ProxyErrorCode = 'MESHD_PROXY_NACKED' | 'MESHD_PROXY_ACK_TIMEOUT' | 'MESHD_PROXY_STOPPED';
 
-export class ProxyError extends Error {
-  override readonly name = 'ProxyError';
+/** What a rejected (or unanswered) snapshot changed against the last one Envoy ACKed. */
+export interface ProxyChange {
+  /** Listeners added or changed. */
+  listeners: string[];
+  /** Endpoints whose filter chains were added or changed in those listeners. */
+  endpoints: string[];
+  /** Policies behind the rules that changed in those chains. */
+  policies: string[];
+}
+
+export class ProxyError extends MeshdError {
   constructor(
-    readonly code: ProxyErrorCode,
+    override readonly code: ProxyErrorCode,
     message: string,
-    /** Envoy's own message for a rejection (NACK). */
-    readonly envoyMessage?: string,
-    readonly version?: string,
-    /** Policies whose L7 rules are in the listeners Envoy named in its rejection (for the policies' status). */
-    readonly policies: readonly string[] = [],
+    readonly details: {
+      /** The snapshot version concerned. */
+      version?: string;
+      /** Envoy's own message for a rejection (NACK): for people, never parsed. */
+      envoyMessage?: string;
+      change?: ProxyChange;
+      cause?: unknown;
+    } = {},
   ) {
-    super(message);
+    super(code, message, { kind: code === 'MESHD_PROXY_NACKED' ? 'invalid' : 'unavailable', cause: details.cause });
+  }
+
+  get version(): string | undefined {
+    return this.details.version;
+  }
+
+  get envoyMessage(): string | undefined {
+    return this.details.envoyMessage;
+  }
+
+  /** Policies whose rules changed in the listeners Envoy rejected (for the policies' status). */
+  get policies(): readonly string[] {
+    return this.details.change?.policies ?? [];
   }
 }
 
@@ -87,22 +124,76 @@ interface Served {
   version: string;
   hash: string;
   out: TranslateOutput;
+  /** The input it was translated from (for what a rejection concerns). */
+  input: ProxyApplyInput;
+}
+
+/** The last failure to get a snapshot applied, for status. */
+export interface ProxyFailure {
+  code: ProxyErrorCode;
+  version: string;
+  message: string;
+  /** Envoy's message (NACK only). */
+  envoyMessage: string | null;
+  change: ProxyChange;
+  at: string;
 }
 
 function xdsLogger(log: Logger): XdsLogger {
   return { info: (m, f) => log.debug(m, f), warn: (m, f) => log.warn(m, f), error: (m, f) => log.error(m, f) };
 }
 
-/** The policies behind the HTTP rules of the listeners an Envoy rejection names ("…listener(s) meshd-http-egress: …"). */
-function policiesIn(input: ProxyApplyInput, message: string): string[] {
-  const out = new Set<string>();
-  for (const direction of ['ingress', 'egress'] as const) {
-    if (!message.includes(listenerName('http', direction))) continue;
-    for (const ep of input.endpoints) {
-      for (const e of ep.policy[direction].entries) if (e.verdict === 'REDIRECT' && e.l7?.kind === 'http') for (const p of e.derivedFrom) out.add(p);
-    }
+type Json = Record<string, unknown>;
+
+const DEFAULT_ACK_TIMEOUT_MS = 15_000;
+const EMPTY: TranslateOutput = { listeners: [], clusters: [], redirects: [], unsupported: [] };
+
+const named = (x: unknown): x is Json & { name: string } => typeof x === 'object' && x !== null && 'name' in x && typeof x.name === 'string';
+const chainsOf = (l: Json): Array<Json & { name: string }> => (Array.isArray(l.filter_chains) ? l.filter_chains.filter(named) : []);
+
+/**
+ * The endpoints a filter chain enforces rules of, with the direction: its own
+ * (`<namespace>/<name>/<direction>…`, the translator's chain names) and, for an
+ * egress chain toward a local destination (`…/egress/to/<namespace>/<name>`),
+ * the destination's ingress rules too.
+ */
+function chainSubjects(chain: string): Array<{ endpointId: string; direction: Direction }> {
+  const [ns, name, direction, to, dns, dname] = chain.split('/');
+  if (!ns || !name || (direction !== 'ingress' && direction !== 'egress')) return [];
+  const out: Array<{ endpointId: string; direction: Direction }> = [{ endpointId: `${ns}/${name}`, direction }];
+  if (direction === 'egress' && to === 'to' && dns && dname) out.push({ endpointId: `${dns}/${dname}`, direction: 'ingress' });
+  return out;
+}
+
+const isL7Redirect = (e: PolicyEntry): boolean => e.verdict === 'REDIRECT' && e.l7 !== undefined && SUPPORTED_L7.has(e.l7.kind);
+
+/**
+ * What `next` changes against `prev` (the last snapshot Envoy ACKed; null
+ * before the first ACK): the listeners added or changed, the endpoints whose
+ * chains in them were added or changed, and the policies behind the L7 rows
+ * of those chains that are new since `prev` (all their L7 rows when none is
+ * new, e.g. chains that changed only because addresses did).
+ */
+export function snapshotChange(prev: { out: TranslateOutput; input: ProxyApplyInput } | null, next: { out: TranslateOutput; input: ProxyApplyInput }): ProxyChange {
+  const prevListeners = new Map((prev?.out.listeners ?? []).filter(named).map((l) => [l.name, l]));
+  const listeners: string[] = [];
+  const subjects = new Map<string, { endpointId: string; direction: Direction }>();
+  for (const l of next.out.listeners.filter(named)) {
+    const before = prevListeners.get(l.name);
+    if (before && JSON.stringify(before) === JSON.stringify(l)) continue;
+    listeners.push(l.name);
+    const prevChains = new Map((before ? chainsOf(before) : []).map((c) => [c.name, JSON.stringify(c)]));
+    const chains = chainsOf(l);
+    const changed = chains.filter((c) => prevChains.get(c.name) !== JSON.stringify(c));
+    // A listener that changed outside its chains (its port, say): every chain in it is concerned.
+    for (const c of changed.length > 0 ? changed : chains) for (const s of chainSubjects(c.name)) subjects.set(`${s.endpointId} ${s.direction}`, s);
   }
-  return [...out].sort();
+  const rows = (input: ProxyApplyInput | undefined, s: { endpointId: string; direction: Direction }): PolicyEntry[] =>
+    (input?.endpoints.find((e) => e.policy.endpointId === s.endpointId)?.policy[s.direction].entries ?? []).filter(isL7Redirect);
+  const now = [...subjects.values()].map((s) => ({ had: new Set(rows(prev?.input, s).map((e) => JSON.stringify(e))), rows: rows(next.input, s) }));
+  const fresh = now.flatMap((x) => x.rows.filter((e) => !x.had.has(JSON.stringify(e))));
+  const policies = new Set((fresh.length > 0 ? fresh : now.flatMap((x) => x.rows)).flatMap((e) => e.derivedFrom));
+  return { listeners: listeners.sort(), endpoints: [...new Set([...subjects.values()].map((s) => s.endpointId))].sort(), policies: [...policies].sort() };
 }
 
 function contentHash(out: TranslateOutput): string {
@@ -115,8 +206,12 @@ export class ProxyManager {
   private good: Served | null = null;
   /** Last snapshot set on the server. */
   private current: Served | null = null;
-  private lastNack: { version: string; message: string; at: string; hash: string } | null = null;
+  /** The last snapshot Envoy rejected or did not ACK in time, while nothing newer was ACKed. */
+  private failure: (ProxyFailure & { hash: string }) | null = null;
   private readonly ackedListeners = new Map<string, string>();
+  private readonly acceptedListeners = new Set<(version: string) => void>();
+  /** Waits on for the ACK of a snapshot whose apply() timed out; aborted by the next apply() and stop(). */
+  private lateAck: AbortController | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | null = null;
 
@@ -169,7 +264,7 @@ export class ProxyManager {
       await xds.listen(`unix:${xdsSock}`);
       await als.listen();
       // An empty first snapshot: Envoy initialises at once instead of waiting out its fetch timeout.
-      m.publish({ listeners: [], clusters: [], redirects: [], unsupported: [] });
+      m.publish(EMPTY, { endpoints: [], identityIps: new Map() });
       await envoy.start();
     } catch (e) {
       await m.stop();
@@ -188,47 +283,98 @@ export class ProxyManager {
     return run;
   }
 
-  private publish(out: TranslateOutput): Served {
+  /**
+   * Calls `fn` when Envoy ACKs a snapshot after its apply() gave up waiting
+   * (MESHD_PROXY_ACK_TIMEOUT): what the caller held back may now be written.
+   * Returns the unsubscribe function.
+   */
+  onAccepted(fn: (version: string) => void): () => void {
+    this.acceptedListeners.add(fn);
+    return () => this.acceptedListeners.delete(fn);
+  }
+
+  private publish(out: TranslateOutput, input: ProxyApplyInput): Served {
     this.seq += 1;
-    const s: Served = { version: `v${this.seq}`, hash: contentHash(out), out };
+    const s: Served = { version: `v${this.seq}`, hash: contentHash(out), out, input };
     this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters } });
     this.current = s;
     return s;
   }
 
+  private accepted(s: Served): void {
+    this.good = s;
+    this.failure = null;
+    this.ackedListeners.clear();
+    for (const l of s.out.listeners) if (named(l)) this.ackedListeners.set(l.name, s.version);
+  }
+
+  private fail(code: ProxyErrorCode, snap: Served, envoyMessage?: string, cause?: unknown): ProxyError {
+    const change = snapshotChange(this.good, snap);
+    const what = `snapshot ${snap.version} (listeners changed: ${change.listeners.join(', ') || 'none'})`;
+    const message =
+      code === 'MESHD_PROXY_NACKED'
+        ? `Envoy rejected ${what}: ${envoyMessage ?? ''}`
+        : `Envoy did not ACK ${what} within ${this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS} ms (envoy ${this.envoy.status().state})`;
+    this.failure = { code, version: snap.version, message, envoyMessage: envoyMessage ?? null, change, at: new Date().toISOString(), hash: snap.hash };
+    return new ProxyError(code, message, { version: snap.version, change, ...(envoyMessage !== undefined ? { envoyMessage } : {}), cause });
+  }
+
   private async applyNow(input: ProxyApplyInput): Promise<ProxyApplyResult> {
-    if (this.stopping) throw new ProxyError('PROXY_STOPPED', 'the proxy manager is stopped');
+    if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
+    this.lateAck?.abort();
+    this.lateAck = null;
     const out = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true });
     const hash = contentHash(out);
-    if (this.lastNack?.hash === hash) {
+    const f = this.failure;
+    if (f?.code === 'MESHD_PROXY_NACKED' && f.hash === hash) {
       // The same content Envoy rejected: do not send it again.
-      const n = this.lastNack;
-      throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected this configuration (snapshot ${n.version}): ${n.message}`, n.message, n.version, policiesIn(input, n.message));
+      throw new ProxyError('MESHD_PROXY_NACKED', f.message, { version: f.version, change: f.change, ...(f.envoyMessage !== null ? { envoyMessage: f.envoyMessage } : {}) });
     }
-    const snap = this.current?.hash === hash ? { ...this.current, out } : this.publish(out);
+    const snap = this.current?.hash === hash ? { ...this.current, out, input } : this.publish(out, input);
     const log = this.o.log.child({ component: 'proxy' });
     try {
-      await this.xds.waitForAck(this.o.nodeName, snap.version, { timeoutMs: this.o.ackTimeoutMs ?? 15_000 });
+      await this.xds.waitForAck(this.o.nodeName, snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
     } catch (e) {
       if (isXdsError(e, 'NACKED')) {
-        const message = e.message;
-        this.lastNack = { version: snap.version, message, at: new Date().toISOString(), hash };
-        log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, message });
+        const err = this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
+        log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, change: err.details.change, envoyMessage: e.message });
         // Serve the last good content again, so a reconnecting Envoy does not receive the rejected one.
-        if (this.good) this.publish(this.good.out);
-        else this.publish({ listeners: [], clusters: [], redirects: [], unsupported: [] });
-        throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected snapshot ${snap.version}: ${message}`, message, snap.version, policiesIn(input, message));
+        if (this.good) this.publish(this.good.out, this.good.input);
+        else this.publish(EMPTY, { endpoints: [], identityIps: new Map() });
+        throw err;
       }
       if (isXdsError(e, 'ACK_TIMEOUT')) {
-        throw new ProxyError('PROXY_ACK_TIMEOUT', `Envoy did not ACK snapshot ${snap.version} in time (envoy ${this.envoy.status().state})`, undefined, snap.version);
+        const err = this.fail('MESHD_PROXY_ACK_TIMEOUT', snap, undefined, e);
+        this.waitLate(snap);
+        throw err;
       }
       throw e;
     }
-    this.good = { version: snap.version, hash, out };
-    this.lastNack = null;
-    this.ackedListeners.clear();
-    for (const l of out.listeners) if (typeof l.name === 'string') this.ackedListeners.set(l.name, snap.version);
+    this.accepted(snap);
     return { version: snap.version, redirects: out.redirects, unsupported: out.unsupported };
+  }
+
+  /** After an ACK timeout: the snapshot stays served; if Envoy ACKs it later, it is the good one and the listeners hear of it. */
+  private waitLate(snap: Served): void {
+    const ac = new AbortController();
+    this.lateAck = ac;
+    this.xds.waitForAck(this.o.nodeName, snap.version, { signal: ac.signal }).then(
+      () => {
+        if (ac.signal.aborted || this.current?.version !== snap.version) return;
+        this.lateAck = null;
+        this.accepted(snap);
+        this.o.log.child({ component: 'proxy' }).info('envoy ACKed the proxy configuration late', { version: snap.version });
+        for (const fn of this.acceptedListeners) fn(snap.version);
+      },
+      (e: unknown) => {
+        if (!isXdsError(e, 'NACKED') || ac.signal.aborted) return;
+        // Rejected after all: as for a NACK in time, the last good content is served again.
+        this.lateAck = null;
+        this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
+        if (this.good) this.publish(this.good.out, this.good.input);
+        else this.publish(EMPTY, { endpoints: [], identityIps: new Map() });
+      },
+    );
   }
 
   status(): {
@@ -236,26 +382,23 @@ export class ProxyManager {
     xds: NodeStatus | undefined;
     ports: Array<{ key: string; port: number }>;
     listeners: Array<{ name: string; port: number; endpoints: string[]; ackedVersion: string | null }>;
+    /** The last rejection, while nothing newer was ACKed (`message` is Envoy's). */
     lastNack: { version: string; message: string; at: string } | null;
+    /** The last failure to get a snapshot applied (NACK or ACK timeout), while nothing newer was ACKed. */
+    lastError: ProxyFailure | null;
   } {
-    const listeners = (this.current?.out.listeners ?? []).map((l) => {
-      const name = typeof l.name === 'string' ? l.name : '';
-      const chains = Array.isArray(l.filter_chains) ? (l.filter_chains as unknown[]) : [];
-      const endpoints = new Set<string>();
-      for (const c of chains) {
-        const n = typeof c === 'object' && c !== null && 'name' in c && typeof c.name === 'string' ? c.name : '';
-        // chain names are "<namespace>/<name>/<direction>[/…]"
-        const [ns, ep] = n.split('/');
-        if (ns && ep) endpoints.add(`${ns}/${ep}`);
-      }
-      return { name, port: this.ports.list().find((p) => `meshd-${p.key}` === name)?.port ?? 0, endpoints: [...endpoints].sort(), ackedVersion: this.ackedListeners.get(name) ?? null };
+    const listeners = (this.current?.out.listeners ?? []).filter(named).map((l) => {
+      const endpoints = new Set(chainsOf(l).flatMap((c) => chainSubjects(c.name).slice(0, 1).map((x) => x.endpointId)));
+      return { name: l.name, port: this.ports.list().find((p) => `meshd-${p.key}` === l.name)?.port ?? 0, endpoints: [...endpoints].sort(), ackedVersion: this.ackedListeners.get(l.name) ?? null };
     });
+    const f = this.failure;
     return {
       envoy: this.envoy.status(),
       xds: this.xds.status(this.o.nodeName),
       ports: this.ports.list(),
       listeners,
-      lastNack: this.lastNack ? { version: this.lastNack.version, message: this.lastNack.message, at: this.lastNack.at } : null,
+      lastNack: f?.code === 'MESHD_PROXY_NACKED' ? { version: f.version, message: f.envoyMessage ?? '', at: f.at } : null,
+      lastError: f ? { code: f.code, version: f.version, message: f.message, envoyMessage: f.envoyMessage, change: f.change, at: f.at } : null,
     };
   }
 
@@ -276,6 +419,7 @@ export class ProxyManager {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.queue;
+      this.lateAck?.abort();
       await this.envoy.stop();
       await this.als.close();
       await this.xds.close();
