@@ -7,11 +7,15 @@
  *                      content-type application/grpc gets a gRPC-framed answer and
  *                      grpc-status 0. Prints "ready", then "req PORT METHOD PATH ADDR" per request.
  *   client             reads JSON requests on stdin (one per line), answers JSON lines:
- *                      {id, status, body, grpcStatus, error}; every request on a new connection.
+ *                      {id, status, body, grpcStatus} or {id, error: {code, connected, localPort}};
+ *                      every request on a new connection. The TCP handshake is done first
+ *                      with its own outcome, so that the caller can tell "no SYN-ACK"
+ *                      (code TIMEOUT, connected false) from "refused" (ECONNREFUSED) and
+ *                      from "connected, no answer" (code TIMEOUT, connected true).
  */
 import { request as h1request, createServer as createH1 } from 'node:http';
 import { connect as h2connect, createServer as createH2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer as createNet, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNet, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Duplex } from 'node:stream';
 import { z } from 'zod';
@@ -105,31 +109,70 @@ const requestSchema = z.object({
 });
 type ClientRequest = z.infer<typeof requestSchema>;
 
+interface ClientFailure {
+  /** An errno code (ECONNREFUSED, ECONNRESET, …) or TIMEOUT. */
+  code: string;
+  /** Whether the TCP handshake completed. */
+  connected: boolean;
+  /** The connection's local port (to find its packets in the datapath's events). */
+  localPort?: number;
+  message: string;
+}
+
 interface ClientAnswer {
   id: number;
   status?: number;
   body?: string;
   grpcStatus?: string;
-  error?: string;
+  error?: ClientFailure;
 }
 
-function h1(r: ClientRequest): Promise<ClientAnswer> {
+const errnoOf = (e: unknown): string => (e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : 'ERROR');
+
+/**
+ * The TCP handshake alone: the connected socket, or how it failed. A SYN
+ * without SYN-ACK is a TIMEOUT with connected false; the local port is read
+ * from the half-open socket, which the kernel bound when it sent the SYN.
+ */
+function handshake(u: URL, timeoutMs: number): Promise<{ sock: Socket } | { error: ClientFailure }> {
   return new Promise((resolve) => {
-    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, agent: false, timeout: r.timeoutMs ?? 4000 }, (res) => {
+    const sock = netConnect({ host: u.hostname, port: Number(u.port || 80) });
+    const timer = setTimeout(() => {
+      const localPort = sock.localPort;
+      sock.destroy();
+      resolve({ error: { code: 'TIMEOUT', connected: false, ...(localPort !== undefined ? { localPort } : {}), message: `no answer to the SYN within ${timeoutMs} ms` } });
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.removeAllListeners('error');
+      resolve({ sock });
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      resolve({ error: { code: errnoOf(e), connected: false, ...(sock.localPort !== undefined ? { localPort: sock.localPort } : {}), message: e.message } });
+    });
+  });
+}
+
+const failed = (sock: Socket, code: string, message: string): ClientFailure => ({ code, connected: true, ...(sock.localPort !== undefined ? { localPort: sock.localPort } : {}), message });
+
+function h1(r: ClientRequest, sock: Socket, timeoutMs: number): Promise<ClientAnswer> {
+  return new Promise((resolve) => {
+    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, createConnection: () => sock, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ id: r.id, status: res.statusCode ?? 0, body }));
     });
-    req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
-    req.on('error', (e) => resolve({ id: r.id, error: e.message }));
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`connected, no answer within ${timeoutMs} ms`), { code: 'TIMEOUT' })));
+    req.on('error', (e) => resolve({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
     req.end(r.body);
   });
 }
 
-function h2(r: ClientRequest): Promise<ClientAnswer> {
+function h2(r: ClientRequest, sock: Socket, timeoutMs: number): Promise<ClientAnswer> {
   return new Promise((resolve) => {
     const u = new URL(r.url);
-    const session = h2connect(u.origin);
+    const session = h2connect(u.origin, { createConnection: () => sock });
     const done = (a: ClientAnswer) => {
       clearTimeout(timer);
       session.close();
@@ -137,9 +180,9 @@ function h2(r: ClientRequest): Promise<ClientAnswer> {
     };
     const timer = setTimeout(() => {
       session.destroy();
-      resolve({ id: r.id, error: 'TIMEOUT' });
-    }, r.timeoutMs ?? 4000);
-    session.on('error', (e) => done({ id: r.id, error: e.message }));
+      resolve({ id: r.id, error: failed(sock, 'TIMEOUT', `connected, no answer within ${timeoutMs} ms`) });
+    }, timeoutMs);
+    session.on('error', (e) => done({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
     const headers: Record<string, string> = { ':method': r.method ?? 'GET', ':path': u.pathname + u.search, ...(r.headers ?? {}) };
     if (r.grpc) Object.assign(headers, { ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' });
     const s = session.request(headers);
@@ -161,9 +204,16 @@ function h2(r: ClientRequest): Promise<ClientAnswer> {
       if (grpcStatus !== undefined) a.grpcStatus = grpcStatus;
       done(a);
     });
-    s.on('error', (e) => done({ id: r.id, error: e.message }));
+    s.on('error', (e) => done({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
     s.end(r.grpc ? grpcFrame(r.body ?? 'hello') : r.body);
   });
+}
+
+async function exchange(r: ClientRequest): Promise<ClientAnswer> {
+  const timeoutMs = r.timeoutMs ?? 4000;
+  const c = await handshake(new URL(r.url), timeoutMs);
+  if ('error' in c) return { id: r.id, error: c.error };
+  return r.h2 || r.grpc ? h2(r, c.sock, timeoutMs) : h1(r, c.sock, timeoutMs);
 }
 
 function client(): void {
@@ -173,11 +223,12 @@ function client(): void {
     try {
       parsed = requestSchema.safeParse(JSON.parse(line));
     } catch {
+      // not JSON: not a request, and there is no id to answer to
       return;
     }
     if (!parsed.success) return;
     const r = parsed.data;
-    void (r.h2 || r.grpc ? h2(r) : h1(r)).then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
+    void exchange(r).then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
   });
   process.stdout.write('ready\n');
 }

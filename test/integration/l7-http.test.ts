@@ -17,11 +17,12 @@ import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { type ProxyApplyResult, ProxyError, ProxyManager } from '../../src/proxy/proxy-manager.js';
+import { isMeshdError } from '../../src/util/errors.js';
 import { run } from '../../src/util/exec.js';
 import { createLogger } from '../../src/util/log.js';
 import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
-import { type HttpAnswer, startHttpClient, startHttpServer } from '../helpers/l7-peers.js';
+import { collectFlows, type HttpOutcome, startHttpClient, startHttpServer } from '../helpers/l7-peers.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -63,7 +64,7 @@ spec:
           rules: { http: [{ method: GET }] }
 `;
 
-// web has no L7 rules: it admits the client on 8080 in the kernel, nobody else.
+// web has no L7 rules: it admits the client on 8080 and 8081 (where nothing listens) in the kernel, nobody else.
 const WEB_INGRESS = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: { name: web-l4, namespace: default }
@@ -71,7 +72,7 @@ spec:
   endpointSelector: { matchLabels: { app: web } }
   ingress:
     - fromEndpoints: [{ matchLabels: { app: client } }]
-      toPorts: [{ ports: [{ port: "8080", protocol: TCP }] }]
+      toPorts: [{ ports: [{ port: "8080", protocol: TCP }, { port: "8081", protocol: TCP }] }]
 `;
 
 // A counted repetition over 1000: a valid JavaScript regular expression, which RE2 (Envoy) rejects.
@@ -148,16 +149,17 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
 
   const srv = await startHttpServer(sb, B.ns, 'B', [8080, 9090]);
   const srvD = await startHttpServer(sb, D.ns, 'D', [8080]);
-  const fromA = await startHttpClient(sb, A.ns);
-  const fromC = await startHttpClient(sb, C.ns);
+  const events = collectFlows(dp);
+  t.after(() => events.close());
+  const fromA = await startHttpClient(sb, A.ns, events);
+  const fromC = await startHttpClient(sb, C.ns, events);
   const url = (port: number, path: string) => `http://${B.ip}:${port}${path}`;
   const get = (cli: typeof fromA, port: number, path: string, extra: { method?: string; headers?: Record<string, string>; h2?: boolean; grpc?: boolean; timeoutMs?: number } = {}) =>
     cli.request({ url: url(port, path), ...extra });
-  const viaProxy = (a: HttpAnswer, method: string, path: string, port = 8080) => {
-    assert.equal(a.status, 200, JSON.stringify(a));
-    assert.equal(a.body, `B ${port} ${method} ${path} from ${hostB}`, 'answered by the server, reached from the node (the proxy)');
-  };
-  const denied = (a: HttpAnswer) => assert.deepEqual([a.status, a.body], [403, 'Access denied'], JSON.stringify(a));
+  const viaProxy = (a: HttpOutcome, method: string, path: string, port = 8080) =>
+    assert.deepEqual(a, { kind: 'answered', status: 200, body: `B ${port} ${method} ${path} from ${hostB}` }, 'answered by the server, reached from the node (the proxy)');
+  const denied = (a: HttpOutcome) => assert.deepEqual(a, { kind: 'denied', status: 403, body: 'Access denied' });
+  const dropped = (a: HttpOutcome, reason: string, direction: 'ingress' | 'egress') => assert.deepEqual(a, { kind: 'dropped', reason, direction });
   const stat = async (name: string): Promise<number> => {
     const r = await proxy.adminRequest(`/stats?filter=${encodeURIComponent(`^${name.replaceAll('.', '\\.')}$`)}`);
     const m = new RegExp(`${name.replaceAll('.', '\\.')}: (\\d+)`).exec(r.body);
@@ -192,9 +194,10 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     );
     await waitAls((r) => r.verdict === 'DENIED' && r.path === '/admin' && r.status === 403);
     await waitAls((r) => r.verdict === 'FORWARDED' && r.path === '/api/v1/users' && r.source.startsWith(`${A.ip}:`));
-    // The intruder is not allowed at all: the kernel drops it before any proxy.
-    const intr = await get(fromC, 8080, '/api/v1/users', { timeoutMs: 1500 });
-    assert.ok(intr.error !== undefined, JSON.stringify(intr));
+    // The intruder is not allowed at all: the kernel drops its SYN at the api's ingress, before any proxy.
+    dropped(await get(fromC, 8080, '/api/v1/users', { timeoutMs: 1500 }), 'POLICY_DEFAULT_DENY', 'ingress');
+    // Allowed in the kernel, and nothing listens there: refused by web's TCP stack, not dropped.
+    assert.deepEqual(await fromA.request({ url: `http://${D.ip}:8081/x`, timeoutMs: 1500 }), { kind: 'refused' });
   });
 
   await t.test('the port without L7 rules is reached directly: Envoy never sees those connections', async () => {
@@ -202,7 +205,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     const logsBefore = proxy.recentAccessLogs().length;
     for (let i = 0; i < 3; i++) {
       const a = await get(fromA, 9090, '/metrics');
-      assert.deepEqual([a.status, a.body], [200, `B 9090 GET /metrics from ${A.ip}`], 'straight from the client, not from the node');
+      assert.deepEqual(a, { kind: 'answered', status: 200, body: `B 9090 GET /metrics from ${A.ip}` }, 'straight from the client, not from the node');
     }
     await sleep(1500); // ALS flush interval
     assert.equal(await cx(ingressPort), before, 'no connection reached the ingress listener');
@@ -216,7 +219,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     viaProxy(await get(fromA, 8080, '/api/v1/users', { h2: true }), 'GET', '/api/v1/users');
     denied(await get(fromA, 8080, '/admin', { h2: true }));
     const g = await get(fromA, 8080, '/helloworld.Greeter/SayHello', { grpc: true });
-    assert.equal(g.grpcStatus, '7', `a denied gRPC call ends with PERMISSION_DENIED: ${JSON.stringify(g)}`);
+    assert.deepEqual([g.kind, g.kind === 'denied' && g.grpcStatus], ['denied', '7'], `a denied gRPC call ends with PERMISSION_DENIED: ${JSON.stringify(g)}`);
     assert.deepEqual(srv.requests().filter((l) => l.includes('Greeter')), []);
     // HTTP/1.1 with "Upgrade: h2c" (curl --http2): the same rules apply; the answer stays HTTP/1.1.
     const h2c = async (path: string) => (await sb.exec(A.ns, 'curl', ['-s', '--http2', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code} %{http_version}', url(8080, path)])).stdout;
@@ -232,7 +235,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     const r = await sync();
     assert.notEqual(r.version, first.version);
     const g = await get(fromA, 8080, '/helloworld.Greeter/SayHello', { grpc: true });
-    assert.deepEqual([g.status, g.grpcStatus, g.body], [200, '0', `B 8080 POST /helloworld.Greeter/SayHello from ${hostB}`]);
+    assert.deepEqual(g, { kind: 'answered', status: 200, grpcStatus: '0', body: `B 8080 POST /helloworld.Greeter/SayHello from ${hostB}` });
     denied(await get(fromA, 8080, '/api/v1/products'));
     viaProxy(await get(fromA, 8080, '/api/v1/users'), 'GET', '/api/v1/users');
     assert.equal(proxy.status().envoy.pid, pid);
@@ -254,7 +257,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     viaProxy(await get(fromA, 8080, '/api/v1/users'), 'GET', '/api/v1/users');
     denied(await get(fromA, 8080, '/api/v1/products'));
     const g = await get(fromA, 8080, '/helloworld.Greeter/SayHello', { grpc: true });
-    assert.equal(g.grpcStatus, '0');
+    assert.deepEqual([g.kind, g.kind === 'answered' && g.grpcStatus], ['answered', '0']);
   });
 
   await t.test('a rule Envoy rejects: reported with Envoy\'s message, previous config in force, no redirect to a missing listener', async () => {
@@ -263,11 +266,10 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
       () => assert.fail('apply should have been rejected'),
       (e: unknown) => e,
     );
-    assert.ok(err instanceof ProxyError, String(err));
-    assert.equal(err.code, 'PROXY_CONFIG_REJECTED');
-    assert.match(err.envoyMessage ?? '', /invalid repetition size/);
-    assert.deepEqual(err.policies, ['default/client-bad'], 'the rejection names the policy behind the rejected listener');
-    assert.match(proxy.status().lastNack?.message ?? '', /invalid repetition size/);
+    assert.ok(err instanceof ProxyError && isMeshdError(err, 'MESHD_PROXY_NACKED'), String(err));
+    assert.ok(err.envoyMessage, 'Envoy\'s message is carried along');
+    assert.deepEqual(err.details.change, { listeners: ['meshd-http-egress'], endpoints: ['default/api', 'default/client'], policies: ['default/client-bad'] }, 'the rejection names what changed: the new listener, its endpoints and the policy behind it');
+    assert.deepEqual([proxy.status().lastError?.code, proxy.status().lastNack?.message], ['MESHD_PROXY_NACKED', err.envoyMessage]);
     const listeners = await proxy.adminRequest('/listeners');
     assert.doesNotMatch(listeners.body, /meshd-http-egress/, 'Envoy has no egress listener');
     const clientEntries = [...(dp.endpoint('default/client')?.entries.values() ?? [])];
@@ -302,6 +304,9 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     assert.ok((await cx(egressPort)) >= before + 4, 'the connections went through the egress listener');
     await waitAls((x) => x.logName.endsWith('_egress_to_default_api') && x.path === '/debug' && x.verdict === 'DENIED');
 
+    // The client's egress is default-deny now: what its rules do not list is dropped at its own egress.
+    dropped(await fromA.request({ url: `http://${D.ip}:8081/x`, timeoutMs: 1500 }), 'POLICY_DEFAULT_DENY', 'egress');
+
     // The intruder's egress rule lets GET through, but the chain toward the api also applies the api's ingress
     // rules for the intruder's identity (none): 403 from the proxy, nothing reaches the server.
     const seen = srv.requests().length;
@@ -313,10 +318,14 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     // web has no L7 rules, so the proxy applies only the callers' egress rules (both allow GET); web's ingress
     // policy (client only, in the kernel) judges the proxy's upstream leg by the identity in its mark.
     const a = await fromA.request({ url: `http://${D.ip}:8080/x` });
-    assert.deepEqual([a.status, a.body], [200, `D 8080 GET /x from ${hostD}`], JSON.stringify(a));
+    assert.deepEqual(a, { kind: 'answered', status: 200, body: `D 8080 GET /x from ${hostD}` });
     const before = srvD.requests().length;
     const c = await fromC.request({ url: `http://${D.ip}:8080/x`, timeoutMs: 10_000 });
-    assert.equal(c.status, 503, `the intruder's upstream leg is dropped by web's datapath: ${JSON.stringify(c)}`);
+    assert.deepEqual([c.kind, c.kind === 'answered' && c.status], ['answered', 503], `Envoy answers 503: the intruder's upstream leg is dropped by web's datapath: ${JSON.stringify(c)}`);
+    assert.ok(
+      events.flows().some((f) => f.type === 'drop' && f.dropReason === 'POLICY_DEFAULT_DENY' && f.src.ip === hostD && f.dst.ip === D.ip && f.dst.port === 8080),
+      'the upstream leg (from the node, with the intruder\'s identity) was dropped at web\'s ingress',
+    );
     assert.equal(srvD.requests().length, before, 'nothing reached web');
     // Both connections went through Envoy (the intruder's was allowed by its egress rule, then refused in the kernel).
     await waitAls((x) => x.logName === 'default_intruder_egress' && x.status === 503);
@@ -331,10 +340,9 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     assert.throws(() => process.kill(pid, 0), 'the Envoy process is gone');
     const rules = await run('ip', ['-4', 'rule', 'show', 'priority', String(routing.priority)]);
     assert.match(rules.stdout, new RegExp(`lookup ${routing.table}`));
-    const r = await get(fromA, 8080, '/api/v1/users', { timeoutMs: 1500 });
-    assert.ok(r.error !== undefined, `no proxy: the L7 port fails closed (${JSON.stringify(r)})`);
-    const l4 = await fromA.request({ url: `http://${D.ip}:8080/x`, timeoutMs: 1500 });
-    assert.ok(l4.error !== undefined, 'the client reaches web only through its egress L7 rules: fails closed too');
+    dropped(await get(fromA, 8080, '/api/v1/users', { timeoutMs: 1500 }), 'PROXY_UNAVAILABLE', 'egress');
+    // The client reaches web only through its egress L7 rules: fails closed too.
+    dropped(await fromA.request({ url: `http://${D.ip}:8080/x`, timeoutMs: 1500 }), 'PROXY_UNAVAILABLE', 'egress');
   });
 
   await t.test('a new ProxyManager on the same state directory (agent restart) keeps the proxy ports and serves the same rules', async () => {
