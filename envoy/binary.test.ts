@@ -32,14 +32,3 @@ test('findEnvoy: an explicit configured path wins over the environment', (t) => 
 test('findEnvoy: a configured path that is not executable is an error naming the key', () => {
   assert.throws(() => findEnvoy('/nonexistent/envoy'), /envoy\.binaryPath: \/nonexistent\/envoy is not an executable/);
 });
-
-test('findEnvoy: without config or env it finds the virtualenv binary from setup', (t) => {
-  const saved = process.env[ENVOY_BIN_ENV];
-  delete process.env[ENVOY_BIN_ENV];
-  t.after(() => {
-    if (saved !== undefined) process.env[ENVOY_BIN_ENV] = saved;
-  });
-  const found = findEnvoy();
-  assert.equal(found.source, 'venv');
-  assert.match(found.path, /\.venv\/lib\/python3[^/]*\/site-packages\/envoy\/_bin\/envoy$/);
-});

@@ -4,7 +4,7 @@
 //   node scripts/run-tests.mjs [--unit | --integration] [filter…]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clearInterval, setInterval } from 'node:timers';
@@ -26,7 +26,10 @@ function walk(dir, out) {
 }
 
 const integrationDir = join(dist, 'test', 'integration') + sep;
+// A compiled test whose source was moved or deleted is stale output of an earlier build: not run.
+const hasSource = (f) => existsSync(join(root, relative(dist, f)).replace(/\.js$/, '.ts'));
 const files = walk(dist, [])
+  .filter(hasSource)
   .filter((f) => (only === 'all' ? true : only === 'integration' ? f.startsWith(integrationDir) : !f.startsWith(integrationDir)))
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .sort((a, b) => Number(a.startsWith(integrationDir)) - Number(b.startsWith(integrationDir)) || a.localeCompare(b));

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { ALS_CLUSTER } from '../../envoy/bootstrap.js';
-import { freePort, httpUpstream, listenerPort, startEnvoy, staticCluster } from '../../test/helpers/envoy.js';
-import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
-import { buildHttpConnectionManager } from './http-connection-manager.js';
-import { buildRbac } from './rbac.js';
+import { freePort, httpUpstream, listenerPort, startEnvoy, staticCluster } from '../helpers/envoy.js';
+import { AccessLogServer, type L7FlowRecord } from '../../src/proxy/access-log-server.js';
+import { buildHttpConnectionManager } from '../../src/proxy/http-connection-manager.js';
+import { buildRbac } from '../../src/proxy/rbac.js';
 
 test('ALS: Envoy reports forwarded and denied requests to meshd', async (t) => {
   const up = await httpUpstream(t);

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findEnvoy } from './binary.js';
-import { findEnvoyProcesses, stopProcesses } from './orphans.js';
+import { findEnvoy } from '../../envoy/binary.js';
+import { findEnvoyProcesses, stopProcesses } from '../../envoy/orphans.js';
 
 test('an Envoy running a given bootstrap is found by its command line and stopped', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-orphan-'));

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
-import { listenerPort } from '../test/helpers/envoy.js';
-import { EnvoySupervisor } from './supervisor.js';
+import { listenerPort } from '../helpers/envoy.js';
+import { EnvoySupervisor } from '../../envoy/supervisor.js';
 
 function staticBootstrap(adminSock: string): Record<string, unknown> {
   return {
