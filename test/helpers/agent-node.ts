@@ -5,8 +5,10 @@
  * deletes the pods (CNI DEL), stops the agent and removes everything.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { BpfMap } from '../../native/index.js';
 import { join } from 'node:path';
 import { configSchema, DEFAULTS, type AgentConfig } from '../../src/agent/config.js';
+import { readMetrics } from '../../src/datapath/datapath-metrics.js';
 import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
 import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
@@ -71,6 +73,27 @@ export class AgentNode {
   async stopAgent(): Promise<void> {
     await this.running?.stop();
     this.running = null;
+  }
+
+  /**
+   * The reasons of the drops the running agent saw from `src` to `dst:port`
+   * since `since` (process.hrtime.bigint(), the clock of the datapath's
+   * events), each reason once.
+   */
+  dropReasons(since: bigint, src: string, dst: string, port: number): string[] {
+    const flows = this.running?.agent.recentFlows() ?? [];
+    const hits = flows.filter((f) => f.type === 'drop' && f.monotonicNs >= since && f.src.ip === src && f.dst.ip === dst && f.dst.port === port);
+    return [...new Set(hits.map((f) => f.dropReason ?? 'UNSPEC'))].sort();
+  }
+
+  /** The kernel's drop counter for a reason and direction, read from the pinned map (works with the agent down). */
+  kernelDrops(reason: string, direction: 'ingress' | 'egress'): bigint {
+    const m = BpfMap.fromPin(join(this.config['bpf.root'], 'meshd', 'meshd_metrics'));
+    try {
+      return readMetrics(m.fd).drops.find((d) => d.reason === reason && d.direction === direction)?.packets ?? 0n;
+    } finally {
+      m.close();
+    }
   }
 
   /** Creates a pod: a namespace, then CNI ADD through the installed conflist (as containerd would). */

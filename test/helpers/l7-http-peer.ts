@@ -158,13 +158,18 @@ const failed = (sock: Socket, code: string, message: string): ClientFailure => (
 
 function h1(r: ClientRequest, sock: Socket, timeoutMs: number): Promise<ClientAnswer> {
   return new Promise((resolve) => {
-    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, createConnection: () => sock, timeout: timeoutMs }, (res) => {
+    // A timer of our own: the request's `timeout` option does not arm on a socket handed in already connected.
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`connected, no answer within ${timeoutMs} ms`), { code: 'TIMEOUT' })), timeoutMs);
+    const done = (a: ClientAnswer) => {
+      clearTimeout(timer);
+      resolve(a);
+    };
+    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, createConnection: () => sock }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ id: r.id, status: res.statusCode ?? 0, body }));
+      res.on('end', () => done({ id: r.id, status: res.statusCode ?? 0, body }));
     });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`connected, no answer within ${timeoutMs} ms`), { code: 'TIMEOUT' })));
-    req.on('error', (e) => resolve({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
+    req.on('error', (e) => done({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
     req.end(r.body);
   });
 }

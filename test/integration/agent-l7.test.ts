@@ -9,23 +9,13 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
+import { startHttpClient } from '../helpers/l7-peers.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const SERVER = `require('http').createServer((q, s) => s.end('api ' + q.method + ' ' + q.url)).listen(8080, '0.0.0.0', () => console.log('ready'));
 require('http').createServer((q, s) => s.end('metrics')).listen(9090, '0.0.0.0');`;
-
-async function curl(ns: string, url: string, opts: string[] = []): Promise<{ code: string; body: string }> {
-  try {
-    const { stdout } = await run('ip', ['netns', 'exec', ns, 'curl', '-s', '--max-time', '3', '-w', '\n%{http_code}', ...opts, url], { timeoutMs: 10_000 });
-    const i = stdout.lastIndexOf('\n');
-    return { body: stdout.slice(0, i), code: stdout.slice(i + 1) };
-  } catch {
-    return { code: 'dropped', body: '' };
-  }
-}
 
 test('agent with Envoy: HTTP policy through the node proxy, kernel-only port, node CLI, status', async (t) => {
   requirePrivileges();
@@ -46,11 +36,19 @@ test('agent with Envoy: HTTP policy through the node proxy, kernel-only port, no
   await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
 
   const base = `http://${api.ip}:8080`;
-  assert.deepEqual(await curl(client.ns, `${base}/api/v1/users`), { code: '200', body: 'api GET /api/v1/users' });
-  assert.deepEqual(await curl(client.ns, `${base}/api/v1/orders`, ['-X', 'POST', '-H', 'Content-Type: application/json', '--data', '{}']), { code: '200', body: 'api POST /api/v1/orders' });
-  assert.deepEqual(await curl(client.ns, `${base}/admin`), { code: '403', body: 'Access denied' });
-  assert.deepEqual(await curl(client.ns, `http://${api.ip}:9090/metrics`), { code: '200', body: 'metrics' });
-  assert.equal((await curl(intruder.ns, `${base}/api/v1/users`)).code, 'dropped');
+  const events = { flows: () => running.agent.recentFlows() };
+  const fromClient = await startHttpClient(node.sb, client.ns, events);
+  const fromIntruder = await startHttpClient(node.sb, intruder.ns, events);
+  assert.deepEqual(await fromClient.request({ url: `${base}/api/v1/users` }), { kind: 'answered', status: 200, body: 'api GET /api/v1/users' });
+  assert.deepEqual(await fromClient.request({ url: `${base}/api/v1/orders`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), {
+    kind: 'answered',
+    status: 200,
+    body: 'api POST /api/v1/orders',
+  });
+  assert.deepEqual(await fromClient.request({ url: `${base}/admin` }), { kind: 'denied', status: 403, body: 'Access denied' });
+  assert.deepEqual(await fromClient.request({ url: `http://${api.ip}:9090/metrics` }), { kind: 'answered', status: 200, body: 'metrics' });
+  // No rule admits the intruder: its SYN is dropped at the api's ingress, in the kernel.
+  assert.deepEqual(await fromIntruder.request({ url: `${base}/api/v1/users`, timeoutMs: 1500 }), { kind: 'dropped', reason: 'POLICY_DEFAULT_DENY', direction: 'ingress' });
 
   const cli = async (...args: string[]) => {
     const { stdout } = await promisify(execFile)(process.execPath, [repoPath('bin', 'meshd.mjs'), ...args, '-o', 'json', '--api-socket', running.agent.socketPath('meshd')]);
@@ -59,7 +57,7 @@ test('agent with Envoy: HTTP policy through the node proxy, kernel-only port, no
 
   // meshd status: Envoy ready, the listeners' version ACKed, endpoint and policy counts.
   const status = (await cli('status')) as {
-    envoy: { envoy: { state: string; version: string }; xds: { types: { listeners?: { acked?: { snapshotVersion: string } } } }; lastNack: unknown };
+    envoy: { envoy: { state: string; version: string }; xds: { types: { listeners?: { acked?: { snapshotVersion: string } } } }; lastNack: unknown; lastError: unknown };
     proxy: { version: string; error: string | null };
     counts: { endpoints: number; policies: number };
   };
@@ -68,6 +66,7 @@ test('agent with Envoy: HTTP policy through the node proxy, kernel-only port, no
   assert.equal(status.envoy.xds.types.listeners?.acked?.snapshotVersion, status.proxy.version, 'the served listeners are ACKed');
   assert.equal(status.proxy.error, null);
   assert.equal(status.envoy.lastNack, null);
+  assert.equal(status.envoy.lastError, null);
   assert.deepEqual([status.counts.endpoints, status.counts.policies], [3, 1]);
 
   const endpoints = (await cli('endpoint', 'list')) as { endpoints: Array<{ id: string; identity: number; ips: string[] }> };
