@@ -43,8 +43,8 @@ export type HttpOutcome =
   | { kind: 'denied'; status: number; body: string; grpcStatus?: string }
   /** No SYN-ACK, and the datapath reported dropping this connection's packet, with the reason. */
   | { kind: 'dropped'; reason: string; direction: 'ingress' | 'egress' }
-  /** No SYN-ACK and no drop reported by the datapath: lost somewhere else. */
-  | { kind: 'unanswered'; localPort?: number }
+  /** No SYN-ACK and no drop reported by the datapath: lost somewhere else (`seen`: the datapath's other events for it). */
+  | { kind: 'unanswered'; localPort?: number; seen: string[] }
   /** The SYN was answered with a RST. */
   | { kind: 'refused' }
   /** Connected, then reset before an answer. */
@@ -147,7 +147,9 @@ async function classify(a: z.infer<typeof answerSchema>, url: string, o: HttpCli
   if (!e.connected && e.code === 'TIMEOUT') {
     const d = await dropOf(o.flows, new URL(url), e.localPort);
     if (d?.dropReason !== undefined) return { kind: 'dropped', reason: d.dropReason, direction: d.direction };
-    return { kind: 'unanswered', ...(e.localPort !== undefined ? { localPort: e.localPort } : {}) };
+    const u = new URL(url);
+    const seen = o.flows().filter((f) => f.src.port === e.localPort && f.dst.ip === u.hostname).map((f) => `${f.type} ${f.direction}${f.verdict ? ` ${f.verdict}` : ''}${f.proxyPort ? ` ->${f.proxyPort}` : ''}`);
+    return { kind: 'unanswered', ...(e.localPort !== undefined ? { localPort: e.localPort } : {}), seen };
   }
   if (!e.connected && e.code === 'ECONNREFUSED') return { kind: 'refused' };
   if (e.connected && e.code === 'TIMEOUT') return { kind: 'timed-out' };
