@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ServiceManager } from '../src/datapath/service-manager.js';
+import { ServiceManager } from '../src/datapath/lb/service-manager.js';
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 

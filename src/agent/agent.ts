@@ -27,11 +27,11 @@ import { EndpointApiServer, EndpointRejectedError, type EndpointHandler } from '
 import type { Endpoint, EndpointKey, EndpointRegistration } from '../cni/endpoint-api.js';
 import { installCni } from '../cni/installer.js';
 import { ensureBpffs } from '../datapath/bpffs.js';
-import { EndpointManager } from '../datapath/endpoint-manager.js';
-import type { FlowRecord } from '../datapath/flow-events.js';
-import { ServiceManager } from '../datapath/service-manager.js';
+import { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
+import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
+import { ServiceManager } from '../datapath/lb/service-manager.js';
 import { loadPolicyDocuments, PolicyEngine, policyKey, type EndpointPolicy } from '../policy/index.js';
-import { policyMapState, type PolicyMapState } from '../datapath/policy-map-state.js';
+import { policyMapState, type PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import type { Direction, L7Kind } from '../policy/types.js';
 import type { L7Endpoint, Redirect, TranslateOutput } from '../proxy/translate.js';
 import { createLogger, type Logger } from '../util/log.js';

@@ -8,11 +8,11 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BpfMap, native } from '../../native/index.js';
-import { decodeFlowEvent, type FlowRecord } from '../datapath/flow-events.js';
-import { readMetrics } from '../datapath/datapath-metrics.js';
-import { prefixFromKey } from '../datapath/ipcache.js';
+import { decodeFlowEvent, type FlowRecord } from '../datapath/endpoint/flow-events.js';
+import { readMetrics } from '../datapath/endpoint/datapath-metrics.js';
+import { prefixFromKey } from '../datapath/endpoint/ipcache.js';
 import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
-import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
+import { DEFAULT_PIN_DIR } from '../datapath/lb/sock-lb.js';
 
 const Args = z.object({
   sub: z.enum(['status', 'flows'], { message: 'usage: meshd datapath status|flows [--pin-dir DIR] [--count N] [-o json]' }),

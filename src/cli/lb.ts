@@ -7,9 +7,9 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BpfMap } from '../../native/index.js';
-import { LB_F_AFFINITY, LB_F_MAGLEV, LbMapName, Scope } from '../datapath/lb-maps.js';
-import { LbReconciler, type FrontendInfo } from '../datapath/lb-reconciler.js';
-import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
+import { LB_F_AFFINITY, LB_F_MAGLEV, LbMapName, Scope } from '../datapath/lb/lb-maps.js';
+import { LbReconciler, type FrontendInfo } from '../datapath/lb/lb-reconciler.js';
+import { DEFAULT_PIN_DIR } from '../datapath/lb/sock-lb.js';
 
 const Args = z.object({
   sub: z.literal('list', { message: 'usage: meshd lb list [--pin-dir DIR] [-o json]' }),

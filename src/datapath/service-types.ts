@@ -7,7 +7,7 @@
  *   if (!r.ok) log(r.errors);          // ["spec.ports[0].port: must be 1..65535", ...]
  */
 import { z } from 'zod';
-import { ipFamily } from './lb-maps.js';
+import { ipFamily } from './lb/lb-maps.js';
 
 const port = z.number().int().min(1, 'must be 1..65535').max(65535, 'must be 1..65535');
 const protocol = z.enum(['TCP', 'UDP', 'SCTP']).default('TCP');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { native } from '../../native/index.js';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BPF_ANY, native } from '../../native/index.js';
-import { DatapathError, EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import { IpcacheError } from '../../src/datapath/ipcache.js';
+import { DatapathError, EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
 import { datapathCodecs, PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { native } from '../../native/index.js';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { NatKey, NatValue } from '../../src/datapath/maps.js';
-import { ServiceManager } from '../../src/datapath/service-manager.js';
+import { ServiceManager } from '../../src/datapath/lb/service-manager.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';
 import { PEER, startPeer } from '../helpers/datapath-peer.js';

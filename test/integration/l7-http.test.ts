@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { type ProxyApplyResult, ProxyError, ProxyManager } from '../../src/proxy/proxy-manager.js';

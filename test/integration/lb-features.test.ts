@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { ServiceManager } from '../../src/datapath/service-manager.js';
+import { ServiceManager } from '../../src/datapath/lb/service-manager.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { LbWorld, type PeerResult } from '../helpers/lb-world.js';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
+import { ServiceManager, type LbLogEntry } from '../../src/datapath/lb/service-manager.js';
 import { LbWorld, type PeerResult } from '../helpers/lb-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { lookupEntries } from '../policy/lookup.js';
-import type { EndpointPolicy, PolicyEntry } from '../policy/types.js';
+import { lookupEntries } from '../../policy/lookup.js';
+import type { EndpointPolicy, PolicyEntry } from '../../policy/types.js';
 import {
   diffPolicyMapState,
   keyCovers,

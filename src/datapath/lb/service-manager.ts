@@ -16,7 +16,7 @@
  */
 import { LbReconciler, type ReconcileResult } from './lb-reconciler.js';
 import { serviceFrontends, type DesiredFrontend, type FrontendOptions } from './service-frontends.js';
-import { parseEndpointSlice, parseService, SERVICE_NAME_LABEL, serviceName, type EndpointSlice, type Service } from './service-types.js';
+import { parseEndpointSlice, parseService, SERVICE_NAME_LABEL, serviceName, type EndpointSlice, type Service } from '../service-types.js';
 import { DEFAULT_PIN_DIR, SockLb, type SockLbStats } from './sock-lb.js';
 
 export type LbLogCode =

@@ -4,10 +4,10 @@
  *
  *   const reader = new native.RingBufferReader(eventsFd, (bufs) => bufs.map(decodeFlowEvent));
  */
-import { dropReasonName } from './drop-reasons.js';
-import { Dir, EventType, FlowEvent } from './maps.js';
+import { dropReasonName } from '../drop-reasons.js';
+import { Dir, EventType, FlowEvent } from '../maps.js';
 import { verdictFromCode } from './policy-map-state.js';
-import type { Verdict } from '../policy/types.js';
+import type { Verdict } from '../../policy/types.js';
 
 export type FlowEventType = 'drop' | 'verdict' | 'redirect';
 

@@ -6,7 +6,7 @@
  *   const key = SvcKey.encode({ addr: encodeAddr('10.96.0.10'), port: 53, proto: PROTO_UDP, pad0: 0, slot: 0, pad: 0 });
  */
 import ipaddr from 'ipaddr.js';
-import { defineStruct } from './codec.js';
+import { defineStruct } from '../codec.js';
 
 /** Mirrors bpf/include/lb.h. */
 export const MAGLEV_M = 1021;

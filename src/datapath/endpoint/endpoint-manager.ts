@@ -18,13 +18,13 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPF_ANY, type BpfObjectHandle, native, openObject, type RingBufferReaderHandle } from '../../native/index.js';
-import type { EndpointPolicy, IpcacheEntry } from '../policy/types.js';
-import { bpfObjectPath } from '../util/paths.js';
+import { BPF_ANY, type BpfObjectHandle, native, openObject, type RingBufferReaderHandle } from '../../../native/index.js';
+import type { EndpointPolicy, IpcacheEntry } from '../../policy/types.js';
+import { bpfObjectPath } from '../../util/paths.js';
 import { decodeFlowEvent, type FlowRecord } from './flow-events.js';
 import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
 import { type DatapathMetrics, readMetrics } from './datapath-metrics.js';
-import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey, PolicyValue } from './maps.js';
+import { CtEntry, CtKey, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey, PolicyValue } from '../maps.js';
 import { isMapFull, MapTransaction } from './map-transaction.js';
 import {
   diffPolicyMapState,

@@ -8,7 +8,7 @@
  *   const tx = new MapTransaction();
  *   try { tx.put(fd, k1, v1); tx.delete(fd, k2); } catch (e) { tx.rollback(); throw e; }
  */
-import { BPF_ANY, isBpfError, native } from '../../native/index.js';
+import { BPF_ANY, isBpfError, native } from '../../../native/index.js';
 
 export class MapTransaction {
   private readonly undo: Array<() => void> = [];

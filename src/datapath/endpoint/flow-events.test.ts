@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeFlowEvent, FlowEventError, formatIp } from './flow-events.js';
-import { FlowEvent } from './maps.js';
+import { FlowEvent } from '../maps.js';
 
 test('a drop event decodes into a flow record with reason, direction, identities and 5-tuple', () => {
   const saddr = Buffer.alloc(16);

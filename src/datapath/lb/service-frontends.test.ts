@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LB_F_AFFINITY, LB_F_MAGLEV, Scope } from './lb-maps.js';
 import { serviceFrontends, type FrontendOptions } from './service-frontends.js';
-import { parseEndpointSlice, parseService, type EndpointSlice, type Service } from './service-types.js';
+import { parseEndpointSlice, parseService, type EndpointSlice, type Service } from '../service-types.js';
 
 const opts: FrontendOptions = { nodeIPs: ['192.168.1.5'], algorithm: 'random', maxBackendsPerService: 3 };
 

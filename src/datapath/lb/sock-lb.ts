@@ -16,8 +16,8 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AttachType, BpfMap, isBpfError, native, openObject, u32, u64, type BpfObjectHandle } from '../../native/index.js';
-import { bpfObjectPath } from '../util/paths.js';
+import { AttachType, BpfMap, isBpfError, native, openObject, u32, u64, type BpfObjectHandle } from '../../../native/index.js';
+import { bpfObjectPath } from '../../util/paths.js';
 import { LbMapName, LbStat } from './lb-maps.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshd';

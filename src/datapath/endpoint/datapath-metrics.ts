@@ -4,9 +4,9 @@
  *
  *   readMetrics(fd).drops   // [{ direction: 'egress', reason: 'POLICY_DENY', packets: 12n }, …]
  */
-import { native } from '../../native/index.js';
-import { dropReasonName } from './drop-reasons.js';
-import { Metric } from './maps.js';
+import { native } from '../../../native/index.js';
+import { dropReasonName } from '../drop-reasons.js';
+import { Metric } from '../maps.js';
 
 export interface DatapathMetrics {
   drops: Array<{ direction: 'ingress' | 'egress'; reason: string; packets: bigint }>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { btfStructs, layoutDiff } from '../../test/helpers/btf.js';
-import { bpfObjectPath } from '../util/paths.js';
+import { btfStructs, layoutDiff } from '../../../test/helpers/btf.js';
+import { bpfObjectPath } from '../../util/paths.js';
 import { decodeAddr, encodeAddr, ipFamily, lbCodecs, SvcKey } from './lb-maps.js';
 
 test('every socket-LB codec matches its struct in sock.o BTF (sizes and field offsets)', async () => {

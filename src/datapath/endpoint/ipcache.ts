@@ -6,8 +6,8 @@
  *   const ops = diffIpcache(current, desired);
  */
 import ipaddr from 'ipaddr.js';
-import type { IpcacheEntry } from '../policy/types.js';
-import { IpcacheKey } from './maps.js';
+import type { IpcacheEntry } from '../../policy/types.js';
+import { IpcacheKey } from '../maps.js';
 
 export class IpcacheError extends Error {
   constructor(

@@ -15,8 +15,8 @@
  * copied onto every ALLOW key it covers, and a DENY onto every key it covers:
  * the most specific key then always carries the strongest matching verdict.
  */
-import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, Verdict } from '../policy/types.js';
-import { Dir, VerdictCode } from './maps.js';
+import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, Verdict } from '../../policy/types.js';
+import { Dir, VerdictCode } from '../maps.js';
 
 /** Protocols an "any protocol" entry with a port stands for (as Cilium's ANY). */
 const PORT_PROTOCOLS = [6, 17, 132] as const;
