@@ -43,6 +43,8 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /** map_flags as declared (BPF_F_NO_PREALLOC, …): with type, sizes and maxEntries, what a reused pin must match. */
+  flags: number;
   /** -1 until the object is loaded. */
   fd: number;
   /** <pinRoot>/<name> for maps declared with LIBBPF_PIN_BY_NAME when a pinRoot was given. */

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { BpfMap, u32 } from '../../native/index.js';
 import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb/lb-maps.js';
 import { ServiceManager, type LbLogEntry } from '../../src/datapath/lb/service-manager.js';
-import { PinnedMapMismatchError } from '../../src/datapath/lb/sock-lb.js';
+import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
+import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -151,16 +154,41 @@ test('leftovers of an agent killed mid-write (unreferenced backends, tables) are
   assert.equal(second.replaceAll(...objs()).writes, 0);
 });
 
-test('reopening pins made with another bpf.lbMapMax fails with a clear, coded error', async (t) => {
+test('reopening pins made with another bpf.lbMapMax fails with a coded error naming the map and field, and changes nothing', async (t) => {
   requirePrivileges();
   const pins = tempPinDir('lbin');
   t.after(() => pins.cleanup());
   const first = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  first.replaceAll([svc('kept', '10.96.0.50')], [slice('kept', ['10.0.0.5'])]);
+  const pinnedState = () =>
+    readdirSync(pins.path)
+      .filter((f) => f.startsWith('meshd_lb_'))
+      .sort()
+      .map((f) => {
+        const m = BpfMap.fromPin(join(pins.path, f));
+        try {
+          return { f, id: m.info.id, maxEntries: m.info.maxEntries, entries: m.info.type === 2 || m.info.type === 6 ? -1 : m.dump().length };
+        } finally {
+          m.close();
+        }
+      });
+  const before = pinnedState();
   first.close();
-  await assert.rejects(
-    ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }),
-    (e: unknown) => e instanceof PinnedMapMismatchError && e.code === 'MESHD_LB_PINNED_MAP_MISMATCH' && /bpf\.lbMapMax/.test(e.message),
-  );
+  await assert.rejects(ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }), (e: unknown) => {
+    assert.ok(isMeshdError(e, 'MESHD_LB_PINNED_MAP_MISMATCH') && e instanceof PinnedMapMismatchError, String(e));
+    assert.equal(e.kind, 'conflict');
+    assert.deepEqual(
+      { map: e.mismatch.map, field: e.mismatch.field, pinned: e.mismatch.pinned, expected: e.mismatch.expected },
+      { map: LbMapName.svc, field: 'maxEntries', pinned: 1024, expected: 65536 },
+    );
+    return true;
+  });
+  // The same pins (same kernel map ids), with their content, and no map created beside them.
+  assert.deepEqual(pinnedState(), before);
+  const again = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  t.after(() => again.close());
+  assert.equal(again.lb.reused, true);
+  assert.equal(again.replaceAll([svc('kept', '10.96.0.50')], [slice('kept', ['10.0.0.5'])]).writes, 0);
 });
 
 test('meshd lb list: a missing pin directory is a clear error (exit 1); bad arguments exit 2', async () => {

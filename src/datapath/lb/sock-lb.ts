@@ -16,8 +16,9 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AttachType, BpfMap, isBpfError, native, openObject, u32, u64, type BpfObjectHandle } from '../../../native/index.js';
+import { AttachType, BpfMap, native, openObject, u32, u64, type BpfObjectHandle } from '../../../native/index.js';
 import { bpfObjectPath } from '../../util/paths.js';
+import { assertPinnedMapsMatch } from '../pinned-maps.js';
 import { LbMapName, LbStat } from './lb-maps.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/meshd';
@@ -65,20 +66,6 @@ export interface SockLbMaps {
 
 export type SockLbStats = Record<keyof typeof LbStat, bigint>;
 
-/** A pinned map no longer matches the object (e.g. bpf.lbMapMax changed): its pins must be removed first. */
-export class PinnedMapMismatchError extends Error {
-  readonly code = 'MESHD_LB_PINNED_MAP_MISMATCH';
-  constructor(
-    readonly pinDir: string,
-    readonly libbpfLog: string,
-  ) {
-    super(
-      `socket LB maps pinned under ${pinDir} do not match bpf/sock.o (was bpf.lbMapMax changed?); ` +
-        `remove the meshd_lb_* pins there to start without the old state`,
-    );
-  }
-}
-
 export class SockLb {
   private closed = false;
 
@@ -102,6 +89,7 @@ export class SockLb {
         obj.setMaxEntries(LbMapName.svc, opts.lbMapMax);
         obj.setMaxEntries(LbMapName.backends, opts.lbMapMax);
       }
+      assertPinnedMapsMatch(obj, 'MESHD_LB_PINNED_MAP_MISMATCH', `was bpf.lbMapMax changed? remove the meshd_lb_* pins under ${opts.pinDir} to start without the old state`);
       await obj.load();
       const m = (name: string) => BpfMap.fromObject(obj, name);
       const maps: SockLbMaps = {
@@ -117,7 +105,6 @@ export class SockLb {
       return new SockLb(obj, maps, opts, reused, pins);
     } catch (e) {
       obj.close();
-      if (isBpfError(e) && e.code === 'EINVAL' && /couldn't reuse pinned map/.test(e.libbpfLog)) throw new PinnedMapMismatchError(opts.pinDir, e.libbpfLog);
       throw e;
     }
   }
