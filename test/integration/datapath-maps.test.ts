@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BPF_ANY, native } from '../../native/index.js';
-import { DatapathError, EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import { BPF_ANY, isBpfError, native } from '../../native/index.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import { DatapathError } from '../../src/datapath/endpoint/errors.js';
 import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
 import { datapathCodecs, PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
@@ -139,7 +140,8 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   const big = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 1, endPort: 1000 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 1, endPort: 1000 })], 2);
   assert.throws(
     () => dp.updatePolicy(big),
-    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.capacity === 16 && /previous policy kept/.test(err.message),
+    (err: unknown) =>
+      err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.map === 'policy' && err.detail.capacity === 16 && err.cause === undefined,
   );
   assert.deepEqual(dump(), before, 'not a single entry written');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
@@ -155,7 +157,8 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   const withStranger = dump();
   assert.throws(
     () => dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 83 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 3)),
-    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && /refused by the kernel/.test(err.message),
+    // refused by the kernel, not by the capacity check: the kernel's error is the cause
+    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && isBpfError(err.cause),
   );
   assert.deepEqual(dump(), withStranger, 'rolled back to the exact previous content');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);

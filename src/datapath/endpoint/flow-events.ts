@@ -8,6 +8,7 @@ import { dropReasonName } from '../drop-reasons.js';
 import { Dir, EventType, FlowEvent } from '../maps.js';
 import { verdictFromCode } from './policy-map-state.js';
 import type { Verdict } from '../../policy/types.js';
+import { MeshdError } from '../../util/errors.js';
 
 export type FlowEventType = 'drop' | 'verdict' | 'redirect';
 
@@ -31,8 +32,11 @@ export interface FlowRecord {
   proxyPort?: number;
 }
 
-export class FlowEventError extends Error {
-  readonly code = 'MESHD_FLOW_EVENT_MALFORMED';
+/** A ring-buffer record this build cannot decode (short, unknown type or family). */
+export class FlowEventError extends MeshdError {
+  constructor(message: string) {
+    super('MESHD_FLOW_EVENT_MALFORMED', message, { kind: 'invalid' });
+  }
 }
 
 export function formatIp(family: 4 | 6, raw: Buffer): string {

@@ -7,15 +7,29 @@
  */
 import ipaddr from 'ipaddr.js';
 import type { IpcacheEntry } from '../../policy/types.js';
+import { MeshdError } from '../../util/errors.js';
 import { IpcacheKey } from '../maps.js';
 
-export class IpcacheError extends Error {
+export type IpcacheErrorCode = 'MESHD_IPCACHE_BAD_PREFIX' | 'MESHD_IPCACHE_FULL' | 'MESHD_IPCACHE_DUPLICATE' | 'MESHD_IPCACHE_WRITE_FAILED';
+
+/** A refused prefix (invalid) or a refused write (failed); a refused write leaves the kernel's ipcache as it was. */
+export class IpcacheError extends MeshdError {
+  declare readonly code: IpcacheErrorCode;
+
   constructor(
-    readonly code: 'MESHD_IPCACHE_BAD_PREFIX' | 'MESHD_IPCACHE_FULL' | 'MESHD_IPCACHE_DUPLICATE',
+    code: IpcacheErrorCode,
     message: string,
+    opts: {
+      /** Path of the refused input (`ipcache[3].prefix`, `endpoint ns/pod.ips[0]`). */
+      where?: string;
+      cause?: unknown;
+    } = {},
   ) {
-    super(message);
+    super(code, message, { kind: code === 'MESHD_IPCACHE_BAD_PREFIX' || code === 'MESHD_IPCACHE_DUPLICATE' ? 'invalid' : 'failed', cause: opts.cause });
+    this.where = opts.where;
   }
+
+  readonly where: string | undefined;
 }
 
 /** Normalised "addr/bits" (host bits cleared), family and raw address. */
@@ -30,8 +44,8 @@ export function parsePrefix(prefix: string, where = 'prefix'): ParsedPrefix {
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
   try {
     parsed = prefix.includes('/') ? ipaddr.parseCIDR(prefix) : [ipaddr.parse(prefix), prefix.includes(':') ? 128 : 32];
-  } catch {
-    throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `${where}: "${prefix}" is not an IP prefix`);
+  } catch (e) {
+    throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `${where}: "${prefix}" is not an IP prefix`, { where, cause: e });
   }
   let [ip, bits] = parsed;
   if (ip instanceof ipaddr.IPv6 && ip.isIPv4MappedAddress()) {
@@ -70,11 +84,11 @@ export function desiredIpcache(entries: readonly IpcacheEntry[]): Map<string, { 
   entries.forEach((e, i) => {
     const prefix = parsePrefix(e.prefix, `ipcache[${i}].prefix`);
     if (!Number.isInteger(e.identity) || e.identity < 0 || e.identity > 0xffffffff) {
-      throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `ipcache[${i}].identity: ${e.identity} is not a u32`);
+      throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `ipcache[${i}].identity: ${e.identity} is not a u32`, { where: `ipcache[${i}].identity` });
     }
     const prev = out.get(prefix.cidr);
     if (prev && prev.identity !== e.identity) {
-      throw new IpcacheError('MESHD_IPCACHE_DUPLICATE', `ipcache[${i}]: ${prefix.cidr} maps to both ${prev.identity} and ${e.identity}`);
+      throw new IpcacheError('MESHD_IPCACHE_DUPLICATE', `ipcache[${i}]: ${prefix.cidr} maps to both ${prev.identity} and ${e.identity}`, { where: `ipcache[${i}]` });
     }
     out.set(prefix.cidr, { prefix, identity: e.identity });
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { isMeshdError } from '../../util/errors.js';
 import { lookupEntries } from '../../policy/lookup.js';
 import type { EndpointPolicy, PolicyEntry } from '../../policy/types.js';
 import {
@@ -45,7 +46,7 @@ test('port ranges become the minimal aligned prefixes that cover exactly the ran
     assert.ok([...covered].every((x) => x >= lo && x <= hi));
   }
   assert.ok(portPrefixes(1, 65535).length <= 16);
-  assert.throws(() => portPrefixes(10, 5), RangeError);
+  assert.throws(() => portPrefixes(10, 5), (e: unknown) => isMeshdError(e, 'MESHD_POLICY_BAD_ENTRY'));
 });
 
 test('prefix lengths: exact port 96, any port 80, any protocol 72', () => {
@@ -92,7 +93,7 @@ test('the same key from two rows keeps the strongest verdict (DENY > REDIRECT > 
 test('REDIRECT needs l7 rules and a proxy port', () => {
   assert.throws(
     () => policyMapState(policy([entry({ verdict: 'REDIRECT', port: 80, endPort: 80 })]), opts),
-    (e: unknown) => e instanceof PolicyMapStateError && e.code === 'MESHD_POLICY_BAD_ENTRY' && e.message.includes('ns/pod.ingress.entries[0]'),
+    (e: unknown) => e instanceof PolicyMapStateError && e.code === 'MESHD_POLICY_BAD_ENTRY' && e.where === 'ns/pod.ingress.entries[0]',
   );
   assert.throws(
     () => policyMapState(policy([entry({ verdict: 'REDIRECT', port: 80, endPort: 80, l7: { kind: 'dns', rules: [] } })]), { proxyPort: () => 0 }),

@@ -16,6 +16,7 @@
  * the most specific key then always carries the strongest matching verdict.
  */
 import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, Verdict } from '../../policy/types.js';
+import { MeshdError } from '../../util/errors.js';
 import { Dir, VerdictCode } from '../maps.js';
 
 /** Protocols an "any protocol" entry with a port stands for (as Cilium's ANY). */
@@ -57,7 +58,7 @@ export function policyKeyId(k: PolicyMapKey): string {
 /** The minimal set of aligned prefixes covering [lo, hi] (inclusive). */
 export function portPrefixes(lo: number, hi: number): Array<{ port: number; bits: number }> {
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > 65535 || lo > hi) {
-    throw new RangeError(`port range ${lo}-${hi} is not within 0-65535`);
+    throw new PolicyMapStateError('MESHD_POLICY_BAD_ENTRY', `port range ${lo}-${hi} is not within 0-65535`);
   }
   const out: Array<{ port: number; bits: number }> = [];
   let p = lo;
@@ -106,12 +107,17 @@ export interface PolicyMapOptions {
   proxyPort: (kind: L7Kind, direction: Direction) => number;
 }
 
-export class PolicyMapStateError extends Error {
+/** A policy entry the maps cannot express; `where` is its path in the EndpointPolicy (`<endpoint>.<direction>.entries[i]`). */
+export class PolicyMapStateError extends MeshdError {
+  declare readonly code: 'MESHD_POLICY_NO_PROXY_PORT' | 'MESHD_POLICY_BAD_ENTRY';
+
   constructor(
-    readonly code: 'MESHD_POLICY_NO_PROXY_PORT' | 'MESHD_POLICY_BAD_ENTRY',
+    code: 'MESHD_POLICY_NO_PROXY_PORT' | 'MESHD_POLICY_BAD_ENTRY',
     message: string,
+    readonly where?: string,
+    cause?: unknown,
   ) {
-    super(message);
+    super(code, message, { kind: 'invalid', cause });
   }
 }
 
@@ -126,17 +132,17 @@ export function policyMapState(policy: EndpointPolicy, opts: PolicyMapOptions): 
       const where = `${policy.endpointId}.${direction}.entries[${i}]`;
       let proxyPort = 0;
       if (e.verdict === 'REDIRECT') {
-        if (!e.l7) throw new PolicyMapStateError('MESHD_POLICY_BAD_ENTRY', `${where}: REDIRECT without l7 rules`);
+        if (!e.l7) throw new PolicyMapStateError('MESHD_POLICY_BAD_ENTRY', `${where}: REDIRECT without l7 rules`, where);
         proxyPort = opts.proxyPort(e.l7.kind, direction);
         if (!Number.isInteger(proxyPort) || proxyPort <= 0 || proxyPort > 65535) {
-          throw new PolicyMapStateError('MESHD_POLICY_NO_PROXY_PORT', `${where}: no proxy port for ${e.l7.kind}/${direction}`);
+          throw new PolicyMapStateError('MESHD_POLICY_NO_PROXY_PORT', `${where}: no proxy port for ${e.l7.kind}/${direction}`, where);
         }
       }
       let keys: PolicyMapKey[];
       try {
         keys = keysOf(e, egress);
       } catch (err) {
-        throw new PolicyMapStateError('MESHD_POLICY_BAD_ENTRY', `${where}: ${err instanceof Error ? err.message : String(err)}`);
+        throw new PolicyMapStateError('MESHD_POLICY_BAD_ENTRY', `${where}: ${err instanceof Error ? err.message : String(err)}`, where, err);
       }
       for (const key of keys) {
         const id = policyKeyId(key);
