@@ -5,6 +5,8 @@
  * change, and refusal of updates that do not fit.
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { BPF_ANY, isBpfError, native } from '../../native/index.js';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
@@ -12,7 +14,9 @@ import { DatapathError } from '../../src/datapath/endpoint/errors.js';
 import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
 import { datapathCodecs, PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
+import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
+import { isMeshdError } from '../../src/util/errors.js';
 import { bpfObjectPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { btfStructs, layoutDiff } from '../helpers/btf.js';
@@ -172,6 +176,54 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   assert.equal(dp.ipcacheEntries().length, 4);
   assert.equal(native.mapDump(dp.mapFds().ipcache).length, 1);
   assert.equal(native.mapDump(dp.mapFds().ipcacheHost).length, 3);
+});
+
+test('pins of another shape are refused before load with a coded error naming map and field; nothing is changed', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('dpshape');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const first = await EndpointManager.open({ pinDir: pins.path, maxEntries: { meshd_policy: 16 } });
+  await first.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/kept' });
+  first.close();
+  const pinned = () =>
+    readdirSync(pins.path)
+      .filter((f) => f.startsWith('meshd_'))
+      .sort()
+      .map((f) => {
+        const fd = native.objGet(join(pins.path, f));
+        try {
+          const info = native.mapInfo(fd);
+          return `${f}#${info.id}:${info.maxEntries}`;
+        } finally {
+          native.closeFd(fd);
+        }
+      });
+  const before = pinned();
+  await assert.rejects(EndpointManager.open({ pinDir: pins.path }), (err: unknown) => {
+    assert.ok(isMeshdError(err, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH') && err instanceof PinnedMapMismatchError, String(err));
+    assert.equal(err.kind, 'conflict');
+    assert.deepEqual([err.mismatch.map, err.mismatch.field, err.mismatch.pinned], ['meshd_policy', 'maxEntries', 16]);
+    assert.notEqual(err.mismatch.expected, 16);
+    return true;
+  });
+  assert.deepEqual(pinned(), before, 'the same maps, none created or replaced');
+  const again = await EndpointManager.open({ pinDir: pins.path, maxEntries: { meshd_policy: 16 } });
+  t.after(() => again.close());
+  await again.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  assert.equal(again.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 2), endpointId: 't/kept' }).changed, false);
+});
+
+test('a datapath config the program would misread is refused with a code; the previous config stays', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  const before = dp.getConfig();
+  for (const bad of [{ proxyMark: 0x1b00 }, { proxyIpv4: '10.0.0.256' }, { verdictSample: -1 }]) {
+    assert.throws(() => dp.setConfig(bad), (err: unknown) => isMeshdError(err, 'MESHD_DATAPATH_CONFIG_INVALID') && err.kind === 'invalid', JSON.stringify(bad));
+  }
+  assert.deepEqual(dp.getConfig(), before);
+  dp.close();
+  assert.throws(() => dp.setConfig({ verdictSample: 1 }), (err: unknown) => isMeshdError(err, 'MESHD_DATAPATH_CLOSED'));
 });
 
 test('verdict events for new connections: none, all, or one in N', async (t) => {
