@@ -5,6 +5,7 @@
  *
  *   PolicyKey.encode({ prefixlen: 96, ep_id: 3, identity: 1234, egress: 1, proto: 6, dport: 80 });
  */
+import { MeshdError } from '../util/errors.js';
 import { defineStruct } from './codec.js';
 
 export const Identity = { UNKNOWN: 0, HOST: 1, WORLD: 2 } as const;
@@ -29,7 +30,7 @@ export const Metric = {
  * destination's ingress policy judges the original client's identity. */
 export function proxyUpstreamMark(identity: number): number {
   if (!Number.isInteger(identity) || identity < 0 || identity > 0xffffff) {
-    throw new RangeError(`identity ${identity} does not fit the 24 bits of the mark`);
+    throw new MeshdError('MESHD_IDENTITY_MARK_RANGE', `identity ${identity} does not fit the 24 bits of the mark`, { kind: 'invalid' });
   }
   return (((identity & 0xffff) << 16) | MarkMagic.IDENTITY | ((identity >>> 16) & 0xff)) >>> 0;
 }

@@ -14,6 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { AttachType, type BpfObjectHandle, native, openObject } from '../../native/index.js';
 import { bpfObjectPath } from '../util/paths.js';
+import { assertPinnedMapsMatch } from './pinned-maps.js';
 
 export interface SockShortcutStats {
   inserted: bigint;
@@ -33,6 +34,7 @@ export class SockShortcut {
     mkdirSync(join(opts.pinDir, 'links'), { recursive: true });
     const obj = openObject(bpfObjectPath('sockops'), { pinRoot: opts.pinDir });
     try {
+      assertPinnedMapsMatch(obj, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH', `remove the pins under ${opts.pinDir} to start without the old state`);
       await obj.load();
       const linkPath = join(opts.pinDir, 'links', `sockops_${basename(opts.cgroupPath)}`);
       native.progAttach(obj.programFd('meshd_sk_msg'), obj.mapFd('meshd_sock_hash'), AttachType.SkMsgVerdict);
