@@ -329,6 +329,7 @@ function renderDoc(args: Args, sizes: number[], meshd: Record<string, ConnectSta
     try {
       return execFileSync(args.iptables === 'legacy' ? 'iptables-legacy' : 'iptables', ['-V'], { encoding: 'utf8' }).trim();
     } catch {
+      // Only the report's header line: a missing or odd iptables binary must not lose the measurements.
       return 'iptables (version unknown)';
     }
   })();
