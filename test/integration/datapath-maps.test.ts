@@ -5,8 +5,6 @@
  * change, and refusal of updates that do not fit.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { BPF_ANY, isBpfError, native } from '../../native/index.js';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
@@ -18,7 +16,7 @@ import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { bpfObjectPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
+import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
 import { btfStructs, layoutDiff } from '../helpers/btf.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -186,20 +184,7 @@ test('pins of another shape are refused before load with a coded error naming ma
   await first.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
   first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/kept' });
   first.close();
-  const pinned = () =>
-    readdirSync(pins.path)
-      .filter((f) => f.startsWith('meshd_'))
-      .sort()
-      .map((f) => {
-        const fd = native.objGet(join(pins.path, f));
-        try {
-          const info = native.mapInfo(fd);
-          return `${f}#${info.id}:${info.maxEntries}`;
-        } finally {
-          native.closeFd(fd);
-        }
-      });
-  const before = pinned();
+  const before = pinnedMaps(pins.path, 'meshd_');
   await assert.rejects(EndpointManager.open({ pinDir: pins.path }), (err: unknown) => {
     assert.ok(isMeshdError(err, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH') && err instanceof PinnedMapMismatchError, String(err));
     assert.equal(err.kind, 'conflict');
@@ -207,7 +192,7 @@ test('pins of another shape are refused before load with a coded error naming ma
     assert.notEqual(err.mismatch.expected, 16);
     return true;
   });
-  assert.deepEqual(pinned(), before, 'the same maps, none created or replaced');
+  assert.deepEqual(pinnedMaps(pins.path, 'meshd_'), before, 'the same maps, none created or replaced, as many entries');
   const again = await EndpointManager.open({ pinDir: pins.path, maxEntries: { meshd_policy: 16 } });
   t.after(() => again.close());
   await again.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });

@@ -5,8 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { BpfMap, u32 } from '../../native/index.js';
 import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb/lb-maps.js';
@@ -14,7 +12,7 @@ import { ServiceManager, type LbLogEntry } from '../../src/datapath/lb/service-m
 import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
+import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const svc = (name: string, clusterIP: string, port = 80) => ({ metadata: { name, namespace: 'in' }, spec: { clusterIP, ports: [{ port }] } });
@@ -160,19 +158,7 @@ test('reopening pins made with another bpf.lbMapMax fails with a coded error nam
   t.after(() => pins.cleanup());
   const first = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
   first.replaceAll([svc('kept', '10.96.0.50')], [slice('kept', ['10.0.0.5'])]);
-  const pinnedState = () =>
-    readdirSync(pins.path)
-      .filter((f) => f.startsWith('meshd_lb_'))
-      .sort()
-      .map((f) => {
-        const m = BpfMap.fromPin(join(pins.path, f));
-        try {
-          return { f, id: m.info.id, maxEntries: m.info.maxEntries, entries: m.info.type === 2 || m.info.type === 6 ? -1 : m.dump().length };
-        } finally {
-          m.close();
-        }
-      });
-  const before = pinnedState();
+  const before = pinnedMaps(pins.path, 'meshd_lb_');
   first.close();
   await assert.rejects(ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }), (e: unknown) => {
     assert.ok(isMeshdError(e, 'MESHD_LB_PINNED_MAP_MISMATCH') && e instanceof PinnedMapMismatchError, String(e));
@@ -184,7 +170,7 @@ test('reopening pins made with another bpf.lbMapMax fails with a coded error nam
     return true;
   });
   // The same pins (same kernel map ids), with their content, and no map created beside them.
-  assert.deepEqual(pinnedState(), before);
+  assert.deepEqual(pinnedMaps(pins.path, 'meshd_lb_'), before);
   const again = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
   t.after(() => again.close());
   assert.equal(again.lb.reused, true);
