@@ -25,6 +25,7 @@ const BtfTypeSchema = z.looseObject({
     .optional(),
   values: z.array(z.looseObject({ name: z.string(), val: z.number().int() })).optional(),
   vars: z.array(z.looseObject({ type_id: z.number().int() })).optional(),
+  linkage: z.string().optional(),
 });
 type BtfType = z.infer<typeof BtfTypeSchema>;
 const BtfDumpSchema = z.looseObject({ types: z.array(BtfTypeSchema) });
@@ -46,6 +47,8 @@ export interface Btf {
   enums: Map<string, BtfEnum>;
   /** Variables of each data section by section name (`.maps` holds the map names). */
   sections: Map<string, string[]>;
+  /** Functions with global linkage: the object's programs. */
+  programs: Set<string>;
 }
 
 /** The structs, enums and data sections of a BTF dump (bpftool's JSON). */
@@ -53,7 +56,7 @@ export function parseBtf(json: unknown): Btf {
   const { types } = BtfDumpSchema.parse(json);
   const byId = new Map<number, BtfType>(types.map((t) => [t.id, t]));
   const describe = (id: number): string => describeType(byId, id);
-  const out: Btf = { structs: new Map(), enums: new Map(), sections: new Map() };
+  const out: Btf = { structs: new Map(), enums: new Map(), sections: new Map(), programs: new Set() };
   for (const t of types) {
     if (!t.name || t.name === '(anon)') continue;
     if (t.kind === 'STRUCT' && t.members) {
@@ -70,6 +73,8 @@ export function parseBtf(json: unknown): Btf {
       out.enums.set(t.name, { name: t.name, values: new Map(t.values.map((v) => [v.name, v.val])) });
     } else if (t.kind === 'DATASEC' && t.vars) {
       out.sections.set(t.name, t.vars.map((v) => byId.get(v.type_id)?.name ?? `#${v.type_id}`));
+    } else if (t.kind === 'FUNC' && t.linkage === 'global') {
+      out.programs.add(t.name);
     }
   }
   return out;

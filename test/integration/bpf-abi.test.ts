@@ -14,6 +14,7 @@ import { defineStruct } from '../../src/datapath/codec.js';
 import { LbMapName, lbCodecs } from '../../src/datapath/lb-maps.js';
 import { datapathCodecs } from '../../src/datapath/maps.js';
 import { ProbeStats } from '../../src/datapath/probe.js';
+import { SOCK_PROGRAMS } from '../../src/datapath/sock-lb.js';
 import { bpfObjectPath } from '../../src/util/paths.js';
 import { enumDiff, layoutDiff, readBtf, type Btf } from '../helpers/btf.js';
 
@@ -124,7 +125,9 @@ test('every struct codec matches its struct in the object: size and each field n
   }
 });
 
-test('the socket-LB map names the agent opens are the maps of sock.o', async () => {
-  const maps = new Set((await btfOf('sock')).sections.get('.maps'));
+test('the socket-LB maps the agent opens are maps of sock.o, and the programs it attaches are exactly sock.o\'s', async () => {
+  const btf = await btfOf('sock');
+  const maps = new Set(btf.sections.get('.maps'));
   for (const name of Object.values(LbMapName)) assert.ok(maps.has(name), `${name} is not a map of sock.o`);
+  assert.deepEqual(SOCK_PROGRAMS.map(([name]) => name).sort(), [...btf.programs].sort());
 });
