@@ -6,10 +6,11 @@
 import { native, openObject } from '../../native/index.js';
 import { MeshdError } from '../util/errors.js';
 import { bpfObjectPath } from '../util/paths.js';
+import { Probe } from './abi.js';
 import { defineStruct } from './codec.js';
 
-/** Mirrors bpf/include/probe.h. */
-export const MESHD_PROBE_MAGIC = 0x6d657368;
+/** Mirrors bpf/include/probe.h (enum from ./abi.js; the struct is checked against probe.o's BTF). */
+export const MESHD_PROBE_MAGIC = Probe.MAGIC;
 export const ProbeStats = defineStruct('meshd_probe_stats', [
   ['runs', 'u64'],
   ['last_len', 'u32'],

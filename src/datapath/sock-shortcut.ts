@@ -15,6 +15,7 @@ import { basename, join } from 'node:path';
 import { AttachType, type BpfObjectHandle, native, openObject } from '../../native/index.js';
 import { bpfObjectPath } from '../util/paths.js';
 import { assertPinnedMapsMatch } from './pinned-maps.js';
+import { SkStat } from './abi.js';
 
 export interface SockShortcutStats {
   inserted: bigint;
@@ -64,7 +65,7 @@ export class SockShortcut {
       for (let i = 0; raw && i < cpus; i += 1) total += raw.readBigUInt64LE(i * 8);
       return total;
     };
-    return { inserted: sum(0), redirected: sum(1), passed: sum(2) };
+    return { inserted: sum(SkStat.INSERTED), redirected: sum(SkStat.REDIRECTED), passed: sum(SkStat.PASSED) };
   }
 
   /** Detaches both programs and closes the object; idempotent. */

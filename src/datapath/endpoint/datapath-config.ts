@@ -12,6 +12,7 @@
  */
 import { BPF_ANY, native, u32 } from '../../../native/index.js';
 import { DatapathConfig } from '../maps.js';
+import { Mark } from '../abi.js';
 import { DatapathError } from './errors.js';
 
 export interface DatapathConfigInput {
@@ -28,8 +29,8 @@ export interface DatapathConfigInput {
 }
 
 export const defaultDatapathConfig: DatapathConfigInput = {
-  proxyMark: 0xb00,
-  proxyMarkMask: 0xf00,
+  proxyMark: Mark.MAGIC_PROXY,
+  proxyMarkMask: Mark.MAGIC_MASK,
   proxyIpv4: '127.0.0.1',
   verdictSample: 0,
   perPacketLb: false,

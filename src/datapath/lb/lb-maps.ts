@@ -1,22 +1,36 @@
 /**
- * The socket-LB maps' keys and values, mirrored from bpf/include/lb.h (a test
- * compares each codec with sock.o's BTF), and the address encoding they use:
+ * The socket-LB maps' keys and values, mirrored from bpf/include/lb.h
+ * (test/integration/bpf-abi.test.ts compares each codec, and each map name,
+ * with sock.o's BTF), and the address encoding they use:
  * 16 bytes, IPv4 as IPv4-mapped IPv6, so one set of maps serves both families.
  *
  *   const key = SvcKey.encode({ addr: encodeAddr('10.96.0.10'), port: 53, proto: PROTO_UDP, pad0: 0, slot: 0, pad: 0 });
  */
 import ipaddr from 'ipaddr.js';
+import { LbFlag, LbLimit, LbScope, LbStatSlot } from '../abi.js';
 import { defineStruct } from '../codec.js';
 
-/** Mirrors bpf/include/lb.h. */
-export const MAGLEV_M = 1021;
-export const MAX_SLOTS = 4096;
-export const LB_F_AFFINITY = 0x1;
-export const LB_F_MAGLEV = 0x2;
-export const Scope = { ClusterIP: 0, NodePort: 1, ExternalIP: 2, LoadBalancer: 3 } as const;
+// bpf/include/lb.h's enums, from ./abi.js (checked against sock.o's BTF), under this module's names.
+export const MAGLEV_M = LbLimit.MAGLEV_M;
+export const MAX_SLOTS = LbLimit.MAX_SLOTS;
+export const LB_F_AFFINITY = LbFlag.AFFINITY;
+export const LB_F_MAGLEV = LbFlag.MAGLEV;
+export const Scope = {
+  ClusterIP: LbScope.CLUSTER_IP,
+  NodePort: LbScope.NODE_PORT,
+  ExternalIP: LbScope.EXTERNAL_IP,
+  LoadBalancer: LbScope.LB_INGRESS,
+} as const;
 export type ScopeNumber = (typeof Scope)[keyof typeof Scope];
-export const LbStat = { Xlated: 0, Refused: 1, SkippedNetns: 2, Affinity: 3, Revnat: 4 } as const;
-export const LB_STAT_MAX = 8;
+/** meshd_lb_stats slots by the names `SockLb.stats()` reports. */
+export const LbStat = {
+  Xlated: LbStatSlot.XLATED,
+  Refused: LbStatSlot.REFUSED,
+  SkippedNetns: LbStatSlot.SKIPPED_NS,
+  Affinity: LbStatSlot.AFFINITY,
+  Revnat: LbStatSlot.REVNAT,
+} as const;
+export const LB_STAT_MAX = LbStatSlot.MAX;
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
 
