@@ -6,7 +6,6 @@
  *
  *   PolicyKey.encode({ prefixlen: 96, ep_id: 3, identity: 1234, egress: 1, proto: 6, dport: 80 });
  */
-import { MeshdError } from '../util/errors.js';
 import { defineStruct } from './codec.js';
 
 // The constants live in ./abi.js (checked against the objects' BTF); re-exported for this module's importers.
