@@ -186,13 +186,13 @@ export interface TraceResult {
 const PROTO_NUM: Record<string, number> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP: Proto.SCTP, ICMP: Proto.ICMP, ICMPv6: Proto.ICMPV6 };
 
 /** Builds the engine a scenario describes (policies with problems are left out and reported). */
-export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEngine; problems: PolicyProblem[] } {
+export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ engine: PolicyEngine; problems: PolicyProblem[] }> {
   const s = loaded.scenario;
   const dns = new MemoryDnsCache();
   const engine = new PolicyEngine({ dns, mode: s.config?.policyEnforcementMode ?? 'default', allowLocalhost: s.config?.allowLocalhost ?? 'auto' });
-  for (const ns of s.namespaces ?? []) engine.upsertNamespace(ns.name, ns.labels ?? {});
-  for (const n of s.nodes ?? []) engine.upsertNode(n);
-  for (const ep of s.endpoints ?? []) engine.upsertEndpoint(ep);
+  for (const ns of s.namespaces ?? []) await engine.upsertNamespace(ns.name, ns.labels ?? {});
+  for (const n of s.nodes ?? []) await engine.upsertNode(n);
+  for (const ep of s.endpoints ?? []) await engine.upsertEndpoint(ep);
   for (const svc of s.services ?? []) {
     const info: Parameters<PolicyEngine['upsertService']>[0] = { namespace: svc.namespace, name: svc.name };
     if (svc.labels) info.labels = svc.labels;
@@ -200,7 +200,7 @@ export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEng
     if (svc.clusterIPs) info.clusterIPs = svc.clusterIPs;
     if (svc.endpoints) info.endpointIps = svc.endpoints;
     if (svc.ports) info.ports = svc.ports;
-    engine.upsertService(info);
+    await engine.upsertService(info);
   }
   for (const [name, ips] of Object.entries(s.fqdns ?? {})) dns.set(name, ips);
   const reserved = s.reservedAddresses ?? {};
@@ -210,7 +210,8 @@ export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEng
   }
   const base: PathSegment[] = ['policies'];
   const { policies, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
-  for (const p of policies) engine.upsertPolicy(p.document);
+  for (const p of policies) await engine.upsertPolicy(p.document);
+  await engine.settled();
   engine.flush();
   return { engine, problems };
 }
@@ -354,8 +355,8 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
   return { ...out, verdict: 'ALLOWED', l4: 'ALLOWED', l7: null, ...pick((t) => t.reason === 'entry') };
 }
 
-export function traceScenario(loaded: LoadedScenario): TraceResult {
-  const { engine, problems } = buildScenarioEngine(loaded);
+export async function traceScenario(loaded: LoadedScenario): Promise<TraceResult> {
+  const { engine, problems } = await buildScenarioEngine(loaded);
   return { flows: loaded.scenario.flows.map((f) => traceFlow(engine, loaded.scenario, f)), problems };
 }
 
