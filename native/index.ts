@@ -22,8 +22,16 @@
  * Every failure is a BpfError: `errno`, `code` ("EPERM", …), `syscall` (what
  * was being done) and `libbpfLog` (libbpf's own output, the verifier log on a
  * failed load).
+ *
+ * The host's addresses (rtnetlink, which Node lacks), validated here:
+ *
+ *   const now = dumpAddresses();                         // HostAddress[]
+ *   const w = watchAddresses((events) => …, (err) => …);  // AddressEvent[] as they happen
+ *   w.close();
  */
 import { createRequire } from 'node:module';
+import { z } from 'zod';
+import { MeshdError } from '../src/util/errors.js';
 import { repoPath } from '../src/util/paths.js';
 
 export interface ProgramInfo {
@@ -127,6 +135,14 @@ export interface RingBufferReaderHandle {
   ref(): void;
 }
 
+export interface AddressWatcherHandle {
+  /** Idempotent; events still queued for the JS thread are dropped. */
+  close(): void;
+  /** Do (not) keep the process alive while open. */
+  unref(): void;
+  ref(): void;
+}
+
 export interface TestRunResult {
   retval: number;
   durationNs: number;
@@ -137,6 +153,10 @@ export interface NativeAddon {
   BpfObject: new (path: string, opts?: { pinRoot?: string }) => BpfObjectHandle;
   /** Calls onEvents on the JS thread with each batch of records (copies). */
   RingBufferReader: new (mapFd: number, onEvents: (events: Buffer[]) => void, opts?: { maxPending?: number }) => RingBufferReaderHandle;
+  /** Every IPv4/IPv6 address of this network namespace (one RTM_GETADDR dump); see dumpAddresses(). */
+  addrDump(): unknown[];
+  /** RTM_NEWADDR/RTM_DELADDR notifications, in batches, on the JS thread; see watchAddresses(). */
+  AddressWatcher: new (onEvents: (events: unknown[]) => void) => AddressWatcherHandle;
   libbpfVersion(): string;
   progTestRun(progFd: number, data: Buffer, opts?: { repeat?: number; dataSizeOut?: number }): TestRunResult;
 
@@ -358,4 +378,85 @@ export function detachTc(a: TcAttachment): void {
     return;
   }
   native.tcDetachLegacy(a.ifindex, a.direction, { priority: a.priority, handle: a.handle });
+}
+
+// ---- the host's addresses (native/src/netlink.cc) ------------------------------------------------
+
+/** rtnetlink address scopes (`enum rt_scope_t`): how far an address is meaningful. */
+export const AddressScope = { universe: 0, site: 200, link: 253, host: 254, nowhere: 255 } as const;
+
+const hostAddressSchema = z.strictObject({
+  ifindex: z.number().int().positive(),
+  family: z.union([z.literal(4), z.literal(6)]),
+  address: z.union([z.ipv4(), z.ipv6()]),
+  prefixlen: z.number().int().min(0).max(128),
+  scope: z.number().int().min(0).max(255),
+  flags: z.number().int().min(0),
+});
+
+/** One address of an interface, as the kernel reports it. */
+export type HostAddress = z.infer<typeof hostAddressSchema>;
+
+const addressEventSchema = z.discriminatedUnion('type', [
+  hostAddressSchema.extend({ type: z.literal('new') }),
+  hostAddressSchema.extend({ type: z.literal('del') }),
+  // The socket overflowed and notifications were lost: re-read the set with dumpAddresses().
+  z.strictObject({ type: z.literal('overrun') }),
+]);
+
+export type AddressEvent = z.infer<typeof addressEventSchema>;
+
+/** A netlink request failed (errno in `errno`), or the addon answered in a shape this module does not know. */
+export class NetlinkError extends MeshdError {
+  constructor(
+    message: string,
+    readonly errno: number | undefined,
+    cause?: unknown,
+  ) {
+    super(errno === undefined ? 'MESHD_NETLINK_INVALID' : 'MESHD_NETLINK_FAILED', message, { kind: 'failed', cause });
+  }
+}
+
+function netlinkFailure(what: string, e: unknown): NetlinkError {
+  const errno = e instanceof Error && 'errno' in e && typeof e.errno === 'number' ? e.errno : 0;
+  return new NetlinkError(`${what}: ${e instanceof Error ? e.message : String(e)}`, errno, e);
+}
+
+function parseNetlink<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new NetlinkError(`${what}: unexpected shape at ${r.error.issues.map((i) => i.path.join('.')).join(', ')}`, undefined, r.error);
+  return r.data;
+}
+
+/** Every IPv4/IPv6 address of every interface in this process's network namespace. */
+export function dumpAddresses(): HostAddress[] {
+  let raw: unknown[];
+  try {
+    raw = native.addrDump();
+  } catch (e) {
+    throw netlinkFailure('address dump', e);
+  }
+  return raw.map((a) => parseNetlink(hostAddressSchema, a, 'address dump'));
+}
+
+/**
+ * Address changes of this network namespace as they happen, in batches. Events are validated; a
+ * batch that is not is reported to onError whole (and should be treated as an overrun). The watcher
+ * keeps the process alive until close() unless unref()'d.
+ */
+export function watchAddresses(onEvents: (events: AddressEvent[]) => void, onError: (err: NetlinkError) => void): AddressWatcherHandle {
+  try {
+    return new native.AddressWatcher((raw) => {
+      let events: AddressEvent[];
+      try {
+        events = raw.map((e) => parseNetlink(addressEventSchema, e, 'address event'));
+      } catch (e) {
+        onError(e instanceof NetlinkError ? e : netlinkFailure('address event', e));
+        return;
+      }
+      onEvents(events);
+    });
+  } catch (e) {
+    throw netlinkFailure('address watcher', e);
+  }
 }
