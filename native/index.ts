@@ -30,9 +30,11 @@
  *   w.close();
  */
 import { createRequire } from 'node:module';
-import { z } from 'zod';
-import { MeshdError } from '../src/util/errors.js';
+import type { z } from 'zod';
 import { repoPath } from '../src/util/paths.js';
+import { addressEventSchema, hostAddressSchema, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
+
+export { AddressScope, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
 
 export interface ProgramInfo {
   name: string;
@@ -381,41 +383,6 @@ export function detachTc(a: TcAttachment): void {
 }
 
 // ---- the host's addresses (native/src/netlink.cc) ------------------------------------------------
-
-/** rtnetlink address scopes (`enum rt_scope_t`): how far an address is meaningful. */
-export const AddressScope = { universe: 0, site: 200, link: 253, host: 254, nowhere: 255 } as const;
-
-const hostAddressSchema = z.strictObject({
-  ifindex: z.number().int().positive(),
-  family: z.union([z.literal(4), z.literal(6)]),
-  address: z.union([z.ipv4(), z.ipv6()]),
-  prefixlen: z.number().int().min(0).max(128),
-  scope: z.number().int().min(0).max(255),
-  flags: z.number().int().min(0),
-});
-
-/** One address of an interface, as the kernel reports it. */
-export type HostAddress = z.infer<typeof hostAddressSchema>;
-
-const addressEventSchema = z.discriminatedUnion('type', [
-  hostAddressSchema.extend({ type: z.literal('new') }),
-  hostAddressSchema.extend({ type: z.literal('del') }),
-  // The socket overflowed and notifications were lost: re-read the set with dumpAddresses().
-  z.strictObject({ type: z.literal('overrun') }),
-]);
-
-export type AddressEvent = z.infer<typeof addressEventSchema>;
-
-/** A netlink request failed (errno in `errno`), or the addon answered in a shape this module does not know. */
-export class NetlinkError extends MeshdError {
-  constructor(
-    message: string,
-    readonly errno: number | undefined,
-    cause?: unknown,
-  ) {
-    super(errno === undefined ? 'MESHD_NETLINK_INVALID' : 'MESHD_NETLINK_FAILED', message, { kind: 'failed', cause });
-  }
-}
 
 function netlinkFailure(what: string, e: unknown): NetlinkError {
   const errno = e instanceof Error && 'errno' in e && typeof e.errno === 'number' ? e.errno : 0;
