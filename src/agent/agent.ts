@@ -38,6 +38,8 @@ import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { AgentConfig } from './config.js';
 import { EndpointRegistry, endpointIdOf } from './endpoint-registry.js';
+import { dumpAddresses, watchAddresses } from '../../native/index.js';
+import { watchHostAddresses, type HostAddressWatcher } from './host-addresses.js';
 import { NamespaceSchema, NodeSchema, PodSchema, podIps, podNamedPorts, zodProblems, type Pod } from './k8s-objects.js';
 import type { ResourceEvent, ResourceSource, SourceProblem } from './resource-source.js';
 
@@ -89,6 +91,7 @@ export class Agent {
   private flowSub: { close(): void } | null = null;
   private lastProxy: { version: string; error: string | null; at: string } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  private hostAddresses: HostAddressWatcher | null = null;
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
 
   private constructor(readonly opts: AgentOptions) {
@@ -126,6 +129,16 @@ export class Agent {
     mkdirSync(this.pinDir, { recursive: true });
     this.registry = new EndpointRegistry(join(c.stateDir, 'endpoints.json'));
     await this.engine.upsertNode({ name: c.nodeName, local: true, labels: {} });
+    // The host's own addresses carry the host identity, Node object or not; kept current from netlink.
+    this.hostAddresses = watchHostAddresses({
+      source: { dump: dumpAddresses, watch: watchAddresses },
+      onChange: (ips) => void this.serial(async () => {
+        this.engine.setHostAddresses(ips);
+        if (this.state === 'running') await this.reconcile();
+      }).catch((e: unknown) => this.log.error('host addresses not applied', { err: e })),
+      onError: (e) => this.log.warn('host addresses', { err: e }),
+    });
+    this.engine.setHostAddresses(this.hostAddresses.current());
 
     if (this.opts.startProxy && c['envoy.enabled']) {
       this.proxy = await this.opts.startProxy(c, this.log.child({ component: 'proxy' }));
@@ -185,6 +198,7 @@ export class Agent {
     this.state = 'stopping';
     await this.opts.source.stop().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
+    this.hostAddresses?.close();
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
