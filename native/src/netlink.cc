@@ -8,28 +8,25 @@
 // says the kernel dropped notifications (ENOBUFS on the socket): the listener
 // must re-read the whole set with addrDump().
 //
-// The watcher follows RingBufferReader (ringbuf.cc): a worker thread waits in
-// epoll on the netlink socket (bound to RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-// and an eventfd that close() signals, parses what it reads into plain structs
-// and hands each batch to the JS thread through a ThreadSafeFunction.
+// The watcher is a JsEventSource (event-source.h), as RingBufferReader: its
+// worker thread waits on the netlink socket (bound to RTMGRP_IPV4_IFADDR |
+// RTMGRP_IPV6_IFADDR), parses what it reads into plain structs and hands each
+// batch to the JS thread.
 #include "netlink.h"
 
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "errors.h"
+#include "event-source.h"
 
 namespace meshd {
 namespace {
@@ -79,7 +76,7 @@ bool ParseAddr(const struct nlmsghdr* h, AddrEvent* out) {
   return true;
 }
 
-Napi::Object ToJs(Napi::Env env, const AddrEvent& e, bool with_type) {
+Napi::Object ToJsEvent(Napi::Env env, const AddrEvent& e, bool with_type) {
   Napi::Object o = Napi::Object::New(env);
   if (with_type) o.Set("type", e.type);
   if (std::strcmp(e.type, "overrun") == 0) return o;
@@ -153,26 +150,19 @@ Napi::Value AddrDump(const Napi::CallbackInfo& info) {
         Throw(env, Failure{-e->error, "RTM_GETADDR dump", ""});
       }
       AddrEvent a;
-      if (ParseAddr(h, &a)) out.Set(n++, ToJs(env, a, false));
+      if (ParseAddr(h, &a)) out.Set(n++, ToJsEvent(env, a, false));
     }
   }
   close(fd);
   return out;
 }
 
-class AddressWatcher : public Napi::ObjectWrap<AddressWatcher> {
+class AddressWatcher : public JsEventSource<AddressWatcher, Batch> {
  public:
-  static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "AddressWatcher",
-                       {
-                           InstanceMethod<&AddressWatcher::Close>("close"),
-                           InstanceMethod<&AddressWatcher::Unref>("unref"),
-                           InstanceMethod<&AddressWatcher::Ref>("ref"),
-                       });
-  }
+  static Napi::Function Init(Napi::Env env) { return DefineWith(env, "AddressWatcher", {}); }
 
   // new AddressWatcher(onEvents)
-  explicit AddressWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AddressWatcher>(info) {
+  explicit AddressWatcher(const Napi::CallbackInfo& info) : JsEventSource(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) {
       throw Napi::TypeError::New(env, "AddressWatcher(onEvents: (events: AddrEvent[]) => void)");
@@ -180,115 +170,49 @@ class AddressWatcher : public Napi::ObjectWrap<AddressWatcher> {
     int err = 0;
     sock_ = OpenRoute(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, &err);
     if (sock_ < 0) Throw(env, Failure{err, "socket(NETLINK_ROUTE, RTMGRP_IPV4_IFADDR|RTMGRP_IPV6_IFADDR)", ""});
-    wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {};
-    ev.events = EPOLLIN;
-    ev.data.u32 = 0;
-    bool ok = wake_ >= 0 && epfd_ >= 0 && epoll_ctl(epfd_, EPOLL_CTL_ADD, sock_, &ev) == 0;
-    ev.data.u32 = 1;
-    ok = ok && epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_, &ev) == 0;
-    if (!ok) {
-      err = errno;
-      Cleanup();
-      Throw(env, Failure{err, "eventfd/epoll for the address watcher", ""});
-    }
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "meshd:netlink", 0, 1);
-    self_ = Napi::Persistent(info.This().As<Napi::Object>());  // alive until close()
-    open_ = true;
-    thread_ = std::thread([this] { Run(); });
+    Start(info, info[0].As<Napi::Function>(), "meshd:netlink", sock_);
   }
 
   ~AddressWatcher() override {
-    if (open_) Stop();
-    Cleanup();
+    Shutdown();
+    OnClosed();
+  }
+
+  // Worker thread: everything queued now, as one batch.
+  void Drain() {
+    auto batch = std::make_unique<Batch>();
+    for (;;) {
+      ssize_t got = recv(sock_, buf_.data(), buf_.size(), MSG_DONTWAIT);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        // ENOBUFS: the socket's queue overflowed and notifications were lost.
+        if (errno == ENOBUFS) batch->push_back(AddrEvent{"overrun"});
+        break;
+      }
+      int len = static_cast<int>(got);
+      for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf_.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+        AddrEvent a;
+        if (ParseAddr(h, &a)) batch->push_back(std::move(a));
+      }
+    }
+    // A batch that cannot be queued is lost like an overflow; the JS side re-reads on the next one.
+    if (!batch->empty()) Deliver(std::move(batch));
+  }
+
+  Napi::Value ToJs(Napi::Env env, const Batch& batch) {
+    Napi::Array arr = Napi::Array::New(env, batch.size());
+    for (size_t i = 0; i < batch.size(); i++) arr.Set(static_cast<uint32_t>(i), ToJsEvent(env, batch[i], true));
+    return arr;
+  }
+
+  void OnClosed() {
+    if (sock_ >= 0) close(sock_);
+    sock_ = -1;
   }
 
  private:
-  void Run() {
-    std::vector<char> buf(64 * 1024);
-    struct epoll_event evs[2];
-    for (;;) {
-      int n = epoll_wait(epfd_, evs, 2, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      bool stop = false;
-      for (int i = 0; i < n; i++) stop = stop || evs[i].data.u32 == 1;
-      if (stop || stopping_.load()) break;
-      auto batch = std::make_unique<Batch>();
-      // Drain everything queued now; one batch per wake-up.
-      for (;;) {
-        ssize_t got = recv(sock_, buf.data(), buf.size(), MSG_DONTWAIT);
-        if (got < 0) {
-          if (errno == EINTR) continue;
-          // ENOBUFS: the socket's queue overflowed and notifications were lost.
-          if (errno == ENOBUFS) batch->push_back(AddrEvent{"overrun"});
-          break;
-        }
-        int len = static_cast<int>(got);
-        for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-          AddrEvent a;
-          if (ParseAddr(h, &a)) batch->push_back(std::move(a));
-        }
-      }
-      if (batch->empty()) continue;
-      Batch* out = batch.release();
-      napi_status st = tsfn_.NonBlockingCall(out, [this](Napi::Env env, Napi::Function cb, Batch* b) {
-        std::unique_ptr<Batch> owned(b);
-        if (!open_ || env == nullptr) return;
-        Napi::Array arr = Napi::Array::New(env, owned->size());
-        for (size_t i = 0; i < owned->size(); i++) arr.Set(static_cast<uint32_t>(i), ToJs(env, (*owned)[i], true));
-        cb.Call({arr});
-      });
-      if (st != napi_ok) delete out;
-    }
-  }
-
-  void Stop() {
-    open_ = false;
-    stopping_ = true;
-    uint64_t one = 1;
-    if (write(wake_, &one, sizeof(one)) < 0) {
-      // The eventfd cannot be full after one write; nothing else to do.
-    }
-    if (thread_.joinable()) thread_.join();
-    tsfn_.Release();
-  }
-
-  void Cleanup() {
-    for (int* fd : {&sock_, &wake_, &epfd_}) {
-      if (*fd >= 0) close(*fd);
-      *fd = -1;
-    }
-  }
-
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (open_) {
-      Stop();
-      Cleanup();
-      self_.Reset();
-    }
-    return info.Env().Undefined();
-  }
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (open_) tsfn_.Unref(info.Env());
-    return info.Env().Undefined();
-  }
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (open_) tsfn_.Ref(info.Env());
-    return info.Env().Undefined();
-  }
-
   int sock_ = -1;
-  int wake_ = -1;
-  int epfd_ = -1;
-  std::thread thread_;
-  Napi::ThreadSafeFunction tsfn_;
-  Napi::ObjectReference self_;
-  std::atomic<bool> stopping_{false};
-  bool open_ = false;  // JS thread only
+  std::vector<char> buf_ = std::vector<char>(64 * 1024);  // worker thread only
 };
 
 }  // namespace
