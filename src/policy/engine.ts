@@ -298,6 +298,11 @@ export class PolicyEngine {
     return [...this.hostIps].sort();
   }
 
+  /** Whether an address is one of the host's own (setHostAddresses). */
+  isHostAddress(ip: string): boolean {
+    return this.hostIps.has(parsePrefix(ip)?.addr ?? ip);
+  }
+
   /**
    * Addresses of a reserved identity, e.g. the kube-apiserver endpoints, the health endpoints or the
    * ingress proxy's address. Replaces the previous list for that name.
@@ -649,7 +654,7 @@ export class PolicyEngine {
     if (ep) return this.endpoints.get(ep)?.identity.id ?? ReservedIdentity.world;
     const node = this.nodeByIp(ip);
     if (node) return this.nodes.get(node)?.identity.id ?? ReservedIdentity.world;
-    if (this.hostIps.has(parsePrefix(ip)?.addr ?? ip)) return ReservedIdentity.host;
+    if (this.isHostAddress(ip)) return ReservedIdentity.host;
     const reserved = this.reservedIps.get(ip);
     if (reserved !== undefined) return reserved;
     let best: { bits: number; id: number } | undefined;

@@ -107,6 +107,8 @@ export const scenarioSchema = z.strictObject({
     )
     .optional(),
   fqdns: z.record(z.string(), z.array(ip)).optional(),
+  /** The local host's own addresses, as the agent learns them from the kernel: the host identity, with or without a local node. */
+  hostAddresses: z.array(ip).optional(),
   /** Addresses of reserved identities (e.g. {kube-apiserver: [10.0.0.1]}). */
   reservedAddresses: z.partialRecord(z.enum(['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world']), z.array(ip)).optional(),
   policies: z.array(z.unknown()).optional(),
@@ -203,6 +205,7 @@ export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ eng
     await engine.upsertService(info);
   }
   for (const [name, ips] of Object.entries(s.fqdns ?? {})) dns.set(name, ips);
+  if (s.hostAddresses) engine.setHostAddresses(s.hostAddresses);
   const reserved = s.reservedAddresses ?? {};
   for (const name of ['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world'] as const) {
     const ips = reserved[name];
@@ -238,6 +241,9 @@ function resolvePeer(engine: PolicyEngine, ref: string): Peer {
     if (ep) return { label: ref, identity: engine.endpointIdentity(ep) ?? ReservedIdentity.world, ...(engine.isLocalEndpoint(ep) ? { endpoint: ep } : {}), ip: ref };
     const node = engine.nodeByIp(ref);
     if (node) return { ...resolvePeer(engine, `node:${node}`), label: ref, ip: ref };
+    // One of the host's own addresses: the local node's host endpoint when there is one.
+    const host = engine.isHostAddress(ref) ? engine.hostEndpoint() : undefined;
+    if (host) return { label: ref, identity: ReservedIdentity.host, endpoint: host, ip: ref };
     return { label: ref, identity: engine.identityOfIp(ref), ip: ref };
   }
   if (!ref.includes('/')) throw new Error(`"${ref}" is not "namespace/name", "node:NAME" or an IP address`);
