@@ -366,3 +366,36 @@ test('host addresses carry the host identity with or without a Node object, merg
   assert.equal(e.ipcache().find((x) => x.prefix === '10.0.0.5/32')?.identity, e.endpointIdentity('default/p'));
   assert.equal(e.identityOfIp('192.0.2.10'), 2, 'replaced, not merged');
 });
+
+test('a DNS change whose addresses get no identity leaves the FQDN state as it was and is reported', async () => {
+  const alloc = new ControlledAllocator();
+  const dns = new MemoryDnsCache();
+  const reported: unknown[] = [];
+  const e = new PolicyEngine({ allocator: alloc, dns, onError: (err) => reported.push(err) });
+  await e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' } });
+  await e.upsertPolicy(cnp('gh', 'c', '  egress: [{toFQDNs: [{matchName: "api.github.com"}]}]\n'));
+  e.flush();
+  alloc.refuse = true;
+  dns.set('api.github.com', ['140.82.112.5']);
+  await e.settled();
+  assert.equal(reported.length, 1);
+  assert.ok(isMeshdError(reported[0], 'MESHD_IDENTITY_ALLOCATION'));
+  assert.deepEqual(e.flush(), []);
+  assert.equal(e.identityOfIp('140.82.112.5'), 2);
+  alloc.refuse = false;
+  dns.set('api.github.com', ['140.82.112.5', '140.82.112.6']);
+  await e.settled();
+  assert.equal(e.flush().length, 1);
+  const eg = e.endpointPolicy('default/c')?.egress;
+  assert.ok(eg);
+  assert.equal(lookupEntries(eg, e.identityOfIp('140.82.112.5'), Proto.TCP, 443).verdict, 'ALLOW');
+
+  // Without onError the failure surfaces from the next settled(), once.
+  const a2 = new ControlledAllocator();
+  const d2 = new MemoryDnsCache();
+  const e2 = new PolicyEngine({ allocator: a2, dns: d2 });
+  a2.refuse = true;
+  d2.set('x.example', ['198.51.100.9']);
+  await assert.rejects(e2.settled(), (err) => isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION'));
+  await e2.settled();
+});
