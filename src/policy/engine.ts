@@ -317,8 +317,9 @@ export class PolicyEngine {
   upsertService(svc: ServiceInput): Promise<void> {
     return this.mutate(async () => {
       const services = new Map(this.services).set(`${svc.namespace}/${svc.name}`, svc);
-      await this.replacePolicies([...this.policies.values()].filter(usesServices), services);
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesServices), services);
       this.services.set(`${svc.namespace}/${svc.name}`, svc);
+      commit();
     });
   }
 
@@ -328,8 +329,9 @@ export class PolicyEngine {
       if (!this.services.has(key)) return;
       const services = new Map(this.services);
       services.delete(key);
-      await this.replacePolicies([...this.policies.values()].filter(usesServices), services);
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesServices), services);
       this.services.delete(key);
+      commit();
     });
   }
 
@@ -344,7 +346,7 @@ export class PolicyEngine {
    * could not be allocated) the previous version of the policy stays in force.
    */
   upsertPolicy(doc: PolicyDocument): Promise<void> {
-    return this.mutate(() => this.replacePolicies([doc], this.services));
+    return this.mutate(async () => (await this.preparePolicies([doc], this.services))());
   }
 
   removePolicy(key: string): Promise<boolean> {
@@ -402,8 +404,11 @@ export class PolicyEngine {
     return this.namespaces.get(namespace) ?? { 'kubernetes.io/metadata.name': namespace };
   }
 
-  /** Translates and allocates for every document first; only then replaces them in the repository. */
-  private async replacePolicies(docs: readonly PolicyDocument[], services: ReadonlyMap<string, ServiceInput>): Promise<void> {
+  /**
+   * Translates the documents and allocates what their rules need; resolves to the (synchronous) step
+   * that installs them, which the caller runs together with its own changes.
+   */
+  private async preparePolicies(docs: readonly PolicyDocument[], services: ReadonlyMap<string, ServiceInput>): Promise<() => void> {
     const translated = docs.map((doc) => ({ key: policyKey(doc), doc, rules: translatePolicy(doc, { services: () => services.values() }) }));
     const allocated: AllocatedRule[][] = [];
     try {
@@ -412,10 +417,11 @@ export class PolicyEngine {
       for (const a of allocated) this.repo.discard(a);
       throw e;
     }
-    translated.forEach((t, i) => {
-      this.policies.set(t.key, t.doc);
-      for (const id of this.repo.replace(t.key, allocated[i] ?? [])) this.dirtyIdentities.add(id);
-    });
+    return () =>
+      translated.forEach((t, i) => {
+        this.policies.set(t.key, t.doc);
+        for (const id of this.repo.replace(t.key, allocated[i] ?? [])) this.dirtyIdentities.add(id);
+      });
   }
 
   private commitEndpoint(input: EndpointInput, identity: Identity): void {
