@@ -31,6 +31,7 @@
  */
 import { createRequire } from 'node:module';
 import type { z } from 'zod';
+import { MeshdError } from '../src/util/errors.js';
 import { repoPath } from '../src/util/paths.js';
 import { addressEventSchema, hostAddressSchema, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
 
@@ -252,7 +253,7 @@ function loadAddon(): NativeAddon {
     return require(addonPath) as NativeAddon; // the addon's shape is fixed by native/src; this is its typing
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
-    throw new Error(`meshd native addon not loadable (${why}); run "npm run setup" to build it`);
+    throw new MeshdError('MESHD_NATIVE_UNAVAILABLE', `meshd native addon not loadable (${why}); run "npm run setup" to build it`, { kind: 'unavailable', cause: e });
   }
 }
 

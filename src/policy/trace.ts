@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isIp } from '../identity/cidr.js';
+import { MeshdError } from '../util/errors.js';
 import { ReservedIdentity } from '../identity/reserved.js';
 import { loadPolicyDocuments } from './api/loader.js';
 import { formatPath, PolicyValidationError } from './api/problem.js';
@@ -219,6 +220,13 @@ export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ eng
   return { engine, problems };
 }
 
+/** A flow names a peer the scenario (or the running agent) does not have. */
+export class UnknownPeerError extends MeshdError {
+  constructor(message: string) {
+    super('MESHD_TRACE_UNKNOWN_PEER', message, { kind: 'not-found' });
+  }
+}
+
 interface Peer {
   label: string;
   identity: number;
@@ -231,7 +239,7 @@ function resolvePeer(engine: PolicyEngine, ref: string): Peer {
   if (ref.startsWith('node:')) {
     const name = ref.slice(5);
     const n = engine.nodeIdentity(name);
-    if (!n) throw new Error(`unknown node "${name}"`);
+    if (!n) throw new UnknownPeerError(`unknown node "${name}"`);
     const peer: Peer = { label: ref, identity: n.identity };
     if (n.local) peer.endpoint = `node:${name}`;
     return peer;
@@ -246,9 +254,9 @@ function resolvePeer(engine: PolicyEngine, ref: string): Peer {
     if (host) return { label: ref, identity: ReservedIdentity.host, endpoint: host, ip: ref };
     return { label: ref, identity: engine.identityOfIp(ref), ip: ref };
   }
-  if (!ref.includes('/')) throw new Error(`"${ref}" is not "namespace/name", "node:NAME" or an IP address`);
+  if (!ref.includes('/')) throw new UnknownPeerError(`"${ref}" is not "namespace/name", "node:NAME" or an IP address`);
   const id = engine.endpointIdentity(ref);
-  if (id === undefined) throw new Error(`unknown endpoint "${ref}"`);
+  if (id === undefined) throw new UnknownPeerError(`unknown endpoint "${ref}"`);
   return { label: ref, identity: id, ...(engine.isLocalEndpoint(ref) ? { endpoint: ref } : {}) };
 }
 
@@ -309,6 +317,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
     src = resolvePeer(engine, flow.src);
     dst = resolvePeer(engine, dstRef);
   } catch (e: unknown) {
+    if (!(e instanceof UnknownPeerError)) throw e;
     return {
       ...base,
       srcIdentity: 0,
@@ -320,7 +329,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
       policies: [],
       egress: null,
       ingress: null,
-      error: e instanceof Error ? e.message : String(e),
+      error: e.message,
     };
   }
   const protoNum = PROTO_NUM[proto] ?? Proto.TCP;
