@@ -6,7 +6,10 @@
  * gets through while one from a world address is still dropped in the kernel.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { dumpAddresses, watchAddresses } from '../../native/index.js';
@@ -29,10 +32,10 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 10
   assert.fail(`timed out waiting for ${what}`);
 }
 
-/** A TCP connection from this (the host's) namespace, from a given source address, exchanging one message. */
-function connectFromHost(ip: string, port: number, localAddress: string, timeoutMs = 1500): Promise<string> {
+/** A TCP connection from this (the host's) namespace, from a given source address if any, exchanging one message. */
+function connectFromHost(ip: string, port: number, localAddress: string | null, timeoutMs = 1500): Promise<string> {
   return new Promise((resolve) => {
-    const s = connect({ host: ip, port, localAddress });
+    const s = connect({ host: ip, port, ...(localAddress === null ? {} : { localAddress }) });
     const done = (r: string): void => {
       clearTimeout(timer);
       s.destroy();
@@ -45,6 +48,30 @@ function connectFromHost(ip: string, port: number, localAddress: string, timeout
     });
     s.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? 'error')));
   });
+}
+
+/** The IPv6 link-local address of eth0 in `ns`, once duplicate address detection is done. */
+async function linkLocalOf(ns: string): Promise<string> {
+  let found = '';
+  await until(`a link-local address in ${ns}`, async () => {
+    const out = (await run('ip', ['-n', ns, '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'])).stdout;
+    found = /inet6 (fe80:[0-9a-f:]+)\/64/.exec(out)?.[1] ?? '';
+    return found !== '' && !out.includes('tentative');
+  });
+  return found;
+}
+
+/** An IPv6 TCP echo server in `ns` (the shared helper listens on IPv4 only). */
+async function echoServer6(t: { after(fn: () => Promise<void>): void }, ns: string, port: number): Promise<void> {
+  const script = `require('net').createServer((s) => { s.on('data', (d) => s.write(d)); s.on('error', () => {}); }).listen(${port}, '::', () => console.log('ready'));`;
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  });
+  const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+  assert.equal(line, 'ready');
 }
 
 test('host address watcher: addresses added to and removed from the root namespace are followed', async (t) => {
@@ -101,6 +128,13 @@ test('agent without a Node manifest: the host reaches a default-deny pod (allow-
   await echoServer(t, server.ns, [8080]);
   // The pod's own loopback never passes the datapath: unaffected by policy, as before.
   assert.equal(await tryConnect(server.ns, '127.0.0.1', 8080), 'connected');
+  // A probe from the host over IPv6 link-local (fe80::, scope link) is not the host's: as before, it is
+  // world and dropped under default deny (the same address may exist on another link).
+  const podLinkLocal = await linkLocalOf(server.ns);
+  const hostVeth = running.agent.endpointList().map((e) => e.ifname).find((n): n is string => typeof n === 'string');
+  assert.ok(hostVeth, 'the pod has a host-side interface');
+  await echoServer6(t, server.ns, 8081);
+  assert.equal(await connectFromHost(`${podLinkLocal}%${hostVeth}`, 8081, null), 'timeout');
 
   // A world peer: a namespace routed through the host. Its veth's host end gets an address too (a host address).
   const world = await node.sb.netns('world');
@@ -121,9 +155,10 @@ test('agent without a Node manifest: the host reaches a default-deny pod (allow-
   await until('the host to reach the pod', async () => (await connectFromHost(server.ip, 8080, hostIp, 800)) === 'connected');
   assert.equal(await tryConnect(world, server.ip, 8080), 'timeout', 'the world peer is dropped in the kernel');
 
-  // The world path itself works: allowing that address lets it through (so the drop above was policy).
-  node.write('policy.yaml', policy(`    - fromCIDR: [${worldIp}/32]\n`));
+  // Both paths work: allowing those addresses lets them through (so the drops above were policy).
+  node.write('policy.yaml', policy(`    - fromCIDR: [${worldIp}/32, "fe80::/10"]\n`));
   await until('the world peer to be allowed', async () => (await tryConnect(world, server.ip, 8080, 800)) === 'connected');
+  assert.equal(await connectFromHost(`${podLinkLocal}%${hostVeth}`, 8081, null), 'connected');
 
   // The address going away takes its host identity with it.
   await run('ip', ['addr', 'del', `${hostIp}/32`, 'dev', worldIf]);
