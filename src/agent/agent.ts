@@ -38,6 +38,8 @@ import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { AgentConfig } from './config.js';
 import { EndpointRegistry, endpointIdOf } from './endpoint-registry.js';
+import { dumpAddresses, watchAddresses } from '../../native/index.js';
+import { watchHostAddresses, type HostAddressWatcher } from './host-addresses.js';
 import { NamespaceSchema, NodeSchema, PodSchema, podIps, podNamedPorts, zodProblems, type Pod } from './k8s-objects.js';
 import type { ResourceEvent, ResourceSource, SourceProblem } from './resource-source.js';
 
@@ -89,6 +91,7 @@ export class Agent {
   private flowSub: { close(): void } | null = null;
   private lastProxy: { version: string; error: string | null; at: string } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  private hostAddresses: HostAddressWatcher | null = null;
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
 
   private constructor(readonly opts: AgentOptions) {
@@ -125,7 +128,17 @@ export class Agent {
     await ensureBpffs(c['bpf.root'].startsWith('/sys/fs/bpf') ? '/sys/fs/bpf' : c['bpf.root']);
     mkdirSync(this.pinDir, { recursive: true });
     this.registry = new EndpointRegistry(join(c.stateDir, 'endpoints.json'));
-    this.engine.upsertNode({ name: c.nodeName, local: true, labels: {} });
+    await this.engine.upsertNode({ name: c.nodeName, local: true, labels: {} });
+    // The host's own addresses carry the host identity, Node object or not; kept current from netlink.
+    this.hostAddresses = watchHostAddresses({
+      source: { dump: dumpAddresses, watch: watchAddresses },
+      onChange: (ips) => void this.serial(async () => {
+        this.engine.setHostAddresses(ips);
+        if (this.state === 'running') await this.reconcile();
+      }).catch((e: unknown) => this.log.error('host addresses not applied', { err: e })),
+      onError: (e) => this.log.warn('host addresses', { err: e }),
+    });
+    this.engine.setHostAddresses(this.hostAddresses.current());
 
     if (this.opts.startProxy && c['envoy.enabled']) {
       this.proxy = await this.opts.startProxy(c, this.log.child({ component: 'proxy' }));
@@ -185,6 +198,7 @@ export class Agent {
     this.state = 'stopping';
     await this.opts.source.stop().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
+    this.hostAddresses?.close();
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
@@ -213,7 +227,7 @@ export class Agent {
   private async applyBatch(events: ResourceEvent[], write: boolean): Promise<void> {
     for (const ev of events) {
       try {
-        this.applyEvent(ev);
+        await this.applyEvent(ev);
       } catch (e) {
         this.recordProblems([{ file: ev.origin, path: '', message: `${ev.key}: ${e instanceof Error ? e.message : String(e)}` }]);
       }
@@ -221,7 +235,7 @@ export class Agent {
     if (write) await this.reconcile();
   }
 
-  private applyEvent(ev: ResourceEvent): void {
+  private async applyEvent(ev: ResourceEvent): Promise<void> {
     const { kind, namespace, name } = ev.ref;
     const obj = ev.type === 'upsert' ? ev.object : undefined;
     switch (kind) {
@@ -230,7 +244,7 @@ export class Agent {
       case 'NetworkPolicy': {
         if (!obj) {
           const prev = this.policyStatus.get(ev.key);
-          if (prev?.state === 'enforced') this.engine.removePolicy(prev.key);
+          if (prev?.state === 'enforced') await this.engine.removePolicy(prev.key);
           this.policyStatus.delete(ev.key);
           return;
         }
@@ -244,55 +258,55 @@ export class Agent {
           this.policyStatus.set(ev.key, { key: prev?.key ?? ev.key, origin: ev.origin, state: prev?.state === 'enforced' ? 'enforced' : 'rejected', problems });
           return;
         }
-        this.engine.upsertPolicy(loaded.document);
+        await this.engine.upsertPolicy(loaded.document);
         this.policyStatus.set(ev.key, { key: policyKey(loaded.document), origin: ev.origin, state: 'enforced', problems: [] });
         return;
       }
       case 'Namespace': {
         if (!obj) return; // the engine keeps namespace labels of namespaces that still hold pods
         const ns = NamespaceSchema.parse(obj);
-        this.engine.upsertNamespace(ns.metadata.name, ns.metadata.labels);
+        await this.engine.upsertNamespace(ns.metadata.name, ns.metadata.labels);
         return;
       }
       case 'Node': {
         if (name === this.config.nodeName) {
           if (obj) {
             const n = NodeSchema.parse(obj);
-            this.engine.upsertNode({ name, local: true, labels: n.metadata.labels, ips: n.status.addresses.filter((a) => a.type.endsWith('IP')).map((a) => a.address) });
+            await this.engine.upsertNode({ name, local: true, labels: n.metadata.labels, ips: n.status.addresses.filter((a) => a.type.endsWith('IP')).map((a) => a.address) });
           }
           return;
         }
         if (!obj) {
-          this.engine.removeNode(name);
+          await this.engine.removeNode(name);
           return;
         }
         const n = NodeSchema.parse(obj);
-        this.engine.upsertNode({ name, labels: n.metadata.labels, ips: n.status.addresses.filter((a) => a.type.endsWith('IP')).map((a) => a.address) });
+        await this.engine.upsertNode({ name, labels: n.metadata.labels, ips: n.status.addresses.filter((a) => a.type.endsWith('IP')).map((a) => a.address) });
         return;
       }
       case 'Pod': {
         const id = `${namespace ?? 'default'}/${name}`;
         if (!obj) {
           this.pods.delete(id);
-          if (!this.registry.byEndpointId(id)) this.engine.removeEndpoint(id);
-          else this.upsertEngineEndpoint(id);
+          if (!this.registry.byEndpointId(id)) await this.engine.removeEndpoint(id);
+          else await this.upsertEngineEndpoint(id);
           return;
         }
         const parsed = PodSchema.safeParse(obj);
         if (!parsed.success) throw new Error(zodProblems(parsed.error).map((p) => `${p.path}: ${p.message}`).join('; '));
         this.pods.set(id, parsed.data);
-        this.upsertEngineEndpoint(id);
+        await this.upsertEngineEndpoint(id);
         return;
       }
       case 'Service': {
         if (!obj) {
-          this.engine.removeService(namespace ?? 'default', name);
+          await this.engine.removeService(namespace ?? 'default', name);
           this.services?.deleteService(namespace ?? 'default', name);
           return;
         }
         this.services?.upsertService(obj);
         const spec = (obj.spec ?? {}) as { selector?: Record<string, string>; clusterIPs?: string[]; clusterIP?: string; ports?: Array<{ port: number; protocol?: 'TCP' | 'UDP' | 'SCTP'; targetPort?: number | string; name?: string }> };
-        this.engine.upsertService({
+        await this.engine.upsertService({
           namespace: namespace ?? 'default',
           name,
           labels: ((obj.metadata as { labels?: Record<string, string> } | undefined)?.labels ?? {}),
@@ -311,12 +325,12 @@ export class Agent {
   }
 
   /** Feeds the engine one pod: labels from its manifest, addresses from CNI (local) or the manifest. */
-  private upsertEngineEndpoint(id: string): void {
+  private async upsertEngineEndpoint(id: string): Promise<void> {
     const pod = this.pods.get(id);
     const reg = this.registry.byEndpointId(id);
     const [namespace = 'default', name = id] = id.split('/');
     const ips = reg ? reg.ips.map(stripLen) : pod ? podIps(pod) : [];
-    this.engine.upsertEndpoint({
+    await this.engine.upsertEndpoint({
       namespace,
       name,
       labels: pod?.metadata.labels ?? {},
@@ -332,7 +346,7 @@ export class Agent {
   private async attachEndpoint(e: Endpoint): Promise<void> {
     if (!e.hostInterface) throw new EndpointRejectedError(`${e.containerId}/${e.ifname}: no host interface to attach the datapath to`);
     const id = endpointIdOf(e);
-    this.upsertEngineEndpoint(id);
+    await this.upsertEngineEndpoint(id);
     const identity = this.engine.endpointIdentity(id);
     if (identity === undefined) throw new EndpointRejectedError(`${id}: no identity`);
     await this.endpoints.addEndpoint({ endpointId: id, ifname: e.hostInterface, identity, ips: e.ips.map(stripLen) });
@@ -344,7 +358,7 @@ export class Agent {
       if (!e.hostInterface || !existsSync(`/sys/class/net/${e.hostInterface}`)) {
         this.log.info('forgetting endpoint whose interface is gone', { endpoint: endpointIdOf(e), ifname: e.hostInterface });
         this.registry.delete(e);
-        this.upsertEngineEndpoint(endpointIdOf(e));
+        await this.upsertEngineEndpoint(endpointIdOf(e));
         continue;
       }
       await this.attachEndpoint(e);
@@ -364,7 +378,7 @@ export class Agent {
           } catch (err) {
             if (prev) this.registry.put(prev);
             else this.registry.delete(reg);
-            this.upsertEngineEndpoint(endpointIdOf(e));
+            await this.upsertEngineEndpoint(endpointIdOf(e));
             if (err instanceof EndpointRejectedError) throw err;
             throw new EndpointRejectedError(`${endpointIdOf(e)}: ${err instanceof Error ? err.message : String(err)}`);
           }
@@ -378,8 +392,8 @@ export class Agent {
           if (!e) return false;
           const id = endpointIdOf(e);
           if (this.endpoints.endpoint(id)) this.endpoints.removeEndpoint(id);
-          this.upsertEngineEndpoint(id);
-          if (!this.pods.has(id)) this.engine.removeEndpoint(id);
+          await this.upsertEngineEndpoint(id);
+          if (!this.pods.has(id)) await this.engine.removeEndpoint(id);
           await this.reconcile();
           this.log.info('endpoint removed', { endpoint: id });
           return true;

@@ -70,7 +70,7 @@ function validate(files: string[]): number {
   return problems > 0 ? 1 : 0;
 }
 
-function trace(args: string[]): number {
+async function trace(args: string[]): Promise<number> {
   let scenario: string | undefined;
   let json = false;
   let check = false;
@@ -108,7 +108,7 @@ function trace(args: string[]): number {
     process.stderr.write(`meshd policy trace: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
-  const { engine, problems } = buildScenarioEngine(loaded);
+  const { engine, problems } = await buildScenarioEngine(loaded);
   const result = { flows: loaded.scenario.flows.map((f) => traceFlow(engine, loaded.scenario, f)), problems };
   const extra = dump ? { endpoints: engine.endpointPolicies(), ipcache: engine.ipcache() } : {};
   if (json) process.stdout.write(`${JSON.stringify({ flows: result.flows, problems: result.problems, ...extra })}\n`);

@@ -47,7 +47,7 @@ test('every policy scenario: the kernel decides what the reference lookup decide
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
     const loaded = loadScenarioFile(`${dir}/${f}`);
     const s = loaded.scenario;
-    const { engine } = buildScenarioEngine(loaded);
+    const { engine } = await buildScenarioEngine(loaded);
     dp.syncIpcache(engine.ipcache());
     for (const [i, flow] of s.flows.entries()) {
       const tr = traceFlow(engine, s, flow);
