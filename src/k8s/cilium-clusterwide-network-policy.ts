@@ -1,0 +1,19 @@
+/**
+ * CiliumClusterwideNetworkPolicy (cilium.io/v2), cluster-scoped; the only
+ * policy kind that may hold host policies (nodeSelector). Parsed here only,
+ * from the schema in src/policy/api/schema.ts and the checks of validate.ts.
+ */
+import { ciliumClusterwideNetworkPolicy as Schema, type CiliumClusterwideNetworkPolicySpec } from '../policy/api/schema.js';
+import { validateDocument } from '../policy/api/validate.js';
+import type { KindModule } from './kind.js';
+import { parseWith } from './problem.js';
+
+export type CiliumClusterwideNetworkPolicy = CiliumClusterwideNetworkPolicySpec;
+
+export const ciliumClusterwideNetworkPolicy: KindModule<'CiliumClusterwideNetworkPolicy', CiliumClusterwideNetworkPolicy> = {
+  kind: 'CiliumClusterwideNetworkPolicy',
+  apiVersions: ['cilium.io/v2'],
+  scope: 'cluster',
+  schema: Schema,
+  parse: (input) => parseWith(Schema, input, (doc) => validateDocument({ kind: 'CiliumClusterwideNetworkPolicy', doc })),
+};
