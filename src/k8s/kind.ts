@@ -9,7 +9,8 @@
  *   else report(r.problems);           // [{ path: ['spec', 'containers', 0, 'ports', 0, 'containerPort'], code, message }]
  */
 import { z } from 'zod';
-import type { ParseResult } from './problem.js';
+import { MeshdError } from '../util/errors.js';
+import { formatPath, type ParseResult, type ResourceProblem } from './problem.js';
 
 export type Scope = 'namespaced' | 'cluster';
 
@@ -33,4 +34,21 @@ export function typeMeta<K extends string>(kind: K, apiVersions: readonly [strin
     kind: z.literal(kind).default(kind),
     apiVersion: z.enum(apiVersions).default(apiVersions[0]),
   };
+}
+
+/** Thrown by `mustParse`: the object is not a valid instance of its kind. */
+export class ResourceInvalidError extends MeshdError {
+  constructor(
+    readonly resourceKind: string,
+    readonly problems: ResourceProblem[],
+  ) {
+    super('MESHD_RESOURCE_INVALID', `invalid ${resourceKind}: ${problems.map((p) => `${formatPath(p.path)}: ${p.message}`).join('; ')}`, { kind: 'invalid' });
+  }
+}
+
+/** Parses an object that must be valid (fixtures, built-in objects); throws ResourceInvalidError otherwise. */
+export function mustParse<K extends string, T extends { kind: K }>(m: KindModule<K, T>, input: unknown): T {
+  const r = m.parse(input);
+  if (!r.ok) throw new ResourceInvalidError(m.kind, r.problems);
+  return r.value;
 }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { isMeshdError } from '../util/errors.js';
+import { mustParse, ResourceInvalidError } from './kind.js';
 import { KINDS, parseResource, refOf, resourceKey, RESOURCE_KINDS } from './kinds.js';
 
 test('the registry names every kind meshd reads, each module under its own kind', () => {
@@ -26,4 +28,12 @@ test('parseResource dispatches on kind; refs follow the kind’s scope', () => {
   const unknown = parseResource({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } });
   assert.deepEqual(unknown.ok ? [] : unknown.problems.map((x) => [x.path, x.code]), [[['kind'], 'UNKNOWN_KIND']]);
   assert.equal(parseResource('nope').ok, false);
+});
+
+test('mustParse returns the typed object or throws a coded error naming the field', () => {
+  assert.equal(mustParse(KINDS.Namespace, { metadata: { name: 'a' } }).metadata.name, 'a');
+  assert.throws(
+    () => mustParse(KINDS.Service, { metadata: { name: 's' }, spec: { ports: [{ port: 0 }] } }),
+    (e) => isMeshdError(e, 'MESHD_RESOURCE_INVALID') && e instanceof ResourceInvalidError && e.problems[0]?.path.join('/') === 'spec/ports/0/port',
+  );
 });
