@@ -5,15 +5,14 @@
  */
 import { ciliumClusterwideNetworkPolicy as Schema, type CiliumClusterwideNetworkPolicySpec } from '../policy/api/schema.js';
 import { validateDocument } from '../policy/api/validate.js';
-import type { KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, type KindModule } from './kind.js';
 
 export type CiliumClusterwideNetworkPolicy = CiliumClusterwideNetworkPolicySpec;
 
-export const ciliumClusterwideNetworkPolicy: KindModule<'CiliumClusterwideNetworkPolicy', CiliumClusterwideNetworkPolicy> = {
+export const ciliumClusterwideNetworkPolicy: KindModule<'CiliumClusterwideNetworkPolicy', CiliumClusterwideNetworkPolicy> = defineKind({
   kind: 'CiliumClusterwideNetworkPolicy',
   apiVersions: ['cilium.io/v2'],
   scope: 'cluster',
   schema: Schema,
-  parse: (input) => parseWith(Schema, input, (doc) => validateDocument({ kind: 'CiliumClusterwideNetworkPolicy', doc })),
-};
+  check: (doc) => validateDocument({ kind: 'CiliumClusterwideNetworkPolicy', doc }),
+});

@@ -5,15 +5,14 @@
  */
 import { ciliumNetworkPolicy as CiliumNetworkPolicySchema, type CiliumNetworkPolicySpec } from '../policy/api/schema.js';
 import { validateDocument } from '../policy/api/validate.js';
-import type { KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, type KindModule } from './kind.js';
 
 export type CiliumNetworkPolicy = CiliumNetworkPolicySpec;
 
-export const ciliumNetworkPolicy: KindModule<'CiliumNetworkPolicy', CiliumNetworkPolicy> = {
+export const ciliumNetworkPolicy: KindModule<'CiliumNetworkPolicy', CiliumNetworkPolicy> = defineKind({
   kind: 'CiliumNetworkPolicy',
   apiVersions: ['cilium.io/v2'],
   scope: 'namespaced',
   schema: CiliumNetworkPolicySchema,
-  parse: (input) => parseWith(CiliumNetworkPolicySchema, input, (doc) => validateDocument({ kind: 'CiliumNetworkPolicy', doc })),
-};
+  check: (doc) => validateDocument({ kind: 'CiliumNetworkPolicy', doc }),
+});

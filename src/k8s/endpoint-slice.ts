@@ -4,8 +4,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { labelsSchema, typeMeta, type KindModule } from './kind.js';
-import { parseWith, type ResourceProblem } from './problem.js';
+import { defineKind, labelsSchema, typeMeta, type KindModule } from './kind.js';
+import type { ResourceProblem } from './problem.js';
 import { l4Protocol, objectName, portNumber } from './service.js';
 
 const API_VERSIONS = ['discovery.k8s.io/v1'] as const;
@@ -49,13 +49,7 @@ function check(s: EndpointSlice): ResourceProblem[] {
   return out;
 }
 
-export const endpointSlice: KindModule<'EndpointSlice', EndpointSlice> = {
-  kind: 'EndpointSlice',
-  apiVersions: API_VERSIONS,
-  scope: 'namespaced',
-  schema: EndpointSliceSchema,
-  parse: (input) => parseWith(EndpointSliceSchema, input, check),
-};
+export const endpointSlice: KindModule<'EndpointSlice', EndpointSlice> = defineKind({ kind: 'EndpointSlice', apiVersions: API_VERSIONS, scope: 'namespaced', schema: EndpointSliceSchema, check });
 
 /** "namespace/service" of the Service this slice belongs to. */
 export function sliceServiceName(s: EndpointSlice): string {

@@ -10,7 +10,7 @@
  */
 import { z } from 'zod';
 import { MeshdError } from '../util/errors.js';
-import { formatPath, type ParseResult, type ResourceProblem } from './problem.js';
+import { formatPath, parseWith, type ParseResult, type ResourceProblem } from './problem.js';
 
 export type Scope = 'namespaced' | 'cluster';
 
@@ -20,6 +20,21 @@ export interface KindModule<K extends string, T extends { kind: K }> {
   readonly scope: Scope;
   readonly schema: z.ZodType<T>;
   parse(input: unknown): ParseResult<T>;
+}
+
+/**
+ * A kind module from its parts: `parse` is the schema, then (on a value the
+ * schema accepted) the kind's semantic checks.
+ */
+export function defineKind<K extends string, T extends { kind: K }>(d: {
+  kind: K;
+  apiVersions: readonly [string, ...string[]];
+  scope: Scope;
+  schema: z.ZodType<T>;
+  check?: (value: T) => ResourceProblem[];
+}): KindModule<K, T> {
+  const { check, ...rest } = d;
+  return { ...rest, parse: (input) => parseWith(d.schema, input, check) };
 }
 
 export const labelsSchema = z.record(z.string(), z.string()).default({});

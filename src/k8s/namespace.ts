@@ -1,7 +1,6 @@
 /** Namespace (core/v1): its labels feed namespace selectors. */
 import { z } from 'zod';
-import { labelsSchema, typeMeta, type KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, labelsSchema, typeMeta, type KindModule } from './kind.js';
 
 const API_VERSIONS = ['v1'] as const;
 
@@ -11,10 +10,4 @@ export const NamespaceSchema = z.object({
 });
 export type Namespace = z.infer<typeof NamespaceSchema>;
 
-export const namespace: KindModule<'Namespace', Namespace> = {
-  kind: 'Namespace',
-  apiVersions: API_VERSIONS,
-  scope: 'cluster',
-  schema: NamespaceSchema,
-  parse: (input) => parseWith(NamespaceSchema, input),
-};
+export const namespace: KindModule<'Namespace', Namespace> = defineKind({ kind: 'Namespace', apiVersions: API_VERSIONS, scope: 'cluster', schema: NamespaceSchema });

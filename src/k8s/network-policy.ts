@@ -5,15 +5,14 @@
  */
 import { networkPolicy as NetworkPolicySchema, type NetworkPolicySpec } from '../policy/api/schema.js';
 import { validateDocument } from '../policy/api/validate.js';
-import type { KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, type KindModule } from './kind.js';
 
 export type NetworkPolicy = NetworkPolicySpec;
 
-export const networkPolicy: KindModule<'NetworkPolicy', NetworkPolicy> = {
+export const networkPolicy: KindModule<'NetworkPolicy', NetworkPolicy> = defineKind({
   kind: 'NetworkPolicy',
   apiVersions: ['networking.k8s.io/v1'],
   scope: 'namespaced',
   schema: NetworkPolicySchema,
-  parse: (input) => parseWith(NetworkPolicySchema, input, (doc) => validateDocument({ kind: 'NetworkPolicy', doc })),
-};
+  check: (doc) => validateDocument({ kind: 'NetworkPolicy', doc }),
+});

@@ -1,7 +1,6 @@
 /** Node (core/v1): labels (node selectors) and addresses (the host and remote-node identities). */
 import { z } from 'zod';
-import { labelsSchema, typeMeta, type KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, labelsSchema, typeMeta, type KindModule } from './kind.js';
 
 const API_VERSIONS = ['v1'] as const;
 
@@ -14,13 +13,7 @@ export const NodeSchema = z.object({
 });
 export type Node = z.infer<typeof NodeSchema>;
 
-export const node: KindModule<'Node', Node> = {
-  kind: 'Node',
-  apiVersions: API_VERSIONS,
-  scope: 'cluster',
-  schema: NodeSchema,
-  parse: (input) => parseWith(NodeSchema, input),
-};
+export const node: KindModule<'Node', Node> = defineKind({ kind: 'Node', apiVersions: API_VERSIONS, scope: 'cluster', schema: NodeSchema });
 
 /** InternalIP and ExternalIP addresses (not Hostname / InternalDNS). */
 export function nodeIps(n: Node): string[] {

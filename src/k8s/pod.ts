@@ -4,8 +4,7 @@
  * dropped from the typed object.
  */
 import { z } from 'zod';
-import { labelsSchema, typeMeta, type KindModule } from './kind.js';
-import { parseWith } from './problem.js';
+import { defineKind, labelsSchema, typeMeta, type KindModule } from './kind.js';
 
 const API_VERSIONS = ['v1'] as const;
 
@@ -29,13 +28,7 @@ export const PodSchema = z.object({
 });
 export type Pod = z.infer<typeof PodSchema>;
 
-export const pod: KindModule<'Pod', Pod> = {
-  kind: 'Pod',
-  apiVersions: API_VERSIONS,
-  scope: 'namespaced',
-  schema: PodSchema,
-  parse: (input) => parseWith(PodSchema, input),
-};
+export const pod: KindModule<'Pod', Pod> = defineKind({ kind: 'Pod', apiVersions: API_VERSIONS, scope: 'namespaced', schema: PodSchema });
 
 export interface NamedPort {
   name: string;

@@ -6,8 +6,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { labelsSchema, typeMeta, type KindModule } from './kind.js';
-import { parseWith, type ResourceProblem } from './problem.js';
+import { defineKind, labelsSchema, typeMeta, type KindModule } from './kind.js';
+import type { ResourceProblem } from './problem.js';
 
 const API_VERSIONS = ['v1'] as const;
 
@@ -72,13 +72,7 @@ function check(s: Service): ResourceProblem[] {
   return out;
 }
 
-export const service: KindModule<'Service', Service> = {
-  kind: 'Service',
-  apiVersions: API_VERSIONS,
-  scope: 'namespaced',
-  schema: ServiceSchema,
-  parse: (input) => parseWith(ServiceSchema, input, check),
-};
+export const service: KindModule<'Service', Service> = defineKind({ kind: 'Service', apiVersions: API_VERSIONS, scope: 'namespaced', schema: ServiceSchema, check });
 
 /** "namespace/name". */
 export const serviceName = (s: { metadata: { namespace: string; name: string } }): string => `${s.metadata.namespace}/${s.metadata.name}`;
