@@ -2,19 +2,17 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LB_F_AFFINITY, LB_F_MAGLEV, Scope } from './lb-maps.js';
 import { serviceFrontends, type FrontendOptions } from './service-frontends.js';
-import { parseEndpointSlice, parseService, type EndpointSlice, type Service } from '../service-types.js';
+import { endpointSlice, type EndpointSlice } from '../../k8s/endpoint-slice.js';
+import { mustParse } from '../../k8s/kind.js';
+import { service, type Service } from '../../k8s/service.js';
 
 const opts: FrontendOptions = { nodeIPs: ['192.168.1.5'], algorithm: 'random', maxBackendsPerService: 3 };
 
 function svc(spec: Record<string, unknown>, extra: Record<string, unknown> = {}): Service {
-  const r = parseService({ metadata: { name: 'web', namespace: 'shop', ...extra }, spec });
-  if (!r.ok) throw new Error(r.errors.join('; '));
-  return r.value;
+  return mustParse(service, { metadata: { name: 'web', namespace: 'shop', ...extra }, spec });
 }
 function slice(endpoints: unknown[], ports: unknown[], addressType = 'IPv4'): EndpointSlice {
-  const r = parseEndpointSlice({ metadata: { name: 'web-x', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } }, addressType, endpoints, ports });
-  if (!r.ok) throw new Error(r.errors.join('; '));
-  return r.value;
+  return mustParse(endpointSlice, { metadata: { name: 'web-x', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } }, addressType, endpoints, ports });
 }
 
 test('cluster IP, external IP, LB ingress and node ports each become a frontend with the named port\'s backends', () => {

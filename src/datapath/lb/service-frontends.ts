@@ -5,7 +5,8 @@
  * Pure: no maps, no kernel. The reconciler (lb-reconciler.ts) writes the result.
  */
 import { Backend, LB_F_AFFINITY, LB_F_MAGLEV, PROTO_TCP, PROTO_UDP, Scope, type ScopeNumber, encodeAddr, ipFamily } from './lb-maps.js';
-import { DEFAULT_AFFINITY_TIMEOUT, LB_ALGORITHM_ANNOTATION, type EndpointSlice, type Service } from '../service-types.js';
+import type { EndpointSlice } from '../../k8s/endpoint-slice.js';
+import { DEFAULT_AFFINITY_TIMEOUT, LB_ALGORITHM_ANNOTATION, type Service } from '../../k8s/service.js';
 
 export interface DesiredBackend {
   /** Identity and map value in one: hex of the encoded struct meshd_lb_backend. */

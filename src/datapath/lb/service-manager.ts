@@ -6,22 +6,21 @@
  *   mgr.replaceAll(services, slices);  // first sync after start: diffs against the pinned maps
  *   mgr.upsertEndpointSlice(slice);    // later: incremental
  *   mgr.sync();                        // writes what changed, returns how many entries
- *   mgr.status();                      // counters, incl. rejected input
+ *   mgr.status();                      // counters
  *
- * Input is validated here (zod); a bad object is rejected with one log line
- * and a status counter and the previously accepted version stays in force. A
+ * Input arrives parsed (src/k8s: service.ts, endpoint-slice.ts); a bad
+ * object never gets here, its source keeps the last good version. A
  * VIP:port claimed by two services stays with the service that holds it (or
  * the first by name); the other's frontend is refused until it is released.
  * Services that would overflow a map are refused, existing entries untouched.
  */
 import { LbReconciler, type ReconcileResult } from './lb-reconciler.js';
 import { serviceFrontends, type DesiredFrontend, type FrontendOptions } from './service-frontends.js';
-import { parseEndpointSlice, parseService, SERVICE_NAME_LABEL, serviceName, type EndpointSlice, type Service } from '../service-types.js';
+import { SERVICE_NAME_LABEL, type EndpointSlice } from '../../k8s/endpoint-slice.js';
+import { serviceName, type Service } from '../../k8s/service.js';
 import { DEFAULT_PIN_DIR, SockLb, type SockLbStats } from './sock-lb.js';
 
 export type LbLogCode =
-  | 'MESHD_LB_INVALID_SERVICE'
-  | 'MESHD_LB_INVALID_SLICE'
   | 'MESHD_LB_DUPLICATE_FRONTEND'
   | 'MESHD_LB_BACKENDS_CAPPED'
   | 'MESHD_LB_CAPACITY'
@@ -44,8 +43,6 @@ export interface LbStatus {
   endpointSlices: number;
   frontends: number;
   backends: number;
-  rejectedServices: number;
-  rejectedSlices: number;
   duplicateFrontends: number;
   cappedFrontends: number;
   capacityRejected: number;
@@ -84,8 +81,6 @@ export class ServiceManager {
   private readonly waiting = new Map<string, Set<string>>(); // frontend key -> services refused it
   private readonly dirty = new Set<string>();
   private readonly counters = {
-    rejectedServices: 0,
-    rejectedSlices: 0,
     duplicateFrontends: 0,
     cappedFrontends: 0,
     capacityRejected: 0,
@@ -120,17 +115,10 @@ export class ServiceManager {
     return new ServiceManager(lb, rec, opts);
   }
 
-  upsertService(input: unknown): boolean {
-    const r = parseService(input);
-    if (!r.ok) {
-      this.counters.rejectedServices += 1;
-      this.log({ level: 'warn', code: 'MESHD_LB_INVALID_SERVICE', object: objectName(input), msg: `Service rejected, previous version kept: ${r.errors.join('; ')}` });
-      return false;
-    }
-    const name = serviceName(r.value);
-    this.services.set(name, r.value);
+  upsertService(svc: Service): void {
+    const name = serviceName(svc);
+    this.services.set(name, svc);
     this.dirty.add(name);
-    return true;
   }
 
   deleteService(namespace: string, name: string): void {
@@ -138,14 +126,7 @@ export class ServiceManager {
     if (this.services.delete(key)) this.dirty.add(key);
   }
 
-  upsertEndpointSlice(input: unknown): boolean {
-    const r = parseEndpointSlice(input);
-    if (!r.ok) {
-      this.counters.rejectedSlices += 1;
-      this.log({ level: 'warn', code: 'MESHD_LB_INVALID_SLICE', object: objectName(input), msg: `EndpointSlice rejected, previous version kept: ${r.errors.join('; ')}` });
-      return false;
-    }
-    const s = r.value;
+  upsertEndpointSlice(s: EndpointSlice): void {
     const key = `${s.metadata.namespace}/${s.metadata.name}`;
     const prev = this.slices.get(key);
     if (prev) this.unlinkSlice(key, prev);
@@ -155,7 +136,6 @@ export class ServiceManager {
     if (!set) this.slicesBySvc.set(svc, (set = new Set()));
     set.add(key);
     this.dirty.add(svc);
-    return true;
   }
 
   deleteEndpointSlice(namespace: string, name: string): void {
@@ -174,20 +154,17 @@ export class ServiceManager {
 
   /**
    * Replaces the whole input set (e.g. after a restart or a relist) and
-   * syncs; frontends in the maps that no service claims are removed. Invalid
-   * objects are rejected one by one as with upsert*.
+   * syncs; frontends in the maps that no service claims are removed.
    */
-  replaceAll(services: readonly unknown[], slices: readonly unknown[]): SyncResult {
+  replaceAll(services: readonly Service[], slices: readonly EndpointSlice[]): SyncResult {
     for (const k of this.services.keys()) this.dirty.add(k);
     for (const k of this.slicesBySvc.keys()) this.dirty.add(k);
     this.services.clear();
     this.slices.clear();
     this.slicesBySvc.clear();
-    let rejected = 0;
-    for (const s of services) if (!this.upsertService(s)) rejected += 1;
-    for (const s of slices) if (!this.upsertEndpointSlice(s)) rejected += 1;
-    const r = this.sync({ removeOrphans: true });
-    return { ...r, rejected: r.rejected + rejected };
+    for (const s of services) this.upsertService(s);
+    for (const s of slices) this.upsertEndpointSlice(s);
+    return this.sync({ removeOrphans: true });
   }
 
   /** Writes the changes of every service touched since the last sync. */
@@ -325,13 +302,3 @@ export class ServiceManager {
 function protoName(p: number): string {
   return p === 6 ? 'TCP' : p === 17 ? 'UDP' : String(p);
 }
-
-function objectName(input: unknown): string {
-  if (typeof input !== 'object' || input === null || !('metadata' in input)) return '(unnamed)';
-  const m = input.metadata;
-  if (typeof m !== 'object' || m === null) return '(unnamed)';
-  const ns = 'namespace' in m && typeof m.namespace === 'string' ? m.namespace : 'default';
-  const name = 'name' in m && typeof m.name === 'string' ? m.name : '(unnamed)';
-  return `${ns}/${name}`;
-}
-
