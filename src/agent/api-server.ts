@@ -17,7 +17,7 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { z } from 'zod';
-import { ApiNoRouteError, ApiRequestInvalidError, ApiResponseInvalidError } from '../api/errors.js';
+import { ApiNoRouteError, ApiRequestInvalidError, ApiResponseShapeError } from '../api/errors.js';
 import { HTTP_STATUS, routeName, type ApiErrorBody, type RouteDef } from '../api/route.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -51,7 +51,7 @@ export class ApiServer {
       if (!body.success) throw ApiRequestInvalidError.fromZod(def, 'body', body.error);
       const value = await handler({ query: query.data, body: body.data });
       const out = def.response.safeParse(value);
-      if (!out.success) throw ApiResponseInvalidError.fromZod(def, out.error);
+      if (!out.success) throw ApiResponseShapeError.fromZod('MESHD_API_RESPONSE_INVALID', def, out.error);
       return out.data;
     });
   }
@@ -76,7 +76,7 @@ export class ApiServer {
       res.end(body);
     };
     const fail = (e: unknown) => {
-      if (e instanceof ApiResponseInvalidError) this.log.error('api response does not match its schema', { route: e.route, issues: e.issues.join('; ') });
+      if (e instanceof ApiResponseShapeError) this.log.error('api response does not match its schema', { route: e.route, issues: e.issues.join('; ') });
       else if (!(e instanceof MeshdError)) this.log.error('api handler failed', { path: url.pathname, err: e });
       const err = e instanceof MeshdError ? e : new MeshdError('MESHD_API_INTERNAL', e instanceof Error ? e.message : String(e), { kind: 'failed', cause: e });
       const body: ApiErrorBody = { error: { code: err.code, kind: err.kind, message: err.message } };

@@ -11,7 +11,7 @@
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { apiRoutes } from '../api/index.js';
-import { ApiRequestInvalidError, ApiResponseInvalidError } from '../api/errors.js';
+import { ApiRequestInvalidError, ApiResponseShapeError } from '../api/errors.js';
 import { issuePaths, routeName, type RouteDef } from '../api/route.js';
 import { scenarioSchema, traceFlow } from '../policy/trace.js';
 import { MeshdError } from '../util/errors.js';
@@ -26,7 +26,7 @@ export class EndpointNotFoundError extends MeshdError {
 
 function conform<R extends z.ZodType>(def: RouteDef<z.ZodType, z.ZodType, R>, value: unknown): z.output<R> {
   const r = def.response.safeParse(value);
-  if (!r.success) throw ApiResponseInvalidError.fromZod(def, r.error);
+  if (!r.success) throw ApiResponseShapeError.fromZod('MESHD_API_RESPONSE_INVALID', def, r.error);
   return r.data;
 }
 

@@ -30,39 +30,26 @@ export class ApiNoRouteError extends MeshdError {
   }
 }
 
-/**
- * The agent produced a response its route's schema refuses (server side): the
- * agent and src/api drifted apart. The message names the route and every field path.
- */
-export class ApiResponseInvalidError extends MeshdError {
+const SHAPE_PROBLEM = {
+  /** Server side: the agent produced a value its route's schema refuses (the agent and src/api drifted apart). */
+  MESHD_API_RESPONSE_INVALID: "the agent's response does not match its schema",
+  /** Client side: what the CLI received does not match the route's schema (an agent of another version, or not meshd). */
+  MESHD_API_RESPONSE_MISMATCH: "the agent's answer does not match what this meshd expects (agent of another version?)",
+} as const;
+
+/** A response that does not match its route's schema; the message names the route and every field path. */
+export class ApiResponseShapeError extends MeshdError {
   constructor(
+    code: keyof typeof SHAPE_PROBLEM,
     readonly route: string,
     readonly issues: readonly string[],
     detail: string,
   ) {
-    super('MESHD_API_RESPONSE_INVALID', `${route}: the agent's response does not match its schema: ${detail}`, { kind: 'failed' });
+    super(code, `${route}: ${SHAPE_PROBLEM[code]}: ${detail}`, { kind: 'failed' });
   }
 
-  static fromZod(route: Pick<RouteDef, 'method' | 'path'>, error: z.ZodError): ApiResponseInvalidError {
-    return new ApiResponseInvalidError(routeName(route), issuePaths(error), summary(error));
-  }
-}
-
-/**
- * What the CLI received does not match the route's schema (client side): an
- * agent of another version, or not a meshd agent at all.
- */
-export class ApiResponseMismatchError extends MeshdError {
-  constructor(
-    readonly route: string,
-    readonly issues: readonly string[],
-    detail: string,
-  ) {
-    super('MESHD_API_RESPONSE_MISMATCH', `${route}: the agent's answer does not match what this meshd expects (agent of another version?): ${detail}`, { kind: 'failed' });
-  }
-
-  static fromZod(route: Pick<RouteDef, 'method' | 'path'>, error: z.ZodError): ApiResponseMismatchError {
-    return new ApiResponseMismatchError(routeName(route), issuePaths(error), summary(error));
+  static fromZod(code: keyof typeof SHAPE_PROBLEM, route: Pick<RouteDef, 'method' | 'path'>, error: z.ZodError): ApiResponseShapeError {
+    return new ApiResponseShapeError(code, routeName(route), issuePaths(error), summary(error));
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { Client } from 'undici';
 import type { z } from 'zod';
-import { ApiRemoteError, ApiResponseMismatchError } from '../api/errors.js';
+import { ApiRemoteError, ApiResponseShapeError } from '../api/errors.js';
 import { ApiErrorBody, type Method, type RouteDef } from '../api/route.js';
 import { MeshdError } from '../util/errors.js';
 
@@ -36,7 +36,7 @@ export async function callApi<Q extends z.ZodType, B extends z.ZodType, R extend
   const path = params.size > 0 ? `${route.path}?${params.toString()}` : route.path;
   const answer = await request(socketPath, route.method, path, opts.body);
   const parsed = route.response.safeParse(answer);
-  if (!parsed.success) throw ApiResponseMismatchError.fromZod(route, parsed.error);
+  if (!parsed.success) throw ApiResponseShapeError.fromZod('MESHD_API_RESPONSE_MISMATCH', route, parsed.error);
   return parsed.data;
 }
 
@@ -58,11 +58,11 @@ async function request(socketPath: string, method: Method, path: string, body?: 
     try {
       answer = JSON.parse(text);
     } catch (e) {
-      throw new ApiResponseMismatchError(name, [], `HTTP ${res.statusCode} with a body that is not JSON (${e instanceof Error ? e.message : String(e)}): ${JSON.stringify(text.slice(0, 80))}`);
+      throw new ApiResponseShapeError('MESHD_API_RESPONSE_MISMATCH', name, [], `HTTP ${res.statusCode} with a body that is not JSON (${e instanceof Error ? e.message : String(e)}): ${JSON.stringify(text.slice(0, 80))}`);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return answer;
     const err = ApiErrorBody.safeParse(answer);
-    if (!err.success) throw new ApiResponseMismatchError(name, [], `HTTP ${res.statusCode} without a meshd error body: ${text.slice(0, 200)}`);
+    if (!err.success) throw new ApiResponseShapeError('MESHD_API_RESPONSE_MISMATCH', name, [], `HTTP ${res.statusCode} without a meshd error body: ${text.slice(0, 200)}`);
     throw new ApiRemoteError(err.data.error.code, err.data.error.kind, err.data.error.message, res.statusCode);
   } finally {
     await client.close();
