@@ -130,13 +130,13 @@ export function parseCommandLine<O extends OptionSpecs>(spec: CommandSpec<O>, ar
     if (t.kind === 'positional') positionals.push(t.value);
     if (t.kind !== 'option') continue;
     const o = options[t.name];
-    if (!o) throw new UsageError(`meshd ${spec.name}: unknown option "${t.rawName}"; ${seeHelp(spec)}`);
+    if (!o) throw new UsageError(`meshd ${spec.name}: unknown option ${t.rawName}; ${seeHelp(spec)}`);
     if (o.type === 'boolean') {
-      if (t.inlineValue) throw new UsageError(`meshd ${spec.name}: option "${t.rawName}" takes no value; ${seeHelp(spec)}`);
+      if (t.inlineValue) throw new UsageError(`meshd ${spec.name}: option ${t.rawName} takes no value; ${seeHelp(spec)}`);
       values.set(t.name, true);
       continue;
     }
-    if (t.value === undefined) throw new UsageError(`meshd ${spec.name}: option "${t.rawName}" needs a value (${o.value ?? 'VALUE'}); ${seeHelp(spec)}`);
+    if (t.value === undefined) throw new UsageError(`meshd ${spec.name}: option ${t.rawName} needs a value (${o.value ?? 'VALUE'}); ${seeHelp(spec)}`);
     if (o.multiple) {
       const prev = values.get(t.name);
       values.set(t.name, [...(Array.isArray(prev) ? prev : []), t.value]);
