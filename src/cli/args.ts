@@ -115,6 +115,9 @@ export class ParsedArgs<O extends OptionSpecs> {
   }
 }
 
+/** What a command needs of its parsed arguments to print in the format asked for. */
+export type Formatter = Pick<ParsedArgs<OptionSpecs>, 'format' | 'output'>;
+
 const seeHelp = (spec: CommandSpec) => `see "meshd ${spec.name} --help"`;
 
 /** Parses argv (the words after the command's name) or returns 'help' when -h/--help is among them. */

@@ -11,7 +11,7 @@ import { SUPPORTED_VERSIONS } from '../cni/cni-spec.js';
 import { InstallError, installCni, uninstallCni, type InstallReport } from '../cni/installer.js';
 import { issuePaths } from '../api/route.js';
 import { MeshdError } from '../util/errors.js';
-import { command, UsageError, type CliIo, type CommandGroup } from './args.js';
+import { command, UsageError, type CliIo, type CommandGroup, type Formatter } from './args.js';
 
 const installOptions = {
   'conf-dir': { type: 'string', value: 'DIR', help: 'the CNI configuration directory (required), e.g. /etc/cni/net.d' },
@@ -40,7 +40,7 @@ function checked<T extends z.ZodType>(name: string, schema: T, values: unknown):
 }
 
 /** The installer's errors under their own codes, with a kind for the exit status. */
-function installed(io: CliIo, run: () => InstallReport): number {
+function installed(args: Formatter, io: CliIo, run: () => InstallReport): number {
   let report: InstallReport;
   try {
     report = run();
@@ -48,8 +48,7 @@ function installed(io: CliIo, run: () => InstallReport): number {
     if (e instanceof InstallError) throw new MeshdError(e.code, e.message, { kind: e.code === 'MESHD_CNI_INSTALL_BAD_OPTION' ? 'invalid' : 'failed', cause: e });
     throw e;
   }
-  if (!report.changed) io.out('nothing to do: already installed as requested\n');
-  for (const a of report.actions) io.out(`${a}\n`);
+  io.out(args.format(report, () => [...(report.changed ? [] : ['nothing to do: already installed as requested']), ...report.actions].join('\n')));
   return 0;
 }
 
@@ -57,7 +56,7 @@ export const cni: CommandGroup = {
   name: 'cni',
   summary: 'install or uninstall the CNI configuration and the meshd-cni plugin',
   subcommands: [
-    command({ name: 'cni install', summary: 'write the CNI configuration and install the meshd-cni plugin', options: installOptions }, (args, io) => {
+    command({ name: 'cni install', summary: 'write the CNI configuration and install the meshd-cni plugin', options: installOptions, output: true }, (args, io) => {
       const v = checked('cni install', InstallValues, {
         'conf-dir': args.string('conf-dir'),
         'bin-dir': args.string('bin-dir'),
@@ -65,7 +64,7 @@ export const cni: CommandGroup = {
         mtu: args.string('mtu'),
         'cni-version': args.string('cni-version'),
       });
-      return installed(io, () =>
+      return installed(args, io, () =>
         installCni({
           confDir: v['conf-dir'],
           binDir: v['bin-dir'],
@@ -83,10 +82,11 @@ export const cni: CommandGroup = {
         name: 'cni uninstall',
         summary: "remove meshd's CNI configuration (and the plugin, with --bin-dir)",
         options: { 'conf-dir': installOptions['conf-dir'], 'bin-dir': { type: 'string', value: 'DIR', help: 'also remove the meshd-cni plugin from this directory' } },
+        output: true,
       },
       (args, io) => {
         const v = checked('cni uninstall', InstallValues.pick({ 'conf-dir': true }), { 'conf-dir': args.string('conf-dir') });
-        return installed(io, () => uninstallCni({ confDir: v['conf-dir'], binDir: args.string('bin-dir') }));
+        return installed(args, io, () => uninstallCni({ confDir: v['conf-dir'], binDir: args.string('bin-dir') }));
       },
     ),
   ],

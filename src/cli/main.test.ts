@@ -106,6 +106,12 @@ test('-o json and -o yaml print the same data', async () => {
   const data: unknown = JSON.parse(json.out);
   assert.deepEqual(parseYaml(yaml.out), data);
   assert.ok(typeof data === 'object' && data !== null && 'flows' in data && Array.isArray(data.flows) && data.flows.length === 6);
+  const policies = repoPath('examples', 'policies');
+  const vj = await meshdIn('policy', 'validate', policies, '-o', 'json');
+  const vy = await meshdIn('policy', 'validate', policies, '-o', 'yaml');
+  assert.equal(vj.status, 0, vj.out);
+  assert.deepEqual(parseYaml(vy.out), JSON.parse(vj.out));
+  assert.deepEqual(JSON.parse(vj.out).problems, []);
 });
 
 test('the meshd process prints a failed command as one "code: message" line and exits with its status', () => {

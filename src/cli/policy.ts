@@ -10,12 +10,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadPolicyPath } from '../policy/api/loader.js';
-import { formatProblem, PolicyValidationError } from '../policy/api/problem.js';
+import { formatProblem, PolicyValidationError, type PolicyProblem } from '../policy/api/problem.js';
 import { apiRoutes } from '../api/index.js';
 import type { PolicyEntryJson } from '../api/policy.js';
 import { MeshdError } from '../util/errors.js';
 import { callApi } from './api-client.js';
-import { command, UsageError, type CommandGroup, type ParsedArgs } from './args.js';
+import { command, UsageError, type CommandGroup, type Formatter, type ParsedArgs } from './args.js';
 import { table } from './output.js';
 import { buildScenarioEngine, checkExpectations, formatTrace, loadScenarioFile, traceFlow } from '../policy/trace.js';
 import type { EndpointPolicy, IpcacheEntry } from '../policy/types.js';
@@ -52,8 +52,15 @@ export const policy: CommandGroup = {
   summary: 'validate policy files; trace what the engine decides for a scenario, offline or in the running agent',
   subcommands: [
     command(
-      { name: 'policy validate', summary: 'validate policy files; every problem with file, document index and field path (exit 1 if any)', args: 'FILE|DIR...', positionals: { min: 1, max: Infinity }, options: {} },
-      (args, io) => validate(args.positionals, io.out),
+      {
+        name: 'policy validate',
+        summary: 'validate policy files; every problem with file, document index and field path (exit 1 if any)',
+        args: 'FILE|DIR...',
+        positionals: { min: 1, max: Infinity },
+        options: {},
+        output: true,
+      },
+      (args, io) => validate(args, io.out),
     ),
     command(
       {
@@ -99,17 +106,17 @@ export const policy: CommandGroup = {
   ],
 };
 
-function validate(files: readonly string[], out: (s: string) => void): number {
-  let problems = 0;
-  let ok = 0;
-  for (const f of files) {
+function validate(args: Formatter & { positionals: readonly string[] }, out: (s: string) => void): number {
+  const problems: PolicyProblem[] = [];
+  let valid = 0;
+  for (const f of args.positionals) {
     const r = loadPolicyPath(f);
-    ok += r.policies.length;
-    problems += r.problems.length;
-    for (const p of r.problems) out(`${formatProblem(p)}\n`);
+    valid += r.policies.length;
+    problems.push(...r.problems);
   }
-  out(`${ok} valid polic${ok === 1 ? 'y' : 'ies'}, ${problems} problem${problems === 1 ? '' : 's'}\n`);
-  return problems > 0 ? 1 : 0;
+  const n = problems.length;
+  out(args.format({ valid, problems }, () => [...problems.map(formatProblem), `${valid} valid polic${valid === 1 ? 'y' : 'ies'}, ${n} problem${n === 1 ? '' : 's'}`].join('\n')));
+  return n > 0 ? 1 : 0;
 }
 
 function trace(args: ParsedArgs<typeof traceOptions>, scenario: string, out: (s: string) => void, err: (s: string) => void): number {
