@@ -21,6 +21,11 @@
  *
  * All mutations run one at a time through `serial()`.
  */
+import type { z } from 'zod';
+import type { EndpointSummary } from '../api/endpoint.js';
+import type { PolicyViewResponse } from '../api/policy.js';
+import type { ProxyResponse } from '../api/proxy.js';
+import type { StatusResponse } from '../api/status.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EndpointApiServer } from '../cni/endpoint-api-server.js';
@@ -263,7 +268,7 @@ export class Agent {
 
   // ---- views for the API ---------------------------------------------------------------------
 
-  status(): Record<string, unknown> {
+  status(): z.input<typeof StatusResponse> {
     const dp = this.endpoints?.endpoints() ?? [];
     const policies = this.policySub.statuses();
     return {
@@ -282,7 +287,7 @@ export class Agent {
     };
   }
 
-  endpointList(): Array<Record<string, unknown>> {
+  endpointList(): Array<z.input<typeof EndpointSummary>> {
     return (this.endpoints?.endpoints() ?? []).map((e) => {
       const p = this.engine.endpointPolicy(e.endpointId);
       return {
@@ -299,7 +304,7 @@ export class Agent {
     });
   }
 
-  policyView(endpoint?: string): Record<string, unknown> {
+  policyView(endpoint?: string): z.input<typeof PolicyViewResponse> {
     const policies = this.policySub.statuses();
     const eps = endpoint ? [this.engine.endpointPolicy(endpoint)].filter((x): x is EndpointPolicy => x !== undefined) : this.engine.endpointPolicies();
     return { policies, endpointPolicies: eps, problems: this.problems };
@@ -319,7 +324,7 @@ export class Agent {
     return this.services;
   }
 
-  proxyStatus(): unknown {
+  proxyStatus(): z.input<typeof ProxyResponse> {
     return this.proxy ? this.proxy.status() : { state: 'disabled' };
   }
 }

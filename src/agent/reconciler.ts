@@ -17,6 +17,8 @@
  *
  * Not re-entrant: the agent runs it inside its serial queue.
  */
+import type { z } from 'zod';
+import type { ProxyStatus } from '../api/proxy.js';
 import type { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
 import { policyMapState, type PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import type { ServiceManager } from '../datapath/lb/service-manager.js';
@@ -34,7 +36,7 @@ export interface L7Proxy {
     redirects: Redirect[];
     unsupported: TranslateOutput['unsupported'];
   }>;
-  status(): unknown;
+  status(): z.input<typeof ProxyStatus>;
   stop(): Promise<void>;
 }
 

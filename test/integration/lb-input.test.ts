@@ -157,7 +157,7 @@ test('meshd lb list: a missing pin directory is a clear error (exit 1); bad argu
   const bad = spawnSync(process.execPath, [bin, 'lb', 'frobnicate'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /usage: meshd lb list/);
-  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'yaml'], { encoding: 'utf8' });
+  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'xml'], { encoding: 'utf8' });
   assert.equal(badOut.status, 2);
   assert.match(badOut.stderr, /output/);
 });
