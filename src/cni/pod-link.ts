@@ -180,6 +180,7 @@ export async function inspectPodInterface(netns: string, ifname: string): Promis
   try {
     out = (await run('nsenter', [`--net=${netns}`, 'ip', '-j', 'addr', 'show', 'dev', ifname])).stdout;
   } catch {
+    // ip exits non-zero when the device is absent; a namespace we cannot enter shows no interface either
     return undefined;
   }
   let raw: unknown;
