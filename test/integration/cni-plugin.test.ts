@@ -87,6 +87,7 @@ test('ADD wires the pod, registers it with the agent; CHECK passes and notices d
   const broken = await fx.runtime.exec('meshd-cni', 'CHECK', att, { ...conf, prevResult: result });
   assert.notEqual(broken.code, 0);
   assert.equal(field(broken.json, 'code'), 103);
+  assert.equal(field(broken.json, 'details'), 'MESHD_CNI_CHECK_FAILED');
   assert.match(String(field(broken.json, 'msg')), new RegExp(`lacks address ${ip.replace(/\./g, '\\.')}`));
 
   for (let i = 0; i < 2; i += 1) {
@@ -180,7 +181,7 @@ test('without a running agent ADD fails with a clear CNI error and leaves nothin
   assert.equal(field(add.json, 'code'), 11);
   assert.match(String(field(add.json, 'msg')), /meshd agent is not running/);
   assert.ok(String(field(add.json, 'msg')).includes(fx.socket));
-  assert.match(String(field(add.json, 'details')), /^MESHD_CNI_AGENT_UNAVAILABLE/);
+  assert.equal(field(add.json, 'details'), 'MESHD_CNI_AGENT_UNAVAILABLE');
   assert.deepEqual(hostVeths(), before);
   assert.deepEqual(await podLinks(ns), ['lo']);
   assert.deepEqual(filesUnder(fx.stateDir), []);
@@ -188,6 +189,7 @@ test('without a running agent ADD fails with a clear CNI error and leaves nothin
   const status = await fx.runtime.exec('meshd-cni', 'STATUS', {}, conf);
   assert.notEqual(status.code, 0);
   assert.equal(field(status.json, 'code'), 50);
+  assert.equal(field(status.json, 'details'), 'MESHD_CNI_AGENT_UNAVAILABLE');
   assert.match(String(field(status.json, 'msg')), /cannot serve ADD/);
 
   await fx.server.start();
@@ -214,6 +216,7 @@ test('when the agent refuses the endpoint, ADD rolls back the veth, the address 
   const add = await fx.runtime.exec('meshd-cni', 'ADD', att, fx.conf(cidr));
   assert.notEqual(add.code, 0);
   assert.equal(field(add.json, 'code'), 101);
+  assert.equal(field(add.json, 'details'), 'MESHD_CNI_AGENT_REJECTED: MESHD_CNI_API_REJECTED', "the agent's own code travels in details");
   assert.match(String(field(add.json, 'msg')), /identity allocator not ready/);
   assert.deepEqual(hostVeths(), before);
   assert.deepEqual(await podLinks(ns), ['lo']);
@@ -285,6 +288,7 @@ test('a DEL the agent fails still releases the veth and the address, keeps the r
   const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
   assert.notEqual(del.code, 0);
   assert.equal(field(del.json, 'code'), 101);
+  assert.equal(field(del.json, 'details'), 'MESHD_CNI_AGENT_REJECTED: MESHD_CNI_API_INTERNAL');
   assert.match(String(field(del.json, 'msg')), /endpoint manager busy/);
   assert.ok(!existsSync(`/sys/class/net/${hostIf}`), 'veth released anyway');
   assert.deepEqual(
