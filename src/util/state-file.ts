@@ -41,7 +41,7 @@ export type StateRead<T> =
 /** Keeps the usable part of a parsed file (`kept`) and says how many entries were lost. */
 export type Salvage<T> = (raw: unknown) => { kept: T; dropped: number } | undefined;
 
-/** `<file>.corrupt-<ISO time>`: sorts by time and never overwrites an earlier one. */
+/** `<file>.corrupt-<ISO time>`: the copies of one file sort by time. */
 export function corruptPath(file: string, now: Date = new Date()): string {
   return `${file}.corrupt-${now.toISOString()}`;
 }
@@ -71,7 +71,8 @@ export function readStateFile<T>(file: string, schema: z.ZodType<T>, salvage?: S
   const issue = parsed.error.issues[0];
   const detail = `${issue?.path.map(String).join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
   const s = salvage?.(raw);
-  return moveAside(file, s ? `${detail} (kept what parses, dropped ${s.dropped} entries)` : `${detail}; nothing kept`, s?.kept);
+  const kept = s ? `kept what parses, dropped ${s.dropped} ${s.dropped === 1 ? 'entry' : 'entries'}` : 'nothing kept';
+  return moveAside(file, `${detail}; ${kept}`, s?.kept);
 }
 
 function moveAside<T>(file: string, detail: string, salvaged: T | undefined): StateRead<T> {
