@@ -433,7 +433,12 @@ async function cmdGc(conf: NetConf, env: CniEnv, log: string[]): Promise<void> {
 }
 
 async function cmdStatus(conf: NetConf, log: string[]): Promise<void> {
-  if (conf.chainingMode === 'none') ipamOf(conf, log); // a pool we cannot parse cannot serve ADD
+  const ipam = conf.chainingMode === 'none' ? ipamOf(conf, log) : undefined; // a pool we cannot parse cannot serve ADD
+  const quarantined = ipam?.kind === 'meshd' ? ipam.store.quarantined() : [];
+  if (ipam?.kind === 'meshd' && quarantined.length > 0) {
+    // Still serving: the pool only lacks these addresses until an operator frees them (see ipam-store.ts).
+    log.push(`IPAM: ${quarantined.join(', ')} quarantined (owner unreadable); delete the address file under ${ipam.store.dir} once no pod uses it`);
+  }
   try {
     await new EndpointApiClient(conf.agentSocket).health();
   } catch (e) {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { EndpointRejectedError, MemoryEndpointHandler } from '../../src/cni/endpoint-api-server.js';
 import type { EndpointRegistration, Endpoint } from '../../src/cni/endpoint-api.js';
@@ -302,4 +302,37 @@ test('a DEL the agent fails still releases the veth and the address, keeps the r
   assert.equal(retry.code, 0, retry.stdout);
   assert.deepEqual(filesUnder(fx.stateDir).filter((f) => !f.endsWith('last_reserved')), []);
   assert.deepEqual(await fx.handler.list(), []);
+});
+
+test('a damaged IPAM reservation is quarantined: ADD never hands its address out, STATUS names it, DEL leaves it reserved', async (t) => {
+  requirePrivileges();
+  const sb = new Sandbox('cniq');
+  t.after(() => sb.cleanup());
+  const fx = await meshdCniFixture('cni-quarantine');
+  t.after(() => fx.cleanup());
+  const ns = await sb.netns('a');
+  const { cidr, prefix } = testSubnet(14);
+  const conf = fx.conf(cidr);
+  const poolDir = `${fx.stateDir}/ipam/meshd/${cidr.replace('/', '_')}`;
+  mkdirSync(poolDir, { recursive: true });
+  writeFileSync(`${poolDir}/${prefix}2`, '\0\0\0 torn write');
+
+  const att = { containerId: `q-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
+  const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
+  assert.equal(add.code, 0, add.stdout);
+  assert.equal(firstAddress(add.json), `${prefix}3/32`, 'the damaged reservation still holds its address');
+
+  const status = await fx.runtime.exec('meshd-cni', 'STATUS', {}, conf);
+  assert.equal(status.code, 0, status.stdout);
+  assert.ok(status.stderr.includes('MESHD_STATE_FILE_CORRUPT'), status.stderr);
+  assert.ok(status.stderr.includes(`${poolDir}/${prefix}2`), 'names the file');
+  assert.ok(status.stderr.includes(`${prefix}2 quarantined`), status.stderr);
+
+  const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
+  assert.equal(del.code, 0, del.stdout);
+  const left = readdirSync(poolDir).filter((n) => n !== 'last_reserved').sort();
+  assert.equal(left.length, 2, left.join(' '));
+  assert.equal(left[0], `${prefix}2`, 'still reserved');
+  assert.ok(left[1]?.startsWith(`${prefix}2.corrupt-`), 'the damaged content kept beside it');
+  assert.equal(readFileSync(`${poolDir}/${left[1] ?? ''}`, 'utf8'), '\0\0\0 torn write');
 });
