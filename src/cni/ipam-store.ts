@@ -165,8 +165,16 @@ export class IpamStore {
   }
 
   private quarantine(file: string, text: string): void {
-    const aside = `${corruptPath(file)}-${process.pid}`;
-    writeFileSync(aside, text, { mode: 0o600, flag: 'wx' });
+    let aside: string;
+    for (;;) {
+      aside = corruptPath(file);
+      try {
+        writeFileSync(aside, text, { mode: 0o600, flag: 'wx' });
+        break;
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw e; // else another plugin process took that name a moment ago
+      }
+    }
     const tmp = join(this.dir, `.quarantine.${process.pid}`);
     writeFileSync(tmp, `${QUARANTINED}\n${aside}\n`, { mode: 0o600 });
     renameSync(tmp, file); // replaces the name in one step: the address is never free

@@ -11,7 +11,7 @@
  *   if (r.state === 'corrupt') report(r.problem);      // r.salvaged: the entries kept
  *   writeStateFile(file, { version: 1, … });
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type * as z from 'zod';
 import { MeshdError } from './errors.js';
@@ -41,9 +41,16 @@ export type StateRead<T> =
 /** Keeps the usable part of a parsed file (`kept`) and says how many entries were lost. */
 export type Salvage<T> = (raw: unknown) => { kept: T; dropped: number } | undefined;
 
-/** `<file>.corrupt-<ISO time>`: the copies of one file sort by time. */
+/**
+ * A free name `<file>.corrupt-<ISO time>` (with `-<n>` appended when that
+ * moment is taken already): the copies of one file sort by time and an
+ * earlier copy is never overwritten.
+ */
 export function corruptPath(file: string, now: Date = new Date()): string {
-  return `${file}.corrupt-${now.toISOString()}`;
+  const base = `${file}.corrupt-${now.toISOString()}`;
+  let name = base;
+  for (let n = 1; existsSync(name); n += 1) name = `${base}-${n}`;
+  return name;
 }
 
 /**
