@@ -68,8 +68,9 @@ export class CniError extends MeshdError {
     message: string,
     /** Extra detail for the error JSON, e.g. the agent's own error code. */
     readonly detail?: string,
+    opts: { cause?: unknown } = {},
   ) {
-    super(code, message, { kind: KIND_OF_CNI_CODE[cniCode] ?? 'failed' });
+    super(code, message, { kind: KIND_OF_CNI_CODE[cniCode] ?? 'failed', cause: opts.cause });
   }
 
   toJSON(cniVersion: string): Record<string, unknown> {

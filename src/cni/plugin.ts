@@ -92,11 +92,11 @@ function ipamOf(conf: NetConf, log: string[]): Ipam {
 function agentError(e: unknown, what: string): CniError {
   if (e instanceof EndpointApiError) {
     if (e.code === 'MESHD_CNI_API_UNREACHABLE' || e.code === 'MESHD_CNI_API_TIMEOUT') {
-      return new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_AGENT_UNAVAILABLE', `${what}: ${e.message}`);
+      return new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_AGENT_UNAVAILABLE', `${what}: ${e.message}`, undefined, { cause: e });
     }
-    return new CniError(CniCode.AGENT_REJECTED, 'MESHD_CNI_AGENT_REJECTED', `${what}: ${e.message}`, e.serverCode);
+    return new CniError(CniCode.AGENT_REJECTED, 'MESHD_CNI_AGENT_REJECTED', `${what}: ${e.message}`, e.serverCode, { cause: e });
   }
-  return new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_AGENT_FAILED', `${what}: ${e instanceof Error ? e.message : String(e)}`);
+  return new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_AGENT_FAILED', `${what}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
 }
 
 function k8sArgs(env: CniEnv): EndpointRegistration['k8s'] {
@@ -206,7 +206,8 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
     attachments.write(record);
     undo.push(() => attachments.remove(key));
 
-    // A registration that timed out may still have landed: withdraw it on rollback.
+    // A registration that timed out may still have landed: withdraw it on rollback
+    // (best effort: a leftover registration goes at the runtime's next GC).
     undo.push(() => api.remove(key).catch(() => undefined));
     try {
       await api.register(registration(record, env));
