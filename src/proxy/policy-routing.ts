@@ -43,5 +43,6 @@ export async function ensurePolicyRouting(o: PolicyRoutingOptions = defaultPolic
 
 export async function removePolicyRouting(o: PolicyRoutingOptions = defaultPolicyRouting): Promise<void> {
   while (await ruleExists(o)) await run('ip', ['-4', 'rule', 'del', ...ruleArgs(o)]);
+  // ip fails when the table is already empty or was never created: the state removal wants.
   await run('ip', ['-4', 'route', 'flush', 'table', String(o.table)]).catch(() => undefined);
 }

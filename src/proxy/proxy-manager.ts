@@ -210,7 +210,7 @@ export class ProxyManager {
     try {
       await this.xds.waitForAck(this.o.nodeName, snap.version, { timeoutMs: this.o.ackTimeoutMs ?? 15_000 });
     } catch (e) {
-      if (isXdsError(e, 'NACKED')) {
+      if (isXdsError(e, 'MESHD_XDS_NACKED')) {
         const message = e.message;
         this.lastNack = { version: snap.version, message, at: new Date().toISOString(), hash };
         log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, message });
@@ -219,7 +219,7 @@ export class ProxyManager {
         else this.publish({ listeners: [], clusters: [], redirects: [], unsupported: [] });
         throw new ProxyError('PROXY_CONFIG_REJECTED', `Envoy rejected snapshot ${snap.version}: ${message}`, message, snap.version, policiesIn(input, message));
       }
-      if (isXdsError(e, 'ACK_TIMEOUT')) {
+      if (isXdsError(e, 'MESHD_XDS_ACK_TIMEOUT')) {
         throw new ProxyError('PROXY_ACK_TIMEOUT', `Envoy did not ACK snapshot ${snap.version} in time (envoy ${this.envoy.status().state})`, undefined, snap.version);
       }
       throw e;
