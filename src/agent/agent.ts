@@ -124,7 +124,9 @@ export class Agent {
     mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     await ensureBpffs(c['bpf.root'].startsWith('/sys/fs/bpf') ? '/sys/fs/bpf' : c['bpf.root']);
     mkdirSync(this.pinDir, { recursive: true });
-    const registry = new EndpointRegistry(join(c.stateDir, 'endpoints.json'));
+    const registry = new EndpointRegistry(join(c.stateDir, 'endpoints.json'), {
+      onCorrupt: (e) => this.log.error('state file corrupt; moved aside, the entries that parse are kept', { code: e.code, file: e.file, movedTo: e.movedTo, problem: e.detail }),
+    });
     await this.engine.upsertNode({ name: c.nodeName, local: true, labels: {} });
     // The host's own addresses carry the host identity, Node object or not; kept current from netlink.
     this.hostAddresses = watchHostAddresses({
