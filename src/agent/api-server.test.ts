@@ -33,7 +33,7 @@ test('api server: 0600 unix socket; a stale socket is replaced, a live one and a
 
   const live = createServer();
   await new Promise<void>((r) => live.listen(join(dir, 'live.sock'), r));
-  await assert.rejects(new ApiServer(join(dir, 'live.sock'), quiet).listen(), /another server already listens/);
+  await assert.rejects(new ApiServer(join(dir, 'live.sock'), quiet).listen(), (e) => isMeshdError(e, 'MESHD_SOCKET_IN_USE'));
   await new Promise<void>((r) => live.close(() => r()));
 
   // A socket file nobody serves (its process died without unlinking it) is replaced.
@@ -49,7 +49,7 @@ test('api server: 0600 unix socket; a stale socket is replaced, a live one and a
 
   const file = join(dir, 'plain');
   writeFileSync(file, 'x');
-  await assert.rejects(new ApiServer(file, quiet).listen(), /not a socket/);
+  await assert.rejects(new ApiServer(file, quiet).listen(), (e) => isMeshdError(e, 'MESHD_SOCKET_NOT_A_SOCKET'));
 });
 
 test('api server: query, body and response go through the route schemas; errors come back coded', async (t) => {
@@ -84,6 +84,7 @@ test('api server: query, body and response go through the route schemas; errors 
   // A client that sends a body of the wrong shape (the route with its body schema loosened on this side only).
   await coded(callApi(sock, { ...sum, body: z.unknown() }, { body: { xs: 'no' } }), 'MESHD_API_REQUEST_INVALID', 'invalid');
   await coded(callApi(sock, apiRoutes.identities), 'MESHD_API_RESPONSE_INVALID', 'failed');
-  await assert.rejects(callApi(sock, apiRoutes.identities), /GET \/v1\/identities: .*identities\[0\]\.id: /);
+  // …and names the route and the field path for whoever reads it.
+  await assert.rejects(callApi(sock, apiRoutes.identities), (e) => isMeshdError(e, 'MESHD_API_RESPONSE_INVALID') && /GET \/v1\/identities: .*identities\[0\]\.id: /.test(e.message));
   await coded(apiGet(join(dir, 'absent.sock'), '/v1/echo'), 'MESHD_AGENT_UNREACHABLE', 'unavailable');
 });
