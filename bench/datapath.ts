@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { EndpointManager } from '../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../src/datapath/endpoint/endpoint-manager.js';
 import { SockShortcut } from '../src/datapath/sock-shortcut.js';
 import { tempCgroup } from '../test/helpers/bpffs.js';
 import { CtKey } from '../src/datapath/maps.js';

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findEnvoy } from '../envoy/binary.js';
 import { EnvoySupervisor } from '../envoy/supervisor.js';
-import { EndpointManager } from '../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../src/datapath/endpoint/endpoint-manager.js';
 import type { EndpointPolicy, PolicyEntry } from '../src/policy/types.js';
 import { buildHttpConnectionManager } from '../src/proxy/http-connection-manager.js';
 import { removePolicyRouting } from '../src/proxy/policy-routing.js';

@@ -24,7 +24,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ServiceManager } from '../src/datapath/service-manager.js';
+import { ServiceManager } from '../src/datapath/lb/service-manager.js';
+import { endpointSlice } from '../src/k8s/endpoint-slice.js';
+import { mustParse } from '../src/k8s/kind.js';
+import { service as serviceKind } from '../src/k8s/service.js';
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 
@@ -77,13 +80,14 @@ const vipOf = (i: number): string => {
   const n = i + 1;
   return `10.96.${(n >> 8) & 255}.${n & 255}`.replace(/^10\.96\./, `10.${96 + (n >> 16)}.`);
 };
-const service = (i: number) => ({ metadata: { name: `s${i}`, namespace: 'bench' }, spec: { clusterIP: vipOf(i), ports: [{ name: 'http', port: 80 }] } });
-const slice = (i: number) => ({
-  metadata: { name: `s${i}-x`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `s${i}` } },
-  addressType: 'IPv4',
-  endpoints: BACKENDS.map((a) => ({ addresses: [a] })),
-  ports: [{ name: 'http', port: BACKEND_PORT }],
-});
+const service = (i: number) => mustParse(serviceKind, { metadata: { name: `s${i}`, namespace: 'bench' }, spec: { clusterIP: vipOf(i), ports: [{ name: 'http', port: 80 }] } });
+const slice = (i: number) =>
+  mustParse(endpointSlice, {
+    metadata: { name: `s${i}-x`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `s${i}` } },
+    addressType: 'IPv4',
+    endpoints: BACKENDS.map((a) => ({ addresses: [a] })),
+    ports: [{ name: 'http', port: BACKEND_PORT }],
+  });
 
 /** kube-proxy's chain names: a prefix and 16 base32 chars of a SHA-256. */
 function chain(prefix: string, text: string): string {
@@ -329,6 +333,7 @@ function renderDoc(args: Args, sizes: number[], meshd: Record<string, ConnectSta
     try {
       return execFileSync(args.iptables === 'legacy' ? 'iptables-legacy' : 'iptables', ['-V'], { encoding: 'utf8' }).trim();
     } catch {
+      // Only the report's header line: a missing or odd iptables binary must not lose the measurements.
       return 'iptables (version unknown)';
     }
   })();

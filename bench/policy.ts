@@ -93,15 +93,15 @@ function targetPolicy(port: number): PolicyDocument {
   return p.document;
 }
 
-function buildWorld(endpoints: number): PolicyEngine {
+async function buildWorld(endpoints: number): Promise<PolicyEngine> {
   const e = new PolicyEngine();
-  for (let i = 0; i < NAMESPACES; i++) e.upsertNamespace(`ns-${i}`, { env: i % 2 === 0 ? 'prod' : 'dev' });
+  for (let i = 0; i < NAMESPACES; i++) await e.upsertNamespace(`ns-${i}`, { env: i % 2 === 0 ? 'prod' : 'dev' });
   // 10 endpoints share the update target's identity; the rest spread over 499 app identities.
-  for (let r = 0; r < 10; r++) e.upsertEndpoint({ namespace: 'ns-0', name: `target-${r}`, labels: { app: 'bench-target' }, ips: [`10.255.0.${r + 1}`] });
+  for (let r = 0; r < 10; r++) await e.upsertEndpoint({ namespace: 'ns-0', name: `target-${r}`, labels: { app: 'bench-target' }, ips: [`10.255.0.${r + 1}`] });
   const apps = IDENTITIES - 1;
   for (let n = 0; n < endpoints - 10; n++) {
     const a = app(n % apps);
-    e.upsertEndpoint({ namespace: a.ns, name: `${a.app}-${n}`, labels: { app: a.app }, ips: [`10.${128 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`] });
+    await e.upsertEndpoint({ namespace: a.ns, name: `${a.app}-${n}`, labels: { app: a.app }, ips: [`10.${128 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`] });
   }
   return e;
 }
@@ -127,12 +127,12 @@ interface Run {
   entries: number;
 }
 
-function run(endpoints: number, docs: PolicyDocument[]): Run {
+async function run(endpoints: number, docs: PolicyDocument[]): Promise<Run> {
   const base = heapMb();
-  const e = buildWorld(endpoints);
+  const e = await buildWorld(endpoints);
   e.flush();
   const t0 = performance.now();
-  for (const d of docs) e.upsertPolicy(d);
+  for (const d of docs) await e.upsertPolicy(d);
   const compiled = e.flush();
   const compileMs = performance.now() - t0;
   const entries = compiled.reduce((n, p) => n + p.ingress.entries.length + p.egress.entries.length, 0);
@@ -145,7 +145,7 @@ function run(endpoints: number, docs: PolicyDocument[]): Run {
   for (let i = 0; i < 401; i++) {
     const before = e.stats.recomputedEndpoints;
     const t = performance.now();
-    e.upsertPolicy(targetPolicy(7000 + (i % 2)));
+    await e.upsertPolicy(targetPolicy(7000 + (i % 2)));
     const changed = e.flush();
     const dt = performance.now() - t;
     if (i > 0) times.push(dt); // the first adds the policy; the rest change it
@@ -154,11 +154,11 @@ function run(endpoints: number, docs: PolicyDocument[]): Run {
   }
 
   // The non-incremental alternative: after the same change, recompile every endpoint from scratch.
-  const e2 = buildWorld(endpoints);
+  const e2 = await buildWorld(endpoints);
   e2.flush();
   const t1 = performance.now();
-  for (const d of docs) e2.upsertPolicy(d);
-  e2.upsertPolicy(targetPolicy(7001));
+  for (const d of docs) await e2.upsertPolicy(d);
+  await e2.upsertPolicy(targetPolicy(7001));
   e2.flush();
   const fullRecomputeMs = performance.now() - t1;
   return { endpoints, compileMs, updateMs: median(times), recomputedPerUpdate: recomputed, fullRecomputeMs, heapMb: heap, entries };
@@ -166,12 +166,12 @@ function run(endpoints: number, docs: PolicyDocument[]): Run {
 
 const docs = policies();
 log(`policy engine: ${POLICIES} policies, ${IDENTITIES} identities`);
-const r5 = run(5000, docs);
+const r5 = await run(5000, docs);
 log(
   `  5,000 endpoints: full compile ${r5.compileMs.toFixed(0)} ms (${r5.entries} entries), heap +${r5.heapMb.toFixed(1)} MB; ` +
     `update ${r5.updateMs.toFixed(3)} ms (${r5.recomputedPerUpdate} endpoints recomputed) vs full recompute ${r5.fullRecomputeMs.toFixed(0)} ms`,
 );
-const r50 = run(50000, docs);
+const r50 = await run(50000, docs);
 log(
   ` 50,000 endpoints: full compile ${r50.compileMs.toFixed(0)} ms (${r50.entries} entries), heap +${r50.heapMb.toFixed(1)} MB; ` +
     `update ${r50.updateMs.toFixed(3)} ms (${r50.recomputedPerUpdate} endpoints recomputed) vs full recompute ${r50.fullRecomputeMs.toFixed(0)} ms`,

@@ -18,6 +18,7 @@ function mtime(path) {
   try {
     return statSync(path).mtimeMs;
   } catch {
+    // A file that cannot be read counts as older than anything: the caller then rebuilds or falls back.
     return -1;
   }
 }
@@ -31,6 +32,7 @@ async function runBundle() {
     try {
       cachedData = readFileSync(cachePath);
     } catch {
+      // A cache that vanished between the two calls is only a slower start.
       cachedData = undefined;
     }
   }
@@ -61,6 +63,7 @@ function newestModule() {
     try {
       names = readdirSync(path);
     } catch {
+      // A directory that is not there holds nothing newer.
       continue;
     }
     for (const n of names) if (n.endsWith('.js') && !n.endsWith('.test.js')) newest = Math.max(newest, mtime(path + n));

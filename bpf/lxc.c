@@ -29,7 +29,7 @@
 
 static __always_inline __u32 meshd_identity_from_mark(__u32 mark)
 {
-	return (mark >> 16) | ((mark & 0xFF) << 16);
+	return (mark >> MESHD_MARK_IDENTITY_SHIFT) | ((mark & MESHD_MARK_IDENTITY_HIGH_MASK) << MESHD_MARK_IDENTITY_SHIFT);
 }
 
 /* The policy's answer for a connection, default deny applied. */

@@ -17,7 +17,7 @@
  * cookie is what leaves it alone, so its ClusterIP stays a ClusterIP for
  * Istio's sidecar or ztunnel to intercept.
  *
- * Tunables are read-only globals set by the loader (src/datapath/sock-lb.ts).
+ * Tunables are read-only globals set by the loader (src/datapath/lb/sock-lb.ts).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

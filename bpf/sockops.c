@@ -20,6 +20,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "counter.h"
 #include "datapath.h"
 #include "endpoint.h"
 
@@ -36,20 +37,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_sock_hash SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MESHD_SK_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} meshd_sk_stats SEC(".maps");
+MESHD_PERCPU_COUNTERS(meshd_sk_stats, MESHD_SK_STAT_MAX);
 
 static __always_inline void meshd_sk_count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&meshd_sk_stats, &slot);
-
-	if (v)
-		*v += 1;
+	meshd_percpu_inc(&meshd_sk_stats, slot);
 }
 
 /* remote_port holds the network-order port in its upper 16 bits (see

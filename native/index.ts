@@ -22,9 +22,20 @@
  * Every failure is a BpfError: `errno`, `code` ("EPERM", …), `syscall` (what
  * was being done) and `libbpfLog` (libbpf's own output, the verifier log on a
  * failed load).
+ *
+ * The host's addresses (rtnetlink, which Node lacks), validated here:
+ *
+ *   const now = dumpAddresses();                         // HostAddress[]
+ *   const w = watchAddresses((events) => …, (err) => …);  // AddressEvent[] as they happen
+ *   w.close();
  */
 import { createRequire } from 'node:module';
+import type { z } from 'zod';
+import { MeshdError } from '../src/util/errors.js';
 import { repoPath } from '../src/util/paths.js';
+import { addressEventSchema, hostAddressSchema, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
+
+export { AddressScope, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
 
 export interface ProgramInfo {
   name: string;
@@ -43,6 +54,8 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /** map_flags as declared (BPF_F_NO_PREALLOC, …): with type, sizes and maxEntries, what a reused pin must match. */
+  flags: number;
   /** -1 until the object is loaded. */
   fd: number;
   /** <pinRoot>/<name> for maps declared with LIBBPF_PIN_BY_NAME when a pinRoot was given. */
@@ -127,6 +140,14 @@ export interface RingBufferReaderHandle {
   ref(): void;
 }
 
+export interface AddressWatcherHandle {
+  /** Idempotent; events still queued for the JS thread are dropped. */
+  close(): void;
+  /** Do (not) keep the process alive while open. */
+  unref(): void;
+  ref(): void;
+}
+
 export interface TestRunResult {
   retval: number;
   durationNs: number;
@@ -137,6 +158,10 @@ export interface NativeAddon {
   BpfObject: new (path: string, opts?: { pinRoot?: string }) => BpfObjectHandle;
   /** Calls onEvents on the JS thread with each batch of records (copies). */
   RingBufferReader: new (mapFd: number, onEvents: (events: Buffer[]) => void, opts?: { maxPending?: number }) => RingBufferReaderHandle;
+  /** Every IPv4/IPv6 address of this network namespace (one RTM_GETADDR dump); see dumpAddresses(). */
+  addrDump(): unknown[];
+  /** RTM_NEWADDR/RTM_DELADDR notifications, in batches, on the JS thread; see watchAddresses(). */
+  AddressWatcher: new (onEvents: (events: unknown[]) => void) => AddressWatcherHandle;
   libbpfVersion(): string;
   progTestRun(progFd: number, data: Buffer, opts?: { repeat?: number; dataSizeOut?: number }): TestRunResult;
 
@@ -230,7 +255,7 @@ function loadAddon(): NativeAddon {
     return require(addonPath) as NativeAddon; // the addon's shape is fixed by native/src; this is its typing
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
-    throw new Error(`meshd native addon not loadable (${why}); run "npm run setup" to build it`);
+    throw new MeshdError('MESHD_NATIVE_UNAVAILABLE', `meshd native addon not loadable (${why}); run "npm run setup" to build it`, { kind: 'unavailable', cause: e });
   }
 }
 
@@ -358,4 +383,50 @@ export function detachTc(a: TcAttachment): void {
     return;
   }
   native.tcDetachLegacy(a.ifindex, a.direction, { priority: a.priority, handle: a.handle });
+}
+
+// ---- the host's addresses (native/src/netlink.cc) ------------------------------------------------
+
+function netlinkFailure(what: string, e: unknown): NetlinkError {
+  const errno = e instanceof Error && 'errno' in e && typeof e.errno === 'number' ? e.errno : 0;
+  return new NetlinkError(`${what}: ${e instanceof Error ? e.message : String(e)}`, errno, e);
+}
+
+function parseNetlink<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new NetlinkError(`${what}: unexpected shape at ${r.error.issues.map((i) => i.path.join('.')).join(', ')}`, undefined, r.error);
+  return r.data;
+}
+
+/** Every IPv4/IPv6 address of every interface in this process's network namespace. */
+export function dumpAddresses(): HostAddress[] {
+  let raw: unknown[];
+  try {
+    raw = native.addrDump();
+  } catch (e) {
+    throw netlinkFailure('address dump', e);
+  }
+  return raw.map((a) => parseNetlink(hostAddressSchema, a, 'address dump'));
+}
+
+/**
+ * Address changes of this network namespace as they happen, in batches. Events are validated; a
+ * batch that is not is reported to onError whole (and should be treated as an overrun). The watcher
+ * keeps the process alive until close() unless unref()'d.
+ */
+export function watchAddresses(onEvents: (events: AddressEvent[]) => void, onError: (err: NetlinkError) => void): AddressWatcherHandle {
+  try {
+    return new native.AddressWatcher((raw) => {
+      let events: AddressEvent[];
+      try {
+        events = raw.map((e) => parseNetlink(addressEventSchema, e, 'address event'));
+      } catch (e) {
+        onError(e instanceof NetlinkError ? e : netlinkFailure('address event', e));
+        return;
+      }
+      onEvents(events);
+    });
+  } catch (e) {
+    throw netlinkFailure('address watcher', e);
+  }
 }

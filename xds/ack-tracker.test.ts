@@ -28,13 +28,13 @@ test('AckTracker: status shows last sent, ACKed and NACKed per type, and open st
 test('AckTracker.waitFor: resolves when the condition holds, rejects with the condition\'s error, times out', async () => {
   const t = new AckTracker();
   const acked = t.waitFor('n1', (s) => s.types.clusters?.acked?.version === 'v1');
-  const failed = t.waitFor('n1', (s) => (s.types.clusters?.nacked ? new XdsError('NACKED', s.types.clusters.nacked.message) : false));
+  const failed = t.waitFor('n1', (s) => (s.types.clusters?.nacked ? new XdsError('MESHD_XDS_NACKED', s.types.clusters.nacked.message) : false));
   t.acked(node, 'clusters', info('v1', 1));
   await acked;
   t.nacked(node, 'clusters', info('v2', 2), 'nope');
-  await assert.rejects(failed, (e: unknown) => isXdsError(e, 'NACKED') && e.message === 'nope');
+  await assert.rejects(failed, (e: unknown) => isXdsError(e, 'MESHD_XDS_NACKED') && e.message === 'nope');
   await assert.rejects(
     t.waitFor('n1', () => false, { timeoutMs: 20 }),
-    (e: unknown) => isXdsError(e, 'ACK_TIMEOUT'),
+    (e: unknown) => isXdsError(e, 'MESHD_XDS_ACK_TIMEOUT'),
   );
 });

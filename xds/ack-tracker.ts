@@ -136,11 +136,11 @@ export class AckTracker {
         if (r === true) done();
         else if (r instanceof XdsError) done(r);
       };
-      const onAbort = (): void => done(new XdsError('ABORTED', `waiting for node ${nodeId} aborted`));
+      const onAbort = (): void => done(new XdsError('MESHD_XDS_ABORTED', `waiting for node ${nodeId} aborted`));
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort);
       if (opts.timeoutMs !== undefined) {
-        timer = setTimeout(() => done(new XdsError('ACK_TIMEOUT', `node ${nodeId}: not ACKed within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+        timer = setTimeout(() => done(new XdsError('MESHD_XDS_ACK_TIMEOUT', `node ${nodeId}: not ACKed within ${opts.timeoutMs} ms`)), opts.timeoutMs);
       }
       this.waiters.add(check);
       check();

@@ -32,7 +32,7 @@ test('setSnapshot: an inconsistent snapshot is refused and the previous one stay
   assert.throws(
     () => cache.setSnapshot('n1', bad),
     (e: unknown) =>
-      isXdsError(e, 'SNAPSHOT_INCONSISTENT') &&
+      isXdsError(e, 'MESHD_XDS_SNAPSHOT_INCONSISTENT') &&
       e.problems.some((p) => p.includes('route configuration "r" is not in the snapshot')) &&
       e.problems.some((p) => p.includes('EDS load assignment "a" is not in the snapshot')),
   );

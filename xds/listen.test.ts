@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { isMeshdError } from '../src/util/errors.js';
 import { isXdsError } from './errors.js';
 import { parseListenAddress, prepareUnixSocket } from './listen.js';
 import { XdsServer } from './server.js';
@@ -16,7 +17,7 @@ test('parseListenAddress: unix paths and loopback host:port; anything else is re
   assert.deepEqual(parseListenAddress('[::1]:0'), { kind: 'tcp', host: '::1', port: 0 });
   assert.deepEqual(parseListenAddress('localhost:5'), { kind: 'tcp', host: 'localhost', port: 5 });
   for (const bad of ['0.0.0.0:18000', '10.0.0.1:1', 'unix:', '127.0.0.1', '127.0.0.1:99999', 'x']) {
-    assert.throws(() => parseListenAddress(bad), (e: unknown) => isXdsError(e, 'LISTEN_ADDRESS'), bad);
+    assert.throws(() => parseListenAddress(bad), (e: unknown) => isXdsError(e, 'MESHD_XDS_LISTEN_ADDRESS'), bad);
   }
 });
 
@@ -30,7 +31,7 @@ test('unix socket: directory created, mode 0600, stale socket replaced, live soc
   const other = createServer();
   await new Promise<void>((res) => other.listen(path, res));
   const refused = new XdsServer({ log: new MemoryLogger() });
-  await assert.rejects(refused.listen(`unix:${path}`), (e: unknown) => isXdsError(e, 'SOCKET_IN_USE'));
+  await assert.rejects(refused.listen(`unix:${path}`), (e: unknown) => isXdsError(e, 'MESHD_XDS_SOCKET_IN_USE'));
   await refused.close();
   await new Promise<void>((res) => other.close(() => res()));
 
@@ -44,15 +45,16 @@ test('unix socket: directory created, mode 0600, stale socket replaced, live soc
   assert.equal(bound.target, `unix:${path}.dead`);
   assert.equal(statSync(`${path}.dead`).mode & 0o777, 0o600);
   assert.equal(statSync(join(dir, 'deep')).mode & 0o777, 0o700);
+  await assert.rejects(server.listen(`unix:${path}.other`), (e: unknown) => isXdsError(e, 'MESHD_XDS_ALREADY_LISTENING') && isMeshdError(e) && e.kind === 'conflict');
 
   const file = join(dir, 'not-a-socket');
   writeFileSync(file, 'keep me');
   const onFile = new XdsServer({ log: new MemoryLogger() });
-  await assert.rejects(onFile.listen(`unix:${file}`), (e: unknown) => isXdsError(e, 'NOT_A_SOCKET'));
+  await assert.rejects(onFile.listen(`unix:${file}`), (e: unknown) => isXdsError(e, 'MESHD_XDS_NOT_A_SOCKET'));
   await onFile.close();
   assert.equal(statSync(file).size, 7, 'file untouched');
 
   await server.close();
-  assert.throws(() => statSync(`${path}.dead`), /ENOENT/, 'socket removed on close');
+  assert.throws(() => statSync(`${path}.dead`), { code: 'ENOENT' }, 'socket removed on close');
   await server.close(); // idempotent
 });

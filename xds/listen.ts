@@ -25,17 +25,17 @@ function isLoopback(host: string): boolean {
 export function parseListenAddress(s: string): ListenAddress {
   if (s.startsWith('unix:')) {
     const path = s.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
-    if (path === '') throw new XdsError('LISTEN_ADDRESS', `"${s}": unix: needs a path`);
+    if (path === '') throw new XdsError('MESHD_XDS_LISTEN_ADDRESS', `"${s}": unix: needs a path`);
     return { kind: 'unix', path: resolve(path) };
   }
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!m || !host || !Number.isInteger(port) || port > 65535) {
-    throw new XdsError('LISTEN_ADDRESS', `"${s}": expected unix:PATH or HOST:PORT`);
+    throw new XdsError('MESHD_XDS_LISTEN_ADDRESS', `"${s}": expected unix:PATH or HOST:PORT`);
   }
   if (!isLoopback(host)) {
-    throw new XdsError('LISTEN_ADDRESS', `"${s}": only loopback addresses are served (xDS carries the node's whole proxy configuration)`);
+    throw new XdsError('MESHD_XDS_LISTEN_ADDRESS', `"${s}": only loopback addresses are served (xDS carries the node's whole proxy configuration)`);
   }
   return { kind: 'tcp', host, port };
 }
@@ -71,11 +71,12 @@ export async function prepareUnixSocket(path: string): Promise<void> {
   let st;
   try {
     st = lstatSync(path);
-  } catch {
-    return; // nothing there
+  } catch (e) {
+    if (typeof e === 'object' && e !== null && 'code' in e && e.code === 'ENOENT') return; // nothing there
+    throw e;
   }
-  if (!st.isSocket()) throw new XdsError('NOT_A_SOCKET', `${path} exists and is not a socket; not replacing it`);
-  if (await answers(path)) throw new XdsError('SOCKET_IN_USE', `${path}: another server is listening on it`);
+  if (!st.isSocket()) throw new XdsError('MESHD_XDS_NOT_A_SOCKET', `${path} exists and is not a socket; not replacing it`);
+  if (await answers(path)) throw new XdsError('MESHD_XDS_SOCKET_IN_USE', `${path}: another server is listening on it`);
   unlinkSync(path);
 }
 

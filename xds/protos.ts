@@ -97,7 +97,7 @@ export function xdsProtos(): protobuf.Root {
   const dirs = protoIncludeDirs();
   const envoyApi = dirs[0];
   if (!envoyApi || !existsSync(envoyApi)) {
-    throw new XdsError('PROTO_LOAD', `Envoy protos not found at ${String(envoyApi)} (is @grpc/grpc-js-xds installed?)`);
+    throw new XdsError('MESHD_XDS_PROTO_LOAD', `Envoy protos not found at ${String(envoyApi)} (is @grpc/grpc-js-xds installed?)`);
   }
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
@@ -125,7 +125,7 @@ export function xdsProtos(): protobuf.Root {
     root.lookupService('envoy.service.discovery.v3.AggregatedDiscoveryService');
     root.lookupType('envoy.service.discovery.v3.DeltaDiscoveryResponse');
   } catch (e) {
-    throw new XdsError('PROTO_LOAD', `discovery protos missing: ${e instanceof Error ? e.message : String(e)}`);
+    throw new XdsError('MESHD_XDS_PROTO_LOAD', `discovery protos missing: ${e instanceof Error ? e.message : String(e)}`);
   }
   cached = { root, skipped };
   return root;

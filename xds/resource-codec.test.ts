@@ -67,7 +67,7 @@ function problemsOf(resource: unknown): readonly string[] {
   try {
     codec.pack(resource, 'resources.listeners[0]');
   } catch (e) {
-    assert.ok(isXdsError(e, 'RESOURCE_INVALID'), String(e));
+    assert.ok(isXdsError(e, 'MESHD_XDS_RESOURCE_INVALID'), String(e));
     return e.problems;
   }
   assert.fail('expected RESOURCE_INVALID');

@@ -67,6 +67,7 @@ export class ResourceCodec {
     try {
       return this.root.lookupType(messageNameOf(typeUrlOrName));
     } catch {
+      // protobufjs throws for a name it lacks; "lacks it" is the answer asked for
       return undefined;
     }
   }
@@ -80,7 +81,7 @@ export class ResourceCodec {
     const problems: string[] = [];
     const any = this.packAny(resource, path, problems);
     if (problems.length > 0 || any === undefined) {
-      throw new XdsError('RESOURCE_INVALID', `${problems[0] ?? `${path}: does not encode`}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
+      throw new XdsError('MESHD_XDS_RESOURCE_INVALID', `${problems[0] ?? `${path}: does not encode`}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
     }
     return any;
   }
@@ -88,7 +89,7 @@ export class ResourceCodec {
   /** Decodes an Any back into JSON (for tests and debugging; Durations come back as {seconds, nanos}). */
   unpack(any: AnyMessage): Plain {
     const type = this.typeOf(any.type_url);
-    if (!type) throw new XdsError('UNKNOWN_TYPE', `no message type for ${any.type_url}`);
+    if (!type) throw new XdsError('MESHD_XDS_UNKNOWN_TYPE', `no message type for ${any.type_url}`);
     const obj = type.toObject(type.decode(any.value), { longs: String, enums: String, bytes: String, json: true, arrays: false });
     return { '@type': any.type_url, ...obj };
   }

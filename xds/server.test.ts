@@ -149,11 +149,11 @@ test('server: per-type services (CDS stream without type_url, LDS delta, unary F
 test('server: waitForAck times out, aborts, and resolves on ACK', async (t) => {
   const { server, client } = await started(t);
   server.setSnapshot('n1', basicSnapshot('v1'));
-  await assert.rejects(server.waitForAck('n1', 'v1', { timeoutMs: 50 }), (e: unknown) => isXdsError(e, 'ACK_TIMEOUT'));
+  await assert.rejects(server.waitForAck('n1', 'v1', { timeoutMs: 50 }), (e: unknown) => isXdsError(e, 'MESHD_XDS_ACK_TIMEOUT'));
   const ac = new AbortController();
   const aborted = server.waitForAck('n1', 'v1', { signal: ac.signal });
   ac.abort();
-  await assert.rejects(aborted, (e: unknown) => isXdsError(e, 'ABORTED'));
+  await assert.rejects(aborted, (e: unknown) => isXdsError(e, 'MESHD_XDS_ABORTED'));
 
   const s = sotwStream(client);
   t.after(() => s.end());
@@ -173,7 +173,7 @@ test('server: a snapshot that does not encode is rejected with its path and coun
   bad.resources.clusters = [{ ...cluster('a', true), conect_timeout: '1s' }];
   assert.throws(
     () => server.setSnapshot('n1', bad),
-    (e: unknown) => isXdsError(e, 'SNAPSHOT_INVALID') && e.problems[0] === 'resources.clusters[0].conect_timeout: unknown field of envoy.config.cluster.v3.Cluster',
+    (e: unknown) => isXdsError(e, 'MESHD_XDS_SNAPSHOT_INVALID') && e.problems[0] === 'resources.clusters[0].conect_timeout: unknown field of envoy.config.cluster.v3.Cluster',
   );
   assert.equal(server.cache.getSnapshot('n1')?.snapshot.version, 'v1');
   assert.match(await server.metrics.registry.getSingleMetricAsString('meshd_xds_snapshots_total'), /result="rejected"\} 1/);

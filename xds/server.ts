@@ -76,6 +76,7 @@ function inode(path: string): number | undefined {
   try {
     return lstatSync(path).ino;
   } catch {
+    // no file (or none we may see): there is no inode to compare with
     return undefined;
   }
 }
@@ -221,7 +222,7 @@ export class XdsServer {
    * socket replaced) or a loopback `HOST:PORT` (port 0 picks one).
    */
   async listen(address: string | ListenAddress = DEFAULT_LISTEN): Promise<BoundAddress> {
-    if (this.bound) throw new XdsError('LISTEN_ADDRESS', `already listening on ${this.bound.target}`);
+    if (this.bound) throw new XdsError('MESHD_XDS_ALREADY_LISTENING', `already listening on ${this.bound.target}`);
     const a = typeof address === 'string' ? parseListenAddress(address) : address;
     if (a.kind === 'unix') await prepareUnixSocket(a.path);
     const port = await new Promise<number>((res, rej) => {
@@ -280,7 +281,7 @@ export class XdsServer {
           if (ok) continue;
           const n = t?.nacked;
           if (n && n.seq >= target.seq && (!acked || n.nackedAt >= acked.ackedAt)) {
-            return new XdsError('NACKED', `node ${nodeId} rejected ${k} of snapshot ${n.snapshotVersion}: ${n.message}`);
+            return new XdsError('MESHD_XDS_NACKED', `node ${nodeId} rejected ${k} of snapshot ${n.snapshotVersion}: ${n.message}`);
           }
           return false;
         }

@@ -12,7 +12,7 @@ function problems(text: string): readonly string[] {
   try {
     parseSnapshotText(text, 'snap.json');
   } catch (e) {
-    assert.ok(isXdsError(e, 'SNAPSHOT_FILE'), String(e));
+    assert.ok(isXdsError(e, 'MESHD_XDS_SNAPSHOT_FILE'), String(e));
     assert.match(e.message, /^snap\.json: /);
     return e.problems;
   }
@@ -41,7 +41,7 @@ test('snapshot file: every kind of problem comes with its JSON path', () => {
 });
 
 test('snapshot file: a missing file is an error naming it', () => {
-  assert.throws(() => loadSnapshotFile('/nonexistent/snap.json'), (e: unknown) => isXdsError(e, 'SNAPSHOT_FILE') && e.message.startsWith('/nonexistent/snap.json: cannot read'));
+  assert.throws(() => loadSnapshotFile('/nonexistent/snap.json'), (e: unknown) => isXdsError(e, 'MESHD_XDS_SNAPSHOT_FILE') && e.message.startsWith('/nonexistent/snap.json: cannot read'));
 });
 
 test('watchSnapshotFile: reloads on replace, reports a bad edit, skips unchanged content', async (t) => {

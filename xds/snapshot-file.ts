@@ -35,7 +35,7 @@ function jsonPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 function fail(file: string, problems: string[]): never {
-  throw new XdsError('SNAPSHOT_FILE', `${file}: ${problems[0] ?? 'invalid'}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
+  throw new XdsError('MESHD_XDS_SNAPSHOT_FILE', `${file}: ${problems[0] ?? 'invalid'}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
 }
 
 /** Parses and fully validates snapshot text; `file` only names it in errors. */
@@ -107,7 +107,7 @@ export function watchSnapshotFile(
       onSnapshot(parseSnapshotText(buf.toString('utf8'), file));
     } catch (e) {
       if (e instanceof XdsError) onError(e);
-      else onError(new XdsError('SNAPSHOT_FILE', `${file}: ${e instanceof Error ? e.message : String(e)}`));
+      else onError(new XdsError('MESHD_XDS_SNAPSHOT_FILE', `${file}: ${e instanceof Error ? e.message : String(e)}`));
     }
   };
   const w: FSWatcher = watch(dirname(abs), (_event, name) => {

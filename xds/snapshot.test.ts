@@ -20,7 +20,7 @@ test('buildSnapshot: duplicate names, missing names and misplaced types are all 
   assert.throws(
     () => buildSnapshot(input),
     (e: unknown) =>
-      isXdsError(e, 'SNAPSHOT_INVALID') &&
+      isXdsError(e, 'MESHD_XDS_SNAPSHOT_INVALID') &&
       e.problems.length === 3 &&
       e.problems[0] === 'resources.clusters[1].name: duplicate name "a"' &&
       e.problems[1] === 'resources.clusters[2].name: required (it names the resource)' &&

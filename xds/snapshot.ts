@@ -107,7 +107,7 @@ export function buildSnapshot(input: SnapshotInput, codec: ResourceCodec = defau
     types[kind] = { items, hash: typeHash(items) };
   }
   if (problems.length > 0) {
-    throw new XdsError('SNAPSHOT_INVALID', `snapshot ${JSON.stringify(input.version)}: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
+    throw new XdsError('MESHD_XDS_SNAPSHOT_INVALID', `snapshot ${JSON.stringify(input.version)}: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
   }
   return { version: input.version, types };
 }
@@ -167,7 +167,7 @@ export function edsServiceName(cluster: Readonly<Record<string, unknown>>): stri
 export function checkConsistency(snap: Snapshot): void {
   const problems = consistencyProblems(snap);
   if (problems.length > 0) {
-    throw new XdsError('SNAPSHOT_INCONSISTENT', `snapshot ${JSON.stringify(snap.version)}: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
+    throw new XdsError('MESHD_XDS_SNAPSHOT_INCONSISTENT', `snapshot ${JSON.stringify(snap.version)}: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
   }
 }
 

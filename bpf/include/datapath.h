@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Structs and constants shared by the endpoint datapath (bpf/lxc.c,
- * bpf/sockops.c) and the agent. Mirrors: src/datapath/maps.ts (codecs,
- * checked against this object's BTF by test/integration/datapath-codec.test.ts)
- * and src/datapath/constants.ts.
+ * bpf/sockops.c) and the agent. Mirrors: src/datapath/maps.ts (struct codecs)
+ * and src/datapath/abi.ts (enums); test/integration/bpf-abi.test.ts checks
+ * both against the BTF of the compiled objects.
  *
  * Byte order: fields typed __be16/__be32 and addresses are network order; all
  * other integers are host order.
@@ -15,49 +15,88 @@
 #define TC_ACT_SHOT 2
 #endif
 
+/* Constants shared with the agent are enums, never #defines: enums land in
+ * the object's BTF (anchored by meshd_datapath_abi below), where
+ * test/integration/bpf-abi.test.ts compares every one with its mirror in
+ * src/datapath/abi.ts. */
+
 /* Reserved identities (numbering as Cilium's). */
-#define MESHD_ID_UNKNOWN 0
-#define MESHD_ID_HOST 1
-#define MESHD_ID_WORLD 2
+enum meshd_identity_reserved {
+	MESHD_ID_UNKNOWN = 0,
+	MESHD_ID_HOST = 1,
+	MESHD_ID_WORLD = 2,
+};
 
 /* Directions, from the endpoint's point of view. */
-#define MESHD_DIR_INGRESS 0 /* entering the pod */
-#define MESHD_DIR_EGRESS 1  /* leaving the pod */
+enum meshd_dir {
+	MESHD_DIR_INGRESS = 0, /* entering the pod */
+	MESHD_DIR_EGRESS = 1,  /* leaving the pod */
+};
 
 /* Policy verdicts stored in policy and conntrack values. */
-#define MESHD_VERDICT_ALLOW 1
-#define MESHD_VERDICT_DENY 2
-#define MESHD_VERDICT_REDIRECT 3
+enum meshd_verdict {
+	MESHD_VERDICT_ALLOW = 1,
+	MESHD_VERDICT_DENY = 2,
+	MESHD_VERDICT_REDIRECT = 3,
+};
 
 /* meshd_endpoint.flags */
-#define MESHD_EP_DEFAULT_DENY_INGRESS (1U << 0)
-#define MESHD_EP_DEFAULT_DENY_EGRESS (1U << 1)
+enum meshd_ep_flag {
+	MESHD_EP_DEFAULT_DENY_INGRESS = 1 << 0,
+	MESHD_EP_DEFAULT_DENY_EGRESS = 1 << 1,
+};
 
 /* meshd_config.flags */
-#define MESHD_CFG_PER_PACKET_LB (1U << 0) /* socketLB.hostNamespaceOnly=true */
-#define MESHD_CFG_SOCKMAP_SHORTCUT (1U << 1)
+enum meshd_cfg_flag {
+	MESHD_CFG_PER_PACKET_LB = 1 << 0, /* socketLB.hostNamespaceOnly=true */
+	MESHD_CFG_SOCKMAP_SHORTCUT = 1 << 1,
+};
 
-/* skb->mark layout. Bits 8..11 carry a magic; with MESHD_MARK_MAGIC_IDENTITY
- * the proxy's upstream sockets carry the original source identity (bits
- * 16..31 its low 16 bits, bits 0..7 its bits 16..23) so that the
- * destination's ingress policy sees the client, not the node. */
-#define MESHD_MARK_MAGIC_MASK 0x0F00
-#define MESHD_MARK_MAGIC_IDENTITY 0x0A00
+/* meshd_ct_entry.flags */
+enum meshd_ct_flag {
+	/* remote_identity is not the ipcache's for the remote address: it came
+	 * from the proxy's mark, or the connection kept a service VIP for the
+	 * proxy */
+	MESHD_CT_F_STORED_IDENTITY = 1 << 0,
+};
+
+/* skb->mark layout, shared with the node proxy (SO_MARK on its upstream
+ * sockets) and the policy routing rule. Bits 8..11 carry a magic. With
+ * MESHD_MARK_MAGIC_IDENTITY the mark carries the original source identity,
+ * its low 16 bits in bits 16..31 and its bits 16..23 in bits 0..7, so that
+ * the destination's ingress policy sees the client, not the node.
+ * MESHD_MARK_MAGIC_PROXY is the default of meshd_config.proxy_mark: packets
+ * assigned to the proxy (the agent may configure another magic). */
+enum meshd_mark {
+	MESHD_MARK_MAGIC_MASK = 0x0F00,
+	MESHD_MARK_MAGIC_IDENTITY = 0x0A00,
+	MESHD_MARK_MAGIC_PROXY = 0x0B00,
+	/* identity bits 0..15 <-> mark bits 16..31; identity bits 16..23 <->
+	 * mark bits 0..7: one shift by 16 each way */
+	MESHD_MARK_IDENTITY_SHIFT = 16,
+	MESHD_MARK_IDENTITY_HIGH_MASK = 0xFF, /* mark bits 0..7 */
+};
 
 /* meshd_metrics (per-CPU array) slots: dropped packets by direction and
  * reason, then new connections allowed and redirected to the proxy, by
  * direction. Counted even when the ring buffer is full; established packets
  * are counted per connection in conntrack, not here. */
-#define MESHD_METRIC_REASONS 16
+enum meshd_metric {
+	MESHD_METRIC_REASONS = 16, /* drop slots per direction; a power of two */
+	MESHD_METRIC_NEW_ALLOWED_BASE = 2 * MESHD_METRIC_REASONS,
+	MESHD_METRIC_NEW_REDIRECTED_BASE = 2 * MESHD_METRIC_REASONS + 2,
+	MESHD_METRIC_MAX = 2 * MESHD_METRIC_REASONS + 4,
+};
 #define MESHD_METRIC_DROP(dir, reason) ((dir) * MESHD_METRIC_REASONS + ((reason) & (MESHD_METRIC_REASONS - 1)))
-#define MESHD_METRIC_NEW_ALLOWED(dir) (2 * MESHD_METRIC_REASONS + (dir))
-#define MESHD_METRIC_NEW_REDIRECTED(dir) (2 * MESHD_METRIC_REASONS + 2 + (dir))
-#define MESHD_METRIC_MAX (2 * MESHD_METRIC_REASONS + 4)
+#define MESHD_METRIC_NEW_ALLOWED(dir) (MESHD_METRIC_NEW_ALLOWED_BASE + (dir))
+#define MESHD_METRIC_NEW_REDIRECTED(dir) (MESHD_METRIC_NEW_REDIRECTED_BASE + (dir))
 
-/* Ring buffer event types. */
-#define MESHD_EVENT_DROP 1
-#define MESHD_EVENT_VERDICT 2
-#define MESHD_EVENT_REDIRECT 3
+/* Ring buffer event types (meshd_flow_event.type). */
+enum meshd_event_type {
+	MESHD_EVENT_DROP = 1,
+	MESHD_EVENT_VERDICT = 2,
+	MESHD_EVENT_REDIRECT = 3,
+};
 
 /* LPM key for the ipcache: prefixlen counts family + pad (32 bits) + address bits. */
 struct meshd_ipcache_key {
@@ -163,8 +202,10 @@ struct meshd_flow_event {
  * forward entry maps a pod's connection to a VIP (original tuple, dir FWD)
  * to the chosen backend; the reverse entry maps the backend's replies (reply
  * tuple, dir REV) back to the VIP. Addresses as in meshd_ct_key. */
-#define MESHD_NAT_FWD 0
-#define MESHD_NAT_REV 1
+enum meshd_nat_dir {
+	MESHD_NAT_FWD = 0,
+	MESHD_NAT_REV = 1,
+};
 
 struct meshd_nat_key {
 	__u8 saddr[16];
@@ -194,10 +235,30 @@ struct meshd_sock_key {
 	__u32 family;
 };
 
-/* meshd_sk_stats slots */
-#define MESHD_SK_STAT_INSERTED 0
-#define MESHD_SK_STAT_REDIRECTED 1
-#define MESHD_SK_STAT_PASSED 2
-#define MESHD_SK_STAT_MAX 3
+/* meshd_sk_stats (per-CPU array) slots */
+enum meshd_sk_stat {
+	MESHD_SK_STAT_INSERTED = 0,
+	MESHD_SK_STAT_REDIRECTED = 1,
+	MESHD_SK_STAT_PASSED = 2,
+	MESHD_SK_STAT_MAX = 3,
+};
+
+/* BTF keeps an enum only if something typed with it is emitted: this
+ * read-only global, never read by a program, puts every enum above in the
+ * BTF of each object that includes this header. */
+struct meshd_datapath_abi {
+	enum meshd_identity_reserved identity;
+	enum meshd_dir dir;
+	enum meshd_verdict verdict;
+	enum meshd_ep_flag ep_flag;
+	enum meshd_cfg_flag cfg_flag;
+	enum meshd_ct_flag ct_flag;
+	enum meshd_mark mark;
+	enum meshd_metric metric;
+	enum meshd_event_type event_type;
+	enum meshd_nat_dir nat_dir;
+	enum meshd_sk_stat sk_stat;
+};
+const volatile struct meshd_datapath_abi meshd_datapath_abi = {};
 
 #endif

@@ -2,9 +2,9 @@
 /* Drop reasons of the endpoint datapath (bpf/lxc.c).
  *
  * One family, UPPER_SNAKE, values stable across releases: they travel in ring
- * buffer events and in metrics. Mirror: src/datapath/drop-reasons.ts (a unit
- * test compares the two files, so a reason added here without its mirror
- * fails the tests).
+ * buffer events and in metrics. Mirror: src/datapath/abi.ts (DropReason);
+ * test/integration/bpf-abi.test.ts compares it with the enum in the compiled
+ * object's BTF, so a reason added here without its mirror fails the tests.
  */
 #ifndef MESHD_DROP_REASONS_H
 #define MESHD_DROP_REASONS_H
@@ -32,5 +32,8 @@ enum meshd_drop_reason {
 	MESHD_DROP_NAT_FAILED = 9,
 	MESHD_DROP_MAX = 10,
 };
+
+/* Keeps the enum in the object's BTF (see meshd_datapath_abi); never read. */
+const volatile enum meshd_drop_reason meshd_drop_reason_abi = MESHD_DROP_UNSPEC;
 
 #endif

@@ -1,7 +1,8 @@
 /* Service load balancing at the socket layer: the maps' keys and values.
  *
- * Shared between bpf/sock.c (and bpf/lib/lb.h) and src/datapath/lb-maps.ts,
- * whose codecs a test compares with this object's BTF field by field.
+ * Shared between bpf/sock.c (and bpf/lib/lb.h) and src/datapath/lb/lb-maps.ts
+ * (struct codecs) and src/datapath/abi.ts (enums), which
+ * test/integration/bpf-abi.test.ts compares with sock.o's BTF.
  *
  * Addresses are 16 bytes in every struct: IPv6 as is, IPv4 as IPv4-mapped
  * IPv6 (::ffff:a.b.c.d), so one set of maps serves both families and a v6
@@ -16,23 +17,30 @@
 #ifndef MESHD_LB_H
 #define MESHD_LB_H
 
-/* Maglev lookup-table size: a prime, ~ 100x the backends a Maglev service is
- * expected to have for an even spread (Maglev paper, section 3.4). */
-#define MESHD_LB_MAGLEV_M 1021
-
-/* Backend slots a single service may have (slots are __u16; the agent caps). */
-#define MESHD_LB_MAX_SLOTS 4096
+/* Constants shared with the agent are enums (see bpf/include/datapath.h):
+ * mirrored in src/datapath/abi.ts and checked against sock.o's BTF. */
+enum meshd_lb_limit {
+	/* Maglev lookup-table size: a prime, ~ 100x the backends a Maglev
+	 * service is expected to have for an even spread (Maglev paper, 3.4). */
+	MESHD_LB_MAGLEV_M = 1021,
+	/* Backend slots a single service may have (slots are __u16; the agent caps). */
+	MESHD_LB_MAX_SLOTS = 4096,
+};
 
 /* struct meshd_lb_svc_value.flags */
-#define MESHD_LB_F_AFFINITY 0x1 /* ClientIP session affinity */
-#define MESHD_LB_F_MAGLEV   0x2 /* Maglev table instead of random choice */
+enum meshd_lb_flag {
+	MESHD_LB_F_AFFINITY = 0x1, /* ClientIP session affinity */
+	MESHD_LB_F_MAGLEV = 0x2,   /* Maglev table instead of random choice */
+};
 
 /* struct meshd_lb_svc_value.scope: what kind of frontend this is (for
  * observability; the lookup is the same). */
-#define MESHD_LB_SCOPE_CLUSTER_IP  0
-#define MESHD_LB_SCOPE_NODE_PORT   1
-#define MESHD_LB_SCOPE_EXTERNAL_IP 2
-#define MESHD_LB_SCOPE_LB_INGRESS  3
+enum meshd_lb_scope {
+	MESHD_LB_SCOPE_CLUSTER_IP = 0,
+	MESHD_LB_SCOPE_NODE_PORT = 1,
+	MESHD_LB_SCOPE_EXTERNAL_IP = 2,
+	MESHD_LB_SCOPE_LB_INGRESS = 3,
+};
 
 struct meshd_lb_svc_key {
 	__u8 addr[16];  /* VIP, IPv4-mapped for IPv4 */
@@ -105,12 +113,23 @@ struct meshd_lb_maglev {
 	__u32 backend_ids[MESHD_LB_MAGLEV_M];
 };
 
-/* Counters in meshd_lb_stats (an array indexed by these). */
-#define MESHD_LB_STAT_XLATED     0 /* connect/sendmsg sent to a backend */
-#define MESHD_LB_STAT_REFUSED    1 /* service without backends: ECONNREFUSED */
-#define MESHD_LB_STAT_SKIPPED_NS 2 /* hostNamespaceOnly: non-host socket left alone */
-#define MESHD_LB_STAT_AFFINITY   3 /* backend chosen by session affinity */
-#define MESHD_LB_STAT_REVNAT     4 /* getpeername/recvmsg rewritten to the VIP */
-#define MESHD_LB_STAT_MAX        8
+/* Counters in meshd_lb_stats (a per-CPU array indexed by these). */
+enum meshd_lb_stat {
+	MESHD_LB_STAT_XLATED = 0,     /* connect/sendmsg sent to a backend */
+	MESHD_LB_STAT_REFUSED = 1,    /* service without backends: ECONNREFUSED */
+	MESHD_LB_STAT_SKIPPED_NS = 2, /* hostNamespaceOnly: non-host socket left alone */
+	MESHD_LB_STAT_AFFINITY = 3,   /* backend chosen by session affinity */
+	MESHD_LB_STAT_REVNAT = 4,     /* getpeername/recvmsg rewritten to the VIP */
+	MESHD_LB_STAT_MAX = 8,
+};
+
+/* Keeps the enums in the object's BTF (see meshd_datapath_abi); never read. */
+struct meshd_lb_abi {
+	enum meshd_lb_limit limit;
+	enum meshd_lb_flag flag;
+	enum meshd_lb_scope scope;
+	enum meshd_lb_stat stat;
+};
+const volatile struct meshd_lb_abi meshd_lb_abi = {};
 
 #endif

@@ -19,11 +19,6 @@
 #define MESHD_CT_MAX 262144
 #endif
 
-/* meshd_ct_entry.flags */
-/* remote_identity is not the ipcache's for the remote address: it came from
- * the proxy's mark, or the connection kept a service VIP for the proxy */
-#define MESHD_CT_F_STORED_IDENTITY 0x01
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MESHD_CT_MAX);

@@ -3,25 +3,17 @@
 #ifndef MESHD_LIB_DROP_H
 #define MESHD_LIB_DROP_H
 
+#include "counter.h"
 #include "drop_reasons.h"
 #include "events.h"
 
 _Static_assert(MESHD_DROP_MAX <= MESHD_METRIC_REASONS, "meshd_metrics has a slot per drop reason");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MESHD_METRIC_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} meshd_metrics SEC(".maps");
+MESHD_PERCPU_COUNTERS(meshd_metrics, MESHD_METRIC_MAX);
 
 static __always_inline void meshd_count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&meshd_metrics, &slot);
-
-	if (v)
-		*v += 1; /* per-CPU: no atomic needed */
+	meshd_percpu_inc(&meshd_metrics, slot);
 }
 
 static __always_inline int meshd_drop(struct __sk_buff *skb, const struct meshd_tuple *t,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Flow events to a BPF ring buffer: drops, sampled verdicts of new
- * connections, redirects to the proxy. Decoded by src/datapath/flow-events.ts.
+ * connections, redirects to the proxy. Decoded by src/datapath/endpoint/flow-events.ts.
  * A full ring buffer loses the event, never the packet. */
 #ifndef MESHD_LIB_EVENTS_H
 #define MESHD_LIB_EVENTS_H

@@ -11,6 +11,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "../include/lb.h"
+#include "counter.h"
 #include "maglev.h"
 
 #ifndef ECONNREFUSED
@@ -57,20 +58,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_lb_affm SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MESHD_LB_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} meshd_lb_stats SEC(".maps");
+MESHD_PERCPU_COUNTERS(meshd_lb_stats, MESHD_LB_STAT_MAX);
 
 static __always_inline void lb_stat(__u32 which)
 {
-	__u64 *c = bpf_map_lookup_elem(&meshd_lb_stats, &which);
-
-	if (c)
-		*c += 1; /* per-CPU: no atomic needed */
+	meshd_percpu_inc(&meshd_lb_stats, which);
 }
 
 static __always_inline void lb_addr_v4(__u32 a[4], __u32 ip4)

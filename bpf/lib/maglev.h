@@ -1,5 +1,5 @@
 /* Maglev backend choice in the datapath. The lookup table itself is built in
- * userspace (src/datapath/maglev.ts) and stored per service; the program only
+ * userspace (src/datapath/lb/maglev.ts) and stored per service; the program only
  * hashes a flow key into it. */
 #ifndef MESHD_LIB_MAGLEV_H
 #define MESHD_LIB_MAGLEV_H

@@ -8,7 +8,7 @@
  * covering port-range prefix, then any port, then any protocol); the agent
  * copies a REDIRECT into every ALLOW key it covers and a DENY into every key
  * it covers, so a longer key never hides a stronger shorter one
- * (src/datapath/policy-map-state.ts). Across the two lookups DENY beats
+ * (src/datapath/endpoint/policy-map-state.ts). Across the two lookups DENY beats
  * REDIRECT beats ALLOW. */
 #ifndef MESHD_LIB_POLICY_H
 #define MESHD_LIB_POLICY_H

@@ -7,6 +7,7 @@
 #include "links.h"
 #include "maps.h"
 #include "ops.h"
+#include "netlink.h"
 #include "ringbuf.h"
 
 namespace meshd {
@@ -19,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMaps(env, exports);
   InitLinks(env, exports);
   InitRingBuf(env, exports);
+  InitNetlink(env, exports);
   return exports;
 }
 

@@ -154,6 +154,7 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
     m.Set("keySize", bpf_map__key_size(map));
     m.Set("valueSize", bpf_map__value_size(map));
     m.Set("maxEntries", bpf_map__max_entries(map));
+    m.Set("flags", bpf_map__map_flags(map));
     m.Set("fd", loaded_ ? bpf_map__fd(map) : -1);
     const char* pin = bpf_map__pin_path(map);
     m.Set("pinPath", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { isMeshdError } from '../util/errors.js';
 import { ConfigError, configFlags, loadConfig } from './config.js';
 
 function tmpFile(t: { after(fn: () => void): void }, content: string): string {
@@ -37,10 +38,26 @@ test('file (nested Helm-style values) < environment < flags', (t) => {
   assert.equal(withFlags.policyEnforcementMode, 'default');
 });
 
-test('unknown keys and bad values are rejected naming the key and the file', (t) => {
+test('unknown keys and bad values are rejected with a stable code naming the key and the file', (t) => {
   const f = tmpFile(t, 'socketLB:\n  hostNamespaceOnyl: true\n');
-  assert.throws(() => loadConfig({ file: f, env: {} }), (e: unknown) => e instanceof ConfigError && e.message.includes(f) && e.message.includes('socketLB.hostNamespaceOnyl'));
+  assert.throws(
+    () => loadConfig({ file: f, env: {} }),
+    (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_UNKNOWN_KEY') && e instanceof ConfigError && e.keys.includes('socketLB.hostNamespaceOnyl') && e.message.includes(f),
+  );
   const g = tmpFile(t, 'proxy:\n  portRange: "20000-10000"\nipam:\n  podCIDR: 10.0.0.0/33\n');
-  assert.throws(() => loadConfig({ file: g, env: {} }), (e: unknown) => e instanceof ConfigError && /proxy\.portRange/.test(e.message) && /ipam\.podCIDR/.test(e.message));
-  assert.throws(() => loadConfig({ env: {}, flags: { 'no.such': '1' } }), /flag: unknown key "no\.such"/);
+  assert.throws(
+    () => loadConfig({ file: g, env: {} }),
+    (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.kind === 'invalid' && ['proxy.portRange', 'ipam.podCIDR'].every((k) => e.keys.includes(k) && e.message.includes(k)),
+  );
+  assert.throws(() => loadConfig({ env: {}, flags: { 'no.such': '1' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_UNKNOWN_KEY' && e.keys[0] === 'no.such');
+  assert.throws(() => configFlags(['--set', 'novalue']), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e.message.includes('novalue'));
+});
+
+test('a file that cannot be read or parsed is an error naming it, never the defaults', (t) => {
+  const missing = join(tmpdir(), `meshd-config-missing-${process.pid}.yaml`);
+  assert.throws(() => loadConfig({ file: missing, env: {} }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_UNREADABLE') && e.kind === 'not-found' && e.message.includes(missing));
+  const bad = tmpFile(t, 'socketLB: [unclosed\n');
+  assert.throws(() => loadConfig({ file: bad, env: {} }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e.message.includes(bad));
+  const list = tmpFile(t, '- a\n- b\n');
+  assert.throws(() => loadConfig({ file: list, env: {} }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e.message.includes(list));
 });

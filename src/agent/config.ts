@@ -8,11 +8,17 @@
  * MESHD_SOCKETLB_HOSTNAMESPACEONLY=true) < flags (--socketLB.hostNamespaceOnly=true
  * or --set socketLB.hostNamespaceOnly=true). Unknown keys are errors naming
  * the key and where it came from.
+ *
+ * Errors are ConfigError with a stable code: MESHD_CONFIG_UNREADABLE (the
+ * file cannot be read), MESHD_CONFIG_UNKNOWN_KEY, MESHD_CONFIG_INVALID (a
+ * value, the file's syntax or a malformed --set); `keys` names the keys.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { MeshdError } from '../util/errors.js';
+import { errno } from '../util/fs-errors.js';
 
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 const int = (min: number, max: number) => z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(min).max(max));
@@ -83,27 +89,45 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'log.level': 'info',
 };
 
-export class ConfigError extends Error {
-  readonly code = 'MESHD_CONFIG_INVALID';
+export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';
+
+export class ConfigError extends MeshdError {
+  declare readonly code: ConfigErrorCode;
+
+  constructor(
+    code: ConfigErrorCode,
+    message: string,
+    /** The configuration keys at fault (dotted), when known. */
+    readonly keys: readonly string[] = [],
+    opts: { cause?: unknown } = {},
+  ) {
+    super(code, message, { kind: code === 'MESHD_CONFIG_UNREADABLE' ? 'not-found' : 'invalid', cause: opts.cause });
+  }
 }
 
-const KEYS = Object.keys(configShape) as ConfigKey[];
+const KEYS: readonly string[] = Object.keys(configShape);
+const isConfigKey = (k: string): k is ConfigKey => KEYS.includes(k);
 const envName = (k: string) => `MESHD_${k.replace(/\./g, '_').toUpperCase()}`;
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 /** Flattens nested objects into dotted keys ({socketLB: {enabled: true}} → socketLB.enabled). */
 function flatten(obj: Record<string, unknown>, prefix = ''): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (typeof v === 'object' && v !== null && !Array.isArray(v) && !KEYS.includes(key as ConfigKey)) Object.assign(out, flatten(v as Record<string, unknown>, key));
+    if (isMapping(v) && !isConfigKey(key)) Object.assign(out, flatten(v, key));
     else out[key] = v;
   }
   return out;
 }
 
 function checkKeys(values: Record<string, unknown>, origin: string): void {
-  for (const k of Object.keys(values)) {
-    if (!KEYS.includes(k as ConfigKey)) throw new ConfigError(`${origin}: unknown key "${k}"`);
+  const unknown = Object.keys(values).filter((k) => !isConfigKey(k));
+  if (unknown.length > 0) {
+    throw new ConfigError('MESHD_CONFIG_UNKNOWN_KEY', `${origin}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}`, unknown);
   }
 }
 
@@ -117,15 +141,22 @@ export interface ConfigSources {
 export function loadConfig(src: ConfigSources = {}): AgentConfig {
   const merged: Record<string, unknown> = { ...DEFAULTS };
   if (src.file) {
+    let text: string;
+    try {
+      text = readFileSync(src.file, 'utf8');
+    } catch (e) {
+      const why = errno(e) ?? (e instanceof Error ? e.message : String(e));
+      throw new ConfigError('MESHD_CONFIG_UNREADABLE', `${src.file}: cannot read the configuration file (${why})`, [], { cause: e });
+    }
     let doc: unknown;
     try {
-      doc = parseYaml(readFileSync(src.file, 'utf8'));
+      doc = parseYaml(text);
     } catch (e) {
-      throw new ConfigError(`${src.file}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new ConfigError('MESHD_CONFIG_INVALID', `${src.file}: ${e instanceof Error ? e.message : String(e)}`, [], { cause: e });
     }
     if (doc !== null && doc !== undefined) {
-      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${src.file}: expected a mapping of configuration keys`);
-      const flat = flatten(doc as Record<string, unknown>);
+      if (!isMapping(doc)) throw new ConfigError('MESHD_CONFIG_INVALID', `${src.file}: expected a mapping of configuration keys`);
+      const flat = flatten(doc);
       checkKeys(flat, src.file);
       Object.assign(merged, flat);
     }
@@ -141,8 +172,9 @@ export function loadConfig(src: ConfigSources = {}): AgentConfig {
   }
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
-    const msgs = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`invalid configuration${src.file ? ` (${src.file})` : ''}: ${msgs.join('; ')}`);
+    const keys = parsed.error.issues.map((i) => i.path.map(String).join('.'));
+    const msgs = parsed.error.issues.map((i, n) => `${keys[n] ?? ''}: ${i.message}`);
+    throw new ConfigError('MESHD_CONFIG_INVALID', `invalid configuration${src.file ? ` (${src.file})` : ''}: ${msgs.join('; ')}`, keys);
   }
   return parsed.data;
 }
@@ -156,12 +188,12 @@ export function configFlags(argv: readonly string[]): { flags: Record<string, st
     if (a === '--set') {
       const kv = argv[++i] ?? '';
       const eq = kv.indexOf('=');
-      if (eq <= 0) throw new ConfigError(`--set: expected key=value, got "${kv}"`);
+      if (eq <= 0) throw new ConfigError('MESHD_CONFIG_INVALID', `--set: expected key=value, got "${kv}"`);
       flags[kv.slice(0, eq)] = kv.slice(eq + 1);
       continue;
     }
     const m = /^--([A-Za-z][\w.]*)(?:=(.*))?$/.exec(a);
-    if (m?.[1] && KEYS.includes(m[1] as ConfigKey)) {
+    if (m?.[1] && isConfigKey(m[1])) {
       flags[m[1]] = m[2] ?? argv[++i] ?? '';
       continue;
     }

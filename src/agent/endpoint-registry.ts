@@ -2,13 +2,32 @@
  * The agent's record of the endpoints meshd-cni registered, persisted in the
  * state directory so that a restarted agent finds its pods again (the
  * runtime does not repeat ADD). Written atomically (temp file + rename).
+ *
+ * A registry file that does not parse is moved aside and reported
+ * (MESHD_STATE_FILE_CORRUPT, see util/state-file.ts); the endpoints in it
+ * that still parse are kept, so one damaged entry does not cost every pod
+ * its datapath.
+ *
+ *   const reg = new EndpointRegistry(join(stateDir, 'endpoints.json'), { onCorrupt: (e) => log.warn(e.message) });
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { z } from 'zod';
 import { EndpointSchema, type Endpoint, type EndpointKey } from '../cni/endpoint-api.js';
+import type { StateFileCorruptError} from '../util/state-file.js';
+import { readStateFile, warnCorrupt, writeStateFile, type Salvage } from '../util/state-file.js';
 
 const fileSchema = z.object({ version: z.literal(1), endpoints: z.array(EndpointSchema) });
+type RegistryFile = z.infer<typeof fileSchema>;
+
+/** The endpoints of a damaged file that still parse one by one. */
+const salvageEndpoints: Salvage<RegistryFile> = (raw) => {
+  const list = z.object({ endpoints: z.array(z.unknown()) }).safeParse(raw);
+  if (!list.success) return undefined;
+  const endpoints = list.data.endpoints.flatMap((e) => {
+    const p = EndpointSchema.safeParse(e);
+    return p.success ? [p.data] : [];
+  });
+  return { kept: { version: 1, endpoints }, dropped: list.data.endpoints.length - endpoints.length };
+};
 
 export const registryKey = (k: EndpointKey): string => `${k.containerId}/${k.ifname}`;
 
@@ -20,16 +39,24 @@ export function endpointIdOf(e: Endpoint): string {
 export class EndpointRegistry {
   private readonly byKey = new Map<string, Endpoint>();
 
-  constructor(private readonly file: string) {
-    let raw: string | undefined;
-    try {
-      raw = readFileSync(file, 'utf8');
-    } catch {
-      return;
+  /**
+   * Loads `file` (a missing file is an empty registry). A corrupt one is
+   * moved aside and passed to `onCorrupt` (default: a warning on stderr);
+   * what was salvaged is written back at once, so the next start reads a
+   * good file. Read errors other than "missing" are thrown.
+   */
+  constructor(
+    private readonly file: string,
+    opts: { onCorrupt?: (e: StateFileCorruptError) => void } = {},
+  ) {
+    const r = readStateFile(file, fileSchema, salvageEndpoints);
+    if (r.state === 'missing') return;
+    const endpoints = r.state === 'ok' ? r.data.endpoints : (r.salvaged?.endpoints ?? []);
+    for (const e of endpoints) this.byKey.set(registryKey(e), e);
+    if (r.state === 'corrupt') {
+      (opts.onCorrupt ?? warnCorrupt)(r.problem);
+      this.save();
     }
-    const parsed = fileSchema.safeParse(JSON.parse(raw));
-    if (!parsed.success) throw new Error(`${file}: not a meshd endpoint registry (${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? ''})`);
-    for (const e of parsed.data.endpoints) this.byKey.set(registryKey(e), e);
   }
 
   all(): Endpoint[] {
@@ -59,9 +86,7 @@ export class EndpointRegistry {
   }
 
   private save(): void {
-    mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, endpoints: this.all() }, null, 2), { mode: 0o600 });
-    renameSync(tmp, this.file);
+    const content: RegistryFile = { version: 1, endpoints: this.all() };
+    writeStateFile(this.file, content);
   }
 }

@@ -12,34 +12,6 @@ import { ApiServer } from './api-server.js';
 import type { AgentConfig } from './config.js';
 import { registerRoutes } from './routes.js';
 import { StandaloneSource } from './standalone-source.js';
-import { parseEndpointSlice, parseService } from '../datapath/service-types.js';
-import { loadPolicyDocuments } from '../policy/index.js';
-import { NamespaceSchema, PodSchema, zodProblems } from './k8s-objects.js';
-
-const POLICY_KINDS = new Set(['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy']);
-
-/** Deep validation per kind, so a broken document rejects its whole file (its last good version stays). */
-export function validateManifest(obj: Record<string, unknown>): Array<{ path: string; message: string }> {
-  const kind = typeof obj.kind === 'string' ? obj.kind : '';
-  if (POLICY_KINDS.has(kind)) return loadPolicyDocuments([obj]).problems.map((p) => ({ path: p.path, message: `${p.code}: ${p.message}` }));
-  if (kind === 'Pod') {
-    const r = PodSchema.safeParse(obj);
-    return r.success ? [] : zodProblems(r.error);
-  }
-  if (kind === 'Namespace') {
-    const r = NamespaceSchema.safeParse(obj);
-    return r.success ? [] : zodProblems(r.error);
-  }
-  if (kind === 'Service') {
-    const r = parseService(obj);
-    return r.ok ? [] : r.errors.map((e) => ({ path: e.split(':')[0] ?? '', message: e.slice(e.indexOf(':') + 1).trim() }));
-  }
-  if (kind === 'EndpointSlice') {
-    const r = parseEndpointSlice(obj);
-    return r.ok ? [] : r.errors.map((e) => ({ path: e.split(':')[0] ?? '', message: e.slice(e.indexOf(':') + 1).trim() }));
-  }
-  return [];
-}
 
 export interface RunAgentOptions {
   config: AgentConfig;
@@ -58,7 +30,7 @@ export interface RunningAgent {
 
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
-  const source = new StandaloneSource({ dir: o.standaloneDir, rescanMs: o.rescanMs ?? 2_000, validate: validateManifest });
+  const source = new StandaloneSource({ dir: o.standaloneDir, rescanMs: o.rescanMs ?? 2_000 });
   const agent = await Agent.start({ config: o.config, source, mode: 'standalone', log, startProxy: o.startProxy ?? null });
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);

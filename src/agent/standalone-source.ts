@@ -2,44 +2,35 @@
  * Standalone mode: a directory of YAML/JSON manifests stands in for the
  * Kubernetes API. Files are read whole; a file is the unit of change.
  *
- * - A file that fails to parse or whose documents fail validation is reported
- *   (file, document index, field path) and the objects it defined before stay
+ * - Every document is parsed by its kind's module (src/k8s). A file with any
+ *   bad document is rejected whole: each problem is reported (file, document
+ *   index, object, field path) and the objects the file defined before stay
  *   in force unchanged.
  * - A valid file's objects are diffed against what it defined before: only
  *   changed objects are upserted, and objects it no longer defines are deleted.
  * - An object defined by two files is a conflict: the later file is rejected.
  *
  * The directory is watched (fs.watch, debounced) and also rescanned on a
- * timer, because fs.watch can miss events on some filesystems.
+ * timer, because fs.watch can miss events on some filesystems. Scans run one
+ * at a time; a scan that throws (or whose batch handler throws) is reported
+ * as a problem and the next scan runs as usual. The files' state is updated
+ * before their batch is handed over, so a batch whose handler failed is not
+ * delivered again.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { z } from 'zod';
-import { RESOURCE_KINDS, resourceKey, type ResourceEvent, type ResourceKey, type ResourceRef, type ResourceSource, type SourceProblem } from './resource-source.js';
-
-const CLUSTER_SCOPED = new Set(['CiliumClusterwideNetworkPolicy', 'Namespace', 'Node']);
-
-const envelope = z
-  .object({
-    apiVersion: z.string().min(1),
-    kind: z.enum(RESOURCE_KINDS),
-    metadata: z.object({ name: z.string().min(1), namespace: z.string().min(1).optional() }).passthrough(),
-  })
-  .passthrough();
-
-/** Deep validation per kind (e.g. the policy schemas); returns problems with field paths. */
-export type ObjectValidator = (obj: Record<string, unknown>) => Array<{ path: string; message: string }>;
+import { isResourceKind, parseResource, refOf, resourceKey, type Resource, type ResourceKey, type ResourceRef } from '../k8s/kinds.js';
+import type { ResourceEvent, ResourceHandlers, ResourceSource, SourceProblem } from './resource-source.js';
 
 interface FileState {
   digest: string;
-  objects: Map<ResourceKey, { ref: ResourceRef; object: Record<string, unknown>; digest: string }>;
+  objects: Map<ResourceKey, { ref: ResourceRef; object: Resource; digest: string }>;
 }
 
 export interface StandaloneOptions {
   dir: string;
-  validate?: ObjectValidator;
   rescanMs?: number;
   debounceMs?: number;
 }
@@ -70,11 +61,11 @@ export class StandaloneSource implements ResourceSource {
   private timer: NodeJS.Timeout | null = null;
   private debounce: NodeJS.Timeout | null = null;
   private scanning: Promise<void> = Promise.resolve();
-  private handlers: Parameters<ResourceSource['start']>[0] | null = null;
+  private handlers: ResourceHandlers | null = null;
 
   constructor(private readonly opts: StandaloneOptions) {}
 
-  async start(handlers: Parameters<ResourceSource['start']>[0]): Promise<void> {
+  async start(handlers: ResourceHandlers): Promise<void> {
     this.handlers = handlers;
     await this.rescan();
     this.watcher = watch(this.opts.dir, { recursive: false }, () => this.schedule());
@@ -92,44 +83,55 @@ export class StandaloneSource implements ResourceSource {
     this.handlers = null;
   }
 
-  /** Rescans now; resolves when the resulting batch has been handled. */
+  /**
+   * Rescans now; resolves when the resulting batch has been handled, rejects
+   * if this scan failed. Either way the failure is reported through
+   * onProblems and later scans run.
+   */
   rescan(): Promise<void> {
-    this.scanning = this.scanning.then(() => this.scanOnce());
-    return this.scanning;
+    const run = this.scanning.then(() => this.scanOnce());
+    this.scanning = run.catch((e: unknown) => this.reportScanFailure(e));
+    return run;
   }
 
   private schedule(): void {
     if (this.debounce) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      void this.rescan();
+      // A failure is already reported by the chain (reportScanFailure); nobody else waits for this scan.
+      this.rescan().catch(() => undefined);
     }, this.opts.debounceMs ?? 100);
   }
 
+  private reportScanFailure(e: unknown): void {
+    try {
+      this.handlers?.onProblems([{ origin: this.opts.dir, path: [], code: 'SCAN_FAILED', message: e instanceof Error ? e.message : String(e) }]);
+    } catch {
+      // The problem handler itself failed: there is nowhere left to report to, and the chain must go on.
+    }
+  }
+
   private parseFile(file: string, text: string): { objects: FileState['objects'] } | { problems: SourceProblem[] } {
-    const rel = relative(this.opts.dir, file) || file;
+    const origin = relative(this.opts.dir, file) || file;
     const problems: SourceProblem[] = [];
     const objects: FileState['objects'] = new Map();
-    const docs = parseAllDocuments(text);
-    docs.forEach((doc, i) => {
+    parseAllDocuments(text).forEach((doc, document) => {
       if (doc.errors.length > 0) {
-        for (const e of doc.errors) problems.push({ file: rel, document: i, message: e.message.split('\n')[0] ?? e.message });
+        for (const e of doc.errors) problems.push({ origin, document, path: [], code: 'YAML_SYNTAX', message: e.message });
         return;
       }
       const value: unknown = doc.toJS();
       if (value === null || value === undefined) return; // empty document
-      const env = envelope.safeParse(value);
-      if (!env.success) {
-        for (const iss of env.error.issues) problems.push({ file: rel, document: i, path: iss.path.join('.'), message: iss.message });
+      const r = parseResource(value);
+      if (!r.ok) {
+        const ref = refGuess(value);
+        for (const p of r.problems) problems.push({ origin, document, ...(ref ? { ref } : {}), path: p.path, code: p.code, message: p.message });
         return;
       }
-      const obj = env.data as Record<string, unknown> & z.infer<typeof envelope>;
-      const scoped = !CLUSTER_SCOPED.has(obj.kind);
-      const ref: ResourceRef = { kind: obj.kind, name: obj.metadata.name, ...(scoped ? { namespace: obj.metadata.namespace ?? 'default' } : {}) };
-      for (const p of this.opts.validate?.(obj) ?? []) problems.push({ file: rel, document: i, path: p.path, message: p.message });
+      const ref = refOf(r.value);
       const key = resourceKey(ref);
-      if (objects.has(key)) problems.push({ file: rel, document: i, path: 'metadata.name', message: `${key} is defined twice in this file` });
-      objects.set(key, { ref, object: obj, digest: digestOf(JSON.stringify(obj)) });
+      if (objects.has(key)) problems.push({ origin, document, ref, path: ['metadata', 'name'], code: 'DUPLICATE_OBJECT', message: `${key} is defined twice in this file` });
+      objects.set(key, { ref, object: r.value, digest: digestOf(JSON.stringify(value)) });
     });
     return problems.length > 0 ? { problems } : { objects };
   }
@@ -143,7 +145,7 @@ export class StandaloneSource implements ResourceSource {
     try {
       present = listFiles(this.opts.dir);
     } catch (e) {
-      handlers.onProblems([{ file: this.opts.dir, message: e instanceof Error ? e.message : String(e) }]);
+      handlers.onProblems([{ origin: this.opts.dir, path: [], code: 'SOURCE_UNREADABLE', message: e instanceof Error ? e.message : String(e) }]);
       return;
     }
     const owners = new Map<ResourceKey, string>();
@@ -152,7 +154,7 @@ export class StandaloneSource implements ResourceSource {
     // Deleted files: their objects go.
     for (const [f, st] of [...this.files]) {
       if (present.includes(f)) continue;
-      for (const [key, o] of st.objects) events.push({ type: 'delete', ref: o.ref, key, origin: f });
+      for (const [key, o] of st.objects) events.push({ type: 'delete', ref: o.ref, key, object: o.object, origin: f });
       this.files.delete(f);
     }
     for (const f of present) {
@@ -172,9 +174,10 @@ export class StandaloneSource implements ResourceSource {
         continue; // previous objects of this file stay in force
       }
       this.rejected.delete(f);
-      const conflict = [...parsed.objects.keys()].find((k) => owners.has(k) && owners.get(k) !== f);
+      const conflict = [...parsed.objects].find(([k]) => owners.has(k) && owners.get(k) !== f);
       if (conflict) {
-        problems.push({ file: relative(this.opts.dir, f), message: `${conflict} is already defined in ${relative(this.opts.dir, owners.get(conflict) ?? '')}` });
+        const [key, o] = conflict;
+        problems.push({ origin: relative(this.opts.dir, f), ref: o.ref, path: [], code: 'DUPLICATE_OBJECT', message: `${key} is already defined in ${relative(this.opts.dir, owners.get(key) ?? '')}` });
         this.rejected.set(f, digest);
         continue;
       }
@@ -184,7 +187,7 @@ export class StandaloneSource implements ResourceSource {
       }
       for (const [key, o] of prev?.objects ?? []) {
         if (!parsed.objects.has(key)) {
-          events.push({ type: 'delete', ref: o.ref, key, origin: f });
+          events.push({ type: 'delete', ref: o.ref, key, object: o.object, origin: f });
           owners.delete(key);
         }
       }
@@ -193,4 +196,14 @@ export class StandaloneSource implements ResourceSource {
     if (problems.length > 0) handlers.onProblems(problems);
     if (events.length > 0) await handlers.onBatch(events);
   }
+}
+
+/** Kind and name of an object that did not parse, when both are readable, to say which object a problem is about. */
+function refGuess(value: unknown): ResourceRef | undefined {
+  if (typeof value !== 'object' || value === null || !('kind' in value) || !isResourceKind(value.kind)) return undefined;
+  const meta = 'metadata' in value && typeof value.metadata === 'object' && value.metadata !== null ? value.metadata : {};
+  const name = 'name' in meta && typeof meta.name === 'string' ? meta.name : undefined;
+  if (!name) return undefined;
+  const namespace = 'namespace' in meta && typeof meta.namespace === 'string' ? meta.namespace : undefined;
+  return { kind: value.kind, name, ...(namespace ? { namespace } : {}) };
 }

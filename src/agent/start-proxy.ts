@@ -4,7 +4,7 @@
  */
 import { ProxyManager } from '../proxy/proxy-manager.js';
 import type { Logger } from '../util/log.js';
-import type { L7Proxy } from './agent.js';
+import type { L7Proxy } from './reconciler.js';
 import type { AgentConfig } from './config.js';
 
 export async function startProxy(cfg: AgentConfig, log: Logger): Promise<L7Proxy> {

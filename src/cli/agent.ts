@@ -3,55 +3,69 @@
  *
  * Runs the node agent until SIGTERM or SIGINT, then stops it gracefully: the
  * datapath stays attached and pinned, so enforcement continues until the next
- * agent adopts it. Configuration keys: docs/agent.md (Cilium's Helm names).
+ * agent adopts it. Configuration keys: docs/agent.md (Cilium's Helm names);
+ * each is accepted as an option of its own and checked against the
+ * configuration schema with the file and the environment.
  */
 import { resolve } from 'node:path';
-import { configFlags, ConfigError, loadConfig } from '../agent/config.js';
+import { configShape, ConfigError, loadConfig, type AgentConfig } from '../agent/config.js';
 import { runAgent } from '../agent/run.js';
 import { startProxy } from '../agent/start-proxy.js';
+import { MeshdError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
+import { command, UsageError, type OptionSpec } from './args.js';
 
-export async function runAgentCommand(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof configFlags>;
+const configKeyOptions: Record<string, OptionSpec> = Object.fromEntries(
+  Object.keys(configShape).map((k): [string, OptionSpec] => [k, { type: 'string', value: 'VALUE', help: `configuration key ${k}`, hidden: true }]),
+);
+
+const options = {
+  config: { type: 'string', value: 'FILE', help: 'a YAML file of configuration keys' },
+  standalone: { type: 'string', value: 'DIR', help: 'read Kubernetes manifests from DIR instead of the API server (required for now)' },
+  set: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'set a configuration key' },
+  ...configKeyOptions,
+} as const;
+
+function config(file: string | undefined, flags: Record<string, string>): AgentConfig {
   try {
-    parsed = configFlags(argv);
+    return loadConfig({ ...(file ? { file } : {}), flags });
   } catch (e) {
-    process.stderr.write(`meshd agent: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 2;
+    if (e instanceof ConfigError) throw new MeshdError(e.code, e.message, { kind: 'invalid', cause: e });
+    throw e;
   }
-  let file: string | undefined;
-  let standalone: string | undefined;
-  for (let i = 0; i < parsed.rest.length; i++) {
-    const a = parsed.rest[i];
-    if (a === '--config') file = parsed.rest[++i];
-    else if (a?.startsWith('--config=')) file = a.slice('--config='.length);
-    else if (a === '--standalone') standalone = parsed.rest[++i];
-    else if (a?.startsWith('--standalone=')) standalone = a.slice('--standalone='.length);
-    else {
-      process.stderr.write(`meshd agent: unknown argument "${a}"\n`);
-      return 2;
-    }
-  }
-  let config;
-  try {
-    config = loadConfig({ ...(file ? { file } : {}), flags: parsed.flags });
-  } catch (e) {
-    process.stderr.write(`meshd agent: ${e instanceof ConfigError ? e.message : String(e)}\n`);
-    return 2;
-  }
-  if (!standalone) {
-    process.stderr.write('meshd agent: the Kubernetes resource source is not available yet; run with --standalone DIR (a directory of manifests)\n');
-    return 2;
-  }
-  const log = createLogger({ component: 'agent', node: config.nodeName }, { format: config['log.format'], level: config['log.level'] });
-  const node = await runAgent({ config, standaloneDir: resolve(standalone), log, startProxy: config['envoy.enabled'] ? startProxy : null });
-  await new Promise<void>((done) => {
-    const stop = (sig: string) => {
-      log.info('stopping; the datapath stays enforcing', { signal: sig });
-      void node.stop().finally(done);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  return 0;
 }
+
+export const agent = command(
+  {
+    name: 'agent',
+    summary: 'run the node agent until SIGTERM or SIGINT (the datapath stays enforcing after it stops)',
+    options,
+    notes: [
+      'Configuration keys (docs/agent.md, Cilium\'s Helm names) are options too: --<key>=<value>, e.g. --envoy.enabled=false;',
+      'precedence: flags over MESHD_<KEY> environment variables over --config FILE over defaults.',
+    ],
+  },
+  async (args) => {
+    const flags: Record<string, string> = {};
+    for (const [k, v] of args.givenStrings()) if (k in configShape) flags[k] = v;
+    for (const kv of args.strings('set')) {
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new UsageError(`meshd agent: --set takes KEY=VALUE, not "${kv}"`);
+      flags[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+    const cfg = config(args.string('config'), flags);
+    const standalone = args.string('standalone');
+    if (!standalone) throw new UsageError('meshd agent: the Kubernetes resource source is not available yet; run with --standalone DIR (a directory of manifests)');
+    const log = createLogger({ component: 'agent', node: cfg.nodeName }, { format: cfg['log.format'], level: cfg['log.level'] });
+    const node = await runAgent({ config: cfg, standaloneDir: resolve(standalone), log, startProxy: cfg['envoy.enabled'] ? startProxy : null });
+    await new Promise<void>((done) => {
+      const stop = (sig: string) => {
+        log.info('stopping; the datapath stays enforcing', { signal: sig });
+        void node.stop().finally(done);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+);

@@ -9,108 +9,85 @@
 import { z } from 'zod';
 import { SUPPORTED_VERSIONS } from '../cni/cni-spec.js';
 import { InstallError, installCni, uninstallCni, type InstallReport } from '../cni/installer.js';
+import { issuePaths } from '../api/route.js';
+import { MeshdError } from '../util/errors.js';
+import { command, UsageError, type CliIo, type CommandGroup, type Formatter } from './args.js';
 
-export const CNI_USAGE = [
-  'Usage:',
-  '  meshd cni install --conf-dir DIR --bin-dir DIR [--exclusive=true|false] [--pod-cidr CIDR]',
-  '                    [--agent-socket PATH] [--state-dir DIR] [--mtu N] [--cni-version 0.4.0|1.0.0|1.1.0]',
-  '  meshd cni uninstall --conf-dir DIR [--bin-dir DIR]',
-].join('\n');
+const installOptions = {
+  'conf-dir': { type: 'string', value: 'DIR', help: 'the CNI configuration directory (required), e.g. /etc/cni/net.d' },
+  'bin-dir': { type: 'string', value: 'DIR', help: 'the CNI plugin directory (required), e.g. /opt/cni/bin' },
+  exclusive: { type: 'string', value: 'true|false', help: 'true (default): meshd is the only CNI configuration; false: chained after the existing one' },
+  'pod-cidr': { type: 'string', value: 'CIDR', help: "this node's pod CIDR for host-local IPAM (exclusive mode)" },
+  'agent-socket': { type: 'string', value: 'PATH', help: "the agent's CNI endpoint socket the plugin calls" },
+  'state-dir': { type: 'string', value: 'DIR', help: "the plugin's state directory" },
+  mtu: { type: 'string', value: 'N', help: 'the pod interfaces\' MTU' },
+  'cni-version': { type: 'string', value: SUPPORTED_VERSIONS.join('|'), help: 'the CNI spec version written in the configuration' },
+} as const;
 
-class UsageError extends Error {
-  readonly code = 'MESHD_CLI_USAGE';
-}
-
-/** Parses "--name value" and "--name=value" pairs; every flag takes a value. */
-export function parseFlags(args: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < args.length; i += 1) {
-    const a = args[i] ?? '';
-    if (!a.startsWith('--')) throw new UsageError(`unexpected argument "${a}"`);
-    const eq = a.indexOf('=');
-    if (eq > 0) {
-      out[a.slice(2, eq)] = a.slice(eq + 1);
-    } else {
-      const v = args[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value`);
-      out[a.slice(2)] = v;
-      i += 1;
-    }
-  }
-  return out;
-}
-
-const InstallFlags = z.strictObject({
-  'conf-dir': z.string().min(1),
-  'bin-dir': z.string().min(1),
+/** Values the options take (parseArgs has checked names and presence; this checks values). */
+const InstallValues = z.object({
+  'conf-dir': z.string({ message: 'required' }).min(1),
+  'bin-dir': z.string({ message: 'required' }).min(1),
   exclusive: z.enum(['true', 'false']).default('true'),
-  'pod-cidr': z.string().optional(),
-  'agent-socket': z.string().min(1).optional(),
-  'state-dir': z.string().min(1).optional(),
-  mtu: z.string().regex(/^\d+$/).optional(),
+  mtu: z.string().regex(/^\d+$/, 'expected a positive integer').optional(),
   'cni-version': z.enum(SUPPORTED_VERSIONS).optional(),
 });
 
-const UninstallFlags = z.strictObject({
-  'conf-dir': z.string().min(1),
-  'bin-dir': z.string().min(1).optional(),
-});
-
-function flagIssues(e: z.ZodError): string {
-  return e.issues
-    .map((i) => {
-      if (i.code === 'unrecognized_keys') return `unknown option ${i.keys.map((k) => `--${k}`).join(', ')}`;
-      return `--${i.path.join('.')}: ${i.message}`;
-    })
-    .join('; ');
+function checked<T extends z.ZodType>(name: string, schema: T, values: unknown): z.output<T> {
+  const r = schema.safeParse(values);
+  if (!r.success) throw new UsageError(`meshd ${name}: ${issuePaths(r.error).map((p) => `--${p}`).join('; ')}; see "meshd ${name} --help"`);
+  return r.data;
 }
 
-function print(report: InstallReport): void {
-  if (!report.changed) process.stdout.write('nothing to do: already installed as requested\n');
-  for (const a of report.actions) process.stdout.write(`${a}\n`);
-}
-
-export async function runCni(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+/** The installer's errors under their own codes, with a kind for the exit status. */
+function installed(args: Formatter, io: CliIo, run: () => InstallReport): number {
+  let report: InstallReport;
   try {
-    if (sub === 'help' || sub === '--help' || sub === '-h') {
-      process.stdout.write(`${CNI_USAGE}\n`);
-      return 0;
-    }
-    if (sub === 'install') {
-      const f = InstallFlags.safeParse(parseFlags(rest));
-      if (!f.success) throw new UsageError(flagIssues(f.error));
-      print(
+    report = run();
+  } catch (e) {
+    if (e instanceof InstallError) throw new MeshdError(e.code, e.message, { kind: e.code === 'MESHD_CNI_INSTALL_BAD_OPTION' ? 'invalid' : 'failed', cause: e });
+    throw e;
+  }
+  io.out(args.format(report, () => [...(report.changed ? [] : ['nothing to do: already installed as requested']), ...report.actions].join('\n')));
+  return 0;
+}
+
+export const cni: CommandGroup = {
+  name: 'cni',
+  summary: 'install or uninstall the CNI configuration and the meshd-cni plugin',
+  subcommands: [
+    command({ name: 'cni install', summary: 'write the CNI configuration and install the meshd-cni plugin', options: installOptions, output: true }, (args, io) => {
+      const v = checked('cni install', InstallValues, {
+        'conf-dir': args.string('conf-dir'),
+        'bin-dir': args.string('bin-dir'),
+        exclusive: args.string('exclusive'),
+        mtu: args.string('mtu'),
+        'cni-version': args.string('cni-version'),
+      });
+      return installed(args, io, () =>
         installCni({
-          confDir: f.data['conf-dir'],
-          binDir: f.data['bin-dir'],
-          exclusive: f.data.exclusive === 'true',
-          podCIDR: f.data['pod-cidr'],
-          agentSocket: f.data['agent-socket'],
-          stateDir: f.data['state-dir'],
-          mtu: f.data.mtu === undefined ? undefined : Number(f.data.mtu),
-          cniVersion: f.data['cni-version'],
+          confDir: v['conf-dir'],
+          binDir: v['bin-dir'],
+          exclusive: v.exclusive === 'true',
+          podCIDR: args.string('pod-cidr'),
+          agentSocket: args.string('agent-socket'),
+          stateDir: args.string('state-dir'),
+          mtu: v.mtu === undefined ? undefined : Number(v.mtu),
+          cniVersion: v['cni-version'],
         }),
       );
-      return 0;
-    }
-    if (sub === 'uninstall') {
-      const f = UninstallFlags.safeParse(parseFlags(rest));
-      if (!f.success) throw new UsageError(flagIssues(f.error));
-      print(uninstallCni({ confDir: f.data['conf-dir'], binDir: f.data['bin-dir'] }));
-      return 0;
-    }
-    throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`meshd cni: ${e.message}\n\n${CNI_USAGE}\n`);
-      return 2;
-    }
-    if (e instanceof InstallError) {
-      process.stderr.write(`meshd cni: ${e.message} (${e.code})\n`);
-      return 1;
-    }
-    process.stderr.write(`meshd cni: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
-  }
-}
+    }),
+    command(
+      {
+        name: 'cni uninstall',
+        summary: "remove meshd's CNI configuration (and the plugin, with --bin-dir)",
+        options: { 'conf-dir': installOptions['conf-dir'], 'bin-dir': { type: 'string', value: 'DIR', help: 'also remove the meshd-cni plugin from this directory' } },
+        output: true,
+      },
+      (args, io) => {
+        const v = checked('cni uninstall', InstallValues.pick({ 'conf-dir': true }), { 'conf-dir': args.string('conf-dir') });
+        return installed(args, io, () => uninstallCni({ confDir: v['conf-dir'], binDir: args.string('bin-dir') }));
+      },
+    ),
+  ],
+};

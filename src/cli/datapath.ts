@@ -2,31 +2,25 @@
  * `meshd datapath`: what the endpoint datapath holds and does, read from the
  * pinned maps (works whether or not an agent is running; needs root).
  *
- *   meshd datapath status [--pin-dir /sys/fs/bpf/meshd] [-o json]
- *   meshd datapath flows  [--pin-dir DIR] [--count N] [-o json]   (drops, verdicts, redirects as they happen)
+ *   meshd datapath status [--pin-dir /sys/fs/bpf/meshd] [-o json|yaml]
+ *   meshd datapath flows  [--pin-dir DIR] [--count N] [-o json|yaml]   (drops, verdicts, redirects as they happen)
  */
 import { join } from 'node:path';
-import { z } from 'zod';
 import { BpfMap, native } from '../../native/index.js';
-import { decodeFlowEvent, type FlowRecord } from '../datapath/flow-events.js';
-import { readMetrics } from '../datapath/datapath-metrics.js';
-import { prefixFromKey } from '../datapath/ipcache.js';
+import { decodeFlowEvent, type FlowRecord } from '../datapath/endpoint/flow-events.js';
+import { readMetrics } from '../datapath/endpoint/datapath-metrics.js';
+import { prefixFromKey } from '../datapath/endpoint/ipcache.js';
 import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
-import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
+import { DEFAULT_PIN_DIR } from '../datapath/lb/sock-lb.js';
+import { FlowRecordSchema } from '../api/flow.js';
+import { MeshdError } from '../util/errors.js';
+import { command, UsageError, type CliIo, type CommandGroup, type ParsedArgs } from './args.js';
+import { pinDirOption } from './lb.js';
 
-const Args = z.object({
-  sub: z.enum(['status', 'flows'], { message: 'usage: meshd datapath status|flows [--pin-dir DIR] [--count N] [-o json]' }),
-  pinDir: z.string().min(1),
-  output: z.enum(['text', 'json']),
-  count: z.coerce.number().int().positive().optional(),
-});
-
-function parse(args: string[]) {
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  return Args.safeParse({ sub: args[0], pinDir: opt('--pin-dir') ?? DEFAULT_PIN_DIR, output: opt('-o') ?? 'text', count: opt('--count') });
+export class DatapathMapsUnreadableError extends MeshdError {
+  constructor(pinDir: string, cause: unknown) {
+    super('MESHD_DATAPATH_MAPS_UNREADABLE', `cannot read the datapath maps under ${pinDir}: ${cause instanceof Error ? cause.message : String(cause)}`, { kind: 'failed', cause });
+  }
 }
 
 export interface DatapathStatus {
@@ -106,8 +100,16 @@ function formatFlow(f: FlowRecord): string {
   return `${f.direction.padEnd(7)} ep ${f.endpointNumericId} ${host(f.src.ip)}:${f.src.port} (${f.srcIdentity}) -> ${host(f.dst.ip)}:${f.dst.port} (${f.dstIdentity}) proto ${f.protocol} ${what}`;
 }
 
-async function streamFlows(pinDir: string, output: 'text' | 'json', count?: number): Promise<number> {
-  const fd = native.objGet(join(pinDir, 'meshd_events'));
+async function streamFlows(args: ParsedArgs<typeof flowsOptions>, pinDir: string, io: CliIo): Promise<number> {
+  const countArg = args.string('count');
+  const count = countArg === undefined ? undefined : Number(countArg);
+  if (count !== undefined && !(Number.isInteger(count) && count > 0)) throw new UsageError(`meshd datapath flows: --count takes a positive integer, not "${countArg}"`);
+  let fd: number;
+  try {
+    fd = native.objGet(join(pinDir, 'meshd_events'));
+  } catch (e) {
+    throw new DatapathMapsUnreadableError(pinDir, e);
+  }
   let seen = 0;
   return new Promise<number>((resolve) => {
     const done = (code: number) => {
@@ -123,10 +125,11 @@ async function streamFlows(pinDir: string, output: 'text' | 'json', count?: numb
         try {
           f = decodeFlowEvent(b);
         } catch (e) {
-          process.stderr.write(`meshd datapath: ${e instanceof Error ? e.message : String(e)}\n`);
+          // One malformed event is reported and skipped; the stream goes on.
+          io.err(`meshd datapath flows: ${e instanceof Error ? e.message : String(e)}\n`);
           continue;
         }
-        process.stdout.write(output === 'json' ? `${JSON.stringify(f, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n` : `${formatFlow(f)}\n`);
+        io.out(args.format(FlowRecordSchema.parse(f), () => formatFlow(f)));
         seen += 1;
         if (count !== undefined && seen >= count) return done(0);
       }
@@ -135,37 +138,47 @@ async function streamFlows(pinDir: string, output: 'text' | 'json', count?: numb
   });
 }
 
-export async function runDatapath(args: string[]): Promise<number> {
-  const r = parse(args);
-  if (!r.success) {
-    for (const i of r.error.issues) process.stderr.write(`meshd datapath: ${i.path.join('.') || 'args'}: ${i.message}\n`);
-    return 2;
-  }
-  const { sub, pinDir, output, count } = r.data;
-  try {
-    if (sub === 'flows') return await streamFlows(pinDir, output, count);
-    const st = readStatus(pinDir);
-    if (output === 'json') {
-      process.stdout.write(`${JSON.stringify(st)}\n`);
-      return 0;
-    }
-    const c = st.config;
-    process.stdout.write(
-      `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}\n` +
-        `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries\n`,
-    );
-    const nc = st.metrics.newConnections;
-    process.stdout.write(
-      `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy\n`,
-    );
-    for (const d of st.metrics.drops) process.stdout.write(`dropped ${d.direction} ${d.reason}: ${d.packets}\n`);
-    for (const e of st.endpoints) {
+function formatStatus(st: DatapathStatus): string {
+  const c = st.config;
+  const nc = st.metrics.newConnections;
+  return [
+    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}`,
+    `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries`,
+    `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy`,
+    ...st.metrics.drops.map((d) => `dropped ${d.direction} ${d.reason}: ${d.packets}`),
+    ...st.endpoints.map((e) => {
       const dd = [e.defaultDenyIngress ? 'ingress' : '', e.defaultDenyEgress ? 'egress' : ''].filter(Boolean).join('+') || 'none';
-      process.stdout.write(`endpoint ${e.epId} (ifindex ${e.ifindex}, identity ${e.identity}): ${e.policyEntries} policy entries, default deny ${dd}, generation ${e.policyGeneration}\n`);
-    }
-    return 0;
-  } catch (e) {
-    process.stderr.write(`meshd datapath: cannot read the datapath maps under ${pinDir}: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
-  }
+      return `endpoint ${e.epId} (ifindex ${e.ifindex}, identity ${e.identity}): ${e.policyEntries} policy entries, default deny ${dd}, generation ${e.policyGeneration}`;
+    }),
+  ].join('\n');
 }
+
+const flowsOptions = {
+  'pin-dir': pinDirOption,
+  count: { type: 'string', value: 'N', help: 'stop after N events (default: until interrupted)' },
+} as const;
+
+export const datapath: CommandGroup = {
+  name: 'datapath',
+  summary: 'the endpoint datapath, read from its pinned maps (with or without a running agent; needs root)',
+  subcommands: [
+    command(
+      { name: 'datapath status', summary: 'endpoints, policy and ipcache sizes, conntrack, counters and config of the endpoint datapath', options: { 'pin-dir': pinDirOption }, output: true },
+      (args, io) => {
+        const pinDir = args.string('pin-dir') ?? DEFAULT_PIN_DIR;
+        let st: DatapathStatus;
+        try {
+          st = readStatus(pinDir);
+        } catch (e) {
+          throw new DatapathMapsUnreadableError(pinDir, e);
+        }
+        io.out(args.format(st, () => formatStatus(st)));
+        return 0;
+      },
+    ),
+    command(
+      { name: 'datapath flows', summary: 'drops, verdicts and proxy redirects as they happen (one per line; -o json|yaml: one record each)', options: flowsOptions, output: true },
+      (args, io) => streamFlows(args, args.string('pin-dir') ?? DEFAULT_PIN_DIR, io),
+    ),
+  ],
+};

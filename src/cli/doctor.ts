@@ -12,6 +12,7 @@ import { native } from '../../native/index.js';
 import { MESHD_PROBE_MAGIC, runProbe } from '../datapath/probe.js';
 import { run } from '../util/exec.js';
 import { BPFFS_ROOT, ensureBpffs } from '../datapath/bpffs.js';
+import { command } from './args.js';
 
 export interface CheckResult {
   name: string;
@@ -216,3 +217,12 @@ export function formatDoctor(results: readonly CheckResult[]): string {
   lines.push(failed === 0 ? 'meshd can run on this machine.' : `${failed} required check(s) failed.`);
   return lines.join('\n');
 }
+
+export const doctor = command(
+  { name: 'doctor', summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy); exit 1 if a required check fails', options: {}, output: true },
+  async (args, io) => {
+    const results = await runDoctor();
+    io.out(args.format({ checks: results }, () => formatDoctor(results)));
+    return results.some((r) => r.required && !r.ok) ? 1 : 0;
+  },
+);

@@ -2,28 +2,15 @@
  * `meshd lb`: what the socket LB holds, read from the pinned maps (works
  * whether or not an agent is running; needs root).
  *
- *   meshd lb list [--pin-dir /sys/fs/bpf/meshd] [-o json]
+ *   meshd lb list [--pin-dir /sys/fs/bpf/meshd] [-o json|yaml]
  */
 import { join } from 'node:path';
-import { z } from 'zod';
 import { BpfMap } from '../../native/index.js';
-import { LB_F_AFFINITY, LB_F_MAGLEV, LbMapName, Scope } from '../datapath/lb-maps.js';
-import { LbReconciler, type FrontendInfo } from '../datapath/lb-reconciler.js';
-import { DEFAULT_PIN_DIR } from '../datapath/sock-lb.js';
-
-const Args = z.object({
-  sub: z.literal('list', { message: 'usage: meshd lb list [--pin-dir DIR] [-o json]' }),
-  pinDir: z.string().min(1),
-  output: z.enum(['text', 'json']),
-});
-
-function parse(args: string[]) {
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  return Args.safeParse({ sub: args[0], pinDir: opt('--pin-dir') ?? DEFAULT_PIN_DIR, output: opt('-o') ?? 'text' });
-}
+import { LB_F_AFFINITY, LB_F_MAGLEV, LbMapName, Scope } from '../datapath/lb/lb-maps.js';
+import { LbReconciler, type FrontendInfo } from '../datapath/lb/lb-reconciler.js';
+import { DEFAULT_PIN_DIR } from '../datapath/lb/sock-lb.js';
+import { MeshdError } from '../util/errors.js';
+import { command, type CommandGroup } from './args.js';
 
 const scopeName = (s: number): string => Object.entries(Scope).find(([, v]) => v === s)?.[0] ?? String(s);
 
@@ -39,27 +26,34 @@ export function readFrontends(pinDir: string): FrontendInfo[] {
   }
 }
 
-export async function runLb(args: string[]): Promise<number> {
-  const r = parse(args);
-  if (!r.success) {
-    for (const i of r.error.issues) process.stderr.write(`meshd lb: ${i.path.join('.') || 'args'}: ${i.message}\n`);
-    return 2;
+export class LbMapsUnreadableError extends MeshdError {
+  constructor(pinDir: string, cause: unknown) {
+    super('MESHD_LB_MAPS_UNREADABLE', `cannot read the socket-LB maps under ${pinDir}: ${cause instanceof Error ? cause.message : String(cause)}`, { kind: 'failed', cause });
   }
-  let list: FrontendInfo[];
-  try {
-    list = readFrontends(r.data.pinDir);
-  } catch (e) {
-    process.stderr.write(`meshd lb: cannot read the socket-LB maps under ${r.data.pinDir}: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
-  }
-  if (r.data.output === 'json') {
-    process.stdout.write(`${JSON.stringify({ frontends: list })}\n`);
-    return 0;
-  }
-  for (const f of list) {
-    const flags = [f.flags & LB_F_MAGLEV ? 'maglev' : 'random', ...(f.flags & LB_F_AFFINITY ? [`affinity ${f.affinityTimeout}s`] : [])].join(', ');
-    const vip = f.vip.includes(':') ? `[${f.vip}]` : f.vip;
-    process.stdout.write(`${vip}:${f.port}/${f.proto === 6 ? 'TCP' : 'UDP'} (${scopeName(f.scope)}, ${flags}) -> ${f.backends.length ? f.backends.join(' ') : 'no backends (refused)'}\n`);
-  }
-  return 0;
 }
+
+function formatFrontend(f: FrontendInfo): string {
+  const flags = [f.flags & LB_F_MAGLEV ? 'maglev' : 'random', ...(f.flags & LB_F_AFFINITY ? [`affinity ${f.affinityTimeout}s`] : [])].join(', ');
+  const vip = f.vip.includes(':') ? `[${f.vip}]` : f.vip;
+  return `${vip}:${f.port}/${f.proto === 6 ? 'TCP' : 'UDP'} (${scopeName(f.scope)}, ${flags}) -> ${f.backends.length ? f.backends.join(' ') : 'no backends (refused)'}`;
+}
+
+export const pinDirOption = { type: 'string', value: 'DIR', help: `the bpffs directory of meshd's pins (default ${DEFAULT_PIN_DIR})` } as const;
+
+export const lb: CommandGroup = {
+  name: 'lb',
+  summary: 'the socket LB, read from its pinned maps (with or without a running agent; needs root)',
+  subcommands: [
+    command({ name: 'lb list', summary: 'list the Service frontends and backends the socket LB holds', options: { 'pin-dir': pinDirOption }, output: true }, (args, io) => {
+      const pinDir = args.string('pin-dir') ?? DEFAULT_PIN_DIR;
+      let list: FrontendInfo[];
+      try {
+        list = readFrontends(pinDir);
+      } catch (e) {
+        throw new LbMapsUnreadableError(pinDir, e);
+      }
+      io.out(args.format({ frontends: list }, () => list.map(formatFrontend).join('\n')));
+      return 0;
+    }),
+  ],
+};

@@ -1,86 +1,38 @@
 /**
- * The `meshd` command line. Each subcommand lives in its own module and is
- * loaded only when used, so `meshd --version` stays instant.
+ * The `meshd` command line. Each command lives in its own module and is
+ * loaded only when used, so `meshd --version` stays instant; every command
+ * parses its arguments with the same parser (args.ts) and prints with the
+ * same output formats (output.ts).
  *
- *   meshd --version | help | doctor | <subcommand> …
+ *   meshd --version | help | <command> [<subcommand>] [options]
+ *
+ * A failed command prints one line, `code: message` (never a stack trace),
+ * and exits with the status of the error's kind (util/errors.ts: 2 for usage
+ * errors, 1 for a failed operation, …).
  */
+import { describeError, exitStatusOf } from '../util/errors.js';
 import { packageVersion } from '../util/paths.js';
+import { processIo, runGroup, UsageError, type CliIo, type Command, type CommandGroup } from './args.js';
 
-interface Command {
+interface Entry {
   summary: string;
-  run(args: string[]): Promise<number>;
+  load(): Promise<Command | CommandGroup>;
 }
 
-const node = (summary: string, name: string): Command => ({
-  summary,
-  async run(args) {
-    const { runNodeCommand } = await import('./node.js');
-    return runNodeCommand(name, args);
-  },
-});
-
-const commands: Record<string, Command> = {
-  agent: {
-    summary: 'run the node agent (--config FILE, --standalone DIR, --<key>=<value>)',
-    async run(args) {
-      const { runAgentCommand } = await import('./agent.js');
-      return runAgentCommand(args);
-    },
-  },
-  status: node('the running agent: Envoy, xDS versions and NACKs, datapath, counts', 'status'),
-  endpoint: node('list|get ID: local endpoints', 'endpoint'),
-  identity: node('list: security identities', 'identity'),
-  service: node('list: services and their backends', 'service'),
-  bpf: node('policy get ENDPOINT: an endpoint\'s policy map as the kernel holds it', 'bpf'),
-  proxy: node('list: proxy ports, listeners and their rules', 'proxy'),
-  doctor: {
-    summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy)',
-    async run(args) {
-      const { runDoctor, formatDoctor } = await import('./doctor.js');
-      const results = await runDoctor();
-      if (args.includes('-o') && args[args.indexOf('-o') + 1] === 'json') {
-        process.stdout.write(`${JSON.stringify({ checks: results })}\n`);
-      } else {
-        process.stdout.write(`${formatDoctor(results)}\n`);
-      }
-      return results.some((r) => r.required && !r.ok) ? 1 : 0;
-    },
-  },
-  lb: {
-    summary: 'list the Service frontends and backends the socket LB holds (lb list [--pin-dir DIR] [-o json])',
-    async run(args) {
-      const { runLb } = await import('./lb.js');
-      return runLb(args);
-    },
-  },
-  datapath: {
-    summary: 'endpoints, policy and ipcache sizes, conntrack, and live flow events of the endpoint datapath (datapath status|flows [--pin-dir DIR] [-o json])',
-    async run(args) {
-      const { runDatapath } = await import('./datapath.js');
-      return runDatapath(args);
-    },
-  },
-  cni: {
-    summary: 'install or uninstall the CNI configuration and the meshd-cni plugin (cni --help)',
-    async run(args) {
-      const { runCni } = await import('./cni.js');
-      return runCni(args);
-    },
-  },
-  policy: {
-    summary: 'validate policy files; trace what the engine decides for a scenario (validate | trace)',
-    async run(args) {
-      const { runPolicy } = await import('./policy.js');
-      return runPolicy(args);
-    },
-  },
-  xds: {
-    summary: 'serve a JSON snapshot file to Envoy over xDS (meshd xds serve --snapshot FILE [--listen unix:PATH|HOST:PORT])',
-    async run(args) {
-      const { runXds } = await import('./xds.js');
-      return runXds(args);
-    },
-  },
+const commands: Readonly<Record<string, Entry>> = {
+  agent: { summary: 'run the node agent (--config FILE, --standalone DIR, --<key>=<value>)', load: async () => (await import('./agent.js')).agent },
+  status: { summary: 'the running agent: Envoy, xDS versions and NACKs, datapath, counts', load: async () => (await import('./node.js')).status },
+  endpoint: { summary: 'list | get ID: local endpoints', load: async () => (await import('./node.js')).endpoint },
+  identity: { summary: 'list: security identities', load: async () => (await import('./node.js')).identity },
+  service: { summary: 'list: services and their backends', load: async () => (await import('./node.js')).service },
+  bpf: { summary: "policy get ENDPOINT: an endpoint's policy map as the kernel holds it", load: async () => (await import('./node.js')).bpf },
+  proxy: { summary: 'list | routing ensure|remove: proxy listeners; the policy routing of redirects', load: async () => (await import('./node.js')).proxy },
+  doctor: { summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy)', load: async () => (await import('./doctor.js')).doctor },
+  lb: { summary: 'list: the Service frontends and backends the socket LB holds (pinned maps)', load: async () => (await import('./lb.js')).lb },
+  datapath: { summary: 'status | flows: the endpoint datapath from its pinned maps, and live flow events', load: async () => (await import('./datapath.js')).datapath },
+  cni: { summary: 'install | uninstall: the CNI configuration and the meshd-cni plugin', load: async () => (await import('./cni.js')).cni },
+  policy: { summary: 'validate | trace | get: policy files, what the engine decides, the agent\'s policies', load: async () => (await import('./policy.js')).policy },
+  xds: { summary: 'serve: a JSON snapshot file to Envoy over xDS, for debugging', load: async () => (await import('./xds.js')).xds },
 };
 
 function help(): string {
@@ -89,7 +41,7 @@ function help(): string {
   return [
     `meshd ${packageVersion()}: a sidecarless service-mesh data plane for Kubernetes nodes`,
     '',
-    'Usage: meshd <command> [options]',
+    'Usage: meshd <command> [<subcommand>] [options]',
     '',
     'Commands:',
     ...rows,
@@ -97,30 +49,36 @@ function help(): string {
     '',
     'Options:',
     '  --version  print the version',
+    '',
+    'Every command takes --help; commands that print data take -o text|json|yaml.',
   ].join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
+
+/** Every command, loaded (for help texts and tests). */
+export async function allCommands(): Promise<Command[]> {
+  const loaded = await Promise.all(Object.values(commands).map((e) => e.load()));
+  return loaded.flatMap((c) => (isGroup(c) ? [...c.subcommands] : [c]));
+}
+
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === 'version' || cmd === '-v') {
-    process.stdout.write(`${packageVersion()}\n`);
+    io.out(`${packageVersion()}\n`);
     return 0;
   }
   if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    process.stdout.write(`${help()}\n`);
+    io.out(`${help()}\n`);
     return 0;
   }
-  const c = commands[cmd];
-  if (!c) {
-    process.stderr.write(`meshd: unknown command "${cmd}"\n\n${help()}\n`);
-    return 2;
-  }
   try {
-    return await c.run(rest);
+    const entry = commands[cmd];
+    if (!entry) throw new UsageError(`unknown command "${cmd}"; see "meshd help"`);
+    const c = await entry.load();
+    return await (isGroup(c) ? runGroup(c, rest, io) : c.run(rest, io));
   } catch (e) {
-    // A failed command prints one line (what failed and why), never a stack trace.
-    const code = typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? ` [${e.code}]` : '';
-    process.stderr.write(`meshd ${cmd}: ${e instanceof Error ? e.message : String(e)}${code}\n`);
-    return 1;
+    io.err(`${describeError(e)}\n`);
+    return exitStatusOf(e);
   }
 }

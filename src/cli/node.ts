@@ -7,132 +7,133 @@
  *   meshd service list                services and backends as programmed
  *   meshd bpf policy get ENDPOINT     the endpoint's policy map as the kernel holds it
  *   meshd proxy list                  proxy ports, listeners and the rules behind them
+ *   meshd proxy routing ensure|remove the policy routing of proxy redirects (local, no agent)
  *
- * Tables by default; `-o json` prints the agent's answer unchanged.
- * `--api-socket PATH` (or MESHD_API_SOCKET) selects the agent.
+ * Tables by default; `-o json|yaml` prints the agent's answer as validated
+ * against the route's schema (src/api). `--api-socket PATH` (or
+ * MESHD_API_SOCKET) selects the agent.
  */
-import { apiGet, apiSocket, outputJson, table } from './api-client.js';
+import { apiRoutes } from '../api/index.js';
+import type { StatusResponse } from '../api/status.js';
+import { callApi } from './api-client.js';
+import { command, type Command, type CommandGroup } from './args.js';
+import { table } from './output.js';
 
-type Row = Record<string, unknown>;
+const agentCommand = { options: {}, output: true, agent: true } as const;
 
-function rows(v: unknown, key: string): Row[] {
-  if (typeof v === 'object' && v !== null && key in v) {
-    const arr = (v as Record<string, unknown>)[key];
-    if (Array.isArray(arr)) return arr.filter((x): x is Row => typeof x === 'object' && x !== null);
-  }
-  return [];
-}
-
-const positional = (argv: readonly string[]) => argv.filter((a, i) => !a.startsWith('-') && argv[i - 1] !== '-o' && argv[i - 1] !== '--api-socket');
-
-function print(argv: readonly string[], value: unknown, render: () => string): void {
-  process.stdout.write(`${outputJson(argv) ? JSON.stringify(value) : render()}\n`);
-}
-
-function renderStatus(s: Row): string {
-  const agent = (s.agent ?? {}) as Row;
-  const proxy = (s.envoy ?? {}) as Row; // the L7 proxy's status, or {state: 'disabled'}
-  const envoy = (proxy.envoy ?? proxy) as Row;
-  const xdsTypes = ((proxy.xds as Row | undefined)?.types ?? {}) as Record<string, Row>;
-  const lastNack = proxy.lastNack as Row | null | undefined;
-  const counts = (s.counts ?? {}) as Row;
-  const dp = (s.datapath ?? {}) as Row;
-  const pending = Object.entries((dp.pending ?? {}) as Record<string, string>);
-  const ver = (x: unknown) => (x && typeof x === 'object' && 'snapshotVersion' in x ? String((x as Row).snapshotVersion) : '-');
+function renderStatus(s: StatusResponse): string {
+  const { agent, counts, datapath: dp } = s;
+  const proxy = 'envoy' in s.envoy ? s.envoy : null;
+  const envoy = proxy?.envoy;
   const lines = [
-    `Agent:     ${agent.state ?? '?'} (meshd ${agent.version ?? '?'}, node ${agent.nodeName ?? '?'}, ${agent.mode ?? '?'} mode, up ${agent.uptimeS ?? '?'}s)`,
-    `Envoy:     ${envoy.state ?? '?'}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts ?? 0})` : ''}`,
-    `Datapath:  ${dp.endpoints ?? 0} endpoints attached, ${dp.ipcacheEntries ?? 0} ipcache entries, pins at ${dp.pinDir ?? '?'}`,
-    ...pending.map(([id, why]) => `  pending: ${id}: ${why}`),
+    `Agent:     ${agent.state} (meshd ${agent.version}, node ${agent.nodeName}, ${agent.mode} mode, up ${agent.uptimeS}s)`,
+    `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}` : 'disabled'}`,
+    `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
+    ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
     `Counts:    ${Object.entries(counts)
-      .map(([k, v]) => `${k}=${String(v)}`)
+      .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`,
   ];
-  if (Object.keys(xdsTypes).length > 0) {
-    lines.push('xDS:', table(['TYPE', 'SENT', 'ACKED', 'NACKED'], Object.entries(xdsTypes).map(([k, t]) => [k, ver(t.sent), ver(t.acked), ver(t.nacked)])));
+  if (s.proxy?.error) lines.push(`Proxy:     configuration ${s.proxy.version} refused at ${s.proxy.at}: ${s.proxy.error}`);
+  const types = Object.entries(proxy?.xds?.types ?? {});
+  if (types.length > 0) {
+    lines.push('xDS:', table(['TYPE', 'SENT', 'ACKED', 'NACKED'], types.map(([k, t]) => [k, t.sent?.snapshotVersion, t.acked?.snapshotVersion, t.nacked?.snapshotVersion])));
   }
-  if (lastNack) lines.push(`Last NACK: version ${String(lastNack.version)} at ${String(lastNack.at)}: ${String(lastNack.message)}`);
+  const nack = proxy?.lastNack;
+  if (nack) lines.push(`Last NACK: version ${nack.version} at ${nack.at}: ${nack.message}`);
   return lines.join('\n');
 }
 
-export async function runNodeCommand(cmd: string, argv: string[]): Promise<number> {
-  const sock = apiSocket(argv);
-  const [sub, arg] = positional(argv);
-  switch (cmd) {
-    case 'status': {
-      const s = await apiGet(sock, '/v1/status');
-      print(argv, s, () => renderStatus(s as Row));
+export const status: Command = command({ name: 'status', summary: 'the running agent: Envoy, xDS versions and NACKs, datapath, counts', ...agentCommand }, async (args, io) => {
+  const s = await callApi(args.apiSocket, apiRoutes.status);
+  io.out(args.format(s, () => renderStatus(s)));
+  return 0;
+});
+
+export const endpoint: CommandGroup = {
+  name: 'endpoint',
+  summary: 'the local endpoints (pods) the agent manages',
+  subcommands: [
+    command({ name: 'endpoint list', summary: 'list local endpoints with identity, addresses and enforcement', ...agentCommand }, async (args, io) => {
+      const v = await callApi(args.apiSocket, apiRoutes.endpoints);
+      const rows = v.endpoints.map((e) => [e.id, e.identity, e.ips.join(','), e.ifname, e.ingressEnforcement, e.egressEnforcement, e.labels]);
+      io.out(args.format(v, () => table(['ENDPOINT', 'IDENTITY', 'IPS', 'INTERFACE', 'INGRESS', 'EGRESS', 'LABELS'], rows)));
       return 0;
-    }
-    case 'endpoint': {
-      if (sub === 'get' && arg) {
-        const e = await apiGet(sock, `/v1/endpoint?id=${encodeURIComponent(arg)}`);
-        print(argv, e, () => JSON.stringify(e, null, 2));
+    }),
+    command({ name: 'endpoint get', summary: 'one endpoint and its computed policy', args: 'ID', positionals: { min: 1, max: 1 }, ...agentCommand }, async (args, io) => {
+      const e = await callApi(args.apiSocket, apiRoutes.endpoint, { query: { id: args.positionals[0] ?? '' } });
+      io.out(args.format(e, () => JSON.stringify(e, null, 2)));
+      return 0;
+    }),
+  ],
+};
+
+export const identity: CommandGroup = {
+  name: 'identity',
+  summary: 'security identities',
+  subcommands: [
+    command({ name: 'identity list', summary: 'list security identities and their labels', ...agentCommand }, async (args, io) => {
+      const v = await callApi(args.apiSocket, apiRoutes.identities);
+      io.out(args.format(v, () => table(['ID', 'SCOPE', 'LABELS'], v.identities.map((i) => [i.id, i.scope, i.labels.join(' ')]))));
+      return 0;
+    }),
+  ],
+};
+
+export const service: CommandGroup = {
+  name: 'service',
+  summary: 'services as the agent holds them',
+  subcommands: [
+    command({ name: 'service list', summary: 'list services, their cluster IPs, ports and selectors', ...agentCommand }, async (args, io) => {
+      const v = await callApi(args.apiSocket, apiRoutes.services);
+      const rows = v.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIPs?.join(','), s.ports?.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`).join(','), s.selector]);
+      io.out(args.format(v, () => table(['SERVICE', 'CLUSTER IPS', 'PORTS', 'SELECTOR'], rows)));
+      return 0;
+    }),
+  ],
+};
+
+export const bpf: CommandGroup = {
+  name: 'bpf',
+  summary: 'the datapath as the kernel holds it, through the agent',
+  subcommands: [
+    command(
+      { name: 'bpf policy get', summary: "an endpoint's policy map as the kernel holds it", args: 'ENDPOINT', positionals: { min: 1, max: 1 }, ...agentCommand },
+      async (args, io) => {
+        const v = await callApi(args.apiSocket, apiRoutes.bpfPolicy, { query: { endpoint: args.positionals[0] ?? '' } });
+        const rows = v.entries.map((e) => [e.direction, e.identity, e.protocol, e.ports, e.verdict, e.proxyPort]);
+        io.out(args.format(v, () => table(['DIRECTION', 'IDENTITY', 'PROTO', 'PORTS', 'VERDICT', 'PROXY PORT'], rows)));
         return 0;
-      }
-      if (sub !== 'list') break;
-      const v = await apiGet(sock, '/v1/endpoints');
-      print(argv, v, () =>
-        table(
-          ['ENDPOINT', 'IDENTITY', 'IPS', 'INTERFACE', 'INGRESS', 'EGRESS', 'LABELS'],
-          rows(v, 'endpoints').map((e) => [e.id, e.identity, (e.ips as string[] | undefined)?.join(','), e.ifname, e.ingressEnforcement, e.egressEnforcement, e.labels]),
-        ),
-      );
+      },
+    ),
+  ],
+};
+
+const routing = (verb: 'ensure' | 'remove'): Command =>
+  command(
+    {
+      name: `proxy routing ${verb}`,
+      summary: `${verb === 'ensure' ? 'install' : 'remove'} the fwmark rule and local route that deliver redirected flows to Envoy (local, no agent needed)`,
+      options: {},
+    },
+    async () => {
+      const { ensurePolicyRouting, removePolicyRouting } = await import('../proxy/policy-routing.js');
+      await (verb === 'remove' ? removePolicyRouting() : ensurePolicyRouting());
       return 0;
-    }
-    case 'identity': {
-      if (sub !== 'list') break;
-      const v = await apiGet(sock, '/v1/identities');
-      print(argv, v, () => table(['ID', 'LABELS'], rows(v, 'identities').map((i) => [i.id, (i.labels as string[] | undefined)?.join(' ')])));
+    },
+  );
+
+export const proxy: CommandGroup = {
+  name: 'proxy',
+  summary: 'the L7 proxy: ports, listeners and policy routing',
+  subcommands: [
+    command({ name: 'proxy list', summary: 'list proxy listeners, their ports, endpoints and ACKed versions', ...agentCommand }, async (args, io) => {
+      const v = await callApi(args.apiSocket, apiRoutes.proxy);
+      const listeners = 'listeners' in v ? v.listeners : [];
+      io.out(args.format(v, () => ('listeners' in v ? table(['LISTENER', 'PORT', 'ENDPOINTS', 'ACKED VERSION'], listeners.map((l) => [l.name, l.port, l.endpoints.join(','), l.ackedVersion])) : 'proxy disabled (envoy.enabled=false)')));
       return 0;
-    }
-    case 'service': {
-      if (sub !== 'list') break;
-      const v = await apiGet(sock, '/v1/services');
-      print(argv, v, () =>
-        table(
-          ['SERVICE', 'CLUSTER IPS', 'PORTS', 'SELECTOR'],
-          rows(v, 'services').map((s) => [
-            `${String(s.namespace)}/${String(s.name)}`,
-            (s.clusterIPs as string[] | undefined)?.join(','),
-            (s.ports as Array<{ port: number; protocol?: string }> | undefined)?.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`).join(','),
-            s.selector,
-          ]),
-        ),
-      );
-      return 0;
-    }
-    case 'bpf': {
-      if (sub !== 'policy' || arg !== 'get') break;
-      const ep = positional(argv)[2];
-      if (!ep) break;
-      const v = await apiGet(sock, `/v1/bpf/policy?endpoint=${encodeURIComponent(ep)}`);
-      print(argv, v, () =>
-        table(
-          ['DIRECTION', 'IDENTITY', 'PROTO', 'PORTS', 'VERDICT', 'PROXY PORT'],
-          rows(v, 'entries').map((e) => [e.direction, e.identity, e.protocol, e.ports, e.verdict, e.proxyPort]),
-        ),
-      );
-      return 0;
-    }
-    case 'proxy': {
-      if (sub === 'routing' && (arg === 'remove' || arg === 'ensure')) {
-        // Local, no agent needed: the fwmark rule and local route that deliver redirected flows to Envoy.
-        const { ensurePolicyRouting, removePolicyRouting } = await import('../proxy/policy-routing.js');
-        await (arg === 'remove' ? removePolicyRouting() : ensurePolicyRouting());
-        return 0;
-      }
-      if (sub !== 'list') break;
-      const v = await apiGet(sock, '/v1/proxy');
-      print(argv, v, () =>
-        table(
-          ['LISTENER', 'PORT', 'ENDPOINTS', 'ACKED VERSION'],
-          rows(v, 'listeners').map((l) => [l.name, l.port, (l.endpoints as string[] | undefined)?.join(','), l.ackedVersion]),
-        ),
-      );
-      return 0;
-    }
-  }
-  process.stderr.write(`meshd ${cmd}: unknown or incomplete subcommand; see "meshd help"\n`);
-  return 2;
-}
+    }),
+    routing('ensure'),
+    routing('remove'),
+  ],
+};

@@ -82,8 +82,12 @@ test('trace -o json prints one object per flow, in order, with verdict, l4, l7, 
 });
 
 test('trace without --scenario, or with a bad scenario, fails clearly', (t) => {
-  assert.equal(meshd('policy', 'trace').status, 2);
-  assert.equal(meshd('policy', 'frobnicate').status, 2);
+  const none = meshd('policy', 'trace');
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /^MESHD_CLI_USAGE: /);
+  const sub = meshd('policy', 'frobnicate');
+  assert.equal(sub.status, 2);
+  assert.match(sub.stderr, /^MESHD_CLI_USAGE: /);
   const dir = mkdtempSync(join(tmpdir(), 'meshd-policy-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 's.yaml');

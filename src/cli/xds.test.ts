@@ -12,11 +12,13 @@ const meshd = (...args: string[]) => spawnSync(process.execPath, [bin, ...args],
 test('meshd xds serve: usage errors exit 2', () => {
   const r = meshd('xds', 'serve');
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--snapshot FILE is required/);
+  assert.match(r.stderr, /^MESHD_CLI_USAGE: .*--snapshot FILE is required/);
   const bad = meshd('xds', 'serve', '--snapshot', 'x.json', '--bogus');
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /unknown option "--bogus"/);
-  assert.equal(meshd('xds', 'frobnicate').status, 2);
+  assert.match(bad.stderr, /^MESHD_CLI_USAGE: .*unknown option --bogus/);
+  const sub = meshd('xds', 'frobnicate');
+  assert.equal(sub.status, 2);
+  assert.match(sub.stderr, /^MESHD_CLI_USAGE: .*unknown subcommand "frobnicate"/);
 });
 
 test('meshd xds serve: a malformed snapshot at start exits 1 naming the JSON path; a non-loopback address is refused', (t) => {

@@ -10,8 +10,7 @@
  */
 import { DEFAULT_LISTEN, XdsServer, isXdsError, loadSnapshotFile, snapshotCounts, watchSnapshotFile } from '../../xds/index.js';
 import type { LogFields, XdsLogger } from '../../xds/index.js';
-
-const USAGE = 'usage: meshd xds serve --snapshot FILE [--listen unix:PATH|HOST:PORT] [--verbose]';
+import { command, UsageError, type CliIo, type CommandGroup } from './args.js';
 
 /** Every node gets the same snapshot. */
 const ALL_NODES = '*';
@@ -22,30 +21,13 @@ interface ServeArgs {
   verbose: boolean;
 }
 
-function parseServeArgs(args: string[]): ServeArgs | string {
-  let snapshot: string | undefined;
-  let listen = DEFAULT_LISTEN;
-  let verbose = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const value = (): string | undefined => args[++i];
-    if (a === '--snapshot') snapshot = value();
-    else if (a === '--listen') listen = value() ?? '';
-    else if (a === '--verbose' || a === '-v') verbose = true;
-    else return `unknown option "${String(a)}"`;
-  }
-  if (!snapshot) return '--snapshot FILE is required';
-  if (!listen) return '--listen needs a value';
-  return { snapshot, listen, verbose };
-}
-
-function cliLogger(verbose: boolean): XdsLogger {
+function cliLogger(verbose: boolean, io: CliIo): XdsLogger {
   const line = (level: string, msg: string, fields?: LogFields): void => {
     const extra = Object.entries(fields ?? {})
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${typeof v === 'string' && /\s/.test(v) ? JSON.stringify(v) : String(v)}`)
       .join(' ');
-    process.stderr.write(`meshd xds: ${level} ${msg}${extra ? ` ${extra}` : ''}\n`);
+    io.err(`meshd xds: ${level} ${msg}${extra ? ` ${extra}` : ''}\n`);
   };
   return {
     info: (m, f) => (verbose ? line('info', m, f) : undefined),
@@ -54,14 +36,14 @@ function cliLogger(verbose: boolean): XdsLogger {
   };
 }
 
-async function serve(args: ServeArgs): Promise<number> {
-  const log = cliLogger(args.verbose);
+async function serve(args: ServeArgs, io: CliIo): Promise<number> {
+  const log = cliLogger(args.verbose, io);
   let first;
   try {
     first = loadSnapshotFile(args.snapshot);
   } catch (e) {
     if (!isXdsError(e)) throw e;
-    process.stderr.write(`meshd xds: ${e.message}\n${e.problems.map((p) => `  ${p}\n`).join('')}`);
+    io.err(`meshd xds: ${e.message}\n${e.problems.map((p) => `  ${p}\n`).join('')}`);
     return 1;
   }
   const server = new XdsServer({ log, nodeGroup: () => ALL_NODES });
@@ -72,27 +54,27 @@ async function serve(args: ServeArgs): Promise<number> {
   } catch (e) {
     await server.close();
     if (!isXdsError(e)) throw e;
-    process.stderr.write(`meshd xds: ${e.message}\n`);
+    io.err(`meshd xds: ${e.message}\n`);
     return 1;
   }
   const counts = (s: typeof first): string =>
     Object.entries(snapshotCounts(s))
       .map(([k, n]) => `${k}=${n}`)
       .join(' ');
-  process.stderr.write(`meshd xds: serving ${args.snapshot} version ${first.version} (${counts(first)}) on ${bound.target}\n`);
+  io.err(`meshd xds: serving ${args.snapshot} version ${first.version} (${counts(first)}) on ${bound.target}\n`);
   const watcher = watchSnapshotFile(
     args.snapshot,
     (snap) => {
       try {
         server.setSnapshot(ALL_NODES, snap);
-        process.stderr.write(`meshd xds: reloaded ${args.snapshot} version ${snap.version} (${counts(snap)})\n`);
+        io.err(`meshd xds: reloaded ${args.snapshot} version ${snap.version} (${counts(snap)})\n`);
       } catch (e) {
         if (!isXdsError(e)) throw e;
-        process.stderr.write(`meshd xds: rejected ${args.snapshot}, still serving the previous snapshot: ${e.message}\n`);
+        io.err(`meshd xds: rejected ${args.snapshot}, still serving the previous snapshot: ${e.message}\n`);
       }
     },
     (e) => {
-      process.stderr.write(
+      io.err(
         `meshd xds: rejected ${args.snapshot}, still serving the previous snapshot: ${e.message}\n${e.problems.map((p) => `  ${p}\n`).join('')}`,
       );
     },
@@ -108,21 +90,32 @@ async function serve(args: ServeArgs): Promise<number> {
   });
   watcher.close();
   await server.close();
-  process.stderr.write('meshd xds: stopped\n');
+  io.err('meshd xds: stopped\n');
   return 0;
 }
 
-export async function runXds(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub !== 'serve') {
-    process.stderr.write(`${USAGE}\n`);
-    return sub === undefined || sub === 'help' || sub === '--help' ? 0 : 2;
-  }
-  const parsed = parseServeArgs(rest);
-  if (typeof parsed === 'string') {
-    process.stderr.write(`meshd xds serve: ${parsed}\n${USAGE}\n`);
-    return 2;
-  }
-  return serve(parsed);
-}
-
+export const xds: CommandGroup = {
+  name: 'xds',
+  summary: 'the xDS server on its own, for debugging Envoy configuration',
+  subcommands: [
+    command(
+      {
+        name: 'xds serve',
+        summary: 'serve a JSON snapshot file to Envoy over xDS (ADS or per-type, SotW or delta), reloading it when it changes',
+        options: {
+          snapshot: { type: 'string', value: 'FILE', help: 'the snapshot file (required): {"version": …, "resources": {"clusters": […], …}}' },
+          listen: { type: 'string', value: 'unix:PATH|HOST:PORT', help: `where to serve (default ${DEFAULT_LISTEN}; loopback addresses only)` },
+          verbose: { type: 'boolean', short: 'v', help: 'log every request and response' },
+        },
+        notes: ['A bad snapshot file is reported with the JSON path of each problem; the previous snapshot keeps being served.'],
+      },
+      (args, io) => {
+        const snapshot = args.string('snapshot');
+        if (snapshot === undefined) throw new UsageError('meshd xds serve: --snapshot FILE is required; see "meshd xds serve --help"');
+        const listen = args.string('listen') ?? DEFAULT_LISTEN;
+        if (listen === '') throw new UsageError('meshd xds serve: --listen needs a value; see "meshd xds serve --help"');
+        return serve({ snapshot, listen, verbose: args.flag('verbose') }, io);
+      },
+    ),
+  ],
+};

@@ -5,14 +5,19 @@
  * namespace is gone. Records are written atomically (temp file + rename), so
  * a reader sees the old record, the new one, or none.
  *
- *   const store = new AttachmentStore(stateDir, 'meshd');
+ * A record that does not parse is moved aside (`<file>.corrupt-<ISO time>`)
+ * and reported to `onCorrupt` (MESHD_STATE_FILE_CORRUPT); it then reads as
+ * absent, so DEL falls back to the names derived from the key instead of
+ * failing for ever, and GC carries on with the other records.
+ *
+ *   const store = new AttachmentStore(stateDir, 'meshd', { onCorrupt: (e) => log(e.message) });
  *   store.write(record); store.read(key); store.remove(key); store.list();
  */
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
-import { describeIssues } from './cni-spec.js';
 import { errno, readdirIfExists } from '../util/fs-errors.js';
+import { readStateFile, warnCorrupt, writeStateFile, type StateFileCorruptError } from '../util/state-file.js';
 
 export const AttachmentRecordSchema = z.object({
   containerId: z.string(),
@@ -40,9 +45,11 @@ export interface AttachmentKey {
 
 export class AttachmentStore {
   readonly dir: string;
+  private readonly onCorrupt: (e: StateFileCorruptError) => void;
 
-  constructor(stateDir: string, network: string) {
+  constructor(stateDir: string, network: string, opts: { onCorrupt?: (e: StateFileCorruptError) => void } = {}) {
     this.dir = join(stateDir, 'attachments', encodeURIComponent(network));
+    this.onCorrupt = opts.onCorrupt ?? warnCorrupt;
   }
 
   private file(key: AttachmentKey): string {
@@ -52,11 +59,7 @@ export class AttachmentStore {
   }
 
   write(record: AttachmentRecord): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(record);
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
-    renameSync(tmp, file);
+    writeStateFile(this.file(record), record);
   }
 
   read(key: AttachmentKey): AttachmentRecord | undefined {
@@ -64,22 +67,10 @@ export class AttachmentStore {
   }
 
   private readFile(file: string): AttachmentRecord | undefined {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return undefined;
-      throw e;
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new Error(`${file}: not valid JSON`);
-    }
-    const parsed = AttachmentRecordSchema.safeParse(raw);
-    if (!parsed.success) throw new Error(`${file}: ${describeIssues(parsed.error)}`);
-    return parsed.data;
+    const r = readStateFile(file, AttachmentRecordSchema);
+    if (r.state === 'ok') return r.data;
+    if (r.state === 'corrupt') this.onCorrupt(r.problem);
+    return undefined;
   }
 
   remove(key: AttachmentKey): void {

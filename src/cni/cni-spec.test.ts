@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CniError, formatResult, parseEnv, parseNetConf, type CniResult } from './cni-spec.js';
+import { isMeshdError } from '../util/errors.js';
+import { CniCode, CniError, formatResult, parseEnv, parseNetConf, type CniResult } from './cni-spec.js';
 
-function cniError(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CniError) return e;
-    throw e;
-  }
-  assert.fail('expected a CniError');
+/** A matcher for assert.throws: a CniError with this stable code and spec number whose message names `names`. */
+function cniFails(code: string, cniCode: number, names?: string): (e: unknown) => boolean {
+  return (e) => isMeshdError(e, code) && e instanceof CniError && e.cniCode === cniCode && (names === undefined || e.message.includes(names));
 }
 
 test('parseEnv: ADD needs container ID, netns and ifname; DEL tolerates a missing netns; GC/STATUS/VERSION need none', () => {
@@ -17,31 +13,40 @@ test('parseEnv: ADD needs container ID, netns and ifname; DEL tolerates a missin
   const env = parseEnv({ ...base, CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p' });
   assert.deepEqual(env.args, { IgnoreUnknown: '1', K8S_POD_NAMESPACE: 'ns', K8S_POD_NAME: 'p' });
   assert.deepEqual(env.path, ['/opt/cni/bin', '/usr/lib/cni']);
-  assert.equal(cniError(() => parseEnv({ ...base, CNI_NETNS: undefined })).cniCode, 4);
+  const badEnv = (names: string) => cniFails('MESHD_CNI_BAD_ENV', CniCode.INVALID_ENV, names);
+  assert.throws(() => parseEnv({ ...base, CNI_NETNS: undefined }), badEnv('CNI_NETNS'));
   assert.equal(parseEnv({ ...base, CNI_COMMAND: 'DEL', CNI_NETNS: undefined }).netns, '');
-  assert.match(cniError(() => parseEnv({ ...base, CNI_IFNAME: 'eth 0' })).message, /CNI_IFNAME/);
-  assert.match(cniError(() => parseEnv({ ...base, CNI_IFNAME: 'averyveryverylongname' })).message, /CNI_IFNAME/);
-  assert.match(cniError(() => parseEnv({ ...base, CNI_CONTAINERID: '-bad' })).message, /CNI_CONTAINERID/);
-  assert.match(cniError(() => parseEnv({ ...base, CNI_ARGS: 'novalue' })).message, /CNI_ARGS/);
+  assert.throws(() => parseEnv({ ...base, CNI_IFNAME: 'eth 0' }), badEnv('CNI_IFNAME'));
+  assert.throws(() => parseEnv({ ...base, CNI_IFNAME: 'averyveryverylongname' }), badEnv('CNI_IFNAME'));
+  assert.throws(() => parseEnv({ ...base, CNI_CONTAINERID: '-bad' }), badEnv('CNI_CONTAINERID'));
+  assert.throws(() => parseEnv({ ...base, CNI_ARGS: 'novalue' }), badEnv('CNI_ARGS'));
   for (const c of ['GC', 'STATUS', 'VERSION']) assert.equal(parseEnv({ CNI_COMMAND: c }).command, c);
-  assert.equal(cniError(() => parseEnv({})).cniCode, 4);
+  assert.throws(() => parseEnv({}), badEnv('CNI_COMMAND'));
 });
 
 test('parseNetConf: decode, version and schema errors carry the spec codes and name the field', () => {
-  assert.equal(cniError(() => parseNetConf('{')).cniCode, 6);
-  assert.equal(cniError(() => parseNetConf('"x"')).cniCode, 6);
-  const v = cniError(() => parseNetConf('{"cniVersion":"0.3.1","name":"n","type":"meshd-cni"}'));
-  assert.equal(v.cniCode, 1);
-  assert.equal(v.reason, 'MESHD_CNI_UNSUPPORTED_VERSION');
-  const missing = cniError(() => parseNetConf('{"cniVersion":"1.0.0","type":"meshd-cni"}'));
-  assert.equal(missing.cniCode, 7);
-  assert.match(missing.message, /name/);
-  const wrong = cniError(() => parseNetConf('{"cniVersion":"1.0.0","name":"n","type":"meshd-cni","chainingMode":"magic"}'));
-  assert.match(wrong.message, /chainingMode/);
+  assert.throws(() => parseNetConf('{'), cniFails('MESHD_CNI_BAD_JSON', CniCode.DECODE_FAILURE));
+  assert.throws(() => parseNetConf('"x"'), cniFails('MESHD_CNI_BAD_JSON', CniCode.DECODE_FAILURE));
+  assert.throws(
+    () => parseNetConf('{"cniVersion":"0.3.1","name":"n","type":"meshd-cni"}'),
+    cniFails('MESHD_CNI_UNSUPPORTED_VERSION', CniCode.INCOMPATIBLE_VERSION, '0.3.1'),
+  );
+  assert.throws(() => parseNetConf('{"cniVersion":"1.0.0","type":"meshd-cni"}'), cniFails('MESHD_CNI_BAD_CONFIG', CniCode.INVALID_CONFIG, 'name'));
+  assert.throws(
+    () => parseNetConf('{"cniVersion":"1.0.0","name":"n","type":"meshd-cni","chainingMode":"magic"}'),
+    cniFails('MESHD_CNI_BAD_CONFIG', CniCode.INVALID_CONFIG, 'chainingMode'),
+  );
   const ok = parseNetConf('{"cniVersion":"0.4.0","name":"n","type":"meshd-cni","custom":1}');
   assert.equal(ok.agentSocket, '/var/run/meshd/cni.sock');
   assert.equal(ok.chainingMode, 'none');
-  assert.deepEqual(cniError(() => parseNetConf('{')).toJSON('1.1.0').code, 6);
+});
+
+test('the error JSON carries the spec number as code and the stable code in details', () => {
+  const e = new CniError(CniCode.AGENT_REJECTED, 'MESHD_CNI_AGENT_REJECTED', 'agent said no', 'MESHD_CNI_API_REJECTED');
+  assert.deepEqual(e.toJSON('1.1.0'), { cniVersion: '1.1.0', code: 101, msg: 'agent said no', details: 'MESHD_CNI_AGENT_REJECTED: MESHD_CNI_API_REJECTED' });
+  assert.equal(new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_INTERNAL', 'x').toJSON('0.4.0').details, 'MESHD_CNI_INTERNAL');
+  assert.equal(e.kind, 'invalid');
+  assert.equal(new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_AGENT_UNAVAILABLE', 'x').kind, 'unavailable');
 });
 
 test('formatResult: 0.4.0 adds ips[].version and drops 1.1.0-only fields; 1.x has no version', () => {

@@ -11,6 +11,7 @@
  * Spec: https://github.com/containernetworking/cni/blob/main/SPEC.md
  */
 import * as z from 'zod';
+import { MeshdError, type ErrorKind } from '../util/errors.js';
 import { DEFAULT_ENDPOINT_SOCKET } from './endpoint-api.js';
 
 /** Spec versions this plugin accepts in a configuration, oldest first. */
@@ -23,9 +24,10 @@ export function isSupportedVersion(v: string): v is CniVersion {
 }
 
 /**
- * Error codes. 1–99 are the spec's well-known codes (meaning fixed by the
- * spec); 100 and above are meshd's own. `reason` is the stable string a
- * caller matches on; it is carried in the error JSON's `details`.
+ * The numeric codes of the CNI error JSON. 1–99 are the spec's well-known
+ * codes (meaning fixed by the spec); 100 and above are meshd's own. They are
+ * what a runtime sees; meshd's own callers and tests match the stable string
+ * code (MESHD_CNI_*), which the error JSON carries in `details`.
  */
 export const CniCode = {
   INCOMPATIBLE_VERSION: 1,
@@ -43,15 +45,32 @@ export const CniCode = {
   CHECK_FAILED: 103,
 } as const;
 
-export class CniError extends Error {
+const KIND_OF_CNI_CODE: Readonly<Record<number, ErrorKind>> = {
+  [CniCode.INCOMPATIBLE_VERSION]: 'invalid',
+  [CniCode.UNSUPPORTED_FIELD]: 'invalid',
+  [CniCode.UNKNOWN_CONTAINER]: 'not-found',
+  [CniCode.INVALID_ENV]: 'usage',
+  [CniCode.DECODE_FAILURE]: 'invalid',
+  [CniCode.INVALID_CONFIG]: 'invalid',
+  [CniCode.TRY_AGAIN_LATER]: 'unavailable',
+  [CniCode.NOT_AVAILABLE]: 'unavailable',
+  [CniCode.AGENT_REJECTED]: 'invalid',
+};
+
+/**
+ * An error the plugin reports to the runtime. `code` is meshd's stable
+ * string (e.g. MESHD_CNI_IPAM_EXHAUSTED); `cniCode` the spec's number.
+ */
+export class CniError extends MeshdError {
   constructor(
     readonly cniCode: number,
-    /** Stable machine-readable reason, e.g. MESHD_CNI_IPAM_EXHAUSTED. */
-    readonly reason: string,
+    code: string,
     message: string,
+    /** Extra detail for the error JSON, e.g. the agent's own error code. */
     readonly detail?: string,
+    opts: { cause?: unknown } = {},
   ) {
-    super(message);
+    super(code, message, { kind: KIND_OF_CNI_CODE[cniCode] ?? 'failed', cause: opts.cause });
   }
 
   toJSON(cniVersion: string): Record<string, unknown> {
@@ -59,7 +78,7 @@ export class CniError extends Error {
       cniVersion,
       code: this.cniCode,
       msg: this.message,
-      details: this.detail ? `${this.reason}: ${this.detail}` : this.reason,
+      details: this.detail ? `${this.code}: ${this.detail}` : this.code,
     };
   }
 }

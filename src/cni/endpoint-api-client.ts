@@ -18,6 +18,8 @@ import {
   HealthSchema,
   endpointPath,
 } from './endpoint-api.js';
+import { MeshdError, type ErrorKind } from '../util/errors.js';
+import { errno } from '../util/fs-errors.js';
 import type { Endpoint, EndpointKey, EndpointRegistration, GcRequest, GcResponse, Health } from './endpoint-api.js';
 
 export type EndpointApiErrorCode =
@@ -26,15 +28,24 @@ export type EndpointApiErrorCode =
   | 'MESHD_CNI_API_BAD_RESPONSE'
   | 'MESHD_CNI_API_REJECTED';
 
-export class EndpointApiError extends Error {
+const KIND: Readonly<Record<EndpointApiErrorCode, ErrorKind>> = {
+  MESHD_CNI_API_UNREACHABLE: 'unavailable',
+  MESHD_CNI_API_TIMEOUT: 'unavailable',
+  MESHD_CNI_API_BAD_RESPONSE: 'failed',
+  MESHD_CNI_API_REJECTED: 'invalid',
+};
+
+export class EndpointApiError extends MeshdError {
+  declare readonly code: EndpointApiErrorCode;
+
   constructor(
-    readonly code: EndpointApiErrorCode,
+    code: EndpointApiErrorCode,
     message: string,
     /** The server's own error code when it answered with one. */
     readonly serverCode?: string,
     readonly status?: number,
   ) {
-    super(message);
+    super(code, message, { kind: KIND[code] });
   }
 }
 
@@ -76,7 +87,7 @@ export class EndpointApiClient {
           reject(e);
           return;
         }
-        const code = typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : '';
+        const code = errno(e) ?? '';
         const why = e instanceof Error ? e.message : String(e);
         reject(
           new EndpointApiError(

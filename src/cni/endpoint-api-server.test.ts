@@ -5,8 +5,9 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { isMeshdError, MeshdError } from '../util/errors.js';
 import { EndpointApiClient, EndpointApiError } from './endpoint-api-client.js';
-import { EndpointApiServer, MemoryEndpointHandler } from './endpoint-api-server.js';
+import { EndpointApiServer, EndpointRejectedError, MemoryEndpointHandler } from './endpoint-api-server.js';
 import type { EndpointRegistration } from './endpoint-api.js';
 
 function socketIn(t: { after(fn: () => void): void }): string {
@@ -79,7 +80,7 @@ test('invalid requests get 400 with a stable code and the field path', async (t)
 test('the client names the socket when no agent listens; a stale socket file is replaced, a live one is not', async (t) => {
   const socketPath = socketIn(t);
   const api = new EndpointApiClient(socketPath);
-  await assert.rejects(api.health(), (e: unknown) => e instanceof EndpointApiError && e.code === 'MESHD_CNI_API_UNREACHABLE' && e.message.includes(socketPath));
+  await assert.rejects(api.health(), (e: unknown) => isMeshdError(e, 'MESHD_CNI_API_UNREACHABLE') && e.kind === 'unavailable' && e.message.includes(socketPath));
 
   // A socket file nobody listens on: the agent that made it was killed.
   mkdirSync(dirname(socketPath), { recursive: true });
@@ -95,7 +96,30 @@ test('the client names the socket when no agent listens; a stale socket file is 
   t.after(() => server.close());
   assert.equal((await api.health()).status, 'ok');
   const second = new EndpointApiServer({ socketPath, handler: new MemoryEndpointHandler() });
-  await assert.rejects(second.start(), /already listens/);
+  await assert.rejects(second.start(), (e: unknown) => isMeshdError(e, 'MESHD_SOCKET_IN_USE') && e.message.includes(socketPath));
   await server.close();
   await server.close(); // idempotent
+});
+
+test("a refused endpoint is 422 with the agent's code; a handler failure is 500 with the handler's code", async (t) => {
+  const socketPath = socketIn(t);
+  class Refusing extends MemoryEndpointHandler {
+    override register(r: EndpointRegistration): Promise<never> {
+      return Promise.reject(
+        r.containerId === 'c1' ? new EndpointRejectedError('c1: no host interface') : new MeshdError('MESHD_TEST_HANDLER_BROKE', 'map full'),
+      );
+    }
+  }
+  const server = new EndpointApiServer({ socketPath, handler: new Refusing() });
+  await server.start();
+  t.after(() => server.close());
+  const api = new EndpointApiClient(socketPath);
+  await assert.rejects(
+    api.register(reg),
+    (e: unknown) => isMeshdError(e, 'MESHD_CNI_API_REJECTED') && e instanceof EndpointApiError && e.status === 422 && e.serverCode === 'MESHD_CNI_API_REJECTED',
+  );
+  await assert.rejects(
+    api.register({ ...reg, containerId: 'c2' }),
+    (e: unknown) => e instanceof EndpointApiError && e.status === 500 && e.serverCode === 'MESHD_TEST_HANDLER_BROKE',
+  );
 });

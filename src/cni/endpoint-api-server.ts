@@ -13,6 +13,7 @@
  */
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isMeshdError, MeshdError } from '../util/errors.js';
 import { prepareSocketPath } from '../util/unix-socket.js';
 import {
   ApiErrorCode,
@@ -33,8 +34,11 @@ export interface EndpointHandler {
   list(): Promise<Endpoint[]>;
 }
 
-export class EndpointRejectedError extends Error {
-  readonly code = ApiErrorCode.REJECTED;
+/** MESHD_CNI_API_REJECTED: the agent refuses the endpoint (answered 422). */
+export class EndpointRejectedError extends MeshdError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(ApiErrorCode.REJECTED, message, { kind: 'invalid', cause: opts.cause });
+  }
 }
 
 /** Keeps endpoints in a Map; what the tests and a standalone server use. */
@@ -66,13 +70,14 @@ export class MemoryEndpointHandler implements EndpointHandler {
 
 const MAX_BODY = 1024 * 1024;
 
-class HttpError extends Error {
+/** A request the server refuses, with the HTTP status to answer. */
+class HttpError extends MeshdError {
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly status: 400 | 404 | 413,
+    code: (typeof ApiErrorCode)['BAD_REQUEST' | 'NOT_FOUND'],
     message: string,
   ) {
-    super(message);
+    super(code, message, { kind: status === 404 ? 'not-found' : 'invalid' });
   }
 }
 
@@ -133,7 +138,8 @@ export class EndpointApiServer {
         } else if (e instanceof EndpointRejectedError) {
           send(res, 422, { error: { code: e.code, message: e.message } });
         } else {
-          send(res, 500, { error: { code: ApiErrorCode.INTERNAL, message: e instanceof Error ? e.message : String(e) } });
+          // A handler failure: the client sees the handler's own code when it has one.
+          send(res, 500, { error: { code: isMeshdError(e) ? e.code : ApiErrorCode.INTERNAL, message: e instanceof Error ? e.message : String(e) } });
         }
       });
     });
@@ -214,7 +220,7 @@ export class EndpointApiServer {
     try {
       unlinkSync(this.socketPath);
     } catch {
-      // node removes the socket file on close already
+      // node removes the socket file on close already; close must not fail for it
     }
   }
 }

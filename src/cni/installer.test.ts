@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
+import { isMeshdError } from '../util/errors.js';
 import { repoPath } from '../util/paths.js';
 import { BACKUP_SUFFIX, CONFLIST_NAME, installCni, uninstallCni } from './installer.js';
 
@@ -196,4 +197,21 @@ test('meshd cni install/uninstall from the command line; the installed launcher 
   assert.match(un, /removed/);
   assert.ok(!readdirSync(confDir).includes(CONFLIST_NAME));
   assert.deepEqual(readdirSync(binDir), []);
+});
+
+test('a refused option touches nothing; a filesystem failure is MESHD_CNI_INSTALL_IO naming the path', (t) => {
+  const { root, confDir, binDir } = setup(t);
+  const before = snapshot(confDir);
+  assert.throws(
+    () => installCni({ confDir, binDir, exclusive: false, podCIDR: '10.244.0.0' }),
+    (e: unknown) => isMeshdError(e, 'MESHD_CNI_INSTALL_BAD_OPTION') && e.kind === 'invalid' && e.message.includes('10.244.0.0'),
+  );
+  assert.throws(() => installCni({ confDir: '', binDir, exclusive: false }), (e: unknown) => isMeshdError(e, 'MESHD_CNI_INSTALL_BAD_OPTION') && e.message.includes('conf dir'));
+  assert.deepEqual(snapshot(confDir), before);
+  const aFile = join(root, 'not-a-dir');
+  writeFileSync(aFile, '');
+  assert.throws(
+    () => installCni({ confDir, binDir: join(aFile, 'bin'), exclusive: false }),
+    (e: unknown) => isMeshdError(e, 'MESHD_CNI_INSTALL_IO') && e.kind === 'failed' && e.message.includes(aFile),
+  );
 });

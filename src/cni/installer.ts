@@ -30,6 +30,7 @@
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as z from 'zod';
+import { MeshdError } from '../util/errors.js';
 import { repoPath } from '../util/paths.js';
 import { isSupportedVersion, type CniVersion } from './cni-spec.js';
 import { errno, readdirIfExists } from '../util/fs-errors.js';
@@ -65,12 +66,24 @@ export interface InstallReport {
   actions: string[];
 }
 
-export class InstallError extends Error {
-  constructor(
-    readonly code: 'MESHD_CNI_INSTALL_BAD_OPTION' | 'MESHD_CNI_INSTALL_IO',
-    message: string,
-  ) {
-    super(message);
+/**
+ * MESHD_CNI_INSTALL_BAD_OPTION: an option was refused before anything was
+ * touched; MESHD_CNI_INSTALL_IO: a file or directory could not be read,
+ * written or renamed (the cause carries the errno).
+ */
+export class InstallError extends MeshdError {
+  constructor(code: 'MESHD_CNI_INSTALL_BAD_OPTION' | 'MESHD_CNI_INSTALL_IO', message: string, cause?: unknown) {
+    super(code, message, { kind: code === 'MESHD_CNI_INSTALL_BAD_OPTION' ? 'invalid' : 'failed', cause });
+  }
+}
+
+/** Runs `fn`, turning a filesystem error into InstallError MESHD_CNI_INSTALL_IO. */
+function io<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof MeshdError) throw e;
+    throw new InstallError('MESHD_CNI_INSTALL_IO', `${what}: ${e instanceof Error ? e.message : String(e)}`, e);
   }
 }
 
@@ -108,7 +121,7 @@ export function writeAtomic(path: string, content: string, mode: number): void {
     try {
       unlinkSync(tmp);
     } catch {
-      // already gone
+      // the temp file may never have been created; the error that matters is rethrown below
     }
     throw e;
   }
@@ -175,6 +188,10 @@ function validate(o: InstallOptions): void {
 
 export function installCni(o: InstallOptions): InstallReport {
   validate(o);
+  return io('cni install', () => install(o));
+}
+
+function install(o: InstallOptions): InstallReport {
   const actions: string[] = [];
   mkdirSync(o.confDir, { recursive: true, mode: 0o755 });
   mkdirSync(o.binDir, { recursive: true, mode: 0o755 });
@@ -223,6 +240,10 @@ export function installCni(o: InstallOptions): InstallReport {
  * appeared since, in which case the backup is left and reported.
  */
 export function uninstallCni(o: { confDir: string; binDir?: string }): InstallReport {
+  return io('cni uninstall', () => uninstall(o));
+}
+
+function uninstall(o: { confDir: string; binDir?: string }): InstallReport {
   const actions: string[] = [];
   const confPath = join(o.confDir, CONFLIST_NAME);
   try {

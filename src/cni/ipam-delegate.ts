@@ -69,7 +69,7 @@ export function execPlugin(bin: string, command: 'ADD' | 'DEL' | 'CHECK', env: C
       try {
         raw = stdout === '' ? undefined : JSON.parse(stdout);
       } catch {
-        raw = undefined;
+        raw = undefined; // not JSON: the exit status below decides, and stdout goes into the message
       }
       if (code !== 0) {
         const pe = PluginErrorSchema.safeParse(raw);

@@ -34,7 +34,7 @@ import {
 import { EndpointApiClient, EndpointApiError } from './endpoint-api-client.js';
 import type { EndpointRegistration } from './endpoint-api.js';
 import { execPlugin, findPlugin } from './ipam-delegate.js';
-import { IpamStore, parsePool } from './ipam-store.js';
+import { IpamStore, parsePool, type Pool } from './ipam-store.js';
 import {
   createPodLink,
   deletePodLink,
@@ -46,6 +46,7 @@ import {
   type PodAddress,
   type PodRoute,
 } from './pod-link.js';
+import { describeError, type MeshdError } from '../util/errors.js';
 
 export interface PluginOutput {
   stdout: string;
@@ -57,7 +58,22 @@ export interface PluginOutput {
 /** The IPAM used by a configuration: meshd's own pool or a delegated plugin. */
 type Ipam = { kind: 'meshd'; store: IpamStore } | { kind: 'delegate'; type: string };
 
-function ipamOf(conf: NetConf): Ipam {
+/** Damaged state files are reported in the plugin's diagnostics (see ipam-store.ts and attachment-store.ts). */
+const reportTo =
+  (log: string[]) =>
+  (e: MeshdError): void => {
+    log.push(describeError(e));
+  };
+
+function attachmentsOf(conf: NetConf, log: string[]): AttachmentStore {
+  return new AttachmentStore(conf.stateDir, conf.name, { onCorrupt: reportTo(log) });
+}
+
+function meshdPool(conf: NetConf, pool: Pool, log: string[]): Ipam {
+  return { kind: 'meshd', store: new IpamStore(conf.stateDir, conf.name, pool, { onCorrupt: reportTo(log) }) };
+}
+
+function ipamOf(conf: NetConf, log: string[]): Ipam {
   if (conf.ipam === undefined || conf.ipam.type === 'meshd') {
     const subnet = conf.ipam?.subnet ?? conf.podCIDR;
     if (subnet === undefined) {
@@ -68,7 +84,7 @@ function ipamOf(conf: NetConf): Ipam {
       );
     }
     const pool = parsePool(subnet, conf.ipam?.gateway, conf.ipam?.subnet !== undefined ? 'ipam.subnet' : 'podCIDR');
-    return { kind: 'meshd', store: new IpamStore(conf.stateDir, conf.name, pool) };
+    return meshdPool(conf, pool, log);
   }
   return { kind: 'delegate', type: conf.ipam.type };
 }
@@ -76,11 +92,11 @@ function ipamOf(conf: NetConf): Ipam {
 function agentError(e: unknown, what: string): CniError {
   if (e instanceof EndpointApiError) {
     if (e.code === 'MESHD_CNI_API_UNREACHABLE' || e.code === 'MESHD_CNI_API_TIMEOUT') {
-      return new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_AGENT_UNAVAILABLE', `${what}: ${e.message}`);
+      return new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_AGENT_UNAVAILABLE', `${what}: ${e.message}`, undefined, { cause: e });
     }
-    return new CniError(CniCode.AGENT_REJECTED, 'MESHD_CNI_AGENT_REJECTED', `${what}: ${e.message}`, e.serverCode);
+    return new CniError(CniCode.AGENT_REJECTED, 'MESHD_CNI_AGENT_REJECTED', `${what}: ${e.message}`, e.serverCode, { cause: e });
   }
-  return new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_AGENT_FAILED', `${what}: ${e instanceof Error ? e.message : String(e)}`);
+  return new CniError(CniCode.IO_FAILURE, 'MESHD_CNI_AGENT_FAILED', `${what}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
 }
 
 function k8sArgs(env: CniEnv): EndpointRegistration['k8s'] {
@@ -133,14 +149,14 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
       'network configuration: prevResult is set but chainingMode is "none": put meshd-cni first in the plugin list, or set chainingMode "generic-veth" to chain it after a primary plugin',
     );
   }
-  const ipam = ipamOf(conf);
+  const ipam = ipamOf(conf, log);
   const delegateBin = ipam.kind === 'delegate' ? findPlugin(ipam.type, env.path) : undefined;
   try {
     await api.health();
   } catch (e) {
     throw agentError(e, 'ADD refused before wiring the pod');
   }
-  const attachments = new AttachmentStore(conf.stateDir, conf.name);
+  const attachments = attachmentsOf(conf, log);
   const undo: Array<() => unknown> = [];
   try {
     let addresses: PodAddress[];
@@ -190,7 +206,8 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
     attachments.write(record);
     undo.push(() => attachments.remove(key));
 
-    // A registration that timed out may still have landed: withdraw it on rollback.
+    // A registration that timed out may still have landed: withdraw it on rollback
+    // (best effort: a leftover registration goes at the runtime's next GC).
     undo.push(() => api.remove(key).catch(() => undefined));
     try {
       await api.register(registration(record, env));
@@ -245,7 +262,7 @@ async function addChained(env: CniEnv, conf: NetConf, api: EndpointApiClient, lo
   } catch (e) {
     throw agentError(e, 'ADD refused');
   }
-  const attachments = new AttachmentStore(conf.stateDir, conf.name);
+  const attachments = attachmentsOf(conf, log);
   const record: AttachmentRecord = {
     containerId: env.containerId,
     ifname: env.ifname,
@@ -313,8 +330,8 @@ async function teardown(
       // The pool the address came from, even if the configuration's pod CIDR changed since.
       const ipam: Ipam =
         rec?.ipam === 'meshd' && rec.pool !== null
-          ? { kind: 'meshd', store: new IpamStore(conf.stateDir, conf.name, parsePool(rec.pool)) }
-          : ipamOf(conf);
+          ? meshdPool(conf, parsePool(rec.pool), log)
+          : ipamOf(conf, log);
       if (ipam.kind === 'meshd') {
         ipam.store.release(key, rec?.ips.map((ip) => ip.split('/')[0] ?? ip));
       } else {
@@ -327,11 +344,11 @@ async function teardown(
     if (failures.length > 1) log.push(...failures.slice(1).map((f) => `also failed: ${f.message}`));
     throw first;
   }
-  new AttachmentStore(conf.stateDir, conf.name).remove(key);
+  attachmentsOf(conf, log).remove(key);
 }
 
 async function cmdDel(env: CniEnv, conf: NetConf, stdin: string, log: string[]): Promise<void> {
-  const rec = new AttachmentStore(conf.stateDir, conf.name).read(env);
+  const rec = attachmentsOf(conf, log).read(env);
   await teardown(conf, env, rec, stdin, log);
 }
 
@@ -339,8 +356,8 @@ function checkFailed(msg: string): CniError {
   return new CniError(CniCode.CHECK_FAILED, 'MESHD_CNI_CHECK_FAILED', `CHECK: ${msg}`);
 }
 
-async function cmdCheck(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
-  const rec = new AttachmentStore(conf.stateDir, conf.name).read(env);
+async function cmdCheck(env: CniEnv, conf: NetConf, stdin: string, log: string[]): Promise<void> {
+  const rec = attachmentsOf(conf, log).read(env);
   if (!rec) {
     throw new CniError(CniCode.UNKNOWN_CONTAINER, 'MESHD_CNI_UNKNOWN_CONTAINER', `CHECK: meshd-cni has no attachment for container ${env.containerId} interface ${env.ifname}`);
   }
@@ -360,7 +377,7 @@ async function cmdCheck(env: CniEnv, conf: NetConf, stdin: string): Promise<void
   }
   if (rec.hostInterface && !linkExists(rec.hostInterface)) throw checkFailed(`host interface ${rec.hostInterface} is missing`);
   if (!rec.chained) {
-    const ipam = ipamOf(conf);
+    const ipam = ipamOf(conf, log);
     if (ipam.kind === 'meshd') {
       for (const ip of rec.ips) {
         const bare = ip.split('/')[0] ?? ip;
@@ -382,7 +399,7 @@ async function cmdCheck(env: CniEnv, conf: NetConf, stdin: string): Promise<void
 async function cmdGc(conf: NetConf, env: CniEnv, log: string[]): Promise<void> {
   const valid = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'] ?? [];
   const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
-  const attachments = new AttachmentStore(conf.stateDir, conf.name);
+  const attachments = attachmentsOf(conf, log);
   const failures: string[] = [];
   for (const rec of attachments.list()) {
     if (keep.has(`${rec.containerId}/${rec.ifname}`)) continue;
@@ -395,7 +412,7 @@ async function cmdGc(conf: NetConf, env: CniEnv, log: string[]): Promise<void> {
       failures.push(`${rec.containerId}/${rec.ifname}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  const ipam = conf.chainingMode === 'none' ? ipamOf(conf) : undefined;
+  const ipam = conf.chainingMode === 'none' ? ipamOf(conf, log) : undefined;
   if (ipam?.kind === 'meshd') {
     for (const r of ipam.store.list()) {
       if (keep.has(`${r.containerId}/${r.ifname}`)) continue;
@@ -416,8 +433,13 @@ async function cmdGc(conf: NetConf, env: CniEnv, log: string[]): Promise<void> {
   }
 }
 
-async function cmdStatus(conf: NetConf): Promise<void> {
-  if (conf.chainingMode === 'none') ipamOf(conf); // a pool we cannot parse cannot serve ADD
+async function cmdStatus(conf: NetConf, log: string[]): Promise<void> {
+  const ipam = conf.chainingMode === 'none' ? ipamOf(conf, log) : undefined; // a pool we cannot parse cannot serve ADD
+  const quarantined = ipam?.kind === 'meshd' ? ipam.store.quarantined() : [];
+  if (ipam?.kind === 'meshd' && quarantined.length > 0) {
+    // Still serving: the pool only lacks these addresses until an operator frees them (see ipam-store.ts).
+    log.push(`IPAM: ${quarantined.join(', ')} quarantined (owner unreadable); delete the address file under ${ipam.store.dir} once no pod uses it`);
+  }
   try {
     await new EndpointApiClient(conf.agentSocket).health();
   } catch (e) {
@@ -432,7 +454,7 @@ function versionOf(stdin: string): string {
       return raw.cniVersion;
     }
   } catch {
-    // fall through
+    // stdin is not JSON: the error JSON then speaks the latest version
   }
   return LATEST_VERSION;
 }
@@ -457,13 +479,13 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
         await cmdDel(env, conf, stdin, log);
         return done('');
       case 'CHECK':
-        await cmdCheck(env, conf, stdin);
+        await cmdCheck(env, conf, stdin, log);
         return done('');
       case 'GC':
         await cmdGc(conf, env, log);
         return done('');
       case 'STATUS':
-        await cmdStatus(conf);
+        await cmdStatus(conf, log);
         return done('');
     }
   } catch (e) {

@@ -83,7 +83,7 @@ function hostPrefix(address: string): string {
 
 function linkFailed(what: string, e: unknown): CniError {
   const why = e instanceof Error ? e.message : String(e);
-  return new CniError(CniCode.LINK_FAILED, 'MESHD_CNI_LINK_FAILED', `${what}: ${why}`);
+  return new CniError(CniCode.LINK_FAILED, 'MESHD_CNI_LINK_FAILED', `${what}: ${why}`, undefined, { cause: e });
 }
 
 /**
@@ -134,6 +134,7 @@ export async function createPodLink(spec: PodLinkSpec): Promise<void> {
     writeFileSync(`/proc/sys/net/ipv4/conf/${spec.hostIf}/forwarding`, '1\n');
     await run('nsenter', [`--net=${spec.netns}`, 'ip', '-batch', '-'], { input: pod.map((l) => l.join(' ')).join('\n') + '\n' });
   } catch (e) {
+    // Best effort: the wiring error is the one to report; DEL removes a leftover host end later.
     await deletePodLink(spec.hostIf).catch(() => undefined);
     throw linkFailed(`wiring ${spec.ifname} in ${spec.netns} (host side ${spec.hostIf})`, e);
   }
@@ -180,13 +181,14 @@ export async function inspectPodInterface(netns: string, ifname: string): Promis
   try {
     out = (await run('nsenter', [`--net=${netns}`, 'ip', '-j', 'addr', 'show', 'dev', ifname])).stdout;
   } catch {
+    // ip exits non-zero when the device is absent; a namespace we cannot enter shows no interface either
     return undefined;
   }
   let raw: unknown;
   try {
     raw = JSON.parse(out);
-  } catch {
-    throw linkFailed(`reading ${ifname} in ${netns}`, new Error('ip -j printed something that is not JSON'));
+  } catch (e) {
+    throw new CniError(CniCode.LINK_FAILED, 'MESHD_CNI_LINK_FAILED', `reading ${ifname} in ${netns}: ip -j printed something that is not JSON`, undefined, { cause: e });
   }
   const parsed = IpAddrJson.safeParse(raw);
   if (!parsed.success || parsed.data.length === 0) return undefined;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineStruct } from './codec.js';
+import { CodecError, defineStruct } from './codec.js';
 
 test('codec lays fields out with C natural alignment and pads the tail', () => {
   const S = defineStruct('s', [
@@ -42,5 +42,6 @@ test('codec round-trips values, with network order for be16/be32', () => {
 
 test('codec rejects values of the wrong type naming the field', () => {
   const S = defineStruct('v', [['n', 'u64']] as const);
-  assert.throws(() => S.encode({ n: 1 as unknown as bigint }), /v\.n: expected a bigint/);
+  assert.throws(() => S.encode({ n: 1 as unknown as bigint }), (e) => e instanceof CodecError && e.code === 'MESHD_CODEC_VALUE_INVALID' && e.field === 'v.n');
+  assert.throws(() => S.decode(Buffer.alloc(4)), (e) => e instanceof CodecError && e.code === 'MESHD_CODEC_BUFFER_SHORT' && e.field === 'v');
 });

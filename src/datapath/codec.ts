@@ -13,6 +13,18 @@
  *   Stats.decode(buf).runs;    // bigint
  *   Stats.encode({ runs: 1n, last_len: 60, magic: 0 });
  */
+import { MeshdError } from '../util/errors.js';
+
+/** A value or buffer that does not fit a struct: `field` names the struct and member (`v.n`). */
+export class CodecError extends MeshdError {
+  constructor(
+    code: 'MESHD_CODEC_VALUE_INVALID' | 'MESHD_CODEC_BUFFER_SHORT',
+    readonly field: string,
+    message: string,
+  ) {
+    super(code, `${field}: ${message}`, { kind: 'invalid' });
+  }
+}
 
 export type FieldType =
   | 'u8'
@@ -95,17 +107,17 @@ export function defineStruct<const F extends readonly FieldSpec[]>(cName: string
       const o = at + f.offset;
       if (typeof f.type === 'object') {
         if (!Buffer.isBuffer(v) || v.length !== f.type.bytes) {
-          throw new TypeError(`${cName}.${f.name}: expected a Buffer of ${f.type.bytes} bytes`);
+          throw new CodecError('MESHD_CODEC_VALUE_INVALID', `${cName}.${f.name}`, `expected a Buffer of ${f.type.bytes} bytes`);
         }
         v.copy(buf, o);
         continue;
       }
       if (f.type === 'u64') {
-        if (typeof v !== 'bigint') throw new TypeError(`${cName}.${f.name}: expected a bigint`);
+        if (typeof v !== 'bigint') throw new CodecError('MESHD_CODEC_VALUE_INVALID', `${cName}.${f.name}`, 'expected a bigint');
         buf.writeBigUInt64LE(v, o);
         continue;
       }
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${cName}.${f.name}: expected an integer`);
+      if (typeof v !== 'number' || !Number.isInteger(v)) throw new CodecError('MESHD_CODEC_VALUE_INVALID', `${cName}.${f.name}`, 'expected an integer');
       switch (f.type) {
         case 'u8':
           buf.writeUInt8(v, o);
@@ -131,7 +143,7 @@ export function defineStruct<const F extends readonly FieldSpec[]>(cName: string
   };
 
   const decode = (buf: Buffer, at = 0): StructValue<F> => {
-    if (buf.length - at < total) throw new RangeError(`${cName}: need ${total} bytes, got ${buf.length - at}`);
+    if (buf.length - at < total) throw new CodecError('MESHD_CODEC_BUFFER_SHORT', cName, `need ${total} bytes, got ${buf.length - at}`);
     const out: Record<string, unknown> = {};
     for (const f of fields) {
       const o = at + f.offset;

@@ -1,20 +1,11 @@
 /**
- * Mirror of bpf/include/drop_reasons.h: the datapath's drop reasons, stable
- * numbers that travel in flow events. drop-reasons.test.ts parses the header
- * and fails if the two drift apart.
+ * Names for the datapath's drop reasons (enum meshd_drop_reason of
+ * bpf/include/drop_reasons.h, mirrored in ./abi.js and checked against the
+ * compiled object's BTF), stable numbers that travel in flow events.
  */
-export const DropReason = {
-  UNSPEC: 0,
-  POLICY_DENY: 1,
-  POLICY_DEFAULT_DENY: 2,
-  POLICY_REVOKED: 3,
-  PROXY_UNAVAILABLE: 4,
-  PROXY_ASSIGN_FAILED: 5,
-  PROXY_UNREACHABLE_HOOK: 6,
-  INVALID_PACKET: 7,
-  NO_SERVICE_BACKEND: 8,
-  NAT_FAILED: 9,
-} as const;
+import { DropReason } from './abi.js';
+
+export { DropReason };
 
 export type DropReasonName = keyof typeof DropReason;
 

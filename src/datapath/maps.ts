@@ -1,38 +1,15 @@
 /**
- * Codecs for the endpoint datapath's maps and events, mirroring
- * bpf/include/datapath.h (checked against bpf/build/lxc.o's BTF by
- * test/integration/datapath-codec.test.ts), plus its constants.
+ * Codecs for the endpoint datapath's maps and events, mirroring the structs
+ * of bpf/include/datapath.h (test/integration/bpf-abi.test.ts checks each
+ * against bpf/build/lxc.o's BTF: size, and every field's name, offset and
+ * type).
  *
  *   PolicyKey.encode({ prefixlen: 96, ep_id: 3, identity: 1234, egress: 1, proto: 6, dport: 80 });
  */
 import { defineStruct } from './codec.js';
 
-export const Identity = { UNKNOWN: 0, HOST: 1, WORLD: 2 } as const;
-export const Dir = { INGRESS: 0, EGRESS: 1 } as const;
-export const VerdictCode = { ALLOW: 1, DENY: 2, REDIRECT: 3 } as const;
-export const EndpointFlag = { DEFAULT_DENY_INGRESS: 1, DEFAULT_DENY_EGRESS: 2 } as const;
-export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2 } as const;
-export const EventType = { DROP: 1, VERDICT: 2, REDIRECT: 3 } as const;
-export const MarkMagic = { MASK: 0x0f00, IDENTITY: 0x0a00 } as const;
-/** meshd_ct_entry.flags: remote_identity is stored, not the ipcache's (proxy mark, or a VIP kept for the proxy). */
-export const CtFlag = { STORED_IDENTITY: 1 } as const;
-/** meshd_metrics layout (bpf/include/datapath.h MESHD_METRIC_*). */
-export const Metric = {
-  REASONS: 16,
-  drop: (dir: 0 | 1, reason: number) => dir * 16 + (reason & 15),
-  newAllowed: (dir: 0 | 1) => 32 + dir,
-  newRedirected: (dir: 0 | 1) => 34 + dir,
-  MAX: 36,
-} as const;
-
-/** The mark the node proxy puts on its upstream sockets (SO_MARK) so the
- * destination's ingress policy judges the original client's identity. */
-export function proxyUpstreamMark(identity: number): number {
-  if (!Number.isInteger(identity) || identity < 0 || identity > 0xffffff) {
-    throw new RangeError(`identity ${identity} does not fit the 24 bits of the mark`);
-  }
-  return (((identity & 0xffff) << 16) | MarkMagic.IDENTITY | ((identity >>> 16) & 0xff)) >>> 0;
-}
+// The constants live in ./abi.js (checked against the objects' BTF); re-exported for this module's importers.
+export { ConfigFlag, CtFlag, Dir, EndpointFlag, EventType, Identity, Metric, NatDir, proxyUpstreamMark, VerdictCode } from './abi.js';
 
 export const IpcacheKey = defineStruct('meshd_ipcache_key', [
   ['prefixlen', 'u32'],
@@ -122,8 +99,6 @@ export const FlowEvent = defineStruct('meshd_flow_event', [
   ['proxy_port', 'u16'],
   ['pad', 'u16'],
 ] as const);
-
-export const NatDir = { FWD: 0, REV: 1 } as const;
 
 export const NatKey = defineStruct('meshd_nat_key', [
   ['saddr', { bytes: 16 }],

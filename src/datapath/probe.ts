@@ -4,11 +4,13 @@
  * Used by `meshd doctor` and by the foundation test.
  */
 import { native, openObject } from '../../native/index.js';
+import { MeshdError } from '../util/errors.js';
 import { bpfObjectPath } from '../util/paths.js';
+import { Probe } from './abi.js';
 import { defineStruct } from './codec.js';
 
-/** Mirrors bpf/include/probe.h. */
-export const MESHD_PROBE_MAGIC = 0x6d657368;
+/** Mirrors bpf/include/probe.h (enum from ./abi.js; the struct is checked against probe.o's BTF). */
+export const MESHD_PROBE_MAGIC = Probe.MAGIC;
 export const ProbeStats = defineStruct('meshd_probe_stats', [
   ['runs', 'u64'],
   ['last_len', 'u32'],
@@ -39,20 +41,25 @@ export function syntheticFrame(len = 64): Buffer {
   return buf;
 }
 
+/** probe.o is not what this build expects (stale or foreign object): rebuild bpf/. */
+function probeInvalid(message: string): MeshdError {
+  return new MeshdError('MESHD_PROBE_OBJECT_INVALID', message);
+}
+
 export async function runProbe(repeat = 1, frameLen = 64): Promise<ProbeResult> {
   const obj = openObject(bpfObjectPath('probe'));
   try {
     await obj.load();
     const prog = obj.programs().find((p) => p.name === 'meshd_probe');
     const map = obj.maps().find((m) => m.name === 'meshd_probe_stats');
-    if (!prog || !map) throw new Error('probe.o: program meshd_probe or map meshd_probe_stats missing');
+    if (!prog || !map) throw probeInvalid('probe.o: program meshd_probe or map meshd_probe_stats missing');
     if (map.valueSize !== ProbeStats.size) {
-      throw new Error(`probe.o: meshd_probe_stats value is ${map.valueSize} bytes, codec says ${ProbeStats.size}`);
+      throw probeInvalid(`probe.o: meshd_probe_stats value is ${map.valueSize} bytes, codec says ${ProbeStats.size}`);
     }
     const run = native.progTestRun(prog.fd, syntheticFrame(frameLen), { repeat });
     const key = Buffer.alloc(4);
     const raw = native.mapLookup(map.fd, key, map.valueSize);
-    if (!raw) throw new Error('probe.o: map entry 0 missing after test run');
+    if (!raw) throw probeInvalid('probe.o: map entry 0 missing after test run');
     const st = ProbeStats.decode(raw);
     return { retval: run.retval, runs: st.runs, lastLen: st.last_len, magic: st.magic };
   } finally {

@@ -14,6 +14,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { AttachType, type BpfObjectHandle, native, openObject } from '../../native/index.js';
 import { bpfObjectPath } from '../util/paths.js';
+import { assertPinnedMapsMatch } from './pinned-maps.js';
+import { SkStat } from './abi.js';
 
 export interface SockShortcutStats {
   inserted: bigint;
@@ -33,6 +35,7 @@ export class SockShortcut {
     mkdirSync(join(opts.pinDir, 'links'), { recursive: true });
     const obj = openObject(bpfObjectPath('sockops'), { pinRoot: opts.pinDir });
     try {
+      assertPinnedMapsMatch(obj, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH', `remove the pins under ${opts.pinDir} to start without the old state`);
       await obj.load();
       const linkPath = join(opts.pinDir, 'links', `sockops_${basename(opts.cgroupPath)}`);
       native.progAttach(obj.programFd('meshd_sk_msg'), obj.mapFd('meshd_sock_hash'), AttachType.SkMsgVerdict);
@@ -62,7 +65,7 @@ export class SockShortcut {
       for (let i = 0; raw && i < cpus; i += 1) total += raw.readBigUInt64LE(i * 8);
       return total;
     };
-    return { inserted: sum(0), redirected: sum(1), passed: sum(2) };
+    return { inserted: sum(SkStat.INSERTED), redirected: sum(SkStat.REDIRECTED), passed: sum(SkStat.PASSED) };
   }
 
   /** Detaches both programs and closes the object; idempotent. */

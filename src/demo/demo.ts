@@ -20,10 +20,18 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { apiGet } from '../cli/api-client.js';
+import { z } from 'zod';
+import type { FlowRecordJson } from '../api/flow.js';
+import { apiRoutes } from '../api/index.js';
+import { callApi } from '../cli/api-client.js';
+import { ResultSchema } from '../cni/cni-spec.js';
 import { CONFLIST_NAME } from '../cni/installer.js';
 import { run } from '../util/exec.js';
 import { repoPath } from '../util/paths.js';
+
+/** The fields of the installed conflist the demo reuses to call meshd-cni as a runtime would. */
+const ConflistSchema = z.looseObject({ cniVersion: z.string(), name: z.string(), plugins: z.array(z.record(z.string(), z.unknown())).min(1) });
+const readConflist = (path: string) => ConflistSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
 
 interface Pod {
   name: string;
@@ -104,7 +112,7 @@ class Demo {
     while (Date.now() < deadline) {
       if (this.agent.exitCode !== null) throw new Error(`the agent exited (${this.agent.exitCode}); its log:\n${readFileSync(log, 'utf8').slice(-3000)}`);
       try {
-        const s = (await apiGet(this.apiSocket, '/v1/status')) as { agent: { state: string }; envoy: { envoy?: { state?: string } } };
+        const s = await callApi(this.apiSocket, apiRoutes.status);
         if (s.agent.state === 'running') return;
       } catch {
         // not up yet
@@ -119,11 +127,11 @@ class Demo {
     await run('ip', ['netns', 'add', ns]);
     this.namespaces.push(ns);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    const list = JSON.parse(readFileSync(join(this.confDir, CONFLIST_NAME), 'utf8')) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> };
+    const list = readConflist(join(this.confDir, CONFLIST_NAME));
     const plugin = list.plugins[0] ?? {};
     const containerId = `${this.tag}${name}`;
     const res = await this.cni('ADD', { ...plugin, cniVersion: list.cniVersion, name: list.name }, containerId, ns, name);
-    const parsed = JSON.parse(res) as { ips?: Array<{ address: string }> };
+    const parsed = ResultSchema.parse(JSON.parse(res));
     const ip = parsed.ips?.[0]?.address.split('/')[0];
     if (!ip) throw new Error(`meshd-cni ADD for ${name} returned no address: ${res}`);
     const pod = { name, ns, ip, containerId };
@@ -164,9 +172,10 @@ class Demo {
     const deadline = Date.now() + 60_000;
     let last: unknown;
     while (Date.now() < deadline) {
-      const s = (await apiGet(this.apiSocket, '/v1/status')) as { envoy?: { envoy?: { state?: string } }; proxy?: { version?: string; error?: string | null } | null; datapath?: { pending?: Record<string, string> } };
+      const s = await callApi(this.apiSocket, apiRoutes.status);
       last = s;
-      if (s.envoy?.envoy?.state === 'ready' && s.proxy?.version && !s.proxy.error && Object.keys(s.datapath?.pending ?? {}).length === 0) return;
+      const envoyReady = 'envoy' in s.envoy && s.envoy.envoy.state === 'ready';
+      if (envoyReady && s.proxy?.version && !s.proxy.error && Object.keys(s.datapath.pending).length === 0) return;
       await sleep(250);
     }
     throw new Error(`Envoy did not get the policy's listener within 60 s: ${JSON.stringify(last)}`);
@@ -201,8 +210,8 @@ class Demo {
     return { got, path, detail: drop?.dropReason ?? (mine.find((f) => f.type === 'redirect')?.proxyPort ? `proxy port ${mine.find((f) => f.type === 'redirect')?.proxyPort}` : '') };
   }
 
-  async flows(): Promise<Array<{ type: string; verdict?: string; proxyPort?: number; src: { ip: string }; dst: { ip: string; port: number }; dropReason?: string }>> {
-    const v = (await apiGet(this.apiSocket, '/v1/flows')) as { flows: Array<{ type: string; verdict?: string; proxyPort?: number; src: { ip: string }; dst: { ip: string; port: number } }> };
+  async flows(): Promise<FlowRecordJson[]> {
+    const v = await callApi(this.apiSocket, apiRoutes.flows);
     return v.flows;
   }
 
@@ -211,7 +220,7 @@ class Demo {
       this.server.kill('SIGKILL');
       await once(this.server, 'exit').catch(() => undefined);
     }
-    const list = existsSync(join(this.confDir, CONFLIST_NAME)) ? (JSON.parse(readFileSync(join(this.confDir, CONFLIST_NAME), 'utf8')) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> }) : null;
+    const list = existsSync(join(this.confDir, CONFLIST_NAME)) ? readConflist(join(this.confDir, CONFLIST_NAME)) : null;
     for (const p of this.pods.reverse()) {
       if (list) await this.cni('DEL', { ...(list.plugins[0] ?? {}), cniVersion: list.cniVersion, name: list.name }, p.containerId, p.ns, p.name).catch(() => undefined);
     }

@@ -3,10 +3,18 @@
 // services) with flushes in between, then compare every endpoint's policy
 // with a fresh engine built from the same state, after every flush. Identity numbers differ
 // between the two engines, so identities are compared by their labels.
+// The incremental engine's allocator also rejects some allocations (one in a
+// mutation, at a random point of it): such a mutation must leave no trace, so
+// the from-scratch engine is built from the changes that succeeded only, and
+// the two must also hold the same identities (nothing leaked by a rollback).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadPolicyDocuments } from './api/loader.js';
 import type { PolicyDocument } from './api/schema.js';
+import { IdentityAllocationError, LocalIdentityAllocator } from '../identity/allocator.js';
+import type { Identity } from '../identity/allocator.js';
+import type { LabelSet } from '../identity/labels.js';
+import { isMeshdError } from '../util/errors.js';
 import { MemoryDnsCache } from './dns-cache.js';
 import { PolicyEngine } from './engine.js';
 import type { EndpointInput, ServiceInput } from './engine.js';
@@ -71,20 +79,40 @@ function canonical(e: PolicyEngine): Record<string, unknown> {
   return out;
 }
 
-function build(state: State): PolicyEngine {
+/** Label sets of the identities an engine holds besides the reserved ones. */
+function liveIdentities(e: PolicyEngine): string[] {
+  return [...e.allocator.all()].flatMap((i) => (i.scope === 'reserved' ? [] : [i.labels.key])).sort();
+}
+
+/** Rejects the allocation numbered `failAt` (0 = the next one) once; -1 = never. */
+class FlakyAllocator extends LocalIdentityAllocator {
+  failAt = -1;
+
+  override allocate(labels: LabelSet): Promise<Identity> {
+    if (this.failAt === 0) {
+      this.failAt = -1;
+      return Promise.reject(new IdentityAllocationError('injected failure', { kind: 'unavailable' }));
+    }
+    if (this.failAt > 0) this.failAt--;
+    return super.allocate(labels);
+  }
+}
+
+async function build(state: State): Promise<PolicyEngine> {
   const dns = new MemoryDnsCache();
   const e = new PolicyEngine({ dns });
-  for (const [n, l] of state.namespaces) e.upsertNamespace(n, l);
-  for (const ep of state.endpoints.values()) e.upsertEndpoint(ep);
-  e.upsertService(state.service);
+  for (const [n, l] of state.namespaces) await e.upsertNamespace(n, l);
+  for (const ep of state.endpoints.values()) await e.upsertEndpoint(ep);
+  await e.upsertService(state.service);
   for (const [n, ips] of state.dns) dns.set(n, ips);
-  for (const d of state.policies.values()) e.upsertPolicy(d);
+  for (const d of state.policies.values()) await e.upsertPolicy(d);
+  await e.settled();
   e.flush();
   return e;
 }
 
 for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
-  test(`incremental equals from-scratch after random changes (seed ${seed})`, () => {
+  test(`incremental equals from-scratch after random changes (seed ${seed})`, async () => {
     const rand = rng(seed);
     const pick = <T>(xs: readonly T[]): T => {
       const x = xs[Math.floor(rand() * xs.length)];
@@ -93,7 +121,23 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
     };
     const pools = variants();
     const dns = new MemoryDnsCache();
-    const e = new PolicyEngine({ dns });
+    const alloc = new FlakyAllocator();
+    const e = new PolicyEngine({ dns, allocator: alloc });
+    let rejected = 0;
+    /** Runs an engine mutation, perhaps with one allocation rejected; the model changes only if it succeeded. */
+    const attempt = async (mutation: () => Promise<unknown>, commit: () => void): Promise<void> => {
+      alloc.failAt = rand() < 0.5 ? Math.floor(rand() * 3) : -1;
+      try {
+        await mutation();
+      } catch (err) {
+        if (!isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION')) throw err;
+        rejected++;
+        return;
+      } finally {
+        alloc.failAt = -1;
+      }
+      commit();
+    };
     const state: State = {
       namespaces: new Map(),
       endpoints: new Map(),
@@ -113,13 +157,13 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
     };
     for (const n of NAMESPACES) {
       state.namespaces.set(n, { env: pick(['prod', 'dev']) });
-      e.upsertNamespace(n, state.namespaces.get(n));
+      await e.upsertNamespace(n, state.namespaces.get(n));
     }
-    e.upsertService(state.service);
+    await e.upsertService(state.service);
     for (let i = 0; i < 12; i++) {
       const ep = endpoint(i);
       state.endpoints.set(`${ep.namespace}/${ep.name}`, ep);
-      e.upsertEndpoint(ep);
+      await e.upsertEndpoint(ep);
     }
     e.flush();
     for (let step = 0; step < 120; step++) {
@@ -127,31 +171,29 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
       if (op <= 1) {
         const k = Math.floor(rand() * pools.length);
         const d = pick(pools[k] ?? []);
-        state.policies.set(k, d);
-        e.upsertPolicy(d);
+        await attempt(() => e.upsertPolicy(d), () => state.policies.set(k, d));
       } else if (op === 2) {
         const k = Math.floor(rand() * pools.length);
         const d = state.policies.get(k);
         if (d) {
           state.policies.delete(k);
           const key = `${d.kind}/${d.kind === 'CiliumClusterwideNetworkPolicy' ? d.doc.metadata.name : `${d.doc.metadata.namespace ?? 'default'}/${d.doc.metadata.name}`}`;
-          assert.ok(e.removePolicy(key));
+          assert.ok(await e.removePolicy(key));
         }
       } else if (op === 3) {
         const i = Math.floor(rand() * 16);
         for (const [id, ep] of state.endpoints) if (ep.name === `ep${i}`) {
           state.endpoints.delete(id);
-          e.removeEndpoint(id);
+          await e.removeEndpoint(id);
         }
         const ep = endpoint(i);
-        state.endpoints.set(`${ep.namespace}/${ep.name}`, ep);
-        e.upsertEndpoint(ep);
+        await attempt(() => e.upsertEndpoint(ep), () => state.endpoints.set(`${ep.namespace}/${ep.name}`, ep));
       } else if (op === 4) {
         const ids = [...state.endpoints.keys()];
         if (ids.length > 0) {
           const id = pick(ids);
           state.endpoints.delete(id);
-          e.removeEndpoint(id);
+          await e.removeEndpoint(id);
         }
       } else if (op === 5) {
         const n = pick(['api.example.com', 'www.example.com', 'x.other.org']);
@@ -159,21 +201,26 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
         if (ips.length === 0) state.dns.delete(n);
         else state.dns.set(n, ips);
         dns.set(n, ips);
+        await e.settled();
       } else if (op === 6) {
         const n = pick(NAMESPACES);
-        state.namespaces.set(n, { env: pick(['prod', 'dev']) });
-        e.upsertNamespace(n, state.namespaces.get(n));
-        for (const ep of state.endpoints.values()) if (ep.namespace === n) state.endpoints.set(`${ep.namespace}/${ep.name}`, ep);
+        const labels = { env: pick(['prod', 'dev']) };
+        await attempt(() => e.upsertNamespace(n, labels), () => state.namespaces.set(n, labels));
       } else {
-        state.service = { namespace: 'a', name: 'svc', selector: { app: pick(APPS) } };
-        e.upsertService(state.service);
+        const svc = { namespace: 'a', name: 'svc', selector: { app: pick(APPS) } };
+        await attempt(() => e.upsertService(svc), () => (state.service = svc));
       }
       if (rand() < 0.5) {
         e.flush();
-        assert.deepEqual(canonical(e), canonical(build(state)), `after step ${step}`);
+        const fresh = await build(state);
+        assert.deepEqual(canonical(e), canonical(fresh), `after step ${step}`);
+        assert.deepEqual(liveIdentities(e), liveIdentities(fresh), `identities after step ${step}`);
       }
     }
     e.flush();
-    assert.deepEqual(canonical(e), canonical(build(state)));
+    const fresh = await build(state);
+    assert.deepEqual(canonical(e), canonical(fresh));
+    assert.deepEqual(liveIdentities(e), liveIdentities(fresh));
+    assert.ok(rejected >= 2, `only ${rejected} mutations were rejected`);
   });
 }

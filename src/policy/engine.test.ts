@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { IdentityAllocationError, LocalIdentityAllocator } from '../identity/allocator.js';
+import type { Identity } from '../identity/allocator.js';
+import type { LabelSet } from '../identity/labels.js';
+import { isMeshdError } from '../util/errors.js';
 import { loadPolicyText } from './api/loader.js';
 import type { PolicyDocument } from './api/schema.js';
 import { MemoryDnsCache } from './dns-cache.js';
@@ -25,10 +29,10 @@ ${body}`);
 }
 
 /** 20 apps × 10 replicas; app-N replicas share one identity. */
-function world(dns?: MemoryDnsCache): PolicyEngine {
+async function world(dns?: MemoryDnsCache): Promise<PolicyEngine> {
   const e = new PolicyEngine(dns ? { dns } : {});
   for (let a = 0; a < 20; a++) {
-    for (let r = 0; r < 10; r++) e.upsertEndpoint({ namespace: 'default', name: `app${a}-${r}`, labels: { app: `app${a}` }, ips: [`10.0.${a}.${r + 1}`] });
+    for (let r = 0; r < 10; r++) await e.upsertEndpoint({ namespace: 'default', name: `app${a}-${r}`, labels: { app: `app${a}` }, ips: [`10.0.${a}.${r + 1}`] });
   }
   e.flush();
   return e;
@@ -39,11 +43,11 @@ function reset(e: PolicyEngine): void {
   e.stats.recomputedIdentities = 0;
 }
 
-test('a policy change recomputes only the endpoints it selects', () => {
-  const e = world();
+test('a policy change recomputes only the endpoints it selects', async () => {
+  const e = await world();
   reset(e);
   const p1 = cnp('p', 'app3', '  ingress: [{fromEndpoints: [{matchLabels: {app: app4}}], toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]\n');
-  e.upsertPolicy(p1);
+  await e.upsertPolicy(p1);
   const changed = e.flush();
   assert.equal(e.stats.recomputedEndpoints, 10);
   assert.equal(e.stats.recomputedIdentities, 1);
@@ -52,14 +56,14 @@ test('a policy change recomputes only the endpoints it selects', () => {
 
   // Same content again: recomputed, but nothing changed and revisions stay.
   reset(e);
-  e.upsertPolicy(p1);
+  await e.upsertPolicy(p1);
   assert.deepEqual(e.flush(), []);
   assert.equal(e.stats.recomputedEndpoints, 10);
   assert.equal(e.endpointPolicy('default/app3-0')?.revision, 2);
 
   // Port change: the same 10, revision bumps.
   reset(e);
-  e.upsertPolicy(cnp('p', 'app3', '  ingress: [{fromEndpoints: [{matchLabels: {app: app4}}], toPorts: [{ports: [{port: "81", protocol: TCP}]}]}]\n'));
+  await e.upsertPolicy(cnp('p', 'app3', '  ingress: [{fromEndpoints: [{matchLabels: {app: app4}}], toPorts: [{ports: [{port: "81", protocol: TCP}]}]}]\n'));
   assert.equal(e.flush().length, 10);
   assert.equal(e.stats.recomputedEndpoints, 10);
   assert.equal(e.endpointPolicy('default/app3-0')?.revision, 3);
@@ -71,19 +75,19 @@ test('a policy change recomputes only the endpoints it selects', () => {
 
   // Removal: the same 10 go back to no enforcement.
   reset(e);
-  assert.ok(e.removePolicy('CiliumNetworkPolicy/default/p'));
+  assert.ok(await e.removePolicy('CiliumNetworkPolicy/default/p'));
   assert.equal(e.flush().length, 10);
   assert.equal(e.stats.recomputedEndpoints, 10);
   assert.equal(e.endpointPolicy('default/app3-0')?.ingress.defaultDeny, false);
 });
 
-test('an endpoint joining a peer selector recomputes the endpoints that use the selector, and itself', () => {
-  const e = world();
-  e.upsertPolicy(cnp('p', 'app3', '  ingress: [{fromEndpoints: [{matchLabels: {role: scraper}}]}]\n'));
+test('an endpoint joining a peer selector recomputes the endpoints that use the selector, and itself', async () => {
+  const e = await world();
+  await e.upsertPolicy(cnp('p', 'app3', '  ingress: [{fromEndpoints: [{matchLabels: {role: scraper}}]}]\n'));
   e.flush();
   reset(e);
   // app9-0 gets a new label set (a new identity) that the app3 policy's peer selector matches.
-  e.upsertEndpoint({ namespace: 'default', name: 'app9-0', labels: { app: 'app9', role: 'scraper' }, ips: ['10.0.9.1'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'app9-0', labels: { app: 'app9', role: 'scraper' }, ips: ['10.0.9.1'] });
   e.flush();
   assert.equal(e.stats.recomputedEndpoints, 11); // 10 × app3 + the changed endpoint
   const id = e.endpointIdentity('default/app9-0') ?? -1;
@@ -92,19 +96,20 @@ test('an endpoint joining a peer selector recomputes the endpoints that use the 
   assert.equal(lookupEntries(ing, id, Proto.TCP, 443).verdict, 'ALLOW');
   // Changing a label of an endpoint nobody selects recomputes only that endpoint.
   reset(e);
-  e.upsertEndpoint({ namespace: 'default', name: 'app12-0', labels: { app: 'app12', version: 'v2' }, ips: ['10.0.12.1'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'app12-0', labels: { app: 'app12', version: 'v2' }, ips: ['10.0.12.1'] });
   e.flush();
   assert.equal(e.stats.recomputedEndpoints, 1);
 });
 
-test('an FQDN change recomputes only endpoints whose policy uses a matching FQDN selector', () => {
+test('an FQDN change recomputes only endpoints whose policy uses a matching FQDN selector', async () => {
   const dns = new MemoryDnsCache();
-  const e = world(dns);
-  e.upsertPolicy(cnp('gh', 'app1', '  egress: [{toFQDNs: [{matchPattern: "*.github.com"}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]\n'));
-  e.upsertPolicy(cnp('other', 'app2', '  egress: [{toFQDNs: [{matchName: "example.org"}]}]\n'));
+  const e = await world(dns);
+  await e.upsertPolicy(cnp('gh', 'app1', '  egress: [{toFQDNs: [{matchPattern: "*.github.com"}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]\n'));
+  await e.upsertPolicy(cnp('other', 'app2', '  egress: [{toFQDNs: [{matchName: "example.org"}]}]\n'));
   e.flush();
   reset(e);
   dns.set('api.github.com', ['140.82.112.5']);
+  await e.settled();
   e.flush();
   assert.equal(e.stats.recomputedEndpoints, 10);
   const egress = e.endpointPolicy('default/app1-3')?.egress;
@@ -114,34 +119,36 @@ test('an FQDN change recomputes only endpoints whose policy uses a matching FQDN
   // A name no selector matches touches nobody.
   reset(e);
   dns.set('unrelated.net', ['198.51.100.1']);
+  await e.settled();
   e.flush();
   assert.equal(e.stats.recomputedEndpoints, 0);
   // The IP going away removes the entry again.
   reset(e);
   dns.set('api.github.com', []);
+  await e.settled();
   e.flush();
   assert.equal(e.stats.recomputedEndpoints, 10);
   assert.equal(lookupEntries(e.endpointPolicy('default/app1-3')?.egress ?? { defaultDeny: true, entries: [] }, e.identityOfIp('140.82.112.5'), Proto.TCP, 443).verdict, 'DENY');
 });
 
-test('each distinct selector is evaluated once and shared by every rule using it', () => {
-  const e = world();
+test('each distinct selector is evaluated once and shared by every rule using it', async () => {
+  const e = await world();
   const cache = e.selectorCache;
-  e.upsertPolicy(cnp('a', 'app1', '  ingress: [{fromEndpoints: [{matchLabels: {app: app7}}]}]\n'));
+  await e.upsertPolicy(cnp('a', 'app1', '  ingress: [{fromEndpoints: [{matchLabels: {app: app7}}]}]\n'));
   e.flush();
   const size = cache.size;
   const evals = cache.evaluations;
   // Another policy with the same subject and peer selectors: no new selectors, no evaluation.
-  e.upsertPolicy(cnp('b', 'app1', '  egress: [{toEndpoints: [{matchLabels: {app: app7}}]}]\n'));
+  await e.upsertPolicy(cnp('b', 'app1', '  egress: [{toEndpoints: [{matchLabels: {app: app7}}]}]\n'));
   e.flush();
   assert.equal(cache.size, size);
   assert.equal(cache.evaluations, evals);
   assert.deepEqual(e.endpointPolicy('default/app1-0')?.egress.entries.map((x) => x.derivedFrom), [['default/b']]);
 });
 
-test('entries are keyed by remote identity, protocol and port range with explicit wildcards', () => {
-  const e = world();
-  e.upsertPolicy(
+test('entries are keyed by remote identity, protocol and port range with explicit wildcards', async () => {
+  const e = await world();
+  await e.upsertPolicy(
     cnp(
       'k',
       'app0',
@@ -169,14 +176,14 @@ test('entries are keyed by remote identity, protocol and port range with explici
   );
 });
 
-test('a namespace label change recomputes the endpoints whose policies select by namespace labels', () => {
+test('a namespace label change recomputes the endpoints whose policies select by namespace labels', async () => {
   const e = new PolicyEngine();
-  e.upsertNamespace('shop', { env: 'dev' });
-  e.upsertNamespace('ops', {});
-  for (let r = 0; r < 3; r++) e.upsertEndpoint({ namespace: 'shop', name: `api-${r}`, labels: { app: 'api' } });
-  for (let r = 0; r < 4; r++) e.upsertEndpoint({ namespace: 'ops', name: `db-${r}`, labels: { app: 'db' } });
-  for (let r = 0; r < 5; r++) e.upsertEndpoint({ namespace: 'ops', name: `other-${r}`, labels: { app: 'other' } });
-  e.upsertPolicy(
+  await e.upsertNamespace('shop', { env: 'dev' });
+  await e.upsertNamespace('ops', {});
+  for (let r = 0; r < 3; r++) await e.upsertEndpoint({ namespace: 'shop', name: `api-${r}`, labels: { app: 'api' } });
+  for (let r = 0; r < 4; r++) await e.upsertEndpoint({ namespace: 'ops', name: `db-${r}`, labels: { app: 'db' } });
+  for (let r = 0; r < 5; r++) await e.upsertEndpoint({ namespace: 'ops', name: `other-${r}`, labels: { app: 'other' } });
+  await e.upsertPolicy(
     doc(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: db, namespace: ops}
@@ -195,20 +202,20 @@ spec:
   };
   assert.equal(lookupEntries(db().ingress, api(), Proto.TCP, 5432).verdict, 'DENY');
   reset(e);
-  e.upsertNamespace('shop', { env: 'prod' });
+  await e.upsertNamespace('shop', { env: 'prod' });
   e.flush();
   // The 3 relabelled pods (new identity) and the 4 db pods whose peer selector now matches it.
   assert.equal(e.stats.recomputedEndpoints, 7);
   assert.equal(lookupEntries(db().ingress, api(), Proto.TCP, 5432).verdict, 'ALLOW');
 });
 
-test('nodes: remote node identities by labels, host relabel only on change, removal', () => {
+test('nodes: remote node identities by labels, host relabel only on change, removal', async () => {
   const e = new PolicyEngine();
-  e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
-  e.upsertNode({ name: 'b', labels: { zone: 'y' }, ips: ['192.168.0.2'] });
-  e.upsertNode({ name: 'c', ips: ['192.168.0.3'] });
-  e.upsertEndpoint({ namespace: 'default', name: 'w', labels: { app: 'w' } });
-  e.upsertPolicy(
+  await e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
+  await e.upsertNode({ name: 'b', labels: { zone: 'y' }, ips: ['192.168.0.2'] });
+  await e.upsertNode({ name: 'c', ips: ['192.168.0.3'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'w', labels: { app: 'w' } });
+  await e.upsertPolicy(
     doc(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: n, namespace: default}
@@ -228,22 +235,22 @@ spec:
   assert.equal(lookupEntries(eg, b, Proto.TCP, 10250).verdict, 'ALLOW');
   assert.equal(lookupEntries(eg, 6, Proto.TCP, 10250).verdict, 'DENY');
   const evals = e.selectorCache.evaluations;
-  e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
+  await e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
   assert.equal(e.selectorCache.evaluations, evals);
-  e.removeNode('b');
+  await e.removeNode('b');
   e.flush();
   assert.equal(e.identityOfIp('192.168.0.2'), 2);
   assert.equal(e.allocator.get(b), undefined);
   assert.deepEqual(e.endpointPolicy('default/w')?.egress.entries, []);
 });
 
-test('two L7 kinds on one port are a conflict: the port is denied and the entry says which policies conflict', () => {
-  const e = world();
-  e.upsertPolicy(cnp('http-rules', 'app1', `  ingress:
+test('two L7 kinds on one port are a conflict: the port is denied and the entry says which policies conflict', async () => {
+  const e = await world();
+  await e.upsertPolicy(cnp('http-rules', 'app1', `  ingress:
     - fromEndpoints: [{matchLabels: {app: app2}}]
       toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {http: [{method: GET}]}}]
 `));
-  e.upsertPolicy(cnp('kafka-rules', 'app1', `  ingress:
+  await e.upsertPolicy(cnp('kafka-rules', 'app1', `  ingress:
     - fromEndpoints: [{matchLabels: {app: app2}}]
       toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{topic: orders}]}}]
 `));
@@ -257,9 +264,138 @@ test('two L7 kinds on one port are a conflict: the port is denied and the entry 
   assert.equal(lookupEntries(p.ingress, remote, Proto.TCP, 9092).verdict, 'DENY');
 
   // Removing one of them resolves the conflict.
-  e.removePolicy('CiliumNetworkPolicy/default/kafka-rules');
+  await e.removePolicy('CiliumNetworkPolicy/default/kafka-rules');
   e.flush();
   const again = e.endpointPolicy('default/app1-0')?.ingress.entries.find((x) => x.remoteIdentity === remote && x.port === 9092);
   assert.equal(again?.verdict, 'REDIRECT');
   assert.equal(again?.conflict, undefined);
+});
+
+/** An allocator whose allocations can be held back (to interleave calls) or made to fail. */
+class ControlledAllocator extends LocalIdentityAllocator {
+  refuse = false;
+  readonly held: Array<() => void> = [];
+  hold = false;
+
+  override async allocate(labels: LabelSet): Promise<Identity> {
+    if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
+    if (this.refuse) throw new IdentityAllocationError('refused for the test', { kind: 'unavailable' });
+    return super.allocate(labels);
+  }
+}
+
+test('a rejected allocation leaves the previous state enforced: endpoint relabel, new endpoint, CIDR policy, namespace', async () => {
+  const alloc = new ControlledAllocator();
+  const e = new PolicyEngine({ allocator: alloc });
+  await e.upsertEndpoint({ namespace: 'default', name: 's', labels: { app: 's' }, ips: ['10.0.0.1'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' }, ips: ['10.0.0.2'] });
+  await e.upsertPolicy(cnp('s', 's', '  ingress: [{fromEndpoints: [{matchLabels: {app: c}}]}]\n'));
+  e.flush();
+  const before = { policy: e.endpointPolicy('default/s'), ipcache: e.ipcache(), c: e.endpointIdentity('default/c'), ids: [...e.allocator.all()].length };
+  const isRefusal = (err: unknown) => isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION');
+
+  alloc.refuse = true;
+  await assert.rejects(e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'other' }, ips: ['10.0.0.3'] }), isRefusal);
+  await assert.rejects(e.upsertEndpoint({ namespace: 'default', name: 'n', labels: { app: 'n' }, ips: ['10.0.0.9'] }), isRefusal);
+  await assert.rejects(e.upsertPolicy(cnp('s', 's', '  ingress: [{fromCIDR: [10.1.0.0/16]}]\n')), isRefusal);
+  await assert.rejects(e.upsertNamespace('default', { env: 'prod' }), isRefusal);
+  await assert.rejects(e.upsertNode({ name: 'remote', ips: ['192.168.1.1'] }), isRefusal);
+  assert.deepEqual(e.flush(), [], 'nothing changed');
+  assert.equal(e.endpointIdentity('default/c'), before.c);
+  assert.equal(e.hasEndpoint('default/n'), false);
+  assert.deepEqual(e.ipcache(), before.ipcache);
+  assert.deepEqual(e.endpointPolicy('default/s'), before.policy);
+  assert.equal([...e.allocator.all()].length, before.ids, 'no identity leaked');
+  assert.equal(lookupEntries(before.policy?.ingress ?? { defaultDeny: true, entries: [] }, before.c ?? -1, Proto.TCP, 80).verdict, 'ALLOW');
+
+  // The same calls succeed once the allocator answers again.
+  alloc.refuse = false;
+  await e.upsertPolicy(cnp('s', 's', '  ingress: [{fromCIDR: [10.1.0.0/16]}]\n'));
+  assert.equal(e.flush().length, 1);
+  assert.equal(lookupEntries(e.endpointPolicy('default/s')?.ingress ?? { defaultDeny: true, entries: [] }, e.identityOfIp('10.1.2.3'), Proto.TCP, 80).verdict, 'ALLOW');
+});
+
+test('mutations apply one at a time in call order, and queries never see one half-applied', async () => {
+  const alloc = new ControlledAllocator();
+  const e = new PolicyEngine({ allocator: alloc });
+  alloc.hold = true;
+  const first = e.upsertEndpoint({ namespace: 'default', name: 'x', labels: { v: '1' }, ips: ['10.0.0.1'] });
+  const second = e.upsertEndpoint({ namespace: 'default', name: 'x', labels: { v: '2' }, ips: ['10.0.0.2'] });
+  const removed = e.removeEndpoint('default/x');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(alloc.held.length, 1, 'the second allocation waits for the first mutation');
+  assert.equal(e.hasEndpoint('default/x'), false, 'nothing visible while the allocation is pending');
+  alloc.hold = false;
+  alloc.held.shift()?.();
+  await first;
+  assert.equal(e.endpointByIp('10.0.0.1'), 'default/x');
+  await second;
+  assert.equal(e.endpointByIp('10.0.0.1'), undefined);
+  assert.equal(e.endpointByIp('10.0.0.2'), 'default/x');
+  await removed;
+  assert.equal(e.hasEndpoint('default/x'), false);
+  assert.deepEqual([...e.allocator.all()].filter((i) => i.scope !== 'reserved'), [], 'both identities released');
+});
+
+test('host addresses carry the host identity with or without a Node object, merged with the Node\'s own', async () => {
+  const e = new PolicyEngine();
+  await e.upsertEndpoint({ namespace: 'default', name: 'p', labels: { app: 'p' }, ips: ['10.0.0.5'] });
+  await e.upsertPolicy(cnp('deny-all', 'p', '  ingress: [{}]\n'));
+  e.flush();
+  assert.equal(e.identityOfIp('192.0.2.10'), 2, 'unknown before the host reports it');
+  e.setHostAddresses(['192.0.2.10', '2001:db8::a', 'not-an-address']);
+  assert.deepEqual(e.hostAddresses(), ['192.0.2.10', '2001:db8::a']);
+  assert.equal(e.identityOfIp('192.0.2.10'), 1);
+  assert.ok(e.ipcache().some((x) => x.prefix === '2001:db8::a/128' && x.identity === 1));
+  // allow-localhost lets exactly this identity in under default deny.
+  const ing = e.endpointPolicy('default/p')?.ingress;
+  assert.ok(ing?.defaultDeny);
+  assert.equal(lookupEntries(ing, e.identityOfIp('192.0.2.10'), Proto.TCP, 80).verdict, 'ALLOW');
+  assert.equal(lookupEntries(ing, e.identityOfIp('198.51.100.1'), Proto.TCP, 80).verdict, 'DENY');
+
+  // The local Node adds its addresses; removing it keeps the host's own.
+  await e.upsertNode({ name: 'me', local: true, ips: ['192.0.2.20'] });
+  assert.equal(e.identityOfIp('192.0.2.20'), 1);
+  assert.equal(e.identityOfIp('192.0.2.10'), 1);
+  await e.removeNode('me');
+  assert.equal(e.identityOfIp('192.0.2.20'), 2);
+  assert.equal(e.identityOfIp('192.0.2.10'), 1);
+  // An endpoint's address is the endpoint's, whatever the host reports.
+  e.setHostAddresses(['10.0.0.5']);
+  assert.equal(e.identityOfIp('10.0.0.5'), e.endpointIdentity('default/p'));
+  assert.equal(e.ipcache().find((x) => x.prefix === '10.0.0.5/32')?.identity, e.endpointIdentity('default/p'));
+  assert.equal(e.identityOfIp('192.0.2.10'), 2, 'replaced, not merged');
+});
+
+test('a DNS change whose addresses get no identity leaves the FQDN state as it was and is reported', async () => {
+  const alloc = new ControlledAllocator();
+  const dns = new MemoryDnsCache();
+  const reported: unknown[] = [];
+  const e = new PolicyEngine({ allocator: alloc, dns, onError: (err) => reported.push(err) });
+  await e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' } });
+  await e.upsertPolicy(cnp('gh', 'c', '  egress: [{toFQDNs: [{matchName: "api.github.com"}]}]\n'));
+  e.flush();
+  alloc.refuse = true;
+  dns.set('api.github.com', ['140.82.112.5']);
+  await e.settled();
+  assert.equal(reported.length, 1);
+  assert.ok(isMeshdError(reported[0], 'MESHD_IDENTITY_ALLOCATION'));
+  assert.deepEqual(e.flush(), []);
+  assert.equal(e.identityOfIp('140.82.112.5'), 2);
+  alloc.refuse = false;
+  dns.set('api.github.com', ['140.82.112.5', '140.82.112.6']);
+  await e.settled();
+  assert.equal(e.flush().length, 1);
+  const eg = e.endpointPolicy('default/c')?.egress;
+  assert.ok(eg);
+  assert.equal(lookupEntries(eg, e.identityOfIp('140.82.112.5'), Proto.TCP, 443).verdict, 'ALLOW');
+
+  // Without onError the failure surfaces from the next settled(), once.
+  const a2 = new ControlledAllocator();
+  const d2 = new MemoryDnsCache();
+  const e2 = new PolicyEngine({ allocator: a2, dns: d2 });
+  a2.refuse = true;
+  d2.set('x.example', ['198.51.100.9']);
+  await assert.rejects(e2.settled(), (err) => isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION'));
+  await e2.settled();
 });

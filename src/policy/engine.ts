@@ -19,8 +19,17 @@
  *   engine.upsertPolicy(loadedDocument);
  *   for (const ep of engine.flush()) writer.apply(ep);
  *
- * Not thread-safe and synchronous: callers serialise mutations (the agent's
- * event loop does).
+ * Mutations that may allocate or release identities (endpoints, nodes,
+ * namespaces, services, policies) are asynchronous, because the identity
+ * allocator is (a cluster-wide allocator asks the API server). The engine
+ * runs them one at a time in call order, and each applies all of its change
+ * or none: a mutation whose allocation is rejected leaves the previous state,
+ * so what flush() computes is always a whole version of the world. flush()
+ * and every query are synchronous and see only completed mutations.
+ *
+ *   await engine.upsertEndpoint({ namespace: 'default', name: 'web', labels: { app: 'web' }, ips: ['10.0.1.10'] });
+ *   await engine.upsertPolicy(loadedDocument);
+ *   for (const ep of engine.flush()) writer.apply(ep);
  */
 import { LocalIdentityAllocator } from '../identity/allocator.js';
 import type { Identity, IdentityAllocator } from '../identity/allocator.js';
@@ -28,7 +37,7 @@ import { cidrIdentityLabels, formatPrefix, parsePrefix, prefixContains } from '.
 import type { Prefix } from '../identity/cidr.js';
 import { LabelSet, podLabels } from '../identity/labels.js';
 import type { Label } from '../identity/labels.js';
-import { ReservedIdentity } from '../identity/reserved.js';
+import { ReservedIdentity, reservedLabel } from '../identity/reserved.js';
 import type { ReservedName } from '../identity/reserved.js';
 import { policyKey } from './api/loader.js';
 import type { PolicyDocument } from './api/schema.js';
@@ -44,6 +53,7 @@ import type { FqdnSelector } from './selector.js';
 import type { SelectorEntry } from './selector-cache.js';
 import { SelectorCache } from './selector-cache.js';
 import { addTo, PolicyRepository, removeFrom } from './repository.js';
+import type { AllocatedRule } from './repository.js';
 import { Proto } from './types.js';
 import type { EndpointPolicy, IpcacheEntry, ProtoNumber } from './types.js';
 
@@ -75,6 +85,11 @@ export interface ServiceInput extends ServiceInfo {
 export interface EngineOptions {
   allocator?: IdentityAllocator;
   dns?: DnsCache;
+  /**
+   * Receives the failure of an update the engine starts by itself (a DNS cache change whose addresses
+   * got no identity; the previous FQDN state stays). Without it, the next settled() rejects with it.
+   */
+  onError?: (err: unknown) => void;
   /** Agent setting policyEnforcementMode (default "default"). */
   mode?: EnforcementMode;
   /**
@@ -140,12 +155,19 @@ export class PolicyEngine {
   private readonly nodeIps = new Map<string, string>();
   /** Addresses carrying a reserved identity (kube-apiserver, health, ingress, …). */
   private readonly reservedIps = new Map<string, number>();
+  /** The local host's own addresses (normalised), which carry the `host` identity. */
+  private readonly hostIps = new Set<string>();
+  /** Mutations run one after another on this chain (see mutate()). */
+  private tail: Promise<void> = Promise.resolve();
+  private readonly onError: ((err: unknown) => void) | undefined;
+  private backgroundError: unknown;
 
   constructor(opts: EngineOptions = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
     this.dns = opts.dns ?? new MemoryDnsCache();
     this.mode = opts.mode ?? 'default';
     this.allowLocalhost = (opts.allowLocalhost ?? 'auto') !== 'policy';
+    this.onError = opts.onError;
     this.cache = new SelectorCache({
       identities: () => this.allocator.all(),
       fqdnMatches: (sel, ident) => this.fqdnMatches(sel, ident),
@@ -157,7 +179,8 @@ export class PolicyEngine {
     });
     this.repo = new PolicyRepository(this.cache, this.allocator);
     this.dns.subscribe((names) => this.dnsChanged(names));
-    for (const name of this.dns.names()) this.dnsChanged([name]);
+    const known = [...this.dns.names()];
+    if (known.length > 0) this.dnsChanged(known);
   }
 
   get selectorCache(): SelectorCache {
@@ -178,20 +201,231 @@ export class PolicyEngine {
 
   // ---- world ---------------------------------------------------------------------------------
 
-  upsertNamespace(name: string, labels: Record<string, string> = {}): void {
-    this.namespaces.set(name, { 'kubernetes.io/metadata.name': name, ...labels });
-    for (const ep of [...this.endpoints.values()]) {
-      if (ep.input && ep.input.namespace === name) this.upsertEndpoint(ep.input);
+  /** Sets a namespace's labels; its endpoints are relabelled (new identities) in the same step. */
+  upsertNamespace(name: string, labels: Record<string, string> = {}): Promise<void> {
+    return this.mutate(async () => {
+      const nsLabels = { 'kubernetes.io/metadata.name': name, ...labels };
+      const inputs = [...this.endpoints.values()].flatMap((ep) => (ep.input && ep.input.namespace === name ? [ep.input] : []));
+      const allocated = await this.allocateEach(inputs, (input) => endpointLabels(input, nsLabels));
+      this.namespaces.set(name, nsLabels);
+      for (const [input, identity] of allocated) this.commitEndpoint(input, identity);
+    });
+  }
+
+  /** Adds or replaces an endpoint. On rejection (no identity) the previous state stays. */
+  upsertEndpoint(input: EndpointInput): Promise<void> {
+    return this.mutate(async () => {
+      const identity = await this.allocator.allocate(endpointLabels(input, this.namespaceLabels(input.namespace)));
+      this.commitEndpoint(input, identity);
+    });
+  }
+
+  removeEndpoint(id: string): Promise<void> {
+    return this.mutate(async () => {
+      const prev = this.endpoints.get(id);
+      if (!prev || prev.host) return;
+      this.unindex(prev);
+      this.endpoints.delete(id);
+      this.dirtyEndpoints.delete(id);
+      if (prev.namedPorts.size > 0) this.namedPortsChanged(prev.identity.id, undefined);
+      this.allocator.release(prev.identity.id);
+    });
+  }
+
+  /**
+   * Adds or replaces a node. The local node's identity is `host` (relabelled with the node's labels);
+   * a remote node gets a `remote-node` identity carrying its labels. On rejection the previous state stays.
+   */
+  upsertNode(input: NodeInput): Promise<void> {
+    return this.mutate(async () => {
+      const k8s = Object.entries(input.labels ?? {}).map(([key, value]): Label => ({ source: 'k8s', key, value }));
+      const remote = input.local ? undefined : await this.allocator.allocate(LabelSet.from([reservedLabel('remote-node'), ...k8s]));
+      // Nothing below awaits: the node's state changes in one step.
+      const prev = this.nodes.get(input.name);
+      let identity: Identity;
+      if (remote) {
+        identity = remote;
+      } else {
+        const same = prev?.input.local === true && JSON.stringify(prev.input.labels ?? {}) === JSON.stringify(input.labels ?? {});
+        // Relabelling `host` re-evaluates every selector against it: only when the labels really changed.
+        identity = same && prev ? prev.identity : this.allocator.setReservedLabels('host', k8s);
+        this.commitHostEndpoint(`node:${input.name}`, identity, input.ips ?? []);
+      }
+      this.nodes.set(input.name, { input, identity });
+      for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
+      for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
+      if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
+    });
+  }
+
+  /** Removes a node. Removing the local node keeps the host addresses learned from the host itself. */
+  removeNode(name: string): Promise<void> {
+    return this.mutate(async () => {
+      const prev = this.nodes.get(name);
+      if (!prev) return;
+      this.nodes.delete(name);
+      for (const ip of prev.input.ips ?? []) if (this.nodeIps.get(ip) === name) this.nodeIps.delete(ip);
+      if (prev.input.local) {
+        const id = `node:${name}`;
+        const had = this.endpoints.get(id);
+        if (had) this.unindex(had);
+        this.endpoints.delete(id);
+        this.dirtyEndpoints.delete(id);
+        if (this.hostEndpointId === id) this.hostEndpointId = undefined;
+        this.allocator.setReservedLabels('host', []);
+      } else {
+        this.allocator.release(prev.identity.id);
+      }
+    });
+  }
+
+  /**
+   * The addresses the local host owns, as its network stack reports them (see agent/host-addresses.ts).
+   * They carry the `host` identity whether or not a Node object names the local node; the local Node's
+   * own addresses are added to them, and removing that Node leaves these in place. Replaces the
+   * previous list. Allocates nothing, so it applies at once.
+   */
+  setHostAddresses(ips: readonly string[]): void {
+    this.hostIps.clear();
+    for (const ip of ips) {
+      const p = parsePrefix(ip);
+      if (p) this.hostIps.add(p.addr);
     }
   }
 
-  upsertEndpoint(input: EndpointInput): void {
+  /** The addresses set by setHostAddresses (normalised), sorted. */
+  hostAddresses(): string[] {
+    return [...this.hostIps].sort();
+  }
+
+  /** Whether an address is one of the host's own (setHostAddresses). */
+  isHostAddress(ip: string): boolean {
+    return this.hostIps.has(parsePrefix(ip)?.addr ?? ip);
+  }
+
+  /**
+   * Addresses of a reserved identity, e.g. the kube-apiserver endpoints, the health endpoints or the
+   * ingress proxy's address. Replaces the previous list for that name.
+   */
+  setReservedAddresses(name: ReservedName, ips: readonly string[]): void {
+    const id = ReservedIdentity[name];
+    for (const [ip, owner] of [...this.reservedIps]) if (owner === id) this.reservedIps.delete(ip);
+    for (const ip of ips) this.reservedIps.set(ip, id);
+  }
+
+  /** Adds or replaces a Service; policies selecting Services are re-translated in the same step. */
+  upsertService(svc: ServiceInput): Promise<void> {
+    return this.mutate(async () => {
+      const services = new Map(this.services).set(`${svc.namespace}/${svc.name}`, svc);
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesServices), services);
+      this.services.set(`${svc.namespace}/${svc.name}`, svc);
+      commit();
+    });
+  }
+
+  removeService(namespace: string, name: string): Promise<void> {
+    return this.mutate(async () => {
+      const key = `${namespace}/${name}`;
+      if (!this.services.has(key)) return;
+      const services = new Map(this.services);
+      services.delete(key);
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesServices), services);
+      this.services.delete(key);
+      commit();
+    });
+  }
+
+  serviceList(): ServiceInput[] {
+    return [...this.services.values()];
+  }
+
+  // ---- policies ------------------------------------------------------------------------------
+
+  /**
+   * Adds or replaces a validated policy document (see api/loader.ts). On rejection (a CIDR identity
+   * could not be allocated) the previous version of the policy stays in force.
+   */
+  upsertPolicy(doc: PolicyDocument): Promise<void> {
+    return this.mutate(async () => (await this.preparePolicies([doc], this.services))());
+  }
+
+  removePolicy(key: string): Promise<boolean> {
+    return this.mutate(async () => {
+      if (!this.policies.delete(key)) return false;
+      for (const id of this.repo.replace(key, [])) this.dirtyIdentities.add(id);
+      return true;
+    });
+  }
+
+  policyKeys(): string[] {
+    return [...this.policies.keys()];
+  }
+
+  /**
+   * Resolves once every mutation started so far (including those the DNS cache triggers) has been
+   * applied. Rejects with the first failure of a DNS-triggered update when no `onError` was given.
+   */
+  async settled(): Promise<void> {
+    await this.tail;
+    const e = this.backgroundError;
+    this.backgroundError = undefined;
+    if (e !== undefined) throw e;
+  }
+
+  // ---- mutation steps ------------------------------------------------------------------------
+
+  /**
+   * Runs mutations one at a time, in call order. A mutation awaits only before it changes anything
+   * (allocation), then applies its changes without awaiting, so a rejected allocation leaves the
+   * previous state and a caller never sees half of a change.
+   */
+  private mutate<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn);
+    this.tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Allocates one identity per item, in order; all or none (those taken are released on failure). */
+  private async allocateEach<T>(items: readonly T[], labels: (item: T) => LabelSet): Promise<Array<[T, Identity]>> {
+    const out: Array<[T, Identity]> = [];
+    try {
+      for (const item of items) out.push([item, await this.allocator.allocate(labels(item))]);
+    } catch (e) {
+      for (const [, ident] of out) this.allocator.release(ident.id);
+      throw e;
+    }
+    return out;
+  }
+
+  private namespaceLabels(namespace: string): Record<string, string> {
+    return this.namespaces.get(namespace) ?? { 'kubernetes.io/metadata.name': namespace };
+  }
+
+  /**
+   * Translates the documents and allocates what their rules need; resolves to the (synchronous) step
+   * that installs them, which the caller runs together with its own changes.
+   */
+  private async preparePolicies(docs: readonly PolicyDocument[], services: ReadonlyMap<string, ServiceInput>): Promise<() => void> {
+    const translated = docs.map((doc) => ({ key: policyKey(doc), doc, rules: translatePolicy(doc, { services: () => services.values() }) }));
+    const allocated: AllocatedRule[][] = [];
+    try {
+      for (const t of translated) allocated.push(await this.repo.allocate(t.rules));
+    } catch (e) {
+      for (const a of allocated) this.repo.discard(a);
+      throw e;
+    }
+    return () =>
+      translated.forEach((t, i) => {
+        this.policies.set(t.key, t.doc);
+        for (const id of this.repo.replace(t.key, allocated[i] ?? [])) this.dirtyIdentities.add(id);
+      });
+  }
+
+  private commitEndpoint(input: EndpointInput, identity: Identity): void {
     const id = `${input.namespace}/${input.name}`;
-    const nsLabels = this.namespaces.get(input.namespace) ?? { 'kubernetes.io/metadata.name': input.namespace };
-    const labelOpts: Parameters<typeof podLabels>[0] = { namespace: input.namespace, namespaceLabels: nsLabels };
-    if (input.labels) labelOpts.labels = input.labels;
-    if (input.serviceAccount !== undefined) labelOpts.serviceAccount = input.serviceAccount;
-    const identity = this.allocator.allocate(podLabels(labelOpts));
     const prev = this.endpoints.get(id);
     const namedPorts = new Map<string, NamedPort[]>();
     for (const p of input.ports ?? []) {
@@ -208,119 +442,29 @@ export class PolicyEngine {
       local: input.local ?? true,
       host: false,
     };
+    this.install(state);
+    if (prev) this.allocator.release(prev.identity.id);
+    const portsChanged = !prev || JSON.stringify(prev.input?.ports ?? []) !== JSON.stringify(input.ports ?? []) || prev.identity.id !== identity.id;
+    if (portsChanged) this.namedPortsChanged(identity.id, prev?.identity.id);
+  }
+
+  private commitHostEndpoint(id: string, identity: Identity, ips: readonly string[]): void {
+    this.install({ id, input: undefined, identity, ips: [...ips], namedPorts: new Map(), local: true, host: true });
+    this.hostEndpointId = id;
+    this.dirtyIdentities.add(identity.id);
+  }
+
+  /** Puts an endpoint's new state in place of its previous one (keeping the last computed policy) and marks it dirty. */
+  private install(state: EndpointState): void {
+    const prev = this.endpoints.get(state.id);
     if (prev) {
       state.policy = prev.policy;
       state.fingerprint = prev.fingerprint;
       this.unindex(prev);
     }
-    this.endpoints.set(id, state);
+    this.endpoints.set(state.id, state);
     this.index(state);
-    if (prev) this.allocator.release(prev.identity.id);
-    this.dirtyEndpoints.add(id);
-    const portsChanged = !prev || JSON.stringify(prev.input?.ports ?? []) !== JSON.stringify(input.ports ?? []) || prev.identity.id !== identity.id;
-    if (portsChanged) this.namedPortsChanged(identity.id, prev?.identity.id);
-  }
-
-  removeEndpoint(id: string): void {
-    const prev = this.endpoints.get(id);
-    if (!prev || prev.host) return;
-    this.unindex(prev);
-    this.endpoints.delete(id);
-    this.dirtyEndpoints.delete(id);
-    if (prev.namedPorts.size > 0) this.namedPortsChanged(prev.identity.id, undefined);
-    this.allocator.release(prev.identity.id);
-  }
-
-  upsertNode(input: NodeInput): void {
-    const k8s = Object.entries(input.labels ?? {}).map(([key, value]): Label => ({ source: 'k8s', key, value }));
-    const prev = this.nodes.get(input.name);
-    let identity: Identity;
-    if (input.local) {
-      const same = prev?.input.local === true && JSON.stringify(prev.input.labels ?? {}) === JSON.stringify(input.labels ?? {});
-      // Relabelling `host` re-evaluates every selector against it: only when the labels really changed.
-      identity = same && prev ? prev.identity : this.allocator.setReservedLabels('host', k8s);
-      const id = `node:${input.name}`;
-      const hostState: EndpointState = { id, input: undefined, identity, ips: [...(input.ips ?? [])], namedPorts: new Map(), local: true, host: true };
-      const had = this.endpoints.get(id);
-      if (had) {
-        hostState.policy = had.policy;
-        hostState.fingerprint = had.fingerprint;
-        this.unindex(had);
-      }
-      this.endpoints.set(id, hostState);
-      this.index(hostState);
-      this.hostEndpointId = id;
-      this.dirtyEndpoints.add(id);
-      this.dirtyIdentities.add(identity.id);
-    } else {
-      identity = this.allocator.allocate(LabelSet.from([{ source: 'reserved', key: 'remote-node', value: '' }, ...k8s]));
-    }
-    this.nodes.set(input.name, { input, identity });
-    for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
-    for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
-    if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
-  }
-
-  removeNode(name: string): void {
-    const prev = this.nodes.get(name);
-    if (!prev) return;
-    this.nodes.delete(name);
-    for (const ip of prev.input.ips ?? []) if (this.nodeIps.get(ip) === name) this.nodeIps.delete(ip);
-    if (prev.input.local) {
-      const id = `node:${name}`;
-      const had = this.endpoints.get(id);
-      if (had) this.unindex(had);
-      this.endpoints.delete(id);
-      this.dirtyEndpoints.delete(id);
-      if (this.hostEndpointId === id) this.hostEndpointId = undefined;
-      this.allocator.setReservedLabels('host', []);
-    } else {
-      this.allocator.release(prev.identity.id);
-    }
-  }
-
-  /**
-   * Addresses of a reserved identity, e.g. the kube-apiserver endpoints, the health endpoints or the
-   * ingress proxy's address. Replaces the previous list for that name.
-   */
-  setReservedAddresses(name: ReservedName, ips: readonly string[]): void {
-    const id = ReservedIdentity[name];
-    for (const [ip, owner] of [...this.reservedIps]) if (owner === id) this.reservedIps.delete(ip);
-    for (const ip of ips) this.reservedIps.set(ip, id);
-  }
-
-  upsertService(svc: ServiceInput): void {
-    this.services.set(`${svc.namespace}/${svc.name}`, svc);
-    for (const doc of [...this.policies.values()]) if (usesServices(doc)) this.upsertPolicy(doc);
-  }
-
-  removeService(namespace: string, name: string): void {
-    if (!this.services.delete(`${namespace}/${name}`)) return;
-    for (const doc of [...this.policies.values()]) if (usesServices(doc)) this.upsertPolicy(doc);
-  }
-
-  serviceList(): ServiceInput[] {
-    return [...this.services.values()];
-  }
-
-  // ---- policies ------------------------------------------------------------------------------
-
-  /** Adds or replaces a validated policy document (see api/loader.ts). */
-  upsertPolicy(doc: PolicyDocument): void {
-    const key = policyKey(doc);
-    this.policies.set(key, doc);
-    const rules = translatePolicy(doc, { services: () => this.services.values() });
-    for (const id of this.repo.replace(key, rules)) this.dirtyIdentities.add(id);
-  }
-
-  removePolicy(key: string): boolean {
-    if (!this.policies.delete(key)) return false;
-    for (const id of this.repo.replace(key, [])) this.dirtyIdentities.add(id);
-    return true;
-  }
-
-  policyKeys(): string[] {
-    return [...this.policies.keys()];
+    this.dirtyEndpoints.add(state.id);
   }
 
   // ---- change propagation --------------------------------------------------------------------
@@ -333,9 +477,28 @@ export class PolicyEngine {
     this.repo.namedPortDependents(prevIdentity === undefined ? [identity] : [identity, prevIdentity], this.dirtyIdentities);
   }
 
+  /** Queues a DNS cache change; its failure goes to `onError` (or the next settled()). */
   private dnsChanged(names: string[]): void {
-    for (const name of names) {
-      const ips = new Set(this.dns.lookup(name));
+    this.mutate(() => this.applyDns(names)).catch((e: unknown) => {
+      if (this.onError) this.onError(e);
+      else this.backgroundError ??= e;
+    });
+  }
+
+  /** Gives every address the DNS cache now has for these names a CIDR identity (all or none), then re-evaluates FQDN selectors. */
+  private async applyDns(names: string[]): Promise<void> {
+    const next = new Map(names.map((name) => [name, new Set(this.dns.lookup(name))]));
+    const fresh = new Map<string, Prefix>();
+    for (const ips of next.values()) {
+      for (const ip of ips) {
+        const p = this.dnsIdentity.has(ip) ? undefined : parsePrefix(ip);
+        if (p) fresh.set(ip, p);
+      }
+    }
+    const allocated = await this.allocateEach([...fresh], ([, p]) => LabelSet.from(cidrIdentityLabels(p)));
+    // Nothing below awaits.
+    for (const [[ip], ident] of allocated) this.dnsIdentity.set(ip, ident.id);
+    for (const [name, ips] of next) {
       const before = this.nameIps.get(name) ?? new Set<string>();
       if (ips.size > 0) this.nameIps.set(name, ips);
       else this.nameIps.delete(name);
@@ -352,16 +515,13 @@ export class PolicyEngine {
         }
       }
       for (const ip of ips) {
+        if (!this.dnsIdentity.has(ip)) continue;
         let set = this.ipNames.get(ip);
         if (!set) {
           set = new Set();
           this.ipNames.set(ip, set);
         }
         set.add(name);
-        if (!this.dnsIdentity.has(ip)) {
-          const p = parsePrefix(ip);
-          if (p) this.dnsIdentity.set(ip, this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p))).id);
-        }
       }
     }
     const changed = this.cache.refreshFqdn((sel) => names.some((n) => matchDnsSelector(sel, n)));
@@ -500,6 +660,7 @@ export class PolicyEngine {
     if (ep) return this.endpoints.get(ep)?.identity.id ?? ReservedIdentity.world;
     const node = this.nodeByIp(ip);
     if (node) return this.nodes.get(node)?.identity.id ?? ReservedIdentity.world;
+    if (this.isHostAddress(ip)) return ReservedIdentity.host;
     const reserved = this.reservedIps.get(ip);
     if (reserved !== undefined) return reserved;
     let best: { bits: number; id: number } | undefined;
@@ -511,7 +672,10 @@ export class PolicyEngine {
     return best?.id ?? ReservedIdentity.world;
   }
 
-  /** Prefix → identity for the datapath's ipcache: endpoint and node addresses, CIDR and FQDN identities. */
+  /**
+   * Prefix → identity for the datapath's ipcache: endpoint and node addresses, the host's own addresses,
+   * CIDR and FQDN identities. A more specific owner wins: endpoint over node over host address over reserved.
+   */
   ipcache(): IpcacheEntry[] {
     const out = new Map<string, number>();
     for (const ident of this.allocator.all()) {
@@ -520,6 +684,7 @@ export class PolicyEngine {
       if (p) out.set(formatPrefix(p), ident.id);
     }
     for (const [ip, id] of this.reservedIps) out.set(hostPrefix(ip), id);
+    for (const ip of this.hostIps) out.set(hostPrefix(ip), ReservedIdentity.host);
     for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), n.identity.id);
     for (const ep of this.endpoints.values()) for (const ip of ep.ips) out.set(hostPrefix(ip), ep.identity.id);
     return [...out].map(([prefix, identity]) => ({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));
@@ -546,4 +711,12 @@ function hostAddress(ident: Identity): string | undefined {
   const p = identityPrefix(ident);
   if (!p) return undefined;
   return (p.family === 4 && p.bits === 32) || (p.family === 6 && p.bits === 128) ? p.addr : undefined;
+}
+
+/** Security labels of an endpoint: its pod labels plus those Cilium derives (namespace and its labels, service account). */
+function endpointLabels(input: EndpointInput, namespaceLabels: Record<string, string>): LabelSet {
+  const opts: Parameters<typeof podLabels>[0] = { namespace: input.namespace, namespaceLabels };
+  if (input.labels) opts.labels = input.labels;
+  if (input.serviceAccount !== undefined) opts.serviceAccount = input.serviceAccount;
+  return podLabels(opts);
 }

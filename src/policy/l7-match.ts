@@ -14,6 +14,7 @@
  *   and apiVersion must equal when set; topic must equal when both the rule
  *   and the request name one.
  */
+import { MeshdError } from '../util/errors.js';
 import type { DnsRule, HttpRule, KafkaRule } from './types.js';
 
 export interface HttpRequest {
@@ -35,16 +36,31 @@ export interface DnsRequest {
 }
 
 /**
- * Compiles a policy regex anchored at both ends; throws SyntaxError when
- * invalid. Policies are written for RE2 (Envoy enforces them with RE2), so
- * constructs RE2 lacks — lookaround and backreferences — are refused even
+ * MESHD_POLICY_REGEX_UNSUPPORTED: a construct RE2 lacks;
+ * MESHD_POLICY_REGEX_INVALID: not a regular expression at all (the engine's
+ * SyntaxError is the cause).
+ */
+export class PolicyRegexError extends MeshdError {
+  constructor(code: 'MESHD_POLICY_REGEX_UNSUPPORTED' | 'MESHD_POLICY_REGEX_INVALID', message: string, cause?: unknown) {
+    super(code, message, { kind: 'invalid', cause });
+  }
+}
+
+/**
+ * Compiles a policy regex anchored at both ends; throws PolicyRegexError
+ * when invalid. Policies are written for RE2 (Envoy enforces them with RE2),
+ * so constructs RE2 lacks — lookaround and backreferences — are refused even
  * though JavaScript has them, and RE2's leading `(?i)` becomes the `i` flag.
  */
 export function compileFullMatch(re: string): RegExp {
-  if (/\(\?<?[=!]/.test(re)) throw new SyntaxError('lookaround assertions are not supported (RE2)');
-  if (/\\[1-9]|\\k</.test(re)) throw new SyntaxError('backreferences are not supported (RE2)');
+  if (/\(\?<?[=!]/.test(re)) throw new PolicyRegexError('MESHD_POLICY_REGEX_UNSUPPORTED', 'lookaround assertions are not supported (RE2)');
+  if (/\\[1-9]|\\k</.test(re)) throw new PolicyRegexError('MESHD_POLICY_REGEX_UNSUPPORTED', 'backreferences are not supported (RE2)');
   const ci = re.startsWith('(?i)');
-  return new RegExp(`^(?:${ci ? re.slice(4) : re})$`, ci ? 'i' : '');
+  try {
+    return new RegExp(`^(?:${ci ? re.slice(4) : re})$`, ci ? 'i' : '');
+  } catch (e) {
+    throw new PolicyRegexError('MESHD_POLICY_REGEX_INVALID', e instanceof Error ? e.message : String(e), e);
+  }
 }
 
 const regexCache = new Map<string, RegExp>();

@@ -71,18 +71,18 @@ function checkRedirectRows(policies: EndpointPolicy[]): number {
   return checks;
 }
 
-test('group lookup equals reference lookup on every scenario', () => {
+test('group lookup equals reference lookup on every scenario', async () => {
   const dir = repoPath('src', 'policy', 'testdata');
   let checks = 0;
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml'))) {
-    const { engine } = buildScenarioEngine(loadScenarioFile(`${dir}/${f}`));
+    const { engine } = await buildScenarioEngine(loadScenarioFile(`${dir}/${f}`));
     checks += compareAll(engine.endpointPolicies());
     checkRedirectRows(engine.endpointPolicies());
   }
   assert.ok(checks > 1000, `only ${checks} checks`);
 });
 
-test('overlapping ranges are split, and any-port and L3 rules fold into them', () => {
+test('overlapping ranges are split, and any-port and L3 rules fold into them', async () => {
   const r = loadPolicyText(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: o, namespace: default}
@@ -98,9 +98,9 @@ spec:
 `);
   assert.deepEqual(r.problems, []);
   const e = new PolicyEngine();
-  e.upsertEndpoint({ namespace: 'default', name: 's', labels: { app: 's' } });
-  e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' } });
-  for (const p of r.policies) e.upsertPolicy(p.document);
+  await e.upsertEndpoint({ namespace: 'default', name: 's', labels: { app: 's' } });
+  await e.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' } });
+  for (const p of r.policies) await e.upsertPolicy(p.document);
   e.flush();
   const ing = e.endpointPolicy('default/s')?.ingress;
   assert.ok(ing);

@@ -7,7 +7,12 @@
  * selector.
  *
  *   const repo = new PolicyRepository(cache, allocator);
- *   const { affected } = repo.replace('CiliumNetworkPolicy/default/web', rules);
+ *   const allocated = await repo.allocate(rules);   // may reject: nothing is held then
+ *   const affected = repo.replace('CiliumNetworkPolicy/default/web', allocated);
+ *
+ * Allocation is split from replacement so that a policy change is atomic:
+ * the CIDR identities (asynchronous, may fail) are taken first, and the
+ * synchronous replace() installs the rules only once all of them exist.
  *
  * Replacing a policy acquires the new rules' selectors before releasing the
  * old ones, so selectors they share are never dropped and re-evaluated.
@@ -29,6 +34,12 @@ export interface RuleState {
   readonly egressNamed: boolean;
 }
 
+/** A rule with the CIDR identities of its prefixes, allocated and not yet installed. */
+export interface AllocatedRule {
+  readonly rule: Rule;
+  readonly prefixIdentities: readonly number[];
+}
+
 export class PolicyRepository {
   private readonly policies = new Map<string, RuleState[]>();
   private readonly bySubject = new Map<string, Set<RuleState>>();
@@ -40,8 +51,37 @@ export class PolicyRepository {
     private readonly allocator: IdentityAllocator,
   ) {}
 
+  /**
+   * Takes one reference on the CIDR identity of every prefix the rules use; all or none. The result must
+   * go to replace() (which owns it from then on) or to discard().
+   */
+  async allocate(rules: readonly Rule[]): Promise<AllocatedRule[]> {
+    const out: AllocatedRule[] = [];
+    const taken: number[] = [];
+    try {
+      for (const rule of rules) {
+        const prefixIdentities: number[] = [];
+        for (const p of rule.prefixes) {
+          const id = (await this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p)))).id;
+          taken.push(id);
+          prefixIdentities.push(id);
+        }
+        out.push({ rule, prefixIdentities });
+      }
+    } catch (e) {
+      for (const id of taken) this.allocator.release(id);
+      throw e;
+    }
+    return out;
+  }
+
+  /** Gives back what allocate() took, for rules that will not be installed. */
+  discard(rules: readonly AllocatedRule[]): void {
+    for (const r of rules) for (const id of r.prefixIdentities) this.allocator.release(id);
+  }
+
   /** Installs (or replaces, or with `rules` empty removes) a policy's rules; returns the identities whose policy may change. */
-  replace(policyKey: string, rules: readonly Rule[]): Set<number> {
+  replace(policyKey: string, rules: readonly AllocatedRule[]): Set<number> {
     const affected = new Set<number>();
     const states = rules.map((r) => this.add(r, affected));
     const prev = this.policies.get(policyKey);
@@ -86,8 +126,7 @@ export class PolicyRepository {
     }
   }
 
-  private add(rule: Rule, affected: Set<number>): RuleState {
-    const prefixIdentities = rule.prefixes.map((p) => this.allocator.allocate(LabelSet.from(cidrIdentityLabels(p))).id);
+  private add({ rule, prefixIdentities }: AllocatedRule, affected: Set<number>): RuleState {
     const subject = this.cache.acquire(rule.subject);
     const peerSels = new Map<string, Selector>();
     for (const list of [rule.ingress, rule.ingressDeny, rule.egress, rule.egressDeny]) {

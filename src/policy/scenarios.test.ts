@@ -14,11 +14,11 @@ test('scenario directory is not empty', () => {
 });
 
 for (const f of files) {
-  test(`scenario ${f}`, () => {
+  test(`scenario ${f}`, async () => {
     const loaded = loadScenarioFile(`${dir}/${f}`);
     assert.ok(loaded.scenario.flows.length > 0, 'a scenario needs flows');
     for (const [i, flow] of loaded.scenario.flows.entries()) assert.ok(flow.expect, `flows[${i}] has no expect`);
-    const result = traceScenario(loaded);
+    const result = await traceScenario(loaded);
     assert.deepEqual(checkExpectations(loaded, result), []);
   });
 }

@@ -5,10 +5,10 @@ import { podLabels } from '../identity/labels.js';
 import { SelectorCache } from './selector-cache.js';
 import { labelSelector } from './selector.js';
 
-test('a selector is evaluated once, shared, kept up to date, and dropped at the last release', () => {
+test('a selector is evaluated once, shared, kept up to date, and dropped at the last release', async () => {
   const alloc = new LocalIdentityAllocator();
-  const web = alloc.allocate(podLabels({ namespace: 'default', labels: { app: 'web' } }));
-  alloc.allocate(podLabels({ namespace: 'default', labels: { app: 'db' } }));
+  const web = await alloc.allocate(podLabels({ namespace: 'default', labels: { app: 'web' } }));
+  await alloc.allocate(podLabels({ namespace: 'default', labels: { app: 'db' } }));
   const cache = new SelectorCache({ identities: () => alloc.all(), fqdnMatches: () => false });
   const sel = labelSelector([{ source: 'k8s', key: 'app', op: 'In', values: ['web'] }]);
   const a = cache.acquire(sel);
@@ -19,7 +19,7 @@ test('a selector is evaluated once, shared, kept up to date, and dropped at the 
   assert.equal(cache.evaluations, evals);
   assert.deepEqual([...a.ids], [web.id]);
 
-  const web2 = alloc.allocate(podLabels({ namespace: 'other', labels: { app: 'web' } }));
+  const web2 = await alloc.allocate(podLabels({ namespace: 'other', labels: { app: 'web' } }));
   assert.deepEqual(cache.identityAdded(web2), [a]);
   assert.deepEqual([...a.ids].sort(), [web.id, web2.id].sort());
   assert.deepEqual(cache.identityRemoved(web), [a]);

@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isIp } from '../identity/cidr.js';
+import { MeshdError } from '../util/errors.js';
 import { ReservedIdentity } from '../identity/reserved.js';
 import { loadPolicyDocuments } from './api/loader.js';
 import { formatPath, PolicyValidationError } from './api/problem.js';
@@ -107,6 +108,8 @@ export const scenarioSchema = z.strictObject({
     )
     .optional(),
   fqdns: z.record(z.string(), z.array(ip)).optional(),
+  /** The local host's own addresses, as the agent learns them from the kernel: the host identity, with or without a local node. */
+  hostAddresses: z.array(ip).optional(),
   /** Addresses of reserved identities (e.g. {kube-apiserver: [10.0.0.1]}). */
   reservedAddresses: z.partialRecord(z.enum(['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world']), z.array(ip)).optional(),
   policies: z.array(z.unknown()).optional(),
@@ -186,13 +189,13 @@ export interface TraceResult {
 const PROTO_NUM: Record<string, number> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP: Proto.SCTP, ICMP: Proto.ICMP, ICMPv6: Proto.ICMPV6 };
 
 /** Builds the engine a scenario describes (policies with problems are left out and reported). */
-export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEngine; problems: PolicyProblem[] } {
+export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ engine: PolicyEngine; problems: PolicyProblem[] }> {
   const s = loaded.scenario;
   const dns = new MemoryDnsCache();
   const engine = new PolicyEngine({ dns, mode: s.config?.policyEnforcementMode ?? 'default', allowLocalhost: s.config?.allowLocalhost ?? 'auto' });
-  for (const ns of s.namespaces ?? []) engine.upsertNamespace(ns.name, ns.labels ?? {});
-  for (const n of s.nodes ?? []) engine.upsertNode(n);
-  for (const ep of s.endpoints ?? []) engine.upsertEndpoint(ep);
+  for (const ns of s.namespaces ?? []) await engine.upsertNamespace(ns.name, ns.labels ?? {});
+  for (const n of s.nodes ?? []) await engine.upsertNode(n);
+  for (const ep of s.endpoints ?? []) await engine.upsertEndpoint(ep);
   for (const svc of s.services ?? []) {
     const info: Parameters<PolicyEngine['upsertService']>[0] = { namespace: svc.namespace, name: svc.name };
     if (svc.labels) info.labels = svc.labels;
@@ -200,9 +203,10 @@ export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEng
     if (svc.clusterIPs) info.clusterIPs = svc.clusterIPs;
     if (svc.endpoints) info.endpointIps = svc.endpoints;
     if (svc.ports) info.ports = svc.ports;
-    engine.upsertService(info);
+    await engine.upsertService(info);
   }
   for (const [name, ips] of Object.entries(s.fqdns ?? {})) dns.set(name, ips);
+  if (s.hostAddresses) engine.setHostAddresses(s.hostAddresses);
   const reserved = s.reservedAddresses ?? {};
   for (const name of ['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world'] as const) {
     const ips = reserved[name];
@@ -210,9 +214,17 @@ export function buildScenarioEngine(loaded: LoadedScenario): { engine: PolicyEng
   }
   const base: PathSegment[] = ['policies'];
   const { policies, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
-  for (const p of policies) engine.upsertPolicy(p.document);
+  for (const p of policies) await engine.upsertPolicy(p.document);
+  await engine.settled();
   engine.flush();
   return { engine, problems };
+}
+
+/** A flow names a peer the scenario (or the running agent) does not have. */
+export class UnknownPeerError extends MeshdError {
+  constructor(message: string) {
+    super('MESHD_TRACE_UNKNOWN_PEER', message, { kind: 'not-found' });
+  }
 }
 
 interface Peer {
@@ -227,7 +239,7 @@ function resolvePeer(engine: PolicyEngine, ref: string): Peer {
   if (ref.startsWith('node:')) {
     const name = ref.slice(5);
     const n = engine.nodeIdentity(name);
-    if (!n) throw new Error(`unknown node "${name}"`);
+    if (!n) throw new UnknownPeerError(`unknown node "${name}"`);
     const peer: Peer = { label: ref, identity: n.identity };
     if (n.local) peer.endpoint = `node:${name}`;
     return peer;
@@ -237,11 +249,14 @@ function resolvePeer(engine: PolicyEngine, ref: string): Peer {
     if (ep) return { label: ref, identity: engine.endpointIdentity(ep) ?? ReservedIdentity.world, ...(engine.isLocalEndpoint(ep) ? { endpoint: ep } : {}), ip: ref };
     const node = engine.nodeByIp(ref);
     if (node) return { ...resolvePeer(engine, `node:${node}`), label: ref, ip: ref };
+    // One of the host's own addresses: the local node's host endpoint when there is one.
+    const host = engine.isHostAddress(ref) ? engine.hostEndpoint() : undefined;
+    if (host) return { label: ref, identity: ReservedIdentity.host, endpoint: host, ip: ref };
     return { label: ref, identity: engine.identityOfIp(ref), ip: ref };
   }
-  if (!ref.includes('/')) throw new Error(`"${ref}" is not "namespace/name", "node:NAME" or an IP address`);
+  if (!ref.includes('/')) throw new UnknownPeerError(`"${ref}" is not "namespace/name", "node:NAME" or an IP address`);
   const id = engine.endpointIdentity(ref);
-  if (id === undefined) throw new Error(`unknown endpoint "${ref}"`);
+  if (id === undefined) throw new UnknownPeerError(`unknown endpoint "${ref}"`);
   return { label: ref, identity: id, ...(engine.isLocalEndpoint(ref) ? { endpoint: ref } : {}) };
 }
 
@@ -302,6 +317,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
     src = resolvePeer(engine, flow.src);
     dst = resolvePeer(engine, dstRef);
   } catch (e: unknown) {
+    if (!(e instanceof UnknownPeerError)) throw e;
     return {
       ...base,
       srcIdentity: 0,
@@ -313,7 +329,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
       policies: [],
       egress: null,
       ingress: null,
-      error: e instanceof Error ? e.message : String(e),
+      error: e.message,
     };
   }
   const protoNum = PROTO_NUM[proto] ?? Proto.TCP;
@@ -354,8 +370,8 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
   return { ...out, verdict: 'ALLOWED', l4: 'ALLOWED', l7: null, ...pick((t) => t.reason === 'entry') };
 }
 
-export function traceScenario(loaded: LoadedScenario): TraceResult {
-  const { engine, problems } = buildScenarioEngine(loaded);
+export async function traceScenario(loaded: LoadedScenario): Promise<TraceResult> {
+  const { engine, problems } = await buildScenarioEngine(loaded);
   return { flows: loaded.scenario.flows.map((f) => traceFlow(engine, loaded.scenario, f)), problems };
 }
 

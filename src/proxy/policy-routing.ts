@@ -12,6 +12,7 @@
  * proxy across agent restarts. `removePolicyRouting` is for tests and
  * uninstall. IPv4 only (the proxy listeners bind 127.0.0.1).
  */
+import { Mark } from '../datapath/abi.js';
 import { run } from '../util/exec.js';
 
 export interface PolicyRoutingOptions {
@@ -21,7 +22,7 @@ export interface PolicyRoutingOptions {
   priority: number;
 }
 
-export const defaultPolicyRouting: PolicyRoutingOptions = { mark: 0xb00, mask: 0xf00, table: 2004, priority: 9 };
+export const defaultPolicyRouting: PolicyRoutingOptions = { mark: Mark.MAGIC_PROXY, mask: Mark.MAGIC_MASK, table: 2004, priority: 9 };
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -42,5 +43,6 @@ export async function ensurePolicyRouting(o: PolicyRoutingOptions = defaultPolic
 
 export async function removePolicyRouting(o: PolicyRoutingOptions = defaultPolicyRouting): Promise<void> {
   while (await ruleExists(o)) await run('ip', ['-4', 'rule', 'del', ...ruleArgs(o)]);
+  // ip fails when the table is already empty or was never created: the state removal wants.
   await run('ip', ['-4', 'route', 'flush', 'table', String(o.table)]).catch(() => undefined);
 }

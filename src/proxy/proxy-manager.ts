@@ -335,7 +335,7 @@ export class ProxyManager {
     try {
       await this.xds.waitForAck(this.o.nodeName, snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
     } catch (e) {
-      if (isXdsError(e, 'NACKED')) {
+      if (isXdsError(e, 'MESHD_XDS_NACKED')) {
         const err = this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
         log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, change: err.details.change, envoyMessage: e.message });
         // Serve the last good content again, so a reconnecting Envoy does not receive the rejected one.
@@ -343,7 +343,7 @@ export class ProxyManager {
         else this.publish(EMPTY, { endpoints: [], identityIps: new Map() });
         throw err;
       }
-      if (isXdsError(e, 'ACK_TIMEOUT')) {
+      if (isXdsError(e, 'MESHD_XDS_ACK_TIMEOUT')) {
         const err = this.fail('MESHD_PROXY_ACK_TIMEOUT', snap, undefined, e);
         this.waitLate(snap);
         throw err;
@@ -367,7 +367,7 @@ export class ProxyManager {
         for (const fn of this.acceptedListeners) fn(snap.version);
       },
       (e: unknown) => {
-        if (!isXdsError(e, 'NACKED') || ac.signal.aborted) return;
+        if (!isXdsError(e, 'MESHD_XDS_NACKED') || ac.signal.aborted) return;
         // Rejected after all: as for a NACK in time, the last good content is served again.
         this.lateAck = null;
         this.fail('MESHD_PROXY_NACKED', snap, e.message, e);

@@ -5,24 +5,45 @@
  * persisted, so a port stays the same across agent restarts and the policy
  * map entries that reference it never point at a moved listener.
  *
+ * A state file that does not parse is moved aside and reported
+ * (MESHD_STATE_FILE_CORRUPT, see util/state-file.ts); the port entries in it
+ * that still parse are kept, the others are allocated afresh.
+ *
  *   const ports = ProxyPorts.open({ stateFile, range: [10000, 20000] });
  *   ports.portFor('http', 'ingress');   // e.g. 10000, the same after restart
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { Direction, L7Kind } from '../policy/types.js';
+import { MeshdError } from '../util/errors.js';
+import { readStateFile, warnCorrupt, writeStateFile, type Salvage, type StateFileCorruptError } from '../util/state-file.js';
 
 export type ProxyPortKey = `${L7Kind}-${Direction}`;
 
-const stateSchema = z.object({ version: z.literal(1), ports: z.record(z.string(), z.number().int().min(1).max(65535)) }).strict();
+const portSchema = z.number().int().min(1).max(65535);
+const stateSchema = z.object({ version: z.literal(1), ports: z.record(z.string(), portSchema) }).strict();
+type State = z.infer<typeof stateSchema>;
 
-export class ProxyPortError extends Error {
-  constructor(
-    readonly code: 'PROXY_PORT_RANGE_EXHAUSTED' | 'PROXY_PORT_STATE_INVALID' | 'PROXY_PORT_RANGE_INVALID',
-    message: string,
-  ) {
-    super(message);
+/** The port entries of a damaged file that still parse one by one. */
+const salvagePorts: Salvage<State> = (raw) => {
+  const rec = z.object({ ports: z.record(z.string(), z.unknown()) }).safeParse(raw);
+  if (!rec.success) return undefined;
+  const entries = Object.entries(rec.data.ports);
+  const kept = entries.flatMap(([k, v]) => {
+    const p = portSchema.safeParse(v);
+    return p.success ? [[k, p.data] as const] : [];
+  });
+  return { kept: { version: 1, ports: Object.fromEntries(kept) }, dropped: entries.length - kept.length };
+};
+
+export type ProxyPortErrorCode = 'MESHD_PROXY_PORT_RANGE_EXHAUSTED' | 'MESHD_PROXY_PORT_RANGE_INVALID';
+
+/**
+ * MESHD_PROXY_PORT_RANGE_EXHAUSTED: every port of proxy.portRange is taken;
+ * MESHD_PROXY_PORT_RANGE_INVALID: proxy.portRange itself is not a range.
+ */
+export class ProxyPortError extends MeshdError {
+  constructor(code: ProxyPortErrorCode, message: string) {
+    super(code, message, { kind: code === 'MESHD_PROXY_PORT_RANGE_INVALID' ? 'invalid' : 'failed' });
   }
 }
 
@@ -33,28 +54,28 @@ export class ProxyPorts {
     private readonly ports: Map<string, number>,
   ) {}
 
-  static open(o: { stateFile: string; range: readonly [number, number] }): ProxyPorts {
+  /**
+   * Opens the state file (missing: nothing allocated yet). A corrupt one is
+   * moved aside and passed to `onCorrupt` (default: a warning on stderr);
+   * what was salvaged is written back at once. Read errors other than
+   * "missing" are thrown.
+   */
+  static open(o: { stateFile: string; range: readonly [number, number]; onCorrupt?: (e: StateFileCorruptError) => void }): ProxyPorts {
     const [lo, hi] = o.range;
     if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 65535 || lo > hi) {
-      throw new ProxyPortError('PROXY_PORT_RANGE_INVALID', `proxy.portRange: ${lo}-${hi} is not a valid port range`);
+      throw new ProxyPortError('MESHD_PROXY_PORT_RANGE_INVALID', `proxy.portRange: ${lo}-${hi} is not a valid port range`);
     }
+    const r = readStateFile(o.stateFile, stateSchema, salvagePorts);
+    const saved = r.state === 'ok' ? r.data.ports : r.state === 'corrupt' ? (r.salvaged?.ports ?? {}) : {};
     const ports = new Map<string, number>();
-    let raw: string | undefined;
-    try {
-      raw = readFileSync(o.stateFile, 'utf8');
-    } catch {
-      raw = undefined;
+    // Ports outside a narrowed range are forgotten and reallocated.
+    for (const [k, p] of Object.entries(saved)) if (p >= lo && p <= hi) ports.set(k, p);
+    const pp = new ProxyPorts(o.stateFile, [lo, hi], ports);
+    if (r.state === 'corrupt') {
+      (o.onCorrupt ?? warnCorrupt)(r.problem);
+      pp.persist();
     }
-    if (raw !== undefined) {
-      const parsed = stateSchema.safeParse(JSON.parse(raw));
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new ProxyPortError('PROXY_PORT_STATE_INVALID', `${o.stateFile}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-      }
-      // Ports outside a narrowed range are forgotten and reallocated.
-      for (const [k, p] of Object.entries(parsed.data.ports)) if (p >= lo && p <= hi) ports.set(k, p);
-    }
-    return new ProxyPorts(o.stateFile, [lo, hi], ports);
+    return pp;
   }
 
   portFor(kind: L7Kind, direction: Direction): number {
@@ -68,7 +89,7 @@ export class ProxyPorts {
       this.persist();
       return p;
     }
-    throw new ProxyPortError('PROXY_PORT_RANGE_EXHAUSTED', `proxy.portRange ${this.range[0]}-${this.range[1]} has no free port for ${key}`);
+    throw new ProxyPortError('MESHD_PROXY_PORT_RANGE_EXHAUSTED', `proxy.portRange ${this.range[0]}-${this.range[1]} has no free port for ${key}`);
   }
 
   /** Allocated ports, for `meshd proxy list`. */
@@ -77,9 +98,7 @@ export class ProxyPorts {
   }
 
   private persist(): void {
-    mkdirSync(dirname(this.stateFile), { recursive: true });
-    const tmp = `${this.stateFile}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, ports: Object.fromEntries(this.ports) }, null, 2));
-    renameSync(tmp, this.stateFile);
+    const state: State = { version: 1, ports: Object.fromEntries(this.ports) };
+    writeStateFile(this.stateFile, state, 0o644);
   }
 }

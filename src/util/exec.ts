@@ -3,15 +3,16 @@
  * never a shell. Failures carry the command line and the tool's stderr.
  */
 import { execFile } from 'node:child_process';
+import { MeshdError } from './errors.js';
 
-export class CommandError extends Error {
-  readonly code = 'MESHD_COMMAND_FAILED';
+/** MESHD_COMMAND_FAILED: a tool exited non-zero, was killed or could not be started. */
+export class CommandError extends MeshdError {
   constructor(
     readonly argv: readonly string[],
     readonly exitCode: number | null,
     readonly stderr: string,
   ) {
-    super(`${argv.join(' ')} failed (exit ${exitCode ?? 'signal'}): ${stderr.trim()}`);
+    super('MESHD_COMMAND_FAILED', `${argv.join(' ')} failed (exit ${exitCode ?? 'signal'}): ${stderr.trim()}`);
   }
 }
 
@@ -45,6 +46,7 @@ export async function succeeds(cmd: string, args: readonly string[]): Promise<bo
     await run(cmd, args);
     return true;
   } catch {
+    // Failing is the answer asked for; the reason does not matter to the caller.
     return false;
   }
 }

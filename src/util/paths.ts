@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MeshdError } from './errors.js';
 
 function findRoot(start: string): string {
   let dir = start;
@@ -18,7 +19,7 @@ function findRoot(start: string): string {
       if (typeof parsed === 'object' && parsed !== null && 'name' in parsed && parsed.name === 'meshd') return dir;
     }
     const up = dirname(dir);
-    if (up === dir) throw new Error(`meshd checkout not found above ${start}`);
+    if (up === dir) throw new MeshdError('MESHD_CHECKOUT_NOT_FOUND', `meshd checkout not found above ${start}`, { kind: 'not-found' });
     dir = up;
   }
 }
@@ -34,7 +35,7 @@ export function packageVersion(): string {
   if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && typeof parsed.version === 'string') {
     return parsed.version;
   }
-  throw new Error('package.json: field "version" missing');
+  throw new MeshdError('MESHD_CHECKOUT_INVALID', `${repoPath('package.json')}: field "version" missing`, { kind: 'invalid' });
 }
 
 /** Compiled BPF object for bpf/<name>.c. */

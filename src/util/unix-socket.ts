@@ -7,13 +7,19 @@
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { MeshdError } from './errors.js';
 
-export class SocketPathError extends Error {
+/**
+ * MESHD_SOCKET_IN_USE: a live server answers on the path;
+ * MESHD_SOCKET_NOT_A_SOCKET: the path exists and is something else.
+ */
+export class SocketPathError extends MeshdError {
   constructor(
-    readonly code: 'SOCKET_IN_USE' | 'NOT_A_SOCKET',
+    code: 'MESHD_SOCKET_IN_USE' | 'MESHD_SOCKET_NOT_A_SOCKET',
     message: string,
+    readonly path: string,
   ) {
-    super(message);
+    super(code, message, { kind: 'conflict' });
   }
 }
 
@@ -33,7 +39,7 @@ export function socketInUse(path: string): Promise<boolean> {
 export async function prepareSocketPath(path: string, what = 'server'): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new SocketPathError('NOT_A_SOCKET', `${what}: ${path} exists and is not a socket; refusing to replace it`);
-  if (await socketInUse(path)) throw new SocketPathError('SOCKET_IN_USE', `${what}: another server already listens on ${path} (is another agent running?)`);
+  if (!lstatSync(path).isSocket()) throw new SocketPathError('MESHD_SOCKET_NOT_A_SOCKET', `${what}: ${path} exists and is not a socket; refusing to replace it`, path);
+  if (await socketInUse(path)) throw new SocketPathError('MESHD_SOCKET_IN_USE', `${what}: another server already listens on ${path} (is another agent running?)`, path);
   unlinkSync(path);
 }

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { BpfMap } from '../../native/index.js';
 import { join } from 'node:path';
 import { configSchema, DEFAULTS, type AgentConfig } from '../../src/agent/config.js';
-import { readMetrics } from '../../src/datapath/datapath-metrics.js';
+import { readMetrics } from '../../src/datapath/endpoint/datapath-metrics.js';
 import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
 import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';

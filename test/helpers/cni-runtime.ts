@@ -247,7 +247,7 @@ export function filesUnder(dir: string): string[] {
     try {
       names = readdirSync(d);
     } catch {
-      return;
+      return; // no such directory: nothing under it
     }
     for (const n of names) {
       const p = join(d, n);

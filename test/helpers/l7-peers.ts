@@ -20,7 +20,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import type { FlowRecord } from '../../src/datapath/flow-events.js';
+import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { ACCESS_DENIED_BODY } from '../../src/proxy/http-connection-manager.js';
 import { repoPath } from '../../src/util/paths.js';
 import type { Sandbox } from './netns.js';

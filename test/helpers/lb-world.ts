@@ -50,6 +50,7 @@ export class LbWorld {
       await sb.vethToHost(pod, { hostIf: sb.name('h'), podIf: 'eth0', hostIp: `${hostIp}/30`, podIp: `${podIp}/30`, defaultRoute: true });
       return new LbWorld(sb, pins, cgroup, pod, hostIp, podIp, `10.${a - 100}.${b}`);
     } catch (e) {
+      // The setup error is the one to report; a cleanup failure here would only hide it (and netns cleanup names what it could not remove).
       await sb.cleanup().catch(() => undefined);
       cgroup.cleanup();
       pins.cleanup();

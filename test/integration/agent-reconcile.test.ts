@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { BpfMap } from '../../native/index.js';
 import type { AgentConfig } from '../../src/agent/config.js';
 import { PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
-import { verdictFromCode } from '../../src/datapath/policy-map-state.js';
+import { verdictFromCode } from '../../src/datapath/endpoint/policy-map-state.js';
 import { ProxyManager } from '../../src/proxy/proxy-manager.js';
 import type { Logger } from '../../src/util/log.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -49,7 +49,7 @@ const REJECTED_BY_ENVOY = '/api/v1/[a-z]{1,2000}';
 
 const failureSchema = z.object({ code: z.string(), version: z.string(), change: z.object({ listeners: z.array(z.string()), endpoints: z.array(z.string()), policies: z.array(z.string()) }) });
 const statusSchema = z.object({
-  proxy: z.object({ version: z.string(), error: z.string().nullable() }).nullable(),
+  proxy: z.object({ version: z.string(), error: z.string().nullable(), errorCode: z.string().nullable() }).nullable(),
   envoy: z.object({
     envoy: z.object({ state: z.string(), pid: z.number().optional() }),
     xds: z.object({ types: z.object({ listeners: z.object({ acked: z.object({ snapshotVersion: z.string() }).optional() }).optional() }) }),
@@ -142,7 +142,7 @@ test('agent reconcile ordering with a real Envoy: NACK and ACK timeout keep the 
   };
   const settled = async () => {
     const s = await status();
-    return Object.keys(s.datapath.pending).length === 0 && s.envoy.lastError === null && s.proxy?.error === null;
+    return Object.keys(s.datapath.pending).length === 0 && s.envoy.lastError === null && s.proxy?.error === null && s.proxy.errorCode === null;
   };
 
   // Before: the api's ingress rules in Envoy; the client and the intruder have no egress policy.
@@ -162,7 +162,7 @@ test('agent reconcile ordering with a real Envoy: NACK and ACK timeout keep the 
     await until('the NACK to show in status', async () => (await status()).envoy.lastError?.code === 'MESHD_PROXY_NACKED');
     const s = await status();
     assert.deepEqual(s.envoy.lastError?.change, { listeners: ['meshd-http-egress'], endpoints: ['default/api', 'default/client'], policies: ['default/client-egress'] });
-    assert.ok(s.proxy?.error, 'the agent reports the proxy error');
+    assert.equal(s.proxy?.errorCode, 'MESHD_PROXY_NACKED', 'the agent reports the proxy error with its code');
     assert.deepEqual(Object.keys(s.datapath.pending), ['default/client'], 'the client waits for the proxy');
     assert.deepEqual(await pendingEndpoints(), ['default/client']);
     assert.deepEqual(await envoyListeners(), v1, 'Envoy runs the previous listeners: no egress listener');
@@ -208,6 +208,7 @@ test('agent reconcile ordering with a real Envoy: NACK and ACK timeout keep the 
     await until('the ACK timeout to show in status', async () => (await status()).envoy.lastError?.code === 'MESHD_PROXY_ACK_TIMEOUT', ACK_TIMEOUT_MS + 15_000);
     const s = await status();
     assert.deepEqual(s.envoy.lastError?.change.policies, ['default/intruder-egress']);
+    assert.equal(s.proxy?.errorCode, 'MESHD_PROXY_ACK_TIMEOUT', 'the agent reports the timeout with its code');
     assert.deepEqual(Object.keys(s.datapath.pending), ['default/intruder']);
     assert.equal(s.envoy.xds.types.listeners?.acked?.snapshotVersion, acked, 'Envoy ACKed nothing newer');
     assert.deepEqual(kernelRows('default/intruder'), intruderRows, 'the intruder keeps its previous kernel policy');

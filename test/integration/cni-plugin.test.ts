@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { EndpointRejectedError, MemoryEndpointHandler } from '../../src/cni/endpoint-api-server.js';
 import type { EndpointRegistration, Endpoint } from '../../src/cni/endpoint-api.js';
@@ -87,6 +87,7 @@ test('ADD wires the pod, registers it with the agent; CHECK passes and notices d
   const broken = await fx.runtime.exec('meshd-cni', 'CHECK', att, { ...conf, prevResult: result });
   assert.notEqual(broken.code, 0);
   assert.equal(field(broken.json, 'code'), 103);
+  assert.equal(field(broken.json, 'details'), 'MESHD_CNI_CHECK_FAILED');
   assert.match(String(field(broken.json, 'msg')), new RegExp(`lacks address ${ip.replace(/\./g, '\\.')}`));
 
   for (let i = 0; i < 2; i += 1) {
@@ -180,7 +181,7 @@ test('without a running agent ADD fails with a clear CNI error and leaves nothin
   assert.equal(field(add.json, 'code'), 11);
   assert.match(String(field(add.json, 'msg')), /meshd agent is not running/);
   assert.ok(String(field(add.json, 'msg')).includes(fx.socket));
-  assert.match(String(field(add.json, 'details')), /^MESHD_CNI_AGENT_UNAVAILABLE/);
+  assert.equal(field(add.json, 'details'), 'MESHD_CNI_AGENT_UNAVAILABLE');
   assert.deepEqual(hostVeths(), before);
   assert.deepEqual(await podLinks(ns), ['lo']);
   assert.deepEqual(filesUnder(fx.stateDir), []);
@@ -188,6 +189,7 @@ test('without a running agent ADD fails with a clear CNI error and leaves nothin
   const status = await fx.runtime.exec('meshd-cni', 'STATUS', {}, conf);
   assert.notEqual(status.code, 0);
   assert.equal(field(status.json, 'code'), 50);
+  assert.equal(field(status.json, 'details'), 'MESHD_CNI_AGENT_UNAVAILABLE');
   assert.match(String(field(status.json, 'msg')), /cannot serve ADD/);
 
   await fx.server.start();
@@ -214,6 +216,7 @@ test('when the agent refuses the endpoint, ADD rolls back the veth, the address 
   const add = await fx.runtime.exec('meshd-cni', 'ADD', att, fx.conf(cidr));
   assert.notEqual(add.code, 0);
   assert.equal(field(add.json, 'code'), 101);
+  assert.equal(field(add.json, 'details'), 'MESHD_CNI_AGENT_REJECTED: MESHD_CNI_API_REJECTED', "the agent's own code travels in details");
   assert.match(String(field(add.json, 'msg')), /identity allocator not ready/);
   assert.deepEqual(hostVeths(), before);
   assert.deepEqual(await podLinks(ns), ['lo']);
@@ -285,6 +288,7 @@ test('a DEL the agent fails still releases the veth and the address, keeps the r
   const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
   assert.notEqual(del.code, 0);
   assert.equal(field(del.json, 'code'), 101);
+  assert.equal(field(del.json, 'details'), 'MESHD_CNI_AGENT_REJECTED: MESHD_CNI_API_INTERNAL');
   assert.match(String(field(del.json, 'msg')), /endpoint manager busy/);
   assert.ok(!existsSync(`/sys/class/net/${hostIf}`), 'veth released anyway');
   assert.deepEqual(
@@ -298,4 +302,37 @@ test('a DEL the agent fails still releases the veth and the address, keeps the r
   assert.equal(retry.code, 0, retry.stdout);
   assert.deepEqual(filesUnder(fx.stateDir).filter((f) => !f.endsWith('last_reserved')), []);
   assert.deepEqual(await fx.handler.list(), []);
+});
+
+test('a damaged IPAM reservation is quarantined: ADD never hands its address out, STATUS names it, DEL leaves it reserved', async (t) => {
+  requirePrivileges();
+  const sb = new Sandbox('cniq');
+  t.after(() => sb.cleanup());
+  const fx = await meshdCniFixture('cni-quarantine');
+  t.after(() => fx.cleanup());
+  const ns = await sb.netns('a');
+  const { cidr, prefix } = testSubnet(14);
+  const conf = fx.conf(cidr);
+  const poolDir = `${fx.stateDir}/ipam/meshd/${cidr.replace('/', '_')}`;
+  mkdirSync(poolDir, { recursive: true });
+  writeFileSync(`${poolDir}/${prefix}2`, '\0\0\0 torn write');
+
+  const att = { containerId: `q-${uniq()}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0' };
+  const add = await fx.runtime.exec('meshd-cni', 'ADD', att, conf);
+  assert.equal(add.code, 0, add.stdout);
+  assert.equal(firstAddress(add.json), `${prefix}3/32`, 'the damaged reservation still holds its address');
+
+  const status = await fx.runtime.exec('meshd-cni', 'STATUS', {}, conf);
+  assert.equal(status.code, 0, status.stdout);
+  assert.ok(status.stderr.includes('MESHD_STATE_FILE_CORRUPT'), status.stderr);
+  assert.ok(status.stderr.includes(`${poolDir}/${prefix}2`), 'names the file');
+  assert.ok(status.stderr.includes(`${prefix}2 quarantined`), status.stderr);
+
+  const del = await fx.runtime.exec('meshd-cni', 'DEL', att, conf);
+  assert.equal(del.code, 0, del.stdout);
+  const left = readdirSync(poolDir).filter((n) => n !== 'last_reserved').sort();
+  assert.equal(left.length, 2, left.join(' '));
+  assert.equal(left[0], `${prefix}2`, 'still reserved');
+  assert.ok(left[1]?.startsWith(`${prefix}2.corrupt-`), 'the damaged content kept beside it');
+  assert.equal(readFileSync(`${poolDir}/${left[1] ?? ''}`, 'utf8'), '\0\0\0 torn write');
 });

@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import { native } from '../../native/index.js';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -45,6 +46,8 @@ test('meshd datapath status reports endpoints, entries and config; flows streams
     [...st.ipcache.sample].map((x: unknown) => JSON.stringify(x)).sort(),
     ['{"prefix":"10.8.0.2/32","identity":700}', '{"prefix":"10.8.0.3/32","identity":800}', '{"prefix":"10.9.0.0/16","identity":900}'],
   );
+  const yaml = await run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', pins.path, '-o', 'yaml']);
+  assert.deepEqual(parseYaml(yaml.stdout), st, '-o yaml carries the same data as -o json');
   const text = await run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', pins.path]);
   assert.match(text.stdout, /new connections: egress 0 allowed/);
   assert.match(text.stdout, /endpoint 1 \(ifindex 1, identity 700\): 3 policy entries, default deny egress, generation 1/);
@@ -82,9 +85,11 @@ test('meshd datapath status reports endpoints, entries and config; flows streams
   const after = await run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', pins.path]);
   assert.match(after.stdout, /dropped egress POLICY_DEFAULT_DENY: 1/);
 
-  await assert.rejects(run(process.execPath, [meshd, 'datapath', 'bogus']), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /usage: meshd datapath/.test(e.stderr));
-  await assert.rejects(
-    run(process.execPath, [meshd, 'datapath', 'status', '--pin-dir', `${pins.path}-missing`]),
-    (e: unknown) => e instanceof CommandError && e.exitCode === 1 && /cannot read the datapath maps/.test(e.stderr),
-  );
+  await assert.rejects(run(process.execPath, [meshd, 'datapath', 'bogus']), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /^MESHD_CLI_USAGE: /.test(e.stderr));
+  for (const sub of ['status', 'flows']) {
+    await assert.rejects(
+      run(process.execPath, [meshd, 'datapath', sub, '--pin-dir', `${pins.path}-missing`]),
+      (e: unknown) => e instanceof CommandError && e.exitCode === 1 && /^MESHD_DATAPATH_MAPS_UNREADABLE: /.test(e.stderr),
+    );
+  }
 });

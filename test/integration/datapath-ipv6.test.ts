@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import type { FlowRecord } from '../../src/datapath/flow-events.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import type { EndpointPolicy } from '../../src/policy/types.js';
 import { run } from '../../src/util/exec.js';
 import { tempPinDir } from '../helpers/bpffs.js';

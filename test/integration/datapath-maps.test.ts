@@ -1,20 +1,22 @@
 /**
  * The endpoint datapath's programs run with BPF_PROG_TEST_RUN against maps
- * written by the endpoint manager: codecs against BTF, policy semantics
- * (ranges, wildcards, deny beats allow, IPv6), conntrack across a policy
- * change, and refusal of updates that do not fit.
+ * written by the endpoint manager: policy semantics (ranges, wildcards, deny
+ * beats allow, IPv6), conntrack across a policy change, and refusal of
+ * updates that do not fit. The codecs themselves are checked against the
+ * object's BTF by bpf-abi.test.ts.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BPF_ANY, native } from '../../native/index.js';
-import { DatapathError, EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import { IpcacheError } from '../../src/datapath/ipcache.js';
-import { datapathCodecs, PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
+import { BPF_ANY, isBpfError, native } from '../../native/index.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import { DatapathError } from '../../src/datapath/endpoint/errors.js';
+import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
+import { PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
+import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
-import { bpfObjectPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
-import { btfStructs, layoutDiff } from '../helpers/btf.js';
+import { isMeshdError } from '../../src/util/errors.js';
+import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const POD = '10.9.0.2';
@@ -51,11 +53,6 @@ async function world(t: { after: (fn: () => void) => void }, maxEntries?: { mesh
   ]);
   return dp;
 }
-
-test('every datapath codec matches the BTF of bpf/build/lxc.o', async () => {
-  const btf = await btfStructs(bpfObjectPath('lxc'));
-  for (const c of datapathCodecs) assert.deepEqual(layoutDiff(c, btf.get(c.cName)), [], c.cName);
-});
 
 test('policy lookup: exact port, range, any port, any protocol, wildcard identity, deny beats allow, IPv6', async (t) => {
   requirePrivileges();
@@ -139,7 +136,8 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   const big = pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 1, endPort: 1000 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 1, endPort: 1000 })], 2);
   assert.throws(
     () => dp.updatePolicy(big),
-    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.capacity === 16 && /previous policy kept/.test(err.message),
+    (err: unknown) =>
+      err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && err.detail.map === 'policy' && err.detail.capacity === 16 && err.cause === undefined,
   );
   assert.deepEqual(dump(), before, 'not a single entry written');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
@@ -155,7 +153,8 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   const withStranger = dump();
   assert.throws(
     () => dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 83 }), e({ verdict: 'ALLOW', remoteIdentity: 700, port: 22, endPort: 22 })], 3)),
-    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && /refused by the kernel/.test(err.message),
+    // refused by the kernel, not by the capacity check: the kernel's error is the cause
+    (err: unknown) => err instanceof DatapathError && err.code === 'MESHD_POLICY_MAP_FULL' && isBpfError(err.cause),
   );
   assert.deepEqual(dump(), withStranger, 'rolled back to the exact previous content');
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
@@ -169,6 +168,41 @@ test('a policy that does not fit the map is refused whole, the previous policy s
   assert.equal(dp.ipcacheEntries().length, 4);
   assert.equal(native.mapDump(dp.mapFds().ipcache).length, 1);
   assert.equal(native.mapDump(dp.mapFds().ipcacheHost).length, 3);
+});
+
+test('pins of another shape are refused before load with a coded error naming map and field; nothing is changed', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('dpshape');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const first = await EndpointManager.open({ pinDir: pins.path, maxEntries: { meshd_policy: 16 } });
+  await first.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/kept' });
+  first.close();
+  const before = pinnedMaps(pins.path, 'meshd_');
+  await assert.rejects(EndpointManager.open({ pinDir: pins.path }), (err: unknown) => {
+    assert.ok(isMeshdError(err, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH') && err instanceof PinnedMapMismatchError, String(err));
+    assert.equal(err.kind, 'conflict');
+    assert.deepEqual([err.mismatch.map, err.mismatch.field, err.mismatch.pinned], ['meshd_policy', 'maxEntries', 16]);
+    assert.notEqual(err.mismatch.expected, 16);
+    return true;
+  });
+  assert.deepEqual(pinnedMaps(pins.path, 'meshd_'), before, 'the same maps, none created or replaced, as many entries');
+  const again = await EndpointManager.open({ pinDir: pins.path, maxEntries: { meshd_policy: 16 } });
+  t.after(() => again.close());
+  await again.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  assert.equal(again.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 2), endpointId: 't/kept' }).changed, false);
+});
+
+test('a datapath config the program would misread is refused with a code; the previous config stays', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  const before = dp.getConfig();
+  for (const bad of [{ proxyMark: 0x1b00 }, { proxyIpv4: '10.0.0.256' }, { verdictSample: -1 }]) {
+    assert.throws(() => dp.setConfig(bad), (err: unknown) => isMeshdError(err, 'MESHD_DATAPATH_CONFIG_INVALID') && err.kind === 'invalid', JSON.stringify(bad));
+  }
+  assert.deepEqual(dp.getConfig(), before);
+  dp.close();
+  assert.throws(() => dp.setConfig({ verdictSample: 1 }), (err: unknown) => isMeshdError(err, 'MESHD_DATAPATH_CLOSED'));
 });
 
 test('verdict events for new connections: none, all, or one in N', async (t) => {

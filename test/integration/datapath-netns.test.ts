@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import type { FlowRecord } from '../../src/datapath/flow-events.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { proxyUpstreamMark } from '../../src/datapath/maps.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { run } from '../../src/util/exec.js';

@@ -11,8 +11,8 @@ import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { isIP } from 'node:net';
 import { native } from '../../native/index.js';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
-import type { FlowRecord } from '../../src/datapath/flow-events.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
+import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { buildScenarioEngine, loadScenarioFile, traceFlow, type LoadedScenario } from '../../src/policy/trace.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -47,7 +47,7 @@ test('every policy scenario: the kernel decides what the reference lookup decide
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
     const loaded = loadScenarioFile(`${dir}/${f}`);
     const s = loaded.scenario;
-    const { engine } = buildScenarioEngine(loaded);
+    const { engine } = await buildScenarioEngine(loaded);
     dp.syncIpcache(engine.ipcache());
     for (const [i, flow] of s.flows.entries()) {
       const tr = traceFlow(engine, s, flow);

@@ -7,9 +7,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { native } from '../../native/index.js';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { NatKey, NatValue } from '../../src/datapath/maps.js';
-import { ServiceManager } from '../../src/datapath/service-manager.js';
+import { ServiceManager } from '../../src/datapath/lb/service-manager.js';
+import { endpointSlice } from '../../src/k8s/endpoint-slice.js';
+import { mustParse } from '../../src/k8s/kind.js';
+import { service } from '../../src/k8s/service.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';
 import { PEER, startPeer } from '../helpers/datapath-peer.js';
@@ -49,14 +52,14 @@ test('with hostNamespaceOnly a pod reaches a ClusterIP through the per-packet pa
     lb.close();
   });
   lb.replaceAll(
-    [{ metadata: { name: 'web', namespace: 'dpsv' }, spec: { clusterIP: vip, ports: [{ name: 'http', port: 80 }] } }],
+    [mustParse(service, { metadata: { name: 'web', namespace: 'dpsv' }, spec: { clusterIP: vip, ports: [{ name: 'http', port: 80 }] } })],
     [
-      {
+      mustParse(endpointSlice, {
         metadata: { name: 'web-1', namespace: 'dpsv', labels: { 'kubernetes.io/service-name': 'web' } },
         addressType: 'IPv4',
         endpoints: [{ addresses: [net(6)] }],
         ports: [{ name: 'http', port: 8080 }],
-      },
+      }),
     ],
   );
   const proxyPort = 20000 + (process.pid % 10000);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { SockShortcut } from '../../src/datapath/sock-shortcut.js';
 import { run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';

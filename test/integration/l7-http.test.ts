@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint-manager.js';
+import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { type ProxyApplyResult, ProxyError, ProxyManager } from '../../src/proxy/proxy-manager.js';
@@ -114,12 +114,12 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
 
   // Policy engine fed the demo's policy.
   const engine = new PolicyEngine();
-  engine.upsertNamespace('default');
+  await engine.upsertNamespace('default');
   for (const [id, p] of pods) {
     const name = id.split('/')[1] ?? '';
-    engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [p.ip] });
+    await engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [p.ip] });
   }
-  for (const d of policyDocs(DEMO_POLICY + '---\n' + WEB_INGRESS)) engine.upsertPolicy(d);
+  for (const d of policyDocs(DEMO_POLICY + '---\n' + WEB_INGRESS)) await engine.upsertPolicy(d);
   engine.flush();
 
   const log = createLogger({ test: 'l7' }, { level: 'warn' });
@@ -231,7 +231,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     const pid = proxy.status().envoy.pid;
     const changed = DEMO_POLICY.replace('- method: GET\n                path: /api/v1/products', '- method: POST\n                path: /helloworld.Greeter/SayHello');
     assert.notEqual(changed, DEMO_POLICY);
-    for (const d of policyDocs(changed)) engine.upsertPolicy(d);
+    for (const d of policyDocs(changed)) await engine.upsertPolicy(d);
     const r = await sync();
     assert.notEqual(r.version, first.version);
     const g = await get(fromA, 8080, '/helloworld.Greeter/SayHello', { grpc: true });
@@ -261,7 +261,7 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
   });
 
   await t.test('a rule Envoy rejects: reported with Envoy\'s message, previous config in force, no redirect to a missing listener', async () => {
-    for (const d of policyDocs(BAD_EGRESS)) engine.upsertPolicy(d);
+    for (const d of policyDocs(BAD_EGRESS)) await engine.upsertPolicy(d);
     const err = await sync().then(
       () => assert.fail('apply should have been rejected'),
       (e: unknown) => e,
@@ -278,13 +278,13 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     viaProxy(await get(fromA, 8080, '/api/v1/users'), 'GET', '/api/v1/users');
     denied(await get(fromA, 8080, '/api/v1/products'));
     // Repairing the policy clears the rejection.
-    assert.ok(engine.removePolicy('CiliumNetworkPolicy/default/client-bad'));
+    assert.ok(await engine.removePolicy('CiliumNetworkPolicy/default/client-bad'));
     await sync();
     assert.equal(proxy.status().lastNack, null);
   });
 
   await t.test('egress: the client\'s egress rules and the api\'s ingress rules both apply; the upstream leg carries the client\'s identity', async () => {
-    for (const d of policyDocs(CLIENT_EGRESS + '---\n' + INTRUDER_EGRESS)) engine.upsertPolicy(d);
+    for (const d of policyDocs(CLIENT_EGRESS + '---\n' + INTRUDER_EGRESS)) await engine.upsertPolicy(d);
     const r = await sync();
     assert.deepEqual(
       r.redirects.map((x) => [x.endpointId, x.direction, x.proxyPort]),

@@ -6,19 +6,24 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { ServiceManager } from '../../src/datapath/service-manager.js';
+import { ServiceManager } from '../../src/datapath/lb/service-manager.js';
+import { endpointSlice } from '../../src/k8s/endpoint-slice.js';
+import { mustParse } from '../../src/k8s/kind.js';
+import { service as serviceKind, type Service } from '../../src/k8s/service.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { LbWorld, type PeerResult } from '../helpers/lb-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const replies = (rs: PeerResult[]) => rs.map((r) => ('reply' in r ? r.reply : `error:${r.error}`));
-const slice = (svc: string, name: string, ip: string, port: number, addressType = 'IPv4', protocol: 'TCP' | 'UDP' = 'TCP') => ({
-  metadata: { name, namespace: 'ft', labels: { 'kubernetes.io/service-name': svc } },
-  addressType,
-  endpoints: [{ addresses: [ip] }],
-  ports: [{ port, protocol }],
-});
+const svc = (o: unknown): Service => mustParse(serviceKind, o);
+const slice = (svc: string, name: string, ip: string, port: number, addressType = 'IPv4', protocol: 'TCP' | 'UDP' = 'TCP') =>
+  mustParse(endpointSlice, {
+    metadata: { name, namespace: 'ft', labels: { 'kubernetes.io/service-name': svc } },
+    addressType,
+    endpoints: [{ addresses: [ip] }],
+    ports: [{ port, protocol }],
+  });
 
 async function setup(t: { after: (fn: () => Promise<void> | void) => void }, label: string) {
   requirePrivileges();
@@ -37,7 +42,7 @@ test('ClientIP affinity keeps a client on one backend until the timeout, and dro
   await w.serve('tcp', w.podIp, 8080, 'b1');
   await w.serve('tcp', w.podIp, 8081, 'b2');
   const vip = `${w.vipNet}.50`;
-  const service = { metadata: { name: 'aff', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 1 } } } };
+  const service = svc({ metadata: { name: 'aff', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 1 } } } });
   mgr.replaceAll([service], [slice('aff', 'aff-1', w.podIp, 8080), slice('aff', 'aff-2', w.podIp, 8081)]);
 
   const first = replies(await w.tcp(vip, 80, 20));
@@ -62,7 +67,7 @@ test('Maglev services spread sockets over backends from one table write per chan
   await w.serve('tcp', w.podIp, 8080, 'b1');
   await w.serve('tcp', w.podIp, 8081, 'b2');
   const vip = `${w.vipNet}.60`;
-  const service = { metadata: { name: 'mgl', namespace: 'ft', annotations: { 'service.cilium.io/lb-algorithm': 'maglev' } }, spec: { clusterIP: vip, ports: [{ port: 80 }] } };
+  const service = svc({ metadata: { name: 'mgl', namespace: 'ft', annotations: { 'service.cilium.io/lb-algorithm': 'maglev' } }, spec: { clusterIP: vip, ports: [{ port: 80 }] } });
   mgr.replaceAll([service], [slice('mgl', 'mgl-1', w.podIp, 8080), slice('mgl', 'mgl-2', w.podIp, 8081)]);
   assert.equal(mgr.lb.maps.maglev.dump().length, 1);
   assert.deepEqual(new Set(replies(await w.tcp(vip, 80, 40))), new Set(['b1', 'b2']));
@@ -84,8 +89,8 @@ test('IPv6: connect6 and sendmsg6 reach a v6 backend; getpeername6 and recvmsg6 
   await w.serve('tcp', `${sub}::2`, 8080, 'v6b');
   await w.serve('udp', `${sub}::2`, 5353, 'v6u');
   const vip = `${sub.replace(/^fd00/, 'fd01')}::10`;
-  const service = { metadata: { name: 'six', namespace: 'ft' }, spec: { clusterIPs: [vip], ports: [{ name: 't', port: 80 }, { name: 'u', port: 53, protocol: 'UDP' }] } };
-  const s = {
+  const service = svc({ metadata: { name: 'six', namespace: 'ft' }, spec: { clusterIPs: [vip], ports: [{ name: 't', port: 80 }, { name: 'u', port: 53, protocol: 'UDP' }] } });
+  const s = mustParse(endpointSlice, {
     metadata: { name: 'six-1', namespace: 'ft', labels: { 'kubernetes.io/service-name': 'six' } },
     addressType: 'IPv6',
     endpoints: [{ addresses: [`${sub}::2`] }],
@@ -93,7 +98,7 @@ test('IPv6: connect6 and sendmsg6 reach a v6 backend; getpeername6 and recvmsg6 
       { name: 't', port: 8080 },
       { name: 'u', port: 5353, protocol: 'UDP' },
     ],
-  };
+  });
   mgr.replaceAll([service], [s]);
   assert.deepEqual(await w.tcp(vip, 80, 2), [1, 2].map(() => ({ reply: 'v6b', peer: `${vip}:80` })));
   assert.deepEqual(await w.udp(vip, 53, 2), [1, 2].map(() => ({ reply: 'v6u', from: `${vip}:53` })));
@@ -102,7 +107,7 @@ test('IPv6: connect6 and sendmsg6 reach a v6 backend; getpeername6 and recvmsg6 
 test('incremental changes write only what changed; nothing changed writes nothing', async (t) => {
   const { w, mgr } = await setup(t, 'inc');
   const vip = `${w.vipNet}.70`;
-  const service = (name: string, ip: string) => ({ metadata: { name, namespace: 'ft' }, spec: { clusterIP: ip, ports: [{ port: 80 }] } });
+  const service = (name: string, ip: string) => svc({ metadata: { name, namespace: 'ft' }, spec: { clusterIP: ip, ports: [{ port: 80 }] } });
   let r = mgr.replaceAll([service('a', vip)], [slice('a', 'a-1', '10.1.0.1', 8080), slice('a', 'a-2', '10.1.0.2', 8080)]);
   assert.equal(r.writes, 2 + 2 + 1); // two backends, two slots, one service entry
   assert.equal(mgr.sync().writes, 0);
@@ -144,7 +149,7 @@ test('NodePort on a node IP and an external IP are balanced; `meshd lb list` sho
   const vip = `${w.vipNet}.80`;
   const ext = `${w.vipNet}.81`;
   mgr.replaceAll(
-    [{ metadata: { name: 'np', namespace: 'ft' }, spec: { type: 'NodePort', clusterIP: vip, externalIPs: [ext], ports: [{ port: 80, nodePort: 30080 }] } }],
+    [svc({ metadata: { name: 'np', namespace: 'ft' }, spec: { type: 'NodePort', clusterIP: vip, externalIPs: [ext], ports: [{ port: 80, nodePort: 30080 }] } })],
     [slice('np', 'np-1', w.podIp, 8080)],
   );
   assert.deepEqual(replies(await w.tcp(w.hostIp, 30080, 2)), ['np', 'np']);
@@ -165,7 +170,7 @@ test('connects racing with backend churn never fail: readers see no half-updated
   await w.serve('tcp', w.podIp, 8081, 'b2');
   await w.serve('tcp', w.podIp, 8082, 'b3');
   const vip = `${w.vipNet}.90`;
-  mgr.replaceAll([{ metadata: { name: 'race', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }] } }], [slice('race', 'race-1', w.podIp, 8080)]);
+  mgr.replaceAll([svc({ metadata: { name: 'race', namespace: 'ft' }, spec: { clusterIP: vip, ports: [{ port: 80 }] } })], [slice('race', 'race-1', w.podIp, 8080)]);
   let done = false;
   const client = w.tcp(vip, 80, 400).finally(() => (done = true));
   let changes = 0;

@@ -1,26 +1,33 @@
 /**
- * Bad input to the ServiceManager on real pinned maps: rejected or capped
- * with one log line and a status counter each, and the maps' existing entries
- * untouched. (Programs are loaded but not attached: only the maps matter.)
+ * Conflicting or oversized input to the ServiceManager on real pinned maps:
+ * refused or capped with one log line and a status counter each, and the
+ * maps' existing entries untouched. (Programs are loaded but not attached:
+ * only the maps matter.) Malformed objects never reach the manager: their
+ * kind modules reject them (src/k8s/service.test.ts, endpoint-slice.test.ts).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { BpfMap, u32 } from '../../native/index.js';
-import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb-maps.js';
-import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
-import { PinnedMapMismatchError } from '../../src/datapath/sock-lb.js';
+import { Backend, encodeAddr, LbMapName } from '../../src/datapath/lb/lb-maps.js';
+import { ServiceManager, type LbLogEntry } from '../../src/datapath/lb/service-manager.js';
+import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
+import { isMeshdError } from '../../src/util/errors.js';
+import { endpointSlice, type EndpointSlice } from '../../src/k8s/endpoint-slice.js';
+import { mustParse } from '../../src/k8s/kind.js';
+import { service, type Service } from '../../src/k8s/service.js';
 import { repoPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
+import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
-const svc = (name: string, clusterIP: string, port = 80) => ({ metadata: { name, namespace: 'in' }, spec: { clusterIP, ports: [{ port }] } });
-const slice = (svcName: string, addrs: string[], name = `${svcName}-1`) => ({
-  metadata: { name, namespace: 'in', labels: { 'kubernetes.io/service-name': svcName } },
-  addressType: 'IPv4',
-  endpoints: addrs.map((a) => ({ addresses: [a] })),
-  ports: [{ port: 8080 }],
-});
+const svc = (name: string, clusterIP: string, port = 80) => mustParse(service, { metadata: { name, namespace: 'in' }, spec: { clusterIP, ports: [{ port }] } });
+const slice = (svcName: string, addrs: string[], name = `${svcName}-1`) =>
+  mustParse(endpointSlice, {
+    metadata: { name, namespace: 'in', labels: { 'kubernetes.io/service-name': svcName } },
+    addressType: 'IPv4',
+    endpoints: addrs.map((a) => ({ addresses: [a] })),
+    ports: [{ port: 8080 }],
+  });
 
 async function open(t: { after: (fn: () => void) => void }, extra: { lbMapMax?: number; maxBackendsPerService?: number } = {}) {
   requirePrivileges();
@@ -37,41 +44,6 @@ async function open(t: { after: (fn: () => void) => void }, extra: { lbMapMax?: 
   };
   return { mgr, logs, snapshot };
 }
-
-test('an invalid Service is rejected with its field path; a valid earlier version stays programmed', async (t) => {
-  const { mgr, logs, snapshot } = await open(t);
-  mgr.replaceAll([svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]);
-  const before = snapshot();
-  assert.equal(mgr.upsertService({ metadata: { name: 'a', namespace: 'in' }, spec: { clusterIP: '10.96.1.300', ports: [{ port: 80 }] } }), false);
-  assert.equal(mgr.upsertService({ metadata: { name: 'b', namespace: 'in' }, spec: { clusterIP: '10.96.1.2', ports: [{ port: 0 }] } }), false);
-  assert.equal(mgr.upsertService({ spec: {} }), false);
-  assert.equal(mgr.sync().writes, 0);
-  assert.deepEqual(snapshot(), before);
-  assert.deepEqual(mgr.backendsOf('10.96.1.1', 80), ['10.0.0.1:8080']);
-  assert.equal(mgr.status().rejectedServices, 3);
-  assert.deepEqual(
-    logs.map((l) => [l.code, l.object]),
-    [
-      ['MESHD_LB_INVALID_SERVICE', 'in/a'],
-      ['MESHD_LB_INVALID_SERVICE', 'in/b'],
-      ['MESHD_LB_INVALID_SERVICE', '(unnamed)'],
-    ],
-  );
-  assert.match(logs[0]?.msg ?? '', /spec\.clusterIP/);
-  assert.match(logs[1]?.msg ?? '', /spec\.ports\[0\]\.port: must be 1\.\.65535/);
-});
-
-test('an invalid EndpointSlice is rejected; the service keeps its backends', async (t) => {
-  const { mgr, logs, snapshot } = await open(t);
-  mgr.replaceAll([svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]);
-  const before = snapshot();
-  assert.equal(mgr.upsertEndpointSlice(slice('a', ['10.0.0.999'])), false);
-  assert.equal(mgr.sync().writes, 0);
-  assert.deepEqual(snapshot(), before);
-  assert.equal(mgr.status().rejectedSlices, 1);
-  assert.equal(logs[0]?.code, 'MESHD_LB_INVALID_SLICE');
-  assert.match(logs[0]?.msg ?? '', /endpoints\[0\]\.addresses\[0\]/);
-});
 
 test('a duplicate VIP:port stays with the service that holds it, and moves when that service goes', async (t) => {
   const { mgr, logs, snapshot } = await open(t);
@@ -128,7 +100,7 @@ test('leftovers of an agent killed mid-write (unreferenced backends, tables) are
   requirePrivileges();
   const pins = tempPinDir('lbin');
   t.after(() => pins.cleanup());
-  const objs = (): [unknown[], unknown[]] => [[svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]];
+  const objs = (): [Service[], EndpointSlice[]] => [[svc('a', '10.96.1.1')], [slice('a', ['10.0.0.1'])]];
   const first = await ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined });
   first.replaceAll(...objs());
   first.close();
@@ -151,16 +123,29 @@ test('leftovers of an agent killed mid-write (unreferenced backends, tables) are
   assert.equal(second.replaceAll(...objs()).writes, 0);
 });
 
-test('reopening pins made with another bpf.lbMapMax fails with a clear, coded error', async (t) => {
+test('reopening pins made with another bpf.lbMapMax fails with a coded error naming the map and field, and changes nothing', async (t) => {
   requirePrivileges();
   const pins = tempPinDir('lbin');
   t.after(() => pins.cleanup());
   const first = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  first.replaceAll([svc('kept', '10.96.0.50')], [slice('kept', ['10.0.0.5'])]);
+  const before = pinnedMaps(pins.path, 'meshd_lb_');
   first.close();
-  await assert.rejects(
-    ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }),
-    (e: unknown) => e instanceof PinnedMapMismatchError && e.code === 'MESHD_LB_PINNED_MAP_MISMATCH' && /bpf\.lbMapMax/.test(e.message),
-  );
+  await assert.rejects(ServiceManager.open({ pinDir: pins.path, attach: false, logger: () => undefined }), (e: unknown) => {
+    assert.ok(isMeshdError(e, 'MESHD_LB_PINNED_MAP_MISMATCH') && e instanceof PinnedMapMismatchError, String(e));
+    assert.equal(e.kind, 'conflict');
+    assert.deepEqual(
+      { map: e.mismatch.map, field: e.mismatch.field, pinned: e.mismatch.pinned, expected: e.mismatch.expected },
+      { map: LbMapName.svc, field: 'maxEntries', pinned: 1024, expected: 65536 },
+    );
+    return true;
+  });
+  // The same pins (same kernel map ids), with their content, and no map created beside them.
+  assert.deepEqual(pinnedMaps(pins.path, 'meshd_lb_'), before);
+  const again = await ServiceManager.open({ pinDir: pins.path, attach: false, lbMapMax: 1024, logger: () => undefined });
+  t.after(() => again.close());
+  assert.equal(again.lb.reused, true);
+  assert.equal(again.replaceAll([svc('kept', '10.96.0.50')], [slice('kept', ['10.0.0.5'])]).writes, 0);
 });
 
 test('meshd lb list: a missing pin directory is a clear error (exit 1); bad arguments exit 2', async () => {
@@ -172,7 +157,7 @@ test('meshd lb list: a missing pin directory is a clear error (exit 1); bad argu
   const bad = spawnSync(process.execPath, [bin, 'lb', 'frobnicate'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /usage: meshd lb list/);
-  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'yaml'], { encoding: 'utf8' });
+  const badOut = spawnSync(process.execPath, [bin, 'lb', 'list', '-o', 'xml'], { encoding: 'utf8' });
   assert.equal(badOut.status, 2);
   assert.match(badOut.stderr, /output/);
 });

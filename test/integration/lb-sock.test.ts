@@ -4,20 +4,25 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ServiceManager, type LbLogEntry } from '../../src/datapath/service-manager.js';
+import { ServiceManager, type LbLogEntry } from '../../src/datapath/lb/service-manager.js';
+import { endpointSlice, type EndpointSlice } from '../../src/k8s/endpoint-slice.js';
+import { mustParse } from '../../src/k8s/kind.js';
+import { service, type Service } from '../../src/k8s/service.js';
 import { LbWorld, type PeerResult } from '../helpers/lb-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
-const svc = (name: string, clusterIP: string, ports: Array<{ name?: string; port: number; protocol?: 'TCP' | 'UDP' }>, extra: Record<string, unknown> = {}) => ({
-  metadata: { name, namespace: 'lbt' },
-  spec: { clusterIP, ports, ...extra },
-});
-const slice = (svcName: string, ip: string, ports: Array<{ name?: string; port: number; protocol?: 'TCP' | 'UDP' }>, name = `${svcName}-1`) => ({
-  metadata: { name, namespace: 'lbt', labels: { 'kubernetes.io/service-name': svcName } },
-  addressType: 'IPv4',
-  endpoints: [{ addresses: [ip] }],
-  ports,
-});
+const svc = (name: string, clusterIP: string, ports: Array<{ name?: string; port: number; protocol?: 'TCP' | 'UDP' }>, extra: Record<string, unknown> = {}) =>
+  mustParse(service, {
+    metadata: { name, namespace: 'lbt' },
+    spec: { clusterIP, ports, ...extra },
+  });
+const slice = (svcName: string, ip: string, ports: Array<{ name?: string; port: number; protocol?: 'TCP' | 'UDP' }>, name = `${svcName}-1`) =>
+  mustParse(endpointSlice, {
+    metadata: { name, namespace: 'lbt', labels: { 'kubernetes.io/service-name': svcName } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [ip] }],
+    ports,
+  });
 const replies = (rs: PeerResult[]) => rs.map((r) => ('reply' in r ? r.reply : `error:${r.error}`));
 
 async function world(t: { after: (fn: () => Promise<void>) => void }, label: string) {
@@ -71,7 +76,7 @@ test('hostNamespaceOnly: a pod-namespace client keeps the VIP when true and is t
   await w.sb.exec(w.pod, 'ip', ['addr', 'add', `${vip}/32`, 'dev', 'lo']);
   await w.serve('tcp', vip, 80, 'vip-listener'); // proves the destination stayed the VIP
   await w.serve('tcp', w.podIp, 8080, 'backend');
-  const objs = (): [unknown[], unknown[]] => [[svc('hno', vip, [{ port: 80 }])], [slice('hno', w.podIp, [{ port: 8080 }])]];
+  const objs = (): [Service[], EndpointSlice[]] => [[svc('hno', vip, [{ port: 80 }])], [slice('hno', w.podIp, [{ port: 8080 }])]];
 
   const onlyHost = await manager(w, { hostNamespaceOnly: true });
   try {
@@ -102,13 +107,8 @@ test('backend removal: new connects stop going to it; zero backends refuse with 
     mgr.detach();
     mgr.close();
   });
-  const two = {
-    metadata: { name: 'rm-1', namespace: 'lbt', labels: { 'kubernetes.io/service-name': 'rm' } },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: [w.podIp] }],
-    ports: [{ port: 8080 }],
-  };
-  const other = { ...two, metadata: { ...two.metadata, name: 'rm-2' }, ports: [{ port: 8081 }] };
+  const two = slice('rm', w.podIp, [{ port: 8080 }], 'rm-1');
+  const other = slice('rm', w.podIp, [{ port: 8081 }], 'rm-2');
   mgr.replaceAll([svc('rm', vip, [{ port: 80 }])], [two, other]);
   const before = new Set(replies(await w.tcp(vip, 80, 40)));
   assert.deepEqual([...before].sort(), ['b1', 'b2'], 'random choice spreads over both backends');
@@ -129,7 +129,7 @@ test('agent restart: maps and attachments survive; the reconciler writes nothing
   const w = await world(t, 'rst');
   await w.serve('tcp', w.podIp, 8080, 'b1');
   const vip = `${w.vipNet}.40`;
-  const objs = (): [unknown[], unknown[]] => [
+  const objs = (): [Service[], EndpointSlice[]] => [
     [svc('a', vip, [{ port: 80 }]), svc('b', `${w.vipNet}.41`, [{ port: 80 }], { sessionAffinity: 'ClientIP' }), svc('c', `${w.vipNet}.42`, [{ port: 80 }])],
     [slice('a', w.podIp, [{ port: 8080 }]), slice('b', w.podIp, [{ port: 8080 }])],
   ];

@@ -127,7 +127,7 @@ for (const transport of TRANSPORTS) {
       () => assert.fail('v3 should be NACKed'),
       (e: unknown) => e,
     );
-    assert.ok(isXdsError(err, 'NACKED'), String(err));
+    assert.ok(isXdsError(err, 'MESHD_XDS_NACKED'), String(err));
     assert.equal(server.status(nodeId)?.types.clusters?.nacked?.version, 'v3');
     assert.match(server.status(nodeId)?.types.clusters?.nacked?.message ?? '', /validation/i, 'gRPC\'s own message');
     assert.equal(log.entries.filter((e) => e.msg.includes('NACK')).length, 1);

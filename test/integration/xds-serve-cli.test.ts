@@ -96,5 +96,5 @@ test('meshd xds serve: serves a snapshot file to Envoy, reloads edits, rejects a
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
   assert.match(stderr, /stopped/);
-  assert.throws(() => statSync(sock), /ENOENT/, 'socket removed on exit');
+  assert.throws(() => statSync(sock), { code: 'ENOENT' }, 'socket removed on exit');
 });

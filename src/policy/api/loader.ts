@@ -1,20 +1,22 @@
 /**
  * Reads policy manifests: multi-document YAML or JSON (a JSON array or a
- * Kubernetes `List` works too). Every document is checked on its own: schema
- * (zod, strict), then semantics (validate.ts). A bad document yields problems
- * with file, document index and field path and never disturbs the others.
+ * Kubernetes `List` works too). Every document is checked on its own by its
+ * kind's module (src/k8s: zod schema, strict, then the semantics of
+ * validate.ts). A bad document yields problems with file, document index and
+ * field path and never disturbs the others.
  *
  *   const { policies, problems } = loadPolicyText(text, 'policies.yaml');
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { z } from 'zod';
+import { ciliumClusterwideNetworkPolicy, type CiliumClusterwideNetworkPolicy } from '../../k8s/cilium-clusterwide-network-policy.js';
+import { ciliumNetworkPolicy, type CiliumNetworkPolicy } from '../../k8s/cilium-network-policy.js';
+import { networkPolicy, type NetworkPolicy } from '../../k8s/network-policy.js';
+import type { ParseResult } from '../../k8s/problem.js';
 import { formatPath } from './problem.js';
-import type { PathSegment, PolicyProblem, ProblemCode } from './problem.js';
-import { ciliumClusterwideNetworkPolicy, ciliumNetworkPolicy, networkPolicy } from './schema.js';
+import type { PathSegment, PolicyProblem } from './problem.js';
 import type { PolicyDocument } from './schema.js';
-import { validateDocument } from './validate.js';
 
 export interface LoadedPolicy {
   document: PolicyDocument;
@@ -27,45 +29,31 @@ export interface LoadResult {
   problems: PolicyProblem[];
 }
 
-const ZOD_CODES: Record<string, ProblemCode> = {
-  unrecognized_keys: 'UNKNOWN_FIELD',
-  invalid_type: 'WRONG_TYPE',
-};
+export type PolicyObject = NetworkPolicy | CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy;
 
-function zodProblems(err: z.ZodError, file: string | undefined, index: number, base: PathSegment[]): PolicyProblem[] {
-  const out: PolicyProblem[] = [];
-  for (const issue of err.issues) {
-    const path: PathSegment[] = [...base, ...issue.path.filter((s): s is string | number => typeof s !== 'symbol')];
-    if (issue.code === 'unrecognized_keys') {
-      for (const k of issue.keys) {
-        out.push({ file, document: index, path: formatPath([...path, k]), code: 'UNKNOWN_FIELD', message: `unknown field "${k}"` });
-      }
-      continue;
-    }
-    const code = ZOD_CODES[issue.code] ?? 'INVALID_VALUE';
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'required field is missing' : issue.message;
-    out.push({ file, document: index, path: formatPath(path), code, message });
+/** The engine's view of a parsed policy object. */
+export function policyDocument(o: PolicyObject): PolicyDocument {
+  switch (o.kind) {
+    case 'NetworkPolicy':
+      return { kind: o.kind, doc: o };
+    case 'CiliumNetworkPolicy':
+      return { kind: o.kind, doc: o };
+    case 'CiliumClusterwideNetworkPolicy':
+      return { kind: o.kind, doc: o };
   }
-  return out;
 }
 
-/** Checks one parsed document (plain data). */
+/** Checks one parsed document (plain data) with its kind's module (src/k8s). */
 export function checkDocument(data: unknown, file: string | undefined, index: number, base: PathSegment[] = []): { policy?: LoadedPolicy; problems: PolicyProblem[] } {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     return { problems: [{ file, document: index, path: formatPath(base), code: 'WRONG_TYPE', message: 'a policy document must be an object' }] };
   }
   const kind = 'kind' in data ? data.kind : undefined;
-  let parsed: { success: true; data: PolicyDocument } | { success: false; error: z.ZodError };
-  if (kind === 'CiliumNetworkPolicy') {
-    const r = ciliumNetworkPolicy.safeParse(data);
-    parsed = r.success ? { success: true, data: { kind, doc: r.data } } : { success: false, error: r.error };
-  } else if (kind === 'CiliumClusterwideNetworkPolicy') {
-    const r = ciliumClusterwideNetworkPolicy.safeParse(data);
-    parsed = r.success ? { success: true, data: { kind, doc: r.data } } : { success: false, error: r.error };
-  } else if (kind === 'NetworkPolicy') {
-    const r = networkPolicy.safeParse(data);
-    parsed = r.success ? { success: true, data: { kind, doc: r.data } } : { success: false, error: r.error };
-  } else {
+  let r: ParseResult<PolicyObject>;
+  if (kind === 'CiliumNetworkPolicy') r = ciliumNetworkPolicy.parse(data);
+  else if (kind === 'CiliumClusterwideNetworkPolicy') r = ciliumClusterwideNetworkPolicy.parse(data);
+  else if (kind === 'NetworkPolicy') r = networkPolicy.parse(data);
+  else {
     return {
       problems: [
         {
@@ -78,16 +66,8 @@ export function checkDocument(data: unknown, file: string | undefined, index: nu
       ],
     };
   }
-  if (!parsed.success) return { problems: zodProblems(parsed.error, file, index, base) };
-  const problems = validateDocument(parsed.data).map((p) => ({
-    file,
-    document: index,
-    path: formatPath([...base, ...p.path]),
-    code: p.code,
-    message: p.message,
-  }));
-  if (problems.length > 0) return { problems };
-  return { policy: { document: parsed.data, file, index }, problems: [] };
+  if (!r.ok) return { problems: r.problems.map((p) => ({ file, document: index, path: formatPath([...base, ...p.path]), code: p.code, message: p.message })) };
+  return { policy: { document: policyDocument(r.value), file, index }, problems: [] };
 }
 
 /** Checks a list of already-parsed documents (e.g. a scenario's `policies`). */

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { mustParse } from '../k8s/kind.js';
+import { KINDS, refOf, resourceKey, type Resource } from '../k8s/kinds.js';
+import { PolicyEngine } from '../policy/index.js';
+import { EndpointRegistry } from './endpoint-registry.js';
+import { EndpointSubscriber } from './endpoint-subscriber.js';
+import type { ResourceEvent } from './resource-source.js';
+
+const ev = (type: ResourceEvent['type'], object: Resource): ResourceEvent => ({ type, ref: refOf(object), key: resourceKey(refOf(object)), object, origin: 'm.yaml' });
+
+test('pods become engine endpoints from their manifest, merged with their CNI registration', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-epsub-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const registry = new EndpointRegistry(join(dir, 'endpoints.json'));
+  const engine = new PolicyEngine();
+  const sub = new EndpointSubscriber(engine, registry, 'node-a');
+
+  const pod = mustParse(KINDS.Pod, { metadata: { name: 'web', namespace: 'shop', labels: { app: 'web' } }, status: { podIP: '10.0.0.5' } });
+  await sub.apply(ev('upsert', pod));
+  assert.equal(engine.endpointByIp('10.0.0.5'), 'shop/web');
+  assert.equal(engine.isLocalEndpoint('shop/web'), false, 'no CNI registration: not local');
+  assert.deepEqual(sub.podLabels('shop/web'), { app: 'web' });
+
+  // Registered by CNI on this node: the registration's address wins and the endpoint is local.
+  registry.put({ containerId: 'c1', ifname: 'eth0', network: 'meshd', netns: '/proc/1/ns/net', hostInterface: 'veth1', podMac: null, ips: ['10.0.0.9/32'], k8s: { namespace: 'shop', name: 'web' }, chained: false, registeredAt: new Date(0).toISOString() });
+  await sub.syncEndpoint('shop/web');
+  assert.equal(engine.endpointByIp('10.0.0.9'), 'shop/web');
+  assert.equal(engine.isLocalEndpoint('shop/web'), true);
+
+  // The manifest goes, the registration stays: still an endpoint, without labels.
+  await sub.apply(ev('delete', pod));
+  assert.equal(engine.hasEndpoint('shop/web'), true);
+  assert.deepEqual(sub.podLabels('shop/web'), {});
+
+  // Remote nodes come and go; this node stays known when its Node object is deleted.
+  const other = mustParse(KINDS.Node, { metadata: { name: 'node-b' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.6' }] } });
+  await sub.apply(ev('upsert', other));
+  assert.equal(engine.nodeByIp('192.168.1.6'), 'node-b');
+  await sub.apply(ev('delete', other));
+  assert.equal(engine.nodeByIp('192.168.1.6'), undefined);
+  const self = mustParse(KINDS.Node, { metadata: { name: 'node-a' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.5' }] } });
+  await sub.apply(ev('upsert', self));
+  await sub.apply(ev('delete', self));
+  assert.deepEqual(engine.nodeIdentity('node-a')?.local, true);
+});

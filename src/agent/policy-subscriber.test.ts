@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { mustParse } from '../k8s/kind.js';
+import { KINDS, refOf, resourceKey } from '../k8s/kinds.js';
+import { PolicyEngine } from '../policy/index.js';
+import { PolicySubscriber } from './policy-subscriber.js';
+import type { ResourceEvent } from './resource-source.js';
+
+const cnp = mustParse(KINDS.CiliumNetworkPolicy, {
+  apiVersion: 'cilium.io/v2',
+  kind: 'CiliumNetworkPolicy',
+  metadata: { name: 'p', namespace: 'shop' },
+  spec: { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{}] },
+});
+const ev = (type: ResourceEvent['type']): ResourceEvent => ({ type, ref: refOf(cnp), key: resourceKey(refOf(cnp)), object: cnp, origin: 'p.yaml' });
+
+test('policy events reach the engine and the status; the source’s problems mark the policy', async () => {
+  const engine = new PolicyEngine();
+  const sub = new PolicySubscriber(engine);
+  await sub.apply(ev('upsert'));
+  assert.deepEqual(engine.policyKeys(), ['CiliumNetworkPolicy/shop/p']);
+  assert.deepEqual(sub.statuses(), [{ key: 'CiliumNetworkPolicy/shop/p', origin: 'p.yaml', state: 'enforced', problems: [] }]);
+
+  // A broken later version: the enforced one stays, with the problem listed.
+  sub.noteProblems([{ origin: 'p.yaml', document: 0, ref: refOf(cnp), path: ['spec', 'ingress', 0, 'fromCIDR', 0], code: 'INVALID_CIDR', message: 'bad' }]);
+  assert.deepEqual(sub.statuses(), [{ key: 'CiliumNetworkPolicy/shop/p', origin: 'p.yaml', state: 'enforced', problems: [{ path: 'spec.ingress[0].fromCIDR[0]', message: 'bad' }] }]);
+
+  // A policy never accepted is listed as rejected; problems of other kinds are not policies.
+  sub.noteProblems([
+    { origin: 'q.yaml', ref: { kind: 'NetworkPolicy', namespace: 'shop', name: 'q' }, path: ['spec'], code: 'WRONG_TYPE', message: 'missing' },
+    { origin: 'pod.yaml', ref: { kind: 'Pod', namespace: 'shop', name: 'x' }, path: [], code: 'WRONG_TYPE', message: 'x' },
+  ]);
+  assert.deepEqual(
+    sub.statuses().map((s) => [s.key, s.state]),
+    [
+      ['CiliumNetworkPolicy/shop/p', 'enforced'],
+      ['NetworkPolicy/shop/q', 'rejected'],
+    ],
+  );
+
+  await sub.apply(ev('delete'));
+  assert.deepEqual(engine.policyKeys(), []);
+  assert.deepEqual(sub.statuses().map((s) => s.key), ['NetworkPolicy/shop/q']);
+});

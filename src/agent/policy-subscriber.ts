@@ -1,0 +1,66 @@
+/**
+ * Policy kinds (NetworkPolicy, CiliumNetworkPolicy,
+ * CiliumClusterwideNetworkPolicy) → the policy engine, and the per-policy
+ * status `meshd policy get` shows. Objects arrive parsed and validated by the
+ * source; a policy the source rejected keeps its last good version in the
+ * engine and is listed with its problems.
+ */
+import { formatPath } from '../k8s/problem.js';
+import { policyDocument, policyKey } from '../policy/api/loader.js';
+import type { PolicyEngine } from '../policy/index.js';
+import type { ResourceEvent, ResourceKey, ResourceKind, ResourceSubscriber, SourceProblem } from './resource-source.js';
+import { resourceKey } from './resource-source.js';
+
+export interface PolicyStatus {
+  key: string;
+  origin: string;
+  state: 'enforced' | 'rejected';
+  problems: Array<{ path: string; message: string }>;
+}
+
+const POLICY_KINDS = ['NetworkPolicy', 'CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'] as const satisfies readonly ResourceKind[];
+const isPolicyKind = (k: ResourceKind): boolean => POLICY_KINDS.some((p) => p === k);
+
+export class PolicySubscriber implements ResourceSubscriber {
+  readonly kinds = POLICY_KINDS;
+  private readonly status = new Map<ResourceKey, PolicyStatus>();
+
+  constructor(private readonly engine: PolicyEngine) {}
+
+  async apply(ev: ResourceEvent): Promise<void> {
+    const o = ev.object;
+    if (o.kind !== 'NetworkPolicy' && o.kind !== 'CiliumNetworkPolicy' && o.kind !== 'CiliumClusterwideNetworkPolicy') return;
+    if (ev.type === 'delete') {
+      const prev = this.status.get(ev.key);
+      if (prev?.state === 'enforced') this.engine.removePolicy(prev.key);
+      this.status.delete(ev.key);
+      return;
+    }
+    const doc = policyDocument(o);
+    this.engine.upsertPolicy(doc);
+    this.status.set(ev.key, { key: policyKey(doc), origin: ev.origin, state: 'enforced', problems: [] });
+  }
+
+  /** Marks the policies a source rejected: an enforced one stays enforced (its last good version), a new one is listed as rejected. */
+  noteProblems(problems: readonly SourceProblem[]): void {
+    const byKey = new Map<ResourceKey, SourceProblem[]>();
+    for (const p of problems) {
+      if (!p.ref || !isPolicyKind(p.ref.kind)) continue;
+      const key = resourceKey(p.ref);
+      byKey.set(key, [...(byKey.get(key) ?? []), p]);
+    }
+    for (const [key, ps] of byKey) {
+      const prev = this.status.get(key);
+      this.status.set(key, {
+        key: prev?.key ?? key,
+        origin: ps[0]?.origin ?? prev?.origin ?? '',
+        state: prev?.state === 'enforced' ? 'enforced' : 'rejected',
+        problems: ps.map((p) => ({ path: formatPath(p.path), message: p.message })),
+      });
+    }
+  }
+
+  statuses(): PolicyStatus[] {
+    return [...this.status.values()];
+  }
+}

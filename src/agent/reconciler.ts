@@ -1,0 +1,178 @@
+/**
+ * Engine → kernel and Envoy. After every change the agent calls
+ * `reconcile()`, which writes what the policy engine computed to the
+ * endpoints' eBPF maps, the ipcache, the socket LB and the node's Envoy, in
+ * the one order that never redirects to a listener Envoy lacks and never
+ * leaves a redirect without its chain:
+ *
+ *   1. endpoints whose new policy adds no redirect are written first (a
+ *      removed redirect leaves the datapath before its chain leaves Envoy);
+ *   2. Envoy gets the new configuration and ACKs it;
+ *   3. the endpoints that add redirects are written.
+ *
+ * A NACK (or an ACK that never comes) stops at 2: those endpoints keep their
+ * previous datapath policy and are listed as pending with the reason, and the
+ * next reconcile retries them. A datapath write that fails keeps that
+ * endpoint's previous policy the same way.
+ *
+ * Not re-entrant: the agent runs it inside its serial queue.
+ */
+import type { z } from 'zod';
+import type { ProxyStatus } from '../api/proxy.js';
+import type { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
+import { policyMapState, type PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
+import type { ServiceManager } from '../datapath/lb/service-manager.js';
+import type { PolicyEngine } from '../policy/index.js';
+import type { Direction, L7Kind } from '../policy/types.js';
+import type { L7Endpoint, Redirect, TranslateOutput } from '../proxy/translate.js';
+import { isMeshdError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+
+/** What the agent needs of the L7 proxy (src/proxy/proxy-manager.ts implements it). */
+export interface L7Proxy {
+  proxyPort(kind: L7Kind, direction: Direction): number;
+  apply(input: { endpoints: L7Endpoint[]; identityIps: ReadonlyMap<number, readonly string[]> }): Promise<{
+    version: string;
+    redirects: Redirect[];
+    unsupported: TranslateOutput['unsupported'];
+  }>;
+  status(): z.input<typeof ProxyStatus>;
+  stop(): Promise<void>;
+}
+
+/** The outcome of the last proxy update, as `meshd status` shows it. */
+export interface ProxyRecord {
+  /** The configuration version Envoy last ACKed. */
+  version: string;
+  /** Why the last update was not applied (NACK, timeout), or null. */
+  error: string | null;
+  /** The error's code when it is a MeshdError (e.g. the proxy's NACK or timeout code), or null. */
+  errorCode: string | null;
+  at: string;
+}
+
+/** A problem found while reconciling, for the agent's problem list. */
+export interface ReconcileProblem {
+  endpoint: string;
+  port: number;
+  message: string;
+}
+
+/** Proxy port per L7 kind and direction; 0 (no listener: the datapath fails closed) without a proxy. */
+export function proxyPorts(proxy: L7Proxy | null): (kind: L7Kind, direction: Direction) => number {
+  return (kind, direction) => (proxy ? proxy.proxyPort(kind, direction) : 0);
+}
+
+export interface ReconcilerDeps {
+  engine: PolicyEngine;
+  endpoints: EndpointManager;
+  services: ServiceManager | null;
+  proxy: L7Proxy | null;
+  log: Logger;
+  onConflict(p: ReconcileProblem): void;
+}
+
+export class Reconciler {
+  /** Endpoints whose latest policy is not in the kernel yet, with the reason (datapath refused it, or the proxy NACKed). */
+  readonly pending = new Map<string, string>();
+  private last: ProxyRecord | null = null;
+
+  constructor(private readonly d: ReconcilerDeps) {}
+
+  get lastProxy(): ProxyRecord | null {
+    return this.last;
+  }
+
+  async reconcile(): Promise<void> {
+    const { engine, endpoints, log } = this.d;
+    for (const p of engine.flush()) {
+      this.pending.set(p.endpointId, 'changed');
+      for (const e of [...p.ingress.entries, ...p.egress.entries]) {
+        if (!e.conflict) continue;
+        log.error('policy conflict; the port is denied', { endpoint: p.endpointId, identity: e.remoteIdentity, port: e.port, policies: e.derivedFrom, problem: e.conflict });
+        this.d.onConflict({ endpoint: p.endpointId, port: e.port, message: e.conflict });
+      }
+    }
+    try {
+      endpoints.syncIpcache(engine.ipcache());
+    } catch (e) {
+      log.error('ipcache not updated; the previous one stays', { err: e });
+    }
+    this.d.services?.sync();
+
+    const addsRedirect = new Set<string>();
+    const proxyPort = proxyPorts(this.d.proxy);
+    for (const [id] of this.pending) {
+      const policy = engine.endpointPolicy(id);
+      const state = endpoints.endpoint(id);
+      if (!policy || !state) continue;
+      const have = redirectRows(state.entries);
+      if ([...redirectRows(policyMapState(policy, { proxyPort }))].some((r) => !have.has(r))) addsRedirect.add(id);
+    }
+    // (1) Removals and unchanged redirects first.
+    await this.writePending((id) => !addsRedirect.has(id));
+
+    if (this.d.proxy) {
+      const l7: L7Endpoint[] = [];
+      for (const ep of endpoints.endpoints()) {
+        const policy = engine.endpointPolicy(ep.endpointId);
+        if (policy) l7.push({ policy, ips: ep.ips });
+      }
+      // (2) Envoy, waiting for its ACK.
+      try {
+        const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps() });
+        this.last = { version: r.version, error: null, errorCode: null, at: new Date().toISOString() };
+        for (const u of r.unsupported) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        this.last = { version: this.last?.version ?? '', error: why, errorCode: isMeshdError(e) ? e.code : null, at: new Date().toISOString() };
+        log.error('proxy configuration rejected; previous proxy configuration and redirects stay', { err: e });
+        // NACK: the endpoints that would redirect to the rejected listeners keep their previous policy.
+        for (const id of addsRedirect) if (this.pending.has(id)) this.pending.set(id, `waiting for the proxy: ${why}`);
+        return;
+      }
+    }
+    // (3) Additions, now that Envoy has their listeners.
+    await this.writePending(() => true);
+  }
+
+  /** Writes the pending endpoints that `which` selects; a refusal keeps that endpoint's previous policy. */
+  private async writePending(which: (id: string) => boolean): Promise<void> {
+    const { engine, endpoints, log } = this.d;
+    for (const [id] of [...this.pending]) {
+      if (!which(id)) continue;
+      const policy = engine.endpointPolicy(id);
+      const state = endpoints.endpoint(id);
+      if (!policy || !state) {
+        this.pending.delete(id);
+        continue;
+      }
+      try {
+        if (state.identity !== policy.identity) await endpoints.addEndpoint({ endpointId: id, ifname: state.ifname, identity: policy.identity, ips: state.ips });
+        endpoints.updatePolicy(policy);
+        this.pending.delete(id);
+      } catch (e) {
+        this.pending.set(id, e instanceof Error ? e.message : String(e));
+        log.error('endpoint policy not written; the previous one stays', { endpoint: id, identity: policy.identity, err: e });
+      }
+    }
+  }
+
+  /** The prefixes of each identity (what the proxy's RBAC matches remote peers by). */
+  identityIps(): Map<number, string[]> {
+    const out = new Map<number, string[]>();
+    for (const e of this.d.engine.ipcache()) {
+      const list = out.get(e.identity) ?? [];
+      list.push(e.prefix);
+      out.set(e.identity, list);
+    }
+    return out;
+  }
+}
+
+/** The redirect rows of a map state, as comparable strings. */
+function redirectRows(state: PolicyMapState): Set<string> {
+  const out = new Set<string>();
+  for (const [id, e] of state) if (e.value.verdict === 'REDIRECT') out.add(`${id}->${e.value.proxyPort}`);
+  return out;
+}

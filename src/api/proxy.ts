@@ -1,0 +1,55 @@
+/**
+ * The L7 proxy's status as the local API shows it (`GET /v1/proxy`, and the
+ * `envoy` field of `GET /v1/status`): the supervised Envoy, what xDS sent,
+ * ACKed and NACKed per resource type, the proxy ports and listeners.
+ */
+import { z } from 'zod';
+import { timestamp } from './route.js';
+
+export const EnvoyStatus = z.object({
+  state: z.enum(['stopped', 'starting', 'ready', 'backoff', 'stopping']),
+  pid: z.number().int().nullable(),
+  version: z.string().nullable(),
+  restarts: z.number().int().nonnegative(),
+  readySince: z.string().nullable(),
+  lastExit: z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), at: z.string() }).nullable(),
+});
+
+const ResponseInfo = z.object({
+  version: z.string(),
+  snapshotVersion: z.string(),
+  seq: z.number().int(),
+  complete: z.boolean(),
+  nonce: z.string(),
+  resources: z.number().int().nonnegative(),
+  at: timestamp,
+});
+
+export const XdsTypeStatus = z.object({
+  sent: ResponseInfo.optional(),
+  acked: ResponseInfo.extend({ ackedAt: timestamp }).optional(),
+  nacked: ResponseInfo.extend({ nackedAt: timestamp, message: z.string() }).optional(),
+});
+
+export const xdsKinds = ['clusters', 'endpoints', 'listeners', 'routes', 'secrets'] as const;
+
+export const XdsNodeStatus = z.object({
+  node: z.object({ id: z.string(), cluster: z.string() }),
+  streams: z.number().int().nonnegative(),
+  types: z.partialRecord(z.enum(xdsKinds), XdsTypeStatus),
+});
+
+export const ProxyStatus = z.object({
+  envoy: EnvoyStatus,
+  /** Absent until Envoy opened its first xDS stream. */
+  xds: XdsNodeStatus.optional(),
+  ports: z.array(z.object({ key: z.string(), port: z.number().int() })),
+  listeners: z.array(z.object({ name: z.string(), port: z.number().int(), endpoints: z.array(z.string()), ackedVersion: z.string().nullable() })),
+  lastNack: z.object({ version: z.string(), message: z.string(), at: z.string() }).nullable(),
+});
+
+/** With envoy.enabled=false there is no proxy, and the API says so rather than answering null. */
+export const ProxyDisabled = z.object({ state: z.literal('disabled') });
+
+export const ProxyResponse = z.union([ProxyStatus, ProxyDisabled]);
+export type ProxyResponse = z.output<typeof ProxyResponse>;

@@ -1,0 +1,110 @@
+/**
+ * One Service and its EndpointSlices → the frontends the socket LB must hold:
+ * every (VIP, port, protocol) a client may connect to (cluster IPs, external
+ * IPs, load-balancer ingress IPs, node IPs × nodePort) with its backends.
+ * Pure: no maps, no kernel. The reconciler (lb-reconciler.ts) writes the result.
+ */
+import { Backend, LB_F_AFFINITY, LB_F_MAGLEV, PROTO_TCP, PROTO_UDP, Scope, type ScopeNumber, encodeAddr, ipFamily } from './lb-maps.js';
+import type { EndpointSlice } from '../../k8s/endpoint-slice.js';
+import { DEFAULT_AFFINITY_TIMEOUT, LB_ALGORITHM_ANNOTATION, type Service } from '../../k8s/service.js';
+
+export interface DesiredBackend {
+  /** Identity and map value in one: hex of the encoded struct meshd_lb_backend. */
+  key: string;
+  /** "addr:port/proto", for logs and Maglev. */
+  name: string;
+  value: Buffer;
+}
+
+export interface DesiredFrontend {
+  /** "addrhex|port|proto": one service entry in the map. */
+  key: string;
+  addr: Buffer;
+  ip: string;
+  port: number;
+  proto: number;
+  scope: ScopeNumber;
+  flags: number;
+  affinityTimeout: number;
+  /** Sorted by key, de-duplicated, capped. */
+  backends: DesiredBackend[];
+}
+
+export interface FrontendOptions {
+  /** Node addresses that NodePort services listen on. */
+  nodeIPs: readonly string[];
+  algorithm: 'random' | 'maglev';
+  maxBackendsPerService: number;
+}
+
+export interface FrontendResult {
+  frontends: DesiredFrontend[];
+  /** Frontends whose backend list was cut to maxBackendsPerService: [frontend name, how many there were]. */
+  capped: Array<[string, number]>;
+  /** Ports skipped (SCTP, ExternalName...), with why. */
+  skipped: string[];
+}
+
+export const frontendKey = (addr: Buffer, port: number, proto: number): string => `${addr.toString('hex')}|${port}|${proto}`;
+
+const protoNumber = (p: string): number | null => (p === 'TCP' ? PROTO_TCP : p === 'UDP' ? PROTO_UDP : null);
+
+export function serviceFrontends(svc: Service, slices: readonly EndpointSlice[], opts: FrontendOptions): FrontendResult {
+  const out: FrontendResult = { frontends: [], capped: [], skipped: [] };
+  if (svc.spec.type === 'ExternalName') {
+    out.skipped.push('type ExternalName has no frontends');
+    return out;
+  }
+  const algo = svc.metadata.annotations?.[LB_ALGORITHM_ANNOTATION] ?? opts.algorithm;
+  const affinity = svc.spec.sessionAffinity === 'ClientIP';
+  const flags = (affinity ? LB_F_AFFINITY : 0) | (algo === 'maglev' ? LB_F_MAGLEV : 0);
+  const timeout = affinity ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : 0;
+
+  const clusterIPs = (svc.spec.clusterIPs ?? (svc.spec.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => ip !== 'None' && ip !== '');
+  const vips: Array<[string, ScopeNumber]> = [
+    ...clusterIPs.map((ip): [string, ScopeNumber] => [ip, Scope.ClusterIP]),
+    ...(svc.spec.externalIPs ?? []).map((ip): [string, ScopeNumber] => [ip, Scope.ExternalIP]),
+    ...(svc.status?.loadBalancer?.ingress ?? []).flatMap((i): Array<[string, ScopeNumber]> => (i.ip ? [[i.ip, Scope.LoadBalancer]] : [])),
+  ];
+  const nodePorts = svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer';
+
+  for (const [pi, p] of svc.spec.ports.entries()) {
+    const proto = protoNumber(p.protocol);
+    if (proto === null) {
+      out.skipped.push(`spec.ports[${pi}]: protocol ${p.protocol} is not balanced at the socket layer`);
+      continue;
+    }
+    const byFamily = { '4': new Map<string, DesiredBackend>(), '6': new Map<string, DesiredBackend>() };
+    for (const slice of slices) {
+      if (slice.addressType === 'FQDN') continue;
+      const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
+      if (!sp) continue;
+      for (const ep of slice.endpoints) {
+        // Kubernetes: a nil "ready" means ready; terminating endpoints are not sent new connections.
+        if (ep.conditions?.ready === false || ep.conditions?.terminating === true) continue;
+        for (const a of ep.addresses) {
+          const fam = ipFamily(a);
+          if (!fam) continue;
+          const value = Backend.encode({ addr: encodeAddr(a), port: sp.port, proto, pad: 0 });
+          const key = value.toString('hex');
+          byFamily[fam].set(key, { key, name: `${a}:${sp.port}/${p.protocol}`, value });
+        }
+      }
+    }
+    const add = (ip: string, port: number, scope: ScopeNumber) => {
+      const fam = ipFamily(ip);
+      if (!fam) return;
+      let backends = [...byFamily[fam].values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const name = `${ip}:${port}/${p.protocol}`;
+      if (backends.length > opts.maxBackendsPerService) {
+        out.capped.push([name, backends.length]);
+        backends = backends.slice(0, opts.maxBackendsPerService);
+      }
+      const addr = encodeAddr(ip);
+      out.frontends.push({ key: frontendKey(addr, port, proto), addr, ip, port, proto, scope, flags, affinityTimeout: timeout, backends });
+    };
+    for (const [ip, scope] of vips) add(ip, p.port, scope);
+    if (nodePorts && p.nodePort !== undefined) for (const ip of opts.nodeIPs) add(ip, p.nodePort, Scope.NodePort);
+  }
+  return out;
+}
