@@ -141,6 +141,10 @@ export class Agent {
 
     if (this.opts.startProxy && c['envoy.enabled']) {
       this.proxy = await this.opts.startProxy(c, this.log.child({ component: 'proxy' }));
+      // A late ACK (after an ACK timeout): write what waited for it.
+      this.proxy.onAccepted?.(() => {
+        if (this.state === 'running') this.serial(() => this.reconciler.reconcile()).catch((e: unknown) => this.log.error('reconcile after a late proxy ACK', { err: e }));
+      });
     }
     this.endpoints = await EndpointManager.open({
       pinDir: this.pinDir,

@@ -12,7 +12,8 @@
  *
  * A NACK (or an ACK that never comes) stops at 2: those endpoints keep their
  * previous datapath policy and are listed as pending with the reason, and the
- * next reconcile retries them. A datapath write that fails keeps that
+ * next reconcile retries them (the agent runs one when the proxy reports a
+ * late ACK). A datapath write that fails keeps that
  * endpoint's previous policy the same way.
  *
  * Not re-entrant: the agent runs it inside its serial queue.
@@ -38,6 +39,8 @@ export interface L7Proxy {
   }>;
   status(): z.input<typeof ProxyStatus>;
   stop(): Promise<void>;
+  /** Calls `fn` when Envoy ACKs a configuration after apply() gave up waiting for it (ACK timeout). */
+  onAccepted?(fn: (version: string) => void): () => void;
 }
 
 /** The outcome of the last proxy update, as `meshd status` shows it. */

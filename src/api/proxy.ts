@@ -46,6 +46,19 @@ export const ProxyStatus = z.object({
   ports: z.array(z.object({ key: z.string(), port: z.number().int() })),
   listeners: z.array(z.object({ name: z.string(), port: z.number().int(), endpoints: z.array(z.string()), ackedVersion: z.string().nullable() })),
   lastNack: z.object({ version: z.string(), message: z.string(), at: z.string() }).nullable(),
+  /** The last failure to get a configuration applied (NACK or ACK timeout) while nothing newer was ACKed, with its code. */
+  lastError: z
+    .object({
+      code: z.string(),
+      version: z.string(),
+      message: z.string(),
+      /** Envoy's own message (NACK only). */
+      envoyMessage: z.string().nullable(),
+      /** What the failed configuration changed against the last ACKed one. */
+      change: z.object({ listeners: z.array(z.string()), endpoints: z.array(z.string()), policies: z.array(z.string()) }),
+      at: z.string(),
+    })
+    .nullable(),
 });
 
 /** With envoy.enabled=false there is no proxy, and the API says so rather than answering null. */

@@ -27,6 +27,7 @@ const STATUS: StatusResponse = {
     ports: [{ key: 'http-ingress', port: 15001 }],
     listeners: [{ name: 'meshd-http-ingress', port: 15001, endpoints: ['default/api'], ackedVersion: 'v3' }],
     lastNack: null,
+    lastError: null,
   },
   proxy: { version: 'v3', error: null, errorCode: null, at: '2026-01-01T00:00:01.000Z' },
   datapath: { endpoints: 1, ipcacheEntries: 4, pinDir: '/sys/fs/bpf/meshd', pending: {} },
