@@ -29,7 +29,7 @@ export class EndpointSubscriber implements ResourceSubscriber {
     switch (o.kind) {
       case 'Namespace':
         // On delete the engine keeps the labels of a namespace that still holds pods.
-        if (ev.type === 'upsert') this.engine.upsertNamespace(o.metadata.name, o.metadata.labels);
+        if (ev.type === 'upsert') await this.engine.upsertNamespace(o.metadata.name, o.metadata.labels);
         return;
       case 'Node': {
         const name = o.metadata.name;

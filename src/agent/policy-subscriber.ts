@@ -32,12 +32,12 @@ export class PolicySubscriber implements ResourceSubscriber {
     if (o.kind !== 'NetworkPolicy' && o.kind !== 'CiliumNetworkPolicy' && o.kind !== 'CiliumClusterwideNetworkPolicy') return;
     if (ev.type === 'delete') {
       const prev = this.status.get(ev.key);
-      if (prev?.state === 'enforced') this.engine.removePolicy(prev.key);
+      if (prev?.state === 'enforced') await this.engine.removePolicy(prev.key);
       this.status.delete(ev.key);
       return;
     }
     const doc = policyDocument(o);
-    this.engine.upsertPolicy(doc);
+    await this.engine.upsertPolicy(doc);
     this.status.set(ev.key, { key: policyKey(doc), origin: ev.origin, state: 'enforced', problems: [] });
   }
 

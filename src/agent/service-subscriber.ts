@@ -21,12 +21,12 @@ export class ServiceSubscriber implements ResourceSubscriber {
     if (o.kind === 'Service') {
       const { namespace, name } = o.metadata;
       if (ev.type === 'delete') {
-        this.engine.removeService(namespace, name);
+        await this.engine.removeService(namespace, name);
         this.services?.deleteService(namespace, name);
         return;
       }
       this.services?.upsertService(o);
-      this.engine.upsertService({
+      await this.engine.upsertService({
         namespace,
         name,
         labels: o.metadata.labels,

@@ -37,17 +37,17 @@ spec:
 const IPS: Record<string, string> = { client: '10.9.0.2', api: '10.9.0.6', other: '10.9.0.10' };
 const ports = { portFor: (_kind: string, direction: string) => (direction === 'ingress' ? 15001 : 15002) };
 
-function world(policies: string[]): { engine: PolicyEngine; snap: () => { out: ReturnType<typeof translateL7>; input: ProxyApplyInput } } {
+async function world(policies: string[]): Promise<{ engine: PolicyEngine; snap: () => Promise<{ out: ReturnType<typeof translateL7>; input: ProxyApplyInput }> }> {
   const engine = new PolicyEngine();
-  engine.upsertNamespace('default');
-  for (const [name, ip] of Object.entries(IPS)) engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [ip], local: true });
-  const load = (text: string) => {
+  await engine.upsertNamespace('default');
+  for (const [name, ip] of Object.entries(IPS)) await engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [ip], local: true });
+  const load = async (text: string) => {
     const r = loadPolicyText(text);
     assert.deepEqual(r.problems, []);
-    for (const p of r.policies) engine.upsertPolicy(p.document);
+    for (const p of r.policies) await engine.upsertPolicy(p.document);
   };
-  for (const p of policies) load(p);
-  const snap = () => {
+  for (const p of policies) await load(p);
+  const snap = async () => {
     engine.flush();
     const identityIps = new Map<number, string[]>();
     for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
@@ -57,12 +57,12 @@ function world(policies: string[]): { engine: PolicyEngine; snap: () => { out: R
   return { engine, snap };
 }
 
-test('snapshotChange: a new egress policy concerns the egress listener, the endpoints of its chains and only that policy', () => {
-  const w = world([API_INGRESS]);
-  const before = w.snap();
+test('snapshotChange: a new egress policy concerns the egress listener, the endpoints of its chains and only that policy', async () => {
+  const w = await world([API_INGRESS]);
+  const before = await w.snap();
   const r = loadPolicyText(CLIENT_EGRESS);
-  for (const p of r.policies) w.engine.upsertPolicy(p.document);
-  const after = w.snap();
+  for (const p of r.policies) await w.engine.upsertPolicy(p.document);
+  const after = await w.snap();
   const c = snapshotChange(before, after);
   assert.deepEqual(c.listeners, ['meshd-http-egress']);
   // The client's egress chain, and its chain toward the api (which also carries the api's ingress rules).
@@ -70,22 +70,22 @@ test('snapshotChange: a new egress policy concerns the egress listener, the endp
   assert.deepEqual(c.policies, ['default/client-egress']);
 });
 
-test('snapshotChange: nothing changed, nothing concerned; before the first ACK everything is', () => {
-  const w = world([API_INGRESS, CLIENT_EGRESS]);
-  const s = w.snap();
-  assert.deepEqual(snapshotChange(s, w.snap()), { listeners: [], endpoints: [], policies: [] });
+test('snapshotChange: nothing changed, nothing concerned; before the first ACK everything is', async () => {
+  const w = await world([API_INGRESS, CLIENT_EGRESS]);
+  const s = await w.snap();
+  assert.deepEqual(snapshotChange(s, await w.snap()), { listeners: [], endpoints: [], policies: [] });
   const first = snapshotChange(null, s);
   assert.deepEqual(first.listeners, ['meshd-http-egress', 'meshd-http-ingress']);
   assert.deepEqual(first.policies, ['default/api-l7', 'default/client-egress']);
 });
 
-test('snapshotChange: a chain that changed only because an address did names the policies of its rows', () => {
-  const w = world([API_INGRESS]);
-  const before = w.snap();
-  w.engine.upsertEndpoint({ namespace: 'default', name: 'api', labels: { app: 'api' }, ips: ['10.9.0.7'], local: true });
+test('snapshotChange: a chain that changed only because an address did names the policies of its rows', async () => {
+  const w = await world([API_INGRESS]);
+  const before = await w.snap();
+  await w.engine.upsertEndpoint({ namespace: 'default', name: 'api', labels: { app: 'api' }, ips: ['10.9.0.7'], local: true });
   IPS.api = '10.9.0.7';
   try {
-    const c = snapshotChange(before, w.snap());
+    const c = snapshotChange(before, await w.snap());
     assert.deepEqual(c.listeners, ['meshd-http-ingress']);
     assert.deepEqual(c.endpoints, ['default/api']);
     assert.deepEqual(c.policies, ['default/api-l7']);
