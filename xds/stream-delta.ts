@@ -58,6 +58,8 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
       if (!st.wildcard) st.known.delete(n); // the client drops it; nothing to tell it
     }
 
+    // A request that only changes the subscription while a response awaits
+    // its ACK opens no watch: the ACK does, so one response per type is in flight.
     this.rewatch(kind, st, !st.pending);
   }
 
