@@ -51,8 +51,37 @@ static __always_inline bool sock_proto_ok(__u32 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
 }
 
-/* connect4 and sendmsg4 */
-static __always_inline int __sock4_fwd(struct bpf_sock_addr *ctx)
+/* The ctx's user address in the LB's 16-byte form (IPv4 v4-mapped). `v4` is
+ * a constant at every call, so the other family's branch folds away: the
+ * verifier refuses a connect4 program that reads user_ip6 and vice versa. */
+static __always_inline void sock_addr_get(const struct bpf_sock_addr *ctx, __u32 addr[4], bool v4)
+{
+	if (v4) {
+		lb_addr_v4(addr, ctx->user_ip4);
+		return;
+	}
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void sock_addr_set(struct bpf_sock_addr *ctx, const __u32 addr[4], __u16 port, bool v4)
+{
+	if (v4) {
+		ctx->user_ip4 = addr[3];
+	} else {
+		ctx->user_ip6[0] = addr[0];
+		ctx->user_ip6[1] = addr[1];
+		ctx->user_ip6[2] = addr[2];
+		ctx->user_ip6[3] = addr[3];
+	}
+	ctx->user_port = (__u32)port;
+}
+
+/* connect and sendmsg: a service VIP:port becomes a backend's. An IPv4
+ * socket can only be sent to an IPv4 backend. */
+static __always_inline int __sock_fwd(struct bpf_sock_addr *ctx, bool v4)
 {
 	__u32 addr[4];
 	__u16 port = (__u16)ctx->user_port;
@@ -63,133 +92,80 @@ static __always_inline int __sock4_fwd(struct bpf_sock_addr *ctx)
 
 	if (!sock_proto_ok(proto) || sock_skip_netns(ctx))
 		return SYS_PROCEED;
-	lb_addr_v4(addr, ctx->user_ip4);
-	ret = __lb_xlate_fwd(ctx, addr, &port, (__u8)proto, true);
+	sock_addr_get(ctx, addr, v4);
+	ret = __lb_xlate_fwd(ctx, addr, &port, (__u8)proto, v4);
 	if (ret < 0) {
 		bpf_set_retval(ret); /* ECONNREFUSED instead of the default EPERM */
 		return SYS_REJECT;
 	}
-	if (ret > 0) {
-		ctx->user_ip4 = addr[3];
-		ctx->user_port = (__u32)port;
-	}
+	if (ret > 0)
+		sock_addr_set(ctx, addr, port, v4);
 	return SYS_PROCEED;
 }
 
-static __always_inline int __sock6_fwd(struct bpf_sock_addr *ctx)
-{
-	__u32 addr[4];
-	__u16 port = (__u16)ctx->user_port;
-	/* Read ctx fields once into locals: clang may otherwise reuse a
-	 * ctx+offset pointer, which the verifier refuses to dereference. */
-	__u32 proto = ctx->protocol;
-	int ret;
-
-	if (!sock_proto_ok(proto) || sock_skip_netns(ctx))
-		return SYS_PROCEED;
-	addr[0] = ctx->user_ip6[0];
-	addr[1] = ctx->user_ip6[1];
-	addr[2] = ctx->user_ip6[2];
-	addr[3] = ctx->user_ip6[3];
-	ret = __lb_xlate_fwd(ctx, addr, &port, (__u8)proto, false);
-	if (ret < 0) {
-		bpf_set_retval(ret);
-		return SYS_REJECT;
-	}
-	if (ret > 0) {
-		ctx->user_ip6[0] = addr[0];
-		ctx->user_ip6[1] = addr[1];
-		ctx->user_ip6[2] = addr[2];
-		ctx->user_ip6[3] = addr[3];
-		ctx->user_port = (__u32)port;
-	}
-	return SYS_PROCEED;
-}
-
-/* recvmsg4 and getpeername4 */
-static __always_inline void __sock4_rev(struct bpf_sock_addr *ctx)
+/* recvmsg and getpeername: a backend's address reads as the VIP again (an
+ * IPv4 socket only if the VIP is IPv4 too). */
+static __always_inline void __sock_rev(struct bpf_sock_addr *ctx, bool v4)
 {
 	__u32 addr[4];
 	__u16 port = (__u16)ctx->user_port;
 
 	if (sock_skip_netns(ctx))
 		return;
-	lb_addr_v4(addr, ctx->user_ip4);
-	if (__lb_xlate_rev(ctx, addr, &port) && lb_addr_is_v4(addr)) {
-		ctx->user_ip4 = addr[3];
-		ctx->user_port = (__u32)port;
-	}
-}
-
-static __always_inline void __sock6_rev(struct bpf_sock_addr *ctx)
-{
-	__u32 addr[4];
-	__u16 port = (__u16)ctx->user_port;
-
-	if (sock_skip_netns(ctx))
-		return;
-	addr[0] = ctx->user_ip6[0];
-	addr[1] = ctx->user_ip6[1];
-	addr[2] = ctx->user_ip6[2];
-	addr[3] = ctx->user_ip6[3];
-	if (__lb_xlate_rev(ctx, addr, &port)) {
-		ctx->user_ip6[0] = addr[0];
-		ctx->user_ip6[1] = addr[1];
-		ctx->user_ip6[2] = addr[2];
-		ctx->user_ip6[3] = addr[3];
-		ctx->user_port = (__u32)port;
-	}
+	sock_addr_get(ctx, addr, v4);
+	if (__lb_xlate_rev(ctx, addr, &port) && (!v4 || lb_addr_is_v4(addr)))
+		sock_addr_set(ctx, addr, port, v4);
 }
 
 SEC("cgroup/connect4")
 int meshd_connect4(struct bpf_sock_addr *ctx)
 {
-	return __sock4_fwd(ctx);
+	return __sock_fwd(ctx, true);
 }
 
 SEC("cgroup/sendmsg4")
 int meshd_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return __sock4_fwd(ctx);
+	return __sock_fwd(ctx, true);
 }
 
 SEC("cgroup/recvmsg4")
 int meshd_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	__sock4_rev(ctx);
+	__sock_rev(ctx, true);
 	return SYS_PROCEED; /* recvmsg hooks must return 1 */
 }
 
 SEC("cgroup/getpeername4")
 int meshd_getpeer4(struct bpf_sock_addr *ctx)
 {
-	__sock4_rev(ctx);
+	__sock_rev(ctx, true);
 	return SYS_PROCEED;
 }
 
 SEC("cgroup/connect6")
 int meshd_connect6(struct bpf_sock_addr *ctx)
 {
-	return __sock6_fwd(ctx);
+	return __sock_fwd(ctx, false);
 }
 
 SEC("cgroup/sendmsg6")
 int meshd_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return __sock6_fwd(ctx);
+	return __sock_fwd(ctx, false);
 }
 
 SEC("cgroup/recvmsg6")
 int meshd_recvmsg6(struct bpf_sock_addr *ctx)
 {
-	__sock6_rev(ctx);
+	__sock_rev(ctx, false);
 	return SYS_PROCEED;
 }
 
 SEC("cgroup/getpeername6")
 int meshd_getpeer6(struct bpf_sock_addr *ctx)
 {
-	__sock6_rev(ctx);
+	__sock_rev(ctx, false);
 	return SYS_PROCEED;
 }
 

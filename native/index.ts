@@ -47,15 +47,20 @@ export interface ProgramInfo {
   fd: number;
 }
 
-export interface MapInfo {
+/** A map's kind and sizes, as an object declares it and as the kernel reports it. */
+export interface MapDefinition {
   name: string;
   type: number;
   typeName: string;
   keySize: number;
   valueSize: number;
   maxEntries: number;
-  /** map_flags as declared (BPF_F_NO_PREALLOC, …): with type, sizes and maxEntries, what a reused pin must match. */
+  /** map_flags (BPF_F_NO_PREALLOC, …). */
   flags: number;
+}
+
+/** A map of an object; a pin it reuses must match its definition (type, sizes, maxEntries, flags). */
+export interface MapInfo extends MapDefinition {
   /** -1 until the object is loaded. */
   fd: number;
   /** <pinRoot>/<name> for maps declared with LIBBPF_PIN_BY_NAME when a pinRoot was given. */
@@ -93,15 +98,8 @@ export interface BpfObjectHandle {
   mapFd(name: string): number;
 }
 
-export interface KernelMapInfo {
+export interface KernelMapInfo extends MapDefinition {
   id: number;
-  name: string;
-  type: number;
-  typeName: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
 }
 
 export interface KernelProgInfo {

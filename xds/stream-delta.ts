@@ -9,10 +9,9 @@
  *   const s = new DeltaStream({ source: cache, sink, tracker, log });
  *   s.receive(request); … s.close();
  */
-import type { ResponseInfo } from './ack-tracker.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from './messages.js';
 import { edsServiceName } from './snapshot.js';
-import { type BaseTypeState, StreamBase, isNonEmpty } from './stream.js';
+import { type BaseTypeState, StreamBase, initialTypeState, isNonEmpty } from './stream.js';
 import { REMOVAL_WAITS_FOR, type ResourceKind, TYPE_URL } from './type-urls.js';
 import type { DeltaWatchResponse } from './watch.js';
 
@@ -32,16 +31,11 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
     const first = !st;
     if (!st) {
       st = {
+        ...initialTypeState(),
         // legacy wildcard: a first request that names nothing wants everything
         wildcard: req.resource_names_subscribe.length === 0,
         names: new Set(),
         known: new Map(Object.entries(req.initial_resource_versions)),
-        sentVersion: '',
-        nonce: '',
-        pending: undefined,
-        cancel: undefined,
-        watch: undefined,
-        held: false,
       };
       this.states.set(kind, st);
     }
@@ -64,29 +58,21 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
       if (!st.wildcard) st.known.delete(n); // the client drops it; nothing to tell it
     }
 
-    this.cancelWatch(st);
-    if (!st.pending && (!st.held || this.dependenciesSettled(kind))) {
-      st.held = false;
-      this.watch(kind, st);
-    }
-    this.releaseHeld();
+    // A request that only changes the subscription while a response awaits
+    // its ACK opens no watch: the ACK does, so one response per type is in flight.
+    this.rewatch(kind, st, !st.pending);
   }
 
   protected watch(kind: ResourceKind, st: DeltaTypeState): void {
-    const node = this.node;
-    if (!node || this.closed) return;
-    const token = {};
-    st.watch = token;
-    const cancel = this.opts.source.createDeltaWatch(
-      { node, kind, wildcard: st.wildcard, names: st.names, known: st.known, sentVersion: st.sentVersion },
-      (r) => {
-        if (st.watch !== token || this.closed) return;
-        st.watch = undefined;
-        st.cancel = undefined;
-        this.respond(kind, st, r);
-      },
+    this.openWatch(
+      st,
+      (node, done: (r: DeltaWatchResponse) => void) =>
+        this.opts.source.createDeltaWatch(
+          { node, kind, wildcard: st.wildcard, names: st.names, known: st.known, sentVersion: st.sentVersion },
+          done,
+        ),
+      (r) => this.respond(kind, st, r),
     );
-    if (st.watch === token) st.cancel = cancel;
   }
 
   private respond(kind: ResourceKind, st: DeltaTypeState, r: DeltaWatchResponse): void {
@@ -115,16 +101,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryResponse, DeltaTypeSta
     });
     for (const x of r.resources) st.known.set(x.name, x.version);
     for (const n of removed) st.known.delete(n);
-    const info: ResponseInfo = {
-      version,
-      snapshotVersion: r.snapshotVersion,
-      seq: r.seq,
-      complete,
-      nonce,
-      resources: r.resources.length,
-      at: new Date(),
-    };
-    this.recordSent(kind, st, info, removed.length);
+    this.recordSent(kind, st, r, { version, complete, nonce, resources: r.resources.length }, removed.length);
     if (reloaded.length > 0) this.resendEndpoints(reloaded);
   }
 

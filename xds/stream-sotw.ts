@@ -11,10 +11,9 @@
  *   const s = new SotwStream({ source: cache, sink, tracker, log });
  *   s.receive(request); … s.close();
  */
-import type { ResponseInfo } from './ack-tracker.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import type { SnapshotResource } from './snapshot.js';
-import { type BaseTypeState, StreamBase, isNonEmpty } from './stream.js';
+import { type BaseTypeState, StreamBase, initialTypeState, isNonEmpty } from './stream.js';
 import { REMOVAL_WAITS_FOR, type ResourceKind, TYPE_URL, WILDCARD_KINDS } from './type-urls.js';
 import { type SotwWatchResponse, subscriptionKey } from './watch.js';
 
@@ -35,18 +34,7 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     let st = this.states.get(kind);
     if (st && isNonEmpty(req.response_nonce) && req.response_nonce !== st.nonce) return; // stale
     if (!st) {
-      st = {
-        wildcard: false,
-        names: new Set(),
-        sentVersion: '',
-        sentSubscription: '',
-        sentResources: new Map(),
-        nonce: '',
-        pending: undefined,
-        cancel: undefined,
-        watch: undefined,
-        held: false,
-      };
+      st = { ...initialTypeState(), wildcard: false, names: new Set(), sentSubscription: '', sentResources: new Map() };
       this.states.set(kind, st);
     }
     if (isNonEmpty(req.response_nonce)) {
@@ -65,29 +53,19 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     st.wildcard = req.resource_names.includes('*') || (req.resource_names.length === 0 && WILDCARD_KINDS.has(kind));
     st.names = new Set(names);
 
-    this.cancelWatch(st);
-    if (!st.held || this.dependenciesSettled(kind)) {
-      st.held = false;
-      this.watch(kind, st);
-    }
-    this.releaseHeld();
+    this.rewatch(kind, st);
   }
 
   protected watch(kind: ResourceKind, st: SotwTypeState): void {
-    const node = this.node;
-    if (!node || this.closed) return;
-    const token = {};
-    st.watch = token;
-    const cancel = this.opts.source.createWatch(
-      { node, kind, wildcard: st.wildcard, names: st.names, sentVersion: st.sentVersion, sentSubscription: st.sentSubscription },
-      (r) => {
-        if (st.watch !== token || this.closed) return;
-        st.watch = undefined;
-        st.cancel = undefined;
-        this.respond(kind, st, r);
-      },
+    this.openWatch(
+      st,
+      (node, done: (r: SotwWatchResponse) => void) =>
+        this.opts.source.createWatch(
+          { node, kind, wildcard: st.wildcard, names: st.names, sentVersion: st.sentVersion, sentSubscription: st.sentSubscription },
+          done,
+        ),
+      (r) => this.respond(kind, st, r),
     );
-    if (st.watch === token) st.cancel = cancel;
   }
 
   private respond(kind: ResourceKind, st: SotwTypeState, r: SotwWatchResponse): void {
@@ -110,15 +88,6 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     this.opts.sink.send({ version_info: version, resources: resources.map((x) => x.any), type_url: TYPE_URL[kind], nonce });
     st.sentSubscription = subscriptionKey(st.wildcard, st.names);
     st.sentResources = new Map(resources.map((x) => [x.name, x]));
-    const info: ResponseInfo = {
-      version,
-      snapshotVersion: r.snapshotVersion,
-      seq: r.seq,
-      complete,
-      nonce,
-      resources: resources.length,
-      at: new Date(),
-    };
-    this.recordSent(kind, st, info);
+    this.recordSent(kind, st, r, { version, complete, nonce, resources: resources.length });
   }
 }

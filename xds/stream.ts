@@ -9,7 +9,7 @@ import type { AckTracker, ResponseInfo } from './ack-tracker.js';
 import type { XdsLogger } from './log.js';
 import type { XdsMetrics } from './metrics.js';
 import { REMOVAL_WAITS_FOR, type ResourceKind, kindOf } from './type-urls.js';
-import type { NodeInfo, WatchSource } from './watch.js';
+import type { Cancel, NodeInfo, WatchSource } from './watch.js';
 
 /** Status a stream ends with; the server maps these to gRPC status codes. */
 export type StreamFailure = 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'UNAVAILABLE';
@@ -47,6 +47,14 @@ export interface BaseTypeState {
   /** Removals were held back: do not re-watch before the dependencies settled. */
   held: boolean;
 }
+
+/** The protocol state of a type before its first response. */
+export function initialTypeState(): BaseTypeState {
+  return { sentVersion: '', nonce: '', pending: undefined, cancel: undefined, watch: undefined, held: false };
+}
+
+/** What a response says besides where it came from; `recordSent` adds the rest. */
+export type SentResponse = Pick<ResponseInfo, 'version' | 'complete' | 'nonce' | 'resources'>;
 
 export abstract class StreamBase<Res, S extends BaseTypeState> {
   protected node: NodeInfo | undefined;
@@ -117,7 +125,13 @@ export abstract class StreamBase<Res, S extends BaseTypeState> {
     }
   }
 
-  protected recordSent(kind: ResourceKind, st: S, info: ResponseInfo, removed = 0): void {
+  /**
+   * Books a response that was just sent: it is the type's latest (its nonce
+   * makes older requests stale) and awaits an ACK. `from` is the watch answer
+   * it was built from; `removed` counts delta removals, for the log.
+   */
+  protected recordSent(kind: ResourceKind, st: S, from: Pick<ResponseInfo, 'snapshotVersion' | 'seq'>, sent: SentResponse, removed = 0): void {
+    const info: ResponseInfo = { ...sent, snapshotVersion: from.snapshotVersion, seq: from.seq, at: new Date() };
     this.opts.log.info('response', {
       node: this.node?.id,
       type: kind,
@@ -162,7 +176,42 @@ export abstract class StreamBase<Res, S extends BaseTypeState> {
     }
   }
 
+  /** Opens the type's watch for what the stream holds now; the answer goes out through `respond`. */
   protected abstract watch(kind: ResourceKind, st: S): void;
+
+  /**
+   * After a request: replaces the type's watch, unless `mayWatch` is false or
+   * held-back removals still wait for their dependencies, then re-opens every
+   * other held watch whose dependencies settled meanwhile.
+   */
+  protected rewatch(kind: ResourceKind, st: S, mayWatch = true): void {
+    this.cancelWatch(st);
+    if (mayWatch && (!st.held || this.dependenciesSettled(kind))) {
+      st.held = false;
+      this.watch(kind, st);
+    }
+    this.releaseHeld();
+  }
+
+  /**
+   * Opens a watch with `create` and hands its answer to `respond`, unless the
+   * watch was replaced or the stream closed first. The source may answer
+   * before `create` returns; the watch is then over and there is nothing to
+   * cancel.
+   */
+  protected openWatch<R>(st: S, create: (node: NodeInfo, done: (r: R) => void) => Cancel, respond: (r: R) => void): void {
+    const node = this.node;
+    if (!node || this.closed) return;
+    const token = {};
+    st.watch = token;
+    const cancel = create(node, (r) => {
+      if (st.watch !== token || this.closed) return;
+      st.watch = undefined;
+      st.cancel = undefined;
+      respond(r);
+    });
+    if (st.watch === token) st.cancel = cancel;
+  }
 
   protected cancelWatch(st: S): void {
     st.watch = undefined;

@@ -178,6 +178,18 @@ struct meshd_config {
 	__be32 proxy_ipv4; /* where the proxy listens (listener lookup), 127.0.0.1 by default */
 };
 
+/* The packet tuple that flow events and NAT keys share, field for field
+ * (src/datapath/maps.ts spreads the same list, `tupleFields`). Addresses are
+ * 16 bytes for both families (IPv4 in the first 4), ports network order. */
+#define MESHD_TUPLE_FIELDS \
+	__u8 saddr[16];    \
+	__u8 daddr[16];    \
+	__be16 sport;      \
+	__be16 dport;      \
+	__u8 proto;        \
+	__u8 family;       \
+	__u8 dir
+
 struct meshd_flow_event {
 	__u64 ts_ns;
 	__u32 type;
@@ -186,13 +198,7 @@ struct meshd_flow_event {
 	__u32 src_identity;
 	__u32 dst_identity;
 	__u32 ifindex;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 family;
-	__u8 dir;
+	MESHD_TUPLE_FIELDS;
 	__u8 verdict;
 	__u16 proxy_port;
 	__u16 pad;
@@ -208,13 +214,7 @@ enum meshd_nat_dir {
 };
 
 struct meshd_nat_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 family;
-	__u8 dir;
+	MESHD_TUPLE_FIELDS;
 	__u8 pad;
 };
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
 
 #ifndef ENOTSUPP
@@ -24,20 +25,6 @@
 
 namespace meshd {
 namespace {
-
-int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(what) + ": fd must be a number");
-  }
-  return info[i].As<Napi::Number>().Int32Value();
-}
-
-Napi::Buffer<uint8_t> BufArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsBuffer()) {
-    throw Napi::TypeError::New(info.Env(), std::string(what) + ": argument " + std::to_string(i) + " must be a Buffer");
-  }
-  return info[i].As<Napi::Buffer<uint8_t>>();
-}
 
 uint64_t FlagsArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || info[i].IsUndefined()) return BPF_ANY;
@@ -283,14 +270,14 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitMaps(Napi::Env env, Napi::Object exports) {
-  exports.Set("mapInfo", Napi::Function::New<MapInfo>(env, "mapInfo"));
-  exports.Set("mapLookup", Napi::Function::New<MapLookup>(env, "mapLookup"));
-  exports.Set("mapUpdate", Napi::Function::New<MapUpdate>(env, "mapUpdate"));
-  exports.Set("mapDelete", Napi::Function::New<MapDelete>(env, "mapDelete"));
-  exports.Set("mapUpdateBatch", Napi::Function::New<MapUpdateBatch>(env, "mapUpdateBatch"));
-  exports.Set("mapDeleteBatch", Napi::Function::New<MapDeleteBatch>(env, "mapDeleteBatch"));
-  exports.Set("mapGetNextKey", Napi::Function::New<MapGetNextKey>(env, "mapGetNextKey"));
-  exports.Set("mapDump", Napi::Function::New<MapDump>(env, "mapDump"));
+  Export<MapInfo>(env, exports, "mapInfo");
+  Export<MapLookup>(env, exports, "mapLookup");
+  Export<MapUpdate>(env, exports, "mapUpdate");
+  Export<MapDelete>(env, exports, "mapDelete");
+  Export<MapUpdateBatch>(env, exports, "mapUpdateBatch");
+  Export<MapDeleteBatch>(env, exports, "mapDeleteBatch");
+  Export<MapGetNextKey>(env, exports, "mapGetNextKey");
+  Export<MapDump>(env, exports, "mapDump");
 }
 
 }  // namespace meshd

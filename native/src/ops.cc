@@ -10,24 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
 
 namespace meshd {
 namespace {
-
-int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(what) + ": fd must be a number");
-  }
-  return info[i].As<Napi::Number>().Int32Value();
-}
-
-Napi::Buffer<uint8_t> BufArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsBuffer()) {
-    throw Napi::TypeError::New(info.Env(), std::string(what) + ": expected a Buffer");
-  }
-  return info[i].As<Napi::Buffer<uint8_t>>();
-}
 
 // libbpfVersion(): "major.minor"
 Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
@@ -157,16 +144,16 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
-  exports.Set("progTestRun", Napi::Function::New<ProgTestRun>(env, "progTestRun"));
-  exports.Set("objGet", Napi::Function::New<ObjGet>(env, "objGet"));
-  exports.Set("objPin", Napi::Function::New<ObjPin>(env, "objPin"));
-  exports.Set("objUnpin", Napi::Function::New<ObjUnpin>(env, "objUnpin"));
-  exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
-  exports.Set("progInfo", Napi::Function::New<ProgInfo>(env, "progInfo"));
-  exports.Set("netnsCookie", Napi::Function::New<NetnsCookie>(env, "netnsCookie"));
-  exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
-  exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
+  Export<LibbpfVersion>(env, exports, "libbpfVersion");
+  Export<ProgTestRun>(env, exports, "progTestRun");
+  Export<ObjGet>(env, exports, "objGet");
+  Export<ObjPin>(env, exports, "objPin");
+  Export<ObjUnpin>(env, exports, "objUnpin");
+  Export<CloseFd>(env, exports, "closeFd");
+  Export<ProgInfo>(env, exports, "progInfo");
+  Export<NetnsCookie>(env, exports, "netnsCookie");
+  Export<IfNameToIndex>(env, exports, "ifNameToIndex");
+  Export<NumPossibleCpus>(env, exports, "numPossibleCpus");
 }
 
 }  // namespace meshd

@@ -107,6 +107,15 @@ function k8sArgs(env: CniEnv): EndpointRegistration['k8s'] {
   return k;
 }
 
+/** The record of an attachment made now for this ADD; `how` is what differs between a primary and a chained ADD. */
+function attachmentRecord(
+  env: CniEnv,
+  conf: NetConf,
+  how: Pick<AttachmentRecord, 'hostInterface' | 'podMac' | 'ips' | 'ipam' | 'pool' | 'chained'>,
+): AttachmentRecord {
+  return { containerId: env.containerId, ifname: env.ifname, network: conf.name, netns: env.netns, ...how, createdAt: new Date().toISOString() };
+}
+
 function registration(rec: AttachmentRecord, env: CniEnv): EndpointRegistration {
   return {
     containerId: rec.containerId,
@@ -190,19 +199,14 @@ async function cmdAdd(env: CniEnv, conf: NetConf, stdin: string, log: string[]):
     await createPodLink({ netns: env.netns, ifname: env.ifname, hostIf, hostMac, podMac, mtu: conf.mtu, addresses, routes, owner: `${env.containerId}/${env.ifname}` });
     undo.push(() => deletePodLink(hostIf));
 
-    const record: AttachmentRecord = {
-      containerId: env.containerId,
-      ifname: env.ifname,
-      network: conf.name,
-      netns: env.netns,
+    const record = attachmentRecord(env, conf, {
       hostInterface: hostIf,
       podMac,
       ips: addresses.map((a) => toHostPrefix(a.address)),
       ipam: ipam.kind === 'meshd' ? 'meshd' : ipam.type,
       pool: ipam.kind === 'meshd' ? ipam.store.pool.cidr : null,
       chained: false,
-      createdAt: new Date().toISOString(),
-    };
+    });
     attachments.write(record);
     undo.push(() => attachments.remove(key));
 
@@ -263,19 +267,7 @@ async function addChained(env: CniEnv, conf: NetConf, api: EndpointApiClient, lo
     throw agentError(e, 'ADD refused');
   }
   const attachments = attachmentsOf(conf, log);
-  const record: AttachmentRecord = {
-    containerId: env.containerId,
-    ifname: env.ifname,
-    network: conf.name,
-    netns: env.netns,
-    hostInterface: hostIf,
-    podMac: state.mac ?? null,
-    ips,
-    ipam: 'none',
-    pool: null,
-    chained: true,
-    createdAt: new Date().toISOString(),
-  };
+  const record = attachmentRecord(env, conf, { hostInterface: hostIf, podMac: state.mac ?? null, ips, ipam: 'none', pool: null, chained: true });
   attachments.write(record);
   try {
     await api.register(registration(record, env));

@@ -80,6 +80,17 @@ export const DatapathConfig = defineStruct('meshd_config', [
   ['proxy_ipv4', 'be32'],
 ] as const);
 
+/** MESHD_TUPLE_FIELDS: the packet tuple flow events and NAT keys share. */
+const tupleFields = [
+  ['saddr', { bytes: 16 }],
+  ['daddr', { bytes: 16 }],
+  ['sport', 'be16'],
+  ['dport', 'be16'],
+  ['proto', 'u8'],
+  ['family', 'u8'],
+  ['dir', 'u8'],
+] as const;
+
 export const FlowEvent = defineStruct('meshd_flow_event', [
   ['ts_ns', 'u64'],
   ['type', 'u32'],
@@ -88,26 +99,14 @@ export const FlowEvent = defineStruct('meshd_flow_event', [
   ['src_identity', 'u32'],
   ['dst_identity', 'u32'],
   ['ifindex', 'u32'],
-  ['saddr', { bytes: 16 }],
-  ['daddr', { bytes: 16 }],
-  ['sport', 'be16'],
-  ['dport', 'be16'],
-  ['proto', 'u8'],
-  ['family', 'u8'],
-  ['dir', 'u8'],
+  ...tupleFields,
   ['verdict', 'u8'],
   ['proxy_port', 'u16'],
   ['pad', 'u16'],
 ] as const);
 
 export const NatKey = defineStruct('meshd_nat_key', [
-  ['saddr', { bytes: 16 }],
-  ['daddr', { bytes: 16 }],
-  ['sport', 'be16'],
-  ['dport', 'be16'],
-  ['proto', 'u8'],
-  ['family', 'u8'],
-  ['dir', 'u8'],
+  ...tupleFields,
   ['pad', 'u8'],
 ] as const);
 

@@ -14,6 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { AttachType, type BpfObjectHandle, native, openObject } from '../../native/index.js';
 import { bpfObjectPath } from '../util/paths.js';
+import { perCpuCounters } from './per-cpu.js';
 import { assertPinnedMapsMatch } from './pinned-maps.js';
 import { SkStat } from './abi.js';
 
@@ -55,16 +56,7 @@ export class SockShortcut {
   }
 
   stats(): SockShortcutStats {
-    const cpus = native.numPossibleCpus();
-    const fd = this.obj.mapFd('meshd_sk_stats');
-    const sum = (slot: number): bigint => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(slot);
-      const raw = native.mapLookup(fd, key, 8 * cpus);
-      let total = 0n;
-      for (let i = 0; raw && i < cpus; i += 1) total += raw.readBigUInt64LE(i * 8);
-      return total;
-    };
+    const sum = perCpuCounters(this.obj.mapFd('meshd_sk_stats'));
     return { inserted: sum(SkStat.INSERTED), redirected: sum(SkStat.REDIRECTED), passed: sum(SkStat.PASSED) };
   }
 

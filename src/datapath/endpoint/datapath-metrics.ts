@@ -4,9 +4,9 @@
  *
  *   readMetrics(fd).drops   // [{ direction: 'egress', reason: 'POLICY_DENY', packets: 12n }, …]
  */
-import { native } from '../../../native/index.js';
 import { dropReasonName } from '../drop-reasons.js';
 import { Metric } from '../maps.js';
+import { perCpuCounters } from '../per-cpu.js';
 
 export interface DatapathMetrics {
   drops: Array<{ direction: 'ingress' | 'egress'; reason: string; packets: bigint }>;
@@ -14,15 +14,7 @@ export interface DatapathMetrics {
 }
 
 export function readMetrics(fd: number): DatapathMetrics {
-  const cpus = native.numPossibleCpus();
-  const slot = (i: number): bigint => {
-    const key = Buffer.alloc(4);
-    key.writeUInt32LE(i);
-    const raw = native.mapLookup(fd, key, 8 * cpus);
-    let sum = 0n;
-    for (let c = 0; raw && c < cpus; c += 1) sum += raw.readBigUInt64LE(c * 8);
-    return sum;
-  };
+  const slot = perCpuCounters(fd);
   const drops: DatapathMetrics['drops'] = [];
   for (const dir of [0, 1] as const) {
     for (let reason = 1; reason < Metric.REASONS; reason += 1) {

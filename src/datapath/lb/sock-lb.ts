@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AttachType, BpfMap, native, openObject, u32, u64, type BpfObjectHandle } from '../../../native/index.js';
 import { bpfObjectPath } from '../../util/paths.js';
+import { perCpuCounters } from '../per-cpu.js';
 import { assertPinnedMapsMatch } from '../pinned-maps.js';
 import { LbMapName, LbStat } from './lb-maps.js';
 
@@ -111,13 +112,7 @@ export class SockLb {
 
   /** Datapath counters summed over CPUs. */
   stats(): SockLbStats {
-    const ncpu = native.numPossibleCpus();
-    const read = (idx: number): bigint => {
-      const v = native.mapLookup(this.maps.stats.fd, u32(idx), 8 * ncpu);
-      let sum = 0n;
-      for (let c = 0; v && c < ncpu; c++) sum += v.readBigUInt64LE(c * 8);
-      return sum;
-    };
+    const read = perCpuCounters(this.maps.stats.fd);
     return {
       Xlated: read(LbStat.Xlated),
       Refused: read(LbStat.Refused),
