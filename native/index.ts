@@ -257,7 +257,16 @@ function loadAddon(): NativeAddon {
   }
 }
 
-export const native: NativeAddon = loadAddon();
+let loaded: NativeAddon | undefined;
+
+/**
+ * The addon, loaded on first use: importing a module that can touch the
+ * kernel (the CLI's command table, say) needs no compiled addon, using it
+ * does (MESHD_NATIVE_UNAVAILABLE then).
+ */
+export const native = new Proxy<NativeAddon>(Object.create(null), {
+  get: (_target, prop) => Reflect.get((loaded ??= loadAddon()), prop),
+});
 
 /**
  * Opens an object. With `pinRoot`, maps declared `LIBBPF_PIN_BY_NAME` are
