@@ -34,7 +34,13 @@ function renderStatus(s: StatusResponse): string {
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`,
   ];
-  if (s.proxy?.error) lines.push(`Proxy:     configuration ${s.proxy.version} refused at ${s.proxy.at}: ${s.proxy.error}`);
+  // The proxy's latest configuration is not in force (NACK or ACK timeout): the previous one and the endpoints' previous policies stay.
+  if (s.proxy?.error) lines.push(`Proxy:     held at ${s.proxy.version || '(none)'} since ${s.proxy.at}: ${s.proxy.errorCode ? `${s.proxy.errorCode}: ` : ''}${s.proxy.error}`);
+  const last = proxy?.lastError;
+  if (last) {
+    const what = last.change.policies.length > 0 ? `; policies: ${last.change.policies.join(', ')}` : '';
+    lines.push(`Last proxy error: ${last.code}, version ${last.version} at ${last.at}: ${last.message}${what}`);
+  }
   const types = Object.entries(proxy?.xds?.types ?? {});
   if (types.length > 0) {
     lines.push('xDS:', table(['TYPE', 'SENT', 'ACKED', 'NACKED'], types.map(([k, t]) => [k, t.sent?.snapshotVersion, t.acked?.snapshotVersion, t.nacked?.snapshotVersion])));
