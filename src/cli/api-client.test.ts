@@ -107,3 +107,30 @@ test('meshd status: a table by default; -o json and -o yaml carry the same valid
   assert.deepEqual(JSON.parse(json.out), STATUS);
   assert.deepEqual(parseYaml(yaml.out), STATUS);
 });
+
+test('meshd status: a held proxy configuration shows its code and the policies of the failed change', async (t) => {
+  const held: StatusResponse = {
+    ...STATUS,
+    envoy: {
+      ...(STATUS.envoy as Extract<StatusResponse['envoy'], { envoy: unknown }>),
+      lastError: {
+        code: 'MESHD_PROXY_ACK_TIMEOUT',
+        version: 'v4',
+        message: 'Envoy did not ACK v4 within 3000 ms',
+        envoyMessage: null,
+        change: { listeners: ['meshd-http-egress'], endpoints: ['default/client'], policies: ['default/client-l7'] },
+        at: '2026-01-01T00:00:05.000Z',
+      },
+    },
+    proxy: { version: 'v3', error: 'Envoy did not ACK v4 within 3000 ms', errorCode: 'MESHD_PROXY_ACK_TIMEOUT', at: '2026-01-01T00:00:05.000Z' },
+    datapath: { ...STATUS.datapath, pending: { 'default/client': 'waiting for the proxy: Envoy did not ACK v4 within 3000 ms' } },
+  };
+  const sock = await fakeAgent(t, { '/v1/status': [200, held] });
+  process.env.MESHD_API_SOCKET = sock;
+  t.after(() => delete process.env.MESHD_API_SOCKET);
+  const text = await meshdIn('status');
+  assert.equal(text.status, 0, text.err);
+  assert.match(text.out, /^Proxy: {5}held at v3 since 2026-01-01T00:00:05\.000Z: MESHD_PROXY_ACK_TIMEOUT: /m);
+  assert.match(text.out, /^Last proxy error: MESHD_PROXY_ACK_TIMEOUT, version v4 .*; policies: default\/client-l7$/m);
+  assert.match(text.out, /^ {2}pending: default\/client: waiting for the proxy/m);
+});
