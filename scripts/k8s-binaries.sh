@@ -49,6 +49,15 @@ if have_versions; then
 fi
 
 command -v go >/dev/null 2>&1 || die "go not found on PATH (needed to build kube-apiserver, kubectl and etcd)"
+
+# One build at a time per cache (two checkouts may run setup at once); whoever waited
+# finds the binaries built and stops here.
+mkdir -p "$k8s_dir"
+exec 9>"$k8s_dir/.lock"
+if command -v flock >/dev/null 2>&1; then
+  flock -n 9 || { say "another build into $k8s_dir is running; waiting for it"; flock 9; }
+  if have_versions; then exit 0; fi
+fi
 say "building kube-apiserver, kubectl ($KUBE_VERSION) and etcd ($ETCD_VERSION) into $bin_dir"
 say "a cold build takes ~10 minutes on two cores and ~2.2 GB of memory; later runs reuse it"
 
