@@ -134,10 +134,22 @@ class Proc {
   }
 }
 
+/**
+ * Whether util-linux's setpriv can give a child PR_SET_PDEATHSIG: then etcd and
+ * kube-apiserver are killed by the kernel when the test process dies, even by
+ * SIGKILL (a runner's timeout), when no exit handler runs.
+ */
+let pdeathsig: boolean | undefined;
+function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
+  pdeathsig ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
+  return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
+}
+
 function startProc(name: string, bin: string, args: string[], logPath: string): Proc {
   const fd = openSync(logPath, 'a');
   try {
-    const child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
+    // setpriv execs the binary, so the child's pid is the binary's own.
+    const child = spawn(...withParentDeathSignal(bin, args), { stdio: ['ignore', fd, fd] });
     return new Proc(name, child, logPath);
   } finally {
     closeSync(fd);

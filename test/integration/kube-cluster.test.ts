@@ -3,8 +3,9 @@
  * test/helpers/kube-cluster.ts, driven with the real kubectl.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -102,4 +103,38 @@ test('a real API server: apply, read back, survive an API server restart, and le
     assert.ok(pid !== null && !alive(pid), `process ${pid} is gone after close()`);
   }
   assert.ok(!existsSync(kube.dir), 'the temp dir is removed');
+});
+
+test('etcd and kube-apiserver die with a test process killed without cleanup', async (t) => {
+  // A child node process starts a cluster, prints its pids and its dir, and is then SIGKILLed:
+  // no t.after and no exit handler runs, so only the kernel's parent-death signal can stop them.
+  const helper = new URL('../helpers/kube-cluster.js', import.meta.url).href;
+  const script = `const { startKubeCluster } = await import(${JSON.stringify(helper)});
+    const kube = await startKubeCluster();
+    process.stdout.write(JSON.stringify({ ...kube.pids(), dir: kube.dir }) + '\\n');
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => {
+    child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  for await (const chunk of child.stdout) {
+    out += String(chunk);
+    if (out.includes('\n')) break;
+  }
+  const started = z.object({ etcd: z.number(), apiServer: z.number(), dir: z.string() }).parse(JSON.parse(out));
+  t.after(() => {
+    // Should the kernel not have killed them, the test fails, and they must not outlive it.
+    for (const pid of [started.apiServer, started.etcd]) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    rmSync(started.dir, { recursive: true, force: true });
+  });
+  assert.ok(alive(started.etcd) && alive(started.apiServer));
+
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  const deadline = Date.now() + 5_000;
+  while ((alive(started.etcd) || alive(started.apiServer)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!alive(started.etcd), 'etcd is gone');
+  assert.ok(!alive(started.apiServer), 'kube-apiserver is gone');
 });
