@@ -19,6 +19,8 @@ set -euo pipefail
 
 KUBE_VERSION="v1.37.2"
 ETCD_VERSION="v3.7.3"
+# The Go toolchain fetched when the local one is older than the modules need.
+GO_TOOLCHAIN="go1.26.8"
 
 cache_root="${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}"
 k8s_dir="$cache_root/k8s/$KUBE_VERSION"
@@ -48,7 +50,21 @@ if have_versions; then
   exit 0
 fi
 
-command -v go >/dev/null 2>&1 || die "go not found on PATH (needed to build kube-apiserver, kubectl and etcd)"
+# Go from the official tarball lives in /usr/local/go, which non-login shells may not have on PATH.
+command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && PATH="/usr/local/go/bin:$PATH"; } \
+  || die "go not found on PATH or in /usr/local/go (needed to build kube-apiserver, kubectl and etcd)"
+# Both modules say `go 1.26`; an older local go (1.21 or later) fetches that toolchain from the
+# module proxy itself when asked to.
+go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+[ -n "$go_minor" ] || die "could not read the version of $(command -v go)"
+if [ "$go_minor" -ge 26 ]; then
+  export GOTOOLCHAIN=local
+elif [ "$go_minor" -ge 21 ]; then
+  export GOTOOLCHAIN=$GO_TOOLCHAIN
+  say "local $(go env GOVERSION) is older than the modules need; using $GO_TOOLCHAIN from the module proxy"
+else
+  die "$(go env GOVERSION) is too old: install Go 1.26 or later (or 1.21+, which downloads it)"
+fi
 
 # One build at a time per cache (two checkouts may run setup at once); whoever waited
 # finds the binaries built and stops here.
@@ -61,7 +77,7 @@ fi
 say "building kube-apiserver, kubectl ($KUBE_VERSION) and etcd ($ETCD_VERSION) into $bin_dir"
 say "a cold build takes ~10 minutes on two cores and ~2.2 GB of memory; later runs reuse it"
 
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOFLAGS=-mod=mod CGO_ENABLED=0
 src_dir="$k8s_dir/src"
 mkdir -p "$bin_dir" "$src_dir"
 
