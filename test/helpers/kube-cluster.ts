@@ -80,6 +80,11 @@ export interface KubeCluster {
   apply(yamlOrObjects: string | object | object[]): Promise<string>;
   /** Creates the namespace's `default` ServiceAccount (the controller-manager's job), if missing. */
   ensureDefaultServiceAccount(namespace: string): Promise<void>;
+  /**
+   * A kubeconfig for the ServiceAccount `namespace/name` (created if missing) with a token from
+   * the TokenRequest API: that identity has only what RBAC grants it (nothing at first).
+   */
+  serviceAccountKubeconfig(namespace: string, name: string): Promise<{ kubeconfigPath: string; token: string }>;
   /** Stops kube-apiserver (etcd keeps running); idempotent. */
   stopApiServer(): Promise<void>;
   /** Starts kube-apiserver again on the same port and etcd, and waits for /readyz. */
@@ -302,19 +307,22 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
     };
     await startApi();
 
-    const kubeconfigPath = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfigPath,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'meshd-test', cluster: { server, 'certificate-authority-data': ca.toString('base64') } }],
-        users: [{ name: 'meshd-test-admin', user: { token } }],
-        contexts: [{ name: 'meshd-test', context: { cluster: 'meshd-test', user: 'meshd-test-admin' } }],
-        'current-context': 'meshd-test',
-      }),
-      { mode: 0o600 },
-    );
+    const writeKubeconfig = (path: string, user: string, userToken: string): string => {
+      writeFileSync(
+        path,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [{ name: 'meshd-test', cluster: { server, 'certificate-authority-data': ca.toString('base64') } }],
+          users: [{ name: user, user: { token: userToken } }],
+          contexts: [{ name: 'meshd-test', context: { cluster: 'meshd-test', user } }],
+          'current-context': 'meshd-test',
+        }),
+        { mode: 0o600 },
+      );
+      return path;
+    };
+    const kubeconfigPath = writeKubeconfig(join(dir, 'kubeconfig'), 'meshd-test-admin', token);
 
     const kubectl = (args: string[], o: { input?: string } = {}): Promise<KubectlResult> =>
       new Promise((resolve, reject) => {
@@ -353,6 +361,17 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       apply,
       ensureDefaultServiceAccount: async (namespace) => {
         await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace } });
+      },
+      serviceAccountKubeconfig: async (namespace, name) => {
+        await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } });
+        // A bound token from the TokenRequest API, as kubelet would mount into the pod.
+        const r = await kubectl(['create', 'token', name, '-n', namespace, '--duration=1h']);
+        if (r.code !== 0) {
+          throw new MeshdError('MESHD_KUBE_TEST_KUBECTL_FAILED', `kubectl create token exited ${r.code}: ${r.stderr.trim()}`, { kind: 'failed' });
+        }
+        const saToken = r.stdout.trim();
+        const path = writeKubeconfig(join(dir, `kubeconfig-${namespace}-${name}`), `system:serviceaccount:${namespace}:${name}`, saToken);
+        return { kubeconfigPath: path, token: saToken };
       },
       stopApiServer: async () => {
         await apiServer?.stop();

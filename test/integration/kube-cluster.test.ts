@@ -29,10 +29,11 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The HTTP status of an unauthenticated GET. */
-function statusOf(url: string, ca: Buffer): Promise<number> {
+/** The HTTP status of a GET, with a bearer token or none (anonymous). */
+function statusOf(url: string, ca: Buffer, token?: string): Promise<number> {
+  const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
   return new Promise((resolve, reject) => {
-    get(url, { ca }, (res) => {
+    get(url, { ca, headers }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     }).on('error', reject);
@@ -81,8 +82,35 @@ test('a real API server: apply, read back, survive an API server restart, and le
   assert.equal(before.metadata.labels?.app, 'web');
   assert.equal(before.spec.serviceAccountName, 'default');
 
-  // RBAC is on: a request without the token is anonymous and may not list pods.
-  assert.equal(await statusOf(`${kube.server}/api/v1/namespaces/harness/pods`, readFileSync(kube.caPath)), 403);
+  // RBAC is on: a request without the token is anonymous and may not list pods; a
+  // ServiceAccount may once a Role grants it.
+  const podsUrl = `${kube.server}/api/v1/namespaces/harness/pods`;
+  const ca = readFileSync(kube.caPath);
+  assert.equal(await statusOf(podsUrl, ca), 403);
+  const reader = await kube.serviceAccountKubeconfig('harness', 'reader');
+  assert.equal(await statusOf(podsUrl, ca, reader.token), 403);
+  assert.equal(await statusOf(podsUrl, ca, 'not-a-token'), 401);
+  await kube.apply([
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'pod-reader', namespace: 'harness' }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'reader', namespace: 'harness' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'pod-reader' },
+      subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'harness' }],
+    },
+  ]);
+  // The authorizer learns of the binding through its own watch: allow it a moment.
+  const deadline = Date.now() + 5_000;
+  let status = await statusOf(podsUrl, ca, reader.token);
+  while (status === 403 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    status = await statusOf(podsUrl, ca, reader.token);
+  }
+  assert.equal(status, 200);
+  const allowed = await kube.kubectl(['--kubeconfig', reader.kubeconfigPath, 'get', 'pods', '-n', 'harness', '-o', 'name']);
+  assert.equal(allowed.code, 0, allowed.stderr);
+  assert.equal(allowed.stdout.trim(), 'pod/web');
 
   await kube.stopApiServer();
   assert.equal(kube.pids().apiServer, null);
