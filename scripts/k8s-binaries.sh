@@ -34,7 +34,7 @@ fi
 say() { printf 'k8s-binaries: %s\n' "$*" >&2; }
 die() { printf 'k8s-binaries: error: %s\n' "$*" >&2; exit 1; }
 
-# The version each binary reports, or nothing when it is missing or broken.
+# Succeeds when all three binaries exist and report the versions above.
 have_versions() {
   local api ctl etcd
   [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kubectl" ] && [ -x "$bin_dir/etcd" ] || return 1
