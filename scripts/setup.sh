@@ -68,3 +68,7 @@ if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' 
   say "mounting bpffs at /sys/fs/bpf"
   mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf || die "could not mount bpffs at /sys/fs/bpf"
 fi
+
+# 8. The Kubernetes control plane the tests run against (kube-apiserver, kubectl, etcd), built
+#    from the Go module proxy into a cache outside the repository; ~10 minutes the first time.
+bash scripts/k8s-binaries.sh || die "building the Kubernetes test binaries failed (see scripts/k8s-binaries.sh)"
