@@ -6,7 +6,7 @@
  * shipped ClusterRole being enough to read everything.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
@@ -14,7 +14,10 @@ import type { ResourceEvent, SourceProblem } from '../../src/agent/resource-sour
 import { KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { KubeSource, type KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { repoPath } from '../../src/util/paths.js';
+import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { echoServer, tryConnect } from '../helpers/pod-net.js';
+import { requirePrivileges } from '../helpers/privileged.js';
 
 const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
@@ -93,6 +96,15 @@ const cnp = (name: string, port: string) => ({
   metadata: { name, namespace: 'app' },
   spec: { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'client' } }], toPorts: [{ ports: [{ port, protocol: 'TCP' }] }] }] },
 });
+
+async function eventually(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
 
 test('KubeSource against a real API server', async (t) => {
   const kube = await startKubeCluster({ t });
@@ -240,4 +252,44 @@ test('KubeSource against a real API server', async (t) => {
     assert.ok(rec.events.some((e) => e.key === 'CiliumNetworkPolicy/app/guarded'));
     assert.ok(rec.events.some((e) => e.key === 'Pod/app/web'));
   });
+});
+
+test('meshd agent on the cluster: a CiliumNetworkPolicy applied with kubectl is enforced in the kernel, and lifted when deleted', async (t) => {
+  requirePrivileges();
+  // Cleaned up before the cluster closes (hooks run in order): pods are deleted while the agent still runs.
+  const node = new AgentNode();
+  t.after(() => node.cleanup());
+  mkdirSync(node.manifests, { recursive: true }); // cleanup() restarts a stopped agent in standalone mode for CNI DEL
+  const kube = await startKubeCluster({ t });
+  await applyCrds(kube);
+  await kube.ensureDefaultServiceAccount('default');
+  await kube.apply(
+    ['client', 'server', 'intruder'].map((name) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'default', labels: { app: name } },
+      spec: { nodeName: node.config.nodeName, containers: [{ name: 'c', image: 'example.invalid/c' }] },
+    })),
+  );
+  const running = await node.start({ standaloneDir: undefined, kubeconfigPath: kube.kubeconfigPath, kubeSource: FAST });
+  assert.equal(running.agent.status().agent.mode, 'kubernetes');
+  assert.equal(running.kube?.connection().state, 'connected');
+
+  const client = await node.addPod('client');
+  const server = await node.addPod('server');
+  const intruder = await node.addPod('intruder');
+  await echoServer(t, server.ns, [8080]);
+  assert.equal(await tryConnect(intruder.ns, server.ip, 8080), 'connected', 'no policy selects the server yet');
+
+  await kube.apply({
+    apiVersion: 'cilium.io/v2',
+    kind: 'CiliumNetworkPolicy',
+    metadata: { name: 'server-l4', namespace: 'default' },
+    spec: { endpointSelector: { matchLabels: { app: 'server' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'client' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }] },
+  });
+  await eventually('the policy to be enforced', async () => (await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout');
+  assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected', 'the allowed peer still connects');
+
+  assert.equal((await kube.kubectl(['delete', 'cnp', 'server-l4'])).code, 0);
+  await eventually('the policy to be lifted', async () => (await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'connected');
 });
