@@ -6,7 +6,8 @@
  * - `start()` resolves only after every kind has been listed (or found not
  *   served) and the first batch, holding everything, has been handled: the
  *   agent writes nothing before it has read the whole cluster. Until the API
- *   server answers, start() keeps waiting (with backoff) — stop() ends it.
+ *   server answers, start() keeps waiting (with backoff); stop() makes it
+ *   reject with MESHD_K8S_SOURCE_STOPPED.
  * - An object that does not parse is reported once per resourceVersion (origin
  *   `k8s:Kind/ns/name@rv`, field path) and produces no event: its last good
  *   version stays in force. Deleting it deletes that last good version.
@@ -26,6 +27,7 @@
  */
 import { z } from 'zod';
 import type { ResourceEvent, ResourceHandlers, ResourceSource, SourceProblem } from '../agent/resource-source.js';
+import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { Json, KubeApiError, KubeClient } from './client.js';
 import { KINDS, parseResource, RESOURCE_KINDS, resourceKey, scopeOf, type Resource, type ResourceKey, type ResourceKind, type ResourceRef } from './kinds.js';
@@ -113,7 +115,7 @@ export class KubeSource implements ResourceSource {
   }
 
   async start(handlers: ResourceHandlers): Promise<void> {
-    if (this.handlers) throw new Error('KubeSource.start called twice');
+    if (this.handlers || this.stopped) throw new MeshdError('MESHD_K8S_SOURCE_REUSED', 'a KubeSource starts once', { kind: 'failed' });
     this.handlers = handlers;
     const synced = new Promise<void>((resolve) => (this.onSynced = resolve));
     for (const kind of this.kinds) {
@@ -132,7 +134,8 @@ export class KubeSource implements ResourceSource {
     }
     this.checkSynced();
     await synced;
-    if (this.stopped) return;
+    // Stopped before the cluster was read: resolving would let the agent act on a partial (empty) world.
+    if (this.stopped) throw new MeshdError('MESHD_K8S_SOURCE_STOPPED', 'stopped before the cluster was read', { kind: 'unavailable' });
     const first = this.take();
     this.o.log?.info('cluster read', { objects: this.known.size, events: first.length });
     if (first.length > 0) await handlers.onBatch(first);

@@ -102,10 +102,13 @@ export class Reflector {
           this.h.onHealthy();
           this.h.onList(items, resourceVersion);
         }
+        const opened = Date.now();
         await this.watchOnce(() => {
           failures = 0;
           this.h.onHealthy();
         });
+        // A server that ends every watch at once would otherwise be asked again in a tight loop.
+        if (Date.now() - opened < 1_000) await this.pause(1_000);
       } catch (e) {
         if (this.stopped) return;
         const err = e instanceof KubeApiError ? e : new KubeApiError('MESHD_K8S_BAD_RESPONSE', `${this.o.path}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
