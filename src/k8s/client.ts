@@ -46,7 +46,9 @@ export type KubeApiErrorCode =
   /** The server answered with an error status (see `status`). */
   | 'MESHD_K8S_API_STATUS'
   /** The server's answer is not what the API promises (not JSON, wrong shape). */
-  | 'MESHD_K8S_BAD_RESPONSE';
+  | 'MESHD_K8S_BAD_RESPONSE'
+  /** The kubeconfig's credentials or TLS settings could not be applied (an exec plugin failed, a file is gone). */
+  | 'MESHD_K8S_CREDENTIALS';
 
 export class KubeApiError extends MeshdError {
   declare readonly code: KubeApiErrorCode;
@@ -158,7 +160,11 @@ export class KubeClient {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
-    await this.kc.applyToHTTPSOptions(opts);
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (e) {
+      throw new KubeApiError('MESHD_K8S_CREDENTIALS', `${url.host}: cannot apply the kubeconfig's credentials (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
+    }
     const lib = url.protocol === 'http:' ? http : https;
     return new Promise((resolve, reject) => {
       const req = lib.request(url, { ...opts, ...(signal ? { signal } : {}) }, resolve);

@@ -25,6 +25,7 @@
  *   const source = new KubeSource({ client: new KubeClient(resolveKubeConfig().kubeConfig) });
  *   await Agent.start({ config, source, mode: 'kubernetes' });
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ResourceEvent, ResourceHandlers, ResourceSource, SourceProblem } from '../agent/resource-source.js';
 import { MeshdError } from '../util/errors.js';
@@ -79,7 +80,7 @@ interface Known {
   ref: ResourceRef;
   object: Resource;
   rv: string;
-  /** The parsed object, serialized: an update that leaves it equal is no change. */
+  /** Hash of the parsed object: an update that leaves it equal is no change. */
   digest: string;
 }
 
@@ -226,7 +227,7 @@ export class KubeSource implements ResourceSource {
       return;
     }
     this.rejected.delete(key);
-    const digest = JSON.stringify(r.value);
+    const digest = createHash('sha256').update(JSON.stringify(r.value)).digest('base64');
     this.known.set(key, { ref, object: r.value, rv, digest });
     if (prev?.digest === digest) return;
     this.push({ type: 'upsert', ref, key, object: r.value, origin });
