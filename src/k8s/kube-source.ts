@@ -65,6 +65,8 @@ export interface KindState {
   served: boolean;
   resourceVersion: string;
   objects: number;
+  /** Complete lists so far: the first, plus one per relist (410 Gone, or the kind appearing). */
+  lists: number;
 }
 
 export interface KubeConnectionState {
@@ -112,7 +114,7 @@ export class KubeSource implements ResourceSource {
 
   constructor(private readonly o: KubeSourceOptions) {
     this.kinds = o.kinds ?? RESOURCE_KINDS;
-    for (const k of this.kinds) this.kindState.set(k, { synced: false, served: true, resourceVersion: '', objects: 0 });
+    for (const k of this.kinds) this.kindState.set(k, { synced: false, served: true, resourceVersion: '', objects: 0, lists: 0 });
   }
 
   async start(handlers: ResourceHandlers): Promise<void> {
@@ -258,7 +260,7 @@ export class KubeSource implements ResourceSource {
     for (const key of [...this.rejected.keys()]) if (key.startsWith(`${kind}/`) && !seen.has(key)) this.rejected.delete(key);
     const st = this.state(kind);
     const wasServed = st.served;
-    Object.assign(st, { synced: true, served, resourceVersion: rv, objects: seen.size });
+    Object.assign(st, { synced: true, served, resourceVersion: rv, objects: seen.size, lists: st.lists + (served ? 1 : 0) });
     if (served && !wasServed) this.o.log?.info('kind is served now', { kind });
     this.checkSynced();
   }
@@ -275,7 +277,7 @@ export class KubeSource implements ResourceSource {
 
   private state(kind: ResourceKind): KindState {
     let st = this.kindState.get(kind);
-    if (!st) this.kindState.set(kind, (st = { synced: false, served: true, resourceVersion: '', objects: 0 }));
+    if (!st) this.kindState.set(kind, (st = { synced: false, served: true, resourceVersion: '', objects: 0, lists: 0 }));
     return st;
   }
 

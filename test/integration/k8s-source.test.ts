@@ -211,7 +211,7 @@ test('KubeSource against a real API server', async (t) => {
     assert.equal(live.problems.slice(problemsBefore).filter((p) => p.ref?.name === 'guarded').length, 1, 'reported once');
   });
 
-  await t.test('API server stopped and restarted: the source says so, reconnects and delivers what changed', async () => {
+  await t.test('API server stopped and restarted: the source says so, reconnects and delivers what changed', async (t) => {
     const problemsBefore = live.problems.length;
     await kube.stopApiServer();
     const down = await live.until('the disconnected state', () => (source.connection().state === 'disconnected' ? source.connection() : undefined));
@@ -225,6 +225,8 @@ test('KubeSource against a real API server', async (t) => {
     assert.ok(late.object.kind === 'Pod' && late.object.metadata.labels.app === 'late');
     await live.next('Service/app/marker', since, 'delete');
     await live.until('the connected state', () => (source.connection().state === 'connected' ? true : undefined));
+    const lists = Object.entries(source.connection().kinds).map(([k, st]) => `${k}:${st.lists}`);
+    t.diagnostic(`lists per kind after the restart: ${lists.join(' ')}`);
     // Nothing was replayed as new: objects that did not change produced no events.
     assert.equal(live.events.slice(since).filter((e) => e.key === 'Pod/app/web' || e.key === 'CiliumNetworkPolicy/app/guarded').length, 0);
     assert.equal(live.problems.slice(problemsBefore).filter((p) => p.code !== 'SCAN_FAILED').length, 0);
