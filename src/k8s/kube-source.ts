@@ -288,6 +288,10 @@ export class KubeSource implements ResourceSource {
   // ---- connection ----------------------------------------------------------------------------
 
   private failed(kind: ResourceKind, err: KubeApiError): void {
+    if ((err.status === 401 || err.status === 403) && !this.failing.has(kind)) {
+      // Not an outage: the credentials lack a right (see install/rbac.yaml). The kind is retried, and start() waits for it.
+      this.o.log?.error('the API server refuses to serve a kind meshd needs', { kind, path: KIND_PATHS[kind], status: err.status, err: err.message });
+    }
     this.failing.add(kind);
     const at = new Date().toISOString();
     this.conn.lastError = { code: err.code, ...(err.status === undefined ? {} : { status: err.status }), message: err.message, at };
