@@ -64,6 +64,7 @@ export interface KindState {
   /** False while the API server does not serve the kind (CRD missing). */
   served: boolean;
   resourceVersion: string;
+  /** Objects of the kind meshd holds now (valid versions). */
   objects: number;
   /** Complete lists so far: the first, plus one per relist (410 Gone, or the kind appearing). */
   lists: number;
@@ -158,7 +159,10 @@ export class KubeSource implements ResourceSource {
   }
 
   connection(): KubeConnectionState {
-    return { server: this.o.client.server, ...this.conn, kinds: Object.fromEntries(this.kindState) };
+    const counts = new Map<ResourceKind, number>();
+    for (const k of this.known.values()) counts.set(k.ref.kind, (counts.get(k.ref.kind) ?? 0) + 1);
+    const kinds = [...this.kindState].map(([kind, st]): [string, KindState] => [kind, { ...st, objects: counts.get(kind) ?? 0 }]);
+    return { server: this.o.client.server, ...this.conn, kinds: Object.fromEntries(kinds) };
   }
 
   // ---- delivery ------------------------------------------------------------------------------
@@ -260,7 +264,7 @@ export class KubeSource implements ResourceSource {
     for (const key of [...this.rejected.keys()]) if (key.startsWith(`${kind}/`) && !seen.has(key)) this.rejected.delete(key);
     const st = this.state(kind);
     const wasServed = st.served;
-    Object.assign(st, { synced: true, served, resourceVersion: rv, objects: seen.size, lists: st.lists + (served ? 1 : 0) });
+    Object.assign(st, { synced: true, served, resourceVersion: rv, lists: st.lists + (served ? 1 : 0) });
     if (served && !wasServed) this.o.log?.info('kind is served now', { kind });
     this.checkSynced();
   }

@@ -148,6 +148,7 @@ test('KubeSource against a real API server', async (t) => {
     assert.equal(web?.kind, 'Pod');
     if (web?.kind === 'Pod') assert.deepEqual(web.spec.containers[0]?.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
     for (const kind of Object.values(s2.connection().kinds)) assert.ok(kind.synced && kind.resourceVersion !== '');
+    assert.equal(s2.connection().kinds.CiliumNetworkPolicy?.objects, 2);
   });
 
   await t.test('create, update and delete of a Pod, a Service and a CiliumNetworkPolicy arrive as typed events', async () => {
