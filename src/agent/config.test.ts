@@ -61,3 +61,15 @@ test('a file that cannot be read or parsed is an error naming it, never the defa
   const list = tmpFile(t, '- a\n- b\n');
   assert.throws(() => loadConfig({ file: list, env: {} }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e.message.includes(list));
 });
+
+test('k8sServiceHost/k8sServicePort/k8sKubeconfigPath: unset by default, set from a file, the environment or flags', (t) => {
+  const d = loadConfig({ env: {} });
+  assert.equal(d.k8sServiceHost, undefined);
+  assert.equal(d.k8sKubeconfigPath, undefined);
+  const f = tmpFile(t, 'k8sServiceHost: 10.0.0.1\nk8sServicePort: 6443\n');
+  const c = loadConfig({ file: f, env: { MESHD_K8SKUBECONFIGPATH: '/etc/meshd/kubeconfig' }, flags: { k8sServicePort: '443' } });
+  assert.equal(c.k8sServiceHost, '10.0.0.1');
+  assert.equal(c.k8sServicePort, 443);
+  assert.equal(c.k8sKubeconfigPath, '/etc/meshd/kubeconfig');
+  assert.throws(() => loadConfig({ env: {}, flags: { k8sServicePort: '70000' } }), (e) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.includes('k8sServicePort'));
+});

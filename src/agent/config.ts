@@ -57,6 +57,11 @@ export const configShape = {
   stateDir: z.string().min(1),
   'log.format': z.enum(['auto', 'json', 'text']),
   'log.level': z.enum(['debug', 'info', 'warn', 'error']),
+  /** The API server's address when the in-cluster one (KUBERNETES_SERVICE_HOST) is not usable, e.g. without kube-proxy (Cilium: k8sServiceHost). */
+  k8sServiceHost: z.string().min(1).optional(),
+  k8sServicePort: int(1, 65535).optional(),
+  /** A kubeconfig file; wins over KUBECONFIG and the in-cluster service account. */
+  k8sKubeconfigPath: z.string().min(1).optional(),
 } as const;
 
 export const configSchema = z.object(configShape).strict();
@@ -87,6 +92,9 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   stateDir: '/var/run/meshd',
   'log.format': 'auto',
   'log.level': 'info',
+  k8sServiceHost: undefined,
+  k8sServicePort: undefined,
+  k8sKubeconfigPath: undefined,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -52,7 +52,9 @@ export type SourceProblemCode =
   /** A scan or the batch handler threw; later scans go on. */
   | 'SCAN_FAILED'
   /** A consumer could not apply an event (reported by the agent). */
-  | 'APPLY_FAILED';
+  | 'APPLY_FAILED'
+  /** The API server does not serve a kind (its CRD is not installed); the kind is empty until it is. */
+  | 'KIND_NOT_SERVED';
 
 export interface ResourceHandlers {
   /**

@@ -2,10 +2,17 @@
  * Starting and stopping a whole agent process: configuration → source →
  * Agent → local API. Used by `meshd agent`, the demo and the tests.
  *
- *   const node = await runAgent({ config, standaloneDir: 'examples/demo' });
+ *   const node = await runAgent({ config, standaloneDir: 'examples/demo' });   // standalone
+ *   const node = await runAgent({ config, kubeconfigPath: 'admin.kubeconfig' }); // Kubernetes
  *   …
  *   await node.stop();   // datapath stays enforcing
+ *
+ * Without `standaloneDir` the source is the Kubernetes API, found as
+ * src/k8s/client.ts resolves it; no configuration found is
+ * MESHD_K8S_NO_CONFIG, thrown before anything is started.
  */
+import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
+import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
@@ -15,7 +22,13 @@ import { StandaloneSource } from './standalone-source.js';
 
 export interface RunAgentOptions {
   config: AgentConfig;
-  standaloneDir: string;
+  /** Standalone mode: the directory of manifests. Without it the agent reads the Kubernetes API. */
+  standaloneDir?: string;
+  /** Kubernetes mode: a kubeconfig file; wins over the config key k8sKubeconfigPath, KUBECONFIG and the in-cluster account. */
+  kubeconfigPath?: string;
+  /** Kubernetes mode: tuning of the source (batching, backoff, CRD re-check). */
+  kubeSource?: Omit<KubeSourceOptions, 'client' | 'log'>;
+  env?: NodeJS.ProcessEnv;
   log?: Logger;
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
   /** Rescan interval of the manifest directory (the watch catches most edits sooner). */
@@ -25,13 +38,22 @@ export interface RunAgentOptions {
 export interface RunningAgent {
   agent: Agent;
   api: ApiServer;
+  /** The Kubernetes source (its connection state), null in standalone mode. */
+  kube: KubeSource | null;
   stop(): Promise<void>;
 }
 
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
-  const source = new StandaloneSource({ dir: o.standaloneDir, rescanMs: o.rescanMs ?? 2_000 });
-  const agent = await Agent.start({ config: o.config, source, mode: 'standalone', log, startProxy: o.startProxy ?? null });
+  let kube: KubeSource | null = null;
+  if (o.standaloneDir === undefined) {
+    const c = o.config;
+    const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
+    log.info('reading the cluster', { server: resolved.server, from: resolved.from });
+    kube = new KubeSource({ ...o.kubeSource, client: new KubeClient(resolved.kubeConfig), log: log.child({ component: 'k8s' }) });
+  }
+  const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
+  const agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null });
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
   try {
@@ -44,6 +66,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   return {
     agent,
     api,
+    kube,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -1,5 +1,9 @@
 /**
- * `meshd agent [--config FILE] [--standalone DIR] [--<key>=<value> | --set key=value]…`
+ * `meshd agent [--config FILE] [--standalone DIR | --kubeconfig FILE] [--<key>=<value> | --set key=value]…`
+ *
+ * Without --standalone the agent reads the Kubernetes API (docs/kubernetes.md):
+ * --kubeconfig FILE, else the config key k8sKubeconfigPath, else KUBECONFIG,
+ * else the in-cluster service account (k8sServiceHost/k8sServicePort).
  *
  * Runs the node agent until SIGTERM or SIGINT, then stops it gracefully: the
  * datapath stays attached and pinned, so enforcement continues until the next
@@ -21,7 +25,8 @@ const configKeyOptions: Record<string, OptionSpec> = Object.fromEntries(
 
 const options = {
   config: { type: 'string', value: 'FILE', help: 'a YAML file of configuration keys' },
-  standalone: { type: 'string', value: 'DIR', help: 'read Kubernetes manifests from DIR instead of the API server (required for now)' },
+  standalone: { type: 'string', value: 'DIR', help: 'read Kubernetes manifests from DIR instead of the API server' },
+  kubeconfig: { type: 'string', value: 'FILE', help: 'the kubeconfig of the cluster (default: KUBECONFIG, then the in-cluster service account)' },
   set: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'set a configuration key' },
   ...configKeyOptions,
 } as const;
@@ -55,9 +60,16 @@ export const agent = command(
     }
     const cfg = config(args.string('config'), flags);
     const standalone = args.string('standalone');
-    if (!standalone) throw new UsageError('meshd agent: the Kubernetes resource source is not available yet; run with --standalone DIR (a directory of manifests)');
+    const kubeconfig = args.string('kubeconfig');
+    if (standalone && kubeconfig) throw new UsageError('meshd agent: --standalone and --kubeconfig exclude each other');
     const log = createLogger({ component: 'agent', node: cfg.nodeName }, { format: cfg['log.format'], level: cfg['log.level'] });
-    const node = await runAgent({ config: cfg, standaloneDir: resolve(standalone), log, startProxy: cfg['envoy.enabled'] ? startProxy : null });
+    const node = await runAgent({
+      config: cfg,
+      ...(standalone ? { standaloneDir: resolve(standalone) } : {}),
+      ...(kubeconfig ? { kubeconfigPath: resolve(kubeconfig) } : {}),
+      log,
+      startProxy: cfg['envoy.enabled'] ? startProxy : null,
+    });
     await new Promise<void>((done) => {
       const stop = (sig: string) => {
         log.info('stopping; the datapath stays enforcing', { signal: sig });

@@ -91,10 +91,19 @@ test('meshd agent takes configuration keys as options and checks them against th
   const badSet = await meshdIn('agent', '--set', 'no.such.key=1', '--standalone', '.');
   assert.equal(badSet.status, 3, badSet.err);
   assert.match(badSet.err, /^MESHD_CONFIG_UNKNOWN_KEY: .*no\.such\.key/);
-  // A valid key passes the parser and the schema; without --standalone the agent refuses to start (usage).
-  const noSource = await meshdIn('agent', '--envoy.enabled=false', '--set', 'log.level=debug');
-  assert.equal(noSource.status, 2, noSource.err);
-  assert.match(noSource.err, /^MESHD_CLI_USAGE: .*--standalone DIR/);
+  // A valid key passes the parser and the schema; without --standalone and with no cluster configuration
+  // (no --kubeconfig, no KUBECONFIG, no service account) the agent refuses to start, saying so.
+  const kubeconfig = process.env.KUBECONFIG;
+  delete process.env.KUBECONFIG;
+  try {
+    const noSource = await meshdIn('agent', '--envoy.enabled=false', '--set', 'log.level=debug');
+    assert.equal(noSource.status, 4, noSource.err);
+    assert.match(noSource.err, /^MESHD_K8S_NO_CONFIG: .*--standalone DIR/);
+  } finally {
+    if (kubeconfig !== undefined) process.env.KUBECONFIG = kubeconfig;
+  }
+  const both = await meshdIn('agent', '--standalone', '.', '--kubeconfig', 'x');
+  assert.equal(both.status, 2, both.err);
 });
 
 test('-o json and -o yaml print the same data', async () => {

@@ -20,7 +20,7 @@ interface Entry {
 }
 
 const commands: Readonly<Record<string, Entry>> = {
-  agent: { summary: 'run the node agent (--config FILE, --standalone DIR, --<key>=<value>)', load: async () => (await import('./agent.js')).agent },
+  agent: { summary: 'run the node agent (--config FILE, --standalone DIR | --kubeconfig FILE, --<key>=<value>)', load: async () => (await import('./agent.js')).agent },
   status: { summary: 'the running agent: Envoy, xDS versions and NACKs, datapath, counts', load: async () => (await import('./node.js')).status },
   endpoint: { summary: 'list | get ID: local endpoints', load: async () => (await import('./node.js')).endpoint },
   identity: { summary: 'list: security identities', load: async () => (await import('./node.js')).identity },

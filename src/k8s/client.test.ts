@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { stringify } from 'yaml';
+import { isMeshdError } from '../util/errors.js';
+import { KubeClient, resolveKubeConfig } from './client.js';
+
+function tmp(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-kubeconfig-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function kubeconfig(dir: string, file: string, server: string): string {
+  const p = join(dir, file);
+  writeFileSync(
+    p,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server } }],
+      users: [{ name: 'u', user: { token: 't' } }],
+      contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'x',
+    }),
+  );
+  return p;
+}
+
+function serviceAccount(dir: string): string {
+  const sa = join(dir, 'sa');
+  mkdirSync(sa);
+  writeFileSync(join(sa, 'token'), 'token');
+  writeFileSync(join(sa, 'ca.crt'), '');
+  return sa;
+}
+
+test('an explicit kubeconfig wins over KUBECONFIG, which wins over the in-cluster account', (t) => {
+  const dir = tmp(t);
+  const explicit = kubeconfig(dir, 'a', 'https://explicit.example:6443');
+  const env = kubeconfig(dir, 'b', 'https://env.example:6443');
+  const sa = serviceAccount(dir);
+  const inCluster = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+  assert.equal(resolveKubeConfig({ kubeconfigPath: explicit, env: { KUBECONFIG: env, ...inCluster }, serviceAccountDir: sa }).server, 'https://explicit.example:6443');
+  assert.equal(resolveKubeConfig({ env: { KUBECONFIG: env, ...inCluster }, serviceAccountDir: sa }).server, 'https://env.example:6443');
+  const r = resolveKubeConfig({ env: inCluster, serviceAccountDir: sa });
+  assert.equal(r.server, 'https://10.96.0.1:443');
+  assert.equal(r.from, 'in-cluster service account');
+  assert.equal(new KubeClient(r.kubeConfig).server, 'https://10.96.0.1:443');
+});
+
+test('k8sServiceHost/k8sServicePort replace the in-cluster address (IPv6 bracketed)', (t) => {
+  const sa = serviceAccount(tmp(t));
+  const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+  assert.equal(resolveKubeConfig({ env, serviceAccountDir: sa, serviceHost: 'api.internal', servicePort: 6443 }).server, 'https://api.internal:6443');
+  assert.equal(resolveKubeConfig({ env: {}, serviceAccountDir: sa, serviceHost: 'fd00::1', servicePort: 6443 }).server, 'https://[fd00::1]:6443');
+});
+
+test('KUBECONFIG is a path list; the first file gives the context, missing entries are skipped', (t) => {
+  const dir = tmp(t);
+  const first = kubeconfig(dir, 'a', 'https://first.example');
+  const r = resolveKubeConfig({ env: { KUBECONFIG: `${first}:${join(dir, 'absent')}` } });
+  assert.equal(r.server, 'https://first.example');
+});
+
+test('no configuration is MESHD_K8S_NO_CONFIG; an unreadable one is MESHD_K8S_CONFIG_INVALID', (t) => {
+  const dir = tmp(t);
+  assert.throws(() => resolveKubeConfig({ env: {}, serviceAccountDir: join(dir, 'none') }), (e) => isMeshdError(e, 'MESHD_K8S_NO_CONFIG'));
+  // A mounted account without an address to reach the server with is not a configuration either.
+  assert.throws(() => resolveKubeConfig({ env: {}, serviceAccountDir: serviceAccount(dir) }), (e) => isMeshdError(e, 'MESHD_K8S_NO_CONFIG'));
+  assert.throws(() => resolveKubeConfig({ kubeconfigPath: join(dir, 'absent'), env: {} }), (e) => isMeshdError(e, 'MESHD_K8S_CONFIG_INVALID'));
+  const noCluster = join(dir, 'empty');
+  writeFileSync(noCluster, 'apiVersion: v1\nkind: Config\n');
+  assert.throws(() => resolveKubeConfig({ kubeconfigPath: noCluster, env: {} }), (e) => isMeshdError(e, 'MESHD_K8S_CONFIG_INVALID'));
+});

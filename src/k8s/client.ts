@@ -1,0 +1,246 @@
+/**
+ * The connection to the Kubernetes API server: where its configuration comes
+ * from, and the two requests the resource source makes (a JSON GET and a
+ * watch stream). @kubernetes/client-node supplies the kubeconfig handling
+ * (files, in-cluster service account, TLS, token and exec credentials);
+ * requests go through node's http/https with the agent and headers it builds,
+ * so every failure is a coded KubeApiError with the HTTP status when there is
+ * one.
+ *
+ *   const { kubeConfig, from } = resolveKubeConfig({ kubeconfigPath: cfg.k8sKubeconfigPath, serviceHost: cfg.k8sServiceHost, servicePort: cfg.k8sServicePort });
+ *   const client = new KubeClient(kubeConfig);
+ *   const list = await client.getJson('/api/v1/pods', { limit: '500' });
+ *   await client.watch('/api/v1/pods', { resourceVersion: rv }, (line) => …, abortSignal);
+ *
+ * Resolution order (the first that applies wins): an explicit kubeconfig
+ * (`--kubeconfig FILE`, config key k8sKubeconfigPath), the KUBECONFIG
+ * environment variable (a path list, merged as kubectl does), the in-cluster
+ * service account (its token file present; the server is k8sServiceHost and
+ * k8sServicePort when set, as Cilium's Helm values name them, otherwise
+ * KUBERNETES_SERVICE_HOST/PORT). Nothing found is MESHD_K8S_NO_CONFIG.
+ */
+import { existsSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { delimiter, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { KubeConfig } from '@kubernetes/client-node';
+import { MeshdError, type ErrorKind } from '../util/errors.js';
+
+export type KubeClientErrorCode =
+  /** No kubeconfig, no KUBECONFIG and no in-cluster service account. */
+  | 'MESHD_K8S_NO_CONFIG'
+  /** A kubeconfig could not be read or names no usable cluster. */
+  | 'MESHD_K8S_CONFIG_INVALID';
+
+export class KubeConfigError extends MeshdError {
+  declare readonly code: KubeClientErrorCode;
+  constructor(code: KubeClientErrorCode, message: string, opts: { cause?: unknown } = {}) {
+    super(code, message, { kind: code === 'MESHD_K8S_NO_CONFIG' ? 'not-found' : 'invalid', cause: opts.cause });
+  }
+}
+
+export type KubeApiErrorCode =
+  /** The server could not be reached or the connection broke. */
+  | 'MESHD_K8S_UNREACHABLE'
+  /** The server answered with an error status (see `status`). */
+  | 'MESHD_K8S_API_STATUS'
+  /** The server's answer is not what the API promises (not JSON, wrong shape). */
+  | 'MESHD_K8S_BAD_RESPONSE'
+  /** The kubeconfig's credentials or TLS settings could not be applied (an exec plugin failed, a file is gone). */
+  | 'MESHD_K8S_CREDENTIALS';
+
+export class KubeApiError extends MeshdError {
+  declare readonly code: KubeApiErrorCode;
+  constructor(
+    code: KubeApiErrorCode,
+    message: string,
+    /** HTTP status (or the status code of a watch ERROR event); undefined when there was no answer. */
+    readonly status?: number,
+    opts: { cause?: unknown } = {},
+  ) {
+    super(code, message, { kind: kindOfStatus(code, status), cause: opts.cause });
+  }
+}
+
+function kindOfStatus(code: KubeApiErrorCode, status: number | undefined): ErrorKind {
+  if (code !== 'MESHD_K8S_API_STATUS') return code === 'MESHD_K8S_UNREACHABLE' ? 'unavailable' : 'failed';
+  if (status === 404 || status === 410) return 'not-found';
+  if (status === 409) return 'conflict';
+  if (status !== undefined && (status >= 500 || status === 429)) return 'unavailable';
+  return 'failed';
+}
+
+export interface KubeConfigOptions {
+  /** `--kubeconfig FILE` or the config key k8sKubeconfigPath. */
+  kubeconfigPath?: string | undefined;
+  /** Config keys k8sServiceHost / k8sServicePort (in-cluster server override). */
+  serviceHost?: string | undefined;
+  servicePort?: number | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Where the service account is mounted (tests point it elsewhere). */
+  serviceAccountDir?: string;
+}
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+export interface ResolvedKubeConfig {
+  kubeConfig: KubeConfig;
+  /** What was used, for logs and status: "kubeconfig FILE", "KUBECONFIG", "in-cluster". */
+  from: string;
+  server: string;
+}
+
+function loadFile(kc: KubeConfig, file: string): void {
+  try {
+    kc.loadFromFile(file);
+  } catch (e) {
+    throw new KubeConfigError('MESHD_K8S_CONFIG_INVALID', `${file}: cannot load the kubeconfig (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+}
+
+function checked(kc: KubeConfig, from: string): ResolvedKubeConfig {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.server) throw new KubeConfigError('MESHD_K8S_CONFIG_INVALID', `${from}: the current context names no cluster with a server`);
+  return { kubeConfig: kc, from, server: cluster.server };
+}
+
+export function resolveKubeConfig(o: KubeConfigOptions = {}): ResolvedKubeConfig {
+  const env = o.env ?? process.env;
+  const kc = new KubeConfig();
+  if (o.kubeconfigPath) {
+    loadFile(kc, o.kubeconfigPath);
+    return checked(kc, `kubeconfig ${o.kubeconfigPath}`);
+  }
+  const list = (env.KUBECONFIG ?? '').split(delimiter).filter((f) => f !== '');
+  if (list.length > 0) {
+    const [first, ...rest] = list;
+    if (first !== undefined) loadFile(kc, first);
+    for (const f of rest) {
+      if (!existsSync(f)) continue; // kubectl skips missing entries of the list as well
+      const more = new KubeConfig();
+      loadFile(more, f);
+      kc.mergeConfig(more, true);
+    }
+    return checked(kc, `KUBECONFIG ${list.join(delimiter)}`);
+  }
+  const saDir = o.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+  const tokenFile = join(saDir, 'token');
+  const host = o.serviceHost ?? env.KUBERNETES_SERVICE_HOST;
+  const port = o.servicePort ?? (env.KUBERNETES_SERVICE_PORT ? Number(env.KUBERNETES_SERVICE_PORT) : undefined);
+  if (existsSync(tokenFile) && host && port) {
+    const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    kc.loadFromClusterAndUser(
+      { name: 'in-cluster', server: `https://${bracketed}:${port}`, caFile: join(saDir, 'ca.crt'), skipTLSVerify: false },
+      { name: 'in-cluster', authProvider: { name: 'tokenFile', config: { tokenFile } } },
+    );
+    return checked(kc, 'in-cluster service account');
+  }
+  const why = existsSync(tokenFile) ? `a service account is mounted at ${saDir} but the API server's address is unknown (set k8sServiceHost and k8sServicePort)` : `no --kubeconfig, no KUBECONFIG and no service account at ${saDir}`;
+  throw new KubeConfigError('MESHD_K8S_NO_CONFIG', `cannot find the Kubernetes API server: ${why}; use --standalone DIR to run without a cluster`);
+}
+
+/** A JSON body as it arrived: validated by the caller (zod), never cast. */
+export type Json = unknown;
+
+/**
+ * GET and watch against one API server. Credentials are applied per request,
+ * so rotated service-account tokens and exec credentials are picked up.
+ */
+export class KubeClient {
+  readonly server: string;
+
+  constructor(private readonly kc: KubeConfig) {
+    const server = kc.getCurrentCluster()?.server;
+    if (!server) throw new KubeConfigError('MESHD_K8S_CONFIG_INVALID', 'the kubeconfig names no cluster with a server');
+    this.server = server.replace(/\/+$/, '');
+  }
+
+  private async open(path: string, query: Record<string, string>, signal?: AbortSignal): Promise<http.IncomingMessage> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+    const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (e) {
+      throw new KubeApiError('MESHD_K8S_CREDENTIALS', `${url.host}: cannot apply the kubeconfig's credentials (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
+    }
+    const lib = url.protocol === 'http:' ? http : https;
+    return new Promise((resolve, reject) => {
+      const req = lib.request(url, { ...opts, ...(signal ? { signal } : {}) }, resolve);
+      req.on('error', (e) => reject(new KubeApiError('MESHD_K8S_UNREACHABLE', `${url.host}: ${e.message}`, undefined, { cause: e })));
+      req.end();
+    });
+  }
+
+  private async failure(res: http.IncomingMessage, path: string): Promise<KubeApiError> {
+    let text = '';
+    try {
+      for await (const chunk of res) text += String(chunk);
+    } catch {
+      // The body of an error is only used for its message; the status says enough.
+    }
+    const status = res.statusCode ?? 0;
+    return new KubeApiError('MESHD_K8S_API_STATUS', `GET ${path}: ${status} ${statusMessage(text) ?? res.statusMessage ?? ''}`.trim(), status);
+  }
+
+  async getJson(path: string, query: Record<string, string> = {}, signal?: AbortSignal): Promise<Json> {
+    const res = await this.open(path, query, signal);
+    if (res.statusCode !== 200) throw await this.failure(res, path);
+    let text = '';
+    try {
+      for await (const chunk of res) text += String(chunk);
+    } catch (e) {
+      throw new KubeApiError('MESHD_K8S_UNREACHABLE', `GET ${path}: the connection broke (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
+    }
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new KubeApiError('MESHD_K8S_BAD_RESPONSE', `GET ${path}: the answer is not JSON`, undefined, { cause: e });
+    }
+  }
+
+  /**
+   * Streams a watch: `onOpen` once the server accepted it, `onLine` per
+   * event object. Resolves when the server ends the stream (a timeout, a
+   * restart); rejects with a KubeApiError on a refused or broken connection.
+   * Aborting `signal` ends it quietly.
+   */
+  async watch(path: string, query: Record<string, string>, handlers: { onOpen(): void; onLine(event: Json): void }, signal: AbortSignal): Promise<void> {
+    const res = await this.open(path, { ...query, watch: 'true' }, signal);
+    if (res.statusCode !== 200) throw await this.failure(res, path);
+    res.socket.setKeepAlive(true, 30_000);
+    handlers.onOpen();
+    const lines = createInterface({ input: res, crlfDelay: Infinity });
+    try {
+      for await (const line of lines) {
+        if (line.trim() === '') continue;
+        let ev: Json;
+        try {
+          ev = JSON.parse(line);
+        } catch (e) {
+          throw new KubeApiError('MESHD_K8S_BAD_RESPONSE', `watch ${path}: an event is not JSON`, undefined, { cause: e });
+        }
+        handlers.onLine(ev);
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+      if (e instanceof KubeApiError) throw e;
+      throw new KubeApiError('MESHD_K8S_UNREACHABLE', `watch ${path}: the connection broke (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
+    } finally {
+      res.destroy(); // a handler that threw leaves the stream open otherwise
+    }
+    if (!res.complete && !signal.aborted) throw new KubeApiError('MESHD_K8S_UNREACHABLE', `watch ${path}: the connection closed mid-stream`);
+  }
+}
+
+/** The `message` of a metav1.Status body, when the body is one. */
+function statusMessage(text: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && 'message' in v && typeof v.message === 'string') return v.message;
+  } catch {
+    // Not a Status object (a proxy's HTML page, say): the HTTP status line is the message.
+  }
+  return undefined;
+}
