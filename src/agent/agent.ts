@@ -247,7 +247,7 @@ export class Agent {
 
   private sourceProblems(problems: readonly SourceProblem[]): void {
     for (const p of problems) {
-      this.log.error('manifest rejected; its last good version stays in force', {
+      this.log.error('resource problem; the object\'s last good version stays in force', {
         file: p.origin,
         document: p.document,
         object: p.ref ? `${p.ref.kind}/${p.ref.namespace ? `${p.ref.namespace}/` : ''}${p.ref.name}` : undefined,
@@ -282,6 +282,7 @@ export class Agent {
       envoy: this.proxy ? this.proxy.status() : { state: 'disabled' },
       proxy: this.reconciler?.lastProxy ?? null,
       datapath: { endpoints: dp.length, ipcacheEntries: this.endpoints?.ipcacheEntries().length ?? 0, pinDir: this.pinDir, pending: Object.fromEntries(this.reconciler?.pending ?? []) },
+      source: this.opts.source.status(),
       services: this.services?.status() ?? null,
       counts: {
         endpoints: dp.length,

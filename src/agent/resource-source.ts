@@ -10,6 +10,7 @@
  *     onProblems: (problems) => log(problems),   // the objects' last good versions stay
  *   });
  */
+import type { SourceStatus } from '../api/status.js';
 import type { FieldPath, ProblemCode } from '../k8s/problem.js';
 import type { Resource, ResourceKey, ResourceKind, ResourceRef } from '../k8s/kinds.js';
 
@@ -76,6 +77,8 @@ export interface ResourceSource {
   start(handlers: ResourceHandlers): Promise<void>;
   /** Stops delivering; waits for a batch in flight. Idempotent. */
   stop(): Promise<void>;
+  /** Where the resources come from and, for a remote source, its connection state (for `meshd status`). */
+  status(): SourceStatus;
 }
 
 /**

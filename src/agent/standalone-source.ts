@@ -17,6 +17,7 @@
  * before their batch is handed over, so a batch whose handler failed is not
  * delivered again.
  */
+import type { SourceStatus } from '../api/status.js';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -71,6 +72,10 @@ export class StandaloneSource implements ResourceSource {
     this.watcher = watch(this.opts.dir, { recursive: false }, () => this.schedule());
     this.timer = setInterval(() => this.schedule(), this.opts.rescanMs ?? 2_000);
     this.timer.unref();
+  }
+
+  status(): SourceStatus {
+    return { type: 'standalone', dir: this.opts.dir };
   }
 
   async stop(): Promise<void> {

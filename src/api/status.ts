@@ -5,6 +5,27 @@ import { z } from 'zod';
 import { ProxyResponse } from './proxy.js';
 import { LbStatus } from './service.js';
 
+export const KindSyncStatus = z.object({
+  synced: z.boolean(),
+  served: z.boolean(),
+  resourceVersion: z.string(),
+  objects: z.number().int().nonnegative(),
+  lists: z.number().int().nonnegative(),
+});
+
+export const SourceStatus = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('standalone'), dir: z.string() }),
+  z.object({
+    type: z.literal('kubernetes'),
+    server: z.string(),
+    state: z.enum(['connecting', 'connected', 'disconnected']),
+    since: z.string(),
+    lastError: z.object({ code: z.string(), status: z.number().int().optional(), message: z.string(), at: z.string() }).nullable(),
+    kinds: z.record(z.string(), KindSyncStatus),
+  }),
+]);
+export type SourceStatus = z.output<typeof SourceStatus>;
+
 export const StatusResponse = z.object({
   agent: z.object({
     state: z.enum(['starting', 'running', 'stopping', 'stopped']),
@@ -24,6 +45,11 @@ export const StatusResponse = z.object({
     /** Endpoint id → why its datapath is not programmed yet. */
     pending: z.record(z.string(), z.string()),
   }),
+  /**
+   * Where the resources come from: the manifest directory, or the API server with its connection
+   * state (how long it has been gone, the last error) and each kind's sync state.
+   */
+  source: SourceStatus,
   /** The socket LB's counters, null when it is off. */
   services: LbStatus.nullable(),
   counts: z.object({

@@ -14,6 +14,7 @@ import type { StatusResponse } from '../api/status.js';
 import { isMeshdError } from '../util/errors.js';
 import { callApi } from './api-client.js';
 import { main } from './main.js';
+import { renderSource } from './node.js';
 
 const STATUS: StatusResponse = {
   agent: { state: 'running', version: '0.0.0-test', nodeName: 'n1', mode: 'standalone', uptimeS: 12 },
@@ -31,6 +32,7 @@ const STATUS: StatusResponse = {
   },
   proxy: { version: 'v3', error: null, errorCode: null, at: '2026-01-01T00:00:01.000Z' },
   datapath: { endpoints: 1, ipcacheEntries: 4, pinDir: '/sys/fs/bpf/meshd', pending: {} },
+  source: { type: 'standalone', dir: 'examples/demo' },
   services: null,
   counts: { endpoints: 1, policies: 2, rejectedPolicies: 0, identities: 9, problems: 0 },
 };
@@ -133,4 +135,19 @@ test('meshd status: a held proxy configuration shows its code and the policies o
   assert.match(text.out, /^Proxy: {5}held at v3 since 2026-01-01T00:00:05\.000Z: MESHD_PROXY_ACK_TIMEOUT: /m);
   assert.match(text.out, /^Last proxy error: MESHD_PROXY_ACK_TIMEOUT, version v4 .*; policies: default\/client-l7$/m);
   assert.match(text.out, /^ {2}pending: default\/client: waiting for the proxy/m);
+});
+
+test('meshd status: the source line says how long the API server has been gone and why', () => {
+  const since = '2026-01-01T00:00:00.000Z';
+  const now = Date.parse(since) + 42_000;
+  const kinds = {
+    Pod: { synced: true, served: true, resourceVersion: '7', objects: 3, lists: 1 },
+    CiliumNetworkPolicy: { synced: true, served: false, resourceVersion: '', objects: 0, lists: 1 },
+  };
+  const gone = renderSource(
+    { type: 'kubernetes', server: 'https://127.0.0.1:6443', state: 'disconnected', since, lastError: { code: 'MESHD_K8S_UNREACHABLE', message: 'connect ECONNREFUSED', at: since }, kinds },
+    now,
+  );
+  assert.equal(gone, 'kubernetes https://127.0.0.1:6443: disconnected for 42s; last error MESHD_K8S_UNREACHABLE: connect ECONNREFUSED; not served by the API server: CiliumNetworkPolicy');
+  assert.equal(renderSource({ type: 'standalone', dir: 'examples/demo' }), 'standalone, manifests in examples/demo');
 });

@@ -21,6 +21,20 @@ import { table } from './output.js';
 
 const agentCommand = { options: {}, output: true, agent: true } as const;
 
+/** One line: the manifest directory, or the API server, its connection state and how long it has been so. */
+export function renderSource(src: StatusResponse['source'], now = Date.now()): string {
+  if (src.type === 'standalone') return `standalone, manifests in ${src.dir}`;
+  const forS = Math.max(0, Math.round((now - Date.parse(src.since)) / 1000));
+  const kinds = Object.entries(src.kinds);
+  const unsynced = kinds.filter(([, k]) => !k.synced).map(([n]) => n);
+  const unserved = kinds.filter(([, k]) => k.synced && !k.served).map(([n]) => n);
+  const parts = [`kubernetes ${src.server}: ${src.state} for ${forS}s`];
+  if (src.state !== 'connected' && src.lastError) parts.push(`last error ${src.lastError.code}: ${src.lastError.message}`);
+  if (unsynced.length > 0) parts.push(`not synced: ${unsynced.join(', ')}`);
+  if (unserved.length > 0) parts.push(`not served by the API server: ${unserved.join(', ')}`);
+  return parts.join('; ');
+}
+
 function renderStatus(s: StatusResponse): string {
   const { agent, counts, datapath: dp } = s;
   const proxy = 'envoy' in s.envoy ? s.envoy : null;
@@ -28,6 +42,7 @@ function renderStatus(s: StatusResponse): string {
   const lines = [
     `Agent:     ${agent.state} (meshd ${agent.version}, node ${agent.nodeName}, ${agent.mode} mode, up ${agent.uptimeS}s)`,
     `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}` : 'disabled'}`,
+    `Source:    ${renderSource(s.source)}`,
     `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
     ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
     `Counts:    ${Object.entries(counts)

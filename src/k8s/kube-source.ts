@@ -26,6 +26,7 @@
  *   await Agent.start({ config, source, mode: 'kubernetes' });
  */
 import { createHash } from 'node:crypto';
+import type { SourceStatus } from '../api/status.js';
 import { z } from 'zod';
 import type { ResourceEvent, ResourceHandlers, ResourceSource, SourceProblem } from '../agent/resource-source.js';
 import { MeshdError } from '../util/errors.js';
@@ -145,6 +146,11 @@ export class KubeSource implements ResourceSource {
     if (first.length > 0) await handlers.onBatch(first);
     this.live = true;
     this.schedule();
+  }
+
+  status(): SourceStatus {
+    const c = this.connection();
+    return { type: 'kubernetes', server: c.server, state: c.state, since: c.since, lastError: c.lastError ?? null, kinds: c.kinds };
   }
 
   async stop(): Promise<void> {

@@ -278,6 +278,10 @@ test('meshd agent on the cluster: a CiliumNetworkPolicy applied with kubectl is 
   const running = await node.start({ standaloneDir: undefined, kubeconfigPath: kube.kubeconfigPath, kubeSource: FAST });
   assert.equal(running.agent.status().agent.mode, 'kubernetes');
   assert.equal(running.kube?.connection().state, 'connected');
+  const src = running.agent.status().source;
+  assert.ok(src.type === 'kubernetes' && src.state === 'connected' && src.server === kube.server, JSON.stringify(src));
+  assert.ok(Object.values(src.kinds).every((k) => k.synced), 'meshd status: every kind synced');
+  assert.equal(src.kinds.Pod?.objects, 3);
 
   const client = await node.addPod('client');
   const server = await node.addPod('server');
