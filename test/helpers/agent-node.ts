@@ -96,6 +96,24 @@ export class AgentNode {
     }
   }
 
+  /**
+   * Every entry of the named pinned maps as sorted "key=value" hex rows, read
+   * from the pins (not the agent's memory), so it works with the agent down:
+   * two snapshots compare whether anything in the kernel changed.
+   */
+  pinnedRows(names: readonly string[] = ['meshd_policy', 'meshd_pol_exact', 'meshd_ipcache', 'meshd_endpoints']): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const name of names) {
+      const m = BpfMap.fromPin(join(this.config['bpf.root'], 'meshd', name));
+      try {
+        out[name] = m.dump().map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
+      } finally {
+        m.close();
+      }
+    }
+    return out;
+  }
+
   /** Creates a pod: a namespace, then CNI ADD through the installed conflist (as containerd would). */
   async addPod(name: string, namespace = 'default'): Promise<TestPod> {
     const ns = await this.sb.netns(name.slice(0, 5));
