@@ -82,7 +82,9 @@ test('agent: CNI pods, L4 policy in the kernel, restart under a live connection,
 
   // A broken edit is rejected and the last good version stays.
   node.write('policy.yaml', policy('client').replace('port: "8080"', 'port: "80800"'));
-  await until('the broken file to be reported', async () => node.logs.some((l) => l.includes('manifest rejected') && l.includes('policy.yaml')));
+  await until('the broken file to be reported', async () =>
+    running.agent.policyView().problems.some((p) => p.file === 'policy.yaml' && p.path === 'spec.ingress[0].toPorts[0].ports[0].port'),
+  );
   assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
 
   // meshd status over the local API, as a user runs it.
