@@ -150,7 +150,11 @@ export class KubeIdentityAllocator implements IdentityAllocator {
         listed();
       },
       onEvent,
-      onMissing: (e: KubeApiError) => this.o.log?.warn('identity kinds not served (CRD missing?)', { code: e.code, error: e.message }),
+      // Not served (the CRD is missing): the cache is empty rather than never synced; allocations fail until it appears.
+      onMissing: (e: KubeApiError) => {
+        this.o.log?.warn('identity kinds not served (CRD missing?)', { code: e.code, error: e.message });
+        listed();
+      },
       onError: (e: KubeApiError) => this.o.log?.warn('identity watch failed; retrying', { code: e.code, error: e.message }),
       onHealthy: () => undefined,
     });
