@@ -7,11 +7,15 @@
  * Lease deletes nothing; leadership moves when the holder stops or dies; a
  * new label set is refused (coded) while the API server is down and known
  * ones still resolve. Node B runs as the `meshd` ServiceAccount with only
- * install/rbac.yaml's rights.
+ * install/rbac.yaml's rights. Last, a whole agent in Kubernetes mode gives
+ * its pod the number of the pod's MeshdIdentity, as `meshd identity list` shows.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { z } from 'zod';
 import { IdentityGC } from '../../src/identity/identity-gc.js';
 import { IDENTITIES_PATH, IDENTITY_KEYS_PATH, identityKeyName, KubeIdentityAllocator, type KubeIdentityAllocatorOptions } from '../../src/identity/kube-allocator.js';
 import type { Identity } from '../../src/identity/allocator.js';
@@ -19,7 +23,9 @@ import { podLabels, type LabelSet } from '../../src/identity/labels.js';
 import { KubeApiError, KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
+import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { requirePrivileges } from '../helpers/privileged.js';
 
 const clientFor = (kubeconfigPath: string) => new KubeClient(resolveKubeConfig({ kubeconfigPath, env: {} }).kubeConfig);
 
@@ -178,4 +184,39 @@ test('cluster-wide identities against a real API server', async (t) => {
     const fresh = await a.allocate(set('offline-new'));
     assert.equal((await b.allocate(set('offline-new'))).id, fresh.id);
   });
+});
+
+test('meshd agent in Kubernetes mode: a pod gets the number of its MeshdIdentity, and meshd identity list shows it', async (t) => {
+  requirePrivileges();
+  // Cleaned up before the cluster closes (hooks run in order): the pod goes while the agent still runs.
+  const node = new AgentNode({ nodeName: 'node-k' });
+  t.after(() => node.cleanup());
+  mkdirSync(node.manifests, { recursive: true }); // cleanup() restarts a stopped agent in standalone mode for CNI DEL
+  const kube = await startKubeCluster({ t });
+  await installCrds(kube);
+  await kube.ensureDefaultServiceAccount('default');
+  await kube.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default', labels: { app: 'web' } }, spec: { nodeName: 'node-k', containers: [{ name: 'c', image: 'example.invalid/c' }] } });
+  const running = await node.start({ standaloneDir: undefined, kubeconfigPath: kube.kubeconfigPath, kubeSource: { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 } });
+  assert.ok(running.identities, 'identityAllocationMode=crd is the default in Kubernetes mode');
+  await node.addPod('web');
+
+  const cli = async (...args: string[]): Promise<unknown> => {
+    const { stdout } = await promisify(execFile)(process.execPath, [repoPath('bin', 'meshd.mjs'), ...args, '-o', 'json', '--api-socket', running.agent.socketPath('meshd')]);
+    return JSON.parse(stdout);
+  };
+  const Endpoints = z.object({ endpoints: z.array(z.object({ id: z.string(), identity: z.number() })) });
+  let id = 0;
+  await eventually('the pod has a cluster identity', async () => {
+    id = Endpoints.parse(await cli('endpoint', 'list')).endpoints.find((e) => e.id === 'default/web')?.identity ?? 0;
+    return id >= 256;
+  });
+  const obj = await kube.kubectl(['get', 'meshdidentity', String(id), '-o', 'json']);
+  assert.equal(obj.code, 0, `a MeshdIdentity named ${id} exists: ${obj.stderr}`);
+  const stored = z.object({ spec: z.object({ labels: z.array(z.string()) }), status: z.object({ references: z.record(z.string(), z.string()) }) }).parse(JSON.parse(obj.stdout));
+  assert.ok(stored.spec.labels.includes('k8s:app=web'), stored.spec.labels.join(' '));
+  assert.ok(stored.status.references['node-k'], 'the node references it');
+  const listed = z.object({ identities: z.array(z.object({ id: z.number(), labels: z.array(z.string()), scope: z.string() })) }).parse(await cli('identity', 'list'));
+  const shown = listed.identities.find((i) => i.id === id);
+  assert.deepEqual(shown?.labels.slice().sort(), stored.spec.labels.slice().sort());
+  assert.equal(shown?.scope, 'cluster');
 });
