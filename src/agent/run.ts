@@ -62,7 +62,15 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       const idLog = log.child({ component: 'identity' });
       identities = {
         // References are confirmed several times per grace period, so one late heartbeat never loses an identity.
-        allocator: new KubeIdentityAllocator({ client, nodeName: c.nodeName, heartbeatMs: Math.min(60_000, Math.max(100, Math.floor(grace / 4))), log: idLog }),
+        allocator: new KubeIdentityAllocator({
+          client,
+          nodeName: c.nodeName,
+          heartbeatMs: Math.min(60_000, Math.max(100, Math.floor(grace / 4))),
+          log: idLog,
+          // The identity watches retry as the resource source does.
+          ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
+          ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
+        }),
         gc: new IdentityGC({ client, holder: c.nodeName, namespace: c['identityGC.leaseNamespace'], graceMs: grace, intervalMs: c['identityGC.interval'], log: idLog }),
       };
     }

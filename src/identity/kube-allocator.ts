@@ -110,8 +110,9 @@ export interface KubeIdentityAllocatorOptions {
   heartbeatMs?: number;
   /** Attempts of the whole claim/key sequence before an allocation is refused. */
   attempts?: number;
-  /** Reflector backoff (tests shorten it). */
+  /** Reflector backoff and re-check of kinds not served yet (as the resource source's; tests shorten them). */
   backoff?: { initialMs: number; maxMs: number };
+  missingRecheckMs?: number;
 }
 
 /** Requests that do not fit the kinds' schemas count as bad answers. */
@@ -158,7 +159,7 @@ export class KubeIdentityAllocator implements IdentityAllocator {
       onError: (e: KubeApiError) => this.o.log?.warn('identity watch failed; retrying', { code: e.code, error: e.message }),
       onHealthy: () => undefined,
     });
-    const backoff = o.backoff ? { backoff: o.backoff } : {};
+    const backoff = { ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.missingRecheckMs !== undefined ? { missingRecheckMs: o.missingRecheckMs } : {}) };
     this.reflectors = [
       new Reflector({ client: o.client, path: IDENTITIES_PATH, ...backoff }, handlers((items) => this.replaceIdentities(items), (t, obj) => this.identityEvent(t, obj), idsListed)),
       new Reflector({ client: o.client, path: IDENTITY_KEYS_PATH, ...backoff }, handlers((items) => this.replaceKeys(items), (t, obj) => this.keyEvent(t, obj), keysListed)),
