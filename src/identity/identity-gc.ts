@@ -5,7 +5,7 @@
  *
  * Leadership: every agent runs an elector that, each `retryMs`, creates the
  * Lease if missing, renews it while it holds it, and takes it over when its
- * renewTime is older than leaseDurationSeconds. Every write carries the
+ * holder has not renewed it for leaseDurationSeconds (as seen from here). Every write carries the
  * resourceVersion it read, so two agents taking over at once end with one
  * holder (the other gets 409). stop() gives the Lease up so another agent
  * takes over at its next try; an agent that dies holds it until it lapses.
@@ -93,6 +93,8 @@ export class IdentityGC {
   private sweepChain: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly listeners = new Set<(leader: boolean) => void>();
+  /** The other holder's record as last seen, and when (this agent's clock) it was first seen. */
+  private observed: { record: string; at: number } | undefined;
   /** Everything this instance deleted, for status and tests. */
   readonly deleted: SweepResult = { identities: [], keys: [] };
 
@@ -191,8 +193,11 @@ export class IdentityGC {
       }
       const s = lease.spec;
       const mine = s.holderIdentity === this.o.holder;
-      const renewed = s.renewTime ? Date.parse(s.renewTime) : NaN;
-      const lapsed = !s.holderIdentity || Number.isNaN(renewed) || renewed + (s.leaseDurationSeconds ?? durationS) * 1_000 < now;
+      // As client-go does: a holder has lapsed when its record has not changed for a lease duration on *this*
+      // agent's clock, so clock skew between nodes cannot make a live holder look expired.
+      const record = `${s.holderIdentity ?? ''}|${s.renewTime ?? ''}`;
+      if (this.observed?.record !== record) this.observed = { record, at: now };
+      const lapsed = !s.holderIdentity || now - this.observed.at > (s.leaseDurationSeconds ?? durationS) * 1_000;
       if (!mine && !lapsed) {
         this.setLeader(false);
         return false;

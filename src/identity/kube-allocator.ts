@@ -169,8 +169,11 @@ export class KubeIdentityAllocator implements IdentityAllocator {
   /** Starts the watches and the reference heartbeat; resolves after the first list of both kinds. */
   async start(): Promise<void> {
     for (const r of this.reflectors) r.start();
+    let busy = false;
     this.heartbeat ??= setInterval(() => {
-      this.beating = this.beating.then(() => this.confirmReferences());
+      if (busy) return; // a slow round is not queued behind itself
+      busy = true;
+      this.beating = this.confirmReferences().finally(() => (busy = false));
     }, this.o.heartbeatMs ?? 60_000);
     await this.synced;
   }
