@@ -6,9 +6,10 @@
  * after the grace period and keeps what is used, while a GC without the
  * Lease deletes nothing; leadership moves when the holder stops or dies; a
  * new label set is refused (coded) while the API server is down and known
- * ones still resolve. Node B runs as the `meshd` ServiceAccount with only
- * install/rbac.yaml's rights. Last, a whole agent in Kubernetes mode gives
- * its pod the number of the pod's MeshdIdentity, as `meshd identity list` shows.
+ * ones still resolve; an identity deleted while in use comes back. Node B
+ * runs as the `meshd` ServiceAccount with only install/rbac.yaml's rights.
+ * Last, a whole agent in Kubernetes mode gives its pod the number of the
+ * pod's MeshdIdentity, as `meshd identity list` shows.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -169,6 +170,18 @@ test('cluster-wide identities against a real API server', async (t) => {
       const lease = await kube.kubectl(['get', 'lease', 'meshd-identity-gc', '-n', 'kube-system', '-o', 'jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}']);
       assert.equal(lease.stdout, 'node-c 2');
     });
+  });
+
+  await t.test('an identity a node still uses that is deleted from the store is created again with the same number and labels', async () => {
+    const used = await a.allocate(set('deleted-in-use'));
+    const del = await kube.kubectl(['delete', 'meshdidentity', String(used.id)]);
+    assert.equal(del.code, 0, del.stderr);
+    await eventually('the identity is back', async () => {
+      const r = await kube.kubectl(['get', 'meshdidentity', String(used.id), '-o', 'jsonpath={.spec.key}']);
+      return r.code === 0 && r.stdout === identityKeyName(used.labels);
+    });
+    assert.equal(a.get(used.id)?.labels.key, used.labels.key, 'node A never dropped it');
+    assert.equal((await b.allocate(set('deleted-in-use'))).id, used.id, 'node B gets the same number');
   });
 
   await t.test('API server down: a new label set is refused with a coded error, a known one still resolves', async () => {
