@@ -41,6 +41,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import { CniEndpoints } from './cni-endpoints.js';
 import type { AgentConfig } from './config.js';
+import type { IdentityAllocator } from '../identity/allocator.js';
 import { dumpAddresses, watchAddresses } from '../../native/index.js';
 import { EndpointRegistry } from './endpoint-registry.js';
 import { EndpointSubscriber } from './endpoint-subscriber.js';
@@ -60,6 +61,8 @@ export interface AgentOptions {
   log?: Logger;
   /** Starts the node's L7 proxy (null when envoy.enabled=false). */
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
+  /** Where identity numbers come from (default: this node only); run.ts passes the cluster-wide one in Kubernetes mode. */
+  allocator?: IdentityAllocator;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -92,7 +95,7 @@ export class Agent {
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
-    this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode });
+    this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode, ...(opts.allocator ? { allocator: opts.allocator } : {}) });
     this.policySub = new PolicySubscriber(this.engine);
   }
 

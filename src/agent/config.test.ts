@@ -73,3 +73,21 @@ test('k8sServiceHost/k8sServicePort/k8sKubeconfigPath: unset by default, set fro
   assert.equal(c.k8sKubeconfigPath, '/etc/meshd/kubeconfig');
   assert.throws(() => loadConfig({ env: {}, flags: { k8sServicePort: '70000' } }), (e) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.includes('k8sServicePort'));
 });
+
+test('identityAllocationMode is crd by default; the identity GC takes durations as Cilium writes them', (t) => {
+  const d = loadConfig({ env: {} });
+  assert.equal(d.identityAllocationMode, 'crd');
+  assert.equal(d['identityGC.leaseNamespace'], 'kube-system');
+  assert.equal(d['identityGC.gracePeriod'], 15 * 60_000);
+  assert.equal(d['identityGC.interval'], 60_000);
+  const f = tmpFile(t, 'identityAllocationMode: local\nidentityGC:\n  gracePeriod: 1h30m\n  interval: 500ms\n  leaseNamespace: meshd\n');
+  const c = loadConfig({ file: f, env: {} });
+  assert.equal(c.identityAllocationMode, 'local');
+  assert.equal(c['identityGC.gracePeriod'], 90 * 60_000);
+  assert.equal(c['identityGC.interval'], 500);
+  assert.equal(c['identityGC.leaseNamespace'], 'meshd');
+  assert.equal(loadConfig({ env: { MESHD_IDENTITYGC_GRACEPERIOD: '45s' } })['identityGC.gracePeriod'], 45_000);
+  assert.throws(() => loadConfig({ env: {}, flags: { identityAllocationMode: 'kvstore' } }), (e) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.includes('identityAllocationMode'));
+  for (const bad of ['15', '0s', '1d', 'm'])
+    assert.throws(() => loadConfig({ env: {}, flags: { 'identityGC.gracePeriod': bad } }), (e) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.includes('identityGC.gracePeriod'), bad);
+});

@@ -31,6 +31,13 @@ const portRange = z
 
 const cidr4 = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/(\d|[12]\d|3[0-2])$/, 'expected an IPv4 CIDR such as 10.244.0.0/24');
 
+/** A duration as Cilium's values write them ("30s", "15m", "1h30m", "500ms"), in milliseconds. */
+const duration = z
+  .string()
+  .regex(/^(\d+(ms|s|m|h))+$/, 'expected a duration such as "30s", "15m" or "1h30m"')
+  .transform((s) => [...s.matchAll(/(\d+)(ms|s|m|h)/g)].reduce((ms, [, n, u]) => ms + Number(n) * ({ ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[u ?? 'ms'] ?? 1), 0))
+  .refine((ms) => ms > 0, 'must be longer than zero');
+
 /** Flat schema: one entry per dotted key. */
 export const configShape = {
   nodeName: z.string().min(1),
@@ -62,6 +69,17 @@ export const configShape = {
   k8sServicePort: int(1, 65535).optional(),
   /** A kubeconfig file; wins over KUBECONFIG and the in-cluster service account. */
   k8sKubeconfigPath: z.string().min(1).optional(),
+  /**
+   * Kubernetes mode: where identity numbers come from (Cilium's key). `crd`: MeshdIdentity objects, the same
+   * number for a label set on every node; `local`: this node only (numbers differ between nodes). Standalone mode is always local.
+   */
+  identityAllocationMode: z.enum(['crd', 'local']),
+  /** Namespace of the coordination.k8s.io Lease `meshd-identity-gc` that elects the agent collecting unused identities. */
+  'identityGC.leaseNamespace': z.string().min(1),
+  /** How long an identity may go without any node's reference before it is deleted (Cilium: identityHeartbeatTimeout). */
+  'identityGC.gracePeriod': duration,
+  /** How often the Lease holder looks for unused identities (Cilium: operator.identityGCInterval). */
+  'identityGC.interval': duration,
 } as const;
 
 export const configSchema = z.object(configShape).strict();
@@ -95,6 +113,10 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   k8sServiceHost: undefined,
   k8sServicePort: undefined,
   k8sKubeconfigPath: undefined,
+  identityAllocationMode: 'crd',
+  'identityGC.leaseNamespace': 'kube-system',
+  'identityGC.gracePeriod': '15m',
+  'identityGC.interval': '1m',
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

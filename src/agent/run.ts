@@ -11,6 +11,8 @@
  * src/k8s/client.ts resolves it; no configuration found is
  * MESHD_K8S_NO_CONFIG, thrown before anything is started.
  */
+import { IdentityGC } from '../identity/identity-gc.js';
+import { KubeIdentityAllocator } from '../identity/kube-allocator.js';
 import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -40,26 +42,64 @@ export interface RunningAgent {
   api: ApiServer;
   /** The Kubernetes source (its connection state), null in standalone mode. */
   kube: KubeSource | null;
+  /** Cluster-wide identities and their GC (Kubernetes mode with identityAllocationMode=crd), else null. */
+  identities: { allocator: KubeIdentityAllocator; gc: IdentityGC } | null;
   stop(): Promise<void>;
 }
 
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
   let kube: KubeSource | null = null;
+  let identities: RunningAgent['identities'] = null;
+  const c = o.config;
   if (o.standaloneDir === undefined) {
-    const c = o.config;
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
     log.info('reading the cluster', { server: resolved.server, from: resolved.from });
-    kube = new KubeSource({ ...o.kubeSource, client: new KubeClient(resolved.kubeConfig), log: log.child({ component: 'k8s' }) });
+    const client = new KubeClient(resolved.kubeConfig);
+    kube = new KubeSource({ ...o.kubeSource, client, log: log.child({ component: 'k8s' }) });
+    if (c.identityAllocationMode === 'crd') {
+      const grace = c['identityGC.gracePeriod'];
+      const idLog = log.child({ component: 'identity' });
+      identities = {
+        // References are confirmed several times per grace period, so one late heartbeat never loses an identity.
+        allocator: new KubeIdentityAllocator({
+          client,
+          nodeName: c.nodeName,
+          heartbeatMs: Math.min(60_000, Math.max(100, Math.floor(grace / 4))),
+          log: idLog,
+          // The identity watches retry as the resource source does.
+          ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
+          ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
+        }),
+        gc: new IdentityGC({ client, holder: c.nodeName, namespace: c['identityGC.leaseNamespace'], graceMs: grace, intervalMs: c['identityGC.interval'], log: idLog }),
+      };
+    }
   }
+  const stopIdentities = async () => {
+    if (!identities) return;
+    await identities.gc.stop();
+    await identities.allocator.stop();
+  };
   const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
-  const agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null });
+  let agent: Agent;
+  try {
+    // The identity cache is read before the agent allocates anything, so known label sets keep their numbers.
+    if (identities) {
+      await identities.allocator.start();
+      identities.gc.start();
+    }
+    agent = await Agent.start({ config: c, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(identities ? { allocator: identities.allocator } : {}) });
+  } catch (e) {
+    await stopIdentities();
+    throw e;
+  }
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
   try {
     await api.listen();
   } catch (e) {
     await agent.stop();
+    await stopIdentities();
     throw e;
   }
   let stopped = false;
@@ -67,11 +107,13 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     agent,
     api,
     kube,
+    identities,
     async stop() {
       if (stopped) return;
       stopped = true;
       await api.close();
       await agent.stop();
+      await stopIdentities();
     },
   };
 }

@@ -156,10 +156,12 @@ export class KubeClient {
     this.server = server.replace(/\/+$/, '');
   }
 
-  private async open(path: string, query: Record<string, string>, signal?: AbortSignal): Promise<http.IncomingMessage> {
+  private async open(path: string, query: Record<string, string>, signal?: AbortSignal, write?: { method: WriteMethod; body?: string; contentType: string }): Promise<http.IncomingMessage> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-    const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (write?.body !== undefined) headers['Content-Type'] = write.contentType;
+    const opts: https.RequestOptions = { method: write?.method ?? 'GET', headers };
     try {
       await this.kc.applyToHTTPSOptions(opts);
     } catch (e) {
@@ -169,11 +171,11 @@ export class KubeClient {
     return new Promise((resolve, reject) => {
       const req = lib.request(url, { ...opts, ...(signal ? { signal } : {}) }, resolve);
       req.on('error', (e) => reject(new KubeApiError('MESHD_K8S_UNREACHABLE', `${url.host}: ${e.message}`, undefined, { cause: e })));
-      req.end();
+      req.end(write?.body);
     });
   }
 
-  private async failure(res: http.IncomingMessage, path: string): Promise<KubeApiError> {
+  private async failure(res: http.IncomingMessage, path: string, method = 'GET'): Promise<KubeApiError> {
     let text = '';
     try {
       for await (const chunk of res) text += String(chunk);
@@ -181,24 +183,28 @@ export class KubeClient {
       // The body of an error is only used for its message; the status says enough.
     }
     const status = res.statusCode ?? 0;
-    return new KubeApiError('MESHD_K8S_API_STATUS', `GET ${path}: ${status} ${statusMessage(text) ?? res.statusMessage ?? ''}`.trim(), status);
+    return new KubeApiError('MESHD_K8S_API_STATUS', `${method} ${path}: ${status} ${statusMessage(text) ?? res.statusMessage ?? ''}`.trim(), status);
   }
 
   async getJson(path: string, query: Record<string, string> = {}, signal?: AbortSignal): Promise<Json> {
     const res = await this.open(path, query, signal);
     if (res.statusCode !== 200) throw await this.failure(res, path);
-    let text = '';
-    try {
-      for await (const chunk of res) text += String(chunk);
-    } catch (e) {
-      throw new KubeApiError('MESHD_K8S_UNREACHABLE', `GET ${path}: the connection broke (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
-    }
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      throw new KubeApiError('MESHD_K8S_BAD_RESPONSE', `GET ${path}: the answer is not JSON`, undefined, { cause: e });
-    }
+    return readJson(res, `GET ${path}`);
   }
+
+  /**
+   * A write (POST create, PUT replace, PATCH, DELETE) with a JSON body; resolves with the answer's
+   * JSON on 2xx. A refusal is MESHD_K8S_API_STATUS with `status` (409 for AlreadyExists and failed
+   * preconditions, 404 for a missing object). `patch` is sent as a JSON merge patch.
+   */
+  async send(method: WriteMethod, path: string, body?: unknown, query: Record<string, string> = {}, signal?: AbortSignal): Promise<Json> {
+    const contentType = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+    const res = await this.open(path, query, signal, { method, contentType, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) throw await this.failure(res, path, method);
+    return readJson(res, `${method} ${path}`);
+  }
+
 
   /**
    * Streams a watch: `onOpen` once the server accepted it, `onLine` per
@@ -231,6 +237,22 @@ export class KubeClient {
       res.destroy(); // a handler that threw leaves the stream open otherwise
     }
     if (!res.complete && !signal.aborted) throw new KubeApiError('MESHD_K8S_UNREACHABLE', `watch ${path}: the connection closed mid-stream`);
+  }
+}
+
+export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+async function readJson(res: http.IncomingMessage, what: string): Promise<Json> {
+  let text = '';
+  try {
+    for await (const chunk of res) text += String(chunk);
+  } catch (e) {
+    throw new KubeApiError('MESHD_K8S_UNREACHABLE', `${what}: the connection broke (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new KubeApiError('MESHD_K8S_BAD_RESPONSE', `${what}: the answer is not JSON`, undefined, { cause: e });
   }
 }
 
