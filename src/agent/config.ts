@@ -62,6 +62,8 @@ export const configShape = {
   k8sServicePort: int(1, 65535).optional(),
   /** A kubeconfig file; wins over KUBECONFIG and the in-cluster service account. */
   k8sKubeconfigPath: z.string().min(1).optional(),
+  /** Do not create or update the cilium.io policy CRDs (install them from install/crds/ instead); Cilium: operator.skipCRDCreation, flag skip-crd-creation. */
+  skipCRDCreation: bool,
 } as const;
 
 export const configSchema = z.object(configShape).strict();
@@ -95,6 +97,7 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   k8sServiceHost: undefined,
   k8sServicePort: undefined,
   k8sKubeconfigPath: undefined,
+  skipCRDCreation: false,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -9,10 +9,15 @@
  *
  * Without `standaloneDir` the source is the Kubernetes API, found as
  * src/k8s/client.ts resolves it; no configuration found is
- * MESHD_K8S_NO_CONFIG, thrown before anything is started.
+ * MESHD_K8S_NO_CONFIG, thrown before anything is started. In Kubernetes
+ * mode the agent first registers the policy CRDs (unless skipCRDCreation),
+ * and writes its node's entry in each CNP/CCNP's status while it runs.
  */
 import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
+import { registerCrds } from '../k8s/crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
+import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
+import { isMeshdError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
@@ -28,6 +33,8 @@ export interface RunAgentOptions {
   kubeconfigPath?: string;
   /** Kubernetes mode: tuning of the source (batching, backoff, CRD re-check). */
   kubeSource?: Omit<KubeSourceOptions, 'client' | 'log'>;
+  /** Kubernetes mode: tuning of the policy status writer (coalescing, backoff). */
+  policyStatus?: Pick<PolicyStatusWriterOptions, 'coalesceMs' | 'backoff'>;
   env?: NodeJS.ProcessEnv;
   log?: Logger;
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
@@ -40,25 +47,41 @@ export interface RunningAgent {
   api: ApiServer;
   /** The Kubernetes source (its connection state), null in standalone mode. */
   kube: KubeSource | null;
+  /** Writes this node's entries in CNP/CCNP statuses; null in standalone mode. */
+  policyStatus: PolicyStatusWriter | null;
   stop(): Promise<void>;
 }
 
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
   let kube: KubeSource | null = null;
+  let policyStatus: PolicyStatusWriter | null = null;
   if (o.standaloneDir === undefined) {
     const c = o.config;
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
     log.info('reading the cluster', { server: resolved.server, from: resolved.from });
-    kube = new KubeSource({ ...o.kubeSource, client: new KubeClient(resolved.kubeConfig), log: log.child({ component: 'k8s' }) });
+    const k8sLog = log.child({ component: 'k8s' });
+    if (!c.skipCRDCreation) {
+      try {
+        await registerCrds({ kubeConfig: resolved.kubeConfig, log: k8sLog });
+      } catch (e) {
+        // Unreachable: start from local state anyway; the source waits for the API server and for missing kinds.
+        if (!isMeshdError(e, 'MESHD_K8S_CRD_UNREACHABLE')) throw e;
+        k8sLog.warn('cannot register the CRDs now; going on without', { err: e.message });
+      }
+    }
+    kube = new KubeSource({ ...o.kubeSource, client: new KubeClient(resolved.kubeConfig), log: k8sLog });
+    policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
   }
   const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
-  const agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null });
+  const writer = policyStatus;
+  const agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}) });
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
   try {
     await api.listen();
   } catch (e) {
+    await policyStatus?.stop();
     await agent.stop();
     throw e;
   }
@@ -67,9 +90,11 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     agent,
     api,
     kube,
+    policyStatus,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await policyStatus?.stop();
       await api.close();
       await agent.stop();
     },
