@@ -88,11 +88,10 @@ function fromReported(status: unknown, node: string): NodeEntry | undefined {
 }
 
 interface Pending {
+  key: string;
   ref: ResourceRef;
   plural: string;
   change: PolicyStatusChange;
-  /** Fingerprint of what the API server holds for this node, as far as this writer knows. */
-  written: string | undefined;
   attempts: number;
   notBefore: number;
 }
@@ -110,6 +109,13 @@ export interface PolicyStatusWriterOptions {
 export class PolicyStatusWriter {
   private readonly api: CustomObjectsApi;
   private readonly entries = new Map<string, Pending>();
+  /**
+   * Per object, the fingerprint of what the API server holds for this node as
+   * far as this writer knows (read with the object, or written by it). Kept
+   * apart from the entries so a change noted while its predecessor's patch is
+   * in flight still sees that patch's result.
+   */
+  private readonly written = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -126,12 +132,12 @@ export class PolicyStatusWriter {
     const key = resourceKey(change.ref);
     if (change.deleted) {
       this.entries.delete(key);
+      this.written.delete(key);
       return;
     }
-    const prev = this.entries.get(key);
     const reported = change.reported === undefined ? undefined : fromReported(change.reported, this.o.nodeName);
-    const written = reported ? fingerprint(reported) : prev?.written;
-    this.entries.set(key, { ref: change.ref, plural, change, written, attempts: 0, notBefore: 0 });
+    if (reported) this.written.set(key, fingerprint(reported));
+    this.entries.set(key, { key, ref: change.ref, plural, change, attempts: 0, notBefore: 0 });
     this.schedule(this.o.coalesceMs ?? 50);
   }
 
@@ -160,7 +166,7 @@ export class PolicyStatusWriter {
   }
 
   private upToDate(p: Pending): boolean {
-    return p.change.generation !== undefined && p.written === fingerprint(this.want(p, p.change.generation));
+    return p.change.generation !== undefined && this.written.get(p.key) === fingerprint(this.want(p, p.change.generation));
   }
 
   private schedule(ms: number): void {
@@ -192,6 +198,7 @@ export class PolicyStatusWriter {
       } catch (e) {
         if (e instanceof ApiException && e.code === 404) {
           if (this.entries.get(key) === p) this.entries.delete(key); // the object is gone; its delete event follows
+          this.written.delete(key);
           continue;
         }
         this.counts.failures++;
@@ -219,14 +226,14 @@ export class PolicyStatusWriter {
     }
     const entry = this.want(p, p.change.generation ?? 0);
     const fp = fingerprint(entry);
-    if (p.written === fp) return;
+    if (this.written.get(p.key) === fp) return;
     // Merge patch: null removes a field, so an entry that turns ok drops the old error and problems.
     const body = { status: { nodes: { [this.o.nodeName]: { ...entry, lastUpdated: (this.o.now?.() ?? new Date()).toISOString() } } } };
     const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     if (ref.namespace) await this.api.patchNamespacedCustomObjectStatus({ ...base, namespace: ref.namespace, body }, opts);
     else await this.api.patchClusterCustomObjectStatus({ ...base, body }, opts);
     this.counts.patches++;
-    p.written = fp;
+    this.written.set(p.key, fp);
     p.attempts = 0;
   }
 }
