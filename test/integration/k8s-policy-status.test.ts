@@ -8,8 +8,7 @@
  * touched; nothing is written when nothing changed.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
 import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
