@@ -75,7 +75,13 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   }
   const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
   const writer = policyStatus;
-  const agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}) });
+  let agent: Agent;
+  try {
+    agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}) });
+  } catch (e) {
+    await writer?.stop();
+    throw e;
+  }
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
   try {

@@ -5,13 +5,17 @@
  * with the observed generation, bumped by an edit; an edit the CRD accepts
  * but meshd refuses shows ok: false with the field path while the previous
  * version stays enforced in the kernel; another node's entry is never
- * touched; nothing is written when nothing changed.
+ * touched; nothing is written when nothing changed. And the writer alone:
+ * two nodes side by side, coalescing, retry after an outage.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
+import { resolveKubeConfig } from '../../src/k8s/client.js';
+import { registerCrds } from '../../src/k8s/crds.js';
 import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
+import { PolicyStatusWriter } from '../../src/k8s/policy-status.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
@@ -166,4 +170,44 @@ test('each node writes its own policy status: accepted with the observed generat
     assert.equal(fixed.problems, undefined);
     await eventually('the intruder to be refused again', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout' ? true : undefined));
   });
+});
+
+test('status writers: two nodes write side by side; an unreachable API server delays the write, never the caller', async (t) => {
+  const kube = await startKubeCluster({ t });
+  const kubeConfig = resolveKubeConfig({ kubeconfigPath: kube.kubeconfigPath, env: {} }).kubeConfig;
+  await registerCrds({ kubeConfig });
+  await kube.apply(policy(['client'], '8080'));
+  const ref = { kind: 'CiliumNetworkPolicy' as const, namespace: 'default', name: 'server-in' };
+  const writers = ['node-a', 'node-b'].map((nodeName) => new PolicyStatusWriter({ kubeConfig, nodeName, coalesceMs: 10, backoff: { initialMs: 100, maxMs: 500 } }));
+  t.after(() => Promise.all(writers.map((w) => w.stop())));
+  const [a, b] = writers;
+  assert.ok(a && b);
+
+  // Coalesced: three notes in a row, one patch with the last.
+  a.note({ ref, ok: false, enforcing: false, generation: 1, problems: [{ path: 'spec', code: 'X', message: 'first' }] });
+  a.note({ ref, ok: false, enforcing: false, generation: 1, problems: [{ path: 'spec', code: 'X', message: 'second' }] });
+  a.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
+  b.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
+  const both = await eventually('both nodes', async () => {
+    const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
+    return nodes?.['node-a'] && nodes['node-b'] ? nodes : undefined;
+  });
+  assert.equal(both['node-a']?.ok, true);
+  assert.equal(both['node-b']?.ok, true);
+  assert.equal(a.stats().patches, 1, 'three notes, one patch');
+
+  await kube.stopApiServer();
+  const started = performance.now();
+  a.note({ ref, ok: false, enforcing: true, generation: 1, problems: [{ path: 'spec.ingress', code: 'X', message: 'later' }] });
+  assert.ok(performance.now() - started < 20, 'note() does not wait for the API server');
+  await eventually('a failed attempt', async () => (a.stats().failures > 0 ? true : undefined));
+  assert.equal(a.stats().pending, 1);
+  await kube.startApiServer();
+  const after = await eventually('the retried write', async () => {
+    const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
+    return nodes?.['node-a']?.ok === false ? nodes : undefined;
+  });
+  assert.deepEqual(after['node-a']?.problems, [{ path: 'spec.ingress', code: 'X', message: 'later' }]);
+  assert.equal(after['node-b']?.ok, true, "node-b's entry is untouched");
+  assert.equal(a.stats().pending, 0);
 });
