@@ -93,7 +93,7 @@ test('the policy CRDs on a real API server', async (t) => {
     }
   });
 
-  await t.test('a wrongly typed field is refused by the API server, which names the field', async () => {
+  await t.test('a wrongly typed or unknown field is refused, naming the field', async () => {
     const bad = {
       apiVersion: 'cilium.io/v2',
       kind: 'CiliumNetworkPolicy',
@@ -107,6 +107,11 @@ test('the policy CRDs on a real API server', async (t) => {
     const r2 = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify(enumBad) });
     assert.notEqual(r2.code, 0);
     assert.match(r2.stderr, /spec\.ingress\[0\]\.fromEntities\[0\]/);
-    assert.notEqual((await kube.kubectl(['get', 'cnp', 'bad-type', 'bad-enum'])).code, 0, 'neither was stored');
+    // An unknown field is an error too (kubectl's strict field validation against the schema), not pruned silently.
+    const unknown = { ...bad, metadata: { name: 'bad-field', namespace: 'default' }, spec: { endpointSelector: {}, ingress: [{ fromEndpoint: [{}] }] } };
+    const r3 = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify(unknown) });
+    assert.notEqual(r3.code, 0);
+    assert.match(r3.stderr, /spec\.ingress\[0\]\.fromEndpoint/);
+    for (const name of ['bad-type', 'bad-enum', 'bad-field']) assert.notEqual((await kube.kubectl(['get', 'cnp', name])).code, 0, `${name} was not stored`);
   });
 });
