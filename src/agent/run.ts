@@ -14,10 +14,9 @@
  * and writes its node's entry in each CNP/CCNP's status while it runs.
  */
 import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
-import { registerCrds } from '../k8s/crds.js';
+import { CrdRegistrar, type CrdRegistrarOptions } from '../k8s/crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
 import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
-import { isMeshdError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
@@ -35,6 +34,8 @@ export interface RunAgentOptions {
   kubeSource?: Omit<KubeSourceOptions, 'client' | 'log'>;
   /** Kubernetes mode: tuning of the policy status writer (coalescing, backoff). */
   policyStatus?: Pick<PolicyStatusWriterOptions, 'coalesceMs' | 'backoff'>;
+  /** Kubernetes mode: how long the first CRD registration may hold the start, and its retries. */
+  crdRegistration?: Pick<CrdRegistrarOptions, 'firstAttemptMs' | 'backoff' | 'establishTimeoutMs'>;
   env?: NodeJS.ProcessEnv;
   log?: Logger;
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
@@ -56,19 +57,16 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
   let kube: KubeSource | null = null;
   let policyStatus: PolicyStatusWriter | null = null;
+  let crds: CrdRegistrar | null = null;
   if (o.standaloneDir === undefined) {
     const c = o.config;
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
     log.info('reading the cluster', { server: resolved.server, from: resolved.from });
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
-      try {
-        await registerCrds({ kubeConfig: resolved.kubeConfig, log: k8sLog });
-      } catch (e) {
-        // Unreachable: start from local state anyway; the source waits for the API server and for missing kinds.
-        if (!isMeshdError(e, 'MESHD_K8S_CRD_UNREACHABLE')) throw e;
-        k8sLog.warn('cannot register the CRDs now; going on without', { err: e.message });
-      }
+      // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
+      crds = new CrdRegistrar({ ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
+      await crds.start();
     }
     kube = new KubeSource({ ...o.kubeSource, client: new KubeClient(resolved.kubeConfig), log: k8sLog });
     policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
@@ -79,6 +77,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   try {
     agent = await Agent.start({ config: o.config, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}) });
   } catch (e) {
+    crds?.stop();
     await writer?.stop();
     throw e;
   }
@@ -87,6 +86,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   try {
     await api.listen();
   } catch (e) {
+    crds?.stop();
     await policyStatus?.stop();
     await agent.stop();
     throw e;
@@ -100,6 +100,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      crds?.stop();
       await policyStatus?.stop();
       await api.close();
       await agent.stop();

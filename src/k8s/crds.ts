@@ -396,3 +396,71 @@ export async function registerCrds(o: RegisterCrdsOptions): Promise<Record<strin
   }
   return result;
 }
+
+export interface CrdRegistrarOptions extends RegisterCrdsOptions {
+  /** How long start() waits for the first attempt before going on without (default 10 s). */
+  firstAttemptMs?: number;
+  /** Retries after an unreachable API server or a refusal (default 1 s doubling to 60 s). */
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+/**
+ * Registration as the agent runs it: start() waits for the first attempt, so
+ * the source normally starts with the CRDs served, but not for long. When
+ * the API server cannot be reached (or does not answer in time) start()
+ * returns and registration goes on in the background with backoff, so an
+ * agent restarted during an outage enforces from its local state at once
+ * (the source picks the kinds up when they are served). A refusal at start
+ * (RBAC) is thrown: the operator has to fix the role or set skipCRDCreation.
+ */
+export class CrdRegistrar {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private done = false;
+  private failures = 0;
+
+  constructor(private readonly o: CrdRegistrarOptions) {}
+
+  /** Whether the CRDs are registered (created, updated or already current). */
+  registered(): boolean {
+    return this.done;
+  }
+
+  async start(): Promise<void> {
+    let late: NodeJS.Timeout | undefined;
+    const first = registerCrds(this.o).then(() => (this.done = true));
+    const timeout = new Promise<'late'>((resolve) => (late = setTimeout(() => resolve('late'), this.o.firstAttemptMs ?? 10_000)));
+    try {
+      if ((await Promise.race([first, timeout])) === true) return;
+      this.o.log?.warn('the API server has not answered the CRD registration yet; going on, it continues in the background');
+      first.catch((e: unknown) => this.failed(e));
+    } catch (e) {
+      if (!(e instanceof CrdError) || e.code !== 'MESHD_K8S_CRD_UNREACHABLE') throw e;
+      this.failed(e);
+    } finally {
+      clearTimeout(late);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private failed(e: unknown): void {
+    if (this.stopped) return;
+    const b = this.o.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
+    const delay = Math.min(b.maxMs, b.initialMs * 2 ** this.failures++);
+    this.o.log?.warn('cannot register the CRDs; will retry', { code: e instanceof CrdError ? e.code : undefined, err: e instanceof Error ? e.message : String(e), retryInMs: delay });
+    this.timer = setTimeout(() => {
+      registerCrds(this.o).then(
+        () => {
+          this.done = true;
+          this.failures = 0;
+        },
+        (err: unknown) => this.failed(err),
+      );
+    }, delay);
+    this.timer.unref();
+  }
+}

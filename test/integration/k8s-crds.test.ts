@@ -4,7 +4,8 @@
  * an older one, leave a current one alone); every policy meshd accepts from
  * examples/ and src/policy/testdata/ applies with kubectl and reads back
  * unchanged (nothing pruned); a wrongly typed field is refused by the API
- * server, naming the field.
+ * server, naming the field; an API server that is down at start delays
+ * registration, not the agent.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { resolveKubeConfig } from '../../src/k8s/client.js';
-import { CRD_SCHEMA_VERSION_LABEL, policyCrds, registerCrds } from '../../src/k8s/crds.js';
+import { CRD_SCHEMA_VERSION_LABEL, CrdRegistrar, policyCrds, registerCrds } from '../../src/k8s/crds.js';
 import { loadPolicyDocuments, loadPolicyFile } from '../../src/policy/api/loader.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -113,5 +114,22 @@ test('the policy CRDs on a real API server', async (t) => {
     assert.notEqual(r3.code, 0);
     assert.match(r3.stderr, /spec\.ingress\[0\]\.fromEndpoint/);
     for (const name of ['bad-type', 'bad-enum', 'bad-field']) assert.notEqual((await kube.kubectl(['get', 'cnp', name])).code, 0, `${name} was not stored`);
+  });
+
+  await t.test('API server down at start: the registrar lets the agent go on and registers once it is back', async () => {
+    assert.equal((await kube.kubectl(['delete', 'crd', 'ciliumnetworkpolicies.cilium.io', 'ciliumclusterwidenetworkpolicies.cilium.io'])).code, 0);
+    await kube.stopApiServer();
+    const registrar = new CrdRegistrar({ kubeConfig, firstAttemptMs: 1_000, backoff: { initialMs: 200, maxMs: 1_000 } });
+    t.after(() => registrar.stop());
+    const started = performance.now();
+    await registrar.start();
+    assert.ok(performance.now() - started < 3_000, 'start() did not wait for the API server');
+    assert.equal(registrar.registered(), false);
+    await kube.startApiServer();
+    const deadline = Date.now() + 30_000;
+    while (!registrar.registered() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(registrar.registered(), 'registered after the API server came back');
+    const w = await kube.kubectl(['wait', '--for=condition=Established', '--timeout=10s', 'crd/ciliumnetworkpolicies.cilium.io', 'crd/ciliumclusterwidenetworkpolicies.cilium.io']);
+    assert.equal(w.code, 0, w.stderr);
   });
 });
