@@ -9,6 +9,7 @@
  *
  *   const crds = policyCrds();                        // the objects, as shipped
  *   await registerCrds({ kubeConfig, log });          // create, or update an older version, then wait for Established
+ *   await new CrdRegistrar({ kubeConfig, log }).start(); // the agent's way: bounded wait, retries in the background
  *
  * zod → Kubernetes: `z.toJSONSchema` gives JSON Schema 2020-12; Kubernetes
  * wants a *structural* OpenAPI v3 schema (every node typed, no anyOf/oneOf
