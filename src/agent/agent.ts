@@ -45,7 +45,7 @@ import type { IdentityAllocator } from '../identity/allocator.js';
 import { dumpAddresses, watchAddresses } from '../../native/index.js';
 import { EndpointRegistry } from './endpoint-registry.js';
 import { EndpointSubscriber } from './endpoint-subscriber.js';
-import { PolicySubscriber } from './policy-subscriber.js';
+import { PolicySubscriber, type PolicyStatusListener } from './policy-subscriber.js';
 import { proxyPorts, Reconciler, type L7Proxy } from './reconciler.js';
 import type { ResourceEvent, ResourceKind, ResourceSource, ResourceSubscriber, SourceProblem } from './resource-source.js';
 import { ServiceSubscriber } from './service-subscriber.js';
@@ -63,6 +63,8 @@ export interface AgentOptions {
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
   /** Where identity numbers come from (default: this node only); run.ts passes the cluster-wide one in Kubernetes mode. */
   allocator?: IdentityAllocator;
+  /** Hears each policy's state change on this node (Kubernetes mode: the policy status writer). */
+  onPolicyStatus?: PolicyStatusListener;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -96,7 +98,7 @@ export class Agent {
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
     this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode, ...(opts.allocator ? { allocator: opts.allocator } : {}) });
-    this.policySub = new PolicySubscriber(this.engine);
+    this.policySub = new PolicySubscriber(this.engine, opts.onPolicyStatus);
   }
 
   get config(): AgentConfig {

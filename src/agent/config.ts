@@ -80,6 +80,8 @@ export const configShape = {
   'identityGC.gracePeriod': duration,
   /** How often the Lease holder looks for unused identities (Cilium: operator.identityGCInterval). */
   'identityGC.interval': duration,
+  /** Do not create or update the cilium.io policy CRDs (install them from install/crds/ instead); Cilium: operator.skipCRDCreation, flag skip-crd-creation. */
+  skipCRDCreation: bool,
 } as const;
 
 export const configSchema = z.object(configShape).strict();
@@ -117,6 +119,7 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'identityGC.leaseNamespace': 'kube-system',
   'identityGC.gracePeriod': '15m',
   'identityGC.interval': '1m',
+  skipCRDCreation: false,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mustParse } from '../k8s/kind.js';
+import type { PolicyStatusChange } from '../k8s/policy-status.js';
 import { KINDS, refOf, resourceKey } from '../k8s/kinds.js';
 import { PolicyEngine } from '../policy/index.js';
 import { PolicySubscriber } from './policy-subscriber.js';
@@ -41,4 +42,37 @@ test('policy events reach the engine and the status; the source’s problems mar
   await sub.apply(ev('delete'));
   assert.deepEqual(engine.policyKeys(), []);
   assert.deepEqual(sub.statuses().map((s) => s.key), ['NetworkPolicy/shop/q']);
+});
+
+test('the status listener hears each change with the generation; a status-only update (same generation) is not enforced anew', async () => {
+  const engine = new PolicyEngine();
+  let upserts = 0;
+  const upsert = engine.upsertPolicy.bind(engine);
+  engine.upsertPolicy = async (d) => {
+    upserts++;
+    return upsert(d);
+  };
+  const heard: PolicyStatusChange[] = [];
+  const sub = new PolicySubscriber(engine, (c) => heard.push(c));
+  const at = (generation: number, status?: unknown): ResourceEvent => {
+    const object = mustParse(KINDS.CiliumNetworkPolicy, { ...cnp, metadata: { ...cnp.metadata, generation }, ...(status === undefined ? {} : { status }) });
+    return { type: 'upsert', ref: refOf(object), key: resourceKey(refOf(object)), object, origin: 'k8s' };
+  };
+
+  await sub.apply(at(1));
+  assert.deepEqual(heard.at(-1), { ref: refOf(cnp), ok: true, enforcing: true, generation: 1, problems: [], reported: undefined });
+  const status = { nodes: { a: { ok: true, observedGeneration: 1 } } };
+  await sub.apply(at(1, status));
+  assert.equal(upserts, 1, 'a status write does not re-enforce the policy');
+  assert.deepEqual(heard.at(-1)?.reported, status, 'the writer learns what the object says');
+
+  sub.noteProblems([{ origin: 'k8s', ref: refOf(cnp), path: ['spec', 'ingress', 0, 'fromCIDR', 0], code: 'INVALID_CIDR', message: 'bad' }]);
+  assert.deepEqual(heard.at(-1), { ref: refOf(cnp), ok: false, enforcing: true, problems: [{ path: 'spec.ingress[0].fromCIDR[0]', code: 'INVALID_CIDR', message: 'bad' }] });
+
+  await sub.apply(at(2));
+  assert.equal(upserts, 2);
+  assert.equal(heard.at(-1)?.generation, 2);
+
+  await sub.apply({ ...at(2), type: 'delete' });
+  assert.deepEqual(heard.at(-1), { ref: refOf(cnp), deleted: true, ok: false, enforcing: false, problems: [] });
 });

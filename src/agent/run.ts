@@ -9,12 +9,16 @@
  *
  * Without `standaloneDir` the source is the Kubernetes API, found as
  * src/k8s/client.ts resolves it; no configuration found is
- * MESHD_K8S_NO_CONFIG, thrown before anything is started.
+ * MESHD_K8S_NO_CONFIG, thrown before anything is started. In Kubernetes
+ * mode the agent first registers the policy CRDs (unless skipCRDCreation),
+ * and writes its node's entry in each CNP/CCNP's status while it runs.
  */
 import { IdentityGC } from '../identity/identity-gc.js';
 import { KubeIdentityAllocator } from '../identity/kube-allocator.js';
 import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
+import { CrdRegistrar, type CrdRegistrarOptions } from '../k8s/crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
+import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
@@ -30,6 +34,10 @@ export interface RunAgentOptions {
   kubeconfigPath?: string;
   /** Kubernetes mode: tuning of the source (batching, backoff, CRD re-check). */
   kubeSource?: Omit<KubeSourceOptions, 'client' | 'log'>;
+  /** Kubernetes mode: tuning of the policy status writer (coalescing, backoff). */
+  policyStatus?: Pick<PolicyStatusWriterOptions, 'coalesceMs' | 'backoff'>;
+  /** Kubernetes mode: how long the first CRD registration may hold the start, and its retries. */
+  crdRegistration?: Pick<CrdRegistrarOptions, 'firstAttemptMs' | 'backoff' | 'establishTimeoutMs'>;
   env?: NodeJS.ProcessEnv;
   log?: Logger;
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
@@ -44,19 +52,30 @@ export interface RunningAgent {
   kube: KubeSource | null;
   /** Cluster-wide identities and their GC (Kubernetes mode with identityAllocationMode=crd), else null. */
   identities: { allocator: KubeIdentityAllocator; gc: IdentityGC } | null;
+  /** Writes this node's entries in CNP/CCNP statuses; null in standalone mode. */
+  policyStatus: PolicyStatusWriter | null;
   stop(): Promise<void>;
 }
 
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
   let kube: KubeSource | null = null;
+  let policyStatus: PolicyStatusWriter | null = null;
+  let crds: CrdRegistrar | null = null;
   let identities: RunningAgent['identities'] = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
     log.info('reading the cluster', { server: resolved.server, from: resolved.from });
     const client = new KubeClient(resolved.kubeConfig);
-    kube = new KubeSource({ ...o.kubeSource, client, log: log.child({ component: 'k8s' }) });
+    const k8sLog = log.child({ component: 'k8s' });
+    if (!c.skipCRDCreation) {
+      // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
+      crds = new CrdRegistrar({ ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
+      await crds.start();
+    }
+    kube = new KubeSource({ ...o.kubeSource, client, log: k8sLog });
+    policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
     if (c.identityAllocationMode === 'crd') {
       const grace = c['identityGC.gracePeriod'];
       const idLog = log.child({ component: 'identity' });
@@ -81,6 +100,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     await identities.allocator.stop();
   };
   const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
+  const writer = policyStatus;
   let agent: Agent;
   try {
     // The identity cache is read before the agent allocates anything, so known label sets keep their numbers.
@@ -88,8 +108,18 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       await identities.allocator.start();
       identities.gc.start();
     }
-    agent = await Agent.start({ config: c, source, mode: kube ? 'kubernetes' : 'standalone', log, startProxy: o.startProxy ?? null, ...(identities ? { allocator: identities.allocator } : {}) });
+    agent = await Agent.start({
+      config: c,
+      source,
+      mode: kube ? 'kubernetes' : 'standalone',
+      log,
+      startProxy: o.startProxy ?? null,
+      ...(identities ? { allocator: identities.allocator } : {}),
+      ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}),
+    });
   } catch (e) {
+    crds?.stop();
+    await writer?.stop();
     await stopIdentities();
     throw e;
   }
@@ -98,6 +128,8 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   try {
     await api.listen();
   } catch (e) {
+    crds?.stop();
+    await policyStatus?.stop();
     await agent.stop();
     await stopIdentities();
     throw e;
@@ -108,9 +140,12 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     api,
     kube,
     identities,
+    policyStatus,
     async stop() {
       if (stopped) return;
       stopped = true;
+      crds?.stop();
+      await policyStatus?.stop();
       await api.close();
       await agent.stop();
       await stopIdentities();

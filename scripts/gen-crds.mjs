@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Writes install/crds/*.yaml from the policy schemas (src/k8s/crds.ts, built
+// into dist/ by tsc). `--check` writes nothing and exits 1 when a file is
+// out of date. src/k8s/crds.test.ts runs the same comparison.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { policyCrds, renderCrdYaml, crdFileName } = await import(join(root, 'dist', 'src', 'k8s', 'crds.js'));
+const check = process.argv.includes('--check');
+let stale = 0;
+for (const crd of policyCrds()) {
+  const file = join(root, 'install', 'crds', crdFileName(crd));
+  const text = renderCrdYaml(crd);
+  let have = '';
+  try {
+    have = readFileSync(file, 'utf8');
+  } catch {
+    // A missing file is simply out of date.
+  }
+  if (have === text) continue;
+  stale++;
+  if (check) console.error(`out of date: install/crds/${crdFileName(crd)} (run node scripts/gen-crds.mjs)`);
+  else {
+    writeFileSync(file, text);
+    console.log(`wrote install/crds/${crdFileName(crd)}`);
+  }
+}
+process.exit(check && stale > 0 ? 1 : 0);

@@ -1,0 +1,213 @@
+/**
+ * Policy status against a real kube-apiserver: an agent in Kubernetes mode,
+ * running as the meshd ServiceAccount bound to install/rbac.yaml, registers
+ * the CRDs itself and writes its node's entry in each policy's status: ok
+ * with the observed generation, bumped by an edit; an edit the CRD accepts
+ * but meshd refuses shows ok: false with the field path while the previous
+ * version stays enforced in the kernel; another node's entry is never
+ * touched; nothing is written when nothing changed. And the writer alone:
+ * two nodes side by side, coalescing, retry after an outage.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { z } from 'zod';
+import { resolveKubeConfig } from '../../src/k8s/client.js';
+import { registerCrds } from '../../src/k8s/crds.js';
+import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
+import { PolicyStatusWriter } from '../../src/k8s/policy-status.js';
+import { repoPath } from '../../src/util/paths.js';
+import { AgentNode } from '../helpers/agent-node.js';
+import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { echoServer, tryConnect } from '../helpers/pod-net.js';
+import { requirePrivileges } from '../helpers/privileged.js';
+
+const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
+
+const entry = z.looseObject({
+  ok: z.boolean(),
+  enforcing: z.boolean().optional(),
+  observedGeneration: z.number(),
+  lastUpdated: z.string(),
+  error: z.string().optional(),
+  problems: z.array(z.object({ path: z.string(), code: z.string(), message: z.string() })).optional(),
+});
+const cnpObject = z.looseObject({
+  metadata: z.looseObject({ generation: z.number() }),
+  status: z.looseObject({ nodes: z.record(z.string(), entry).optional() }).optional(),
+});
+
+async function getCnp(kube: KubeCluster, name: string): Promise<z.infer<typeof cnpObject>> {
+  const r = await kube.kubectl(['get', 'cnp', name, '-o', 'json']);
+  assert.equal(r.code, 0, r.stderr);
+  return cnpObject.parse(JSON.parse(r.stdout));
+}
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+}
+
+const policy = (apps: string[], port: string) => ({
+  apiVersion: 'cilium.io/v2',
+  kind: 'CiliumNetworkPolicy',
+  metadata: { name: 'server-in', namespace: 'default' },
+  spec: {
+    endpointSelector: { matchLabels: { app: 'server' } },
+    ingress: [{ fromEndpoints: [{ matchExpressions: [{ key: 'app', operator: 'In', values: apps }] }], toPorts: [{ ports: [{ port, protocol: 'TCP' }] }] }],
+  },
+});
+
+test('each node writes its own policy status: accepted with the observed generation, rejected with the field path while the last good version is enforced', async (t) => {
+  requirePrivileges();
+  const node = new AgentNode({ nodeName: 'node-a' });
+  t.after(() => node.cleanup());
+  mkdirSync(node.manifests, { recursive: true }); // cleanup() restarts a stopped agent in standalone mode for CNI DEL
+  const kube = await startKubeCluster({ t });
+  await kube.ensureDefaultServiceAccount('default');
+  await kube.apply(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'));
+  const sa = await kube.serviceAccountKubeconfig('kube-system', 'meshd');
+  await kube.apply(
+    ['client', 'server', 'intruder'].map((name) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'default', labels: { app: name } },
+      spec: { nodeName: node.config.nodeName, containers: [{ name: 'c', image: 'example.invalid/c' }] },
+    })),
+  );
+
+  // No CRDs installed: the agent registers them (with only the ServiceAccount's rights).
+  const running = await node.start({ standaloneDir: undefined, kubeconfigPath: sa.kubeconfigPath, kubeSource: FAST, policyStatus: { coalesceMs: 20, backoff: { initialMs: 100, maxMs: 1_000 } } });
+  const writer = running.policyStatus;
+  assert.ok(writer);
+  assert.equal((await kube.kubectl(['get', 'crd', 'ciliumnetworkpolicies.cilium.io'])).code, 0, 'the agent registered the CRD');
+  await eventually('the source to serve CiliumNetworkPolicy', async () => {
+    const src = running.agent.status().source;
+    return src.type === 'kubernetes' && src.kinds.CiliumNetworkPolicy?.synced ? true : undefined;
+  });
+
+  const client = await node.addPod('client');
+  const server = await node.addPod('server');
+  const intruder = await node.addPod('intruder');
+  await echoServer(t, server.ns, [8080]);
+
+  // Another node's entry, which this agent must leave as it is.
+  await kube.apply(policy(['client'], '8080'));
+  const other = { ok: true, enforcing: true, observedGeneration: 1, lastUpdated: '2026-01-01T00:00:00Z' };
+  const p = await kube.kubectl(['patch', 'cnp', 'server-in', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodes: { 'node-b': other } } })]);
+  assert.equal(p.code, 0, p.stderr);
+
+  await t.test('a valid policy: ok and enforcing for this node at generation 1', async () => {
+    const e = await eventually('node-a ok at generation 1', async () => {
+      const o = await getCnp(kube, 'server-in');
+      const mine = o.status?.nodes?.['node-a'];
+      return mine?.ok && mine.observedGeneration === o.metadata.generation ? { o, mine } : undefined;
+    });
+    assert.equal(e.o.metadata.generation, 1);
+    assert.equal(e.mine.enforcing, true);
+    assert.equal(e.mine.error, undefined);
+    assert.ok(Date.now() - Date.parse(e.mine.lastUpdated) < 60_000, 'lastUpdated is now');
+    assert.deepEqual(e.o.status?.nodes?.['node-b'], other, "another node's entry is untouched");
+    assert.equal(await tryConnect(intruder.ns, server.ip, 8080, 500), 'timeout');
+    assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
+  });
+
+  await t.test('nothing changed, nothing written: our own status write does not cause another', async () => {
+    const before = writer.stats().patches;
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.equal(writer.stats().patches, before);
+    assert.equal(writer.stats().pending, 0);
+  });
+
+  await t.test('an edit bumps the observed generation', async () => {
+    await kube.apply(policy(['client', 'intruder'], '8080'));
+    const mine = await eventually('node-a ok at generation 2', async () => {
+      const o = await getCnp(kube, 'server-in');
+      const m = o.status?.nodes?.['node-a'];
+      return m?.ok && m.observedGeneration === 2 && o.metadata.generation === 2 ? m : undefined;
+    });
+    assert.equal(mine.enforcing, true);
+    await eventually('the intruder to be allowed', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'connected' ? true : undefined));
+  });
+
+  await t.test('an edit the CRD accepts but meshd refuses: ok false with the field path, the previous version stays enforced', async () => {
+    const patchesBefore = writer.stats().patches;
+    await kube.apply(policy(['client'], 'not a port!'));
+    const mine = await eventually('node-a rejected at generation 3', async () => {
+      const o = await getCnp(kube, 'server-in');
+      const m = o.status?.nodes?.['node-a'];
+      return m && !m.ok && m.observedGeneration === 3 ? m : undefined;
+    });
+    assert.equal(mine.enforcing, true, 'generation 2 is still enforced');
+    assert.deepEqual(
+      mine.problems?.map((x) => [x.path, x.code]),
+      [['spec.ingress[0].toPorts[0].ports[0].port', 'INVALID_PORT']],
+    );
+    assert.ok(mine.error?.startsWith('spec.ingress[0].toPorts[0].ports[0].port: '));
+    // Generation 2 allowed the intruder; generation 3 would not have.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await tryConnect(intruder.ns, server.ip, 8080), 'connected', 'the last good version is enforced');
+    assert.deepEqual((await getCnp(kube, 'server-in')).status?.nodes?.['node-b'], other);
+    assert.equal(writer.stats().patches - patchesBefore, 1, 'one patch for the change');
+
+    // Fixed again: ok, the old error and problems are gone from the entry.
+    await kube.apply(policy(['client'], '8080'));
+    const fixed = await eventually('node-a ok at generation 4', async () => {
+      const m = (await getCnp(kube, 'server-in')).status?.nodes?.['node-a'];
+      return m?.ok && m.observedGeneration === 4 ? m : undefined;
+    });
+    assert.equal(fixed.error, undefined);
+    assert.equal(fixed.problems, undefined);
+    await eventually('the intruder to be refused again', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout' ? true : undefined));
+  });
+});
+
+test('status writers: two nodes write side by side; an unreachable API server delays the write, never the caller', async (t) => {
+  const kube = await startKubeCluster({ t });
+  const kubeConfig = resolveKubeConfig({ kubeconfigPath: kube.kubeconfigPath, env: {} }).kubeConfig;
+  await registerCrds({ kubeConfig });
+  await kube.apply(policy(['client'], '8080'));
+  const ref = { kind: 'CiliumNetworkPolicy' as const, namespace: 'default', name: 'server-in' };
+  const writers = ['node-a', 'node-b'].map((nodeName) => new PolicyStatusWriter({ kubeConfig, nodeName, coalesceMs: 10, backoff: { initialMs: 100, maxMs: 500 } }));
+  t.after(() => Promise.all(writers.map((w) => w.stop())));
+  const [a, b] = writers;
+  assert.ok(a && b);
+
+  // Coalesced: three notes in a row, one patch with the last.
+  a.note({ ref, ok: false, enforcing: false, generation: 1, problems: [{ path: 'spec', code: 'X', message: 'first' }] });
+  a.note({ ref, ok: false, enforcing: false, generation: 1, problems: [{ path: 'spec', code: 'X', message: 'second' }] });
+  a.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
+  b.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
+  const both = await eventually('both nodes', async () => {
+    const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
+    return nodes?.['node-a'] && nodes['node-b'] ? nodes : undefined;
+  });
+  assert.equal(both['node-a']?.ok, true);
+  assert.equal(both['node-b']?.ok, true);
+  assert.equal(a.stats().patches, 1, 'three notes, one patch');
+
+  await kube.stopApiServer();
+  const started = performance.now();
+  a.note({ ref, ok: false, enforcing: true, generation: 1, problems: [{ path: 'spec.ingress', code: 'X', message: 'later' }] });
+  assert.ok(performance.now() - started < 20, 'note() does not wait for the API server');
+  await eventually('a failed attempt', async () => (a.stats().failures > 0 ? true : undefined));
+  assert.equal(a.stats().pending, 1);
+  await kube.startApiServer();
+  const after = await eventually('the retried write', async () => {
+    const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
+    return nodes?.['node-a']?.ok === false ? nodes : undefined;
+  });
+  assert.deepEqual(after['node-a']?.problems, [{ path: 'spec.ingress', code: 'X', message: 'later' }]);
+  assert.equal(after['node-b']?.ok, true, "node-b's entry is untouched");
+  assert.equal(a.stats().pending, 0);
+});
