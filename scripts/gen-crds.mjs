@@ -7,12 +7,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { policyCrds, renderCrdYaml, crdFileName } = await import(join(root, 'dist', 'src', 'k8s', 'crds.js'));
+const { policyCrds, renderCrdYaml, renderCrdsYaml, crdFileName } = await import(join(root, 'dist', 'src', 'k8s', 'crds.js'));
+const { identityCrds, IDENTITY_CRDS_FILE, IDENTITY_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'identity', 'identity-crds.js'));
 const check = process.argv.includes('--check');
 let stale = 0;
-for (const crd of policyCrds()) {
-  const file = join(root, 'install', 'crds', crdFileName(crd));
-  const text = renderCrdYaml(crd);
+const files = [
+  ...policyCrds().map((crd) => [crdFileName(crd), renderCrdYaml(crd)]),
+  [IDENTITY_CRDS_FILE, renderCrdsYaml(IDENTITY_CRDS_HEADER, identityCrds())],
+];
+for (const [name, text] of files) {
+  const file = join(root, 'install', 'crds', name);
   let have = '';
   try {
     have = readFileSync(file, 'utf8');
@@ -21,10 +25,10 @@ for (const crd of policyCrds()) {
   }
   if (have === text) continue;
   stale++;
-  if (check) console.error(`out of date: install/crds/${crdFileName(crd)} (run node scripts/gen-crds.mjs)`);
+  if (check) console.error(`out of date: install/crds/${name} (run node scripts/gen-crds.mjs)`);
   else {
     writeFileSync(file, text);
-    console.log(`wrote install/crds/${crdFileName(crd)}`);
+    console.log(`wrote install/crds/${name}`);
   }
 }
 process.exit(check && stale > 0 ? 1 : 0);

@@ -16,7 +16,8 @@
 import { IdentityGC } from '../identity/identity-gc.js';
 import { KubeIdentityAllocator } from '../identity/kube-allocator.js';
 import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
-import { CrdRegistrar, type CrdRegistrarOptions } from '../k8s/crds.js';
+import { CrdRegistrar, policyCrds, type CrdRegistrarOptions } from '../k8s/crds.js';
+import { identityCrds } from '../identity/identity-crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
 import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -71,7 +72,8 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
       // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
-      crds = new CrdRegistrar({ ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
+      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : [])];
+      crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
     kube = new KubeSource({ ...o.kubeSource, client, log: k8sLog });

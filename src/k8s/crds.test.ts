@@ -4,12 +4,14 @@ import { test } from 'node:test';
 import { z } from 'zod';
 import { repoPath } from '../util/paths.js';
 import { isMeshdError } from '../util/errors.js';
-import { CrdError, crdFileName, policyCrds, renderCrdYaml, structuralFromZod, type StructuralSchema } from './crds.js';
+import { identityCrds, IDENTITY_CRDS_FILE, IDENTITY_CRDS_HEADER } from '../identity/identity-crds.js';
+import { CrdError, crdFileName, policyCrds, renderCrdYaml, renderCrdsYaml, structuralFromZod, type StructuralSchema } from './crds.js';
 
 test('install/crds/ is what the generator makes from the schemas now (run node scripts/gen-crds.mjs after a schema change)', () => {
   const crds = policyCrds();
   assert.deepEqual(crds.map(crdFileName), ['ciliumnetworkpolicies.yaml', 'ciliumclusterwidenetworkpolicies.yaml']);
   for (const crd of crds) assert.equal(readFileSync(repoPath('install', 'crds', crdFileName(crd)), 'utf8'), renderCrdYaml(crd), crdFileName(crd));
+  assert.equal(readFileSync(repoPath('install', 'crds', IDENTITY_CRDS_FILE), 'utf8'), renderCrdsYaml(IDENTITY_CRDS_HEADER, identityCrds()), IDENTITY_CRDS_FILE);
 });
 
 /** Every node typed, or explicitly int-or-string / preserve-unknown-fields: what Kubernetes calls structural. */

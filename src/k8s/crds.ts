@@ -253,7 +253,8 @@ export interface CrdObject {
       name: string;
       served: boolean;
       storage: boolean;
-      subresources: { status: Record<string, never> };
+      /** The status subresource (policies: each node patches its own status entry); absent where status is written with the object. */
+      subresources?: { status: Record<string, never> };
       additionalPrinterColumns: Array<{ name: string; type: string; jsonPath: string; description?: string }>;
       schema: { openAPIV3Schema: StructuralSchema };
     }>;
@@ -304,6 +305,11 @@ export function renderCrdYaml(crd: CrdObject): string {
 
 /** The file name of a CRD under install/crds/. */
 export const crdFileName = (crd: CrdObject): string => `${crd.spec.names.plural}.yaml`;
+
+/** meshd's own CRDs (src/identity/identity-crds.ts) as one file under install/crds/: a header, then the objects. */
+export function renderCrdsYaml(header: readonly string[], crds: readonly CrdObject[]): string {
+  return `${header.map((l) => `# ${l}`.trimEnd()).join('\n')}\n${crds.map((c) => stringify(c, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n')}`;
+}
 
 export interface RegisterCrdsOptions {
   kubeConfig: KubeConfig;

@@ -86,9 +86,7 @@ test('each node writes its own policy status: accepted with the observed generat
     })),
   );
 
-  // meshd's own identity CRDs come from install/crds/ (the agent registers only the cilium.io policy CRDs so far).
-  await kube.apply(readFileSync(repoPath('install', 'crds', 'meshd.io_meshdidentities.yaml'), 'utf8'));
-  // No policy CRDs installed: the agent registers them (with only the ServiceAccount's rights).
+  // No CRDs installed: the agent registers the policy and identity CRDs (with only the ServiceAccount's rights).
   const running = await node.start({ standaloneDir: undefined, kubeconfigPath: sa.kubeconfigPath, kubeSource: FAST, policyStatus: { coalesceMs: 20, backoff: { initialMs: 100, maxMs: 1_000 } } });
   const writer = running.policyStatus;
   assert.ok(writer);
