@@ -15,7 +15,7 @@
  * (no status subresource), so one merge patch touches only one node's key.
  */
 import { CLUSTER_IDENTITY_MIN } from './reserved.js';
-import { CRD_SCHEMA_VERSION, CRD_SCHEMA_VERSION_LABEL, type CrdObject, type StructuralSchema } from '../k8s/crds.js';
+import { crdObject, type CrdObject, type StructuralSchema } from '../k8s/crds.js';
 import { CLUSTER_IDENTITY_MAX } from './kube-allocator.js';
 
 /** The file under install/crds/ that ships these CRDs. */
@@ -33,19 +33,8 @@ const envelope = (spec: StructuralSchema, status?: StructuralSchema): Structural
   },
 });
 
-function identityCrd(kind: string, plural: string, shortNames: string[], columns: CrdObject['spec']['versions'][number]['additionalPrinterColumns'], schema: StructuralSchema): CrdObject {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `${plural}.meshd.io`, labels: { [CRD_SCHEMA_VERSION_LABEL]: String(CRD_SCHEMA_VERSION) } },
-    spec: {
-      group: 'meshd.io',
-      names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase(), shortNames, categories: ['meshd'] },
-      scope: 'Cluster',
-      versions: [{ name: 'v1alpha1', served: true, storage: true, additionalPrinterColumns: columns, schema: { openAPIV3Schema: schema } }],
-    },
-  };
-}
+const identityCrd = (kind: string, plural: string, shortNames: string[], columns: CrdObject['spec']['versions'][number]['additionalPrinterColumns'], schema: StructuralSchema): CrdObject =>
+  crdObject({ group: 'meshd.io', kind, plural, shortNames, categories: ['meshd'], scope: 'Cluster', version: 'v1alpha1', statusSubresource: false, columns, schema });
 
 /** MeshdIdentity and MeshdIdentityKey, in the order they are registered. */
 export function identityCrds(): CrdObject[] {
