@@ -72,3 +72,8 @@ fi
 # 8. The Kubernetes control plane the tests run against (kube-apiserver, kubectl, etcd), built
 #    from the Go module proxy into a cache outside the repository; ~10 minutes the first time.
 bash scripts/k8s-binaries.sh || die "building the Kubernetes test binaries failed (see scripts/k8s-binaries.sh)"
+
+# 9. The cilium/cilium Go module (source only) in the Go module cache: the Hubble
+#    protos the observer API is built from, and the CRD schemas and example
+#    policies the policy tests compare against.
+bash scripts/cilium-module.sh >/dev/null || die "fetching the cilium/cilium Go module failed (see scripts/cilium-module.sh)"
