@@ -50,6 +50,8 @@ import { proxyPorts, Reconciler, type L7Proxy } from './reconciler.js';
 import type { ResourceEvent, ResourceKind, ResourceSource, ResourceSubscriber, SourceProblem } from './resource-source.js';
 import { ServiceSubscriber } from './service-subscriber.js';
 import { watchHostAddresses, type HostAddressWatcher } from './host-addresses.js';
+import { staticPodCidr, type PodCidrProvider } from './pod-cidr.js';
+import { STANDALONE_POD_CIDR } from './config.js';
 
 export type { L7Proxy } from './reconciler.js';
 export type { PolicyStatus } from './policy-subscriber.js';
@@ -65,6 +67,8 @@ export interface AgentOptions {
   allocator?: IdentityAllocator;
   /** Hears each policy's state change on this node (Kubernetes mode: the policy status writer). */
   onPolicyStatus?: PolicyStatusListener;
+  /** The node's pod CIDR (Kubernetes mode: claimed through the API server, pod-cidr.ts); default ipam.podCIDR. */
+  podCidr?: PodCidrProvider;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -94,9 +98,12 @@ export class Agent {
   private queue: Promise<unknown> = Promise.resolve();
   private hostAddresses: HostAddressWatcher | null = null;
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
+  readonly podCidr: PodCidrProvider;
+  private podCidrSub: (() => void) | null = null;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
+    this.podCidr = opts.podCidr ?? staticPodCidr(opts.config['ipam.podCIDR'] ?? STANDALONE_POD_CIDR);
     this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode, ...(opts.allocator ? { allocator: opts.allocator } : {}) });
     this.policySub = new PolicySubscriber(this.engine, opts.onPolicyStatus);
   }
@@ -212,8 +219,11 @@ export class Agent {
     });
 
     if (c['cni.install']) {
-      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], podCIDR: c['ipam.podCIDR'], agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
-      if (r.changed) this.log.info('CNI configuration installed', { actions: r.actions });
+      this.installCniConfig();
+      // A pod CIDR that becomes known (or changes) later is written into the conflist then.
+      this.podCidrSub = this.podCidr.onChange(() => {
+        if (this.state === 'running' || this.state === 'starting') this.installCniConfig();
+      });
     }
     this.cniServer = new EndpointApiServer({ socketPath: this.socketPath('cni'), handler: cni.handler() });
     await this.cniServer.start();
@@ -221,10 +231,24 @@ export class Agent {
     this.log.info('agent running', { node: c.nodeName, endpoints: this.endpoints.endpoints().length, policies: this.engine.policyKeys().length });
   }
 
+  /** The conflist with the node's pod CIDR, or, while it is not known, an IPAM section that makes ADD retry. */
+  private installCniConfig(): void {
+    const c = this.config;
+    const p = this.podCidr.current();
+    try {
+      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], ...(p.cidr ? { podCIDR: p.cidr } : { podCIDRPending: p.detail }), agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
+      if (r.changed) this.log.info('CNI configuration installed', { actions: r.actions, podCIDR: p.cidr });
+    } catch (e) {
+      if (this.state === 'starting') throw e;
+      this.log.error('CNI configuration not updated', { err: e });
+    }
+  }
+
   /** Stops the agent; the datapath stays attached and pinned. Idempotent. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
+    this.podCidrSub?.();
     await this.opts.source.stop().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
     this.hostAddresses?.close();
@@ -288,6 +312,7 @@ export class Agent {
       proxy: this.reconciler?.lastProxy ?? null,
       datapath: { endpoints: dp.length, ipcacheEntries: this.endpoints?.ipcacheEntries().length ?? 0, pinDir: this.pinDir, pending: Object.fromEntries(this.reconciler?.pending ?? []) },
       source: this.opts.source.status(),
+      ipam: this.podCidr.current(),
       services: this.services?.status() ?? null,
       counts: {
         endpoints: dp.length,

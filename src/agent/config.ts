@@ -54,7 +54,8 @@ export const configShape = {
   'envoy.binaryPath': z.string().min(1).optional(),
   'envoy.xdsMode': z.enum(['sotw', 'delta']),
   'proxy.portRange': portRange,
-  'ipam.podCIDR': cidr4,
+  /** The node's pod CIDR. Standalone: the range meshd-cni allocates from (default STANDALONE_POD_CIDR). Kubernetes: an explicit CIDR, claimed like a pool block and refused when another node holds it. */
+  'ipam.podCIDR': cidr4.optional(),
   'bpf.root': z.string().min(1),
   'bpf.lbMapMax': int(16, 16_777_216),
   'loadBalancer.algorithm': z.enum(['random', 'maglev']),
@@ -82,7 +83,27 @@ export const configShape = {
   'identityGC.interval': duration,
   /** Do not create or update the cilium.io policy CRDs (install them from install/crds/ instead); Cilium: operator.skipCRDCreation, flag skip-crd-creation. */
   skipCRDCreation: bool,
+  // ---- node objects and pod CIDRs (src/agent/pod-cidr.ts, node-object.ts, node-housekeeping.ts) ----
+  /** Kubernetes mode: where the node's pod CIDR comes from (Cilium: ipam.mode): a block of the cluster pool, or Node.spec.podCIDRs. */
+  'ipam.mode': z.enum(['cluster-pool', 'kubernetes']),
+  /** The pools cluster-pool carves node CIDRs from (Cilium: ipam.operator.clusterPoolIPv4PodCIDRList); a list or "a,b". */
+  'ipam.operator.clusterPoolIPv4PodCIDRList': z
+    .union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''))])
+    .pipe(z.array(cidr4).min(1)),
+  /** The prefix length of each node's block (Cilium: ipam.operator.clusterPoolIPv4MaskSize). */
+  'ipam.operator.clusterPoolIPv4MaskSize': int(8, 30),
+  /** How often the agent rewrites its MeshdNode (its heartbeat). */
+  'nodeHeartbeat.interval': duration,
+  /** Namespace of the Lease `meshd-node-gc` that elects the agent removing nodes that left. */
+  'nodeGC.leaseNamespace': z.string().min(1),
+  /** How long a node whose Node object is gone may go without a heartbeat before its MeshdNode, pod CIDR and policy status keys are removed. */
+  'nodeGC.gracePeriod': duration,
+  /** How often the Lease holder looks for nodes that left. */
+  'nodeGC.interval': duration,
 } as const;
+
+/** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
+export const STANDALONE_POD_CIDR = '10.244.0.0/24';
 
 export const configSchema = z.object(configShape).strict();
 export type AgentConfig = z.output<typeof configSchema>;
@@ -103,7 +124,7 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'envoy.binaryPath': undefined,
   'envoy.xdsMode': 'delta',
   'proxy.portRange': '10000-20000',
-  'ipam.podCIDR': '10.244.0.0/24',
+  'ipam.podCIDR': undefined,
   'bpf.root': '/sys/fs/bpf',
   'bpf.lbMapMax': 65536,
   'loadBalancer.algorithm': 'random',
@@ -120,6 +141,13 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'identityGC.gracePeriod': '15m',
   'identityGC.interval': '1m',
   skipCRDCreation: false,
+  'ipam.mode': 'cluster-pool',
+  'ipam.operator.clusterPoolIPv4PodCIDRList': ['10.0.0.0/8'],
+  'ipam.operator.clusterPoolIPv4MaskSize': 24,
+  'nodeHeartbeat.interval': '30s',
+  'nodeGC.leaseNamespace': 'kube-system',
+  'nodeGC.gracePeriod': '5m',
+  'nodeGC.interval': '1m',
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

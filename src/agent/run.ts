@@ -26,6 +26,14 @@ import { ApiServer } from './api-server.js';
 import type { AgentConfig } from './config.js';
 import { registerRoutes } from './routes.js';
 import { StandaloneSource } from './standalone-source.js';
+import { nodeCrds } from '../k8s/meshd-node.js';
+import { join } from 'node:path';
+import { dumpAddresses } from '../../native/index.js';
+import { packageVersion } from '../util/paths.js';
+import { hostIdentityAddresses } from './host-addresses.js';
+import { NodeHousekeeping } from './node-housekeeping.js';
+import { NodeObjectWriter } from './node-object.js';
+import { PodCidrAllocator } from './pod-cidr.js';
 
 export interface RunAgentOptions {
   config: AgentConfig;
@@ -44,6 +52,16 @@ export interface RunAgentOptions {
   startProxy?: ((cfg: AgentConfig, log: Logger) => Promise<L7Proxy>) | null;
   /** Rescan interval of the manifest directory (the watch catches most edits sooner). */
   rescanMs?: number;
+  /** Kubernetes mode: tuning of the pod CIDR retries and the node housekeeping Lease (tests shorten them). */
+  nodes?: { podCidrRetryMs?: number; leaseDurationMs?: number; leaseRetryMs?: number };
+}
+
+/** Kubernetes mode: the node's pod CIDR, its MeshdNode and the housekeeping of nodes that left. */
+export interface NodeTasks {
+  podCidr: PodCidrAllocator;
+  /** Started once the agent runs. */
+  writer: NodeObjectWriter | null;
+  housekeeping: NodeHousekeeping;
 }
 
 export interface RunningAgent {
@@ -55,6 +73,8 @@ export interface RunningAgent {
   identities: { allocator: KubeIdentityAllocator; gc: IdentityGC } | null;
   /** Writes this node's entries in CNP/CCNP statuses; null in standalone mode. */
   policyStatus: PolicyStatusWriter | null;
+  /** Pod CIDR, MeshdNode and node housekeeping; null in standalone mode. */
+  nodes: NodeTasks | null;
   stop(): Promise<void>;
 }
 
@@ -64,6 +84,8 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   let policyStatus: PolicyStatusWriter | null = null;
   let crds: CrdRegistrar | null = null;
   let identities: RunningAgent['identities'] = null;
+  let nodes: NodeTasks | null = null;
+  let kubeClient: KubeClient | null = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
@@ -72,7 +94,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
       // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
-      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : [])];
+      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), ...nodeCrds()];
       crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
@@ -95,7 +117,14 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
         gc: new IdentityGC({ client, holder: c.nodeName, namespace: c['identityGC.leaseNamespace'], graceMs: grace, intervalMs: c['identityGC.interval'], log: idLog }),
       };
     }
+    kubeClient = client;
+    nodes = kubeNodeTasks(o, client, log.child({ component: 'node' }));
   }
+  const stopNodes = async () => {
+    await nodes?.writer?.stop();
+    await nodes?.housekeeping.stop();
+    await nodes?.podCidr.stop();
+  };
   const stopIdentities = async () => {
     if (!identities) return;
     await identities.gc.stop();
@@ -110,6 +139,8 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       await identities.allocator.start();
       identities.gc.start();
     }
+    // Before the agent installs the CNI configuration: a CIDR another node holds stops the start here (MESHD_IPAM_POD_CIDR_CONFLICT).
+    await nodes?.podCidr.start();
     agent = await Agent.start({
       config: c,
       source,
@@ -118,12 +149,27 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       startProxy: o.startProxy ?? null,
       ...(identities ? { allocator: identities.allocator } : {}),
       ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}),
+      ...(nodes ? { podCidr: nodes.podCidr } : {}),
     });
   } catch (e) {
     crds?.stop();
     await writer?.stop();
     await stopIdentities();
+    await stopNodes();
     throw e;
+  }
+  if (nodes && kubeClient) {
+    const a = agent;
+    nodes.writer = new NodeObjectWriter({
+      client: kubeClient,
+      nodeName: c.nodeName,
+      podCidr: nodes.podCidr,
+      intervalMs: c['nodeHeartbeat.interval'],
+      facts: () => ({ healthy: a.status().agent.state === 'running', endpoints: a.endpointList().length, agentVersion: packageVersion(), hostAddresses: hostIdentityAddresses(dumpAddresses()) }),
+      log: log.child({ component: 'node' }),
+    });
+    await nodes.writer.start();
+    nodes.housekeeping.start();
   }
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
@@ -132,6 +178,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   } catch (e) {
     crds?.stop();
     await policyStatus?.stop();
+    await stopNodes();
     await agent.stop();
     await stopIdentities();
     throw e;
@@ -143,14 +190,44 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     kube,
     identities,
     policyStatus,
+    nodes,
     async stop() {
       if (stopped) return;
       stopped = true;
       crds?.stop();
       await policyStatus?.stop();
+      await stopNodes();
       await api.close();
       await agent.stop();
       await stopIdentities();
     },
+  };
+}
+
+function kubeNodeTasks(o: RunAgentOptions, client: KubeClient, log: Logger): NodeTasks {
+  const c = o.config;
+  return {
+    podCidr: new PodCidrAllocator({
+      client,
+      nodeName: c.nodeName,
+      mode: c['ipam.mode'],
+      explicit: c['ipam.podCIDR'],
+      pool: c['ipam.operator.clusterPoolIPv4PodCIDRList'],
+      maskSize: c['ipam.operator.clusterPoolIPv4MaskSize'],
+      stateFile: join(c.stateDir, 'pod-cidr.json'),
+      ...(o.nodes?.podCidrRetryMs !== undefined ? { retryMs: o.nodes.podCidrRetryMs } : {}),
+      log,
+    }),
+    writer: null,
+    housekeeping: new NodeHousekeeping({
+      client,
+      holder: c.nodeName,
+      namespace: c['nodeGC.leaseNamespace'],
+      graceMs: c['nodeGC.gracePeriod'],
+      intervalMs: c['nodeGC.interval'],
+      ...(o.nodes?.leaseDurationMs !== undefined ? { leaseDurationMs: o.nodes.leaseDurationMs } : {}),
+      ...(o.nodes?.leaseRetryMs !== undefined ? { retryMs: o.nodes.leaseRetryMs } : {}),
+      log,
+    }),
   };
 }

@@ -50,6 +50,15 @@ export const StatusResponse = z.object({
    * state (how long it has been gone, the last error) and each kind's sync state.
    */
   source: SourceStatus,
+  /** The node's pod CIDR (src/agent/pod-cidr.ts): where it came from, or why it is not known yet. */
+  ipam: z.object({
+    mode: z.enum(['standalone', 'cluster-pool', 'kubernetes']),
+    state: z.enum(['ready', 'pending']),
+    cidr: z.string().nullable(),
+    source: z.enum(['config', 'cluster-pool', 'kubernetes', 'explicit']).nullable(),
+    detail: z.string(),
+    code: z.string().nullable(),
+  }),
   /** The socket LB's counters, null when it is off. */
   services: LbStatus.nullable(),
   counts: z.object({

@@ -33,6 +33,7 @@ const STATUS: StatusResponse = {
   proxy: { version: 'v3', error: null, errorCode: null, at: '2026-01-01T00:00:01.000Z' },
   datapath: { endpoints: 1, ipcacheEntries: 4, pinDir: '/sys/fs/bpf/meshd', pending: {} },
   source: { type: 'standalone', dir: 'examples/demo' },
+  ipam: { mode: 'standalone', state: 'ready', cidr: '10.244.0.0/24', source: 'config', detail: 'ipam.podCIDR', code: null },
   services: null,
   counts: { endpoints: 1, policies: 2, rejectedPolicies: 0, identities: 9, problems: 0 },
 };

@@ -43,6 +43,7 @@ function renderStatus(s: StatusResponse): string {
     `Agent:     ${agent.state} (meshd ${agent.version}, node ${agent.nodeName}, ${agent.mode} mode, up ${agent.uptimeS}s)`,
     `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}` : 'disabled'}`,
     `Source:    ${renderSource(s.source)}`,
+    `Pod CIDR:  ${s.ipam.state === 'ready' ? `${s.ipam.cidr ?? ''} (${s.ipam.mode}, from ${s.ipam.source ?? '-'}: ${s.ipam.detail})` : `pending (${s.ipam.mode}): ${s.ipam.code ?? ''} ${s.ipam.detail}`}`,
     `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
     ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
     `Counts:    ${Object.entries(counts)

@@ -179,6 +179,8 @@ const IpamSchema = z.looseObject({
   subnet: z.string().optional(),
   /** meshd IPAM: the router address pods use as gateway (default: first host of subnet). */
   gateway: z.string().optional(),
+  /** meshd IPAM without a subnet yet: why the agent does not know the node's pod CIDR (ADD is retried by the runtime). */
+  pending: z.string().optional(),
 });
 
 const AttachmentSchema = z.looseObject({ containerID: z.string(), ifname: z.string() });

@@ -49,6 +49,11 @@ export interface InstallOptions {
   exclusive: boolean;
   /** The node's pod CIDR for meshd IPAM; without it the conflist carries no IPAM section. */
   podCIDR?: string;
+  /**
+   * The node's pod CIDR is not known yet (Kubernetes mode: claim or Node.spec.podCIDRs pending), and why:
+   * the conflist carries meshd IPAM without a subnet, and ADD fails with MESHD_CNI_POD_CIDR_PENDING (try again later).
+   */
+  podCIDRPending?: string;
   agentSocket?: string;
   stateDir?: string;
   mtu?: number;
@@ -147,6 +152,7 @@ function meshdPluginEntry(o: InstallOptions): Record<string, unknown> {
   if (o.stateDir !== undefined) entry.stateDir = o.stateDir;
   if (o.mtu !== undefined) entry.mtu = o.mtu;
   if (o.podCIDR !== undefined) entry.ipam = { type: 'meshd', subnet: o.podCIDR };
+  else if (o.podCIDRPending !== undefined) entry.ipam = { type: 'meshd', pending: o.podCIDRPending };
   return entry;
 }
 

@@ -73,9 +73,19 @@ function meshdPool(conf: NetConf, pool: Pool, log: string[]): Ipam {
   return { kind: 'meshd', store: new IpamStore(conf.stateDir, conf.name, pool, { onCorrupt: reportTo(log) }) };
 }
 
+/** DEL and GC: a pod CIDR not known yet means nothing was allocated from it, so there is nothing to release. */
+function ipamOrPending(conf: NetConf, log: string[]): Ipam | { kind: 'pending' } {
+  if ((conf.ipam === undefined || conf.ipam.type === 'meshd') && conf.ipam?.subnet === undefined && conf.podCIDR === undefined && conf.ipam?.pending !== undefined) return { kind: 'pending' };
+  return ipamOf(conf, log);
+}
+
 function ipamOf(conf: NetConf, log: string[]): Ipam {
   if (conf.ipam === undefined || conf.ipam.type === 'meshd') {
     const subnet = conf.ipam?.subnet ?? conf.podCIDR;
+    if (subnet === undefined && conf.ipam?.pending !== undefined) {
+      // The agent installs the conflist before it knows the node's CIDR; the runtime retries ADD until it does.
+      throw new CniError(CniCode.TRY_AGAIN_LATER, 'MESHD_CNI_POD_CIDR_PENDING', `the node's pod CIDR is not known yet: ${conf.ipam.pending}`);
+    }
     if (subnet === undefined) {
       throw new CniError(
         CniCode.INVALID_CONFIG,
@@ -320,13 +330,13 @@ async function teardown(
     await attempt(() => deletePodLink(rec?.hostInterface ?? hostInterfaceName(conf.name, env.containerId, env.ifname)));
     await attempt(async () => {
       // The pool the address came from, even if the configuration's pod CIDR changed since.
-      const ipam: Ipam =
+      const ipam: Ipam | { kind: 'pending' } =
         rec?.ipam === 'meshd' && rec.pool !== null
           ? meshdPool(conf, parsePool(rec.pool), log)
-          : ipamOf(conf, log);
+          : ipamOrPending(conf, log);
       if (ipam.kind === 'meshd') {
         ipam.store.release(key, rec?.ips.map((ip) => ip.split('/')[0] ?? ip));
-      } else {
+      } else if (ipam.kind === 'delegate') {
         await execPlugin(findPlugin(ipam.type, env.path), 'DEL', env, stdin);
       }
     });
@@ -404,7 +414,7 @@ async function cmdGc(conf: NetConf, env: CniEnv, log: string[]): Promise<void> {
       failures.push(`${rec.containerId}/${rec.ifname}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  const ipam = conf.chainingMode === 'none' ? ipamOf(conf, log) : undefined;
+  const ipam = conf.chainingMode === 'none' ? ipamOrPending(conf, log) : undefined;
   if (ipam?.kind === 'meshd') {
     for (const r of ipam.store.list()) {
       if (keep.has(`${r.containerId}/${r.ifname}`)) continue;
