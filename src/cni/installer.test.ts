@@ -215,3 +215,14 @@ test('a refused option touches nothing; a filesystem failure is MESHD_CNI_INSTAL
     (e: unknown) => isMeshdError(e, 'MESHD_CNI_INSTALL_IO') && e.kind === 'failed' && e.message.includes(aFile),
   );
 });
+
+test('a pod CIDR not known yet: the conflist says why (ADD retries); once known it carries the range', (t) => {
+  const { confDir, binDir } = setup(t);
+  const conf = join(confDir, CONFLIST_NAME);
+  installCni({ confDir, binDir, exclusive: false, podCIDRPending: 'waiting for Node n1 spec.podCIDRs' });
+  const entry = (): unknown => (JSON.parse(readFileSync(conf, 'utf8')) as { plugins: Array<{ ipam?: unknown }> }).plugins[0]?.ipam;
+  assert.deepEqual(entry(), { type: 'meshd', pending: 'waiting for Node n1 spec.podCIDRs' });
+  const r = installCni({ confDir, binDir, exclusive: false, podCIDR: '10.243.9.0/24', podCIDRPending: 'ignored once the CIDR is known' });
+  assert.ok(r.changed);
+  assert.deepEqual(entry(), { type: 'meshd', subnet: '10.243.9.0/24' });
+});
