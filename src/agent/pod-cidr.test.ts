@@ -92,6 +92,12 @@ test('API server unreachable: the CIDR in local state is used (unconfirmed); wit
   assert.equal(local.current().cidr, '10.0.7.0/24');
   assert.equal(local.current().source, 'cluster-pool');
 
+  // An explicit CIDR needs no API server to be known; it wins over the local copy.
+  const explicit = new PodCidrAllocator({ ...opts, explicit: '10.243.1.0/24' });
+  t.after(() => explicit.stop());
+  await explicit.start();
+  assert.deepEqual([explicit.current().state, explicit.current().cidr, explicit.current().source], ['ready', '10.243.1.0/24', 'explicit']);
+
   // Another node's state file (a copied state directory) is not this node's CIDR.
   writeFileSync(stateFile, JSON.stringify({ node: 'node-b', cidr: '10.0.7.0/24', source: 'cluster-pool' }));
   const other = new PodCidrAllocator(opts);

@@ -243,8 +243,15 @@ export class PodCidrAllocator implements PodCidrProvider {
   }
 
   private pending(e: PodCidrError): void {
-    // A CIDR already in use stays in use: a later failure (the API server away) does not take it back.
-    if (this.status.state === 'ready') return;
+    // A CIDR already in use stays in use: a later failure (the API server away) does not take it back. One not yet
+    // confirmed that turns out to be held by another node is reported (status and log) until an operator resolves it.
+    if (this.status.state === 'ready') {
+      if (this.unconfirmed && e.code === 'MESHD_IPAM_POD_CIDR_CONFLICT') {
+        this.status = { ...this.status, detail: `in use unconfirmed: ${e.message}`, code: e.code };
+        this.o.log?.error('the pod CIDR in use is held by another node', { code: e.code, detail: e.message });
+      }
+      return;
+    }
     this.set({ state: 'pending', cidr: null, source: null, detail: e.message, code: e.code });
   }
 
@@ -257,10 +264,11 @@ export class PodCidrAllocator implements PodCidrProvider {
       this.writeState({ node: this.o.nodeName, cidr: r.cidr, source: r.source });
       this.set({ state: 'ready', cidr: r.cidr, source: r.source, detail: r.detail, code: null });
     } catch (e) {
-      if (e instanceof PodCidrError && e.code === 'MESHD_IPAM_API_FAILED' && local && this.status.state !== 'ready') {
-        // The API server is away: the copy in the state directory keeps the node's CIDR; confirmed when it answers.
+      // The API server is away: an explicit CIDR, else the copy in the state directory, keeps the node's CIDR; the claim is confirmed when it answers.
+      const fallback = this.o.explicit !== undefined ? { cidr: this.o.explicit, source: 'explicit' as const, from: 'ipam.podCIDR' } : local ? { ...local, from: 'local state' } : undefined;
+      if (e instanceof PodCidrError && e.code === 'MESHD_IPAM_API_FAILED' && fallback && this.status.state !== 'ready') {
         this.unconfirmed = true;
-        this.set({ state: 'ready', cidr: local.cidr, source: local.source, detail: 'from local state; the API server cannot be reached, the claim is confirmed when it answers', code: null });
+        this.set({ state: 'ready', cidr: fallback.cidr, source: fallback.source, detail: `from ${fallback.from}; the API server cannot be reached, the claim is confirmed when it answers`, code: null });
         return;
       }
       if (!(e instanceof PodCidrError)) throw e;
