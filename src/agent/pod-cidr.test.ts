@@ -75,7 +75,7 @@ test('API server unreachable: the CIDR in local state is used (unconfirmed); wit
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const client = await refusedClient();
   const stateFile = join(dir, 'pod-cidr.json');
-  const opts = { client, nodeName: 'node-a', mode: 'cluster-pool' as const, pool: ['10.0.0.0/8'], maskSize: 24, stateFile, retryMs: 60_000 };
+  const opts = { client, nodeName: 'node-a', mode: 'cluster-pool' as const, pool: ['10.0.0.0/8'], maskSize: 24, stateFile, retryMs: 60_000, startWaitMs: 300 };
 
   const none = new PodCidrAllocator(opts);
   t.after(() => none.stop());

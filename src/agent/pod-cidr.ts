@@ -29,6 +29,7 @@
  *   cidrs.stop();
  */
 import { mkdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../cni/installer.js';
@@ -169,6 +170,8 @@ export interface PodCidrAllocatorOptions {
   stateFile: string;
   /** How often a pending CIDR (or an unconfirmed local one) is tried again. */
   retryMs?: number;
+  /** How long start() retries an API server that does not answer before the CIDR is reported pending (default 5 s). */
+  startWaitMs?: number;
   log?: Logger;
 }
 
@@ -216,7 +219,14 @@ export class PodCidrAllocator implements PodCidrProvider {
    * Throws MESHD_IPAM_POD_CIDR_CONFLICT: an explicit or Node-given CIDR another node holds is never taken.
    */
   async start(): Promise<void> {
-    await this.attempt(true);
+    // A moment's grace for an API server that is just not ready (a CRD registered a moment ago answers 429 while
+    // its storage initialises): retried briefly before the CIDR is reported pending.
+    const deadline = Date.now() + (this.o.startWaitMs ?? 5_000);
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+      await this.attempt(true);
+      if (this.status.state === 'ready' || this.status.code !== 'MESHD_IPAM_API_FAILED' || Date.now() + delay > deadline) break;
+      await sleep(delay);
+    }
     this.timer = setInterval(() => {
       if (this.status.state === 'ready' && !this.unconfirmed) return;
       this.running = this.running.then(() => this.attempt(false)).catch((e: unknown) => this.o.log?.warn('pod CIDR attempt failed', { err: e }));
