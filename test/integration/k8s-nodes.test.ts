@@ -200,8 +200,12 @@ test('node objects and pod CIDRs against a real API server', async (t) => {
     const s = (await f.start(inKube(kube.kubeconfigPath))).agent.status().ipam;
     assert.deepEqual([s.cidr, s.source], ['10.243.77.0/24', 'explicit']);
     await f.stopAgent();
-    await kube.kubectl(['delete', 'meshdnode', 'node-f']);
-    await kube.kubectl(['delete', 'meshdpodcidr', '10.243.77.0-24']);
+    // Removed by hand, so that the housekeeping below has only the node that leaves to remove.
+    await eventually('node-f\'s objects are gone', async () => {
+      const r = await kube.kubectl(['delete', 'meshdnode/node-f', 'meshdpodcidr/10.243.77.0-24', '--ignore-not-found']);
+      const left = await kube.kubectl(['get', 'meshdnode/node-f', 'meshdpodcidr/10.243.77.0-24', '--ignore-not-found', '-o', 'name']);
+      return r.code === 0 && left.code === 0 && left.stdout.trim() === '';
+    });
   });
 
   await t.test('ipam.mode=kubernetes: CNI ADD is retried until Node.spec.podCIDRs is set, then pods get addresses from it', async () => {
