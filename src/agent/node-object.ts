@@ -94,6 +94,7 @@ export class NodeObjectWriter {
   private async write(): Promise<void> {
     if (this.stopped) return;
     const f = this.o.facts();
+    await this.o.podCidr.confirm?.();
     const cidr = this.o.podCidr.current();
     const fromNode = await this.nodeAddresses();
     const seen = new Set(fromNode.map((a) => a.ip));

@@ -146,6 +146,8 @@ export interface PodCidrStatus {
 export interface PodCidrProvider {
   current(): PodCidrStatus;
   onChange(listener: (s: PodCidrStatus) => void): () => void;
+  /** Re-asserts the claim of the CIDR in use (called with each heartbeat); never throws. */
+  confirm?(): Promise<void>;
 }
 
 /** Standalone mode: the configured CIDR, fixed. */
@@ -232,6 +234,29 @@ export class PodCidrAllocator implements PodCidrProvider {
       this.running = this.running.then(() => this.attempt(false)).catch((e: unknown) => this.o.log?.warn('pod CIDR attempt failed', { err: e }));
     }, this.o.retryMs ?? 5_000);
     this.timer.unref();
+  }
+
+  /**
+   * The claim of the CIDR in use still names this node: one GET, and a create when it is gone (deleted by
+   * hand, or by the housekeeping while this node had no MeshdNode yet). Held by another node: reported.
+   */
+  async confirm(): Promise<void> {
+    const cidr = this.status.cidr;
+    if (this.stopped || this.status.state !== 'ready' || cidr === null || this.unconfirmed) return;
+    try {
+      const held = await this.readClaim(cidr);
+      if (held?.spec.node === this.o.nodeName) return;
+      if (held === undefined && (await this.claim(cidr))) {
+        this.o.log?.warn('pod CIDR claim was gone; claimed again', { cidr });
+        return;
+      }
+      const holder = held ?? (await this.readClaim(cidr));
+      const e = new PodCidrError('MESHD_IPAM_POD_CIDR_CONFLICT', `pod CIDR ${cidr} in use by node ${this.o.nodeName} is claimed by node ${holder?.spec.node ?? '(unknown)'}`, holder ? { node: holder.spec.node, cidr } : undefined);
+      this.status = { ...this.status, detail: e.message, code: e.code };
+      this.o.log?.error('the pod CIDR in use is held by another node', { code: e.code, detail: e.message });
+    } catch (e) {
+      this.o.log?.debug('pod CIDR claim not confirmed now', { err: e });
+    }
   }
 
   /** Stops retrying; the claim stays (it is the node's until its MeshdNode is removed). Idempotent. */

@@ -5,7 +5,8 @@
  * - two agents started at the same time in cluster-pool mode claim
  *   different blocks of the pool, write their MeshdNode (pod CIDR,
  *   addresses, heartbeat), show the CIDR in `meshd status`, give their pods
- *   addresses from their own block, and keep the block across a restart;
+ *   addresses from their own block, and keep the block across a restart (and
+ *   claim it again when the claim is deleted under them);
  * - an explicit ipam.podCIDR another node holds (or overlaps) is refused
  *   with MESHD_IPAM_POD_CIDR_CONFLICT naming that node;
  * - ipam.mode=kubernetes waits (CNI ADD: try again later) until the Node
@@ -186,6 +187,10 @@ test('node objects and pod CIDRs against a real API server', async (t) => {
     await b.stopAgent();
     assert.equal((await b.start(inKube(saKubeconfig))).agent.status().ipam.cidr, cidrB);
     assert.deepEqual(await claims(kube), { [cidrA]: 'node-a', [cidrB]: 'node-b' }, 'no new claim');
+    // A claim deleted while its node lives is made again at the node's next heartbeat.
+    const del = await kube.kubectl(['delete', 'meshdpodcidr', cidrA.replace('/', '-')]);
+    assert.equal(del.code, 0, del.stderr);
+    await eventually('node-a claims its block again', async () => (await claims(kube))[cidrA] === 'node-a', 10_000);
   });
 
   await t.test('an explicit ipam.podCIDR another node holds, or one overlapping it, is refused with its code, naming that node', async () => {
