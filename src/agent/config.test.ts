@@ -91,3 +91,20 @@ test('identityAllocationMode is crd by default; the identity GC takes durations 
   for (const bad of ['15', '0s', '1d', 'm'])
     assert.throws(() => loadConfig({ env: {}, flags: { 'identityGC.gracePeriod': bad } }), (e) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.includes('identityGC.gracePeriod'), bad);
 });
+
+test('pod CIDR keys follow Cilium: cluster-pool from 10.0.0.0/8 in /24 blocks; the pool list from nested values, a flag or the environment', (t) => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c['ipam.mode'], 'cluster-pool');
+  assert.deepEqual(c['ipam.operator.clusterPoolIPv4PodCIDRList'], ['10.0.0.0/8']);
+  assert.equal(c['ipam.operator.clusterPoolIPv4MaskSize'], 24);
+  assert.equal(c['ipam.podCIDR'], undefined, 'unset: standalone falls back, Kubernetes mode uses ipam.mode');
+  const f = tmpFile(t, 'ipam:\n  mode: kubernetes\n  operator:\n    clusterPoolIPv4PodCIDRList: [10.8.0.0/16, 10.9.0.0/16]\n    clusterPoolIPv4MaskSize: 26\n');
+  const fromFile = loadConfig({ file: f, env: {} });
+  assert.equal(fromFile['ipam.mode'], 'kubernetes');
+  assert.deepEqual(fromFile['ipam.operator.clusterPoolIPv4PodCIDRList'], ['10.8.0.0/16', '10.9.0.0/16']);
+  assert.equal(fromFile['ipam.operator.clusterPoolIPv4MaskSize'], 26);
+  assert.deepEqual(loadConfig({ env: { MESHD_IPAM_OPERATOR_CLUSTERPOOLIPV4PODCIDRLIST: '10.1.0.0/16, 10.2.0.0/16' } })['ipam.operator.clusterPoolIPv4PodCIDRList'], ['10.1.0.0/16', '10.2.0.0/16']);
+  assert.equal(loadConfig({ env: {}, flags: configFlags(['--nodeGC.gracePeriod=2m']).flags })['nodeGC.gracePeriod'], 120_000);
+  assert.throws(() => loadConfig({ env: {}, flags: { 'ipam.operator.clusterPoolIPv4PodCIDRList': '10.1.0.0/16,nope' } }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.some((k) => k.startsWith('ipam.operator.clusterPoolIPv4PodCIDRList')));
+  assert.throws(() => loadConfig({ env: {}, flags: { 'ipam.mode': 'multi-pool' } }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID'));
+});
