@@ -379,10 +379,12 @@ export async function registerCrds(o: RegisterCrdsOptions): Promise<Record<strin
     if (current === undefined) {
       try {
         await api.createCustomResourceDefinition({ body });
+        result[name] = 'created';
       } catch (e) {
-        throw fail(e, `creating CRD ${name}`);
+        // Another agent created it between our read and our create (agents start together): theirs is the same CRD.
+        if (!(e instanceof ApiException && e.code === 409)) throw fail(e, `creating CRD ${name}`);
+        result[name] = 'unchanged';
       }
-      result[name] = 'created';
       pending.push(name);
       continue;
     }
@@ -394,10 +396,16 @@ export async function registerCrds(o: RegisterCrdsOptions): Promise<Record<strin
     }
     try {
       await api.replaceCustomResourceDefinition({ name, body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata?.resourceVersion } } });
+      result[name] = 'updated';
     } catch (e) {
-      throw fail(e, `updating CRD ${name} from schema version ${have}`);
+      if (!(e instanceof ApiException && e.code === 409)) throw fail(e, `updating CRD ${name} from schema version ${have}`);
+      // Changed since our read: fine when another agent already brought it to (at least) our schema version.
+      const now = await api.readCustomResourceDefinition({ name }).catch((re: unknown) => {
+        throw fail(re, `reading CRD ${name}`);
+      });
+      if (installedVersion(now) < CRD_SCHEMA_VERSION) throw fail(e, `updating CRD ${name} from schema version ${have}`);
+      result[name] = installedVersion(now) > CRD_SCHEMA_VERSION ? 'newer' : 'unchanged';
     }
-    result[name] = 'updated';
     pending.push(name);
   }
   o.log?.info('CRDs registered', result);

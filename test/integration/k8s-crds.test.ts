@@ -15,6 +15,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { resolveKubeConfig } from '../../src/k8s/client.js';
 import { CRD_SCHEMA_VERSION_LABEL, CrdRegistrar, policyCrds, registerCrds } from '../../src/k8s/crds.js';
+import { nodeCrds } from '../../src/k8s/meshd-node.js';
 import { loadPolicyDocuments, loadPolicyFile } from '../../src/policy/api/loader.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -58,6 +59,14 @@ test('the policy CRDs on a real API server', async (t) => {
     newer.metadata.labels[CRD_SCHEMA_VERSION_LABEL] = '999';
     await kube.apply(newer);
     assert.equal((await registerCrds({ kubeConfig }))['ciliumnetworkpolicies.cilium.io'], 'newer');
+  });
+
+  await t.test('agents registering the same missing CRDs at the same moment all succeed', async () => {
+    // Agents of a fresh cluster start together: a create that loses the race (409) is not a failure.
+    const results = await Promise.all([0, 1, 2, 3].map(() => registerCrds({ kubeConfig, crds: nodeCrds() })));
+    for (const r of results) assert.deepEqual(Object.keys(r).sort(), nodeCrds().map((c) => c.metadata.name).sort());
+    const created = results.flatMap((r) => Object.values(r)).filter((a) => a === 'created').length;
+    assert.ok(created >= 1 && created <= nodeCrds().length, `each CRD is created once at most (${created})`);
   });
 
   await t.test('without the RBAC rules registration is refused with a code', async () => {
