@@ -20,7 +20,7 @@
  * Semantic checks (regexes, CIDRs, named ports) stay in the agent, which
  * reports them in the policy's status (src/k8s/policy-status.ts).
  */
-import { ApiException, ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { ApiException, ApiextensionsV1Api, loadYaml, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { ruleSpec } from '../policy/api/schema.js';
@@ -399,8 +399,9 @@ export async function registerCrds(o: RegisterCrdsOptions): Promise<Record<strin
     } catch (e) {
       if (!(e instanceof ApiException && e.code === 404)) throw fail(e, `reading CRD ${name}`);
     }
-    // The typed client serialises this plain object as a V1CustomResourceDefinition; the shapes match field for field.
-    const body: V1CustomResourceDefinition = crd;
+    // The typed client serialises by its model's property names (`_enum`, `x_kubernetes_int_or_string`,
+    // `x_kubernetes_preserve_unknown_fields`), so the wire form must first become the model, or those keys are dropped.
+    const body = loadYaml<V1CustomResourceDefinition>(JSON.stringify(crd));
     if (current === undefined) {
       try {
         await api.createCustomResourceDefinition({ body });
