@@ -78,8 +78,9 @@ interface Acc {
   endPort: number;
   deny: Set<string>;
   allow: Set<string>;
-  denyLog: Set<string>;
-  allowLog: Set<string>;
+  /** Allocated on the first log value (most rules set none). */
+  denyLog?: Set<string>;
+  allowLog?: Set<string>;
   plainAllow: boolean;
   l7Kind?: L7Kind;
   /** Policies that asked for a second L7 kind on this key (Cilium refuses to merge L7 parsers). */
@@ -96,16 +97,16 @@ export class EntryBuilder {
     const k = `${c.remoteIdentity}|${c.protocol}|${c.port}|${c.endPort}`;
     let a = this.acc.get(k);
     if (!a) {
-      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), denyLog: new Set(), allowLog: new Set(), plainAllow: false, l7Conflict: new Set(), http: new Map(), kafka: new Map(), dns: new Map() };
+      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, l7Conflict: new Set(), http: new Map(), kafka: new Map(), dns: new Map() };
       this.acc.set(k, a);
     }
     if (c.deny) {
       a.deny.add(c.policy);
-      if (c.log !== undefined) a.denyLog.add(c.log);
+      if (c.log !== undefined) (a.denyLog ??= new Set()).add(c.log);
       return;
     }
     a.allow.add(c.policy);
-    if (c.log !== undefined) a.allowLog.add(c.log);
+    if (c.log !== undefined) (a.allowLog ??= new Set()).add(c.log);
     if (!c.l7) {
       a.plainAllow = true;
       return;
@@ -187,8 +188,6 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
     endPort,
     deny: new Set(),
     allow: new Set(),
-    denyLog: new Set(),
-    allowLog: new Set(),
     plainAllow: false,
     l7Conflict: new Set(),
     http: new Map(),
@@ -198,8 +197,8 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
   for (const a of list) {
     for (const d of a.deny) m.deny.add(d);
     for (const d of a.allow) m.allow.add(d);
-    for (const d of a.denyLog) m.denyLog.add(d);
-    for (const d of a.allowLog) m.allowLog.add(d);
+    for (const d of a.denyLog ?? []) (m.denyLog ??= new Set()).add(d);
+    for (const d of a.allowLog ?? []) (m.allowLog ??= new Set()).add(d);
     for (const d of a.l7Conflict) m.l7Conflict.add(d);
     m.plainAllow ||= a.plainAllow;
     if (a.l7Kind === undefined) continue;
@@ -216,8 +215,8 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
 }
 
 /** Log values of the rules deciding an entry; absent when none set one (entries stay as they were without `log`). */
-function withLog(e: PolicyEntry, logs: ReadonlySet<string>): PolicyEntry {
-  if (logs.size > 0) e.log = [...logs].sort();
+function withLog(e: PolicyEntry, logs: ReadonlySet<string> | undefined): PolicyEntry {
+  if (logs && logs.size > 0) e.log = [...logs].sort();
   return e;
 }
 

@@ -272,9 +272,15 @@ class Translator {
   peerRule(r: CommonPeer, allowL7: boolean): PeerRule {
     const selectors: Selector[] = [];
     let hasPeers = false;
+    let endpointKeys: Set<string> | undefined;
     if (r.endpoints && r.endpoints.length > 0) {
       hasPeers = true;
-      for (const s of r.endpoints) selectors.push(this.endpointPeer(s));
+      endpointKeys = new Set();
+      for (const s of r.endpoints) {
+        const sel = this.endpointPeer(s);
+        selectors.push(sel);
+        endpointKeys.add(sel.key);
+      }
     }
     if (r.nodes && r.nodes.length > 0) {
       hasPeers = true;
@@ -330,7 +336,7 @@ class Translator {
     // (Cilium tests lengths), so `fromEndpoints: []` with ports allows from anyone.
     if (!hasPeers && ports !== null) selectors.push(labelSelector([]));
     const out: PeerRule = { selectors: dedupe(selectors), ports };
-    if (r.endpoints && r.endpoints.length > 0) out.endpointKeys = new Set(r.endpoints.map((s) => this.endpointPeer(s).key));
+    if (endpointKeys) out.endpointKeys = endpointKeys;
     return out;
   }
 
