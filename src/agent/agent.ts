@@ -44,6 +44,7 @@ import type { AgentConfig } from './config.js';
 import type { IdentityAllocator } from '../identity/allocator.js';
 import { dumpAddresses, watchAddresses } from '../../native/index.js';
 import { EndpointRegistry } from './endpoint-registry.js';
+import { CidrGroupSubscriber } from './cidr-group-subscriber.js';
 import { EndpointSubscriber } from './endpoint-subscriber.js';
 import { PolicySubscriber, type PolicyStatusListener } from './policy-subscriber.js';
 import { proxyPorts, Reconciler, type L7Proxy } from './reconciler.js';
@@ -194,7 +195,7 @@ export class Agent {
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
     });
     this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName);
-    for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub]) {
+    for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine)]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
     }
     const cni = new CniEndpoints({

@@ -57,6 +57,55 @@ spec:
   assert.match(r.stdout, /1 valid policy, 2 problems/);
 });
 
+test('validate on a manifest with other kinds: policies checked, other objects listed as skipped, exit 0; refusals and warnings by code', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-policy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'demo.yaml');
+  writeFileSync(
+    file,
+    `apiVersion: v1
+kind: Namespace
+metadata: {name: ns1}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: leia, namespace: ns1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: ns1}
+spec: {replicas: 1}
+---
+apiVersion: cilium.io/v2
+kind: CiliumCIDRGroup
+metadata: {name: partners}
+spec: {externalCIDRs: [192.0.2.0/24]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ok, namespace: ns1}
+spec:
+  endpointSelector: {}
+  ingress: [{fromRequires: [{matchLabels: {env: prod}}]}]
+  egress: [{toCIDRSet: [{cidrGroupRef: partners}]}]
+`,
+  );
+  const r = meshd('policy', 'validate', file);
+  assert.equal(r.status, 0, r.stdout);
+  assert.match(r.stdout, /^1 valid policy, 0 problems; 1 CIDR group, 3 other objects skipped, 1 warning$/m);
+  assert.ok(r.stdout.includes(`skipped: ${file} document 2: Deployment web (apps/v1) is not a policy`), r.stdout);
+  assert.ok(r.stdout.includes(`warning: ${file} document 4: spec.ingress[0].fromRequires:`), r.stdout);
+  const j = meshd('policy', 'validate', file, '-o', 'json');
+  const out = JSON.parse(j.stdout.trim().split('\n').pop() ?? '') as { skipped: Array<{ kind: string }>; warnings: Array<{ code: string }> };
+  assert.deepEqual(out.skipped.map((s) => s.kind), ['Namespace', 'ServiceAccount', 'Deployment']);
+  assert.deepEqual(out.warnings.map((w) => w.code), ['DEPRECATED_FIELD']);
+  // A refused field fails the run with its code.
+  writeFileSync(file, 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a, namespace: d}\nspec: {endpointSelector: {}, egress: [{toPorts: [{ports: [{port: "443"}], serverNames: [x.example]}]}]}\n');
+  const u = meshd('policy', 'validate', file);
+  assert.equal(u.status, 1);
+  assert.ok(u.stdout.includes('spec.egress[0].toPorts[0].serverNames: TLS SNI matching (serverNames) is not supported by meshd [UNSUPPORTED_FIELD]'), u.stdout);
+});
+
 test('trace -o json prints one object per flow, in order, with verdict, l4, l7, policies and direction', () => {
   const r = meshd('policy', 'trace', '--scenario', join('examples', 'trace', 'demo-scenario.yaml'), '-o', 'json');
   assert.equal(r.status, 0, r.stderr);

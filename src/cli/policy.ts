@@ -2,6 +2,7 @@
  * `meshd policy` — policy tools, offline or against the running agent.
  *
  *   meshd policy validate FILE|DIR…                every problem with file, document index and field path; exit 1 if any
+ *                                                  (other Kubernetes objects in the files are listed as skipped)
  *   meshd policy trace --scenario FILE [-o json]   what the engine decides for the scenario's flows
  *   meshd policy trace --scenario FILE --check     also compare with each flow's `expect`; exit 1 on a difference
  *   meshd policy trace --scenario FILE --dump -o json   also print every endpoint's policy and the ipcache
@@ -9,7 +10,7 @@
  *   meshd policy get [--endpoint ID] [-o json]     the running agent's policies and endpoint policies
  */
 import { readFileSync } from 'node:fs';
-import { loadPolicyPath } from '../policy/api/loader.js';
+import { loadPolicyPath, type LoadResult } from '../policy/api/loader.js';
 import { formatProblem, PolicyValidationError, type PolicyProblem } from '../policy/api/problem.js';
 import { apiRoutes } from '../api/index.js';
 import type { PolicyEntryJson } from '../api/policy.js';
@@ -54,7 +55,7 @@ export const policy: CommandGroup = {
     command(
       {
         name: 'policy validate',
-        summary: 'validate policy files; every problem with file, document index and field path (exit 1 if any)',
+        summary: 'validate policy files; every problem with file, document index and field path (exit 1 if any); other objects are skipped',
         args: 'FILE|DIR...',
         positionals: { min: 1, max: Infinity },
         options: {},
@@ -106,16 +107,40 @@ export const policy: CommandGroup = {
   ],
 };
 
+/**
+ * Policies and CiliumCIDRGroups are checked; other Kubernetes objects in the same files (Namespaces,
+ * Deployments, … as Cilium's examples have) are listed as skipped and do not fail the run. Warnings
+ * (DEPRECATED_FIELD) are printed and do not fail it either.
+ */
 function validate(args: Formatter & { positionals: readonly string[] }, out: (s: string) => void): number {
-  const problems: PolicyProblem[] = [];
+  const all: Pick<LoadResult, 'problems' | 'warnings' | 'skipped'> = { problems: [], warnings: [], skipped: [] };
   let valid = 0;
+  let cidrGroups = 0;
   for (const f of args.positionals) {
     const r = loadPolicyPath(f);
     valid += r.policies.length;
-    problems.push(...r.problems);
+    cidrGroups += r.cidrGroups.length;
+    all.problems.push(...r.problems);
+    all.warnings.push(...r.warnings);
+    all.skipped.push(...r.skipped);
   }
+  const { problems, warnings, skipped } = all;
   const n = problems.length;
-  out(args.format({ valid, problems }, () => [...problems.map(formatProblem), `${valid} valid polic${valid === 1 ? 'y' : 'ies'}, ${n} problem${n === 1 ? '' : 's'}`].join('\n')));
+  const plural = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
+  const text = (): string => {
+    const extra = [
+      cidrGroups > 0 ? plural(cidrGroups, 'CIDR group', 'CIDR groups') : '',
+      skipped.length > 0 ? `${plural(skipped.length, 'other object', 'other objects')} skipped` : '',
+      warnings.length > 0 ? plural(warnings.length, 'warning', 'warnings') : '',
+    ].filter(Boolean);
+    return [
+      ...problems.map(formatProblem),
+      ...warnings.map((w: PolicyProblem) => `warning: ${formatProblem(w)}`),
+      ...skipped.map((o) => `skipped: ${o.file ? `${o.file} ` : ''}document ${o.document}${o.path === '(document)' ? '' : ` ${o.path}`}: ${o.kind}${o.name !== undefined ? ` ${o.name}` : ''} (${o.apiVersion}) is not a policy`),
+      `${plural(valid, 'valid policy', 'valid policies')}, ${plural(n, 'problem', 'problems')}${extra.length > 0 ? `; ${extra.join(', ')}` : ''}`,
+    ].join('\n');
+  };
+  out(args.format({ valid, cidrGroups, problems, warnings, skipped }, text));
   return n > 0 ? 1 : 0;
 }
 

@@ -9,7 +9,7 @@ import { CrdError, crdFileName, policyCrds, renderCrdYaml, renderCrdsYaml, struc
 
 test('install/crds/ is what the generator makes from the schemas now (run node scripts/gen-crds.mjs after a schema change)', () => {
   const crds = policyCrds();
-  assert.deepEqual(crds.map(crdFileName), ['ciliumnetworkpolicies.yaml', 'ciliumclusterwidenetworkpolicies.yaml']);
+  assert.deepEqual(crds.map(crdFileName), ['ciliumnetworkpolicies.yaml', 'ciliumclusterwidenetworkpolicies.yaml', 'ciliumcidrgroups.yaml']);
   for (const crd of crds) assert.equal(readFileSync(repoPath('install', 'crds', crdFileName(crd)), 'utf8'), renderCrdYaml(crd), crdFileName(crd));
   assert.equal(readFileSync(repoPath('install', 'crds', IDENTITY_CRDS_FILE), 'utf8'), renderCrdsYaml(IDENTITY_CRDS_HEADER, identityCrds()), IDENTITY_CRDS_FILE);
 });

@@ -20,10 +20,11 @@
  * Semantic checks (regexes, CIDRs, named ports) stay in the agent, which
  * reports them in the policy's status (src/k8s/policy-status.ts).
  */
-import { ApiException, ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { ApiException, ApiextensionsV1Api, loadYaml, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { ruleSpec } from '../policy/api/schema.js';
+import { CiliumCidrGroupSchema } from './cilium-cidr-group.js';
 import { MeshdError, type ErrorKind } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 
@@ -32,7 +33,7 @@ import type { Logger } from '../util/log.js';
  * label carries a lower version (or none) and leaves a newer one alone, so
  * during a rolling upgrade old agents never downgrade the schema.
  */
-export const CRD_SCHEMA_VERSION = 1;
+export const CRD_SCHEMA_VERSION = 2;
 export const CRD_SCHEMA_VERSION_LABEL = 'meshd.io/crd-schema-version';
 
 /** The subset of OpenAPI v3 a structural CRD schema is built from. */
@@ -253,6 +254,8 @@ export interface CrdObject {
       name: string;
       served: boolean;
       storage: boolean;
+      /** An older version still served (CiliumCIDRGroup v2alpha1). */
+      deprecated?: boolean;
       /** The status subresource (policies: each node patches its own status entry); absent where status is written with the object. */
       subresources?: { status: Record<string, never> };
       additionalPrinterColumns: Array<{ name: string; type: string; jsonPath: string; description?: string }>;
@@ -299,12 +302,34 @@ export function crdObject(d: {
 const policyCrd = (kind: string, plural: string, shortName: string, scope: 'Namespaced' | 'Cluster', schema: StructuralSchema): CrdObject =>
   crdObject({ group: 'cilium.io', kind, plural, shortNames: [shortName], categories: ['cilium', 'ciliumpolicy'], scope, version: 'v2', statusSubresource: true, columns: [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }], schema });
 
+/**
+ * cilium.io CiliumCIDRGroup: v2 stored, v2alpha1 (the same shape, deprecated as in Cilium) still
+ * served so that older manifests apply; no status subresource (nothing writes one).
+ */
+function cidrGroupCrd(): CrdObject {
+  const schema: StructuralSchema = {
+    type: 'object',
+    required: ['spec'],
+    properties: {
+      apiVersion: { type: 'string' },
+      kind: { type: 'string' },
+      metadata: { type: 'object' },
+      spec: structuralFromZod(CiliumCidrGroupSchema.shape.spec, 'spec'),
+    },
+  };
+  const crd = crdObject({ group: 'cilium.io', kind: 'CiliumCIDRGroup', plural: 'ciliumcidrgroups', shortNames: ['ccg'], categories: ['cilium'], scope: 'Cluster', version: 'v2', statusSubresource: false, columns: [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }], schema });
+  const v2 = crd.spec.versions[0];
+  if (v2) crd.spec.versions.push({ ...v2, name: 'v2alpha1', storage: false, deprecated: true });
+  return crd;
+}
+
 /** The CRDs meshd registers, in a fixed order (namespaced first). */
 export function policyCrds(): CrdObject[] {
   const openApi = policyOpenApi();
   return [
     policyCrd('CiliumNetworkPolicy', 'ciliumnetworkpolicies', 'cnp', 'Namespaced', openApi),
     policyCrd('CiliumClusterwideNetworkPolicy', 'ciliumclusterwidenetworkpolicies', 'ccnp', 'Cluster', openApi),
+    cidrGroupCrd(),
   ];
 }
 
@@ -374,8 +399,9 @@ export async function registerCrds(o: RegisterCrdsOptions): Promise<Record<strin
     } catch (e) {
       if (!(e instanceof ApiException && e.code === 404)) throw fail(e, `reading CRD ${name}`);
     }
-    // The typed client serialises this plain object as a V1CustomResourceDefinition; the shapes match field for field.
-    const body: V1CustomResourceDefinition = crd;
+    // The typed client serialises by its model's property names (`_enum`, `x_kubernetes_int_or_string`,
+    // `x_kubernetes_preserve_unknown_fields`), so the wire form must first become the model, or those keys are dropped.
+    const body = loadYaml<V1CustomResourceDefinition>(JSON.stringify(crd));
     if (current === undefined) {
       try {
         await api.createCustomResourceDefinition({ body });

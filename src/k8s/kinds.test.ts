@@ -6,6 +6,7 @@ import { KINDS, parseResource, refOf, resourceKey, RESOURCE_KINDS } from './kind
 
 test('the registry names every kind meshd reads, each module under its own kind', () => {
   assert.deepEqual([...RESOURCE_KINDS].sort(), [
+    'CiliumCIDRGroup',
     'CiliumClusterwideNetworkPolicy',
     'CiliumNetworkPolicy',
     'EndpointSlice',

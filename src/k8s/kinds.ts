@@ -6,6 +6,7 @@
  *   const r = parseResource(json);          // dispatches on json.kind
  *   if (r.ok && r.value.kind === 'Pod') podIps(r.value);
  */
+import { ciliumCidrGroup } from './cilium-cidr-group.js';
 import { ciliumClusterwideNetworkPolicy } from './cilium-clusterwide-network-policy.js';
 import { ciliumNetworkPolicy } from './cilium-network-policy.js';
 import { endpointSlice } from './endpoint-slice.js';
@@ -26,6 +27,7 @@ export const KINDS = {
   NetworkPolicy: networkPolicy,
   CiliumNetworkPolicy: ciliumNetworkPolicy,
   CiliumClusterwideNetworkPolicy: ciliumClusterwideNetworkPolicy,
+  CiliumCIDRGroup: ciliumCidrGroup,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

@@ -45,6 +45,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   NetworkPolicy: '/apis/networking.k8s.io/v1/networkpolicies',
   CiliumNetworkPolicy: '/apis/cilium.io/v2/ciliumnetworkpolicies',
   CiliumClusterwideNetworkPolicy: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
+  CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
 };
 
 export interface KubeSourceOptions {

@@ -34,6 +34,10 @@ export type ProblemCode =
   | 'DENY_WITH_FQDN'
   | 'NODE_SELECTOR_NAMESPACED'
   | 'L7_ON_HOST'
+  /** A field Cilium defines whose feature meshd does not have (the message names the feature). */
+  | 'UNSUPPORTED_FIELD'
+  /** Not an error: a field Cilium deprecated or removed that meshd still enforces (a warning). */
+  | 'DEPRECATED_FIELD'
   // Service / EndpointSlice semantics
   | 'DUPLICATE_PORT'
   | 'INVALID_ANNOTATION'
@@ -65,6 +69,12 @@ export function zodProblems(err: z.ZodError, base: FieldPath = []): ResourceProb
     const path: FieldPath = [...base, ...issue.path.filter((s): s is string | number => typeof s !== 'symbol')];
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) out.push({ path: [...path, k], code: 'UNKNOWN_FIELD', message: `unknown field "${k}"` });
+      continue;
+    }
+    // A refinement may name its own problem code (src/policy/api/schema.ts: unsupported()).
+    const own = issue.code === 'custom' ? issue.params?.['problem'] : undefined;
+    if (own === 'UNSUPPORTED_FIELD') {
+      out.push({ path, code: own, message: issue.message });
       continue;
     }
     if (issue.code === 'invalid_type') {

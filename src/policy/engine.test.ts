@@ -399,3 +399,55 @@ test('a DNS change whose addresses get no identity leaves the FQDN state as it w
   await assert.rejects(e2.settled(), (err) => isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION'));
   await e2.settled();
 });
+
+test('CIDR groups: a policy follows its group when the group appears, changes and goes away', async () => {
+  const e = new PolicyEngine();
+  await e.upsertEndpoint({ namespace: 'default', name: 'app', labels: { app: 'app' }, ips: ['10.0.0.1'] });
+  await e.upsertPolicy(cnp('p', 'app', '  egress: [{toCIDRSet: [{cidrGroupRef: partners, except: [198.51.100.128/25]}]}]\n'));
+  e.flush();
+  const verdict = (ip: string): string => {
+    const pol = e.endpointPolicy('default/app');
+    assert.ok(pol);
+    return lookupEntries(pol.egress, e.identityOfIp(ip), Proto.TCP, 443).verdict;
+  };
+  // The group does not exist yet: the rule selects nothing, the endpoint is in default deny.
+  assert.equal(verdict('198.51.100.10'), 'DENY');
+  await e.upsertCidrGroup({ name: 'partners', labels: {}, cidrs: ['198.51.100.0/24'] });
+  assert.ok(e.flush().some((p) => p.endpointId === 'default/app'));
+  assert.equal(verdict('198.51.100.10'), 'ALLOW');
+  assert.equal(verdict('198.51.100.200'), 'DENY', 'except applies to the group CIDR');
+  // The group moves: the old CIDR stops matching, the new one starts.
+  await e.upsertCidrGroup({ name: 'partners', labels: {}, cidrs: ['203.0.113.0/24'] });
+  e.flush();
+  assert.equal(verdict('198.51.100.10'), 'DENY');
+  assert.equal(verdict('203.0.113.7'), 'ALLOW');
+  // Another group changes nothing for this policy.
+  reset(e);
+  await e.upsertCidrGroup({ name: 'unrelated', labels: {}, cidrs: ['192.0.2.0/24'] });
+  assert.deepEqual(e.flush(), []);
+  await e.removeCidrGroup('partners');
+  e.flush();
+  assert.equal(verdict('203.0.113.7'), 'DENY');
+});
+
+test('fromRequires narrows peers that appear after the policy (a new identity is judged with the requirement)', async () => {
+  const e = new PolicyEngine();
+  await e.upsertEndpoint({ namespace: 'default', name: 'db', labels: { app: 'db', env: 'prod' }, ips: ['10.0.0.1'] });
+  await e.upsertPolicy(cnp('req', 'db', '  ingress: [{fromRequires: [{matchLabels: {env: prod}}]}]\n'));
+  await e.upsertPolicy(cnp('fe', 'db', '  ingress: [{fromEndpoints: [{matchLabels: {role: fe}}]}]\n'));
+  e.flush();
+  await e.upsertEndpoint({ namespace: 'default', name: 'fe-prod', labels: { role: 'fe', env: 'prod' }, ips: ['10.0.0.2'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'fe-dev', labels: { role: 'fe', env: 'dev' }, ips: ['10.0.0.3'] });
+  e.flush();
+  const pol = e.endpointPolicy('default/db');
+  assert.ok(pol);
+  const of = (id: string): string => lookupEntries(pol.ingress, e.endpointIdentity(id) ?? 0, Proto.TCP, 80).verdict;
+  assert.equal(of('default/fe-prod'), 'ALLOW');
+  assert.equal(of('default/fe-dev'), 'DENY');
+  // Removing the requirement widens the other rule again.
+  await e.removePolicy('CiliumNetworkPolicy/default/req');
+  e.flush();
+  const after = e.endpointPolicy('default/db');
+  assert.ok(after);
+  assert.equal(lookupEntries(after.ingress, e.endpointIdentity('default/fe-dev') ?? 0, Proto.TCP, 80).verdict, 'ALLOW');
+});

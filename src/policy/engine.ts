@@ -46,8 +46,8 @@ import type { DnsCache } from './dns-cache.js';
 import { matchDnsSelector } from './l7-match.js';
 import { materialise, resolveIdentityPolicy } from './resolve.js';
 import type { EnforcementMode, IdentityPolicy, NamedPort } from './resolve.js';
-import { translatePolicy, usesServices } from './rule.js';
-import type { ServiceInfo } from './rule.js';
+import { translatePolicy, usesCidrGroups, usesServices } from './rule.js';
+import type { CidrGroupInfo, ServiceInfo } from './rule.js';
 import { isWildcard } from './selector.js';
 import type { FqdnSelector } from './selector.js';
 import type { SelectorEntry } from './selector-cache.js';
@@ -133,6 +133,8 @@ export class PolicyEngine {
   private readonly endpoints = new Map<string, EndpointState>();
   private readonly nodes = new Map<string, { input: NodeInput; identity: Identity }>();
   private readonly services = new Map<string, ServiceInput>();
+  /** CiliumCIDRGroups by name (policies' cidrGroupRef/cidrGroupSelector). */
+  private cidrGroups: ReadonlyMap<string, CidrGroupInfo> = new Map();
   /** Policy documents by key (kept to re-translate when Services change). */
   private readonly policies = new Map<string, PolicyDocument>();
   private readonly repo: PolicyRepository;
@@ -339,6 +341,30 @@ export class PolicyEngine {
     return [...this.services.values()];
   }
 
+  /**
+   * Adds or replaces a CiliumCIDRGroup; the policies naming groups are re-translated in the same step
+   * (their CIDRs behave as if written inline). On rejection (no CIDR identity) the previous state stays.
+   */
+  upsertCidrGroup(group: CidrGroupInfo): Promise<void> {
+    return this.mutate(async () => {
+      const groups = new Map(this.cidrGroups).set(group.name, { name: group.name, labels: { ...group.labels }, cidrs: [...group.cidrs] });
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesCidrGroups), this.services, groups);
+      this.cidrGroups = groups;
+      commit();
+    });
+  }
+
+  removeCidrGroup(name: string): Promise<void> {
+    return this.mutate(async () => {
+      if (!this.cidrGroups.has(name)) return;
+      const groups = new Map(this.cidrGroups);
+      groups.delete(name);
+      const commit = await this.preparePolicies([...this.policies.values()].filter(usesCidrGroups), this.services, groups);
+      this.cidrGroups = groups;
+      commit();
+    });
+  }
+
   // ---- policies ------------------------------------------------------------------------------
 
   /**
@@ -408,8 +434,9 @@ export class PolicyEngine {
    * Translates the documents and allocates what their rules need; resolves to the (synchronous) step
    * that installs them, which the caller runs together with its own changes.
    */
-  private async preparePolicies(docs: readonly PolicyDocument[], services: ReadonlyMap<string, ServiceInput>): Promise<() => void> {
-    const translated = docs.map((doc) => ({ key: policyKey(doc), doc, rules: translatePolicy(doc, { services: () => services.values() }) }));
+  private async preparePolicies(docs: readonly PolicyDocument[], services: ReadonlyMap<string, ServiceInput>, groups = this.cidrGroups): Promise<() => void> {
+    const ctx = { services: () => services.values(), cidrGroups: () => groups };
+    const translated = docs.map((doc) => ({ key: policyKey(doc), doc, rules: translatePolicy(doc, ctx) }));
     const allocated: AllocatedRule[][] = [];
     try {
       for (const t of translated) allocated.push(await this.repo.allocate(t.rules));

@@ -14,6 +14,8 @@ export interface LookupResult {
   /** Policies behind the decision (entries' derivedFrom, or the policies that enabled default deny). */
   policies: string[];
   matched: PolicyEntry[];
+  /** `log.value`s of the rules behind the decision (the matched entries' `log`), sorted; absent when none. */
+  log?: string[];
 }
 
 export function entryMatches(e: PolicyEntry, remote: number, protocol: number, port: number): boolean {
@@ -24,6 +26,13 @@ export function entryMatches(e: PolicyEntry, remote: number, protocol: number, p
 }
 
 export function lookupEntries(dir: DirectionPolicy, remote: number, protocol: number, port: number): LookupResult {
+  const r = decide(dir, remote, protocol, port);
+  const log = [...new Set(r.matched.flatMap((e) => e.log ?? []))].sort();
+  if (log.length > 0) r.log = log;
+  return r;
+}
+
+function decide(dir: DirectionPolicy, remote: number, protocol: number, port: number): LookupResult {
   const matched = dir.entries.filter((e) => entryMatches(e, remote, protocol, port));
   const names = (list: PolicyEntry[]): string[] => [...new Set(list.flatMap((e) => e.derivedFrom))].sort();
   const deny = matched.filter((e) => e.verdict === 'DENY');

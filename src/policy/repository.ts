@@ -132,6 +132,8 @@ export class PolicyRepository {
     for (const list of [rule.ingress, rule.ingressDeny, rule.egress, rule.egressDeny]) {
       for (const pr of list) for (const s of pr.selectors) peerSels.set(s.key, s);
     }
+    // Requirement selectors narrow peers: their changes affect this rule's subjects like a peer's do.
+    if (rule.requires) for (const list of Object.values(rule.requires)) for (const s of list) peerSels.set(s.key, s);
     const peers = [...peerSels.values()].map((s) => this.cache.acquire(s));
     const egressNamed = [...rule.egress, ...rule.egressDeny].some((pr) => (pr.ports ?? []).some((p) => p.name !== undefined));
     const state: RuleState = { rule, subject, peers, prefixIdentities, egressNamed };

@@ -10,6 +10,8 @@
  *   rule without L7 also allows the key, an allow-all L7 rule joins the union
  *   (rules are additive: an L4-only allow admits every request);
  * - otherwise ALLOW.
+ * An entry's `log` is the union of the `log.value`s of the rules that decide
+ * it: the deny rules of a DENY entry, the allow rules of an ALLOW/REDIRECT.
  */
 import { ReservedIdentity } from '../identity/reserved.js';
 import type { PeerRule, PortSpec, Rule } from './rule.js';
@@ -39,6 +41,7 @@ interface Contribution {
   deny: boolean;
   l7?: L7Rules;
   policy: string;
+  log?: string;
 }
 
 interface NamedContribution {
@@ -48,6 +51,7 @@ interface NamedContribution {
   deny: boolean;
   l7?: L7Rules;
   policy: string;
+  log?: string;
 }
 
 export interface DirectionTemplate {
@@ -74,6 +78,9 @@ interface Acc {
   endPort: number;
   deny: Set<string>;
   allow: Set<string>;
+  /** Allocated on the first log value (most rules set none). */
+  denyLog?: Set<string>;
+  allowLog?: Set<string>;
   plainAllow: boolean;
   l7Kind?: L7Kind;
   /** Policies that asked for a second L7 kind on this key (Cilium refuses to merge L7 parsers). */
@@ -95,9 +102,11 @@ export class EntryBuilder {
     }
     if (c.deny) {
       a.deny.add(c.policy);
+      if (c.log !== undefined) (a.denyLog ??= new Set()).add(c.log);
       return;
     }
     a.allow.add(c.policy);
+    if (c.log !== undefined) (a.allowLog ??= new Set()).add(c.log);
     if (!c.l7) {
       a.plainAllow = true;
       return;
@@ -188,6 +197,8 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
   for (const a of list) {
     for (const d of a.deny) m.deny.add(d);
     for (const d of a.allow) m.allow.add(d);
+    for (const d of a.denyLog ?? []) (m.denyLog ??= new Set()).add(d);
+    for (const d of a.allowLog ?? []) (m.allowLog ??= new Set()).add(d);
     for (const d of a.l7Conflict) m.l7Conflict.add(d);
     m.plainAllow ||= a.plainAllow;
     if (a.l7Kind === undefined) continue;
@@ -203,19 +214,28 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
   return m;
 }
 
+/** Log values of the rules deciding an entry; absent when none set one (entries stay as they were without `log`). */
+function withLog(e: PolicyEntry, logs: ReadonlySet<string> | undefined): PolicyEntry {
+  if (logs && logs.size > 0) e.log = [...logs].sort();
+  return e;
+}
+
 function finish(a: Acc): PolicyEntry {
   const base = { remoteIdentity: a.remoteIdentity, protocol: a.protocol, port: a.port, endPort: a.endPort };
-  if (a.deny.size > 0) return { ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() };
+  if (a.deny.size > 0) return withLog({ ...base, verdict: 'DENY', derivedFrom: [...a.deny].sort() }, a.denyLog);
   if (a.l7Conflict.size > 0) {
-    return {
-      ...base,
-      verdict: 'DENY',
-      derivedFrom: [...a.allow].sort(),
-      conflict: `conflicting L7 rules on one port: ${a.l7Kind ?? '?'} and ${[...a.l7Conflict].sort().join(', ')}; the port is denied until one kind remains`,
-    };
+    return withLog(
+      {
+        ...base,
+        verdict: 'DENY',
+        derivedFrom: [...a.allow].sort(),
+        conflict: `conflicting L7 rules on one port: ${a.l7Kind ?? '?'} and ${[...a.l7Conflict].sort().join(', ')}; the port is denied until one kind remains`,
+      },
+      a.allowLog,
+    );
   }
-  if (a.l7Kind !== undefined) return { ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() };
-  return { ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() };
+  if (a.l7Kind !== undefined) return withLog({ ...base, verdict: 'REDIRECT', l7: makeL7(a), derivedFrom: [...a.allow].sort() }, a.allowLog);
+  return withLog({ ...base, verdict: 'ALLOW', derivedFrom: [...a.allow].sort() }, a.allowLog);
 }
 
 /** The union of a key's L7 rules; an L4-only allow on the same key adds the kind's allow-all rule. */
@@ -239,6 +259,25 @@ export function compareEntries(a: PolicyEntry, b: PolicyEntry): number {
   return a.remoteIdentity - b.remoteIdentity || a.protocol - b.protocol || a.port - b.port || a.endPort - b.endPort || a.verdict.localeCompare(b.verdict);
 }
 
+/** What one rule contributes with: its policy name, its log value, and the requirements (fromRequires/toRequires) in force. */
+interface Source {
+  policy: string;
+  log: string | undefined;
+  requires: readonly Selector[];
+}
+
+/** Identities of `ids` that every requirement selector also selects. */
+function narrowed(ids: ReadonlySet<number>, requires: readonly Selector[], deps: ResolveDeps): Set<number> {
+  const out = new Set<number>();
+  for (const id of ids) {
+    if (requires.every((r) => {
+      const sel = deps.selected(r);
+      return sel === 'any' || sel.has(id);
+    })) out.add(id);
+  }
+  return out;
+}
+
 function contribute(
   builder: EntryBuilder,
   named: NamedContribution[],
@@ -246,20 +285,23 @@ function contribute(
   dir: Direction,
   pr: PeerRule,
   deny: boolean,
-  policy: string,
+  src: Source,
   deps: ResolveDeps,
 ): void {
+  const { policy, log } = src;
   for (const sel of pr.selectors) {
-    const ids = deps.selected(sel);
+    let ids = deps.selected(sel);
+    if (ids !== 'any' && src.requires.length > 0 && pr.endpointKeys?.has(sel.key)) ids = narrowed(ids, src.requires, deps);
     const remotes: Iterable<number> = ids === 'any' ? [0] : ids;
     for (const remote of remotes) {
       if (pr.ports === null) {
         const c: Contribution = { remoteIdentity: remote, protocol: Proto.ANY, port: 0, endPort: 0, deny, policy };
+        if (log !== undefined) c.log = log;
         builder.add(c);
         raw.push(c);
         continue;
       }
-      for (const ps of pr.ports) addPort(builder, named, raw, dir, ps, remote, deny, policy, deps);
+      for (const ps of pr.ports) addPort(builder, named, raw, dir, ps, remote, deny, src, deps);
     }
   }
 }
@@ -272,12 +314,14 @@ function addPort(
   ps: PortSpec,
   remote: number,
   deny: boolean,
-  policy: string,
+  src: Source,
   deps: ResolveDeps,
 ): void {
+  const { policy, log } = src;
   if (ps.name === undefined) {
     const c: Contribution = { remoteIdentity: remote, protocol: ps.protocol, port: ps.port, endPort: ps.endPort, deny, policy };
     if (ps.l7) c.l7 = ps.l7;
+    if (log !== undefined) c.log = log;
     builder.add(c);
     raw.push(c);
     return;
@@ -285,6 +329,7 @@ function addPort(
   if (dir === 'ingress') {
     const n: NamedContribution = { remoteIdentity: remote, protocol: ps.protocol, name: ps.name, deny, policy };
     if (ps.l7) n.l7 = ps.l7;
+    if (log !== undefined) n.log = log;
     named.push(n);
     return;
   }
@@ -293,6 +338,7 @@ function addPort(
     if (np.protocol !== ps.protocol) continue;
     const c: Contribution = { remoteIdentity: remote, protocol: ps.protocol, port: np.port, endPort: np.port, deny, policy };
     if (ps.l7) c.l7 = ps.l7;
+    if (log !== undefined) c.log = log;
     builder.add(c);
     raw.push(c);
   }
@@ -317,10 +363,18 @@ function resolveDirection(rules: readonly Rule[], dir: Direction, mode: Enforcem
   const named: NamedContribution[] = [];
   const raw: Contribution[] = [];
   const enforcedBy = new Set<string>();
+  // fromRequires/toRequires of every rule selecting the identity narrow the endpoint peers of all of them.
+  const requires: Selector[] = [];
+  const requiresDeny: Selector[] = [];
+  for (const r of rules) {
+    if (!r.requires) continue;
+    requires.push(...(dir === 'ingress' ? r.requires.ingress : r.requires.egress));
+    requiresDeny.push(...(dir === 'ingress' ? r.requires.ingressDeny : r.requires.egressDeny));
+  }
   for (const r of rules) {
     if (r.enforces[dir]) enforcedBy.add(r.policy);
-    for (const pr of dir === 'ingress' ? r.ingress : r.egress) contribute(builder, named, raw, dir, pr, false, r.policy, deps);
-    for (const pr of dir === 'ingress' ? r.ingressDeny : r.egressDeny) contribute(builder, named, raw, dir, pr, true, r.policy, deps);
+    for (const pr of dir === 'ingress' ? r.ingress : r.egress) contribute(builder, named, raw, dir, pr, false, { policy: r.policy, log: r.log, requires }, deps);
+    for (const pr of dir === 'ingress' ? r.ingressDeny : r.egressDeny) contribute(builder, named, raw, dir, pr, true, { policy: r.policy, log: r.log, requires: requiresDeny }, deps);
   }
   // "always" puts every pod into default deny; the host endpoint only when a host policy selects it
   // (host firewalling is opt-in, as in Cilium where the host is an endpoint only with the host firewall).
@@ -412,6 +466,7 @@ export function materialise(t: DirectionTemplate, ports: ReadonlyMap<string, Nam
       if (np.protocol !== n.protocol) continue;
       const c: Contribution = { remoteIdentity: n.remoteIdentity, protocol: n.protocol, port: np.port, endPort: np.port, deny: n.deny, policy: n.policy };
       if (n.l7) c.l7 = n.l7;
+      if (n.log !== undefined) c.log = n.log;
       all.push(c);
     }
   }

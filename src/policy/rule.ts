@@ -18,13 +18,22 @@
  * - protocol ANY (or absent) on a port means TCP, UDP and SCTP, not ICMP.
  * - A rule puts its subject into default deny in a direction when it has an
  *   allow or deny section for it, unless enableDefaultDeny says otherwise.
+ * - fromRequires/toRequires (deprecated in Cilium, still enforced here): the
+ *   requirement selectors of every rule selecting an endpoint are ANDed into
+ *   every fromEndpoints/toEndpoints selector of every rule selecting it (allow
+ *   requirements into allow rules, deny requirements into deny rules); other
+ *   peers (entities, CIDRs, nodes, services, FQDNs) are not narrowed.
+ * - A CIDR set entry naming CiliumCIDRGroups (cidrGroupRef, cidrGroupSelector)
+ *   stands for each CIDR of each matching group, with the entry's `except`;
+ *   a group that does not exist (yet) selects nothing.
  */
-import { cidrLabel, parsePrefix } from '../identity/cidr.js';
+import { cidrLabel, formatPrefix, parsePrefix, prefixContains } from '../identity/cidr.js';
 import type { Prefix } from '../identity/cidr.js';
 import { CLUSTER_LABEL, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_LABEL } from '../identity/labels.js';
 import { CLUSTER_RESERVED } from '../identity/reserved.js';
-import type { Entity, IcmpRuleSpec, L7RulesSpec, PolicyDocument, PortProtocolSpec, RuleSpec, EndpointSelectorSpec, K8sPeerSpec, K8sPortSpec } from './api/schema.js';
-import { ICMP_TYPE_NAMES, classifyPort } from './api/validate.js';
+import { EXTENDED_PROTOCOLS } from './api/schema.js';
+import type { CidrRuleSpec, Entity, IcmpRuleSpec, L7RulesSpec, PolicyDocument, PortProtocolSpec, RuleSpec, EndpointSelectorSpec, K8sPeerSpec, K8sPortSpec } from './api/schema.js';
+import { classifyPort, icmpType, isExtendedProtocol } from './api/validate.js';
 import { policyKey, policyName } from './api/loader.js';
 import { parseHeaderRule } from './l7-match.js';
 import { fqdnSelector, isWildcard, labelSelector, requirementsOf } from './selector.js';
@@ -44,8 +53,18 @@ export interface PortSpec {
 
 export interface PeerRule {
   selectors: Selector[];
+  /** Keys of the selectors that came from fromEndpoints/toEndpoints: the ones fromRequires/toRequires narrow. */
+  endpointKeys?: ReadonlySet<string>;
   /** null = every protocol and port (an L3-only rule). */
   ports: PortSpec[] | null;
+}
+
+/** Requirement selectors (fromRequires/toRequires) a rule imposes on every rule selecting the same endpoint. */
+export interface RuleRequires {
+  ingress: Selector[];
+  ingressDeny: Selector[];
+  egress: Selector[];
+  egressDeny: Selector[];
 }
 
 export interface Rule {
@@ -63,6 +82,10 @@ export interface Rule {
   enforces: { ingress: boolean; egress: boolean };
   /** Prefixes named by the rule; each needs a CIDR identity. */
   prefixes: Prefix[];
+  /** Present only when the rule has fromRequires/toRequires. */
+  requires?: RuleRequires;
+  /** The rule's `log.value`: attached to the entries it decides (PolicyEntry.log). */
+  log?: string;
 }
 
 export interface ServiceInfo {
@@ -74,8 +97,17 @@ export interface ServiceInfo {
   endpointIps?: string[];
 }
 
+/** A CiliumCIDRGroup as the translator sees it. */
+export interface CidrGroupInfo {
+  name: string;
+  labels: Record<string, string>;
+  cidrs: string[];
+}
+
 export interface TranslateContext {
   services(): Iterable<ServiceInfo>;
+  /** CiliumCIDRGroups by name (absent in contexts without groups: references select nothing). */
+  cidrGroups?(): ReadonlyMap<string, CidrGroupInfo>;
 }
 
 const NS_KEY = POD_NAMESPACE_LABEL;
@@ -138,6 +170,8 @@ const PROTOS: Record<string, ProtoNumber[]> = {
 };
 
 function portSpecs(pp: PortProtocolSpec | K8sPortSpec, defaultProto: string, l7: L7Rules | undefined): PortSpec[] {
+  // IP protocols without ports (VRRP, IGMP, GRE, …): the whole protocol; validation refused ports and L7 rules.
+  if (isExtendedProtocol(pp.protocol)) return [{ protocol: EXTENDED_PROTOCOLS[pp.protocol], port: 0, endPort: 0 }];
   let protos = PROTOS[pp.protocol ?? defaultProto] ?? [];
   // L7 rules need a proxy that speaks the protocol: on an ANY port, HTTP/Kafka apply to TCP only and
   // DNS to UDP and TCP; the port rule then allows nothing else (it only allows what its L7 rules admit).
@@ -159,8 +193,8 @@ function icmpSpecs(icmps: IcmpRuleSpec[]): PortSpec[] {
   for (const r of icmps) {
     for (const f of r.fields) {
       const family = f.family ?? 'IPv4';
-      const t = typeof f.type === 'number' ? f.type : /^[0-9]+$/.test(f.type) ? Number(f.type) : (ICMP_TYPE_NAMES[family][f.type] ?? -1);
-      if (t < 0) continue;
+      const t = icmpType(f.type, family);
+      if (t === undefined) continue;
       out.push({ protocol: family === 'IPv4' ? Proto.ICMP : Proto.ICMPV6, port: t, endPort: t });
     }
   }
@@ -172,7 +206,7 @@ interface CommonPeer {
   nodes?: EndpointSelectorSpec[];
   entities?: Entity[];
   cidr?: string[];
-  cidrSet?: Array<{ cidr: string; except?: string[] }>;
+  cidrSet?: CidrRuleSpec[];
   services?: Array<{ k8sService?: { serviceName: string; namespace?: string }; k8sServiceSelector?: { selector: EndpointSelectorSpec; namespace?: string } }>;
   fqdns?: Array<{ matchName?: string; matchPattern?: string }>;
   toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: L7RulesSpec }>;
@@ -217,20 +251,7 @@ class Translator {
       matched = all.filter((svc) => {
         if (ns !== undefined && svc.namespace !== ns) return false;
         const labels = svc.labels ?? {};
-        return sel.kind === 'labels' && sel.reqs.every((r) => {
-          const v = labels[r.key];
-          switch (r.op) {
-            case 'In':
-              return v !== undefined && r.values.includes(v);
-            case 'NotIn':
-              return v === undefined || !r.values.includes(v);
-            case 'Exists':
-              return v !== undefined;
-            case 'DoesNotExist':
-              return v === undefined;
-          }
-          return false;
-        });
+        return sel.kind === 'labels' && sel.reqs.every((r) => labelRequirementHolds(r, labels));
       });
     }
     for (const svc of matched) {
@@ -251,9 +272,15 @@ class Translator {
   peerRule(r: CommonPeer, allowL7: boolean): PeerRule {
     const selectors: Selector[] = [];
     let hasPeers = false;
+    let endpointKeys: Set<string> | undefined;
     if (r.endpoints && r.endpoints.length > 0) {
       hasPeers = true;
-      for (const s of r.endpoints) selectors.push(this.endpointPeer(s));
+      endpointKeys = new Set();
+      for (const s of r.endpoints) {
+        const sel = this.endpointPeer(s);
+        selectors.push(sel);
+        endpointKeys.add(sel.key);
+      }
     }
     if (r.nodes && r.nodes.length > 0) {
       hasPeers = true;
@@ -275,9 +302,16 @@ class Translator {
     if (r.cidrSet && r.cidrSet.length > 0) {
       hasPeers = true;
       for (const c of r.cidrSet) {
-        const p = this.prefix(c.cidr);
-        const except = (c.except ?? []).map((e) => this.prefix(e)).filter((x): x is Prefix => x !== undefined);
-        if (p) selectors.push(cidrSelector(p, except));
+        const cidrs = c.cidr !== undefined ? [c.cidr] : this.groupCidrs(c);
+        const prefixes = cidrs.map((x) => this.prefix(x)).filter((x): x is Prefix => x !== undefined);
+        if (prefixes.length === 0) continue;
+        const except = (c.except ?? []).map((e) => parsePrefix(e)).filter((x): x is Prefix => x !== undefined);
+        for (const p of prefixes) {
+          // Only the exceptions inside this CIDR concern it (a group's CIDRs share one `except` list).
+          const inside = except.filter((e) => e.family === p.family && e.bits >= p.bits && prefixContains(p, e.addr));
+          for (const e of inside) this.prefix(formatPrefix(e));
+          selectors.push(cidrSelector(p, inside));
+        }
       }
     }
     if (r.services && r.services.length > 0) {
@@ -301,8 +335,42 @@ class Translator {
     // Ports without peers: from/to anyone. Neither: selects nothing. Empty peer lists count as absent
     // (Cilium tests lengths), so `fromEndpoints: []` with ports allows from anyone.
     if (!hasPeers && ports !== null) selectors.push(labelSelector([]));
-    return { selectors: dedupe(selectors), ports };
+    const out: PeerRule = { selectors: dedupe(selectors), ports };
+    if (endpointKeys) out.endpointKeys = endpointKeys;
+    return out;
   }
+
+  /** The CIDRs of the CiliumCIDRGroups a CIDR set entry names (by name or by labels), sorted. */
+  groupCidrs(c: CidrRuleSpec): string[] {
+    const groups = this.ctx.cidrGroups?.() ?? new Map<string, CidrGroupInfo>();
+    const out = new Set<string>();
+    if (c.cidrGroupRef !== undefined) for (const x of groups.get(c.cidrGroupRef)?.cidrs ?? []) out.add(x);
+    if (c.cidrGroupSelector) {
+      const reqs = requirementsOf(c.cidrGroupSelector);
+      for (const g of groups.values()) if (reqs.every((r) => labelRequirementHolds(r, g.labels))) for (const x of g.cidrs) out.add(x);
+    }
+    return [...out].sort();
+  }
+
+  requirements(list: EndpointSelectorSpec[] | undefined): Selector[] {
+    return (list ?? []).map((s) => this.endpointPeer(s));
+  }
+}
+
+/** A requirement against a plain label map (Services, CIDR groups: objects without identities). */
+function labelRequirementHolds(r: Requirement, labels: Record<string, string>): boolean {
+  const v = labels[r.key];
+  switch (r.op) {
+    case 'In':
+      return v !== undefined && r.values.includes(v);
+    case 'NotIn':
+      return v === undefined || !r.values.includes(v);
+    case 'Exists':
+      return v !== undefined;
+    case 'DoesNotExist':
+      return v === undefined;
+  }
+  return false;
 }
 
 /** Deny port rules carry no L7 part (validation rejected any); keep only the ports. */
@@ -342,16 +410,26 @@ function translateCilium(spec: RuleSpec, namespace: string | undefined, ctx: Tra
   );
   const hasIngress = (spec.ingress?.length ?? 0) + (spec.ingressDeny?.length ?? 0) > 0;
   const hasEgress = (spec.egress?.length ?? 0) + (spec.egressDeny?.length ?? 0) > 0;
-  return {
+  const rule: Rule = {
     ...base,
     subject,
     ingress,
     ingressDeny,
     egress,
     egressDeny,
-    enforces: { ingress: spec.enableDefaultDeny?.ingress ?? hasIngress, egress: spec.enableDefaultDeny?.egress ?? hasEgress },
+    // enableDefaultDeny counts only for a direction the rule has (Cilium: a rule without an ingress section is no ingress rule).
+    enforces: { ingress: hasIngress && (spec.enableDefaultDeny?.ingress ?? true), egress: hasEgress && (spec.enableDefaultDeny?.egress ?? true) },
     prefixes: t.prefixes,
   };
+  const requires: RuleRequires = {
+    ingress: (spec.ingress ?? []).flatMap((r) => t.requirements(r.fromRequires)),
+    ingressDeny: (spec.ingressDeny ?? []).flatMap((r) => t.requirements(r.fromRequires)),
+    egress: (spec.egress ?? []).flatMap((r) => t.requirements(r.toRequires)),
+    egressDeny: (spec.egressDeny ?? []).flatMap((r) => t.requirements(r.toRequires)),
+  };
+  if (requires.ingress.length + requires.ingressDeny.length + requires.egress.length + requires.egressDeny.length > 0) rule.requires = requires;
+  if (spec.log?.value !== undefined && spec.log.value !== '') rule.log = spec.log.value;
+  return rule;
 }
 
 function k8sPeer(t: Translator, peer: K8sPeerSpec, namespace: string): Selector | undefined {
@@ -406,6 +484,18 @@ export function translatePolicy(d: PolicyDocument, ctx: TranslateContext): Rule[
   const namespace = d.kind === 'CiliumNetworkPolicy' ? (d.doc.metadata.namespace ?? 'default') : undefined;
   const specs = [...(d.doc.spec ? [d.doc.spec] : []), ...(d.doc.specs ?? [])];
   return specs.map((s, i) => translateCilium(s, namespace, ctx, { id: `${key}#${i}`, policyKey: key, policy: name }));
+}
+
+/** Whether a document's CIDR sets name CiliumCIDRGroups (re-translate when groups change). */
+export function usesCidrGroups(d: PolicyDocument): boolean {
+  if (d.kind === 'NetworkPolicy') return false;
+  const specs = [...(d.doc.spec ? [d.doc.spec] : []), ...(d.doc.specs ?? [])];
+  const named = (c: CidrRuleSpec): boolean => c.cidrGroupRef !== undefined || c.cidrGroupSelector !== undefined;
+  return specs.some(
+    (s) =>
+      [...(s.ingress ?? []), ...(s.ingressDeny ?? [])].some((r) => (r.fromCIDRSet ?? []).some(named)) ||
+      [...(s.egress ?? []), ...(s.egressDeny ?? [])].some((r) => (r.toCIDRSet ?? []).some(named)),
+  );
 }
 
 /** Whether a translated rule's peers depend on Services (re-translate when Services change). */

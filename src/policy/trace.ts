@@ -18,6 +18,7 @@ import { z } from 'zod';
 import { isIp } from '../identity/cidr.js';
 import { MeshdError } from '../util/errors.js';
 import { ReservedIdentity } from '../identity/reserved.js';
+import { cidrGroupInput } from '../k8s/cilium-cidr-group.js';
 import { loadPolicyDocuments } from './api/loader.js';
 import { formatPath, PolicyValidationError } from './api/problem.js';
 import type { PathSegment, PolicyProblem } from './api/problem.js';
@@ -32,7 +33,7 @@ import type { Direction, L7Rules } from './types.js';
 
 const labels = z.record(z.string(), z.string());
 const ip = z.string().refine(isIp, { message: 'not an IP address' });
-const protocol = z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6']);
+const protocol = z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'VRRP', 'IGMP', 'GRE', 'IPIP', 'IPV6', 'ESP', 'AH']);
 
 const flowSchema = z.strictObject({
   name: z.string().optional(),
@@ -55,6 +56,8 @@ const flowSchema = z.strictObject({
       l7: z.enum(['ALLOWED', 'DENIED']).nullable().optional(),
       direction: z.enum(['egress', 'ingress', 'both']).nullable().optional(),
       policies: z.array(z.string()).optional(),
+      /** The `log.value`s the flow's verdict carries (both directions), sorted. */
+      log: z.array(z.string()).optional(),
     })
     .optional(),
 });
@@ -159,6 +162,8 @@ export interface DirectionTrace {
   reason: LookupResult['reason'];
   policies: string[];
   l7?: { kind: L7Rules['kind']; verdict: 'ALLOWED' | 'DENIED' | null };
+  /** `log.value`s of the rules behind this direction's decision. */
+  log?: string[];
 }
 
 export interface FlowTrace {
@@ -176,6 +181,8 @@ export interface FlowTrace {
   l7: 'ALLOWED' | 'DENIED' | null;
   direction: Direction | 'both' | null;
   policies: string[];
+  /** `log.value`s of the rules that decided the flow (the deciding directions'), sorted; absent when none. */
+  log?: string[];
   egress: DirectionTrace | null;
   ingress: DirectionTrace | null;
   error?: string;
@@ -186,7 +193,7 @@ export interface TraceResult {
   problems: PolicyProblem[];
 }
 
-const PROTO_NUM: Record<string, number> = { TCP: Proto.TCP, UDP: Proto.UDP, SCTP: Proto.SCTP, ICMP: Proto.ICMP, ICMPv6: Proto.ICMPV6 };
+const PROTO_NUM: Record<string, number> = { ...Proto, ICMPv6: Proto.ICMPV6 };
 
 /** Builds the engine a scenario describes (policies with problems are left out and reported). */
 export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ engine: PolicyEngine; problems: PolicyProblem[] }> {
@@ -213,7 +220,8 @@ export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ eng
     if (ips) engine.setReservedAddresses(name, ips);
   }
   const base: PathSegment[] = ['policies'];
-  const { policies, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
+  const { policies, cidrGroups, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
+  for (const g of cidrGroups) await engine.upsertCidrGroup(cidrGroupInput(g.group));
   for (const p of policies) await engine.upsertPolicy(p.document);
   await engine.settled();
   engine.flush();
@@ -339,6 +347,7 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
     if (!pol) return null;
     const r = lookupEntries(pol[dir], remote, protoNum, dport);
     const t: DirectionTrace = { endpoint, verdict: r.verdict, reason: r.reason, policies: r.policies };
+    if (r.log) t.log = r.log;
     if (r.verdict === 'REDIRECT' && r.l7) t.l7 = { kind: r.l7.kind, verdict: l7Verdict(r.l7, flow) };
     return t;
   };
@@ -347,10 +356,11 @@ export function traceFlow(engine: PolicyEngine, s: Scenario, flow: TraceFlow): F
   const sides: Array<[Direction, DirectionTrace]> = [];
   if (egress) sides.push(['egress', egress]);
   if (ingress) sides.push(['ingress', ingress]);
-  const pick = (f: (t: DirectionTrace) => boolean): { direction: Direction | 'both' | null; policies: string[] } => {
+  const pick = (f: (t: DirectionTrace) => boolean): { direction: Direction | 'both' | null; policies: string[]; log?: string[] } => {
     const hit = sides.filter(([, t]) => f(t));
     const direction = hit.length === 0 ? null : hit.length === 2 ? 'both' : (hit[0]?.[0] ?? null);
-    return { direction, policies: [...new Set(hit.flatMap(([, t]) => t.policies))].sort() };
+    const log = [...new Set(hit.flatMap(([, t]) => t.log ?? []))].sort();
+    return { direction, policies: [...new Set(hit.flatMap(([, t]) => t.policies))].sort(), ...(log.length > 0 ? { log } : {}) };
   };
   const out = { ...base, ...(service ? { service } : {}), srcIdentity: src.identity, dstIdentity: dst.identity, egress, ingress };
   if (sides.some(([, t]) => t.verdict === 'DENY')) {
@@ -394,6 +404,7 @@ export function checkExpectations(loaded: LoadedScenario, result: TraceResult): 
     if (e.policies !== undefined && JSON.stringify([...e.policies].sort()) !== JSON.stringify(t.policies)) {
       out.push(`${label}: policies ${JSON.stringify(t.policies)}, expected ${JSON.stringify(e.policies)}`);
     }
+    if (e.log !== undefined && JSON.stringify([...e.log].sort()) !== JSON.stringify(t.log ?? [])) out.push(`${label}: log ${JSON.stringify(t.log ?? [])}, expected ${JSON.stringify(e.log)}`);
   });
   return out;
 }
@@ -404,7 +415,9 @@ export function formatTrace(result: TraceResult): string {
   for (const p of result.problems) lines.push(`problem: ${p.file ? `${p.file}: ` : ''}${p.path}: ${p.message} [${p.code}]`);
   for (const f of result.flows) {
     const head = `${f.src} (${f.srcIdentity}) → ${f.dst}${f.service ? ` [${f.service.name} → ${f.service.backend}]` : ''} (${f.dstIdentity}) ${f.protocol}/${f.dport}`;
-    const why = f.error ? `error: ${f.error}` : `l4=${f.l4} l7=${f.l7 ?? '-'} by ${f.direction ?? 'no policy'}${f.policies.length ? ` [${f.policies.join(', ')}]` : ''}`;
+    const why = f.error
+      ? `error: ${f.error}`
+      : `l4=${f.l4} l7=${f.l7 ?? '-'} by ${f.direction ?? 'no policy'}${f.policies.length ? ` [${f.policies.join(', ')}]` : ''}${f.log ? ` log=${f.log.join(',')}` : ''}`;
     lines.push(`${f.verdict.padEnd(10)} ${head}  ${why}`);
   }
   return lines.join('\n');

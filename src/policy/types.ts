@@ -34,7 +34,7 @@ export type NumericIdentity = number;
 export const ANY_IDENTITY: NumericIdentity = 0;
 
 /** IANA protocol numbers as the datapath sees them; 0 = any. */
-export const Proto = { ANY: 0, ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
+export const Proto = { ANY: 0, ICMP: 1, IGMP: 2, IPIP: 4, TCP: 6, UDP: 17, IPV6: 41, GRE: 47, ESP: 50, AH: 51, ICMPV6: 58, VRRP: 112, SCTP: 132 } as const;
 export type ProtoNumber = (typeof Proto)[keyof typeof Proto];
 
 export type Direction = 'ingress' | 'egress';
@@ -91,6 +91,12 @@ export interface PolicyEntry {
    * row is a DENY (fail closed) and this says which policies conflict, for status and logs.
    */
   conflict?: string;
+  /**
+   * `log.value` of every rule that decided this row (the deny rules of a DENY, the allow rules of an
+   * ALLOW or REDIRECT), sorted; absent when none set one. A flow judged by this row carries these
+   * values (see lookupEntries: LookupResult.log).
+   */
+  log?: string[];
 }
 
 export interface DirectionPolicy {

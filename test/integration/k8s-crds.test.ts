@@ -42,7 +42,7 @@ test('the policy CRDs on a real API server', async (t) => {
     v.schema.openAPIV3Schema = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
     await kube.apply(old);
 
-    assert.deepEqual(await registerCrds({ kubeConfig }), { 'ciliumnetworkpolicies.cilium.io': 'created', 'ciliumclusterwidenetworkpolicies.cilium.io': 'updated' });
+    assert.deepEqual(await registerCrds({ kubeConfig }), { 'ciliumnetworkpolicies.cilium.io': 'created', 'ciliumclusterwidenetworkpolicies.cilium.io': 'updated', 'ciliumcidrgroups.cilium.io': 'created' });
     const got = await kube.kubectl(['get', 'crd', 'ciliumclusterwidenetworkpolicies.cilium.io', '-o', 'json']);
     assert.equal(got.code, 0, got.stderr);
     const crd: unknown = JSON.parse(got.stdout);
@@ -53,7 +53,7 @@ test('the policy CRDs on a real API server', async (t) => {
       assert.equal(w.code, 0, `${name} is served when registerCrds returns: ${w.stderr}`);
     }
 
-    assert.deepEqual(await registerCrds({ kubeConfig }), { 'ciliumnetworkpolicies.cilium.io': 'unchanged', 'ciliumclusterwidenetworkpolicies.cilium.io': 'unchanged' });
+    assert.deepEqual(await registerCrds({ kubeConfig }), { 'ciliumnetworkpolicies.cilium.io': 'unchanged', 'ciliumclusterwidenetworkpolicies.cilium.io': 'unchanged', 'ciliumcidrgroups.cilium.io': 'unchanged' });
     // A newer CRD (a newer agent put it there) is not downgraded.
     const newer = structuredClone(cnp);
     newer.metadata.labels[CRD_SCHEMA_VERSION_LABEL] = '999';

@@ -119,16 +119,81 @@ test('multi-document: one bad document never disturbs the others; indexes and fi
   assert.deepEqual({ ...r.problems[0] }, { file: 'multi.yaml', document: 1, path: 'spec.ingress[0].fromCIDR[0]', code: 'INVALID_CIDR', message: '"nope" is not a valid CIDR or IP address' });
 });
 
-test('YAML syntax errors and unknown kinds are problems of their document only', () => {
-  const r = loadPolicyText(`${cnp(sel, 'ok')}---\nkind: [unclosed\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n`, 'y.yaml');
+test('YAML syntax errors and unknown policy kinds are problems of their document only; other objects are skipped', () => {
+  const text = [
+    cnp(sel, 'ok'),
+    'kind: [unclosed\n',
+    'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n',
+    'apiVersion: cilium.io/v2\nkind: CiliumLocalRedirectPolicy\nmetadata: {name: lrp}\n',
+    'metadata: {name: no-kind}\n',
+  ].join('---\n');
+  const r = loadPolicyText(text, 'y.yaml');
   assert.equal(r.policies.length, 1);
   assert.deepEqual(
     r.problems.map((p) => [p.document, p.code]),
     [
       [1, 'YAML_SYNTAX'],
-      [2, 'UNKNOWN_KIND'],
+      [3, 'UNKNOWN_KIND'],
+      [4, 'UNKNOWN_KIND'],
     ],
   );
+  assert.deepEqual(r.skipped, [{ file: 'y.yaml', document: 2, path: '(document)', apiVersion: 'v1', kind: 'ConfigMap', name: 'x' }]);
+});
+
+test('fields Cilium defines but meshd does not implement are refused by name with UNSUPPORTED_FIELD; the policy is not loaded', () => {
+  const r = loadPolicyText(
+    cnp(`${sel}
+ingress: [{fromEndpoints: [{}], authentication: {mode: required}, toPorts: [{ports: [{port: "443"}], serverNames: [a.example]}]}]
+egress: [{toGroups: [{aws: {securityGroupsIds: [sg-1]}}]}]
+priority: 10`),
+    'u.yaml',
+  );
+  assert.equal(r.policies.length, 0);
+  assert.deepEqual(r.problems.map((p) => [p.path, p.code]).sort(), [
+    ['spec.egress[0].toGroups', 'UNSUPPORTED_FIELD'],
+    ['spec.ingress[0].authentication', 'UNSUPPORTED_FIELD'],
+    ['spec.ingress[0].toPorts[0].serverNames', 'UNSUPPORTED_FIELD'],
+    ['spec.priority', 'UNSUPPORTED_FIELD'],
+  ]);
+});
+
+test('fromRequires/toRequires are accepted with a DEPRECATED_FIELD warning', () => {
+  const r = loadPolicyText(cnp(`${sel}\ningress: [{fromRequires: [{matchLabels: {env: prod}}]}]\negress: [{toRequires: [{matchLabels: {env: prod}}]}]`), 'r.yaml');
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.policies.length, 1);
+  assert.deepEqual(
+    r.warnings.map((w) => [w.path, w.code]),
+    [
+      ['spec.ingress[0].fromRequires', 'DEPRECATED_FIELD'],
+      ['spec.egress[0].toRequires', 'DEPRECATED_FIELD'],
+    ],
+  );
+});
+
+test('CiliumCIDRGroup documents are checked and returned beside the policies; CIDR set entries name exactly one source', () => {
+  const group = 'apiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {name: g, labels: {team: a}}\nspec: {externalCIDRs: [192.0.2.0/24, "2001:db8::/32"]}\n';
+  const bad = 'apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: h}\nspec: {externalCIDRs: [nope]}\n';
+  const pol = cnp(`${sel}\negress: [{toCIDRSet: [{cidrGroupRef: g, except: [192.0.2.128/25]}, {cidrGroupSelector: {matchLabels: {team: a}}}, {cidr: 10.0.0.0/8, cidrGroupRef: g}]}]`);
+  const r = loadPolicyText([group, bad, pol].join('---\n'), 'g.yaml');
+  assert.deepEqual(
+    r.cidrGroups.map((g) => [g.group.apiVersion, g.group.metadata.name, g.group.spec.externalCIDRs.length]),
+    [['cilium.io/v2alpha1', 'g', 2]],
+  );
+  assert.deepEqual(
+    r.problems.map((p) => [p.document, p.path, p.code]),
+    [
+      [1, 'spec.externalCIDRs[0]', 'INVALID_CIDR'],
+      [2, 'spec.egress[0].toCIDRSet[2]', 'INVALID_VALUE'],
+    ],
+  );
+});
+
+test('extended IP protocols take no ports', () => {
+  const got = problems(cnp(`${sel}\negress: [{toPorts: [{ports: [{protocol: VRRP}, {port: "0", protocol: IGMP}, {port: "80", protocol: GRE}, {protocol: ESP, endPort: 9}]}]}]`));
+  assert.deepEqual(got, [
+    { path: 'spec.egress[0].toPorts[0].ports[2].port', code: 'INVALID_PORT' },
+    { path: 'spec.egress[0].toPorts[0].ports[3].endPort', code: 'INVALID_PORT_RANGE' },
+  ]);
 });
 
 test('JSON input and Kubernetes List are accepted', () => {

@@ -3,20 +3,27 @@
  * Kubernetes `List` works too). Every document is checked on its own by its
  * kind's module (src/k8s: zod schema, strict, then the semantics of
  * validate.ts). A bad document yields problems with file, document index and
- * field path and never disturbs the others.
+ * field path and never disturbs the others. CiliumCIDRGroups (which policies
+ * reference) are checked and returned beside the policies; other Kubernetes
+ * objects in the same manifest (Namespaces, Deployments, ServiceAccounts, as
+ * Cilium's examples have) are listed as skipped, except kinds that look like
+ * policies meshd does not have (`*Policy` of cilium.io or networking.k8s.io),
+ * which are problems: a policy must never be silently ignored.
  *
- *   const { policies, problems } = loadPolicyText(text, 'policies.yaml');
+ *   const { policies, cidrGroups, skipped, problems, warnings } = loadPolicyText(text, 'policies.yaml');
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { ciliumCidrGroup, type CiliumCidrGroup } from '../../k8s/cilium-cidr-group.js';
 import { ciliumClusterwideNetworkPolicy, type CiliumClusterwideNetworkPolicy } from '../../k8s/cilium-clusterwide-network-policy.js';
 import { ciliumNetworkPolicy, type CiliumNetworkPolicy } from '../../k8s/cilium-network-policy.js';
 import { networkPolicy, type NetworkPolicy } from '../../k8s/network-policy.js';
-import type { ParseResult } from '../../k8s/problem.js';
+import type { ParseResult, ResourceProblem } from '../../k8s/problem.js';
 import { formatPath } from './problem.js';
 import type { PathSegment, PolicyProblem } from './problem.js';
 import type { PolicyDocument } from './schema.js';
+import { documentWarnings } from './validate.js';
 
 export interface LoadedPolicy {
   document: PolicyDocument;
@@ -24,9 +31,47 @@ export interface LoadedPolicy {
   index: number;
 }
 
+export interface LoadedCidrGroup {
+  group: CiliumCidrGroup;
+  file?: string;
+  index: number;
+}
+
+/** A Kubernetes object of another kind found among the policies: not checked, only listed. */
+export interface SkippedObject {
+  file?: string;
+  document: number;
+  path: string;
+  apiVersion: string;
+  kind: string;
+  name?: string;
+}
+
 export interface LoadResult {
   policies: LoadedPolicy[];
+  cidrGroups: LoadedCidrGroup[];
+  skipped: SkippedObject[];
   problems: PolicyProblem[];
+  /** Problems that do not make a policy invalid (code DEPRECATED_FIELD). */
+  warnings: PolicyProblem[];
+}
+
+function emptyResult(): LoadResult {
+  return { policies: [], cidrGroups: [], skipped: [], problems: [], warnings: [] };
+}
+
+function merge(into: LoadResult, r: LoadResult): void {
+  into.policies.push(...r.policies);
+  into.cidrGroups.push(...r.cidrGroups);
+  into.skipped.push(...r.skipped);
+  into.problems.push(...r.problems);
+  into.warnings.push(...r.warnings);
+}
+
+/** A kind that names a network policy meshd has no module for: refused rather than skipped. */
+function isPolicyLikeKind(apiVersion: string, kind: string): boolean {
+  const group = apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '';
+  return /Polic(y|ies)$/.test(kind) && (group === 'cilium.io' || group.endsWith('networking.k8s.io'));
 }
 
 export type PolicyObject = NetworkPolicy | CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy;
@@ -44,45 +89,54 @@ export function policyDocument(o: PolicyObject): PolicyDocument {
 }
 
 /** Checks one parsed document (plain data) with its kind's module (src/k8s). */
-export function checkDocument(data: unknown, file: string | undefined, index: number, base: PathSegment[] = []): { policy?: LoadedPolicy; problems: PolicyProblem[] } {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    return { problems: [{ file, document: index, path: formatPath(base), code: 'WRONG_TYPE', message: 'a policy document must be an object' }] };
-  }
+export function checkDocument(data: unknown, file: string | undefined, index: number, base: PathSegment[] = []): LoadResult {
+  const result = emptyResult();
+  const problem = (path: PathSegment[], code: PolicyProblem['code'], message: string): LoadResult => {
+    result.problems.push({ file, document: index, path: formatPath(path), code, message });
+    return result;
+  };
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return problem(base, 'WRONG_TYPE', 'a policy document must be an object');
   const kind = 'kind' in data ? data.kind : undefined;
+  const apiVersion = 'apiVersion' in data ? data.apiVersion : undefined;
+  const located = (problems: ResourceProblem[]): PolicyProblem[] =>
+    problems.map((p) => ({ file, document: index, path: formatPath([...base, ...p.path]), code: p.code, message: p.message }));
+  if (kind === 'CiliumCIDRGroup') {
+    const g = ciliumCidrGroup.parse(data);
+    if (g.ok) result.cidrGroups.push({ group: g.value, file, index });
+    else result.problems.push(...located(g.problems));
+    return result;
+  }
   let r: ParseResult<PolicyObject>;
   if (kind === 'CiliumNetworkPolicy') r = ciliumNetworkPolicy.parse(data);
   else if (kind === 'CiliumClusterwideNetworkPolicy') r = ciliumClusterwideNetworkPolicy.parse(data);
   else if (kind === 'NetworkPolicy') r = networkPolicy.parse(data);
-  else {
-    return {
-      problems: [
-        {
-          file,
-          document: index,
-          path: formatPath([...base, 'kind']),
-          code: 'UNKNOWN_KIND',
-          message: `unsupported kind ${JSON.stringify(kind)} (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy)`,
-        },
-      ],
-    };
+  else if (typeof kind === 'string' && kind !== '' && typeof apiVersion === 'string' && !isPolicyLikeKind(apiVersion, kind)) {
+    const meta = 'metadata' in data && typeof data.metadata === 'object' && data.metadata !== null ? data.metadata : {};
+    const name = 'name' in meta && typeof meta.name === 'string' ? meta.name : undefined;
+    result.skipped.push({ file, document: index, path: formatPath(base), apiVersion, kind, ...(name !== undefined ? { name } : {}) });
+    return result;
+  } else {
+    return problem([...base, 'kind'], 'UNKNOWN_KIND', `unsupported kind ${JSON.stringify(kind)} (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy, CiliumCIDRGroup)`);
   }
-  if (!r.ok) return { problems: r.problems.map((p) => ({ file, document: index, path: formatPath([...base, ...p.path]), code: p.code, message: p.message })) };
-  return { policy: { document: policyDocument(r.value), file, index }, problems: [] };
+  if (!r.ok) {
+    result.problems.push(...located(r.problems));
+    return result;
+  }
+  const document = policyDocument(r.value);
+  result.policies.push({ document, file, index });
+  result.warnings.push(...located(documentWarnings(document)));
+  return result;
 }
 
 /** Checks a list of already-parsed documents (e.g. a scenario's `policies`). */
 export function loadPolicyDocuments(docs: readonly unknown[], file?: string, base: PathSegment[] = []): LoadResult {
-  const result: LoadResult = { policies: [], problems: [] };
-  docs.forEach((d, i) => {
-    const r = checkDocument(d, file, i, [...base, i]);
-    if (r.policy) result.policies.push(r.policy);
-    result.problems.push(...r.problems);
-  });
+  const result = emptyResult();
+  docs.forEach((d, i) => merge(result, checkDocument(d, file, i, [...base, i])));
   return result;
 }
 
 export function loadPolicyText(text: string, file?: string): LoadResult {
-  const result: LoadResult = { policies: [], problems: [] };
+  const result = emptyResult();
   const docs = parseAllDocuments(text);
   let index = 0;
   for (const doc of Array.isArray(docs) ? docs : [docs]) {
@@ -98,11 +152,7 @@ export function loadPolicyText(text: string, file?: string): LoadResult {
     else if (typeof data === 'object' && 'kind' in data && data.kind === 'List' && 'items' in data && Array.isArray(data.items)) {
       data.items.forEach((d: unknown, j: number) => items.push([d, ['items', j]]));
     } else items.push([data, []]);
-    for (const [d, base] of items) {
-      const r = checkDocument(d, file, i, base);
-      if (r.policy) result.policies.push(r.policy);
-      result.problems.push(...r.problems);
-    }
+    for (const [d, base] of items) merge(result, checkDocument(d, file, i, base));
   }
   return result;
 }
@@ -113,7 +163,7 @@ export function loadPolicyFile(file: string): LoadResult {
     text = readFileSync(file, 'utf8');
   } catch (e: unknown) {
     const msg = e instanceof Error ? e.message : String(e);
-    return { policies: [], problems: [{ file, path: '(file)', code: 'YAML_SYNTAX', message: `cannot read: ${msg}` }] };
+    return { ...emptyResult(), problems: [{ file, path: '(file)', code: 'YAML_SYNTAX', message: `cannot read: ${msg}` }] };
   }
   return loadPolicyText(text, file);
 }
@@ -138,12 +188,8 @@ export function loadPolicyPath(path: string): LoadResult {
     // Not there: loadPolicyFile reports it as a problem of that path.
   }
   if (!isDir) return loadPolicyFile(path);
-  const result: LoadResult = { policies: [], problems: [] };
-  for (const f of policyFilesIn(path)) {
-    const r = loadPolicyFile(f);
-    result.policies.push(...r.policies);
-    result.problems.push(...r.problems);
-  }
+  const result = emptyResult();
+  for (const f of policyFilesIn(path)) merge(result, loadPolicyFile(f));
   return result;
 }
 

@@ -5,6 +5,12 @@
  * NetworkPolicy. Objects are strict (an unknown field is an error naming its
  * path); semantic checks (regexes, CIDRs, port ranges, where L7 rules may
  * appear) live in validate.ts and run on the typed result.
+ *
+ * Every field of Cilium's CRD schemas is either read here or refused here by
+ * name with `unsupported(feature)`: such a field, whatever its value, makes
+ * the policy invalid with the problem code UNSUPPORTED_FIELD at its path, so
+ * a policy is never half understood (test/integration/policy-cilium-compat
+ * walks Cilium's CRD schemas against this file).
  */
 import { z } from 'zod';
 
@@ -24,6 +30,24 @@ export type Entity = (typeof ENTITIES)[number];
 
 const str = z.string();
 
+/**
+ * A field Cilium defines whose feature meshd does not have. When present (any value) the
+ * document is refused with UNSUPPORTED_FIELD at the field's path, naming the feature; absent, it
+ * is nothing. The generated CRD keeps it as an untyped node whose description says so, so the
+ * API server stores it and the agent reports the refusal in the policy's status.
+ */
+export function unsupported(feature: string) {
+  return z
+    .unknown()
+    .superRefine((_v, ctx) => {
+      ctx.addIssue({ code: 'custom', message: `${feature} is not supported by meshd`, params: { problem: 'UNSUPPORTED_FIELD', feature } });
+    })
+    .optional()
+    .describe(`Not supported by meshd: ${feature}. A policy that sets it is refused (UNSUPPORTED_FIELD).`);
+}
+
+const MUTUAL_AUTH = 'mutual authentication';
+
 export const labelSelectorRequirement = z.strictObject({
   key: str.min(1),
   operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
@@ -38,10 +62,18 @@ export type EndpointSelectorSpec = z.infer<typeof endpointSelector>;
 
 const portValue = z.union([str, z.number().int()]);
 
+/** IP protocols without transport ports that Cilium accepts by name (`--enable-extended-ip-protocols`), with their numbers. */
+export const EXTENDED_PROTOCOLS = { VRRP: 112, IGMP: 2, GRE: 47, IPIP: 4, IPV6: 41, ESP: 50, AH: 51 } as const;
+export type ExtendedProtocol = keyof typeof EXTENDED_PROTOCOLS;
+
 export const portProtocol = z.strictObject({
   port: portValue.optional(),
   endPort: z.number().int().optional(),
-  protocol: z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ICMPV6', 'ANY']).optional(),
+  /**
+   * Cilium's names plus ICMP/ICMPv6 (meshd: all types of the family). VRRP, IGMP, GRE, IPIP, IPV6,
+   * ESP and AH are IP protocols without ports (Cilium's extended IP protocols): port empty or 0.
+   */
+  protocol: z.enum(['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ICMPV6', 'ANY', 'VRRP', 'IGMP', 'GRE', 'IPIP', 'IPV6', 'ESP', 'AH']).optional(),
 });
 export type PortProtocolSpec = z.infer<typeof portProtocol>;
 
@@ -56,6 +88,7 @@ export const httpRule = z.strictObject({
         name: str.min(1),
         value: str.optional(),
         mismatch: z.enum(['LOG', 'ADD', 'DELETE', 'REPLACE']).optional(),
+        secret: unsupported('header values from Kubernetes Secrets (headerMatches[].secret)'),
       }),
     )
     .optional(),
@@ -84,6 +117,10 @@ export type L7RulesSpec = z.infer<typeof l7Rules>;
 export const portRule = z.strictObject({
   ports: z.array(portProtocol).optional(),
   rules: l7Rules.optional(),
+  serverNames: unsupported('TLS SNI matching (serverNames)'),
+  terminatingTLS: unsupported('TLS interception (terminatingTLS)'),
+  originatingTLS: unsupported('TLS origination (originatingTLS)'),
+  listener: unsupported('CiliumEnvoyConfig listener references (listener, listener.priority)'),
 });
 export type PortRuleSpec = z.infer<typeof portRule>;
 
@@ -108,10 +145,17 @@ export const icmpRule = z.strictObject({
 });
 export type IcmpRuleSpec = z.infer<typeof icmpRule>;
 
+/**
+ * One CIDR block: exactly one of `cidr`, `cidrGroupRef` (a CiliumCIDRGroup by name) or
+ * `cidrGroupSelector` (CiliumCIDRGroups by their labels); `except` applies to every CIDR it names.
+ */
 export const cidrRule = z.strictObject({
-  cidr: str,
+  cidr: str.optional(),
+  cidrGroupRef: str.min(1).optional(),
+  cidrGroupSelector: endpointSelector.optional(),
   except: z.array(str).optional(),
 });
+export type CidrRuleSpec = z.infer<typeof cidrRule>;
 
 export const service = z.strictObject({
   k8sService: z.strictObject({ serviceName: str.min(1), namespace: str.optional() }).optional(),
@@ -128,6 +172,15 @@ const entity = z.enum(ENTITIES);
 
 export const ingressRule = z.strictObject({
   fromEndpoints: z.array(endpointSelector).optional(),
+  /**
+   * Deprecated in Cilium 1.17 and dropped from its schema in 1.19; meshd still enforces it as
+   * Cilium defined it (every fromEndpoints of every rule selecting the endpoint must also match)
+   * and warns (DEPRECATED_FIELD).
+   */
+  fromRequires: z.array(endpointSelector).optional(),
+  fromGroups: unsupported('cloud provider security groups (fromGroups)'),
+  authentication: unsupported(`${MUTUAL_AUTH} (authentication.mode)`),
+  auth: unsupported(`${MUTUAL_AUTH} (auth, an older spelling of authentication)`),
   fromCIDR: z.array(str).optional(),
   fromCIDRSet: z.array(cidrRule).optional(),
   fromEntities: z.array(entity).optional(),
@@ -141,6 +194,11 @@ export const ingressDenyRule = ingressRule.extend({ toPorts: z.array(portDenyRul
 
 export const egressRule = z.strictObject({
   toEndpoints: z.array(endpointSelector).optional(),
+  /** As fromRequires, for toEndpoints. */
+  toRequires: z.array(endpointSelector).optional(),
+  toGroups: unsupported('cloud provider security groups (toGroups)'),
+  authentication: unsupported(`${MUTUAL_AUTH} (authentication.mode)`),
+  auth: unsupported(`${MUTUAL_AUTH} (auth, an older spelling of authentication)`),
   toCIDR: z.array(str).optional(),
   toCIDRSet: z.array(cidrRule).optional(),
   toEntities: z.array(entity).optional(),
@@ -172,6 +230,10 @@ export const ruleSpec = z.strictObject({
   enableDefaultDeny: z.strictObject({ ingress: z.boolean().optional(), egress: z.boolean().optional() }).optional(),
   labels: z.array(z.strictObject({ key: str, value: str.optional(), source: str.optional() })).optional(),
   description: str.optional(),
+  /** Attached to the verdicts this rule decides (PolicyEntry.log), for flow logs; ≤ 32 printable characters as in Cilium. */
+  log: z.strictObject({ value: str.max(32).regex(/^\P{C}*$/u).optional() }).optional(),
+  /** Cilium 1.20's policy kinds have no rule priority (only listener.priority, refused with listener). */
+  priority: unsupported('rule priority (not part of Cilium 1.20 CiliumNetworkPolicy; policies are unordered, deny wins)'),
 });
 export type RuleSpec = z.infer<typeof ruleSpec>;
 

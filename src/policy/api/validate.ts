@@ -11,7 +11,9 @@ import {
   isValidDnsPattern,
 } from '../l7-match.js';
 import type { PathSegment, ProblemCode } from './problem.js';
+import { EXTENDED_PROTOCOLS } from './schema.js';
 import type {
+  CidrRuleSpec,
   EndpointSelectorSpec,
   IcmpRuleSpec,
   K8sPortSpec,
@@ -30,6 +32,7 @@ export interface RawProblem {
 /** IANA service name syntax (named ports): 1–15 chars, lowercase alphanumerics and '-', at least one letter. */
 const NAMED_PORT = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
 
+/** ICMP type names per family, every name Cilium 1.20 accepts (IANA numbers). */
 export const ICMP_TYPE_NAMES: Record<'IPv4' | 'IPv6', Record<string, number>> = {
   IPv4: {
     EchoReply: 0,
@@ -43,6 +46,9 @@ export const ICMP_TYPE_NAMES: Record<'IPv4' | 'IPv6', Record<string, number>> = 
     ParameterProblem: 12,
     Timestamp: 13,
     TimestampReply: 14,
+    Photuris: 40,
+    ExtendedEchoRequest: 42,
+    ExtendedEchoReply: 43,
   },
   IPv6: {
     DestinationUnreachable: 1,
@@ -52,12 +58,39 @@ export const ICMP_TYPE_NAMES: Record<'IPv4' | 'IPv6', Record<string, number>> = 
     EchoRequest: 128,
     EchoReply: 129,
     MulticastListenerQuery: 130,
+    MulticastListenerReport: 131,
+    MulticastListenerDone: 132,
     RouterSolicitation: 133,
     RouterAdvertisement: 134,
     NeighborSolicitation: 135,
     NeighborAdvertisement: 136,
+    RedirectMessage: 137,
+    RouterRenumbering: 138,
+    ICMPNodeInformationQuery: 139,
+    ICMPNodeInformationResponse: 140,
+    InverseNeighborDiscoverySolicitation: 141,
+    InverseNeighborDiscoveryAdvertisement: 142,
+    HomeAgentAddressDiscoveryRequest: 144,
+    HomeAgentAddressDiscoveryReply: 145,
+    MobilePrefixSolicitation: 146,
+    MobilePrefixAdvertisement: 147,
+    DuplicateAddressRequestCodeSuffix: 157,
+    DuplicateAddressConfirmationCodeSuffix: 158,
+    ExtendedEchoRequest: 160,
+    ExtendedEchoReply: 161,
   },
 };
+
+/** The ICMP type a field names (number, numeric string or name of its family), or undefined. */
+export function icmpType(type: number | string, family: 'IPv4' | 'IPv6'): number | undefined {
+  if (typeof type === 'number') return type;
+  if (/^[0-9]+$/.test(type)) return Number(type);
+  return Object.hasOwn(ICMP_TYPE_NAMES[family], type) ? ICMP_TYPE_NAMES[family][type] : undefined;
+}
+
+export function isExtendedProtocol(p: string | undefined): p is keyof typeof EXTENDED_PROTOCOLS {
+  return p !== undefined && Object.hasOwn(EXTENDED_PROTOCOLS, p);
+}
 
 /** Numeric port of a port field, a named port, or an error. */
 export function classifyPort(v: string | number | undefined): { kind: 'none' } | { kind: 'number'; port: number } | { kind: 'named'; name: string } | { kind: 'error'; message: string } {
@@ -106,6 +139,20 @@ function validateCidr(text: string, p: PathSegment[], add: Add): void {
   if (!parsePrefix(text)) add(p, 'INVALID_CIDR', `"${text}" is not a valid CIDR or IP address`);
 }
 
+/** A CIDR set entry: exactly one of cidr, cidrGroupRef, cidrGroupSelector; `except` inside `cidr` (a group's CIDRs are checked when it is used). */
+function validateCidrRule(c: CidrRuleSpec, p: PathSegment[], add: Add): void {
+  const n = Number(c.cidr !== undefined) + Number(c.cidrGroupRef !== undefined) + Number(c.cidrGroupSelector !== undefined);
+  if (n !== 1) add(p, 'INVALID_VALUE', 'exactly one of cidr, cidrGroupRef or cidrGroupSelector');
+  if (c.cidr !== undefined) {
+    validateCidrSet({ cidr: c.cidr, ...(c.except ? { except: c.except } : {}) }, p, add);
+    return;
+  }
+  if (c.cidrGroupSelector) validateSelector(c.cidrGroupSelector, [...p, 'cidrGroupSelector'], add);
+  (c.except ?? []).forEach((e, i) => {
+    if (!parsePrefix(e)) add([...p, 'except', i], 'INVALID_CIDR', `"${e}" is not a valid CIDR`);
+  });
+}
+
 function validateCidrSet(c: { cidr: string; except?: string[] }, p: PathSegment[], add: Add): void {
   const outer = parsePrefix(c.cidr);
   if (!outer) {
@@ -123,6 +170,14 @@ function validateCidrSet(c: { cidr: string; except?: string[] }, p: PathSegment[
 
 function validatePorts(ports: PortProtocolSpec[] | K8sPortSpec[], p: PathSegment[], add: Add): void {
   ports.forEach((pp, i) => {
+    if (isExtendedProtocol(pp.protocol)) {
+      // IP protocols without transport ports, as Cilium: the port must be empty or 0.
+      if (pp.port !== undefined && String(pp.port) !== '0' && String(pp.port) !== '') {
+        add([...p, i, 'port'], 'INVALID_PORT', `protocol ${pp.protocol} has no ports: port must be empty or 0`);
+      }
+      if (pp.endPort !== undefined) add([...p, i, 'endPort'], 'INVALID_PORT_RANGE', `protocol ${pp.protocol} has no ports`);
+      return;
+    }
     const c = classifyPort(pp.port);
     if (c.kind === 'error') add([...p, i, 'port'], 'INVALID_PORT', c.message);
     if (pp.endPort !== undefined) {
@@ -140,7 +195,7 @@ function validateIcmps(icmps: IcmpRuleSpec[], p: PathSegment[], add: Add): void 
     r.fields.forEach((f, j) => {
       const family = f.family ?? 'IPv4';
       const path = [...p, i, 'fields', j, 'type'];
-      const t = typeof f.type === 'number' ? f.type : /^[0-9]+$/.test(f.type) ? Number(f.type) : ICMP_TYPE_NAMES[family][f.type];
+      const t = icmpType(f.type, family);
       if (t === undefined) add(path, 'INVALID_ICMP', `unknown ${family} ICMP type name "${String(f.type)}"`);
       else if (t < 0 || t > 255) add(path, 'INVALID_ICMP', `ICMP type ${t} is out of range 0–255`);
       // Entries use port 0 for "any", so type 0 (IPv4 echo reply) has no encoding; replies of allowed
@@ -211,12 +266,14 @@ function validateDns(d: { matchName?: string; matchPattern?: string }, p: PathSe
 interface AnyPeerRule {
   fromEndpoints?: EndpointSelectorSpec[];
   toEndpoints?: EndpointSelectorSpec[];
+  fromRequires?: EndpointSelectorSpec[];
+  toRequires?: EndpointSelectorSpec[];
   fromNodes?: EndpointSelectorSpec[];
   toNodes?: EndpointSelectorSpec[];
   fromCIDR?: string[];
   toCIDR?: string[];
-  fromCIDRSet?: Array<{ cidr: string; except?: string[] }>;
-  toCIDRSet?: Array<{ cidr: string; except?: string[] }>;
+  fromCIDRSet?: CidrRuleSpec[];
+  toCIDRSet?: CidrRuleSpec[];
   toServices?: Array<{ k8sService?: unknown; k8sServiceSelector?: { selector: EndpointSelectorSpec } }>;
   toFQDNs?: unknown;
   toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: unknown }>;
@@ -231,11 +288,11 @@ function validatePeerRule(
   add: Add,
   fqdns?: Array<{ matchName?: string; matchPattern?: string }>,
 ): void {
-  for (const f of ['fromEndpoints', 'toEndpoints', 'fromNodes', 'toNodes'] as const) {
+  for (const f of ['fromEndpoints', 'toEndpoints', 'fromRequires', 'toRequires', 'fromNodes', 'toNodes'] as const) {
     (r[f] ?? []).forEach((s, i) => validateSelector(s, [...p, f, i], add));
   }
   for (const f of ['fromCIDR', 'toCIDR'] as const) (r[f] ?? []).forEach((c, i) => validateCidr(c, [...p, f, i], add));
-  for (const f of ['fromCIDRSet', 'toCIDRSet'] as const) (r[f] ?? []).forEach((c, i) => validateCidrSet(c, [...p, f, i], add));
+  for (const f of ['fromCIDRSet', 'toCIDRSet'] as const) (r[f] ?? []).forEach((c, i) => validateCidrRule(c, [...p, f, i], add));
   (r.toServices ?? []).forEach((s, i) => {
     const n = Number(s.k8sService !== undefined) + Number(s.k8sServiceSelector !== undefined);
     if (n !== 1) add([...p, 'toServices', i], 'INVALID_VALUE', 'exactly one of k8sService or k8sServiceSelector');
@@ -266,6 +323,16 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
   }
   if (r.endpointSelector) validateSelector(r.endpointSelector, [...p, 'endpointSelector'], add);
   if (r.nodeSelector) validateSelector(r.nodeSelector, [...p, 'nodeSelector'], add);
+  // Cilium applies enableDefaultDeny per section (a rule without one for a direction has no say there, and a
+  // rule without any section is refused): `true` for a direction the rule has no section for would do nothing.
+  for (const [dir, n] of [
+    ['ingress', (r.ingress?.length ?? 0) + (r.ingressDeny?.length ?? 0)],
+    ['egress', (r.egress?.length ?? 0) + (r.egressDeny?.length ?? 0)],
+  ] as const) {
+    if (r.enableDefaultDeny?.[dir] === true && n === 0) {
+      add([...p, 'enableDefaultDeny', dir], 'INVALID_VALUE', `enableDefaultDeny.${dir} needs an ${dir} or ${dir}Deny section in the same rule (e.g. ${dir}: [{}] to deny all ${dir})`);
+    }
+  }
   (r.ingress ?? []).forEach((x, i) => {
     validatePeerRule(x, [...p, 'ingress', i], true, false, add);
     (x.toPorts ?? []).forEach((pr, j) => {
@@ -308,4 +375,24 @@ function validateNetworkPolicy(
     if (r.to) peers(r.to, [...p, 'egress', i, 'to']);
     if (r.ports) validatePorts(r.ports, [...p, 'egress', i, 'ports'], add);
   });
+}
+
+/**
+ * Warnings on a valid document: fields meshd enforces that Cilium deprecated. They never make a
+ * document invalid; `meshd policy validate` prints them (code DEPRECATED_FIELD).
+ */
+export function documentWarnings(d: PolicyDocument): RawProblem[] {
+  if (d.kind === 'NetworkPolicy') return [];
+  const out: RawProblem[] = [];
+  const rules: Array<[RuleSpec, PathSegment[]]> = [];
+  if (d.doc.spec) rules.push([d.doc.spec, ['spec']]);
+  (d.doc.specs ?? []).forEach((r, i) => rules.push([r, ['specs', i]]));
+  const warn = (path: PathSegment[], field: string): void => {
+    out.push({ path, code: 'DEPRECATED_FIELD', message: `${field} is deprecated (Cilium 1.17) and gone from Cilium 1.19's schema; meshd still enforces it: its selectors narrow every ${field === 'fromRequires' ? 'fromEndpoints' : 'toEndpoints'} of every rule selecting the endpoint` });
+  };
+  for (const [r, p] of rules) {
+    for (const sec of ['ingress', 'ingressDeny'] as const) (r[sec] ?? []).forEach((x, i) => x.fromRequires && warn([...p, sec, i, 'fromRequires'], 'fromRequires'));
+    for (const sec of ['egress', 'egressDeny'] as const) (r[sec] ?? []).forEach((x, i) => x.toRequires && warn([...p, sec, i, 'toRequires'], 'toRequires'));
+  }
+  return out;
 }
