@@ -19,10 +19,12 @@ import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
 import { CrdRegistrar, policyCrds, type CrdRegistrarOptions } from '../k8s/crds.js';
 import { identityCrds } from '../identity/identity-crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
+import { meshdEndpointCrd } from '../k8s/meshd-endpoint.js';
 import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
+import { EndpointObjects } from './endpoint-objects.js';
 import type { AgentConfig } from './config.js';
 import { registerRoutes } from './routes.js';
 import { StandaloneSource } from './standalone-source.js';
@@ -55,6 +57,8 @@ export interface RunningAgent {
   identities: { allocator: KubeIdentityAllocator; gc: IdentityGC } | null;
   /** Writes this node's entries in CNP/CCNP statuses; null in standalone mode. */
   policyStatus: PolicyStatusWriter | null;
+  /** This node's MeshdEndpoint objects and the other nodes' (ipcache); null in standalone mode. */
+  endpointObjects: EndpointObjects | null;
   stop(): Promise<void>;
 }
 
@@ -64,6 +68,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   let policyStatus: PolicyStatusWriter | null = null;
   let crds: CrdRegistrar | null = null;
   let identities: RunningAgent['identities'] = null;
+  let endpointObjects: EndpointObjects | null = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
@@ -72,11 +77,19 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
       // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
-      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : [])];
+      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), meshdEndpointCrd()];
       crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
     kube = new KubeSource({ ...o.kubeSource, client, log: k8sLog });
+    endpointObjects = new EndpointObjects({
+      client,
+      nodeName: c.nodeName,
+      checkIdentity: c.identityAllocationMode === 'crd',
+      log: k8sLog,
+      ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
+      ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
+    });
     policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
     if (c.identityAllocationMode === 'crd') {
       const grace = c['identityGC.gracePeriod'];
@@ -96,7 +109,8 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       };
     }
   }
-  const stopIdentities = async () => {
+  const stopKubeParts = async () => {
+    await endpointObjects?.stop();
     if (!identities) return;
     await identities.gc.stop();
     await identities.allocator.stop();
@@ -118,11 +132,13 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       startProxy: o.startProxy ?? null,
       ...(identities ? { allocator: identities.allocator } : {}),
       ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}),
+      ...(endpointObjects ? { endpointObjects } : {}),
     });
+    endpointObjects?.startWriting();
   } catch (e) {
     crds?.stop();
     await writer?.stop();
-    await stopIdentities();
+    await stopKubeParts();
     throw e;
   }
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
@@ -133,7 +149,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     crds?.stop();
     await policyStatus?.stop();
     await agent.stop();
-    await stopIdentities();
+    await stopKubeParts();
     throw e;
   }
   let stopped = false;
@@ -143,6 +159,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     kube,
     identities,
     policyStatus,
+    endpointObjects,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -150,7 +167,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       await policyStatus?.stop();
       await api.close();
       await agent.stop();
-      await stopIdentities();
+      await stopKubeParts();
     },
   };
 }
