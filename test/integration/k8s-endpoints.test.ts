@@ -8,8 +8,9 @@
  *   its address, named ports, node and state; it is not rewritten while
  *   nothing changes; a policy selecting the pod shows as enforcing;
  *   relabelling the pod changes the object's identity; deleting the pod
- *   deletes the object; a pod deleted while the agent was down has its object
- *   removed after the restart.
+ *   deletes the object; with the API server down the delete is retried until
+ *   it is back, without holding up CNI DEL; a pod deleted while the agent was
+ *   down has its object removed after the restart.
  * - Remote: objects of another node (objects only, no pods, no agent) put
  *   their addresses into the pinned ipcache with their identity, and a policy
  *   allowing their labels allows that identity in the pinned policy map; an
@@ -236,6 +237,29 @@ test('MeshdEndpoint objects: written for local pods, read into the ipcache for o
   await t.test('deleting the pod deletes its object', async () => {
     await kubelet.deletePod({ namespace: 'default', name: 'web' });
     await eventually('the object is gone', async () => (await getEndpoint(kube, 'web')) === undefined);
+  });
+
+  await t.test("API server down: the object's delete waits and is retried with backoff; the pod's CNI DEL does not wait for it", async () => {
+    await kubelet.runPod('offline', { labels: { app: 'offline' } });
+    await eventually('its object is ready', async () => (await getEndpoint(kube, 'offline'))?.status.state === 'ready');
+    await kube.stopApiServer();
+    try {
+      const started = Date.now();
+      // CNI DEL works; only the Pod object's delete fails (no API server), so the error is expected.
+      await kubelet.deletePod({ namespace: 'default', name: 'offline' }).catch(() => undefined);
+      assert.ok(Date.now() - started < 15_000, `CNI DEL did not wait for the API server (${Date.now() - started} ms)`);
+      assert.ok(!running.agent.endpointList().some((e) => e.id === 'default/offline'), 'the endpoint is gone from the datapath');
+      await eventually('the delete is pending with the connection error', () => {
+        const w = running.agent.status().endpointObjects?.writer;
+        return w !== undefined && w.pendingWrites === 1 && w.lastError?.code === 'MESHD_K8S_UNREACHABLE';
+      });
+    } finally {
+      await kube.startApiServer();
+    }
+    await eventually('the object is deleted once the API server is back', async () => (await getEndpoint(kube, 'offline')) === undefined, 40_000);
+    assert.equal(running.agent.status().endpointObjects?.writer.pendingWrites, 0);
+    const del = await kube.kubectl(['delete', 'pod', 'offline', '-n', 'default', '--grace-period=0', '--force', '--ignore-not-found']);
+    assert.equal(del.code, 0, del.stderr);
   });
 
   await t.test('a pod deleted while the agent was down has its object removed after the restart; a kept pod keeps its object unwritten', async () => {
