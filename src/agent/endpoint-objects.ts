@@ -15,6 +15,7 @@ import type { EndpointObjectsStatus } from '../api/status.js';
 import type { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
 import { ReservedIdentity } from '../identity/reserved.js';
 import { addressesOf, type EndpointObjectState } from '../k8s/meshd-endpoint.js';
+import { backoffMs } from '../k8s/reflector.js';
 import type { PolicyEngine } from '../policy/index.js';
 import { EndpointObjectWriter, type DesiredEndpoint } from './endpoint-object-writer.js';
 import { endpointIdOf, type EndpointRegistry } from './endpoint-registry.js';
@@ -73,6 +74,11 @@ export class EndpointObjects {
   readonly remote: RemoteEndpoints;
   readonly writer: EndpointObjectWriter;
   private ctx: EndpointObjectsContext | null = null;
+  /** Other nodes' pods whose last change the engine refused, and their retry. */
+  private readonly failed = new Set<string>();
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retries = 0;
+  private stopped = false;
 
   constructor(private readonly o: EndpointObjectsOptions) {
     const { coalesceMs, ...reader } = o;
@@ -94,23 +100,37 @@ export class EndpointObjects {
    */
   async attach(ctx: EndpointObjectsContext): Promise<void> {
     this.ctx = ctx;
-    this.remote.start((ids) => {
-      ctx
-        .serial(async () => {
-          for (const id of ids) {
-            try {
-              await ctx.subscriber.syncOrRemove(id);
-              if (!ctx.engine.isLocalEndpoint(id)) this.remote.checkIdentity(id, ctx.engine.endpointIdentity(id));
-            } catch (e) {
-              // Its previous state stays in the engine (an identity that could not be allocated, …).
-              this.o.log?.error('remote endpoint not applied; its previous state stays', { endpoint: id, err: e });
-            }
-          }
-          await ctx.reconcile();
-        })
-        .catch((e: unknown) => this.o.log?.error('remote endpoints not written to the datapath', { err: e }));
-    });
+    this.remote.start((ids) => this.applyRemote(ctx, ids));
     await this.remote.synced;
+  }
+
+  /** Other nodes' pods into the engine, then the datapath; the ones that fail are tried again with backoff. */
+  private applyRemote(ctx: EndpointObjectsContext, ids: readonly string[]): void {
+    ctx
+      .serial(async () => {
+        for (const id of ids) {
+          try {
+            await ctx.subscriber.syncOrRemove(id);
+            this.failed.delete(id);
+            if (!ctx.engine.isLocalEndpoint(id)) this.remote.checkIdentity(id, ctx.engine.endpointIdentity(id));
+          } catch (e) {
+            // Its previous state stays in the engine (an identity that could not be allocated, …).
+            this.failed.add(id);
+            this.o.log?.error('remote endpoint not applied; its previous state stays, retrying', { endpoint: id, err: e });
+          }
+        }
+        await ctx.reconcile();
+      })
+      .catch((e: unknown) => this.o.log?.error('remote endpoints not written to the datapath', { err: e }))
+      .finally(() => {
+        if (this.failed.size === 0) this.retries = 0;
+        else if (!this.retryTimer && !this.stopped) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.applyRemote(ctx, [...this.failed]);
+          }, backoffMs(++this.retries, this.o.backoff ?? { initialMs: 500, maxMs: 30_000 }));
+        }
+      });
   }
 
   /** The agent runs: adopt this node's objects, then keep them current. */
@@ -127,6 +147,9 @@ export class EndpointObjects {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     await this.writer.stop();
     await this.remote.stop();
   }
