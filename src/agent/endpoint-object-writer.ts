@@ -107,6 +107,20 @@ export class EndpointObjectWriter {
     await this.running;
   }
 
+  /**
+   * This node's object as the watch shows it (undefined: deleted). One deleted or changed by someone
+   * else is written again; the echo of the writer's own writes changes nothing.
+   */
+  observed(id: string, status: MeshdEndpointStatus | undefined): void {
+    const w = this.written.get(id);
+    if (!this.adopted || !w) return;
+    if (status === undefined) this.written.delete(id);
+    else if (status.health.lastUpdate < w.lastUpdate) return; // the echo of an earlier write of ours
+    else if (statusDigest(status) !== w.digest) w.digest = '';
+    else return;
+    this.changed();
+  }
+
   status(): z.input<typeof EndpointObjectsStatus>['writer'] {
     let pending = 0;
     try {

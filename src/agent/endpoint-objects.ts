@@ -83,7 +83,8 @@ export class EndpointObjects {
   constructor(private readonly o: EndpointObjectsOptions) {
     const { coalesceMs, ...reader } = o;
     const retry = { ...(o.backoff ? { backoff: o.backoff } : {}) };
-    this.remote = new RemoteEndpoints(reader);
+    // The watch of every node's objects shows this node's too: the writer repairs what others delete or edit.
+    this.remote = new RemoteEndpoints({ ...reader, onOwnObject: (id, status) => this.writer.observed(id, status) });
     this.writer = new EndpointObjectWriter({
       client: o.client,
       nodeName: o.nodeName,

@@ -67,6 +67,8 @@ export interface RemoteEndpointsOptions {
   log?: Logger;
   backoff?: { initialMs: number; maxMs: number };
   missingRecheckMs?: number;
+  /** Hears this node's own objects as the watch sees them (undefined: deleted), so the writer can repair them. */
+  onOwnObject?: (id: string, status: MeshdEndpoint['status'] | undefined) => void;
 }
 
 /** The object → what the engine needs; undefined (with the reason) for labels that do not parse. */
@@ -181,8 +183,10 @@ export class RemoteEndpoints implements RemoteEndpointLookup {
       return [];
     }
     const id = `${r.value.metadata.namespace}/${r.value.metadata.name}`;
+    const own = r.value.status.nodeName === this.o.nodeName;
+    if (own) this.o.onOwnObject?.(id, type === 'DELETED' ? undefined : r.value.status);
     if (type === 'DELETED') return this.forget(id);
-    if (r.value.status.nodeName === this.o.nodeName) return this.forget(id); // this node's own: the registry is authoritative
+    if (own) return this.forget(id); // this node's own: the registry is authoritative
     const ep = remoteEndpointOf(r.value);
     if (!ep.ok) {
       this.invalid(raw, [`${ep.path}: ${ep.message}`]);

@@ -8,7 +8,8 @@
  *   its address, named ports, node and state; it is not rewritten while
  *   nothing changes; a policy selecting the pod shows as enforcing;
  *   relabelling the pod changes the object's identity; deleting the pod
- *   deletes the object; with the API server down the delete is retried until
+ *   deletes the object; an object deleted or edited by someone else is
+ *   written again; with the API server down the delete is retried until
  *   it is back, without holding up CNI DEL; a pod deleted while the agent was
  *   down has its object removed after the restart.
  * - Remote: objects of another node (objects only, no pods, no agent) put
@@ -19,6 +20,7 @@
  *   reported; deleting the object removes the row.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
@@ -32,6 +34,7 @@ import { buildMeshdEndpoint, MEP_NODE_LABEL, type MeshdEndpointStatus } from '..
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { testSubnet } from '../helpers/cni-runtime.js';
 import { TestKubelet } from '../helpers/kubelet.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -124,9 +127,16 @@ const remoteObject = (name: string, ip: string, identity: { id: number; labels: 
   return buildMeshdEndpoint({ namespace: 'default', name, status });
 };
 
+/** A pod CIDR slot no other test on this host routes now (their subnets derive from their pids too). */
+function freeSlot(): number {
+  const routes = execFileSync('ip', ['-4', 'route', 'show'], { encoding: 'utf8' });
+  for (let slot = 0; slot < 150; slot++) if (!routes.includes(testSubnet(slot).prefix)) return slot;
+  return 0;
+}
+
 test('MeshdEndpoint objects: written for local pods, read into the ipcache for other nodes', async (t) => {
   requirePrivileges();
-  const node = new AgentNode({ nodeName: 'node-a' });
+  const node = new AgentNode({ nodeName: 'node-a' }, freeSlot());
   mkdirSync(node.manifests, { recursive: true }); // cleanup() restarts a stopped agent in standalone mode for CNI DEL
   const made: { kubelet?: TestKubelet } = {};
   // Registered before the cluster's own cleanup (hooks run in order): pods go while the API server and the agent still run.
@@ -237,6 +247,19 @@ test('MeshdEndpoint objects: written for local pods, read into the ipcache for o
   await t.test('deleting the pod deletes its object', async () => {
     await kubelet.deletePod({ namespace: 'default', name: 'web' });
     await eventually('the object is gone', async () => (await getEndpoint(kube, 'web')) === undefined);
+  });
+
+  await t.test('an own object deleted or edited by someone else is written again', async () => {
+    await kubelet.runPod('keep', { labels: { app: 'keep' } });
+    await eventually('its object is ready', async () => (await getEndpoint(kube, 'keep'))?.status.state === 'ready');
+    const del = await kube.kubectl(['delete', 'meshdendpoint', 'keep', '-n', 'default']);
+    assert.equal(del.code, 0, del.stderr);
+    await eventually('the object is back', async () => (await getEndpoint(kube, 'keep'))?.status.state === 'ready');
+    const edit = await kube.kubectl(['patch', 'meshdendpoint', 'keep', '-n', 'default', '--type=merge', '-p', JSON.stringify({ status: { state: 'not-ready' } })]);
+    assert.equal(edit.code, 0, edit.stderr);
+    await eventually('the edit is undone', async () => (await getEndpoint(kube, 'keep'))?.status.state === 'ready');
+    await kubelet.deletePod({ namespace: 'default', name: 'keep' });
+    await eventually('the object is gone with its pod', async () => (await getEndpoint(kube, 'keep')) === undefined);
   });
 
   await t.test("API server down: the object's delete waits and is retried with backoff; the pod's CNI DEL does not wait for it", async () => {
