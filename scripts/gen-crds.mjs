@@ -10,12 +10,14 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { policyCrds, renderCrdYaml, renderCrdsYaml, crdFileName } = await import(join(root, 'dist', 'src', 'k8s', 'crds.js'));
 const { identityCrds, IDENTITY_CRDS_FILE, IDENTITY_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'identity', 'identity-crds.js'));
 const { nodeCrds, NODE_CRDS_FILE, NODE_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'k8s', 'meshd-node.js'));
+const { meshdEndpointCrd, MEP_CRD_FILE, MEP_CRD_HEADER } = await import(join(root, 'dist', 'src', 'k8s', 'meshd-endpoint.js'));
 const check = process.argv.includes('--check');
 let stale = 0;
 const files = [
   ...policyCrds().map((crd) => [crdFileName(crd), renderCrdYaml(crd)]),
   [IDENTITY_CRDS_FILE, renderCrdsYaml(IDENTITY_CRDS_HEADER, identityCrds())],
   [NODE_CRDS_FILE, renderCrdsYaml(NODE_CRDS_HEADER, nodeCrds())],
+  [MEP_CRD_FILE, renderCrdsYaml(MEP_CRD_HEADER, [meshdEndpointCrd()])],
 ];
 for (const [name, text] of files) {
   const file = join(root, 'install', 'crds', name);

@@ -43,6 +43,7 @@ import { CniEndpoints } from './cni-endpoints.js';
 import type { AgentConfig } from './config.js';
 import type { IdentityAllocator } from '../identity/allocator.js';
 import { dumpAddresses, watchAddresses } from '../../native/index.js';
+import type { EndpointObjects } from './endpoint-objects.js';
 import { EndpointRegistry } from './endpoint-registry.js';
 import { CidrGroupSubscriber } from './cidr-group-subscriber.js';
 import { EndpointSubscriber } from './endpoint-subscriber.js';
@@ -70,6 +71,8 @@ export interface AgentOptions {
   onPolicyStatus?: PolicyStatusListener;
   /** The node's pod CIDR (Kubernetes mode: claimed through the API server, pod-cidr.ts); default ipam.podCIDR. */
   podCidr?: PodCidrProvider;
+  /** Kubernetes mode: MeshdEndpoint objects, this node's written and the other nodes' read into the ipcache. */
+  endpointObjects?: EndpointObjects;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -101,6 +104,7 @@ export class Agent {
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
   readonly podCidr: PodCidrProvider;
   private podCidrSub: (() => void) | null = null;
+  private reconcileQueued = false;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
@@ -194,7 +198,7 @@ export class Agent {
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
     });
-    this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName);
+    this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName, this.opts.endpointObjects?.remote);
     for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine)]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
     }
@@ -213,6 +217,20 @@ export class Agent {
       onBatch: (events) => this.serial(() => this.applyBatch(events, this.state === 'running')),
       onProblems: (problems) => this.sourceProblems(problems),
     });
+    // Other nodes' endpoint objects, read in full before the first write like every kind of the source.
+    await this.opts.endpointObjects?.attach({
+      engine: this.engine,
+      registry,
+      subscriber: this.endpointSub,
+      endpoints: this.endpoints,
+      pending: this.reconciler.pending,
+      serial: (fn) => this.serial(fn),
+      reconcile: async () => {
+        if (this.state === 'running') await this.reconciler.reconcile();
+      },
+    });
+    // Identities another node allocated reach selectors outside any mutation: flush them promptly.
+    this.engine.onIdentitiesChanged(() => this.reconcileSoon());
     await this.serial(async () => {
       await cni.restore();
       await this.reconciler.reconcile();
@@ -265,7 +283,19 @@ export class Agent {
   serial<T>(fn: () => Promise<T> | T): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
+    // Whatever changed may show in this node's endpoint objects (the writer coalesces and diffs).
+    if (this.opts.endpointObjects) void this.queue.then(() => this.opts.endpointObjects?.changed());
     return run;
+  }
+
+  /** One reconcile soon, however many times it is asked for before it runs. */
+  private reconcileSoon(): void {
+    if (this.reconcileQueued) return;
+    this.reconcileQueued = true;
+    this.serial(async () => {
+      this.reconcileQueued = false;
+      if (this.state === 'running') await this.reconciler.reconcile();
+    }).catch((e: unknown) => this.log.error('reconcile after an identity change', { err: e }));
   }
 
   // ---- resources --------------------------------------------------------------------------
@@ -315,6 +345,7 @@ export class Agent {
       source: this.opts.source.status(),
       ipam: this.podCidr.current(),
       services: this.services?.status() ?? null,
+      ...(this.opts.endpointObjects ? { endpointObjects: this.opts.endpointObjects.status() } : {}),
       counts: {
         endpoints: dp.length,
         policies: policies.filter((p) => p.state === 'enforced').length,

@@ -4,11 +4,20 @@
  * for pods on this node, its CNI registration (addresses, and "local": it gets
  * an endpoint policy). `syncEndpoint` recomputes it from both whenever either
  * changes; the CNI side calls it too (cni-endpoints.ts).
+ *
+ * Precedence for one pod ("namespace/name"), first that applies:
+ *   1. a CNI registration on this node: local, the registry is authoritative;
+ *   2. another node's MeshdEndpoint object (remote-endpoints.ts): its labels,
+ *      addresses and named ports, as that node's agent resolved them;
+ *   3. the Pod object (the fallback, for nodes without a meshd agent, or
+ *      before the object exists).
+ * Deleting the object falls back to the Pod; deleting both removes the endpoint.
  */
 import type { EndpointRegistry } from './endpoint-registry.js';
 import { nodeIps } from '../k8s/node.js';
 import { podIps, podNamedPorts, type Pod } from '../k8s/pod.js';
 import type { PolicyEngine } from '../policy/index.js';
+import type { RemoteEndpointLookup } from './remote-endpoints.js';
 import type { ResourceEvent, ResourceSubscriber } from './resource-source.js';
 
 const stripLen = (cidr: string): string => cidr.replace(/\/\d+$/, '');
@@ -22,6 +31,7 @@ export class EndpointSubscriber implements ResourceSubscriber {
     private readonly engine: PolicyEngine,
     private readonly registry: EndpointRegistry,
     private readonly nodeName: string,
+    private readonly remote?: RemoteEndpointLookup,
   ) {}
 
   async apply(ev: ResourceEvent): Promise<void> {
@@ -46,8 +56,7 @@ export class EndpointSubscriber implements ResourceSubscriber {
         const id = `${o.metadata.namespace}/${o.metadata.name}`;
         if (ev.type === 'delete') {
           this.pods.delete(id);
-          if (!this.registry.byEndpointId(id)) await this.engine.removeEndpoint(id);
-          else await this.syncEndpoint(id);
+          await this.syncOrRemove(id);
           return;
         }
         this.pods.set(id, o);
@@ -67,6 +76,18 @@ export class EndpointSubscriber implements ResourceSubscriber {
     return this.pods.get(id)?.metadata.labels ?? {};
   }
 
+  /** The named container ports of a pod's manifest ([] without one). */
+  podNamedPorts(id: string): ReturnType<typeof podNamedPorts> {
+    const pod = this.pods.get(id);
+    return pod ? podNamedPorts(pod) : [];
+  }
+
+  /** Syncs a pod that still has a registration, an endpoint object or a manifest; removes it from the engine otherwise. */
+  async syncOrRemove(id: string): Promise<void> {
+    if (this.registry.byEndpointId(id) || this.remote?.get(id) || this.pods.has(id)) await this.syncEndpoint(id);
+    else await this.engine.removeEndpoint(id);
+  }
+
   /** Feeds the engine one pod: labels from its manifest, addresses from CNI (local) or the manifest. */
   async syncEndpoint(id: string): Promise<void> {
     const pod = this.pods.get(id);
@@ -74,6 +95,11 @@ export class EndpointSubscriber implements ResourceSubscriber {
     const slash = id.indexOf('/');
     const namespace = slash < 0 ? 'default' : id.slice(0, slash);
     const name = slash < 0 ? id : id.slice(slash + 1);
+    const obj = reg ? undefined : this.remote?.get(id);
+    if (obj) {
+      await this.engine.upsertEndpoint({ namespace, name, securityLabels: obj.labels, ips: obj.ips, ports: obj.ports, local: false });
+      return;
+    }
     await this.engine.upsertEndpoint({
       namespace,
       name,

@@ -19,10 +19,12 @@ import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
 import { CrdRegistrar, policyCrds, type CrdRegistrarOptions } from '../k8s/crds.js';
 import { identityCrds } from '../identity/identity-crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
+import { meshdEndpointCrd } from '../k8s/meshd-endpoint.js';
 import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Agent, type L7Proxy } from './agent.js';
 import { ApiServer } from './api-server.js';
+import { EndpointObjects } from './endpoint-objects.js';
 import type { AgentConfig } from './config.js';
 import { registerRoutes } from './routes.js';
 import { StandaloneSource } from './standalone-source.js';
@@ -75,6 +77,8 @@ export interface RunningAgent {
   policyStatus: PolicyStatusWriter | null;
   /** Pod CIDR, MeshdNode and node housekeeping; null in standalone mode. */
   nodes: NodeTasks | null;
+  /** This node's MeshdEndpoint objects and the other nodes' (ipcache); null in standalone mode. */
+  endpointObjects: EndpointObjects | null;
   stop(): Promise<void>;
 }
 
@@ -86,6 +90,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   let identities: RunningAgent['identities'] = null;
   let nodes: NodeTasks | null = null;
   let kubeClient: KubeClient | null = null;
+  let endpointObjects: EndpointObjects | null = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
@@ -94,11 +99,19 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
       // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
-      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), ...nodeCrds()];
+      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), ...nodeCrds(), meshdEndpointCrd()];
       crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
     kube = new KubeSource({ ...o.kubeSource, client, log: k8sLog });
+    endpointObjects = new EndpointObjects({
+      client,
+      nodeName: c.nodeName,
+      checkIdentity: c.identityAllocationMode === 'crd',
+      log: k8sLog,
+      ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
+      ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
+    });
     policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
     if (c.identityAllocationMode === 'crd') {
       const grace = c['identityGC.gracePeriod'];
@@ -126,6 +139,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     await nodes?.podCidr.stop();
   };
   const stopIdentities = async () => {
+    await endpointObjects?.stop();
     if (!identities) return;
     await identities.gc.stop();
     await identities.allocator.stop();
@@ -150,7 +164,9 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(identities ? { allocator: identities.allocator } : {}),
       ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}),
       ...(nodes ? { podCidr: nodes.podCidr } : {}),
+      ...(endpointObjects ? { endpointObjects } : {}),
     });
+    endpointObjects?.startWriting();
   } catch (e) {
     crds?.stop();
     await writer?.stop();
@@ -191,6 +207,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     identities,
     policyStatus,
     nodes,
+    endpointObjects,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -26,6 +26,31 @@ export const SourceStatus = z.discriminatedUnion('type', [
 ]);
 export type SourceStatus = z.output<typeof SourceStatus>;
 
+const LastError = z.object({ code: z.string(), message: z.string(), at: z.string() }).nullable();
+
+/** MeshdEndpoint objects (Kubernetes mode): this node's writer, and the other nodes' objects read into the ipcache. */
+export const EndpointObjectsStatus = z.object({
+  writer: z.object({
+    /** This node's objects adopted at start (listed, stale ones deleted). */
+    adopted: z.boolean(),
+    /** Objects this node has written and keeps. */
+    objects: z.number().int().nonnegative(),
+    /** Creates, updates and deletes not done yet (waiting for the coalescing delay or a retry). */
+    pendingWrites: z.number().int().nonnegative(),
+    writes: z.number().int().nonnegative(),
+    lastError: LastError,
+  }),
+  remote: z.object({
+    synced: z.boolean(),
+    served: z.boolean(),
+    /** Other nodes' objects in the ipcache. */
+    objects: z.number().int().nonnegative(),
+    lastError: LastError,
+    /** Objects naming another number than this node has for their labels. */
+    identityMismatches: z.array(z.object({ endpoint: z.string(), node: z.string(), objectIdentity: z.number().int(), localIdentity: z.number().int(), at: z.string() })),
+  }),
+});
+
 export const StatusResponse = z.object({
   agent: z.object({
     state: z.enum(['starting', 'running', 'stopping', 'stopped']),
@@ -59,6 +84,8 @@ export const StatusResponse = z.object({
     detail: z.string(),
     code: z.string().nullable(),
   }),
+  /** MeshdEndpoint objects: absent in standalone mode. */
+  endpointObjects: EndpointObjectsStatus.optional(),
   /** The socket LB's counters, null when it is off. */
   services: LbStatus.nullable(),
   counts: z.object({

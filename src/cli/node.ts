@@ -35,6 +35,15 @@ export function renderSource(src: StatusResponse['source'], now = Date.now()): s
   return parts.join('; ');
 }
 
+/** One line: this node's MeshdEndpoint writer and the other nodes' objects read into the ipcache. */
+export function renderEndpointObjects(e: NonNullable<StatusResponse['endpointObjects']>): string {
+  const parts = [`${e.writer.objects} written${e.writer.adopted ? '' : ' (not adopted yet)'}, ${e.writer.pendingWrites} pending`];
+  if (e.writer.lastError) parts.push(`last write error ${e.writer.lastError.code} at ${e.writer.lastError.at}: ${e.writer.lastError.message}`);
+  parts.push(`${e.remote.objects} of other nodes${e.remote.synced ? '' : ' (not synced)'}`);
+  for (const m of e.remote.identityMismatches) parts.push(`IDENTITY MISMATCH ${m.endpoint} (node ${m.node}): object says ${m.objectIdentity}, this node has ${m.localIdentity}`);
+  return parts.join('; ');
+}
+
 function renderStatus(s: StatusResponse): string {
   const { agent, counts, datapath: dp } = s;
   const proxy = 'envoy' in s.envoy ? s.envoy : null;
@@ -44,6 +53,7 @@ function renderStatus(s: StatusResponse): string {
     `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}` : 'disabled'}`,
     `Source:    ${renderSource(s.source)}`,
     `Pod CIDR:  ${s.ipam.state === 'ready' ? `${s.ipam.cidr ?? ''} (${s.ipam.mode}, from ${s.ipam.source ?? '-'}: ${s.ipam.detail})` : `pending (${s.ipam.mode}): ${s.ipam.code ?? ''} ${s.ipam.detail}`}`,
+    ...(s.endpointObjects ? [`Endpoint objects: ${renderEndpointObjects(s.endpointObjects)}`] : []),
     `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
     ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
     `Counts:    ${Object.entries(counts)

@@ -67,6 +67,11 @@ export interface EndpointInput {
   serviceAccount?: string;
   /** Runs on this node (gets an EndpointPolicy). Default true. */
   local?: boolean;
+  /**
+   * The complete security labels, when they come ready-made (another node's MeshdEndpoint object)
+   * instead of being derived from the pod's labels, namespace and service account.
+   */
+  securityLabels?: LabelSet;
 }
 
 export interface NodeInput {
@@ -163,6 +168,7 @@ export class PolicyEngine {
   private tail: Promise<void> = Promise.resolve();
   private readonly onError: ((err: unknown) => void) | undefined;
   private backgroundError: unknown;
+  private readonly identityListeners = new Set<() => void>();
 
   constructor(opts: EngineOptions = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
@@ -178,6 +184,9 @@ export class PolicyEngine {
       const changed = kind === 'added' ? this.cache.identityAdded(identity) : this.cache.identityRemoved(identity);
       this.selectorsChanged(changed);
       if (kind === 'removed') this.identityPolicies.delete(identity.id);
+      // The allocator also learns identities outside any mutation (a cluster allocator's watch sees
+      // another node's): whoever flushes must hear of it, or the change waits for an unrelated mutation.
+      if (changed.length > 0) for (const l of this.identityListeners) l();
     });
     this.repo = new PolicyRepository(this.cache, this.allocator);
     this.dns.subscribe((names) => this.dnsChanged(names));
@@ -187,6 +196,15 @@ export class PolicyEngine {
 
   get selectorCache(): SelectorCache {
     return this.cache;
+  }
+
+  /**
+   * Calls `fn` (synchronously, inside the allocator's notification) whenever an identity appearing or
+   * going changed what some selector selects, so the caller can flush soon; returns the unsubscribe.
+   */
+  onIdentitiesChanged(fn: () => void): () => void {
+    this.identityListeners.add(fn);
+    return () => this.identityListeners.delete(fn);
   }
 
   // ---- configuration -------------------------------------------------------------------------
@@ -742,6 +760,7 @@ function hostAddress(ident: Identity): string | undefined {
 
 /** Security labels of an endpoint: its pod labels plus those Cilium derives (namespace and its labels, service account). */
 function endpointLabels(input: EndpointInput, namespaceLabels: Record<string, string>): LabelSet {
+  if (input.securityLabels) return input.securityLabels;
   const opts: Parameters<typeof podLabels>[0] = { namespace: input.namespace, namespaceLabels };
   if (input.labels) opts.labels = input.labels;
   if (input.serviceAccount !== undefined) opts.serviceAccount = input.serviceAccount;

@@ -74,7 +74,7 @@ export class TestKubelet {
   }
 
   /** Creates the Pod, its network (CNI ADD) and reports it Running and Ready; returns once all three are done. */
-  async runPod(name: string, o: { namespace?: string; labels?: Record<string, string>; containerPorts?: number[] } = {}): Promise<KubeletPod> {
+  async runPod(name: string, o: { namespace?: string; labels?: Record<string, string>; containerPorts?: number[]; namedPorts?: Array<{ name: string; port: number }> } = {}): Promise<KubeletPod> {
     const namespace = o.namespace ?? 'default';
     const key = `${namespace}/${name}`;
     if (this.pods.has(key)) throw kubeletError(`${key} runs already`);
@@ -91,7 +91,7 @@ export class TestKubelet {
         metadata: { name, namespace, labels: o.labels ?? {} },
         spec: {
           nodeName: this.o.nodeName,
-          containers: [{ name: 'c', image: 'example.invalid/c', ports: (o.containerPorts ?? []).map((p) => ({ containerPort: p })) }],
+          containers: [{ name: 'c', image: 'example.invalid/c', ports: [...(o.containerPorts ?? []).map((p) => ({ containerPort: p })), ...(o.namedPorts ?? []).map((p) => ({ name: p.name, containerPort: p.port }))] }],
         },
       });
       pod.created.object = true;
