@@ -94,6 +94,8 @@ export class Agent {
   private queue: Promise<unknown> = Promise.resolve();
   private hostAddresses: HostAddressWatcher | null = null;
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
+  private identitySub: (() => void) | null = null;
+  private identityReconcileQueued = false;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
@@ -186,6 +188,10 @@ export class Agent {
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
     });
+    // Identities created or deleted elsewhere (another node's allocation, a claim that lost a race, the
+    // GC) reach the engine through the allocator's watch, outside any resource batch: they change which
+    // identities selectors match, so they are written too, or a vanished number would stay allowed.
+    this.identitySub = this.engine.allocator.subscribe(() => this.identitiesChanged());
     this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName);
     for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
@@ -228,12 +234,23 @@ export class Agent {
     await this.opts.source.stop().catch(() => undefined);
     await this.cniServer?.close().catch(() => undefined);
     this.hostAddresses?.close();
+    this.identitySub?.();
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();
     this.endpoints?.close();
     this.state = 'stopped';
+  }
+
+  /** One reconcile queued for any number of identity changes; a change during it queues the next. */
+  private identitiesChanged(): void {
+    if (this.state !== 'running' || this.identityReconcileQueued) return;
+    this.identityReconcileQueued = true;
+    this.serial(async () => {
+      this.identityReconcileQueued = false;
+      if (this.state === 'running') await this.reconciler.reconcile();
+    }).catch((e: unknown) => this.log.error('reconcile after identity changes', { err: e }));
   }
 
   /** Runs mutations one at a time. */
