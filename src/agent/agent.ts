@@ -188,10 +188,11 @@ export class Agent {
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
     });
-    // Identities created or deleted elsewhere (another node's allocation, a claim that lost a race, the
-    // GC) reach the engine through the allocator's watch, outside any resource batch: they change which
-    // identities selectors match, so they are written too, or a vanished number would stay allowed.
-    this.identitySub = this.engine.allocator.subscribe(() => this.identitiesChanged());
+    // Cluster identities created or deleted elsewhere (another node's allocation, a claim that lost a
+    // race, the GC) reach the engine through the allocator's watch, outside any resource batch: they
+    // change which identities selectors match, so they are written too, or a vanished number would stay
+    // allowed. The node-local allocator changes only inside this agent's own mutations, which write.
+    if (this.opts.allocator) this.identitySub = this.opts.allocator.subscribe(() => this.identitiesChanged());
     this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName);
     for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
