@@ -99,7 +99,10 @@ export class AgentNode {
   /**
    * Every entry of the named pinned maps as sorted "key=value" hex rows, read
    * from the pins (not the agent's memory), so it works with the agent down:
-   * two snapshots compare whether anything in the kernel changed.
+   * two snapshots compare whether anything in the kernel changed. The
+   * ipcache is two maps: whole addresses (pods, nodes, the host's own
+   * addresses) in meshd_ipc_host, shorter prefixes in meshd_ipcache; name
+   * meshd_ipc_host to compare pod identities.
    */
   pinnedRows(names: readonly string[] = ['meshd_policy', 'meshd_pol_exact', 'meshd_ipcache', 'meshd_endpoints']): Record<string, string[]> {
     const out: Record<string, string[]> = {};
