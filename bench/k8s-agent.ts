@@ -108,8 +108,9 @@ process.on('message', (raw: unknown) => {
   }
   handle(req.data).then(
     (r) => {
-      send(r);
-      if (r.op === 'stopped') process.disconnect();
+      // Stopped: leave once the answer is out (handles the agent's libraries keep would hold the process).
+      if (r.op === 'stopped') process.send?.(r, () => process.exit(0));
+      else send(r);
     },
     (e: unknown) => send({ op: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
   );
