@@ -238,7 +238,7 @@ function appLabels(app: number) {
   return podLabels({ namespace: ns, labels: { app: `app-${app}` }, namespaceLabels: { 'kubernetes.io/metadata.name': ns }, serviceAccount: 'default' });
 }
 
-/** An equivalent of the MeshdEndpoint CRD (permissive schema), for a cluster whose agent does not register it. */
+/** An equivalent of the MeshdEndpoint CRD (permissive schema; status in the object, no subresource), for a tree that does not ship it. */
 const ENDPOINT_CRD = {
   apiVersion: 'apiextensions.k8s.io/v1',
   kind: 'CustomResourceDefinition',
@@ -247,7 +247,7 @@ const ENDPOINT_CRD = {
     group: 'meshd.io',
     names: { kind: 'MeshdEndpoint', listKind: 'MeshdEndpointList', plural: 'meshdendpoints', singular: 'meshdendpoint' },
     scope: 'Namespaced',
-    versions: [{ name: 'v1alpha1', served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+    versions: [{ name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
   },
 };
 
@@ -478,9 +478,9 @@ async function run(): Promise<object> {
         log(`  ${a.nodeName} ready in ${round(r.ms / 1000, 2)} s`);
       }),
     );
-    // The MeshdEndpoint CRD: the agent registers it once it watches endpoint objects; until then, an equivalent.
+    // The MeshdEndpoint CRD: install/crds/ ships it once the agent writes endpoint objects; until then, an equivalent.
     const endpointCrd = await admin.getJson('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/meshdendpoints.meshd.io').then(
-      () => 'registered by the agent',
+      () => 'served (meshd\'s own)',
       async (e: unknown) => {
         if (!(e instanceof KubeApiError) || e.status !== 404) throw e;
         await kube.apply(ENDPOINT_CRD);
@@ -543,15 +543,16 @@ async function run(): Promise<object> {
         endpointID: p.j + 1,
         identity: { id: ident?.id ?? 0, labels: ident?.labels ?? [] },
         networking: { addresses: [{ ipv4: p.ip }] },
-        namedPorts: [],
+        namedPorts: [{ name: 'http', port: 8080, protocol: 'TCP' }],
         state: 'ready',
         policy: { ingress: { enforcing: false }, egress: { enforcing: false } },
         health: { healthy: true, lastUpdate: now },
       };
       const path = `/apis/meshd.io/v1alpha1/namespaces/${p.ns}/meshdendpoints`;
-      await create(admin, path, { apiVersion: 'meshd.io/v1alpha1', kind: 'MeshdEndpoint', metadata: { name: p.name, namespace: p.ns }, status });
-      // With the status subresource a create drops status: written as its agent would, through /status.
-      await admin.send('PATCH', `${path}/${p.name}/status`, { status });
+      const made = await admin.send('POST', path, { apiVersion: 'meshd.io/v1alpha1', kind: 'MeshdEndpoint', metadata: { name: p.name, namespace: p.ns, labels: { 'meshd.io/node': nodeName(p.node) } }, status });
+      // meshd's CRD keeps status in the object (as CiliumEndpoint does); a CRD with a status
+      // subresource drops it on create, and then it is written through /status.
+      if (!z.object({ status: z.object({ nodeName: z.string() }) }).safeParse(made).success) await admin.send('PATCH', `${path}/${p.name}/status`, { status });
     });
     await pool(
       Array.from({ length: SIZES.policies }, (_, j) => j),
