@@ -564,7 +564,9 @@ async function run(): Promise<object> {
     const wantPods = pods.length + agents.length + 1;
     const caughtUp = async (a: AgentProc) => {
       const s = await a.call({ op: 'stats', gc: false }, 'stats');
-      return (s.objects.Pod ?? 0) >= wantPods && (s.objects.CiliumNetworkPolicy ?? 0) >= SIZES.policies + 1;
+      // Endpoint objects count too when the agent reads them (a kind its source does not have is absent).
+      const endpointsRead = s.objects.MeshdEndpoint === undefined || s.objects.MeshdEndpoint >= pods.length;
+      return (s.objects.Pod ?? 0) >= wantPods && (s.objects.CiliumNetworkPolicy ?? 0) >= SIZES.policies + 1 && endpointsRead;
     };
     await waitFor('the agents to hold every pod and policy', 600_000, async () => (await Promise.all(agents.map(caughtUp))).every(Boolean));
     // A change goes through the same queue as everything before it: once it is enforced, the backlog is applied.
