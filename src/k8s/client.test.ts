@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { isMeshdError } from '../util/errors.js';
-import { KubeClient, resolveKubeConfig } from './client.js';
+import { KubeClient, kubeRequestCounts, resolveKubeConfig } from './client.js';
 
 function tmp(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-kubeconfig-'));
@@ -74,4 +78,35 @@ test('no configuration is MESHD_K8S_NO_CONFIG; an unreadable one is MESHD_K8S_CO
   const noCluster = join(dir, 'empty');
   writeFileSync(noCluster, 'apiVersion: v1\nkind: Config\n');
   assert.throws(() => resolveKubeConfig({ kubeconfigPath: noCluster, env: {} }), (e) => isMeshdError(e, 'MESHD_K8S_CONFIG_INVALID'));
+});
+
+test('every request is counted by verb, per client and for the process, whatever the answer', async (t) => {
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith('/missing')) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
+    } else if (req.url?.includes('watch=true')) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"2"}}}\n');
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const kc = new KubeConfig();
+  // Plain HTTP on loopback: client-node allows it only with TLS verification off.
+  kc.loadFromClusterAndUser({ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }, { name: 'u', token: 't' });
+  const client = new KubeClient(kc);
+  const before = kubeRequestCounts();
+  await client.getJson('/api/v1/pods');
+  await assert.rejects(client.getJson('/missing'), (e) => isMeshdError(e, 'MESHD_K8S_API_STATUS'));
+  await client.send('PATCH', '/api/v1/namespaces/a/pods/p/status', { status: {} });
+  await client.send('POST', '/api/v1/namespaces', { metadata: { name: 'a' } });
+  let lines = 0;
+  await client.watch('/api/v1/pods', { resourceVersion: '1' }, { onOpen: () => undefined, onLine: () => void (lines += 1) }, new AbortController().signal);
+  assert.equal(lines, 1);
+  assert.deepEqual(client.requests(), { total: 5, byVerb: { GET: 2, PATCH: 1, POST: 1, WATCH: 1 } });
+  const after = kubeRequestCounts();
+  assert.equal(after.total - before.total, 5);
+  assert.equal((after.byVerb.WATCH ?? 0) - (before.byVerb.WATCH ?? 0), 1);
 });

@@ -143,12 +143,48 @@ export function resolveKubeConfig(o: KubeConfigOptions = {}): ResolvedKubeConfig
 /** A JSON body as it arrived: validated by the caller (zod), never cast. */
 export type Json = unknown;
 
+/** API verbs as the API server's metrics name them: a GET with `watch=true` is a WATCH. */
+export type KubeVerb = 'GET' | 'WATCH' | WriteMethod;
+
+/**
+ * Requests sent to the API server, by verb: one per HTTP request (a watch
+ * when it is opened), counted when sent, whatever the answer. What a node's
+ * agent costs the API server is the rate of this counter.
+ */
+export interface KubeRequestCounts {
+  total: number;
+  byVerb: Partial<Record<KubeVerb, number>>;
+}
+
+class RequestCounter {
+  private counts: KubeRequestCounts = { total: 0, byVerb: {} };
+  constructor(private readonly parent?: RequestCounter) {}
+
+  add(verb: KubeVerb): void {
+    this.counts.total += 1;
+    this.counts.byVerb[verb] = (this.counts.byVerb[verb] ?? 0) + 1;
+    this.parent?.add(verb);
+  }
+
+  snapshot(): KubeRequestCounts {
+    return { total: this.counts.total, byVerb: { ...this.counts.byVerb } };
+  }
+}
+
+const processRequests = new RequestCounter();
+
+/** Requests of every KubeClient of this process since it started. */
+export function kubeRequestCounts(): KubeRequestCounts {
+  return processRequests.snapshot();
+}
+
 /**
  * GET and watch against one API server. Credentials are applied per request,
  * so rotated service-account tokens and exec credentials are picked up.
  */
 export class KubeClient {
   readonly server: string;
+  private readonly counter = new RequestCounter(processRequests);
 
   constructor(private readonly kc: KubeConfig) {
     const server = kc.getCurrentCluster()?.server;
@@ -168,6 +204,7 @@ export class KubeClient {
       throw new KubeApiError('MESHD_K8S_CREDENTIALS', `${url.host}: cannot apply the kubeconfig's credentials (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
     }
     const lib = url.protocol === 'http:' ? http : https;
+    this.counter.add(write?.method ?? (query.watch === 'true' ? 'WATCH' : 'GET'));
     return new Promise((resolve, reject) => {
       const req = lib.request(url, { ...opts, ...(signal ? { signal } : {}) }, resolve);
       req.on('error', (e) => reject(new KubeApiError('MESHD_K8S_UNREACHABLE', `${url.host}: ${e.message}`, undefined, { cause: e })));
@@ -184,6 +221,11 @@ export class KubeClient {
     }
     const status = res.statusCode ?? 0;
     return new KubeApiError('MESHD_K8S_API_STATUS', `${method} ${path}: ${status} ${statusMessage(text) ?? res.statusMessage ?? ''}`.trim(), status);
+  }
+
+  /** Requests this client sent (see KubeRequestCounts). */
+  requests(): KubeRequestCounts {
+    return this.counter.snapshot();
   }
 
   async getJson(path: string, query: Record<string, string> = {}, signal?: AbortSignal): Promise<Json> {
