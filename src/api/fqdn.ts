@@ -21,6 +21,7 @@ export const FqdnCacheEntry = z.object({
       learnedAt: epochMs,
       expiresAt: epochMs,
       source: z.enum(['dns', 'restored']),
+      seq: z.number().int().min(0),
     }),
   ),
 });

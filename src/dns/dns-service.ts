@@ -24,6 +24,7 @@ import type { Logger } from '../util/log.js';
 import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
+import { ensurePolicyRouting } from '../proxy/policy-routing.js';
 
 export const fqdnStateFile = (stateDir: string): string => join(stateDir, 'fqdn-cache.json');
 
@@ -60,6 +61,8 @@ export class DnsService {
   ) {}
 
   static async start(o: DnsServiceOptions): Promise<DnsService> {
+    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy).
+    await ensurePolicyRouting();
     const ref: { svc?: DnsService } = {};
     const proxy = await DnsProxy.start({
       port: o.port,
@@ -108,9 +111,11 @@ export class DnsService {
       this.saveSoon();
       return;
     }
+    const t0 = performance.now();
     this.save();
     await this.o.engine.settled();
     await this.o.apply();
+    this.o.log.debug('FQDN addresses enforced', { endpoint: endpointId, names, ips, ms: Math.round(performance.now() - t0) });
   }
 
   /** Drops expired, unused addresses and writes the result. */

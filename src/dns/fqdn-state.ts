@@ -21,6 +21,7 @@ const ipEntry = z.strictObject({
   learnedAt: z.number().int().min(0),
   expiresAt: z.number().int().min(0),
   source: z.enum(['dns', 'restored']),
+  seq: z.number().int().min(0),
 });
 const endpointNames = z.record(z.string().min(1), z.array(ipEntry));
 const fileSchema = z.strictObject({ version: z.literal(1), endpoints: z.record(z.string().min(1), endpointNames) });

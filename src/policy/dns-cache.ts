@@ -107,6 +107,11 @@ export interface FqdnIp {
   expiresAt: number;
   /** `dns`: from an answer the proxy let through; `restored`: from the state file after a restart. */
   source: 'dns' | 'restored';
+  /**
+   * When the address first entered this name (a node-wide counter). A restarted agent hands the names
+   * to the engine in this order, so their addresses get the identity numbers they had before.
+   */
+  seq: number;
 }
 
 export interface FqdnCacheOptions {
@@ -139,6 +144,7 @@ export class FqdnCache implements DnsCache {
   private readonly minTtlMs: number;
   private readonly maxIps: number;
   private readonly graceMs: number;
+  private seq = 0;
 
   constructor(opts: FqdnCacheOptions = {}) {
     this.minTtlMs = (opts.minTtlSeconds ?? 0) * 1000;
@@ -160,7 +166,7 @@ export class FqdnCache implements DnsCache {
     const expiresAt = now + Math.max(ttlSeconds * 1000, this.minTtlMs);
     for (const ip of ips) {
       const have = entry.get(ip);
-      entry.set(ip, { ip, ttl: ttlSeconds, learnedAt: now, expiresAt: Math.max(have?.expiresAt ?? 0, expiresAt), source: 'dns' });
+      entry.set(ip, { ip, ttl: ttlSeconds, learnedAt: now, expiresAt: Math.max(have?.expiresAt ?? 0, expiresAt), source: 'dns', seq: have?.seq ?? this.seq++ });
     }
     if (entry.size > this.maxIps) {
       const keep = new Set(ips);
@@ -236,10 +242,13 @@ export class FqdnCache implements DnsCache {
         const n = normaliseDnsName(name);
         let entry = m.get(n);
         if (!entry) m.set(n, (entry = new Map()));
-        for (const e of ips) entry.set(e.ip, { ...e, source: 'restored' });
+        for (const e of ips) {
+          entry.set(e.ip, { ...e, source: 'restored' });
+          this.seq = Math.max(this.seq, e.seq + 1);
+        }
       }
     }
-    this.notifyIfChanged([...before.keys()], before);
+    this.notifyIfChanged([...this.names()].filter((n) => before.has(n)), before);
   }
 
   lookup(name: string): string[] {
@@ -249,10 +258,13 @@ export class FqdnCache implements DnsCache {
     return [...out].sort();
   }
 
+  /** Every name, in the order their first address was learned (see FqdnIp.seq). */
   names(): Iterable<string> {
-    const out = new Set<string>();
-    for (const names of this.byEndpoint.values()) for (const n of names.keys()) out.add(n);
-    return out;
+    const first = new Map<string, number>();
+    for (const names of this.byEndpoint.values()) {
+      for (const [n, entry] of names) for (const e of entry.values()) first.set(n, Math.min(first.get(n) ?? Infinity, e.seq));
+    }
+    return [...first].sort((a, b) => a[1] - b[1]).map(([n]) => n);
   }
 
   subscribe(listener: (names: string[]) => void): () => void {
