@@ -221,6 +221,7 @@ export class Agent {
       await this.reconciler.reconcile();
       this.endpoints.pruneUnclaimed();
     });
+    // Without its DNS proxy the node still runs: redirected DNS flows fail closed in the datapath.
     this.dns = await DnsService.start({
       cfg: c,
       cache: this.fqdn,
@@ -229,6 +230,9 @@ export class Agent {
       apply: () => this.serial(() => this.reconciler.reconcile()),
       inUse: () => conntrackRemoteIps(this.endpoints),
       log: this.log.child({ component: 'dns-proxy' }),
+    }).catch((e: unknown) => {
+      this.log.error('DNS proxy not started; DNS flows with DNS rules are dropped', { port: dnsPort, err: e });
+      return null;
     });
 
     if (c['cni.install']) {

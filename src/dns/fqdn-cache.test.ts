@@ -39,3 +39,16 @@ test('FqdnCache: dump and restore keep the entries, marked restored; grace keeps
   assert.deepEqual(r.expire(15_000), ['n.example']);
   assert.deepEqual([...r.names()], []);
 });
+
+test('FqdnCache: a restored cache lists names in the order their first address was learned, across endpoints', () => {
+  const c = new FqdnCache();
+  c.observe('ns/b', 'first.example', ['192.0.2.1'], 60, 0);
+  c.observe('ns/a', 'second.example', ['192.0.2.2'], 60, 1);
+  c.observe('ns/b', 'third.example', ['192.0.2.3'], 60, 2);
+  const r = new FqdnCache();
+  r.restore(JSON.parse(JSON.stringify(c.dump())));
+  assert.deepEqual([...r.names()], ['first.example', 'second.example', 'third.example']);
+  // New names after a restore come after the restored ones.
+  r.observe('ns/a', 'fourth.example', ['192.0.2.4'], 60, 3);
+  assert.deepEqual([...r.names()].at(-1), 'fourth.example');
+});
