@@ -23,7 +23,7 @@
  */
 import net from 'node:net';
 import { native } from '../../native/index.js';
-import { type Datagram, openUdpSocket, sendFrom, type UdpSocketHandle } from '../../native/transparent.js';
+import { type Datagram, openUdpSocket, type UdpSocketHandle } from '../../native/transparent.js';
 import { proxyUpstreamMark } from '../datapath/abi.js';
 import { isMeshdError, MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -82,6 +82,7 @@ export class DnsProxyError extends MeshdError {
 }
 
 const MAX_TCP_CONNECTIONS = 512;
+const MAX_REPLY_SOCKETS = 64;
 const TCP_IDLE_MS = 10_000;
 
 export class DnsProxy {
@@ -89,6 +90,7 @@ export class DnsProxy {
   private tcp: net.Server | null = null;
   private readonly upstreams: Upstreams;
   private readonly conns = new Set<net.Socket>();
+  private readonly replySockets = new Map<string, UdpSocketHandle>();
   private readonly records: DnsRecord[] = [];
   private readonly counters: Omit<DnsProxyStats, 'port'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
 
@@ -134,12 +136,38 @@ export class DnsProxy {
   async stop(): Promise<void> {
     this.udp?.close();
     this.udp = null;
+    for (const s of this.replySockets.values()) s.close();
+    this.replySockets.clear();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
     const srv = this.tcp;
     this.tcp = null;
     if (srv) await new Promise<void>((resolve) => srv.close(() => resolve()));
     this.upstreams.close();
+  }
+
+  /**
+   * A transparent socket bound to a resolver's address and port, kept for the next answers from it
+   * (a pod has one or two resolvers; creating one per answer cost five syscalls more). At most
+   * MAX_REPLY_SOCKETS, least recently used closed first. It never receives anything: only the
+   * datapath's sk_assign delivers packets for a foreign address, and it assigns them to the proxy port.
+   */
+  private replySocket(address: string, port: number): UdpSocketHandle {
+    const key = `${address}/${port}`;
+    let s = this.replySockets.get(key);
+    if (s) {
+      this.replySockets.delete(key);
+    } else {
+      s = openUdpSocket({ address, port, transparent: true, reuseAddr: true }, () => undefined);
+      s.unref();
+      if (this.replySockets.size >= MAX_REPLY_SOCKETS) {
+        const [oldest, sock] = this.replySockets.entries().next().value ?? [];
+        if (oldest !== undefined) this.replySockets.delete(oldest);
+        sock?.close();
+      }
+    }
+    this.replySockets.set(key, s);
+    return s;
   }
 
   private record(r: Omit<DnsRecord, 'at'>): void {
@@ -159,7 +187,7 @@ export class DnsProxy {
       const server = { address: m.dstAddress, port: m.dstPort };
       const reply = (b: Buffer) => {
         try {
-          sendFrom(b, { srcAddress: server.address, srcPort: server.port, dstAddress: client.address, dstPort: client.port });
+          this.replySocket(server.address, server.port).send(b, client.address, client.port);
         } catch (e) {
           this.o.log.debug('DNS answer not sent', { client: `${client.address}:${client.port}`, err: e });
         }

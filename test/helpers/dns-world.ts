@@ -13,7 +13,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { run } from '../../src/util/exec.js';
@@ -108,7 +107,8 @@ export class DnsWorld {
 
   private constructor(readonly node: AgentNode) {}
 
-  static async create(t: TestContext, overrides: Record<string, unknown> = {}): Promise<DnsWorld> {
+  /** `t.after` receives the cleanup (a test context, or the benchmark's own list). */
+  static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}): Promise<DnsWorld> {
     // proxyResponseMaxDelay: Cilium's 100 ms default is a latency bound; on a loaded test machine a longer one keeps
     // "the answer waited for the kernel" (delayedPastMax = 0) a property of the code, not of the machine's load.
     const node = new AgentNode({ 'proxy.portRange': '16400-16499', 'bpf.events.sampleNewConnections': 1, 'dnsProxy.proxyResponseMaxDelay': '3s', ...overrides }, 3);
