@@ -158,7 +158,7 @@ export class Agent {
         if (this.state === 'running') this.serial(() => this.reconciler.reconcile()).catch((e: unknown) => this.log.error('reconcile after a late proxy ACK', { err: e }));
       });
     }
-    const dnsPort = dnsProxyPort(c, this.proxy);
+    const dnsPort = dnsProxyPort(c);
     const proxyPort = withDnsPort(proxyPorts(this.proxy), dnsPort);
     this.endpoints = await EndpointManager.open({
       pinDir: this.pinDir,

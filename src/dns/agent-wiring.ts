@@ -11,13 +11,15 @@ import type { Direction, L7Kind } from '../policy/types.js';
 import { ProxyPorts } from '../proxy/proxy-ports.js';
 
 /**
- * dnsProxy.proxyPort, or (0) the DNS port of proxy.portRange, persisted with the other proxy ports
- * so it stays the same across restarts and never collides with an Envoy listener.
+ * dnsProxy.proxyPort, or (0) the highest port of proxy.portRange, persisted in
+ * `<stateDir>/dns-proxy-port.json` so it stays the same across restarts. Envoy's listeners take
+ * their ports from the bottom of the range (src/proxy/proxy-ports.ts), so the two never meet and
+ * adding the DNS proxy moves no Envoy port.
  */
-export function dnsProxyPort(cfg: AgentConfig, l7: { proxyPort(kind: L7Kind, direction: Direction): number } | null): number {
+export function dnsProxyPort(cfg: AgentConfig): number {
   if (cfg['dnsProxy.proxyPort'] !== 0) return cfg['dnsProxy.proxyPort'];
-  if (l7) return l7.proxyPort('dns', 'egress');
-  return ProxyPorts.open({ stateFile: join(cfg.stateDir, 'proxy-ports.json'), range: cfg['proxy.portRange'] }).portFor('dns', 'egress');
+  const hi = cfg['proxy.portRange'][1];
+  return ProxyPorts.open({ stateFile: join(cfg.stateDir, 'dns-proxy-port.json'), range: [hi, hi] }).portFor('dns', 'egress');
 }
 
 /** The datapath's proxy port per kind: DNS to the DNS proxy, the rest as `others` says. */
