@@ -118,8 +118,10 @@ export class DnsService {
     this.o.log.debug('FQDN addresses enforced', { endpoint: endpointId, names, ips, ms: Math.round(performance.now() - t0) });
   }
 
-  /** Drops expired, unused addresses and writes the result. */
+  /** Drops expired, unused addresses and writes the result; re-checks the proxy mark's policy routing. */
   async sweep(now: number = Date.now()): Promise<string[]> {
+    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush): put it back.
+    await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
     let used: ((ip: string) => boolean) | undefined;
     const changed = this.o.cache.expire(now, (ip) => (used ??= this.o.inUse())(ip));
     if (changed.length === 0) return changed;
