@@ -83,7 +83,7 @@ export const configShape = {
   /** Do not create or update the cilium.io policy CRDs (install them from install/crds/ instead); Cilium: operator.skipCRDCreation, flag skip-crd-creation. */
   skipCRDCreation: bool,
   // The DNS proxy and toFQDNs (src/dns, docs/dns.md); Cilium's dnsProxy.* Helm values.
-  /** UDP and TCP port of the DNS proxy; 0 = one from proxy.portRange, persisted, the same after restarts. */
+  /** UDP and TCP port of the DNS proxy; 0 = the top port of proxy.portRange, persisted, the same after restarts. */
   'dnsProxy.proxyPort': int(0, 65535),
   /** Seconds an address learned from DNS is kept at least, whatever the answer's TTL (0 = honour the TTL). */
   'dnsProxy.minTtl': int(0, 2_147_483),
