@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "meshd_native",
-      "sources": ["src/addon.cc", "src/errors.cc", "src/object.cc", "src/ops.cc", "src/maps.cc", "src/links.cc", "src/ringbuf.cc", "src/netlink.cc"],
+      "sources": ["src/addon.cc", "src/errors.cc", "src/object.cc", "src/ops.cc", "src/maps.cc", "src/links.cc", "src/ringbuf.cc", "src/netlink.cc", "src/transparent.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -33,6 +33,7 @@ import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { MeshdError } from '../src/util/errors.js';
 import { repoPath } from '../src/util/paths.js';
+import type { Datagram, SendFromOptions, UdpSocketHandle, UdpSocketOptions } from './transparent.js';
 import { addressEventSchema, hostAddressSchema, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
 
 export { AddressScope, NetlinkError, type AddressEvent, type HostAddress } from './netlink.js';
@@ -202,6 +203,12 @@ export interface NativeAddon {
   linkDetach(linkFd: number): void;
   linkUpdate(linkFd: number, newProgFd: number): void;
   linkInfo(linkFd: number): LinkInfo;
+
+  // Transparent sockets for the DNS proxy (native/src/transparent.cc; typed wrappers in native/transparent.ts).
+  UdpSocket: new (opts: UdpSocketOptions, onMessages: (messages: Datagram[]) => void) => UdpSocketHandle;
+  sendFrom(data: Buffer, to: SendFromOptions): number;
+  tcpListen(opts: { address: string; port: number; transparent?: boolean; backlog?: number }): number;
+  tcpConnect(opts: { address: string; port: number; mark?: number; srcAddress?: string }): Promise<number>;
 
   // Host facts.
   /** The cookie bpf_get_netns_cookie() returns for sockets in this process's network namespace. */

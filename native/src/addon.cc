@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "netlink.h"
 #include "ringbuf.h"
+#include "transparent.h"
 
 namespace meshd {
 
@@ -21,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLinks(env, exports);
   InitRingBuf(env, exports);
   InitNetlink(env, exports);
+  InitTransparent(env, exports);
   return exports;
 }
 

@@ -54,6 +54,9 @@ import { ServiceSubscriber } from './service-subscriber.js';
 import { watchHostAddresses, type HostAddressWatcher } from './host-addresses.js';
 import { staticPodCidr, type PodCidrProvider } from './pod-cidr.js';
 import { STANDALONE_POD_CIDR } from './config.js';
+import { DnsService, openAgentFqdnCache } from '../dns/dns-service.js';
+import { conntrackRemoteIps, dnsProxyPort, withDnsPort } from '../dns/agent-wiring.js';
+import type { FqdnCache } from '../policy/dns-cache.js';
 
 export type { L7Proxy } from './reconciler.js';
 export type { PolicyStatus } from './policy-subscriber.js';
@@ -105,11 +108,15 @@ export class Agent {
   readonly podCidr: PodCidrProvider;
   private podCidrSub: (() => void) | null = null;
   private reconcileQueued = false;
+  /** toFQDNs: restored from disk before the engine exists (src/dns). */
+  readonly fqdn: FqdnCache;
+  private dns: DnsService | null = null;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
     this.podCidr = opts.podCidr ?? staticPodCidr(opts.config['ipam.podCIDR'] ?? STANDALONE_POD_CIDR);
-    this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode, ...(opts.allocator ? { allocator: opts.allocator } : {}) });
+    this.fqdn = openAgentFqdnCache(opts.config, this.log);
+    this.engine = new PolicyEngine({ mode: opts.config.policyEnforcementMode, dns: this.fqdn, ...(opts.allocator ? { allocator: opts.allocator } : {}) });
     this.policySub = new PolicySubscriber(this.engine, opts.onPolicyStatus);
   }
 
@@ -163,6 +170,8 @@ export class Agent {
         if (this.state === 'running') this.serial(() => this.reconciler.reconcile()).catch((e: unknown) => this.log.error('reconcile after a late proxy ACK', { err: e }));
       });
     }
+    const dnsPort = dnsProxyPort(c);
+    const proxyPort = withDnsPort(proxyPorts(this.proxy), dnsPort);
     this.endpoints = await EndpointManager.open({
       pinDir: this.pinDir,
       // The endpoint program shares the socket LB's service maps by pin: size them as the socket LB does.
@@ -172,7 +181,7 @@ export class Agent {
         verdictSample: c['bpf.events.sampleNewConnections'],
         sockmapShortcut: c['sockops.enabled'],
       },
-      proxyPort: proxyPorts(this.proxy),
+      proxyPort,
     });
     this.flowSub = this.endpoints.onFlowEvents(
       (recs) => {
@@ -195,6 +204,7 @@ export class Agent {
       endpoints: this.endpoints,
       services: this.services,
       proxy: this.proxy,
+      proxyPort,
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
     });
@@ -233,8 +243,22 @@ export class Agent {
     this.engine.onIdentitiesChanged(() => this.reconcileSoon());
     await this.serial(async () => {
       await cni.restore();
+      await this.engine.settled(); // restored FQDN addresses have their identities before the first write
       await this.reconciler.reconcile();
       this.endpoints.pruneUnclaimed();
+    });
+    // Without its DNS proxy the node still runs: redirected DNS flows fail closed in the datapath.
+    this.dns = await DnsService.start({
+      cfg: c,
+      cache: this.fqdn,
+      engine: this.engine,
+      port: dnsPort,
+      apply: () => this.serial(() => this.reconciler.reconcile()),
+      inUse: () => conntrackRemoteIps(this.endpoints),
+      log: this.log.child({ component: 'dns-proxy' }),
+    }).catch((e: unknown) => {
+      this.log.error('DNS proxy not started; DNS flows with DNS rules are dropped', { port: dnsPort, err: e });
+      return null;
     });
 
     if (c['cni.install']) {
@@ -273,6 +297,7 @@ export class Agent {
     this.hostAddresses?.close();
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
+    await this.dns?.stop().catch((e: unknown) => this.log.warn('DNS proxy stop', { err: e }));
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();
     this.endpoints?.close();
@@ -391,6 +416,10 @@ export class Agent {
 
   serviceManager(): ServiceManager | null {
     return this.services;
+  }
+
+  dnsService(): DnsService | null {
+    return this.dns;
   }
 
   proxyStatus(): z.input<typeof ProxyResponse> {

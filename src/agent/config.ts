@@ -100,6 +100,24 @@ export const configShape = {
   'nodeGC.gracePeriod': duration,
   /** How often the Lease holder looks for nodes that left. */
   'nodeGC.interval': duration,
+  // The DNS proxy and toFQDNs (src/dns, docs/dns.md); Cilium's dnsProxy.* Helm values.
+  /** UDP and TCP port of the DNS proxy; 0 = the top port of proxy.portRange, persisted, the same after restarts. */
+  'dnsProxy.proxyPort': int(0, 65535),
+  /** Seconds an address learned from DNS is kept at least, whatever the answer's TTL (0 = honour the TTL). */
+  'dnsProxy.minTtl': int(0, 2_147_483),
+  /** Addresses kept per name and endpoint (Cilium: tofqdns-endpoint-max-ip-per-hostname). */
+  'dnsProxy.endpointMaxIpPerHostname': int(1, 1_000_000),
+  /** How long an allowed answer may wait for its addresses to reach the ipcache and policy maps. */
+  'dnsProxy.proxyResponseMaxDelay': duration,
+  /** The answer to a name no rule allows: REFUSED or NXDOMAIN (nameError). */
+  'dnsProxy.dnsRejectResponseCode': z.enum(['refused', 'nameError']),
+  /** How long an expired address with no connection stays (Cilium: tofqdns-idle-connection-grace-period). */
+  'dnsProxy.idleConnectionGracePeriod': z.union([z.enum(['0', '0s']).transform(() => 0), duration]),
+  /**
+   * Forward from the pod's own address. Not available yet: the upstream leg leaves from the node's
+   * address and carries the pod's identity in its mark, which the resolver's datapath judges.
+   */
+  'dnsProxy.enableTransparentMode': bool.refine((v) => !v, 'not available yet: upstream DNS queries carry the pod identity in their mark (see docs/dns.md)'),
 } as const;
 
 /** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
@@ -148,6 +166,13 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'nodeGC.leaseNamespace': 'kube-system',
   'nodeGC.gracePeriod': '5m',
   'nodeGC.interval': '1m',
+  'dnsProxy.proxyPort': 0,
+  'dnsProxy.minTtl': 0,
+  'dnsProxy.endpointMaxIpPerHostname': 1000,
+  'dnsProxy.proxyResponseMaxDelay': '100ms',
+  'dnsProxy.dnsRejectResponseCode': 'refused',
+  'dnsProxy.idleConnectionGracePeriod': '0s',
+  'dnsProxy.enableTransparentMode': false,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -71,6 +71,8 @@ export interface ReconcilerDeps {
   endpoints: EndpointManager;
   services: ServiceManager | null;
   proxy: L7Proxy | null;
+  /** The datapath's proxy port per kind when it is not only the L7 proxy's (DNS has its own proxy). */
+  proxyPort?: (kind: L7Kind, direction: Direction) => number;
   log: Logger;
   onConflict(p: ReconcileProblem): void;
 }
@@ -104,7 +106,7 @@ export class Reconciler {
     this.d.services?.sync();
 
     const addsRedirect = new Set<string>();
-    const proxyPort = proxyPorts(this.d.proxy);
+    const proxyPort = this.d.proxyPort ?? proxyPorts(this.d.proxy);
     for (const [id] of this.pending) {
       const policy = engine.endpointPolicy(id);
       const state = endpoints.endpoint(id);
@@ -125,7 +127,7 @@ export class Reconciler {
       try {
         const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps() });
         this.last = { version: r.version, error: null, errorCode: null, at: new Date().toISOString() };
-        for (const u of r.unsupported) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
+        for (const u of r.unsupported.filter((x) => x.kind !== 'dns')) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
         this.last = { version: this.last?.version ?? '', error: why, errorCode: isMeshdError(e) ? e.code : null, at: new Date().toISOString() };

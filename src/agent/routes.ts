@@ -59,6 +59,10 @@ export function registerRoutes(api: ApiServer, agent: Agent): void {
   });
   api.route(apiRoutes.proxy, () => (agent.proxyStatus()));
   api.route(apiRoutes.flows, () => ({ flows: agent.recentFlows() }));
+  api.route(apiRoutes.fqdnCache, ({ query }) => {
+    const dns = agent.dnsService();
+    return { proxy: dns?.stats() ?? null, entries: agent.fqdn.list(query.endpoint), at: new Date() };
+  });
   api.route(apiRoutes.policyTrace, ({ body }) => {
     // The same scenario format as the offline trace; only `flows` is read, the world is the agent's.
     const route = routeName(apiRoutes.policyTrace);

@@ -6,6 +6,7 @@
 import { BpfPolicyQuery, BpfPolicyResponse, PolicyTraceRequest, PolicyTraceResponse, PolicyViewQuery, PolicyViewResponse } from './policy.js';
 import { EndpointQuery, EndpointResponse, EndpointsResponse, IdentitiesResponse } from './endpoint.js';
 import { FlowsResponse } from './flow.js';
+import { FqdnCacheQuery, FqdnCacheResponse } from './fqdn.js';
 import { ProxyResponse } from './proxy.js';
 import { defineRoute, NoBody, NoQuery } from './route.js';
 import { ServicesResponse } from './service.js';
@@ -21,6 +22,7 @@ export const apiRoutes = {
   bpfPolicy: defineRoute({ method: 'GET', path: '/v1/bpf/policy', query: BpfPolicyQuery, body: NoBody, response: BpfPolicyResponse }),
   proxy: defineRoute({ method: 'GET', path: '/v1/proxy', query: NoQuery, body: NoBody, response: ProxyResponse }),
   flows: defineRoute({ method: 'GET', path: '/v1/flows', query: NoQuery, body: NoBody, response: FlowsResponse }),
+  fqdnCache: defineRoute({ method: 'GET', path: '/v1/fqdn/cache', query: FqdnCacheQuery, body: NoBody, response: FqdnCacheResponse }),
   policyTrace: defineRoute({ method: 'POST', path: '/v1/policy/trace', query: NoQuery, body: PolicyTraceRequest, response: PolicyTraceResponse }),
 };
 

@@ -741,8 +741,19 @@ function hostPrefix(ip: string): string {
   return p ? formatPrefix(p) : ip;
 }
 
+/** identityPrefix() per identity: identities are immutable, and parsing the labels dominated FQDN updates. */
+const prefixOf = new WeakMap<Identity, Prefix | null>();
+
 /** The prefix a CIDR identity stands for: its longest `cidr:` label. */
 export function identityPrefix(ident: Identity): Prefix | undefined {
+  const known = prefixOf.get(ident);
+  if (known !== undefined) return known ?? undefined;
+  const p = longestCidrLabel(ident);
+  prefixOf.set(ident, p ?? null);
+  return p;
+}
+
+function longestCidrLabel(ident: Identity): Prefix | undefined {
   let best: Prefix | undefined;
   for (const l of ident.labels.labels) {
     if (l.source !== 'cidr') continue;

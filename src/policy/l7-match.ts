@@ -8,8 +8,9 @@
  *   headerMatches without `mismatch` must match; with one, a mismatch is an
  *   action (log/add/...) and never denies.
  * - DNS matchName: exact, case-insensitive, trailing dot ignored.
- *   matchPattern: "*" alone matches every name; elsewhere "*" matches zero or
- *   more characters of one label ([-a-zA-Z0-9_]).
+ *   matchPattern: "*" alone matches every name; a leading "**." one or more
+ *   whole labels; elsewhere "*" matches zero or more characters of one label
+ *   ([-a-zA-Z0-9_]). The DNS proxy (src/dns) enforces exactly these.
  * - Kafka: role produce/consume expands to the API keys it needs; clientID
  *   and apiVersion must equal when set; topic must equal when both the rule
  *   and the request name one.
@@ -169,20 +170,37 @@ export function isValidDnsPattern(pattern: string): boolean {
   return DNS_PATTERN.test(pattern) && pattern.length <= 255;
 }
 
-/** Regex for a Cilium matchPattern. */
+/**
+ * Regex for a Cilium matchPattern (as pkg/fqdn/matchpattern in Cilium 1.20): a pattern of stars
+ * alone (`*`, `**`, `**.`) matches every name; a leading `**.` (two or more stars and a dot) stands
+ * for one or more whole labels (`**.example.com` matches `a.example.com` and `a.b.example.com`,
+ * not `example.com`); any other `*` matches zero or more characters within one label.
+ */
 export function dnsPatternRegExp(pattern: string): RegExp {
-  const p = normaliseDnsName(pattern);
-  if (p === '*') return /^.+$/;
-  const body = p
-    .split('*')
+  const p = normaliseDnsName(pattern.trim());
+  if (/^\*+\.?$/.test(p)) return /^.+$/;
+  const sub = /^\*{2,}\./.exec(p);
+  const rest = sub ? p.slice(sub[0].length) : p;
+  const body = rest
+    .split(/\*+/)
     .map((part) => part.replace(/[.\-_]/g, (c) => `\\${c}`))
     .join('[-a-zA-Z0-9_]*');
-  return new RegExp(`^${body}$`);
+  return new RegExp(`^${sub ? '[-a-zA-Z0-9_]+(?:\\.[-a-zA-Z0-9_]+)*\\.' : ''}${body}$`);
 }
+
+const patternCache = new Map<string, RegExp>();
 
 export function matchDnsSelector(sel: DnsRule, name: string): boolean {
   const n = normaliseDnsName(name);
   if (sel.matchName !== undefined && normaliseDnsName(sel.matchName) === n) return true;
-  if (sel.matchPattern !== undefined && dnsPatternRegExp(sel.matchPattern).test(n)) return true;
+  if (sel.matchPattern !== undefined) {
+    let re = patternCache.get(sel.matchPattern);
+    if (!re) {
+      re = dnsPatternRegExp(sel.matchPattern);
+      if (patternCache.size > 10_000) patternCache.clear();
+      patternCache.set(sel.matchPattern, re);
+    }
+    if (re.test(n)) return true;
+  }
   return false;
 }

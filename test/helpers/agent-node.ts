@@ -159,8 +159,8 @@ export class AgentNode {
     if (!this.running) await step('restart the agent for CNI DEL', () => this.start());
     await step('pods and namespaces', () => this.sb.cleanup(), 90_000);
     await step('stop the agent', () => this.stopAgent());
-    // The agent keeps the proxy's policy routing on stop (the datapath goes on enforcing); a test removes it.
-    if (this.config['envoy.enabled']) await step('policy routing', () => removePolicyRouting());
+    // The agent (its Envoy and its DNS proxy) keeps the proxies' policy routing on stop (the datapath goes on enforcing); a test removes it.
+    await step('policy routing', () => removePolicyRouting());
     await step('cgroup', () => this.cgroup.cleanup());
     await step('pins', () => this.pins.cleanup());
     await step('temp dir', () => this.tmp.remove());

@@ -1,0 +1,164 @@
+/**
+ * The agent's DNS side: the FQDN cache (restored from disk before the policy
+ * engine exists, so the first write already has every learned address), the
+ * proxy on its port, the path from an allowed answer to the kernel, and the
+ * expiry sweep.
+ *
+ *   const cache = openAgentFqdnCache(cfg, log);                  // before new PolicyEngine({ dns: cache })
+ *   const dns = await DnsService.start({ cfg, cache, engine, port, apply, inUse, log });
+ *   dns.port;  dns.list();  await dns.stop();
+ *
+ * An allowed answer with addresses goes to the cache (per endpoint, every
+ * name of the CNAME chain). When that changes a name's addresses, the cache
+ * file is written, the engine gives the new addresses identities and
+ * re-evaluates the toFQDNs selectors, and `apply()` (the agent's serialised
+ * reconcile) writes the ipcache and the policy maps; only then is the answer
+ * released, or after dnsProxy.proxyResponseMaxDelay. An address whose TTL
+ * (at least dnsProxy.minTtl) and grace have passed goes once no conntrack
+ * entry uses it.
+ */
+import { join } from 'node:path';
+import type { AgentConfig } from '../agent/config.js';
+import type { FqdnCache } from '../policy/dns-cache.js';
+import type { Logger } from '../util/log.js';
+import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
+import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
+import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
+import { ensurePolicyRouting } from '../proxy/policy-routing.js';
+
+export const fqdnStateFile = (stateDir: string): string => join(stateDir, 'fqdn-cache.json');
+
+export function openAgentFqdnCache(cfg: AgentConfig, log: Logger): FqdnCache {
+  return openFqdnCache(
+    fqdnStateFile(cfg.stateDir),
+    { minTtlSeconds: cfg['dnsProxy.minTtl'], maxIpsPerHost: cfg['dnsProxy.endpointMaxIpPerHostname'], graceMs: cfg['dnsProxy.idleConnectionGracePeriod'] },
+    (e) => log.error('state file corrupt; moved aside, the entries that parse are kept', { code: e.code, file: e.file, movedTo: e.movedTo, problem: e.detail }),
+  );
+}
+
+export interface DnsServiceOptions {
+  cfg: AgentConfig;
+  cache: FqdnCache;
+  engine: DnsPolicySource & { settled(): Promise<void> };
+  /** The proxy port (dnsProxy.proxyPort, or the persisted one from proxy.portRange). */
+  port: number;
+  /** Writes what the engine computed to the kernel (the agent's serialised reconcile). */
+  apply(): Promise<void>;
+  /** Whether a connection (conntrack) still uses an address; asked only for expired ones. */
+  inUse(): (ip: string) => boolean;
+  log: Logger;
+  /** How often expired addresses are looked for (default 5 s). */
+  sweepMs?: number;
+}
+
+export class DnsService {
+  private timer: NodeJS.Timeout | null = null;
+  private saveTimer: NodeJS.Timeout | null = null;
+
+  private constructor(
+    private readonly o: DnsServiceOptions,
+    readonly proxy: DnsProxy,
+  ) {}
+
+  static async start(o: DnsServiceOptions): Promise<DnsService> {
+    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy).
+    await ensurePolicyRouting();
+    const ref: { svc?: DnsService } = {};
+    const proxy = await DnsProxy.start({
+      port: o.port,
+      judge: (f) => judgeDnsQuery(o.engine, f),
+      onAnswer: async (v, _q, a) => {
+        if (v.endpointId === null || a.ips.length === 0) return;
+        await ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl);
+      },
+      rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
+      responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
+      log: o.log,
+    });
+    const svc = new DnsService(o, proxy);
+    ref.svc = svc;
+    svc.timer = setInterval(() => void svc.sweep(), o.sweepMs ?? 5000);
+    svc.timer.unref();
+    return svc;
+  }
+
+  get port(): number {
+    return this.proxy.port;
+  }
+
+  get cache(): FqdnCache {
+    return this.o.cache;
+  }
+
+  stats(): DnsProxyStats {
+    return this.proxy.stats();
+  }
+
+  recent(): DnsRecord[] {
+    return this.proxy.recent();
+  }
+
+  /** Per endpoint and name: addresses, TTL, expiry, source. */
+  list(endpoint?: string): ReturnType<FqdnCache['list']> {
+    return this.o.cache.list(endpoint);
+  }
+
+  /** From an answer to the kernel; resolves once the addresses are enforced (or nothing changed). */
+  async learn(endpointId: string, names: readonly string[], ips: readonly string[], ttl: number): Promise<void> {
+    let changed = false;
+    for (const n of names) changed = this.o.cache.observe(endpointId, n, ips, ttl) || changed;
+    if (!changed) {
+      this.saveSoon();
+      return;
+    }
+    const t0 = performance.now();
+    this.save();
+    await this.o.engine.settled();
+    await this.o.apply();
+    this.o.log.debug('FQDN addresses enforced', { endpoint: endpointId, names, ips, ms: Math.round(performance.now() - t0) });
+  }
+
+  /** Drops expired, unused addresses and writes the result; re-checks the proxy mark's policy routing. */
+  async sweep(now: number = Date.now()): Promise<string[]> {
+    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush): put it back.
+    await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+    let used: ((ip: string) => boolean) | undefined;
+    const changed = this.o.cache.expire(now, (ip) => (used ??= this.o.inUse())(ip));
+    if (changed.length === 0) return changed;
+    this.save();
+    try {
+      await this.o.engine.settled();
+      await this.o.apply();
+    } catch (e) {
+      this.o.log.error('expired FQDN addresses not applied', { names: changed, err: e });
+    }
+    return changed;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    await this.proxy.stop();
+    this.save();
+  }
+
+  private save(): void {
+    try {
+      saveFqdnCache(fqdnStateFile(this.o.cfg.stateDir), this.o.cache);
+    } catch (e) {
+      this.o.log.error('FQDN cache not saved', { err: e });
+    }
+  }
+
+  /** TTL refreshes change no address: written within a second, not on every answer. */
+  private saveSoon(): void {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null;
+      this.save();
+    }, 1000);
+    this.saveTimer.unref();
+  }
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import * as dnsPacket from 'dns-packet';
+import { answerAddresses, parseAnswer, parseQuery, Rcode, rejectReply } from './message.js';
+
+const query = (name: string, type: 'A' | 'AAAA' = 'A', id = 0x1234) => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+
+test('a plain query parses; the name is normalised; what goes upstream is re-encoded', () => {
+  const r = parseQuery(query('API.Example.com'));
+  assert.ok(r.ok);
+  assert.equal(r.query.name, 'api.example.com');
+  assert.equal(r.query.id, 0x1234);
+  const back = dnsPacket.decode(r.query.wire);
+  assert.deepEqual(back.questions, [{ name: 'API.Example.com', type: 'A', class: 'IN' }]);
+  // Trailing garbage is not forwarded.
+  const padded = Buffer.concat([query('a.example'), Buffer.from('garbage')]);
+  const p = parseQuery(padded);
+  assert.ok(p.ok);
+  assert.equal(p.query.wire.length, query('a.example').length);
+});
+
+test('REFUSED and NXDOMAIN answers carry the question and the id', () => {
+  const r = parseQuery(query('x.example', 'AAAA', 77));
+  assert.ok(r.ok);
+  for (const rcode of [Rcode.REFUSED, Rcode.NXDOMAIN]) {
+    const b = rejectReply(r.query, rcode);
+    const d = dnsPacket.decode(b);
+    assert.equal(d.id, 77);
+    assert.equal(d.type, 'response');
+    assert.equal(b.readUInt16BE(2) & 0xf, rcode);
+    assert.deepEqual(d.questions?.map((q) => q.name), ['x.example']);
+  }
+});
+
+test('malformed, truncated, looping, oversized and multi-question input is refused with a reason', () => {
+  const cases: Array<[string, Buffer]> = [];
+  cases.push(['short', Buffer.from([1, 2, 3])]);
+  const two = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: 'a.example' }, { type: 'A', name: 'b.example' }] });
+  cases.push(['two questions', two]);
+  const loop = Buffer.from(query('a.example'));
+  // Point the question name at itself.
+  loop.writeUInt16BE(0xc000 | 12, 12);
+  cases.push(['compression loop', loop]);
+  const truncated = query('a.long.name.example').subarray(0, 20);
+  cases.push(['truncated', truncated]);
+  const long = query(Array.from({ length: 5 }, () => 'a'.repeat(60)).join('.'));
+  cases.push(['name too long', long]);
+  const badChars = query('a b.example');
+  cases.push(['not a DNS name', badChars]);
+  const response = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'a.example' }] });
+  cases.push(['a response', response]);
+  const update = Buffer.from(query('a.example'));
+  update.writeUInt16BE((5 << 11) | 0x100, 2);
+  cases.push(['UPDATE opcode', update]);
+  for (const [what, b] of cases) {
+    const r = parseQuery(b);
+    assert.equal(r.ok, false, what);
+  }
+});
+
+test('fuzz: thousands of random and mutated messages never throw, and only clean queries parse', () => {
+  const seeds = [query('api.example.com'), query('a.b.c.example.org', 'AAAA'), dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'TXT', name: 'txt.example' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] })];
+  let parsed = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let b: Buffer;
+    if (i % 3 === 0) b = randomBytes(Math.floor(Math.random() * 600));
+    else {
+      b = Buffer.from(seeds[i % seeds.length] ?? Buffer.alloc(0));
+      const flips = 1 + Math.floor(Math.random() * 6);
+      for (let f = 0; f < flips && b.length > 0; f++) b[Math.floor(Math.random() * b.length)] = Math.floor(Math.random() * 256);
+      if (Math.random() < 0.2) b = b.subarray(0, Math.floor(Math.random() * b.length));
+    }
+    const r = parseQuery(b);
+    if (r.ok) {
+      parsed++;
+      // What would go upstream is itself a clean query with the same question.
+      const again = parseQuery(r.query.wire);
+      assert.ok(again.ok);
+      assert.equal(again.query.name, r.query.name);
+    }
+  }
+  assert.ok(parsed > 0);
+});
+
+test('answer addresses follow CNAME chains and take the lowest TTL', () => {
+  const q = parseQuery(query('www.example.com'));
+  assert.ok(q.ok);
+  const ans = dnsPacket.encode({
+    type: 'response',
+    id: 0x1234,
+    questions: [{ type: 'A', name: 'www.example.com' }],
+    answers: [
+      { type: 'CNAME', name: 'www.example.com', ttl: 300, data: 'edge.cdn.example' },
+      { type: 'CNAME', name: 'edge.cdn.example', ttl: 60, data: 'e1.cdn.example' },
+      { type: 'A', name: 'e1.cdn.example', ttl: 120, data: '192.0.2.10' },
+      { type: 'A', name: 'e1.cdn.example', ttl: 30, data: '192.0.2.11' },
+      { type: 'A', name: 'unrelated.example', ttl: 30, data: '192.0.2.99' },
+    ],
+  });
+  const a = parseAnswer(ans, q.query);
+  assert.ok(a.ok);
+  const addrs = answerAddresses(a.packet, q.query.name);
+  assert.deepEqual(addrs, { ips: ['192.0.2.10', '192.0.2.11'], names: ['www.example.com', 'edge.cdn.example', 'e1.cdn.example'], ttl: 30 });
+  const other = parseAnswer(ans, { ...q.query, name: 'other.example' });
+  assert.equal(other.ok, false);
+});

@@ -1,0 +1,167 @@
+/**
+ * The DNS proxy's upstream legs. UDP: one socket per (client identity,
+ * address family) carrying SO_MARK = proxyUpstreamMark(identity), so the
+ * resolver's datapath judges the pod's identity rather than the node's;
+ * every query gets its own message id on that socket and an answer is taken
+ * only from the address and port it was sent to. TCP: one marked connection
+ * per query (DNS over TCP is rare and used for large answers).
+ *
+ *   const up = new Upstreams({ timeoutMs: 5000 });
+ *   const answer = await up.udp(wire, { address: '10.0.0.10', port: 53, mark });   // id already restored
+ *   up.close();
+ */
+import net from 'node:net';
+import { isIPv6 } from 'node:net';
+import { native } from '../../native/index.js';
+import { type Datagram, openUdpSocket, type UdpSocketHandle } from '../../native/transparent.js';
+import { MeshdError } from '../util/errors.js';
+import { MAX_MESSAGE, withId } from './message.js';
+
+/** MESHD_DNS_UPSTREAM_TIMEOUT: no answer in time; MESHD_DNS_UPSTREAM_FAILED: the leg broke (errno in the cause). */
+export class DnsUpstreamError extends MeshdError {
+  constructor(code: 'MESHD_DNS_UPSTREAM_TIMEOUT' | 'MESHD_DNS_UPSTREAM_FAILED', message: string, cause?: unknown) {
+    super(code, message, { kind: 'unavailable', cause });
+  }
+}
+
+export interface UpstreamTarget {
+  address: string;
+  port: number;
+  /** SO_MARK of the leg (0: none). */
+  mark: number;
+}
+
+interface Pending {
+  address: string;
+  port: number;
+  clientId: number;
+  resolve: (b: Buffer) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+class MarkedUdp {
+  readonly socket: UdpSocketHandle;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = Math.floor(Math.random() * 0x10000);
+
+  constructor(v6: boolean, mark: number) {
+    this.socket = openUdpSocket({ address: v6 ? '::' : '0.0.0.0', port: 0, mark }, (msgs) => this.receive(msgs));
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  query(wire: Buffer, t: UpstreamTarget, timeoutMs: number): Promise<Buffer> {
+    if (this.pending.size >= 0xffff) return Promise.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'too many queries in flight on one upstream socket'));
+    let id = this.nextId;
+    while (this.pending.has(id)) id = (id + 1) & 0xffff;
+    this.nextId = (id + 1) & 0xffff;
+    const clientId = wire.readUInt16BE(0);
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_TIMEOUT', `no answer from ${t.address}:${t.port} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { address: t.address, port: t.port, clientId, resolve, reject, timer });
+      try {
+        this.socket.send(withId(wire, id), t.address, t.port);
+      } catch (e) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot send to ${t.address}:${t.port}`, e));
+      }
+    });
+  }
+
+  private receive(msgs: Datagram[]): void {
+    for (const m of msgs) {
+      if (m.data.length < 12 || m.truncated) continue;
+      const id = m.data.readUInt16BE(0);
+      const p = this.pending.get(id);
+      // Only the server asked may answer (an off-path sender would have to guess id and port).
+      if (!p || p.address !== m.srcAddress || p.port !== m.srcPort) continue;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve(withId(m.data, p.clientId));
+    }
+  }
+
+  close(): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'proxy stopped'));
+    }
+    this.pending.clear();
+    this.socket.close();
+  }
+}
+
+export class Upstreams {
+  private readonly sockets = new Map<string, MarkedUdp>();
+  private readonly timeoutMs: number;
+
+  constructor(opts: { timeoutMs?: number } = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+  }
+
+  /** One query over UDP; resolves with the answer carrying the query's own id. */
+  udp(wire: Buffer, t: UpstreamTarget): Promise<Buffer> {
+    const v6 = isIPv6(t.address);
+    const key = `${v6 ? 6 : 4}/${t.mark}`;
+    let s = this.sockets.get(key);
+    if (!s) {
+      s = new MarkedUdp(v6, t.mark);
+      this.sockets.set(key, s);
+    }
+    return s.query(wire, t, this.timeoutMs);
+  }
+
+  /** One query over a new marked TCP connection (2-byte length framing, RFC 7766). */
+  async tcp(wire: Buffer, t: UpstreamTarget): Promise<Buffer> {
+    const deadline = AbortSignal.timeout(this.timeoutMs);
+    let fd: number;
+    try {
+      fd = await native.tcpConnect({ address: t.address, port: t.port, mark: t.mark });
+    } catch (e) {
+      throw new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot connect to ${t.address}:${t.port}`, e);
+    }
+    const sock = new net.Socket({ fd, readable: true, writable: true });
+    return new Promise<Buffer>((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      const done = (err: unknown, answer?: Buffer) => {
+        deadline.removeEventListener('abort', onAbort);
+        sock.destroy();
+        if (answer) resolve(answer);
+        else reject(err);
+      };
+      const onAbort = () => done(new DnsUpstreamError('MESHD_DNS_UPSTREAM_TIMEOUT', `no answer from ${t.address}:${t.port} over TCP within ${this.timeoutMs} ms`));
+      deadline.addEventListener('abort', onAbort);
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length > MAX_MESSAGE + 2) return done(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'oversized answer'));
+        if (buf.length < 2) return;
+        const len = buf.readUInt16BE(0);
+        if (buf.length >= 2 + len) done(undefined, buf.subarray(2, 2 + len));
+      });
+      sock.on('error', (e) => done(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `TCP to ${t.address}:${t.port}`, e)));
+      sock.on('close', () => done(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `${t.address}:${t.port} closed the connection without an answer`)));
+      const frame = Buffer.alloc(2 + wire.length);
+      frame.writeUInt16BE(wire.length, 0);
+      wire.copy(frame, 2);
+      sock.write(frame);
+    });
+  }
+
+  inFlight(): number {
+    let n = 0;
+    for (const s of this.sockets.values()) n += s.size;
+    return n;
+  }
+
+  close(): void {
+    for (const s of this.sockets.values()) s.close();
+    this.sockets.clear();
+  }
+}
