@@ -1,0 +1,118 @@
+/**
+ * A real Apache Kafka 4.x broker for tests: one KRaft node (broker and
+ * controller in one process) from the jars scripts/kafka-jars.sh copies into
+ * the cache, formatted in a fresh directory and started inside a network
+ * namespace. It listens on `ip:port` inside that namespace and advertises
+ * `advertised` (the address clients are told to use — the proxy's, when the
+ * test puts one in front). Stopped and removed in t.after.
+ *
+ *   const broker = await startKafkaBroker(t, { netns: ns, ip: '10.251.0.2', advertised: '127.0.0.1:19092' });
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../src/util/exec.js';
+import { repoPath } from '../../src/util/paths.js';
+
+interface After {
+  after(fn: () => Promise<void> | void): void;
+}
+
+export interface KafkaBrokerOptions {
+  /** Network namespace the broker runs in (its veth address is `ip`). */
+  netns: string;
+  ip: string;
+  port?: number;
+  /** host:port advertised to clients; default ip:port. */
+  advertised?: string;
+}
+
+export interface KafkaBroker {
+  ip: string;
+  port: number;
+  dir: string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export async function kafkaLibDir(): Promise<string> {
+  const r = await run('bash', [repoPath('scripts', 'kafka-jars.sh'), '--print-lib-dir']);
+  const dir = r.stdout.trim();
+  if (!existsSync(join(dir, '.complete'))) throw new Error(`Kafka jars missing in ${dir}: run scripts/kafka-jars.sh (scripts/setup.sh does)`);
+  return dir;
+}
+
+async function exited(p: ChildProcess, ms: number): Promise<boolean> {
+  if (p.exitCode !== null || p.signalCode !== null) return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise<KafkaBroker> {
+  const lib = await kafkaLibDir();
+  const port = o.port ?? 9092;
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-kafka-'));
+  const props = [
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@${o.ip}:${port + 1}`,
+    `listeners=PLAINTEXT://${o.ip}:${port},CONTROLLER://${o.ip}:${port + 1}`,
+    `advertised.listeners=PLAINTEXT://${o.advertised ?? `${o.ip}:${port}`}`,
+    'controller.listener.names=CONTROLLER',
+    'inter.broker.listener.name=PLAINTEXT',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `log.dirs=${join(dir, 'data')}`,
+    'num.partitions=1',
+    'offsets.topic.replication.factor=1',
+    'offsets.topic.num.partitions=1',
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'share.coordinator.state.topic.replication.factor=1',
+    'share.coordinator.state.topic.min.isr=1',
+    'group.initial.rebalance.delay.ms=0',
+    'auto.create.topics.enable=true',
+  ];
+  const config = join(dir, 'server.properties');
+  writeFileSync(config, `${props.join('\n')}\n`);
+  const java = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', `${lib}/*`];
+  const clusterId = randomBytes(16).toString('base64url');
+  await run('java', [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], { timeoutMs: 120_000 });
+
+  let out = '';
+  const proc = spawn('ip', ['netns', 'exec', o.netns, 'java', ...java, 'kafka.Kafka', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (b: Buffer): void => {
+    out = (out + b.toString()).slice(-200_000);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    proc.kill('SIGTERM');
+    if (!(await exited(proc, 15_000))) {
+      proc.kill('SIGKILL');
+      await exited(proc, 5_000);
+    }
+  };
+  t.after(async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const deadline = Date.now() + 120_000;
+  while (!/Kafka Server started/.test(out)) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`Kafka broker did not start:\n${out.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ip: o.ip, port, dir, log: () => out, stop };
+}
