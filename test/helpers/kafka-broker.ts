@@ -27,6 +27,11 @@ export interface KafkaBrokerOptions {
   port?: number;
   /** host:port advertised to clients; default ip:port. */
   advertised?: string;
+  /**
+   * More client listeners on `ip`, each advertising its own address (a client is told the address of
+   * the listener it came in through): e.g. one per proxy listener, and one that is not proxied.
+   */
+  extraListeners?: Array<{ name: string; port: number; advertised: string }>;
 }
 
 export interface KafkaBroker {
@@ -59,15 +64,17 @@ export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise
   const lib = await kafkaLibDir();
   const port = o.port ?? 9092;
   const dir = mkdtempSync(join(tmpdir(), 'meshd-kafka-'));
+  const controllerPort = 9999;
+  const listeners = [{ name: 'PLAINTEXT', port, advertised: o.advertised ?? `${o.ip}:${port}` }, ...(o.extraListeners ?? [])];
   const props = [
     'process.roles=broker,controller',
     'node.id=1',
-    `controller.quorum.voters=1@${o.ip}:${port + 1}`,
-    `listeners=PLAINTEXT://${o.ip}:${port},CONTROLLER://${o.ip}:${port + 1}`,
-    `advertised.listeners=PLAINTEXT://${o.advertised ?? `${o.ip}:${port}`}`,
+    `controller.quorum.voters=1@${o.ip}:${controllerPort}`,
+    `listeners=${[...listeners.map((l) => `${l.name}://${o.ip}:${l.port}`), `CONTROLLER://${o.ip}:${controllerPort}`].join(',')}`,
+    `advertised.listeners=${listeners.map((l) => `${l.name}://${l.advertised}`).join(',')}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listener.security.protocol.map=${[...listeners.map((l) => `${l.name}:PLAINTEXT`), 'CONTROLLER:PLAINTEXT'].join(',')}`,
     `log.dirs=${join(dir, 'data')}`,
     'num.partitions=1',
     'offsets.topic.replication.factor=1',
