@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
+import { buildKafkaFilters, buildKafkaProcessorCluster } from '../../src/proxy/kafka-listener.js';
 
 interface After {
   after(fn: () => Promise<void> | void): void;
@@ -122,4 +123,44 @@ export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise
     await new Promise((r) => setTimeout(r, 100));
   }
   return { ip: o.ip, port, dir, log: () => out, stop };
+}
+
+export interface KafkaProxyListener {
+  name: string;
+  /** Loopback port Envoy listens on. */
+  port: number;
+  policyKey: string;
+  /** Where the chain's tcp_proxy goes. */
+  broker: { ip: string; port: number };
+}
+
+/**
+ * A static Envoy bootstrap putting the Kafka processor in front of a broker: per listener one
+ * chain with the translator's filters (ext_proc with the listener's policy key, then tcp_proxy to
+ * a STATIC cluster for the broker) — the node listener's chain without the datapath's redirect.
+ */
+export function kafkaProxyBootstrap(adminSock: string, processorSocket: string, listeners: readonly KafkaProxyListener[]): Record<string, unknown> {
+  const strip = (r: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([k]) => k !== '@type'));
+  const clusterName = (l: KafkaProxyListener): string => `broker-${l.name}`;
+  return {
+    node: { id: 'kafka-proxy', cluster: 'meshd' },
+    admin: { address: { pipe: { path: adminSock } } },
+    static_resources: {
+      listeners: listeners.map((l) => ({
+        name: l.name,
+        address: { socket_address: { address: '127.0.0.1', port_value: l.port } },
+        enable_reuse_port: false,
+        filter_chains: [{ filters: buildKafkaFilters({ policyKey: l.policyKey, statPrefix: l.name, cluster: clusterName(l) }) }],
+      })),
+      clusters: [
+        strip(buildKafkaProcessorCluster(processorSocket)),
+        ...listeners.map((l) => ({
+          name: clusterName(l),
+          type: 'STATIC',
+          connect_timeout: '2s',
+          load_assignment: { cluster_name: clusterName(l), endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: l.broker.ip, port_value: l.broker.port } } } }] }] },
+        })),
+      ],
+    },
+  };
 }

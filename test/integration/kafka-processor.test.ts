@@ -18,10 +18,9 @@ import { test } from 'node:test';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { KafkaProcessor } from '../../src/kafka/processor.js';
 import type { KafkaRule } from '../../src/policy/types.js';
-import { buildKafkaFilters, buildKafkaProcessorCluster } from '../../src/proxy/kafka-listener.js';
 import { createLogger } from '../../src/util/log.js';
 import { freePort, startEnvoy } from '../helpers/envoy.js';
-import { startKafkaBroker } from '../helpers/kafka-broker.js';
+import { kafkaProxyBootstrap, startKafkaBroker } from '../helpers/kafka-broker.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -40,15 +39,6 @@ const SEED: ReadonlyMap<string, KafkaRule[]> = new Map([
   ],
   [ANALYTICS_KEY, [{ role: 'consume', topic: 'orders' }]],
 ]);
-
-function withoutType(r: Record<string, unknown>): Record<string, unknown> {
-  const { '@type': _t, ...rest } = r;
-  return rest;
-}
-
-function brokerCluster(name: string, port: number): Record<string, unknown> {
-  return { name, type: 'STATIC', connect_timeout: '2s', load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: BROKER_IP, port_value: port } } } }] }] } };
-}
 
 function protocolErrorType(e: unknown): string | undefined {
   // kafkajs wraps a protocol error in its retrier's errors; the protocol error carries `type`.
@@ -73,17 +63,12 @@ test('Kafka seed example through Envoy network ext_proc and the processor, again
 
   const orderPort = await freePort();
   const analyticsPort = await freePort();
-  await startEnvoy(t, (admin) => ({
-    node: { id: 'kafka-test', cluster: 'meshd' },
-    admin: { address: { pipe: { path: admin } } },
-    static_resources: {
-      listeners: [
-        { name: 'order', address: { socket_address: { address: '127.0.0.1', port_value: orderPort } }, enable_reuse_port: false, filter_chains: [{ filters: buildKafkaFilters({ policyKey: ORDER_KEY, statPrefix: 'order', cluster: 'broker-order' }) }] },
-        { name: 'analytics', address: { socket_address: { address: '127.0.0.1', port_value: analyticsPort } }, enable_reuse_port: false, filter_chains: [{ filters: buildKafkaFilters({ policyKey: ANALYTICS_KEY, statPrefix: 'analytics', cluster: 'broker-analytics' }) }] },
-      ],
-      clusters: [withoutType(buildKafkaProcessorCluster(join(dir, 'kafka.sock'))), brokerCluster('broker-order', 9092), brokerCluster('broker-analytics', 9094)],
-    },
-  }));
+  await startEnvoy(t, (admin) =>
+    kafkaProxyBootstrap(admin, join(dir, 'kafka.sock'), [
+      { name: 'order', port: orderPort, policyKey: ORDER_KEY, broker: { ip: BROKER_IP, port: 9092 } },
+      { name: 'analytics', port: analyticsPort, policyKey: ANALYTICS_KEY, broker: { ip: BROKER_IP, port: 9094 } },
+    ]),
+  );
   await startKafkaBroker(t, {
     netns: ns,
     ip: BROKER_IP,
