@@ -31,8 +31,26 @@ export function kafkaPolicyKey(endpointId: string, direction: string, remoteIden
   return `${endpointId}/${direction}/id${remoteIdentity}/${port}`;
 }
 
-export function buildKafkaFilters(o: { policyKey: string; statPrefix: string; cluster: string }): Json[] {
+/**
+ * The TCP path has no HTTP header to carry the original destination to the ORIGINAL_DST cluster,
+ * and with bpf_sk_assign no listener filter "restores" it (there is no SO_ORIGINAL_DST to read):
+ * the connection's own local address is put into the filter state the cluster reads instead.
+ */
+export const ORIGINAL_DST_FILTER_STATE = 'envoy.network.transport_socket.original_dst_address';
+
+function originalDstFromLocalAddress(): Json {
+  return {
+    name: 'envoy.filters.network.set_filter_state',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config',
+      on_new_connection: [{ object_key: ORIGINAL_DST_FILTER_STATE, format_string: { text_format_source: { inline_string: '%DOWNSTREAM_LOCAL_ADDRESS%' } } }],
+    },
+  };
+}
+
+export function buildKafkaFilters(o: { policyKey: string; statPrefix: string; cluster: string; originalDst?: boolean }): Json[] {
   return [
+    ...(o.originalDst ? [originalDstFromLocalAddress()] : []),
     {
       name: 'envoy.filters.network.ext_proc',
       typed_config: {
@@ -130,7 +148,7 @@ export function translateKafkaIngress(input: KafkaTranslateInput): KafkaTranslat
           name: `${id}/ingress/kafka/${remote === 0 ? 'any' : `id${remote}`}/${portLabel}`,
           destinationIps: d.ips,
           ...(sourceIps ? { sourceIps } : {}),
-          networkFilters: buildKafkaFilters({ policyKey, statPrefix: `kafka_${id.replace(/[^A-Za-z0-9_]/g, '_')}_${remote}_${portLabel.replace('-', '_')}`, cluster: tcpOriginalDstClusterName(mark) }),
+          networkFilters: buildKafkaFilters({ originalDst: true, policyKey, statPrefix: `kafka_${id.replace(/[^A-Za-z0-9_]/g, '_')}_${remote}_${portLabel.replace('-', '_')}`, cluster: tcpOriginalDstClusterName(mark) }),
         });
         if (destinationPort !== undefined) (c.filter_chain_match as Json).destination_port = destinationPort;
         chains.push(c);

@@ -13,9 +13,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { buildKafkaFilters, buildKafkaProcessorCluster } from '../../src/proxy/kafka-listener.js';
+import type { Sandbox } from './netns.js';
 
 interface After {
   after(fn: () => Promise<void> | void): void;
@@ -161,6 +163,69 @@ export function kafkaProxyBootstrap(adminSock: string, processorSocket: string, 
           load_assignment: { cluster_name: clusterName(l), endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: l.broker.ip, port_value: l.broker.port } } } }] }] },
         })),
       ],
+    },
+  };
+}
+
+const peerAnswerSchema = z.object({
+  id: z.number(),
+  ok: z.boolean(),
+  type: z.string().optional(),
+  name: z.string().optional(),
+  message: z.string().optional(),
+  errorCode: z.number().optional(),
+  values: z.array(z.string()).optional(),
+});
+export type KafkaPeerAnswer = z.infer<typeof peerAnswerSchema>;
+
+export interface KafkaClientPeer {
+  send(cmd: { op: 'produce' | 'consume' | 'createTopics' | 'connect'; clientId: string; topic?: string; topics?: string[]; value?: string; groupId?: string; count?: number }, timeoutMs?: number): Promise<KafkaPeerAnswer>;
+}
+
+/** A kafkajs client (test/helpers/kafka-client-peer.ts) running in network namespace `ns`, talking to `broker`. */
+export async function startKafkaClient(sb: Sandbox, ns: string, broker: string): Promise<KafkaClientPeer> {
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, repoPath('dist', 'test', 'helpers', 'kafka-client-peer.js'), broker], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  sb.defer(async () => {
+    proc.stdin?.end();
+    if (!(await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]))) proc.kill('SIGKILL');
+    await exited;
+  });
+  const waiting = new Map<number, (a: KafkaPeerAnswer) => void>();
+  let ready: () => void = () => undefined;
+  const isReady = new Promise<void>((r) => (ready = r));
+  let buf = '';
+  let err = '';
+  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    const lines = buf.split('\n');
+    buf = lines.pop() ?? '';
+    for (const l of lines) {
+      if (l === 'ready') ready();
+      else if (l.startsWith('{')) {
+        const a = peerAnswerSchema.safeParse(JSON.parse(l));
+        if (a.success) waiting.get(a.data.id)?.(a.data);
+      }
+    }
+  });
+  await Promise.race([isReady, new Promise((_, rej) => setTimeout(() => rej(new Error(`kafka client in ${ns} did not start: ${err}`)), 15_000))]);
+  let seq = 0;
+  return {
+    send(cmd, timeoutMs = 60_000) {
+      const id = ++seq;
+      return new Promise<KafkaPeerAnswer>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`kafka client in ${ns}: no answer to ${JSON.stringify(cmd)} in ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.set(id, (a) => {
+          clearTimeout(timer);
+          waiting.delete(id);
+          resolve(a);
+        });
+        proc.stdin?.write(`${JSON.stringify({ id, ...cmd })}\n`);
+      });
     },
   };
 }
