@@ -4,7 +4,7 @@
  * node's real Envoy (ProxyManager, which runs the Kafka processor) → the real
  * kernel datapath (EndpointManager on veths) → pods in namespaces: a real
  * Kafka 4.4 broker in the kafka pod, kafkajs clients in the order-service and
- * analytics-service pods. The test plays the agent's part: engine.flush() →
+ * analytics-service pods; Envoy killed mid-stream and restarted. The test plays the agent's part: engine.flush() →
  * proxy.apply() → only once Envoy ACKed, dp.updatePolicy().
  */
 import assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
@@ -146,4 +147,17 @@ test('Kafka policy through the node Envoy, the Kafka processor and the kernel da
   for (const d of policyDocs(ANALYTICS_PRODUCE)) await engine.upsertPolicy(d);
   await sync();
   assert.equal((await analytics.send({ op: 'produce', clientId: 'analytics-service', topic: 'orders', value: 'allowed now' })).ok, true);
+
+  // Envoy killed mid-stream: the supervisor restarts it, the clients reconnect and go on under the same rules.
+  const pid = proxy.status().envoy.pid;
+  assert.ok(pid);
+  process.kill(pid, 'SIGKILL');
+  const end = Date.now() + 30_000;
+  while (!(proxy.status().envoy.state === 'ready' && proxy.status().envoy.pid !== pid)) {
+    assert.ok(Date.now() < end, `envoy not back: ${JSON.stringify(proxy.status().envoy)}`);
+    await sleep(100);
+  }
+  const after = await order.send({ op: 'produce', clientId: 'order-service', topic: 'orders', value: 'order 3' });
+  assert.equal(after.ok, true, JSON.stringify(after));
+  assert.equal((await order.send({ op: 'produce', clientId: 'order-service', topic: 'order-events', value: 'forged' })).type, 'TOPIC_AUTHORIZATION_FAILED');
 });
