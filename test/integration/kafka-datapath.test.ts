@@ -4,7 +4,8 @@
  * node's real Envoy (ProxyManager, which runs the Kafka processor) → the real
  * kernel datapath (EndpointManager on veths) → pods in namespaces: a real
  * Kafka 4.4 broker in the kafka pod, kafkajs clients in the order-service and
- * analytics-service pods; Envoy killed mid-stream and restarted. The test plays the agent's part: engine.flush() →
+ * analytics-service pods; Envoy killed mid-stream, then the agent's proxy
+ * manager (Envoy and the processor) restarted. The test plays the agent's part: engine.flush() →
  * proxy.apply() → only once Envoy ACKed, dp.updatePolicy().
  */
 import assert from 'node:assert/strict';
@@ -159,5 +160,22 @@ test('Kafka policy through the node Envoy, the Kafka processor and the kernel da
   }
   const after = await order.send({ op: 'produce', clientId: 'order-service', topic: 'orders', value: 'order 3' });
   assert.equal(after.ok, true, JSON.stringify(after));
+  assert.equal((await order.send({ op: 'produce', clientId: 'order-service', topic: 'order-events', value: 'forged' })).type, 'TOPIC_AUTHORIZATION_FAILED');
+
+  // Agent restart mid-stream: the proxy manager (Envoy and the Kafka processor) stops and a new one starts on the
+  // same state directory; the datapath keeps redirecting to the same port; the clients reconnect.
+  const kafkaPort = proxy.proxyPort('kafka', 'ingress');
+  await proxy.stop();
+  const again = await ProxyManager.start({ nodeName: `kafka-dp-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'delta', log, routing, ackTimeoutMs: 20_000 });
+  t.after(() => again.stop());
+  assert.equal(again.proxyPort('kafka', 'ingress'), kafkaPort);
+  engine.flush();
+  const identityIps = new Map<number, string[]>();
+  for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
+  const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
+  await again.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
+  const resumed = await order.send({ op: 'produce', clientId: 'order-service', topic: 'orders', value: 'order 4' });
+  assert.equal(resumed.ok, true, JSON.stringify(resumed));
+  assert.equal((await analytics.send({ op: 'produce', clientId: 'analytics-service', topic: 'orders', value: 'still allowed' })).ok, true);
   assert.equal((await order.send({ op: 'produce', clientId: 'order-service', topic: 'order-events', value: 'forged' })).type, 'TOPIC_AUTHORIZATION_FAILED');
 });
