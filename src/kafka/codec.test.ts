@@ -219,6 +219,16 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     const r = c.onRead(withSize(cut));
     assert.equal(typeof r.close, 'boolean');
   }
+  // Responses: mutated broker bytes after real requests never throw; they pass or close the connection.
+  for (let i = 0; i < 2000; i++) {
+    const conn = connections[Math.floor(rand() * connections.length)] ?? '';
+    const res = Buffer.from(fixture(`${conn}-responses.bin`));
+    for (let j = 0; j < 1 + Math.floor(rand() * 4); j++) res[Math.floor(rand() * res.length)] = Math.floor(rand() * 256);
+    const c = new KafkaConnection({ rules: () => [{}] });
+    c.onRead(fixture(`${conn}-requests.bin`));
+    const r = c.onWrite(res);
+    assert.ok(!r.close || (r.reason ?? '').startsWith('MESHD_KAFKA_'), `response case ${i}: ${String(r.reason)}`);
+  }
   for (const conn of connections.filter((c) => c.startsWith('kafkajs'))) {
     const whole = new KafkaConnection({ rules: () => [{}] }).onRead(fixture(`${conn}-requests.bin`)).data;
     const c = new KafkaConnection({ rules: () => [{}] });

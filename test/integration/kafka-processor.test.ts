@@ -14,7 +14,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { KafkaProcessor } from '../../src/kafka/processor.js';
 import type { KafkaRule } from '../../src/policy/types.js';
@@ -162,6 +165,18 @@ test('Kafka seed example through Envoy network ext_proc and the processor, again
   const rogue = client('rogue', orderPort).producer();
   clients.push(rogue);
   await assert.rejects(rogue.connect(), (e: unknown) => protocolErrorType(e) === 'CLUSTER_AUTHORIZATION_FAILED');
+
+  // Bytes that are not a Kafka request: Envoy closes the connection and nothing is answered.
+  const raw = connect({ host: '127.0.0.1', port: orderPort });
+  const received: Buffer[] = [];
+  raw.on('data', (b: Buffer) => received.push(b));
+  raw.on('error', () => undefined);
+  await once(raw, 'connect');
+  const closedBefore = processor.stats().closed;
+  raw.write(Buffer.from('00000003000001', 'hex'));
+  await Promise.race([once(raw, 'close'), sleep(10_000).then(() => assert.fail('the connection stayed open'))]);
+  assert.deepEqual(received, []);
+  assert.equal(processor.stats().closed, closedBefore + 1);
 
   const s = processor.stats();
   assert.ok(s.denied >= 3 && s.allowed > 10, JSON.stringify(s));
