@@ -77,3 +77,7 @@ bash scripts/k8s-binaries.sh || die "building the Kubernetes test binaries faile
 #    protos the observer API is built from, and the CRD schemas and example
 #    policies the policy tests compare against.
 bash scripts/cilium-module.sh >/dev/null || die "fetching the cilium/cilium Go module failed (see scripts/cilium-module.sh)"
+
+# 10. Apache Kafka's broker jars (org.apache.kafka:kafka_2.13 and its dependencies, from Maven
+#     Central) into a cache outside the repository, for the Kafka policy tests' real broker.
+bash scripts/kafka-jars.sh || die "copying the Kafka broker jars failed (see scripts/kafka-jars.sh)"

@@ -14,6 +14,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { XdsError } from './errors.js';
 
@@ -23,6 +24,19 @@ function packageDir(name: string): string {
   return dirname(require.resolve(`${name}/package.json`));
 }
 
+/** Envoy protos meshd carries itself (xds/protos/README.md); loaded after the package's. */
+const EXTRA_PROTOS_DIR = extraProtosDir();
+function extraProtosDir(): string {
+  // xds/protos.ts runs from xds/ (sources) or dist/xds/ (compiled); the .proto files stay in xds/protos.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'protos'), join(here, '..', '..', 'xds', 'protos')];
+  return candidates.find((d) => existsSync(join(d, 'README.md'))) ?? candidates[0] ?? here;
+}
+export const EXTRA_PROTO_FILES = [
+  'envoy/extensions/filters/network/ext_proc/v3/ext_proc.proto',
+  'envoy/service/network_ext_proc/v3/network_external_processor.proto',
+];
+
 /** Directories searched for imports, in order. */
 export function protoIncludeDirs(): string[] {
   const deps = join(packageDir('@grpc/grpc-js-xds'), 'deps');
@@ -31,6 +45,8 @@ export function protoIncludeDirs(): string[] {
     join(deps, 'xds'),
     join(deps, 'googleapis'),
     join(deps, 'protoc-gen-validate'),
+    // Envoy APIs the package does not ship (network ext_proc), pinned in xds/protos/README.md
+    EXTRA_PROTOS_DIR,
     // google/protobuf/descriptor.proto (the validate and udpa annotations extend it)
     packageDir('protobufjs'),
   ];
@@ -109,7 +125,7 @@ export function xdsProtos(): protobuf.Root {
   };
   const skipped: string[] = [];
   const seen = new Map<string, string | undefined>();
-  for (const f of wantedFiles(envoyApi)) {
+  for (const f of [...wantedFiles(envoyApi), ...EXTRA_PROTO_FILES]) {
     const missing = missingImport(f, dirs, seen);
     if (missing !== undefined) {
       skipped.push(`${f}: needs ${missing}, which is not shipped`);

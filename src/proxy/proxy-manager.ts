@@ -42,6 +42,7 @@ import { isXdsError, type NodeStatus, XdsServer, type XdsLogger } from '../../xd
 import type { Direction, L7Kind, PolicyEntry } from '../policy/types.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { KafkaProcessor } from '../kafka/processor.js';
 import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
@@ -221,6 +222,8 @@ export class ProxyManager {
     private readonly als: AccessLogServer,
     private readonly envoy: EnvoySupervisor,
     private readonly ports: ProxyPorts,
+    /** Ingress Kafka rules: the Envoy listener's ext_proc filter asks it (src/kafka/processor.ts). */
+    private readonly kafka: { socketPath: string; processor: KafkaProcessor | null },
   ) {}
 
   static async start(o: ProxyManagerOptions): Promise<ProxyManager> {
@@ -248,7 +251,7 @@ export class ProxyManager {
     };
     if (o.envoyBinaryPath !== undefined) sup.binaryPath = o.envoyBinaryPath;
     const envoy = new EnvoySupervisor(sup);
-    const m = new ProxyManager(o, xds, als, envoy, ports);
+    const m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null });
     envoy.on('exit', (e: { code: number | null; signal: string | null }) => {
       if (!m.stopping) log.warn('envoy exited', e);
     });
@@ -263,6 +266,7 @@ export class ProxyManager {
       }
       await xds.listen(`unix:${xdsSock}`);
       await als.listen();
+      m.kafka.processor = await KafkaProcessor.start({ socketPath: m.kafka.socketPath, log: log.child({ component: 'kafka' }) });
       // An empty first snapshot: Envoy initialises at once instead of waiting out its fetch timeout.
       m.publish(EMPTY, { endpoints: [], identityIps: new Map() });
       await envoy.start();
@@ -323,7 +327,9 @@ export class ProxyManager {
     if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
     this.lateAck?.abort();
     this.lateAck = null;
-    const out = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true });
+    const out = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
+    // Rules change without a listener change (keys name chains, not rules): they apply to the next request.
+    this.kafka.processor?.setPolicies(out.kafkaPolicies ?? new Map());
     const hash = contentHash(out);
     const f = this.failure;
     if (f?.code === 'MESHD_PROXY_NACKED' && f.hash === hash) {
@@ -421,6 +427,7 @@ export class ProxyManager {
       await this.queue;
       this.lateAck?.abort();
       await this.envoy.stop();
+      await this.kafka.processor?.close();
       await this.als.close();
       await this.xds.close();
     })();

@@ -24,14 +24,17 @@
  *   port, so that chain enforces S's egress rules and then D's ingress rules
  *   for S's identity.
  *
- * HTTP is enforced here. A REDIRECT entry for another L7 protocol is not
- * dropped silently: it is returned in `unsupported`, so the caller can report
- * it (and the datapath keeps such flows failing closed rather than unfiltered).
+ * HTTP is enforced here; ingress Kafka in kafka-listener.ts (when `kafka`
+ * names the processor's socket). A REDIRECT entry for another L7 protocol (or
+ * direction) is not dropped silently: it is returned in `unsupported`, so the
+ * caller can report it (and the datapath keeps such flows failing closed
+ * rather than unfiltered).
  */
 import { Identity } from '../datapath/maps.js';
-import type { Direction, EndpointPolicy, L7Kind, PolicyEntry } from '../policy/types.js';
+import type { Direction, EndpointPolicy, KafkaRule, L7Kind, PolicyEntry } from '../policy/types.js';
 import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
+import { translateKafkaIngress } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
 import { buildRbac, cidrs, type RbacSubject } from './rbac.js';
 
@@ -49,6 +52,8 @@ export interface TranslateInput {
   accessLog?: boolean;
   /** Where the listeners bind (the datapath's proxyIpv4); default 127.0.0.1. */
   bindAddress?: string;
+  /** Ingress Kafka rules are enforced (kafka-listener.ts) when the agent's Kafka processor listens here. */
+  kafka?: { processorSocket: string };
 }
 
 export interface Redirect {
@@ -63,9 +68,11 @@ export interface TranslateOutput {
   clusters: Json[];
   redirects: Redirect[];
   unsupported: Array<{ endpointId: string; direction: Direction; kind: L7Kind; derivedFrom: string[] }>;
+  /** Kafka chains' policy keys → rules, for the Kafka processor (kafka-listener.ts). */
+  kafkaPolicies?: Map<string, KafkaRule[]>;
 }
 
-export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http']);
+export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka']);
 
 /** The identity the upstream of the ingress fallback chain carries (a client outside every identity chain). */
 export const FALLBACK_IDENTITY = Identity.WORLD;
@@ -86,12 +93,14 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const endpoints = [...input.endpoints].filter((e) => e.ips.length > 0).sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
+  // Kafka: ingress only, and only with the processor to send it to; egress Kafka stays unsupported.
+  const handled = (kind: L7Kind, direction: Direction): boolean => kind === 'http' || (kind === 'kafka' && direction === 'ingress' && input.kafka !== undefined);
 
   for (const ep of input.endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
       const other = new Map<L7Kind, PolicyEntry[]>();
       for (const e of ep.policy[direction].entries) {
-        if (e.verdict !== 'REDIRECT' || !e.l7 || SUPPORTED_L7.has(e.l7.kind)) continue;
+        if (e.verdict !== 'REDIRECT' || !e.l7 || handled(e.l7.kind, direction)) continue;
         other.set(e.l7.kind, [...(other.get(e.l7.kind) ?? []), e]);
       }
       for (const [kind, entries] of other) {
@@ -154,6 +163,15 @@ export function translateL7(input: TranslateInput): TranslateOutput {
     listeners.push(buildListener(l));
   }
   const clusters = [...marks].sort((a, b) => a - b).map(buildOriginalDstCluster);
+  let kafkaPolicies: Map<string, KafkaRule[]> | undefined;
+  if (input.kafka) {
+    const port = input.ports.portFor('kafka', 'ingress');
+    const k = translateKafkaIngress({ endpoints, identityIps: input.identityIps, port, processorSocket: input.kafka.processorSocket, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+    listeners.push(...k.listeners);
+    clusters.push(...k.clusters);
+    for (const endpointId of k.endpointIds) redirects.push({ endpointId, direction: 'ingress', kind: 'kafka', proxyPort: port });
+    kafkaPolicies = k.policies;
+  }
   redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));
-  return { listeners, clusters, redirects, unsupported };
+  return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}) };
 }
