@@ -32,6 +32,7 @@ const commands: Readonly<Record<string, Entry>> = {
   datapath: { summary: 'status | flows: the endpoint datapath from its pinned maps, and live flow events', load: async () => (await import('./datapath.js')).datapath },
   cni: { summary: 'install | uninstall: the CNI configuration and the meshd-cni plugin', load: async () => (await import('./cni.js')).cni },
   policy: { summary: 'validate | trace | get: policy files, what the engine decides, the agent\'s policies', load: async () => (await import('./policy.js')).policy },
+  observe: { summary: 'flows from the node observer (Hubble API): the filters and output forms of hubble observe', load: async () => (await import('./observe.js')).observe },
   xds: { summary: 'serve: a JSON snapshot file to Envoy over xDS, for debugging', load: async () => (await import('./xds.js')).xds },
 };
 
