@@ -77,3 +77,7 @@ bash scripts/k8s-binaries.sh || die "building the Kubernetes test binaries faile
 #    protos the observer API is built from, and the CRD schemas and example
 #    policies the policy tests compare against.
 bash scripts/cilium-module.sh >/dev/null || die "fetching the cilium/cilium Go module failed (see scripts/cilium-module.sh)"
+
+# 10. The real `hubble` CLI, built from that module into a cache outside the repository:
+#     the observe tests run it against the agent's observer API.
+bash scripts/hubble-cli.sh || die "building the hubble CLI failed (see scripts/hubble-cli.sh)"
