@@ -194,7 +194,7 @@ async function run(args: Args, io: CliIo): Promise<number> {
         const r = parseFlowsResponse(msg);
         if (r.kind === 'lost') {
           io.err(`EVENTS LOST: ${r.lost.source} ${r.lost.num_events_lost}\n`);
-          if (format === 'jsonpb') io.out(`${JSON.stringify(protoJson(toJsonValue(r.raw)))}\n`);
+          if (format === 'jsonpb' || format === 'json') io.out(`${JSON.stringify(protoJson(toJsonValue(r.raw)))}\n`);
           return;
         }
         if (r.kind !== 'flow') return;
@@ -206,9 +206,7 @@ async function run(args: Args, io: CliIo): Promise<number> {
             if (args.flag('follow')) io.out(`${tableRow(r.flow).join('  ')}\n`);
             else rows.push(tableRow(r.flow));
             break;
-          case 'json':
-            io.out(`${JSON.stringify(protoJson(toJsonValue(r.flow)))}\n`);
-            break;
+          case 'json': // an alias for jsonpb, as in the hubble CLI of the pinned version
           case 'jsonpb':
             io.out(`${JSON.stringify(protoJson(toJsonValue(r.raw)))}\n`);
             break;

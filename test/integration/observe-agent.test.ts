@@ -50,7 +50,15 @@ const JsonFlow = z.object({
   ingress_allowed_by: z.array(z.object({ name: z.string(), namespace: z.string().optional() })).optional(),
   time: z.string(),
 });
-const jsonFlows = (stdout: string) => stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JsonFlow.parse(JSON.parse(l)));
+/** `-o json` lines are GetFlowsResponses (json is jsonpb's alias, in meshd as in the pinned hubble CLI): their flows. */
+const jsonFlows = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .flatMap((l) => {
+      const r = z.object({ flow: z.unknown().optional(), node_name: z.string().optional() }).parse(JSON.parse(l));
+      return r.flow === undefined ? [] : [JsonFlow.parse(r.flow)];
+    });
 
 test('flows of a live agent: meshd observe, a follower, the hubble CLI, Prometheus metrics', async (t) => {
   requirePrivileges();
