@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION="1.40.0"
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables dnsmasq containernetworking-plugins
-  wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps)
+  wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps chromium)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
