@@ -1,8 +1,7 @@
 /**
  * Flows as `meshd observe` prints them, in the forms `hubble observe` has:
- * compact (one line), table, json (the flow as protobuf's JSON mapping with
- * the proto's field names, as Hubble's legacy JSON) and jsonpb (the whole
- * GetFlowsResponse so).
+ * compact (one line), table and jsonpb (each GetFlowsResponse as protobuf's
+ * JSON mapping with the proto's field names).
  *
  *   compactLine(flow)        // "Dec  2 01:02:03.456: default/client:40000 (ID:300) -> default/api:8080 (ID:301) http-request FORWARDED (HTTP/1.1 GET http://api/x)"
  *   protoJson(response)      // plain JSON value
@@ -111,9 +110,11 @@ export function summary(f: Flow): string {
   return f.l4?.protocol ?? '';
 }
 
+/** A reply is printed from the client's side, `client <- server`, as the hubble CLI does. */
 export function compactLine(f: Flow): string {
   const s = summary(f);
-  return `${compactTime(f.time)}: ${peer(f, 'source')} -> ${peer(f, 'destination')} ${eventName(f)} ${f.verdict}${s ? ` (${s})` : ''}`;
+  const sides = f.is_reply?.value === true ? `${peer(f, 'destination')} <- ${peer(f, 'source')}` : `${peer(f, 'source')} -> ${peer(f, 'destination')}`;
+  return `${compactTime(f.time)}: ${sides} ${eventName(f)} ${f.verdict}${s ? ` (${s})` : ''}`;
 }
 
 export const TABLE_HEADERS = ['TIMESTAMP', 'SOURCE', 'DESTINATION', 'TYPE', 'VERDICT', 'SUMMARY'] as const;

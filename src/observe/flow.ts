@@ -128,6 +128,8 @@ export interface Flow {
   is_reply?: { value: boolean };
   interface?: { index: number; name: string };
   proxy_port?: number;
+  /** Deprecated in the proto but what the hubble CLI prints as the summary of a flow. */
+  Summary?: string;
   egress_allowed_by?: Policy[];
   ingress_allowed_by?: Policy[];
   egress_denied_by?: Policy[];

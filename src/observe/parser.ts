@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import type { L7FlowRecord } from '../proxy/access-log-server.js';
 import { DropReason } from '../datapath/abi.js';
+import { summary } from './flow-format.js';
 import { MonitorEvent, timestampFromNs, type Endpoint, type Flow, type Layer4, type Policy, type TrafficDirection, type Verdict } from './flow.js';
 
 /** Who is behind an address, as the agent knows it. */
@@ -172,6 +173,7 @@ export class FlowParser {
     const svc = resolver.service(r.dst.ip, r.dst.port, r.protocol);
     if (svc) f.destination_service = svc;
     this.attachPolicies(f, egress ? r.src.ip : r.dst.ip, r.direction, egress ? dst.identity : src.identity, r.protocol, r.dst.port, r.type === 'drop' || r.verdict === 'DENY' ? 'deny' : 'allow');
+    f.Summary = summary(f);
     return f;
   }
 
@@ -229,6 +231,8 @@ export class FlowParser {
       const remote = ingress ? client.identity : server.identity;
       for (const f of [request, response]) this.attachPolicies(f, local, ingress ? 'ingress' : 'egress', remote, 6, d.port, verdict === 'DROPPED' ? 'deny' : 'allow');
     }
+    request.Summary = summary(request);
+    response.Summary = summary(response);
     return [request, response];
   }
 

@@ -170,7 +170,7 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
   const hubbleDrops = jsonFlows((await run(hubble, ['observe', '--server', `unix://${socket}`, '--verdict', 'DROPPED', '-o', 'json'], { timeout: 20_000 })).stdout);
   assert.ok(hubbleDrops.some((f) => f.source.pod_name === 'intruder' && f.destination.pod_name === 'api' && f.drop_reason_desc === 'POLICY_DENIED'), JSON.stringify(hubbleDrops));
   const hubbleHttp = (await run(hubble, ['observe', '--server', `unix://${socket}`, '--http-status', '403', '--type', 'l7'], { timeout: 20_000 })).stdout;
-  assert.match(hubbleHttp, /default\/api:8080.*-> default\/client:\d+.*http-response DROPPED/);
+  assert.match(hubbleHttp, /default\/client:\d+ \(ID:\d+\) <- default\/api:8080 \(ID:\d+\) http-response DROPPED \(HTTP\/1\.1 403 \d+ms \(GET http:\/\/[^ ]+\/admin\)\)/);
   const status = (await run(hubble, ['status', '--server', `unix://${socket}`], { timeout: 20_000 })).stdout;
   assert.match(status, /Current\/Max Flows:\s+[\d,]+\/1,023/);
 
