@@ -19,6 +19,7 @@ import { isMeshdError, MeshdError } from '../util/errors.js';
 import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs } from './flow.js';
 import type { FlowObserver, FlowsResponse, FlowsSink } from './observer.js';
+import { addHealthService } from './health.js';
 import { loadHubbleProtos } from './protos.js';
 
 export class ObserverListenError extends MeshdError {
@@ -105,6 +106,7 @@ export class ObserverServer {
         cb(null, { namespaces: [...seen].sort().map((namespace) => ({ cluster: '', namespace })) });
       },
     });
+    addHealthService(server);
     await prepareSocketPath(this.opts.socketPath, 'Hubble observer');
     await this.bind(server, `unix:${this.opts.socketPath}`);
     chmodSync(this.opts.socketPath, 0o600);

@@ -20,6 +20,7 @@ import { MeshdError } from '../util/errors.js';
 import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs, type Timestamp } from './flow.js';
 import { parseFlowsResponse } from './flow-schema.js';
+import { addHealthService } from './health.js';
 import { loadHubbleProtos } from './protos.js';
 
 export interface RelayPeer {
@@ -170,6 +171,7 @@ export class Relay {
         });
       },
     });
+    addHealthService(server);
     if (o.socketPath) {
       await prepareSocketPath(o.socketPath, 'Hubble relay');
       await this.bind(server, `unix:${o.socketPath}`);

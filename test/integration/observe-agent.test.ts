@@ -87,6 +87,8 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
   });
   await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
 
+  // The pods' policies (with the redirect to Envoy) are in the kernel once nothing waits for Envoy's ACK.
+  for (let i = 0; i < 300 && running.agent.endpointList().some((e) => e.pending !== null || e.policyRevision === 0); i += 1) await new Promise((r) => setTimeout(r, 100));
   const events = { flows: () => running.agent.recentFlows() };
   const fromClient = await startHttpClient(node.sb, client.ns, events);
   const fromIntruder = await startHttpClient(node.sb, intruder.ns, events);
