@@ -43,27 +43,6 @@ import { repoPath } from '../src/util/paths.js';
 import { AgentNode } from '../test/helpers/agent-node.js';
 import { benchArgs } from './args.js';
 
-// ---- the follower (a child process) ----------------------------------------------------
-if (process.argv[2] === '--follower') {
-  const socket = process.argv[3] ?? '';
-  const { Observer } = loadHubbleProtos();
-  const c = new Observer(`unix:${socket}`, grpc.credentials.createInsecure());
-  const m = c.getFlows;
-  if (typeof m !== 'function') throw new Error('no GetFlows');
-  const s: grpc.ClientReadableStream<{ response_types?: string; lost_events?: { num_events_lost?: string } }> = m.call(c, { follow: true });
-  let flows = 0;
-  let lost = 0;
-  s.on('data', (d: { response_types?: string; lost_events?: { num_events_lost?: string } }) => {
-    if (d.response_types === 'flow') flows += 1;
-    else if (d.response_types === 'lost_events') lost += Number(d.lost_events?.num_events_lost ?? 0);
-  });
-  s.on('error', () => undefined);
-  process.on('message', () => process.send?.({ flows, lost }));
-  setTimeout(() => process.send?.({ ready: true }), 300);
-} else {
-  await main();
-}
-
 async function main(): Promise<void> {
   const { json, num, log } = benchArgs();
   const duration = num('--duration', 2);
@@ -283,4 +262,25 @@ function report(r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7
     r.l7_p50_ratio_on_off === null ? 'L7 path: not measured in this run (--pipeline-only).' : `L7 path (wrk -t1 -c4, ${o.wrkDuration} s, through the node Envoy with the demo's HTTP policy; a whole agent per round, ${o.rounds} alternating rounds of each, medians): p50 ${r.l7_p50_ms.on.toFixed(3)} ms with flows, every flow metric, agent metrics and a follower on; ${r.l7_p50_ms.off.toFixed(3)} ms with hubble.enabled=false. Ratio on/off: **${r.l7_p50_ratio_on_off}** (target: at most 1.05).`,
     '',
   ].join('\n');
+}
+
+// ---- the follower (a child process) ----------------------------------------------------
+if (process.argv[2] === '--follower') {
+  const socket = process.argv[3] ?? '';
+  const { Observer } = loadHubbleProtos();
+  const c = new Observer(`unix:${socket}`, grpc.credentials.createInsecure());
+  const m = c.getFlows;
+  if (typeof m !== 'function') throw new Error('no GetFlows');
+  const s: grpc.ClientReadableStream<{ response_types?: string; lost_events?: { num_events_lost?: string } }> = m.call(c, { follow: true });
+  let flows = 0;
+  let lost = 0;
+  s.on('data', (d: { response_types?: string; lost_events?: { num_events_lost?: string } }) => {
+    if (d.response_types === 'flow') flows += 1;
+    else if (d.response_types === 'lost_events') lost += Number(d.lost_events?.num_events_lost ?? 0);
+  });
+  s.on('error', () => undefined);
+  process.on('message', () => process.send?.({ flows, lost }));
+  setTimeout(() => process.send?.({ ready: true }), 300);
+} else {
+  await main();
 }
