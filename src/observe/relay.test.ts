@@ -56,8 +56,11 @@ test('relay: merges the nodes\' flows in time order, reports an unavailable node
   const dir = mkdtempSync(join(tmpdir(), 'meshd-relay-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const nodes = ['node-a', 'node-b'].map((name) => ({ name, obs: new FlowObserver({ capacity: 63, nodeName: name, version: 'test' }), socket: join(dir, `${name}.sock`) }));
-  const servers = nodes.map((n) => new ObserverServer({ observer: n.obs, socketPath: n.socket }));
+  // node-b is reached over TCP (hubble.listenAddress), node-a over its unix socket.
+  const servers = nodes.map((n, i) => new ObserverServer({ observer: n.obs, socketPath: n.socket, ...(i === 1 ? { listenAddress: '127.0.0.1:0' } : {}) }));
   for (const s of servers) await s.listen();
+  const tcpPort = servers[1]?.tcpPort;
+  assert.ok(tcpPort !== undefined && tcpPort > 0);
   t.after(async () => {
     for (const s of servers) await s.close();
   });
@@ -65,7 +68,14 @@ test('relay: merges the nodes\' flows in time order, reports an unavailable node
   nodes[0]?.obs.add([0, 2, 4, 6].map((i) => flow('node-a', i)));
   nodes[1]?.obs.add([1, 3, 5, 7].map((i) => flow('node-b', i, i === 5 ? 'DROPPED' : 'FORWARDED')));
 
-  const relay = new Relay({ peers: [...nodes.map((n) => ({ name: n.name, address: `unix://${n.socket}` })), { name: 'node-gone', address: `unix://${join(dir, 'gone.sock')}` }], deadlineMs: 1000 });
+  const relay = new Relay({
+    peers: [
+      { name: 'node-a', address: `unix://${nodes[0]?.socket ?? ''}` },
+      { name: 'node-b', address: `127.0.0.1:${tcpPort}` },
+      { name: 'node-gone', address: `unix://${join(dir, 'gone.sock')}` },
+    ],
+    deadlineMs: 1000,
+  });
   const relaySocket = join(dir, 'relay.sock');
   await relay.listen({ socketPath: relaySocket });
   t.after(() => relay.close());
