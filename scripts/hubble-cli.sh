@@ -83,3 +83,8 @@ export GOFLAGS=-mod=mod CGO_ENABLED=0
 mv "$bin.tmp" "$bin"
 "$bin" version >/dev/null 2>&1 || die "step 'check' failed: $bin does not run"
 say "built $bin"
+
+# The build cache (several GB) is worth nothing once the binary exists.
+if [ "${MESHD_KEEP_GO_CACHE:-}" != 1 ]; then
+  go clean -cache || say "go clean -cache failed (harmless; the build cache stays)"
+fi
