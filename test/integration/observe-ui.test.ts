@@ -141,6 +141,9 @@ test('meshd ui in headless Chromium: the demo workloads and edges; a denied flow
 
   // The demo's workloads and their edges: client → api (forwarded, L7 detail), intruder → api (dropped, red).
   assert.ok(await waitFor(`["default/client","default/api","default/intruder"].every((id) => document.querySelector('.node[data-id="' + id + '"]'))`, 15_000), 'the three workloads are on the map');
+  // The UI may still be reading the store's history: wait until every edge of the history has its final state.
+  const complete = `(() => { const e = document.querySelector('path.edge[data-from="default/client"][data-port="8080"]'); return document.querySelectorAll("path.edge").length === 3 && !!e && e.textContent.includes("/admin") && e.textContent.includes("/api/v1/users"); })()`;
+  assert.ok(await waitFor(complete, 15_000), 'the three edges of the history, with their HTTP detail');
   const edges = z.array(z.object({ from: z.string(), to: z.string(), port: z.string(), cls: z.string(), color: z.string(), title: z.string() })).parse(
     await page.evaluate(`[...document.querySelectorAll("path.edge")].map((e) => ({ from: e.dataset.from, to: e.dataset.to, port: e.dataset.port, cls: e.getAttribute("class"), color: getComputedStyle(e).stroke, title: e.textContent }))`),
   );
