@@ -164,7 +164,8 @@ export class Agent {
       },
       proxyPort: proxyPorts(this.proxy),
     });
-    if (c['hubble.enabled']) this.hubble = await this.startHubble();
+    // Observability is not enforcement: without it (protos missing, a port taken) the agent runs on and says why.
+    if (c['hubble.enabled']) this.hubble = await this.startHubble().catch((e: unknown) => (this.log.error('flow observability not started', { err: e }), null));
     this.flowSub = this.endpoints.onFlowEvents(
       (recs) => {
         this.flows.push(...recs);
