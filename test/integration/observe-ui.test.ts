@@ -103,9 +103,18 @@ test('meshd ui in headless Chromium: the demo workloads and edges; a denied flow
     ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--remote-debugging-port=0', '--window-size=1400,700', `http://127.0.0.1:${ui.port}/`],
     { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
-  t.after(() => {
-    if (chromium.pid !== undefined && chromium.exitCode === null) process.kill(-chromium.pid, 'SIGKILL');
-  });
+  // Chromium forks helpers into its own process group (detached): end the group, then make sure of the main process.
+  const stopChromium = () => {
+    if (chromium.pid === undefined) return;
+    for (const target of [-chromium.pid, chromium.pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  t.after(stopChromium);
   const wsBrowser = await new Promise<string>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`chromium did not start: ${err}`)), 60_000);
