@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION="1.40.0"
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables dnsmasq containernetworking-plugins
-  wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps)
+  wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps chromium)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -81,3 +81,7 @@ bash scripts/cilium-module.sh >/dev/null || die "fetching the cilium/cilium Go m
 # 10. Apache Kafka's broker jars (org.apache.kafka:kafka_2.13 and its dependencies, from Maven
 #     Central) into a cache outside the repository, for the Kafka policy tests' real broker.
 bash scripts/kafka-jars.sh || die "copying the Kafka broker jars failed (see scripts/kafka-jars.sh)"
+
+# 11. The real `hubble` CLI, built from that module into a cache outside the repository:
+#     the observe tests run it against the agent's observer API.
+bash scripts/hubble-cli.sh || die "building the hubble CLI failed (see scripts/hubble-cli.sh)"

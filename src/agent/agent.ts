@@ -36,6 +36,7 @@ import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import type { PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import { ServiceManager } from '../datapath/lb/service-manager.js';
 import { formatPath } from '../k8s/problem.js';
+import { Hubble } from '../observe/hubble.js';
 import { PolicyEngine, type EndpointPolicy } from '../policy/index.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
@@ -102,6 +103,7 @@ export class Agent {
   private readonly problems: ProblemRecord[] = [];
   private readonly flows: FlowRecord[] = [];
   private flowSub: { close(): void } | null = null;
+  private hubble: Hubble | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private hostAddresses: HostAddressWatcher | null = null;
   private state: 'starting' | 'running' | 'stopping' | 'stopped' = 'starting';
@@ -183,12 +185,18 @@ export class Agent {
       },
       proxyPort,
     });
+    // Observability is not enforcement: without it (protos missing, a port taken) the agent runs on and says why.
+    if (c['hubble.enabled']) this.hubble = await this.startHubble().catch((e: unknown) => (this.log.error('flow observability not started', { err: e }), null));
     this.flowSub = this.endpoints.onFlowEvents(
       (recs) => {
         this.flows.push(...recs);
         if (this.flows.length > 2000) this.flows.splice(0, this.flows.length - 2000);
+        this.hubble?.addDatapath(recs);
       },
-      (e) => this.log.warn('flow events', { err: e }),
+      (e) => {
+        this.hubble?.noteUnparsed();
+        this.log.warn('flow events', { err: e });
+      },
     );
     if (c.kubeProxyReplacement && c['socketLB.enabled']) {
       this.services = await ServiceManager.open({
@@ -298,10 +306,34 @@ export class Agent {
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
     await this.dns?.stop().catch((e: unknown) => this.log.warn('DNS proxy stop', { err: e }));
+    await this.hubble?.close().catch((e: unknown) => this.log.warn('hubble stop', { err: e }));
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();
     this.endpoints?.close();
     this.state = 'stopped';
+  }
+
+  /** Flow observability (src/observe): the Hubble observer API, flow and agent metrics; fed by the datapath's events and Envoy's access logs. */
+  private async startHubble(): Promise<Hubble> {
+    const proxyHealth = () => {
+      const p = this.proxy?.status();
+      if (!p || !('envoy' in p)) return null;
+      const last = this.reconciler?.lastProxy;
+      return { up: p.envoy.state === 'ready', ackedVersion: last?.version ?? '', nacked: last?.errorCode === 'MESHD_PROXY_NACKED' };
+    };
+    const h = await Hubble.start({
+      config: this.config,
+      engine: this.engine,
+      version: packageVersion(),
+      epIdOf: (id) => this.endpoints.endpoint(id)?.epId,
+      agent: {
+        status: () => ({ running: this.state === 'running', counts: this.status().counts }),
+        proxy: proxyHealth,
+        datapath: () => this.endpoints?.metrics() ?? null,
+      },
+    });
+    this.proxy?.onAccessLog?.((r) => h.addHttp(r));
+    return h;
   }
 
   /** Runs mutations one at a time. */

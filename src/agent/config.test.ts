@@ -108,3 +108,13 @@ test('pod CIDR keys follow Cilium: cluster-pool from 10.0.0.0/8 in /24 blocks; t
   assert.throws(() => loadConfig({ env: {}, flags: { 'ipam.operator.clusterPoolIPv4PodCIDRList': '10.1.0.0/16,nope' } }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID') && e instanceof ConfigError && e.keys.some((k) => k.startsWith('ipam.operator.clusterPoolIPv4PodCIDRList')));
   assert.throws(() => loadConfig({ env: {}, flags: { 'ipam.mode': 'multi-pool' } }), (e: unknown) => isMeshdError(e, 'MESHD_CONFIG_INVALID'));
 });
+
+test('hubble.* and prometheus.*: Cilium defaults; the buffer capacity must be 2^n-1; the metrics list from a file or a flag', (t) => {
+  const d = loadConfig({ env: {} });
+  assert.deepEqual([d['hubble.enabled'], d['hubble.eventBufferCapacity'], d['hubble.metrics.port'], d['prometheus.port']], [true, 4095, 9965, 9962]);
+  assert.deepEqual(d['hubble.metrics.enabled'], []);
+  assert.throws(() => loadConfig({ env: {}, flags: { 'hubble.eventBufferCapacity': '4096' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.includes('hubble.eventBufferCapacity'));
+  const f = tmpFile(t, 'hubble:\n  eventBufferCapacity: 65535\n  metrics:\n    enabled: [flow, "httpV2:exemplars=true"]\n');
+  assert.deepEqual(loadConfig({ file: f, env: {} })['hubble.metrics.enabled'], ['flow', 'httpV2:exemplars=true']);
+  assert.deepEqual(loadConfig({ env: {}, flags: { 'hubble.metrics.enabled': 'drop,tcp dns' } })['hubble.metrics.enabled'], ['drop', 'tcp', 'dns']);
+});

@@ -118,6 +118,20 @@ export const configShape = {
    * address and carries the pod's identity in its mark, which the resolver's datapath judges.
    */
   'dnsProxy.enableTransparentMode': bool.refine((v) => !v, 'not available yet: upstream DNS queries carry the pod identity in their mark (see docs/dns.md)'),
+  // Flow observability (Cilium's hubble.* and prometheus.* values; docs/observability.md).
+  'hubble.enabled': bool,
+  /** Flows kept per node; Cilium requires a power of two minus one. */
+  'hubble.eventBufferCapacity': int(1, 65535).refine((n) => ((n + 1) & n) === 0, 'must be a power of two minus one (1, 3, 7, …, 4095, …, 65535)'),
+  /** The observer's unix socket (default <stateDir>/hubble.sock). */
+  'hubble.socketPath': z.string().min(1).optional(),
+  /** A TCP address for the observer as well, e.g. ":4244"; empty: unix socket only. */
+  'hubble.listenAddress': z.string(),
+  /** Hubble flow metrics to serve on hubble.metrics.port, e.g. [flow, drop, tcp, port-distribution, httpV2, dns]; empty: none. */
+  'hubble.metrics.enabled': z.union([z.array(z.string().min(1)), z.string().transform((v) => v.split(/[\s,]+/).filter((x) => x !== ''))]),
+  'hubble.metrics.port': int(1, 65535),
+  /** The agent's own metrics on prometheus.port. */
+  'prometheus.enabled': bool,
+  'prometheus.port': int(1, 65535),
 } as const;
 
 /** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
@@ -173,6 +187,14 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'dnsProxy.dnsRejectResponseCode': 'refused',
   'dnsProxy.idleConnectionGracePeriod': '0s',
   'dnsProxy.enableTransparentMode': false,
+  'hubble.enabled': true,
+  'hubble.eventBufferCapacity': 4095,
+  'hubble.socketPath': undefined,
+  'hubble.listenAddress': '',
+  'hubble.metrics.enabled': [],
+  'hubble.metrics.port': 9965,
+  'prometheus.enabled': false,
+  'prometheus.port': 9962,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -18,6 +18,7 @@
  *
  * Not re-entrant: the agent runs it inside its serial queue.
  */
+import type { L7FlowRecord } from '../proxy/access-log-server.js';
 import type { z } from 'zod';
 import type { ProxyStatus } from '../api/proxy.js';
 import type { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
@@ -41,6 +42,8 @@ export interface L7Proxy {
   stop(): Promise<void>;
   /** Calls `fn` when Envoy ACKs a configuration after apply() gave up waiting for it (ACK timeout). */
   onAccepted?(fn: (version: string) => void): () => void;
+  /** Calls `fn` with every HTTP access-log record of the proxy (the flow observer's L7 flows). */
+  onAccessLog?(fn: (r: L7FlowRecord) => void): () => void;
 }
 
 /** The outcome of the last proxy update, as `meshd status` shows it. */

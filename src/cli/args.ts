@@ -150,7 +150,8 @@ export function parseCommandLine<O extends OptionSpecs>(spec: CommandSpec<O>, ar
     throw new UsageError(`meshd ${spec.name}: unexpected argument "${positionals[max] ?? ''}"; ${seeHelp(spec)}`);
   }
   if (positionals.length < min) throw new UsageError(`meshd ${spec.name}: missing ${spec.args ?? 'argument'}; ${seeHelp(spec)}`);
-  const output = values.get('output') ?? 'text';
+  // A command with its own -o/--output (meshd observe) reads it itself.
+  const output = spec.output ? (values.get('output') ?? 'text') : 'text';
   if (typeof output !== 'string' || !isOutputFormat(output)) {
     throw new UsageError(`meshd ${spec.name}: unknown output format "${String(output)}"; -o/--output takes ${OUTPUT_FORMATS.join(', ')}`);
   }

@@ -33,6 +33,9 @@ const commands: Readonly<Record<string, Entry>> = {
   cni: { summary: 'install | uninstall: the CNI configuration and the meshd-cni plugin', load: async () => (await import('./cni.js')).cni },
   policy: { summary: 'validate | trace | get: policy files, what the engine decides, the agent\'s policies', load: async () => (await import('./policy.js')).policy },
   fqdn: { summary: 'cache list: names learned from DNS for toFQDNs, per endpoint (addresses, TTL, expiry)', load: async () => (await import('./fqdn.js')).fqdn },
+  observe: { summary: 'flows from the node observer (Hubble API): the filters and output forms of hubble observe', load: async () => (await import('./observe.js')).observe },
+  relay: { summary: "one Hubble observer API over every node's observer (flows merged in time order)", load: async () => (await import('./relay.js')).relay },
+  ui: { summary: 'the service map and live flows in the browser (port 12000)', load: async () => (await import('./ui.js')).ui },
   xds: { summary: 'serve: a JSON snapshot file to Envoy over xDS, for debugging', load: async () => (await import('./xds.js')).xds },
 };
 

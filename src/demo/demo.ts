@@ -265,6 +265,10 @@ async function main(): Promise<number> {
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
     process.stdout.write(`\n${line(head)}\n${rows.map(line).join('\n')}\n\n`);
+    // The same requests as flows, as `meshd observe` prints them from the agent's Hubble observer API.
+    const observe = ['observe', '--server', `unix://${join(demo.stateDir, 'hubble.sock')}`, '--namespace', 'default', '--last', '60'];
+    const flows = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), ...observe], { timeoutMs: 20_000 });
+    process.stdout.write(`$ meshd ${observe.join(' ')}\n${flows.stdout}\n`);
     process.stdout.write(`${ok ? 'every row matches' : 'SOME ROWS DO NOT MATCH'} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     return ok ? 0 : 1;
   } catch (e) {

@@ -8,6 +8,7 @@
  *   const als = new AccessLogServer({ socketPath, onRecord: (r) => … });
  *   await als.listen();   // the bootstrap's meshd-als cluster points here
  *   als.recent();         // last N records, for the CLI
+ *   als.subscribe((r) => …);   // every record as it arrives
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -28,6 +29,10 @@ export interface L7FlowRecord {
   /** Envoy's response code details, e.g. "via_upstream" or "rbac_access_denied_matched_policy[none]". */
   details: string;
   verdict: 'FORWARDED' | 'DENIED' | 'ERROR';
+  /** From the request's start to the last byte sent downstream (Envoy's time_to_last_downstream_tx_byte), when Envoy reports it. */
+  latencyNs?: number;
+  /** "HTTP/1.0", "HTTP/1.1", "HTTP/2" or "HTTP/3", when Envoy reports it. */
+  protocol?: string;
 }
 
 function depsRoot(): string {
@@ -38,13 +43,16 @@ function depsRoot(): string {
 const addr = z
   .object({ socket_address: z.object({ address: z.string().optional(), port_value: z.number().optional() }).optional() })
   .optional();
+const httpVersions: Record<string, string> = { HTTP10: 'HTTP/1.0', HTTP11: 'HTTP/1.1', HTTP2: 'HTTP/2', HTTP3: 'HTTP/3' };
 const entrySchema = z.object({
+  protocol_version: z.string().optional(),
   common_properties: z
     .object({
       downstream_remote_address: addr,
       upstream_remote_address: addr,
       downstream_local_address: addr,
       start_time: z.object({ seconds: z.number().optional(), nanos: z.number().optional() }).optional(),
+      time_to_last_downstream_tx_byte: z.object({ seconds: z.number().optional(), nanos: z.number().optional() }).optional(),
     })
     .optional(),
   request: z.object({ request_method: z.string().optional(), authority: z.string().optional(), path: z.string().optional() }).optional(),
@@ -61,6 +69,7 @@ const fmt = (a: z.infer<typeof addr>) => (a?.socket_address ? `${a.socket_addres
 export class AccessLogServer {
   private server: grpc.Server | null = null;
   private readonly ring: L7FlowRecord[] = [];
+  private readonly listeners = new Set<(r: L7FlowRecord) => void>();
   readonly counters = { forwarded: 0, denied: 0, error: 0, malformed: 0 };
 
   constructor(private readonly opts: { socketPath: string; keep?: number; onRecord?: (r: L7FlowRecord) => void }) {}
@@ -102,6 +111,12 @@ export class AccessLogServer {
     this.server = server;
   }
 
+  /** Hears every record as it arrives (the flow observer); returns the unsubscribe function. */
+  subscribe(fn: (r: L7FlowRecord) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
   recent(): L7FlowRecord[] {
     return [...this.ring];
   }
@@ -135,8 +150,13 @@ export class AccessLogServer {
       details,
       verdict,
     };
+    const lat = e.data.common_properties?.time_to_last_downstream_tx_byte;
+    if (lat) rec.latencyNs = (lat.seconds ?? 0) * 1e9 + (lat.nanos ?? 0);
+    const proto = httpVersions[e.data.protocol_version ?? ''];
+    if (proto) rec.protocol = proto;
     this.ring.push(rec);
     if (this.ring.length > (this.opts.keep ?? 1000)) this.ring.shift();
     this.opts.onRecord?.(rec);
+    for (const l of this.listeners) l(rec);
   }
 }

@@ -408,6 +408,11 @@ export class ProxyManager {
     };
   }
 
+  /** Hears every access-log record as it arrives (the flow observer); returns the unsubscribe function. */
+  onAccessLog(fn: (r: L7FlowRecord) => void): () => void {
+    return this.als.subscribe(fn);
+  }
+
   recentAccessLogs(): L7FlowRecord[] {
     return this.als.recent();
   }

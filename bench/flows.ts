@@ -1,0 +1,286 @@
+/**
+ * npm run bench:flows [-- --json] [--duration S] [--rounds N] [--wrk-duration S] [--pipeline-only]
+ *
+ * Two questions about flow observability, answered in one run:
+ *
+ * 1. flows_per_s: the highest rate (flows/s) the node's flow pipeline sustains
+ *    with no loss, into the store and to one follower: datapath records are
+ *    offered in batches of 64 (as the ring-buffer reader delivers them) at a
+ *    rising target rate, each one parsed into a Hubble flow (identity labels,
+ *    pods, policy decision from a real policy engine), stored, counted by the
+ *    flow metrics, and streamed over the observer API's unix socket to a
+ *    follower in another process (GetFlows follow, as `meshd observe -f`). A
+ *    step passes when the follower received every flow and no LostEvent, and
+ *    the offered rate was actually reached.
+ * 2. l7_p50_ratio_on_off: the cost on the L7 path. A whole agent (the test
+ *    helper's AgentNode: meshd-cni pods, the node Envoy, the demo's HTTP
+ *    policy) with flows and metrics on (hubble.enabled, every flow metric,
+ *    agent metrics, a follower on the API) and off; wrk from the client pod
+ *    to the api pod through Envoy; alternating rounds; the ratio of the median
+ *    p50s (on / off).
+ *
+ * Writes docs/benchmarks/flows.md; with --json the last stdout line is
+ * {"flows_per_s": …, "l7_p50_ratio_on_off": …, …}.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import type { FlowRecord } from '../src/datapath/endpoint/flow-events.js';
+import { hubbleSocketPath } from '../src/observe/hubble.js';
+import { FlowMetrics } from '../src/observe/metrics.js';
+import { FlowObserver } from '../src/observe/observer.js';
+import { ObserverServer } from '../src/observe/observer-server.js';
+import { FlowParser } from '../src/observe/parser.js';
+import { loadHubbleProtos } from '../src/observe/protos.js';
+import { AgentResolver } from '../src/observe/resolver.js';
+import { loadPolicyDocuments } from '../src/policy/api/loader.js';
+import { PolicyEngine } from '../src/policy/index.js';
+import { run } from '../src/util/exec.js';
+import { repoPath } from '../src/util/paths.js';
+import { AgentNode } from '../test/helpers/agent-node.js';
+import { benchArgs } from './args.js';
+
+async function main(): Promise<void> {
+  const { json, num, log } = benchArgs();
+  const duration = num('--duration', 2);
+  const rounds = num('--rounds', 3);
+  const wrkDuration = num('--wrk-duration', 5);
+
+  const pipeline = await pipelineBench(duration, log);
+  const l7 = process.argv.includes('--pipeline-only') ? { on: NaN, off: NaN, ratio: null } : await l7Bench(rounds, wrkDuration, log);
+  const result = {
+    flows_per_s: pipeline.sustained,
+    l7_p50_ratio_on_off: l7.ratio,
+    l7_p50_ms: { on: l7.on, off: l7.off },
+    steps: pipeline.steps,
+  };
+  writeFileSync(repoPath('docs', 'benchmarks', 'flows.md'), report(result, { duration, rounds, wrkDuration }));
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else log(JSON.stringify(result, null, 2));
+}
+
+interface Step {
+  target: number;
+  offered_per_s: number;
+  delivered: number;
+  lost: number;
+  ok: boolean;
+}
+
+function records(n: number): FlowRecord[] {
+  const out: FlowRecord[] = [];
+  for (let i = 0; i < n; i += 1) {
+    out.push({
+      monotonicNs: process.hrtime.bigint(),
+      type: i % 10 === 0 ? 'drop' : 'verdict',
+      ...(i % 10 === 0 ? { dropReason: 'POLICY_DEFAULT_DENY' } : { verdict: 'ALLOW' as const }),
+      direction: 'ingress',
+      endpointNumericId: 2,
+      ifindex: 9,
+      srcIdentity: 0,
+      dstIdentity: 0,
+      family: 4,
+      protocol: 6,
+      src: { ip: `10.9.0.${2 + (i % 2)}`, port: 30000 + (i % 20000) },
+      dst: { ip: '10.9.0.10', port: 8080 },
+    });
+  }
+  return out;
+}
+
+async function pipelineBench(duration: number, log: (l: string) => void): Promise<{ sustained: number; steps: Step[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-bench-flows-'));
+  const engine = new PolicyEngine();
+  await engine.upsertNamespace('default');
+  await engine.upsertEndpoint({ namespace: 'default', name: 'client-1', labels: { app: 'client' }, ips: ['10.9.0.2'] });
+  await engine.upsertEndpoint({ namespace: 'default', name: 'client-2', labels: { app: 'client' }, ips: ['10.9.0.3'] });
+  await engine.upsertEndpoint({ namespace: 'default', name: 'api', labels: { app: 'api' }, ips: ['10.9.0.10'] });
+  const loaded = loadPolicyDocuments([
+    {
+      apiVersion: 'cilium.io/v2',
+      kind: 'CiliumNetworkPolicy',
+      metadata: { name: 'api', namespace: 'default' },
+      spec: { endpointSelector: { matchLabels: { app: 'api' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'client' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }] },
+    },
+  ]);
+  const doc = loaded.policies[0];
+  if (!doc) throw new Error('bench policy invalid');
+  await engine.upsertPolicy(doc.document);
+  engine.flush();
+  const steps: Step[] = [];
+  let sustained = 0;
+  try {
+    for (const target of [25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000]) {
+      const obs = new FlowObserver({ capacity: 4095, nodeName: 'bench', version: 'bench' });
+      const parser = new FlowParser({ nodeName: 'bench', resolver: new AgentResolver({ engine }) });
+      const metrics = new FlowMetrics(['flow', 'drop', 'port-distribution', 'httpV2']);
+      obs.onFlows((fs) => metrics.process(fs));
+      const socket = join(dir, `hubble-${target}.sock`);
+      const server = new ObserverServer({ observer: obs, socketPath: socket });
+      await server.listen();
+      const follower = fork(fileURLToPath(import.meta.url), ['--follower', socket], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      await new Promise<void>((r) => follower.once('message', () => r()));
+      // Attached when a probe flow reaches it; its count so far is the baseline.
+      let baseline = 0;
+      for (let i = 0; i < 300 && baseline === 0; i += 1) {
+        obs.add(records(1).map((r) => parser.fromDatapath(r)));
+        await new Promise((r) => setTimeout(r, 100));
+        baseline = (await ask(follower)).flows;
+      }
+      if (baseline === 0) throw new Error('the follower did not attach');
+      const batch = records(64);
+      const start = process.hrtime.bigint();
+      const end = start + BigInt(Math.round(duration * 1e9));
+      let sent = 0;
+      // Offer batches at the target rate: each tick sends what the elapsed time allows.
+      while (process.hrtime.bigint() < end) {
+        const due = Math.floor((Number(process.hrtime.bigint() - start) / 1e9) * target);
+        while (sent + 64 <= due) {
+          for (const r of batch) r.monotonicNs = process.hrtime.bigint();
+          obs.add(batch.map((r) => parser.fromDatapath(r)));
+          sent += 64;
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+      // Let the follower drain, then ask what it got.
+      await new Promise((r) => setTimeout(r, 1500));
+      const total = await ask(follower);
+      const got = { flows: total.flows - baseline, lost: total.lost };
+      follower.kill('SIGKILL');
+      await server.close();
+      const offered = sent / elapsed;
+      const ok = got.lost === 0 && got.flows === sent && offered >= target * 0.95;
+      steps.push({ target, offered_per_s: Math.round(offered), delivered: got.flows, lost: got.lost, ok });
+      log(`pipeline: target ${target}/s offered ${Math.round(offered)}/s sent ${sent} delivered ${got.flows} lost ${got.lost} ${ok ? 'ok' : 'FAILED'}`);
+      if (!ok) break;
+      sustained = Math.round(offered);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { sustained, steps };
+}
+
+function ask(child: ChildProcess): Promise<{ flows: number; lost: number }> {
+  return new Promise((resolve) => {
+    const on = (m: unknown) => {
+      const o = typeof m === 'object' && m !== null ? m : {};
+      if (!('flows' in o)) return;
+      child.off('message', on);
+      resolve({ flows: Number(Reflect.get(o, 'flows') ?? 0), lost: Number(Reflect.get(o, 'lost') ?? 0) });
+    };
+    child.on('message', on);
+    child.send('report');
+  });
+}
+
+const SERVER = `require('http').createServer((q, s) => s.end('api ' + q.method + ' ' + q.url)).listen(8080, '0.0.0.0', () => console.log('ready'));`;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+function p50Of(out: string): number {
+  const m = /^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
+  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
+  if (!m || non2xx) throw new Error(`unexpected wrk output:\n${out}`);
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+
+/** One agent with the demo's pods and HTTP policy; wrk's p50 through the node Envoy. */
+async function l7Round(on: boolean, wrkDuration: number, slot: number): Promise<number> {
+  const node = new AgentNode(
+    {
+      'envoy.enabled': true,
+      'proxy.portRange': '16300-16399',
+      'hubble.enabled': on,
+      ...(on ? { 'hubble.metrics.enabled': ['flow', 'drop', 'tcp', 'port-distribution', 'httpV2'], 'hubble.metrics.port': 19965, 'prometheus.enabled': true, 'prometheus.port': 19962 } : {}),
+    },
+    slot,
+  );
+  let server: ChildProcess | null = null;
+  let follower: ChildProcess | null = null;
+  try {
+    mkdirSync(node.manifests, { recursive: true });
+    copyFileSync(repoPath('examples', 'demo', 'pods.yaml'), join(node.manifests, 'pods.yaml'));
+    copyFileSync(repoPath('examples', 'demo', 'api-policy.yaml'), join(node.manifests, 'api-policy.yaml'));
+    await node.start();
+    const client = await node.addPod('client');
+    const api = await node.addPod('api');
+    server = spawn('ip', ['netns', 'exec', api.ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => server?.stdout?.once('data', () => resolve()));
+    if (on) {
+      follower = spawn(process.execPath, [repoPath('bin', 'meshd.mjs'), 'observe', '--server', `unix://${hubbleSocketPath(node.config)}`, '-f', '-o', 'json'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const url = `http://${api.ip}:8080/api/v1/users`;
+    // Warm-up: Envoy's listener and the first connections.
+    await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', '-d1s', url], { timeoutMs: 30_000 });
+    const out = await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', `-d${wrkDuration}s`, '--latency', url], { timeoutMs: (wrkDuration + 30) * 1000 });
+    return p50Of(out.stdout);
+  } finally {
+    follower?.kill('SIGKILL');
+    server?.kill('SIGKILL');
+    await node.cleanup();
+  }
+}
+
+async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => void): Promise<{ on: number; off: number; ratio: number | null }> {
+  const on: number[] = [];
+  const off: number[] = [];
+  for (let i = 0; i < rounds; i += 1) {
+    for (const o of i % 2 === 0 ? [false, true] : [true, false]) {
+      const p50 = await l7Round(o, wrkDuration, 3);
+      (o ? on : off).push(p50);
+      log(`l7 round ${i + 1}: flows ${o ? 'on ' : 'off'} p50 ${p50.toFixed(3)} ms`);
+    }
+  }
+  const mOn = median(on);
+  const mOff = median(off);
+  return { on: mOn, off: mOff, ratio: Math.round((mOn / mOff) * 1000) / 1000 };
+}
+
+function report(r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7_p50_ms: { on: number; off: number }; steps: Step[] }, o: { duration: number; rounds: number; wrkDuration: number }): string {
+  return [
+    '# Flow observability: throughput and cost (`npm run bench:flows`)',
+    '',
+    '**Development run on a shared, loaded 2-core machine: not final figures; to be re-run on a quiet machine.**',
+    '',
+    `Pipeline (datapath records → Hubble flows → store (4095) → flow metrics → one follower over the unix socket, in another process), ${o.duration} s per step, batches of 64:`,
+    '',
+    '| target flows/s | offered/s | delivered | lost | no loss |',
+    '| --- | --- | --- | --- | --- |',
+    ...r.steps.map((s) => `| ${s.target} | ${s.offered_per_s} | ${s.delivered} | ${s.lost} | ${s.ok ? 'yes' : 'no'} |`),
+    '',
+    `Sustained without loss: **${r.flows_per_s} flows/s** (target: at least 100,000).`,
+    '',
+    r.l7_p50_ratio_on_off === null ? 'L7 path: not measured in this run (--pipeline-only).' : `L7 path (wrk -t1 -c4, ${o.wrkDuration} s, through the node Envoy with the demo's HTTP policy; a whole agent per round, ${o.rounds} alternating rounds of each, medians): p50 ${r.l7_p50_ms.on.toFixed(3)} ms with flows, every flow metric, agent metrics and a follower on; ${r.l7_p50_ms.off.toFixed(3)} ms with hubble.enabled=false. Ratio on/off: **${r.l7_p50_ratio_on_off}** (target: at most 1.05).`,
+    '',
+  ].join('\n');
+}
+
+// ---- the follower (a child process) ----------------------------------------------------
+if (process.argv[2] === '--follower') {
+  const socket = process.argv[3] ?? '';
+  const { Observer } = loadHubbleProtos();
+  const c = new Observer(`unix:${socket}`, grpc.credentials.createInsecure());
+  const m = c.getFlows;
+  if (typeof m !== 'function') throw new Error('no GetFlows');
+  const s: grpc.ClientReadableStream<{ response_types?: string; lost_events?: { num_events_lost?: string } }> = m.call(c, { follow: true });
+  let flows = 0;
+  let lost = 0;
+  s.on('data', (d: { response_types?: string; lost_events?: { num_events_lost?: string } }) => {
+    if (d.response_types === 'flow') flows += 1;
+    else if (d.response_types === 'lost_events') lost += Number(d.lost_events?.num_events_lost ?? 0);
+  });
+  s.on('error', () => undefined);
+  process.on('message', () => process.send?.({ flows, lost }));
+  setTimeout(() => process.send?.({ ready: true }), 300);
+} else {
+  await main();
+}

@@ -1,0 +1,195 @@
+/**
+ * Hubble's `observer.Observer` gRPC service over a FlowObserver: GetFlows
+ * (filters, follow, since/until, first/last N, lost events), ServerStatus,
+ * GetNodes and GetNamespaces, on a unix socket (hubble.socketPath) and
+ * optionally TCP (hubble.listenAddress). The real `hubble` CLI talks to it
+ * unchanged: `hubble observe --server unix://<socket>`.
+ *
+ *   const srv = new ObserverServer({ observer, socketPath: join(stateDir, 'hubble.sock') });
+ *   await srv.listen();  …  await srv.close();   // close is idempotent
+ *
+ * Requests are validated once here (zod); a filter meshd cannot evaluate is
+ * INVALID_ARGUMENT before any flow is sent. Agent and debug events are not
+ * produced by meshd (UNIMPLEMENTED).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { chmodSync } from 'node:fs';
+import { z } from 'zod';
+import { isMeshdError, MeshdError } from '../util/errors.js';
+import { prepareSocketPath } from '../util/unix-socket.js';
+import { timestampNs } from './flow.js';
+import type { FlowObserver, FlowsResponse, FlowsSink } from './observer.js';
+import { addHealthService } from './health.js';
+import { loadHubbleProtos } from './protos.js';
+
+export class ObserverListenError extends MeshdError {
+  constructor(message: string, cause?: unknown) {
+    super('MESHD_OBSERVE_LISTEN', message, { kind: 'conflict', cause });
+  }
+}
+
+const timestamp = z.object({ seconds: z.string().regex(/^-?\d+$/).optional(), nanos: z.number().int().optional() });
+const GetFlowsRequest = z.object({
+  number: z.string().regex(/^\d+$/).optional(),
+  first: z.boolean().optional(),
+  follow: z.boolean().optional(),
+  whitelist: z.array(z.unknown()).optional(),
+  blacklist: z.array(z.unknown()).optional(),
+  since: timestamp.optional(),
+  until: timestamp.optional(),
+  // Accepted and not applied: meshd always sends whole flows.
+  field_mask: z.unknown().optional(),
+  experimental: z.unknown().optional(),
+  extensions: z.unknown().optional(),
+});
+
+const tsNs = (t: z.infer<typeof timestamp> | undefined) => (t ? timestampNs({ seconds: t.seconds ?? '0', nanos: t.nanos ?? 0 }) : undefined);
+
+export interface ObserverServerOptions {
+  observer: FlowObserver;
+  socketPath: string;
+  /** "host:port" for a TCP listener as well (Cilium's hubble.listenAddress, e.g. ":4244"); none when empty. */
+  listenAddress?: string;
+  /** This node's address as GetNodes reports it. */
+  nodeAddress?: string;
+}
+
+function grpcError(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
+export class ObserverServer {
+  private server: grpc.Server | null = null;
+  private readonly active = new Set<() => void>();
+  /** The TCP port bound when listenAddress was given (its port may be 0). */
+  tcpPort: number | undefined;
+
+  constructor(private readonly opts: ObserverServerOptions) {}
+
+  async listen(): Promise<void> {
+    const { Observer } = loadHubbleProtos();
+    const obs = this.opts.observer;
+    const server = new grpc.Server();
+    const unimplemented = (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', grpcError(grpc.status.UNIMPLEMENTED, 'meshd produces no agent or debug events'));
+    server.addService(Observer.service, {
+      GetFlows: (call: grpc.ServerWritableStream<unknown, unknown>) => this.getFlows(call),
+      GetAgentEvents: unimplemented,
+      GetDebugEvents: unimplemented,
+      ServerStatus: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        cb(null, { ...obs.status(), num_connected_nodes: { value: 1 }, num_unavailable_nodes: { value: 0 } });
+      },
+      GetNodes: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const s = obs.status();
+        cb(null, {
+          nodes: [
+            {
+              name: obs.nodeName,
+              version: s.version,
+              address: this.opts.nodeAddress ?? '',
+              state: 'NODE_CONNECTED',
+              uptime_ns: s.uptime_ns,
+              num_flows: s.num_flows,
+              max_flows: s.max_flows,
+              seen_flows: s.seen_flows,
+            },
+          ],
+        });
+      },
+      GetNamespaces: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const seen = new Set<string>();
+        for (let pos = obs.ring.tail; pos < obs.ring.head; pos += 1) {
+          const f = obs.ring.at(pos).flow;
+          if (!f) continue;
+          if (f.source.namespace) seen.add(f.source.namespace);
+          if (f.destination.namespace) seen.add(f.destination.namespace);
+        }
+        cb(null, { namespaces: [...seen].sort().map((namespace) => ({ cluster: '', namespace })) });
+      },
+    });
+    addHealthService(server);
+    await prepareSocketPath(this.opts.socketPath, 'Hubble observer');
+    await this.bind(server, `unix:${this.opts.socketPath}`);
+    chmodSync(this.opts.socketPath, 0o600);
+    if (this.opts.listenAddress) {
+      const a = this.opts.listenAddress;
+      this.tcpPort = await this.bind(server, a.startsWith(':') ? `0.0.0.0${a}` : a);
+    }
+    this.server = server;
+  }
+
+  private bind(server: grpc.Server, address: string): Promise<number> {
+    return new Promise((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new ObserverListenError(`Hubble observer: cannot listen on ${address}: ${err.message}`, err)) : resolve(port),
+      ),
+    );
+  }
+
+  private getFlows(call: grpc.ServerWritableStream<unknown, unknown>): void {
+    const parsed = GetFlowsRequest.safeParse(call.request);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      call.emit('error', grpcError(grpc.status.INVALID_ARGUMENT, `GetFlowsRequest.${(i?.path ?? []).map(String).join('.')}: ${i?.message ?? 'invalid'}`));
+      return;
+    }
+    const r = parsed.data;
+    const sink: FlowsSink = {
+      write: (resp: FlowsResponse) => call.write(resp),
+      drained: () => new Promise<void>((resolve) => {
+        const done = () => {
+          call.off('drain', done);
+          call.off('cancelled', done);
+          resolve();
+        };
+        call.on('drain', done);
+        call.on('cancelled', done);
+      }),
+      end: () => call.end(),
+    };
+    let q: { done: Promise<void>; cancel(): void };
+    try {
+      q = this.opts.observer.getFlows(
+        {
+          number: Number(r.number ?? '0'),
+          first: r.first ?? false,
+          follow: r.follow ?? false,
+          ...(r.since ? { sinceNs: tsNs(r.since) } : {}),
+          ...(r.until ? { untilNs: tsNs(r.until) } : {}),
+          whitelist: r.whitelist ?? [],
+          blacklist: r.blacklist ?? [],
+        },
+        sink,
+      );
+    } catch (e) {
+      call.emit('error', grpcError(isMeshdError(e) && e.kind === 'invalid' ? grpc.status.INVALID_ARGUMENT : grpc.status.INTERNAL, e instanceof Error ? e.message : String(e)));
+      return;
+    }
+    const stop = () => {
+      q.cancel();
+      call.end();
+    };
+    this.active.add(stop);
+    call.on('cancelled', q.cancel);
+    void q.done.finally(() => this.active.delete(stop));
+  }
+
+  /** Stops listening and ends every open GetFlows stream. Idempotent. */
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    for (const c of this.active) c();
+    this.active.clear();
+    if (s) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          s.forceShutdown();
+          resolve();
+        }, 2000);
+        s.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+}
