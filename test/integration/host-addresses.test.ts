@@ -134,6 +134,11 @@ test('agent without a Node manifest: the host reaches a default-deny pod (allow-
   const hostVeth = running.agent.endpointList().map((e) => e.ifname).find((n): n is string => typeof n === 'string');
   assert.ok(hostVeth, 'the pod has a host-side interface');
   await echoServer6(t, server.ns, 8081);
+  // The host end's own link-local address is the source: until its duplicate address detection is done, connect() gets EADDRNOTAVAIL.
+  await until(`a usable link-local address on ${hostVeth}`, async () => {
+    const out = (await run('ip', ['-6', '-o', 'addr', 'show', 'dev', hostVeth, 'scope', 'link'])).stdout;
+    return /inet6 fe80:/.test(out) && !out.includes('tentative');
+  });
   assert.equal(await connectFromHost(`${podLinkLocal}%${hostVeth}`, 8081, null), 'timeout');
 
   // A world peer: a namespace routed through the host. Its veth's host end gets an address too (a host address).
