@@ -26,7 +26,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
   };
   const dns = (): DnsService => {
     const d = agent().dnsService();
-    assert.ok(d, 'the agent runs the DNS proxy');
+    assert.ok(d, `the agent runs the DNS proxy; its log: ${w.node.logs.filter((l) => l.includes('DNS proxy')).join('\n')}`);
     return d;
   };
   await w.dnsmasq({ ttl: 300 });
@@ -138,6 +138,8 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
       const r = await app.call({ op: 'resolveConnect', server, name: `n${i}.example.com`, port: 443, timeoutMs: 3000 });
       ms.push(performance.now() - t0);
       if (r.connect !== `INET 443 ${w.pods.app.ip}`) fails.push(`n${i}: ${JSON.stringify(r)}`);
+      // A broken path fails every try at its timeout: stop early rather than spend minutes confirming it.
+      if (fails.length >= 5) break;
     }
     ms.sort((a, b) => a - b);
     t.diagnostic(`resolve+connect ms: p50 ${ms[100]?.toFixed(1)} p99 ${ms[198]?.toFixed(1)} max ${ms[199]?.toFixed(1)}`);
