@@ -51,8 +51,8 @@ async function main(): Promise<void> {
   const rounds = num('--rounds', 3);
   const wrkDuration = num('--wrk-duration', 5);
 
-  // --from N: the first target rate of the rising steps (default 25,000 flows/s).
-  const pipeline = process.argv.includes('--l7-only') ? { sustained: NaN, steps: [] } : await pipelineBench(duration, num('--from', 25_000), log);
+  // --from N: the first target rate of the rising steps (default 5,000 flows/s).
+  const pipeline = process.argv.includes('--l7-only') ? { sustained: NaN, steps: [] } : await pipelineBench(duration, num('--from', 5_000), log);
   const l7 = process.argv.includes('--pipeline-only') ? null : await l7Bench(rounds, wrkDuration, log);
   const result = {
     flows_per_s: pipeline.sustained,
