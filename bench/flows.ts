@@ -19,7 +19,8 @@
  *    follow (on, plus `meshd observe -f -o json` following every flow on the
  *    same 2 cores); wrk from the client pod to the api pod through Envoy;
  *    rounds with the modes in rotating order; the ratio of the median p50s,
- *    on / off (the target) and follow / off (l7_p50_ratio_follow_off).
+ *    on / off (the target) and follow / off (l7_p50_ratio_follow_off); and
+ *    the agent's CPU time per request in each mode (agent_cpu_us_per_request).
  *
  * Writes docs/benchmarks/flows.md; with --json the last stdout line is
  * {"flows_per_s": …, "l7_p50_ratio_on_off": …, …}.
@@ -56,9 +57,10 @@ async function main(): Promise<void> {
   const l7 = process.argv.includes('--pipeline-only') ? null : await l7Bench(rounds, wrkDuration, log);
   const result = {
     flows_per_s: pipeline.sustained,
-    l7_p50_ratio_on_off: l7 ? ratio(l7.on, l7.off) : null,
-    l7_p50_ratio_follow_off: l7 ? ratio(l7.follow, l7.off) : null,
-    l7_p50_ms: l7,
+    l7_p50_ratio_on_off: l7 ? ratio(l7.p50_ms.on, l7.p50_ms.off) : null,
+    l7_p50_ratio_follow_off: l7 ? ratio(l7.p50_ms.follow, l7.p50_ms.off) : null,
+    l7_p50_ms: l7?.p50_ms ?? null,
+    agent_cpu_us_per_request: l7?.agent_cpu_us_per_request ?? null,
     steps: pipeline.steps,
   };
   writeFileSync(repoPath('docs', 'benchmarks', 'flows.md'), report(result, { duration, rounds, wrkDuration }));
@@ -208,7 +210,15 @@ function p50Of(out: string): number {
 /** One agent with the demo's pods and HTTP policy; wrk's p50 through the node Envoy. */
 type L7Mode = 'off' | 'on' | 'follow';
 
-async function l7Round(mode: L7Mode, wrkDuration: number, slot: number): Promise<number> {
+/** "12345 requests in 5.00s" → 12345. */
+function requestsOf(out: string): number {
+  const m = /(\d+) requests in /.exec(out);
+  if (!m) throw new Error(`unexpected wrk output:\n${out}`);
+  return Number(m[1]);
+}
+
+/** wrk's p50, and the agent's CPU time per request (this process runs the agent: user + system µs). */
+async function l7Round(mode: L7Mode, wrkDuration: number, slot: number): Promise<{ p50: number; cpuUsPerReq: number }> {
   const on = mode !== 'off';
   const node = new AgentNode(
     {
@@ -237,8 +247,10 @@ async function l7Round(mode: L7Mode, wrkDuration: number, slot: number): Promise
     const url = `http://${api.ip}:8080/api/v1/users`;
     // Warm-up: Envoy's listener and the first connections.
     await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', '-d1s', url], { timeoutMs: 30_000 });
+    const cpu = process.cpuUsage();
     const out = await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', `-d${wrkDuration}s`, '--latency', url], { timeoutMs: (wrkDuration + 30) * 1000 });
-    return p50Of(out.stdout);
+    const used = process.cpuUsage(cpu);
+    return { p50: p50Of(out.stdout), cpuUsPerReq: (used.user + used.system) / requestsOf(out.stdout) };
   } finally {
     follower?.kill('SIGKILL');
     server?.kill('SIGKILL');
@@ -250,25 +262,41 @@ function ratio(a: number, b: number): number {
   return Math.round((a / b) * 1000) / 1000;
 }
 
-async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => void): Promise<Record<L7Mode, number>> {
+interface L7Result {
+  p50_ms: Record<L7Mode, number>;
+  agent_cpu_us_per_request: Record<L7Mode, number>;
+}
+
+async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => void): Promise<L7Result> {
   const p50s: Record<L7Mode, number[]> = { off: [], on: [], follow: [] };
+  const cpus: Record<L7Mode, number[]> = { off: [], on: [], follow: [] };
   const modes: L7Mode[] = ['off', 'on', 'follow'];
   for (let i = 0; i < rounds; i += 1) {
     // Rotate the order so that no mode always runs first (or last) in a round.
     for (const m of [...modes.slice(i % 3), ...modes.slice(0, i % 3)]) {
-      const p50 = await l7Round(m, wrkDuration, 3);
+      const { p50, cpuUsPerReq } = await l7Round(m, wrkDuration, 3);
       p50s[m].push(p50);
-      log(`l7 round ${i + 1}: ${m.padEnd(6)} p50 ${p50.toFixed(3)} ms`);
+      cpus[m].push(cpuUsPerReq);
+      log(`l7 round ${i + 1}: ${m.padEnd(6)} p50 ${p50.toFixed(3)} ms, agent CPU ${cpuUsPerReq.toFixed(1)} µs/request`);
     }
   }
-  return { off: median(p50s.off), on: median(p50s.on), follow: median(p50s.follow) };
+  const med = (x: Record<L7Mode, number[]>) => ({ off: median(x.off), on: median(x.on), follow: median(x.follow) });
+  return { p50_ms: med(p50s), agent_cpu_us_per_request: med(cpus) };
 }
 
 function report(
-  r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7_p50_ratio_follow_off: number | null; l7_p50_ms: Record<L7Mode, number> | null; steps: Step[] },
+  r: {
+    flows_per_s: number;
+    l7_p50_ratio_on_off: number | null;
+    l7_p50_ratio_follow_off: number | null;
+    l7_p50_ms: Record<L7Mode, number> | null;
+    agent_cpu_us_per_request: Record<L7Mode, number> | null;
+    steps: Step[];
+  },
   o: { duration: number; rounds: number; wrkDuration: number },
 ): string {
   const l7 = r.l7_p50_ms;
+  const cpu = r.agent_cpu_us_per_request;
   return [
     '# Flow observability: throughput and cost (`npm run bench:flows`)',
     '',
@@ -287,11 +315,13 @@ function report(
       : [
           `L7 path (wrk -t1 -c4, ${o.wrkDuration} s, through the node Envoy with the demo's HTTP policy; a whole agent per round, ${o.rounds} rounds of each mode in rotating order, medians of the p50s):`,
           '',
-          '| mode | p50 (ms) | ratio to off |',
-          '| --- | --- | --- |',
-          `| off: hubble.enabled=false | ${l7.off.toFixed(3)} | 1 |`,
-          `| on: flows, every flow metric, agent metrics | ${l7.on.toFixed(3)} | **${r.l7_p50_ratio_on_off}** (target: at most 1.05) |`,
-          `| follow: on, and \`meshd observe -f -o json\` on the same cores | ${l7.follow.toFixed(3)} | ${r.l7_p50_ratio_follow_off} |`,
+          '| mode | p50 (ms) | ratio to off | agent CPU per request (µs) |',
+          '| --- | --- | --- | --- |',
+          `| off: hubble.enabled=false | ${l7.off.toFixed(3)} | 1 | ${cpu?.off.toFixed(1)} |`,
+          `| on: flows, every flow metric, agent metrics | ${l7.on.toFixed(3)} | **${r.l7_p50_ratio_on_off}** (target: at most 1.05) | ${cpu?.on.toFixed(1)} |`,
+          `| follow: on, and \`meshd observe -f -o json\` on the same cores | ${l7.follow.toFixed(3)} | ${r.l7_p50_ratio_follow_off} | ${cpu?.follow.toFixed(1)} (the follower's own process not counted) |`,
+          '',
+          "The agent's CPU per request (user + system time of the process running the agent, over the measured wrk run, divided by the requests) is steadier than the p50 on a busy machine.",
         ].join('\n'),
     '',
   ].join('\n');
