@@ -1,5 +1,5 @@
 /**
- * npm run bench:flows [-- --json] [--duration S] [--rounds N] [--wrk-duration S] [--pipeline-only]
+ * npm run bench:flows [-- --json] [--duration S] [--from FLOWS_PER_S] [--rounds N] [--wrk-duration S] [--pipeline-only | --l7-only]
  *
  * Two questions about flow observability, answered in one run:
  *
@@ -14,10 +14,13 @@
  *    the offered rate was actually reached.
  * 2. l7_p50_ratio_on_off: the cost on the L7 path. A whole agent (the test
  *    helper's AgentNode: meshd-cni pods, the node Envoy, the demo's HTTP
- *    policy) with flows and metrics on (hubble.enabled, every flow metric,
- *    agent metrics, a follower on the API) and off; wrk from the client pod
- *    to the api pod through Envoy; alternating rounds; the ratio of the median
- *    p50s (on / off).
+ *    policy) in three modes: off (hubble.enabled=false), on (flows, every
+ *    flow metric and the agent metrics, as a node runs by default) and
+ *    follow (on, plus `meshd observe -f -o json` following every flow on the
+ *    same 2 cores); wrk from the client pod to the api pod through Envoy;
+ *    rounds with the modes in rotating order; the ratio of the median p50s,
+ *    on / off (the target) and follow / off (l7_p50_ratio_follow_off); and
+ *    the agent's CPU time per request in each mode (agent_cpu_us_per_request).
  *
  * Writes docs/benchmarks/flows.md; with --json the last stdout line is
  * {"flows_per_s": …, "l7_p50_ratio_on_off": …, …}.
@@ -34,7 +37,7 @@ import { FlowMetrics } from '../src/observe/metrics.js';
 import { FlowObserver } from '../src/observe/observer.js';
 import { ObserverServer } from '../src/observe/observer-server.js';
 import { FlowParser } from '../src/observe/parser.js';
-import { loadHubbleProtos } from '../src/observe/protos.js';
+import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from '../src/observe/protos.js';
 import { AgentResolver } from '../src/observe/resolver.js';
 import { loadPolicyDocuments } from '../src/policy/api/loader.js';
 import { PolicyEngine } from '../src/policy/index.js';
@@ -49,12 +52,15 @@ async function main(): Promise<void> {
   const rounds = num('--rounds', 3);
   const wrkDuration = num('--wrk-duration', 5);
 
-  const pipeline = await pipelineBench(duration, log);
-  const l7 = process.argv.includes('--pipeline-only') ? { on: NaN, off: NaN, ratio: null } : await l7Bench(rounds, wrkDuration, log);
+  // --from N: the first target rate of the rising steps (default 5,000 flows/s).
+  const pipeline = process.argv.includes('--l7-only') ? { sustained: NaN, steps: [] } : await pipelineBench(duration, num('--from', 5_000), log);
+  const l7 = process.argv.includes('--pipeline-only') ? null : await l7Bench(rounds, wrkDuration, log);
   const result = {
     flows_per_s: pipeline.sustained,
-    l7_p50_ratio_on_off: l7.ratio,
-    l7_p50_ms: { on: l7.on, off: l7.off },
+    l7_p50_ratio_on_off: l7 ? ratio(l7.p50_ms.on, l7.p50_ms.off) : null,
+    l7_p50_ratio_follow_off: l7 ? ratio(l7.p50_ms.follow, l7.p50_ms.off) : null,
+    l7_p50_ms: l7?.p50_ms ?? null,
+    agent_cpu_us_per_request: l7?.agent_cpu_us_per_request ?? null,
     steps: pipeline.steps,
   };
   writeFileSync(repoPath('docs', 'benchmarks', 'flows.md'), report(result, { duration, rounds, wrkDuration }));
@@ -91,7 +97,9 @@ function records(n: number): FlowRecord[] {
   return out;
 }
 
-async function pipelineBench(duration: number, log: (l: string) => void): Promise<{ sustained: number; steps: Step[] }> {
+const TARGETS = [5_000, 10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000];
+
+async function pipelineBench(duration: number, from: number, log: (l: string) => void): Promise<{ sustained: number; steps: Step[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-bench-flows-'));
   const engine = new PolicyEngine();
   await engine.upsertNamespace('default');
@@ -113,7 +121,7 @@ async function pipelineBench(duration: number, log: (l: string) => void): Promis
   const steps: Step[] = [];
   let sustained = 0;
   try {
-    for (const target of [25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000]) {
+    for (const target of TARGETS.filter((t) => t >= from)) {
       const obs = new FlowObserver({ capacity: 4095, nodeName: 'bench', version: 'bench' });
       const parser = new FlowParser({ nodeName: 'bench', resolver: new AgentResolver({ engine }) });
       const metrics = new FlowMetrics(['flow', 'drop', 'port-distribution', 'httpV2']);
@@ -136,7 +144,12 @@ async function pipelineBench(duration: number, log: (l: string) => void): Promis
       const end = start + BigInt(Math.round(duration * 1e9));
       let sent = 0;
       // Offer batches at the target rate: each tick sends what the elapsed time allows.
+      let maxTickMs = 0;
+      let tickAt = performance.now();
       while (process.hrtime.bigint() < end) {
+        const t = performance.now();
+        if (t - tickAt > maxTickMs) maxTickMs = t - tickAt;
+        tickAt = t;
         const due = Math.floor((Number(process.hrtime.bigint() - start) / 1e9) * target);
         while (sent + 64 <= due) {
           for (const r of batch) r.monotonicNs = process.hrtime.bigint();
@@ -150,7 +163,9 @@ async function pipelineBench(duration: number, log: (l: string) => void): Promis
       await new Promise((r) => setTimeout(r, 1500));
       const total = await ask(follower);
       const got = { flows: total.flows - baseline, lost: total.lost };
-      follower.kill('SIGKILL');
+      log(`pipeline: longest event-loop turn while offering ${maxTickMs.toFixed(1)} ms; the follower's longest pause between two messages ${total.maxGapMs.toFixed(1)} ms`);
+      // SIGTERM: the follower exits normally (a --cpu-prof run writes its profile).
+      follower.kill('SIGTERM');
       await server.close();
       const offered = sent / elapsed;
       const ok = got.lost === 0 && got.flows === sent && offered >= target * 0.95;
@@ -165,13 +180,13 @@ async function pipelineBench(duration: number, log: (l: string) => void): Promis
   return { sustained, steps };
 }
 
-function ask(child: ChildProcess): Promise<{ flows: number; lost: number }> {
+function ask(child: ChildProcess): Promise<{ flows: number; lost: number; maxGapMs: number }> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       const o = typeof m === 'object' && m !== null ? m : {};
       if (!('flows' in o)) return;
       child.off('message', on);
-      resolve({ flows: Number(Reflect.get(o, 'flows') ?? 0), lost: Number(Reflect.get(o, 'lost') ?? 0) });
+      resolve({ flows: Number(Reflect.get(o, 'flows') ?? 0), lost: Number(Reflect.get(o, 'lost') ?? 0), maxGapMs: Number(Reflect.get(o, 'maxGapMs') ?? 0) });
     };
     child.on('message', on);
     child.send('report');
@@ -193,7 +208,18 @@ function p50Of(out: string): number {
 }
 
 /** One agent with the demo's pods and HTTP policy; wrk's p50 through the node Envoy. */
-async function l7Round(on: boolean, wrkDuration: number, slot: number): Promise<number> {
+type L7Mode = 'off' | 'on' | 'follow';
+
+/** "12345 requests in 5.00s" → 12345. */
+function requestsOf(out: string): number {
+  const m = /(\d+) requests in /.exec(out);
+  if (!m) throw new Error(`unexpected wrk output:\n${out}`);
+  return Number(m[1]);
+}
+
+/** wrk's p50, and the agent's CPU time per request (this process runs the agent: user + system µs). */
+async function l7Round(mode: L7Mode, wrkDuration: number, slot: number): Promise<{ p50: number; cpuUsPerReq: number }> {
+  const on = mode !== 'off';
   const node = new AgentNode(
     {
       'envoy.enabled': true,
@@ -214,15 +240,17 @@ async function l7Round(on: boolean, wrkDuration: number, slot: number): Promise<
     const api = await node.addPod('api');
     server = spawn('ip', ['netns', 'exec', api.ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => server?.stdout?.once('data', () => resolve()));
-    if (on) {
+    if (mode === 'follow') {
       follower = spawn(process.execPath, [repoPath('bin', 'meshd.mjs'), 'observe', '--server', `unix://${hubbleSocketPath(node.config)}`, '-f', '-o', 'json'], { stdio: ['ignore', 'ignore', 'inherit'] });
       await new Promise((r) => setTimeout(r, 1000));
     }
     const url = `http://${api.ip}:8080/api/v1/users`;
     // Warm-up: Envoy's listener and the first connections.
     await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', '-d1s', url], { timeoutMs: 30_000 });
+    const cpu = process.cpuUsage();
     const out = await run('ip', ['netns', 'exec', client.ns, 'wrk', '-t1', '-c4', `-d${wrkDuration}s`, '--latency', url], { timeoutMs: (wrkDuration + 30) * 1000 });
-    return p50Of(out.stdout);
+    const used = process.cpuUsage(cpu);
+    return { p50: p50Of(out.stdout), cpuUsPerReq: (used.user + used.system) / requestsOf(out.stdout) };
   } finally {
     follower?.kill('SIGKILL');
     server?.kill('SIGKILL');
@@ -230,22 +258,45 @@ async function l7Round(on: boolean, wrkDuration: number, slot: number): Promise<
   }
 }
 
-async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => void): Promise<{ on: number; off: number; ratio: number | null }> {
-  const on: number[] = [];
-  const off: number[] = [];
-  for (let i = 0; i < rounds; i += 1) {
-    for (const o of i % 2 === 0 ? [false, true] : [true, false]) {
-      const p50 = await l7Round(o, wrkDuration, 3);
-      (o ? on : off).push(p50);
-      log(`l7 round ${i + 1}: flows ${o ? 'on ' : 'off'} p50 ${p50.toFixed(3)} ms`);
-    }
-  }
-  const mOn = median(on);
-  const mOff = median(off);
-  return { on: mOn, off: mOff, ratio: Math.round((mOn / mOff) * 1000) / 1000 };
+function ratio(a: number, b: number): number {
+  return Math.round((a / b) * 1000) / 1000;
 }
 
-function report(r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7_p50_ms: { on: number; off: number }; steps: Step[] }, o: { duration: number; rounds: number; wrkDuration: number }): string {
+interface L7Result {
+  p50_ms: Record<L7Mode, number>;
+  agent_cpu_us_per_request: Record<L7Mode, number>;
+}
+
+async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => void): Promise<L7Result> {
+  const p50s: Record<L7Mode, number[]> = { off: [], on: [], follow: [] };
+  const cpus: Record<L7Mode, number[]> = { off: [], on: [], follow: [] };
+  const modes: L7Mode[] = ['off', 'on', 'follow'];
+  for (let i = 0; i < rounds; i += 1) {
+    // Rotate the order so that no mode always runs first (or last) in a round.
+    for (const m of [...modes.slice(i % 3), ...modes.slice(0, i % 3)]) {
+      const { p50, cpuUsPerReq } = await l7Round(m, wrkDuration, 3);
+      p50s[m].push(p50);
+      cpus[m].push(cpuUsPerReq);
+      log(`l7 round ${i + 1}: ${m.padEnd(6)} p50 ${p50.toFixed(3)} ms, agent CPU ${cpuUsPerReq.toFixed(1)} µs/request`);
+    }
+  }
+  const med = (x: Record<L7Mode, number[]>) => ({ off: median(x.off), on: median(x.on), follow: median(x.follow) });
+  return { p50_ms: med(p50s), agent_cpu_us_per_request: med(cpus) };
+}
+
+function report(
+  r: {
+    flows_per_s: number;
+    l7_p50_ratio_on_off: number | null;
+    l7_p50_ratio_follow_off: number | null;
+    l7_p50_ms: Record<L7Mode, number> | null;
+    agent_cpu_us_per_request: Record<L7Mode, number> | null;
+    steps: Step[];
+  },
+  o: { duration: number; rounds: number; wrkDuration: number },
+): string {
+  const l7 = r.l7_p50_ms;
+  const cpu = r.agent_cpu_us_per_request;
   return [
     '# Flow observability: throughput and cost (`npm run bench:flows`)',
     '',
@@ -257,9 +308,21 @@ function report(r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7
     '| --- | --- | --- | --- | --- |',
     ...r.steps.map((s) => `| ${s.target} | ${s.offered_per_s} | ${s.delivered} | ${s.lost} | ${s.ok ? 'yes' : 'no'} |`),
     '',
-    `Sustained without loss: **${r.flows_per_s} flows/s** (target: at least 100,000).`,
+    r.steps.length === 0 ? 'Pipeline: not measured in this run (--l7-only).' : `Sustained without loss: **${r.flows_per_s} flows/s** (target: at least 100,000).`,
     '',
-    r.l7_p50_ratio_on_off === null ? 'L7 path: not measured in this run (--pipeline-only).' : `L7 path (wrk -t1 -c4, ${o.wrkDuration} s, through the node Envoy with the demo's HTTP policy; a whole agent per round, ${o.rounds} alternating rounds of each, medians): p50 ${r.l7_p50_ms.on.toFixed(3)} ms with flows, every flow metric, agent metrics and a follower on; ${r.l7_p50_ms.off.toFixed(3)} ms with hubble.enabled=false. Ratio on/off: **${r.l7_p50_ratio_on_off}** (target: at most 1.05).`,
+    l7 === null
+      ? 'L7 path: not measured in this run (--pipeline-only).'
+      : [
+          `L7 path (wrk -t1 -c4, ${o.wrkDuration} s, through the node Envoy with the demo's HTTP policy; a whole agent per round, ${o.rounds} rounds of each mode in rotating order, medians of the p50s):`,
+          '',
+          '| mode | p50 (ms) | ratio to off | agent CPU per request (µs) |',
+          '| --- | --- | --- | --- |',
+          `| off: hubble.enabled=false | ${l7.off.toFixed(3)} | 1 | ${cpu?.off.toFixed(1)} |`,
+          `| on: flows, every flow metric, agent metrics | ${l7.on.toFixed(3)} | **${r.l7_p50_ratio_on_off}** (target: at most 1.05) | ${cpu?.on.toFixed(1)} |`,
+          `| follow: on, and \`meshd observe -f -o json\` on the same cores | ${l7.follow.toFixed(3)} | ${r.l7_p50_ratio_follow_off} | ${cpu?.follow.toFixed(1)} (the follower's own process not counted) |`,
+          '',
+          "The agent's CPU per request (user + system time of the process running the agent, over the measured wrk run, divided by the requests) is steadier than the p50 on a busy machine.",
+        ].join('\n'),
     '',
   ].join('\n');
 }
@@ -268,18 +331,27 @@ function report(r: { flows_per_s: number; l7_p50_ratio_on_off: number | null; l7
 if (process.argv[2] === '--follower') {
   const socket = process.argv[3] ?? '';
   const { Observer } = loadHubbleProtos();
-  const c = new Observer(`unix:${socket}`, grpc.credentials.createInsecure());
+  const c = new Observer(`unix:${socket}`, grpc.credentials.createInsecure(), HUBBLE_CHANNEL_OPTIONS);
   const m = c.getFlows;
   if (typeof m !== 'function') throw new Error('no GetFlows');
   const s: grpc.ClientReadableStream<{ response_types?: string; lost_events?: { num_events_lost?: string } }> = m.call(c, { follow: true });
   let flows = 0;
   let lost = 0;
+  let last = 0;
+  let maxGapMs = 0;
   s.on('data', (d: { response_types?: string; lost_events?: { num_events_lost?: string } }) => {
+    const now = performance.now();
+    if (last > 0 && now - last > maxGapMs) maxGapMs = now - last;
+    last = now;
     if (d.response_types === 'flow') flows += 1;
     else if (d.response_types === 'lost_events') lost += Number(d.lost_events?.num_events_lost ?? 0);
   });
   s.on('error', () => undefined);
-  process.on('message', () => process.send?.({ flows, lost }));
+  process.on('message', () => {
+    process.send?.({ flows, lost, maxGapMs });
+    maxGapMs = 0;
+  });
+  process.on('SIGTERM', () => process.exit(0));
   setTimeout(() => process.send?.({ ready: true }), 300);
 } else {
   await main();

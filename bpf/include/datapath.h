@@ -79,13 +79,15 @@ enum meshd_mark {
 
 /* meshd_metrics (per-CPU array) slots: dropped packets by direction and
  * reason, then new connections allowed and redirected to the proxy, by
- * direction. Counted even when the ring buffer is full; established packets
- * are counted per connection in conntrack, not here. */
+ * direction, then flow events lost because the ring buffer was full.
+ * Counted even when the ring buffer is full; established packets are
+ * counted per connection in conntrack, not here. */
 enum meshd_metric {
 	MESHD_METRIC_REASONS = 16, /* drop slots per direction; a power of two */
 	MESHD_METRIC_NEW_ALLOWED_BASE = 2 * MESHD_METRIC_REASONS,
 	MESHD_METRIC_NEW_REDIRECTED_BASE = 2 * MESHD_METRIC_REASONS + 2,
-	MESHD_METRIC_MAX = 2 * MESHD_METRIC_REASONS + 4,
+	MESHD_METRIC_EVENTS_LOST = 2 * MESHD_METRIC_REASONS + 4,
+	MESHD_METRIC_MAX = 2 * MESHD_METRIC_REASONS + 5,
 };
 #define MESHD_METRIC_DROP(dir, reason) ((dir) * MESHD_METRIC_REASONS + ((reason) & (MESHD_METRIC_REASONS - 1)))
 #define MESHD_METRIC_NEW_ALLOWED(dir) (MESHD_METRIC_NEW_ALLOWED_BASE + (dir))

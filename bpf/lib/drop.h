@@ -9,8 +9,6 @@
 
 _Static_assert(MESHD_DROP_MAX <= MESHD_METRIC_REASONS, "meshd_metrics has a slot per drop reason");
 
-MESHD_PERCPU_COUNTERS(meshd_metrics, MESHD_METRIC_MAX);
-
 static __always_inline void meshd_count(__u32 slot)
 {
 	meshd_percpu_inc(&meshd_metrics, slot);

@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Flow events to a BPF ring buffer: drops, sampled verdicts of new
  * connections, redirects to the proxy. Decoded by src/datapath/endpoint/flow-events.ts.
- * A full ring buffer loses the event, never the packet. */
+ * A full ring buffer loses the event, never the packet; the loss is counted
+ * (MESHD_METRIC_EVENTS_LOST) and the agent reports it as Hubble's lost
+ * events from PERF_EVENT_RING_BUFFER. */
 #ifndef MESHD_LIB_EVENTS_H
 #define MESHD_LIB_EVENTS_H
 
+#include "counter.h"
 #include "datapath.h"
 #include "parse.h"
+
+/* The datapath's counters (slots: enum meshd_metric); declared here because
+ * a lost event is counted here, and drop.h counts drops in it too. */
+MESHD_PERCPU_COUNTERS(meshd_metrics, MESHD_METRIC_MAX);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -31,8 +38,10 @@ static __always_inline void meshd_emit(struct __sk_buff *skb, const struct meshd
 {
 	struct meshd_flow_event *ev = bpf_ringbuf_reserve(&meshd_events, sizeof(*ev), 0);
 
-	if (!ev)
+	if (!ev) {
+		meshd_percpu_inc(&meshd_metrics, MESHD_METRIC_EVENTS_LOST);
 		return;
+	}
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->type = type;
 	ev->reason = reason;

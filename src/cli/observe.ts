@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { parseFlowsResponse } from '../observe/flow-schema.js';
 import { compactLine, protoJson, TABLE_HEADERS, tableRow } from '../observe/flow-format.js';
 import { timestampFromNs } from '../observe/flow.js';
-import { loadHubbleProtos } from '../observe/protos.js';
+import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from '../observe/protos.js';
 import { MeshdError } from '../util/errors.js';
 import { command, UsageError, type CliIo, type ParsedArgs } from './args.js';
 import { toJsonValue } from './output.js';
@@ -181,7 +181,7 @@ async function run(args: Args, io: CliIo): Promise<number> {
   const request = buildRequest(args);
   const server = args.string('server') ?? process.env.HUBBLE_SERVER ?? DEFAULT_HUBBLE_SERVER;
   const { Observer } = loadHubbleProtos();
-  const client = new Observer(grpcTarget(server), grpc.credentials.createInsecure());
+  const client = new Observer(grpcTarget(server), grpc.credentials.createInsecure(), HUBBLE_CHANNEL_OPTIONS);
   const rows: string[][] = [];
   try {
     await new Promise<void>((resolve, reject) => {

@@ -60,7 +60,7 @@ export function proxyUpstreamMark(identity: number): number {
 }
 
 /** meshd_metrics layout (enum meshd_metric); use `Metric` for slot numbers. */
-export const MetricSlot = { REASONS: 16, NEW_ALLOWED_BASE: 32, NEW_REDIRECTED_BASE: 34, MAX: 36 } as const;
+export const MetricSlot = { REASONS: 16, NEW_ALLOWED_BASE: 32, NEW_REDIRECTED_BASE: 34, EVENTS_LOST: 36, MAX: 37 } as const;
 
 /** meshd_metrics slots, as the MESHD_METRIC_* macros of bpf/include/datapath.h compute them. */
 export const Metric = {
@@ -68,6 +68,8 @@ export const Metric = {
   drop: (dir: DirCode, reason: number): number => dir * MetricSlot.REASONS + (reason & (MetricSlot.REASONS - 1)),
   newAllowed: (dir: DirCode): number => MetricSlot.NEW_ALLOWED_BASE + dir,
   newRedirected: (dir: DirCode): number => MetricSlot.NEW_REDIRECTED_BASE + dir,
+  /** Flow events the ring buffer had no room for. */
+  EVENTS_LOST: MetricSlot.EVENTS_LOST,
   MAX: MetricSlot.MAX,
 } as const;
 

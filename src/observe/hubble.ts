@@ -6,6 +6,8 @@
  *   const hubble = await Hubble.start({ config, engine, epIdOf, agentMetrics });
  *   hubble.addDatapath(records);   // the datapath's ring-buffer records
  *   hubble.addHttp(record);        // an Envoy access-log record
+ *   // the kernel's lost-event counter (agent.datapath().eventsLost) is read every second and
+ *   // reported as lost events from PERF_EVENT_RING_BUFFER
  *   await hubble.close();          // idempotent
  *
  * Parsing and storing run on the agent's thread in the callbacks that deliver
@@ -35,6 +37,33 @@ export interface HubbleOptions {
 export function hubbleSocketPath(config: AgentConfig): string {
   return config['hubble.socketPath'] ?? join(config.stateDir, 'hubble.sock');
 }
+
+/**
+ * Turns a cumulative kernel counter of lost ring-buffer events into lost-event reports: the first
+ * reading is the baseline (losses from before this agent's start are not this store's), each later
+ * increase is reported once.
+ *
+ *   const poll = kernelLossPoller(() => datapath.metrics().eventsLost, (n) => observer.noteLost('PERF_EVENT_RING_BUFFER', n));
+ *   poll();   // every second
+ */
+export function kernelLossPoller(read: () => bigint | undefined, report: (n: number) => void): () => void {
+  let seen: bigint | undefined;
+  return () => {
+    let now: bigint | undefined;
+    try {
+      now = read();
+    } catch {
+      return; // the datapath is closing or not open yet: the next reading catches up
+    }
+    if (now === undefined) return;
+    // A smaller value: the maps were re-created (counters start at 0 again).
+    if (seen !== undefined && now > seen) report(Number(now - seen));
+    seen = now;
+  };
+}
+
+/** How often the kernel's lost-event counter is read. */
+const KERNEL_LOSS_POLL_MS = 1000;
 
 export class Hubble {
   readonly observer: FlowObserver;
@@ -66,6 +95,17 @@ export class Hubble {
       if (h.metrics.handlers > 0) {
         const s = await serveMetrics(h.metrics.registry, c['hubble.metrics.port']);
         h.closers.push(() => s.close());
+      }
+      const datapath = opts.agent?.datapath;
+      if (datapath) {
+        const poll = kernelLossPoller(
+          () => datapath()?.eventsLost,
+          (n) => h.observer.noteLost('PERF_EVENT_RING_BUFFER', n),
+        );
+        poll();
+        const t = setInterval(poll, KERNEL_LOSS_POLL_MS);
+        t.unref();
+        h.closers.push(async () => clearInterval(t));
       }
       if (c['prometheus.enabled'] && opts.agent) {
         const s = await serveMetrics(agentMetrics({ ...opts.agent, observer: h.observer }), c['prometheus.port']);

@@ -157,7 +157,12 @@ export interface AgentMetricsSource {
   status(): { running: boolean; counts: { endpoints: number; policies: number; rejectedPolicies: number; identities: number; problems: number } };
   /** null when the agent runs without a proxy. */
   proxy(): { up: boolean; ackedVersion: string; nacked: boolean } | null;
-  datapath(): { drops: Array<{ direction: string; reason: string; packets: bigint }>; newConnections: Record<'ingress' | 'egress', { allowed: bigint; redirected: bigint }> } | null;
+  datapath(): {
+    drops: Array<{ direction: string; reason: string; packets: bigint }>;
+    newConnections: Record<'ingress' | 'egress', { allowed: bigint; redirected: bigint }>;
+    /** Flow events the kernel's ring buffer had no room for (a counter since the maps were created). */
+    eventsLost?: bigint;
+  } | null;
   observer: FlowObserver | null;
 }
 

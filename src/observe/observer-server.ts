@@ -14,6 +14,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { isMeshdError, MeshdError } from '../util/errors.js';
 import { prepareSocketPath } from '../util/unix-socket.js';
@@ -43,7 +44,33 @@ const GetFlowsRequest = z.object({
   extensions: z.unknown().optional(),
 });
 
+/** Messages a GetFlows stream may buffer before the observer waits for it to drain. */
+const WRITE_BUDGET = 1024;
+
 const tsNs = (t: z.infer<typeof timestamp> | undefined) => (t ? timestampNs({ seconds: t.seconds ?? '0', nanos: t.nanos ?? 0 }) : undefined);
+
+/**
+ * grpc-js's server stream hands HTTP/2 one message at a time and waits for that write's callback
+ * before the next (it has `_write` only), so a follower would get at most one flow per event-loop
+ * turn. With `_writev`, Node's Writable hands over everything buffered at once: each message still
+ * goes through the stream's own `_write` (serialization, framing), and HTTP/2 sends them together.
+ */
+export function batchWrites(w: Writable): void {
+  const write = w._write.bind(w);
+  w._writev = (chunks, cb) => {
+    let left = chunks.length;
+    let failed = false;
+    for (const c of chunks) {
+      write(c.chunk, c.encoding, (err) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          cb(err);
+        } else if (--left === 0) cb();
+      });
+    }
+  };
+}
 
 export interface ObserverServerOptions {
   observer: FlowObserver;
@@ -133,8 +160,14 @@ export class ObserverServer {
       return;
     }
     const r = parsed.data;
+    batchWrites(call);
     const sink: FlowsSink = {
-      write: (resp: FlowsResponse) => call.write(resp),
+      // The stream's own high-water mark is 16 messages: a follower would wait for a drain every 16
+      // flows. Keep writing up to WRITE_BUDGET buffered messages; past it, wait for the drain.
+      write: (resp: FlowsResponse) => {
+        call.write(resp);
+        return call.writableLength < WRITE_BUDGET;
+      },
       drained: () => new Promise<void>((resolve) => {
         const done = () => {
           call.off('drain', done);

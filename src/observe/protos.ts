@@ -66,6 +66,13 @@ let cached: HubbleProtos | undefined;
 /** proto-loader options shared by the server and meshd's clients: the object form src/observe/flow.ts types. */
 export const HUBBLE_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
 
+/**
+ * Channel options for clients of the observer API (meshd observe, the relay, the UI): a 16 MiB HTTP/2
+ * flow-control window instead of 64 KiB, so a follower's stream is not held up by a window update
+ * per ~130 flows (the server then waits for each round trip and the store laps it under load).
+ */
+export const HUBBLE_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc-node.flow_control_window': 16 * 1024 * 1024 };
+
 interface LoadedPackages {
   observer?: { Observer?: grpc.ServiceClientConstructor };
   peer?: { Peer?: grpc.ServiceClientConstructor };

@@ -21,7 +21,8 @@ import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs, type Timestamp } from './flow.js';
 import { parseFlowsResponse } from './flow-schema.js';
 import { addHealthService } from './health.js';
-import { loadHubbleProtos } from './protos.js';
+import { batchWrites } from './observer-server.js';
+import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from './protos.js';
 
 export interface RelayPeer {
   name: string;
@@ -84,7 +85,7 @@ export class Relay {
   constructor(private readonly opts: { peers: readonly RelayPeer[]; version?: string; deadlineMs?: number }) {
     const { Observer } = loadHubbleProtos();
     this.conns = opts.peers.map((peer) => {
-      const client = new Observer(target(peer.address), grpc.credentials.createInsecure());
+      const client = new Observer(target(peer.address), grpc.credentials.createInsecure(), HUBBLE_CHANNEL_OPTIONS);
       const fn = (method: string): ((...a: unknown[]) => unknown) => {
         const m: unknown = Reflect.get(client, method);
         if (typeof m !== 'function') throw new MeshdError('MESHD_OBSERVE_PROTOS_MISSING', `observer.Observer has no ${method}`, { kind: 'failed' });
@@ -191,6 +192,7 @@ export class Relay {
 
   private async getFlows(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
     const req = call.request;
+    batchWrites(call);
     const follow = z.object({ follow: z.boolean().optional() }).safeParse(req).data?.follow ?? false;
     const number = Number(z.object({ number: z.string().optional() }).safeParse(req).data?.number ?? '0');
     const first = z.object({ first: z.boolean().optional() }).safeParse(req).data?.first ?? false;

@@ -20,7 +20,7 @@ import { MeshdError } from '../util/errors.js';
 import type { Endpoint, Flow } from './flow.js';
 import { compactTime, eventName, summary } from './flow-format.js';
 import { parseFlowsResponse } from './flow-schema.js';
-import { loadHubbleProtos } from './protos.js';
+import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from './protos.js';
 
 export interface UiFlow {
   seq: number;
@@ -96,7 +96,7 @@ export class FlowUi {
   private follow(): void {
     if (this.closed) return;
     const { Observer } = loadHubbleProtos();
-    this.client ??= new Observer(target(this.opts.server), grpc.credentials.createInsecure());
+    this.client ??= new Observer(target(this.opts.server), grpc.credentials.createInsecure(), HUBBLE_CHANNEL_OPTIONS);
     const m = this.client.getFlows;
     if (typeof m !== 'function') throw new MeshdError('MESHD_OBSERVE_PROTOS_MISSING', 'observer.Observer has no GetFlows', { kind: 'failed' });
     const s: grpc.ClientReadableStream<unknown> = m.call(this.client, { follow: true, number: this.seq === 0 ? '2000' : '0' });
