@@ -16,7 +16,7 @@
  * Blocking (a few bpf() syscalls per pinned map); owns no descriptor after it
  * returns.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { type BpfObjectHandle, native } from '../../native/index.js';
 import { MeshdError } from '../util/errors.js';
 
@@ -63,8 +63,25 @@ export function pinnedMapMismatches(obj: BpfObjectHandle): PinnedMapMismatch[] {
   return out;
 }
 
-/** Throws PinnedMapMismatchError(code) for the first mismatch; call after any resize and before load. */
-export function assertPinnedMapsMatch(obj: BpfObjectHandle, code: string, hint: string): void {
-  const first = pinnedMapMismatches(obj)[0];
+/**
+ * Pinned maps that hold no state enforcement depends on (counters only): when
+ * a newer build changes their shape (a counter slot added), the old pin is
+ * replaced instead of refusing the start, so an upgrade keeps every policy,
+ * conntrack and service pin and only restarts the counters.
+ */
+export const REPLACEABLE_PINS: ReadonlySet<string> = new Set(['meshd_metrics']);
+
+/**
+ * Throws PinnedMapMismatchError(code) for the first mismatch of a stateful
+ * map; a mismatching replaceable pin (REPLACEABLE_PINS) is unlinked instead,
+ * after every other pin was found reusable, and returned so the caller can
+ * log it. Call after any resize and before load.
+ */
+export function assertPinnedMapsMatch(obj: BpfObjectHandle, code: string, hint: string): PinnedMapMismatch[] {
+  const all = pinnedMapMismatches(obj);
+  const first = all.find((m) => !REPLACEABLE_PINS.has(m.map));
   if (first) throw new PinnedMapMismatchError(code, first, hint);
+  const replaced = [...new Map(all.map((m) => [m.pinPath, m])).values()];
+  for (const m of replaced) unlinkSync(m.pinPath);
+  return replaced;
 }

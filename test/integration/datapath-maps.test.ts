@@ -7,7 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BPF_ANY, isBpfError, native } from '../../native/index.js';
+import { unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { BPF_ANY, BpfMap, isBpfError, native, openObject } from '../../native/index.js';
+import { bpfObjectPath } from '../../src/util/paths.js';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { DatapathError } from '../../src/datapath/endpoint/errors.js';
 import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
@@ -191,6 +194,35 @@ test('pins of another shape are refused before load with a coded error naming ma
   t.after(() => again.close());
   await again.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
   assert.equal(again.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 2), endpointId: 't/kept' }).changed, false);
+});
+
+test('a counters-only pin of another shape (an upgrade added a counter) is replaced; every stateful pin is kept', async (t) => {
+  requirePrivileges();
+  const pins = tempPinDir('dpmetrics');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const first = await EndpointManager.open({ pinDir: pins.path });
+  await first.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  first.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 1), endpointId: 't/kept' });
+  first.close();
+  // An older build's counters pin: fewer slots in meshd_metrics (the object loaded over the other, matching pins).
+  unlinkSync(join(pins.path, 'meshd_metrics'));
+  const older = openObject(bpfObjectPath('lxc'), { pinRoot: pins.path });
+  older.setMaxEntries('meshd_metrics', 8);
+  await older.load();
+  older.close();
+  const policyBefore = pinnedMaps(pins.path, 'meshd_pol');
+  const metricsPin = join(pins.path, 'meshd_metrics');
+  const oldMetrics = BpfMap.fromPin(metricsPin);
+  assert.equal(oldMetrics.info.maxEntries, 8);
+  oldMetrics.close();
+  const now = await EndpointManager.open({ pinDir: pins.path });
+  t.after(() => now.close());
+  const m = BpfMap.fromPin(metricsPin);
+  t.after(() => m.close());
+  assert.notEqual(m.info.maxEntries, 8, 'the counters pin now has the shape this build declares');
+  assert.deepEqual(pinnedMaps(pins.path, 'meshd_pol'), policyBefore, 'policy pins kept as they were');
+  await now.addEndpoint({ endpointId: 't/kept', ifname: 'lo', identity: 500, attach: false });
+  assert.equal(now.updatePolicy({ ...pol([e({ verdict: 'ALLOW', remoteIdentity: 600, port: 80, endPort: 85 })], 2), endpointId: 't/kept' }).changed, false, 'the endpoint\'s policy is still in the kernel');
 });
 
 test('a datapath config the program would misread is refused with a code; the previous config stays', async (t) => {
