@@ -190,3 +190,33 @@ test('requests share one keep-alive TLS connection; a watch holds its own; a new
   const [last] = sockets;
   assert.equal(last?.getPeerCertificate().subject.CN, 'client');
 });
+
+test('a DELETE carries its body (DeleteOptions preconditions) with a length, so a kept-alive connection stays in step', async (t) => {
+  const bodies: string[] = [];
+  let connections = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      bodies.push(`${req.method} ${body}`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  server.on('connection', () => void (connections += 1));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser({ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }, { name: 'u', token: 't' });
+  const client = new KubeClient(kc);
+  t.after(() => client.close());
+  const opts = { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: '7' } };
+  await client.send('DELETE', '/apis/meshd.io/v1alpha1/meshdidentities/300', opts);
+  await client.send('DELETE', '/apis/meshd.io/v1alpha1/meshdidentities/301', opts);
+  await client.getJson('/api/v1/pods');
+  assert.deepEqual(bodies, [`DELETE ${JSON.stringify(opts)}`, `DELETE ${JSON.stringify(opts)}`, 'GET ']);
+  assert.equal(connections, 1);
+});

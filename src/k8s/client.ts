@@ -253,7 +253,12 @@ export class KubeClient {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     const headers: Record<string, string> = { Accept: 'application/json' };
-    if (write?.body !== undefined) headers['Content-Type'] = write.contentType;
+    if (write?.body !== undefined) {
+      headers['Content-Type'] = write.contentType;
+      // node frames no body of a DELETE by default (no chunked encoding): without a length the API server reads none
+      // (a DeleteOptions precondition is lost) and, on a kept-alive connection, takes it for the next request.
+      headers['Content-Length'] = String(Buffer.byteLength(write.body));
+    }
     const opts: https.RequestOptions = { method: write?.method ?? 'GET', headers };
     try {
       await this.kc.applyToHTTPSOptions(opts);
