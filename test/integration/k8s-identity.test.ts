@@ -206,11 +206,11 @@ test('cluster-wide identities against a real API server', async (t) => {
     const onC = await c.allocate(set('local-c'));
     localC.add(onC.id);
     // As an endpoint object of another node reaches the engine: its identity is in the cache already.
-    await eventually('node-d has local-c from its watch', () => d.get(onC.id) !== undefined);
+    await eventually('node-d has local-c from its watches', () => d.lookup(set('local-c'))?.id === onC.id);
     assert.equal((await d.allocate(set('local-c'))).id, onC.id);
     const onD = await d.allocate(set('local-d'));
     localD.add(onD.id);
-    await eventually('node-c has local-d from its watch', () => c.get(onD.id) !== undefined);
+    await eventually('node-c has local-d from its watches', () => c.lookup(set('local-d'))?.id === onD.id);
     assert.equal((await c.allocate(set('local-d'))).id, onD.id);
     // A remote node's identity: no endpoint uses it, every node holding it references it.
     const nodeX = LabelSet.from([reservedLabel('remote-node'), { source: 'k8s', key: 'kubernetes.io/hostname', value: 'node-x' }]);
@@ -234,7 +234,7 @@ test('cluster-wide identities against a real API server', async (t) => {
     c.release(onC.id);
     localD.delete(onC.id);
     const lastUse = Date.now();
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 400)); // a confirmation already in flight lands
     const stale = await refsOf(onC.id);
     await new Promise((r) => setTimeout(r, 600));
     assert.deepEqual(await refsOf(onC.id), stale, 'nobody confirms local-c');
