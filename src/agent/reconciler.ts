@@ -25,7 +25,7 @@ import type { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
 import { policyMapState, type PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import type { ServiceManager } from '../datapath/lb/service-manager.js';
 import type { PolicyEngine } from '../policy/index.js';
-import type { Direction, L7Kind } from '../policy/types.js';
+import type { Direction, IpcacheEntry, L7Kind } from '../policy/types.js';
 import type { L7Endpoint, Redirect, TranslateOutput } from '../proxy/translate.js';
 import { isMeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -101,8 +101,10 @@ export class Reconciler {
         this.d.onConflict({ endpoint: p.endpointId, port: e.port, message: e.conflict });
       }
     }
+    // Computed once per reconcile: the datapath and the proxy's RBAC see the same prefixes.
+    const ipcache = engine.ipcache();
     try {
-      endpoints.syncIpcache(engine.ipcache());
+      endpoints.syncIpcache(ipcache);
     } catch (e) {
       log.error('ipcache not updated; the previous one stays', { err: e });
     }
@@ -128,7 +130,7 @@ export class Reconciler {
       }
       // (2) Envoy, waiting for its ACK.
       try {
-        const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps() });
+        const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps(ipcache) });
         this.last = { version: r.version, error: null, errorCode: null, at: new Date().toISOString() };
         for (const u of r.unsupported.filter((x) => x.kind !== 'dns')) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
       } catch (e) {
@@ -167,9 +169,9 @@ export class Reconciler {
   }
 
   /** The prefixes of each identity (what the proxy's RBAC matches remote peers by). */
-  identityIps(): Map<number, string[]> {
+  identityIps(ipcache: readonly IpcacheEntry[] = this.d.engine.ipcache()): Map<number, string[]> {
     const out = new Map<number, string[]>();
-    for (const e of this.d.engine.ipcache()) {
+    for (const e of ipcache) {
       const list = out.get(e.identity) ?? [];
       list.push(e.prefix);
       out.set(e.identity, list);

@@ -147,6 +147,9 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const source = kube ?? new StandaloneSource({ dir: o.standaloneDir ?? '', rescanMs: o.rescanMs ?? 2_000 });
   const writer = policyStatus;
   let agent: Agent;
+  // This node references in the store only the identities its own endpoints use (known once the agent runs).
+  let running: Agent | undefined;
+  identities?.allocator.setLocalUsers(() => running?.engine.endpointPolicies().map((p) => p.identity));
   try {
     // The identity cache is read before the agent allocates anything, so known label sets keep their numbers.
     if (identities) {
@@ -167,6 +170,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(endpointObjects ? { endpointObjects } : {}),
     });
     endpointObjects?.startWriting();
+    running = agent;
   } catch (e) {
     crds?.stop();
     await writer?.stop();

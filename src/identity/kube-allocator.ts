@@ -14,11 +14,21 @@
  *
  * Both are watched (Reflector), so a known label set costs no request and
  * get(id) answers for identities other nodes allocated. References are
- * refreshed every `heartbeatMs`; release() of the last local holder removes
- * this node's reference, and the Lease-holding GC (identity-gc.ts) deletes
- * identities no node has confirmed for its grace period. An identity this
- * node still holds that is deleted anyway (its reference was late) is
+ * refreshed every `heartbeatMs`; after release() of the last local holder
+ * this node's reference is no longer confirmed (no write: it goes stale), and
+ * the Lease-holding GC (identity-gc.ts) deletes identities no node has
+ * confirmed for its grace period, so an identity stays at least that long
+ * after its last use. An identity this
+ * node still uses that is deleted anyway (its reference was late) is
  * created again with the same number and labels.
+ *
+ * Which identities this node references: as Cilium's agents, only those its
+ * own endpoints use (setLocalUsers; the agent names them) and node
+ * identities. The engine also holds the identities of other nodes' pods
+ * (read from their MeshdEndpoint objects), but their own nodes reference
+ * those: confirming them from every node would cost each agent one write
+ * per identity of the cluster per heartbeat, each a watch event on every
+ * node. Without setLocalUsers every held identity is referenced.
  *
  * Reserved identities (1..255) and node-local ones (CIDR/FQDN label sets,
  * from 1<<24) never leave the node: a LocalIdentityAllocator keeps them.
@@ -113,7 +123,19 @@ export interface KubeIdentityAllocatorOptions {
   /** Reflector backoff and re-check of kinds not served yet (as the resource source's; tests shorten them). */
   backoff?: { initialMs: number; maxMs: number };
   missingRecheckMs?: number;
+  /** How often the references are matched to the local endpoints' identities (setLocalUsers), writing only what changed. */
+  localCheckMs?: number;
 }
+
+/**
+ * The cluster identities this node's own endpoints use, or undefined while
+ * that is not known yet (the agent still starting): then no reference is
+ * taken back.
+ */
+export type LocalUsers = () => Iterable<number> | undefined;
+
+/** Node identities (reserved:remote-node plus the node's labels) are referenced by every node holding them: no endpoint of a node uses its own. */
+const isNodeIdentity = (ident: Identity): boolean => ident.labels.labels.some((l) => l.source === 'reserved' && l.key === 'remote-node');
 
 /** Requests that do not fit the kinds' schemas count as bad answers. */
 function parsed<T>(schema: z.ZodType<T>, v: Json, what: string): T {
@@ -130,8 +152,12 @@ export class KubeIdentityAllocator implements IdentityAllocator {
   private readonly byId = new Map<number, Identity>();
   /** MeshdIdentityKey name → number. */
   private readonly keys = new Map<string, number>();
-  /** This node's holders per cluster identity (engine references); a number here is referenced in the store. */
+  /** This node's holders per cluster identity (engine references: local endpoints, other nodes' endpoints, nodes). */
   private readonly refs = new Map<number, number>();
+  /** Identities whose reference this node keeps in the store (written, confirmed each heartbeat). */
+  private readonly referenced = new Set<number>();
+  private localUsers: LocalUsers | null = null;
+  private localTimer: NodeJS.Timeout | null = null;
   private readonly pending = new Map<string, Promise<Identity>>();
   private readonly listeners = new Set<(change: IdentityChange) => void>();
   private readonly reflectors: Reflector[];
@@ -169,13 +195,39 @@ export class KubeIdentityAllocator implements IdentityAllocator {
   /** Starts the watches and the reference heartbeat; resolves after the first list of both kinds. */
   async start(): Promise<void> {
     for (const r of this.reflectors) r.start();
+    // One round at a time; a heartbeat that finds one running is done by the next local check instead of being lost.
     let busy = false;
-    this.heartbeat ??= setInterval(() => {
-      if (busy) return; // a slow round is not queued behind itself
+    let due = false;
+    const run = (): void => {
+      if (busy) return;
       busy = true;
-      this.beating = this.confirmReferences().finally(() => (busy = false));
+      const all = due;
+      due = false;
+      this.beating = this.syncReferences(all).finally(() => (busy = false));
+    };
+    this.heartbeat ??= setInterval(() => {
+      due = true;
+      run();
     }, this.o.heartbeatMs ?? 60_000);
+    this.localTimer ??= setInterval(() => {
+      if (this.localUsers || due) run();
+    }, this.o.localCheckMs ?? 1_000);
     await this.synced;
+  }
+
+  /**
+   * From now on this node references only the identities `fn` names (its
+   * endpoints') and node identities. New ones are referenced within
+   * `localCheckMs`; one no local endpoint uses any more is no longer
+   * confirmed (its reference goes stale).
+   */
+  setLocalUsers(fn: LocalUsers): void {
+    this.localUsers = fn;
+  }
+
+  /** Identities this node keeps a reference for in the store. */
+  referencedIdentities(): ReadonlySet<number> {
+    return this.referenced;
   }
 
   /** Stops watching and confirming; the references in the store go stale (and the GC takes them) unless another agent renews them. Idempotent. */
@@ -183,6 +235,8 @@ export class KubeIdentityAllocator implements IdentityAllocator {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    if (this.localTimer) clearInterval(this.localTimer);
+    this.localTimer = null;
     await Promise.all(this.reflectors.map((r) => r.stop()));
     await this.beating;
   }
@@ -209,8 +263,8 @@ export class KubeIdentityAllocator implements IdentityAllocator {
       return false;
     }
     this.refs.delete(id);
-    // Best effort: if it fails the reference is simply no longer confirmed and goes stale.
-    void this.writeReference(id, null).catch((e: unknown) => this.o.log?.debug('dropping an identity reference failed', { id, error: String(e) }));
+    // No write: the reference is no longer confirmed and goes stale, so the GC keeps the identity for its grace period after this last use.
+    this.referenced.delete(id);
     return true;
   }
 
@@ -254,8 +308,12 @@ export class KubeIdentityAllocator implements IdentityAllocator {
   private hold(ident: Identity): Identity {
     const n = this.refs.get(ident.id) ?? 0;
     this.refs.set(ident.id, n + 1);
-    // The first local holder of an identity someone else created: say so in the store now, not at the next heartbeat.
-    if (n === 0) void this.writeReference(ident.id, new Date().toISOString()).catch((e: unknown) => this.referenceFailed(ident, e));
+    // The first holder of an identity someone else created: say so in the store now, not at the next heartbeat
+    // (with setLocalUsers, the local check does it when a local endpoint uses it).
+    if (n === 0 && !this.localUsers) {
+      this.referenced.add(ident.id);
+      void this.writeReference(ident.id, new Date().toISOString()).catch((e: unknown) => this.referenceFailed(ident, e));
+    }
     return ident;
   }
 
@@ -384,13 +442,14 @@ export class KubeIdentityAllocator implements IdentityAllocator {
     const use = cached && cached.labels.key === ident.labels.key ? cached : ident;
     if (use !== cached) this.upsert(use);
     this.refs.set(use.id, (this.refs.get(use.id) ?? 0) + 1);
+    this.referenced.add(use.id); // created or adopted with this node's reference
     if (created) this.o.log?.debug('cluster identity allocated', { id: use.id, labels: use.labels.key });
     return use;
   }
 
   // --- references ------------------------------------------------------------
 
-  private async writeReference(id: number, at: string | null): Promise<void> {
+  private async writeReference(id: number, at: string): Promise<void> {
     await this.o.client.send('PATCH', `${IDENTITIES_PATH}/${id}`, { status: { references: { [this.o.nodeName]: at } } });
   }
 
@@ -399,20 +458,51 @@ export class KubeIdentityAllocator implements IdentityAllocator {
     else this.o.log?.warn('confirming an identity reference failed; retried at the next heartbeat', { id: ident.id, error: String(e) });
   }
 
-  /** Confirms every identity this node holds (a few requests at a time); one deleted meanwhile is created again with its number. */
+  /** The held identities this node should reference: the local endpoints' and node identities (every held one without setLocalUsers); undefined while unknown. */
+  private wanted(): Set<number> | undefined {
+    if (!this.localUsers) return new Set(this.refs.keys());
+    const local = this.localUsers();
+    if (!local) return undefined;
+    const out = new Set<number>();
+    for (const id of local) if (this.refs.has(id)) out.add(id);
+    for (const id of this.refs.keys()) {
+      const ident = this.byId.get(id);
+      if (ident && isNodeIdentity(ident)) out.add(id);
+    }
+    return out;
+  }
+
+  /** Confirms every identity this node references (a few requests at a time); one deleted meanwhile is created again with its number. */
   async confirmReferences(): Promise<void> {
+    await this.syncReferences(true);
+  }
+
+  /**
+   * Matches the store to wanted(): references what is newly wanted (all of
+   * it when `confirmAll`, the heartbeat) and stops confirming what no local
+   * endpoint uses any more (that reference goes stale; no write).
+   */
+  private async syncReferences(confirmAll: boolean): Promise<void> {
     if (this.stopped) return;
+    const wanted = this.wanted();
+    if (!wanted) return;
+    for (const id of this.referenced) if (!wanted.has(id)) this.referenced.delete(id);
     const at = new Date().toISOString();
-    const todo = [...this.refs.keys()];
+    const todo = [...wanted].filter((id) => confirmAll || !this.referenced.has(id));
     const worker = async (): Promise<void> => {
       for (let id = todo.pop(); id !== undefined; id = todo.pop()) {
         const ident = this.byId.get(id);
-        if (!ident || this.stopped) continue;
+        // Released while this round ran: its reference is not written again.
+        if (!ident || this.stopped || !this.refs.has(id)) continue;
         try {
           await this.writeReference(id, at);
+          this.referenced.add(id);
+          if (!this.refs.has(id)) this.referenced.delete(id); // released during the write
         } catch (e) {
-          if (isStatus(e, 404)) await this.recreate(ident);
-          else this.o.log?.warn('confirming an identity reference failed', { id, error: String(e) });
+          if (isStatus(e, 404)) {
+            await this.recreate(ident);
+            this.referenced.add(id);
+          } else this.o.log?.warn('confirming an identity reference failed', { id, error: String(e) });
         }
       }
     };
@@ -467,12 +557,16 @@ export class KubeIdentityAllocator implements IdentityAllocator {
     else this.upsert(ident);
   }
 
-  /** Deleted from the store: forgotten unless this node still uses it (then the next confirmation creates it again). */
+  /**
+   * Deleted from the store: forgotten unless held here. One this node
+   * references is created again; one held only for other nodes' endpoints
+   * stays cached (their node creates it again, or its endpoints go away).
+   */
   private identityGone(id: number): void {
     const ident = this.byId.get(id);
     if (!ident) return;
     if (this.refs.has(id)) {
-      if (!this.stopped) void this.recreate(ident);
+      if (!this.stopped && (this.referenced.has(id) || this.wanted()?.has(id))) void this.recreate(ident);
       return;
     }
     this.forget(id);

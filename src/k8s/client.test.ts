@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { spawnSync } from 'node:child_process';
+import { createServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
@@ -109,4 +112,111 @@ test('every request is counted by verb, per client and for the process, whatever
   const after = kubeRequestCounts();
   assert.equal(after.total - before.total, 5);
   assert.equal((after.byVerb.WATCH ?? 0) - (before.byVerb.WATCH ?? 0), 1);
+});
+
+/** A self-signed certificate for 127.0.0.1 (server and client certificates in the tests below). */
+function selfSigned(dir: string, name: string): { cert: Buffer; key: Buffer } {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${name}.key`, '-out', `${name}.crt`], { cwd: dir, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
+}
+
+test('requests share one keep-alive TLS connection; a watch holds its own; a new token keeps it, new TLS credentials replace it', async (t) => {
+  const dir = tmp(t);
+  const server = selfSigned(dir, 'server');
+  const clientCert = selfSigned(dir, 'client');
+  const tokens: string[] = [];
+  const watches = new Set<ServerResponse>();
+  const https = createHttpsServer({ ...server, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    tokens.push(req.headers.authorization ?? '');
+    if (req.url?.includes('watch=true')) {
+      res.writeHead(200, { 'content-type': 'application/json' }).write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"2"}}}\n');
+      watches.add(res); // held open until the client aborts
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  });
+  const sockets = new Set<TLSSocket>();
+  https.on('secureConnection', (s: TLSSocket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  let connections = 0;
+  https.on('secureConnection', () => void (connections += 1));
+  https.listen(0, '127.0.0.1');
+  await once(https, 'listening');
+  t.after(async () => {
+    for (const w of watches) w.destroy();
+    https.closeAllConnections();
+    https.close();
+  });
+  const cluster = { name: 'c', server: `https://127.0.0.1:${(https.address() as AddressInfo).port}`, caData: server.cert.toString('base64'), skipTLSVerify: false };
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser(cluster, { name: 'u', token: 'first' });
+  const client = new KubeClient(kc);
+  t.after(() => client.close());
+
+  for (let i = 0; i < 20; i++) {
+    if (i % 2 === 0) await client.getJson('/api/v1/pods');
+    else await client.send('PATCH', '/apis/meshd.io/v1alpha1/meshdidentities/300/status', { status: {} });
+  }
+  assert.equal(connections, 1);
+
+  // A watch keeps its connection for as long as it runs; the short requests do not wait for it.
+  const abort = new AbortController();
+  let opened!: () => void;
+  const open = new Promise<void>((r) => (opened = r));
+  const watching = client.watch('/api/v1/pods', { resourceVersion: '1' }, { onOpen: () => opened(), onLine: () => undefined }, abort.signal);
+  await open;
+  for (let i = 0; i < 10; i++) await client.getJson('/api/v1/pods');
+  assert.equal(connections, 2);
+  abort.abort();
+  await watching;
+
+  // A rotated token is a header: same connection, new credential.
+  kc.loadFromClusterAndUser(cluster, { name: 'u', token: 'second' });
+  await client.getJson('/api/v1/pods');
+  assert.equal(tokens.at(-1), 'Bearer second');
+  assert.equal(connections, 2);
+
+  // New TLS material (a client certificate): a new connection, and the old idle ones are closed.
+  kc.loadFromClusterAndUser(cluster, { name: 'u', certData: clientCert.cert.toString('base64'), keyData: clientCert.key.toString('base64') });
+  await client.getJson('/api/v1/pods');
+  await client.getJson('/api/v1/pods');
+  assert.equal(connections, 3);
+  const deadline = Date.now() + 5_000;
+  while (sockets.size > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(sockets.size, 1);
+  const [last] = sockets;
+  assert.equal(last?.getPeerCertificate().subject.CN, 'client');
+});
+
+test('a DELETE carries its body (DeleteOptions preconditions) with a length, so a kept-alive connection stays in step', async (t) => {
+  const bodies: string[] = [];
+  let connections = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      bodies.push(`${req.method} ${body}`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  server.on('connection', () => void (connections += 1));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const kc = new KubeConfig();
+  kc.loadFromClusterAndUser({ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }, { name: 'u', token: 't' });
+  const client = new KubeClient(kc);
+  t.after(() => client.close());
+  const opts = { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: '7' } };
+  await client.send('DELETE', '/apis/meshd.io/v1alpha1/meshdidentities/300', opts);
+  await client.send('DELETE', '/apis/meshd.io/v1alpha1/meshdidentities/301', opts);
+  await client.getJson('/api/v1/pods');
+  assert.deepEqual(bodies, [`DELETE ${JSON.stringify(opts)}`, `DELETE ${JSON.stringify(opts)}`, 'GET ']);
+  assert.equal(connections, 1);
 });

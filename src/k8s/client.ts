@@ -19,9 +19,11 @@
  * k8sServicePort when set, as Cilium's Helm values name them, otherwise
  * KUBERNETES_SERVICE_HOST/PORT). Nothing found is MESHD_K8S_NO_CONFIG.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -178,31 +180,93 @@ export function kubeRequestCounts(): KubeRequestCounts {
   return processRequests.snapshot();
 }
 
+/** TLS material client-node puts on the request options; a change of any of it means new connections. */
+const TLS_FIELDS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'crl', 'secureProtocol'] as const;
+
+function tlsFingerprint(opts: https.RequestOptions): string {
+  const h = createHash('sha256');
+  for (const f of TLS_FIELDS) {
+    const v: unknown = opts[f];
+    h.update(`${f}:`);
+    for (const part of Array.isArray(v) ? v : [v]) {
+      if (Buffer.isBuffer(part)) h.update(part);
+      else if (part !== undefined) h.update(JSON.stringify(part) ?? '');
+      h.update('\0');
+    }
+  }
+  return h.digest('hex');
+}
+
+/** Stops using a connection pool whose credentials were replaced: idle connections close now, busy ones (watches) when they finish. */
+function retire(agent: http.Agent): void {
+  for (const list of Object.values(agent.freeSockets)) for (const socket of list ?? []) socket.destroy();
+  agent.on('free', (socket: Socket) => socket.destroy());
+}
+
 /**
  * GET and watch against one API server. Credentials are applied per request,
- * so rotated service-account tokens and exec credentials are picked up.
+ * so rotated service-account tokens (client-node re-reads the token file
+ * every minute) and exec credentials are picked up.
+ *
+ * Connections are reused: one keep-alive pool per client, so a request
+ * costs no TCP and TLS handshake once the pool is warm. The pool is rebuilt
+ * only when the TLS material (CA, client certificate and key, server name)
+ * changes; a bearer token is a header and rotates on the same connection.
+ * Watches are long requests, each holding one connection for its lifetime;
+ * the pool has no connection limit, so they never queue the short requests
+ * behind them.
  */
 export class KubeClient {
   readonly server: string;
   private readonly counter = new RequestCounter(processRequests);
+  private pool: { fingerprint: string; agent: http.Agent } | null = null;
+  private readonly plainHttp: boolean;
 
   constructor(private readonly kc: KubeConfig) {
     const server = kc.getCurrentCluster()?.server;
     if (!server) throw new KubeConfigError('MESHD_K8S_CONFIG_INVALID', 'the kubeconfig names no cluster with a server');
     this.server = server.replace(/\/+$/, '');
+    this.plainHttp = this.server.startsWith('http:');
+  }
+
+  /** The keep-alive pool for these credentials (client-node's one-off agent is dropped); a proxied cluster keeps client-node's agent. */
+  private agentFor(opts: https.RequestOptions): http.Agent | undefined {
+    if (this.kc.getCurrentCluster()?.proxyUrl) return undefined;
+    const fingerprint = tlsFingerprint(opts);
+    if (this.pool?.fingerprint === fingerprint) return this.pool.agent;
+    if (this.pool) retire(this.pool.agent);
+    const keep = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: Infinity, maxFreeSockets: 16, scheduling: 'lifo' as const };
+    const tls: https.AgentOptions = {};
+    for (const f of TLS_FIELDS) if (opts[f] !== undefined) Object.assign(tls, { [f]: opts[f] });
+    const agent = this.plainHttp ? new http.Agent(keep) : new https.Agent({ ...tls, ...keep });
+    this.pool = { fingerprint, agent };
+    return agent;
+  }
+
+  /** Closes the pooled connections (idle ones at once, busy ones as they finish). Idempotent; later requests open a new pool. */
+  close(): void {
+    if (this.pool) retire(this.pool.agent);
+    this.pool = null;
   }
 
   private async open(path: string, query: Record<string, string>, signal?: AbortSignal, write?: { method: WriteMethod; body?: string; contentType: string }): Promise<http.IncomingMessage> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     const headers: Record<string, string> = { Accept: 'application/json' };
-    if (write?.body !== undefined) headers['Content-Type'] = write.contentType;
+    if (write?.body !== undefined) {
+      headers['Content-Type'] = write.contentType;
+      // node frames no body of a DELETE by default (no chunked encoding): without a length the API server reads none
+      // (a DeleteOptions precondition is lost) and, on a kept-alive connection, takes it for the next request.
+      headers['Content-Length'] = String(Buffer.byteLength(write.body));
+    }
     const opts: https.RequestOptions = { method: write?.method ?? 'GET', headers };
     try {
       await this.kc.applyToHTTPSOptions(opts);
     } catch (e) {
       throw new KubeApiError('MESHD_K8S_CREDENTIALS', `${url.host}: cannot apply the kubeconfig's credentials (${e instanceof Error ? e.message : String(e)})`, undefined, { cause: e });
     }
+    const agent = this.agentFor(opts);
+    if (agent) opts.agent = agent;
     const lib = url.protocol === 'http:' ? http : https;
     this.counter.add(write?.method ?? (query.watch === 'true' ? 'WATCH' : 'GET'));
     return new Promise((resolve, reject) => {

@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { IdentityGC } from '../../src/identity/identity-gc.js';
 import { IDENTITIES_PATH, IDENTITY_KEYS_PATH, identityKeyName, KubeIdentityAllocator, type KubeIdentityAllocatorOptions } from '../../src/identity/kube-allocator.js';
 import type { Identity } from '../../src/identity/allocator.js';
-import { podLabels, type LabelSet } from '../../src/identity/labels.js';
+import { LabelSet, podLabels } from '../../src/identity/labels.js';
+import { reservedLabel } from '../../src/identity/reserved.js';
 import { KubeApiError, KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -182,6 +183,70 @@ test('cluster-wide identities against a real API server', async (t) => {
     });
     assert.equal(a.get(used.id)?.labels.key, used.labels.key, 'node A never dropped it');
     assert.equal((await b.allocate(set('deleted-in-use'))).id, used.id, 'node B gets the same number');
+  });
+
+  await t.test('a node references only what its own endpoints use (and node identities); the GC keeps those and takes one a grace period after no endpoint uses it', async (t2) => {
+    const graceMs = 1_500;
+    const gc = new IdentityGC({ client: admin, holder: 'node-c', namespace: 'kube-system', graceMs, retryMs: 200, leaseDurationMs: 2_000, intervalMs: 300 });
+    t2.after(() => gc.stop());
+    gc.start();
+    const localC = new Set<number>();
+    const localD = new Set<number>();
+    const c = await allocator(t2, clientFor(kube.kubeconfigPath), 'node-c', { localCheckMs: 100 });
+    const d = await allocator(t2, clientFor(kube.kubeconfigPath), 'node-d', { localCheckMs: 100 });
+    c.setLocalUsers(() => localC);
+    d.setLocalUsers(() => localD);
+    const refsOf = async (id: number): Promise<string[]> => {
+      const r = await kube.kubectl(['get', 'meshdidentity', String(id), '-o', 'json']);
+      if (r.code !== 0) return [];
+      return Object.keys(z.object({ status: z.object({ references: z.record(z.string(), z.string()).optional() }).optional() }).parse(JSON.parse(r.stdout)).status?.references ?? {}).sort();
+    };
+
+    // node-c's pod, seen by node-d through node-c's endpoint object, and the other way round.
+    const onC = await c.allocate(set('local-c'));
+    localC.add(onC.id);
+    // As an endpoint object of another node reaches the engine: its identity is in the cache already.
+    await eventually('node-d has local-c from its watches', () => d.lookup(set('local-c'))?.id === onC.id);
+    assert.equal((await d.allocate(set('local-c'))).id, onC.id);
+    const onD = await d.allocate(set('local-d'));
+    localD.add(onD.id);
+    await eventually('node-c has local-d from its watches', () => c.lookup(set('local-d'))?.id === onD.id);
+    assert.equal((await c.allocate(set('local-d'))).id, onD.id);
+    // A remote node's identity: no endpoint uses it, every node holding it references it.
+    const nodeX = LabelSet.from([reservedLabel('remote-node'), { source: 'k8s', key: 'kubernetes.io/hostname', value: 'node-x' }]);
+    const nx = await c.allocate(nodeX);
+    assert.equal((await d.allocate(nodeX)).id, nx.id);
+
+    // Several heartbeats later: each pod identity is referenced by its own node only.
+    await new Promise((r) => setTimeout(r, 1_200));
+    assert.deepEqual(await refsOf(onC.id), ['node-c']);
+    assert.deepEqual(await refsOf(onD.id), ['node-d']);
+    assert.deepEqual(await refsOf(nx.id), ['node-c', 'node-d']);
+    assert.deepEqual([...d.referencedIdentities()].sort(), [onD.id, nx.id].sort());
+
+    // node-d's own pod now uses local-c too: referenced within a local check, not a heartbeat.
+    localD.add(onC.id);
+    await eventually('node-d references local-c', async () => (await refsOf(onC.id)).join() === 'node-c,node-d', 3_000);
+
+    // Both pods of local-c go; node-d still sees an endpoint object naming it. Neither node confirms it any more
+    // (no write: the references go stale), and the GC collects it a grace period after its last confirmation.
+    localC.delete(onC.id);
+    c.release(onC.id);
+    localD.delete(onC.id);
+    const lastUse = Date.now();
+    await new Promise((r) => setTimeout(r, 400)); // a confirmation already in flight lands
+    const stale = await refsOf(onC.id);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(await refsOf(onC.id), stale, 'nobody confirms local-c');
+    await eventually('the GC deletes local-c', async () => !(await exists(admin, `${IDENTITIES_PATH}/${onC.id}`)), 10_000);
+    assert.ok(Date.now() - lastUse >= graceMs - 400, `not before the grace period (${Date.now() - lastUse} ms)`);
+    // node-d does not create it again (no local endpoint uses it) ...
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(await exists(admin, `${IDENTITIES_PATH}/${onC.id}`), false);
+    // ... while what a local endpoint uses stayed through several grace periods.
+    assert.deepEqual(await refsOf(onD.id), ['node-d']);
+    assert.ok(gc.deleted.identities.includes(onC.id));
+    assert.ok(!gc.deleted.identities.includes(onD.id) && !gc.deleted.identities.includes(nx.id));
   });
 
   await t.test('API server down: a new label set is refused with a coded error, a known one still resolves', async () => {

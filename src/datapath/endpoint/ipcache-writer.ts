@@ -7,6 +7,11 @@
  * writes through a MapTransaction. After a change it calls `changed`, which
  * bumps the ipcache generation so established connections re-resolve.
  *
+ * The whole desired set is passed on every sync, but the cost is in what
+ * changed: each prefix string is parsed once while it stays in the set
+ * (PrefixCache), the mirror keeps the parsed key of what the kernel holds
+ * (a delete needs no parse), and the per-map counts are kept as it changes.
+ *
  *   const ipc = new IpcacheWriter(fds, capacity, () => config.bumpIpcacheGen(cfg));
  *   ipc.readBack();
  *   ipc.sync(entries);                   // MESHD_IPCACHE_FULL / MESHD_IPCACHE_WRITE_FAILED: previous ipcache kept
@@ -16,7 +21,7 @@
 import { native } from '../../../native/index.js';
 import type { IpcacheEntry } from '../../policy/types.js';
 import { IpcacheValue } from '../maps.js';
-import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
+import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, type ParsedPrefix, parsePrefix, PrefixCache, prefixFromKey } from './ipcache.js';
 import { isMapFull, MapTransaction } from './map-transaction.js';
 
 type IpcacheMapName = 'ipcache' | 'ipcacheHost';
@@ -34,8 +39,11 @@ function ipcacheMapOf(bits: number, family: 4 | 6): IpcacheMapName {
 }
 
 export class IpcacheWriter {
-  /** What the kernel holds, by normalised CIDR. */
-  private readonly held = new Map<string, { identity: number; map: IpcacheMapName }>();
+  /** What the kernel holds, by normalised CIDR, with its parsed key. */
+  private readonly held = new Map<string, { identity: number; map: IpcacheMapName; prefix: ParsedPrefix }>();
+  /** Entries of `held` per map (the capacity check needs them on every sync). */
+  private readonly count: Record<IpcacheMapName, number> = { ipcache: 0, ipcacheHost: 0 };
+  private readonly parsed = new PrefixCache();
 
   constructor(
     private readonly fds: Readonly<Record<IpcacheMapName, number>>,
@@ -47,7 +55,8 @@ export class IpcacheWriter {
   readBack(): void {
     for (const map of MAPS) {
       for (const [key, value] of native.mapDump(this.fds[map])) {
-        this.held.set(prefixFromKey(key).cidr, { identity: IpcacheValue.decode(value).identity, map });
+        const prefix = prefixFromKey(key);
+        this.hold(prefix, IpcacheValue.decode(value).identity);
       }
     }
   }
@@ -56,13 +65,16 @@ export class IpcacheWriter {
     return [...this.held].map(([prefix, v]) => ({ prefix, identity: v.identity }));
   }
 
+  /** Prefix strings parsed since this writer was made (each once while it stays in the desired set). */
+  get parses(): number {
+    return this.parsed.parses;
+  }
+
   /** Makes the ipcache equal to `entries`. If the result does not fit, nothing is written. */
   sync(entries: readonly IpcacheEntry[]): IpcacheSyncResult {
-    const desired = desiredIpcache(entries);
-    const current = new Map([...this.held].map(([cidr, v]) => [cidr, v.identity]));
-    const ops = diffIpcache(current, desired);
+    const ops = diffIpcache(this.held, this.parsed.desired(entries));
     for (const map of MAPS) {
-      let n = [...this.held.values()].filter((v) => v.map === map).length;
+      let n = this.count[map];
       let peak = n;
       for (const op of ops) {
         if (ipcacheMapOf(op.prefix.bits, op.prefix.family) !== map) continue;
@@ -91,12 +103,25 @@ export class IpcacheWriter {
       );
     }
     for (const op of ops) {
-      if (op.op === 'put') this.held.set(op.prefix.cidr, { identity: op.identity, map: ipcacheMapOf(op.prefix.bits, op.prefix.family) });
-      else this.held.delete(op.prefix.cidr);
+      if (op.op === 'put') this.hold(op.prefix, op.identity);
+      else this.unhold(op.prefix.cidr);
     }
     this.changed();
     const deletes = ops.filter((o) => o.op === 'delete').length;
     return { puts: ops.length - deletes, deletes, size: this.held.size };
+  }
+
+  private hold(prefix: ParsedPrefix, identity: number): void {
+    const map = ipcacheMapOf(prefix.bits, prefix.family);
+    if (!this.held.has(prefix.cidr)) this.count[map] += 1;
+    this.held.set(prefix.cidr, { identity, map, prefix });
+  }
+
+  private unhold(cidr: string): void {
+    const had = this.held.get(cidr);
+    if (!had) return;
+    this.held.delete(cidr);
+    this.count[had.map] -= 1;
   }
 
   /** Adds or changes some prefixes, leaving the others (e.g. FQDN-learned addresses). */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, prefixFromKey } from './ipcache.js';
+import { desiredIpcache, diffIpcache, ipcacheKey, IpcacheError, parsePrefix, PrefixCache, prefixFromKey } from './ipcache.js';
 
 test('prefixes are normalised: host bits cleared, bare addresses are whole, IPv4-mapped IPv6 is IPv4', () => {
   assert.equal(parsePrefix('10.1.2.3/16').cidr, '10.1.0.0/16');
@@ -46,4 +46,37 @@ test('a prefix given two identities is refused; the diff puts before it deletes 
     ops.map((o) => `${o.op} ${o.prefix.cidr}${o.op === 'put' ? ` ${o.identity}` : ''}`),
     ['put 10.0.0.2/32 201', 'put 10.0.0.4/32 400', 'delete 10.0.0.3/32'],
   );
+});
+
+test('the prefix cache parses each address once while it stays, and agrees with a fresh parse', () => {
+  const cache = new PrefixCache();
+  const pods = Array.from({ length: 2000 }, (_, i) => ({ prefix: `10.${(i >> 8) & 255}.${i & 255}.7`, identity: 300 + (i % 40) }));
+  const first = cache.desired(pods);
+  assert.equal(cache.parses, 2000);
+  assert.deepEqual(first, desiredIpcache(pods));
+
+  // One pod replaced, one relabelled: only the new address is parsed; the diff is exactly those changes.
+  const next = [...pods.slice(1), { prefix: '10.200.0.1', identity: 999 }];
+  next[5] = { prefix: next[5]?.prefix ?? '', identity: 12345 };
+  const second = cache.desired(next);
+  assert.equal(cache.parses, 2001);
+  assert.equal(cache.size, 2000);
+  assert.deepEqual(second, desiredIpcache(next));
+  const ops = diffIpcache(first, second);
+  assert.deepEqual(
+    ops.map((o) => `${o.op} ${o.prefix.cidr}${o.op === 'put' ? ` ${o.identity}` : ''}`),
+    ['put 10.0.6.7/32 12345', 'put 10.200.0.1/32 999', 'delete 10.0.0.7/32'],
+  );
+});
+
+test('a refused set leaves the prefix cache as it was', () => {
+  const cache = new PrefixCache();
+  const good = [{ prefix: '10.0.0.1/32', identity: 300 }, { prefix: '10.1.0.0/16', identity: 301 }];
+  cache.desired(good);
+  assert.throws(() => cache.desired([...good, { prefix: '10.0.0.300', identity: 5 }]), (e) => e instanceof IpcacheError && e.code === 'MESHD_IPCACHE_BAD_PREFIX' && e.where === 'ipcache[2].prefix');
+  assert.throws(() => cache.desired([...good, { prefix: '10.0.0.1', identity: 5 }]), (e) => e instanceof IpcacheError && e.code === 'MESHD_IPCACHE_DUPLICATE');
+  const parses = cache.parses;
+  cache.desired(good);
+  assert.equal(cache.parses, parses);
+  assert.equal(cache.size, 2);
 });

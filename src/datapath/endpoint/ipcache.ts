@@ -78,11 +78,17 @@ export function prefixFromKey(key: Buffer): ParsedPrefix {
 
 export type IpcacheOp = { op: 'put'; prefix: ParsedPrefix; identity: number } | { op: 'delete'; prefix: ParsedPrefix };
 
-/** Validates the desired set (errors name the index) and keys it by normalised CIDR. */
-export function desiredIpcache(entries: readonly IpcacheEntry[]): Map<string, { prefix: ParsedPrefix; identity: number }> {
-  const out = new Map<string, { prefix: ParsedPrefix; identity: number }>();
+/** A desired ipcache entry: its parsed prefix and identity. */
+export interface DesiredEntry {
+  prefix: ParsedPrefix;
+  identity: number;
+}
+
+/** Validates the desired set (errors name the index) and keys it by normalised CIDR. `parse` lets a caller reuse parses (PrefixCache). */
+export function desiredIpcache(entries: readonly IpcacheEntry[], parse: (prefix: string, where: string) => ParsedPrefix = parsePrefix): Map<string, DesiredEntry> {
+  const out = new Map<string, DesiredEntry>();
   entries.forEach((e, i) => {
-    const prefix = parsePrefix(e.prefix, `ipcache[${i}].prefix`);
+    const prefix = parse(e.prefix, `ipcache[${i}].prefix`);
     if (!Number.isInteger(e.identity) || e.identity < 0 || e.identity > 0xffffffff) {
       throw new IpcacheError('MESHD_IPCACHE_BAD_PREFIX', `ipcache[${i}].identity: ${e.identity} is not a u32`, { where: `ipcache[${i}].identity` });
     }
@@ -95,14 +101,50 @@ export function desiredIpcache(entries: readonly IpcacheEntry[]): Map<string, { 
   return out;
 }
 
+/**
+ * Parses each prefix string once while it stays in the desired set. The
+ * desired set is recomputed after every change, but only the few addresses
+ * that changed are new: the rest are map lookups instead of ipaddr.js
+ * parses. The cache holds exactly the strings of the last accepted set, so
+ * it never grows past the ipcache.
+ *
+ *   const cache = new PrefixCache();
+ *   const desired = cache.desired(entries);   // throws as desiredIpcache does; the cache is kept then
+ */
+export class PrefixCache {
+  private cache = new Map<string, ParsedPrefix>();
+  /** Prefix strings parsed so far (each is parsed once while it stays). */
+  parses = 0;
+
+  desired(entries: readonly IpcacheEntry[]): Map<string, DesiredEntry> {
+    const next = new Map<string, ParsedPrefix>();
+    const out = desiredIpcache(entries, (s, where) => {
+      let p = this.cache.get(s) ?? next.get(s);
+      if (!p) {
+        p = parsePrefix(s, where);
+        this.parses += 1;
+      }
+      next.set(s, p);
+      return p;
+    });
+    this.cache = next;
+    return out;
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+}
+
 /** Puts (new and changed) before deletes: a prefix never goes through "unknown" (world) while it changes. */
-export function diffIpcache(current: ReadonlyMap<string, number>, desired: ReadonlyMap<string, { prefix: ParsedPrefix; identity: number }>): IpcacheOp[] {
+export function diffIpcache(current: ReadonlyMap<string, number | DesiredEntry>, desired: ReadonlyMap<string, DesiredEntry>): IpcacheOp[] {
   const ops: IpcacheOp[] = [];
   for (const [cidr, d] of desired) {
-    if (current.get(cidr) !== d.identity) ops.push({ op: 'put', prefix: d.prefix, identity: d.identity });
+    const have = current.get(cidr);
+    if ((typeof have === 'number' ? have : have?.identity) !== d.identity) ops.push({ op: 'put', prefix: d.prefix, identity: d.identity });
   }
-  for (const cidr of current.keys()) {
-    if (!desired.has(cidr)) ops.push({ op: 'delete', prefix: parsePrefix(cidr) });
+  for (const [cidr, have] of current) {
+    if (!desired.has(cidr)) ops.push({ op: 'delete', prefix: typeof have === 'number' ? parsePrefix(cidr) : have.prefix });
   }
   return ops;
 }
