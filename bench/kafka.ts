@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     const ratio = result.meshd.mb_s / result.direct.mb_s;
     const md = `# Kafka produce: direct vs through meshd
 
-Development run on a shared, busy machine: figures are noisy and not final (to be re-run on a quiet machine).
+Run: ${new Date().toISOString()}, ${process.env.MESHD_BENCH_NOTE ?? '2 vCPUs, the figures of the code at this commit'}.
 
 \`npm run bench:kafka\` — kafkajs producing 1 KiB records (throughput: ${records} records in batches of ${BATCH}, ${IN_FLIGHT} batches in flight; latency: ${latencyRecords} one-record sends one at a time), acks=all, to a real Kafka 4.4 broker (KRaft, one node) in its own network namespace; ${rounds} alternating rounds per path, medians.
 
