@@ -9,21 +9,12 @@
  * proxy.apply() → only once Envoy ACKed, dp.updatePolicy().
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
-import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
-import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
-import { ProxyManager } from '../../src/proxy/proxy-manager.js';
-import { run } from '../../src/util/exec.js';
-import { createLogger } from '../../src/util/log.js';
 import { repoPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
 import { startKafkaBroker, startKafkaClient } from '../helpers/kafka-broker.js';
-import { Sandbox } from '../helpers/netns.js';
+import { policyDocs, startL7World } from '../helpers/l7-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const EXAMPLE = readFileSync(repoPath('examples', 'policies', 'l7-kafka.yaml'), 'utf8');
@@ -41,72 +32,11 @@ spec:
           rules: { kafka: [{ role: produce, topic: orders }] }
 `;
 
-function policyDocs(text: string) {
-  const r = loadPolicyText(text);
-  assert.deepEqual(r.problems, []);
-  return r.policies.map((p) => p.document);
-}
-
 test('Kafka policy through the node Envoy, the Kafka processor and the kernel datapath, against a real broker', { timeout: 300_000 }, async (t) => {
   requirePrivileges();
-  const sb = new Sandbox('kdp');
-  t.after(() => sb.cleanup());
-  const pins = tempPinDir('kdp');
-  t.after(() => EndpointManager.destroyPins(pins.path));
-  const stateDir = mkdtempSync(join(tmpdir(), 'meshd-kafka-dp-'));
-  t.after(() => rmSync(stateDir, { recursive: true, force: true }));
-
-  const k = 100 + (process.pid % 150);
-  const net = (n: number) => `10.${k}.89.${n}`;
-  const routing = { mark: 0xb00, mask: 0xf00, table: 40000 + (process.pid % 20000), priority: 8000 + (process.pid % 1000) };
-  const portBase = 23000 + (process.pid % 1000) * 10;
-
-  const pods = new Map<string, { ns: string; hostIf: string; ip: string }>();
-  for (const [name, n] of [['kafka', 0], ['order-service', 4], ['analytics-service', 8]] as const) {
-    const ns = await sb.netns(name.slice(0, 3));
-    const hostIf = sb.name(`h${name.slice(0, 2)}`);
-    await sb.vethToHost(ns, { hostIf, podIf: 'eth0', hostIp: `${net(n + 1)}/30`, podIp: `${net(n + 2)}/30`, defaultRoute: true });
-    await run('sysctl', ['-qw', `net.ipv4.conf.${hostIf}.forwarding=1`]);
-    pods.set(`default/${name}`, { ns, hostIf, ip: net(n + 2) });
-  }
-  const pod = (name: string) => {
-    const p = pods.get(`default/${name}`);
-    assert.ok(p);
-    return p;
-  };
+  const w = await startL7World(t, { tag: 'kdp', octet: 89, portBase: 23000, pods: [['kafka', 0], ['order-service', 4], ['analytics-service', 8]], policies: EXAMPLE });
+  const { sb, engine, proxy, pod, sync } = w;
   const broker = pod('kafka');
-
-  const engine = new PolicyEngine();
-  await engine.upsertNamespace('default');
-  for (const [id, p] of pods) {
-    const name = id.split('/')[1] ?? '';
-    await engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [p.ip] });
-  }
-  for (const d of policyDocs(EXAMPLE)) await engine.upsertPolicy(d);
-  engine.flush();
-
-  const log = createLogger({ test: 'kafka-dp' }, { level: 'warn' });
-  t.after(() => removePolicyRouting(routing));
-  const proxy = await ProxyManager.start({ nodeName: `kafka-dp-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'delta', log, routing, ackTimeoutMs: 20_000 });
-  t.after(() => proxy.stop());
-  const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: (kind, dir) => proxy.proxyPort(kind, dir) });
-  t.after(() => dp.close());
-  for (const [id, p] of pods) {
-    const identity = engine.endpointIdentity(id);
-    assert.ok(identity !== undefined);
-    await dp.addEndpoint({ endpointId: id, ifname: p.hostIf, identity, ips: [p.ip] });
-  }
-  const sync = async () => {
-    engine.flush();
-    const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
-    const ipcache = engine.ipcache();
-    const identityIps = new Map<number, string[]>();
-    for (const e of ipcache) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-    const r = await proxy.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
-    dp.syncIpcache(ipcache);
-    for (const p of policies) dp.updatePolicy(p);
-    return r;
-  };
   const first = await sync();
   assert.deepEqual(first.unsupported, []);
   assert.deepEqual(first.redirects, [{ endpointId: 'default/kafka', direction: 'ingress', kind: 'kafka', proxyPort: proxy.proxyPort('kafka', 'ingress') }]);
@@ -166,14 +96,9 @@ test('Kafka policy through the node Envoy, the Kafka processor and the kernel da
   // same state directory; the datapath keeps redirecting to the same port; the clients reconnect.
   const kafkaPort = proxy.proxyPort('kafka', 'ingress');
   await proxy.stop();
-  const again = await ProxyManager.start({ nodeName: `kafka-dp-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'delta', log, routing, ackTimeoutMs: 20_000 });
-  t.after(() => again.stop());
+  const again = await w.restartProxy();
   assert.equal(again.proxyPort('kafka', 'ingress'), kafkaPort);
-  engine.flush();
-  const identityIps = new Map<number, string[]>();
-  for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-  const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
-  await again.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
+  await sync(again);
   const resumed = await order.send({ op: 'produce', clientId: 'order-service', topic: 'orders', value: 'order 4' });
   assert.equal(resumed.ok, true, JSON.stringify(resumed));
   assert.equal((await analytics.send({ op: 'produce', clientId: 'analytics-service', topic: 'orders', value: 'still allowed' })).ok, true);

@@ -8,31 +8,18 @@
  * ACKed, dp.updatePolicy().
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
-import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
-import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
-import { type ProxyApplyResult, ProxyError, ProxyManager } from '../../src/proxy/proxy-manager.js';
+import { ProxyError } from '../../src/proxy/proxy-manager.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { run } from '../../src/util/exec.js';
-import { createLogger } from '../../src/util/log.js';
 import { repoPath } from '../../src/util/paths.js';
-import { tempPinDir } from '../helpers/bpffs.js';
 import { collectFlows, type HttpOutcome, startHttpClient, startHttpServer } from '../helpers/l7-peers.js';
-import { Sandbox } from '../helpers/netns.js';
+import { policyDocs, startL7World } from '../helpers/l7-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const DEMO_POLICY = readFileSync(repoPath('examples', 'demo', 'api-policy.yaml'), 'utf8');
-
-function policyDocs(text: string) {
-  const r = loadPolicyText(text);
-  assert.deepEqual(r.problems, []);
-  return r.policies.map((p) => p.document);
-}
 
 const CLIENT_EGRESS = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -80,72 +67,20 @@ const BAD_EGRESS = CLIENT_EGRESS.replace('name: client-egress', 'name: client-ba
 
 test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, egress, HTTP/2, gRPC, policy change, Envoy restart, NACK, identity by mark', async (t) => {
   requirePrivileges();
-  const sb = new Sandbox('l7');
-  t.after(() => sb.cleanup());
-  const pins = tempPinDir('l7');
-  t.after(() => EndpointManager.destroyPins(pins.path));
-  const stateDir = mkdtempSync(join(tmpdir(), 'meshd-l7-'));
-  t.after(() => rmSync(stateDir, { recursive: true, force: true }));
-
-  const k = 100 + (process.pid % 150);
-  const net = (n: number) => `10.${k}.88.${n}`;
-  const routing = { mark: 0xb00, mask: 0xf00, table: 40000 + (process.pid % 20000), priority: 8000 + (process.pid % 1000) };
-  const portBase = 21000 + (process.pid % 1000) * 10;
-
-  const pods = new Map<string, { ns: string; hostIf: string; ip: string }>();
-  for (const [name, n] of [['client', 0], ['api', 4], ['intruder', 8], ['web', 12]] as const) {
-    const ns = await sb.netns(name.slice(0, 3));
-    const hostIf = sb.name(`h${name.slice(0, 2)}`);
-    await sb.vethToHost(ns, { hostIf, podIf: 'eth0', hostIp: `${net(n + 1)}/30`, podIp: `${net(n + 2)}/30`, defaultRoute: true });
-    await run('sysctl', ['-qw', `net.ipv4.conf.${hostIf}.forwarding=1`]);
-    pods.set(`default/${name}`, { ns, hostIf, ip: net(n + 2) });
-  }
-  const pod = (name: string) => {
-    const p = pods.get(`default/${name}`);
-    assert.ok(p);
-    return p;
-  };
+  const w = await startL7World(t, {
+    tag: 'l7',
+    octet: 88,
+    portBase: 21000,
+    pods: [['client', 0], ['api', 4], ['intruder', 8], ['web', 12]],
+    policies: DEMO_POLICY + '---\n' + WEB_INGRESS,
+  });
+  const { sb, net, pod, engine, proxy, dp, routing, sync } = w;
   const A = pod('client');
   const B = pod('api');
   const C = pod('intruder');
   const D = pod('web');
   const hostB = net(5);
   const hostD = net(13);
-
-  // Policy engine fed the demo's policy.
-  const engine = new PolicyEngine();
-  await engine.upsertNamespace('default');
-  for (const [id, p] of pods) {
-    const name = id.split('/')[1] ?? '';
-    await engine.upsertEndpoint({ namespace: 'default', name, labels: { app: name }, ips: [p.ip] });
-  }
-  for (const d of policyDocs(DEMO_POLICY + '---\n' + WEB_INGRESS)) await engine.upsertPolicy(d);
-  engine.flush();
-
-  const log = createLogger({ test: 'l7' }, { level: 'warn' });
-  t.after(() => removePolicyRouting(routing));
-  const proxy = await ProxyManager.start({ nodeName: `l7-test-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'delta', log, routing, ackTimeoutMs: 20_000 });
-  t.after(() => proxy.stop());
-  const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: (kind, dir) => proxy.proxyPort(kind, dir) });
-  t.after(() => dp.close());
-  for (const [id, p] of pods) {
-    const identity = engine.endpointIdentity(id);
-    assert.ok(identity !== undefined);
-    await dp.addEndpoint({ endpointId: id, ifname: p.hostIf, identity, ips: [p.ip] });
-  }
-
-  /** The agent's order: translate and wait for Envoy's ACK, and only then program the datapath. */
-  const sync = async (): Promise<ProxyApplyResult> => {
-    engine.flush();
-    const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
-    const ipcache = engine.ipcache();
-    const identityIps = new Map<number, string[]>();
-    for (const e of ipcache) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-    const r = await proxy.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
-    dp.syncIpcache(ipcache);
-    for (const p of policies) dp.updatePolicy(p);
-    return r;
-  };
 
   const srv = await startHttpServer(sb, B.ns, 'B', [8080, 9090]);
   const srvD = await startHttpServer(sb, D.ns, 'D', [8080]);
@@ -346,14 +281,13 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
   });
 
   await t.test('a new ProxyManager on the same state directory (agent restart) keeps the proxy ports and serves the same rules', async () => {
-    const again = await ProxyManager.start({ nodeName: `l7-test-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode: 'sotw', log, routing, ackTimeoutMs: 20_000 });
-    t.after(() => again.stop());
+    const again = await w.restartProxy('sotw');
     assert.equal(again.proxyPort('http', 'ingress'), ingressPort);
     assert.equal(again.proxyPort('http', 'egress'), egressPort);
     engine.flush();
     const identityIps = new Map<number, string[]>();
     for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-    const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
+    const policies = engine.endpointPolicies().filter((p) => w.pods.has(p.endpointId));
     await again.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
     // The datapath was never touched: its REDIRECT entries point at the same ports, and traffic flows again.
     viaProxy(await get(fromA, 8080, '/api/v1/users'), 'GET', '/api/v1/users');
