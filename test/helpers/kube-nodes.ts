@@ -42,6 +42,11 @@ interface After {
 /** Source tuning for tests: short batching, backoff and CRD re-check. */
 export const FAST_SOURCE: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
+/** Polls a condition (every 150 ms, up to `ms`) until it holds; a throw counts as "not yet" and is named in the failure. */
+export async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+  await until(what, async () => ((await fn()) ? true : undefined), ms);
+}
+
 /**
  * Polls `fn` (every 150 ms, up to `ms`) until it returns something other
  * than undefined, and returns that; a throw counts as "not yet" and the last

@@ -37,18 +37,10 @@ import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { testSubnet } from '../helpers/cni-runtime.js';
 import { TestKubelet } from '../helpers/kubelet.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { eventually } from '../helpers/kube-nodes.js';
 
 const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await sleep(150);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 const StoredEndpoint = z.object({
   metadata: z.object({ resourceVersion: z.string(), labels: z.record(z.string(), z.string()), ownerReferences: z.array(z.object({ kind: z.string(), name: z.string(), uid: z.string() })).optional() }),

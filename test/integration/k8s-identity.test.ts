@@ -28,6 +28,7 @@ import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { eventually } from '../helpers/kube-nodes.js';
 
 const clientFor = (kubeconfigPath: string) => new KubeClient(resolveKubeConfig({ kubeconfigPath, env: {} }).kubeConfig);
 
@@ -36,15 +37,6 @@ async function allocator(t: { after(fn: () => Promise<void>): void }, client: Ku
   t.after(() => a.stop());
   await a.start();
   return a;
-}
-
-async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 async function exists(client: KubeClient, path: string): Promise<boolean> {

@@ -35,6 +35,7 @@ import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { TestKubelet } from '../helpers/kubelet.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { eventually } from '../helpers/kube-nodes.js';
 
 /** A /22 pool of this process (four /24 blocks), away from the 10.244/16 other tests use. */
 const POOL = `10.${150 + (process.pid % 50)}.${4 * (process.pid % 60)}.0/22`;
@@ -58,15 +59,6 @@ function nodeConfig(nodeName: string, extra: Record<string, unknown> = {}): Reco
     'nodeGC.gracePeriod': `${GRACE_MS}ms`,
     ...extra,
   };
-}
-
-async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 const inCidr = (ip: string, cidr: string): boolean => {

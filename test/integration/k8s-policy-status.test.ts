@@ -21,6 +21,7 @@ import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { echoServer, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { until } from '../helpers/kube-nodes.js';
 
 const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
@@ -43,20 +44,6 @@ async function getCnp(kube: KubeCluster, name: string): Promise<z.infer<typeof c
   return cnpObject.parse(JSON.parse(r.stdout));
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`timed out waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
-}
 
 const policy = (apps: string[], port: string) => ({
   apiVersion: 'cilium.io/v2',
@@ -91,7 +78,7 @@ test('each node writes its own policy status: accepted with the observed generat
   const writer = running.policyStatus;
   assert.ok(writer);
   assert.equal((await kube.kubectl(['get', 'crd', 'ciliumnetworkpolicies.cilium.io'])).code, 0, 'the agent registered the CRD');
-  await eventually('the source to serve CiliumNetworkPolicy', async () => {
+  await until('the source to serve CiliumNetworkPolicy', async () => {
     const src = running.agent.status().source;
     return src.type === 'kubernetes' && src.kinds.CiliumNetworkPolicy?.synced ? true : undefined;
   });
@@ -108,7 +95,7 @@ test('each node writes its own policy status: accepted with the observed generat
   assert.equal(p.code, 0, p.stderr);
 
   await t.test('a valid policy: ok and enforcing for this node at generation 1', async () => {
-    const e = await eventually('node-a ok at generation 1', async () => {
+    const e = await until('node-a ok at generation 1', async () => {
       const o = await getCnp(kube, 'server-in');
       const mine = o.status?.nodes?.['node-a'];
       return mine?.ok && mine.observedGeneration === o.metadata.generation ? { o, mine } : undefined;
@@ -131,19 +118,19 @@ test('each node writes its own policy status: accepted with the observed generat
 
   await t.test('an edit bumps the observed generation', async () => {
     await kube.apply(policy(['client', 'intruder'], '8080'));
-    const mine = await eventually('node-a ok at generation 2', async () => {
+    const mine = await until('node-a ok at generation 2', async () => {
       const o = await getCnp(kube, 'server-in');
       const m = o.status?.nodes?.['node-a'];
       return m?.ok && m.observedGeneration === 2 && o.metadata.generation === 2 ? m : undefined;
     });
     assert.equal(mine.enforcing, true);
-    await eventually('the intruder to be allowed', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'connected' ? true : undefined));
+    await until('the intruder to be allowed', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'connected' ? true : undefined));
   });
 
   await t.test('an edit the CRD accepts but meshd refuses: ok false with the field path, the previous version stays enforced', async () => {
     const patchesBefore = writer.stats().patches;
     await kube.apply(policy(['client'], 'not a port!'));
-    const mine = await eventually('node-a rejected at generation 3', async () => {
+    const mine = await until('node-a rejected at generation 3', async () => {
       const o = await getCnp(kube, 'server-in');
       const m = o.status?.nodes?.['node-a'];
       return m && !m.ok && m.observedGeneration === 3 ? m : undefined;
@@ -162,13 +149,13 @@ test('each node writes its own policy status: accepted with the observed generat
 
     // Fixed again: ok, the old error and problems are gone from the entry.
     await kube.apply(policy(['client'], '8080'));
-    const fixed = await eventually('node-a ok at generation 4', async () => {
+    const fixed = await until('node-a ok at generation 4', async () => {
       const m = (await getCnp(kube, 'server-in')).status?.nodes?.['node-a'];
       return m?.ok && m.observedGeneration === 4 ? m : undefined;
     });
     assert.equal(fixed.error, undefined);
     assert.equal(fixed.problems, undefined);
-    await eventually('the intruder to be refused again', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout' ? true : undefined));
+    await until('the intruder to be refused again', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout' ? true : undefined));
   });
 });
 
@@ -188,7 +175,7 @@ test('status writers: two nodes write side by side; an unreachable API server de
   a.note({ ref, ok: false, enforcing: false, generation: 1, problems: [{ path: 'spec', code: 'X', message: 'second' }] });
   a.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
   b.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
-  const both = await eventually('both nodes', async () => {
+  const both = await until('both nodes', async () => {
     const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
     return nodes?.['node-a'] && nodes['node-b'] ? nodes : undefined;
   });
@@ -200,10 +187,10 @@ test('status writers: two nodes write side by side; an unreachable API server de
   const started = performance.now();
   a.note({ ref, ok: false, enforcing: true, generation: 1, problems: [{ path: 'spec.ingress', code: 'X', message: 'later' }] });
   assert.ok(performance.now() - started < 20, 'note() does not wait for the API server');
-  await eventually('a failed attempt', async () => (a.stats().failures > 0 ? true : undefined));
+  await until('a failed attempt', async () => (a.stats().failures > 0 ? true : undefined));
   assert.equal(a.stats().pending, 1);
   await kube.startApiServer();
-  const after = await eventually('the retried write', async () => {
+  const after = await until('the retried write', async () => {
     const nodes = (await getCnp(kube, 'server-in')).status?.nodes;
     return nodes?.['node-a']?.ok === false ? nodes : undefined;
   });

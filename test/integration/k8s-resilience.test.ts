@@ -28,21 +28,13 @@ import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { TestKubelet, type KubeletPod } from '../helpers/kubelet.js';
 import { echoServer, longLivedConnection, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { eventually } from '../helpers/kube-nodes.js';
 
 /** The issue's number: the API server is gone this long under live traffic. */
 const OUTAGE_MS = 30_000;
 const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await sleep(200);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 /** Server ingress on 8080 from the listed apps only. */
 const serverPolicy = (fromApps: string[]) => ({

@@ -18,6 +18,7 @@ import { AgentNode } from '../helpers/agent-node.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { echoServer, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { eventually } from '../helpers/kube-nodes.js';
 
 const FAST: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
@@ -96,15 +97,6 @@ const cnp = (name: string, port: string) => ({
   metadata: { name, namespace: 'app' },
   spec: { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'client' } }], toPorts: [{ ports: [{ port, protocol: 'TCP' }] }] }] },
 });
-
-async function eventually(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 test('KubeSource against a real API server', async (t) => {
   const kube = await startKubeCluster({ t });
