@@ -84,6 +84,8 @@ export class Reconciler {
   /** Endpoints whose latest policy is not in the kernel yet, with the reason (datapath refused it, or the proxy NACKed). */
   readonly pending = new Map<string, string>();
   private last: ProxyRecord | null = null;
+  /** identityIps() of the last ipcache list it was asked for (the engine hands out the same list until it changes). */
+  private identityIpsMemo: { of: readonly IpcacheEntry[]; ips: Map<number, string[]> } | null = null;
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -169,13 +171,15 @@ export class Reconciler {
   }
 
   /** The prefixes of each identity (what the proxy's RBAC matches remote peers by). */
-  identityIps(ipcache: readonly IpcacheEntry[] = this.d.engine.ipcache()): Map<number, string[]> {
+  identityIps(ipcache: readonly IpcacheEntry[] = this.d.engine.ipcache()): ReadonlyMap<number, readonly string[]> {
+    if (this.identityIpsMemo?.of === ipcache) return this.identityIpsMemo.ips;
     const out = new Map<number, string[]>();
     for (const e of ipcache) {
       const list = out.get(e.identity) ?? [];
       list.push(e.prefix);
       out.set(e.identity, list);
     }
+    this.identityIpsMemo = { of: ipcache, ips: out };
     return out;
   }
 }

@@ -156,7 +156,7 @@ async function trace(args: ParsedArgs<typeof traceOptions>, scenario: string, ou
   const { engine, problems } = await buildScenarioEngine(loaded);
   const result = { flows: loaded.scenario.flows.map((f) => traceFlow(engine, loaded.scenario, f)), problems };
   const dump = args.flag('dump');
-  const extra = dump ? { endpoints: engine.endpointPolicies(), ipcache: engine.ipcache() } : {};
+  const extra = dump ? { endpoints: engine.endpointPolicies(), ipcache: [...engine.ipcache()] } : {};
   out(args.format({ flows: result.flows, problems: result.problems, ...extra }, () => `${formatTrace(result)}${dump ? `\n${formatDump(extra)}` : ''}`));
   if (args.output !== 'text') for (const p of result.problems) err(`${formatProblem(p)}\n`);
   if (args.flag('check')) {

@@ -451,3 +451,43 @@ test('fromRequires narrows peers that appear after the policy (a new identity is
   assert.ok(after);
   assert.equal(lookupEntries(after.ingress, e.endpointIdentity('default/fe-dev') ?? 0, Proto.TCP, 80).verdict, 'ALLOW');
 });
+
+test('ipcache() is the same list until an address, a node, an endpoint or an identity changes', async () => {
+  const dns = new MemoryDnsCache();
+  const e = await world(dns);
+  const first = e.ipcache();
+  assert.equal(first.length, 200);
+  // A policy edit changes no address: the list is kept, not recomputed.
+  await e.upsertPolicy(cnp('p', 'app3', '  egress: [{toFQDNs: [{matchName: "api.example.com"}], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]\n'));
+  e.flush();
+  assert.equal(e.ipcache(), first);
+  const changed = (before: readonly unknown[]): readonly unknown[] => {
+    const now = e.ipcache();
+    assert.notEqual(now, before);
+    return now;
+  };
+  // Each thing the ipcache is made of gives a new list with the change in it.
+  await e.upsertEndpoint({ namespace: 'default', name: 'new', labels: { app: 'app1' }, ips: ['10.9.0.1'] });
+  let last = changed(first);
+  assert.ok(e.ipcache().some((x) => x.prefix === '10.9.0.1/32' && x.identity === e.endpointIdentity('default/new')));
+  await e.removeEndpoint('default/new');
+  last = changed(last);
+  assert.ok(!e.ipcache().some((x) => x.prefix === '10.9.0.1/32'));
+  await e.upsertNode({ name: 'n2', ips: ['192.0.2.2'] });
+  last = changed(last);
+  assert.ok(e.ipcache().some((x) => x.prefix === '192.0.2.2/32'));
+  await e.removeNode('n2');
+  last = changed(last);
+  e.setHostAddresses(['192.0.2.9']);
+  last = changed(last);
+  assert.equal(e.ipcache().find((x) => x.prefix === '192.0.2.9/32')?.identity, 1);
+  e.setReservedAddresses('kube-apiserver', ['192.0.2.7']);
+  last = changed(last);
+  assert.ok(e.ipcache().some((x) => x.prefix === '192.0.2.7/32'));
+  // An address learned by DNS gets a local identity outside any call on the engine.
+  dns.set('api.example.com', ['203.0.113.5']);
+  await e.settled();
+  last = changed(last);
+  assert.ok(e.ipcache().some((x) => x.prefix === '203.0.113.5/32'));
+  assert.equal(e.ipcache(), last);
+});

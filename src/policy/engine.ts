@@ -169,6 +169,11 @@ export class PolicyEngine {
   private readonly onError: ((err: unknown) => void) | undefined;
   private backgroundError: unknown;
   private readonly identityListeners = new Set<() => void>();
+  /**
+   * ipcache() is asked for on every reconcile, most of which change no address (a policy edit, a
+   * status write): its result is kept until something it is made of changes (touchIpcache()).
+   */
+  private ipcacheMemo: readonly IpcacheEntry[] | null = null;
 
   constructor(opts: EngineOptions = {}) {
     this.allocator = opts.allocator ?? new LocalIdentityAllocator();
@@ -181,6 +186,7 @@ export class PolicyEngine {
       fqdnMatches: (sel, ident) => this.fqdnMatches(sel, ident),
     });
     this.allocator.subscribe(({ kind, identity }) => {
+      this.touchIpcache();
       const changed = kind === 'added' ? this.cache.identityAdded(identity) : this.cache.identityRemoved(identity);
       this.selectorsChanged(changed);
       if (kind === 'removed') this.identityPolicies.delete(identity.id);
@@ -246,6 +252,7 @@ export class PolicyEngine {
       if (!prev || prev.host) return;
       this.unindex(prev);
       this.endpoints.delete(id);
+      this.touchIpcache();
       this.dirtyEndpoints.delete(id);
       if (prev.namedPorts.size > 0) this.namedPortsChanged(prev.identity.id, undefined);
       this.allocator.release(prev.identity.id);
@@ -272,6 +279,7 @@ export class PolicyEngine {
         this.commitHostEndpoint(`node:${input.name}`, identity, input.ips ?? []);
       }
       this.nodes.set(input.name, { input, identity });
+      this.touchIpcache();
       for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
       for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
       if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
@@ -284,6 +292,7 @@ export class PolicyEngine {
       const prev = this.nodes.get(name);
       if (!prev) return;
       this.nodes.delete(name);
+      this.touchIpcache();
       for (const ip of prev.input.ips ?? []) if (this.nodeIps.get(ip) === name) this.nodeIps.delete(ip);
       if (prev.input.local) {
         const id = `node:${name}`;
@@ -306,6 +315,7 @@ export class PolicyEngine {
    * previous list. Allocates nothing, so it applies at once.
    */
   setHostAddresses(ips: readonly string[]): void {
+    this.touchIpcache();
     this.hostIps.clear();
     for (const ip of ips) {
       const p = parsePrefix(ip);
@@ -329,6 +339,7 @@ export class PolicyEngine {
    */
   setReservedAddresses(name: ReservedName, ips: readonly string[]): void {
     const id = ReservedIdentity[name];
+    this.touchIpcache();
     for (const [ip, owner] of [...this.reservedIps]) if (owner === id) this.reservedIps.delete(ip);
     for (const ip of ips) this.reservedIps.set(ip, id);
   }
@@ -508,6 +519,7 @@ export class PolicyEngine {
       this.unindex(prev);
     }
     this.endpoints.set(state.id, state);
+    this.touchIpcache();
     this.index(state);
     this.dirtyEndpoints.add(state.id);
   }
@@ -721,7 +733,8 @@ export class PolicyEngine {
    * Prefix → identity for the datapath's ipcache: endpoint and node addresses, the host's own addresses,
    * CIDR and FQDN identities. A more specific owner wins: endpoint over node over host address over reserved.
    */
-  ipcache(): IpcacheEntry[] {
+  ipcache(): readonly IpcacheEntry[] {
+    if (this.ipcacheMemo) return this.ipcacheMemo;
     const out = new Map<string, number>();
     for (const ident of this.allocator.all()) {
       if (ident.scope !== 'local') continue;
@@ -732,13 +745,29 @@ export class PolicyEngine {
     for (const ip of this.hostIps) out.set(hostPrefix(ip), ReservedIdentity.host);
     for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), n.identity.id);
     for (const ep of this.endpoints.values()) for (const ip of ep.ips) out.set(hostPrefix(ip), ep.identity.id);
-    return [...out].map(([prefix, identity]) => ({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));
+    const entries = [...out].map(([prefix, identity]) => Object.freeze({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));
+    this.ipcacheMemo = Object.freeze(entries);
+    return this.ipcacheMemo;
+  }
+
+  /** Something ipcache() is made of changed: the next call computes it again. */
+  private touchIpcache(): void {
+    this.ipcacheMemo = null;
   }
 }
 
+/** hostPrefix() per address string: parsing dominated ipcache() with thousands of endpoints. Bounded. */
+const hostPrefixOf = new Map<string, string>();
+const HOST_PREFIX_MEMO_MAX = 1 << 17;
+
 function hostPrefix(ip: string): string {
+  const known = hostPrefixOf.get(ip);
+  if (known !== undefined) return known;
   const p = parsePrefix(ip);
-  return p ? formatPrefix(p) : ip;
+  const out = p ? formatPrefix(p) : ip;
+  if (hostPrefixOf.size >= HOST_PREFIX_MEMO_MAX) hostPrefixOf.clear();
+  hostPrefixOf.set(ip, out);
+  return out;
 }
 
 /** identityPrefix() per identity: identities are immutable, and parsing the labels dominated FQDN updates. */

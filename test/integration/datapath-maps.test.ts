@@ -296,4 +296,13 @@ test('after a restart, endpoints that did not come back are pruned from the pins
   );
   dp.deleteIpcache(['10.20.0.0/16', '10.99.0.0/16']);
   assert.deepEqual(dp.ipcacheEntries(), [{ prefix: `${PEER}/32`, identity: 601 }]);
+
+  // The same list synced again is not diffed (nothing changed)…
+  const desired = [{ prefix: `${PEER}/32`, identity: 602 }];
+  assert.deepEqual(dp.syncIpcache(desired), { puts: 1, deletes: 0, size: 1 });
+  assert.deepEqual(dp.syncIpcache(desired), { puts: 0, deletes: 0, size: 1 });
+  // …unless something else wrote the ipcache in between: then the same list puts it back.
+  dp.upsertIpcache([{ prefix: '10.21.0.0/16', identity: 903 }]);
+  assert.deepEqual(dp.syncIpcache(desired), { puts: 0, deletes: 1, size: 1 });
+  assert.deepEqual(dp.ipcacheEntries(), [{ prefix: `${PEER}/32`, identity: 602 }]);
 });

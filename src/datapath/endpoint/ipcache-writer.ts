@@ -44,6 +44,8 @@ export class IpcacheWriter {
   /** Entries of `held` per map (the capacity check needs them on every sync). */
   private readonly count: Record<IpcacheMapName, number> = { ipcache: 0, ipcacheHost: 0 };
   private readonly parsed = new PrefixCache();
+  /** The list of the last sync() while the kernel still holds exactly it (see sync()). */
+  private synced: readonly IpcacheEntry[] | null = null;
 
   constructor(
     private readonly fds: Readonly<Record<IpcacheMapName, number>>,
@@ -72,6 +74,15 @@ export class IpcacheWriter {
 
   /** Makes the ipcache equal to `entries`. If the result does not fit, nothing is written. */
   sync(entries: readonly IpcacheEntry[]): IpcacheSyncResult {
+    // The same list object again (the engine keeps its ipcache() until it changes), nothing written since:
+    // the kernel already holds it, and the diff over thousands of entries would find nothing to do.
+    if (entries === this.synced) return { puts: 0, deletes: 0, size: this.held.size };
+    const result = this.apply(entries);
+    this.synced = entries;
+    return result;
+  }
+
+  private apply(entries: readonly IpcacheEntry[]): IpcacheSyncResult {
     const ops = diffIpcache(this.held, this.parsed.desired(entries));
     for (const map of MAPS) {
       let n = this.count[map];
@@ -112,12 +123,14 @@ export class IpcacheWriter {
   }
 
   private hold(prefix: ParsedPrefix, identity: number): void {
+    this.synced = null;
     const map = ipcacheMapOf(prefix.bits, prefix.family);
     if (!this.held.has(prefix.cidr)) this.count[map] += 1;
     this.held.set(prefix.cidr, { identity, map, prefix });
   }
 
   private unhold(cidr: string): void {
+    this.synced = null;
     const had = this.held.get(cidr);
     if (!had) return;
     this.held.delete(cidr);
