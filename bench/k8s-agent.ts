@@ -7,11 +7,13 @@
  *   → {op:'start', nodeName, podCIDR, kubeconfigPath}   ← {op:'started', ms, bpfRoot, cniConfDir, cniBinDir}
  *   → {op:'restart'}                                     ← {op:'restarted', ms}   (stop, then start against the cluster as it is)
  *   → {op:'stats', gc}                                   ← {op:'stats', heapUsed, rss, requests, objects}  (gc: after a forced GC)
+ *   → {op:'profile', file?}                              ← {op:'profiled'}       (no file: start a V8 CPU profile; file: stop it and write it there)
  *   → {op:'stop'}                                        ← {op:'stopped'}        (everything removed; the process exits)
  *
  * A failure is answered with {op:'error', message}.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { kubeRequestCounts } from '../src/k8s/client.js';
@@ -25,6 +27,7 @@ export const AgentRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('restart') }),
   /** `gc`: collect first (heap figures); without it a cheap look at the object counts. */
   z.object({ op: z.literal('stats'), gc: z.boolean() }),
+  z.object({ op: z.literal('profile'), file: z.string().min(1).optional() }),
   z.object({ op: z.literal('stop') }),
 ]);
 export type AgentRequest = z.infer<typeof AgentRequest>;
@@ -41,6 +44,7 @@ export const AgentReply = z.discriminatedUnion('op', [
     /** Objects the agent's source holds, per kind. */
     objects: z.record(z.string(), z.number()),
   }),
+  z.object({ op: z.literal('profiled') }),
   z.object({ op: z.literal('stopped') }),
   z.object({ op: z.literal('error'), message: z.string() }),
 ]);
@@ -50,6 +54,8 @@ export type AgentReply = z.infer<typeof AgentReply>;
 const SOURCE: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 1_000 };
 
 let node: AgentNode | null = null;
+/** The inspector session of a profile in progress (op 'profile'). */
+let profiler: Session | null = null;
 let kubeconfigPath = '';
 
 function collect(): void {
@@ -89,6 +95,22 @@ async function handle(req: AgentRequest): Promise<AgentReply> {
       const kinds = node?.running?.kube?.connection().kinds ?? {};
       const objects = Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, v.objects]));
       return { op: 'stats', heapUsed: mem.heapUsed, rss: mem.rss, requests: kubeRequestCounts(), objects };
+    }
+    case 'profile': {
+      if (req.file === undefined) {
+        if (profiler) throw new Error('profiling already');
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      } else {
+        if (!profiler) throw new Error('not profiling');
+        const { profile } = await profiler.post('Profiler.stop');
+        profiler.disconnect();
+        profiler = null;
+        writeFileSync(req.file, JSON.stringify(profile));
+      }
+      return { op: 'profiled' };
     }
     case 'stop': {
       await node?.cleanup();

@@ -66,6 +66,8 @@ const args = benchArgs();
 const quick = process.argv.includes('--quick');
 /** `--cpu-prof DIR`: the agent processes write V8 CPU profiles there when they exit. */
 const cpuProfDir = ((i) => (i < 0 ? undefined : process.argv[i + 1]))(process.argv.indexOf('--cpu-prof'));
+/** `--profile-scale DIR`: each agent profiles the at-scale apply → enforced changes only, into DIR/<node>.cpuprofile. */
+const scaleProfDir = ((i) => (i < 0 ? undefined : process.argv[i + 1]))(process.argv.indexOf('--profile-scale'));
 const SIZES = {
   changes: args.num('--changes', quick ? 5 : 50),
   pods: args.num('--pods', quick ? 200 : 5_000),
@@ -79,6 +81,8 @@ const NAMESPACES = 10;
 const APPS = Math.min(500, Math.max(NAMESPACES, Math.floor(SIZES.pods / 10)));
 /** A change not in the pins after this long counts as lost and fails the run. */
 const ENFORCE_TIMEOUT_MS = 30_000;
+/** The change after the population waits for the agents' whole backlog: that is what it measures. */
+const CATCH_UP_TIMEOUT_MS = 600_000;
 const AGENT_USERS = ['meshd-bench-a', 'meshd-bench-b'];
 const log = args.log;
 
@@ -299,7 +303,7 @@ interface ApplyResult {
 }
 
 /** `changes` successive kubectl applies; per change and agent, kubectl start → new port's row in the pins. */
-async function applyToEnforced(kube: KubeCluster, agents: readonly AgentProc[], changes: number, basePort: number, what: string): Promise<ApplyResult> {
+async function applyToEnforced(kube: KubeCluster, agents: readonly AgentProc[], changes: number, basePort: number, what: string, timeoutMs = ENFORCE_TIMEOUT_MS): Promise<ApplyResult> {
   const samples: Record<string, number[]> = Object.fromEntries(agents.map((a) => [a.nodeName, []]));
   const kubectl: number[] = [];
   const wall: ApplyResult['wall'] = [];
@@ -324,7 +328,7 @@ async function applyToEnforced(kube: KubeCluster, agents: readonly AgentProc[], 
         }
       }
       if (applyError) throw applyError;
-      if (performance.now() - t0 > ENFORCE_TIMEOUT_MS) throw new Error(`${what}: change ${i + 1} (port ${port}) not enforced by ${[...pending].map((a) => a.nodeName).join(', ')} within ${ENFORCE_TIMEOUT_MS} ms`);
+      if (performance.now() - t0 > timeoutMs) throw new Error(`${what}: change ${i + 1} (port ${port}) not enforced by ${[...pending].map((a) => a.nodeName).join(', ')} within ${timeoutMs} ms`);
       await sleep(1);
     }
     await applied;
@@ -570,7 +574,7 @@ async function run(): Promise<object> {
     };
     await waitFor('the agents to hold every pod and policy', 600_000, async () => (await Promise.all(agents.map(caughtUp))).every(Boolean));
     // A change goes through the same queue as everything before it: once it is enforced, the backlog is applied.
-    const catchUp = await applyToEnforced(kube, agents, 1, 29_000, 'catch-up');
+    const catchUp = await applyToEnforced(kube, agents, 1, 29_000, 'catch-up', CATCH_UP_TIMEOUT_MS);
     const catchUpS = (performance.now() - tPop) / 1000;
     log(`  agents caught up ${round(catchUpS)} s after population started (last change enforced after ${round(Math.max(...Object.values(catchUp.samples).flat()))} ms)`);
 
@@ -582,7 +586,10 @@ async function run(): Promise<object> {
     log(`  ready in ${round(readyMs / 1000, 2)} s`);
 
     log(`apply → enforced: ${SIZES.changes} changes at scale`);
-    const scaled = summarize(await applyToEnforced(kube, agents, SIZES.changes, 30_000, 'scale'), auditLog);
+    if (scaleProfDir) await Promise.all(agents.map((a) => a.call({ op: 'profile' }, 'profiled')));
+    const scaledRaw = await applyToEnforced(kube, agents, SIZES.changes, 30_000, 'scale');
+    if (scaleProfDir) await Promise.all(agents.map((a) => a.call({ op: 'profile', file: join(scaleProfDir, `${a.nodeName}.cpuprofile`) }, 'profiled')));
+    const scaled = summarize(scaledRaw, auditLog);
     log(`  p50 ${scaled.p50_ms} ms, p99 ${scaled.p99_ms} ms; from the API write: p50 ${scaled.write_p50_ms} ms, p99 ${scaled.write_p99_ms} ms`);
 
     log(`steady window: ${SIZES.windowS} s, one change a second`);
