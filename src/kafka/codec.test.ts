@@ -61,7 +61,7 @@ test('captured Java client requests: flexible versions read; topic-ID versions a
 
 test('allowed traffic passes unchanged; the ApiVersions answer is capped to what the codec reads', () => {
   for (const conn of connections) {
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     const reqIn = fixture(`${conn}-requests.bin`);
     const resIn = fixture(`${conn}-responses.bin`);
     const reqs = requests(conn);
@@ -104,7 +104,7 @@ test('a denied produce is answered with TOPIC_AUTHORIZATION_FAILED, in order, an
   const reqs = requests(conn);
   const produce = reqs.find((r) => r.apiKey === ApiKey.Produce);
   assert.ok(produce);
-  const c = new KafkaConnection({ rules: () => [{ role: 'consume', topic: 'orders' }] });
+  const c = new KafkaConnection({ rules: () => [[{ role: 'consume', topic: 'orders' }]] });
   const up = c.onRead(fixture(`${conn}-requests.bin`));
   assert.equal(up.close, false);
   const sent = new FrameSplitter().push(up.data).map(parseRequest);
@@ -167,14 +167,14 @@ test('error responses decode with kafkajs for the versions it speaks', async () 
 });
 
 test('a response that answers no request in flight closes the connection', () => {
-  const c = new KafkaConnection({ rules: () => [{}] });
+  const c = new KafkaConnection({ rules: () => [[{}]] });
   const r = c.onWrite(apiVersionsV0Answer(42));
   assert.equal(r.close, true);
   assert.equal(r.reason, 'MESHD_KAFKA_MALFORMED');
 });
 
 test('an unlisted client ID is refused from its first request (ApiVersions, CLUSTER_AUTHORIZATION_FAILED)', () => {
-  const c = new KafkaConnection({ rules: () => [{ role: 'produce', topic: 'orders', clientID: 'someone-else' }] });
+  const c = new KafkaConnection({ rules: () => [[{ role: 'produce', topic: 'orders', clientID: 'someone-else' }]] });
   const up = c.onRead(fixture('kafkajs-1-requests.bin'));
   assert.equal(up.close, false);
   const down = c.onWrite(Buffer.concat(new FrameSplitter().push(up.data).map((f) => apiVersionsV0Answer(f.readInt32BE(4)))));
@@ -185,10 +185,10 @@ test('an unlisted client ID is refused from its first request (ApiVersions, CLUS
 
 test('unreadable requests close the connection unless a topic-free rule allows them', () => {
   const javaProduce = fixture('java-1-requests.bin');
-  assert.equal(new KafkaConnection({ rules: () => [{ role: 'produce', topic: 'orders' }] }).onRead(javaProduce).close, true);
-  assert.equal(new KafkaConnection({ rules: () => [{}] }).onRead(javaProduce).close, false);
+  assert.equal(new KafkaConnection({ rules: () => [[{ role: 'produce', topic: 'orders' }]] }).onRead(javaProduce).close, true);
+  assert.equal(new KafkaConnection({ rules: () => [[{}]] }).onRead(javaProduce).close, false);
   // A frame too short for its own header.
-  const r = new KafkaConnection({ rules: () => [{}] }).onRead(Buffer.from('00000003000001', 'hex'));
+  const r = new KafkaConnection({ rules: () => [[{}]] }).onRead(Buffer.from('00000003000001', 'hex'));
   assert.equal(r.close, true);
   assert.equal(r.reason, 'MESHD_KAFKA_MALFORMED');
 });
@@ -215,7 +215,7 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     } catch (e) {
       assert.ok(isMeshdError(e) && e.code.startsWith('MESHD_KAFKA_'), `case ${i}: ${String(e)}`);
     }
-    const c = new KafkaConnection({ rules: () => [{ role: 'consume', topic: 'orders' }] });
+    const c = new KafkaConnection({ rules: () => [[{ role: 'consume', topic: 'orders' }]] });
     const r = c.onRead(withSize(cut));
     assert.equal(typeof r.close, 'boolean');
   }
@@ -224,14 +224,14 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     const conn = connections[Math.floor(rand() * connections.length)] ?? '';
     const res = Buffer.from(fixture(`${conn}-responses.bin`));
     for (let j = 0; j < 1 + Math.floor(rand() * 4); j++) res[Math.floor(rand() * res.length)] = Math.floor(rand() * 256);
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     c.onRead(fixture(`${conn}-requests.bin`));
     const r = c.onWrite(res);
     assert.ok(!r.close || (r.reason ?? '').startsWith('MESHD_KAFKA_'), `response case ${i}: ${String(r.reason)}`);
   }
   for (const conn of connections.filter((c) => c.startsWith('kafkajs'))) {
-    const whole = new KafkaConnection({ rules: () => [{}] }).onRead(fixture(`${conn}-requests.bin`)).data;
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const whole = new KafkaConnection({ rules: () => [[{}]] }).onRead(fixture(`${conn}-requests.bin`)).data;
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     const bytes = fixture(`${conn}-requests.bin`);
     const parts: Buffer[] = [];
     for (let at = 0; at < bytes.length; ) {
