@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
+import { KAFKA_API_KEYS } from '../policy/l7-match.js';
 import { isMeshdError } from '../util/errors.js';
 import { repoPath } from '../util/paths.js';
 import { APIS, ApiKey, KafkaErrorCode } from './api.js';
 import { KafkaConnection } from './connection.js';
 import { FrameSplitter, withSize } from './frame.js';
+import { apiName, decide } from './policy.js';
 import { parseRequest } from './request.js';
 import { errorResponse } from './response.js';
 import { Reader, Writer } from './wire.js';
@@ -139,6 +141,9 @@ test('error responses decode with kafkajs for the versions it speaks', async () 
     // leaveGroup/v3: kafkajs's own parse leaves a rejected promise unobserved (it rejects twice); v2 shares the error layout
     ['leaveGroup/v2', ApiKey.LeaveGroup, 2, 'GROUP_AUTHORIZATION_FAILED'],
     ['apiVersions/v2', ApiKey.ApiVersions, 2, 'CLUSTER_AUTHORIZATION_FAILED'],
+    ['saslHandshake/v1', ApiKey.SaslHandshake, 1, 'UNSUPPORTED_SASL_MECHANISM'],
+    ['saslAuthenticate/v0', ApiKey.SaslAuthenticate, 0, 'SASL_AUTHENTICATION_FAILED'],
+    ['saslAuthenticate/v1', ApiKey.SaslAuthenticate, 1, 'SASL_AUTHENTICATION_FAILED'],
   ];
   const codes: Record<string, number> = KafkaErrorCode;
   for (const [path, apiKey, apiVersion, type] of cases) {
@@ -241,4 +246,41 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     }
     assert.ok(Buffer.concat(parts).equals(whole), conn);
   }
+});
+
+test("the Java producer's InitProducerId (no transactional ID) is allowed by role produce; refused, it gets the API's own error", () => {
+  const init = requests('java-0').find((r) => r.apiKey === ApiKey.InitProducerId);
+  assert.ok(init);
+  assert.equal(init.transactionalId, null);
+  assert.deepEqual(decide([{ role: 'produce', topic: 'orders' }], init), { verdict: 'allow' });
+  assert.deepEqual(decide([{ role: 'consume', topic: 'orders' }], init), { verdict: 'deny', code: KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED });
+  assert.deepEqual(decide([{ apiKey: 'initproducerid' }], init), { verdict: 'allow' });
+  // A transactional producer: refused by the role (53), allowed only where apiKey names the API.
+  const tx = { ...init, transactionalId: 'tx-1' };
+  assert.deepEqual(decide([{ role: 'produce' }], tx), { verdict: 'deny', code: KafkaErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED });
+  assert.deepEqual(decide([{ apiKey: 'initproducerid' }], tx), { verdict: 'allow' });
+  for (const apiVersion of [0, 1, 2, 5, 6]) {
+    const frame = errorResponse({ ...init, apiVersion }, KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED);
+    assert.ok(frame);
+    const flexible = apiVersion >= 2;
+    const r = new Reader(frame, 8, flexible);
+    if (flexible) r.taggedFields(); // response header v1
+    assert.equal(r.int32(), 0); // throttle_time_ms
+    assert.equal(r.int16(), KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED);
+    r.skip(8 + 2 + (apiVersion >= 6 ? 10 : 0));
+    if (flexible) r.taggedFields();
+    assert.equal(r.offset, frame.length, `InitProducerId v${apiVersion}`);
+  }
+});
+
+test('every Kafka 4.x API key has a name rules can use; a SASL handshake v0 closes the connection', () => {
+  const named = new Set(Object.values(KAFKA_API_KEYS));
+  for (let key = 0; key <= 94; key++) assert.ok(named.has(key), `api key ${key}`);
+  assert.equal(apiName(60), 'describecluster');
+  const req = (apiKey: number, apiVersion: number) => ({ apiKey, apiVersion, correlationId: 1, clientId: 'c', readable: true, topics: null, allTopics: false, groups: [] });
+  assert.deepEqual(decide([{ apiKey: 'describecluster' }], { ...req(60, 0), readable: false }), { verdict: 'allow' });
+  assert.equal(decide([{ apiKey: 'saslhandshake' }], req(ApiKey.SaslHandshake, 0)).verdict, 'close');
+  assert.deepEqual(decide([{ apiKey: 'saslhandshake' }], req(ApiKey.SaslHandshake, 1)), { verdict: 'allow' });
+  assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslHandshake, 1)), { verdict: 'deny', code: KafkaErrorCode.UNSUPPORTED_SASL_MECHANISM });
+  assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslAuthenticate, 2)), { verdict: 'deny', code: KafkaErrorCode.SASL_AUTHENTICATION_FAILED });
 });
