@@ -284,3 +284,12 @@ test('every Kafka 4.x API key has a name rules can use; a SASL handshake v0 clos
   assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslHandshake, 1)), { verdict: 'deny', code: KafkaErrorCode.UNSUPPORTED_SASL_MECHANISM });
   assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslAuthenticate, 2)), { verdict: 'deny', code: KafkaErrorCode.SASL_AUTHENTICATION_FAILED });
 });
+
+test('a TLS ClientHello under Kafka rules closes the connection at its first bytes, never passed through', () => {
+  // Record header (handshake, TLS 1.0 record version, length 0x0200) then ClientHello: read as a Kafka size, over 100 MiB.
+  const hello = Buffer.concat([Buffer.from('160301020001', 'hex'), Buffer.alloc(64, 1)]);
+  const r = new KafkaConnection({ rules: () => [[{}]] }).onRead(hello);
+  assert.equal(r.close, true);
+  assert.equal(r.data.length, 0);
+  assert.equal(r.reason, 'MESHD_KAFKA_FRAME_TOO_LARGE');
+});
