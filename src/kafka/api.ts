@@ -30,6 +30,8 @@ export const ApiKey = {
   ApiVersions: 18,
   CreateTopics: 19,
   DeleteTopics: 20,
+  InitProducerId: 22,
+  SaslAuthenticate: 36,
 } as const;
 
 export interface ApiInfo {
@@ -59,6 +61,8 @@ export const APIS: ReadonlyMap<number, ApiInfo> = new Map<number, ApiInfo>([
   [ApiKey.ApiVersions, { name: 'apiversions', flexibleFrom: 3, maxVersion: Infinity }],
   [ApiKey.CreateTopics, { name: 'createtopics', flexibleFrom: 5, maxVersion: 7 }],
   [ApiKey.DeleteTopics, { name: 'deletetopics', flexibleFrom: 4, maxVersion: 6 }],
+  [ApiKey.InitProducerId, { name: 'initproducerid', flexibleFrom: 2, maxVersion: 6 }],
+  [ApiKey.SaslAuthenticate, { name: 'saslauthenticate', flexibleFrom: 2, maxVersion: 2 }],
 ]);
 
 export function isFlexible(apiKey: number, version: number): boolean {
@@ -72,4 +76,7 @@ export const KafkaErrorCode = {
   TOPIC_AUTHORIZATION_FAILED: 29,
   GROUP_AUTHORIZATION_FAILED: 30,
   CLUSTER_AUTHORIZATION_FAILED: 31,
+  UNSUPPORTED_SASL_MECHANISM: 33,
+  TRANSACTIONAL_ID_AUTHORIZATION_FAILED: 53,
+  SASL_AUTHENTICATION_FAILED: 58,
 } as const;

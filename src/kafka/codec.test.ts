@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
+import { KAFKA_API_KEYS } from '../policy/l7-match.js';
 import { isMeshdError } from '../util/errors.js';
 import { repoPath } from '../util/paths.js';
 import { APIS, ApiKey, KafkaErrorCode } from './api.js';
 import { KafkaConnection } from './connection.js';
 import { FrameSplitter, withSize } from './frame.js';
+import { apiName, decide } from './policy.js';
 import { parseRequest } from './request.js';
 import { errorResponse } from './response.js';
 import { Reader, Writer } from './wire.js';
@@ -61,7 +63,7 @@ test('captured Java client requests: flexible versions read; topic-ID versions a
 
 test('allowed traffic passes unchanged; the ApiVersions answer is capped to what the codec reads', () => {
   for (const conn of connections) {
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     const reqIn = fixture(`${conn}-requests.bin`);
     const resIn = fixture(`${conn}-responses.bin`);
     const reqs = requests(conn);
@@ -104,7 +106,7 @@ test('a denied produce is answered with TOPIC_AUTHORIZATION_FAILED, in order, an
   const reqs = requests(conn);
   const produce = reqs.find((r) => r.apiKey === ApiKey.Produce);
   assert.ok(produce);
-  const c = new KafkaConnection({ rules: () => [{ role: 'consume', topic: 'orders' }] });
+  const c = new KafkaConnection({ rules: () => [[{ role: 'consume', topic: 'orders' }]] });
   const up = c.onRead(fixture(`${conn}-requests.bin`));
   assert.equal(up.close, false);
   const sent = new FrameSplitter().push(up.data).map(parseRequest);
@@ -139,6 +141,9 @@ test('error responses decode with kafkajs for the versions it speaks', async () 
     // leaveGroup/v3: kafkajs's own parse leaves a rejected promise unobserved (it rejects twice); v2 shares the error layout
     ['leaveGroup/v2', ApiKey.LeaveGroup, 2, 'GROUP_AUTHORIZATION_FAILED'],
     ['apiVersions/v2', ApiKey.ApiVersions, 2, 'CLUSTER_AUTHORIZATION_FAILED'],
+    ['saslHandshake/v1', ApiKey.SaslHandshake, 1, 'UNSUPPORTED_SASL_MECHANISM'],
+    ['saslAuthenticate/v0', ApiKey.SaslAuthenticate, 0, 'SASL_AUTHENTICATION_FAILED'],
+    ['saslAuthenticate/v1', ApiKey.SaslAuthenticate, 1, 'SASL_AUTHENTICATION_FAILED'],
   ];
   const codes: Record<string, number> = KafkaErrorCode;
   for (const [path, apiKey, apiVersion, type] of cases) {
@@ -167,14 +172,14 @@ test('error responses decode with kafkajs for the versions it speaks', async () 
 });
 
 test('a response that answers no request in flight closes the connection', () => {
-  const c = new KafkaConnection({ rules: () => [{}] });
+  const c = new KafkaConnection({ rules: () => [[{}]] });
   const r = c.onWrite(apiVersionsV0Answer(42));
   assert.equal(r.close, true);
   assert.equal(r.reason, 'MESHD_KAFKA_MALFORMED');
 });
 
 test('an unlisted client ID is refused from its first request (ApiVersions, CLUSTER_AUTHORIZATION_FAILED)', () => {
-  const c = new KafkaConnection({ rules: () => [{ role: 'produce', topic: 'orders', clientID: 'someone-else' }] });
+  const c = new KafkaConnection({ rules: () => [[{ role: 'produce', topic: 'orders', clientID: 'someone-else' }]] });
   const up = c.onRead(fixture('kafkajs-1-requests.bin'));
   assert.equal(up.close, false);
   const down = c.onWrite(Buffer.concat(new FrameSplitter().push(up.data).map((f) => apiVersionsV0Answer(f.readInt32BE(4)))));
@@ -185,10 +190,10 @@ test('an unlisted client ID is refused from its first request (ApiVersions, CLUS
 
 test('unreadable requests close the connection unless a topic-free rule allows them', () => {
   const javaProduce = fixture('java-1-requests.bin');
-  assert.equal(new KafkaConnection({ rules: () => [{ role: 'produce', topic: 'orders' }] }).onRead(javaProduce).close, true);
-  assert.equal(new KafkaConnection({ rules: () => [{}] }).onRead(javaProduce).close, false);
+  assert.equal(new KafkaConnection({ rules: () => [[{ role: 'produce', topic: 'orders' }]] }).onRead(javaProduce).close, true);
+  assert.equal(new KafkaConnection({ rules: () => [[{}]] }).onRead(javaProduce).close, false);
   // A frame too short for its own header.
-  const r = new KafkaConnection({ rules: () => [{}] }).onRead(Buffer.from('00000003000001', 'hex'));
+  const r = new KafkaConnection({ rules: () => [[{}]] }).onRead(Buffer.from('00000003000001', 'hex'));
   assert.equal(r.close, true);
   assert.equal(r.reason, 'MESHD_KAFKA_MALFORMED');
 });
@@ -215,7 +220,7 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     } catch (e) {
       assert.ok(isMeshdError(e) && e.code.startsWith('MESHD_KAFKA_'), `case ${i}: ${String(e)}`);
     }
-    const c = new KafkaConnection({ rules: () => [{ role: 'consume', topic: 'orders' }] });
+    const c = new KafkaConnection({ rules: () => [[{ role: 'consume', topic: 'orders' }]] });
     const r = c.onRead(withSize(cut));
     assert.equal(typeof r.close, 'boolean');
   }
@@ -224,14 +229,14 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     const conn = connections[Math.floor(rand() * connections.length)] ?? '';
     const res = Buffer.from(fixture(`${conn}-responses.bin`));
     for (let j = 0; j < 1 + Math.floor(rand() * 4); j++) res[Math.floor(rand() * res.length)] = Math.floor(rand() * 256);
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     c.onRead(fixture(`${conn}-requests.bin`));
     const r = c.onWrite(res);
     assert.ok(!r.close || (r.reason ?? '').startsWith('MESHD_KAFKA_'), `response case ${i}: ${String(r.reason)}`);
   }
   for (const conn of connections.filter((c) => c.startsWith('kafkajs'))) {
-    const whole = new KafkaConnection({ rules: () => [{}] }).onRead(fixture(`${conn}-requests.bin`)).data;
-    const c = new KafkaConnection({ rules: () => [{}] });
+    const whole = new KafkaConnection({ rules: () => [[{}]] }).onRead(fixture(`${conn}-requests.bin`)).data;
+    const c = new KafkaConnection({ rules: () => [[{}]] });
     const bytes = fixture(`${conn}-requests.bin`);
     const parts: Buffer[] = [];
     for (let at = 0; at < bytes.length; ) {
@@ -241,4 +246,50 @@ test('fuzz: mutated captured frames parse or fail with a Kafka error; random chu
     }
     assert.ok(Buffer.concat(parts).equals(whole), conn);
   }
+});
+
+test("the Java producer's InitProducerId (no transactional ID) is allowed by role produce; refused, it gets the API's own error", () => {
+  const init = requests('java-0').find((r) => r.apiKey === ApiKey.InitProducerId);
+  assert.ok(init);
+  assert.equal(init.transactionalId, null);
+  assert.deepEqual(decide([{ role: 'produce', topic: 'orders' }], init), { verdict: 'allow' });
+  assert.deepEqual(decide([{ role: 'consume', topic: 'orders' }], init), { verdict: 'deny', code: KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED });
+  assert.deepEqual(decide([{ apiKey: 'initproducerid' }], init), { verdict: 'allow' });
+  // A transactional producer: refused by the role (53), allowed only where apiKey names the API.
+  const tx = { ...init, transactionalId: 'tx-1' };
+  assert.deepEqual(decide([{ role: 'produce' }], tx), { verdict: 'deny', code: KafkaErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED });
+  assert.deepEqual(decide([{ apiKey: 'initproducerid' }], tx), { verdict: 'allow' });
+  for (const apiVersion of [0, 1, 2, 5, 6]) {
+    const frame = errorResponse({ ...init, apiVersion }, KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED);
+    assert.ok(frame);
+    const flexible = apiVersion >= 2;
+    const r = new Reader(frame, 8, flexible);
+    if (flexible) r.taggedFields(); // response header v1
+    assert.equal(r.int32(), 0); // throttle_time_ms
+    assert.equal(r.int16(), KafkaErrorCode.CLUSTER_AUTHORIZATION_FAILED);
+    r.skip(8 + 2 + (apiVersion >= 6 ? 10 : 0));
+    if (flexible) r.taggedFields();
+    assert.equal(r.offset, frame.length, `InitProducerId v${apiVersion}`);
+  }
+});
+
+test('every Kafka 4.x API key has a name rules can use; a SASL handshake v0 closes the connection', () => {
+  const named = new Set(Object.values(KAFKA_API_KEYS));
+  for (let key = 0; key <= 94; key++) assert.ok(named.has(key), `api key ${key}`);
+  assert.equal(apiName(60), 'describecluster');
+  const req = (apiKey: number, apiVersion: number) => ({ apiKey, apiVersion, correlationId: 1, clientId: 'c', readable: true, topics: null, allTopics: false, groups: [] });
+  assert.deepEqual(decide([{ apiKey: 'describecluster' }], { ...req(60, 0), readable: false }), { verdict: 'allow' });
+  assert.equal(decide([{ apiKey: 'saslhandshake' }], req(ApiKey.SaslHandshake, 0)).verdict, 'close');
+  assert.deepEqual(decide([{ apiKey: 'saslhandshake' }], req(ApiKey.SaslHandshake, 1)), { verdict: 'allow' });
+  assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslHandshake, 1)), { verdict: 'deny', code: KafkaErrorCode.UNSUPPORTED_SASL_MECHANISM });
+  assert.deepEqual(decide([{ role: 'produce' }], req(ApiKey.SaslAuthenticate, 2)), { verdict: 'deny', code: KafkaErrorCode.SASL_AUTHENTICATION_FAILED });
+});
+
+test('a TLS ClientHello under Kafka rules closes the connection at its first bytes, never passed through', () => {
+  // Record header (handshake, TLS 1.0 record version, length 0x0200) then ClientHello: read as a Kafka size, over 100 MiB.
+  const hello = Buffer.concat([Buffer.from('160301020001', 'hex'), Buffer.alloc(64, 1)]);
+  const r = new KafkaConnection({ rules: () => [[{}]] }).onRead(hello);
+  assert.equal(r.close, true);
+  assert.equal(r.data.length, 0);
+  assert.equal(r.reason, 'MESHD_KAFKA_FRAME_TOO_LARGE');
 });

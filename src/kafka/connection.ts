@@ -23,7 +23,7 @@ import { isMeshdError } from '../util/errors.js';
 import { ApiKey } from './api.js';
 import { KafkaError } from './errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameSplitter, withSize } from './frame.js';
-import { decide, type KafkaVerdict } from './policy.js';
+import { decideAll, type KafkaVerdict } from './policy.js';
 import { parseRequest, type KafkaRequestInfo } from './request.js';
 import { capApiVersions, errorResponse } from './response.js';
 import { Writer } from './wire.js';
@@ -51,8 +51,11 @@ export interface DecisionEvent {
 }
 
 export interface KafkaConnectionOptions {
-  /** The rules in force for this connection now; undefined = none (every request denied). */
-  rules: () => readonly KafkaRule[] | undefined;
+  /**
+   * The rule sets in force for this connection now, each of which must allow a request; an empty
+   * list or an undefined set = none (every request denied).
+   */
+  rules: () => ReadonlyArray<readonly KafkaRule[] | undefined>;
   maxFrameBytes?: number;
   onDecision?: (e: DecisionEvent) => void;
 }
@@ -87,7 +90,7 @@ export class KafkaConnection {
     try {
       for (const frame of this.requests.push(chunk)) {
         const req = parseRequest(frame);
-        const verdict = decide(this.o.rules() ?? [], req);
+        const verdict = decideAll(this.o.rules().map((r) => r ?? []), req);
         this.o.onDecision?.({ request: req, verdict });
         if (verdict.verdict === 'close') {
           this.closed = true;

@@ -11,8 +11,8 @@
  *
  * The filter chain says whose connection it is: its gRPC service sends the
  * initial-metadata header `x-meshd-kafka-policy` with a key the translator
- * made (kafka-listener.ts); the rules for that key are looked up for every
- * request, so `setPolicies()` takes effect on the next request of every
+ * made (kafka-listener.ts), or several separated by spaces that must all
+ * allow; the rules for each key are looked up for every request, so `setPolicies()` takes effect on the next request of every
  * open connection. An unknown key has no rules: every request is denied.
  *
  *   const p = await KafkaProcessor.start({ socketPath: '<stateDir>/kafka.sock', log });
@@ -110,9 +110,11 @@ export class KafkaProcessor {
     this.calls.add(call);
     const key = call.metadata.get(POLICY_KEY_HEADER)[0];
     const policyKey = typeof key === 'string' ? key : '';
+    // One key, or several separated by spaces that must all allow (kafka-listener.ts).
+    const keys = policyKey.split(' ').filter((k) => k !== '');
     const log = this.o.log.child({ policy: policyKey });
     const conn = new KafkaConnection({
-      rules: () => this.policies.get(policyKey),
+      rules: () => keys.map((k) => this.policies.get(k)),
       onDecision: ({ request, verdict }) => {
         if (verdict.verdict === 'allow') this.counters.allowed++;
         else this.counters.denied++;

@@ -40,6 +40,8 @@ export interface KafkaRequestInfo {
   members?: Array<{ memberId: string; groupInstanceId: string | null }>;
   /** FindCoordinator: key type (0 group, 1 transaction) and keys. */
   coordinatorKeys?: { keyType: number; keys: string[] };
+  /** InitProducerId: the transactional ID (null for an idempotent producer). */
+  transactionalId?: string | null;
   /** Produce: acks (0 = the broker sends no response). */
   acks?: number;
   /** Fetch ≥ 7: offset of session_id in the frame (the processor makes every fetch a full one). */
@@ -207,8 +209,11 @@ function readBody(r: Reader, req: KafkaRequestInfo): void {
     case ApiKey.DescribeGroups:
       req.groups = r.array((r) => r.string()) ?? [];
       return;
+    case ApiKey.InitProducerId:
+      req.transactionalId = r.nullableString();
+      return; // later fields (timeout, producer ID and epoch) do not matter here
     default:
-      return; // ApiVersions, ListGroups, SaslHandshake, CreateTopics, DeleteTopics: nothing policy reads beyond the key
+      return; // ApiVersions, ListGroups, SaslHandshake, SaslAuthenticate, CreateTopics, DeleteTopics: nothing policy reads beyond the key
   }
   r.taggedFields();
 }

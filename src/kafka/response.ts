@@ -172,6 +172,17 @@ export function errorResponse(req: KafkaRequestInfo, code: number): Buffer | nul
       if (v >= 5) w.nullableString(null).nullableString(null);
       w.nullableBytes(Buffer.alloc(0));
       break;
+    case ApiKey.InitProducerId:
+      w.int32(0).int16(code).int64(-1n).int16(-1); // throttle_time_ms, error_code, producer_id, producer_epoch
+      if (v >= 6) w.int64(-1n).int16(-1); // ongoing_txn_producer_id, ongoing_txn_producer_epoch
+      break;
+    case ApiKey.SaslHandshake:
+      w.int16(code).array([], () => undefined); // error_code, mechanisms: none for this client
+      break;
+    case ApiKey.SaslAuthenticate:
+      w.int16(code).nullableString('refused by network policy').nullableBytes(Buffer.alloc(0)); // error_code, error_message, auth_bytes
+      if (v >= 1) w.int64(0n); // session_lifetime_ms
+      break;
     case ApiKey.ApiVersions: {
       // Any version: the v0 layout is what a client falls back to reading on an error.
       const body = new Writer(false).int16(code).array([], () => undefined);

@@ -11,7 +11,8 @@
  *   matchPattern: "*" alone matches every name; a leading "**." one or more
  *   whole labels; elsewhere "*" matches zero or more characters of one label
  *   ([-a-zA-Z0-9_]). The DNS proxy (src/dns) enforces exactly these.
- * - Kafka: role produce/consume expands to the API keys it needs; clientID
+ * - Kafka: role produce/consume expands to the API keys it needs (produce
+ *   also allows InitProducerId without a transactional ID); clientID
  *   and apiVersion must equal when set; topic must equal when both the rule
  *   and the request name one.
  */
@@ -30,6 +31,8 @@ export interface KafkaRequest {
   apiVersion?: string | number;
   clientID?: string;
   topic?: string;
+  /** InitProducerId: the transactional ID; absent or null = an idempotent, non-transactional producer. */
+  transactionalID?: string | null;
 }
 
 export interface DnsRequest {
@@ -101,7 +104,11 @@ export function parseHeaderRule(text: string): { name: string; value?: string } 
   return { name: text.slice(0, i).trim(), value: text.slice(i + 1).trim() };
 }
 
-/** Kafka API keys by name (the ones Cilium's Kafka policy knows). */
+/**
+ * Kafka API keys by name: Cilium's names for 0–33 (`offsets` is ListOffsets), then every later API
+ * of Kafka 4.x by its Kafka name in lower case, as Cilium writes names (Apache Kafka 4.4's
+ * clients/src/main/resources/common/message/*Request.json).
+ */
 export const KAFKA_API_KEYS: Record<string, number> = {
   produce: 0,
   fetch: 1,
@@ -124,7 +131,87 @@ export const KAFKA_API_KEYS: Record<string, number> = {
   apiversions: 18,
   createtopics: 19,
   deletetopics: 20,
+  deleterecords: 21,
+  initproducerid: 22,
+  offsetforleaderepoch: 23,
+  addpartitionstotxn: 24,
+  addoffsetstotxn: 25,
+  endtxn: 26,
+  writetxnmarkers: 27,
+  txnoffsetcommit: 28,
+  describeacls: 29,
+  createacls: 30,
+  deleteacls: 31,
+  describeconfigs: 32,
+  alterconfigs: 33,
+  alterreplicalogdirs: 34,
+  describelogdirs: 35,
+  saslauthenticate: 36,
+  createpartitions: 37,
+  createdelegationtoken: 38,
+  renewdelegationtoken: 39,
+  expiredelegationtoken: 40,
+  describedelegationtoken: 41,
+  deletegroups: 42,
+  electleaders: 43,
+  incrementalalterconfigs: 44,
+  alterpartitionreassignments: 45,
+  listpartitionreassignments: 46,
+  offsetdelete: 47,
+  describeclientquotas: 48,
+  alterclientquotas: 49,
+  describeuserscramcredentials: 50,
+  alteruserscramcredentials: 51,
+  vote: 52,
+  beginquorumepoch: 53,
+  endquorumepoch: 54,
+  describequorum: 55,
+  alterpartition: 56,
+  updatefeatures: 57,
+  envelope: 58,
+  fetchsnapshot: 59,
+  describecluster: 60,
+  describeproducers: 61,
+  brokerregistration: 62,
+  brokerheartbeat: 63,
+  unregisterbroker: 64,
+  describetransactions: 65,
+  listtransactions: 66,
+  allocateproducerids: 67,
+  consumergroupheartbeat: 68,
+  consumergroupdescribe: 69,
+  controllerregistration: 70,
+  gettelemetrysubscriptions: 71,
+  pushtelemetry: 72,
+  assignreplicastodirs: 73,
+  listconfigresources: 74,
+  describetopicpartitions: 75,
+  sharegroupheartbeat: 76,
+  sharegroupdescribe: 77,
+  sharefetch: 78,
+  shareacknowledge: 79,
+  addraftvoter: 80,
+  removeraftvoter: 81,
+  updateraftvoter: 82,
+  initializesharegroupstate: 83,
+  readsharegroupstate: 84,
+  writesharegroupstate: 85,
+  deletesharegroupstate: 86,
+  readsharegroupstatesummary: 87,
+  streamsgroupheartbeat: 88,
+  streamsgroupdescribe: 89,
+  describesharegroupoffsets: 90,
+  altersharegroupoffsets: 91,
+  deletesharegroupoffsets: 92,
+  streamsgrouptopologydescriptionupdate: 93,
+  unregistercontroller: 94,
 };
+
+/**
+ * The widest port range Kafka rules may use: the proxy matches one port per filter chain (Envoy's
+ * filter_chain_match has no ranges), so a range becomes one chain per port.
+ */
+export const KAFKA_MAX_RANGE_PORTS = 64;
 
 const ROLE_KEYS: Record<'produce' | 'consume', string[]> = {
   produce: ['produce', 'metadata', 'apiversions'],
@@ -143,9 +230,20 @@ const ROLE_KEYS: Record<'produce' | 'consume', string[]> = {
   ],
 };
 
+/**
+ * Whether `role` allows API `key`. Beyond Cilium's sets, `produce` allows InitProducerId without a
+ * transactional ID: Kafka's Java producer is idempotent by default and asks for a producer ID
+ * before its first Produce (the broker authorizes that as an idempotent write, which WRITE on a
+ * topic already implies). A transactional ID stays refused unless a rule's apiKey names it.
+ */
+function roleAllows(role: 'produce' | 'consume', key: string, req: KafkaRequest): boolean {
+  if (role === 'produce' && key === 'initproducerid') return req.transactionalID === undefined || req.transactionalID === null;
+  return ROLE_KEYS[role].includes(key);
+}
+
 export function matchKafka(rule: KafkaRule, req: KafkaRequest): boolean {
   const key = req.apiKey.toLowerCase();
-  if (rule.role !== undefined && !ROLE_KEYS[rule.role].includes(key)) return false;
+  if (rule.role !== undefined && !roleAllows(rule.role, key, req)) return false;
   if (rule.apiKey !== undefined && rule.apiKey.toLowerCase() !== key) return false;
   if (rule.apiVersion !== undefined && String(req.apiVersion ?? '') !== rule.apiVersion) return false;
   if (rule.clientID !== undefined && rule.clientID !== '' && req.clientID !== rule.clientID) return false;

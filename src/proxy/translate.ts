@@ -24,8 +24,8 @@
  *   port, so that chain enforces S's egress rules and then D's ingress rules
  *   for S's identity.
  *
- * HTTP is enforced here; ingress Kafka in kafka-listener.ts (when `kafka`
- * names the processor's socket). A REDIRECT entry for another L7 protocol (or
+ * HTTP is enforced here; Kafka (both directions) in kafka-listener.ts (when
+ * `kafka` names the processor's socket). A REDIRECT entry for another L7 protocol (or
  * direction) is not dropped silently: it is returned in `unsupported`, so the
  * caller can report it (and the datapath keeps such flows failing closed
  * rather than unfiltered).
@@ -34,7 +34,7 @@ import { Identity } from '../datapath/maps.js';
 import type { Direction, EndpointPolicy, KafkaRule, L7Kind, PolicyEntry } from '../policy/types.js';
 import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
-import { translateKafkaIngress } from './kafka-listener.js';
+import { translateKafka } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
 import { buildRbac, cidrs, type RbacSubject } from './rbac.js';
 
@@ -52,7 +52,7 @@ export interface TranslateInput {
   accessLog?: boolean;
   /** Where the listeners bind (the datapath's proxyIpv4); default 127.0.0.1. */
   bindAddress?: string;
-  /** Ingress Kafka rules are enforced (kafka-listener.ts) when the agent's Kafka processor listens here. */
+  /** Kafka rules are enforced (kafka-listener.ts) when the agent's Kafka processor listens here. */
   kafka?: { processorSocket: string };
 }
 
@@ -93,14 +93,14 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const endpoints = [...input.endpoints].filter((e) => e.ips.length > 0).sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
-  // Kafka: ingress only, and only with the processor to send it to; egress Kafka stays unsupported.
-  const handled = (kind: L7Kind, direction: Direction): boolean => kind === 'http' || (kind === 'kafka' && direction === 'ingress' && input.kafka !== undefined);
+  // Kafka only with the processor to send it to (rows no chain can express are reported by translateKafka).
+  const handled = (kind: L7Kind): boolean => kind === 'http' || (kind === 'kafka' && input.kafka !== undefined);
 
   for (const ep of input.endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
       const other = new Map<L7Kind, PolicyEntry[]>();
       for (const e of ep.policy[direction].entries) {
-        if (e.verdict !== 'REDIRECT' || !e.l7 || handled(e.l7.kind, direction)) continue;
+        if (e.verdict !== 'REDIRECT' || !e.l7 || handled(e.l7.kind)) continue;
         other.set(e.l7.kind, [...(other.get(e.l7.kind) ?? []), e]);
       }
       for (const [kind, entries] of other) {
@@ -165,11 +165,12 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const clusters = [...marks].sort((a, b) => a - b).map(buildOriginalDstCluster);
   let kafkaPolicies: Map<string, KafkaRule[]> | undefined;
   if (input.kafka) {
-    const port = input.ports.portFor('kafka', 'ingress');
-    const k = translateKafkaIngress({ endpoints, identityIps: input.identityIps, port, processorSocket: input.kafka.processorSocket, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+    const ports = { ingress: input.ports.portFor('kafka', 'ingress'), egress: input.ports.portFor('kafka', 'egress') };
+    const k = translateKafka({ endpoints, identityIps: input.identityIps, ports, processorSocket: input.kafka.processorSocket, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
     listeners.push(...k.listeners);
     clusters.push(...k.clusters);
-    for (const endpointId of k.endpointIds) redirects.push({ endpointId, direction: 'ingress', kind: 'kafka', proxyPort: port });
+    for (const r of k.redirects) redirects.push({ ...r, kind: 'kafka', proxyPort: ports[r.direction] });
+    for (const u of k.unsupported) unsupported.push({ ...u, kind: 'kafka' });
     kafkaPolicies = k.policies;
   }
   redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));

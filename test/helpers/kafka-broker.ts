@@ -34,7 +34,9 @@ export interface KafkaBrokerOptions {
    * More client listeners on `ip`, each advertising its own address (a client is told the address of
    * the listener it came in through): e.g. one per proxy listener, and one that is not proxied.
    */
-  extraListeners?: Array<{ name: string; port: number; advertised: string }>;
+  extraListeners?: Array<{ name: string; port: number; advertised: string; protocol?: 'PLAINTEXT' | 'SASL_PLAINTEXT' }>;
+  /** Users of the SASL_PLAINTEXT listeners (mechanism PLAIN): name → password. */
+  saslUsers?: Record<string, string>;
 }
 
 export interface KafkaBroker {
@@ -68,7 +70,11 @@ export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise
   const port = o.port ?? 9092;
   const dir = mkdtempSync(join(tmpdir(), 'meshd-kafka-'));
   const controllerPort = 9999;
-  const listeners = [{ name: 'PLAINTEXT', port, advertised: o.advertised ?? `${o.ip}:${port}` }, ...(o.extraListeners ?? [])];
+  const listeners = [{ name: 'PLAINTEXT', port, advertised: o.advertised ?? `${o.ip}:${port}`, protocol: 'PLAINTEXT' }, ...(o.extraListeners ?? [])];
+  const sasl = listeners.filter((l) => l.protocol === 'SASL_PLAINTEXT');
+  const users = Object.entries(o.saslUsers ?? {})
+    .map(([u, pw]) => `user_${u}="${pw}"`)
+    .join(' ');
   const props = [
     'process.roles=broker,controller',
     'node.id=1',
@@ -77,7 +83,9 @@ export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise
     `advertised.listeners=${listeners.map((l) => `${l.name}://${l.advertised}`).join(',')}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    `listener.security.protocol.map=${[...listeners.map((l) => `${l.name}:PLAINTEXT`), 'CONTROLLER:PLAINTEXT'].join(',')}`,
+    `listener.security.protocol.map=${[...listeners.map((l) => `${l.name}:${l.protocol ?? 'PLAINTEXT'}`), 'CONTROLLER:PLAINTEXT'].join(',')}`,
+    ...(sasl.length > 0 ? ['sasl.enabled.mechanisms=PLAIN'] : []),
+    ...sasl.map((l) => `listener.name.${l.name.toLowerCase()}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${users};`),
     `log.dirs=${join(dir, 'data')}`,
     'num.partitions=1',
     'offsets.topic.replication.factor=1',
@@ -179,10 +187,16 @@ const peerAnswerSchema = z.object({
 export type KafkaPeerAnswer = z.infer<typeof peerAnswerSchema>;
 
 export interface KafkaClientPeer {
-  send(cmd: { op: 'produce' | 'consume' | 'createTopics' | 'connect'; clientId: string; topic?: string; topics?: string[]; value?: string; groupId?: string; count?: number }, timeoutMs?: number): Promise<KafkaPeerAnswer>;
+  send(
+    cmd: { op: 'produce' | 'consume' | 'createTopics' | 'connect'; clientId: string; topic?: string; topics?: string[]; value?: string; groupId?: string; count?: number; sasl?: { username: string; password: string } },
+    timeoutMs?: number,
+  ): Promise<KafkaPeerAnswer>;
 }
 
-/** A kafkajs client (test/helpers/kafka-client-peer.ts) running in network namespace `ns`, talking to `broker`. */
+/**
+ * A kafkajs client (test/helpers/kafka-client-peer.ts) running in network namespace `ns`, talking to `broker`
+ * (with `sasl` in a command: SASL PLAIN, SaslHandshake v1 then SaslAuthenticate).
+ */
 export async function startKafkaClient(sb: Sandbox, ns: string, broker: string): Promise<KafkaClientPeer> {
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, repoPath('dist', 'test', 'helpers', 'kafka-client-peer.js'), broker], { stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));

@@ -8,7 +8,8 @@
  *   {"id":3,"op":"createTopics","clientId":"setup","topics":["orders"]}
  *   → {"id":1,"ok":true,"values":[…]} | {"id":1,"ok":false,"type":"TOPIC_AUTHORIZATION_FAILED","name":"…","message":"…"}
  *
- * Producers are kept per client ID, so successive produce commands use the same connections.
+ * Producers are kept per client ID, so successive produce commands use the same connections; a client
+ * ID's first command fixes its SASL credentials (`"sasl":{"username":…,"password":…}`, mechanism PLAIN).
  * Started with the broker address as its argument; prints "ready".
  */
 import { createInterface } from 'node:readline';
@@ -24,15 +25,23 @@ const commandSchema = z.object({
   value: z.string().optional(),
   groupId: z.string().optional(),
   count: z.number().optional(),
+  sasl: z.object({ username: z.string(), password: z.string() }).optional(),
 });
 
 const broker = process.argv[2] ?? '';
 const kafkas = new Map<string, Kafka>();
 const producers = new Map<string, Producer>();
-const kafka = (clientId: string): Kafka => {
+const kafka = (clientId: string, sasl?: { username: string; password: string }): Kafka => {
   let k = kafkas.get(clientId);
   if (!k) {
-    k = new Kafka({ clientId, brokers: [broker], logLevel: logLevel.NOTHING, retry: { retries: 8, initialRetryTime: 100 }, connectionTimeout: 5000 });
+    k = new Kafka({
+      clientId,
+      brokers: [broker],
+      logLevel: logLevel.NOTHING,
+      retry: { retries: sasl ? 1 : 8, initialRetryTime: 100 },
+      connectionTimeout: 5000,
+      ...(sasl ? { sasl: { mechanism: 'plain' as const, ...sasl } } : {}),
+    });
     kafkas.set(clientId, k);
   }
   return k;
@@ -46,7 +55,7 @@ function errorType(e: unknown): string | undefined {
 }
 
 async function handle(c: z.infer<typeof commandSchema>): Promise<Record<string, unknown>> {
-  const k = kafka(c.clientId);
+  const k = kafka(c.clientId, c.sasl);
   switch (c.op) {
     case 'createTopics': {
       const admin = k.admin();

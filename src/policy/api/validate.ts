@@ -6,6 +6,7 @@
 import { parsePrefix } from '../../identity/cidr.js';
 import {
   KAFKA_API_KEYS,
+  KAFKA_MAX_RANGE_PORTS,
   compileFullMatch,
   isValidDnsName,
   isValidDnsPattern,
@@ -223,6 +224,7 @@ function validateL7(rules: L7RulesSpec, ports: PortProtocolSpec[] | undefined, i
       );
     }
     if (isDns && pp.endPort !== undefined) add([...p.slice(0, -1), 'ports', i, 'endPort'], 'L7_NON_TCP', 'DNS rules cannot use port ranges');
+    if (kinds.includes('kafka')) validateKafkaPort(pp, [...p.slice(0, -1), 'ports', i], add);
   });
   (rules.http ?? []).forEach((h, i) => {
     for (const f of ['method', 'path', 'host'] as const) {
@@ -249,6 +251,15 @@ function validateL7(rules: L7RulesSpec, ports: PortProtocolSpec[] | undefined, i
     }
   });
   (rules.dns ?? []).forEach((d, i) => validateDns(d, [...p, 'dns', i], add));
+}
+
+/** Kafka chains match one port each (src/proxy/kafka-listener.ts): a port is needed, and a range may span KAFKA_MAX_RANGE_PORTS. */
+function validateKafkaPort(pp: PortProtocolSpec, p: PathSegment[], add: Add): void {
+  const c = classifyPort(pp.port);
+  if (c.kind === 'none') add([...p, 'port'], 'INVALID_KAFKA', 'Kafka rules need a port (or a port range)');
+  if (c.kind === 'number' && pp.endPort !== undefined && pp.endPort - c.port + 1 > KAFKA_MAX_RANGE_PORTS) {
+    add([...p, 'endPort'], 'INVALID_KAFKA', `a port range under Kafka rules may span at most ${KAFKA_MAX_RANGE_PORTS} ports (${c.port}–${pp.endPort} spans ${pp.endPort - c.port + 1})`);
+  }
 }
 
 function validateDns(d: { matchName?: string; matchPattern?: string }, p: PathSegment[], add: Add): void {
