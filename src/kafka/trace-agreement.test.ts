@@ -144,12 +144,15 @@ spec:
 `;
 
 test('egress Kafka rules: the chain each connection selects and trace give every request the same verdict', async () => {
-  const flows: Array<[string, string, number, string, string, string, 'ALLOWED' | 'DENIED']> = [
+  // The eighth field, when there: the request's transactional ID (InitProducerId).
+  const flows: Array<[string, string, number, string, string, string, 'ALLOWED' | 'DENIED', string?]> = [
     ['order-service', 'kafka', 9092, 'produce', 'order-service', 'orders', 'ALLOWED'],
     ['order-service', 'kafka', 9092, 'produce', 'order-service', 'audit', 'DENIED'],
     ['order-service', 'kafka', 9092, 'produce', 'rogue', 'orders', 'DENIED'],
     ['order-service', 'kafka', 9092, 'fetch', 'order-service', 'orders', 'DENIED'],
     ['order-service', 'kafka', 9092, 'initproducerid', 'order-service', '', 'ALLOWED'],
+    // A transactional producer needs a rule naming InitProducerId; role produce does not cover it.
+    ['order-service', 'kafka', 9092, 'initproducerid', 'order-service', '', 'DENIED', 'tx-1'],
     // A port range: one chain per port; 9093 also needs kafka-b's ingress rules (one redirect, at egress).
     ['order-service', 'kafka-b', 9094, 'produce', 'order-service', 'audit', 'ALLOWED'],
     ['order-service', 'kafka-b', 9093, 'produce', 'order-service', 'orders', 'ALLOWED'],
@@ -162,7 +165,12 @@ test('egress Kafka rules: the chain each connection selects and trace give every
     JSON.stringify({
       endpoints: Object.entries(ips).map(([name, ip]) => ({ namespace: 'default', name, labels: { app: name }, ips: [ip] })),
       policies: EGRESS.split('\n---\n').map((d) => parseYaml(d) as unknown),
-      flows: flows.map(([src, dst, dport, apiKey, clientID, topic]) => ({ src: `default/${src}`, dst: `default/${dst}`, dport, kafka: { apiKey, apiVersion: 7, clientID, ...(topic ? { topic } : {}) } })),
+      flows: flows.map(([src, dst, dport, apiKey, clientID, topic, , transactionalID]) => ({
+        src: `default/${src}`,
+        dst: `default/${dst}`,
+        dport,
+        kafka: { apiKey, apiVersion: 7, clientID, ...(topic ? { topic } : {}), ...(transactionalID ? { transactionalID } : {}) },
+      })),
     }),
   );
   const traced = await traceScenario(loaded);
@@ -180,11 +188,11 @@ test('egress Kafka rules: the chain each connection selects and trace give every
   const egress = k.listeners.find((l) => l.name === 'meshd-kafka-egress');
   assert.ok(egress);
   const byName = new Map([...APIS].map(([key, info]) => [info.name, key]));
-  flows.forEach(([src, dst, dport, apiKey, clientId, topic, want], i) => {
+  flows.forEach(([src, dst, dport, apiKey, clientId, topic, want, transactionalId], i) => {
     const chain = selectChain(egress, ips[dst] ?? '', dport, ips[src] ?? '');
     assert.ok(chain, `no chain for ${src} → ${dst}:${dport}`);
     const sets = chainKeys(chain).map((key) => k.policies.get(key) ?? []);
-    const req: KafkaRequestInfo = { apiKey: byName.get(apiKey) ?? -1, apiVersion: 7, correlationId: i, clientId, readable: true, topics: topic ? [{ name: topic, partitions: [0] }] : null, allTopics: false, groups: [] };
+    const req: KafkaRequestInfo = { apiKey: byName.get(apiKey) ?? -1, apiVersion: 7, correlationId: i, clientId, readable: true, topics: topic ? [{ name: topic, partitions: [0] }] : null, allTopics: false, groups: [], ...(transactionalId ? { transactionalId } : {}) };
     const enforced = decideAll(sets, req).verdict === 'allow' ? 'ALLOWED' : 'DENIED';
     const t = traced.flows[i];
     const traceVerdict = t?.l4 === 'DENIED' ? 'DENIED' : t?.verdict;

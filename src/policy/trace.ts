@@ -45,7 +45,7 @@ const flowSchema = z.strictObject({
     .strictObject({ method: z.string().optional(), path: z.string().optional(), host: z.string().optional(), headers: labels.optional() })
     .optional(),
   kafka: z
-    .strictObject({ apiKey: z.string(), apiVersion: z.union([z.string(), z.number()]).optional(), clientID: z.string().optional(), topic: z.string().optional() })
+    .strictObject({ apiKey: z.string(), apiVersion: z.union([z.string(), z.number()]).optional(), clientID: z.string().optional(), topic: z.string().optional(), transactionalID: z.string().nullable().optional() })
     .optional(),
   dns: z.strictObject({ name: z.string().min(1) }).optional(),
   /** Used by scenario tests; trace itself ignores it unless asked to check. */
