@@ -37,63 +37,98 @@ interface Pending {
   clientId: number;
   resolve: (b: Buffer) => void;
   reject: (e: unknown) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the query has timed out. */
+  deadline: number;
 }
 
-class MarkedUdp {
-  readonly socket: UdpSocketHandle;
+/**
+ * Queries in flight on one socket, by upstream message id. Timeouts are found by one timer per socket
+ * (every timeoutMs/10, at most 250 ms) rather than one timer per query: every query has the same
+ * timeout, so the Map's insertion order is deadline order and a sweep stops at the first live one.
+ */
+export class InFlight {
   private readonly pending = new Map<number, Pending>();
   private nextId = Math.floor(Math.random() * 0x10000);
+  private timer: NodeJS.Timeout | null = null;
 
-  constructor(v6: boolean, mark: number) {
-    this.socket = openUdpSocket({ address: v6 ? '::' : '0.0.0.0', port: 0, mark }, (msgs) => this.receive(msgs));
-  }
+  constructor(private readonly timeoutMs: number) {}
 
   get size(): number {
     return this.pending.size;
   }
 
-  query(wire: Buffer, t: UpstreamTarget, timeoutMs: number): Promise<Buffer> {
+  /** Registers a query; `send(id)` puts it on the wire with that upstream id. */
+  add(t: { address: string; port: number }, clientId: number, send: (id: number) => void): Promise<Buffer> {
     if (this.pending.size >= 0xffff) return Promise.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'too many queries in flight on one upstream socket'));
     let id = this.nextId;
     while (this.pending.has(id)) id = (id + 1) & 0xffff;
     this.nextId = (id + 1) & 0xffff;
-    const clientId = wire.readUInt16BE(0);
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_TIMEOUT', `no answer from ${t.address}:${t.port} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { address: t.address, port: t.port, clientId, resolve, reject, timer });
+      this.pending.set(id, { address: t.address, port: t.port, clientId, resolve, reject, deadline: performance.now() + this.timeoutMs });
       try {
-        this.socket.send(withId(wire, id), t.address, t.port);
+        send(id);
       } catch (e) {
-        clearTimeout(timer);
         this.pending.delete(id);
         reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot send to ${t.address}:${t.port}`, e));
+        return;
       }
+      this.timer ??= setInterval(() => this.expire(), Math.min(250, Math.max(1, this.timeoutMs / 10)));
     });
   }
 
-  private receive(msgs: Datagram[]): void {
-    for (const m of msgs) {
-      if (m.data.length < 12 || m.truncated) continue;
-      const id = m.data.readUInt16BE(0);
-      const p = this.pending.get(id);
-      // Only the server asked may answer (an off-path sender would have to guess id and port).
-      if (!p || p.address !== m.srcAddress || p.port !== m.srcPort) continue;
+  /** An answer: taken only from the address and port it was asked of (an off-path sender would have to guess id and port). */
+  answer(m: Datagram): void {
+    if (m.data.length < 12 || m.truncated) return;
+    const id = m.data.readUInt16BE(0);
+    const p = this.pending.get(id);
+    if (!p || p.address !== m.srcAddress || p.port !== m.srcPort) return;
+    this.pending.delete(id);
+    p.resolve(withId(m.data, p.clientId));
+  }
+
+  private expire(): void {
+    const now = performance.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) break;
       this.pending.delete(id);
-      clearTimeout(p.timer);
-      p.resolve(withId(m.data, p.clientId));
+      p.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_TIMEOUT', `no answer from ${p.address}:${p.port} within ${this.timeoutMs} ms`));
     }
+    if (this.pending.size === 0) this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 
   close(): void {
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'proxy stopped'));
-    }
+    this.stopTimer();
+    for (const p of this.pending.values()) p.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', 'proxy stopped'));
     this.pending.clear();
+  }
+}
+
+class MarkedUdp {
+  readonly socket: UdpSocketHandle;
+  private readonly inFlight: InFlight;
+
+  constructor(v6: boolean, mark: number, timeoutMs: number) {
+    this.inFlight = new InFlight(timeoutMs);
+    this.socket = openUdpSocket({ address: v6 ? '::' : '0.0.0.0', port: 0, mark }, (msgs) => {
+      for (const m of msgs) this.inFlight.answer(m);
+    });
+  }
+
+  get size(): number {
+    return this.inFlight.size;
+  }
+
+  query(wire: Buffer, t: UpstreamTarget): Promise<Buffer> {
+    return this.inFlight.add(t, wire.readUInt16BE(0), (id) => this.socket.send(withId(wire, id), t.address, t.port));
+  }
+
+  close(): void {
+    this.inFlight.close();
     this.socket.close();
   }
 }
@@ -112,10 +147,10 @@ export class Upstreams {
     const key = `${v6 ? 6 : 4}/${t.mark}`;
     let s = this.sockets.get(key);
     if (!s) {
-      s = new MarkedUdp(v6, t.mark);
+      s = new MarkedUdp(v6, t.mark, this.timeoutMs);
       this.sockets.set(key, s);
     }
-    return s.query(wire, t, this.timeoutMs);
+    return s.query(wire, t);
   }
 
   /** One query over a new marked TCP connection (2-byte length framing, RFC 7766). */

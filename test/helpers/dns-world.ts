@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
+import type { RunAgentOptions } from '../../src/agent/run.js';
 import { AgentNode, type TestPod } from './agent-node.js';
 import { startPeer } from './datapath-peer.js';
 
@@ -108,7 +109,7 @@ export class DnsWorld {
   private constructor(readonly node: AgentNode) {}
 
   /** `t.after` receives the cleanup (a test context, or the benchmark's own list). */
-  static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}): Promise<DnsWorld> {
+  static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}, start: Partial<RunAgentOptions> = {}): Promise<DnsWorld> {
     // proxyResponseMaxDelay: Cilium's 100 ms default is a latency bound; on a loaded test machine a longer one keeps
     // "the answer waited for the kernel" (delayedPastMax = 0) a property of the code, not of the machine's load.
     const node = new AgentNode({ 'proxy.portRange': '16400-16499', 'bpf.events.sampleNewConnections': 1, 'dnsProxy.proxyResponseMaxDelay': '3s', ...overrides }, 3);
@@ -122,7 +123,7 @@ export class DnsWorld {
     node.write('world.yaml', MANIFESTS);
     copyFileSync(repoPath('examples', 'policies', 'l3-fqdn.yaml'), join(node.manifests, 'l3-fqdn.yaml'));
     copyFileSync(repoPath('examples', 'policies', 'l7-dns.yaml'), join(node.manifests, 'l7-dns.yaml'));
-    await node.start();
+    await node.start(start);
     w.pods = {
       app: await node.addPod('app'),
       web: await node.addPod('web'),
