@@ -74,6 +74,8 @@ export class DnsService {
       onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
       rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
       responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
+      // Transparent only to a resolver on this node: its answers pass this node's datapath, which hands them back.
+      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => o.engine.endpointByIp(ip) !== undefined } : {}),
       log: o.log,
     });
     const svc = new DnsService(o, proxy);

@@ -48,6 +48,12 @@ export interface DnsProxyOptions {
   rejectRcode: RejectResponseCode;
   /** dnsProxy.proxyResponseMaxDelay in ms. */
   responseMaxDelayMs: number;
+  /**
+   * dnsProxy.enableTransparentMode: whether the upstream leg to this resolver leaves from the client's own
+   * address (UDP: and port). Only where the datapath sees the resolver's answer and can hand it back to the
+   * proxy: a resolver that is a local endpoint. Absent: never.
+   */
+  transparent?(serverIp: string): boolean;
   upstreamTimeoutMs?: number;
   log: Logger;
 }
@@ -332,7 +338,13 @@ export class DnsProxy {
     let answer: Buffer;
     try {
       const target = { address: server.address, port: server.port, mark: v.identity > 0 ? proxyUpstreamMark(v.identity) : 0 };
-      const pending = protocol === 'udp' ? this.upstreams.udp(q.wire, target) : this.upstreams.tcp(q.wire, target);
+      const pending = this.o.transparent?.(server.address)
+        ? protocol === 'udp'
+          ? this.upstreams.udpFrom(q.wire, target, client)
+          : this.upstreams.tcp(q.wire, target, client.address)
+        : protocol === 'udp'
+          ? this.upstreams.udp(q.wire, target)
+          : this.upstreams.tcp(q.wire, target);
       if (this.trace) sent = performance.now();
       answer = await pending;
     } catch (e) {

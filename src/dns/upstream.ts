@@ -4,7 +4,9 @@
  * resolver's datapath judges the pod's identity rather than the node's;
  * every query gets its own message id on that socket and an answer is taken
  * only from the address and port it was sent to. TCP: one marked connection
- * per query (DNS over TCP is rare and used for large answers).
+ * per query (DNS over TCP is rare and used for large answers). Transparent
+ * mode (dnsProxy.enableTransparentMode): the legs leave from the client pod's
+ * own address (UDP: and port), see TransparentUdp.
  *
  *   const up = new Upstreams({ timeoutMs: 5000 });
  *   const answer = await up.udp(wire, { address: '10.0.0.10', port: 53, mark });   // id already restored
@@ -13,7 +15,7 @@
 import net from 'node:net';
 import { isIPv6 } from 'node:net';
 import { native } from '../../native/index.js';
-import { type Datagram, openUdpSocket, type UdpSocketHandle } from '../../native/transparent.js';
+import { type Datagram, openUdpSocket, type UdpSocketHandle, type UdpSocketOptions } from '../../native/transparent.js';
 import { MeshdError } from '../util/errors.js';
 import { MAX_MESSAGE, withId } from './message.js';
 
@@ -108,13 +110,14 @@ export class InFlight {
   }
 }
 
+/** A marked UDP socket and its queries in flight. */
 class MarkedUdp {
   readonly socket: UdpSocketHandle;
   private readonly inFlight: InFlight;
 
-  constructor(v6: boolean, mark: number, timeoutMs: number) {
+  constructor(bind: UdpSocketOptions, timeoutMs: number) {
     this.inFlight = new InFlight(timeoutMs);
-    this.socket = openUdpSocket({ address: v6 ? '::' : '0.0.0.0', port: 0, mark }, (msgs) => {
+    this.socket = openUdpSocket(bind, (msgs) => {
       for (const m of msgs) this.inFlight.answer(m);
     });
   }
@@ -133,12 +136,100 @@ class MarkedUdp {
   }
 }
 
+/** How long a transparent upstream socket with nothing in flight is kept for the client's next query. */
+const TRANSPARENT_IDLE_MS = 10_000;
+/** At most this many transparent upstream sockets; the least recently used goes first. */
+const MAX_TRANSPARENT_SOCKETS = 4096;
+
+/**
+ * Transparent mode's UDP legs: one socket per client address and port, bound to them in the host
+ * namespace with IP_TRANSPARENT and marked with the client's identity, so the query leaves from the
+ * pod's own address and port. The resolver answers the pod's address; the datapath hands that answer
+ * to this socket (bpf/lib/redirect.h, meshd_steer_to_upstream_socket), not to the pod.
+ */
+class TransparentUdp {
+  private readonly sockets = new Map<string, { s: MarkedUdp; usedAt: number }>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  query(wire: Buffer, t: UpstreamTarget, from: { address: string; port: number }): Promise<Buffer> {
+    const key = `${from.address}/${from.port}`;
+    let e = this.sockets.get(key);
+    if (e) {
+      this.sockets.delete(key); // re-inserted last: the Map's order is least recently used first
+    } else {
+      try {
+        e = { s: new MarkedUdp({ address: from.address, port: from.port, transparent: true, reuseAddr: true, mark: t.mark }, this.timeoutMs), usedAt: 0 };
+      } catch (err) {
+        return Promise.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot send from ${from.address}:${from.port}`, err));
+      }
+      if (this.sockets.size >= MAX_TRANSPARENT_SOCKETS) this.closeOldest();
+    }
+    e.usedAt = performance.now();
+    this.sockets.set(key, e);
+    this.timer ??= setInterval(() => this.closeIdle(), 1000);
+    this.timer.unref();
+    return e.s.query(wire, t);
+  }
+
+  get size(): number {
+    return this.sockets.size;
+  }
+
+  inFlight(): number {
+    let n = 0;
+    for (const e of this.sockets.values()) n += e.s.size;
+    return n;
+  }
+
+  private closeOldest(): void {
+    const [key, e] = this.sockets.entries().next().value ?? [];
+    if (key === undefined || !e) return;
+    this.sockets.delete(key);
+    e.s.close();
+  }
+
+  private closeIdle(): void {
+    const now = performance.now();
+    for (const [key, e] of this.sockets) {
+      if (now - e.usedAt < TRANSPARENT_IDLE_MS) break;
+      if (e.s.size > 0) continue;
+      this.sockets.delete(key);
+      e.s.close();
+    }
+    if (this.sockets.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const e of this.sockets.values()) e.s.close();
+    this.sockets.clear();
+  }
+}
+
 export class Upstreams {
   private readonly sockets = new Map<string, MarkedUdp>();
+  private readonly transparent: TransparentUdp;
   private readonly timeoutMs: number;
 
   constructor(opts: { timeoutMs?: number } = {}) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.transparent = new TransparentUdp(this.timeoutMs);
+  }
+
+  /** Transparent mode: one query over UDP from the client's own address and port (see TransparentUdp). */
+  udpFrom(wire: Buffer, t: UpstreamTarget, from: { address: string; port: number }): Promise<Buffer> {
+    return this.transparent.query(wire, t, from);
+  }
+
+  /** Transparent sockets open now (tests, stats). */
+  transparentSockets(): number {
+    return this.transparent.size;
   }
 
   /** One query over UDP; resolves with the answer carrying the query's own id. */
@@ -147,18 +238,21 @@ export class Upstreams {
     const key = `${v6 ? 6 : 4}/${t.mark}`;
     let s = this.sockets.get(key);
     if (!s) {
-      s = new MarkedUdp(v6, t.mark, this.timeoutMs);
+      s = new MarkedUdp({ address: v6 ? '::' : '0.0.0.0', port: 0, mark: t.mark }, this.timeoutMs);
       this.sockets.set(key, s);
     }
     return s.query(wire, t);
   }
 
-  /** One query over a new marked TCP connection (2-byte length framing, RFC 7766). */
-  async tcp(wire: Buffer, t: UpstreamTarget): Promise<Buffer> {
+  /**
+   * One query over a new marked TCP connection (2-byte length framing, RFC 7766); with `fromAddress`
+   * (transparent mode) the connection leaves from that address (an ephemeral port).
+   */
+  async tcp(wire: Buffer, t: UpstreamTarget, fromAddress?: string): Promise<Buffer> {
     const deadline = AbortSignal.timeout(this.timeoutMs);
     let fd: number;
     try {
-      fd = await native.tcpConnect({ address: t.address, port: t.port, mark: t.mark });
+      fd = await native.tcpConnect({ address: t.address, port: t.port, mark: t.mark, ...(fromAddress === undefined ? {} : { srcAddress: fromAddress }) });
     } catch (e) {
       throw new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot connect to ${t.address}:${t.port}`, e);
     }
@@ -190,7 +284,7 @@ export class Upstreams {
   }
 
   inFlight(): number {
-    let n = 0;
+    let n = this.transparent.inFlight();
     for (const s of this.sockets.values()) n += s.size;
     return n;
   }
@@ -198,5 +292,6 @@ export class Upstreams {
   close(): void {
     for (const s of this.sockets.values()) s.close();
     this.sockets.clear();
+    this.transparent.close();
   }
 }

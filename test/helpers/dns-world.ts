@@ -105,6 +105,7 @@ export class DnsWorld {
   pods: Record<'app' | 'web' | 'other' | 'coredns', TestPod> = {} as Record<'app' | 'web' | 'other' | 'coredns', TestPod>;
   private clients = new Map<string, PodClient>();
   private dns: ChildProcess | null = null;
+  private log = '';
 
   private constructor(readonly node: AgentNode) {}
 
@@ -162,7 +163,7 @@ export class DnsWorld {
    * CNAME to it), other.example.org, short.example.com, short2.example.com and n0..n199.example.com,
    * every record with the given TTL. Waits until it answers (asked from `other`, which is not redirected).
    */
-  async dnsmasq(o: { ttl: number }): Promise<void> {
+  async dnsmasq(o: { ttl: number; logQueries?: boolean }): Promise<void> {
     await this.stopDnsmasq();
     const hosts = join(this.node.tmp.dir, 'hosts');
     const lines = [
@@ -178,10 +179,16 @@ export class DnsWorld {
       'netns', 'exec', this.pods.coredns.ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
       `--listen-address=${this.resolver}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
       `--pid-file=${join(this.node.tmp.dir, 'dnsmasq.pid')}`, '--user=root', '--group=root',
+      // Every query with its source address and port, on stderr (dnsmasqLog()).
+      ...(o.logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
     ];
     const proc = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    this.log = '';
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      this.log += d;
+    });
     this.dns = proc;
     const other = await this.client('other');
     for (let i = 0; i < 50; i++) {
@@ -190,6 +197,11 @@ export class DnsWorld {
       await sleep(100);
     }
     throw new Error(`dnsmasq did not come up: ${stderr}`);
+  }
+
+  /** What dnsmasq wrote since it was (re)started (with logQueries: a line per query, its source included). */
+  dnsmasqLog(): string {
+    return this.log;
   }
 
   async stopDnsmasq(): Promise<void> {
