@@ -50,7 +50,7 @@ export interface DnsProxyOptions {
   responseMaxDelayMs: number;
   /**
    * dnsProxy.enableTransparentMode: whether the upstream leg to this resolver leaves from the client's own
-   * address (UDP: and port). Only where the datapath sees the resolver's answer and can hand it back to the
+   * address and port. Only where the datapath sees the resolver's answer and can hand it back to the
    * proxy: a resolver that is a local endpoint. Absent: never.
    */
   transparent?(serverIp: string): boolean;
@@ -341,7 +341,7 @@ export class DnsProxy {
       const pending = this.o.transparent?.(server.address)
         ? protocol === 'udp'
           ? this.upstreams.udpFrom(q.wire, target, client)
-          : this.upstreams.tcp(q.wire, target, client.address)
+          : this.upstreams.tcp(q.wire, target, client)
         : protocol === 'udp'
           ? this.upstreams.udp(q.wire, target)
           : this.upstreams.tcp(q.wire, target);

@@ -6,7 +6,7 @@
  * only from the address and port it was sent to. TCP: one marked connection
  * per query (DNS over TCP is rare and used for large answers). Transparent
  * mode (dnsProxy.enableTransparentMode): the legs leave from the client pod's
- * own address (UDP: and port), see TransparentUdp.
+ * own address and port, see TransparentUdp.
  *
  *   const up = new Upstreams({ timeoutMs: 5000 });
  *   const answer = await up.udp(wire, { address: '10.0.0.10', port: 53, mark });   // id already restored
@@ -245,14 +245,20 @@ export class Upstreams {
   }
 
   /**
-   * One query over a new marked TCP connection (2-byte length framing, RFC 7766); with `fromAddress`
-   * (transparent mode) the connection leaves from that address (an ephemeral port).
+   * One query over a new marked TCP connection (2-byte length framing, RFC 7766); with `from`
+   * (transparent mode) the connection leaves from the client's address and port, or from its address
+   * and an ephemeral port when that port is taken (e.g. by the previous connection's TIME_WAIT).
    */
-  async tcp(wire: Buffer, t: UpstreamTarget, fromAddress?: string): Promise<Buffer> {
+  async tcp(wire: Buffer, t: UpstreamTarget, from?: { address: string; port: number }): Promise<Buffer> {
     const deadline = AbortSignal.timeout(this.timeoutMs);
+    const connect = (srcPort: number) => native.tcpConnect({ address: t.address, port: t.port, mark: t.mark, ...(from === undefined ? {} : { srcAddress: from.address, srcPort }) });
     let fd: number;
     try {
-      fd = await native.tcpConnect({ address: t.address, port: t.port, mark: t.mark, ...(fromAddress === undefined ? {} : { srcAddress: fromAddress }) });
+      fd = await connect(from?.port ?? 0).catch((e: unknown) => {
+        const code = e instanceof Error && 'code' in e ? e.code : undefined;
+        if (from && from.port !== 0 && (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL')) return connect(0);
+        throw e;
+      });
     } catch (e) {
       throw new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot connect to ${t.address}:${t.port}`, e);
     }
