@@ -148,7 +148,7 @@ const MAX_TRANSPARENT_SOCKETS = 4096;
  * to this socket (bpf/lib/redirect.h, meshd_steer_to_upstream_socket), not to the pod.
  */
 class TransparentUdp {
-  private readonly sockets = new Map<string, { s: MarkedUdp; usedAt: number }>();
+  private readonly sockets = new Map<string, { s: MarkedUdp; mark: number; usedAt: number }>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly timeoutMs: number) {}
@@ -156,11 +156,15 @@ class TransparentUdp {
   query(wire: Buffer, t: UpstreamTarget, from: { address: string; port: number }): Promise<Buffer> {
     const key = `${from.address}/${from.port}`;
     let e = this.sockets.get(key);
-    if (e) {
-      this.sockets.delete(key); // re-inserted last: the Map's order is least recently used first
-    } else {
+    if (e) this.sockets.delete(key); // re-inserted last: the Map's order is least recently used first
+    if (e && e.mark !== t.mark) {
+      // The address now belongs to another identity (a new pod with a reused address): a new socket.
+      e.s.close();
+      e = undefined;
+    }
+    if (!e) {
       try {
-        e = { s: new MarkedUdp({ address: from.address, port: from.port, transparent: true, reuseAddr: true, mark: t.mark }, this.timeoutMs), usedAt: 0 };
+        e = { s: new MarkedUdp({ address: from.address, port: from.port, transparent: true, reuseAddr: true, mark: t.mark }, this.timeoutMs), mark: t.mark, usedAt: 0 };
       } catch (err) {
         return Promise.reject(new DnsUpstreamError('MESHD_DNS_UPSTREAM_FAILED', `cannot send from ${from.address}:${from.port}`, err));
       }
