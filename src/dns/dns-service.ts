@@ -24,7 +24,8 @@ import type { Logger } from '../util/log.js';
 import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
-import { ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { RoutingWatch } from './routing-watch.js';
 
 const ROUTING_CHECK_MS = 60_000;
 
@@ -58,6 +59,9 @@ export class DnsService {
   private saveTimer: NodeJS.Timeout | null = null;
   /** ensurePolicyRouting() ran in start(). */
   private routingCheckedAt = Date.now();
+  private watch: RoutingWatch | null = null;
+  private repairing: Promise<void> | null = null;
+  private repairAgain = false;
 
   private constructor(
     private readonly o: DnsServiceOptions,
@@ -82,6 +86,8 @@ export class DnsService {
     ref.svc = svc;
     svc.timer = setInterval(() => void svc.sweep(), o.sweepMs ?? 5000);
     svc.timer.unref();
+    // Put the routing back the moment someone removes it (no polling: see routing-watch.ts).
+    svc.watch = RoutingWatch.start({ table: defaultPolicyRouting.table, onLost: () => svc.repairRouting(), log: o.log });
     return svc;
   }
 
@@ -131,12 +137,12 @@ export class DnsService {
 
   /** Drops expired, unused addresses and writes the result; re-checks the proxy mark's policy routing now and then. */
   async sweep(now: number = Date.now()): Promise<string[]> {
-    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush): put it back.
-    // Checking it runs `ip` twice, and starting a process stalls this event loop (and the proxy's answers) for
-    // milliseconds, so it is checked once a minute rather than on every sweep.
+    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush). The watch
+    // repairs it at once; this slow check is the fallback. Checking runs `ip` twice, and starting a process
+    // stalls this event loop (and the proxy's answers) for milliseconds: once a minute, not every sweep.
     if (now - this.routingCheckedAt >= ROUTING_CHECK_MS) {
       this.routingCheckedAt = now;
-      await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+      await this.ensureRouting();
     }
     let used: ((ip: string) => boolean) | undefined;
     const changed = this.o.cache.expire(now, (ip) => (used ??= this.o.inUse())(ip));
@@ -151,7 +157,29 @@ export class DnsService {
     return changed;
   }
 
+  private ensureRouting(): Promise<void> {
+    return ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+  }
+
+  /** One repair at a time; a loss reported during one is repaired once more after it. */
+  private repairRouting(): void {
+    if (this.repairing) {
+      this.repairAgain = true;
+      return;
+    }
+    this.o.log.warn('policy routing for the DNS proxy was removed; putting it back');
+    this.repairing = this.ensureRouting().finally(() => {
+      this.repairing = null;
+      if (this.repairAgain) {
+        this.repairAgain = false;
+        this.repairRouting();
+      }
+    });
+  }
+
   async stop(): Promise<void> {
+    this.watch?.stop();
+    this.watch = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.saveTimer) clearTimeout(this.saveTimer);

@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaultPolicyRouting } from '../../src/proxy/policy-routing.js';
 import { run } from '../../src/util/exec.js';
 import { DnsWorld } from '../helpers/dns-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -76,6 +78,22 @@ test('transparent DNS proxy: the resolver sees the pod, the answer reaches the p
     const r = await web.call({ op: 'query', server, name: 'api.github.com' });
     assert.equal(r.rcode, 'REFUSED', JSON.stringify(r));
     assert.deepEqual(queriesOf(w.dnsmasqLog(), 'api.github.com').filter((s) => s.from === w.pods.web.ip), []);
+  });
+
+  await t.test("the proxy mark's policy routing, removed by someone else, is back at once (no polling)", async () => {
+    const { mark, mask, table, priority } = defaultPolicyRouting;
+    await run('ip', ['-4', 'rule', 'del', 'fwmark', `0x${mark.toString(16)}/0x${mask.toString(16)}`, 'lookup', String(table), 'priority', String(priority)]);
+    const t0 = performance.now();
+    let ok = false;
+    while (!ok && performance.now() - t0 < 3000) {
+      const rules = (await run('ip', ['-4', 'rule', 'show', 'priority', String(priority)])).stdout;
+      ok = rules.includes(`lookup ${table}`);
+      if (!ok) await sleep(20);
+    }
+    assert.ok(ok, 'the rule is back within 3 s (the fallback check runs once a minute)');
+    t.diagnostic(`policy routing back after ${Math.round(performance.now() - t0)} ms`);
+    const r = await web.call({ op: 'query', server, name: 'www.example.com' });
+    assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
   });
 
   await t.test('a pod without DNS rules is not redirected and resolves directly', async () => {
