@@ -96,6 +96,18 @@ test('transparent DNS proxy: the resolver sees the pod, the answer reaches the p
     assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
   });
 
+  await t.test('a transparent socket with nothing in flight is closed after 10 s without a query', async () => {
+    const bound = async () => (await run('ss', ['-Hunl', 'src', w.pods.web.ip])).stdout.trim();
+    const r = await web.call({ op: 'query', server, name: 'short2.example.com' });
+    assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
+    assert.notEqual(await bound(), '', 'open right after the query');
+    const t0 = performance.now();
+    while ((await bound()) !== '' && performance.now() - t0 < 14_000) await sleep(250);
+    const left = Math.round(performance.now() - t0);
+    assert.equal(await bound(), '', 'closed');
+    assert.ok(left >= 8_000, `not before its idle time (closed after ${left} ms)`);
+  });
+
   await t.test('a pod without DNS rules is not redirected and resolves directly', async () => {
     const before = dns().stats();
     const r = await other.call({ op: 'query', server, name: 'other.example.org' });
