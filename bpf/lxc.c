@@ -195,6 +195,18 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 			bpf_map_delete_elem(&meshd_ct, &k);
 			return TC_ACT_OK;
 		}
+		/* a resolver's answer to the DNS proxy's transparent upstream leg
+		 * (sent from a local pod's address): to the proxy's socket, not the pod */
+		if (dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_INGRESS && (e->flags & MESHD_CT_F_STORED_IDENTITY) &&
+		    meshd_local_endpoint(t.family, t.daddr)) {
+			ret = meshd_steer_to_upstream_socket(skb, &t, cfg);
+			if (ret < 0) {
+				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
+				return meshd_drop(skb, &t, &c, -ret);
+			}
+			if (ret)
+				return TC_ACT_OK;
+		}
 		/* later packets of a connection handed to the proxy follow it there */
 		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_EGRESS) {
 			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);

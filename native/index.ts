@@ -208,7 +208,7 @@ export interface NativeAddon {
   UdpSocket: new (opts: UdpSocketOptions, onMessages: (messages: Datagram[]) => void) => UdpSocketHandle;
   sendFrom(data: Buffer, to: SendFromOptions): number;
   tcpListen(opts: { address: string; port: number; transparent?: boolean; backlog?: number }): number;
-  tcpConnect(opts: { address: string; port: number; mark?: number; srcAddress?: string }): Promise<number>;
+  tcpConnect(opts: { address: string; port: number; mark?: number; srcAddress?: string; srcPort?: number }): Promise<number>;
 
   // Host facts.
   /** The cookie bpf_get_netns_cookie() returns for sockets in this process's network namespace. */

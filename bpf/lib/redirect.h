@@ -85,4 +85,56 @@ assign:
 	return 0;
 }
 
+/* A reply to the node proxy's transparent upstream leg: the DNS proxy asked
+ * the pod's resolver from the client pod's own address (and port), so the
+ * resolver answers that pod's address. The socket that asked is in the host
+ * namespace, bound to the pod's address with IP_TRANSPARENT and marked with
+ * the pod's identity (MESHD_MARK_MAGIC_IDENTITY); hand it the reply instead of
+ * forwarding it to the pod, the same way a redirect is delivered (proxy mark,
+ * policy routing). Only a socket bound to exactly the packet's destination
+ * address and port and carrying the identity magic is taken: a host socket on
+ * a wildcard address (or anything else) is never handed a pod's traffic.
+ * Returns 1 when assigned, 0 when no such socket waits (the packet goes on as
+ * before), or a negative drop reason. */
+static __always_inline int meshd_steer_to_upstream_socket(struct __sk_buff *skb, const struct meshd_tuple *t,
+							   const struct meshd_config *cfg)
+{
+	struct bpf_sock_tuple st = {};
+	struct bpf_sock *sk;
+	int len, err, ours;
+
+	len = meshd_fill_sock_tuple(t, &st);
+	if (t->proto == MESHD_IPPROTO_UDP)
+		sk = bpf_sk_lookup_udp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+	else if (t->proto == MESHD_IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	ours = (sk->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY && sk->src_port == bpf_ntohs(t->dport);
+	if (t->family == 4) {
+		__be32 d;
+
+		__builtin_memcpy(&d, t->daddr, 4);
+		ours = ours && sk->src_ip4 == d;
+	} else {
+		__u32 d[4];
+
+		__builtin_memcpy(d, t->daddr, 16);
+		ours = ours && sk->src_ip6[0] == d[0] && sk->src_ip6[1] == d[1] && sk->src_ip6[2] == d[2] &&
+		       sk->src_ip6[3] == d[3];
+	}
+	if (!ours || (t->proto == MESHD_IPPROTO_TCP && sk->state == MESHD_BPF_TCP_LISTEN)) {
+		bpf_sk_release(sk);
+		return 0;
+	}
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err)
+		return -MESHD_DROP_PROXY_ASSIGN_FAILED;
+	skb->mark = (skb->mark & ~cfg->proxy_mark_mask) | cfg->proxy_mark;
+	return 1;
+}
+
 #endif

@@ -383,17 +383,18 @@ struct PendingConnect {
   Napi::Promise::Deferred deferred;
 };
 
-// tcpConnect({ address, port, mark?, srcAddress? }) → Promise<fd> once connected (the caller wraps it in net.Socket({ fd })).
+// tcpConnect({ address, port, mark?, srcAddress?, srcPort? }) → Promise<fd> once connected (the caller wraps it in
+// net.Socket({ fd })). With srcAddress the socket is transparent and bound to it (and to srcPort, default 0: any).
 Napi::Value TcpConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tcpConnect({address, port, mark?, srcAddress?})");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tcpConnect({address, port, mark?, srcAddress?, srcPort?})");
   Napi::Object o = info[0].As<Napi::Object>();
   SockAddr dst = AddrField(o, "address", "port", "tcpConnect");
   SockAddr src;
   bool fromSrc = o.Get("srcAddress").IsString();
   if (fromSrc) {
-    if (!ParseAddr(o.Get("srcAddress").As<Napi::String>().Utf8Value(), 0, &src) || src.family() != dst.family()) {
-      throw Napi::TypeError::New(env, "tcpConnect: srcAddress must be an IP address of the destination's family");
+    if (!ParseAddr(o.Get("srcAddress").As<Napi::String>().Utf8Value(), U32Field(o, "srcPort", 0), &src) || src.family() != dst.family()) {
+      throw Napi::TypeError::New(env, "tcpConnect: srcAddress/srcPort must be an IP address of the destination's family and a port");
     }
   }
   std::string what;

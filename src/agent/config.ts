@@ -114,10 +114,11 @@ export const configShape = {
   /** How long an expired address with no connection stays (Cilium: tofqdns-idle-connection-grace-period). */
   'dnsProxy.idleConnectionGracePeriod': z.union([z.enum(['0', '0s']).transform(() => 0), duration]),
   /**
-   * Forward from the pod's own address. Not available yet: the upstream leg leaves from the node's
-   * address and carries the pod's identity in its mark, which the resolver's datapath judges.
+   * Forward allowed queries from the pod's own address (UDP: and port), so the resolver's own policy sees
+   * the pod; the datapath hands the resolver's answer back to the proxy. Off: from the node's address,
+   * with the pod's identity in the mark.
    */
-  'dnsProxy.enableTransparentMode': bool.refine((v) => !v, 'not available yet: upstream DNS queries carry the pod identity in their mark (see docs/dns.md)'),
+  'dnsProxy.enableTransparentMode': bool,
   // Flow observability (Cilium's hubble.* and prometheus.* values; docs/observability.md).
   'hubble.enabled': bool,
   /** Flows kept per node; Cilium requires a power of two minus one. */

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../agent/config.js';
 import { isMeshdError } from '../util/errors.js';
 
-test("dnsProxy.* keys: Cilium's defaults, durations, the reject code, transparent mode refused", () => {
+test("dnsProxy.* keys: Cilium's defaults, durations, the reject code, transparent mode", () => {
   const d = loadConfig({ env: {} });
   assert.deepEqual(
     [d['dnsProxy.proxyPort'], d['dnsProxy.minTtl'], d['dnsProxy.endpointMaxIpPerHostname'], d['dnsProxy.proxyResponseMaxDelay'], d['dnsProxy.dnsRejectResponseCode'], d['dnsProxy.idleConnectionGracePeriod'], d['dnsProxy.enableTransparentMode']],
@@ -11,7 +11,8 @@ test("dnsProxy.* keys: Cilium's defaults, durations, the reject code, transparen
   );
   const c = loadConfig({ env: { MESHD_DNSPROXY_MINTTL: '60' }, flags: { 'dnsProxy.proxyResponseMaxDelay': '1s', 'dnsProxy.dnsRejectResponseCode': 'nameError', 'dnsProxy.idleConnectionGracePeriod': '30s' } });
   assert.deepEqual([c['dnsProxy.minTtl'], c['dnsProxy.proxyResponseMaxDelay'], c['dnsProxy.dnsRejectResponseCode'], c['dnsProxy.idleConnectionGracePeriod']], [60, 1000, 'nameError', 30_000]);
-  const bad: Array<Record<string, string>> = [{ 'dnsProxy.enableTransparentMode': 'true' }, { 'dnsProxy.dnsRejectResponseCode': 'servfail' }, { 'dnsProxy.proxyPort': '70000' }];
+  assert.equal(loadConfig({ env: {}, flags: { 'dnsProxy.enableTransparentMode': 'true' } })['dnsProxy.enableTransparentMode'], true);
+  const bad: Array<Record<string, string>> = [{ 'dnsProxy.enableTransparentMode': 'yes please' }, { 'dnsProxy.dnsRejectResponseCode': 'servfail' }, { 'dnsProxy.proxyPort': '70000' }];
   for (const flags of bad) {
     assert.throws(
       () => loadConfig({ env: {}, flags }),

@@ -24,7 +24,10 @@ import type { Logger } from '../util/log.js';
 import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
-import { ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { RoutingWatch } from './routing-watch.js';
+
+const ROUTING_CHECK_MS = 60_000;
 
 export const fqdnStateFile = (stateDir: string): string => join(stateDir, 'fqdn-cache.json');
 
@@ -54,6 +57,11 @@ export interface DnsServiceOptions {
 export class DnsService {
   private timer: NodeJS.Timeout | null = null;
   private saveTimer: NodeJS.Timeout | null = null;
+  /** ensurePolicyRouting() ran in start(). */
+  private routingCheckedAt = Date.now();
+  private watch: RoutingWatch | null = null;
+  private repairing: Promise<void> | null = null;
+  private repairAgain = false;
 
   private constructor(
     private readonly o: DnsServiceOptions,
@@ -67,18 +75,19 @@ export class DnsService {
     const proxy = await DnsProxy.start({
       port: o.port,
       judge: (f) => judgeDnsQuery(o.engine, f),
-      onAnswer: async (v, _q, a) => {
-        if (v.endpointId === null || a.ips.length === 0) return;
-        await ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl);
-      },
+      onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
       rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
       responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
+      // Transparent only to a resolver on this node: its answers pass this node's datapath, which hands them back.
+      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => o.engine.endpointByIp(ip) !== undefined } : {}),
       log: o.log,
     });
     const svc = new DnsService(o, proxy);
     ref.svc = svc;
     svc.timer = setInterval(() => void svc.sweep(), o.sweepMs ?? 5000);
     svc.timer.unref();
+    // Put the routing back the moment someone removes it (no polling: see routing-watch.ts).
+    svc.watch = RoutingWatch.start({ table: defaultPolicyRouting.table, onLost: () => svc.repairRouting(), log: o.log });
     return svc;
   }
 
@@ -103,14 +112,22 @@ export class DnsService {
     return this.o.cache.list(endpoint);
   }
 
-  /** From an answer to the kernel; resolves once the addresses are enforced (or nothing changed). */
-  async learn(endpointId: string, names: readonly string[], ips: readonly string[], ttl: number): Promise<void> {
+  /**
+   * From an answer to the kernel: a promise that resolves once new addresses are enforced, or undefined
+   * when the answer changed no address (a TTL refresh, the common case: no promise, no timer, written
+   * to disk within a second).
+   */
+  learn(endpointId: string, names: readonly string[], ips: readonly string[], ttl: number): Promise<void> | undefined {
     let changed = false;
     for (const n of names) changed = this.o.cache.observe(endpointId, n, ips, ttl) || changed;
     if (!changed) {
       this.saveSoon();
-      return;
+      return undefined;
     }
+    return this.enforce(endpointId, names, ips);
+  }
+
+  private async enforce(endpointId: string, names: readonly string[], ips: readonly string[]): Promise<void> {
     const t0 = performance.now();
     this.save();
     await this.o.engine.settled();
@@ -118,10 +135,15 @@ export class DnsService {
     this.o.log.debug('FQDN addresses enforced', { endpoint: endpointId, names, ips, ms: Math.round(performance.now() - t0) });
   }
 
-  /** Drops expired, unused addresses and writes the result; re-checks the proxy mark's policy routing. */
+  /** Drops expired, unused addresses and writes the result; re-checks the proxy mark's policy routing now and then. */
   async sweep(now: number = Date.now()): Promise<string[]> {
-    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush): put it back.
-    await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+    // The policy routing is node-wide state others may remove (an uninstall, an operator's flush). The watch
+    // repairs it at once; this slow check is the fallback. Checking runs `ip` twice, and starting a process
+    // stalls this event loop (and the proxy's answers) for milliseconds: once a minute, not every sweep.
+    if (now - this.routingCheckedAt >= ROUTING_CHECK_MS) {
+      this.routingCheckedAt = now;
+      await this.ensureRouting();
+    }
     let used: ((ip: string) => boolean) | undefined;
     const changed = this.o.cache.expire(now, (ip) => (used ??= this.o.inUse())(ip));
     if (changed.length === 0) return changed;
@@ -135,7 +157,29 @@ export class DnsService {
     return changed;
   }
 
+  private ensureRouting(): Promise<void> {
+    return ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+  }
+
+  /** One repair at a time; a loss reported during one is repaired once more after it. */
+  private repairRouting(): void {
+    if (this.repairing) {
+      this.repairAgain = true;
+      return;
+    }
+    this.o.log.warn('policy routing for the DNS proxy was removed; putting it back');
+    this.repairing = this.ensureRouting().finally(() => {
+      this.repairing = null;
+      if (this.repairAgain) {
+        this.repairAgain = false;
+        this.repairRouting();
+      }
+    });
+  }
+
   async stop(): Promise<void> {
+    this.watch?.stop();
+    this.watch = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.saveTimer) clearTimeout(this.saveTimer);

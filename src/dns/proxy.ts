@@ -38,12 +38,22 @@ export interface DnsProxyOptions {
   /** IPv4 bind address of the UDP socket and TCP listener (default 0.0.0.0). */
   address?: string;
   judge(flow: DnsQueryFlow): DnsVerdict;
-  /** Called with every allowed answer that has addresses; the answer waits for it (at most responseMaxDelayMs). */
-  onAnswer?(v: DnsVerdict, q: DnsQuery, a: AnswerAddresses): Promise<void> | void;
+  /**
+   * Called with every allowed answer that has addresses. A promise makes the answer wait for it (at most
+   * responseMaxDelayMs); undefined (nothing to enforce: a name whose addresses are already known) releases
+   * it at once, with no timer and no extra turn of the event loop.
+   */
+  onAnswer?(v: DnsVerdict, q: DnsQuery, a: AnswerAddresses): Promise<void> | undefined;
   /** dnsProxy.dnsRejectResponseCode: REFUSED (default) or NXDOMAIN for a denied name. */
   rejectRcode: RejectResponseCode;
   /** dnsProxy.proxyResponseMaxDelay in ms. */
   responseMaxDelayMs: number;
+  /**
+   * dnsProxy.enableTransparentMode: whether the upstream leg to this resolver leaves from the client's own
+   * address and port. Only where the datapath sees the resolver's answer and can hand it back to the
+   * proxy: a resolver that is a local endpoint. Absent: never.
+   */
+  transparent?(serverIp: string): boolean;
   upstreamTimeoutMs?: number;
   log: Logger;
 }
@@ -81,7 +91,46 @@ export class DnsProxyError extends MeshdError {
   }
 }
 
+/**
+ * Where an allowed query's time goes inside the proxy, in ms between stages (the benchmark's "where
+ * the time goes"): parse + judge, the upstream send, the wait for the resolver, the toFQDNs path
+ * (cache, identities, maps) and the reply to the client. Off unless `traceStages()` asked for it.
+ */
+export const STAGES = ['judge', 'send', 'upstream', 'enforce', 'reply'] as const;
+export type Stage = (typeof STAGES)[number];
+
+class StageTrace {
+  private readonly samples: Record<Stage, Float64Array>;
+  private n = 0;
+
+  constructor(readonly capacity: number) {
+    this.samples = { judge: new Float64Array(capacity), send: new Float64Array(capacity), upstream: new Float64Array(capacity), enforce: new Float64Array(capacity), reply: new Float64Array(capacity) };
+  }
+
+  add(t0: number, judged: number, sent: number, answered: number, enforced: number, replied: number): void {
+    const i = this.n++ % this.capacity;
+    this.samples.judge[i] = judged - t0;
+    this.samples.send[i] = sent - judged;
+    this.samples.upstream[i] = answered - sent;
+    this.samples.enforce[i] = enforced - answered;
+    this.samples.reply[i] = replied - enforced;
+  }
+
+  report(): { count: number; stages: Record<Stage, { p50_ms: number; p99_ms: number; max_ms: number }> } {
+    const count = Math.min(this.n, this.capacity);
+    const one = (a: Float64Array) => {
+      const xs = a.slice(0, count).sort();
+      const at = (p: number) => Number((xs[Math.min(count - 1, Math.floor(p * count))] ?? Number.NaN).toFixed(4));
+      return { p50_ms: at(0.5), p99_ms: at(0.99), max_ms: Number((xs[count - 1] ?? Number.NaN).toFixed(4)) };
+    };
+    return { count, stages: { judge: one(this.samples.judge), send: one(this.samples.send), upstream: one(this.samples.upstream), enforce: one(this.samples.enforce), reply: one(this.samples.reply) } };
+  }
+}
+
+export type StageReport = ReturnType<StageTrace['report']>;
+
 const MAX_TCP_CONNECTIONS = 512;
+const MAX_RECORDS = 1000;
 const MAX_REPLY_SOCKETS = 64;
 const TCP_IDLE_MS = 10_000;
 
@@ -91,7 +140,9 @@ export class DnsProxy {
   private readonly upstreams: Upstreams;
   private readonly conns = new Set<net.Socket>();
   private readonly replySockets = new Map<string, UdpSocketHandle>();
-  private readonly records: DnsRecord[] = [];
+  private readonly records: Array<{ at: number; r: Omit<DnsRecord, 'at'> }> = [];
+  private recordNext = 0;
+  private trace: StageTrace | null = null;
   private readonly counters: Omit<DnsProxyStats, 'port'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
 
   private constructor(private readonly o: DnsProxyOptions) {
@@ -128,8 +179,22 @@ export class DnsProxy {
     return { port: this.o.port, ...this.counters };
   }
 
+  /** The last queries handled, oldest first. */
   recent(): DnsRecord[] {
-    return [...this.records];
+    const ordered = [...this.records.slice(this.recordNext), ...this.records.slice(0, this.recordNext)];
+    return ordered.map(({ at, r }) => ({ at: new Date(at).toISOString(), ...r }));
+  }
+
+  /** Starts timing the stages of the next `capacity` allowed queries (replacing what was timed). */
+  traceStages(capacity = 100_000): void {
+    this.trace = new StageTrace(capacity);
+  }
+
+  /** The stage timings since traceStages(), and stops timing. */
+  stageReport(): StageReport | null {
+    const r = this.trace?.report() ?? null;
+    this.trace = null;
+    return r;
   }
 
   /** Idempotent. Queries in flight are answered by no one (clients retry). */
@@ -170,9 +235,10 @@ export class DnsProxy {
     return s;
   }
 
+  /** The last MAX_RECORDS queries, in a ring (no per-query date formatting or array shifting). */
   private record(r: Omit<DnsRecord, 'at'>): void {
-    this.records.push({ at: new Date().toISOString(), ...r });
-    if (this.records.length > 1000) this.records.splice(0, this.records.length - 1000);
+    this.records[this.recordNext] = { at: Date.now(), r };
+    this.recordNext = (this.recordNext + 1) % MAX_RECORDS;
   }
 
   // ---- UDP --------------------------------------------------------------------------------------
@@ -240,6 +306,7 @@ export class DnsProxy {
   // ---- one query --------------------------------------------------------------------------------
 
   private async handle(protocol: 'udp' | 'tcp', data: Buffer, client: { address: string; port: number }, server: { address: string; port: number }, reply: (b: Buffer) => void): Promise<void> {
+    const t0 = this.trace ? performance.now() : 0;
     const base = { protocol, client: `${client.address}:${client.port}`, server: `${server.address}:${server.port}` };
     const parsed = parseQuery(data);
     if (!parsed.ok) {
@@ -266,10 +333,20 @@ export class DnsProxy {
       return;
     }
     this.counters.allowed++;
+    const judged = this.trace ? performance.now() : 0;
+    let sent = 0;
     let answer: Buffer;
     try {
       const target = { address: server.address, port: server.port, mark: v.identity > 0 ? proxyUpstreamMark(v.identity) : 0 };
-      answer = protocol === 'udp' ? await this.upstreams.udp(q.wire, target) : await this.upstreams.tcp(q.wire, target);
+      const pending = this.o.transparent?.(server.address)
+        ? protocol === 'udp'
+          ? this.upstreams.udpFrom(q.wire, target, client)
+          : this.upstreams.tcp(q.wire, target, client)
+        : protocol === 'udp'
+          ? this.upstreams.udp(q.wire, target)
+          : this.upstreams.tcp(q.wire, target);
+      if (this.trace) sent = performance.now();
+      answer = await pending;
     } catch (e) {
       this.counters.upstreamErrors++;
       this.record({ ...rec, verdict: 'upstream-error', rcode: Rcode.SERVFAIL, ips: [] });
@@ -284,20 +361,36 @@ export class DnsProxy {
       reply(rejectReply(q, Rcode.SERVFAIL));
       return;
     }
+    const answered = this.trace ? performance.now() : 0;
     const addrs = answerAddresses(a.packet, q.name);
-    if (addrs.ips.length > 0 && this.o.onAnswer) await this.waitForPolicy(v, q, addrs);
+    if (addrs.ips.length > 0 && this.o.onAnswer) {
+      const enforcing = this.startOnAnswer(v, q, addrs);
+      if (enforcing) await this.waitForPolicy(enforcing, q);
+    }
+    const enforced = this.trace ? performance.now() : 0;
     this.record({ ...rec, verdict: 'allowed', rcode: a.rcode, ips: addrs.ips });
     reply(answer);
+    if (this.trace && t0 > 0) this.trace.add(t0, judged, sent, answered, enforced, performance.now());
   }
 
-  /** Runs onAnswer, bounded by responseMaxDelayMs (Cilium's proxyResponseMaxDelay). */
-  private async waitForPolicy(v: DnsVerdict, q: DnsQuery, a: AnswerAddresses): Promise<void> {
+  /** onAnswer's promise, or undefined when there is nothing to wait for (a throw is logged; the answer goes). */
+  private startOnAnswer(v: DnsVerdict, q: DnsQuery, a: AnswerAddresses): Promise<void> | undefined {
+    try {
+      return this.o.onAnswer?.(v, q, a);
+    } catch (e) {
+      this.o.log.error('toFQDNs update for a DNS answer failed; the answer is released anyway', { name: q.name, err: e });
+      return undefined;
+    }
+  }
+
+  /** Waits for onAnswer's promise, bounded by responseMaxDelayMs (Cilium's proxyResponseMaxDelay). */
+  private async waitForPolicy(enforcing: Promise<void>, q: DnsQuery): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), this.o.responseMaxDelayMs);
     });
     try {
-      const r = await Promise.race([Promise.resolve(this.o.onAnswer?.(v, q, a)).then(() => 'done' as const), late]);
+      const r = await Promise.race([enforcing.then(() => 'done' as const), late]);
       if (r === 'late') this.counters.delayedPastMax++;
     } catch (e) {
       this.o.log.error('toFQDNs update for a DNS answer failed; the answer is released anyway', { name: q.name, err: e });

@@ -158,12 +158,26 @@ export class FqdnCache implements DnsCache {
    */
   observe(endpoint: string, name: string, ips: readonly string[], ttlSeconds: number, now: number = Date.now()): boolean {
     const n = normaliseDnsName(name);
+    const expiresAt = now + Math.max(ttlSeconds * 1000, this.minTtlMs);
+    const known = this.byEndpoint.get(endpoint)?.get(n);
+    if (known && ips.every((ip) => known.has(ip))) {
+      // A refresh (the common answer): every address is already this endpoint's, so the union cannot
+      // change; the entries are updated in place, without building the union twice.
+      for (const ip of ips) {
+        const e = known.get(ip);
+        if (!e) continue;
+        e.ttl = ttlSeconds;
+        e.learnedAt = now;
+        e.expiresAt = Math.max(e.expiresAt, expiresAt);
+        e.source = 'dns';
+      }
+      return false;
+    }
     const before = this.lookup(n);
     let names = this.byEndpoint.get(endpoint);
     if (!names) this.byEndpoint.set(endpoint, (names = new Map()));
     let entry = names.get(n);
     if (!entry) names.set(n, (entry = new Map()));
-    const expiresAt = now + Math.max(ttlSeconds * 1000, this.minTtlMs);
     for (const ip of ips) {
       const have = entry.get(ip);
       entry.set(ip, { ip, ttl: ttlSeconds, learnedAt: now, expiresAt: Math.max(have?.expiresAt ?? 0, expiresAt), source: 'dns', seq: have?.seq ?? this.seq++ });

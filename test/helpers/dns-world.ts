@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
+import type { RunAgentOptions } from '../../src/agent/run.js';
 import { AgentNode, type TestPod } from './agent-node.js';
 import { startPeer } from './datapath-peer.js';
 
@@ -104,11 +105,12 @@ export class DnsWorld {
   pods: Record<'app' | 'web' | 'other' | 'coredns', TestPod> = {} as Record<'app' | 'web' | 'other' | 'coredns', TestPod>;
   private clients = new Map<string, PodClient>();
   private dns: ChildProcess | null = null;
+  private log = '';
 
   private constructor(readonly node: AgentNode) {}
 
   /** `t.after` receives the cleanup (a test context, or the benchmark's own list). */
-  static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}): Promise<DnsWorld> {
+  static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}, start: Partial<RunAgentOptions> = {}): Promise<DnsWorld> {
     // proxyResponseMaxDelay: Cilium's 100 ms default is a latency bound; on a loaded test machine a longer one keeps
     // "the answer waited for the kernel" (delayedPastMax = 0) a property of the code, not of the machine's load.
     const node = new AgentNode({ 'proxy.portRange': '16400-16499', 'bpf.events.sampleNewConnections': 1, 'dnsProxy.proxyResponseMaxDelay': '3s', ...overrides }, 3);
@@ -122,7 +124,7 @@ export class DnsWorld {
     node.write('world.yaml', MANIFESTS);
     copyFileSync(repoPath('examples', 'policies', 'l3-fqdn.yaml'), join(node.manifests, 'l3-fqdn.yaml'));
     copyFileSync(repoPath('examples', 'policies', 'l7-dns.yaml'), join(node.manifests, 'l7-dns.yaml'));
-    await node.start();
+    await node.start(start);
     w.pods = {
       app: await node.addPod('app'),
       web: await node.addPod('web'),
@@ -161,7 +163,7 @@ export class DnsWorld {
    * CNAME to it), other.example.org, short.example.com, short2.example.com and n0..n199.example.com,
    * every record with the given TTL. Waits until it answers (asked from `other`, which is not redirected).
    */
-  async dnsmasq(o: { ttl: number }): Promise<void> {
+  async dnsmasq(o: { ttl: number; logQueries?: boolean }): Promise<void> {
     await this.stopDnsmasq();
     const hosts = join(this.node.tmp.dir, 'hosts');
     const lines = [
@@ -177,10 +179,16 @@ export class DnsWorld {
       'netns', 'exec', this.pods.coredns.ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
       `--listen-address=${this.resolver}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
       `--pid-file=${join(this.node.tmp.dir, 'dnsmasq.pid')}`, '--user=root', '--group=root',
+      // Every query with its source address and port, on stderr (dnsmasqLog()).
+      ...(o.logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
     ];
     const proc = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    this.log = '';
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      this.log += d;
+    });
     this.dns = proc;
     const other = await this.client('other');
     for (let i = 0; i < 50; i++) {
@@ -189,6 +197,11 @@ export class DnsWorld {
       await sleep(100);
     }
     throw new Error(`dnsmasq did not come up: ${stderr}`);
+  }
+
+  /** What dnsmasq wrote since it was (re)started (with logQueries: a line per query, its source included). */
+  dnsmasqLog(): string {
+    return this.log;
   }
 
   async stopDnsmasq(): Promise<void> {
