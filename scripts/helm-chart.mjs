@@ -5,7 +5,7 @@
 //   - the values reference in docs/install.md, from values.yaml's `# --` comments.
 // `--check` writes nothing and exits 1 when either is out of date
 // (test/integration/install-chart.test.ts runs the same check).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -86,21 +86,14 @@ async function main() {
     [join(chart, 'files', 'agent-config-keys.yaml'), await agentKeysFile()],
     [join(root, 'docs', 'install.md'), withReference(readFileSync(join(root, 'docs', 'install.md'), 'utf8'), valuesReference(readFileSync(join(chart, 'values.yaml'), 'utf8')))],
   ];
-  for (const [file, text] of files) {
-    let have = '';
-    try {
-      have = readFileSync(file, 'utf8');
-    } catch {
-      // A missing file is out of date.
-    }
-    if (have === text) continue;
+  const current = (file) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+  for (const [file, text] of files.filter(([f, t]) => current(f) !== t)) {
     stale++;
     const rel = file.slice(root.length + 1);
-    if (check) console.error(`out of date: ${rel} (run node scripts/helm-chart.mjs)`);
-    else {
+    if (!check) {
       writeFileSync(file, text);
       console.log(`wrote ${rel}`);
-    }
+    } else console.error(`out of date: ${rel} (run node scripts/helm-chart.mjs)`);
   }
   process.exit(check && stale > 0 ? 1 : 0);
 }

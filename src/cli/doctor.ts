@@ -13,7 +13,7 @@ import { MESHD_PROBE_MAGIC, runProbe } from '../datapath/probe.js';
 import { run } from '../util/exec.js';
 import { BPFFS_ROOT, ensureBpffs } from '../datapath/bpffs.js';
 import { command } from './args.js';
-import { evaluateInstall, gatherNodeFacts } from '../install/precheck.js';
+import { evaluateInstall, formatChecks, gatherNodeFacts } from '../install/precheck.js';
 import { istioMode, precheckConfig, precheckOptions } from './install.js';
 
 export interface CheckResult {
@@ -209,15 +209,7 @@ export async function runDoctor(): Promise<CheckResult[]> {
 }
 
 export function formatDoctor(results: readonly CheckResult[]): string {
-  const width = Math.max(...results.map((r) => r.name.length));
-  const lines = results.map((r) => {
-    const tag = r.ok ? ' ok ' : r.required ? 'FAIL' : 'warn';
-    const fix = r.ok || !r.fix ? '' : ` -> ${r.fix}`;
-    return `[${tag}] ${r.name.padEnd(width)}  ${r.detail}${fix}`;
-  });
-  const failed = results.filter((r) => r.required && !r.ok).length;
-  lines.push(failed === 0 ? 'meshd can run on this machine.' : `${failed} required check(s) failed.`);
-  return lines.join('\n');
+  return formatChecks(results, 'meshd can run on this machine.');
 }
 
 export const doctor = command(

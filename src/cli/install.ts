@@ -12,7 +12,7 @@
  * is on the node, 6 a kernel feature missing).
  */
 import { ConfigError, loadConfig, type AgentConfig } from '../agent/config.js';
-import { evaluateInstall, gatherNodeFacts, ISTIO_MODES, precheckExitStatus, type IstioMode, type PrecheckResult } from '../install/precheck.js';
+import { evaluateInstall, formatChecks, gatherNodeFacts, ISTIO_MODES, precheckExitStatus, type IstioMode, type PrecheckResult } from '../install/precheck.js';
 import { MeshdError } from '../util/errors.js';
 import { command, UsageError, type CommandGroup } from './args.js';
 
@@ -46,15 +46,7 @@ export function precheckConfig(file: string | undefined, sets: readonly string[]
 }
 
 export function formatPrecheck(results: readonly PrecheckResult[]): string {
-  const width = Math.max(...results.map((r) => r.name.length));
-  const lines = results.map((r) => {
-    const tag = r.ok ? ' ok ' : r.required ? 'FAIL' : 'warn';
-    const fix = r.ok || !r.fix ? '' : ` -> ${r.fix}`;
-    return `[${tag}] ${r.name.padEnd(width)}  ${r.detail}${fix}`;
-  });
-  const failed = results.filter((r) => r.required && !r.ok).length;
-  lines.push(failed === 0 ? 'meshd can be installed on this node with this configuration.' : `${failed} required check(s) failed.`);
-  return lines.join('\n');
+  return formatChecks(results, 'meshd can be installed on this node with this configuration.');
 }
 
 /** Doctor's machine checks, then the install checks; a failed machine check is a missing kernel/host feature. */

@@ -255,6 +255,19 @@ export function evaluateInstall(facts: NodeFacts, cfg: AgentConfig, istio?: Isti
   return [cniCheck(facts, cfg, istio), kubeProxyCheck(facts, cfg), ...(istio ? istioChecks(facts, cfg, istio) : [])];
 }
 
+/** One line per check (ok, FAIL for a failed required check, warn otherwise) with its fix, and a summary line. */
+export function formatChecks(results: ReadonlyArray<Pick<PrecheckResult, 'name' | 'ok' | 'required' | 'detail' | 'fix'>>, allPassed: string): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  const lines = results.map((r) => {
+    const tag = r.ok ? ' ok ' : r.required ? 'FAIL' : 'warn';
+    const fix = r.ok || !r.fix ? '' : ` -> ${r.fix}`;
+    return `[${tag}] ${r.name.padEnd(width)}  ${r.detail}${fix}`;
+  });
+  const failed = results.filter((r) => r.required && !r.ok).length;
+  lines.push(failed === 0 ? allPassed : `${failed} required check(s) failed.`);
+  return lines.join('\n');
+}
+
 /** 0 when every required check passed, else the exit status of the first failed required check's kind. */
 export function precheckExitStatus(results: readonly PrecheckResult[]): number {
   const failed = results.find((r) => r.required && !r.ok);

@@ -21,6 +21,7 @@ import { AMBIENT_PROBE_SOURCE } from '../../src/install/precheck.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
+import { until } from '../helpers/kube-nodes.js';
 import { tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -78,15 +79,6 @@ async function seenBy(ip: string, ns?: string, timeoutMs = 1500): Promise<string
   });
 }
 
-async function until(what: string, fn: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 const natRules = async () => (await run('iptables-save', ['-t', 'nat'])).stdout.split('\n').filter((l) => l.startsWith('-A '));
 
 test('ambient prerequisites: pod traffic keeps pod addresses, and probes SNATed to 169.254.7.127 reach a pod whose policy allows that address', async (t) => {
@@ -104,7 +96,7 @@ test('ambient prerequisites: pod traffic keeps pod addresses, and probes SNATed 
   await whoamiServer(t, server.ns);
 
   // No masquerade: the server sees the client pod's own address; the agent added no SNAT or MASQUERADE.
-  await until('the client to reach the server', async () => (await seenBy(server.ip, client.ns)) !== 'timeout');
+  await until('the client to reach the server', async () => ((await seenBy(server.ip, client.ns)) !== 'timeout') || undefined);
   assert.equal(await seenBy(server.ip, client.ns), client.ip);
   const added = (await natRules()).filter((l) => !natBefore.includes(l));
   assert.deepEqual(added.filter((l) => /MASQUERADE|SNAT/.test(l)), [], 'no masquerading rule appeared');
@@ -120,10 +112,10 @@ test('ambient prerequisites: pod traffic keeps pod addresses, and probes SNATed 
 
   // Without the allow for 169.254.7.127 the same probe is dropped: the address is not the host's identity.
   node.write('policy.yaml', policy(false));
-  await until('the probe to be denied', async () => (await seenBy(server.ip, undefined, 800)) === 'timeout');
+  await until('the probe to be denied', async () => ((await seenBy(server.ip, undefined, 800)) === 'timeout') || undefined);
   const since = process.hrtime.bigint();
   assert.equal(await seenBy(server.ip, undefined, 800), 'timeout');
-  await until('the datapath\'s drop event for the probe', async () => node.dropReasons(since, AMBIENT_PROBE_SOURCE, server.ip, PORT).length > 0, 5_000);
+  await until('the datapath\'s drop event for the probe', async () => (node.dropReasons(since, AMBIENT_PROBE_SOURCE, server.ip, PORT).length > 0) || undefined, 5_000);
   node.write('policy.yaml', policy(true));
-  await until('the probe to be allowed again', async () => (await seenBy(server.ip, undefined, 800)) === AMBIENT_PROBE_SOURCE);
+  await until('the probe to be allowed again', async () => ((await seenBy(server.ip, undefined, 800)) === AMBIENT_PROBE_SOURCE) || undefined);
 });
