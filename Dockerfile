@@ -15,7 +15,7 @@ ARG ENVOY_VERSION=1.40.0
 
 # ---- Hubble's protos: the cilium module, source only (scripts/cilium-module.sh) ----
 FROM ${GO_IMAGE} AS protos
-WORKDIR /work
+WORKDIR /src
 COPY scripts/cilium-module.sh scripts/
 RUN dir=$(bash scripts/cilium-module.sh) \
  && version=$(bash scripts/cilium-module.sh --version) \
