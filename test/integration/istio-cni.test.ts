@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { BACKUP_SUFFIX, CONFLIST_NAME } from '../../src/cni/installer.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { CniRuntime, firstAddress } from '../helpers/cni-runtime.js';
+import { CniRuntime, firstAddress, testSubnet } from '../helpers/cni-runtime.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const Conflist = z.object({ cniVersion: z.string(), name: z.string(), plugins: z.array(z.object({ type: z.string() }).passthrough()) }).passthrough();
@@ -30,7 +30,7 @@ function fingerprint(path: string): { text: string; ino: number; mtimeMs: number
   return { text: readFileSync(path, 'utf8'), ino: st.ino, mtimeMs: st.mtimeMs };
 }
 
-test('cni.exclusive=false across agent restarts: another plugin\'s conflist is untouched, the chained entry stays in meshd\'s conflist, and it runs for a new pod', async (t) => {
+test('cni.exclusive=false across agent restarts and an upgrade: another plugin\'s conflist is untouched, the chained entry stays in meshd\'s conflist, and it runs for a new pod', async (t) => {
   requirePrivileges();
   const node = new AgentNode({ 'cni.exclusive': false }, 11);
   t.after(() => node.cleanup());
@@ -51,8 +51,11 @@ test('cni.exclusive=false across agent restarts: another plugin\'s conflist is u
   writeFileSync(primary, JSON.stringify({ ...list, plugins: [...list.plugins, chained] }, null, 2));
 
   const before = { other: fingerprint(other), legacy: fingerprint(legacy) };
+  const written = readFileSync(primary, 'utf8');
   for (let restart = 1; restart <= 3; restart++) {
     await node.stopAgent();
+    // The third start is an upgrade whose configuration changes meshd's own conflist (another pod CIDR): a real rewrite.
+    if (restart === 3) node.config['ipam.podCIDR'] = testSubnet(13).cidr;
     await node.start();
     assert.deepEqual(fingerprint(other), before.other, `restart ${restart}: 10-other.conflist untouched`);
     assert.deepEqual(fingerprint(legacy), before.legacy, `restart ${restart}: 99-legacy.conf untouched`);
@@ -61,6 +64,8 @@ test('cni.exclusive=false across agent restarts: another plugin\'s conflist is u
     assert.deepEqual(now.plugins.map((p) => p.type), ['meshd-cni', 'tuning'], `restart ${restart}: the chain`);
     assert.deepEqual(now.plugins[1], chained, `restart ${restart}: the chained entry as written`);
   }
+  assert.notEqual(readFileSync(primary, 'utf8'), written, 'the upgrade rewrote meshd\'s conflist');
+  assert.match(readFileSync(primary, 'utf8'), new RegExp(testSubnet(13).cidr.replace(/\./g, '\\.')));
 
   // A pod through the conflist on disk, as containerd runs it (CNI_ARGS with IgnoreUnknown=1, which chained
   // plugins such as tuning need to accept the K8S_POD_* arguments): meshd-cni first, then the chained plugin.
