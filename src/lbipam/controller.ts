@@ -20,13 +20,12 @@
  *   const lb = new LbIpamController({ client, holder: nodeName, namespace: 'kube-system' });
  *   lb.start(); … lb.isLeader(); … await lb.stop();
  */
-import { z } from 'zod';
 import { KubeApiError, type Json, type KubeClient } from '../k8s/client.js';
 import { ciliumLbIpPool, LB_IP_POOLS_PATH, type CiliumLbIpPool } from '../k8s/cilium-lb-ip-pool.js';
 import { isKubeStatus, LeaseElector } from '../k8s/lease.js';
-import { formatPath } from '../k8s/problem.js';
-import { Reflector } from '../k8s/reflector.js';
+import { parseWith } from '../k8s/problem.js';
 import type { Logger } from '../util/log.js';
+import { Collection } from './collection.js';
 import { allocate, poolInput, type AllocationResult, type PoolOutcome, type ServiceOutcome } from './allocator.js';
 import { isLbIpamService, lbRequest, LbServiceSchema, REQUEST_SATISFIED_CONDITION, serviceKey, type Condition, type LbService } from './lb-service.js';
 
@@ -76,12 +75,9 @@ const sameCondition = (a: Condition | undefined, b: Omit<Condition, 'lastTransit
 
 export class LbIpamController {
   private readonly lease: LeaseElector;
-  private readonly reflectors: Reflector[] = [];
-  private readonly pools = new Map<string, CiliumLbIpPool>();
-  private readonly services = new Map<string, LbService>();
-  private readonly synced = { pools: false, services: false };
-  /** resourceVersion of each rejected pool version, so each is reported once. */
-  private readonly rejected = new Map<string, string>();
+  private readonly pools: Collection<CiliumLbIpPool>;
+  private readonly services: Collection<LbService>;
+  private started = false;
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
   private again = false;
@@ -101,6 +97,9 @@ export class LbIpamController {
       ...(o.log ? { log: o.log } : {}),
       ...(o.now ? { now: o.now } : {}),
     });
+    const tuning = { client: o.client, onChange: () => this.schedule(), ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.missingRecheckMs ? { missingRecheckMs: o.missingRecheckMs } : {}), ...(o.log ? { log: o.log } : {}) };
+    this.pools = new Collection({ ...tuning, what: 'CiliumLoadBalancerIPPool', path: LB_IP_POOLS_PATH, scope: 'cluster', parse: parsePool });
+    this.services = new Collection({ ...tuning, what: 'Service', path: SERVICES_PATH, scope: 'namespaced', parse: (raw) => parseWith(LbServiceSchema, raw) });
     this.lease.onLeadership((leader) => {
       if (leader) this.schedule();
     });
@@ -111,57 +110,10 @@ export class LbIpamController {
   }
 
   start(): void {
-    if (this.reflectors.length > 0 || this.stopped) return;
-    const tuning = { ...(this.o.backoff ? { backoff: this.o.backoff } : {}), ...(this.o.missingRecheckMs ? { missingRecheckMs: this.o.missingRecheckMs } : {}) };
-    const onError = (what: string) => (err: KubeApiError) => this.o.log?.warn(`LB IPAM: reading ${what} failed; retrying`, { code: err.code, status: err.status, error: err.message });
-    this.reflectors.push(
-      new Reflector(
-        { client: this.o.client, path: LB_IP_POOLS_PATH, ...tuning },
-        {
-          onList: (items) => {
-            this.pools.clear();
-            for (const i of items) this.upsertPool(i);
-            this.synced.pools = true;
-            this.schedule();
-          },
-          onEvent: (type, obj) => {
-            if (type === 'DELETED') this.pools.delete(nameOf(obj));
-            else this.upsertPool(obj);
-            this.schedule();
-          },
-          // No CRD: no pools (dormant until it appears).
-          onMissing: () => {
-            this.pools.clear();
-            this.synced.pools = true;
-            this.schedule();
-          },
-          onError: onError('pools'),
-          onHealthy: () => undefined,
-        },
-      ),
-      new Reflector(
-        { client: this.o.client, path: SERVICES_PATH, ...tuning },
-        {
-          onList: (items) => {
-            this.services.clear();
-            for (const i of items) this.upsertService(i);
-            this.synced.services = true;
-            this.schedule();
-          },
-          onEvent: (type, obj) => {
-            if (type === 'DELETED') {
-              const r = LbServiceSchema.safeParse(obj);
-              if (r.success) this.services.delete(serviceKey(r.data));
-            } else this.upsertService(obj);
-            this.schedule();
-          },
-          onMissing: () => undefined,
-          onError: onError('services'),
-          onHealthy: () => undefined,
-        },
-      ),
-    );
-    for (const r of this.reflectors) r.start();
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.pools.start();
+    this.services.start();
     this.lease.start();
   }
 
@@ -170,33 +122,9 @@ export class LbIpamController {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await Promise.all(this.reflectors.map((r) => r.stop()));
+    await Promise.all([this.pools.stop(), this.services.stop()]);
     await this.chain;
     await this.lease.stop(opts);
-  }
-
-  private upsertPool(raw: Json): void {
-    const r = ciliumLbIpPool.parse(withKind(raw, 'CiliumLoadBalancerIPPool', 'cilium.io/v2'));
-    if (r.ok) {
-      this.pools.set(r.value.metadata.name, r.value);
-      this.rejected.delete(r.value.metadata.name);
-      return;
-    }
-    const name = nameOf(raw);
-    const rv = rvOf(raw);
-    if (this.rejected.get(name) === rv) return;
-    this.rejected.set(name, rv);
-    // The last good version (if any) stays in force.
-    this.o.log?.error('CiliumLoadBalancerIPPool refused; its last good version stays in force', {
-      pool: name,
-      problems: r.problems.map((p) => `${formatPath(p.path)}: ${p.message} (${p.code})`),
-    });
-  }
-
-  private upsertService(raw: Json): void {
-    const r = LbServiceSchema.safeParse(raw);
-    if (r.success) this.services.set(serviceKey(r.data), r.data);
-    else this.o.log?.warn('Service not readable for LB IPAM; left alone', { service: `${nsOf(raw)}/${nameOf(raw)}`, error: r.error.message });
   }
 
   private schedule(): void {
@@ -218,12 +146,12 @@ export class LbIpamController {
 
   /** One allocation pass; writes only as the Lease holder, once both collections are read. */
   async pass(): Promise<void> {
-    if (this.stopped || !this.lease.isLeader() || !this.synced.pools || !this.synced.services) return;
-    const ours = [...this.services.values()].filter((s) => isLbIpamService(s) || (s.status?.conditions ?? []).some((c) => c.type === REQUEST_SATISFIED_CONDITION));
-    if (this.pools.size === 0 && !ours.some((s) => (s.status?.conditions ?? []).some((c) => c.type === REQUEST_SATISFIED_CONDITION))) return;
+    if (this.stopped || !this.lease.isLeader() || !this.pools.synced || !this.services.synced) return;
+    const ours = [...this.services.items.values()].filter((s) => isLbIpamService(s) || (s.status?.conditions ?? []).some((c) => c.type === REQUEST_SATISFIED_CONDITION));
+    if (this.pools.items.size === 0 && !ours.some((s) => (s.status?.conditions ?? []).some((c) => c.type === REQUEST_SATISFIED_CONDITION))) return;
     this.stats.passes += 1;
     const eligible = ours.filter(isLbIpamService);
-    const result = allocate([...this.pools.values()].map(poolInput), eligible.map(lbRequest));
+    const result = allocate([...this.pools.items.values()].map(poolInput), eligible.map(lbRequest));
     this.last = result;
     const now = new Date((this.o.now ?? Date.now)()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     for (const s of ours) {
@@ -231,7 +159,7 @@ export class LbIpamController {
       const want = result.services.get(serviceKey(s));
       await this.writeService(s, want, now);
     }
-    for (const p of this.pools.values()) {
+    for (const p of this.pools.items.values()) {
       if (this.stopped || !this.lease.isLeader()) return;
       const want = result.pools.get(p.metadata.name);
       if (want) await this.writePool(p, want, now);
@@ -259,7 +187,8 @@ export class LbIpamController {
       const answer = await this.o.client.send('PATCH', `/api/v1/namespaces/${s.metadata.namespace}/services/${s.metadata.name}/status`, body);
       this.stats.serviceWrites += 1;
       // What the API server now holds is the base of the next pass (its watch event may come later).
-      this.upsertService(answer);
+      const parsed = LbServiceSchema.safeParse(answer);
+      if (parsed.success) this.services.items.set(serviceKey(parsed.data), parsed.data);
       if (!ipsSame) this.o.log?.info('LB IPAM: service addresses', { service: serviceKey(s), ingress: wantIps, reason: c?.reason ?? 'released' });
     } catch (e) {
       if (!isKubeStatus(e, 404, 409)) throw e;
@@ -286,7 +215,8 @@ export class LbIpamController {
     try {
       const answer = await this.o.client.send('PATCH', `${LB_IP_POOLS_PATH}/${p.metadata.name}/status`, { status: { conditions } });
       this.stats.poolWrites += 1;
-      this.upsertPool(answer);
+      const parsed = parsePool(answer);
+      if (parsed.ok) this.pools.items.set(parsed.value.metadata.name, parsed.value);
     } catch (e) {
       if (!isKubeStatus(e, 404, 409)) throw e;
       this.stats.conflicts += 1;
@@ -299,17 +229,5 @@ function conditionsOf(status: unknown): Condition[] {
   return r.success ? (r.data?.conditions ?? []) : [];
 }
 
-const MetaSchema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }).partial() });
-const metaOf = (raw: Json) => {
-  const r = MetaSchema.safeParse(raw);
-  return r.success ? r.data.metadata : {};
-};
-const nameOf = (raw: Json): string => metaOf(raw).name ?? '';
-const nsOf = (raw: Json): string => metaOf(raw).namespace ?? '';
-const rvOf = (raw: Json): string => metaOf(raw).resourceVersion ?? '';
-
 /** List items of a custom resource may come without kind and apiVersion. */
-function withKind(raw: Json, kind: string, apiVersion: string): Json {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
-  return { kind, apiVersion, ...raw };
-}
+const parsePool = (raw: Json) => ciliumLbIpPool.parse(typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { kind: 'CiliumLoadBalancerIPPool', apiVersion: 'cilium.io/v2', ...raw } : raw);
