@@ -81,6 +81,8 @@ export interface RunningAgent {
   nodes: NodeTasks | null;
   /** This node's MeshdEndpoint objects and the other nodes' (ipcache); null in standalone mode. */
   endpointObjects: EndpointObjects | null;
+  /** LB IPAM and L2 announcements (src/lbipam, src/l2announce); null in standalone mode. */
+  loadBalancers: LoadBalancerServices | null;
   stop(): Promise<void>;
 }
 
@@ -217,6 +219,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     policyStatus,
     nodes,
     endpointObjects,
+    loadBalancers,
     async stop() {
       if (stopped) return;
       stopped = true;
