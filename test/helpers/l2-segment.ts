@@ -1,7 +1,7 @@
 /**
  * One L2 segment for L2-announcement tests and benchmarks: a bridge in its
  * own namespace (the underlay), node namespaces and a client namespace each
- * on it through a veth (`eth0` inside), addresses from a test subnet, and in
+ * on it through a veth (`eth0` inside), addresses from a test subnet (and an IPv6 one when given), and in
  * each node namespace a TCP server on port 8080 that answers its node's
  * name — so a client connecting to an announced address learns which node
  * answered. Everything is made through a Sandbox and removed by its cleanup.
@@ -39,15 +39,15 @@ async function macOf(netns: string, ifname: string): Promise<string> {
   return links[0]?.address ?? '';
 }
 
-const SERVER = "require('net').createServer((s) => s.end(process.argv[1])).listen(8080, '0.0.0.0', () => process.stdout.write('ready\\n'))";
+const SERVER = "require('net').createServer((s) => s.end(process.argv[1])).listen(8080, '::', () => process.stdout.write('ready\\n'))";
 const CLIENT =
   "const s = require('net').connect({ host: process.argv[1], port: 8080 }); let d = ''; s.on('data', (c) => (d += c)); s.on('end', () => { process.stdout.write(d); process.exit(0); }); s.on('error', () => process.exit(2)); setTimeout(() => process.exit(3), Number(process.argv[2]));";
 
-export async function l2Segment(sb: Sandbox, o: { nodes: readonly string[]; subnet: string }): Promise<L2Segment> {
+export async function l2Segment(sb: Sandbox, o: { nodes: readonly string[]; subnet: string; subnet6?: string }): Promise<L2Segment> {
   const br = await sb.netns('br');
   await run('ip', ['-n', br, 'link', 'add', 'br0', 'type', 'bridge']);
   await run('ip', ['-n', br, 'link', 'set', 'br0', 'up']);
-  const attach = async (suffix: string, ip: string): Promise<string> => {
+  const attach = async (suffix: string, ip: string, ip6: string | undefined): Promise<string> => {
     const ns = await sb.netns(suffix);
     const outer = sb.name(`${suffix}o`);
     const inner = sb.name(`${suffix}i`);
@@ -59,6 +59,7 @@ export async function l2Segment(sb: Sandbox, o: { nodes: readonly string[]; subn
     await run('ip', ['-n', br, 'link', 'set', outer, 'master', 'br0', 'up']);
     await run('ip', ['-n', ns, 'link', 'set', inner, 'name', 'eth0']);
     await run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+    if (ip6) await run('ip', ['-n', ns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
     await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
     return ns;
   };
@@ -73,7 +74,7 @@ export async function l2Segment(sb: Sandbox, o: { nodes: readonly string[]; subn
   });
   for (const [i, name] of o.nodes.entries()) {
     const ip = `${o.subnet}.${i + 1}`;
-    const netns = await attach(`n${i}`, ip);
+    const netns = await attach(`n${i}`, ip, o.subnet6 ? `${o.subnet6}${i + 1}` : undefined);
     nodes.push({ name, netns, ip, mac: await macOf(netns, 'eth0') });
     const p = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', SERVER, name], { stdio: ['ignore', 'pipe', 'inherit'] });
     servers.push(p);
@@ -82,7 +83,7 @@ export async function l2Segment(sb: Sandbox, o: { nodes: readonly string[]; subn
       p.once('exit', (code) => reject(new Error(`the server of ${name} exited (${code})`)));
     });
   }
-  const client = { netns: await attach('cl', `${o.subnet}.100`), ip: `${o.subnet}.100` };
+  const client = { netns: await attach('cl', `${o.subnet}.100`, o.subnet6 ? `${o.subnet6}100` : undefined), ip: `${o.subnet}.100` };
   return {
     nodes,
     client,

@@ -2,7 +2,8 @@
  * L2 announcements in the kernel: two node namespaces and a client namespace
  * on one bridge, a real API server, LB IPAM allocating the Service's address
  * and one L2 announcer per node (each acting in its node's namespace). The
- * client reaches the address, exactly one node answers its ARP requests, and
+ * client reaches the address (IPv4 and IPv6), exactly one node answers its
+ * ARP requests, and
  * when that node's announcer goes without giving its Lease up (as a node
  * that died), the other node answers within leaseDuration and a few seconds.
  */
@@ -23,12 +24,13 @@ import { requirePrivileges } from '../helpers/privileged.js';
 const LEASE_MS = 3_000;
 const RETRY_MS = 500;
 const VIP = '10.77.0.200';
+const VIP6 = 'fd77::200';
 
 test('one node answers for an L2-announced address, and another takes over when it goes', async (t) => {
   requirePrivileges();
   const sb = new Sandbox('l2');
   t.after(() => sb.cleanup());
-  const seg = await l2Segment(sb, { nodes: ['node-a', 'node-b'], subnet: '10.77.0' });
+  const seg = await l2Segment(sb, { nodes: ['node-a', 'node-b'], subnet: '10.77.0', subnet6: 'fd77::' });
   const kube = await startKubeCluster({ t });
   await installMeshd(kube);
   const sa = await kube.serviceAccountKubeconfig('kube-system', 'meshd');
@@ -48,13 +50,13 @@ test('one node answers for an L2-announced address, and another takes over when 
   lbIpam.start();
   for (const a of announcers) a.start();
 
-  await admin.send('POST', LB_IP_POOLS_PATH, { apiVersion: 'cilium.io/v2', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'segment' }, spec: { blocks: [{ cidr: `${VIP}/32` }] } });
+  await admin.send('POST', LB_IP_POOLS_PATH, { apiVersion: 'cilium.io/v2', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'segment' }, spec: { blocks: [{ cidr: `${VIP}/32` }, { cidr: `${VIP6}/128` }] } });
   await admin.send('POST', L2_POLICIES_PATH, { apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumL2AnnouncementPolicy', metadata: { name: 'eth0' }, spec: { interfaces: ['^eth0$'], loadBalancerIPs: true } });
   await admin.send('POST', '/api/v1/namespaces/default/services', {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: 'web' },
-    spec: { type: 'LoadBalancer', loadBalancerClass: 'io.cilium/l2-announcer', ports: [{ port: 8080 }] },
+    spec: { type: 'LoadBalancer', loadBalancerClass: 'io.cilium/l2-announcer', ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 8080 }] },
   });
 
   const holderIndex = await until('one node holds the Lease of default/web', () => {
@@ -67,6 +69,8 @@ test('one node answers for an L2-announced address, and another takes over when 
   const first = await until(`the client reaches ${VIP}`, () => seg.whoAnswers(VIP));
   assert.equal(first, holder.name);
   assert.deepEqual(await seg.arpReplies(VIP), [holder.mac], 'ARP answered by exactly the holder');
+  // IPv6: the holder answers the client's neighbour solicitation for the address (the other node does not have it).
+  assert.equal(await until(`the client reaches ${VIP6}`, () => seg.whoAnswers(VIP6)), holder.name);
 
   // The holder goes as a dead node would: its addresses vanish, its Lease is not given up but lapses.
   const down = performance.now();
