@@ -11,6 +11,7 @@ const { policyCrds, renderCrdYaml, renderCrdsYaml, crdFileName } = await import(
 const { identityCrds, IDENTITY_CRDS_FILE, IDENTITY_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'identity', 'identity-crds.js'));
 const { nodeCrds, NODE_CRDS_FILE, NODE_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'k8s', 'meshd-node.js'));
 const { meshdEndpointCrd, MEP_CRD_FILE, MEP_CRD_HEADER } = await import(join(root, 'dist', 'src', 'k8s', 'meshd-endpoint.js'));
+const { lbIpamCrds, LB_IPAM_CRDS_FILE, LB_IPAM_CRDS_HEADER } = await import(join(root, 'dist', 'src', 'lbipam', 'crds.js'));
 const check = process.argv.includes('--check');
 let stale = 0;
 const files = [
@@ -18,6 +19,7 @@ const files = [
   [IDENTITY_CRDS_FILE, renderCrdsYaml(IDENTITY_CRDS_HEADER, identityCrds())],
   [NODE_CRDS_FILE, renderCrdsYaml(NODE_CRDS_HEADER, nodeCrds())],
   [MEP_CRD_FILE, renderCrdsYaml(MEP_CRD_HEADER, [meshdEndpointCrd()])],
+  [LB_IPAM_CRDS_FILE, renderCrdsYaml(LB_IPAM_CRDS_HEADER, lbIpamCrds())],
 ];
 for (const [name, text] of files) {
   const file = join(root, 'install', 'crds', name);

@@ -133,6 +133,15 @@ export const configShape = {
   /** The agent's own metrics on prometheus.port. */
   'prometheus.enabled': bool,
   'prometheus.port': int(1, 65535),
+  // L2 announcements (src/l2announce, docs/lb-ipam.md); Cilium's l2announcements.* values. LB IPAM itself needs no key.
+  /** Answer ARP/ND on this node for the LoadBalancer and external IPs CiliumL2AnnouncementPolicies select, one node per Service by Lease. */
+  'l2announcements.enabled': bool,
+  /** How long a Service's announcing node may go without renewing its Lease before another node takes over. */
+  'l2announcements.leaseDuration': duration,
+  /** Accepted as Cilium names it; meshd stops answering at the first renewal that fails (stricter). */
+  'l2announcements.leaseRenewDeadline': duration,
+  /** How often each Service's Lease is renewed or tried. */
+  'l2announcements.leaseRetryPeriod': duration,
 } as const;
 
 /** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
@@ -196,6 +205,10 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'hubble.metrics.port': 9965,
   'prometheus.enabled': false,
   'prometheus.port': 9962,
+  'l2announcements.enabled': false,
+  'l2announcements.leaseDuration': '15s',
+  'l2announcements.leaseRenewDeadline': '5s',
+  'l2announcements.leaseRetryPeriod': '2s',
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -36,6 +36,8 @@ import { hostIdentityAddresses } from './host-addresses.js';
 import { NodeHousekeeping } from './node-housekeeping.js';
 import { NodeObjectWriter } from './node-object.js';
 import { PodCidrAllocator } from './pod-cidr.js';
+import { lbIpamCrds } from '../lbipam/crds.js';
+import { startLoadBalancerServices, type LoadBalancerServices } from '../lbipam/agent-wiring.js';
 
 export interface RunAgentOptions {
   config: AgentConfig;
@@ -79,6 +81,8 @@ export interface RunningAgent {
   nodes: NodeTasks | null;
   /** This node's MeshdEndpoint objects and the other nodes' (ipcache); null in standalone mode. */
   endpointObjects: EndpointObjects | null;
+  /** LB IPAM and L2 announcements (src/lbipam, src/l2announce); null in standalone mode. */
+  loadBalancers: LoadBalancerServices | null;
   stop(): Promise<void>;
 }
 
@@ -99,7 +103,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     const k8sLog = log.child({ component: 'k8s' });
     if (!c.skipCRDCreation) {
       // Before the source starts, so its first list finds the kinds served; an unreachable API server does not hold the agent up.
-      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), ...nodeCrds(), meshdEndpointCrd()];
+      const wanted = [...policyCrds(), ...(c.identityAllocationMode === 'crd' ? identityCrds() : []), ...nodeCrds(), meshdEndpointCrd(), ...lbIpamCrds()];
       crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
@@ -133,7 +137,9 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     kubeClient = client;
     nodes = kubeNodeTasks(o, client, log.child({ component: 'node' }));
   }
+  let loadBalancers: LoadBalancerServices | null = null;
   const stopNodes = async () => {
+    await loadBalancers?.stop();
     await nodes?.writer?.stop();
     await nodes?.housekeeping.stop();
     await nodes?.podCidr.stop();
@@ -190,6 +196,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     });
     await nodes.writer.start();
     nodes.housekeeping.start();
+    loadBalancers = startLoadBalancerServices({ config: c, client: kubeClient, log, ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}) });
   }
   const api = new ApiServer(agent.socketPath('meshd'), log.child({ component: 'api' }));
   registerRoutes(api, agent);
@@ -212,6 +219,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     policyStatus,
     nodes,
     endpointObjects,
+    loadBalancers,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -8,6 +8,8 @@ test('the registry names every kind meshd reads, each module under its own kind'
   assert.deepEqual([...RESOURCE_KINDS].sort(), [
     'CiliumCIDRGroup',
     'CiliumClusterwideNetworkPolicy',
+    'CiliumL2AnnouncementPolicy',
+    'CiliumLoadBalancerIPPool',
     'CiliumNetworkPolicy',
     'EndpointSlice',
     'Namespace',

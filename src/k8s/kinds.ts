@@ -7,6 +7,8 @@
  *   if (r.ok && r.value.kind === 'Pod') podIps(r.value);
  */
 import { ciliumCidrGroup } from './cilium-cidr-group.js';
+import { ciliumL2AnnouncementPolicy } from './cilium-l2-announcement-policy.js';
+import { ciliumLbIpPool } from './cilium-lb-ip-pool.js';
 import { ciliumClusterwideNetworkPolicy } from './cilium-clusterwide-network-policy.js';
 import { ciliumNetworkPolicy } from './cilium-network-policy.js';
 import { endpointSlice } from './endpoint-slice.js';
@@ -28,6 +30,8 @@ export const KINDS = {
   CiliumNetworkPolicy: ciliumNetworkPolicy,
   CiliumClusterwideNetworkPolicy: ciliumClusterwideNetworkPolicy,
   CiliumCIDRGroup: ciliumCidrGroup,
+  CiliumLoadBalancerIPPool: ciliumLbIpPool,
+  CiliumL2AnnouncementPolicy: ciliumL2AnnouncementPolicy,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

@@ -46,6 +46,8 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumNetworkPolicy: '/apis/cilium.io/v2/ciliumnetworkpolicies',
   CiliumClusterwideNetworkPolicy: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
   CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
+  CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
+  CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
 };
 
 export interface KubeSourceOptions {

@@ -110,7 +110,7 @@ test('KubeSource against a real API server', async (t) => {
   await t.test('a missing CRD does not block start(); the kind is reported and read once it appears', async () => {
     source = await startSource(t, kube.kubeconfigPath, live);
     const notServed = live.problems.filter((p) => p.code === 'KIND_NOT_SERVED').map((p) => p.origin).sort();
-    assert.deepEqual(notServed, ['k8s:/apis/cilium.io/v2/ciliumcidrgroups', 'k8s:/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies', 'k8s:/apis/cilium.io/v2/ciliumnetworkpolicies']);
+    assert.deepEqual(notServed, ['k8s:/apis/cilium.io/v2/ciliumcidrgroups', 'k8s:/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies', 'k8s:/apis/cilium.io/v2/ciliumloadbalancerippools', 'k8s:/apis/cilium.io/v2/ciliumnetworkpolicies', 'k8s:/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies']);
     const conn = source.connection();
     assert.equal(conn.state, 'connected');
     assert.equal(conn.kinds.CiliumNetworkPolicy?.served, false);
