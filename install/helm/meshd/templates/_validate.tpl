@@ -27,9 +27,6 @@ Cilium keys meshd accepts with one value only fail on the others.
 {{- if .Values.gatewayAPI.enabled -}}
 {{- fail "gatewayAPI.enabled=true: Gateway API is not in this release of meshd; set gatewayAPI.enabled=false" -}}
 {{- end -}}
-{{- if .Values.l2announcements.enabled -}}
-{{- fail "l2announcements.enabled=true: L2 announcements are not in this release of meshd; set l2announcements.enabled=false" -}}
-{{- end -}}
 {{- if ne (.Values.identityGC.leaseNamespace | default .Release.Namespace) (.Values.nodeGC.leaseNamespace | default .Release.Namespace) -}}
 {{- fail "identityGC.leaseNamespace and nodeGC.leaseNamespace differ: the chart grants the Leases' role in one namespace; set both to the same" -}}
 {{- end -}}
