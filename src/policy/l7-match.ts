@@ -11,12 +11,16 @@
  *   matchPattern: "*" alone matches every name; a leading "**." one or more
  *   whole labels; elsewhere "*" matches zero or more characters of one label
  *   ([-a-zA-Z0-9_]). The DNS proxy (src/dns) enforces exactly these.
+ * - TLS serverNames: the same patterns as DNS matchPattern (Cilium's
+ *   ServerName), against the ClientHello's SNI, case-insensitive; a rule
+ *   without serverNames allows any connection, one with them needs TLS with
+ *   a matching SNI (no SNI: denied).
  * - Kafka: role produce/consume expands to the API keys it needs; clientID
  *   and apiVersion must equal when set; topic must equal when both the rule
  *   and the request name one.
  */
 import { MeshdError } from '../util/errors.js';
-import type { DnsRule, HttpRule, KafkaRule } from './types.js';
+import type { DnsRule, HttpRule, KafkaRule, TlsRule } from './types.js';
 
 export interface HttpRequest {
   method?: string;
@@ -203,4 +207,20 @@ export function matchDnsSelector(sel: DnsRule, name: string): boolean {
     if (re.test(n)) return true;
   }
   return false;
+}
+
+/** True when a connection whose ClientHello named `sni` (undefined: no SNI, or not TLS) passes the rule. */
+export function matchTls(rule: TlsRule, sni: string | undefined): boolean {
+  if (rule.serverNames === undefined || rule.serverNames.length === 0) return true;
+  if (sni === undefined || sni === '') return false;
+  return rule.serverNames.some((p) => matchDnsSelector({ matchPattern: p }, sni));
+}
+
+/**
+ * The RE2 expression (full match, case-insensitive) Envoy matches the SNI against for one
+ * serverNames pattern: the same expression matchTls uses, so proxy and trace agree.
+ */
+export function serverNameRegex(pattern: string): string {
+  const src = dnsPatternRegExp(pattern).source;
+  return `(?i)${src.slice(1, -1)}`;
 }

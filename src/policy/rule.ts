@@ -137,8 +137,13 @@ function cidrSelector(p: Prefix, except: Prefix[]): Selector {
   ]);
 }
 
-/** Normalised L7 rules; an empty list (`http: []`) means no L7 restriction, as in Cilium. */
-function l7Of(rules: L7RulesSpec | undefined): L7Rules | undefined {
+/**
+ * Normalised L7 rules; an empty list (`http: []`) means no L7 restriction, as in Cilium. serverNames
+ * without L7 rules is a TLS rule (SNI checked by the proxy without decrypting); validation refused
+ * serverNames together with L7 rules.
+ */
+function l7Of(rules: L7RulesSpec | undefined, serverNames?: readonly string[]): L7Rules | undefined {
+  if (serverNames && serverNames.length > 0) return { kind: 'tls', rules: [{ serverNames: [...new Set(serverNames)].sort() }] };
   if (!rules) return undefined;
   if (rules.http && rules.http.length > 0) {
     return {
@@ -209,7 +214,7 @@ interface CommonPeer {
   cidrSet?: CidrRuleSpec[];
   services?: Array<{ k8sService?: { serviceName: string; namespace?: string }; k8sServiceSelector?: { selector: EndpointSelectorSpec; namespace?: string } }>;
   fqdns?: Array<{ matchName?: string; matchPattern?: string }>;
-  toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: L7RulesSpec }>;
+  toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: L7RulesSpec; serverNames?: string[] }>;
   icmps?: IcmpRuleSpec[];
 }
 
@@ -326,7 +331,7 @@ class Translator {
     if (r.toPorts || r.icmps) {
       ports = [];
       for (const pr of r.toPorts ?? []) {
-        const l7 = allowL7 ? l7Of(pr.rules) : undefined;
+        const l7 = allowL7 ? l7Of(pr.rules, pr.serverNames) : undefined;
         const list = pr.ports && pr.ports.length > 0 ? pr.ports : [{}];
         for (const pp of list) ports.push(...portSpecs(pp, 'ANY', l7));
       }

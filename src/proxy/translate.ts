@@ -36,7 +36,8 @@ import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { translateKafkaIngress } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
-import { buildRbac, cidrs, type RbacSubject } from './rbac.js';
+import { buildRbac, destinationSubjects } from './rbac.js';
+import { translateTls } from './tls.js';
 
 type Json = Record<string, unknown>;
 
@@ -72,7 +73,7 @@ export interface TranslateOutput {
   kafkaPolicies?: Map<string, KafkaRule[]>;
 }
 
-export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka']);
+export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka', 'tls']);
 
 /** The identity the upstream of the ingress fallback chain carries (a client outside every identity chain). */
 export const FALLBACK_IDENTITY = Identity.WORLD;
@@ -94,7 +95,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
   // Kafka: ingress only, and only with the processor to send it to; egress Kafka stays unsupported.
-  const handled = (kind: L7Kind, direction: Direction): boolean => kind === 'http' || (kind === 'kafka' && direction === 'ingress' && input.kafka !== undefined);
+  const handled = (kind: L7Kind, direction: Direction): boolean => kind === 'http' || kind === 'tls' || (kind === 'kafka' && direction === 'ingress' && input.kafka !== undefined);
 
   for (const ep of input.endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
@@ -138,10 +139,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   for (const s of egressL7) {
     const id = s.policy.endpointId;
     const pol = s.policy.egress;
-    const subjects: RbacSubject[] = [...new Set(pol.entries.map((e) => e.remoteIdentity))]
-      .filter((r) => r !== 0 && ipsOf(r).length > 0)
-      .sort((a, b) => a - b)
-      .map((r) => ({ identity: r, match: { or_rules: { rules: cidrs(ipsOf(r)).map((c) => ({ destination_ip: c })) } } }));
+    const subjects = destinationSubjects(pol.entries, ipsOf);
     const egressRbac = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects });
     const me = s.policy.identity;
     chains.egress.push(chain(`${id}/egress`, { sourceIps: s.ips }, hcm(`${id}_egress`, [egressRbac], me)));
@@ -172,6 +170,16 @@ export function translateL7(input: TranslateInput): TranslateOutput {
     for (const endpointId of k.endpointIds) redirects.push({ endpointId, direction: 'ingress', kind: 'kafka', proxyPort: port });
     kafkaPolicies = k.policies;
   }
+  addTls(input, listeners, clusters, redirects);
   redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));
   return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}) };
+}
+
+/** SNI rules (tls.ts): their listeners, redirects and the TCP clusters not already present (Kafka uses the same ones). */
+function addTls(input: TranslateInput, listeners: Json[], clusters: Json[], redirects: Redirect[]): void {
+  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+  const have = new Set(clusters.map((c) => c.name));
+  listeners.push(...t.listeners);
+  clusters.push(...t.clusters.filter((c) => !have.has(c.name)));
+  redirects.push(...t.redirects);
 }

@@ -117,7 +117,8 @@ export type L7RulesSpec = z.infer<typeof l7Rules>;
 export const portRule = z.strictObject({
   ports: z.array(portProtocol).optional(),
   rules: l7Rules.optional(),
-  serverNames: unsupported('TLS SNI matching (serverNames)'),
+  /** TLS SNI patterns (Cilium's ServerName: `*` within a label, a leading `**.` for any labels); enforced by the node's Envoy (src/proxy/tls.ts). */
+  serverNames: z.array(str.max(255).regex(/^([-a-zA-Z0-9_*]+[.]?)+$/)).min(1).optional(),
   terminatingTLS: unsupported('TLS interception (terminatingTLS)'),
   originatingTLS: unsupported('TLS origination (originatingTLS)'),
   listener: unsupported('CiliumEnvoyConfig listener references (listener, listener.priority)'),

@@ -308,6 +308,27 @@ function validatePeerRule(
   if (r.icmps) validateIcmps(r.icmps, [...p, 'icmps'], add);
 }
 
+/**
+ * serverNames: the SNI is read from the ClientHello by the node's Envoy without decrypting, so the
+ * port rule may not also carry L7 rules (they would need TLS interception), needs explicit TCP ports,
+ * and has no proxy path in host policies.
+ */
+function validateSni(pr: { ports?: PortProtocolSpec[]; rules?: L7RulesSpec; serverNames?: string[] }, p: PathSegment[], host: boolean, add: Add): void {
+  if (!pr.serverNames) return;
+  const sp = [...p, 'serverNames'];
+  const l7 = (['http', 'kafka', 'dns'] as const).filter((k) => (pr.rules?.[k]?.length ?? 0) > 0);
+  if (l7.length > 0) add(sp, 'L7_MIXED', `serverNames cannot be combined with ${l7.join(', ')} rules (that needs TLS interception: terminatingTLS)`);
+  if (host) add(sp, 'L7_ON_HOST', 'serverNames is not supported in host policies (nodeSelector)');
+  if (!pr.ports || pr.ports.length === 0) add(sp, 'L7_WITHOUT_PORTS', 'serverNames needs explicit TCP ports');
+  (pr.ports ?? []).forEach((pp, i) => {
+    const proto = pp.protocol ?? 'ANY';
+    if (proto !== 'TCP' && proto !== 'ANY') add([...p, 'ports', i, 'protocol'], 'L7_NON_TCP', `serverNames applies only to TCP ports, not ${proto}`);
+  });
+  pr.serverNames.forEach((n, i) => {
+    if (n.startsWith('.') || n.includes('..')) add([...sp, i], 'INVALID_VALUE', `invalid server name "${n}"`);
+  });
+}
+
 /** Host policies (nodeSelector) support only DNS L7 rules, as in Cilium: host traffic has no HTTP/Kafka proxy path. */
 function hostL7(rules: L7RulesSpec | undefined, p: PathSegment[], add: Add): void {
   for (const k of ['http', 'kafka'] as const) {
@@ -337,6 +358,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'ingress', i], true, false, add);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, true, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
+      validateSni(pr, [...p, 'ingress', i, 'toPorts', j], r.nodeSelector !== undefined, add);
       if (r.nodeSelector) hostL7(pr.rules, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
     });
   });
@@ -345,6 +367,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'egress', i], false, false, add, x.toFQDNs);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, false, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
+      validateSni(pr, [...p, 'egress', i, 'toPorts', j], r.nodeSelector !== undefined, add);
       if (r.nodeSelector) hostL7(pr.rules, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
     });
   });
