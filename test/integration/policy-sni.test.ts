@@ -7,33 +7,18 @@
  * must agree.
  *
  * Pods: client, api (TLS server on 8443 and 9443), other (a client with a
- * plain L4 allow on 8443).
+ * plain L4 allow on 8443); the api's policy is examples/policies/l4-sni.yaml.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { traceFlow, type TraceFlow } from '../../src/policy/trace.js';
+import { repoPath } from '../../src/util/paths.js';
 import { policyDocs, startL7World } from '../helpers/l7-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { makePki, startTlsServer, tlsPeer, type TlsOutcome } from '../helpers/tls-peer.js';
 
-const API_SNI = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: api-sni, namespace: default }
-spec:
-  endpointSelector: { matchLabels: { app: api } }
-  ingress:
-    - fromEndpoints: [{ matchLabels: { app: client } }]
-      toPorts:
-        - ports: [{ port: "8443", protocol: TCP }]
-          serverNames: [api.example.com, "*.svc.example.com"]
-    # Another rule on the same port without serverNames: an L4 allow for "other", as in Cilium.
-    - fromEndpoints: [{ matchLabels: { app: other } }]
-      toPorts:
-        - ports: [{ port: "8443", protocol: TCP }]
-    - fromEndpoints: [{ matchLabels: { app: client } }]
-      toPorts:
-        - ports: [{ port: "9443", protocol: TCP }]
-`;
+const API_SNI = readFileSync(repoPath('examples', 'policies', 'l4-sni.yaml'), 'utf8');
 
 const CLIENT_EGRESS_SNI = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
