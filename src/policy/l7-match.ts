@@ -209,11 +209,18 @@ export function matchDnsSelector(sel: DnsRule, name: string): boolean {
   return false;
 }
 
-/** True when a connection whose ClientHello named `sni` (undefined: no SNI, or not TLS) passes the rule. */
-export function matchTls(rule: TlsRule, sni: string | undefined): boolean {
-  if (rule.serverNames === undefined || rule.serverNames.length === 0) return true;
-  if (sni === undefined || sni === '') return false;
-  return rule.serverNames.some((p) => matchDnsSelector({ matchPattern: p }, sni));
+/**
+ * True when a connection whose ClientHello named `sni` (undefined: no SNI, or not TLS) passes the
+ * rule; an intercepting rule also needs the request (`http`, undefined: not known) to match one of
+ * its HTTP rules (none: any request).
+ */
+export function matchTls(rule: TlsRule, sni: string | undefined, http?: HttpRequest): boolean {
+  if (rule.serverNames !== undefined && rule.serverNames.length > 0) {
+    if (sni === undefined || sni === '') return false;
+    if (!rule.serverNames.some((p) => matchDnsSelector({ matchPattern: p }, sni))) return false;
+  }
+  if (rule.terminating && rule.http && rule.http.length > 0 && http) return rule.http.some((h) => matchHttp(h, http));
+  return true;
 }
 
 /**

@@ -291,7 +291,7 @@ function l7Verdict(l7: L7Rules | undefined, flow: TraceFlow): 'ALLOWED' | 'DENIE
     case 'tls': {
       if (!flow.tls) return null;
       const sni = flow.tls.sni;
-      return l7.rules.some((r) => matchTls(r, sni)) ? 'ALLOWED' : 'DENIED';
+      return l7.rules.some((r) => matchTls(r, sni, flow.http)) ? 'ALLOWED' : 'DENIED';
     }
   }
 }

@@ -72,6 +72,22 @@ export interface DnsRule {
  */
 export interface TlsRule {
   serverNames?: string[];
+  /**
+   * TLS interception (terminatingTLS/originatingTLS): the proxy terminates TLS with `terminating`,
+   * applies `http` (any of them; empty = any request), and originates TLS to the destination,
+   * verifying it with `originating`'s CA.
+   */
+  terminating?: TlsContextRef;
+  originating?: TlsContextRef;
+  http?: HttpRule[];
+}
+
+/** A TLS context's Secret ("namespace/name") and the keys in it. */
+export interface TlsContextRef {
+  secret: string;
+  certificate: string;
+  privateKey: string;
+  trustedCA: string;
 }
 
 export type L7Rules =

@@ -20,10 +20,13 @@
  */
 import { Identity } from '../datapath/maps.js';
 import { serverNameRegex } from '../policy/l7-match.js';
-import type { Direction, EndpointPolicy, L7Kind, PolicyEntry } from '../policy/types.js';
+import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, TlsRule } from '../policy/types.js';
+import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
+import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { buildTcpOriginalDstCluster, ORIGINAL_DST_FILTER_STATE, tcpOriginalDstClusterName } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
-import { buildNetworkRbac, destinationSubjects, type RbacInput, type RbacSubject } from './rbac.js';
+import { buildNetworkRbac, buildRbac, cidrs, destinationSubjects, httpRulePermission, type RbacInput, type RbacSubject } from './rbac.js';
+import { caSecretName, certificateSecretName, sdsSecretConfig, type SecretRef } from './sds.js';
 
 type Json = Record<string, unknown>;
 
@@ -32,12 +35,16 @@ export interface TlsTranslateInput {
   identityIps: ReadonlyMap<number, readonly string[]>;
   ports: { portFor(kind: L7Kind, direction: Direction): number };
   bindAddress?: string;
+  /** Send the intercepted HTTP requests' access logs to meshd. */
+  accessLog?: boolean;
 }
 
 export interface TlsTranslateOutput {
   listeners: Json[];
   clusters: Json[];
   redirects: Array<{ endpointId: string; direction: Direction; kind: L7Kind; proxyPort: number }>;
+  /** The secrets intercepting chains and clusters name (sds.ts turns them into SDS resources). */
+  secretRefs: SecretRef[];
 }
 
 export const TLS_LISTENER_PREFIX = 'meshd-tls';
@@ -47,16 +54,58 @@ export const CLIENT_HELLO_TIMEOUT = '5s';
 
 const isTlsRedirect = (e: PolicyEntry): boolean => e.verdict === 'REDIRECT' && e.l7?.kind === 'tls';
 
+const anyOf = (alts: Json[]): Json => (alts.length === 0 ? { not_rule: { any: true } } : alts.length === 1 ? (alts[0] as Json) : { or_rules: { rules: alts } });
+const sniMatch = (names: readonly string[]): Json => anyOf(names.map((n) => ({ requested_server_name: { safe_regex: { regex: serverNameRegex(n) } } })));
+
 /** A row's SNI rules as one RBAC permission: any rule; a rule without serverNames allows every connection. */
 export function sniPermission(row: PolicyEntry): Json | null {
   if (row.l7?.kind !== 'tls') return null;
-  const alts: Json[] = [];
-  for (const r of row.l7.rules) {
-    if (!r.serverNames || r.serverNames.length === 0) return { any: true };
-    for (const n of r.serverNames) alts.push({ requested_server_name: { safe_regex: { regex: serverNameRegex(n) } } });
-  }
-  if (alts.length === 0) return { not_rule: { any: true } };
-  return alts.length === 1 ? (alts[0] as Json) : { or_rules: { rules: alts } };
+  if (row.l7.rules.some((r) => !r.serverNames || r.serverNames.length === 0)) return { any: true };
+  return sniMatch(row.l7.rules.flatMap((r) => r.serverNames ?? []));
+}
+
+/** An intercepted row's rules for the HTTP RBAC: per rule its SNI (if any) and any of its HTTP rules (none: any request). */
+export function interceptPermission(row: PolicyEntry): Json | null {
+  if (row.l7?.kind !== 'tls') return null;
+  return anyOf(
+    row.l7.rules.map((r) => {
+      const parts: Json[] = [];
+      if (r.serverNames && r.serverNames.length > 0) parts.push(sniMatch(r.serverNames));
+      if (r.http && r.http.length > 0) parts.push(anyOf(r.http.map(httpRulePermission)));
+      return parts.length === 0 ? { any: true } : parts.length === 1 ? (parts[0] as Json) : { and_rules: { rules: parts } };
+    }),
+  );
+}
+
+/** The interception contexts of a row (the first intercepting rule's; validation keeps one per port rule). */
+function interceptionOf(row: PolicyEntry): { terminating: NonNullable<TlsRule['terminating']>; originating: NonNullable<TlsRule['originating']> } | undefined {
+  if (row.verdict !== 'REDIRECT' || row.l7?.kind !== 'tls') return undefined;
+  const r = row.l7.rules.find((x) => x.terminating && x.originating);
+  return r?.terminating && r.originating ? { terminating: r.terminating, originating: r.originating } : undefined;
+}
+
+/** The ORIGINAL_DST cluster of an identity that originates TLS, verifying the destination with the CA secret. */
+function originatingCluster(identity: number, caSecret: string): Json {
+  const c = buildOriginalDstCluster(identity);
+  return {
+    ...c,
+    name: `${originalDstClusterName(identity)}-tls-${safe(caSecret)}`,
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        common_tls_context: { validation_context_sds_secret_config: sdsSecretConfig(caSecret) },
+      },
+    },
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        // The upstream's SNI is the request's host (the name the client asked for), and its certificate must carry that name.
+        upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true },
+        explicit_http_config: { http_protocol_options: {} },
+      },
+    },
+  };
 }
 
 function safe(s: string): string {
@@ -69,6 +118,8 @@ export function translateTls(input: TlsTranslateInput): TlsTranslateOutput {
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
   const redirects: TlsTranslateOutput['redirects'] = [];
+  const secretRefs: SecretRef[] = [];
+  const extraClusters = new Map<string, Json>();
   const rbac = (pol: EndpointPolicy['ingress'], subjects: RbacSubject[], stat: string): Json => {
     const r: RbacInput = { entries: pol.entries, defaultDeny: pol.defaultDeny, subjects, l7Permission: sniPermission };
     return { name: 'envoy.filters.network.rbac', typed_config: buildNetworkRbac(r, `${safe(stat)}_`) };
@@ -106,6 +157,32 @@ export function translateTls(input: TlsTranslateInput): TlsTranslateOutput {
     const me = s.policy.identity;
     const egressRbac = rbac(pol, subjects, `${id}_out`);
     chains.egress.push(chain(`${id}/egress/tls`, { sourceIps: s.ips }, [egressRbac], me));
+    // TLS interception: per intercepted port a chain that terminates TLS, applies the HTTP rules and
+    // originates TLS again (destination_port is matched before addresses, so it takes that port).
+    for (const row of pol.entries) {
+      const tls = interceptionOf(row);
+      if (!tls) continue;
+      const cert = certificateSecretName(tls.terminating);
+      const ca = caSecretName(tls.originating);
+      secretRefs.push({ name: cert, use: 'certificate', ref: tls.terminating, policies: row.derivedFrom, field: 'terminatingTLS' });
+      secretRefs.push({ name: ca, use: 'ca', ref: tls.originating, policies: row.derivedFrom, field: 'originatingTLS' });
+      const cluster = originatingCluster(me, ca);
+      extraClusters.set(String(cluster.name), cluster);
+      const rbacHttp = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects, l7Permission: interceptPermission });
+      const hcm = buildHttpConnectionManager({ statPrefix: safe(`${id}_egress_tls_${row.port}`), rbac: [rbacHttp], cluster: String(cluster.name), accessLog: input.accessLog ?? false });
+      const c = buildFilterChain({ name: `${id}/egress/tls/intercept/id${row.remoteIdentity}/${row.port}`, sourceIps: s.ips, networkFilters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] });
+      const match = c.filter_chain_match as Json;
+      match.destination_port = row.port;
+      if (row.remoteIdentity !== 0 && ipsOf(row.remoteIdentity).length > 0) match.prefix_ranges = cidrs(ipsOf(row.remoteIdentity));
+      c.transport_socket = {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+          common_tls_context: { tls_certificate_sds_secret_configs: [sdsSecretConfig(cert)], alpn_protocols: ['http/1.1'] },
+        },
+      };
+      chains.egress.push(c);
+    }
     for (const d of ingress) {
       const inRbac = rbac(d.policy.ingress, [{ identity: me, match: null }], `${id}_to_${d.policy.endpointId}`);
       chains.egress.push(chain(`${id}/egress/to/${d.policy.endpointId}/tls`, { destinationIps: d.ips, sourceIps: s.ips }, [egressRbac, inRbac], me));
@@ -123,5 +200,5 @@ export function translateTls(input: TlsTranslateInput): TlsTranslateOutput {
     listener.listener_filters_timeout = CLIENT_HELLO_TIMEOUT;
     listeners.push(listener);
   }
-  return { listeners, clusters: [...marks].sort((a, b) => a - b).map(buildTcpOriginalDstCluster), redirects };
+  return { listeners, clusters: [...[...marks].sort((a, b) => a - b).map(buildTcpOriginalDstCluster), ...extraClusters.values()], redirects, secretRefs };
 }

@@ -37,6 +37,7 @@ import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { translateKafkaIngress } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
 import { buildRbac, destinationSubjects } from './rbac.js';
+import type { SecretRef } from './sds.js';
 import { translateTls } from './tls.js';
 
 type Json = Record<string, unknown>;
@@ -71,6 +72,10 @@ export interface TranslateOutput {
   unsupported: Array<{ endpointId: string; direction: Direction; kind: L7Kind; derivedFrom: string[] }>;
   /** Kafka chains' policy keys → rules, for the Kafka processor (kafka-listener.ts). */
   kafkaPolicies?: Map<string, KafkaRule[]>;
+  /** Secrets TLS interception names (tls.ts); the proxy manager turns them into SDS resources (sds.ts). */
+  secretRefs?: SecretRef[];
+  /** The SDS resources for secretRefs (set by the proxy manager). */
+  secrets?: Json[];
 }
 
 export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka', 'tls']);
@@ -170,16 +175,17 @@ export function translateL7(input: TranslateInput): TranslateOutput {
     for (const endpointId of k.endpointIds) redirects.push({ endpointId, direction: 'ingress', kind: 'kafka', proxyPort: port });
     kafkaPolicies = k.policies;
   }
-  addTls(input, listeners, clusters, redirects);
+  const secretRefs = addTls(input, listeners, clusters, redirects);
   redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));
-  return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}) };
+  return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}), ...(secretRefs.length > 0 ? { secretRefs } : {}) };
 }
 
-/** SNI rules (tls.ts): their listeners, redirects and the TCP clusters not already present (Kafka uses the same ones). */
-function addTls(input: TranslateInput, listeners: Json[], clusters: Json[], redirects: Redirect[]): void {
-  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+/** TLS rules (tls.ts): their listeners, redirects and the clusters not already present (Kafka uses the same TCP ones); returns the secrets named. */
+function addTls(input: TranslateInput, listeners: Json[], clusters: Json[], redirects: Redirect[]): SecretRef[] {
+  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, accessLog: input.accessLog ?? false, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
   const have = new Set(clusters.map((c) => c.name));
   listeners.push(...t.listeners);
   clusters.push(...t.clusters.filter((c) => !have.has(c.name)));
   redirects.push(...t.redirects);
+  return t.secretRefs;
 }

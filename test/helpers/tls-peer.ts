@@ -13,6 +13,7 @@
  *   get HOST PORT SNI PATH [CA]   one HTTPS GET: {ok, status, body, peerCN} or {ok: false, code}.
  */
 import { spawn } from 'node:child_process';
+import { constants } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -37,7 +38,8 @@ const cnOf = (s: TLSSocket): string => {
 
 function serve(cert: string, key: string, ports: number[]): void {
   for (const port of ports) {
-    const srv = createTls({ cert: readFileSync(cert), key: readFileSync(key) }, (s) => {
+    // No session tickets: every handshake is a full one, so the SNI is always seen (Node leaves servername unset on resumption).
+    const srv = createTls({ cert: readFileSync(cert), key: readFileSync(key), secureOptions: constants.SSL_OP_NO_TICKET }, (s) => {
       const sni = s.servername || '-';
       const addr = s.remoteAddress ?? '';
       process.stdout.write(`conn ${port} ${sni} ${addr}\n`);
