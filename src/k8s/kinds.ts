@@ -16,6 +16,7 @@ import { networkPolicy } from './network-policy.js';
 import { node } from './node.js';
 import { pod } from './pod.js';
 import type { ParseResult } from './problem.js';
+import { secret } from './secret.js';
 import { service } from './service.js';
 
 export const KINDS = {
@@ -28,6 +29,7 @@ export const KINDS = {
   CiliumNetworkPolicy: ciliumNetworkPolicy,
   CiliumClusterwideNetworkPolicy: ciliumClusterwideNetworkPolicy,
   CiliumCIDRGroup: ciliumCidrGroup,
+  Secret: secret,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

@@ -46,6 +46,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumNetworkPolicy: '/apis/cilium.io/v2/ciliumnetworkpolicies',
   CiliumClusterwideNetworkPolicy: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
   CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
+  Secret: '/api/v1/secrets',
 };
 
 export interface KubeSourceOptions {

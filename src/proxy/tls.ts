@@ -60,8 +60,10 @@ const sniMatch = (names: readonly string[]): Json => anyOf(names.map((n) => ({ r
 /** A row's SNI rules as one RBAC permission: any rule; a rule without serverNames allows every connection. */
 export function sniPermission(row: PolicyEntry): Json | null {
   if (row.l7?.kind !== 'tls') return null;
-  if (row.l7.rules.some((r) => !r.serverNames || r.serverNames.length === 0)) return { any: true };
-  return sniMatch(row.l7.rules.flatMap((r) => r.serverNames ?? []));
+  // Intercepting rules allow nothing here: their connections must go through the intercepting chain.
+  const rules = row.l7.rules.filter((r) => !r.terminating);
+  if (rules.some((r) => !r.serverNames || r.serverNames.length === 0)) return { any: true };
+  return sniMatch(rules.flatMap((r) => r.serverNames ?? []));
 }
 
 /** An intercepted row's rules for the HTTP RBAC: per rule its SNI (if any) and any of its HTTP rules (none: any request). */
