@@ -47,6 +47,7 @@ import { dumpAddresses, watchAddresses } from '../../native/index.js';
 import type { EndpointObjects } from './endpoint-objects.js';
 import { EndpointRegistry } from './endpoint-registry.js';
 import { CidrGroupSubscriber } from './cidr-group-subscriber.js';
+import { SecretSubscriber } from './secret-subscriber.js';
 import { EndpointSubscriber } from './endpoint-subscriber.js';
 import { PolicySubscriber, type PolicyStatusListener } from './policy-subscriber.js';
 import { proxyPorts, Reconciler, type L7Proxy } from './reconciler.js';
@@ -207,6 +208,7 @@ export class Agent {
         lbMapMax: c['bpf.lbMapMax'],
       });
     }
+    const secretSub = new SecretSubscriber();
     this.reconciler = new Reconciler({
       engine: this.engine,
       endpoints: this.endpoints,
@@ -215,9 +217,10 @@ export class Agent {
       proxyPort,
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
+      secrets: () => secretSub.data(),
     });
     this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName, this.opts.endpointObjects?.remote);
-    for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine)]) {
+    for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine), secretSub]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
     }
     const cni = new CniEndpoints({

@@ -29,11 +29,12 @@ import type { Direction, IpcacheEntry, L7Kind } from '../policy/types.js';
 import type { L7Endpoint, Redirect, TranslateOutput } from '../proxy/translate.js';
 import { isMeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import type { SecretData } from '../proxy/sds.js';
 
 /** What the agent needs of the L7 proxy (src/proxy/proxy-manager.ts implements it). */
 export interface L7Proxy {
   proxyPort(kind: L7Kind, direction: Direction): number;
-  apply(input: { endpoints: L7Endpoint[]; identityIps: ReadonlyMap<number, readonly string[]> }): Promise<{
+  apply(input: { endpoints: L7Endpoint[]; identityIps: ReadonlyMap<number, readonly string[]>; secrets?: SecretData }): Promise<{
     version: string;
     redirects: Redirect[];
     unsupported: TranslateOutput['unsupported'];
@@ -78,6 +79,8 @@ export interface ReconcilerDeps {
   proxyPort?: (kind: L7Kind, direction: Direction) => number;
   log: Logger;
   onConflict(p: ReconcileProblem): void;
+  /** Secret data for TLS interception (agent/secret-subscriber.ts). */
+  secrets?: () => SecretData;
 }
 
 export class Reconciler {
@@ -132,7 +135,7 @@ export class Reconciler {
       }
       // (2) Envoy, waiting for its ACK.
       try {
-        const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps(ipcache) });
+        const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps(ipcache), ...(this.d.secrets ? { secrets: this.d.secrets() } : {}) });
         this.last = { version: r.version, error: null, errorCode: null, at: new Date().toISOString() };
         for (const u of r.unsupported.filter((x) => x.kind !== 'dns')) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
       } catch (e) {

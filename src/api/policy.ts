@@ -26,11 +26,13 @@ const KafkaRule = z.object({
   topic: z.string().optional(),
 });
 const DnsRule = z.object({ matchName: z.string().optional(), matchPattern: z.string().optional() });
+const TlsRule = z.object({ serverNames: z.array(z.string()).optional() });
 
 export const L7RulesSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('http'), rules: z.array(HttpRule) }),
   z.object({ kind: z.literal('kafka'), rules: z.array(KafkaRule) }),
   z.object({ kind: z.literal('dns'), rules: z.array(DnsRule) }),
+  z.object({ kind: z.literal('tls'), rules: z.array(TlsRule) }),
 ]);
 
 export const PolicyEntrySchema = z.object({
@@ -42,6 +44,8 @@ export const PolicyEntrySchema = z.object({
   l7: L7RulesSchema.optional(),
   derivedFrom: z.array(z.string()),
   conflict: z.string().optional(),
+  /** The deciding rules' `log.value`s (PolicyEntry.log). */
+  log: z.array(z.string()).optional(),
 });
 export type PolicyEntryJson = z.output<typeof PolicyEntrySchema>;
 
@@ -112,7 +116,7 @@ const DirectionTrace = z.object({
   verdict,
   reason: z.enum(['entry', 'default-deny', 'not-enforced']),
   policies: z.array(z.string()),
-  l7: z.object({ kind: z.enum(['http', 'kafka', 'dns']), verdict: l7Verdict }).optional(),
+  l7: z.object({ kind: z.enum(['http', 'kafka', 'dns', 'tls']), verdict: l7Verdict }).optional(),
 });
 
 export const FlowTraceSchema = z.object({

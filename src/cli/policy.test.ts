@@ -100,10 +100,10 @@ spec:
   assert.deepEqual(out.skipped.map((s) => s.kind), ['Namespace', 'ServiceAccount', 'Deployment']);
   assert.deepEqual(out.warnings.map((w) => w.code), ['DEPRECATED_FIELD']);
   // A refused field fails the run with its code.
-  writeFileSync(file, 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a, namespace: d}\nspec: {endpointSelector: {}, egress: [{toPorts: [{ports: [{port: "443"}], serverNames: [x.example]}]}]}\n');
+  writeFileSync(file, 'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a, namespace: d}\nspec: {endpointSelector: {}, egress: [{toPorts: [{ports: [{port: "443"}], listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: e}, name: l}}]}]}\n');
   const u = meshd('policy', 'validate', file);
   assert.equal(u.status, 1);
-  assert.ok(u.stdout.includes('spec.egress[0].toPorts[0].serverNames: TLS SNI matching (serverNames) is not supported by meshd [UNSUPPORTED_FIELD]'), u.stdout);
+  assert.ok(u.stdout.includes('spec.egress[0].toPorts[0].listener: CiliumEnvoyConfig listener references (listener, listener.priority) is not supported by meshd [UNSUPPORTED_FIELD]'), u.stdout);
 });
 
 test('trace -o json prints one object per flow, in order, with verdict, l4, l7, policies and direction', () => {

@@ -16,6 +16,7 @@ test('the registry names every kind meshd reads, each module under its own kind'
     'NetworkPolicy',
     'Node',
     'Pod',
+    'Secret',
     'Service',
   ]);
   for (const k of RESOURCE_KINDS) assert.equal(KINDS[k].kind, k);

@@ -18,6 +18,7 @@ import { networkPolicy } from './network-policy.js';
 import { node } from './node.js';
 import { pod } from './pod.js';
 import type { ParseResult } from './problem.js';
+import { secret } from './secret.js';
 import { service } from './service.js';
 
 export const KINDS = {
@@ -32,6 +33,7 @@ export const KINDS = {
   CiliumCIDRGroup: ciliumCidrGroup,
   CiliumLoadBalancerIPPool: ciliumLbIpPool,
   CiliumL2AnnouncementPolicy: ciliumL2AnnouncementPolicy,
+  Secret: secret,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

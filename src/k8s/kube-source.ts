@@ -48,6 +48,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
   CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
   CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
+  Secret: '/api/v1/secrets',
 };
 
 export interface KubeSourceOptions {

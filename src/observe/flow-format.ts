@@ -114,7 +114,8 @@ export function summary(f: Flow): string {
 export function compactLine(f: Flow): string {
   const s = summary(f);
   const sides = f.is_reply?.value === true ? `${peer(f, 'destination')} <- ${peer(f, 'source')}` : `${peer(f, 'source')} -> ${peer(f, 'destination')}`;
-  return `${compactTime(f.time)}: ${sides} ${eventName(f)} ${f.verdict}${s ? ` (${s})` : ''}`;
+  const log = f.policy_log && f.policy_log.length > 0 ? ` policy-log=${f.policy_log.join(',')}` : '';
+  return `${compactTime(f.time)}: ${sides} ${eventName(f)} ${f.verdict}${s ? ` (${s})` : ''}${log}`;
 }
 
 export const TABLE_HEADERS = ['TIMESTAMP', 'SOURCE', 'DESTINATION', 'TYPE', 'VERDICT', 'SUMMARY'] as const;

@@ -76,6 +76,7 @@ export const FlowSchema = z
     destination_service: svc.optional(),
     traffic_direction: z.enum(['TRAFFIC_DIRECTION_UNKNOWN', 'INGRESS', 'EGRESS']).default('TRAFFIC_DIRECTION_UNKNOWN'),
     is_reply: z.object({ value: z.boolean().default(false) }).optional(),
+    policy_log: z.array(z.string()).optional(),
   })
   .passthrough();
 

@@ -134,6 +134,8 @@ export interface Flow {
   ingress_allowed_by?: Policy[];
   egress_denied_by?: Policy[];
   ingress_denied_by?: Policy[];
+  /** The `log.value`s of the policy rules that decided the flow (Hubble's Flow.policy_log), unique and sorted. */
+  policy_log?: string[];
 }
 
 export interface LostEvent {

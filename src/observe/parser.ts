@@ -29,6 +29,8 @@ export interface PeerInfo {
 export interface PolicyDecision {
   allowedBy: Policy[];
   deniedBy: Policy[];
+  /** `log.value`s of the rules that decided (PolicyEntry.log); absent when none set one. */
+  log?: string[];
 }
 
 export interface EndpointResolver {
@@ -255,5 +257,6 @@ export class FlowParser {
     const d = this.opts.resolver.decision(localIp, direction, remote, protocol, port, verdict);
     if (d.allowedBy.length > 0) f[direction === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'] = d.allowedBy;
     if (d.deniedBy.length > 0) f[direction === 'egress' ? 'egress_denied_by' : 'ingress_denied_by'] = d.deniedBy;
+    if (d.log && d.log.length > 0) f.policy_log = [...new Set([...(f.policy_log ?? []), ...d.log])].sort();
   }
 }

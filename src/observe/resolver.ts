@@ -33,6 +33,13 @@ function matches(e: PolicyEntry, remote: number, protocol: number, port: number)
   return (e.remoteIdentity === 0 || e.remoteIdentity === remote) && (e.protocol === 0 || e.protocol === protocol) && (e.port === 0 || (port >= e.port && port <= e.endPort));
 }
 
+/** The deciding rows' `log.value`s on a decision (Hubble's policy_log). */
+function withLog(d: PolicyDecision, rows: readonly PolicyEntry[]): PolicyDecision {
+  const log = [...new Set(rows.flatMap((e) => e.log ?? []))].sort();
+  if (log.length > 0) d.log = log;
+  return d;
+}
+
 export class AgentResolver implements EndpointResolver {
   private readonly labelCache = new WeakMap<object, string[]>();
   private services = new Map<string, { name: string; namespace: string }>();
@@ -94,10 +101,13 @@ export class AgentResolver implements EndpointResolver {
     const dir = pol[direction];
     const rows = dir.entries.filter((e) => matches(e, remote, protocol, port));
     if (verdict === 'deny') {
-      const refs = new Set(rows.filter((e) => e.verdict === 'DENY').flatMap((e) => e.derivedFrom));
-      return { allowedBy: [], deniedBy: [...refs].sort().map(policyOf) };
+      const deny = rows.filter((e) => e.verdict === 'DENY');
+      const refs = new Set(deny.flatMap((e) => e.derivedFrom));
+      // No deny row: a proxy's L7 denial (the REDIRECT rows' rules decided) or default deny (no rule did).
+      return withLog({ allowedBy: [], deniedBy: [...refs].sort().map(policyOf) }, deny.length > 0 ? deny : rows.filter((e) => e.verdict === 'REDIRECT'));
     }
-    const refs = new Set(rows.filter((e) => e.verdict !== 'DENY').flatMap((e) => e.derivedFrom));
-    return { allowedBy: [...refs].sort().map(policyOf), deniedBy: [] };
+    const allow = rows.filter((e) => e.verdict !== 'DENY');
+    const refs = new Set(allow.flatMap((e) => e.derivedFrom));
+    return withLog({ allowedBy: [...refs].sort().map(policyOf), deniedBy: [] }, allow);
   }
 }

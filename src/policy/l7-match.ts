@@ -11,13 +11,17 @@
  *   matchPattern: "*" alone matches every name; a leading "**." one or more
  *   whole labels; elsewhere "*" matches zero or more characters of one label
  *   ([-a-zA-Z0-9_]). The DNS proxy (src/dns) enforces exactly these.
+ * - TLS serverNames: the same patterns as DNS matchPattern (Cilium's
+ *   ServerName), against the ClientHello's SNI, case-insensitive; a rule
+ *   without serverNames allows any connection, one with them needs TLS with
+ *   a matching SNI (no SNI: denied).
  * - Kafka: role produce/consume expands to the API keys it needs (produce
  *   also allows InitProducerId without a transactional ID); clientID
  *   and apiVersion must equal when set; topic must equal when both the rule
  *   and the request name one.
  */
 import { MeshdError } from '../util/errors.js';
-import type { DnsRule, HttpRule, KafkaRule } from './types.js';
+import type { DnsRule, HttpRule, KafkaRule, TlsRule } from './types.js';
 
 export interface HttpRequest {
   method?: string;
@@ -301,4 +305,27 @@ export function matchDnsSelector(sel: DnsRule, name: string): boolean {
     if (re.test(n)) return true;
   }
   return false;
+}
+
+/**
+ * True when a connection whose ClientHello named `sni` (undefined: no SNI, or not TLS) passes the
+ * rule; an intercepting rule also needs the request (`http`, undefined: not known) to match one of
+ * its HTTP rules (none: any request).
+ */
+export function matchTls(rule: TlsRule, sni: string | undefined, http?: HttpRequest): boolean {
+  if (rule.serverNames !== undefined && rule.serverNames.length > 0) {
+    if (sni === undefined || sni === '') return false;
+    if (!rule.serverNames.some((p) => matchDnsSelector({ matchPattern: p }, sni))) return false;
+  }
+  if (rule.terminating && rule.http && rule.http.length > 0 && http) return rule.http.some((h) => matchHttp(h, http));
+  return true;
+}
+
+/**
+ * The RE2 expression (full match, case-insensitive) Envoy matches the SNI against for one
+ * serverNames pattern: the same expression matchTls uses, so proxy and trace agree.
+ */
+export function serverNameRegex(pattern: string): string {
+  const src = dnsPatternRegExp(pattern).source;
+  return `(?i)${src.slice(1, -1)}`;
 }

@@ -70,6 +70,10 @@ function unionOf(kind: L7Rules['kind'], list: L7Rules[], allowAll: boolean): L7R
       const rules = list.flatMap((x) => (x.kind === 'dns' ? x.rules : []));
       return { kind, rules: dedupe(allowAll ? [...rules, { matchPattern: '*' }] : rules) };
     }
+    case 'tls': {
+      const rules = list.flatMap((x) => (x.kind === 'tls' ? x.rules : []));
+      return { kind, rules: dedupe(allowAll ? [...rules, {}] : rules) };
+    }
   }
 }
 

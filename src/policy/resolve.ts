@@ -17,7 +17,7 @@ import { ReservedIdentity } from '../identity/reserved.js';
 import type { PeerRule, PortSpec, Rule } from './rule.js';
 import type { Selector } from './selector.js';
 import { Proto } from './types.js';
-import type { Direction, DnsRule, HttpRule, KafkaRule, L7Kind, L7Rules, PolicyEntry, ProtoNumber } from './types.js';
+import type { Direction, DnsRule, HttpRule, KafkaRule, L7Kind, L7Rules, PolicyEntry, ProtoNumber, TlsRule } from './types.js';
 
 export type EnforcementMode = 'default' | 'always' | 'never';
 
@@ -88,6 +88,7 @@ interface Acc {
   http: Map<string, HttpRule>;
   kafka: Map<string, KafkaRule>;
   dns: Map<string, DnsRule>;
+  tls: Map<string, TlsRule>;
 }
 
 export class EntryBuilder {
@@ -97,7 +98,7 @@ export class EntryBuilder {
     const k = `${c.remoteIdentity}|${c.protocol}|${c.port}|${c.endPort}`;
     let a = this.acc.get(k);
     if (!a) {
-      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, l7Conflict: new Set(), http: new Map(), kafka: new Map(), dns: new Map() };
+      a = { remoteIdentity: c.remoteIdentity, protocol: c.protocol, port: c.port, endPort: c.endPort, deny: new Set(), allow: new Set(), plainAllow: false, l7Conflict: new Set(), http: new Map(), kafka: new Map(), dns: new Map(), tls: new Map() };
       this.acc.set(k, a);
     }
     if (c.deny) {
@@ -127,6 +128,9 @@ export class EntryBuilder {
         break;
       case 'dns':
         for (const r of c.l7.rules) a.dns.set(JSON.stringify(r), r);
+        break;
+      case 'tls':
+        for (const r of c.l7.rules) a.tls.set(JSON.stringify(r), r);
         break;
     }
   }
@@ -193,6 +197,7 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
     http: new Map(),
     kafka: new Map(),
     dns: new Map(),
+    tls: new Map(),
   };
   for (const a of list) {
     for (const d of a.deny) m.deny.add(d);
@@ -210,6 +215,7 @@ function mergeAccs(list: Acc[], port: number, endPort: number): Acc {
     for (const [k, v] of a.http) m.http.set(k, v);
     for (const [k, v] of a.kafka) m.kafka.set(k, v);
     for (const [k, v] of a.dns) m.dns.set(k, v);
+    for (const [k, v] of a.tls) m.tls.set(k, v);
   }
   return m;
 }
@@ -250,6 +256,8 @@ function makeL7(a: Acc): L7Rules {
       return { kind: 'kafka', rules: withAll<KafkaRule>(a.kafka, {}) };
     case 'dns':
       return { kind: 'dns', rules: withAll<DnsRule>(a.dns, { matchPattern: '*' }) };
+    case 'tls':
+      return { kind: 'tls', rules: withAll<TlsRule>(a.tls, {}) };
     default:
       return { kind: 'http', rules: withAll<HttpRule>(a.http, {}) };
   }

@@ -32,14 +32,14 @@ import type { Prefix } from '../identity/cidr.js';
 import { CLUSTER_LABEL, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_LABEL } from '../identity/labels.js';
 import { CLUSTER_RESERVED } from '../identity/reserved.js';
 import { EXTENDED_PROTOCOLS } from './api/schema.js';
-import type { CidrRuleSpec, Entity, IcmpRuleSpec, L7RulesSpec, PolicyDocument, PortProtocolSpec, RuleSpec, EndpointSelectorSpec, K8sPeerSpec, K8sPortSpec } from './api/schema.js';
+import type { CidrRuleSpec, Entity, TlsContextSpec, IcmpRuleSpec, L7RulesSpec, PolicyDocument, PortProtocolSpec, RuleSpec, EndpointSelectorSpec, K8sPeerSpec, K8sPortSpec } from './api/schema.js';
 import { classifyPort, icmpType, isExtendedProtocol } from './api/validate.js';
 import { policyKey, policyName } from './api/loader.js';
 import { parseHeaderRule } from './l7-match.js';
 import { fqdnSelector, isWildcard, labelSelector, requirementsOf } from './selector.js';
 import type { Requirement, Selector } from './selector.js';
 import { Proto } from './types.js';
-import type { HttpRule, L7Rules, ProtoNumber } from './types.js';
+import type { HttpRule, L7Rules, ProtoNumber, TlsContextRef, TlsRule } from './types.js';
 
 export interface PortSpec {
   protocol: ProtoNumber;
@@ -137,8 +137,19 @@ function cidrSelector(p: Prefix, except: Prefix[]): Selector {
   ]);
 }
 
-/** Normalised L7 rules; an empty list (`http: []`) means no L7 restriction, as in Cilium. */
-function l7Of(rules: L7RulesSpec | undefined): L7Rules | undefined {
+/**
+ * Normalised L7 rules; an empty list (`http: []`) means no L7 restriction, as in Cilium. serverNames
+ * without L7 rules is a TLS rule (SNI checked by the proxy without decrypting); validation refused
+ * serverNames together with L7 rules.
+ */
+function l7Of(rules: L7RulesSpec | undefined, serverNames?: readonly string[], tls?: { terminating: TlsContextRef; originating: TlsContextRef }): L7Rules | undefined {
+  if (tls) {
+    const http = l7Of(rules);
+    const r: TlsRule = { ...tls, http: http?.kind === 'http' ? http.rules : [] };
+    if (serverNames && serverNames.length > 0) r.serverNames = [...new Set(serverNames)].sort();
+    return { kind: 'tls', rules: [r] };
+  }
+  if (serverNames && serverNames.length > 0) return { kind: 'tls', rules: [{ serverNames: [...new Set(serverNames)].sort() }] };
   if (!rules) return undefined;
   if (rules.http && rules.http.length > 0) {
     return {
@@ -209,7 +220,7 @@ interface CommonPeer {
   cidrSet?: CidrRuleSpec[];
   services?: Array<{ k8sService?: { serviceName: string; namespace?: string }; k8sServiceSelector?: { selector: EndpointSelectorSpec; namespace?: string } }>;
   fqdns?: Array<{ matchName?: string; matchPattern?: string }>;
-  toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: L7RulesSpec }>;
+  toPorts?: Array<{ ports?: PortProtocolSpec[]; rules?: L7RulesSpec; serverNames?: string[]; terminatingTLS?: TlsContextSpec; originatingTLS?: TlsContextSpec }>;
   icmps?: IcmpRuleSpec[];
 }
 
@@ -230,6 +241,18 @@ class Translator {
       reqs.push(this.namespace !== undefined ? nsReq(this.namespace) : { source: 'k8s', key: NS_KEY, op: 'Exists', values: [] });
     }
     return labelSelector(reqs);
+  }
+
+  /** A port rule's TLS interception contexts (validation allows only both together). */
+  interception(pr: { terminatingTLS?: TlsContextSpec; originatingTLS?: TlsContextSpec }): { terminating: TlsContextRef; originating: TlsContextRef } | undefined {
+    if (!pr.terminatingTLS || !pr.originatingTLS) return undefined;
+    const ref = (c: TlsContextSpec): TlsContextRef => ({
+      secret: `${c.secret.namespace ?? this.namespace ?? 'default'}/${c.secret.name}`,
+      certificate: c.certificate ?? 'tls.crt',
+      privateKey: c.privateKey ?? 'tls.key',
+      trustedCA: c.trustedCA ?? 'ca.crt',
+    });
+    return { terminating: ref(pr.terminatingTLS), originating: ref(pr.originatingTLS) };
   }
 
   prefix(text: string): Prefix | undefined {
@@ -326,7 +349,7 @@ class Translator {
     if (r.toPorts || r.icmps) {
       ports = [];
       for (const pr of r.toPorts ?? []) {
-        const l7 = allowL7 ? l7Of(pr.rules) : undefined;
+        const l7 = allowL7 ? l7Of(pr.rules, pr.serverNames, this.interception(pr)) : undefined;
         const list = pr.ports && pr.ports.length > 0 ? pr.ports : [{}];
         for (const pp of list) ports.push(...portSpecs(pp, 'ANY', l7));
       }

@@ -24,7 +24,7 @@ import { formatPath, PolicyValidationError } from './api/problem.js';
 import type { PathSegment, PolicyProblem } from './api/problem.js';
 import { MemoryDnsCache } from './dns-cache.js';
 import { PolicyEngine } from './engine.js';
-import { matchDnsSelector, matchHttp, matchKafka } from './l7-match.js';
+import { matchDnsSelector, matchHttp, matchKafka, matchTls } from './l7-match.js';
 import type { DnsRequest, HttpRequest, KafkaRequest } from './l7-match.js';
 import { lookupEntries } from './lookup.js';
 import type { LookupResult } from './lookup.js';
@@ -48,6 +48,8 @@ const flowSchema = z.strictObject({
     .strictObject({ apiKey: z.string(), apiVersion: z.union([z.string(), z.number()]).optional(), clientID: z.string().optional(), topic: z.string().optional(), transactionalID: z.string().nullable().optional() })
     .optional(),
   dns: z.strictObject({ name: z.string().min(1) }).optional(),
+  /** A TLS connection: the SNI its ClientHello names (absent: a ClientHello without SNI). */
+  tls: z.strictObject({ sni: z.string().min(1).optional() }).optional(),
   /** Used by scenario tests; trace itself ignores it unless asked to check. */
   expect: z
     .strictObject({
@@ -285,6 +287,11 @@ function l7Verdict(l7: L7Rules | undefined, flow: TraceFlow): 'ALLOWED' | 'DENIE
       if (!flow.dns) return null;
       const req: DnsRequest = flow.dns;
       return l7.rules.some((r) => matchDnsSelector(r, req.name)) ? 'ALLOWED' : 'DENIED';
+    }
+    case 'tls': {
+      if (!flow.tls) return null;
+      const sni = flow.tls.sni;
+      return l7.rules.some((r) => matchTls(r, sni, flow.http)) ? 'ALLOWED' : 'DENIED';
     }
   }
 }

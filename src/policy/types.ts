@@ -65,10 +65,36 @@ export interface DnsRule {
   matchPattern?: string;
 }
 
+/**
+ * A TLS SNI rule (`toPorts[].serverNames`): the connection is allowed when its ClientHello names one
+ * of these servers (Cilium's patterns: `*` within a label, a leading `**.` for any number of labels);
+ * an empty rule (no serverNames: an L4 allow on the same key) allows any connection, TLS or not.
+ */
+export interface TlsRule {
+  serverNames?: string[];
+  /**
+   * TLS interception (terminatingTLS/originatingTLS): the proxy terminates TLS with `terminating`,
+   * applies `http` (any of them; empty = any request), and originates TLS to the destination,
+   * verifying it with `originating`'s CA.
+   */
+  terminating?: TlsContextRef;
+  originating?: TlsContextRef;
+  http?: HttpRule[];
+}
+
+/** A TLS context's Secret ("namespace/name") and the keys in it. */
+export interface TlsContextRef {
+  secret: string;
+  certificate: string;
+  privateKey: string;
+  trustedCA: string;
+}
+
 export type L7Rules =
   | { kind: 'http'; rules: HttpRule[] }
   | { kind: 'kafka'; rules: KafkaRule[] }
-  | { kind: 'dns'; rules: DnsRule[] };
+  | { kind: 'dns'; rules: DnsRule[] }
+  | { kind: 'tls'; rules: TlsRule[] };
 
 export type L7Kind = L7Rules['kind'];
 

@@ -46,6 +46,7 @@ import { KafkaProcessor } from '../kafka/processor.js';
 import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
+import { buildSdsSecrets, type SecretData } from './sds.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
 
 export interface ProxyManagerOptions {
@@ -70,6 +71,8 @@ export interface ProxyApplyInput {
   endpoints: L7Endpoint[];
   /** The ipcache's identity → addresses (prefixes). */
   identityIps: ReadonlyMap<number, readonly string[]>;
+  /** Secret data TLS interception may name ("namespace/name" → key → PEM); see sds.ts. */
+  secrets?: SecretData;
 }
 
 export interface ProxyApplyResult {
@@ -198,7 +201,7 @@ export function snapshotChange(prev: { out: TranslateOutput; input: ProxyApplyIn
 }
 
 function contentHash(out: TranslateOutput): string {
-  return createHash('sha256').update(JSON.stringify({ l: out.listeners, c: out.clusters })).digest('hex');
+  return createHash('sha256').update(JSON.stringify({ l: out.listeners, c: out.clusters, s: out.secrets ?? [] })).digest('hex');
 }
 
 export class ProxyManager {
@@ -300,7 +303,7 @@ export class ProxyManager {
   private publish(out: TranslateOutput, input: ProxyApplyInput): Served {
     this.seq += 1;
     const s: Served = { version: `v${this.seq}`, hash: contentHash(out), out, input };
-    this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters } });
+    this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters, secrets: out.secrets ?? [] } });
     this.current = s;
     return s;
   }
@@ -328,6 +331,9 @@ export class ProxyManager {
     this.lateAck?.abort();
     this.lateAck = null;
     const out = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
+    // A secret that is missing or does not parse rejects the whole apply (TlsSecretError): nothing is
+    // published, Envoy and the datapath keep the previous configuration.
+    if (out.secretRefs) out.secrets = buildSdsSecrets(out.secretRefs, input.secrets ?? new Map());
     // Rules change without a listener change (keys name chains, not rules): they apply to the next request.
     this.kafka.processor?.setPolicies(out.kafkaPolicies ?? new Map());
     const hash = contentHash(out);

@@ -79,13 +79,18 @@ function portsOf(rows: readonly PolicyEntry[]): Json | null {
   return or(rows.map((r) => ({ destination_port_range: { start: r.port, end: r.endPort + 1 } })));
 }
 
-function rowPermission(row: PolicyEntry): Json[] {
+/** A REDIRECT row's HTTP rules as one permission (any of them); null for rows of another kind. */
+function httpRowPermission(row: PolicyEntry): Json | null {
+  if (row.l7?.kind !== 'http') return null;
+  const rules = row.l7.rules.length === 0 ? [{}] : row.l7.rules;
+  return or(rules.map(httpRulePermission));
+}
+
+function rowPermission(row: PolicyEntry, l7: (row: PolicyEntry) => Json | null): Json[] {
   const parts: Json[] = [];
   if (row.port !== 0) parts.push({ destination_port_range: { start: row.port, end: row.endPort + 1 } });
-  if (row.verdict === 'REDIRECT' && row.l7?.kind === 'http') {
-    const rules = row.l7.rules.length === 0 ? [{}] : row.l7.rules;
-    parts.push(or(rules.map(httpRulePermission)));
-  }
+  const p = row.verdict === 'REDIRECT' ? l7(row) : null;
+  if (p) parts.push(p);
   return parts;
 }
 
@@ -97,21 +102,41 @@ export interface RbacSubject {
   match: Json | null;
 }
 
+/** Egress subjects: every remote identity with rows and known addresses, told apart by the destination address. */
+export function destinationSubjects(entries: readonly PolicyEntry[], ipsOf: (identity: number) => readonly string[]): RbacSubject[] {
+  return [...new Set(entries.map((e) => e.remoteIdentity))]
+    .filter((r) => r !== 0 && ipsOf(r).length > 0)
+    .sort((a, b) => a - b)
+    .map((r) => ({ identity: r, match: { or_rules: { rules: cidrs(ipsOf(r)).map((c) => ({ destination_ip: c })) } } }));
+}
+
 export interface RbacInput {
   entries: readonly PolicyEntry[];
   defaultDeny: boolean;
   subjects: readonly RbacSubject[];
+  /** A REDIRECT row's L7 permission (default: its HTTP rules; the SNI rules for the network RBAC of tls.ts). */
+  l7Permission?: (row: PolicyEntry) => Json | null;
 }
 
 /** The RBAC filter's typed_config for one endpoint, direction and set of remote identities. */
 export function buildRbac(input: RbacInput): Json {
+  return { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC', rules: rbacRules(input) };
+}
+
+/** The same rules as buildRbac for the network RBAC filter (per connection, e.g. on the SNI). */
+export function buildNetworkRbac(input: RbacInput, statPrefix: string): Json {
+  return { '@type': 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC', stat_prefix: statPrefix, rules: rbacRules(input) };
+}
+
+function rbacRules(input: RbacInput): Json {
+  const l7 = input.l7Permission ?? httpRowPermission;
   const policies: Record<string, Json> = {};
   const add = (name: string, parts: Json[]): void => {
     policies[`${Object.keys(policies).length}-${name}`] = { permissions: [and(parts)], principals: [{ any: true }] };
   };
   const owned = input.subjects.map((s) => ({ s, rows: tcpRows(input.entries, s.identity) }));
   for (const { s, rows } of owned) {
-    for (const r of rows) add(`id${s.identity}-p${r.port}-${r.endPort}-${r.verdict}-${r.derivedFrom.join('+')}`, [...(s.match ? [s.match] : []), ...rowPermission(r)]);
+    for (const r of rows) add(`id${s.identity}-p${r.port}-${r.endPort}-${r.verdict}-${r.derivedFrom.join('+')}`, [...(s.match ? [s.match] : []), ...rowPermission(r, l7)]);
   }
   // Where a subject has rows of its own, the wildcard rows do not apply to it.
   const exceptOwned = (pred: (r: PolicyEntry) => boolean): Json[] => {
@@ -123,14 +148,11 @@ export function buildRbac(input: RbacInput): Json {
     return ex.length === 0 ? [] : [{ not_rule: or(ex) }];
   };
   const wild = tcpRows(input.entries, 0);
-  for (const w of wild) add(`any-p${w.port}-${w.endPort}-${w.verdict}-${w.derivedFrom.join('+')}`, [...rowPermission(w), ...exceptOwned((r) => overlaps(r, w))]);
+  for (const w of wild) add(`any-p${w.port}-${w.endPort}-${w.verdict}-${w.derivedFrom.join('+')}`, [...rowPermission(w, l7), ...exceptOwned((r) => overlaps(r, w))]);
   if (!input.defaultDeny) {
     // Not enforced: ports without any row are open (DENY rows are the kernel's).
     const wildPorts = portsOf(input.entries.filter((e) => e.remoteIdentity === 0));
     add('not-enforced', [...(wildPorts ? [{ not_rule: wildPorts }] : []), ...exceptOwned(() => true)]);
   }
-  return {
-    '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
-    rules: { action: 'ALLOW', policies },
-  };
+  return { action: 'ALLOW', policies };
 }

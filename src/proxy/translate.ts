@@ -36,7 +36,9 @@ import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { translateKafka } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
-import { buildRbac, cidrs, type RbacSubject } from './rbac.js';
+import { buildRbac, destinationSubjects } from './rbac.js';
+import type { SecretRef } from './sds.js';
+import { translateTls } from './tls.js';
 
 type Json = Record<string, unknown>;
 
@@ -70,9 +72,13 @@ export interface TranslateOutput {
   unsupported: Array<{ endpointId: string; direction: Direction; kind: L7Kind; derivedFrom: string[] }>;
   /** Kafka chains' policy keys → rules, for the Kafka processor (kafka-listener.ts). */
   kafkaPolicies?: Map<string, KafkaRule[]>;
+  /** Secrets TLS interception names (tls.ts); the proxy manager turns them into SDS resources (sds.ts). */
+  secretRefs?: SecretRef[];
+  /** The SDS resources for secretRefs (set by the proxy manager). */
+  secrets?: Json[];
 }
 
-export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka']);
+export const SUPPORTED_L7: ReadonlySet<L7Kind> = new Set<L7Kind>(['http', 'kafka', 'tls']);
 
 /** The identity the upstream of the ingress fallback chain carries (a client outside every identity chain). */
 export const FALLBACK_IDENTITY = Identity.WORLD;
@@ -94,7 +100,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
   // Kafka only with the processor to send it to (rows no chain can express are reported by translateKafka).
-  const handled = (kind: L7Kind): boolean => kind === 'http' || (kind === 'kafka' && input.kafka !== undefined);
+  const handled = (kind: L7Kind): boolean => kind === 'http' || kind === 'tls' || (kind === 'kafka' && input.kafka !== undefined);
 
   for (const ep of input.endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
@@ -138,10 +144,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   for (const s of egressL7) {
     const id = s.policy.endpointId;
     const pol = s.policy.egress;
-    const subjects: RbacSubject[] = [...new Set(pol.entries.map((e) => e.remoteIdentity))]
-      .filter((r) => r !== 0 && ipsOf(r).length > 0)
-      .sort((a, b) => a - b)
-      .map((r) => ({ identity: r, match: { or_rules: { rules: cidrs(ipsOf(r)).map((c) => ({ destination_ip: c })) } } }));
+    const subjects = destinationSubjects(pol.entries, ipsOf);
     const egressRbac = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects });
     const me = s.policy.identity;
     chains.egress.push(chain(`${id}/egress`, { sourceIps: s.ips }, hcm(`${id}_egress`, [egressRbac], me)));
@@ -173,6 +176,17 @@ export function translateL7(input: TranslateInput): TranslateOutput {
     for (const u of k.unsupported) unsupported.push({ ...u, kind: 'kafka' });
     kafkaPolicies = k.policies;
   }
+  const secretRefs = addTls(input, listeners, clusters, redirects);
   redirects.sort((a, b) => a.endpointId.localeCompare(b.endpointId) || a.direction.localeCompare(b.direction));
-  return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}) };
+  return { listeners, clusters, redirects, unsupported, ...(kafkaPolicies ? { kafkaPolicies } : {}), ...(secretRefs.length > 0 ? { secretRefs } : {}) };
+}
+
+/** TLS rules (tls.ts): their listeners, redirects and the clusters not already present (Kafka uses the same TCP ones); returns the secrets named. */
+function addTls(input: TranslateInput, listeners: Json[], clusters: Json[], redirects: Redirect[]): SecretRef[] {
+  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, accessLog: input.accessLog ?? false, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+  const have = new Set(clusters.map((c) => c.name));
+  listeners.push(...t.listeners);
+  clusters.push(...t.clusters.filter((c) => !have.has(c.name)));
+  redirects.push(...t.redirects);
+  return t.secretRefs;
 }

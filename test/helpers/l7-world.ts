@@ -18,6 +18,7 @@ import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
 import { type PolicyRoutingOptions, removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { type ProxyApplyResult, ProxyManager } from '../../src/proxy/proxy-manager.js';
+import type { SecretData } from '../../src/proxy/sds.js';
 import { run } from '../../src/util/exec.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
 import { tempPinDir } from './bpffs.js';
@@ -45,7 +46,7 @@ export interface L7World {
   /** A second ProxyManager on the same state directory (an agent restart); stopped after the test. */
   restartProxy(xdsMode?: 'sotw' | 'delta'): Promise<ProxyManager>;
   /** The agent's order against `proxy` (default: the first one): translate, wait for the ACK, then program the datapath. */
-  sync(proxy?: ProxyManager): Promise<ProxyApplyResult>;
+  sync(proxy?: ProxyManager, extra?: { secrets?: SecretData }): Promise<ProxyApplyResult>;
 }
 
 /** The parsed documents of a policy text (fails the test on any problem). */
@@ -110,13 +111,13 @@ export async function startL7World(
     await dp.addEndpoint({ endpointId: id, ifname: p.hostIf, identity, ips: [p.ip] });
   }
 
-  const sync = async (via: ProxyManager = proxy): Promise<ProxyApplyResult> => {
+  const sync = async (via: ProxyManager = proxy, extra: { secrets?: SecretData } = {}): Promise<ProxyApplyResult> => {
     engine.flush();
     const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
     const ipcache = engine.ipcache();
     const identityIps = new Map<number, string[]>();
     for (const e of ipcache) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-    const r = await via.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps });
+    const r = await via.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps, ...extra });
     dp.syncIpcache(ipcache);
     for (const p of policies) dp.updatePolicy(p);
     return r;

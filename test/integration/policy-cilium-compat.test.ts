@@ -44,7 +44,6 @@ function yamlFiles(dir: string): string[] {
 /** The refusals meshd makes on Cilium's examples: file → field paths, each a feature meshd does not have. */
 const EXPECTED_REFUSALS: Record<string, string[]> = {
   'auth/auth.yaml': ['spec.egress[0].auth'],
-  'l4/l4_sni.yaml': ['spec.egress[0].toPorts[0].serverNames'],
 };
 
 const validateOutput = z.object({
@@ -188,7 +187,7 @@ test("every field of Cilium's policy CRD schemas is handled by meshd's schema or
   assert.deepEqual(unhandled, [], 'Cilium fields meshd neither handles nor refuses by name');
   assert.ok(handled > 200, `only ${handled} handled paths`);
   // The refusals the issue names are among them (CNP and CCNP alike).
-  for (const f of ['spec.ingress[].authentication', 'spec.egress[].toGroups', 'spec.ingress[].fromGroups', 'spec.egress[].toPorts[].listener', 'spec.egress[].toPorts[].serverNames', 'spec.egress[].toPorts[].terminatingTLS', 'spec.egress[].toPorts[].originatingTLS']) {
+  for (const f of ['spec.ingress[].authentication', 'spec.egress[].toGroups', 'spec.ingress[].fromGroups', 'spec.egress[].toPorts[].listener']) {
     assert.ok(refusedChecked.has(`CiliumNetworkPolicy ${f}`), f);
     assert.ok(refusedChecked.has(`CiliumClusterwideNetworkPolicy ${f}`), f);
   }

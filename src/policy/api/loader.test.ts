@@ -143,7 +143,7 @@ test('YAML syntax errors and unknown policy kinds are problems of their document
 test('fields Cilium defines but meshd does not implement are refused by name with UNSUPPORTED_FIELD; the policy is not loaded', () => {
   const r = loadPolicyText(
     cnp(`${sel}
-ingress: [{fromEndpoints: [{}], authentication: {mode: required}, toPorts: [{ports: [{port: "443"}], serverNames: [a.example]}]}]
+ingress: [{fromEndpoints: [{}], authentication: {mode: required}, toPorts: [{ports: [{port: "443"}], listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: e}, name: l}}]}]
 egress: [{toGroups: [{aws: {securityGroupsIds: [sg-1]}}]}]
 priority: 10`),
     'u.yaml',
@@ -152,7 +152,7 @@ priority: 10`),
   assert.deepEqual(r.problems.map((p) => [p.path, p.code]).sort(), [
     ['spec.egress[0].toGroups', 'UNSUPPORTED_FIELD'],
     ['spec.ingress[0].authentication', 'UNSUPPORTED_FIELD'],
-    ['spec.ingress[0].toPorts[0].serverNames', 'UNSUPPORTED_FIELD'],
+    ['spec.ingress[0].toPorts[0].listener', 'UNSUPPORTED_FIELD'],
     ['spec.priority', 'UNSUPPORTED_FIELD'],
   ]);
 });

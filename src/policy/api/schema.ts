@@ -114,12 +114,28 @@ export const l7Rules = z.strictObject({
 });
 export type L7RulesSpec = z.infer<typeof l7Rules>;
 
+/**
+ * TLS interception keys (Cilium's TLSContext): a Secret by namespace and name (namespace: the
+ * policy's; `default` for clusterwide policies) and the keys in it that hold the CA bundle, the
+ * certificate chain and the private key (defaults ca.crt, tls.crt, tls.key).
+ */
+export const tlsContext = z.strictObject({
+  secret: z.strictObject({ namespace: str.min(1).optional(), name: str.min(1) }),
+  trustedCA: str.min(1).optional(),
+  certificate: str.min(1).optional(),
+  privateKey: str.min(1).optional(),
+});
+export type TlsContextSpec = z.infer<typeof tlsContext>;
+
 export const portRule = z.strictObject({
   ports: z.array(portProtocol).optional(),
   rules: l7Rules.optional(),
-  serverNames: unsupported('TLS SNI matching (serverNames)'),
-  terminatingTLS: unsupported('TLS interception (terminatingTLS)'),
-  originatingTLS: unsupported('TLS origination (originatingTLS)'),
+  /** TLS SNI patterns (Cilium's ServerName: `*` within a label, a leading `**.` for any labels); enforced by the node's Envoy (src/proxy/tls.ts). */
+  serverNames: z.array(str.max(255).regex(/^([-a-zA-Z0-9_*]+[.]?)+$/)).min(1).optional(),
+  /** TLS interception (egress, with HTTP rules): the node's Envoy terminates with this certificate (src/proxy/tls.ts). */
+  terminatingTLS: tlsContext.optional(),
+  /** …and originates TLS to the destination, verifying it against this CA. */
+  originatingTLS: tlsContext.optional(),
   listener: unsupported('CiliumEnvoyConfig listener references (listener, listener.priority)'),
 });
 export type PortRuleSpec = z.infer<typeof portRule>;

@@ -319,6 +319,40 @@ function validatePeerRule(
   if (r.icmps) validateIcmps(r.icmps, [...p, 'icmps'], add);
 }
 
+type TlsPortRule = { ports?: PortProtocolSpec[]; rules?: L7RulesSpec; serverNames?: string[]; terminatingTLS?: unknown; originatingTLS?: unknown };
+
+/**
+ * serverNames and TLS interception. Without interception the SNI is read from the ClientHello by
+ * the node's Envoy without decrypting, so the port rule may not also carry L7 rules. Interception
+ * (terminatingTLS with originatingTLS) is meshd's for egress HTTP: both contexts, single TCP ports,
+ * HTTP rules (or none: any request). Neither has a proxy path in host policies.
+ */
+function validateTls(pr: TlsPortRule, p: PathSegment[], ingress: boolean, host: boolean, add: Add): void {
+  const intercept = pr.terminatingTLS !== undefined || pr.originatingTLS !== undefined;
+  if (!pr.serverNames && !intercept) return;
+  const field = intercept ? (pr.terminatingTLS !== undefined ? 'terminatingTLS' : 'originatingTLS') : 'serverNames';
+  const fp = [...p, field];
+  const l7 = (['http', 'kafka', 'dns'] as const).filter((k) => (pr.rules?.[k]?.length ?? 0) > 0);
+  if (!intercept && l7.length > 0) add([...p, 'serverNames'], 'L7_MIXED', `serverNames cannot be combined with ${l7.join(', ')} rules without TLS interception (terminatingTLS and originatingTLS)`);
+  if (intercept) {
+    if (l7.some((k) => k !== 'http')) add(fp, 'L7_MIXED', 'TLS interception applies HTTP rules only');
+    if (pr.terminatingTLS === undefined) add([...p, 'terminatingTLS'], 'INVALID_VALUE', 'originatingTLS needs terminatingTLS too (meshd intercepts with both)');
+    if (pr.originatingTLS === undefined) add([...p, 'originatingTLS'], 'INVALID_VALUE', 'terminatingTLS needs originatingTLS too (meshd intercepts with both)');
+    if (ingress) add(fp, 'UNSUPPORTED_FIELD', 'TLS interception on ingress is not supported by meshd (egress only)');
+  }
+  if (host) add(fp, 'L7_ON_HOST', `${field} is not supported in host policies (nodeSelector)`);
+  if (!pr.ports || pr.ports.length === 0) add(fp, 'L7_WITHOUT_PORTS', `${field} needs explicit TCP ports`);
+  (pr.ports ?? []).forEach((pp, i) => {
+    const proto = pp.protocol ?? 'ANY';
+    if (proto !== 'TCP' && proto !== 'ANY') add([...p, 'ports', i, 'protocol'], 'L7_NON_TCP', `${field} applies only to TCP ports, not ${proto}`);
+    if (intercept && pp.endPort !== undefined && pp.endPort !== Number(pp.port)) add([...p, 'ports', i, 'endPort'], 'INVALID_PORT_RANGE', 'TLS interception needs single ports');
+    if (intercept && (pp.port === undefined || !/^[1-9][0-9]*$/.test(String(pp.port)))) add([...p, 'ports', i, 'port'], 'INVALID_PORT', 'TLS interception needs port numbers');
+  });
+  (pr.serverNames ?? []).forEach((n, i) => {
+    if (n.startsWith('.') || n.includes('..')) add([...p, 'serverNames', i], 'INVALID_VALUE', `invalid server name "${n}"`);
+  });
+}
+
 /** Host policies (nodeSelector) support only DNS L7 rules, as in Cilium: host traffic has no HTTP/Kafka proxy path. */
 function hostL7(rules: L7RulesSpec | undefined, p: PathSegment[], add: Add): void {
   for (const k of ['http', 'kafka'] as const) {
@@ -348,6 +382,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'ingress', i], true, false, add);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, true, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
+      validateTls(pr, [...p, 'ingress', i, 'toPorts', j], true, r.nodeSelector !== undefined, add);
       if (r.nodeSelector) hostL7(pr.rules, [...p, 'ingress', i, 'toPorts', j, 'rules'], add);
     });
   });
@@ -356,6 +391,7 @@ function validateRule(r: RuleSpec, p: PathSegment[], clusterwide: boolean, add: 
     validatePeerRule(x, [...p, 'egress', i], false, false, add, x.toFQDNs);
     (x.toPorts ?? []).forEach((pr, j) => {
       if (pr.rules) validateL7(pr.rules, pr.ports, false, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
+      validateTls(pr, [...p, 'egress', i, 'toPorts', j], false, r.nodeSelector !== undefined, add);
       if (r.nodeSelector) hostL7(pr.rules, [...p, 'egress', i, 'toPorts', j, 'rules'], add);
     });
   });
