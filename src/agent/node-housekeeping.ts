@@ -89,6 +89,11 @@ export class NodeHousekeeping {
     return this.lease.isLeader();
   }
 
+  /** Called when this agent gains or loses the housekeeping Lease (it then also writes the policies' Valid condition). */
+  onLeadership(listener: (leader: boolean) => void): () => void {
+    return this.lease.onLeadership(listener);
+  }
+
   start(): void {
     if (this.timer || this.stopped) return;
     this.lease.start();

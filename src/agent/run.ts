@@ -195,6 +195,9 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       log: log.child({ component: 'node' }),
     });
     await nodes.writer.start();
+    // The housekeeping leader also keeps the policies' cluster-wide Valid condition (Cilium's operator does).
+    const statusWriter = policyStatus;
+    if (statusWriter) nodes.housekeeping.onLeadership((leader) => statusWriter.setConditionWriter(leader));
     nodes.housekeeping.start();
     loadBalancers = startLoadBalancerServices({ config: c, client: kubeClient, log, ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}) });
   }

@@ -33,7 +33,7 @@ import type { Logger } from '../util/log.js';
  * label carries a lower version (or none) and leaves a newer one alone, so
  * during a rolling upgrade old agents never downgrade the schema.
  */
-export const CRD_SCHEMA_VERSION = 2;
+export const CRD_SCHEMA_VERSION = 3;
 export const CRD_SCHEMA_VERSION_LABEL = 'meshd.io/crd-schema-version';
 
 /** The subset of OpenAPI v3 a structural CRD schema is built from. */
@@ -236,6 +236,21 @@ function policyOpenApi(): StructuralSchema {
         type: 'object',
         properties: {
           nodes: { type: 'object', description: 'Per node: whether its agent accepted and enforces the policy.', additionalProperties: nodeStatusSchema },
+          conditions: {
+            type: 'array',
+            description: "Cluster-wide conditions; type Valid is kept by one agent (the holder of the node housekeeping Lease), as Cilium's operator keeps it.",
+            items: {
+              type: 'object',
+              required: ['type', 'status'],
+              properties: {
+                type: { type: 'string', description: 'The condition type (Valid).' },
+                status: { type: 'string', description: 'True, False or Unknown.' },
+                lastTransitionTime: { type: 'string', format: 'date-time', description: 'When the status last changed.' },
+                reason: { type: 'string', description: "The reason for the condition's last transition." },
+                message: { type: 'string', description: 'Why: the problems with their field paths when False.' },
+              },
+            },
+          },
         },
       },
     },
@@ -300,7 +315,22 @@ export function crdObject(d: {
 }
 
 const policyCrd = (kind: string, plural: string, shortName: string, scope: 'Namespaced' | 'Cluster', schema: StructuralSchema): CrdObject =>
-  crdObject({ group: 'cilium.io', kind, plural, shortNames: [shortName], categories: ['cilium', 'ciliumpolicy'], scope, version: 'v2', statusSubresource: true, columns: [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }], schema });
+  crdObject({
+    group: 'cilium.io',
+    kind,
+    plural,
+    shortNames: [shortName],
+    categories: ['cilium', 'ciliumpolicy'],
+    scope,
+    version: 'v2',
+    statusSubresource: true,
+    // Cilium's columns: `kubectl get cnp` shows AGE and VALID.
+    columns: [
+      { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+      { name: 'Valid', type: 'string', jsonPath: ".status.conditions[?(@.type=='Valid')].status" },
+    ],
+    schema,
+  });
 
 /**
  * cilium.io CiliumCIDRGroup: v2 stored, v2alpha1 (the same shape, deprecated as in Cilium) still

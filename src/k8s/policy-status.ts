@@ -18,6 +18,13 @@
  * with, or what this writer wrote last). A failed write is retried with
  * backoff in the background; note() never blocks and never throws, so the
  * API server being away delays statuses, never enforcement.
+ *
+ * One agent at a time (the holder of the node housekeeping Lease, as
+ * Cilium's operator validates policies under its leader election) also
+ * keeps the cluster-wide `status.conditions[type=Valid]` that `kubectl get
+ * cnp` shows in its VALID column: True with "Policy validation succeeded",
+ * or False with the problems (setConditionWriter()). Other condition types
+ * in the list are kept; the transition time moves only when the status does.
  */
 import { ApiException, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
@@ -63,7 +70,21 @@ const reportedEntry = z.looseObject({
   error: z.string().optional(),
   problems: z.array(z.object({ path: z.string(), code: z.string().optional(), message: z.string() })).optional(),
 });
-const reportedStatus = z.looseObject({ nodes: z.record(z.string(), reportedEntry).optional() });
+const reportedCondition = z.looseObject({ type: z.string(), status: z.string(), message: z.string().optional(), lastTransitionTime: z.string().optional() });
+type ReportedCondition = z.infer<typeof reportedCondition>;
+const reportedStatus = z.looseObject({ nodes: z.record(z.string(), reportedEntry).optional(), conditions: z.array(reportedCondition).optional() });
+
+/** Cilium's policy condition type (pkg/k8s/apis/cilium.io/v2: PolicyConditionValid) and its message when valid. */
+export const POLICY_CONDITION_VALID = 'Valid';
+const VALID_MESSAGE = 'Policy validation succeeded';
+
+/** The Valid condition as compared: status and message (the transition time follows from them). */
+const conditionFingerprint = (c: { status: string; message?: string | undefined }): string => JSON.stringify([c.status, c.message ?? '']);
+
+function reportedConditions(status: unknown): ReportedCondition[] | undefined {
+  const s = reportedStatus.safeParse(status);
+  return s.success ? s.data.conditions : undefined;
+}
 const objectMeta = z.looseObject({ metadata: z.looseObject({ generation: z.number().int().optional() }) });
 
 const PLURALS: Partial<Record<ResourceRef['kind'], string>> = {
@@ -116,6 +137,10 @@ export class PolicyStatusWriter {
    * in flight still sees that patch's result.
    */
   private readonly written = new Map<string, string>();
+  /** Per object, the conditions as last read or written (only kept while this writer writes conditions or has read them). */
+  private readonly conditions = new Map<string, ReportedCondition[]>();
+  /** Whether this writer keeps the cluster-wide Valid condition (setConditionWriter). */
+  private conditionWriter = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -133,12 +158,25 @@ export class PolicyStatusWriter {
     if (change.deleted) {
       this.entries.delete(key);
       this.written.delete(key);
+      this.conditions.delete(key);
       return;
     }
     const reported = change.reported === undefined ? undefined : fromReported(change.reported, this.o.nodeName);
     if (reported) this.written.set(key, fingerprint(reported));
+    const conds = change.reported === undefined ? undefined : reportedConditions(change.reported);
+    if (conds) this.conditions.set(key, conds);
     this.entries.set(key, { key, ref: change.ref, plural, change, attempts: 0, notBefore: 0 });
     this.schedule(this.o.coalesceMs ?? 50);
+  }
+
+  /**
+   * Makes this writer keep (true) or leave alone (false) the policies' cluster-wide Valid condition.
+   * Gaining the role looks at every known policy again.
+   */
+  setConditionWriter(on: boolean): void {
+    if (this.conditionWriter === on) return;
+    this.conditionWriter = on;
+    if (on && this.entries.size > 0) this.schedule(this.o.coalesceMs ?? 50);
   }
 
   /** Patches sent and failed so far (for `meshd status` and the tests). */
@@ -165,8 +203,29 @@ export class PolicyStatusWriter {
     };
   }
 
+  /** The Valid condition this node's verdict on the object calls for. */
+  private wantCondition(p: Pending): { status: 'True' | 'False'; message: string } {
+    const c = p.change;
+    return c.ok ? { status: 'True', message: VALID_MESSAGE } : { status: 'False', message: c.problems.map((x) => `${x.path}: ${x.message}`).join('; ') || 'rejected' };
+  }
+
+  private conditionUpToDate(p: Pending): boolean {
+    if (!this.conditionWriter) return true;
+    const have = this.conditions.get(p.key)?.find((c) => c.type === POLICY_CONDITION_VALID);
+    return have !== undefined && conditionFingerprint(have) === conditionFingerprint(this.wantCondition(p));
+  }
+
+  /** The object's conditions with the Valid one as this node sees it (others kept; the transition time kept while the status stays). */
+  private nextConditions(p: Pending, now: string): ReportedCondition[] {
+    const want = this.wantCondition(p);
+    const list = this.conditions.get(p.key) ?? [];
+    const prev = list.find((c) => c.type === POLICY_CONDITION_VALID);
+    const valid: ReportedCondition = { type: POLICY_CONDITION_VALID, status: want.status, lastTransitionTime: prev?.status === want.status && prev.lastTransitionTime ? prev.lastTransitionTime : now, message: want.message };
+    return [...list.filter((c) => c.type !== POLICY_CONDITION_VALID), valid];
+  }
+
   private upToDate(p: Pending): boolean {
-    return p.change.generation !== undefined && this.written.get(p.key) === fingerprint(this.want(p, p.change.generation));
+    return p.change.generation !== undefined && this.written.get(p.key) === fingerprint(this.want(p, p.change.generation)) && this.conditionUpToDate(p);
   }
 
   private schedule(ms: number): void {
@@ -226,14 +285,19 @@ export class PolicyStatusWriter {
     }
     const entry = this.want(p, p.change.generation ?? 0);
     const fp = fingerprint(entry);
-    if (this.written.get(p.key) === fp) return;
+    const writeConditions = !this.conditionUpToDate(p);
+    if (this.written.get(p.key) === fp && !writeConditions) return;
+    const now = (this.o.now?.() ?? new Date()).toISOString();
+    // A merge patch replaces a list whole: the conditions go out complete, the other types as read.
+    const conditions = writeConditions ? this.nextConditions(p, now) : undefined;
     // Merge patch: null removes a field, so an entry that turns ok drops the old error and problems.
-    const body = { status: { nodes: { [this.o.nodeName]: { ...entry, lastUpdated: (this.o.now?.() ?? new Date()).toISOString() } } } };
+    const body = { status: { nodes: { [this.o.nodeName]: { ...entry, lastUpdated: now } }, ...(conditions ? { conditions } : {}) } };
     const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     if (ref.namespace) await this.api.patchNamespacedCustomObjectStatus({ ...base, namespace: ref.namespace, body }, opts);
     else await this.api.patchClusterCustomObjectStatus({ ...base, body }, opts);
     this.counts.patches++;
     this.written.set(p.key, fp);
+    if (conditions) this.conditions.set(p.key, conditions);
     p.attempts = 0;
   }
 }

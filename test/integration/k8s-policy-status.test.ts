@@ -33,10 +33,12 @@ const entry = z.looseObject({
   error: z.string().optional(),
   problems: z.array(z.object({ path: z.string(), code: z.string(), message: z.string() })).optional(),
 });
+const condition = z.looseObject({ type: z.string(), status: z.string(), message: z.string().optional(), lastTransitionTime: z.string().optional() });
 const cnpObject = z.looseObject({
   metadata: z.looseObject({ generation: z.number() }),
-  status: z.looseObject({ nodes: z.record(z.string(), entry).optional() }).optional(),
+  status: z.looseObject({ nodes: z.record(z.string(), entry).optional(), conditions: z.array(condition).optional() }).optional(),
 });
+const validOf = (o: z.infer<typeof cnpObject>) => o.status?.conditions?.find((c) => c.type === 'Valid');
 
 async function getCnp(kube: KubeCluster, name: string): Promise<z.infer<typeof cnpObject>> {
   const r = await kube.kubectl(['get', 'cnp', name, '-o', 'json']);
@@ -107,6 +109,12 @@ test('each node writes its own policy status: accepted with the observed generat
     assert.deepEqual(e.o.status?.nodes?.['node-b'], other, "another node's entry is untouched");
     assert.equal(await tryConnect(intruder.ns, server.ip, 8080, 500), 'timeout');
     assert.equal(await tryConnect(client.ns, server.ip, 8080), 'connected');
+    // The only agent holds the housekeeping Lease, so it keeps the cluster-wide Valid condition: `kubectl get cnp` shows it.
+    const valid = await until('the Valid condition', async () => validOf(await getCnp(kube, 'server-in')));
+    assert.deepEqual([valid.status, valid.message], ['True', 'Policy validation succeeded']);
+    const table = await kube.kubectl(['get', 'cnp', 'server-in']);
+    assert.match(table.stdout, /^NAME\s+AGE\s+VALID\n/);
+    assert.match(table.stdout, /^server-in\s+\S+\s+True$/m);
   });
 
   await t.test('nothing changed, nothing written: our own status write does not cause another', async () => {
@@ -141,6 +149,9 @@ test('each node writes its own policy status: accepted with the observed generat
       [['spec.ingress[0].toPorts[0].ports[0].port', 'INVALID_PORT']],
     );
     assert.ok(mine.error?.startsWith('spec.ingress[0].toPorts[0].ports[0].port: '));
+    const invalid = validOf(await getCnp(kube, 'server-in'));
+    assert.equal(invalid?.status, 'False', 'written with the node entry');
+    assert.ok(invalid.message?.startsWith('spec.ingress[0].toPorts[0].ports[0].port: '), invalid.message);
     // Generation 2 allowed the intruder; generation 3 would not have.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await tryConnect(intruder.ns, server.ip, 8080), 'connected', 'the last good version is enforced');
@@ -155,6 +166,11 @@ test('each node writes its own policy status: accepted with the observed generat
     });
     assert.equal(fixed.error, undefined);
     assert.equal(fixed.problems, undefined);
+    const valid = await until('Valid again', async () => {
+      const v = validOf(await getCnp(kube, 'server-in'));
+      return v?.status === 'True' ? v : undefined;
+    });
+    assert.equal(valid.message, 'Policy validation succeeded');
     await until('the intruder to be refused again', async () => ((await tryConnect(intruder.ns, server.ip, 8080, 500)) === 'timeout' ? true : undefined));
   });
 });
@@ -197,4 +213,35 @@ test('status writers: two nodes write side by side; an unreachable API server de
   assert.deepEqual(after['node-a']?.problems, [{ path: 'spec.ingress', code: 'X', message: 'later' }]);
   assert.equal(after['node-b']?.ok, true, "node-b's entry is untouched");
   assert.equal(a.stats().pending, 0);
+  assert.equal(validOf(await getCnp(kube, 'server-in')), undefined, 'no writer keeps the Valid condition yet');
+
+  // Another controller's condition, which the Valid one must not displace.
+  const foreign = { type: 'example.com/Reviewed', status: 'True', lastTransitionTime: '2026-01-01T00:00:00Z', message: 'reviewed' };
+  const p = await kube.kubectl(['patch', 'cnp', 'server-in', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { conditions: [foreign] } })]);
+  assert.equal(p.code, 0, p.stderr);
+  const status = (await getCnp(kube, 'server-in')).status;
+  // b keeps the condition; a, which is not the condition writer, rejects the policy: only b's view reaches the condition.
+  b.note({ ref, ok: true, enforcing: true, generation: 1, problems: [], reported: status });
+  b.setConditionWriter(true);
+  const valid = await until('the Valid condition', async () => validOf(await getCnp(kube, 'server-in')));
+  assert.deepEqual([valid.status, valid.message], ['True', 'Policy validation succeeded']);
+  const conditions = (await getCnp(kube, 'server-in')).status?.conditions;
+  assert.deepEqual(conditions?.find((c) => c.type === foreign.type), foreign, 'the other condition is kept');
+  a.note({ ref, ok: false, enforcing: true, generation: 1, problems: [{ path: 'spec.ingress', code: 'X', message: 'later' }], reported: (await getCnp(kube, 'server-in')).status });
+  await until('a wrote its entry', async () => (a.stats().pending === 0 ? true : undefined));
+  assert.equal(validOf(await getCnp(kube, 'server-in'))?.status, 'True', 'a writes its own entry, never the condition');
+  // A refusal seen by the condition writer turns it False; the transition time moves with the status only.
+  const since = valid.lastTransitionTime;
+  b.note({ ref, ok: false, enforcing: true, generation: 1, problems: [{ path: 'spec.ingress[0]', code: 'X', message: 'bad' }] });
+  const invalid = await until('Valid False', async () => {
+    const v = validOf(await getCnp(kube, 'server-in'));
+    return v?.status === 'False' ? v : undefined;
+  });
+  assert.equal(invalid.message, 'spec.ingress[0]: bad');
+  assert.ok(since !== undefined && invalid.lastTransitionTime !== undefined && Date.parse(invalid.lastTransitionTime) >= Date.parse(since));
+  b.setConditionWriter(false);
+  const before = b.stats().patches;
+  b.note({ ref, ok: true, enforcing: true, generation: 1, problems: [] });
+  await until('b wrote its entry', async () => (b.stats().pending === 0 && b.stats().patches > before ? true : undefined));
+  assert.equal(validOf(await getCnp(kube, 'server-in'))?.status, 'False', 'no longer the condition writer: the condition is left as it is');
 });
