@@ -19,7 +19,12 @@ import { compileFilters } from './filters.js';
 import { flowTimeNs, timestampFromNs, type Flow, type LostEvent, type LostEventSource } from './flow.js';
 import { FlowRing } from './ring.js';
 
-export type StoreEntry = { flow: Flow; lost?: undefined; timeNs: bigint } | { flow?: undefined; lost: LostEvent; timeNs: bigint };
+/**
+ * One slot of the store. `encoded` is the entry's GetFlowsResponse in wire form, filled by the first
+ * transport that sends it (observer-server.ts) and shared by every later reader: a flow is encoded
+ * once however many followers it goes to.
+ */
+export type StoreEntry = ({ flow: Flow; lost?: undefined } | { flow?: undefined; lost: LostEvent }) & { timeNs: bigint; encoded?: Uint8Array };
 
 /** One GetFlowsResponse as proto-loader encodes it. */
 export type FlowsResponse =
@@ -27,8 +32,12 @@ export type FlowsResponse =
   | { response_types: 'lost_events'; lost_events: LostEvent; node_name: string; time: Flow['time'] };
 
 export interface FlowsSink {
-  /** false: the transport's buffer is full; write again after `drained()` resolves. */
-  write(r: FlowsResponse): boolean;
+  /**
+   * false: the transport's buffer is full; write again after `drained()` resolves. `entry` is the
+   * store entry the response was made from (absent for responses made on the way, such as a
+   * follower's own lost-event report), so a transport can cache its encoding there.
+   */
+  write(r: FlowsResponse, entry?: StoreEntry): boolean;
   drained(): Promise<void>;
   end(): void;
 }
@@ -88,7 +97,7 @@ export class FlowObserver {
   add(flows: readonly Flow[]): void {
     if (flows.length === 0) return;
     for (const l of this.flowListeners) l(flows);
-    for (const f of flows) this.ring.write({ flow: f, timeNs: flowTimeNs(f) });
+    for (const f of flows) this.ring.write({ flow: f, timeNs: flowTimeNs(f), encoded: undefined });
     this.flowsSeen += flows.length;
     this.wake();
   }
@@ -98,7 +107,7 @@ export class FlowObserver {
     if (n <= 0) return;
     this.lost[source] += n;
     const now = BigInt(Date.now()) * 1_000_000n;
-    this.ring.write({ lost: { source, num_events_lost: String(n), first: timestampFromNs(now), last: timestampFromNs(now) }, timeNs: now });
+    this.ring.write({ lost: { source, num_events_lost: String(n), first: timestampFromNs(now), last: timestampFromNs(now) }, timeNs: now, encoded: undefined });
     this.wake();
   }
 
@@ -155,9 +164,6 @@ export class FlowObserver {
       e.flow
         ? { response_types: 'flow', flow: e.flow, node_name: this.opts.nodeName, time: e.flow.time }
         : { response_types: 'lost_events', lost_events: e.lost, node_name: this.opts.nodeName, time: timestampFromNs(e.timeNs) };
-    const send = async (r: FlowsResponse) => {
-      if (!sink.write(r)) await sink.drained();
-    };
 
     const run = async () => {
       const number = q.number ?? 0;
@@ -178,7 +184,7 @@ export class FlowObserver {
       }
       for (const e of history) {
         if (cancelled) return;
-        await send(toResponse(e));
+        if (!sink.write(toResponse(e), e)) await sink.drained();
       }
       if (!q.follow || cancelled) return;
       let cursor = head;
@@ -196,14 +202,17 @@ export class FlowObserver {
         if ('lost' in r) {
           this.lost.HUBBLE_RING_BUFFER += r.lost;
           const now = timestampFromNs(BigInt(Date.now()) * 1_000_000n);
-          await send({ response_types: 'lost_events', lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: String(r.lost), first: now, last: now }, node_name: this.opts.nodeName, time: now });
+          const lost: FlowsResponse = { response_types: 'lost_events', lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: String(r.lost), first: now, last: now }, node_name: this.opts.nodeName, time: now };
+          if (!sink.write(lost)) await sink.drained();
           cursor = r.next;
           continue;
         }
         cursor += 1;
         const e = r.item;
         if (q.untilNs !== undefined && e.timeNs > q.untilNs) return;
-        if (wanted(e)) await send(toResponse(e));
+        // Written synchronously while the transport takes them: a batch reaches the socket in the
+        // event-loop turn that stored it, with no promise per flow.
+        if (wanted(e) && !sink.write(toResponse(e), e)) await sink.drained();
       }
     };
     const done = run().finally(() => {
