@@ -21,6 +21,7 @@ import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs } from './flow.js';
 import type { FlowObserver, FlowsResponse, FlowsSink, StoreEntry } from './observer.js';
 import { addHealthService } from './health.js';
+import { flowsResponseEncoder } from './flow-codec.js';
 import { HubbleProtosMissingError, loadHubbleProtos } from './protos.js';
 
 export class ObserverListenError extends MeshdError {
@@ -109,7 +110,18 @@ export class ObserverServer {
     // bytes, see getFlows): encoded ones pass through the serializer as they are.
     const getFlowsDef = Observer.service.GetFlows;
     if (!getFlowsDef) throw new HubbleProtosMissingError('observer.Observer has no GetFlows in the loaded protos');
-    const encode = getFlowsDef.responseSerialize;
+    const slow = getFlowsDef.responseSerialize;
+    const fast = flowsResponseEncoder(loadHubbleProtos().dir);
+    // The one-pass encoder (flow-codec.ts); a response it cannot write goes through proto-loader's.
+    const encode = (v: unknown): Buffer => {
+      if (typeof v !== 'object' || v === null) return slow(v);
+      try {
+        return fast(v);
+      } catch (e) {
+        if (isMeshdError(e, 'MESHD_OBSERVE_ENCODE')) return slow(v);
+        throw e;
+      }
+    };
     this.encode = encode;
     const service: grpc.ServiceDefinition = {
       ...Observer.service,
