@@ -189,7 +189,10 @@ class ByteWriter {
   }
 
   finish(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
+    // allocUnsafe takes small buffers from Node's shared pool: no allocation per message.
+    const out = Buffer.allocUnsafe(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    return out;
   }
 }
 
