@@ -13,7 +13,7 @@ import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import type { L7FlowRecord } from '../proxy/access-log-server.js';
 import { DropReason } from '../datapath/abi.js';
 import { summary } from './flow-format.js';
-import { MonitorEvent, timestampFromNs, type Endpoint, type Flow, type Layer4, type Policy, type TrafficDirection, type Verdict } from './flow.js';
+import { MonitorEvent, timestampFromNs, type Endpoint, type Flow, type Layer4, type Policy, type TcpFlags, type TrafficDirection, type Verdict } from './flow.js';
 
 /** Who is behind an address, as the agent knows it. */
 export interface PeerInfo {
@@ -79,18 +79,33 @@ const HUBBLE_DROP: Record<number, { name: string; code: number }> = {
 
 const reasonNumber = new Map<string, number>(Object.entries(DropReason).map(([k, v]) => [k, v]));
 
-function layer4(protocol: number, sport: number, dport: number): Layer4 | undefined {
+/** The TCP header's flags byte → Hubble's TCPFlags (only the set ones; NS lives in another byte and is never set here). */
+export function tcpFlags(b: number): TcpFlags {
+  const f: TcpFlags = {};
+  // Set in the order Hubble lists them (SYN first), which is the order a summary prints them in.
+  if (b & 0x02) f.SYN = true;
+  if (b & 0x01) f.FIN = true;
+  if (b & 0x04) f.RST = true;
+  if (b & 0x08) f.PSH = true;
+  if (b & 0x10) f.ACK = true;
+  if (b & 0x20) f.URG = true;
+  if (b & 0x40) f.ECE = true;
+  if (b & 0x80) f.CWR = true;
+  return f;
+}
+
+function layer4(protocol: number, sport: number, dport: number, flags?: number, icmpType = 0): Layer4 | undefined {
   switch (protocol) {
     case 6:
-      return { protocol: 'TCP', TCP: { source_port: sport, destination_port: dport } };
+      return flags ? { protocol: 'TCP', TCP: { source_port: sport, destination_port: dport, flags: tcpFlags(flags) } } : { protocol: 'TCP', TCP: { source_port: sport, destination_port: dport } };
     case 17:
       return { protocol: 'UDP', UDP: { source_port: sport, destination_port: dport } };
     case 132:
       return { protocol: 'SCTP', SCTP: { source_port: sport, destination_port: dport } };
     case 1:
-      return { protocol: 'ICMPv4', ICMPv4: { type: 0, code: 0 } };
+      return { protocol: 'ICMPv4', ICMPv4: { type: icmpType, code: 0 } };
     case 58:
-      return { protocol: 'ICMPv6', ICMPv6: { type: 0, code: 0 } };
+      return { protocol: 'ICMPv6', ICMPv6: { type: icmpType, code: 0 } };
     default:
       return undefined;
   }
@@ -160,7 +175,7 @@ export class FlowParser {
       traffic_direction: egress ? 'EGRESS' : 'INGRESS',
       interface: { index: r.ifindex, name: '' },
     };
-    const l4 = layer4(r.protocol, r.src.port, r.dst.port);
+    const l4 = layer4(r.protocol, r.src.port, r.dst.port, r.tcpFlags, r.icmpType);
     if (l4) f.l4 = l4;
     // Verdict and redirect events are emitted for the first packet of a new connection: never a reply.
     if (r.type !== 'drop') f.is_reply = { value: false };
