@@ -41,7 +41,8 @@ import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from '../src/observe/protos.
 import { AgentResolver } from '../src/observe/resolver.js';
 import { loadPolicyDocuments } from '../src/policy/api/loader.js';
 import { PolicyEngine } from '../src/policy/index.js';
-import { run } from '../src/util/exec.js';
+import { describeError } from '../src/util/errors.js';
+import { CommandError, run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { AgentNode } from '../test/helpers/agent-node.js';
 import { benchArgs } from './args.js';
@@ -271,6 +272,23 @@ async function l7Round(mode: L7Mode, wrkDuration: number, slot: number): Promise
   }
 }
 
+/**
+ * A round again when its agent could not start because the node-wide proxy routing rule was held
+ * at that moment (another agent with a proxy on the same machine); up to three more times, 10 s apart.
+ */
+async function retried<T>(fn: () => Promise<T>, log: (l: string) => void): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fn();
+    } catch (e) {
+      // `ip rule add` refused with EEXIST (the kernel's "File exists" on stderr): someone else's rule.
+      if (attempt > 3 || !(e instanceof CommandError && e.argv.includes('rule') && /File exists/.test(e.stderr))) throw e;
+      log(`l7: agent start failed (${describeError(e)}); again in 10 s`);
+      await new Promise((r) => setTimeout(r, 10_000));
+    }
+  }
+}
+
 function ratio(a: number, b: number): number {
   return Math.round((a / b) * 1000) / 1000;
 }
@@ -287,7 +305,7 @@ async function l7Bench(rounds: number, wrkDuration: number, log: (l: string) => 
   for (let i = 0; i < rounds; i += 1) {
     // Rotate the order so that no mode always runs first (or last) in a round.
     for (const m of [...modes.slice(i % 3), ...modes.slice(0, i % 3)]) {
-      const { p50, cpuUsPerReq } = await l7Round(m, wrkDuration, 3);
+      const { p50, cpuUsPerReq } = await retried(() => l7Round(m, wrkDuration, 3), log);
       p50s[m].push(p50);
       cpus[m].push(cpuUsPerReq);
       log(`l7 round ${i + 1}: ${m.padEnd(6)} p50 ${p50.toFixed(3)} ms, agent CPU ${cpuUsPerReq.toFixed(1)} µs/request`);
