@@ -93,6 +93,34 @@ function grpcError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
 
+/**
+ * Hubble's observer.Observer service definition with GetFlows responses encoded by the one-pass
+ * encoder (flow-codec.ts; a response it cannot write goes through proto-loader's), and passed
+ * through as they are when already encoded (a store entry's cached bytes). Shared by the node's
+ * observer and the relay.
+ */
+export function observerService(): { service: grpc.ServiceDefinition; encode: (v: unknown) => Buffer } {
+  const { Observer, dir } = loadHubbleProtos();
+  const getFlowsDef = Observer.service.GetFlows;
+  if (!getFlowsDef) throw new HubbleProtosMissingError('observer.Observer has no GetFlows in the loaded protos');
+  const slow = getFlowsDef.responseSerialize;
+  const fast = flowsResponseEncoder(dir);
+  const encode = (v: unknown): Buffer => {
+    if (typeof v !== 'object' || v === null) return slow(v);
+    try {
+      return fast(v);
+    } catch (e) {
+      if (isMeshdError(e, 'MESHD_OBSERVE_ENCODE')) return slow(v);
+      throw e;
+    }
+  };
+  const service: grpc.ServiceDefinition = {
+    ...Observer.service,
+    GetFlows: { ...getFlowsDef, responseSerialize: (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : encode(v)) },
+  };
+  return { service, encode };
+}
+
 export class ObserverServer {
   private server: grpc.Server | null = null;
   private encode: (v: unknown) => Buffer = () => Buffer.alloc(0);
@@ -103,30 +131,10 @@ export class ObserverServer {
   constructor(private readonly opts: ObserverServerOptions) {}
 
   async listen(): Promise<void> {
-    const { Observer } = loadHubbleProtos();
     const obs = this.opts.observer;
     const server = new grpc.Server();
-    // GetFlows responses are written either as objects or already encoded (a store entry's cached
-    // bytes, see getFlows): encoded ones pass through the serializer as they are.
-    const getFlowsDef = Observer.service.GetFlows;
-    if (!getFlowsDef) throw new HubbleProtosMissingError('observer.Observer has no GetFlows in the loaded protos');
-    const slow = getFlowsDef.responseSerialize;
-    const fast = flowsResponseEncoder(loadHubbleProtos().dir);
-    // The one-pass encoder (flow-codec.ts); a response it cannot write goes through proto-loader's.
-    const encode = (v: unknown): Buffer => {
-      if (typeof v !== 'object' || v === null) return slow(v);
-      try {
-        return fast(v);
-      } catch (e) {
-        if (isMeshdError(e, 'MESHD_OBSERVE_ENCODE')) return slow(v);
-        throw e;
-      }
-    };
+    const { service, encode } = observerService();
     this.encode = encode;
-    const service: grpc.ServiceDefinition = {
-      ...Observer.service,
-      GetFlows: { ...getFlowsDef, responseSerialize: (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : encode(v)) },
-    };
     const unimplemented = (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', grpcError(grpc.status.UNIMPLEMENTED, 'meshd produces no agent or debug events'));
     server.addService(service, {
       GetFlows: (call: grpc.ServerWritableStream<unknown, unknown>) => this.getFlows(call),
