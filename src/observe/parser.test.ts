@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import { FLOW_METRIC_HANDLERS, FlowMetrics, parseMetricsEnabled } from './metrics.js';
 import { isMeshdError } from '../util/errors.js';
+import { addNanos, timestampFromMs, timestampFromNs } from './flow.js';
 import { FlowParser, type EndpointResolver } from './parser.js';
 
 const resolver: EndpointResolver = {
@@ -111,4 +112,13 @@ test('TCP flags from the datapath event reach the flow (and its summary); ICMP c
   assert.equal(fin.Summary, 'TCP Flags: FIN, ACK');
   const ping = parser.fromDatapath(rec({ protocol: 1, icmpType: 8, src: { ip: '10.1.0.2', port: 0 }, dst: { ip: '10.1.0.3', port: 0 } }));
   assert.deepEqual(ping.l4, { protocol: 'ICMPv4', ICMPv4: { type: 8, code: 0 } });
+});
+
+test('timestamps from milliseconds and latencies in plain numbers equal the BigInt arithmetic', () => {
+  for (const ms of [0, 1, 999, 1000, 1_796_000_000_123, 1_796_000_000_999]) {
+    assert.deepEqual(timestampFromMs(ms), timestampFromNs(BigInt(ms) * 1_000_000n));
+    for (const lat of [0, 1, 999_999_999, 1_000_000_000, 4_321_000_000_123]) {
+      assert.deepEqual(addNanos(timestampFromMs(ms), lat), timestampFromNs(BigInt(ms) * 1_000_000n + BigInt(lat)));
+    }
+  }
 });
