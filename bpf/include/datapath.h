@@ -203,7 +203,8 @@ struct meshd_flow_event {
 	MESHD_TUPLE_FIELDS;
 	__u8 verdict;
 	__u16 proxy_port;
-	__u16 pad;
+	__u8 tcp_flags; /* the packet's TCP flags byte (FIN 0x01 … CWR 0x80), 0 for other protocols */
+	__u8 icmp_type; /* the ICMP/ICMPv6 type, 0 for other protocols */
 };
 
 /* Per-packet service translation (socketLB.hostNamespaceOnly=true): the

@@ -58,7 +58,8 @@ static __always_inline void meshd_emit(struct __sk_buff *skb, const struct meshd
 	ev->dir = c->dir;
 	ev->verdict = verdict;
 	ev->proxy_port = proxy_port;
-	ev->pad = 0;
+	ev->tcp_flags = t->proto == MESHD_IPPROTO_TCP ? t->tcp_flags : 0;
+	ev->icmp_type = t->icmp_type;
 	bpf_ringbuf_submit(ev, 0);
 }
 

@@ -329,6 +329,7 @@ export class Agent {
       engine: this.engine,
       version: packageVersion(),
       epIdOf: (id) => this.endpoints.endpoint(id)?.epId,
+      workloadOf: (id) => this.endpointSub?.podWorkload(id),
       agent: {
         status: () => ({ running: this.state === 'running', counts: this.status().counts }),
         proxy: proxyHealth,

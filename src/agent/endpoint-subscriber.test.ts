@@ -98,3 +98,16 @@ test("another node's endpoint object wins over its Pod for that pod; the Pod is 
   assert.equal(engine.isLocalEndpoint('default/r1'), true);
   assert.equal(engine.endpointByIp('10.0.0.7'), 'default/r1');
 });
+
+test('a pod manifest names its workload from its controlling owner (for flows)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-epsub-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sub = new EndpointSubscriber(new PolicyEngine(), new EndpointRegistry(join(dir, 'endpoints.json')), 'node-a');
+  const pod = mustParse(KINDS.Pod, {
+    metadata: { name: 'api-7d9f8c6b5-x2k4q', namespace: 'shop', labels: { app: 'api', 'pod-template-hash': '7d9f8c6b5' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'api-7d9f8c6b5', uid: 'u1', controller: true }] },
+    status: { podIP: '10.0.0.7' },
+  });
+  await sub.apply(ev('upsert', pod));
+  assert.deepEqual(sub.podWorkload('shop/api-7d9f8c6b5-x2k4q'), { kind: 'Deployment', name: 'api' });
+  assert.equal(sub.podWorkload('shop/other'), undefined);
+});

@@ -16,6 +16,7 @@
 import type { EndpointRegistry } from './endpoint-registry.js';
 import { nodeIps } from '../k8s/node.js';
 import { podIps, podNamedPorts, type Pod } from '../k8s/pod.js';
+import { podWorkload, type Workload } from '../observe/workload.js';
 import type { PolicyEngine } from '../policy/index.js';
 import type { RemoteEndpointLookup } from './remote-endpoints.js';
 import type { ResourceEvent, ResourceSubscriber } from './resource-source.js';
@@ -26,6 +27,7 @@ export class EndpointSubscriber implements ResourceSubscriber {
   readonly kinds = ['Pod', 'Namespace', 'Node'] as const;
   /** Pod manifests by endpoint id ("namespace/name"). */
   private readonly pods = new Map<string, Pod>();
+  private readonly workloads = new WeakMap<Pod, Workload | undefined>();
 
   constructor(
     private readonly engine: PolicyEngine,
@@ -74,6 +76,15 @@ export class EndpointSubscriber implements ResourceSubscriber {
 
   podLabels(id: string): Record<string, string> {
     return this.pods.get(id)?.metadata.labels ?? {};
+  }
+
+  /** The pod's workload (its controlling owner, a ReplicaSet named for its Deployment), for flows. */
+  podWorkload(id: string): Workload | undefined {
+    const pod = this.pods.get(id);
+    if (!pod) return undefined;
+    // Asked per flow: derived once per manifest (an update brings a new Pod object).
+    if (!this.workloads.has(pod)) this.workloads.set(pod, podWorkload({ ownerReferences: pod.metadata.ownerReferences, labels: pod.metadata.labels }));
+    return this.workloads.get(pod);
   }
 
   /** The named container ports of a pod's manifest ([] without one). */

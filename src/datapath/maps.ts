@@ -102,7 +102,8 @@ export const FlowEvent = defineStruct('meshd_flow_event', [
   ...tupleFields,
   ['verdict', 'u8'],
   ['proxy_port', 'u16'],
-  ['pad', 'u16'],
+  ['tcp_flags', 'u8'],
+  ['icmp_type', 'u8'],
 ] as const);
 
 export const NatKey = defineStruct('meshd_nat_key', [

@@ -11,6 +11,11 @@
  *   client GET  /metrics      :9090  200      200    kernel only
  *   intruder GET /api/v1/users :8080 dropped  dropped kernel (POLICY_DENY)
  *
+ * then the same requests as flows, as `meshd observe` prints them from the
+ * agent's Hubble API, and the URL of the service map and live flow table
+ * (`meshd ui`, port 12000 when free; `npm run demo -- --keep` keeps it all
+ * up until Ctrl-C).
+ *
  * It exits 0 only if every row matches, and removes everything it created
  * (pods, namespaces, the agent, Envoy, pins, cgroup, CNI files, routing).
  */
@@ -26,6 +31,8 @@ import { apiRoutes } from '../api/index.js';
 import { callApi } from '../cli/api-client.js';
 import { ResultSchema } from '../cni/cni-spec.js';
 import { CONFLIST_NAME } from '../cni/installer.js';
+import { FlowUi } from '../observe/ui.js';
+import { isMeshdError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { repoPath } from '../util/paths.js';
 
@@ -238,6 +245,8 @@ class Demo {
 
 async function main(): Promise<number> {
   const t0 = Date.now();
+  const keep = process.argv.includes('--keep');
+  let ui: FlowUi | undefined;
   const demo = new Demo();
   const stop = () => void demo.cleanup().finally(() => process.exit(130));
   process.once('SIGINT', stop);
@@ -269,14 +278,64 @@ async function main(): Promise<number> {
     const observe = ['observe', '--server', `unix://${join(demo.stateDir, 'hubble.sock')}`, '--namespace', 'default', '--last', '60'];
     const flows = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), ...observe], { timeoutMs: 20_000 });
     process.stdout.write(`$ meshd ${observe.join(' ')}\n${flows.stdout}\n`);
+    // The service map and live flow table of the same run (`meshd ui`), on Hubble UI's port when it is free.
+    const hubbleServer = `unix://${join(demo.stateDir, 'hubble.sock')}`;
+    ui = await startUi(hubbleServer);
+    const map = await uiMap(ui.port);
+    process.stdout.write(
+      `service map and live flows (meshd ui --server ${hubbleServer}): http://localhost:${ui.port}/ — ${map.nodes} workloads, ${map.edges} edges\n`,
+    );
     process.stdout.write(`${ok ? 'every row matches' : 'SOME ROWS DO NOT MATCH'} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    if (keep) {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      process.stdout.write('--keep: the agent, the pods and the UI stay up; Ctrl-C removes everything\n');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+    } else process.stdout.write('(npm run demo -- --keep leaves it all running to look at in a browser; Ctrl-C then removes it)\n');
     return ok ? 0 : 1;
   } catch (e) {
     process.stderr.write(`meshd demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   } finally {
+    await ui?.close();
     await demo.cleanup();
   }
+}
+
+/** `meshd ui` in this process, on port 12000 as Hubble UI, or any free port when 12000 is taken. */
+async function startUi(server: string): Promise<FlowUi> {
+  const at = async (port: number) => {
+    const u = new FlowUi({ server, port, host: '127.0.0.1' });
+    try {
+      await u.start();
+      return u;
+    } catch (e) {
+      await u.close();
+      throw e;
+    }
+  };
+  return at(12000).catch((e: unknown) => {
+    if (isMeshdError(e, 'MESHD_OBSERVE_LISTEN')) return at(0);
+    throw e;
+  });
+}
+
+const MapSchema = z.object({ nodes: z.array(z.object({ id: z.string() })), edges: z.array(z.object({ from: z.string(), to: z.string() })) });
+
+/** What the UI's service map shows once it has read the run's flows (up to 5 s). */
+async function uiMap(port: number): Promise<{ nodes: number; edges: number }> {
+  let last = { nodes: 0, edges: 0 };
+  for (let i = 0; i < 25; i += 1) {
+    const res = await fetch(`http://127.0.0.1:${port}/api/map`);
+    const m = MapSchema.parse(await res.json());
+    last = { nodes: m.nodes.length, edges: m.edges.length };
+    if (last.edges > 0) return last;
+    await sleep(200);
+  }
+  return last;
 }
 
 process.exitCode = await main();

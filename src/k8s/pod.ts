@@ -16,7 +16,13 @@ const containerPort = z.object({
 
 export const PodSchema = z.object({
   ...typeMeta('Pod', API_VERSIONS),
-  metadata: z.object({ name: z.string().min(1), namespace: z.string().min(1).default('default'), labels: labelsSchema }),
+  metadata: z.object({
+    name: z.string().min(1),
+    namespace: z.string().min(1).default('default'),
+    labels: labelsSchema,
+    // The controlling owner names the Pod's workload in flows (src/observe/workload.ts).
+    ownerReferences: z.array(z.object({ kind: z.string(), name: z.string(), controller: z.boolean().optional() })).optional(),
+  }),
   spec: z
     .object({
       nodeName: z.string().optional(),

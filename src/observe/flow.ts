@@ -152,6 +152,20 @@ export function timestampFromNs(ns: bigint): Timestamp {
   return { seconds: (ns / 1_000_000_000n).toString(), nanos: Number(ns % 1_000_000_000n) };
 }
 
+/** Wall-clock milliseconds (Date.now(), Date.parse) → Timestamp, without BigInt. */
+export function timestampFromMs(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+/** `t` plus a non-negative number of nanoseconds below 2^53 (a latency), without BigInt. */
+export function addNanos(t: Timestamp, ns: number): Timestamp {
+  if (ns === 0) return t;
+  const total = t.nanos + ns;
+  const carry = Math.floor(total / 1e9);
+  return { seconds: carry === 0 ? t.seconds : String(Number(t.seconds) + carry), nanos: total - carry * 1e9 };
+}
+
 export function timestampNs(t: Timestamp): bigint {
   return BigInt(t.seconds) * 1_000_000_000n + BigInt(t.nanos);
 }

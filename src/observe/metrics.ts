@@ -15,6 +15,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { MeshdError } from '../util/errors.js';
 import type { Flow } from './flow.js';
+import { CounterCells, HistogramCells } from './metric-cells.js';
 import type { FlowObserver } from './observer.js';
 
 export class MetricsConfigError extends MeshdError {
@@ -57,79 +58,106 @@ export class FlowMetrics {
     for (const h of parseMetricsEnabled(enabled)) {
       switch (h) {
         case 'flow': {
-          const c = new Counter({ name: 'hubble_flows_processed_total', help: 'Total number of flows processed', labelNames: ['protocol', 'type', 'subtype', 'verdict'], registers: [r] });
+          const cells = new CounterCells<'protocol' | 'type' | 'subtype' | 'verdict'>();
+          const c: Counter<'protocol' | 'type' | 'subtype' | 'verdict'> = new Counter({ name: 'hubble_flows_processed_total', help: 'Total number of flows processed', labelNames: ['protocol', 'type', 'subtype', 'verdict'], registers: [r], collect: () => cells.flushInto(c) });
           this.fns.push((f) => {
-            const type = FLOW_TYPE[f.event_type.type] ?? 'Unknown';
-            const subtype = type === 'L7' && f.l7 ? (f.l7.record === 'http' ? 'HTTP' : f.l7.record === 'dns' ? 'DNS' : '') : type === 'Unknown' ? String(f.event_type.type) : '';
-            c.inc({ protocol: protocolLabel(f), type, subtype, verdict: f.verdict });
+            // Every label is a function of these three (and the L7 record): they make the key.
+            const l7 = f.l7?.record ?? '';
+            cells.add(`${f.event_type.type}|${l7 || (f.l4?.protocol ?? '')}|${f.verdict}`, () => {
+              const type = FLOW_TYPE[f.event_type.type] ?? 'Unknown';
+              const subtype = type === 'L7' && f.l7 ? (f.l7.record === 'http' ? 'HTTP' : f.l7.record === 'dns' ? 'DNS' : '') : type === 'Unknown' ? String(f.event_type.type) : '';
+              return { protocol: protocolLabel(f), type, subtype, verdict: f.verdict };
+            });
           });
           break;
         }
         case 'drop': {
-          const c = new Counter({ name: 'hubble_drop_total', help: 'Number of drops', labelNames: ['reason', 'protocol'], registers: [r] });
+          const cells = new CounterCells<'reason' | 'protocol'>();
+          const c: Counter<'reason' | 'protocol'> = new Counter({ name: 'hubble_drop_total', help: 'Number of drops', labelNames: ['reason', 'protocol'], registers: [r], collect: () => cells.flushInto(c) });
           this.fns.push((f) => {
-            if (f.verdict === 'DROPPED') c.inc({ reason: f.drop_reason_desc ?? 'DROP_REASON_UNKNOWN', protocol: protocolLabel(f) });
+            if (f.verdict !== 'DROPPED') return;
+            const reason = f.drop_reason_desc ?? 'DROP_REASON_UNKNOWN';
+            const protocol = protocolLabel(f);
+            cells.add(`${reason}|${protocol}`, () => ({ reason, protocol }));
           });
           break;
         }
         case 'tcp': {
-          const c = new Counter({ name: 'hubble_tcp_flags_total', help: 'TCP flag occurrences', labelNames: ['flag', 'family'], registers: [r] });
+          const cells = new CounterCells<'flag' | 'family'>();
+          const c: Counter<'flag' | 'family'> = new Counter({ name: 'hubble_tcp_flags_total', help: 'TCP flag occurrences', labelNames: ['flag', 'family'], registers: [r], collect: () => cells.flushInto(c) });
           this.fns.push((f) => {
             if (f.l4?.protocol !== 'TCP' || !f.l4.TCP.flags || f.l7) return;
             const flags = f.l4.TCP.flags;
-            for (const fl of TCP_FLAGS) if (flags[fl]) c.inc({ flag: fl, family: f.IP?.ipVersion ?? '' });
+            const family = f.IP?.ipVersion ?? '';
+            for (const flag of TCP_FLAGS) if (flags[flag]) cells.add(`${flag}|${family}`, () => ({ flag, family }));
           });
           break;
         }
         case 'port-distribution': {
-          const c = new Counter({ name: 'hubble_port_distribution_total', help: 'Numbers of packets distributed by destination port', labelNames: ['protocol', 'port'], registers: [r] });
+          const cells = new CounterCells<'protocol' | 'port'>();
+          const c: Counter<'protocol' | 'port'> = new Counter({ name: 'hubble_port_distribution_total', help: 'Numbers of packets distributed by destination port', labelNames: ['protocol', 'port'], registers: [r], collect: () => cells.flushInto(c) });
           this.fns.push((f) => {
             if (f.verdict === 'DROPPED' || f.l7 || !f.l4) return;
             const l4 = f.l4;
-            if (l4.protocol === 'TCP') c.inc({ protocol: 'TCP', port: String(l4.TCP.destination_port) });
-            else if (l4.protocol === 'UDP') c.inc({ protocol: 'UDP', port: String(l4.UDP.destination_port) });
-            else if (l4.protocol === 'SCTP') c.inc({ protocol: 'SCTP', port: String(l4.SCTP.destination_port) });
-            else c.inc({ protocol: l4.protocol, port: '0' });
+            const port = l4.protocol === 'TCP' ? l4.TCP.destination_port : l4.protocol === 'UDP' ? l4.UDP.destination_port : l4.protocol === 'SCTP' ? l4.SCTP.destination_port : 0;
+            cells.add(`${l4.protocol}|${port}`, () => ({ protocol: l4.protocol, port: String(port) }));
           });
           break;
         }
         case 'httpV2':
         case 'http': {
           const v2 = h === 'httpV2';
-          const requests = new Counter({ name: 'hubble_http_requests_total', help: 'Count of HTTP requests', labelNames: v2 ? ['method', 'protocol', 'status', 'reporter'] : ['method', 'protocol', 'reporter'], registers: [r] });
-          const responses = v2 ? null : new Counter({ name: 'hubble_http_responses_total', help: 'Count of HTTP responses', labelNames: ['method', 'protocol', 'status', 'reporter'], registers: [r] });
-          const duration = new Histogram({ name: 'hubble_http_request_duration_seconds', help: 'Quantiles of HTTP request duration in seconds', labelNames: ['method', 'reporter'], registers: [r] });
+          type Req = 'method' | 'protocol' | 'status' | 'reporter';
+          const reqCells = new CounterCells<Req>();
+          const respCells = new CounterCells<Req>();
+          const durCells = new HistogramCells<'method' | 'reporter'>();
+          const requests: Counter<Req> = new Counter({ name: 'hubble_http_requests_total', help: 'Count of HTTP requests', labelNames: v2 ? ['method', 'protocol', 'status', 'reporter'] : ['method', 'protocol', 'reporter'], registers: [r], collect: () => reqCells.flushInto(requests) });
+          const responses: Counter<Req> | null = v2 ? null : new Counter({ name: 'hubble_http_responses_total', help: 'Count of HTTP responses', labelNames: ['method', 'protocol', 'status', 'reporter'], registers: [r], collect: () => {
+              if (responses) respCells.flushInto(responses);
+            } });
+          const duration: Histogram<'method' | 'reporter'> = new Histogram({ name: 'hubble_http_request_duration_seconds', help: 'Quantiles of HTTP request duration in seconds', labelNames: ['method', 'reporter'], registers: [r], collect: () => durCells.flushInto(duration) });
+          durCells.bind(duration);
           this.fns.push((f) => {
             if (f.l7?.record !== 'http') return;
             const http = f.l7.http;
             const reporter = f.traffic_direction === 'EGRESS' ? 'client' : f.traffic_direction === 'INGRESS' ? 'server' : 'unknown';
             if (f.l7.type === 'REQUEST') {
-              if (!v2) requests.inc({ method: http.method, protocol: http.protocol, reporter });
+              if (!v2) reqCells.add(`${http.method}|${http.protocol}|${reporter}`, () => ({ method: http.method, protocol: http.protocol, reporter }));
               return;
             }
             if (f.l7.type !== 'RESPONSE') return;
-            if (v2) requests.inc({ method: http.method, protocol: http.protocol, status: String(http.code), reporter });
-            else responses?.inc({ method: http.method, protocol: http.protocol, status: String(http.code), reporter });
-            if (f.l7.latency_ns !== undefined) duration.observe({ method: http.method, reporter }, Number(f.l7.latency_ns) / 1e9);
+            const key = `${http.method}|${http.protocol}|${http.code}|${reporter}`;
+            const labels = () => ({ method: http.method, protocol: http.protocol, status: String(http.code), reporter });
+            (v2 ? reqCells : respCells).add(key, labels);
+            if (f.l7.latency_ns !== undefined) durCells.observe(`${http.method}|${reporter}`, () => ({ method: http.method, reporter }), Number(f.l7.latency_ns) / 1e9);
           });
           break;
         }
         case 'dns': {
-          const queries = new Counter({ name: 'hubble_dns_queries_total', help: 'Number of DNS queries observed', labelNames: ['rcode', 'qtypes', 'ips_returned'], registers: [r] });
-          const responses = new Counter({ name: 'hubble_dns_responses_total', help: 'Number of DNS responses observed', labelNames: ['rcode', 'qtypes', 'ips_returned'], registers: [r] });
+          type Dns = 'rcode' | 'qtypes' | 'ips_returned';
+          const qCells = new CounterCells<Dns>();
+          const rCells = new CounterCells<Dns>();
+          const queries: Counter<Dns> = new Counter({ name: 'hubble_dns_queries_total', help: 'Number of DNS queries observed', labelNames: ['rcode', 'qtypes', 'ips_returned'], registers: [r], collect: () => qCells.flushInto(queries) });
+          const responses: Counter<Dns> = new Counter({ name: 'hubble_dns_responses_total', help: 'Number of DNS responses observed', labelNames: ['rcode', 'qtypes', 'ips_returned'], registers: [r], collect: () => rCells.flushInto(responses) });
           this.fns.push((f) => {
             if (f.l7?.record !== 'dns') return;
             const d = f.l7.dns;
             const labels = { rcode: f.l7.type === 'RESPONSE' ? rcodeName(d.rcode ?? 0) : '', qtypes: (d.qtypes ?? []).join(','), ips_returned: String(d.ips?.length ?? 0) };
-            (f.l7.type === 'REQUEST' ? queries : responses).inc(labels);
+            (f.l7.type === 'REQUEST' ? qCells : rCells).add(`${labels.rcode}|${labels.qtypes}|${labels.ips_returned}`, () => labels);
           });
           break;
         }
         case 'icmp': {
-          const c = new Counter({ name: 'hubble_icmp_total', help: 'Number of ICMP messages', labelNames: ['family', 'type'], registers: [r] });
+          const cells = new CounterCells<'family' | 'type'>();
+          const c: Counter<'family' | 'type'> = new Counter({ name: 'hubble_icmp_total', help: 'Number of ICMP messages', labelNames: ['family', 'type'], registers: [r], collect: () => cells.flushInto(c) });
           this.fns.push((f) => {
-            if (f.l4?.protocol === 'ICMPv4') c.inc({ family: 'IPv4', type: String(f.l4.ICMPv4.type) });
-            else if (f.l4?.protocol === 'ICMPv6') c.inc({ family: 'IPv6', type: String(f.l4.ICMPv6.type) });
+            if (f.l4?.protocol === 'ICMPv4') {
+              const type = String(f.l4.ICMPv4.type);
+              cells.add(`4|${type}`, () => ({ family: 'IPv4', type }));
+            } else if (f.l4?.protocol === 'ICMPv6') {
+              const type = String(f.l4.ICMPv6.type);
+              cells.add(`6|${type}`, () => ({ family: 'IPv6', type }));
+            }
           });
           break;
         }

@@ -19,9 +19,10 @@ import { z } from 'zod';
 import { isMeshdError, MeshdError } from '../util/errors.js';
 import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs } from './flow.js';
-import type { FlowObserver, FlowsResponse, FlowsSink } from './observer.js';
+import type { FlowObserver, FlowsResponse, FlowsSink, StoreEntry } from './observer.js';
 import { addHealthService } from './health.js';
-import { loadHubbleProtos } from './protos.js';
+import { flowsResponseEncoder } from './flow-codec.js';
+import { HubbleProtosMissingError, loadHubbleProtos } from './protos.js';
 
 export class ObserverListenError extends MeshdError {
   constructor(message: string, cause?: unknown) {
@@ -44,8 +45,13 @@ const GetFlowsRequest = z.object({
   extensions: z.unknown().optional(),
 });
 
-/** Messages a GetFlows stream may buffer before the observer waits for it to drain. */
-const WRITE_BUDGET = 1024;
+/**
+ * Bytes a GetFlows stream may hold unsent (in grpc-js and HTTP/2, not yet in the socket) before the
+ * observer waits for it to drain: about 75,000 flows, so that a follower whose process is not
+ * scheduled for a moment (or whose terminal is slow) is not lapped by a busy store at once. Past it
+ * the follower reads from the store again and is told what it lost.
+ */
+export const FOLLOWER_BUFFER_BYTES = 16 * 1024 * 1024;
 
 const tsNs = (t: z.infer<typeof timestamp> | undefined) => (t ? timestampNs({ seconds: t.seconds ?? '0', nanos: t.nanos ?? 0 }) : undefined);
 
@@ -74,6 +80,8 @@ export function batchWrites(w: Writable): void {
 
 export interface ObserverServerOptions {
   observer: FlowObserver;
+  /** Unsent bytes per GetFlows stream before the stream waits (default FOLLOWER_BUFFER_BYTES). */
+  followerBufferBytes?: number;
   socketPath: string;
   /** "host:port" for a TCP listener as well (Cilium's hubble.listenAddress, e.g. ":4244"); none when empty. */
   listenAddress?: string;
@@ -85,8 +93,37 @@ function grpcError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
 
+/**
+ * Hubble's observer.Observer service definition with GetFlows responses encoded by the one-pass
+ * encoder (flow-codec.ts; a response it cannot write goes through proto-loader's), and passed
+ * through as they are when already encoded (a store entry's cached bytes). Shared by the node's
+ * observer and the relay.
+ */
+export function observerService(): { service: grpc.ServiceDefinition; encode: (v: unknown) => Buffer } {
+  const { Observer, dir } = loadHubbleProtos();
+  const getFlowsDef = Observer.service.GetFlows;
+  if (!getFlowsDef) throw new HubbleProtosMissingError('observer.Observer has no GetFlows in the loaded protos');
+  const slow = getFlowsDef.responseSerialize;
+  const fast = flowsResponseEncoder(dir);
+  const encode = (v: unknown): Buffer => {
+    if (typeof v !== 'object' || v === null) return slow(v);
+    try {
+      return fast(v);
+    } catch (e) {
+      if (isMeshdError(e, 'MESHD_OBSERVE_ENCODE')) return slow(v);
+      throw e;
+    }
+  };
+  const service: grpc.ServiceDefinition = {
+    ...Observer.service,
+    GetFlows: { ...getFlowsDef, responseSerialize: (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : encode(v)) },
+  };
+  return { service, encode };
+}
+
 export class ObserverServer {
   private server: grpc.Server | null = null;
+  private encode: (v: unknown) => Buffer = () => Buffer.alloc(0);
   private readonly active = new Set<() => void>();
   /** The TCP port bound when listenAddress was given (its port may be 0). */
   tcpPort: number | undefined;
@@ -94,11 +131,12 @@ export class ObserverServer {
   constructor(private readonly opts: ObserverServerOptions) {}
 
   async listen(): Promise<void> {
-    const { Observer } = loadHubbleProtos();
     const obs = this.opts.observer;
     const server = new grpc.Server();
+    const { service, encode } = observerService();
+    this.encode = encode;
     const unimplemented = (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', grpcError(grpc.status.UNIMPLEMENTED, 'meshd produces no agent or debug events'));
-    server.addService(Observer.service, {
+    server.addService(service, {
       GetFlows: (call: grpc.ServerWritableStream<unknown, unknown>) => this.getFlows(call),
       GetAgentEvents: unimplemented,
       GetDebugEvents: unimplemented,
@@ -161,22 +199,38 @@ export class ObserverServer {
     }
     const r = parsed.data;
     batchWrites(call);
+    const budget = this.opts.followerBufferBytes ?? FOLLOWER_BUFFER_BYTES;
+    const encode = this.encode;
+    // Unsent bytes of this stream: counted up on write, down when grpc-js handed the message to HTTP/2.
+    let unsent = 0;
+    let waiter: (() => void) | null = null;
+    const sent = (n: number) => () => {
+      unsent -= n;
+      if (waiter && unsent <= budget / 2) {
+        const w = waiter;
+        waiter = null;
+        w();
+      }
+    };
     const sink: FlowsSink = {
       // The stream's own high-water mark is 16 messages: a follower would wait for a drain every 16
-      // flows. Keep writing up to WRITE_BUDGET buffered messages; past it, wait for the drain.
-      write: (resp: FlowsResponse) => {
-        call.write(resp);
-        return call.writableLength < WRITE_BUDGET;
+      // flows. Keep writing up to `budget` unsent bytes; past it, wait until half of them went out.
+      write: (resp: FlowsResponse, entry?: StoreEntry) => {
+        const bytes = entry ? (entry.encoded ??= encode(resp)) : encode(resp);
+        unsent += bytes.byteLength;
+        call.write(bytes, sent(bytes.byteLength));
+        return unsent < budget;
       },
-      drained: () => new Promise<void>((resolve) => {
-        const done = () => {
-          call.off('drain', done);
-          call.off('cancelled', done);
-          resolve();
-        };
-        call.on('drain', done);
-        call.on('cancelled', done);
-      }),
+      drained: () =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            waiter = null;
+            call.off('cancelled', done);
+            resolve();
+          };
+          waiter = done;
+          call.on('cancelled', done);
+        }),
       end: () => call.end(),
     };
     let q: { done: Promise<void>; cancel(): void };

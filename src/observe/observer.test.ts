@@ -147,3 +147,17 @@ test('kernel ring-buffer losses reach a follower as a PERF_EVENT_RING_BUFFER los
   assert.equal(r.lost_events.source, 'PERF_EVENT_RING_BUFFER');
   assert.equal(r.lost_events.num_events_lost, '5');
 });
+
+test('GetFlows follow: a caught-up follower gets a burst larger than the store whole, in the call that stores it', async () => {
+  const obs = new FlowObserver({ capacity: 7, nodeName: 'node-1', version: 'test' });
+  const s = collect();
+  const q = obs.getFlows({ follow: true }, s);
+  await new Promise((r) => setImmediate(r));
+  const burst = Array.from({ length: 100 }, () => flow());
+  obs.add(burst);
+  // No turn of the event loop in between: the follower was handed every flow by add() itself.
+  assert.deepEqual(s.got.map((r) => (r.response_types === 'flow' ? r.flow.uuid : 'lost')), burst.map((f) => f.uuid));
+  assert.equal(obs.lost.HUBBLE_RING_BUFFER, 0);
+  q.cancel();
+  await q.done;
+});

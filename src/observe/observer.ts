@@ -19,7 +19,12 @@ import { compileFilters } from './filters.js';
 import { flowTimeNs, timestampFromNs, type Flow, type LostEvent, type LostEventSource } from './flow.js';
 import { FlowRing } from './ring.js';
 
-export type StoreEntry = { flow: Flow; lost?: undefined; timeNs: bigint } | { flow?: undefined; lost: LostEvent; timeNs: bigint };
+/**
+ * One slot of the store. `encoded` is the entry's GetFlowsResponse in wire form, filled by the first
+ * transport that sends it (observer-server.ts) and shared by every later reader: a flow is encoded
+ * once however many followers it goes to.
+ */
+export type StoreEntry = ({ flow: Flow; lost?: undefined } | { flow?: undefined; lost: LostEvent }) & { timeNs: bigint; encoded?: Uint8Array };
 
 /** One GetFlowsResponse as proto-loader encodes it. */
 export type FlowsResponse =
@@ -27,8 +32,12 @@ export type FlowsResponse =
   | { response_types: 'lost_events'; lost_events: LostEvent; node_name: string; time: Flow['time'] };
 
 export interface FlowsSink {
-  /** false: the transport's buffer is full; write again after `drained()` resolves. */
-  write(r: FlowsResponse): boolean;
+  /**
+   * false: the transport's buffer is full; write again after `drained()` resolves. `entry` is the
+   * store entry the response was made from (absent for responses made on the way, such as a
+   * follower's own lost-event report), so a transport can cache its encoding there.
+   */
+  write(r: FlowsResponse, entry?: StoreEntry): boolean;
   drained(): Promise<void>;
   end(): void;
 }
@@ -73,7 +82,13 @@ export class FlowObserver {
   readonly startedNs = process.hrtime.bigint();
   readonly lost: LostCounts = { PERF_EVENT_RING_BUFFER: 0, HUBBLE_RING_BUFFER: 0, OBSERVER_EVENTS_QUEUE: 0 };
   private flowsSeen = 0;
-  private readonly wakeups = new Set<() => void>();
+  /**
+   * Followers that have caught up with the store: each entry is handed to them as it is stored, in
+   * the same call, so a burst larger than the ring (a reader's backlog after the process was not
+   * scheduled for a while) reaches them whole. A follower whose transport is full leaves this set and
+   * reads from the ring again, where the writer may lap it (and it is told so).
+   */
+  private readonly live = new Set<(e: StoreEntry, pos: number) => void>();
   private readonly flowListeners = new Set<(flows: readonly Flow[]) => void>();
 
   constructor(private readonly opts: FlowObserverOptions) {
@@ -88,9 +103,8 @@ export class FlowObserver {
   add(flows: readonly Flow[]): void {
     if (flows.length === 0) return;
     for (const l of this.flowListeners) l(flows);
-    for (const f of flows) this.ring.write({ flow: f, timeNs: flowTimeNs(f) });
+    for (const f of flows) this.store({ flow: f, timeNs: flowTimeNs(f), encoded: undefined });
     this.flowsSeen += flows.length;
-    this.wake();
   }
 
   /** Records lost events from a source; the followers see them as a LostEvent in their stream. */
@@ -98,8 +112,13 @@ export class FlowObserver {
     if (n <= 0) return;
     this.lost[source] += n;
     const now = BigInt(Date.now()) * 1_000_000n;
-    this.ring.write({ lost: { source, num_events_lost: String(n), first: timestampFromNs(now), last: timestampFromNs(now) }, timeNs: now });
-    this.wake();
+    this.store({ lost: { source, num_events_lost: String(n), first: timestampFromNs(now), last: timestampFromNs(now) }, timeNs: now, encoded: undefined });
+  }
+
+  private store(e: StoreEntry): void {
+    const pos = this.ring.head;
+    this.ring.write(e);
+    for (const push of this.live) push(e, pos);
   }
 
   onFlows(l: (flows: readonly Flow[]) => void): () => void {
@@ -155,9 +174,6 @@ export class FlowObserver {
       e.flow
         ? { response_types: 'flow', flow: e.flow, node_name: this.opts.nodeName, time: e.flow.time }
         : { response_types: 'lost_events', lost_events: e.lost, node_name: this.opts.nodeName, time: timestampFromNs(e.timeNs) };
-    const send = async (r: FlowsResponse) => {
-      if (!sink.write(r)) await sink.drained();
-    };
 
     const run = async () => {
       const number = q.number ?? 0;
@@ -178,47 +194,60 @@ export class FlowObserver {
       }
       for (const e of history) {
         if (cancelled) return;
-        await send(toResponse(e));
+        if (!sink.write(toResponse(e), e)) await sink.drained();
       }
       if (!q.follow || cancelled) return;
       let cursor = head;
       for (;;) {
+        // Catch up from the ring.
+        while (cursor < this.ring.head) {
+          if (cancelled) return;
+          const r = this.ring.read(cursor);
+          if (r === undefined) break;
+          if ('lost' in r) {
+            this.lost.HUBBLE_RING_BUFFER += r.lost;
+            const now = timestampFromNs(BigInt(Date.now()) * 1_000_000n);
+            const lost: FlowsResponse = { response_types: 'lost_events', lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: String(r.lost), first: now, last: now }, node_name: this.opts.nodeName, time: now };
+            cursor = r.next;
+            if (!sink.write(lost)) await sink.drained();
+            continue;
+          }
+          cursor += 1;
+          const e = r.item;
+          if (q.untilNs !== undefined && e.timeNs > q.untilNs) return;
+          if (wanted(e) && !sink.write(toResponse(e), e)) await sink.drained();
+        }
         if (cancelled) return;
-        const r = this.ring.read(cursor);
-        if (r === undefined) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            this.wakeups.add(resolve);
-          });
-          wake = null;
-          continue;
-        }
-        if ('lost' in r) {
-          this.lost.HUBBLE_RING_BUFFER += r.lost;
-          const now = timestampFromNs(BigInt(Date.now()) * 1_000_000n);
-          await send({ response_types: 'lost_events', lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: String(r.lost), first: now, last: now }, node_name: this.opts.nodeName, time: now });
-          cursor = r.next;
-          continue;
-        }
-        cursor += 1;
-        const e = r.item;
-        if (q.untilNs !== undefined && e.timeNs > q.untilNs) return;
-        if (wanted(e)) await send(toResponse(e));
+        // Caught up: live until the transport is full, `until` is passed, or the request is cancelled.
+        const outcome = await new Promise<'full' | 'until' | 'cancelled'>((resolve) => {
+          // Called from the writer (add, noteLost): never throws into it.
+          const push = (e: StoreEntry, pos: number) => {
+            cursor = pos + 1;
+            try {
+              if (q.untilNs !== undefined && e.timeNs > q.untilNs) stop('until');
+              else if (wanted(e) && !sink.write(toResponse(e), e)) stop('full');
+            } catch {
+              stop('cancelled');
+            }
+          };
+          const stop = (why: 'full' | 'until' | 'cancelled') => {
+            this.live.delete(push);
+            wake = null;
+            resolve(why);
+          };
+          this.live.add(push);
+          wake = () => {
+            if (cancelled) stop('cancelled');
+          };
+        });
+        if (outcome !== 'full') return;
+        await sink.drained();
       }
     };
     const done = run().finally(() => {
-      if (wake) this.wakeups.delete(wake);
       if (!cancelled) sink.end();
     });
     return { done, cancel };
-  }
-
-  /** Wakes every follower waiting for new entries. */
-  private wake(): void {
-    if (this.wakeups.size === 0) return;
-    const ws = [...this.wakeups];
-    this.wakeups.clear();
-    for (const w of ws) w();
   }
 }
 

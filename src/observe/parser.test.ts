@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import { FLOW_METRIC_HANDLERS, FlowMetrics, parseMetricsEnabled } from './metrics.js';
 import { isMeshdError } from '../util/errors.js';
+import { addNanos, timestampFromMs, timestampFromNs } from './flow.js';
 import { FlowParser, type EndpointResolver } from './parser.js';
 
 const resolver: EndpointResolver = {
@@ -100,4 +101,24 @@ test('hubble.metrics.enabled: known handlers with options; an unknown name is re
   assert.deepEqual(parseMetricsEnabled(['dns:query;ignoreAAAA', 'drop', 'drop']), ['dns', 'drop']);
   assert.ok(FLOW_METRIC_HANDLERS.includes('httpV2'));
   assert.throws(() => parseMetricsEnabled(['flows']), (e: unknown) => isMeshdError(e, 'MESHD_OBSERVE_METRICS_CONFIG'));
+});
+
+test('TCP flags from the datapath event reach the flow (and its summary); ICMP carries its type', () => {
+  const syn = parser.fromDatapath(rec({ tcpFlags: 0x02 }));
+  assert.deepEqual(syn.l4, { protocol: 'TCP', TCP: { source_port: 40000, destination_port: 8080, flags: { SYN: true } } });
+  const rst = parser.fromDatapath(rec({ type: 'drop', dropReason: 'INVALID_PACKET', verdict: 'DENY', tcpFlags: 0x14 }));
+  assert.deepEqual(rst.l4?.protocol === 'TCP' ? rst.l4.TCP.flags : undefined, { RST: true, ACK: true });
+  const fin = parser.fromDatapath(rec({ tcpFlags: 0x11 }));
+  assert.equal(fin.Summary, 'TCP Flags: FIN, ACK');
+  const ping = parser.fromDatapath(rec({ protocol: 1, icmpType: 8, src: { ip: '10.1.0.2', port: 0 }, dst: { ip: '10.1.0.3', port: 0 } }));
+  assert.deepEqual(ping.l4, { protocol: 'ICMPv4', ICMPv4: { type: 8, code: 0 } });
+});
+
+test('timestamps from milliseconds and latencies in plain numbers equal the BigInt arithmetic', () => {
+  for (const ms of [0, 1, 999, 1000, 1_796_000_000_123, 1_796_000_000_999]) {
+    assert.deepEqual(timestampFromMs(ms), timestampFromNs(BigInt(ms) * 1_000_000n));
+    for (const lat of [0, 1, 999_999_999, 1_000_000_000, 4_321_000_000_123]) {
+      assert.deepEqual(addNanos(timestampFromMs(ms), lat), timestampFromNs(BigInt(ms) * 1_000_000n + BigInt(lat)));
+    }
+  }
 });

@@ -21,7 +21,7 @@ import { prepareSocketPath } from '../util/unix-socket.js';
 import { timestampNs, type Timestamp } from './flow.js';
 import { parseFlowsResponse } from './flow-schema.js';
 import { addHealthService } from './health.js';
-import { batchWrites } from './observer-server.js';
+import { batchWrites, observerService } from './observer-server.js';
 import { HUBBLE_CHANNEL_OPTIONS, loadHubbleProtos } from './protos.js';
 
 export interface RelayPeer {
@@ -125,9 +125,8 @@ export class Relay {
   }
 
   async listen(o: { socketPath?: string; listenAddress?: string }): Promise<number | undefined> {
-    const { Observer } = loadHubbleProtos();
     const server = new grpc.Server();
-    server.addService(Observer.service, {
+    server.addService(observerService().service, {
       GetFlows: (call: grpc.ServerWritableStream<unknown, unknown>) => void this.getFlows(call),
       GetAgentEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not relayed' }),
       GetDebugEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not relayed' }),

@@ -22,6 +22,8 @@ export interface AgentResolverOptions {
 }
 
 const NO_DECISION: PolicyDecision = { allowedBy: [], deniedBy: [] };
+/** Distinct (direction, remote identity, protocol, port, verdict) decisions kept per endpoint policy. */
+const DECISIONS_PER_POLICY = 4096;
 
 /** "namespace/name" (namespaced policies) or "name" (clusterwide) → Hubble's Policy. */
 function policyOf(ref: string): Policy {
@@ -42,6 +44,11 @@ function withLog(d: PolicyDecision, rows: readonly PolicyEntry[]): PolicyDecisio
 
 export class AgentResolver implements EndpointResolver {
   private readonly labelCache = new WeakMap<object, string[]>();
+  /**
+   * Decisions by the endpoint policy they were read from: the engine replaces an endpoint's policy
+   * object whenever its content changes, so a cached decision is never stale. Bounded per policy.
+   */
+  private readonly decisions = new WeakMap<object, Map<string, PolicyDecision>>();
   private services = new Map<string, { name: string; namespace: string }>();
   private servicesAt = 0;
 
@@ -98,8 +105,22 @@ export class AgentResolver implements EndpointResolver {
     const id = this.opts.engine.endpointByIp(localIp);
     const pol = id ? this.opts.engine.endpointPolicy(id) : undefined;
     if (!pol) return NO_DECISION;
-    const dir = pol[direction];
-    const rows = dir.entries.filter((e) => matches(e, remote, protocol, port));
+    let cache = this.decisions.get(pol);
+    if (!cache) {
+      cache = new Map();
+      this.decisions.set(pol, cache);
+    }
+    const key = `${direction}|${remote}|${protocol}|${port}|${verdict}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const d = this.decide(pol[direction].entries, remote, protocol, port, verdict);
+    if (cache.size >= DECISIONS_PER_POLICY) cache.clear();
+    cache.set(key, d);
+    return d;
+  }
+
+  private decide(entries: readonly PolicyEntry[], remote: number, protocol: number, port: number, verdict: 'allow' | 'deny'): PolicyDecision {
+    const rows = entries.filter((e) => matches(e, remote, protocol, port));
     if (verdict === 'deny') {
       const deny = rows.filter((e) => e.verdict === 'DENY');
       const refs = new Set(deny.flatMap((e) => e.derivedFrom));

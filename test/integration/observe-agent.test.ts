@@ -45,7 +45,7 @@ const JsonFlow = z.object({
   is_reply: z.boolean().optional(),
   source: z.object({ identity: z.number().optional(), namespace: z.string().optional(), pod_name: z.string().optional(), labels: z.array(z.string()).optional() }),
   destination: z.object({ identity: z.number().optional(), namespace: z.string().optional(), pod_name: z.string().optional(), labels: z.array(z.string()).optional() }),
-  l4: z.object({ TCP: z.object({ destination_port: z.number().optional(), source_port: z.number().optional() }).optional() }).optional(),
+  l4: z.object({ TCP: z.object({ destination_port: z.number().optional(), source_port: z.number().optional(), flags: z.record(z.string(), z.boolean()).optional() }).optional() }).optional(),
   l7: z.object({ type: z.string(), http: z.object({ code: z.number().optional(), method: z.string(), url: z.string() }) }).optional(),
   ingress_allowed_by: z.array(z.object({ name: z.string(), namespace: z.string().optional() })).optional(),
   time: z.string(),
@@ -68,7 +68,7 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
     'proxy.portRange': '16200-16299',
     'bpf.events.sampleNewConnections': 1,
     'hubble.eventBufferCapacity': 1023,
-    'hubble.metrics.enabled': ['flow', 'drop', 'port-distribution', 'httpV2'],
+    'hubble.metrics.enabled': ['flow', 'drop', 'tcp', 'port-distribution', 'httpV2'],
     'hubble.metrics.port': flowMetricsPort,
     'prometheus.enabled': true,
     'prometheus.port': agentMetricsPort,
@@ -110,6 +110,8 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
   assert.equal(drop.node_name, 'test-node');
   assert.equal(drop.destination.namespace, 'default');
   assert.equal(drop.l4?.TCP?.destination_port, 8080);
+  // The packet the kernel dropped was the connection's SYN (its flags come from the datapath event).
+  assert.deepEqual(drop.l4?.TCP?.flags, { SYN: true });
   assert.ok(drop.source.labels?.includes('k8s:app=intruder'), JSON.stringify(drop.source));
   assert.ok(drop.destination.labels?.includes('k8s:app=api'), JSON.stringify(drop.destination));
 
@@ -194,6 +196,8 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
   assert.ok(value(fm, 'hubble_flows_processed_total', { type: 'L7', subtype: 'HTTP' }) >= 4);
   assert.ok(value(fm, 'hubble_flows_processed_total', { type: 'Drop', verdict: 'DROPPED' }) >= 2);
   assert.ok(value(fm, 'hubble_port_distribution_total', { protocol: 'TCP', port: '8080' }) >= 1);
+  assert.equal(fm.types.get('hubble_tcp_flags_total'), 'counter');
+  assert.ok(value(fm, 'hubble_tcp_flags_total', { flag: 'SYN', family: 'IPv4' }) >= 2);
   const am = await scrape(agentMetricsPort);
   assert.equal(value(am, 'meshd_agent_up'), 1);
   assert.equal(value(am, 'meshd_policy', { state: 'enforced' }), 1);

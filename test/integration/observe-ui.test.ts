@@ -82,7 +82,13 @@ async function devtools(ws: WebSocket) {
 
 test('meshd ui in headless Chromium: the demo workloads and edges; a denied flow turns red within 2 s', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-ui-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in the order they were added: this one first ends Chromium (which writes its profile
+  // in `dir` until it exits), then removes the directory.
+  let stopChromium: () => Promise<void> = () => Promise.resolve();
+  t.after(async () => {
+    await stopChromium();
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  });
   const obs = new FlowObserver({ capacity: 1023, nodeName: 'test-node', version: 'test' });
   const server = new ObserverServer({ observer: obs, socketPath: join(dir, 'hubble.sock') });
   await server.listen();
@@ -103,8 +109,9 @@ test('meshd ui in headless Chromium: the demo workloads and edges; a denied flow
     ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--remote-debugging-port=0', '--window-size=1400,700', `http://127.0.0.1:${ui.port}/`],
     { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
+  const exited = new Promise<void>((resolve) => chromium.once('exit', () => resolve()));
   // Chromium forks helpers into its own process group (detached): end the group, then make sure of the main process.
-  const stopChromium = () => {
+  stopChromium = async () => {
     if (chromium.pid === undefined) return;
     for (const target of [-chromium.pid, chromium.pid]) {
       try {
@@ -113,8 +120,8 @@ test('meshd ui in headless Chromium: the demo workloads and edges; a denied flow
         // already gone
       }
     }
+    if (chromium.exitCode === null && chromium.signalCode === null) await exited;
   };
-  t.after(stopChromium);
   const wsBrowser = await new Promise<string>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`chromium did not start: ${err}`)), 60_000);

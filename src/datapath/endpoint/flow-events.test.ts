@@ -26,7 +26,8 @@ test('a drop event decodes into a flow record with reason, direction, identities
     dir: 1,
     verdict: 2,
     proxy_port: 0,
-    pad: 0,
+    tcp_flags: 0x12,
+    icmp_type: 0,
   });
   assert.deepEqual(decodeFlowEvent(raw), {
     monotonicNs: 123n,
@@ -42,6 +43,7 @@ test('a drop event decodes into a flow record with reason, direction, identities
     protocol: 6,
     src: { ip: '10.1.0.2', port: 40000 },
     dst: { ip: '10.1.0.3', port: 80 },
+    tcpFlags: 0x12,
   });
 });
 

@@ -30,6 +30,10 @@ export interface FlowRecord {
   src: { ip: string; port: number };
   dst: { ip: string; port: number };
   proxyPort?: number;
+  /** The packet's TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80); TCP only. */
+  tcpFlags?: number;
+  /** The ICMP or ICMPv6 type; ICMP only. */
+  icmpType?: number;
 }
 
 /** A ring-buffer record this build cannot decode (short, unknown type or family). */
@@ -95,5 +99,7 @@ export function decodeFlowEvent(buf: Buffer): FlowRecord {
   if (verdict) rec.verdict = verdict;
   if (type === 'drop') rec.dropReason = dropReasonName(e.reason);
   if (type === 'redirect') rec.proxyPort = e.proxy_port;
+  if (e.proto === 6) rec.tcpFlags = e.tcp_flags;
+  if (icmp) rec.icmpType = e.icmp_type;
   return rec;
 }
