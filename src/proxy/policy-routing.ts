@@ -37,7 +37,12 @@ async function ruleExists(o: PolicyRoutingOptions): Promise<boolean> {
 }
 
 export async function ensurePolicyRouting(o: PolicyRoutingOptions = defaultPolicyRouting): Promise<void> {
-  if (!(await ruleExists(o))) await run('ip', ['-4', 'rule', 'add', ...ruleArgs(o)]);
+  if (!(await ruleExists(o))) {
+    // The proxy manager and the DNS proxy both ensure it at start: the other may add it between the look and the add.
+    await run('ip', ['-4', 'rule', 'add', ...ruleArgs(o)]).catch(async (e: unknown) => {
+      if (!(await ruleExists(o))) throw e;
+    });
+  }
   await run('ip', ['-4', 'route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', String(o.table)]);
 }
 
