@@ -33,23 +33,34 @@ type Options = z.infer<typeof optionsSchema>;
 interface Outcome {
   status?: number;
   error?: string;
+  /** When the connection the request went on was established (ms since the epoch); absent if it never was. */
+  connectedAt?: number;
   /** The server refused the stream before processing it (safe to retry). */
   refused?: boolean;
 }
 
 const counts = { requests: 0, ok: 0, denied: 0, failed: 0, wronglyAllowed: 0, wronglyDenied: 0, retried: 0, maxLatencyMs: 0 };
-const failures: Array<{ at: string; path: string; what: string }> = [];
+const failures: Array<{ at: string; path: string; what: string; startedAt: number; connectedAt: number | null }> = [];
+/** When each socket got connected: a reused keep-alive socket keeps its first time. */
+const connectedAt = new WeakMap<object, number>();
 const errors: Record<string, number> = {};
 
 function h1(o: Options, agent: Agent | false, path: string): Promise<Outcome> {
   return new Promise((resolve) => {
+    let sock: object | null = null;
+    const at = () => (sock ? connectedAt.get(sock) : undefined);
     const req = h1request(o.url + path, { agent, headers: agent === false ? { connection: 'close' } : {}, timeout: o.timeoutMs }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
-      res.on('error', (e) => resolve({ error: `response: ${(e as NodeJS.ErrnoException).code ?? e.message}` }));
+      res.on('error', (e) => resolve({ error: `response: ${(e as NodeJS.ErrnoException).code ?? e.message}`, ...(at() ? { connectedAt: at() } : {}) }));
+    });
+    req.on('socket', (s) => {
+      sock = s;
+      if (!s.connecting) return;
+      s.once('connect', () => connectedAt.set(s, Date.now()));
     });
     req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
-    req.on('error', (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message }));
+    req.on('error', (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message, ...(at() ? { connectedAt: at() } : {}) }));
     req.end();
   });
 }
@@ -62,6 +73,7 @@ class H2Client {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const s = h2connect(this.o.url);
     s.on('error', () => undefined);
+    s.once('connect', () => connectedAt.set(s, Date.now()));
     // After a GOAWAY the session takes no new streams: the next request opens another one.
     s.on('goaway', () => {
       if (this.session === s) this.session = null;
@@ -76,8 +88,10 @@ class H2Client {
   request(path: string): Promise<Outcome> {
     return new Promise((resolve) => {
       let stream;
+      let session: ClientHttp2Session;
       try {
-        stream = this.current().request({ ':path': path, ':method': 'GET' });
+        session = this.current();
+        stream = session.request({ ':path': path, ':method': 'GET' });
       } catch (e) {
         resolve({ error: (e as NodeJS.ErrnoException).code ?? String(e), refused: true });
         return;
@@ -92,13 +106,14 @@ class H2Client {
         clearTimeout(timer);
         resolve({ status });
       });
+      const at = () => connectedAt.get(session);
       stream.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        resolve({ error: e.code ?? e.message, refused: stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM || e.code === 'ERR_HTTP2_GOAWAY_SESSION' });
+        resolve({ error: e.code ?? e.message, refused: stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM || e.code === 'ERR_HTTP2_GOAWAY_SESSION', ...(at() ? { connectedAt: at() } : {}) });
       });
       stream.on('close', () => {
         clearTimeout(timer);
-        if (status === 0) resolve({ error: `stream closed (${stream.rstCode})`, refused: stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM });
+        if (status === 0) resolve({ error: `stream closed (${stream.rstCode})`, refused: stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM, ...(at() ? { connectedAt: at() } : {}) });
       });
     });
   }
@@ -149,7 +164,7 @@ async function main(): Promise<void> {
       if (what !== null) {
         if (r.status === undefined || (r.status !== 200 && r.status !== 403)) counts.failed += 1;
         errors[what] = (errors[what] ?? 0) + 1;
-        if (failures.length < 20) failures.push({ at: new Date().toISOString(), path, what });
+        if (failures.length < 1000) failures.push({ at: new Date().toISOString(), path, what, startedAt: t0, connectedAt: r.connectedAt ?? null });
       } else if (!ready) {
         ready = true;
         process.stdout.write('ready\n');

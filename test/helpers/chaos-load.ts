@@ -25,7 +25,7 @@ export const loadSummarySchema = z.object({
   retried: z.number(),
   maxLatencyMs: z.number(),
   errors: z.record(z.string(), z.number()),
-  failures: z.array(z.object({ at: z.string(), path: z.string(), what: z.string() })),
+  failures: z.array(z.object({ at: z.string(), path: z.string(), what: z.string(), startedAt: z.number(), connectedAt: z.number().nullable() })),
 });
 export type LoadSummary = z.infer<typeof loadSummarySchema>;
 
@@ -79,4 +79,14 @@ export async function stopLoads(loads: readonly Load[]): Promise<Record<string, 
   const out: Record<string, LoadSummary> = {};
   for (const l of loads) out[l.mode] = await l.stop();
   return out;
+}
+
+/**
+ * The failures of a load that were not in flight at one of `eventsAt` (ms
+ * since the epoch): requests started after the event (for the
+ * connection-per-request load: connections made after it). A request that
+ * was outstanding when its Envoy was killed is in flight.
+ */
+export function failedAfter(s: LoadSummary, eventsAt: readonly number[]): LoadSummary['failures'] {
+  return s.failures.filter((f) => !eventsAt.some((k) => f.startedAt < k && k <= Date.parse(f.at)));
 }
