@@ -143,7 +143,7 @@ export async function statSum(socketPath: string, re: RegExp): Promise<number> {
 
 /** Signals the recorded process (if it still runs) and waits up to `waitMs` for it to go. */
 export async function signalAndWait(rec: InstanceRecord, sig: NodeJS.Signals, waitMs: number): Promise<boolean> {
-  if (!processAlive(rec)) return true;
+  if (!processAlive(rec)) return reaped(rec);
   try {
     process.kill(rec.pid, sig);
   } catch {
@@ -151,10 +151,17 @@ export async function signalAndWait(rec: InstanceRecord, sig: NodeJS.Signals, wa
   }
   const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {
-    if (!processAlive(rec)) return true;
+    if (!processAlive(rec)) return reaped(rec);
     await sleep(20);
   }
   return !processAlive(rec);
+}
+
+/** Gives its parent (this process for an instance it started, else init) a moment to reap the exited process. */
+async function reaped(rec: Pick<InstanceRecord, 'pid' | 'startTime'>): Promise<true> {
+  const deadline = Date.now() + 1_000;
+  for (let st = procStat(rec.pid); st !== null && st.startTime === rec.startTime && Date.now() < deadline; st = procStat(rec.pid)) await sleep(5);
+  return true;
 }
 
 /** Pids of the Envoys that run a bootstrap of `workDir` (`-c <workDir>/<id>.bootstrap.json`), whatever their record says. */
