@@ -25,7 +25,7 @@
  * Events: 'exit' ({id, pid, at}), 'live' (record), 'retired' (record), 'log' (line).
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
@@ -166,6 +166,8 @@ export class ProxySupervisor extends EventEmitter {
   }
 
   private persist(): void {
+    // The state directory removed under a stopping supervisor (uninstall, tests) is not created again.
+    if (!existsSync(this.o.workDir)) return;
     writeStateFile(this.stateFile, { version: 1, nextId: this.nextId, instances: [...this.instances.values()].map((i) => i.rec) });
   }
 
