@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminRequest } from '../../src/proxy/supervisor-process.js';
 import { startAgentProcess } from '../helpers/chaos-agent.js';
+import { startHey } from '../helpers/chaos-hey.js';
 import { stopLoads } from '../helpers/chaos-load.js';
 import { CHAOS_FULL, startChaosWorld, totals } from '../helpers/chaos-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -35,6 +36,7 @@ test('chaos: agent SIGTERM and SIGKILL under load: the running Envoy is adopted,
   assert.ok((baseline['listener_manager.listener_added'] ?? 0) > 0, JSON.stringify(baseline));
 
   const loads = await w.startLoads();
+  const hey = [await startHey(w.sb, w.pod('client').ns, `${w.apiUrl}/api/v1/users`, { keepAlive: true }), await startHey(w.sb, w.pod('client').ns, `${w.apiUrl}/api/v1/users`, { keepAlive: false })];
   // The in-process agent leaves (as on SIGTERM); from here on agents are processes.
   await w.proxy.detach();
 
@@ -58,6 +60,9 @@ test('chaos: agent SIGTERM and SIGKILL under load: the running Envoy is adopted,
   await sleep(300);
 
   const r = await stopLoads(loads);
+  const heyReports = [await hey[0]?.stop(), await hey[1]?.stop()];
+  t.diagnostic(`hey: ${JSON.stringify(heyReports)}`);
+  for (const h of heyReports) assert.deepEqual({ statuses: Object.keys(h?.statuses ?? {}), errors: h?.errors }, { statuses: ['200'], errors: 0 }, JSON.stringify(h));
   const sum = totals(r);
   t.diagnostic(`loads: ${JSON.stringify(r)}`);
   assert.deepEqual(await listenerChanges(envoy.adminSocket), baseline, 'no listener was added, modified or removed by the restarts');

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findEnvoy } from '../../envoy/binary.js';
+import { startHey } from '../helpers/chaos-hey.js';
 import { stopLoads } from '../helpers/chaos-load.js';
 import { CHAOS_FULL, startChaosWorld, totals } from '../helpers/chaos-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -21,6 +22,8 @@ test('chaos: proxy restart, Envoy binary change and bootstrap change under load:
   requirePrivileges();
   const w = await startChaosWorld(t, { tag: 'chr', octet: 91, portBase: 23000 });
   const loads = await w.startLoads();
+  // hey (Go's HTTP client) as a second client: keep-alive and a new connection per request.
+  const hey = [await startHey(w.sb, w.pod('client').ns, `${w.apiUrl}/api/v1/users`, { keepAlive: true }), await startHey(w.sb, w.pod('client').ns, `${w.apiUrl}/api/v1/users`, { keepAlive: false })];
   const timeline: string[] = [];
   const mark = (what: string) => timeline.push(`${new Date().toISOString()} ${what}`);
   const before = w.proxy.instances().map((i) => i.pid);
@@ -61,6 +64,12 @@ test('chaos: proxy restart, Envoy binary change and bootstrap change under load:
 
   mark('end');
   const r = await stopLoads(loads);
+  const heyReports = [await hey[0]?.stop(), await hey[1]?.stop()];
+  t.diagnostic(`hey: ${JSON.stringify(heyReports)}`);
+  for (const h of heyReports) {
+    assert.ok(h && (h.statuses['200'] ?? 0) > 50, JSON.stringify(h));
+    assert.deepEqual({ statuses: Object.keys(h.statuses), errors: h.errors }, { statuses: ['200'], errors: 0 }, JSON.stringify(h));
+  }
   const sum = totals(r);
   t.diagnostic(`loads: ${JSON.stringify(r)}`);
   t.diagnostic(`events: ${timeline.join('; ')}`);
