@@ -103,6 +103,8 @@ interface Instance {
   liveSince: number | null;
   /** Aborted when the process is gone (waits for its ACK end). */
   gone: AbortController;
+  /** Set once its drain started: retiring twice waits for the one drain. */
+  retiring?: Promise<void>;
 }
 
 const stateSchema = z.strictObject({ version: z.literal(1), nextId: z.number().int().positive(), instances: z.array(instanceRecordSchema) });
@@ -377,7 +379,12 @@ export class ProxySupervisor extends EventEmitter {
    * connections still open may finish up to drainTimeoutMs; then SIGTERM,
    * SIGKILL after 5 s.
    */
-  private async retire(inst: Instance): Promise<void> {
+  private retire(inst: Instance): Promise<void> {
+    inst.retiring ??= this.drainAndStop(inst);
+    return inst.retiring;
+  }
+
+  private async drainAndStop(inst: Instance): Promise<void> {
     inst.state = 'draining';
     this.persist();
     const rec = inst.rec;
