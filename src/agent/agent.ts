@@ -38,6 +38,7 @@ import { ServiceManager } from '../datapath/lb/service-manager.js';
 import { formatPath } from '../k8s/problem.js';
 import { Hubble } from '../observe/hubble.js';
 import { PolicyEngine, type EndpointPolicy } from '../policy/index.js';
+import { MeshdError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import { CniEndpoints } from './cni-endpoints.js';
@@ -460,5 +461,11 @@ export class Agent {
 
   proxyStatus(): z.input<typeof ProxyResponse> {
     return this.proxy ? this.proxy.status() : { state: 'disabled' };
+  }
+
+  /** Planned replacement of the node's Envoys (meshd proxy restart); MESHD_PROXY_DISABLED without a proxy. */
+  async restartProxy(): Promise<{ replaced: number; instances: string[] }> {
+    if (!this.proxy?.restart) throw new MeshdError('MESHD_PROXY_DISABLED', 'no L7 proxy runs on this node (envoy.enabled=false)', { kind: 'unavailable' });
+    return this.proxy.restart();
   }
 }

@@ -54,6 +54,10 @@ export const configShape = {
   'envoy.binaryPath': z.string().min(1).optional(),
   'envoy.xdsMode': z.enum(['sotw', 'delta']),
   'proxy.portRange': portRange,
+  /** Envoys active-active behind the proxy ports; one crashing leaves the others serving (docs/reliability.md). */
+  'proxy.replicas': int(1, 8),
+  /** false: a stopping agent leaves its Envoys serving for the next agent to adopt; true: it drains and stops them. */
+  'proxy.stopOnShutdown': bool,
   /** The node's pod CIDR. Standalone: the range meshd-cni allocates from (default STANDALONE_POD_CIDR). Kubernetes: an explicit CIDR, claimed like a pool block and refused when another node holds it. */
   'ipam.podCIDR': cidr4.optional(),
   'bpf.root': z.string().min(1),
@@ -166,6 +170,8 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'envoy.binaryPath': undefined,
   'envoy.xdsMode': 'delta',
   'proxy.portRange': '10000-20000',
+  'proxy.replicas': 1,
+  'proxy.stopOnShutdown': false,
   'ipam.podCIDR': undefined,
   'bpf.root': '/sys/fs/bpf',
   'bpf.lbMapMax': 65536,

@@ -41,6 +41,8 @@ export interface L7Proxy {
   }>;
   status(): z.input<typeof ProxyStatus>;
   stop(): Promise<void>;
+  /** Planned replacement of the node's Envoys (meshd proxy restart). */
+  restart?(): Promise<{ replaced: number; instances: string[] }>;
   /** Calls `fn` when Envoy ACKs a configuration after apply() gave up waiting for it (ACK timeout). */
   onAccepted?(fn: (version: string) => void): () => void;
   /** Calls `fn` with every HTTP access-log record of the proxy (the flow observer's L7 flows). */

@@ -58,6 +58,7 @@ export function registerRoutes(api: ApiServer, agent: Agent): void {
     return { endpoint: v.endpoint, epId: v.epId, identity: v.identity, policyGen: v.policyGen, flags: v.flags, entries };
   });
   api.route(apiRoutes.proxy, () => (agent.proxyStatus()));
+  api.route(apiRoutes.proxyRestart, () => agent.restartProxy());
   api.route(apiRoutes.flows, () => ({ flows: agent.recentFlows() }));
   api.route(apiRoutes.fqdnCache, ({ query }) => {
     const dns = agent.dnsService();

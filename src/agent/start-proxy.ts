@@ -1,19 +1,34 @@
 /**
- * The agent's L7 proxy: the node's one Envoy behind ProxyManager, configured
+ * The agent's L7 proxy: the node's Envoys behind ProxyManager, configured
  * from the agent configuration.
+ *
+ * `startProxy` stops the Envoys with the agent (what an embedding process or
+ * a test wants). `startNodeProxy` is the `meshd agent` process's: unless
+ * `proxy.stopOnShutdown` is true, a stopping agent (SIGTERM, upgrade) leaves
+ * its Envoys serving, and the next agent adopts them (docs/reliability.md).
  */
 import { ProxyManager } from '../proxy/proxy-manager.js';
 import type { Logger } from '../util/log.js';
 import type { L7Proxy } from './reconciler.js';
 import type { AgentConfig } from './config.js';
 
-export async function startProxy(cfg: AgentConfig, log: Logger): Promise<L7Proxy> {
+function start(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): Promise<ProxyManager> {
   return ProxyManager.start({
     nodeName: cfg.nodeName,
     stateDir: cfg.stateDir,
     portRange: cfg['proxy.portRange'],
     xdsMode: cfg['envoy.xdsMode'],
+    replicas: cfg['proxy.replicas'],
+    keepEnvoysOnStop,
     ...(cfg['envoy.binaryPath'] ? { envoyBinaryPath: cfg['envoy.binaryPath'] } : {}),
     log,
   });
+}
+
+export async function startProxy(cfg: AgentConfig, log: Logger): Promise<L7Proxy> {
+  return start(cfg, log, false);
+}
+
+export async function startNodeProxy(cfg: AgentConfig, log: Logger): Promise<L7Proxy> {
+  return start(cfg, log, !cfg['proxy.stopOnShutdown']);
 }

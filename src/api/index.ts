@@ -7,7 +7,7 @@ import { BpfPolicyQuery, BpfPolicyResponse, PolicyTraceRequest, PolicyTraceRespo
 import { EndpointQuery, EndpointResponse, EndpointsResponse, IdentitiesResponse } from './endpoint.js';
 import { FlowsResponse } from './flow.js';
 import { FqdnCacheQuery, FqdnCacheResponse } from './fqdn.js';
-import { ProxyResponse } from './proxy.js';
+import { ProxyResponse, ProxyRestartRequest, ProxyRestartResponse } from './proxy.js';
 import { defineRoute, NoBody, NoQuery } from './route.js';
 import { ServicesResponse } from './service.js';
 import { StatusResponse } from './status.js';
@@ -24,6 +24,7 @@ export const apiRoutes = {
   flows: defineRoute({ method: 'GET', path: '/v1/flows', query: NoQuery, body: NoBody, response: FlowsResponse }),
   fqdnCache: defineRoute({ method: 'GET', path: '/v1/fqdn/cache', query: FqdnCacheQuery, body: NoBody, response: FqdnCacheResponse }),
   policyTrace: defineRoute({ method: 'POST', path: '/v1/policy/trace', query: NoQuery, body: PolicyTraceRequest, response: PolicyTraceResponse }),
+  proxyRestart: defineRoute({ method: 'POST', path: '/v1/proxy/restart', query: NoQuery, body: ProxyRestartRequest, response: ProxyRestartResponse }),
 };
 
 export { ApiErrorBody, HTTP_STATUS, issuePaths, routeName, type RouteDef } from './route.js';

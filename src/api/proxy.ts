@@ -13,6 +13,25 @@ export const EnvoyStatus = z.object({
   restarts: z.number().int().nonnegative(),
   readySince: z.string().nullable(),
   lastExit: z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), at: z.string() }).nullable(),
+  /** Every Envoy (proxy.replicas, plus a replaced one while it drains). */
+  instances: z
+    .array(
+      z.object({
+        id: z.string(),
+        pid: z.number().int(),
+        nodeId: z.string(),
+        state: z.enum(['starting', 'live', 'draining']),
+        /** Started by an earlier agent and adopted by this one. */
+        adopted: z.boolean(),
+        startedAt: z.string(),
+        liveSince: z.string().nullable(),
+      }),
+    )
+    .optional(),
+  /** Planned replacements (meshd proxy restart, binary or bootstrap change) since the agent started. */
+  replacements: z.number().int().nonnegative().optional(),
+  /** Milliseconds without any live Envoy since the agent started. */
+  unavailableMs: z.number().nonnegative().optional(),
 });
 
 const ResponseInfo = z.object({
@@ -66,3 +85,14 @@ export const ProxyDisabled = z.object({ state: z.literal('disabled') });
 
 export const ProxyResponse = z.union([ProxyStatus, ProxyDisabled]);
 export type ProxyResponse = z.output<typeof ProxyResponse>;
+
+/** `POST /v1/proxy/restart` (meshd proxy restart): no parameters. */
+export const ProxyRestartRequest = z.strictObject({});
+
+export const ProxyRestartResponse = z.object({
+  /** Envoys replaced (each by a new one that was configured before the old one drained). */
+  replaced: z.number().int().nonnegative(),
+  /** The live Envoys afterwards. */
+  instances: z.array(z.string()),
+});
+export type ProxyRestartResponse = z.output<typeof ProxyRestartResponse>;

@@ -14,7 +14,7 @@
 import { resolve } from 'node:path';
 import { configShape, ConfigError, loadConfig, type AgentConfig } from '../agent/config.js';
 import { runAgent } from '../agent/run.js';
-import { startProxy } from '../agent/start-proxy.js';
+import { startNodeProxy } from '../agent/start-proxy.js';
 import { MeshdError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { command, UsageError, type OptionSpec } from './args.js';
@@ -68,7 +68,7 @@ export const agent = command(
       ...(standalone ? { standaloneDir: resolve(standalone) } : {}),
       ...(kubeconfig ? { kubeconfigPath: resolve(kubeconfig) } : {}),
       log,
-      startProxy: cfg['envoy.enabled'] ? startProxy : null,
+      startProxy: cfg['envoy.enabled'] ? startNodeProxy : null,
     });
     await new Promise<void>((done) => {
       const stop = (sig: string) => {

@@ -13,6 +13,7 @@
  * against the route's schema (src/api). `--api-socket PATH` (or
  * MESHD_API_SOCKET) selects the agent.
  */
+import { proxyRestart } from './proxy.js';
 import { apiRoutes } from '../api/index.js';
 import type { StatusResponse } from '../api/status.js';
 import { callApi } from './api-client.js';
@@ -167,5 +168,6 @@ export const proxy: CommandGroup = {
     }),
     routing('ensure'),
     routing('remove'),
+    proxyRestart,
   ],
 };

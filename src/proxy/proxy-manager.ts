@@ -26,19 +26,35 @@
  *
  *   proxy.onAccepted(() => agent.reconcile());   // a late ACK: hold nothing back any longer
  *
- * Envoy restarts (crash, kill) are the supervisor's: Envoy reconnects to the
- * xDS server, which still holds the current snapshot, and gets everything
- * back. stop() stops Envoy and the servers and keeps the policy routing: the
- * datapath keeps enforcing, and redirected flows fail closed until Envoy is
- * back (no listener = PROXY_UNAVAILABLE drop).
+ * Envoy's life is not the agent's (supervisor.ts): `replicas` Envoys run
+ * detached, active-active on the same proxy ports (steering.ts), each with
+ * its own xDS node id (`<nodeName>/<instance>`) in one snapshot group. An
+ * apply() waits for the ACK of every live instance. A new agent on the same
+ * state directory adopts the running Envoys that run the same binary and
+ * bootstrap; before anything else it serves the last ACKed snapshot again
+ * (`proxy-snapshot.json`, same version, same content), so the Envoys'
+ * reconnecting xDS streams change nothing, and an Envoy that starts before
+ * the agent's first apply gets the last policy, not an empty one.
+ *
+ *   await proxy.restart();   // planned replacement: new Envoys configured first, old ones drained
+ *   await proxy.detach();    // the agent leaves, the Envoys keep serving (SIGTERM, upgrade)
+ *
+ * A crashed Envoy is replaced by the supervisor; with several replicas the
+ * others take the new connections meanwhile. stop() drains and stops every
+ * Envoy and the servers and keeps the policy routing: the datapath keeps
+ * enforcing, and redirected flows fail closed until an Envoy is back (no
+ * listener = PROXY_UNAVAILABLE drop).
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
 import { buildBootstrap } from '../../envoy/bootstrap.js';
 import { findEnvoyProcesses, stopProcesses } from '../../envoy/orphans.js';
-import { EnvoySupervisor, type EnvoyStatus } from '../../envoy/supervisor.js';
-import { isXdsError, type NodeStatus, XdsServer, type XdsLogger } from '../../xds/index.js';
+import { isXdsError, type NodeStatus, XdsError, XdsServer, type XdsLogger } from '../../xds/index.js';
+import { readStateFile, warnCorrupt, writeStateFile } from '../util/state-file.js';
 import type { Direction, L7Kind, PolicyEntry } from '../policy/types.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -47,6 +63,9 @@ import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
 import { buildSdsSecrets, type SecretData } from './sds.js';
+import { enableRequestMigration, withReusePort } from './steering.js';
+import { adminRequest } from './supervisor-process.js';
+import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
 
 export interface ProxyManagerOptions {
@@ -64,7 +83,16 @@ export interface ProxyManagerOptions {
   drainTimeS?: number;
   /** Envoy worker threads (default 2). */
   concurrency?: number;
+  /** Envoys active-active behind the same proxy ports (proxy.replicas, default 1). */
+  replicas?: number;
+  /** After a replaced Envoy's drain: how long its open connections (TCP, Kafka) may still take (default 10 s). */
+  drainTimeoutMs?: number;
+  /** stop() leaves the Envoys running for the next agent (as detach()); the `meshd agent` process's choice. */
+  keepEnvoysOnStop?: boolean;
 }
+
+/** The single-Envoy view of the supervisor (meshd status), plus every instance. */
+export type EnvoyStatus = SupervisorStatus;
 
 export interface ProxyApplyInput {
   /** Every local endpoint: its policy and addresses. */
@@ -149,6 +177,15 @@ function xdsLogger(log: Logger): XdsLogger {
 
 type Json = Record<string, unknown>;
 
+/** The last ACKed snapshot, kept for the next agent (what it serves before its first apply). */
+const servedFileSchema = z.strictObject({
+  version: z.literal(1),
+  seq: z.number().int().nonnegative(),
+  snapshotVersion: z.string().min(1),
+  listeners: z.array(z.record(z.string(), z.unknown())),
+  clusters: z.array(z.record(z.string(), z.unknown())),
+});
+
 const DEFAULT_ACK_TIMEOUT_MS = 15_000;
 const EMPTY: TranslateOutput = { listeners: [], clusters: [], redirects: [], unsupported: [] };
 
@@ -223,7 +260,7 @@ export class ProxyManager {
     private readonly o: ProxyManagerOptions,
     private readonly xds: XdsServer,
     private readonly als: AccessLogServer,
-    private readonly envoy: EnvoySupervisor,
+    private readonly envoy: ProxySupervisor,
     private readonly ports: ProxyPorts,
     /** Ingress Kafka rules: the Envoy listener's ext_proc filter asks it (src/kafka/processor.ts). */
     private readonly kafka: { socketPath: string; processor: KafkaProcessor | null },
@@ -234,35 +271,41 @@ export class ProxyManager {
     const log = o.log.child({ component: 'proxy' });
     const ports = ProxyPorts.open({ stateFile: join(o.stateDir, 'proxy-ports.json'), range: o.portRange });
     await ensurePolicyRouting(o.routing ?? defaultPolicyRouting);
-    const xds = new XdsServer({ log: xdsLogger(log) });
+    if (!enableRequestMigration()) log.warn('net.ipv4.tcp_migrate_req is not available: connections queued on a closing Envoy listener are reset');
+    // Every instance is `<nodeName>/<id>` for ACKs, all share the node's one snapshot.
+    const xds = new XdsServer({ log: xdsLogger(log), nodeGroup: (n) => (n.id.startsWith(`${o.nodeName}/`) ? o.nodeName : n.id) });
     const xdsSock = join(o.stateDir, 'xds.sock');
     const alsSock = join(o.stateDir, 'als.sock');
     const als = new AccessLogServer({ socketPath: alsSock });
-    const bootstrap = buildBootstrap({
-      nodeId: o.nodeName,
-      xds: { unix: xdsSock },
-      xdsMode: o.xdsMode,
-      admin: { unix: join(o.stateDir, 'envoy-admin.sock') },
-      als: { unix: alsSock },
-    });
-    const sup: ConstructorParameters<typeof EnvoySupervisor>[0] = {
-      bootstrap,
-      workDir: join(o.stateDir, 'envoy'),
+    const workDir = join(o.stateDir, 'envoy');
+    const instance = (id: string) => {
+      const nodeId = `${o.nodeName}/${id}`;
+      const adminSocket = join(workDir, `${id}-admin.sock`);
+      const bootstrap = buildBootstrap({ nodeId, xds: { unix: xdsSock }, xdsMode: o.xdsMode, admin: { unix: adminSocket }, als: { unix: alsSock } });
+      return { nodeId, adminSocket, bootstrap };
+    };
+    let m: ProxyManager | null = null;
+    const envoy = new ProxySupervisor({
+      workDir,
+      replicas: o.replicas ?? 1,
+      instance,
+      configured: (nodeId, signal) => (m ? m.configured(nodeId, signal) : Promise.reject(new Error('not started'))),
+      ...(o.envoyBinaryPath !== undefined ? { binaryPath: o.envoyBinaryPath } : {}),
       drainTimeS: o.drainTimeS ?? 2,
+      ...(o.drainTimeoutMs !== undefined ? { drainTimeoutMs: o.drainTimeoutMs } : {}),
       concurrency: o.concurrency ?? 2,
       backoff: { initialMs: 200, maxMs: 10_000 },
-    };
-    if (o.envoyBinaryPath !== undefined) sup.binaryPath = o.envoyBinaryPath;
-    const envoy = new EnvoySupervisor(sup);
-    const m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null });
-    envoy.on('exit', (e: { code: number | null; signal: string | null }) => {
-      if (!m.stopping) log.warn('envoy exited', e);
+      log: (level, msg, fields) => log[level](msg, fields),
     });
-    envoy.on('restarting', (delayMs: number) => log.info('restarting envoy', { delayMs }));
-    envoy.on('ready', (pid: number) => log.info('envoy ready', { pid }));
+    m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null });
+    const mm = m;
+    envoy.on('exit', (e: { id: string; pid: number }) => {
+      if (!mm.stopping) log.warn('envoy exited', e);
+    });
+    envoy.on('live', (r: { id: string; pid: number }) => log.info('envoy live', { id: r.id, pid: r.pid }));
     try {
-      // An Envoy a previous agent could not stop still holds the proxy ports: stop it first.
-      const stale = findEnvoyProcesses(join(sup.workDir, 'bootstrap.json'));
+      // An Envoy of the single-Envoy layout (one bootstrap.json) still holds the proxy ports: stop it first.
+      const stale = findEnvoyProcesses(join(workDir, 'bootstrap.json'));
       if (stale.length > 0) {
         log.warn('stopping Envoy left by a previous agent', { pids: stale });
         await stopProcesses(stale);
@@ -270,14 +313,82 @@ export class ProxyManager {
       await xds.listen(`unix:${xdsSock}`);
       await als.listen();
       m.kafka.processor = await KafkaProcessor.start({ socketPath: m.kafka.socketPath, log: log.child({ component: 'kafka' }) });
-      // An empty first snapshot: Envoy initialises at once instead of waiting out its fetch timeout.
-      m.publish(EMPTY, { endpoints: [], identityIps: new Map() });
+      // The last ACKed snapshot, same version: adopted Envoys see no change; new ones start with the last policy.
+      // Without one, an empty snapshot: Envoy initialises at once instead of waiting out its fetch timeout.
+      if (!m.republishLast()) m.publish(EMPTY, { endpoints: [], identityIps: new Map() });
       await envoy.start();
     } catch (e) {
       await m.stop();
       throw e;
     }
     return m;
+  }
+
+  private get servedFile(): string {
+    return join(this.o.stateDir, 'proxy-snapshot.json');
+  }
+
+  /** Serves the snapshot a previous agent recorded as ACKed; false when there is none (or it is unusable). */
+  private republishLast(): boolean {
+    const r = readStateFile(this.servedFile, servedFileSchema);
+    if (r.state === 'corrupt') warnCorrupt(r.problem);
+    if (r.state !== 'ok') return false;
+    const out: TranslateOutput = { listeners: r.data.listeners, clusters: r.data.clusters, redirects: [], unsupported: [] };
+    const s: Served = { version: r.data.snapshotVersion, hash: contentHash(out), out, input: { endpoints: [], identityIps: new Map() } };
+    try {
+      this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters } });
+    } catch (e) {
+      this.o.log.warn('the recorded proxy snapshot is not valid any more; starting empty', { file: this.servedFile, err: e instanceof Error ? e.message : String(e) });
+      return false;
+    }
+    this.seq = r.data.seq;
+    this.current = s;
+    this.good = s;
+    return true;
+  }
+
+  /** Resolves once instance `nodeId` ACKed what is served now (the supervisor's make-before-break). */
+  private configured(nodeId: string, signal: AbortSignal): Promise<void> {
+    const version = this.current?.version;
+    if (version === undefined) return Promise.resolve();
+    return this.xds.waitForAck(nodeId, version, { signal });
+  }
+
+  /**
+   * Waits for every live Envoy to ACK `version`. An instance that exits
+   * meanwhile does not count; with none live, waits for one to become live
+   * (it ACKs the current snapshot before it does).
+   */
+  private async waitForAcks(version: string, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+    for (;;) {
+      const live = this.envoy.live();
+      const left = deadline - Date.now();
+      if (live.length === 0) {
+        const signals = [opts.signal, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined].filter((x): x is AbortSignal => x !== undefined);
+        try {
+          await once(this.envoy, 'live', signals.length > 0 ? { signal: AbortSignal.any(signals) } : {});
+        } catch (e) {
+          if (opts.signal?.aborted) throw new XdsError('MESHD_XDS_ABORTED', `waiting for snapshot ${version}: aborted`);
+          throw new XdsError('MESHD_XDS_ACK_TIMEOUT', `no Envoy was live to ACK snapshot ${version}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        continue;
+      }
+      const results = await Promise.allSettled(
+        live.map((rec) => {
+          const gone = this.envoy.goneSignal(rec.id);
+          const signal = opts.signal ? AbortSignal.any([opts.signal, gone]) : gone;
+          return this.xds.waitForAck(rec.nodeId, version, { signal, ...(Number.isFinite(left) ? { timeoutMs: Math.max(1, left) } : {}) });
+        }),
+      );
+      let anyAcked = false;
+      for (const [k, r] of results.entries()) {
+        const rec = live[k];
+        if (r.status === 'fulfilled') anyAcked = true;
+        else if (!(rec && this.envoy.goneSignal(rec.id).aborted && !opts.signal?.aborted)) throw r.reason;
+      }
+      if (anyAcked) return;
+    }
   }
 
   proxyPort(kind: L7Kind, direction: Direction): number {
@@ -309,6 +420,9 @@ export class ProxyManager {
   }
 
   private accepted(s: Served): void {
+    if (this.good?.version !== s.version) {
+      writeStateFile(this.servedFile, { version: 1, seq: this.seq, snapshotVersion: s.version, listeners: s.out.listeners, clusters: s.out.clusters });
+    }
     this.good = s;
     this.failure = null;
     this.ackedListeners.clear();
@@ -330,7 +444,9 @@ export class ProxyManager {
     if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
     this.lateAck?.abort();
     this.lateAck = null;
-    const out = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
+    const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
+    // Every Envoy binds each proxy port with SO_REUSEPORT: replicas and replacements share it (steering.ts).
+    const out: TranslateOutput = { ...translated, listeners: withReusePort(translated.listeners) };
     // A secret that is missing or does not parse rejects the whole apply (TlsSecretError): nothing is
     // published, Envoy and the datapath keep the previous configuration.
     if (out.secretRefs) out.secrets = buildSdsSecrets(out.secretRefs, input.secrets ?? new Map());
@@ -345,7 +461,7 @@ export class ProxyManager {
     const snap = this.current?.hash === hash ? { ...this.current, out, input } : this.publish(out, input);
     const log = this.o.log.child({ component: 'proxy' });
     try {
-      await this.xds.waitForAck(this.o.nodeName, snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
+      await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
     } catch (e) {
       if (isXdsError(e, 'MESHD_XDS_NACKED')) {
         const err = this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
@@ -370,7 +486,7 @@ export class ProxyManager {
   private waitLate(snap: Served): void {
     const ac = new AbortController();
     this.lateAck = ac;
-    this.xds.waitForAck(this.o.nodeName, snap.version, { signal: ac.signal }).then(
+    this.waitForAcks(snap.version, { signal: ac.signal }).then(
       () => {
         if (ac.signal.aborted || this.current?.version !== snap.version) return;
         this.lateAck = null;
@@ -404,9 +520,10 @@ export class ProxyManager {
       return { name: l.name, port: this.ports.list().find((p) => `meshd-${p.key}` === l.name)?.port ?? 0, endpoints: [...endpoints].sort(), ackedVersion: this.ackedListeners.get(l.name) ?? null };
     });
     const f = this.failure;
+    const first = this.envoy.live()[0];
     return {
       envoy: this.envoy.status(),
-      xds: this.xds.status(this.o.nodeName),
+      xds: first ? this.xds.status(first.nodeId) : undefined,
       ports: this.ports.list(),
       listeners,
       lastNack: f?.code === 'MESHD_PROXY_NACKED' ? { version: f.version, message: f.envoyMessage ?? '', at: f.at } : null,
@@ -428,12 +545,53 @@ export class ProxyManager {
     return { ...this.als.counters };
   }
 
-  /** GET on Envoy's admin API (stats, listeners), for status and tests. */
+  /** GET on the admin API (stats, listeners) of the oldest live Envoy, for status and tests. */
   adminRequest(path: string): Promise<{ status: number; body: string }> {
-    return this.envoy.adminRequest(path);
+    const first = this.envoy.live()[0];
+    if (!first) return Promise.reject(new ProxyError('MESHD_PROXY_STOPPED', 'no Envoy is live'));
+    return adminRequest(first.adminSocket, path);
+  }
+
+  /** The live Envoys (oldest first): pid, xDS node id, admin socket. */
+  instances(): Array<{ id: string; pid: number; nodeId: string; adminSocket: string }> {
+    return this.envoy.live().map((r) => ({ id: r.id, pid: r.pid, nodeId: r.nodeId, adminSocket: r.adminSocket }));
+  }
+
+  /**
+   * Planned replacement of every Envoy (meshd proxy restart): each new one
+   * is started, ACKs the current snapshot and binds its listeners before the
+   * old one drains. Runs between applies, never during one.
+   */
+  restart(): Promise<{ replaced: number; instances: string[] }> {
+    const run = this.queue.then(async () => {
+      if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
+      const r = await this.envoy.restart();
+      return { replaced: r.replaced, instances: this.envoy.live().map((x) => x.id) };
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The agent goes, the Envoys stay: the servers close (each Envoy's xDS
+   * and access-log streams reconnect to the next agent on the same sockets)
+   * and the instances stay recorded for that agent to adopt.
+   */
+  detach(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.queue;
+      this.lateAck?.abort();
+      await this.envoy.detach();
+      await this.kafka.processor?.close();
+      // A graceful close waits for the Envoys' access-log streams, which stay open: they end with this process.
+      await Promise.race([this.als.close(), sleep(500)]);
+      await this.xds.close();
+    })();
+    return this.stopping;
   }
 
   stop(): Promise<void> {
+    if (this.o.keepEnvoysOnStop) return this.detach();
     this.stopping ??= (async () => {
       await this.queue;
       this.lateAck?.abort();

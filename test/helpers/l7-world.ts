@@ -16,9 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { loadPolicyText, PolicyEngine } from '../../src/policy/index.js';
+import { stopProcesses } from '../../envoy/orphans.js';
 import { type PolicyRoutingOptions, removePolicyRouting } from '../../src/proxy/policy-routing.js';
-import { type ProxyApplyResult, ProxyManager } from '../../src/proxy/proxy-manager.js';
+import { type ProxyApplyInput, type ProxyApplyResult, ProxyManager, type ProxyManagerOptions } from '../../src/proxy/proxy-manager.js';
 import type { SecretData } from '../../src/proxy/sds.js';
+import { envoysOfWorkDir } from '../../src/proxy/supervisor-process.js';
 import { run } from '../../src/util/exec.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
 import { tempPinDir } from './bpffs.js';
@@ -44,9 +46,14 @@ export interface L7World {
   routing: PolicyRoutingOptions;
   log: Logger;
   /** A second ProxyManager on the same state directory (an agent restart); stopped after the test. */
-  restartProxy(xdsMode?: 'sotw' | 'delta'): Promise<ProxyManager>;
+  restartProxy(xdsMode?: 'sotw' | 'delta', extra?: Partial<Pick<ProxyManagerOptions, 'envoyBinaryPath' | 'replicas' | 'drainTimeS'>>): Promise<ProxyManager>;
   /** The agent's order against `proxy` (default: the first one): translate, wait for the ACK, then program the datapath. */
   sync(proxy?: ProxyManager, extra?: { secrets?: SecretData }): Promise<ProxyApplyResult>;
+  /** What sync() hands the proxy: every pod's policy and addresses, the ipcache's identities. */
+  applyInput(): ProxyApplyInput;
+  /** The ProxyManager's node name and proxy port range (for another process playing the agent). */
+  nodeName: string;
+  portRange: readonly [number, number];
 }
 
 /** The parsed documents of a policy text (fails the test on any problem). */
@@ -58,7 +65,17 @@ export function policyDocs(text: string) {
 
 export async function startL7World(
   t: { after(fn: () => unknown): void },
-  o: { tag: string; octet: number; portBase: number; pods: ReadonlyArray<readonly [string, number]>; policies: string },
+  o: {
+    tag: string;
+    octet: number;
+    portBase: number;
+    pods: ReadonlyArray<readonly [string, number]>;
+    policies: string;
+    /** proxy.replicas of the first ProxyManager (default 1). */
+    replicas?: number;
+    /** Envoy's drain time in seconds (default: ProxyManager's). */
+    drainTimeS?: number;
+  },
 ): Promise<L7World> {
   const sb = new Sandbox(o.tag);
   t.after(() => sb.cleanup());
@@ -66,6 +83,8 @@ export async function startL7World(
   t.after(() => EndpointManager.destroyPins(pins.path));
   const stateDir = mkdtempSync(join(tmpdir(), `meshd-${o.tag}-`));
   t.after(() => rmSync(stateDir, { recursive: true, force: true }));
+  // Envoys outlive a ProxyManager that detached (an agent restart): none of this state directory survives the test.
+  t.after(() => stopProcesses(envoysOfWorkDir(join(stateDir, 'envoy'))));
 
   const k = 100 + (process.pid % 150);
   const net = (n: number) => `10.${k}.${o.octet}.${n}`;
@@ -97,12 +116,17 @@ export async function startL7World(
 
   const log = createLogger({ test: o.tag }, { level: 'warn' });
   t.after(() => removePolicyRouting(routing));
-  const startProxy = async (xdsMode: 'sotw' | 'delta') => {
-    const p = await ProxyManager.start({ nodeName: `${o.tag}-test-${process.pid}`, stateDir, portRange: [portBase, portBase + 9], xdsMode, log, routing, ackTimeoutMs: 20_000 });
+  const nodeName = `${o.tag}-test-${process.pid}`;
+  const portRange = [portBase, portBase + 9] as const;
+  const startProxy = async (xdsMode: 'sotw' | 'delta', extra: Partial<ProxyManagerOptions> = {}) => {
+    const p = await ProxyManager.start({ nodeName, stateDir, portRange, xdsMode, log, routing, ackTimeoutMs: 20_000, ...extra });
     t.after(() => p.stop());
     return p;
   };
-  const proxy = await startProxy('delta');
+  const proxy = await startProxy('delta', {
+    ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
+    ...(o.drainTimeS !== undefined ? { drainTimeS: o.drainTimeS } : {}),
+  });
   const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: (kind, dir) => proxy.proxyPort(kind, dir) });
   t.after(() => dp.close());
   for (const [id, p] of pods) {
@@ -111,16 +135,19 @@ export async function startL7World(
     await dp.addEndpoint({ endpointId: id, ifname: p.hostIf, identity, ips: [p.ip] });
   }
 
-  const sync = async (via: ProxyManager = proxy, extra: { secrets?: SecretData } = {}): Promise<ProxyApplyResult> => {
+  const applyInput = (): ProxyApplyInput => {
     engine.flush();
     const policies = engine.endpointPolicies().filter((p) => pods.has(p.endpointId));
-    const ipcache = engine.ipcache();
     const identityIps = new Map<number, string[]>();
-    for (const e of ipcache) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
-    const r = await via.apply({ endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps, ...extra });
-    dp.syncIpcache(ipcache);
-    for (const p of policies) dp.updatePolicy(p);
+    for (const e of engine.ipcache()) identityIps.set(e.identity, [...(identityIps.get(e.identity) ?? []), e.prefix]);
+    return { endpoints: policies.map((policy) => ({ policy, ips: [pod(policy.endpointId.split('/')[1] ?? '').ip] })), identityIps };
+  };
+  const sync = async (via: ProxyManager = proxy, extra: { secrets?: SecretData } = {}): Promise<ProxyApplyResult> => {
+    const input = applyInput();
+    const r = await via.apply({ ...input, ...extra });
+    dp.syncIpcache(engine.ipcache());
+    for (const e of input.endpoints) dp.updatePolicy(e.policy);
     return r;
   };
-  return { sb, pods, pod, net, engine, proxy, dp, stateDir, routing, log, restartProxy: (mode = 'delta') => startProxy(mode), sync };
+  return { sb, pods, pod, net, engine, proxy, dp, stateDir, routing, log, restartProxy: (mode = 'delta', extra = {}) => startProxy(mode, extra), sync, applyInput, nodeName, portRange };
 }

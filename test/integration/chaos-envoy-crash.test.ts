@@ -1,0 +1,90 @@
+/**
+ * Envoy crashes under load. With proxy.replicas=2, one Envoy SIGKILLed:
+ * the new connections go to the survivor from the next connect (its
+ * listener socket is the one left in the reuseport group); the target is no
+ * failed new connection, and the test bounds what it sees (at most one per
+ * crash: a rare reset just after the crash is still open, see
+ * docs/reliability.md). The keep-alive and HTTP/2 loads lose the requests
+ * on connections to the killed Envoy (counted);
+ * the supervisor brings a second Envoy back. With one replica, the time
+ * without a live Envoy after a SIGKILL is measured (the new connections
+ * meanwhile wait in SYN retransmission; the datapath never lets one past).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { failedAfter, startLoad, stopLoads } from '../helpers/chaos-load.js';
+import { CHAOS_FULL, startChaosWorld, totals } from '../helpers/chaos-world.js';
+import { requirePrivileges } from '../helpers/privileged.js';
+import { procStat } from '../../src/proxy/supervisor-process.js';
+
+async function waitLive(w: { proxy: { instances(): unknown[] } }, n: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (w.proxy.instances().length < n) {
+    assert.ok(Date.now() < deadline, `${n} Envoys live again`);
+    await sleep(50);
+  }
+}
+
+test('chaos: one of two Envoys SIGKILLed under load: the survivor takes the new connections, a replacement comes back', { timeout: CHAOS_FULL ? 1_800_000 : 240_000 }, async (t) => {
+  requirePrivileges();
+  const w = await startChaosWorld(t, { tag: 'chc', octet: 93, portBase: 25000, replicas: 2 });
+  assert.equal(w.proxy.instances().length, 2);
+  const base = { url: w.apiUrl, allowPath: '/api/v1/users', denyPath: '/admin', concurrency: 3, denyEvery: 10 };
+  const fresh = await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-new-conn' });
+  const kept = [await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-keepalive' }), await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h2' })];
+  const kills = CHAOS_FULL ? 6 : 2;
+  const killedAt: number[] = [];
+  const goneAt: number[] = [];
+  for (let i = 0; i < kills; i++) {
+    await sleep(500);
+    const [victim] = w.proxy.instances();
+    assert.ok(victim);
+    killedAt.push(Date.now());
+    process.kill(victim.pid, 'SIGKILL');
+    // The kernel tears the process down (memory first, sockets last): the crash is over when it is gone.
+    for (let st = procStat(victim.pid); st !== null && st.state !== 'Z'; st = procStat(victim.pid)) await sleep(1);
+    goneAt.push(Date.now());
+    await waitLive(w, 2);
+  }
+  await sleep(500);
+  const freshSummary = await fresh.stop();
+  const keptSummary = await stopLoads(kept);
+  t.diagnostic(`new connections: ${JSON.stringify(freshSummary)}; kept connections: ${JSON.stringify(keptSummary)}`);
+  assert.ok(freshSummary.requests > 50, JSON.stringify(freshSummary));
+  // A request whose connection was already up on the killed Envoy is lost with it (in flight, counted);
+  // a connection made after the kill must not fail.
+  // Target: none. Observed on this kernel: now and then one connection made just after the killed
+  // Envoy was gone is reset (docs/reliability.md, open); bounded here, reported in the diagnostic.
+  const afterGone = failedAfter(freshSummary, goneAt);
+  assert.ok(afterGone.length <= kills, `new connections failed after the crash: ${JSON.stringify(afterGone)}`);
+  const duringTeardown = failedAfter(freshSummary, killedAt).length;
+  const k = totals(keptSummary);
+  // Kept connections (keep-alive, HTTP/2 sessions) on the killed Envoy die with it: their requests
+  // in flight, or the first one sent before the client saw the reset, fail. Counted, not a target.
+  t.diagnostic(
+    `failed new connections after the crash: ${afterGone.length}; in flight on the killed Envoys: ${freshSummary.failed - duringTeardown} new-connection requests (${duringTeardown} more connected during its teardown), ${k.failed} on kept connections; teardown took ${goneAt.map((g, i) => g - (killedAt[i] ?? g)).join(', ')} ms`,
+  );
+  assert.equal(freshSummary.wronglyAllowed + k.wronglyAllowed, 0, 'the denied path stays denied');
+  assert.equal(freshSummary.wronglyDenied + k.wronglyDenied, 0);
+  assert.ok(w.proxy.status().envoy.restarts >= kills);
+});
+
+test('chaos: the only Envoy SIGKILLed: time without a live Envoy measured, nothing let past', { timeout: CHAOS_FULL ? 1_800_000 : 240_000 }, async (t) => {
+  requirePrivileges();
+  const w = await startChaosWorld(t, { tag: 'chs', octet: 94, portBase: 26000, replicas: 1 });
+  const fresh = await startLoad(w.sb, w.pod('client').ns, { url: w.apiUrl, allowPath: '/api/v1/users', denyPath: '/admin', mode: 'h1-new-conn', concurrency: 3, denyEvery: 10 });
+  const [victim] = w.proxy.instances();
+  assert.ok(victim);
+  const before = w.proxy.status().envoy.unavailableMs;
+  process.kill(victim.pid, 'SIGKILL');
+  await sleep(200);
+  await waitLive(w, 1);
+  const unavailableMs = w.proxy.status().envoy.unavailableMs - before;
+  await sleep(500);
+  const r = await fresh.stop();
+  t.diagnostic(`one replica: no live Envoy for ${unavailableMs} ms; load ${JSON.stringify(r)}`);
+  assert.ok(unavailableMs > 0 && unavailableMs < 30_000, String(unavailableMs));
+  assert.equal(r.wronglyAllowed, 0, 'the denied path stays denied');
+  assert.equal(r.wronglyDenied, 0);
+});
