@@ -123,6 +123,11 @@ export const configShape = {
    * with the pod's identity in the mark.
    */
   'dnsProxy.enableTransparentMode': bool,
+  // TLS interception's Secrets (src/proxy/sds.ts); Cilium's tls.* values.
+  /** Kubernetes mode: read the Secrets that terminatingTLS/originatingTLS name only from tls.secretsNamespace.name (false: every namespace, which needs read access to all Secrets). */
+  'tls.readSecretsOnlyFromSecretsNamespace': bool,
+  /** The namespace those Secrets are read from. */
+  'tls.secretsNamespace.name': z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name (RFC 1123 label)'),
   // Flow observability (Cilium's hubble.* and prometheus.* values; docs/observability.md).
   'hubble.enabled': bool,
   /** Flows kept per node; Cilium requires a power of two minus one. */
@@ -203,6 +208,8 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'dnsProxy.dnsRejectResponseCode': 'refused',
   'dnsProxy.idleConnectionGracePeriod': '0s',
   'dnsProxy.enableTransparentMode': false,
+  'tls.readSecretsOnlyFromSecretsNamespace': true,
+  'tls.secretsNamespace.name': 'cilium-secrets',
   'hubble.enabled': true,
   'hubble.eventBufferCapacity': 4095,
   'hubble.socketPath': undefined,

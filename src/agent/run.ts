@@ -107,7 +107,9 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       crds = new CrdRegistrar({ crds: wanted, ...o.crdRegistration, kubeConfig: resolved.kubeConfig, log: k8sLog });
       await crds.start();
     }
-    kube = new KubeSource({ ...o.kubeSource, client, log: k8sLog });
+    // TLS interception's Secrets: only from the secrets namespace unless configured otherwise (as Cilium's agent reads them).
+    const kindPaths = { Secret: c['tls.readSecretsOnlyFromSecretsNamespace'] ? `/api/v1/namespaces/${c['tls.secretsNamespace.name']}/secrets` : '/api/v1/secrets' };
+    kube = new KubeSource({ ...o.kubeSource, kindPaths, client, log: k8sLog });
     endpointObjects = new EndpointObjects({
       client,
       nodeName: c.nodeName,

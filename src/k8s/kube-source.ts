@@ -35,7 +35,7 @@ import type { Json, KubeApiError, KubeClient } from './client.js';
 import { KINDS, parseResource, RESOURCE_KINDS, resourceKey, scopeOf, type Resource, type ResourceKey, type ResourceKind, type ResourceRef } from './kinds.js';
 import { Reflector } from './reflector.js';
 
-/** The collection (all namespaces) each kind is read from. */
+/** The collection (all namespaces, except for Secrets) each kind is read from. */
 export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   Namespace: '/api/v1/namespaces',
   Pod: '/api/v1/pods',
@@ -48,13 +48,16 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
   CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
   CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
-  Secret: '/api/v1/secrets',
+  // TLS interception's Secrets: one namespace (Cilium's default tls.secretsNamespace.name), never every Secret.
+  Secret: '/api/v1/namespaces/cilium-secrets/secrets',
 };
 
 export interface KubeSourceOptions {
   client: KubeClient;
   /** The kinds to read; all of src/k8s/kinds.ts by default. */
   kinds?: readonly ResourceKind[];
+  /** A kind read from another collection than KIND_PATHS's (e.g. Secrets of one namespace only). */
+  kindPaths?: Partial<Record<ResourceKind, string>>;
   /** How long changes are collected into one batch. */
   batchDelayMs?: number;
   backoff?: { initialMs: number; maxMs: number };
@@ -123,13 +126,17 @@ export class KubeSource implements ResourceSource {
     for (const k of this.kinds) this.kindState.set(k, { synced: false, served: true, resourceVersion: '', objects: 0, lists: 0 });
   }
 
+  private pathOf(kind: ResourceKind): string {
+    return this.o.kindPaths?.[kind] ?? KIND_PATHS[kind];
+  }
+
   async start(handlers: ResourceHandlers): Promise<void> {
     if (this.handlers || this.stopped) throw new MeshdError('MESHD_K8S_SOURCE_REUSED', 'a KubeSource starts once', { kind: 'failed' });
     this.handlers = handlers;
     const synced = new Promise<void>((resolve) => (this.onSynced = resolve));
     for (const kind of this.kinds) {
       const r = new Reflector(
-        { client: this.o.client, path: KIND_PATHS[kind], ...(this.o.backoff ? { backoff: this.o.backoff } : {}), ...(this.o.missingRecheckMs ? { missingRecheckMs: this.o.missingRecheckMs } : {}), ...(this.o.watchTimeoutS ? { watchTimeoutS: this.o.watchTimeoutS } : {}) },
+        { client: this.o.client, path: this.pathOf(kind), ...(this.o.backoff ? { backoff: this.o.backoff } : {}), ...(this.o.missingRecheckMs ? { missingRecheckMs: this.o.missingRecheckMs } : {}), ...(this.o.watchTimeoutS ? { watchTimeoutS: this.o.watchTimeoutS } : {}) },
         {
           onList: (items, rv) => this.replace(kind, items, rv),
           onEvent: (type, obj) => (type === 'DELETED' ? this.remove(kind, obj) : this.upsert(kind, obj)),
@@ -284,7 +291,7 @@ export class KubeSource implements ResourceSource {
     const first = st.served || !st.synced;
     this.replace(kind, [], '', false);
     if (first) {
-      this.problems([{ origin: `k8s:${KIND_PATHS[kind]}`, path: [], code: 'KIND_NOT_SERVED', message: `${kind} is not served by the API server (${err.message}); is its CRD installed? Treated as empty until it appears.` }]);
+      this.problems([{ origin: `k8s:${this.pathOf(kind)}`, path: [], code: 'KIND_NOT_SERVED', message: `${kind} is not served by the API server (${err.message}); is its CRD installed? Treated as empty until it appears.` }]);
     }
     this.healthy(kind); // the server answered
   }
@@ -304,7 +311,7 @@ export class KubeSource implements ResourceSource {
   private failed(kind: ResourceKind, err: KubeApiError): void {
     if ((err.status === 401 || err.status === 403) && !this.failing.has(kind)) {
       // Not an outage: the credentials lack a right (see install/rbac.yaml). The kind is retried, and start() waits for it.
-      this.o.log?.error('the API server refuses to serve a kind meshd needs', { kind, path: KIND_PATHS[kind], status: err.status, err: err.message });
+      this.o.log?.error('the API server refuses to serve a kind meshd needs', { kind, path: this.pathOf(kind), status: err.status, err: err.message });
     }
     this.failing.add(kind);
     const at = new Date().toISOString();

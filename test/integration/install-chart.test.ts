@@ -182,6 +182,11 @@ test('every rendered object passes server-side dry-run on a real API server; the
     const w = await kube.kubectl(['wait', '--for=condition=Established', '--timeout=30s', `crd/${o.metadata.name}`]);
     assert.equal(w.code, 0, w.stderr);
   }
+  // The namespaces the chart creates for real too: a dry-run creates nothing the objects in them could name.
+  const namespaces = (await render(VALUES.default)).filter((o) => o.kind === 'Namespace');
+  assert.ok(namespaces.length > 0, 'the chart creates the TLS Secrets namespace');
+  const ns = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: namespaces }) });
+  assert.equal(ns.code, 0, ns.stderr);
   for (const [name, extra] of Object.entries({ ...VALUES, 'relay+ui': RELAY_UI })) {
     const r = await helm(['template', 'meshd', CHART, '--namespace', 'kube-system', ...extra]);
     assert.equal(r.code, 0, r.stderr);
@@ -195,7 +200,7 @@ test('every rendered object passes server-side dry-run on a real API server; the
   }
 
   // The RBAC for real, then ask the API server what the agent's ServiceAccount may do.
-  const rbac = (await render(VALUES.default)).filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind));
+  const rbac = (await render(VALUES.default)).filter((o) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind));
   const a = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }) });
   assert.equal(a.code, 0, a.stderr);
   const as = '--as=system:serviceaccount:kube-system:meshd';
@@ -221,8 +226,11 @@ test('every rendered object passes server-side dry-run on a real API server; the
   // What install/rbac.yaml grants, resource by resource.
   const Rule = z.object({ apiGroups: z.array(z.string()), resources: z.array(z.string()), verbs: z.array(z.string()), resourceNames: z.array(z.string()).optional() });
   const expected = new Map<string, Set<string>>();
+  const Meta = z.object({ metadata: z.object({ namespace: z.string().optional() }) });
   for (const o of objects(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'))) {
     if (o.kind !== 'ClusterRole' && o.kind !== 'Role') continue;
+    // The listing is for kube-system: a Role elsewhere (the TLS Secrets' namespace) is checked below.
+    if (o.kind === 'Role' && Meta.parse(o).metadata.namespace !== 'kube-system') continue;
     for (const r of z.array(Rule).parse(o.rules)) {
       for (const g of r.apiGroups) {
         for (const res of r.resources) {
@@ -245,5 +253,14 @@ test('every rendered object passes server-side dry-run on a real API server; the
   for (const [verb, what] of [['get', 'secrets'], ['list', 'secrets'], ['delete', 'pods'], ['create', 'pods'], ['update', 'nodes'], ['delete', 'customresourcedefinitions.apiextensions.k8s.io']]) {
     const r = await kube.kubectl(['auth', 'can-i', verb ?? '', what ?? '', as, '-A']);
     assert.equal(r.stdout.trim(), 'no', `the agent may not ${verb} ${what}`);
+  }
+  // Secrets: read in the TLS Secrets' namespace only.
+  for (const verb of ['get', 'list', 'watch']) {
+    const r = await kube.kubectl(['auth', 'can-i', verb, 'secrets', as, '-n', 'cilium-secrets']);
+    assert.equal(r.stdout.trim(), 'yes', `the agent may ${verb} secrets in cilium-secrets`);
+  }
+  for (const ns of ['kube-system', 'default']) {
+    const r = await kube.kubectl(['auth', 'can-i', 'get', 'secrets', as, '-n', ns]);
+    assert.equal(r.stdout.trim(), 'no', `the agent may not get secrets in ${ns}`);
   }
 });

@@ -227,6 +227,9 @@ test('KubeSource against a real API server', async (t) => {
 
   await t.test('the shipped ClusterRole lets the agent read every kind it watches', async (t2) => {
     await kube.apply(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'));
+    // Secrets: those of the TLS Secrets' namespace only (the rbac.yaml grants no other).
+    const secret = (namespace: string, name: string) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { namespace, name }, stringData: { 'tls.crt': 'x' } });
+    await kube.apply([secret('cilium-secrets', 'intercept'), secret('app', 'elsewhere')]);
     const tok = await kube.kubectl(['create', 'token', 'meshd', '-n', 'kube-system']);
     assert.equal(tok.code, 0, tok.stderr);
     const kubeconfigPath = join(kube.dir, 'meshd-agent.kubeconfig');
@@ -247,6 +250,8 @@ test('KubeSource against a real API server', async (t) => {
     assert.equal(s.connection().lastError, undefined, 'no request was refused');
     assert.ok(rec.events.some((e) => e.key === 'CiliumNetworkPolicy/app/guarded'));
     assert.ok(rec.events.some((e) => e.key === 'Pod/app/web'));
+    assert.ok(rec.events.some((e) => e.key === 'Secret/cilium-secrets/intercept'));
+    assert.ok(!rec.events.some((e) => e.key === 'Secret/app/elsewhere'), 'no Secret of another namespace is read');
   });
 });
 

@@ -12,6 +12,9 @@ Cilium keys meshd accepts with one value only fail on the others.
 {{- /* Kubernetes objects passed through as they are: their keys are the API's, not the chart's. */ -}}
 {{- $open := list "resources" "nodeSelector" "affinity" "podAnnotations" "podLabels" "updateStrategy" "securityContext.seLinuxOptions" "hubble.relay.resources" "hubble.ui.resources" -}}
 {{- include "meshd.validateKeys" (dict "defaults" $defaults "values" (omit .Values "global") "prefix" "" "unsupported" $unsupported "open" $open) -}}
+{{- if not .Values.tls.readSecretsOnlyFromSecretsNamespace -}}
+{{- fail "tls.readSecretsOnlyFromSecretsNamespace=false: the chart does not grant the agent read access to every Secret in the cluster; put TLS interception Secrets in tls.secretsNamespace.name and set tls.readSecretsOnlyFromSecretsNamespace=true" -}}
+{{- end -}}
 {{- if .Values.bpf.masquerade -}}
 {{- fail "bpf.masquerade=true: meshd never masquerades pod traffic (pods keep their addresses); set bpf.masquerade=false" -}}
 {{- end -}}
