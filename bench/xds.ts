@@ -44,6 +44,7 @@ import { envoyVersion, findEnvoy } from '../envoy/binary.js';
 import { repoPath } from '../src/util/paths.js';
 import { bootstrap, startEnvoy } from '../test/helpers/xds-envoy.js';
 import { buildGoControlPlane, type GcpSnapshotFile, GoControlPlane } from './go-control-plane.js';
+import { type PhaseRow, phaseTable, runPhases } from './xds-phases.js';
 import { MemoryLogger } from '../xds/log.js';
 import { XdsServer } from '../xds/server.js';
 import type { SnapshotInput } from '../xds/snapshot.js';
@@ -65,6 +66,12 @@ const sizes = (opt('--sizes') ?? '100,1000,10000').split(',').map((s) => {
   if (!Number.isInteger(n) || n <= 0) throw new Error(`--sizes: "${s}" is not a positive integer`);
   return n;
 });
+const phaseSizes = (opt('--phase-sizes') ?? '100,1000,10000,50000').split(',').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--phase-sizes: "${s}" is not a positive integer`);
+  return n;
+});
+const phasesOnly = args.includes('--phases');
 const repeat = Number(opt('--repeat') ?? '3');
 if (!Number.isInteger(repeat) || repeat <= 0) throw new Error(`--repeat: expected a positive integer, got "${opt('--repeat') ?? ''}"`);
 const log = (s: string): void => {
@@ -276,7 +283,54 @@ async function runStatic(n: number): Promise<number> {
   }
 }
 
+/** The server's phases without Envoy, median of `repeat` runs per cell (each column on its own). */
+function phases(): PhaseRow[] {
+  const out: PhaseRow[] = [];
+  for (const n of phaseSizes) {
+    for (const mode of modes) {
+      const runs: PhaseRow[] = [];
+      for (let i = 0; i < repeat; i++) {
+        gc();
+        runs.push(runPhases(n, mode, resources));
+      }
+      const m = (f: (r: PhaseRow) => number): number => median(runs.map(f));
+      const row: PhaseRow = {
+        n,
+        mode,
+        packMs: m((r) => r.packMs),
+        hashMs: m((r) => r.hashMs),
+        buildMs: m((r) => r.buildMs),
+        consistencyMs: m((r) => r.consistencyMs),
+        publishMs: m((r) => r.publishMs),
+        encodeMs: m((r) => r.encodeMs),
+        bytes: m((r) => r.bytes),
+        change: {
+          buildMs: m((r) => r.change.buildMs),
+          consistencyMs: m((r) => r.change.consistencyMs),
+          publishMs: m((r) => r.change.publishMs),
+          encodeMs: m((r) => r.change.encodeMs),
+          bytes: m((r) => r.change.bytes),
+        },
+        sameObjectsBuildMs: m((r) => r.sameObjectsBuildMs),
+      };
+      out.push(row);
+      log(
+        `  phases ${mode.padEnd(6)} N=${String(n).padStart(6)}  build ${row.buildMs.toFixed(1)} ms (pack alone ${row.packMs.toFixed(1)}, hash alone ${row.hashMs.toFixed(1)})  consistency ${row.consistencyMs.toFixed(1)}  publish ${row.publishMs.toFixed(1)} (encode ${row.encodeMs.toFixed(1)})  change: build ${row.change.buildMs.toFixed(1)} consistency ${row.change.consistencyMs.toFixed(1)} publish ${row.change.publishMs.toFixed(1)} (encode ${row.change.encodeMs.toFixed(1)})  same objects: build ${row.sameObjectsBuildMs.toFixed(1)}`,
+      );
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
+  if (phasesOnly) {
+    log(`meshd xDS server phases (no Envoy): Node ${process.version}, ${cpus().length} CPUs, N = ${phaseSizes.join(', ')}, median of ${repeat}`);
+    const rows = phases();
+    log('');
+    for (const l of phaseTable(rows)) log(l);
+    if (json) process.stdout.write(`${JSON.stringify({ phases: rows })}\n`);
+    return;
+  }
   const envoy = findEnvoy();
   const version = await envoyVersion(envoy.path);
   log(`meshd xDS benchmark: Envoy ${version}, ${cpus().length} CPUs, Node ${process.version}, N = ${sizes.join(', ')}`);
