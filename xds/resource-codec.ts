@@ -18,6 +18,7 @@ import protobuf from 'protobufjs';
 import { XdsError } from './errors.js';
 import { messageNameOf } from './type-urls.js';
 import { xdsProtos } from './protos.js';
+import { makeAny } from './wire.js';
 
 export interface AnyMessage {
   type_url: string;
@@ -83,7 +84,8 @@ export class ResourceCodec {
     if (problems.length > 0 || any === undefined) {
       throw new XdsError('MESHD_XDS_RESOURCE_INVALID', `${problems[0] ?? `${path}: does not encode`}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
     }
-    return any;
+    // encoded as an Any once, here: every response carrying it copies those bytes
+    return makeAny(any.type_url, any.value);
   }
 
   /** Decodes an Any back into JSON (for tests and debugging; Durations come back as {seconds, nanos}). */
