@@ -12,10 +12,11 @@
  * each object's encoding, so passing the same object again (in this group's
  * next snapshot or in another group's) costs no validation, encoding or
  * hashing. A caller that changes a resource passes a new object; one that
- * rebuilds every object from scratch pays one JSON hash per resource to find
- * the unchanged ones.
+ * rebuilds every object from scratch pays one comparison per resource with
+ * the previous snapshot's JSON to find the unchanged ones.
  */
 import { hash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { XdsError } from './errors.js';
 import { type AnyMessage, ResourceCodec, contentVersion } from './resource-codec.js';
 import { KIND_ORDER, NAME_FIELD, type ResourceKind, TYPE_URL } from './type-urls.js';
@@ -30,10 +31,8 @@ export interface SnapshotResource {
   /** Content hash of the encoded resource (the per-resource version in delta xDS). */
   readonly version: string;
   readonly any: AnyMessage;
-  /** The JSON it was built from (read-only by convention). */
+  /** The JSON it was built from (read-only by convention); the next build compares with it to reuse the encoding. */
   readonly json: Readonly<Record<string, unknown>>;
-  /** Hash of the JSON text: lets the next build reuse the encoding of an unchanged resource. */
-  readonly source: string;
   /**
    * What the resource refers to, found once when it is built (the consistency
    * check reads these instead of walking the JSON): route configurations a
@@ -86,6 +85,30 @@ function unchangedHash(items: ReadonlyMap<string, SnapshotResource>, prev: Snaps
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Equal JSON values (key order aside): walks both, allocates nothing, stops
+ * at the first difference. Anything but plain JSON (a typed array, say) is
+ * left to node's deep equality.
+ */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (!isRecord(a) || !isRecord(b)) return false;
+  if (Object.getPrototypeOf(a) !== Object.prototype || Object.getPrototypeOf(b) !== Object.prototype) return isDeepStrictEqual(a, b);
+  let keys = 0;
+  for (const k in a) {
+    keys++;
+    if (!Object.hasOwn(b, k) || !sameJson(a[k], b[k])) return false;
+  }
+  for (const k in b) if (Object.hasOwn(b, k)) keys--;
+  return keys === 0;
 }
 
 function refsOf(kind: ResourceKind, name: string, json: Readonly<Record<string, unknown>>): ResourceRef[] | undefined {
@@ -154,14 +177,15 @@ export function buildSnapshot(input: SnapshotInput, codec: ResourceCodec = defau
         return;
       }
       try {
-        const source = hash('sha256', JSON.stringify(r), 'base64');
         const prev = previous?.types[kind].items.get(name);
+        // an equal resource keeps its entry (and `json`, the equal object it was built from), so an
+        // unchanged type is recognised by identity below, without hashing it again
         const built: SnapshotResource =
-          prev && prev.source === source
-            ? { ...prev, json: r }
+          prev && sameJson(prev.json, r)
+            ? prev
             : (() => {
                 const any = codec.pack(r, path);
-                return { name, version: contentVersion(any), any, json: r, source, refs: refsOf(kind, name, r) };
+                return { name, version: contentVersion(any), any, json: r, refs: refsOf(kind, name, r) };
               })();
         known.set(r, built);
         items.set(name, built);
