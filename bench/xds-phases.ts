@@ -25,11 +25,12 @@ import { createHash } from 'node:crypto';
 import { AckTracker } from '../xds/ack-tracker.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { MemoryLogger } from '../xds/log.js';
-import { deltaCodec, sotwCodec } from '../xds/messages.js';
+import { type DeltaDiscoveryRequest, deltaCodec, sotwCodec } from '../xds/messages.js';
 import { ResourceCodec, contentVersion } from '../xds/resource-codec.js';
 import { type SnapshotInput, buildSnapshot, checkConsistency } from '../xds/snapshot.js';
 import { DeltaStream } from '../xds/stream-delta.js';
 import { SotwStream } from '../xds/stream-sotw.js';
+import type { ResponseSink } from '../xds/stream.js';
 import { TYPE_URL } from '../xds/type-urls.js';
 
 export type Resources = (n: number) => { clusters: Array<Record<string, unknown>>; listeners: Array<Record<string, unknown>> };
@@ -73,47 +74,39 @@ export function runPhases(n: number, mode: 'sotw' | 'delta', resources: Resource
   let bytes = 0;
   const acks: Array<() => void> = [];
   const kinds = [TYPE_URL.clusters, TYPE_URL.listeners];
+  /** A sink that encodes each response as the gRPC server does (timed) and queues its ACK. */
+  const sink = <R>(encode: (r: R) => Buffer, ack: (r: R) => void): ResponseSink<R> => ({
+    send: (r) => {
+      const t0 = performance.now();
+      bytes += encode(r).length;
+      encodeMs += performance.now() - t0;
+      acks.push(() => ack(r));
+    },
+    fail: (code, message) => {
+      throw new Error(`${code}: ${message}`);
+    },
+  });
   if (mode === 'sotw') {
     const codecS = sotwCodec();
     const stream: SotwStream = new SotwStream({
       source: cache,
       tracker,
       log,
-      sink: {
-        send: (r) => {
-          const t0 = performance.now();
-          bytes += codecS.encode(r).length;
-          encodeMs += performance.now() - t0;
-          acks.push(() => stream.receive({ version_info: r.version_info, node, resource_names: [], type_url: r.type_url, response_nonce: r.nonce }));
-        },
-        fail: (code, message) => {
-          throw new Error(`${code}: ${message}`);
-        },
-      },
+      sink: sink(codecS.encode, (r) => stream.receive({ version_info: r.version_info, node, resource_names: [], type_url: r.type_url, response_nonce: r.nonce })),
     });
     for (const t of kinds) stream.receive({ version_info: '', node, resource_names: [], type_url: t, response_nonce: '' });
   } else {
     const codecD = deltaCodec();
-    const stream: DeltaStream = new DeltaStream({
-      source: cache,
-      tracker,
-      log,
-      sink: {
-        send: (r) => {
-          const t0 = performance.now();
-          bytes += codecD.encode(r).length;
-          encodeMs += performance.now() - t0;
-          const ack = { node, type_url: r.type_url, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: r.nonce };
-          acks.push(() => stream.receive(ack));
-        },
-        fail: (code, message) => {
-          throw new Error(`${code}: ${message}`);
-        },
-      },
+    const request = (typeUrl: string, nonce: string): DeltaDiscoveryRequest => ({
+      node,
+      type_url: typeUrl,
+      resource_names_subscribe: [],
+      resource_names_unsubscribe: [],
+      initial_resource_versions: {},
+      response_nonce: nonce,
     });
-    for (const t of kinds) {
-      stream.receive({ node, type_url: t, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: '' });
-    }
+    const stream: DeltaStream = new DeltaStream({ source: cache, tracker, log, sink: sink(codecD.encode, (r) => stream.receive(request(r.type_url, r.nonce))) });
+    for (const t of kinds) stream.receive(request(t, ''));
   }
   const ackAll = (): void => {
     while (acks.length > 0) acks.shift()?.();
