@@ -155,11 +155,14 @@ async function runXds(n: number, mode: 'sotw' | 'delta'): Promise<Row> {
     server.setSnapshot(nodeId, { version: 'empty', resources: {} });
     envoy = await startEnvoy({ xds: bound.address, mode, nodeId });
     await server.waitForAck(nodeId, 'empty', { kinds: ['clusters', 'listeners'], timeoutMs: 30_000 });
-    const input: SnapshotInput = { version: `n${n}`, resources: resources(n) };
+    // like go-control-plane's Go heap, the figure counts the resources the server holds (their JSON
+    // included): measured before they exist, and the bench drops its own references to them
     const baseHeapMb = heapMb();
+    let input: SnapshotInput | undefined = { version: `n${n}`, resources: resources(n) };
     const t0 = performance.now();
     server.setSnapshot(nodeId, input);
     const setMs = performance.now() - t0;
+    input = undefined;
     await server.waitForAck(nodeId, `n${n}`, { kinds: ['clusters', 'listeners'], timeoutMs: 600_000 });
     const ackMs = performance.now() - t0;
     const stats = await envoy.admin('/stats?filter=listener_manager.total_listeners_active$');
@@ -167,11 +170,12 @@ async function runXds(n: number, mode: 'sotw' | 'delta'): Promise<Row> {
     if (active !== n) throw new Error(`Envoy ACKed but has ${active} active listeners, expected ${n}`);
 
     // a small change: one cluster's connect_timeout (SotW resends all N clusters, delta one)
-    const changed = resources(n);
+    let changed: ReturnType<typeof resources> | undefined = resources(n);
     const first = changed.clusters[0];
     if (first) first.connect_timeout = '2s';
     const t1 = performance.now();
     server.setSnapshot(nodeId, { version: `n${n}-u`, resources: changed });
+    changed = undefined;
     await server.waitForAck(nodeId, `n${n}-u`, { kinds: ['clusters'], timeoutMs: 600_000 });
     const updateMs = performance.now() - t1;
     // measured last, for both servers: a forced full GC right before a timed step leaves V8
@@ -526,7 +530,8 @@ async function main(): Promise<void> {
       '| --- | --- | --- | --- | --- |',
       ...envoy,
       '',
-      'What the profile (`node --cpu-prof` on `--phases`) named, and what was done:',
+      'What the profile (`node --cpu-prof` on `--phases`) named, and what was done',
+      '(before and after figures: [xds-profile.md](xds-profile.md)):',
       '',
       '- Response encoding was the largest part of publishing: protobufjs\'s',
       '  `fromObject` + `encode` of the whole DiscoveryResponse, every resource',
@@ -539,9 +544,10 @@ async function main(): Promise<void> {
       '  when a resource is encoded, and the check is a lookup per reference.',
       '- A resource object passed again is not hashed, validated or encoded: the',
       '  snapshot remembers what it built from each object (a WeakMap), and a type',
-      '  whose entries are all the same keeps its hash without sorting. Fresh',
-      '  objects with unchanged content still cost one JSON hash each (what',
-      '  "change: build" measures).',
+      '  whose entries are all the same keeps its hash without sorting. A fresh',
+      '  object is compared with the previous snapshot\'s JSON field by field (no',
+      '  text, no hash; what "change: build" measures) and, when equal, keeps',
+      '  the previous entry.',
       '- protobufjs resolves a type URL and a type\'s full name by walking its',
       '  namespace tree on every call; the codec keeps both, which took a third',
       '  off packing.',
@@ -579,7 +585,7 @@ async function main(): Promise<void> {
     '- **1 cluster changed → ACK**: afterwards, a snapshot where one cluster\'s',
     '  connect_timeout changed, until Envoy ACKed CDS (SotW sends all N clusters',
     '  again and Envoy compares them; delta sends the one). Unchanged resources',
-    '  reuse their encoding, so the server side is mostly hashing.',
+    '  reuse their encoding; the server compares each with the previous JSON.',
     '- **heap**: the server process\'s V8 heap after a forced GC with the snapshot',
     '  held, measured after the change (so no forced GC precedes a timed step, on',
     '  either side); before: the same just before setSnapshot, an Envoy connected',
@@ -619,7 +625,9 @@ async function main(): Promise<void> {
     '- **heap above the empty snapshot**, like for like: what holding the N',
     '  clusters and listeners (and having sent them and the change) adds to the heap of the',
     '  server\'s process, each measured after a forced GC, against the same',
-    '  process serving the empty snapshot to the connected Envoy. meshd: V8\'s',
+    '  process serving the empty snapshot to the connected Envoy, before the',
+    '  resources were made (the JSON the server keeps counts, as the typed protos',
+    '  held in the Go heap do). meshd: V8\'s',
     '  heapUsed of the benchmark process (the server lives in it; the loaded',
     '  protos are in both figures, so not in the difference); go-control-plane:',
     '  the Go runtime\'s HeapAlloc after `debug.FreeOSMemory()`. The RSS of the Go',
