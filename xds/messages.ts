@@ -7,6 +7,7 @@ import type protobuf from 'protobufjs';
 import { z } from 'zod';
 import type { AnyMessage } from './resource-codec.js';
 import { xdsProtos } from './protos.js';
+import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire.js';
 
 const status = z.object({ code: z.number().int().optional(), message: z.string().optional() });
 const node = z.object({ id: z.string().optional(), cluster: z.string().optional() }).loose();
@@ -98,6 +99,7 @@ function makeCodec<Req, Res>(
   resName: string,
   schema: z.ZodType<Req>,
   resSchema: z.ZodType<Res>,
+  encode: (res: Res) => Buffer,
 ): MessageCodec<Req, Res> {
   const root = xdsProtos();
   const reqType = root.lookupType(reqName);
@@ -113,9 +115,8 @@ function makeCodec<Req, Res>(
       const parsed = schema.safeParse(obj);
       return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: `invalid ${reqType.name}: ${describeZod(parsed.error)}` };
     },
-    encode(res) {
-      return Buffer.from(resType.encode(resType.fromObject(toRecord(res))).finish());
-    },
+    // written straight from the resources' cached encodings (wire.ts), not through protobufjs
+    encode,
     encodeRequest(req) {
       return Buffer.from(reqType.encode(reqType.fromObject(toRecord(req))).finish());
     },
@@ -134,6 +135,7 @@ export function sotwCodec(): MessageCodec<DiscoveryRequest, DiscoveryResponse> {
     'envoy.service.discovery.v3.DiscoveryResponse',
     discoveryRequest,
     discoveryResponse,
+    encodeDiscoveryResponse,
   );
   return sotw;
 }
@@ -144,6 +146,7 @@ export function deltaCodec(): MessageCodec<DeltaDiscoveryRequest, DeltaDiscovery
     'envoy.service.discovery.v3.DeltaDiscoveryResponse',
     deltaDiscoveryRequest,
     deltaDiscoveryResponse,
+    encodeDeltaDiscoveryResponse,
   );
   return delta;
 }

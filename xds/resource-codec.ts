@@ -18,6 +18,7 @@ import protobuf from 'protobufjs';
 import { XdsError } from './errors.js';
 import { messageNameOf } from './type-urls.js';
 import { xdsProtos } from './protos.js';
+import { makeAny } from './wire.js';
 
 export interface AnyMessage {
   type_url: string;
@@ -57,6 +58,9 @@ const BASE64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 export class ResourceCodec {
   readonly root: protobuf.Root;
   private readonly fieldIndex = new WeakMap<protobuf.Type, Map<string, protobuf.Field>>();
+  /** Type lookups and "is a google.protobuf type", kept: protobufjs computes both by walking the namespace tree each time. */
+  private readonly typeByName = new Map<string, protobuf.Type>();
+  private readonly protobufPackage = new WeakMap<protobuf.Type, boolean>();
 
   constructor(root: protobuf.Root = xdsProtos()) {
     this.root = root;
@@ -64,12 +68,25 @@ export class ResourceCodec {
 
   /** The message type behind a type URL or full name, or undefined when the schema lacks it. */
   typeOf(typeUrlOrName: string): protobuf.Type | undefined {
+    const known = this.typeByName.get(typeUrlOrName);
+    if (known) return known;
     try {
-      return this.root.lookupType(messageNameOf(typeUrlOrName));
+      const type = this.root.lookupType(messageNameOf(typeUrlOrName));
+      this.typeByName.set(typeUrlOrName, type);
+      return type;
     } catch {
       // protobufjs throws for a name it lacks; "lacks it" is the answer asked for
       return undefined;
     }
+  }
+
+  private isProtobufPackage(type: protobuf.Type): boolean {
+    let is = this.protobufPackage.get(type);
+    if (is === undefined) {
+      is = type.fullName.startsWith('.google.protobuf.');
+      this.protobufPackage.set(type, is);
+    }
+    return is;
   }
 
   /**
@@ -83,7 +100,8 @@ export class ResourceCodec {
     if (problems.length > 0 || any === undefined) {
       throw new XdsError('MESHD_XDS_RESOURCE_INVALID', `${problems[0] ?? `${path}: does not encode`}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
     }
-    return any;
+    // encoded as an Any once, here: every response carrying it copies those bytes
+    return makeAny(any.type_url, any.value);
   }
 
   /** Decodes an Any back into JSON (for tests and debugging; Durations come back as {seconds, nanos}). */
@@ -111,7 +129,7 @@ export class ResourceCodec {
     }
     const before = problems.length;
     let normalized: unknown;
-    if (type.fullName.startsWith('.google.protobuf.') && this.isWellKnownJson(type)) {
+    if (this.isProtobufPackage(type) && this.isWellKnownJson(type)) {
       const keys = Object.keys(value).filter((k) => k !== '@type');
       const extra = keys.filter((k) => k !== 'value');
       if (extra.length > 0) problems.push(`${path}.${extra[0]}: unknown field (a packed ${type.name} carries only "value")`);
@@ -163,7 +181,7 @@ export class ResourceCodec {
 
   /** A message value in proto3 JSON → the object protobufjs fromObject() accepts. */
   private message(type: protobuf.Type, value: unknown, path: string, problems: string[]): unknown {
-    if (type.fullName.startsWith('.google.protobuf.')) {
+    if (this.isProtobufPackage(type)) {
       const special = this.wellKnown(type, value, path, problems);
       if (special !== NOT_SPECIAL) return special;
     }

@@ -44,4 +44,37 @@ test('buildSnapshot with a previous snapshot reuses the encoding of unchanged re
   assert.equal(s2.types.clusters.items.get('a')?.any, s1.types.clusters.items.get('a')?.any, 'unchanged: same encoding object');
   assert.notEqual(s2.types.clusters.items.get('b')?.version, s1.types.clusters.items.get('b')?.version, 'changed: encoded again');
   assert.deepEqual(s2, buildSnapshot(input), 'same result as a fresh build');
+  // fresh objects, equal JSON in another key order: still the same encoding
+  const reordered = basicSnapshot('v3');
+  reordered.resources.clusters = (input.resources.clusters ?? []).map((c) => (typeof c === 'object' && c !== null ? Object.fromEntries(Object.entries(c).reverse()) : c));
+  const s3 = buildSnapshot(reordered, undefined, s2);
+  assert.equal(s3.types.clusters.items.get('b')?.any, s2.types.clusters.items.get('b')?.any);
+  assert.equal(s3.types.clusters.hash, s2.types.clusters.hash);
+});
+
+test('buildSnapshot: the same resource objects again cost nothing: the same entries and type hash come back', () => {
+  const input = basicSnapshot('v1');
+  const s1 = buildSnapshot(input);
+  const s2 = buildSnapshot({ ...input, version: 'v2' }, undefined, s1);
+  for (const kind of ['clusters', 'listeners', 'routes', 'endpoints'] as const) {
+    for (const [name, r] of s1.types[kind].items) assert.equal(s2.types[kind].items.get(name), r, `${kind} ${name}: same entry`);
+    assert.equal(s2.types[kind].hash, s1.types[kind].hash);
+  }
+  // one new object among the same ones: only it is built, and the hash moves
+  const changed = { ...basicSnapshot('v3'), resources: { ...input.resources, clusters: [...(input.resources.clusters ?? []).slice(0, 1), { ...cluster('b'), connect_timeout: '9s' }] } };
+  const s3 = buildSnapshot(changed, undefined, s2);
+  assert.equal(s3.types.clusters.items.get('a'), s2.types.clusters.items.get('a'));
+  assert.notEqual(s3.types.clusters.items.get('b')?.version, s2.types.clusters.items.get('b')?.version);
+  assert.notEqual(s3.types.clusters.hash, s2.types.clusters.hash);
+  assert.equal(s3.types.listeners.hash, s2.types.listeners.hash);
+});
+
+test('consistency: references found at build time and by walking a hand-made resource agree', () => {
+  const input = basicSnapshot('v1');
+  input.resources.routes = [];
+  const built = buildSnapshot(input);
+  const problems = consistencyProblems(built);
+  assert.equal(problems.length, 1);
+  const listeners = new Map([...built.types.listeners.items].map(([n, r]) => [n, { name: r.name, version: r.version, any: r.any, json: r.json }]));
+  assert.deepEqual(consistencyProblems({ ...built, types: { ...built.types, listeners: { items: listeners, hash: built.types.listeners.hash } } }), problems);
 });

@@ -22,7 +22,7 @@ interface SotwTypeState extends BaseTypeState {
   names: Set<string>;
   sentSubscription: string;
   /** What the last response contained (kept to hold removals back). */
-  sentResources: Map<string, SnapshotResource>;
+  sentResources: readonly SnapshotResource[];
 }
 
 export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
@@ -34,7 +34,7 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     let st = this.states.get(kind);
     if (st && isNonEmpty(req.response_nonce) && req.response_nonce !== st.nonce) return; // stale
     if (!st) {
-      st = { ...initialTypeState(), wildcard: false, names: new Set(), sentSubscription: '', sentResources: new Map() };
+      st = { ...initialTypeState(), wildcard: false, names: new Set(), sentSubscription: '', sentResources: [] };
       this.states.set(kind, st);
     }
     if (isNonEmpty(req.response_nonce)) {
@@ -74,7 +74,7 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     let complete = true;
     if (REMOVAL_WAITS_FOR[kind] && !this.dependenciesSettled(kind)) {
       const keep = new Set(resources.map((x) => x.name));
-      const removed = [...st.sentResources.values()].filter((x) => !keep.has(x.name));
+      const removed = st.sentResources.filter((x) => !keep.has(x.name));
       if (removed.length > 0) {
         // make-before-break: keep what is going away until listeners and
         // routes stopped using it; the removal follows once they are answered.
@@ -87,7 +87,7 @@ export class SotwStream extends StreamBase<DiscoveryResponse, SotwTypeState> {
     const nonce = this.nextNonce();
     this.opts.sink.send({ version_info: version, resources: resources.map((x) => x.any), type_url: TYPE_URL[kind], nonce });
     st.sentSubscription = subscriptionKey(st.wildcard, st.names);
-    st.sentResources = new Map(resources.map((x) => [x.name, x]));
+    st.sentResources = resources;
     this.recordSent(kind, st, r, { version, complete, nonce, resources: resources.length });
   }
 }
