@@ -118,7 +118,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
       ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
     });
-    policyStatus = new PolicyStatusWriter({ ...o.policyStatus, kubeConfig: resolved.kubeConfig, nodeName: c.nodeName, log: k8sLog });
+    policyStatus = new PolicyStatusWriter({ ...o.policyStatus, client, nodeName: c.nodeName, log: k8sLog });
     if (c.identityAllocationMode === 'crd') {
       const grace = c['identityGC.gracePeriod'];
       const idLog = log.child({ component: 'identity' });

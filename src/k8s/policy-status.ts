@@ -5,7 +5,7 @@
  * plus the metadata.generation the entry describes and, when rejected, each
  * problem with its field path.
  *
- *   const writer = new PolicyStatusWriter({ kubeConfig, nodeName, log });
+ *   const writer = new PolicyStatusWriter({ client, nodeName, log });   // client: the agent's KubeClient (keep-alive)
  *   writer.note({ ref, ok: true, enforcing: true, generation: 3, problems: [] });
  *   …
  *   await writer.stop();
@@ -26,8 +26,8 @@
  * or False with the problems (setConditionWriter()). Other condition types
  * in the list are kept; the transition time moves only when the status does.
  */
-import { ApiException, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { KubeApiError, type KubeClient } from './client.js';
 import type { Logger } from '../util/log.js';
 import { resourceKey, type ResourceRef } from './kinds.js';
 
@@ -118,7 +118,8 @@ interface Pending {
 }
 
 export interface PolicyStatusWriterOptions {
-  kubeConfig: KubeConfig;
+  /** The agent's API client: its connections are kept alive, so a burst of status writes pays no TLS handshake each. */
+  client: KubeClient;
   nodeName: string;
   log?: Logger;
   /** Changes arriving within this window go out together (default 50 ms). */
@@ -128,7 +129,6 @@ export interface PolicyStatusWriterOptions {
 }
 
 export class PolicyStatusWriter {
-  private readonly api: CustomObjectsApi;
   private readonly entries = new Map<string, Pending>();
   /**
    * Per object, the fingerprint of what the API server holds for this node as
@@ -146,9 +146,7 @@ export class PolicyStatusWriter {
   private stopped = false;
   private readonly counts = { patches: 0, failures: 0 };
 
-  constructor(private readonly o: PolicyStatusWriterOptions) {
-    this.api = o.kubeConfig.makeApiClient(CustomObjectsApi);
-  }
+  constructor(private readonly o: PolicyStatusWriterOptions) {}
 
   /** Records what this node wants the object's status to say; writes later, only if that differs from what it says. */
   note(change: PolicyStatusChange): void {
@@ -255,7 +253,7 @@ export class PolicyStatusWriter {
       try {
         await this.write(p);
       } catch (e) {
-        if (e instanceof ApiException && e.code === 404) {
+        if (e instanceof KubeApiError && e.status === 404) {
           if (this.entries.get(key) === p) this.entries.delete(key); // the object is gone; its delete event follows
           this.written.delete(key);
           continue;
@@ -265,7 +263,7 @@ export class PolicyStatusWriter {
         const delay = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (p.attempts - 1));
         p.notBefore = Date.now() + delay;
         retryIn = Math.min(retryIn ?? Infinity, delay);
-        this.o.log?.warn('writing policy status failed; will retry', { code: 'MESHD_K8S_STATUS_WRITE_FAILED', object: key, attempt: p.attempts, status: e instanceof ApiException ? e.code : undefined, err: e instanceof Error ? e.message : String(e) });
+        this.o.log?.warn('writing policy status failed; will retry', { code: 'MESHD_K8S_STATUS_WRITE_FAILED', object: key, attempt: p.attempts, status: e instanceof KubeApiError ? e.status : undefined, err: e instanceof Error ? e.message : String(e) });
       }
     }
     // Changes that arrived during this flush, or retries that are due later.
@@ -276,10 +274,10 @@ export class PolicyStatusWriter {
 
   private async write(p: Pending): Promise<void> {
     const { ref, plural } = p;
-    const base = { group: 'cilium.io', version: 'v2', plural, name: ref.name };
+    const path = `/apis/cilium.io/v2/${ref.namespace ? `namespaces/${ref.namespace}/` : ''}${plural}/${ref.name}`;
     if (p.change.generation === undefined) {
       // A rejected object reaches the agent without its metadata; its generation is on the server.
-      const raw: unknown = ref.namespace ? await this.api.getNamespacedCustomObject({ ...base, namespace: ref.namespace }) : await this.api.getClusterCustomObject(base);
+      const raw: unknown = await this.o.client.getJson(path);
       const m = objectMeta.safeParse(raw);
       p.change = { ...p.change, generation: m.success ? (m.data.metadata.generation ?? 0) : 0 };
     }
@@ -292,9 +290,7 @@ export class PolicyStatusWriter {
     const conditions = writeConditions ? this.nextConditions(p, now) : undefined;
     // Merge patch: null removes a field, so an entry that turns ok drops the old error and problems.
     const body = { status: { nodes: { [this.o.nodeName]: { ...entry, lastUpdated: now } }, ...(conditions ? { conditions } : {}) } };
-    const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    if (ref.namespace) await this.api.patchNamespacedCustomObjectStatus({ ...base, namespace: ref.namespace, body }, opts);
-    else await this.api.patchClusterCustomObjectStatus({ ...base, body }, opts);
+    await this.o.client.send('PATCH', `${path}/status`, body);
     this.counts.patches++;
     this.written.set(p.key, fp);
     if (conditions) this.conditions.set(p.key, conditions);

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
-import { resolveKubeConfig } from '../../src/k8s/client.js';
+import { KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { registerCrds } from '../../src/k8s/crds.js';
 import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { PolicyStatusWriter } from '../../src/k8s/policy-status.js';
@@ -181,7 +181,7 @@ test('status writers: two nodes write side by side; an unreachable API server de
   await registerCrds({ kubeConfig });
   await kube.apply(policy(['client'], '8080'));
   const ref = { kind: 'CiliumNetworkPolicy' as const, namespace: 'default', name: 'server-in' };
-  const writers = ['node-a', 'node-b'].map((nodeName) => new PolicyStatusWriter({ kubeConfig, nodeName, coalesceMs: 10, backoff: { initialMs: 100, maxMs: 500 } }));
+  const writers = ['node-a', 'node-b'].map((nodeName) => new PolicyStatusWriter({ client: new KubeClient(kubeConfig), nodeName, coalesceMs: 10, backoff: { initialMs: 100, maxMs: 500 } }));
   t.after(() => Promise.all(writers.map((w) => w.stop())));
   const [a, b] = writers;
   assert.ok(a && b);
