@@ -3,20 +3,24 @@
  * cni.hostRuntime=true as the chart runs it) creates a pod through its CNI
  * plugin, so there are tcx programs on the pod's host veth, socket-LB
  * programs on the agent's cgroup, pins, the proxy policy routing, CNI files
- * and state; the agent stops (SIGTERM leaves all of that enforcing); the
+ * state and its Envoy; the agent stops (SIGTERM leaves all of that enforcing
+ * and the Envoy serving); the
  * command then removes every one of them, while another plugin's conflist
  * in the same directory stays byte for byte and inode for inode. With the
  * agent running it refuses and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { z } from 'zod';
+import { stopProcesses } from '../../envoy/orphans.js';
+import { startNodeProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
-import { defaultPolicyRouting, ensurePolicyRouting } from '../../src/proxy/policy-routing.js';
+import { defaultPolicyRouting } from '../../src/proxy/policy-routing.js';
+import { envoysOfWorkDir } from '../../src/proxy/supervisor-process.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
@@ -27,9 +31,16 @@ function fingerprint(path: string): { text: string; ino: number; mtimeMs: number
   return { text: readFileSync(path, 'utf8'), ino: st.ino, mtimeMs: st.mtimeMs };
 }
 
-function uninstall(configFile: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [repoPath('bin', 'meshd.mjs'), 'uninstall', '--node', '--config', configFile], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+/**
+ * The CLI in a child process, asynchronously: this process must go on serving the agent's socket and reaping the
+ * Envoy it started (the agent runs in this test process; on a node the Envoys' parent has exited and init reaps them).
+ */
+function uninstall(configFile: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [repoPath('bin', 'meshd.mjs'), 'uninstall', '--node', '--config', configFile], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ status: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
+    });
+  });
 }
 
 async function ruleCount(): Promise<number> {
@@ -53,7 +64,8 @@ async function programsOnCgroup(path: string): Promise<string> {
 
 test('meshd uninstall --node after the agent stops: no pins, programs, policy routing, CNI files or state of meshd remain; another CNI config is untouched', async (t) => {
   requirePrivileges();
-  const node = new AgentNode({ 'cni.exclusive': false, 'cni.hostRuntime': true }, 19);
+  // Envoy on and left serving when the agent stops (proxy.stopOnShutdown=false, the default): uninstall stops it.
+  const node = new AgentNode({ 'cni.exclusive': false, 'cni.hostRuntime': true, 'envoy.enabled': true, 'proxy.stopOnShutdown': false }, 19);
   let uninstalled = false;
   t.after(async () => {
     // After a successful uninstall the pod's veth went with its namespace below and nothing of the agent is left to stop.
@@ -65,6 +77,8 @@ test('meshd uninstall --node after the agent stops: no pins, programs, policy ro
     } else {
       await node.cleanup();
     }
+    // Whatever happened: no Envoy of this test outlives it.
+    await stopProcesses(envoysOfWorkDir(join(node.config.stateDir, 'envoy')));
   });
   mkdirSync(node.manifests, { recursive: true });
   node.write('pods.yaml', 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: clean\n  namespace: default\n  labels: {app: clean}\n');
@@ -78,7 +92,8 @@ test('meshd uninstall --node after the agent stops: no pins, programs, policy ro
   const c = node.config;
   writeFileSync(configFile, stringify({ nodeName: c.nodeName, stateDir: c.stateDir, 'bpf.root': c['bpf.root'], 'cni.confDir': c['cni.confDir'], 'cni.binDir': c['cni.binDir'], 'cni.exclusive': false }));
 
-  await node.start();
+  // The Envoys as `meshd agent` runs them: left serving when the agent stops.
+  await node.start({ startProxy: startNodeProxy });
   await node.addPod('clean');
   // The plugin sets each host end's alias to "meshd-cni:<containerId>/<ifname>"; addPod's container id is c<pid><name>.
   const veth = readdirSync('/sys/class/net').find((n) => {
@@ -94,19 +109,19 @@ test('meshd uninstall --node after the agent stops: no pins, programs, policy ro
   const vethLinks = [await pinnedLinkId(join(linkDir, `lxc_${ifindex}_ingress`)), await pinnedLinkId(join(linkDir, `lxc_${ifindex}_egress`))];
   assert.deepEqual(vethLinks.filter((id) => !existsSync(linkDir) || id <= 0), [], 'tcx links on the pod veth');
   assert.notEqual(await programsOnCgroup(node.cgroup.path), '', 'socket-LB programs on the cgroup');
-  // The proxies (Envoy, the DNS proxy) install this at their start; with them off in this node, as they would have.
-  if ((await ruleCount()) === 0) await ensurePolicyRouting(defaultPolicyRouting);
-  assert.equal(await ruleCount(), 1);
+  assert.equal(await ruleCount(), 1, 'the proxy policy routing (Envoy installs it at start)');
 
-  const refused = uninstall(configFile);
+  const refused = await uninstall(configFile);
   assert.equal(refused.status, 5, `refused while the agent runs: ${refused.stdout}${refused.stderr}`);
   assert.match(refused.stderr, /MESHD_UNINSTALL_AGENT_RUNNING/);
   assert.ok(existsSync(join(confDir, CONFLIST_NAME)) && existsSync(join(node.config['bpf.root'], 'meshd')), 'nothing removed');
 
   await node.stopAgent();
+  const envoyDir = join(node.config.stateDir, 'envoy');
+  assert.ok(envoysOfWorkDir(envoyDir).length > 0, 'the stopped agent left its Envoy serving');
   const linksBefore = await linkIds();
   assert.deepEqual(vethLinks.filter((id) => !linksBefore.includes(id)), [], 'a stopped agent leaves the datapath enforcing');
-  const r = uninstall(configFile);
+  const r = await uninstall(configFile);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   uninstalled = true;
 
@@ -120,7 +135,8 @@ test('meshd uninstall --node after the agent stops: no pins, programs, policy ro
   assert.equal(await ruleCount(), 0, 'no policy-routing rule');
   assert.equal((await run('ip', ['-4', 'route', 'show', 'table', String(defaultPolicyRouting.table)]).catch(() => ({ stdout: '' }))).stdout.trim(), '', 'the route table is empty');
   assert.ok(!existsSync(node.config.stateDir), 'stateDir removed');
+  assert.deepEqual(envoysOfWorkDir(envoyDir), [], 'no Envoy of this node left running');
 
-  const again = uninstall(configFile);
+  const again = await uninstall(configFile);
   assert.equal(again.status, 0, again.stderr);
 });
