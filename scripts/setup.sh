@@ -90,3 +90,7 @@ bash scripts/hubble-cli.sh || die "building the hubble CLI failed (see scripts/h
 # 12. The `helm` CLI (helm.sh/helm/v4 from the Go module proxy) into a cache outside the
 #     repository: the install tests lint and render install/helm/meshd with it.
 bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-cli.sh)"
+
+# 13. Istio's `istio-cni` plugin (istio.io/istio from the Go module proxy) into a cache outside
+#     the repository: test/integration/istio-cni.test.ts chains it after meshd-cni.
+bash scripts/istio-cni.sh || die "building istio-cni failed (see scripts/istio-cni.sh)"

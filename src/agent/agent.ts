@@ -291,7 +291,7 @@ export class Agent {
     const c = this.config;
     const p = this.podCidr.current();
     try {
-      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], ...(p.cidr ? { podCIDR: p.cidr } : { podCIDRPending: p.detail }), agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
+      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], runtime: c['cni.hostRuntime'] ? 'host' : 'checkout', ...(p.cidr ? { podCIDR: p.cidr } : { podCIDRPending: p.detail }), agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
       if (r.changed) this.log.info('CNI configuration installed', { actions: r.actions, podCIDR: p.cidr });
     } catch (e) {
       if (this.state === 'starting') throw e;

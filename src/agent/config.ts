@@ -50,6 +50,8 @@ export const configShape = {
   'cni.exclusive': bool,
   'cni.confDir': z.string().min(1),
   'cni.binDir': z.string().min(1),
+  /** true: the installed meshd-cni runs a Node.js and bundle copied into cni.binDir/meshd-cni.d (an agent in a container); false: the agent's own. */
+  'cni.hostRuntime': bool,
   'envoy.enabled': bool,
   'envoy.binaryPath': z.string().min(1).optional(),
   'envoy.xdsMode': z.enum(['sotw', 'delta']),
@@ -171,6 +173,7 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'cni.exclusive': true,
   'cni.confDir': '/etc/cni/net.d',
   'cni.binDir': '/opt/cni/bin',
+  'cni.hostRuntime': false,
   'envoy.enabled': true,
   'envoy.binaryPath': undefined,
   'envoy.xdsMode': 'delta',

@@ -28,6 +28,7 @@ const commands: Readonly<Record<string, Entry>> = {
   bpf: { summary: "policy get ENDPOINT: an endpoint's policy map as the kernel holds it", load: async () => (await import('./node.js')).bpf },
   proxy: { summary: 'list | routing ensure|remove: proxy listeners; the policy routing of redirects', load: async () => (await import('./node.js')).proxy },
   install: { summary: 'precheck [--istio sidecar|ambient]: can meshd be installed on this node with this configuration', load: async () => (await import('./install.js')).install },
+  uninstall: { summary: '--node: remove what meshd left on this node after its agent stopped (CNI files, pins, programs, routing, state)', load: async () => (await import('./uninstall.js')).uninstall },
   doctor: { summary: 'check that this machine can run meshd (privileges, kernel, BPF, Envoy)', load: async () => (await import('./doctor.js')).doctor },
   lb: { summary: 'list: the Service frontends and backends the socket LB holds (pinned maps)', load: async () => (await import('./lb.js')).lb },
   datapath: { summary: 'status | flows: the endpoint datapath from its pinned maps, and live flow events', load: async () => (await import('./datapath.js')).datapath },

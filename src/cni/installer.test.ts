@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { isMeshdError } from '../util/errors.js';
 import { repoPath } from '../util/paths.js';
-import { BACKUP_SUFFIX, CONFLIST_NAME, installCni, uninstallCni } from './installer.js';
+import { BACKUP_SUFFIX, CONFLIST_NAME, HOST_RUNTIME_DIR, installCni, uninstallCni } from './installer.js';
 
 const FLANNEL = `${JSON.stringify(
   { cniVersion: '0.3.1', name: 'cbr0', plugins: [{ type: 'flannel', delegate: { isDefaultGateway: true } }, { type: 'portmap', capabilities: { portMappings: true } }] },
@@ -225,4 +225,40 @@ test('a pod CIDR not known yet: the conflist says why (ADD retries); once known 
   const r = installCni({ confDir, binDir, exclusive: false, podCIDR: '10.243.9.0/24', podCIDRPending: 'ignored once the CIDR is known' });
   assert.ok(r.changed);
   assert.deepEqual(entry(), { type: 'meshd', subnet: '10.243.9.0/24' });
+});
+
+test('runtime "host": node and the bundle copied into binDir/meshd-cni.d, the launcher runs them; unchanged reinstall copies nothing; uninstall removes the directory', (t) => {
+  const { root, confDir, binDir } = setup(t);
+  const bundle = join(root, 'meshd-cni.cjs');
+  writeFileSync(bundle, readFileSync(repoPath('dist', 'cni', 'meshd-cni.cjs')));
+  const opts = { confDir, binDir, exclusive: false, runtime: 'host' as const, pluginBundle: bundle };
+  const first = installCni(opts);
+  assert.equal(first.changed, true);
+  assert.deepEqual(readdirSync(binDir).sort(), ['meshd-cni', HOST_RUNTIME_DIR]);
+  assert.deepEqual(readdirSync(join(binDir, HOST_RUNTIME_DIR)).sort(), ['meshd-cni.cjs', 'node', 'run.cjs']);
+  assert.equal(statSync(join(binDir, HOST_RUNTIME_DIR, 'node')).size, statSync(process.execPath).size);
+  const nodeIno = statSync(join(binDir, HOST_RUNTIME_DIR, 'node')).ino;
+
+  const version = spawnSync(join(binDir, 'meshd-cni'), [], { input: '{"cniVersion":"1.0.0"}', env: { CNI_COMMAND: 'VERSION', PATH: '/nonexistent', NODE_OPTIONS: '--no-such-flag' }, encoding: 'utf8' });
+  assert.equal(version.status, 0, version.stderr);
+  assert.deepEqual(JSON.parse(version.stdout), { cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] });
+
+  assert.deepEqual(installCni(opts), { changed: false, actions: [] }, 'unchanged: nothing copied or written');
+  writeFileSync(bundle, `${readFileSync(bundle, 'utf8')}\n// rebuilt\n`);
+  const rebuilt = installCni(opts);
+  assert.ok(rebuilt.actions.some((a) => a.includes('meshd-cni.cjs')) && rebuilt.actions.some((a) => a.endsWith(join(binDir, 'meshd-cni'))), rebuilt.actions.join('; '));
+  assert.ok(!rebuilt.actions.some((a) => a.startsWith('copied')), 'the node binary is not copied again');
+  assert.equal(statSync(join(binDir, HOST_RUNTIME_DIR, 'node')).ino, nodeIno);
+
+  // Back to the checkout launcher: the copied runtime goes.
+  installCni({ confDir, binDir, exclusive: false });
+  assert.deepEqual(readdirSync(binDir), ['meshd-cni']);
+  installCni(opts);
+  const u = uninstallCni({ confDir, binDir });
+  assert.ok(u.actions.includes(`removed ${join(binDir, HOST_RUNTIME_DIR)}`));
+  assert.deepEqual(readdirSync(binDir), []);
+
+  rmSync(bundle);
+  assert.throws(() => installCni(opts), (e: unknown) => isMeshdError(e, 'MESHD_CNI_INSTALL_NOT_BUILT') && e.kind === 'unavailable');
+  assert.deepEqual(readdirSync(binDir), [], 'nothing written without a bundle');
 });

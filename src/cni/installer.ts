@@ -23,11 +23,18 @@
  * unchanged configuration touches no file.
  *
  * The executable: a runtime execs `<binDir>/meshd-cni` directly. What is
- * installed there is a two-line /bin/sh launcher that execs this machine's
- * Node.js on the checkout's bin/meshd-cni.mjs; the plugin code stays in one
- * place (the checkout) and is updated with it.
+ * installed there is a short /bin/sh launcher, in one of two forms:
+ * - runtime 'checkout' (the default): it execs this machine's Node.js on the
+ *   checkout's bin/meshd-cni.mjs; the plugin code stays in one place (the
+ *   checkout) and is updated with it. Right when the agent runs on the host.
+ * - runtime 'host' (the agent image sets cni.hostRuntime): the Node.js binary
+ *   running this code and the plugin bundle (dist/cni/meshd-cni.cjs) are
+ *   copied into `<binDir>/meshd-cni.d/`, and the launcher execs them there,
+ *   so the host's runtime needs nothing of the agent's container (its
+ *   filesystem is not the host's). Only the host's libc/libstdc++ are used.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync, mkdirSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync, chmodSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import * as z from 'zod';
 import { MeshdError } from '../util/errors.js';
@@ -40,6 +47,22 @@ export const NETWORK_NAME = 'meshd';
 export const PLUGIN_TYPE = 'meshd-cni';
 export const BACKUP_SUFFIX = '.meshd_bak';
 const LAUNCHER_MARKER = '# meshd-cni launcher';
+/** Directory beside the launcher holding the copied runtime (runtime 'host'). */
+export const HOST_RUNTIME_DIR = 'meshd-cni.d';
+const HOST_NODE = 'node';
+const HOST_BUNDLE = 'meshd-cni.cjs';
+const HOST_ENTRY = 'run.cjs';
+/** Runs the bundle's main() and turns an uncaught failure into CNI error JSON (code 999, unknown). */
+const HOST_ENTRY_SOURCE = `'use strict';
+// Written by "meshd cni install": runs the meshd-cni bundle beside it.
+require('./${HOST_BUNDLE}').main().then(
+  (code) => { process.exitCode = code; },
+  (e) => {
+    process.stdout.write(JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: 'meshd-cni failed', details: String(e && e.stack || e) }) + '\\n');
+    process.exitCode = 1;
+  },
+);
+`;
 const CONFIG_EXTENSIONS = ['.conf', '.conflist', '.json'];
 
 export interface InstallOptions {
@@ -58,10 +81,18 @@ export interface InstallOptions {
   stateDir?: string;
   mtu?: number;
   cniVersion?: CniVersion;
-  /** Node.js binary the launcher runs (default: the one running this code). */
+  /**
+   * 'checkout' (default): the launcher runs Node.js and the plugin where this
+   * code is installed. 'host': both are copied into `<binDir>/meshd-cni.d/`
+   * first, so the launcher depends on nothing outside binDir.
+   */
+  runtime?: 'checkout' | 'host';
+  /** Node.js binary the launcher runs, or that runtime 'host' copies (default: the one running this code). */
   nodePath?: string;
-  /** Plugin entry the launcher runs (default: this checkout's bin/meshd-cni.mjs). */
+  /** Plugin entry the launcher runs (default: this checkout's bin/meshd-cni.mjs); runtime 'checkout' only. */
   pluginEntry?: string;
+  /** The plugin bundle runtime 'host' copies (default: this checkout's dist/cni/meshd-cni.cjs). */
+  pluginBundle?: string;
 }
 
 export interface InstallReport {
@@ -73,12 +104,13 @@ export interface InstallReport {
 
 /**
  * MESHD_CNI_INSTALL_BAD_OPTION: an option was refused before anything was
- * touched; MESHD_CNI_INSTALL_IO: a file or directory could not be read,
+ * touched; MESHD_CNI_INSTALL_NOT_BUILT: runtime 'host' found no plugin
+ * bundle to copy (run the build); MESHD_CNI_INSTALL_IO: a file or directory could not be read,
  * written or renamed (the cause carries the errno).
  */
 export class InstallError extends MeshdError {
-  constructor(code: 'MESHD_CNI_INSTALL_BAD_OPTION' | 'MESHD_CNI_INSTALL_IO', message: string, cause?: unknown) {
-    super(code, message, { kind: code === 'MESHD_CNI_INSTALL_BAD_OPTION' ? 'invalid' : 'failed', cause });
+  constructor(code: 'MESHD_CNI_INSTALL_BAD_OPTION' | 'MESHD_CNI_INSTALL_IO' | 'MESHD_CNI_INSTALL_NOT_BUILT', message: string, cause?: unknown) {
+    super(code, message, { kind: code === 'MESHD_CNI_INSTALL_BAD_OPTION' ? 'invalid' : code === 'MESHD_CNI_INSTALL_NOT_BUILT' ? 'unavailable' : 'failed', cause });
   }
 }
 
@@ -177,6 +209,85 @@ export function renderLauncher(o: Pick<InstallOptions, 'nodePath' | 'pluginEntry
   return `#!/bin/sh\n${LAUNCHER_MARKER}, written by "meshd cni install": runs the plugin from the meshd checkout.\nexec ${shellQuote(node)} ${shellQuote(entry)} "$@"\n`;
 }
 
+/** The host-runtime launcher: absolute paths into `<binDir>/meshd-cni.d`, no PATH or NODE_* from the caller. */
+function renderHostLauncher(binDir: string, nodeStamp: string, bundleSha: string): string {
+  const dir = join(binDir, HOST_RUNTIME_DIR);
+  return (
+    `#!/bin/sh\n${LAUNCHER_MARKER}, written by "meshd cni install": runs the plugin copied into ${HOST_RUNTIME_DIR}/.\n` +
+    `# node ${nodeStamp}; bundle sha256 ${bundleSha}\n` +
+    `unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS\n` +
+    `exec ${shellQuote(join(dir, HOST_NODE))} ${shellQuote(join(dir, HOST_ENTRY))} "$@"\n`
+  );
+}
+
+/** Copies `from` to `to` atomically (clone when the filesystem can), mode 0755. */
+function copyAtomic(from: string, to: string): void {
+  const tmp = join(dirname(to), `.${basename(to)}.${process.pid}.tmp`);
+  try {
+    copyFileSync(from, tmp, fsConstants.COPYFILE_FICLONE);
+    chmodSync(tmp, 0o755);
+    renameSync(tmp, to);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Runtime 'host': the Node.js binary, the bundle and its entry in
+ * `<binDir>/meshd-cni.d/`, then the launcher. The launcher names the node
+ * binary's version and size and the bundle's hash, so an unchanged install
+ * copies nothing and a changed one rewrites the launcher last.
+ */
+function installHostRuntime(o: InstallOptions, binPath: string, actions: string[]): void {
+  const nodeFrom = o.nodePath ?? process.execPath;
+  const bundleFrom = o.pluginBundle ?? repoPath('dist', 'cni', 'meshd-cni.cjs');
+  const bundle = readIfExists(bundleFrom);
+  if (bundle === undefined) {
+    throw new InstallError('MESHD_CNI_INSTALL_NOT_BUILT', `the meshd-cni bundle ${bundleFrom} is missing: build it (node scripts/bundle-cni.mjs) before installing with runtime "host"`);
+  }
+  const nodeSize = statSync(nodeFrom).size;
+  const nodeStamp = `${nodeFrom === process.execPath ? process.version : 'external'} ${nodeSize} bytes`;
+  const bundleSha = createHash('sha256').update(bundle).digest('hex');
+  const launcher = renderHostLauncher(o.binDir, nodeStamp, bundleSha);
+  const dir = join(o.binDir, HOST_RUNTIME_DIR);
+  const nodeTo = join(dir, HOST_NODE);
+  const current = readIfExists(binPath) === launcher && sizeIfExists(nodeTo) === nodeSize && readIfExists(join(dir, HOST_BUNDLE)) === bundle && readIfExists(join(dir, HOST_ENTRY)) === HOST_ENTRY_SOURCE;
+  if (current) return;
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  if (sizeIfExists(nodeTo) !== nodeSize || !sameNodeStamp(readIfExists(binPath), launcher)) {
+    copyAtomic(nodeFrom, nodeTo);
+    actions.push(`copied ${nodeFrom} to ${nodeTo}`);
+  }
+  if (readIfExists(join(dir, HOST_BUNDLE)) !== bundle) {
+    writeAtomic(join(dir, HOST_BUNDLE), bundle, 0o644);
+    actions.push(`wrote ${join(dir, HOST_BUNDLE)}`);
+  }
+  if (readIfExists(join(dir, HOST_ENTRY)) !== HOST_ENTRY_SOURCE) {
+    writeAtomic(join(dir, HOST_ENTRY), HOST_ENTRY_SOURCE, 0o644);
+    actions.push(`wrote ${join(dir, HOST_ENTRY)}`);
+  }
+  if (readIfExists(binPath) !== launcher) {
+    writeAtomic(binPath, launcher, 0o755);
+    actions.push(`wrote ${binPath}`);
+  }
+}
+
+/** The installed launcher names the same node binary (version and size): the copy in meshd-cni.d is kept. */
+function sameNodeStamp(existing: string | undefined, launcher: string): boolean {
+  const nodeStamp = (text: string) => (text.split('\n').find((l) => l.startsWith('# node ')) ?? '').split(';')[0];
+  return existing !== undefined && nodeStamp(existing) === nodeStamp(launcher);
+}
+
+function sizeIfExists(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
 function validate(o: InstallOptions): void {
   if (o.cniVersion !== undefined && !isSupportedVersion(o.cniVersion)) {
     throw new InstallError('MESHD_CNI_INSTALL_BAD_OPTION', `cniVersion "${String(o.cniVersion)}" is not supported`);
@@ -204,10 +315,15 @@ function install(o: InstallOptions): InstallReport {
 
   // The executable first: a configuration must never name a plugin that is not there yet.
   const binPath = join(o.binDir, PLUGIN_TYPE);
-  const launcher = renderLauncher(o);
-  if (readIfExists(binPath) !== launcher) {
-    writeAtomic(binPath, launcher, 0o755);
-    actions.push(`wrote ${binPath}`);
+  if (o.runtime === 'host') {
+    installHostRuntime(o, binPath, actions);
+  } else {
+    const launcher = renderLauncher(o);
+    if (readIfExists(binPath) !== launcher) {
+      writeAtomic(binPath, launcher, 0o755);
+      actions.push(`wrote ${binPath}`);
+    }
+    removeHostRuntime(o.binDir, actions);
   }
 
   const confPath = join(o.confDir, CONFLIST_NAME);
@@ -238,6 +354,14 @@ function install(o: InstallOptions): InstallReport {
     }
   }
   return { changed: actions.length > 0, actions };
+}
+
+/** Removes `<binDir>/meshd-cni.d` (meshd's own directory: everything in it is meshd's). */
+function removeHostRuntime(binDir: string, actions: string[]): void {
+  const dir = join(binDir, HOST_RUNTIME_DIR);
+  if (sizeIfExists(dir) === undefined) return;
+  rmSync(dir, { recursive: true, force: true });
+  actions.push(`removed ${dir}`);
 }
 
 /**
@@ -277,6 +401,7 @@ function uninstall(o: { confDir: string; binDir?: string }): InstallReport {
       unlinkSync(binPath);
       actions.push(`removed ${binPath}`);
     }
+    removeHostRuntime(o.binDir, actions);
   }
   return { changed: actions.filter((a) => !a.startsWith('kept ')).length > 0, actions };
 }

@@ -146,6 +146,16 @@ test('the chart\'s CRDs are install/crds and its RBAC is install/rbac.yaml', asy
   }
 });
 
+test('nodeCleanup=true renders one pod per node running meshd uninstall --node with the paths of the values', async () => {
+  const objs = await render(['--set', 'nodeCleanup=true', '--set', 'stateDir=/run/meshd-x', '--set', 'cni.binDir=/usr/libexec/cni']);
+  const Ds = z.object({
+    spec: z.object({ template: z.object({ spec: z.object({ hostPID: z.literal(true), initContainers: z.array(z.object({ command: z.array(z.string()), args: z.array(z.string()) })).length(1) }) }) }),
+  });
+  const init = Ds.parse(one(objs, 'DaemonSet', 'meshd-node-cleanup')).spec.template.spec.initContainers[0];
+  assert.ok(init);
+  assert.deepEqual([...init.command, ...init.args], ['meshd', 'uninstall', '--node', '--set=stateDir=/run/meshd-x', '--set=bpf.root=/sys/fs/bpf', '--set=cni.confDir=/etc/cni/net.d', '--set=cni.binDir=/usr/libexec/cni']);
+});
+
 test('Cilium values meshd does not support fail the render with their names', async () => {
   const cases: Array<[string[], string]> = [
     [['--set', 'encryption.enabled=true'], 'encryption'],
@@ -187,13 +197,14 @@ test('every rendered object passes server-side dry-run on a real API server; the
   assert.ok(namespaces.length > 0, 'the chart creates the TLS Secrets namespace');
   const ns = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: namespaces }) });
   assert.equal(ns.code, 0, ns.stderr);
-  for (const [name, extra] of Object.entries({ ...VALUES, 'relay+ui': RELAY_UI })) {
+  for (const [name, extra] of Object.entries({ ...VALUES, 'relay+ui': RELAY_UI, 'node-cleanup': ['--set', 'nodeCleanup=true'] })) {
     const r = await helm(['template', 'meshd', CHART, '--namespace', 'kube-system', ...extra]);
     assert.equal(r.code, 0, r.stderr);
     const objs = objects(r.stdout);
     const kinds = new Set(objs.map((o) => o.kind));
     for (const k of ['DaemonSet', 'ConfigMap', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']) assert.ok(kinds.has(k), `${name}: renders a ${k}`);
     if (name === 'relay+ui') for (const k of ['Deployment', 'Service', 'PodDisruptionBudget']) assert.ok(kinds.has(k), `${name}: renders a ${k}`);
+    assert.equal(objs.some((o) => o.metadata.name === 'meshd-node-cleanup'), name === 'node-cleanup', `${name}: the node-cleanup DaemonSet only with nodeCleanup=true`);
     const dry = await kube.kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=helm', '-f', '-'], { input: r.stdout });
     assert.equal(dry.code, 0, `${name}: ${dry.stderr}`);
     assert.equal(dry.stdout.trim().split('\n').length, objs.length, `${name}: every object answered: ${dry.stdout}`);
@@ -250,7 +261,7 @@ test('every rendered object passes server-side dry-run on a real API server; the
   for (const [key, verbs] of expected) assert.deepEqual([...(granted.get(key) ?? [])].sort(), [...verbs].sort(), `the agent may ${[...verbs].join(',')} ${key}`);
   const extra = [...granted.keys()].filter((k) => !expected.has(k) && !builtin(k));
   assert.deepEqual(extra, [], `granted beyond install/rbac.yaml: ${extra.join('; ')}\n${list.stdout}`);
-  for (const [verb, what] of [['get', 'secrets'], ['list', 'secrets'], ['delete', 'pods'], ['create', 'pods'], ['update', 'nodes'], ['delete', 'customresourcedefinitions.apiextensions.k8s.io']]) {
+  for (const [verb, what] of [['get', 'secrets'], ['list', 'secrets'], ['create', 'secrets'], ['delete', 'secrets'], ['delete', 'pods'], ['create', 'pods'], ['update', 'nodes'], ['delete', 'customresourcedefinitions.apiextensions.k8s.io']]) {
     const r = await kube.kubectl(['auth', 'can-i', verb ?? '', what ?? '', as, '-A']);
     assert.equal(r.stdout.trim(), 'no', `the agent may not ${verb} ${what}`);
   }
