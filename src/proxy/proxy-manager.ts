@@ -62,7 +62,7 @@ import { KafkaProcessor } from '../kafka/processor.js';
 import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
-import { buildSdsSecrets, type SecretData } from './sds.js';
+import { resolveSdsSecrets, type SecretData, withoutUnusable } from './sds.js';
 import { enableRequestMigration, withReusePort } from './steering.js';
 import { adminRequest } from './supervisor-process.js';
 import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
@@ -108,6 +108,12 @@ export interface ProxyApplyResult {
   version: string;
   redirects: Redirect[];
   unsupported: TranslateOutput['unsupported'];
+  /**
+   * TLS Secrets that are missing or broken (MESHD_PROXY_SECRET_MISSING / _INVALID, naming the field,
+   * the Secret and the policies): each kept its last good version, or, without one, the chains that
+   * name it were left out (their connections fail closed). Everything else was applied.
+   */
+  secretProblems: Array<{ code: string; message: string }>;
 }
 
 export type ProxyErrorCode = 'MESHD_PROXY_NACKED' | 'MESHD_PROXY_ACK_TIMEOUT' | 'MESHD_PROXY_STOPPED';
@@ -446,10 +452,15 @@ export class ProxyManager {
     this.lateAck = null;
     const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
     // Every Envoy binds each proxy port with SO_REUSEPORT: replicas and replacements share it (steering.ts).
-    const out: TranslateOutput = { ...translated, listeners: withReusePort(translated.listeners) };
-    // A secret that is missing or does not parse rejects the whole apply (TlsSecretError): nothing is
-    // published, Envoy and the datapath keep the previous configuration.
-    if (out.secretRefs) out.secrets = buildSdsSecrets(out.secretRefs, input.secrets ?? new Map());
+    let out: TranslateOutput = { ...translated, listeners: withReusePort(translated.listeners) };
+    // A Secret that is missing or does not parse costs only what names it: its last good version stays
+    // served; one that never had a good version takes the chains that name it out (fail closed).
+    let problems: ProxyApplyResult['secretProblems'] = [];
+    if (out.secretRefs) {
+      const r = resolveSdsSecrets(out.secretRefs, input.secrets ?? new Map(), this.good?.out.secrets ?? []);
+      out = withoutUnusable({ ...out, secrets: r.secrets }, r.unusable);
+      problems = r.problems.map((e) => ({ code: e.code, message: e.message }));
+    }
     // Rules change without a listener change (keys name chains, not rules): they apply to the next request.
     this.kafka.processor?.setPolicies(out.kafkaPolicies ?? new Map());
     const hash = contentHash(out);
@@ -479,7 +490,7 @@ export class ProxyManager {
       throw e;
     }
     this.accepted(snap);
-    return { version: snap.version, redirects: out.redirects, unsupported: out.unsupported };
+    return { version: snap.version, redirects: out.redirects, unsupported: out.unsupported, secretProblems: problems };
   }
 
   /** After an ACK timeout: the snapshot stays served; if Envoy ACKs it later, it is the good one and the listeners hear of it. */
@@ -603,3 +614,4 @@ export class ProxyManager {
     return this.stopping;
   }
 }
+

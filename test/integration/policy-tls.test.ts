@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { traceFlow, type TraceFlow } from '../../src/policy/trace.js';
 import type { SecretData } from '../../src/proxy/sds.js';
-import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
 import { startL7World } from '../helpers/l7-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
@@ -19,7 +18,7 @@ import { makePki, startTlsServer, tlsPeer, type TlsOutcome } from '../helpers/tl
 
 const POLICY = readFileSync(repoPath('examples', 'policies', 'l7-tls-interception.yaml'), 'utf8');
 
-test('TLS interception through the node Envoy and the kernel datapath: HTTP rules over TLS, TLS upstream verified, secrets over SDS rotated without a listener change, a missing secret keeps the previous state', async (t) => {
+test('TLS interception through the node Envoy and the kernel datapath: HTTP rules over TLS, TLS upstream verified, secrets over SDS rotated without a listener change, a broken secret keeps its last good version', async (t) => {
   requirePrivileges();
   const upstream = await makePki('tlsup');
   t.after(() => upstream.remove());
@@ -78,14 +77,21 @@ test('TLS interception through the node Envoy and the kernel datapath: HTTP rule
     assert.equal(await stat('listener_manager.listener_added'), added, 'no listener was added');
   });
 
-  await t.test('a missing or invalid secret rejects the apply with its code, naming the reference; the previous configuration stays', async () => {
+  await t.test('a missing or invalid secret is reported with its code, naming the reference; its last good version stays served and the rest applies', async () => {
     const missing = new Map(secrets(proxyCert2));
     missing.delete('default/upstream-ca');
-    await assert.rejects(sync(proxy, { secrets: missing }), (e: unknown) => isMeshdError(e, 'MESHD_PROXY_SECRET_MISSING') && e.message.includes('originatingTLS.secret default/upstream-ca'));
+    const r1 = await sync(proxy, { secrets: missing });
+    assert.deepEqual(r1.secretProblems.map((p) => p.code), ['MESHD_PROXY_SECRET_MISSING']);
+    assert.ok(r1.secretProblems[0]?.message.includes('originatingTLS.secret default/upstream-ca'), r1.secretProblems[0]?.message);
     const broken = new Map(secrets(proxyCert2));
     broken.set('default/intercept', { 'tls.crt': 'not a certificate', 'tls.key': pem(proxyCert2.key) });
-    await assert.rejects(sync(proxy, { secrets: broken }), (e: unknown) => isMeshdError(e, 'MESHD_PROXY_SECRET_INVALID') && e.message.includes('terminatingTLS.secret default/intercept'));
+    const r2 = await sync(proxy, { secrets: broken });
+    assert.deepEqual(r2.secretProblems.map((p) => p.code), ['MESHD_PROXY_SECRET_INVALID']);
+    assert.ok(r2.secretProblems[0]?.message.includes('terminatingTLS.secret default/intercept'), r2.secretProblems[0]?.message);
     assert.deepEqual(await get('/allowed'), { ok: true, status: 200, body: `https GET /allowed api.example.com from ${hostApi}`, peerCN: 'intercept-2' });
+    assert.deepEqual(await get('/admin'), { ok: true, status: 403, body: 'Access denied', peerCN: 'intercept-2' }, 'the HTTP rules still apply');
+    // Fixed again: no problem left.
+    assert.deepEqual((await sync(proxy, { secrets: secrets(proxyCert2) })).secretProblems, []);
   });
 
   await t.test('an upstream whose certificate the trusted CA did not sign is refused (503), not forwarded in clear', async () => {
