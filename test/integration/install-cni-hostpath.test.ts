@@ -28,7 +28,9 @@ function shq(s: string): string {
 
 /** A shell prefix that hides the checkout, its node_modules and this process's node binary, then runs the rest. */
 function hidingScript(): string {
-  const hidden = [...new Set([repoRoot, realpathSync(repoPath('node_modules'))])];
+  // node_modules first: in a plain checkout it is inside the repository, which the second mount hides too.
+  const modules = realpathSync(repoPath('node_modules'));
+  const hidden = modules.startsWith(`${repoRoot}/`) ? [repoRoot] : [modules, repoRoot];
   const mounts = hidden.map((d) => `mount -t tmpfs meshd-hidden ${shq(d)}`);
   mounts.push(`mount --bind /dev/null ${shq(realpathSync(process.execPath))}`);
   return mounts.join(' && ');
