@@ -19,6 +19,7 @@ import { KubeClient, resolveKubeConfig } from '../k8s/client.js';
 import { CrdRegistrar, policyCrds, type CrdRegistrarOptions } from '../k8s/crds.js';
 import { identityCrds } from '../identity/identity-crds.js';
 import { KubeSource, type KubeSourceOptions } from '../k8s/kube-source.js';
+import { RESOURCE_KINDS, type ResourceKind } from '../k8s/kinds.js';
 import { meshdEndpointCrd } from '../k8s/meshd-endpoint.js';
 import { PolicyStatusWriter, type PolicyStatusWriterOptions } from '../k8s/policy-status.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -86,6 +87,9 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+/** Kinds only the load-balancer controllers read (through their own reflectors). */
+const LOAD_BALANCER_KINDS: ReadonlySet<ResourceKind> = new Set(['CiliumLoadBalancerIPPool', 'CiliumL2AnnouncementPolicy']);
+
 export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger({ component: 'agent', node: o.config.nodeName }, { format: o.config['log.format'], level: o.config['log.level'] });
   let kube: KubeSource | null = null;
@@ -109,7 +113,10 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
     }
     // TLS interception's Secrets: only from the secrets namespace unless configured otherwise (as Cilium's agent reads them).
     const kindPaths = { Secret: c['tls.readSecretsOnlyFromSecretsNamespace'] ? `/api/v1/namespaces/${c['tls.secretsNamespace.name']}/secrets` : '/api/v1/secrets' };
-    kube = new KubeSource({ ...o.kubeSource, kindPaths, client, log: k8sLog });
+    // LB IPAM and L2 announcements read their pools and policies themselves (src/lbipam, src/l2announce); no
+    // subscriber of the agent takes them, so the source does not watch and hold them a second time.
+    const kinds = RESOURCE_KINDS.filter((k) => !LOAD_BALANCER_KINDS.has(k));
+    kube = new KubeSource({ ...o.kubeSource, kinds, kindPaths, client, log: k8sLog });
     endpointObjects = new EndpointObjects({
       client,
       nodeName: c.nodeName,
