@@ -141,9 +141,9 @@ export class Reconciler {
       try {
         const r = await this.d.proxy.apply({ endpoints: l7, identityIps: this.identityIps(ipcache), ...(this.d.secrets ? { secrets: this.d.secrets() } : {}) });
         // A bad TLS Secret held back only what names it; it still shows in `meshd status` until fixed.
-        const secret = r.secretProblems?.[0];
-        this.last = { version: r.version, error: secret ? (r.secretProblems ?? []).map((p) => p.message).join('; ') : null, errorCode: secret?.code ?? null, at: new Date().toISOString() };
-        for (const p of r.secretProblems ?? []) log.error('TLS interception Secret not usable; its last good version stays, or the chains naming it are left out', { code: p.code, problem: p.message });
+        const secretProblems = r.secretProblems ?? [];
+        this.last = { version: r.version, error: secretProblems.map((p) => p.message).join('; ') || null, errorCode: secretProblems[0]?.code ?? null, at: new Date().toISOString() };
+        for (const p of secretProblems) log.error('TLS interception Secret not usable; its last good version stays, or the chains naming it are left out', { code: p.code, problem: p.message });
         for (const u of r.unsupported.filter((x) => x.kind !== 'dns')) log.warn('L7 rules of this kind are not enforced by the proxy; those flows stay denied', { endpoint: u.endpointId, direction: u.direction, kind: u.kind, policies: u.derivedFrom });
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
