@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION="1.40.0"
-APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables dnsmasq containernetworking-plugins
+APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables nftables dnsmasq containernetworking-plugins
   wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps chromium
   iputils-arping)
 
