@@ -3,7 +3,7 @@
  * then the router to the original destination (through the cluster that
  * marks the upstream with the client's identity). Denied requests are answered
  * locally with 403 and the body "Access denied", as Cilium's proxy answers.
- * HTTP/1.1 and HTTP/2 with prior knowledge (gRPC included) are detected on
+ * HTTP/1.1 (WebSocket upgrades included) and HTTP/2 with prior knowledge (gRPC included) are detected on
  * the same port (codec AUTO); the upstream speaks what the client spoke.
  */
 import { ALS_CLUSTER } from '../../envoy/bootstrap.js';
@@ -32,6 +32,9 @@ export function buildHttpConnectionManager(i: HcmInput): Json {
     merge_slashes: true,
     path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
     use_remote_address: false,
+    // WebSocket upgrades of allowed requests are relayed, as Cilium's proxy relays them (without this
+    // Envoy answers every upgrade with 403, denied or not).
+    upgrade_configs: [{ upgrade_type: 'websocket' }],
     route_config: {
       name: i.statPrefix,
       virtual_hosts: [

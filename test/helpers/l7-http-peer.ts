@@ -5,10 +5,13 @@
  *   serve NAME PORT…   HTTP/1.1 and HTTP/2 with prior knowledge on every port
  *                      (the first bytes decide), answering "NAME PORT METHOD PATH from ADDR";
  *                      content-type application/grpc gets a gRPC-framed answer and
- *                      grpc-status 0. Prints "ready", then "req PORT METHOD PATH ADDR" per request.
+ *                      grpc-status 0; an HTTP/1.1 WebSocket upgrade is answered with 101 and every
+ *                      message after it echoed as "NAME echo MESSAGE". Prints "ready", then
+ *                      "req PORT METHOD PATH ADDR" per request.
  *   client             reads JSON requests on stdin (one per line), answers JSON lines:
  *                      {id, status, body, grpcStatus} or {id, error: {code, connected, localPort}};
- *                      every request on a new connection. The TCP handshake is done first
+ *                      every request on a new connection (`websocket: true`: an upgrade, then one
+ *                      message; its echo is the body). The TCP handshake is done first
  *                      with its own outcome, so that the caller can tell "no SYN-ACK"
  *                      (code TIMEOUT, connected false) from "refused" (ECONNREFUSED) and
  *                      from "connected, no answer" (code TIMEOUT, connected true).
@@ -38,6 +41,17 @@ function serve(name: string, ports: number[]): void {
     const h1 = createH1((req, res) => {
       req.resume();
       req.on('end', () => res.end(text(req.method ?? '', req.url ?? '', req.socket.remoteAddress ?? '')));
+    });
+    // WebSocket: the upgrade is answered and the bytes after it echoed (no framing: the proxies only relay them).
+    h1.on('upgrade', (req, sock: Socket) => {
+      text(req.method ?? '', req.url ?? '', req.socket.remoteAddress ?? '');
+      if (String(req.headers.upgrade).toLowerCase() !== 'websocket') {
+        sock.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      sock.on('data', (d: Buffer) => sock.write(`${name} echo ${d.toString('utf8')}`));
+      sock.on('error', () => undefined);
     });
     const h2 = createH2();
     // The HTTP/2 session gets a JS duplex (see below); its peer address is remembered per session.
@@ -105,6 +119,7 @@ const requestSchema = z.object({
   body: z.string().optional(),
   h2: z.boolean().optional(),
   grpc: z.boolean().optional(),
+  websocket: z.boolean().optional(),
   timeoutMs: z.number().optional(),
 });
 type ClientRequest = z.infer<typeof requestSchema>;
@@ -164,10 +179,20 @@ function h1(r: ClientRequest, sock: Socket, timeoutMs: number): Promise<ClientAn
       clearTimeout(timer);
       resolve(a);
     };
-    const req = h1request(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, createConnection: () => sock }, (res) => {
+    const headers = { ...(r.headers ?? {}), ...(r.websocket ? { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } : {}) };
+    const req = h1request(r.url, { method: r.method ?? 'GET', headers, createConnection: () => sock }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => done({ id: r.id, status: res.statusCode ?? 0, body }));
+    });
+    // Upgraded: one message through the tunnel, its echo is the body.
+    req.on('upgrade', (res, up: Socket) => {
+      up.once('data', (d: Buffer) => {
+        done({ id: r.id, status: res.statusCode ?? 0, body: d.toString('utf8') });
+        up.destroy();
+      });
+      up.on('error', (e) => done({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
+      up.write('hello');
     });
     req.on('error', (e) => done({ id: r.id, error: failed(sock, errnoOf(e), e.message) }));
     req.end(r.body);

@@ -68,6 +68,8 @@ export interface HttpRequestSpec {
   body?: string;
   h2?: boolean;
   grpc?: boolean;
+  /** An HTTP/1.1 WebSocket upgrade, then one message: the answer's body is the server's echo. */
+  websocket?: boolean;
   timeoutMs?: number;
 }
 

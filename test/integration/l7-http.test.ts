@@ -162,6 +162,11 @@ test('L7 HTTP policy through the node Envoy and the kernel datapath: ingress, eg
     assert.equal(await h2c('/admin'), '403 1.1');
   });
 
+  await t.test('WebSocket: an allowed request upgrades and the proxy relays the connection; a denied one gets 403', async () => {
+    assert.deepEqual(await fromA.request({ url: url(8080, '/api/v1/users'), websocket: true }), { kind: 'answered', status: 101, body: 'B echo hello' });
+    denied(await fromA.request({ url: url(8080, '/admin'), websocket: true }));
+  });
+
   await t.test('a policy change takes effect on the next request, without restarting Envoy', async () => {
     const pid = proxy.status().envoy.pid;
     const changed = DEMO_POLICY.replace('- method: GET\n                path: /api/v1/products', '- method: POST\n                path: /helloworld.Greeter/SayHello');
