@@ -1,0 +1,136 @@
+/**
+ * Clients outside the node reach Service backends through bpf/nodeport.c on
+ * a native device. The host namespace is the node (an agent in this
+ * process); a client namespace is joined to it by a veth that the agent's
+ * `devices` names; the backend is a pod wired by meshd-cni. The client
+ * reaches a LoadBalancer address, an external IP and the NodePort on the
+ * veth's node address; the backend sees the client's own address (no SNAT
+ * for a local backend) and the client's connection, made to the frontend,
+ * works only because the replies come back from the frontend. A deleted
+ * Service stops answering; an externalTrafficPolicy: Local Service without a
+ * backend on this node is dropped, with the drop reason in the agent's flows.
+ *
+ * The load-balancer and external addresses are host-scoped addresses on the
+ * veth, as an L2 announcement places them: without meshd the node itself
+ * answers (refuses) and nothing is forwarded anywhere.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { run } from '../../src/util/exec.js';
+import { AgentNode } from '../helpers/agent-node.js';
+import { until } from '../helpers/kube-nodes.js';
+import { Sandbox } from '../helpers/netns.js';
+import { requirePrivileges } from '../helpers/privileged.js';
+
+const N = 1 + (process.pid % 200);
+const HOST_IP = `10.213.${N}.1`;
+const CLIENT_IP = `10.213.${N}.2`;
+const LB_IP = `10.214.${N}.9`;
+const EXT_IP = `10.215.${N}.5`;
+const LOCAL_LB_IP = `10.214.${N}.10`;
+const PORT = 18080;
+const NODE_PORT = 31080;
+
+/** In the backend pod: answers every connection with the peer address it sees. */
+const PEER_ECHO = "require('net').createServer((s) => { s.on('error', () => {}); s.end(s.remoteAddress.replace(/^::ffff:/, '')); }).listen(8080, '0.0.0.0', () => console.log('ready'));";
+/** In the client namespace: what a connection to argv[1]:argv[2] receives, or why nothing. */
+const CLIENT =
+  "const s = require('net').connect({ host: process.argv[1], port: Number(process.argv[2]) }); let d = ''; s.on('data', (c) => (d += c)); s.on('end', () => { console.log('got ' + d); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(0); }); setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);";
+
+function services(o: { withWeb: boolean; backend: string }): string {
+  const web = `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  externalIPs: ["${EXT_IP}"]
+  ports: [{name: http, port: ${PORT}, targetPort: 8080, nodePort: ${NODE_PORT}, protocol: TCP}]
+status:
+  loadBalancer: {ingress: [{ip: "${LB_IP}"}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: ["${o.backend}"], nodeName: test-node, conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+---
+`;
+  const local = `apiVersion: v1
+kind: Service
+metadata: {name: local-only, namespace: default}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  ports: [{name: http, port: ${PORT}, targetPort: 8080, protocol: TCP}]
+status:
+  loadBalancer: {ingress: [{ip: "${LOCAL_LB_IP}"}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local-only-1, namespace: default, labels: {kubernetes.io/service-name: local-only}}
+addressType: IPv4
+endpoints: [{addresses: ["10.216.${N}.7"], nodeName: other-node, conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+`;
+  return (o.withWeb ? web : '') + local;
+}
+
+test('clients outside the node reach a LoadBalancer address, an external IP and a NodePort; the backend sees the client', async (t) => {
+  requirePrivileges();
+  const sb = new Sandbox('np');
+  const hostIf = sb.name('h');
+  const client = await sb.netns('cl');
+  await sb.vethToHost(client, { hostIf, podIf: 'eth0', hostIp: `${HOST_IP}/24`, podIp: `${CLIENT_IP}/24`, defaultRoute: true });
+  // The frontends' addresses as L2 announcements put them: host-scoped, on the device.
+  for (const ip of [LB_IP, EXT_IP, LOCAL_LB_IP]) await run('ip', ['addr', 'add', `${ip}/32`, 'dev', hostIf, 'scope', 'host']);
+  await run('sysctl', ['-qw', `net.ipv4.conf.${hostIf}.forwarding=1`]);
+
+  const node = new AgentNode({ devices: [hostIf], 'bpf.lbMapMax': 4096 });
+  t.after(async () => {
+    await node.cleanup();
+    await sb.cleanup();
+  });
+  mkdirSync(node.manifests, { recursive: true });
+  node.write('services.yaml', services({ withWeb: false, backend: '' }));
+  const agent = await node.start();
+  const status = agent.agent.status();
+  assert.deepEqual(status.nodePort?.devices.map((d) => [d.name, d.addresses]), [[hostIf, [HOST_IP]]]);
+
+  const pod = await node.addPod('backend');
+  const server = spawn('ip', ['netns', 'exec', pod.ns, process.execPath, '-e', PEER_ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => server.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    server.stdout.once('data', () => resolve());
+    server.once('exit', (c) => reject(new Error(`backend server exited (${c})`)));
+  });
+  node.write('services.yaml', services({ withWeb: true, backend: pod.ip }));
+
+  const connect = async (ip: string, port: number) => (await run('ip', ['netns', 'exec', client, process.execPath, '-e', CLIENT, ip, String(port)], { timeoutMs: 10_000 })).stdout.trim();
+  for (const [what, ip, port] of [
+    ['LoadBalancer address', LB_IP, PORT],
+    ['external IP', EXT_IP, PORT],
+    ['NodePort on the node address', HOST_IP, NODE_PORT],
+  ] as const) {
+    const got = await until(`the client reaches the backend through the ${what} ${ip}:${port}`, async () => {
+      const r = await connect(ip, port);
+      return r.startsWith('got ') ? r : undefined;
+    });
+    assert.equal(got, `got ${CLIENT_IP}`, `${what}: the backend sees the client's own address`);
+  }
+  const counters = agent.agent.status().nodePort?.counters;
+  assert.ok((counters?.translated ?? 0) >= 3 && (counters?.reverseTranslated ?? 0) >= 3, `translations counted: ${JSON.stringify(counters)}`);
+
+  // externalTrafficPolicy: Local, and the only backend is on another node: dropped, reason reported.
+  const since = process.hrtime.bigint();
+  assert.equal(await connect(LOCAL_LB_IP, PORT), 'timeout');
+  await until('the drop is reported with its reason', () => (node.dropReasons(since, CLIENT_IP, LOCAL_LB_IP, PORT).includes('NO_SERVICE_BACKEND') ? true : undefined), 5_000);
+
+  // The Service goes: its frontends stop answering (the node itself refuses).
+  node.write('services.yaml', services({ withWeb: false, backend: pod.ip }));
+  await until('the deleted Service stops answering on its LoadBalancer address', async () => ((await connect(LB_IP, PORT)) === 'ECONNREFUSED' ? true : undefined));
+  assert.equal(await connect(EXT_IP, PORT), 'ECONNREFUSED');
+  assert.equal(await connect(HOST_IP, NODE_PORT), 'ECONNREFUSED');
+});
