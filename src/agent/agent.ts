@@ -204,7 +204,7 @@ export class Agent {
       },
     );
     // Clients outside the node (nodePort): the native devices' addresses are NodePort frontends; bpf/nodeport.c reads the socket LB's maps.
-    const nodePort = await planNodePort(c);
+    const nodePort = await planNodePort(c, this.log);
     if (c.kubeProxyReplacement && c['socketLB.enabled']) {
       this.services = await ServiceManager.open({
         ...(nodePort ? { nodeIPs: nodePort.nodeIPs } : {}),

@@ -10,6 +10,7 @@
  *   const datapath = await np?.open(pinDir);
  */
 import type { AgentConfig } from '../../agent/config.js';
+import type { Logger } from '../../util/log.js';
 import { resolveDevices, type NativeDevice } from './devices.js';
 import { NodePortDatapath } from './nodeport.js';
 
@@ -23,9 +24,14 @@ export function nodePortEnabled(c: AgentConfig): boolean {
   return (c['nodePort.enabled'] ?? c.kubeProxyReplacement) && c['socketLB.enabled'];
 }
 
-export async function planNodePort(c: AgentConfig): Promise<NodePortPlan | null> {
+/** null: off, or no device named and none detected (said in the log: clients outside the node are not served). */
+export async function planNodePort(c: AgentConfig, log?: Logger): Promise<NodePortPlan | null> {
   if (!nodePortEnabled(c)) return null;
   const devices = await resolveDevices({ names: c.devices });
+  if (devices.length === 0) {
+    log?.warn('nodePort: no device carries a default route and none is named in devices; NodePort, external and load-balancer frontends are not served to clients outside the node');
+    return null;
+  }
   return {
     devices,
     nodeIPs: devices.flatMap((d) => [...d.ipv4, ...d.ipv6]),

@@ -24,7 +24,7 @@ export interface NativeDevice {
   ipv6: string[];
 }
 
-export type NodePortErrorCode = 'MESHD_NODEPORT_DEVICE_NOT_FOUND' | 'MESHD_NODEPORT_NO_DEVICE' | 'MESHD_NODEPORT_ATTACH_FAILED';
+export type NodePortErrorCode = 'MESHD_NODEPORT_DEVICE_NOT_FOUND' | 'MESHD_NODEPORT_ATTACH_FAILED';
 
 export class NodePortError extends MeshdError {
   declare readonly code: NodePortErrorCode;
@@ -72,8 +72,8 @@ export interface ResolveDevicesOptions {
 
 /**
  * The native devices with their addresses. Named devices must exist
- * (MESHD_NODEPORT_DEVICE_NOT_FOUND names the missing one); detection finding
- * nothing is MESHD_NODEPORT_NO_DEVICE.
+ * (MESHD_NODEPORT_DEVICE_NOT_FOUND names the missing one); detection may
+ * find none (a node without a default route): an empty list.
  */
 export async function resolveDevices(o: ResolveDevicesOptions = {}): Promise<NativeDevice[]> {
   const addrs = dumpAddresses();
@@ -100,6 +100,5 @@ export async function resolveDevices(o: ResolveDevicesOptions = {}): Promise<Nat
       if (l) byIndex.set(l.ifindex, l.ifname);
     }
   }
-  if (byIndex.size === 0) throw new NodePortError('MESHD_NODEPORT_NO_DEVICE', 'devices: no interface carries a default route or a node address; name the native devices in the devices key');
   return [...byIndex].sort(([a], [b]) => a - b).map(([ifindex, name]) => describe(name, ifindex, addrs));
 }
