@@ -56,7 +56,9 @@ int meshd_np_in(struct __sk_buff *skb)
 		ret = np_rewrite(skb, &t, true, nv.to_addr, nv.to_port);
 		if (ret == 0 && (nv.flags & MESHD_NP_F_SNAT))
 			ret = np_rewrite(skb, &t, false, nv.snat_addr, nv.snat_port);
-		return ret < 0 ? meshd_drop(skb, &t, &c, -ret) : TC_ACT_OK;
+		if (ret < 0)
+			return meshd_drop(skb, &t, &c, -ret);
+		return (nv.flags & MESHD_NP_F_SNAT) ? np_forward(skb, nv.snat_addr, nv.to_addr, t.proto) : TC_ACT_OK;
 	}
 	/* a remote backend's reply to a SNATed connection */
 	k.dir = MESHD_NAT_REV;
@@ -69,13 +71,23 @@ int meshd_np_in(struct __sk_buff *skb)
 		if (ret < 0)
 			return meshd_drop(skb, &t, &c, -ret);
 		np_stat(MESHD_NP_STAT_REVNAT);
-		return TC_ACT_OK;
+		/* its source is now the frontend, often an address of this node */
+		return np_forward(skb, nv.to_addr, nv.snat_addr, t.proto);
 	}
 	svc = np_frontend(&t, &sk);
 	if (!svc)
 		return TC_ACT_OK;
 	ret = np_new(skb, &t, &sk, svc);
-	return ret < 0 ? meshd_drop(skb, &t, &c, -ret) : TC_ACT_OK;
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
+	if (ret == 2) {
+		/* the new tuple, as the FWD entry holds it */
+		np_key(&k, np_saddr(&t), np_daddr(&t), t.sport, t.dport, t.proto, MESHD_NAT_FWD);
+		v = bpf_map_lookup_elem(&meshd_np_nat, &k);
+		if (v)
+			return np_forward(skb, v->snat_addr, v->to_addr, t.proto);
+	}
+	return TC_ACT_OK;
 }
 
 SEC("tc")

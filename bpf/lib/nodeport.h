@@ -89,6 +89,44 @@ static __always_inline int np_rewrite(struct __sk_buff *skb, const struct meshd_
 	return meshd_nat_rewrite(skb, t, MESHD_IP_SADDR_OFF, np_saddr(t), addr, 0, t->sport, port);
 }
 
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* Where a translated packet whose source or destination became an address of
+ * this node leaves: the stack would drop it on input as a martian (a local
+ * source arriving from outside), so it is forwarded here, the FIB choosing
+ * the device and bpf_redirect_neigh the next hop's MAC. 0: the ifindex is
+ * unknown, *ifindex filled otherwise. */
+static __always_inline int np_fib_ifindex(struct __sk_buff *skb, __be32 saddr, __be32 daddr, __u8 proto, __u32 *ifindex)
+{
+	struct bpf_fib_lookup p = {};
+	int ret;
+
+	p.family = AF_INET;
+	p.l4_protocol = proto;
+	p.tot_len = (__u16)skb->len;
+	p.ifindex = skb->ifindex;
+	p.ipv4_src = saddr;
+	p.ipv4_dst = daddr;
+	ret = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return 0;
+	*ifindex = p.ifindex;
+	return 1;
+}
+
+/* Forwards a packet that was rewritten to (saddr -> daddr) out of the device
+ * the FIB picks; TC_ACT_OK (the stack decides) when it picks none. */
+static __always_inline int np_forward(struct __sk_buff *skb, __be32 saddr, __be32 daddr, __u8 proto)
+{
+	__u32 ifindex = 0;
+
+	if (!np_fib_ifindex(skb, saddr, daddr, proto, &ifindex))
+		return TC_ACT_OK;
+	return bpf_redirect_neigh(ifindex, 0, 0, 0);
+}
+
 /* The service frontend of an outside client's packet: NULL when the
  * destination is no frontend, or one a client outside the node may not use
  * (a ClusterIP). */
@@ -155,7 +193,8 @@ static __always_inline __be16 np_snat_port(const struct meshd_tuple *t, __be32 b
 
 /* A new connection from outside to frontend svc: picks the backend, records
  * the translation both ways and rewrites the packet. 1: translated; a
- * negative drop reason otherwise. */
+ * negative drop reason otherwise. 2: translated with SNAT (the caller
+ * forwards it: its source is now this node's). */
 static __always_inline int np_new(struct __sk_buff *skb, const struct meshd_tuple *t, struct meshd_lb_svc_key *sk,
 				  const struct meshd_lb_svc_value *svc)
 {
@@ -185,6 +224,10 @@ static __always_inline int np_new(struct __sk_buff *skb, const struct meshd_tupl
 	rv.svc_id = svc->svc_id;
 	np_key(&fk, np_saddr(t), np_daddr(t), t->sport, t->dport, t->proto, MESHD_NAT_FWD);
 
+	/* SNAT hides the client behind the address of the device the backend is
+	 * reached through (a native device), else of the device it arrived on */
+	if (np_fib_ifindex(skb, np_saddr(t), be_addr, t->proto, &ifindex) && !bpf_map_lookup_elem(&meshd_np_dev, &ifindex))
+		ifindex = skb->ifindex;
 	dev = bpf_map_lookup_elem(&meshd_np_dev, &ifindex);
 	if (meshd_local_endpoint(4, &be->addr[12]) || !dev || !dev->ipv4) {
 		/* a local backend sees the client's own address */
@@ -212,7 +255,7 @@ static __always_inline int np_new(struct __sk_buff *skb, const struct meshd_tupl
 	if (ret < 0)
 		return ret;
 	np_stat(MESHD_NP_STAT_XLATED);
-	return 1;
+	return (fv.flags & MESHD_NP_F_SNAT) ? 2 : 1;
 }
 
 #endif

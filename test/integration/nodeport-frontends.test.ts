@@ -134,3 +134,60 @@ test('clients outside the node reach a LoadBalancer address, an external IP and 
   assert.equal(await connect(EXT_IP, PORT), 'ECONNREFUSED');
   assert.equal(await connect(HOST_IP, NODE_PORT), 'ECONNREFUSED');
 });
+
+test('a backend on another node is reached with SNAT to the node address, and its replies come back through this node', async (t) => {
+  requirePrivileges();
+  const sb = new Sandbox('nps');
+  const hostIf = sb.name('h');
+  const farIf = sb.name('f');
+  const client = await sb.netns('cl');
+  const far = await sb.netns('far');
+  const FAR_HOST = `10.218.${N}.1`;
+  const FAR_BACKEND = `10.218.${N}.2`;
+  await sb.vethToHost(client, { hostIf, podIf: 'eth0', hostIp: `${HOST_IP}/24`, podIp: `${CLIENT_IP}/24`, defaultRoute: true });
+  // The other node's pod, routed through a second native device (as the underlay would carry it).
+  await sb.vethToHost(far, { hostIf: farIf, podIf: 'eth0', hostIp: `${FAR_HOST}/24`, podIp: `${FAR_BACKEND}/24`, defaultRoute: true });
+  await run('ip', ['addr', 'add', `${LB_IP}/32`, 'dev', hostIf, 'scope', 'host']);
+  for (const dev of [hostIf, farIf]) await run('sysctl', ['-qw', `net.ipv4.conf.${dev}.forwarding=1`]);
+
+  const node = new AgentNode({ devices: [hostIf, farIf], 'bpf.lbMapMax': 4096 }, 1);
+  t.after(async () => {
+    await node.cleanup();
+    await sb.cleanup();
+  });
+  mkdirSync(node.manifests, { recursive: true });
+  node.write(
+    'services.yaml',
+    `apiVersion: v1
+kind: Service
+metadata: {name: far, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{name: http, port: ${PORT}, targetPort: 8080, protocol: TCP}]
+status:
+  loadBalancer: {ingress: [{ip: "${LB_IP}"}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: far-1, namespace: default, labels: {kubernetes.io/service-name: far}}
+addressType: IPv4
+endpoints: [{addresses: ["${FAR_BACKEND}"], nodeName: other-node, conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+`,
+  );
+  const server = spawn('ip', ['netns', 'exec', far, process.execPath, '-e', PEER_ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => server.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    server.stdout.once('data', () => resolve());
+    server.once('exit', (c) => reject(new Error(`backend server exited (${c})`)));
+  });
+  const agent = await node.start();
+
+  const got = await until(`the client reaches the remote backend through ${LB_IP}:${PORT}`, async () => {
+    const r = (await run('ip', ['netns', 'exec', client, process.execPath, '-e', CLIENT, LB_IP, String(PORT)], { timeoutMs: 10_000 })).stdout.trim();
+    return r.startsWith('got ') ? r : undefined;
+  });
+  assert.equal(got, `got ${FAR_HOST}`, 'the remote backend sees the address of the device it is reached through');
+  const counters = agent.agent.status().nodePort?.counters;
+  assert.ok((counters?.snat ?? 0) >= 1 && (counters?.reverseTranslated ?? 0) >= 1, `SNAT and its replies counted: ${JSON.stringify(counters)}`);
+});
