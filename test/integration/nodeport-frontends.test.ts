@@ -18,6 +18,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { test } from 'node:test';
+import { resolveDevices } from '../../src/datapath/nodeport/devices.js';
+import { isMeshdError } from '../../src/util/errors.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { until } from '../helpers/kube-nodes.js';
@@ -190,4 +192,10 @@ ports: [{name: http, port: 8080, protocol: TCP}]
   assert.equal(got, `got ${FAR_HOST}`, 'the remote backend sees the address of the device it is reached through');
   const counters = agent.agent.status().nodePort?.counters;
   assert.ok((counters?.snat ?? 0) >= 1 && (counters?.reverseTranslated ?? 0) >= 1, `SNAT and its replies counted: ${JSON.stringify(counters)}`);
+});
+
+test('a device named in devices that does not exist stops the start with its code', async () => {
+  await assert.rejects(resolveDevices({ names: ['meshdnone0'] }), (e: unknown) => isMeshdError(e, 'MESHD_NODEPORT_DEVICE_NOT_FOUND'));
+  const lo = await resolveDevices({ names: ['lo'] });
+  assert.deepEqual(lo.map((d) => [d.name, d.ipv4]), [['lo', []]], 'host-scoped addresses (127.0.0.1) are no node addresses');
 });
