@@ -19,6 +19,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { resolveDevices } from '../../src/datapath/nodeport/devices.js';
+import { uninstallNode } from '../../src/install/uninstall-node.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
@@ -135,6 +136,14 @@ test('clients outside the node reach a LoadBalancer address, an external IP and 
   await until('the deleted Service stops answering on its LoadBalancer address', async () => ((await connect(LB_IP, PORT)) === 'ECONNREFUSED' ? true : undefined));
   assert.equal(await connect(EXT_IP, PORT), 'ECONNREFUSED');
   assert.equal(await connect(HOST_IP, NODE_PORT), 'ECONNREFUSED');
+
+  // The kernel goes on serving with the agent stopped; `meshd uninstall --node` detaches the programs from the device.
+  node.write('services.yaml', services({ withWeb: true, backend: pod.ip }));
+  await until('the Service answers again', async () => ((await connect(LB_IP, PORT)) === `got ${CLIENT_IP}` ? true : undefined));
+  await node.stopAgent();
+  assert.equal(await connect(LB_IP, PORT), `got ${CLIENT_IP}`, 'served with the agent stopped');
+  await uninstallNode(node.config);
+  assert.equal(await connect(LB_IP, PORT), 'ECONNREFUSED', 'after uninstall the node itself answers: nothing translates any more');
 });
 
 test('a backend on another node is reached with SNAT to the node address, and its replies come back through this node', async (t) => {
