@@ -2,6 +2,8 @@
 /* nodeport: Service load balancing for clients outside the node, attached
  * to the node's native devices (Cilium's `devices`).
  *
+ * IPv4 and IPv6 (bpf/lib/nodeport6.h), TCP and UDP.
+ *
  *   meshd_np_in   tc ingress: a client's packet for a NodePort (on a node
  *                 address), external-IP or load-balancer frontend goes to a
  *                 backend; a remote backend's reply to a SNATed connection
@@ -24,11 +26,12 @@
 #include "drop.h"
 #include "events.h"
 #include "nodeport.h"
+#include "nodeport6.h"
 #include "parse.h"
 
 static __always_inline int np_applies(const struct meshd_tuple *t)
 {
-	return t->family == 4 && (t->proto == MESHD_IPPROTO_TCP || t->proto == MESHD_IPPROTO_UDP);
+	return t->proto == MESHD_IPPROTO_TCP || t->proto == MESHD_IPPROTO_UDP;
 }
 
 SEC("tc")
@@ -47,6 +50,10 @@ int meshd_np_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (ret < 0)
 		return TC_ACT_OK; /* not ours to judge: the stack decides */
+	if (t.family == 6) {
+		ret = np6_in(skb, &t);
+		return ret < 0 ? meshd_drop(skb, &t, &c, -ret) : ret;
+	}
 
 	/* a client's packet of a connection already translated */
 	np_key(&k, np_saddr(&t), np_daddr(&t), t.sport, t.dport, t.proto, MESHD_NAT_FWD);
@@ -104,6 +111,10 @@ int meshd_np_out(struct __sk_buff *skb)
 	ret = meshd_parse(skb, &t);
 	if (ret != MESHD_PARSE_OK || !np_applies(&t))
 		return TC_ACT_OK;
+	if (t.family == 6) {
+		ret = np6_out(skb, &t);
+		return ret < 0 ? meshd_drop(skb, &t, &c, -ret) : ret;
+	}
 	np_key(&k, np_saddr(&t), np_daddr(&t), t.sport, t.dport, t.proto, MESHD_NAT_REV);
 	v = bpf_map_lookup_elem(&meshd_np_nat, &k);
 	if (!v || (v->flags & MESHD_NP_F_SNAT))

@@ -136,10 +136,12 @@ enum meshd_np_stat {
 };
 
 /* The SNAT source of a native device (meshd_np_dev, keyed by ifindex): its
- * IPv4 address, through which a remote backend's reply comes back. */
+ * addresses, through which a remote backend's reply comes back (0 / :: when
+ * it has none of the family). */
 struct meshd_np_dev {
 	__be32 ipv4;
 	__u32 flags; /* unused, 0 */
+	__u8 ipv6[16];
 };
 
 /* meshd_np_nat_value.flags */
@@ -162,6 +164,17 @@ struct meshd_np_nat_value {
 	__be32 snat_addr;
 	__be16 snat_port;
 	__u16 pad2;
+	__u32 svc_id;
+};
+
+/* meshd_np_nat6: the same for IPv6 (key family 6, whole addresses). */
+struct meshd_np_nat6_value {
+	__u8 to_addr[16];
+	__u8 snat_addr[16];
+	__be16 to_port;
+	__be16 snat_port;
+	__u8 flags; /* MESHD_NP_F_* */
+	__u8 pad[3];
 	__u32 svc_id;
 };
 

@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { resolveDevices } from '../../src/datapath/nodeport/devices.js';
 import { uninstallNode } from '../../src/install/uninstall-node.js';
 import { isMeshdError } from '../../src/util/errors.js';
@@ -146,22 +146,37 @@ test('clients outside the node reach a LoadBalancer address, an external IP and 
   assert.equal(await connect(LB_IP, PORT), 'ECONNREFUSED', 'after uninstall the node itself answers: nothing translates any more');
 });
 
-test('a backend on another node is reached with SNAT to the node address, and its replies come back through this node', async (t) => {
-  requirePrivileges();
-  const sb = new Sandbox('nps');
+/**
+ * A backend on another node, routed through a second native device (as the
+ * underlay would carry it): reached with SNAT to the address of that device;
+ * its replies come back through this node to the client, from the frontend.
+ */
+async function remoteBackend(t: TestContext, family: 4 | 6, slot: number): Promise<void> {
+  const sb = new Sandbox(`np${family}`);
   const hostIf = sb.name('h');
   const farIf = sb.name('f');
   const client = await sb.netns('cl');
   const far = await sb.netns('far');
-  const FAR_HOST = `10.218.${N}.1`;
-  const FAR_BACKEND = `10.218.${N}.2`;
-  await sb.vethToHost(client, { hostIf, podIf: 'eth0', hostIp: `${HOST_IP}/24`, podIp: `${CLIENT_IP}/24`, defaultRoute: true });
-  // The other node's pod, routed through a second native device (as the underlay would carry it).
-  await sb.vethToHost(far, { hostIf: farIf, podIf: 'eth0', hostIp: `${FAR_HOST}/24`, podIp: `${FAR_BACKEND}/24`, defaultRoute: true });
-  await run('ip', ['addr', 'add', `${LB_IP}/32`, 'dev', hostIf, 'scope', 'host']);
-  for (const dev of [hostIf, farIf]) await run('sysctl', ['-qw', `net.ipv4.conf.${dev}.forwarding=1`]);
+  const v6 = family === 6;
+  const a = v6
+    ? { host: `fd13:${N}::1`, client: `fd13:${N}::2`, farHost: `fd18:${N}::1`, backend: `fd18:${N}::2`, lb: `fd14:${N}::9`, len: 64, full: 128 }
+    : { host: HOST_IP, client: CLIENT_IP, farHost: `10.218.${N}.1`, backend: `10.218.${N}.2`, lb: LB_IP, len: 24, full: 32 };
+  const nodad = v6 ? ['nodad'] : [];
+  await sb.vethToHost(client, { hostIf, podIf: 'eth0' });
+  await sb.vethToHost(far, { hostIf: farIf, podIf: 'eth0' });
+  for (const [ns, dev, ip, gw] of [
+    [client, 'eth0', a.client, a.host],
+    [far, 'eth0', a.backend, a.farHost],
+  ] as const) {
+    await run('ip', ['-n', ns, 'addr', 'add', `${ip}/${a.len}`, 'dev', dev, ...nodad]);
+    await run('ip', ['-n', ns, `-${family}`, 'route', 'add', 'default', 'via', gw]);
+  }
+  await run('ip', ['addr', 'add', `${a.host}/${a.len}`, 'dev', hostIf, ...nodad]);
+  await run('ip', ['addr', 'add', `${a.farHost}/${a.len}`, 'dev', farIf, ...nodad]);
+  await run('ip', ['addr', 'add', `${a.lb}/${a.full}`, 'dev', hostIf, 'scope', 'host', ...nodad]);
+  for (const dev of [hostIf, farIf]) await run('sysctl', ['-qw', `net.ipv${family}.conf.${dev}.forwarding=1`]);
 
-  const node = new AgentNode({ devices: [hostIf, farIf], 'bpf.lbMapMax': 4096 }, 1);
+  const node = new AgentNode({ devices: [hostIf, farIf], 'bpf.lbMapMax': 4096 }, slot);
   t.after(async () => {
     await node.cleanup();
     await sb.cleanup();
@@ -176,17 +191,17 @@ spec:
   type: LoadBalancer
   ports: [{name: http, port: ${PORT}, targetPort: 8080, protocol: TCP}]
 status:
-  loadBalancer: {ingress: [{ip: "${LB_IP}"}]}
+  loadBalancer: {ingress: [{ip: "${a.lb}"}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: far-1, namespace: default, labels: {kubernetes.io/service-name: far}}
-addressType: IPv4
-endpoints: [{addresses: ["${FAR_BACKEND}"], nodeName: other-node, conditions: {ready: true}}]
+addressType: IPv${family}
+endpoints: [{addresses: ["${a.backend}"], nodeName: other-node, conditions: {ready: true}}]
 ports: [{name: http, port: 8080, protocol: TCP}]
 `,
   );
-  const server = spawn('ip', ['netns', 'exec', far, process.execPath, '-e', PEER_ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn('ip', ['netns', 'exec', far, process.execPath, '-e', PEER_ECHO.replace("'0.0.0.0'", "'::'")], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => server.kill('SIGKILL'));
   await new Promise<void>((resolve, reject) => {
     server.stdout.once('data', () => resolve());
@@ -194,14 +209,18 @@ ports: [{name: http, port: 8080, protocol: TCP}]
   });
   const agent = await node.start();
 
-  const got = await until(`the client reaches the remote backend through ${LB_IP}:${PORT}`, async () => {
-    const r = (await run('ip', ['netns', 'exec', client, process.execPath, '-e', CLIENT, LB_IP, String(PORT)], { timeoutMs: 10_000 })).stdout.trim();
+  const got = await until(`the client reaches the remote backend through ${a.lb} port ${PORT}`, async () => {
+    const r = (await run('ip', ['netns', 'exec', client, process.execPath, '-e', CLIENT, a.lb, String(PORT)], { timeoutMs: 10_000 })).stdout.trim();
     return r.startsWith('got ') ? r : undefined;
   });
-  assert.equal(got, `got ${FAR_HOST}`, 'the remote backend sees the address of the device it is reached through');
+  assert.equal(got, `got ${a.farHost}`, 'the remote backend sees the address of the device it is reached through');
   const counters = agent.agent.status().nodePort?.counters;
   assert.ok((counters?.snat ?? 0) >= 1 && (counters?.reverseTranslated ?? 0) >= 1, `SNAT and its replies counted: ${JSON.stringify(counters)}`);
-});
+}
+
+test('a backend on another node is reached with SNAT to the node address, and its replies come back through this node', (t) => remoteBackend(t, 4, 1));
+
+test('IPv6: a LoadBalancer address and a backend on another node, SNAT both ways', (t) => remoteBackend(t, 6, 4));
 
 test('a device named in devices that does not exist stops the start with its code', async () => {
   await assert.rejects(resolveDevices({ names: ['meshdnone0'] }), (e: unknown) => isMeshdError(e, 'MESHD_NODEPORT_DEVICE_NOT_FOUND'));

@@ -5,7 +5,7 @@
 import { NpFlag, NpStatSlot } from '../abi.js';
 import { defineStruct } from '../codec.js';
 
-export const NpMapName = { nat: 'meshd_np_nat', dev: 'meshd_np_dev', stats: 'meshd_np_stats' } as const;
+export const NpMapName = { nat: 'meshd_np_nat', nat6: 'meshd_np_nat6', dev: 'meshd_np_dev', stats: 'meshd_np_stats' } as const;
 export const NP_F_SNAT = NpFlag.SNAT;
 
 /** Programs of nodeport.o: tc ingress and egress of each native device. */
@@ -14,6 +14,7 @@ export const NpProgram = { ingress: 'meshd_np_in', egress: 'meshd_np_out' } as c
 export const NpDev = defineStruct('meshd_np_dev', [
   ['ipv4', 'be32'],
   ['flags', 'u32'],
+  ['ipv6', { bytes: 16, align: 1 }],
 ] as const);
 
 export const NpNatValue = defineStruct('meshd_np_nat_value', [
@@ -27,7 +28,17 @@ export const NpNatValue = defineStruct('meshd_np_nat_value', [
   ['svc_id', 'u32'],
 ] as const);
 
-export const nodePortCodecs = [NpDev, NpNatValue] as const;
+export const NpNat6Value = defineStruct('meshd_np_nat6_value', [
+  ['to_addr', { bytes: 16, align: 1 }],
+  ['snat_addr', { bytes: 16, align: 1 }],
+  ['to_port', 'be16'],
+  ['snat_port', 'be16'],
+  ['flags', 'u8'],
+  ['pad', { bytes: 3, align: 1 }],
+  ['svc_id', 'u32'],
+] as const);
+
+export const nodePortCodecs = [NpDev, NpNatValue, NpNat6Value] as const;
 
 /** meshd_np_stats slots by the names status() reports. */
 export const NpStat = {

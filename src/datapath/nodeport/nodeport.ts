@@ -14,6 +14,7 @@
  * Blocking except the verifier (await).
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import ipaddr from 'ipaddr.js';
 import { join } from 'node:path';
 import { native, openObject, u32, type BpfObjectHandle } from '../../../native/index.js';
 import { bpfObjectPath } from '../../util/paths.js';
@@ -129,7 +130,9 @@ export class NodePortDatapath {
     for (const d of this.devices) {
       const first = d.ipv4[0];
       const ipv4 = first === undefined ? 0 : first.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-      native.mapUpdate(fd, u32(d.ifindex), NpDev.encode({ ipv4, flags: 0 }));
+      const v6 = d.ipv6[0];
+      const ipv6 = v6 === undefined ? Buffer.alloc(16) : Buffer.from(ipaddr.IPv6.parse(v6).toByteArray());
+      native.mapUpdate(fd, u32(d.ifindex), NpDev.encode({ ipv4, flags: 0, ipv6 }));
     }
   }
 
