@@ -142,6 +142,10 @@ test('clients outside the node reach a LoadBalancer address, an external IP and 
   await until('the Service answers again', async () => ((await connect(LB_IP, PORT)) === `got ${CLIENT_IP}` ? true : undefined));
   await node.stopAgent();
   assert.equal(await connect(LB_IP, PORT), `got ${CLIENT_IP}`, 'served with the agent stopped');
+  // A restarted agent adopts the pinned links (the device is never without its program) and serves on.
+  await node.start();
+  assert.equal(await connect(LB_IP, PORT), `got ${CLIENT_IP}`, 'served by a restarted agent');
+  await node.stopAgent();
   await uninstallNode(node.config);
   assert.equal(await connect(LB_IP, PORT), 'ECONNREFUSED', 'after uninstall the node itself answers: nothing translates any more');
 });
