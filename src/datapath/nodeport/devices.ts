@@ -34,9 +34,6 @@ export class NodePortError extends MeshdError {
   }
 }
 
-/** A Linux interface name (IFNAMSIZ 16 with its NUL; no '/', no whitespace). */
-export const deviceName = z.string().regex(/^[^\s/:]{1,15}$/, 'expected an interface name such as eth0 (1-15 characters, no "/", ":" or whitespace)');
-
 const RouteList = z.array(z.object({ dev: z.string().optional() }).loose());
 
 /** Interfaces carrying a default route, in this network namespace. */
