@@ -46,7 +46,7 @@ export const ServiceSchema = z.object({
     ports: z.array(ServicePortSchema).default([]),
     sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
     /** Local: clients outside the cluster reach only backends on the node they arrived at (none there: dropped). */
-    externalTrafficPolicy: z.enum(['Cluster', 'Local']).default('Cluster'),
+    externalTrafficPolicy: z.enum(['Cluster', 'Local', '']).optional(),
     sessionAffinityConfig: z
       .object({ clientIP: z.object({ timeoutSeconds: z.number().int().min(1).max(86400).optional() }).optional() })
       .optional(),
