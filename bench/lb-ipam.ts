@@ -15,10 +15,17 @@
  *             Lease up (as a dead node) until the client's TCP connection to
  *             the address is answered by the other node; the median of
  *             --failovers runs (default 3) with leaseDuration --lease-ms
- *             (default 3000; the target is under leaseDuration + 2 s).
+ *             (default 3000; the target is under leaseDuration + 2 s);
+ *   reach     an agent on this host (Kubernetes mode, nodePort on a veth,
+ *             the L2 announcer on it) and a client namespace at the veth's
+ *             other end: time from a Service's creation (its POST and its
+ *             EndpointSlice's answered) until the client, resolving the
+ *             address by ARP, gets an answer from the backend pod through
+ *             it (bpf/nodeport.c), for --reach-services N (default 20)
+ *             Services one after another: p50 and p99.
  *
  * Writes docs/benchmarks/lb-ipam.md; with --json the last stdout line is
- * {"assign_p50_ms","assign_p99_ms","failover_s","lease_duration_s","services"}.
+ * {"assign_p50_ms","assign_p99_ms","failover_s","lease_duration_s","services","reach_p50_ms","reach_p99_ms","reach_services"}.
  * Needs root (namespaces) and the Kubernetes binaries (scripts/k8s-binaries.sh).
  */
 import { writeFileSync } from 'node:fs';
@@ -34,7 +41,12 @@ import { LbIpamController } from '../src/lbipam/controller.js';
 import { LbServiceSchema, serviceKey } from '../src/lbipam/lb-service.js';
 import { repoPath } from '../src/util/paths.js';
 import { startKubeCluster, type KubeCluster } from '../test/helpers/kube-cluster.js';
-import { installMeshd } from '../test/helpers/kube-nodes.js';
+import { FAST_SOURCE, installMeshd, KubeNode } from '../test/helpers/kube-nodes.js';
+import { AgentNode } from '../test/helpers/agent-node.js';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdirSync } from 'node:fs';
+import { run } from '../src/util/exec.js';
 import { l2Segment } from '../test/helpers/l2-segment.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
@@ -44,6 +56,7 @@ const devRun = process.argv.includes('--dev-run');
 const services = num('--services', 100);
 const leaseMs = num('--lease-ms', 3_000);
 const failovers = num('--failovers', 3);
+const reachServices = num('--reach-services', 20);
 const FAST = { backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
 const after: Array<() => Promise<void> | void> = [];
@@ -136,6 +149,81 @@ async function failoverSeconds(kube: KubeCluster): Promise<number[]> {
   return out;
 }
 
+/** In the backend pod: answers every connection with a line. */
+const ANSWER = "require('net').createServer((s) => { s.on('error', () => {}); s.end('backend'); }).listen(8080, '0.0.0.0', () => console.log('ready'));";
+/** In the client namespace: for each address on stdin, connects every 20 ms until the backend answers, then prints it. */
+const PROBER = `
+const net = require('net');
+require('readline').createInterface({ input: process.stdin }).on('line', (ip) => {
+  const tryOnce = () => {
+    const s = net.connect({ host: ip, port: 80 });
+    let d = '';
+    const retry = () => { s.destroy(); setTimeout(tryOnce, 20); };
+    s.setTimeout(500, retry);
+    s.on('data', (c) => (d += c));
+    s.on('end', () => (d === 'backend' ? console.log(ip) : retry()));
+    s.on('error', retry);
+  };
+  tryOnce();
+});`;
+
+async function reachLatencies(kube: KubeCluster): Promise<number[]> {
+  const { admin } = await clients(kube);
+  // The fail-over phase's policy names ^eth0$: gone before an announcer runs in this (the host's) namespace.
+  await admin.send('DELETE', `${L2_POLICIES_PATH}/eth0`).catch(() => undefined);
+  const sb = new Sandbox('reach');
+  after.push(() => sb.cleanup());
+  const hostIf = sb.name('h');
+  const clientNs = await sb.netns('cl');
+  await sb.vethToHost(clientNs, { hostIf, podIf: 'eth0', hostIp: '10.79.0.1/24', podIp: '10.79.0.2/24', defaultRoute: true });
+  await run('sysctl', ['-qw', `net.ipv4.conf.${hostIf}.forwarding=1`]);
+  const agent = new AgentNode({ nodeName: 'bench-node', devices: [hostIf], 'l2announcements.enabled': true, 'l2announcements.leaseDuration': '3s', 'l2announcements.leaseRetryPeriod': '500ms' }, 5);
+  mkdirSync(agent.manifests, { recursive: true });
+  after.push(() => agent.cleanup());
+  await kube.ensureDefaultServiceAccount('default');
+  const sa = await kube.serviceAccountKubeconfig('kube-system', 'meshd');
+  await agent.start({ standaloneDir: undefined, kubeconfigPath: sa.kubeconfigPath, kubeSource: FAST_SOURCE });
+  const node = new KubeNode('bench-node', agent, kube);
+  after.push(() => node.kubelet.cleanup());
+  const pod = await node.kubelet.runPod('reach-backend', { labels: { app: 'reach' }, containerPorts: [8080] });
+  const server = spawn('ip', ['netns', 'exec', pod.ns, process.execPath, '-e', ANSWER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  after.push(() => void server.kill('SIGKILL'));
+  await new Promise((r) => server.stdout.once('data', r));
+  const prober = spawn('ip', ['netns', 'exec', clientNs, process.execPath, '-e', PROBER], { stdio: ['pipe', 'pipe', 'inherit'] });
+  after.push(() => void prober.kill('SIGKILL'));
+  const answered = new Map<string, number>();
+  createInterface({ input: prober.stdout }).on('line', (ip) => answered.set(ip.trim(), performance.now()));
+
+  await admin.send('POST', LB_IP_POOLS_PATH, { apiVersion: 'cilium.io/v2', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'reach' }, spec: { blocks: [{ cidr: '10.79.0.128/25' }], serviceSelector: { matchLabels: { reach: 'yes' } } } });
+  await admin.send('POST', L2_POLICIES_PATH, { apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumL2AnnouncementPolicy', metadata: { name: 'reach' }, spec: { interfaces: [`^${hostIf}$`], loadBalancerIPs: true, serviceSelector: { matchLabels: { reach: 'yes' } } } });
+  const out: number[] = [];
+  for (let i = 0; i < reachServices; i++) {
+    const name = `reach-${i}`;
+    const t0 = performance.now();
+    await admin.send('POST', '/api/v1/namespaces/default/services', { apiVersion: 'v1', kind: 'Service', metadata: { name, labels: { reach: 'yes' } }, spec: { type: 'LoadBalancer', loadBalancerClass: 'io.cilium/l2-announcer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+    await admin.send('POST', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${name}-1`, labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [pod.ip], nodeName: 'bench-node', conditions: { ready: true } }],
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    });
+    let ip: string | undefined;
+    while (!(ip = LbServiceSchema.parse(await admin.getJson(`/api/v1/namespaces/default/services/${name}`)).status?.loadBalancer?.ingress?.[0]?.ip)) {
+      if (performance.now() - t0 > 30_000) throw new Error(`${name} got no address within 30 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    prober.stdin.write(`${ip}\n`);
+    while (!answered.has(ip)) {
+      if (performance.now() - t0 > 30_000) throw new Error(`${name} (${ip}) not reached within 30 s`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    out.push((answered.get(ip) ?? NaN) - t0);
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const kube = await startKubeCluster({ t: { after: (fn) => void after.push(fn) } });
   await installMeshd(kube);
@@ -147,7 +235,19 @@ async function main(): Promise<void> {
   log(`failover: leaseDuration ${leaseMs} ms, ${failovers} runs`);
   const fo = await failoverSeconds(kube);
   const failover = quantile(fo, 0.5);
-  const result = { assign_p50_ms: Number(p50.toFixed(1)), assign_p99_ms: Number(p99.toFixed(1)), failover_s: Number(failover.toFixed(2)), lease_duration_s: leaseMs / 1_000, services };
+  log(`reach: ${reachServices} Services through the agent's nodePort and L2 announcer`);
+  const reach = await reachLatencies(kube);
+  const result = {
+    assign_p50_ms: Number(p50.toFixed(1)),
+    assign_p99_ms: Number(p99.toFixed(1)),
+    failover_s: Number(failover.toFixed(2)),
+    lease_duration_s: leaseMs / 1_000,
+    services,
+    reach_p50_ms: Number(quantile(reach, 0.5).toFixed(1)),
+    reach_p99_ms: Number(quantile(reach, 0.99).toFixed(1)),
+    reach_services: reachServices,
+  };
+  log(`  p50 ${result.reach_p50_ms} ms, p99 ${result.reach_p99_ms} ms`);
   const md = [
     '# LB IPAM and L2 announcements',
     '',
@@ -160,6 +260,10 @@ async function main(): Promise<void> {
     `| Service creation → address in status, p50 (${services} Services) | ${result.assign_p50_ms} ms | |`,
     `| Service creation → address in status, p99 (${services} Services) | ${result.assign_p99_ms} ms | < 1000 ms |`,
     `| fail-over of an L2-announced address (median of ${failovers}; leaseDuration ${leaseMs / 1_000} s) | ${result.failover_s} s | < ${leaseMs / 1_000 + 2} s |`,
+    `| Service creation → a client on the segment answered by the backend pod through the address, p50 (${reachServices} Services) | ${result.reach_p50_ms} ms | |`,
+    `| Service creation → a client on the segment answered by the backend pod through the address, p99 (${reachServices} Services) | ${result.reach_p99_ms} ms | < 1000 ms |`,
+    '',
+    'Reach is the whole path of a client outside the cluster: LB IPAM writes the address, the agent (nodePort on the veth, its L2 announcer) programs the frontend and answers ARP for it, and the client, retrying every 20 ms, gets its answer from the backend pod through bpf/nodeport.c.',
     '',
     'Fail-over is measured from the holder\'s announcer going away without giving up its Lease (as a node that died) until a TCP connection from the client to the address is answered by the other node; it is bounded by leaseDuration (the Lease must lapse) plus leaseRetryPeriod (the other node\'s next try) plus the gratuitous ARP. No alternative ran side by side: MetalLB cannot be installed here without downloads.',
     '',

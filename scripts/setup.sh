@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ENVOY_VERSION="1.40.0"
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables nftables dnsmasq containernetworking-plugins
   wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps chromium
-  iputils-arping)
+  iputils-arping ipv6toolkit)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed for: ${missing[*]}"
 fi
-for c in clang llc bpftool ip tc iptables iptables-restore dnsmasq wrk hey iperf3 curl make pkg-config arping; do
+for c in clang llc bpftool ip tc iptables iptables-restore dnsmasq wrk hey iperf3 curl make pkg-config arping na6; do
   command -v "$c" >/dev/null 2>&1 || die "$c not found after apt install"
 done
 [ -f /usr/include/bpf/libbpf.h ] || die "libbpf headers (/usr/include/bpf/libbpf.h) not found after apt install of libbpf-dev"

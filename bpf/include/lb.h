@@ -123,12 +123,69 @@ enum meshd_lb_stat {
 	MESHD_LB_STAT_MAX = 8,
 };
 
+/* Per-packet load balancing for clients outside the node (bpf/nodeport.c,
+ * tc on the node's native devices): counters in meshd_np_stats (a per-CPU
+ * array indexed by these). */
+enum meshd_np_stat {
+	MESHD_NP_STAT_XLATED = 0,     /* a new connection sent to a backend */
+	MESHD_NP_STAT_REVNAT = 1,     /* a reply given the frontend back as its source */
+	MESHD_NP_STAT_NO_BACKEND = 2, /* a frontend without a backend for this node: dropped */
+	MESHD_NP_STAT_SNAT = 3,       /* a new connection to a backend on another node: SNATed */
+	MESHD_NP_STAT_SNAT_FAILED = 4, /* no free SNAT port: dropped */
+	MESHD_NP_STAT_MAX = 8,
+};
+
+/* The SNAT source of a native device (meshd_np_dev, keyed by ifindex): its
+ * addresses, through which a remote backend's reply comes back (0 / :: when
+ * it has none of the family). */
+struct meshd_np_dev {
+	__be32 ipv4;
+	__u32 flags; /* unused, 0 */
+	__u8 ipv6[16];
+};
+
+/* meshd_np_nat_value.flags */
+enum meshd_np_flag {
+	MESHD_NP_F_SNAT = 0x1, /* the backend is on another node: the source is rewritten too */
+};
+
+/* meshd_np_nat (LRU hash, key struct meshd_nat_key of bpf/include/datapath.h,
+ * dir MESHD_NAT_FWD for the client's packets, MESHD_NAT_REV for the
+ * backend's replies). IPv4 only.
+ *   FWD: to = the backend; with SNAT, snat = the node address and port the
+ *        client is hidden behind.
+ *   REV: to = the frontend (the reply's new source); with SNAT, snat = the
+ *        client (the reply's new destination). */
+struct meshd_np_nat_value {
+	__be32 to_addr;
+	__be16 to_port;
+	__u8 flags; /* MESHD_NP_F_* */
+	__u8 pad;
+	__be32 snat_addr;
+	__be16 snat_port;
+	__u16 pad2;
+	__u32 svc_id;
+};
+
+/* meshd_np_nat6: the same for IPv6 (key family 6, whole addresses). */
+struct meshd_np_nat6_value {
+	__u8 to_addr[16];
+	__u8 snat_addr[16];
+	__be16 to_port;
+	__be16 snat_port;
+	__u8 flags; /* MESHD_NP_F_* */
+	__u8 pad[3];
+	__u32 svc_id;
+};
+
 /* Keeps the enums in the object's BTF (see meshd_datapath_abi); never read. */
 struct meshd_lb_abi {
 	enum meshd_lb_limit limit;
 	enum meshd_lb_flag flag;
 	enum meshd_lb_scope scope;
 	enum meshd_lb_stat stat;
+	enum meshd_np_stat np_stat;
+	enum meshd_np_flag np_flag;
 };
 const volatile struct meshd_lb_abi meshd_lb_abi = {};
 

@@ -35,6 +35,8 @@ import { EndpointManager } from '../datapath/endpoint/endpoint-manager.js';
 import type { FlowRecord } from '../datapath/endpoint/flow-events.js';
 import type { PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import { ServiceManager } from '../datapath/lb/service-manager.js';
+import { planNodePort } from '../datapath/nodeport/agent-wiring.js';
+import type { NodePortDatapath } from '../datapath/nodeport/nodeport.js';
 import { formatPath } from '../k8s/problem.js';
 import { Hubble } from '../observe/hubble.js';
 import { PolicyEngine, type EndpointPolicy } from '../policy/index.js';
@@ -96,6 +98,7 @@ export class Agent {
   readonly startedAt = Date.now();
   private endpoints!: EndpointManager;
   private services: ServiceManager | null = null;
+  private nodePort: NodePortDatapath | null = null;
   private proxy: L7Proxy | null = null;
   private cniServer: EndpointApiServer | null = null;
   private reconciler!: Reconciler;
@@ -200,8 +203,12 @@ export class Agent {
         this.log.warn('flow events', { err: e });
       },
     );
+    // Clients outside the node (nodePort): the native devices' addresses are NodePort frontends; bpf/nodeport.c reads the socket LB's maps.
+    const nodePort = await planNodePort(c, this.log);
     if (c.kubeProxyReplacement && c['socketLB.enabled']) {
       this.services = await ServiceManager.open({
+        ...(nodePort ? { nodeIPs: nodePort.nodeIPs } : {}),
+        nodeName: c.nodeName,
         pinDir: this.pinDir,
         cgroupPath: c['cgroup.hostRoot'],
         hostNamespaceOnly: c['socketLB.hostNamespaceOnly'],
@@ -209,6 +216,7 @@ export class Agent {
         lbMapMax: c['bpf.lbMapMax'],
       });
     }
+    this.nodePort = (await nodePort?.open(this.pinDir)) ?? null;
     const secretSub = new SecretSubscriber();
     this.reconciler = new Reconciler({
       engine: this.engine,
@@ -313,6 +321,7 @@ export class Agent {
     await this.hubble?.close().catch((e: unknown) => this.log.warn('hubble stop', { err: e }));
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();
+    this.nodePort?.close();
     this.endpoints?.close();
     this.state = 'stopped';
   }
@@ -407,6 +416,7 @@ export class Agent {
       source: this.opts.source.status(),
       ipam: this.podCidr.current(),
       services: this.services?.status() ?? null,
+      nodePort: this.nodePort?.status() ?? null,
       ...(this.opts.endpointObjects ? { endpointObjects: this.opts.endpointObjects.status() } : {}),
       counts: {
         endpoints: dp.length,

@@ -118,3 +118,13 @@ test('hubble.* and prometheus.*: Cilium defaults; the buffer capacity must be 2^
   assert.deepEqual(loadConfig({ file: f, env: {} })['hubble.metrics.enabled'], ['flow', 'httpV2:exemplars=true']);
   assert.deepEqual(loadConfig({ env: {}, flags: { 'hubble.metrics.enabled': 'drop,tcp dns' } })['hubble.metrics.enabled'], ['drop', 'tcp', 'dns']);
 });
+
+test('devices and nodePort.* as Cilium writes them: a list or "a,b"; nodePort.enabled unset follows kubeProxyReplacement', () => {
+  const c = loadConfig({ env: { MESHD_DEVICES: 'eth0, eth1' } });
+  assert.deepEqual(c.devices, ['eth0', 'eth1']);
+  assert.equal(c['nodePort.enabled'], undefined);
+  assert.equal(c['loadBalancer.mode'], 'snat');
+  assert.deepEqual(loadConfig({ env: {}, flags: { 'nodePort.enabled': 'false' } })['nodePort.enabled'], false);
+  assert.throws(() => loadConfig({ env: {}, flags: { devices: 'eth0,bad/name' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.some((k) => k.startsWith('devices')));
+  assert.throws(() => loadConfig({ env: {}, flags: { 'loadBalancer.mode': 'dsr' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.includes('loadBalancer.mode'));
+});

@@ -145,6 +145,13 @@ export const configShape = {
   /** The agent's own metrics on prometheus.port. */
   'prometheus.enabled': bool,
   'prometheus.port': int(1, 65535),
+  // Clients outside the node (src/datapath/nodeport, bpf/nodeport.c, docs/socket-lb.md); Cilium's names.
+  /** The native devices NodePort, external-IP and load-balancer frontends are served on; a list or "eth0,eth1"; empty: the interfaces of the default routes. */
+  devices: z.union([z.array(z.string()), z.string().transform((v) => v.split(/[\s,]+/).filter((x) => x !== ''))]).pipe(z.array(z.string().regex(/^[^\s/:]{1,15}$/, 'expected interface names such as eth0'))),
+  /** Serve those frontends to clients outside the node; unset: follows kubeProxyReplacement (and needs socketLB.enabled, whose maps it reads). */
+  'nodePort.enabled': bool.optional(),
+  /** How a backend on another node is reached: snat (its reply comes back through this node). Cilium's dsr and hybrid are not implemented. */
+  'loadBalancer.mode': z.enum(['snat']),
   // L2 announcements (src/l2announce, docs/lb-ipam.md); Cilium's l2announcements.* values. LB IPAM itself needs no key.
   /** Answer ARP/ND on this node for the LoadBalancer and external IPs CiliumL2AnnouncementPolicies select, one node per Service by Lease. */
   'l2announcements.enabled': bool,
@@ -222,6 +229,9 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'hubble.metrics.port': 9965,
   'prometheus.enabled': false,
   'prometheus.port': 9962,
+  devices: [],
+  'nodePort.enabled': undefined,
+  'loadBalancer.mode': 'snat',
   'l2announcements.enabled': false,
   'l2announcements.leaseDuration': '15s',
   'l2announcements.leaseRenewDeadline': '5s',

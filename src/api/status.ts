@@ -88,6 +88,16 @@ export const StatusResponse = z.object({
   endpointObjects: EndpointObjectsStatus.optional(),
   /** The socket LB's counters, null when it is off. */
   services: LbStatus.nullable(),
+  /** Service load balancing for clients outside the node on the native devices (src/datapath/nodeport), null when off. */
+  nodePort: z
+    .object({
+      enabled: z.literal(true),
+      mode: z.enum(['snat']),
+      devices: z.array(z.object({ name: z.string(), ifindex: z.number().int(), addresses: z.array(z.string()) })),
+      counters: z.record(z.string(), z.number()),
+    })
+    .nullable()
+    .optional(),
   counts: z.object({
     endpoints: z.number().int(),
     policies: z.number().int(),

@@ -57,6 +57,7 @@ function renderStatus(s: StatusResponse): string {
     ...(s.endpointObjects ? [`Endpoint objects: ${renderEndpointObjects(s.endpointObjects)}`] : []),
     `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
     ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
+    `NodePort:  ${s.nodePort ? `${s.nodePort.mode} on ${s.nodePort.devices.map((d) => `${d.name} (${d.addresses.join(', ') || 'no address'})`).join(', ')}` : 'disabled'}`,
     `Counts:    ${Object.entries(counts)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`,

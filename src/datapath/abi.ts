@@ -110,6 +110,12 @@ export const LbScope = { CLUSTER_IP: 0, NODE_PORT: 1, EXTERNAL_IP: 2, LB_INGRESS
 /** meshd_lb_stats slots (enum meshd_lb_stat). */
 export const LbStatSlot = { XLATED: 0, REFUSED: 1, SKIPPED_NS: 2, AFFINITY: 3, REVNAT: 4, MAX: 8 } as const;
 
+/** meshd_np_stats slots (enum meshd_np_stat): the per-packet path for clients outside the node (bpf/nodeport.c). */
+export const NpStatSlot = { XLATED: 0, REVNAT: 1, NO_BACKEND: 2, SNAT: 3, SNAT_FAILED: 4, MAX: 8 } as const;
+
+/** meshd_np_nat_value.flags (enum meshd_np_flag). */
+export const NpFlag = { SNAT: 0x1 } as const;
+
 /** bpf/probe.c's marker (enum meshd_probe). */
 export const Probe = { MAGIC: 0x6d657368 } as const;
 
@@ -140,5 +146,7 @@ export const abiEnums: readonly AbiEnum[] = [
   { cName: 'meshd_lb_flag', prefix: 'MESHD_LB_F_', values: LbFlag },
   { cName: 'meshd_lb_scope', prefix: 'MESHD_LB_SCOPE_', values: LbScope },
   { cName: 'meshd_lb_stat', prefix: 'MESHD_LB_STAT_', values: LbStatSlot },
+  { cName: 'meshd_np_stat', prefix: 'MESHD_NP_STAT_', values: NpStatSlot },
+  { cName: 'meshd_np_flag', prefix: 'MESHD_NP_F_', values: NpFlag },
   { cName: 'meshd_probe', prefix: 'MESHD_PROBE_', values: Probe },
 ];

@@ -11,7 +11,8 @@
  * 2. Envoys the agent left serving (proxy.stopOnShutdown=false): the
  *    processes whose bootstrap is under stateDir, SIGTERM then SIGKILL.
  * 3. bpffs: every pin under bpf.root/meshd, the link pins first; unpinning a
- *    link detaches its program (tcx on pod veths, cgroup socket hooks).
+ *    link detaches its program (tcx on pod veths and on the native devices,
+ *    cgroup socket hooks).
  * 4. The proxy policy routing (ip rule on the proxy mark, its route table).
  * 5. stateDir (sockets, IPAM and endpoint records, Envoy work files).
  *

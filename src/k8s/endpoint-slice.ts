@@ -25,6 +25,8 @@ export const EndpointSliceSchema = z.object({
     .array(
       z.object({
         addresses: z.array(z.string()).min(1),
+        /** The node the endpoint runs on (externalTrafficPolicy: Local keeps only this node's). */
+        nodeName: z.string().optional(),
         conditions: z
           .object({ ready: z.boolean().optional(), serving: z.boolean().optional(), terminating: z.boolean().optional() })
           .optional(),

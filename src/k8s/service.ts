@@ -45,6 +45,8 @@ export const ServiceSchema = z.object({
     externalIPs: z.array(ipAddress).optional(),
     ports: z.array(ServicePortSchema).default([]),
     sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
+    /** Local: clients outside the cluster reach only backends on the node they arrived at (none there: dropped). */
+    externalTrafficPolicy: z.enum(['Cluster', 'Local', '']).optional(),
     sessionAffinityConfig: z
       .object({ clientIP: z.object({ timeoutSeconds: z.number().int().min(1).max(86400).optional() }).optional() })
       .optional(),

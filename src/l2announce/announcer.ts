@@ -3,8 +3,8 @@
  * for (selection.ts), it competes for the Service's Lease
  * (`cilium-l2announce-<namespace>-<name>`); while it holds it, the node
  * answers ARP / neighbour solicitations for the Service's addresses on the
- * selected interfaces (host-net.ts) and sends a gratuitous ARP when it takes
- * an address over. One node per Service answers, whatever the number of
+ * selected interfaces (host-net.ts) and sends a gratuitous ARP (IPv6: an
+ * unsolicited neighbour advertisement) when it takes an address over. One node per Service answers, whatever the number of
  * candidates; when the holder goes, its Lease lapses after leaseDuration and
  * another candidate takes over.
  *
@@ -185,7 +185,7 @@ export class L2Announcer {
       this.takeovers.push({ ...w, at: Date.now() });
       this.o.log?.info('L2 announcements: answering', { service: w.service, ifname: w.ifname, ip: w.ip });
       // Neighbours that resolved the address to the previous holder learn the new one now, not when their entry expires.
-      await this.o.net.announce(w.ifname, w.ip).catch((e: unknown) => this.o.log?.warn('L2 announcements: gratuitous ARP failed; neighbours learn the move when they ask again', { ifname: w.ifname, ip: w.ip, error: String(e) }));
+      await this.o.net.announce(w.ifname, w.ip).catch((e: unknown) => this.o.log?.warn('L2 announcements: gratuitous ARP / unsolicited neighbour advertisement failed; neighbours learn the move when they ask again', { ifname: w.ifname, ip: w.ip, error: String(e) }));
     }
   }
 }

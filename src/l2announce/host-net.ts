@@ -5,7 +5,9 @@
  * IPv6 neighbour solicitations) for it on that link and delivers its
  * traffic locally; a host-scoped address is never chosen as a source
  * address and never counts as a host address of the node
- * (src/agent/host-addresses.ts). On takeover a gratuitous ARP moves the
+ * (src/agent/host-addresses.ts). On takeover a gratuitous ARP (IPv4,
+ * iputils' arping -U) or an unsolicited neighbour advertisement with the
+ * override flag (IPv6, RFC 4861 7.2.6; the IPv6 toolkit's na6) moves the
  * neighbours' caches to this node at once.
  *
  *   const net = new IpHostNet({ netns: 'node-a' });   // netns: tests; the host's own namespace otherwise
@@ -33,7 +35,7 @@ export interface HostNet {
   announced(): Promise<AnnouncedAddress[]>;
   add(ifname: string, ip: string): Promise<void>;
   remove(ifname: string, ip: string): Promise<void>;
-  /** Gratuitous ARP for an IPv4 address (IPv6: nothing; neighbours re-solicit). */
+  /** Gratuitous ARP for an IPv4 address, an unsolicited neighbour advertisement (override set) to all nodes for an IPv6 one. */
   announce(ifname: string, ip: string): Promise<void>;
 }
 
@@ -43,7 +45,7 @@ const AddrList = z.array(
 );
 
 export class IpHostNet implements HostNet {
-  constructor(private readonly o: { netns?: string; arping?: string } = {}) {}
+  constructor(private readonly o: { netns?: string; arping?: string; na6?: string } = {}) {}
 
   private ip(args: string[]) {
     return run('ip', this.o.netns ? ['-n', this.o.netns, ...args] : args);
@@ -79,8 +81,10 @@ export class IpHostNet implements HostNet {
   }
 
   async announce(ifname: string, ip: string): Promise<void> {
-    if (ipToBigint(ip)?.family !== 4) return;
-    const argv = [this.o.arping ?? 'arping', '-U', '-c', '1', '-I', ifname, ip];
+    const family = ipToBigint(ip)?.family;
+    if (family !== 4 && family !== 6) return;
+    // IPv6: to ff02::1, Override set, this interface's MAC as the target link-layer address (-e: na6 fills it in).
+    const argv = family === 4 ? [this.o.arping ?? 'arping', '-U', '-c', '1', '-I', ifname, ip] : [this.o.na6 ?? 'na6', '-i', ifname, '-d', 'ff02::1', '-t', ip, '-o', '-e'];
     if (this.o.netns) await run('ip', ['netns', 'exec', this.o.netns, ...argv], { timeoutMs: 5_000 });
     else await run(argv[0] ?? 'arping', argv.slice(1), { timeoutMs: 5_000 });
   }

@@ -13,13 +13,14 @@ import { abiEnums, DropReason, VerdictCode, type AbiEnum } from '../../src/datap
 import { defineStruct } from '../../src/datapath/codec.js';
 import { LbMapName, lbCodecs } from '../../src/datapath/lb/lb-maps.js';
 import { datapathCodecs } from '../../src/datapath/maps.js';
+import { NpMapName, NpProgram, nodePortCodecs } from '../../src/datapath/nodeport/maps.js';
 import { ProbeStats } from '../../src/datapath/probe.js';
 import { SOCK_PROGRAMS } from '../../src/datapath/lb/sock-lb.js';
 import { bpfObjectPath } from '../../src/util/paths.js';
 import { enumDiff, layoutDiff, readBtf, type Btf } from '../helpers/btf.js';
 
 /** The objects whose BTF holds the shared enums and structs. */
-const OBJECTS = ['lxc', 'sock', 'sockops', 'probe'] as const;
+const OBJECTS = ['lxc', 'sock', 'sockops', 'probe', 'nodeport'] as const;
 type ObjectName = (typeof OBJECTS)[number];
 
 const btfCache = new Map<ObjectName, Promise<Btf>>();
@@ -118,6 +119,7 @@ test('every struct codec matches its struct in the object: size and each field n
     ['lxc', datapathCodecs],
     ['sock', lbCodecs],
     ['probe', [ProbeStats]],
+    ['nodeport', nodePortCodecs],
   ];
   for (const [o, codecs] of byObject) {
     const btf = await btfOf(o);
@@ -130,4 +132,11 @@ test('the socket-LB maps the agent opens are maps of sock.o, and the programs it
   const maps = new Set(btf.sections.get('.maps'));
   for (const name of Object.values(LbMapName)) assert.ok(maps.has(name), `${name} is not a map of sock.o`);
   assert.deepEqual(SOCK_PROGRAMS.map(([name]) => name).sort(), [...btf.programs].sort());
+});
+
+test('the nodeport maps and programs the agent uses are nodeport.o\'s', async () => {
+  const btf = await btfOf('nodeport');
+  const maps = new Set(btf.sections.get('.maps'));
+  for (const name of Object.values(NpMapName)) assert.ok(maps.has(name), `${name} is not a map of nodeport.o`);
+  assert.deepEqual(Object.values(NpProgram).sort(), [...btf.programs].sort());
 });

@@ -5,7 +5,10 @@
  * client reaches the address (IPv4 and IPv6), exactly one node answers its
  * ARP requests, and
  * when that node's announcer goes without giving its Lease up (as a node
- * that died), the other node answers within leaseDuration and a few seconds.
+ * that died), the other node answers within leaseDuration and a few seconds;
+ * the IPv6 address moves too, and the new holder's unsolicited neighbour
+ * advertisement moves the client's neighbour entry to its MAC before the
+ * client sends anything.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,6 +23,15 @@ import { eventually, installMeshd, until } from '../helpers/kube-nodes.js';
 import { l2Segment } from '../helpers/l2-segment.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { run } from '../../src/util/exec.js';
+import { z } from 'zod';
+
+const NeighJson = z.array(z.object({ dst: z.string(), lladdr: z.string().optional(), state: z.array(z.string()).optional() }).loose());
+/** The client's neighbour entry for `ip`: its MAC, undefined when it has none. */
+async function neighbourMac(netns: string, ip: string): Promise<string | undefined> {
+  const r = await run('ip', ['-n', netns, '-6', '-j', 'neigh', 'show', ip]);
+  return NeighJson.parse(JSON.parse(r.stdout === '' ? '[]' : r.stdout))[0]?.lladdr?.toLowerCase();
+}
 
 const LEASE_MS = 3_000;
 const RETRY_MS = 500;
@@ -71,6 +83,7 @@ test('one node answers for an L2-announced address, and another takes over when 
   assert.deepEqual(await seg.arpReplies(VIP), [holder.mac], 'ARP answered by exactly the holder');
   // IPv6: the holder answers the client's neighbour solicitation for the address (the other node does not have it).
   assert.equal(await until(`the client reaches ${VIP6}`, () => seg.whoAnswers(VIP6)), holder.name);
+  assert.equal(await neighbourMac(seg.client.netns, VIP6), holder.mac, "the client's neighbour entry for the IPv6 address is the holder's");
 
   // The holder goes as a dead node would: its addresses vanish, its Lease is not given up but lapses.
   const down = performance.now();
@@ -82,4 +95,7 @@ test('one node answers for an L2-announced address, and another takes over when 
   assert.ok(failoverMs < LEASE_MS + 3_000, `fail-over took ${Math.round(failoverMs)} ms (leaseDuration ${LEASE_MS} ms)`);
   assert.deepEqual(await seg.arpReplies(VIP), [other.mac], 'ARP answered by exactly the new holder');
   await eventually('the new holder holds the Lease', () => announcers[1 - holderIndex]?.held().includes('default/web') ?? false);
+  // IPv6: the client sent nothing to the address since the move, so only the new holder's unsolicited advertisement can have changed its entry.
+  await eventually(`the client's neighbour entry for ${VIP6} moves to the new holder's MAC`, async () => (await neighbourMac(seg.client.netns, VIP6)) === other.mac, 3_000);
+  assert.equal(await until(`the client reaches ${VIP6} after the move`, () => seg.whoAnswers(VIP6)), other.name);
 });

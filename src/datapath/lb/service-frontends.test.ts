@@ -76,3 +76,12 @@ test('SCTP ports and ExternalName services are skipped with a reason', () => {
   assert.match(r.skipped[0] ?? '', /SCTP/);
   assert.match(serviceFrontends(svc({ type: 'ExternalName', ports: [] }), [], opts).skipped[0] ?? '', /ExternalName/);
 });
+
+test('externalTrafficPolicy Local: external frontends keep only this node\'s endpoints, the cluster IP keeps all', () => {
+  const s = svc({ type: 'LoadBalancer', clusterIP: '10.96.0.11', externalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, nodePort: 30081 }] });
+  const eps = slice([{ addresses: ['10.0.0.1'], nodeName: 'here' }, { addresses: ['10.0.0.2'], nodeName: 'there' }], [{ name: 'http', port: 8080 }]);
+  const show = (nodeName: string) =>
+    serviceFrontends(s, [eps], { ...opts, nodeName }).frontends.map((f) => `${f.ip} s${f.scope} -> ${f.backends.map((b) => b.name).join(',')}`);
+  assert.deepEqual(show('here'), [`10.96.0.11 s${Scope.ClusterIP} -> 10.0.0.1:8080/TCP,10.0.0.2:8080/TCP`, `192.168.1.5 s${Scope.NodePort} -> 10.0.0.1:8080/TCP`]);
+  assert.deepEqual(show('elsewhere'), [`10.96.0.11 s${Scope.ClusterIP} -> 10.0.0.1:8080/TCP,10.0.0.2:8080/TCP`, `192.168.1.5 s${Scope.NodePort} -> `]);
+});

@@ -35,6 +35,8 @@ export interface FrontendOptions {
   nodeIPs: readonly string[];
   algorithm: 'random' | 'maglev';
   maxBackendsPerService: number;
+  /** This node's name: with externalTrafficPolicy Local, the external frontends keep only endpoints on it. */
+  nodeName?: string;
 }
 
 export interface FrontendResult {
@@ -75,6 +77,7 @@ export function serviceFrontends(svc: Service, slices: readonly EndpointSlice[],
       continue;
     }
     const byFamily = { '4': new Map<string, DesiredBackend>(), '6': new Map<string, DesiredBackend>() };
+    const local = new Set<string>(); // keys of the backends on this node
     for (const slice of slices) {
       if (slice.addressType === 'FQDN') continue;
       const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
@@ -88,13 +91,15 @@ export function serviceFrontends(svc: Service, slices: readonly EndpointSlice[],
           const value = Backend.encode({ addr: encodeAddr(a), port: sp.port, proto, pad: 0 });
           const key = value.toString('hex');
           byFamily[fam].set(key, { key, name: `${a}:${sp.port}/${p.protocol}`, value });
+          if (ep.nodeName !== undefined && ep.nodeName === opts.nodeName) local.add(key);
         }
       }
     }
     const add = (ip: string, port: number, scope: ScopeNumber) => {
       const fam = ipFamily(ip);
       if (!fam) return;
-      let backends = [...byFamily[fam].values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const externalLocal = scope !== Scope.ClusterIP && svc.spec.externalTrafficPolicy === 'Local';
+      let backends = [...byFamily[fam].values()].filter((b) => !externalLocal || local.has(b.key)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       const name = `${ip}:${port}/${p.protocol}`;
       if (backends.length > opts.maxBackendsPerService) {
         out.capped.push([name, backends.length]);

@@ -63,6 +63,8 @@ export interface ServiceManagerOptions {
   /** bpf.lbMapMax (see SockLbOptions). */
   lbMapMax?: number;
   nodeIPs?: string[];
+  /** This node's name (externalTrafficPolicy: Local). */
+  nodeName?: string;
   algorithm?: 'random' | 'maglev';
   maxBackendsPerService?: number;
   logger?: LbLogger;
@@ -97,7 +99,7 @@ export class ServiceManager {
     opts: ServiceManagerOptions,
   ) {
     this.log = opts.logger ?? stderrLogger;
-    this.fopts = { nodeIPs: opts.nodeIPs ?? [], algorithm: opts.algorithm ?? 'random', maxBackendsPerService: opts.maxBackendsPerService ?? 1024 };
+    this.fopts = { nodeIPs: opts.nodeIPs ?? [], algorithm: opts.algorithm ?? 'random', maxBackendsPerService: opts.maxBackendsPerService ?? 1024, ...(opts.nodeName === undefined ? {} : { nodeName: opts.nodeName }) };
   }
 
   /** Loads (or reuses) the pinned maps and programs and mirrors what the maps hold. */
