@@ -101,6 +101,8 @@ class Demo {
       `cni: {confDir: ${this.confDir}, binDir: ${this.binDir}, exclusive: false}`,
       'ipam: {podCIDR: 10.244.251.0/24}',
       'proxy: {portRange: "15000-15099"}',
+      // The demo's pods are namespaces on this machine: its own network devices are left alone.
+      'nodePort: {enabled: false}',
       'log: {format: json}',
       '',
     ].join('\n');

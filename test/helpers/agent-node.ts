@@ -48,6 +48,8 @@ export class AgentNode {
       'ipam.podCIDR': testSubnet(slot).cidr,
       'envoy.enabled': false,
       'log.format': 'json',
+      // The machine's own devices are not the test's: nodePort runs only on devices a test names.
+      'nodePort.enabled': overrides.devices !== undefined,
       ...overrides,
     });
   }
