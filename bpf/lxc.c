@@ -108,7 +108,7 @@ static __always_inline __u8 meshd_new_verdict(struct __sk_buff *skb, const struc
 	__u8 verdict;
 
 	*remote = meshd_event_identities(skb, ep, t, dir, from_proxy, c);
-	verdict = meshd_judge(ep, dir, *remote, t->proto, t->dport, res, reason);
+	verdict = meshd_judge(ep, dir, *remote, t->proto, meshd_policy_port(t), res, reason);
 	if (verdict == MESHD_VERDICT_REDIRECT && from_proxy)
 		verdict = MESHD_VERDICT_ALLOW;
 	if (verdict == MESHD_VERDICT_ALLOW && dir == MESHD_DIR_EGRESS) {
@@ -116,7 +116,7 @@ static __always_inline __u8 meshd_new_verdict(struct __sk_buff *skb, const struc
 		struct meshd_policy_result dres;
 		__u32 dreason = 0;
 
-		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t->proto, t->dport, &dres, &dreason) ==
+		if (dst && meshd_judge(dst, MESHD_DIR_INGRESS, ep->identity, t->proto, meshd_policy_port(t), &dres, &dreason) ==
 				   MESHD_VERDICT_REDIRECT) {
 			verdict = MESHD_VERDICT_REDIRECT;
 			res->proxy_port = dres.proxy_port;
@@ -252,12 +252,12 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);
 		if (ret < 0)
 			return meshd_drop(skb, &t, &c, -ret);
-		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, skb);
+		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, t.icmp_type, skb);
 		meshd_count(MESHD_METRIC_NEW_REDIRECTED(dir));
 		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
-	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_STORED_IDENTITY : 0, skb);
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_STORED_IDENTITY : 0, t.icmp_type, skb);
 	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 	if (meshd_sampled(cfg))
 		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);

@@ -168,7 +168,8 @@ struct meshd_ct_entry {
 	__u8 verdict;
 	__u8 flags;
 	__u8 dir; /* who opened it: MESHD_DIR_EGRESS the endpoint, MESHD_DIR_INGRESS the peer */
-	__u8 pad[3];
+	__u8 icmp_type; /* ICMP/ICMPv6: the type that opened it, which the policy judges (its ports are echo ids) */
+	__u8 pad[2];
 };
 
 struct meshd_config {

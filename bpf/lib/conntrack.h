@@ -53,6 +53,8 @@ static __always_inline void meshd_ct_key_of(struct meshd_ct_key *k, const struct
 /* The connection's destination port (the one policy is about). */
 static __always_inline __be16 meshd_ct_dport(const struct meshd_ct_key *k, const struct meshd_ct_entry *e)
 {
+	if (k->proto == MESHD_IPPROTO_ICMP || k->proto == MESHD_IPPROTO_ICMPV6)
+		return bpf_htons(e->icmp_type);
 	return e->dir == MESHD_DIR_EGRESS ? k->remote_port : k->local_port;
 }
 
@@ -69,7 +71,8 @@ static __always_inline void meshd_ct_touch(struct meshd_ct_entry *e, struct __sk
 }
 
 static __always_inline int meshd_ct_create(const struct meshd_ct_key *k, __u8 dir, __u8 verdict, __u16 proxy_port,
-					    __u32 remote_identity, __u32 gen, __u8 flags, struct __sk_buff *skb)
+					    __u32 remote_identity, __u32 gen, __u8 flags, __u8 icmp_type,
+					    struct __sk_buff *skb)
 {
 	struct meshd_ct_entry e = {};
 
@@ -83,6 +86,7 @@ static __always_inline int meshd_ct_create(const struct meshd_ct_key *k, __u8 di
 	e.proxy_port = proxy_port;
 	e.verdict = verdict;
 	e.flags = flags;
+	e.icmp_type = icmp_type;
 	return bpf_map_update_elem(&meshd_ct, k, &e, BPF_ANY);
 }
 

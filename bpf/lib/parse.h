@@ -92,6 +92,8 @@ static __always_inline int meshd_parse_l4(struct __sk_buff *skb, struct meshd_tu
 				t->sport = id;
 			else if (type == (v4 ? 0 : 129))
 				t->dport = id;
+			else
+				t->dport = bpf_htons(type); /* one conntrack entry per type and peer */
 		}
 		return MESHD_PARSE_OK;
 	default:
@@ -136,6 +138,15 @@ static __always_inline int meshd_parse(struct __sk_buff *skb, struct meshd_tuple
 		return meshd_parse_l4(skb, t);
 	}
 	return MESHD_PARSE_NOT_IP;
+}
+
+/* The port a policy lookup uses: ICMP rules are keyed by type (as Cilium's
+ * are), while the tuple's ports of an echo carry its identifier. */
+static __always_inline __be16 meshd_policy_port(const struct meshd_tuple *t)
+{
+	if (t->proto == MESHD_IPPROTO_ICMP || t->proto == MESHD_IPPROTO_ICMPV6)
+		return bpf_htons(t->icmp_type);
+	return t->dport;
 }
 
 /* Neighbour discovery and link-local multicast (MLD reports travel behind a

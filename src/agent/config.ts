@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_SECRETS_NAMESPACE } from '../k8s/secret.js';
 import { MeshdError } from '../util/errors.js';
 import { errno } from '../util/fs-errors.js';
 
@@ -219,7 +220,7 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'dnsProxy.idleConnectionGracePeriod': '0s',
   'dnsProxy.enableTransparentMode': false,
   'tls.readSecretsOnlyFromSecretsNamespace': true,
-  'tls.secretsNamespace.name': 'cilium-secrets',
+  'tls.secretsNamespace.name': DEFAULT_SECRETS_NAMESPACE,
   'hubble.enabled': true,
   'hubble.eventBufferCapacity': 4095,
   'hubble.socketPath': undefined,

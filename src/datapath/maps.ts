@@ -68,7 +68,8 @@ export const CtEntry = defineStruct('meshd_ct_entry', [
   ['verdict', 'u8'],
   ['flags', 'u8'],
   ['dir', 'u8'],
-  ['pad', { bytes: 3 }],
+  ['icmp_type', 'u8'],
+  ['pad', { bytes: 2 }],
 ] as const);
 
 export const DatapathConfig = defineStruct('meshd_config', [

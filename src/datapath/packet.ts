@@ -1,17 +1,23 @@
 /**
- * Ethernet + IPv4/IPv6 + TCP/UDP frames for running the datapath's programs
- * with BPF_PROG_TEST_RUN (tests and bench/datapath.ts).
+ * Ethernet + IPv4/IPv6 + TCP/UDP/ICMP frames (or any other IP protocol, as
+ * eight bytes after the IP header) for running the datapath's programs with
+ * BPF_PROG_TEST_RUN (tests and bench/datapath.ts).
  *
  *   const syn = buildFrame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 6, sport: 40000, dport: 80 });
+ *   const ping = buildFrame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 1, icmpType: 8, sport: 7, dport: 0 });
  */
 import ipaddr from 'ipaddr.js';
 
 export interface FrameSpec {
   src: string;
   dst: string;
-  proto: 6 | 17;
+  /** 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, or another protocol number (no ports). */
+  proto: number;
+  /** TCP/UDP ports; for an ICMP echo request `sport` is its identifier, for an echo reply `dport`. */
   sport: number;
   dport: number;
+  /** ICMP/ICMPv6 type (the code is 0). */
+  icmpType?: number;
   /** TCP flags, SYN by default. */
   tcpFlags?: number;
   payload?: number;
@@ -42,6 +48,14 @@ export function buildFrame(f: FrameSpec): Buffer {
     Buffer.from(dst.toByteArray()).copy(buf, o + 16);
   }
   const p = o + l3;
+  if (f.proto === 1 || f.proto === 58) {
+    const t = f.icmpType ?? (f.proto === 1 ? 8 : 128);
+    buf.writeUInt8(t, p);
+    const reply = t === (f.proto === 1 ? 0 : 129);
+    buf.writeUInt16BE(reply ? f.dport : f.sport, p + 4);
+    return buf;
+  }
+  if (f.proto !== 6 && f.proto !== 17) return buf;
   buf.writeUInt16BE(f.sport, p);
   buf.writeUInt16BE(f.dport, p + 2);
   if (f.proto === 6) {

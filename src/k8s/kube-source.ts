@@ -34,6 +34,7 @@ import type { Logger } from '../util/log.js';
 import type { Json, KubeApiError, KubeClient } from './client.js';
 import { KINDS, parseResource, RESOURCE_KINDS, resourceKey, scopeOf, type Resource, type ResourceKey, type ResourceKind, type ResourceRef } from './kinds.js';
 import { Reflector } from './reflector.js';
+import { DEFAULT_SECRETS_NAMESPACE } from './secret.js';
 
 /** The collection (all namespaces, except for Secrets) each kind is read from. */
 export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
@@ -49,7 +50,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
   CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
   // TLS interception's Secrets: one namespace (Cilium's default tls.secretsNamespace.name), never every Secret.
-  Secret: '/api/v1/namespaces/cilium-secrets/secrets',
+  Secret: `/api/v1/namespaces/${DEFAULT_SECRETS_NAMESPACE}/secrets`,
 };
 
 export interface KubeSourceOptions {

@@ -16,6 +16,9 @@ import type { ResourceProblem } from './problem.js';
 const API_VERSIONS = ['v1'] as const;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/** Where TLS interception's Secrets are read by default: Cilium's tls.secretsNamespace.name. */
+export const DEFAULT_SECRETS_NAMESPACE = 'cilium-secrets';
+
 export const SecretSchema = z.object({
   ...typeMeta('Secret', API_VERSIONS),
   metadata: z.object({ name: z.string().min(1), namespace: z.string().min(1).optional() }),

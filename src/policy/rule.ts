@@ -355,8 +355,12 @@ class Translator {
       }
       ports.push(...icmpSpecs(r.icmps ?? []));
     }
-    // Ports without peers: from/to anyone. Neither: selects nothing. Empty peer lists count as absent
-    // (Cilium tests lengths), so `fromEndpoints: []` with ports allows from anyone.
+    // Ports without peers: from/to anyone. Neither: selects nothing. An empty (present) list of
+    // endpoints, nodes, entities, CIDRs or CIDR sets selects no peer at all, whatever else the rule
+    // names, as in Cilium 1.20 (its rule parser returns no selectors for such a rule); the rule
+    // still puts its direction into default deny.
+    const emptyPeerList = [r.endpoints, r.nodes, r.entities, r.cidr, r.cidrSet].some((l) => l !== undefined && l.length === 0);
+    if (emptyPeerList) return { selectors: [], ports };
     if (!hasPeers && ports !== null) selectors.push(labelSelector([]));
     const out: PeerRule = { selectors: dedupe(selectors), ports };
     if (endpointKeys) out.endpointKeys = endpointKeys;

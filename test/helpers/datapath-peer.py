@@ -5,6 +5,7 @@
   userve NAME PORT             UDP server: answer every datagram with "NAME PORT PEER_IP"
   connect IP PORT [TIMEOUT]    print the server's first line; exit 2 on timeout, 3 on refusal
   uconnect IP PORT [TIMEOUT]   one datagram, print the answer; exit 2 on timeout
+  ping IP [TIMEOUT]            one ICMP echo request (raw socket), print "reply TYPE" of the answer; exit 2 on timeout
   hold IP PORT [TIMEOUT]       keep one connection: print the greeting, then per stdin line send it and
                                print the echo, or "TIMEOUT"
   bulk IP PORT N               after the greeting, N messages of 1..4096 random bytes, each checked against
@@ -20,6 +21,7 @@
                                "uproxy ORIGDST" from the original destination (an IP_TRANSPARENT socket bound to it)
 Every server prints "ready" once listening and flushes each line.
 """
+import os
 import socket
 import sys
 import threading
@@ -132,6 +134,34 @@ def uconnect(ip, port, timeout):
         s.sendto(b"hi", (ip, port))
         d, _ = s.recvfrom(2048)
         out(d.decode())
+    except socket.timeout:
+        out("TIMEOUT")
+        sys.exit(2)
+
+
+def icmp_checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    total = sum((b[i] << 8) + b[i + 1] for i in range(0, len(b), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ping(ip, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(timeout)
+    ident = (os.getpid() & 0xFFFF) or 1
+    body = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + (1).to_bytes(2, "big") + b"meshd-ping"
+    c = icmp_checksum(body)
+    s.sendto(body[:2] + c.to_bytes(2, "big") + body[4:], (ip, 0))
+    try:
+        while True:
+            d, peer = s.recvfrom(2048)
+            icmp = d[(d[0] & 0x0F) * 4:]
+            if peer[0] == ip and icmp[0] != 8 and icmp[4:6] == ident.to_bytes(2, "big"):
+                out(f"reply {icmp[0]}")
+                return
     except socket.timeout:
         out("TIMEOUT")
         sys.exit(2)
@@ -291,6 +321,8 @@ def main():
         connect(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
     elif a[0] == "uconnect":
         uconnect(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
+    elif a[0] == "ping":
+        ping(a[1], float(a[2]) if len(a) > 2 else 2.0)
     elif a[0] == "hold":
         hold(a[1], int(a[2]), float(a[3]) if len(a) > 3 else 2.0)
     elif a[0] == "bulk":

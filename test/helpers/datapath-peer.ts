@@ -87,6 +87,16 @@ export async function connectFrom(sb: Sandbox, ns: string, ip: string, port: num
   }
 }
 
+/** One ICMP echo request from namespace `ns` to `ip`: 'reply 0' (an echo reply), or 'TIMEOUT'. */
+export async function pingFrom(sb: Sandbox, ns: string, ip: string, timeoutS = 1): Promise<string> {
+  try {
+    return (await sb.exec(ns, 'python3', [PEER, 'ping', ip, String(timeoutS)], 15_000)).stdout.trim();
+  } catch (e) {
+    if (e instanceof CommandError && e.exitCode === 2) return 'TIMEOUT';
+    throw e;
+  }
+}
+
 /** The same from the host namespace, optionally with SO_MARK (as the proxy's upstream). */
 export async function connectFromHost(ip: string, port: number, timeoutS = 1.5): Promise<string> {
   try {

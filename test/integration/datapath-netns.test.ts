@@ -12,7 +12,7 @@ import { proxyUpstreamMark } from '../../src/datapath/maps.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { run } from '../../src/util/exec.js';
 import { tempPinDir } from '../helpers/bpffs.js';
-import { connectFrom, connectFromHost, startPeer } from '../helpers/datapath-peer.js';
+import { connectFrom, connectFromHost, pingFrom, startPeer } from '../helpers/datapath-peer.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -255,6 +255,21 @@ test('endpoint datapath on veths: L3/L4 both directions, replies, deny beats all
     const [, ok, fail] = /^ok (\d+) fail (\d+)$/.exec(line) ?? [];
     assert.ok(Number(ok) > 20, `connections made during the rewrites: ${line}`);
     assert.equal(Number(fail), 0, `${line} after ${writes} map writes; recent events: ${recent(events)}`);
+  });
+
+  await t.test('ICMP: a rule for a type allows that type (an echo request by its type, not its identifier) and its replies; another type is dropped', async () => {
+    const icmp = (type: number): PolicyEntry => ({ remoteIdentity: ID_A, protocol: 1, port: type, endPort: type, verdict: 'ALLOW', derivedFrom: ['test/icmp'] });
+    const ping = () => pingFrom(sb, nsA, net(6));
+    dp.updatePolicy(pol('test/a', ID_A, {}, 30));
+    dp.updatePolicy(pol('test/b', ID_B, { ingress: [icmp(8)] }, 30));
+    events.length = 0;
+    assert.equal(await ping(), 'reply 0', 'echo request (type 8) allowed, the reply passes through conntrack');
+    await waitEvent(events, (e) => e.type === 'verdict' && e.protocol === 1 && e.icmpType === 8 && e.direction === 'ingress' && e.srcIdentity === ID_A);
+    dp.updatePolicy(pol('test/b', ID_B, { ingress: [icmp(13)] }, 31));
+    events.length = 0;
+    assert.equal(await ping(), 'TIMEOUT', 'only timestamp requests (13) allowed now');
+    const drop = await waitEvent(events, (e) => e.type === 'drop' && e.protocol === 1);
+    assert.deepEqual([drop.dropReason, drop.direction, drop.icmpType, drop.srcIdentity], ['POLICY_DEFAULT_DENY', 'ingress', 8, ID_A]);
   });
 
   await t.test('restart: pins keep enforcing while the agent is away, and the new manager adopts them without rewriting', async () => {
