@@ -98,6 +98,9 @@ enum meshd_event_type {
 	MESHD_EVENT_DROP = 1,
 	MESHD_EVENT_VERDICT = 2,
 	MESHD_EVENT_REDIRECT = 3,
+	/* policyAuditMode: the policy would have dropped this packet (reason
+	 * says why); it passed */
+	MESHD_EVENT_AUDIT = 4,
 };
 
 /* LPM key for the ipcache: prefixlen counts family + pad (32 bits) + address bits. */
@@ -247,6 +250,23 @@ enum meshd_sk_stat {
 	MESHD_SK_STAT_MAX = 3,
 };
 
+/* The host firewall (bpf/host.c): the host endpoint is a row of
+ * meshd_endpoints keyed by the loopback interface's ifindex (1 in every
+ * network namespace), which never carries the pod programs. */
+enum meshd_host {
+	MESHD_HOST_EP_KEY = 1,
+	/* meshd_host_config.flags: policyAuditMode, report would-be drops and pass */
+	MESHD_HOST_F_AUDIT = 1 << 0,
+};
+
+/* The host firewall's own tunables (meshd_host_cfg, one row). gen is bumped
+ * with every change of flags: it is part of a host conntrack entry's
+ * generation, so leaving audit mode re-judges established connections. */
+struct meshd_host_config {
+	__u32 flags;
+	__u32 gen;
+};
+
 /* BTF keeps an enum only if something typed with it is emitted: this
  * read-only global, never read by a program, puts every enum above in the
  * BTF of each object that includes this header. */
@@ -262,6 +282,7 @@ struct meshd_datapath_abi {
 	enum meshd_event_type event_type;
 	enum meshd_nat_dir nat_dir;
 	enum meshd_sk_stat sk_stat;
+	enum meshd_host host;
 };
 const volatile struct meshd_datapath_abi meshd_datapath_abi = {};
 

@@ -95,7 +95,7 @@ export function readStatus(pinDir: string): DatapathStatus {
 }
 
 function formatFlow(f: FlowRecord): string {
-  const what = f.type === 'drop' ? `DROP ${f.dropReason ?? ''}` : f.type === 'redirect' ? `REDIRECT proxy:${f.proxyPort ?? 0}` : (f.verdict ?? '');
+  const what = f.type === 'drop' ? `DROP ${f.dropReason ?? ''}` : f.type === 'audit' ? `AUDIT ${f.dropReason ?? ''}` : f.type === 'redirect' ? `REDIRECT proxy:${f.proxyPort ?? 0}` : (f.verdict ?? '');
   const host = (ip: string) => (ip.includes(':') ? `[${ip}]` : ip);
   return `${f.direction.padEnd(7)} ep ${f.endpointNumericId} ${host(f.src.ip)}:${f.src.port} (${f.srcIdentity}) -> ${host(f.dst.ip)}:${f.dst.port} (${f.dstIdentity}) proto ${f.protocol} ${what}`;
 }
