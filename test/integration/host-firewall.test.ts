@@ -18,7 +18,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { run } from '../../src/util/exec.js';
 import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { connectFrom, connectFromHost, pingFrom, startPeer } from '../helpers/datapath-peer.js';
@@ -193,8 +192,6 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   const off = await node.start();
   assert.equal(off.agent.status().hostFirewall, null);
   assert.deepEqual(hostLinks(), []);
-  const progs = (await run('bpftool', ['-j', 'net', 'show', 'dev', h1])).stdout;
-  assert.ok(!progs.includes('meshd_host'), `no host firewall program on ${h1}: ${progs}`);
   assert.equal(await connectFrom(sb, c2, HOST2, ALLOWED), `H ${ALLOWED} ${CLIENT2}`);
   assert.equal(off.agent.kernelPolicy('node:test-node'), undefined, 'the host endpoint left the datapath');
 });
