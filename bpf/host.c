@@ -16,9 +16,9 @@
  * from pods is not the host's and passes untouched: the pods' own hooks judge
  * it. Non-IP frames (ARP) and IPv6 neighbour discovery always pass.
  *
- * policyAuditMode (MESHD_HOST_F_AUDIT in meshd_host_cfg): a packet the policy
- * would drop is reported as a MESHD_EVENT_AUDIT event with the drop reason
- * and passes, its connection tracked as allowed. Errors are negative drop
+ * policyAuditMode (MESHD_CFG_POLICY_AUDIT, bpf/lib/audit.h): a packet the
+ * policy would drop is reported as a MESHD_EVENT_AUDIT event with the drop
+ * reason and passes, its connection tracked as allowed. Errors are negative drop
  * reasons that end in meshd_drop(), the one exit that reports them. A packet
  * that passes goes on to the device's next program (HOST_NEXT).
  */
@@ -28,6 +28,7 @@
 
 #include "datapath.h"
 #include "drop_reasons.h"
+#include "audit.h"
 #include "conntrack.h"
 #include "drop.h"
 #include "endpoint.h"
@@ -40,14 +41,6 @@
  * a device's programs in order until one returns anything else), so that
  * bpf/nodeport.c, attached after this program, still sees it. */
 #define HOST_NEXT (-1)
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct meshd_host_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} meshd_host_cfg SEC(".maps");
 
 /* Multicast and limited broadcast reach the host's own stack (VRRP, IGMP,
  * routing protocols): on ingress they are the host's traffic. */
@@ -111,33 +104,21 @@ static __always_inline __u8 host_judge(const struct meshd_endpoint *ep, __u8 dir
 	return MESHD_VERDICT_ALLOW;
 }
 
-/* A would-be drop: dropped and reported, or in audit mode reported and passed. */
-static __always_inline int host_deny(struct __sk_buff *skb, const struct meshd_tuple *t, const struct meshd_event_ctx *c,
-				     __u32 reason, const struct meshd_host_config *hc)
-{
-	if (!(hc->flags & MESHD_HOST_F_AUDIT))
-		return meshd_drop(skb, t, c, reason);
-	meshd_emit(skb, t, c, MESHD_EVENT_AUDIT, reason, MESHD_VERDICT_DENY, 0);
-	return HOST_NEXT;
-}
-
 static __always_inline int host_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct meshd_event_ctx c = { .dir = dir };
-	struct meshd_host_config *hc;
 	struct meshd_endpoint *ep;
 	struct meshd_config *cfg;
 	struct meshd_ct_entry *e;
 	struct meshd_tuple t = {};
 	struct meshd_ct_key k;
-	__u32 key = MESHD_HOST_EP_KEY, zero = 0, remote, gen, reason = 0;
+	__u32 key = MESHD_HOST_EP_KEY, remote, gen, reason = 0;
 	__u8 verdict;
 	int ret;
 
 	ep = bpf_map_lookup_elem(&meshd_endpoints, &key);
 	cfg = meshd_get_config();
-	hc = bpf_map_lookup_elem(&meshd_host_cfg, &zero);
-	if (!ep || !cfg || !hc)
+	if (!ep || !cfg)
 		return HOST_NEXT; /* no host endpoint registered: nothing to enforce */
 	ret = meshd_parse(skb, &t);
 	if (ret != MESHD_PARSE_OK)
@@ -145,7 +126,7 @@ static __always_inline int host_handle(struct __sk_buff *skb, __u8 dir)
 	if (meshd_is_ndp(&t) || !host_owns(&t, dir))
 		return HOST_NEXT;
 	c.ep_id = ep->ep_id;
-	gen = ep->policy_gen + cfg->ipcache_gen + hc->gen;
+	gen = ep->policy_gen + cfg->ipcache_gen;
 
 	/* a packet of a known connection, either direction */
 	meshd_ct_key_of(&k, &t, ep->ep_id, dir);
@@ -155,11 +136,10 @@ static __always_inline int host_handle(struct __sk_buff *skb, __u8 dir)
 			remote = meshd_ipcache_identity(k.family, k.remote);
 			if (host_judge(ep, e->dir, remote, k.proto, meshd_ct_dport(&k, e), &reason) == MESHD_VERDICT_DENY) {
 				host_peer(&t, dir, &c);
-				if (!(hc->flags & MESHD_HOST_F_AUDIT))
+				if (!meshd_audited(skb, &t, &c, MESHD_DROP_POLICY_REVOKED, cfg)) {
 					bpf_map_delete_elem(&meshd_ct, &k);
-				ret = host_deny(skb, &t, &c, MESHD_DROP_POLICY_REVOKED, hc);
-				if (ret != HOST_NEXT)
-					return ret;
+					return meshd_drop(skb, &t, &c, MESHD_DROP_POLICY_REVOKED);
+				}
 			}
 			e->gen = gen;
 			e->remote_identity = remote;
@@ -175,10 +155,9 @@ static __always_inline int host_handle(struct __sk_buff *skb, __u8 dir)
 	remote = host_peer(&t, dir, &c);
 	verdict = host_judge(ep, dir, remote, t.proto, meshd_policy_port(&t), &reason);
 	if (verdict == MESHD_VERDICT_DENY) {
-		ret = host_deny(skb, &t, &c, reason, hc);
-		if (ret != HOST_NEXT)
-			return ret;
-		verdict = MESHD_VERDICT_ALLOW; /* audit: tracked as allowed, reported once */
+		verdict = meshd_audited(skb, &t, &c, reason, cfg); /* tracked as allowed, reported once */
+		if (!verdict)
+			return meshd_drop(skb, &t, &c, reason);
 	} else {
 		meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 		if (cfg->verdict_sample == 1 ||

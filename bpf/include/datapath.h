@@ -50,6 +50,9 @@ enum meshd_ep_flag {
 enum meshd_cfg_flag {
 	MESHD_CFG_PER_PACKET_LB = 1 << 0, /* socketLB.hostNamespaceOnly=true */
 	MESHD_CFG_SOCKMAP_SHORTCUT = 1 << 1,
+	/* policyAuditMode: a packet the policy would drop is reported
+	 * (MESHD_EVENT_AUDIT) and passes; pods and the host firewall */
+	MESHD_CFG_POLICY_AUDIT = 1 << 2,
 };
 
 /* meshd_ct_entry.flags */
@@ -255,16 +258,6 @@ enum meshd_sk_stat {
  * network namespace), which never carries the pod programs. */
 enum meshd_host {
 	MESHD_HOST_EP_KEY = 1,
-	/* meshd_host_config.flags: policyAuditMode, report would-be drops and pass */
-	MESHD_HOST_F_AUDIT = 1 << 0,
-};
-
-/* The host firewall's own tunables (meshd_host_cfg, one row). gen is bumped
- * with every change of flags: it is part of a host conntrack entry's
- * generation, so leaving audit mode re-judges established connections. */
-struct meshd_host_config {
-	__u32 flags;
-	__u32 gen;
 };
 
 /* BTF keeps an enum only if something typed with it is emitted: this

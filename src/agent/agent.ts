@@ -189,6 +189,7 @@ export class Agent {
         perPacketLb: c['socketLB.hostNamespaceOnly'],
         verdictSample: c['bpf.events.sampleNewConnections'],
         sockmapShortcut: c['sockops.enabled'],
+        policyAuditMode: c.policyAuditMode,
       },
       proxyPort,
     });

@@ -10,8 +10,8 @@
  * first client. Checked: what it admits connects, the rest is dropped with a
  * drop event naming the host as destination; replies to the host's own
  * connections pass; IGMP follows the policy; in policyAuditMode nothing is
- * dropped and the events say AUDIT; with hostFirewall.enabled=false nothing
- * is attached.
+ * dropped and the events say AUDIT (for a pod closed by its own policy too);
+ * with hostFirewall.enabled=false nothing is attached.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -24,6 +24,7 @@ import { connectFrom, connectFromHost, pingFrom, startPeer } from '../helpers/da
 import { until } from '../helpers/kube-nodes.js';
 import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { run } from '../../src/util/exec.js';
 
 const N = 1 + (process.pid % 200);
 const HOST1 = `10.217.${N}.1`;
@@ -90,6 +91,13 @@ spec:
   egress:
     - toCIDR: ["${CLIENT1}/32"]
       toPorts: [{ports: [{port: "${OUT_OK}", protocol: TCP}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: pods-closed, namespace: default}
+spec:
+  endpointSelector: {}
+  ingress: [{}]
 `;
 }
 
@@ -118,6 +126,10 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   assert.equal(hostLinks().length, 4, 'ingress and egress links on both devices');
   const st = agent.agent.status().hostFirewall;
   assert.deepEqual([st?.auditMode, st?.devices.map((d) => d.name)], [false, [h1, h2]]);
+  // A pod behind the same device, closed by its own policy (for audit mode below).
+  await run('sysctl', ['-qw', `net.ipv4.conf.${h1}.forwarding=1`]);
+  const pod = await node.addPod('web');
+  await startPeer(sb, pod.ns, ['serve', 'P', '8080']);
   const kernel = agent.agent.kernelPolicy('node:test-node');
   assert.ok(kernel && kernel.entries.size > 0, 'the host endpoint\'s policy is in the kernel');
 
@@ -173,7 +185,11 @@ test('a host policy on the native devices admits only what it lists; audit mode 
     return igmp.count(/^got /) > 0 ? true : undefined;
   });
 
-  // policyAuditMode: the denied port connects, and the event says AUDIT with the reason.
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, c1, pod.ip, 8080), 'TIMEOUT', 'the pod\'s own policy drops the client');
+  await dropped('the pod closed by its policy', since, (f) => f.dst.ip === pod.ip && f.dropReason === 'POLICY_DEFAULT_DENY');
+
+  // policyAuditMode: the denied port connects, and the event says AUDIT with the reason; for the pod too.
   await node.stopAgent();
   node.config.policyAuditMode = true;
   const audited = await node.start();
@@ -185,6 +201,13 @@ test('a host policy on the native devices admits only what it lists; audit mode 
     return hits.length > 0 ? hits : undefined;
   }, 5_000);
   assert.deepEqual(audit.map((f) => [f.type, f.dropReason, f.dstIdentity]), [['audit', 'POLICY_DEFAULT_DENY', 1]], 'one audit event (the connection is tracked), no drop');
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, c1, pod.ip, 8080), `P 8080 ${CLIENT1}`, 'audit mode drops nothing for pods either');
+  const podAudit = await until('the pod\'s audit event', () => {
+    const hits = audited.agent.recentFlows().filter((f) => f.monotonicNs >= since && f.dst.ip === pod.ip && f.dst.port === 8080);
+    return hits.some((f) => f.type === 'audit') ? hits : undefined;
+  }, 5_000);
+  assert.deepEqual(podAudit.filter((f) => f.type !== 'verdict').map((f) => [f.type, f.dropReason, f.direction]), [['audit', 'POLICY_DEFAULT_DENY', 'ingress']]);
 
   // hostFirewall.enabled=false: nothing attached, nothing judged.
   await node.stopAgent();

@@ -5,11 +5,10 @@
  * shares the endpoint datapath's maps by pin (endpoint table, policy maps,
  * ipcache, conntrack, events, counters): open it after the EndpointManager,
  * which writes the host endpoint's row and policy like a pod's (see
- * host-endpoint.ts). Its one map of its own, meshd_host_cfg, holds the audit
- * flag.
+ * host-endpoint.ts). policyAuditMode is the endpoint datapath's config flag
+ * (bpf/lib/audit.h), the same for pods and the host.
  *
  *   const fw = await HostFirewall.open({ pinDir, devices, auditMode: false });  // attaches; adopts pinned links
- *   fw.setAuditMode(true);   // would-be drops reported as audit events, nothing dropped
  *   fw.status();             // { enabled: true, auditMode, devices }
  *   fw.close();              // the programs stay attached (pins), as the endpoint datapath's
  *   detachHostFirewall(pinDir);  // unpins the links: the devices are left alone again
@@ -24,13 +23,12 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPF_ANY, native, openObject, u32, type BpfObjectHandle } from '../../../native/index.js';
+import { native, openObject, type BpfObjectHandle } from '../../../native/index.js';
 import { MeshdError } from '../../util/errors.js';
 import { bpfObjectPath } from '../../util/paths.js';
-import { Host } from '../abi.js';
 import type { NativeDevice } from '../nodeport/devices.js';
 import { assertPinnedMapsMatch } from '../pinned-maps.js';
-import { HostConfigValue, HostMapName, HostProgram } from './maps.js';
+import { HostProgram } from './maps.js';
 
 type Direction = 'ingress' | 'egress';
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -51,7 +49,7 @@ export interface HostFirewallOptions {
   /** bpffs directory of the datapath (maps by name, links/). */
   pinDir: string;
   devices: readonly NativeDevice[];
-  /** policyAuditMode: report would-be drops, drop nothing. */
+  /** policyAuditMode, as the endpoint datapath's config holds it (shown in status()). */
   auditMode: boolean;
   /** Object to load (default bpf/build/host.o). */
   objectPath?: string;
@@ -99,16 +97,12 @@ function adoptPinnedSizes(obj: BpfObjectHandle): void {
 }
 
 export class HostFirewall {
-  private auditMode: boolean;
-
   private constructor(
     private readonly obj: BpfObjectHandle,
     private readonly pinDir: string,
     readonly devices: readonly NativeDevice[],
-    auditMode: boolean,
-  ) {
-    this.auditMode = auditMode;
-  }
+    private readonly auditMode: boolean,
+  ) {}
 
   static async open(o: HostFirewallOptions): Promise<HostFirewall> {
     if (o.devices.length === 0) {
@@ -118,10 +112,9 @@ export class HostFirewall {
     const obj = openObject(o.objectPath ?? bpfObjectPath('host'), { pinRoot: o.pinDir });
     try {
       adoptPinnedSizes(obj);
-      assertPinnedMapsMatch(obj, 'MESHD_HOSTFW_PINNED_MAP_MISMATCH', `remove the meshd_host_cfg pin under ${o.pinDir} to start without the old state`);
+      assertPinnedMapsMatch(obj, 'MESHD_HOSTFW_PINNED_MAP_MISMATCH', `the endpoint datapath's pins under ${o.pinDir} differ from host.o's maps: rebuild bpf/ and restart`);
       await obj.load();
       const fw = new HostFirewall(obj, o.pinDir, o.devices, o.auditMode);
-      fw.writeConfig(o.auditMode);
       fw.attach();
       return fw;
     } catch (e) {
@@ -129,16 +122,6 @@ export class HostFirewall {
       if (e instanceof Error && 'errno' in e) throw new HostFirewallError('MESHD_HOSTFW_ATTACH_FAILED', `hostFirewall: loading or attaching bpf/host.o failed: ${e.message}`, { cause: e });
       throw e;
     }
-  }
-
-  /** Writes the flags; a change bumps the generation, so established connections are judged again once. */
-  private writeConfig(auditMode: boolean): void {
-    const fd = this.obj.mapFd(HostMapName.config);
-    const raw = native.mapLookup(fd, u32(0), HostConfigValue.size);
-    const prev = raw ? HostConfigValue.decode(raw) : { flags: 0, gen: 0 };
-    const flags = auditMode ? Host.F_AUDIT : 0;
-    if (raw && prev.flags === flags) return;
-    native.mapUpdate(fd, u32(0), HostConfigValue.encode({ flags, gen: (prev.gen + 1) >>> 0 }), BPF_ANY);
   }
 
   private attach(): void {
@@ -168,12 +151,6 @@ export class HostFirewall {
         }
       }
     }
-  }
-
-  /** policyAuditMode at run time; leaving it re-judges established connections (revoking what the policy denies). */
-  setAuditMode(on: boolean): void {
-    this.writeConfig(on);
-    this.auditMode = on;
   }
 
   status(): HostFirewallStatus {
