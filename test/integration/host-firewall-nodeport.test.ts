@@ -9,10 +9,14 @@
  * (both programs ran) and drops another port of the host (the firewall ran),
  * while the client's connection straight to the pod, forwarded through the
  * same device, passes untouched although the host's ingress is default deny.
+ * The stopped agent's firewall goes on enforcing; `meshd uninstall --node`
+ * removes it.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { uninstallNode } from '../../src/install/uninstall-node.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { connectFrom, startPeer } from '../helpers/datapath-peer.js';
@@ -90,4 +94,11 @@ test('the host firewall runs in front of nodeport on a device; forwarded pod tra
   assert.equal(await connectFrom(sb, client, HOST_IP, HOST_PORT), 'TIMEOUT', 'the host firewall runs on the device');
   assert.deepEqual(node.dropReasons(since, CLIENT_IP, HOST_IP, HOST_PORT), ['POLICY_DEFAULT_DENY']);
   assert.equal(await connectFrom(sb, client, pod.ip, 8080), `P 8080 ${CLIENT_IP}`, 'forwarded to a pod: not the host\'s traffic');
+
+  // meshd uninstall --node: the host firewall's links go with the rest of the pins.
+  await node.stopAgent();
+  assert.equal(await connectFrom(sb, client, HOST_IP, HOST_PORT), 'TIMEOUT', 'the stopped agent\'s host firewall goes on enforcing');
+  await uninstallNode(node.config);
+  assert.equal(existsSync(join(node.config['bpf.root'], 'meshd')), false);
+  assert.equal(await connectFrom(sb, client, HOST_IP, HOST_PORT), `H ${HOST_PORT} ${CLIENT_IP}`, 'uninstalled: nothing judges the host\'s traffic');
 });
