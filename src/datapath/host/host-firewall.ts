@@ -27,6 +27,7 @@ import { native, openObject, type BpfObjectHandle } from '../../../native/index.
 import { MeshdError } from '../../util/errors.js';
 import { bpfObjectPath } from '../../util/paths.js';
 import type { NativeDevice } from '../nodeport/devices.js';
+import { adoptPinnedSizes, attachPinnedTcx } from '../device-programs.js';
 import { assertPinnedMapsMatch } from '../pinned-maps.js';
 import { HostProgram } from './maps.js';
 
@@ -82,20 +83,6 @@ export function detachHostFirewall(pinDir: string, keep: ReadonlySet<number> = n
   return n;
 }
 
-/** The maps host.o shares with lxc.o take the size their pins have (tests and options resize them). */
-function adoptPinnedSizes(obj: BpfObjectHandle): void {
-  for (const def of obj.maps()) {
-    if (def.pinPath === null || !existsSync(def.pinPath)) continue;
-    const fd = native.objGet(def.pinPath);
-    try {
-      const info = native.mapInfo(fd);
-      if (info.maxEntries !== def.maxEntries && info.type === def.type) obj.setMaxEntries(def.name, info.maxEntries);
-    } finally {
-      native.closeFd(fd);
-    }
-  }
-}
-
 export class HostFirewall {
   private constructor(
     private readonly obj: BpfObjectHandle,
@@ -131,26 +118,7 @@ export class HostFirewall {
     const fresh = new Set(this.devices.filter((d) => DIRECTIONS.some((dir) => !existsSync(hostFirewallLinkPin(this.pinDir, d.ifindex, dir)))).map((d) => d.ifindex));
     // The host firewall must run before the nodeport program (see the header): behind it, it would never run.
     for (const l of linkPins(this.pinDir, NODEPORT_LINK_RE)) if (fresh.has(l.ifindex)) native.objUnpin(l.path);
-    for (const d of this.devices) {
-      for (const dir of DIRECTIONS) {
-        const path = hostFirewallLinkPin(this.pinDir, d.ifindex, dir);
-        if (existsSync(path)) {
-          const fd = native.objGet(path);
-          try {
-            native.linkUpdate(fd, progs[dir]); // adopt: the device is never without its firewall
-          } finally {
-            native.closeFd(fd);
-          }
-          continue;
-        }
-        const fd = native.attachTcx(progs[dir], d.ifindex, dir);
-        try {
-          native.objPin(fd, path);
-        } finally {
-          native.closeFd(fd);
-        }
-      }
-    }
+    for (const d of this.devices) for (const dir of DIRECTIONS) attachPinnedTcx(hostFirewallLinkPin(this.pinDir, d.ifindex, dir), progs[dir], d.ifindex, dir);
   }
 
   status(): HostFirewallStatus {
