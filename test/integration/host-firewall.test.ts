@@ -5,8 +5,9 @@
  * a machine on the underlay (admitted by CIDR), the other for another node
  * (a Node object with its address: the remote-node entity). A
  * CiliumClusterwideNetworkPolicy selecting this node by label admits TCP on
- * one port from the first client, ICMP echo requests from it, VRRP from
- * other nodes, and lets the host open connections only to one port of the
+ * one port from the first client, another port from a pod of another node
+ * (by its labels, behind a third device), ICMP echo requests from the first
+ * client, VRRP from other nodes, and lets the host open connections only to one port of the
  * first client. Checked: what it admits connects, the rest is dropped with a
  * drop event naming the host as destination; replies to the host's own
  * connections pass; IGMP follows the policy; in policyAuditMode nothing is
@@ -31,6 +32,8 @@ const HOST1 = `10.217.${N}.1`;
 const CLIENT1 = `10.217.${N}.2`;
 const HOST2 = `10.218.${N}.1`;
 const CLIENT2 = `10.218.${N}.2`;
+const HOST3 = `10.220.${N}.1`;
+const REMOTE_POD = `10.220.${N}.2`;
 const BASE = 21000 + (process.pid % 500) * 8;
 const ALLOWED = BASE; // host server, admitted from CLIENT1
 const DENIED = BASE + 1; // host server, admitted from no one
@@ -76,6 +79,12 @@ kind: Node
 metadata: {name: other-node, labels: {hostfw-test: "other"}}
 status: {addresses: [{type: InternalIP, address: "${CLIENT2}"}]}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: remote-client, namespace: default, labels: {app: remote-client}}
+spec: {nodeName: other-node}
+status: {podIP: "${REMOTE_POD}"}
+---
 apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: host-fw}
@@ -88,6 +97,8 @@ spec:
       icmps: [{fields: [{type: EchoRequest, family: IPv4}]}]
     - fromEntities: [remote-node]
       toPorts: [{ports: [{protocol: VRRP}${o.igmp ? ', {protocol: IGMP}' : ''}]}]
+    - fromEndpoints: [{matchLabels: {app: remote-client}}]
+      toPorts: [{ports: [{port: "${DENIED}", protocol: TCP}]}]
   egress:
     - toCIDR: ["${CLIENT1}/32"]
       toPorts: [{ports: [{port: "${OUT_OK}", protocol: TCP}]}]
@@ -110,8 +121,12 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   const c2 = await sb.netns('c2');
   await sb.vethToHost(c1, { hostIf: h1, podIf: 'eth0', hostIp: `${HOST1}/24`, podIp: `${CLIENT1}/24`, defaultRoute: true });
   await sb.vethToHost(c2, { hostIf: h2, podIf: 'eth0', hostIp: `${HOST2}/24`, podIp: `${CLIENT2}/24`, defaultRoute: true });
+  // A pod of another node (a Pod object with its address), standing behind a third device.
+  const h3 = sb.name('c');
+  const c3 = await sb.netns('c3');
+  await sb.vethToHost(c3, { hostIf: h3, podIf: 'eth0', hostIp: `${HOST3}/24`, podIp: `${REMOTE_POD}/24`, defaultRoute: true });
 
-  const node = new AgentNode({ devices: [h1, h2], 'hostFirewall.enabled': true, 'nodePort.enabled': false, 'bpf.lbMapMax': 4096 });
+  const node = new AgentNode({ devices: [h1, h2, h3], 'hostFirewall.enabled': true, 'nodePort.enabled': false, 'bpf.lbMapMax': 4096 });
   t.after(async () => {
     await node.cleanup();
     await sb.cleanup();
@@ -123,9 +138,9 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   const agent = await node.start();
   const linkDir = join(node.config['bpf.root'], 'meshd', 'links');
   const hostLinks = () => (existsSync(linkDir) ? readdirSync(linkDir).filter((f) => f.startsWith('hostfw_')).sort() : []);
-  assert.equal(hostLinks().length, 4, 'ingress and egress links on both devices');
+  assert.equal(hostLinks().length, 6, 'ingress and egress links on the three devices');
   const st = agent.agent.status().hostFirewall;
-  assert.deepEqual([st?.auditMode, st?.devices.map((d) => d.name)], [false, [h1, h2]]);
+  assert.deepEqual([st?.auditMode, st?.devices.map((d) => d.name)], [false, [h1, h2, h3]]);
   // A pod behind the same device, closed by its own policy (for audit mode below).
   await run('sysctl', ['-qw', `net.ipv4.conf.${h1}.forwarding=1`]);
   const pod = await node.addPod('web');
@@ -151,6 +166,13 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   const other = await dropped('the other node', since, (f) => f.src.ip === CLIENT2 && f.dst.port === ALLOWED);
   assert.equal(other[0]?.dstIdentity, 1);
   assert.notEqual(other[0]?.srcIdentity, 2, 'the other node is known by its node identity, not world');
+
+  // A pod of another node, by its labels: its port, not the others.
+  assert.equal(await connectFrom(sb, c3, HOST3, DENIED), `H ${DENIED} ${REMOTE_POD}`, 'the remote pod is admitted on its port');
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, c3, HOST3, ALLOWED), 'TIMEOUT');
+  const podDrop = await dropped('the remote pod on another port', since, (f) => f.src.ip === REMOTE_POD && f.dst.port === ALLOWED);
+  assert.ok((podDrop[0]?.srcIdentity ?? 0) >= 256, `the remote pod is judged by its own identity (${podDrop[0]?.srcIdentity})`);
 
   // ICMP by type: echo requests from the listed client only.
   assert.equal(await pingFrom(sb, c1, HOST1), 'reply 0');
