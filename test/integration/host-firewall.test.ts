@@ -1,15 +1,15 @@
 /**
  * The host firewall (bpf/host.c) enforcing a host policy on native devices.
- * The host namespace is the node (an agent in this process); two client
- * namespaces are joined to it by veths that `devices` names: one stands for
- * a machine on the underlay (admitted by CIDR), the other for another node
- * (a Node object with its address: the remote-node entity). A
- * CiliumClusterwideNetworkPolicy selecting this node by label admits TCP on
- * one port from the first client, another port from a pod of another node
- * (by its labels, behind a third device), ICMP echo requests from the first
- * client, VRRP from other nodes, and lets the host open connections only to one port of the
- * first client. Checked: what it admits connects, the rest is dropped with a
- * drop event naming the host as destination; replies to the host's own
+ * The host namespace is the node (an agent in this process); three client
+ * namespaces are joined to it by veths that `devices` names: a machine on the
+ * underlay (admitted by CIDR), another node (a Node object with its address:
+ * the remote-node entity) and a pod of another node (a Pod object with its
+ * address and labels). A CiliumClusterwideNetworkPolicy selecting this node
+ * by label admits TCP on one port from the underlay client, another port
+ * from the pod, ICMP echo requests from the underlay client, VRRP from other
+ * nodes, and lets the host open connections only to one port of the underlay
+ * client. Checked: what it admits connects, the rest is dropped with a drop
+ * event naming the host as destination; replies to the host's own
  * connections pass; IGMP follows the policy; in policyAuditMode nothing is
  * dropped and the events say AUDIT (for a pod closed by its own policy too);
  * with hostFirewall.enabled=false nothing is attached.
