@@ -17,6 +17,7 @@
 
 #include "datapath.h"
 #include "drop_reasons.h"
+#include "audit.h"
 #include "conntrack.h"
 #include "drop.h"
 #include "endpoint.h"
@@ -244,7 +245,7 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	}
 	if (!verdict)
 		verdict = meshd_new_verdict(skb, ep, &t, dir, from_proxy, &res, &reason, &remote, &c);
-	if (verdict == MESHD_VERDICT_DENY)
+	if (verdict == MESHD_VERDICT_DENY && !(verdict = meshd_audited(skb, &t, &c, reason, cfg)))
 		return meshd_drop(skb, &t, &c, reason);
 	if (verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_INGRESS)
 		return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);

@@ -50,6 +50,9 @@ enum meshd_ep_flag {
 enum meshd_cfg_flag {
 	MESHD_CFG_PER_PACKET_LB = 1 << 0, /* socketLB.hostNamespaceOnly=true */
 	MESHD_CFG_SOCKMAP_SHORTCUT = 1 << 1,
+	/* policyAuditMode: a packet the policy would drop is reported
+	 * (MESHD_EVENT_AUDIT) and passes; pods and the host firewall */
+	MESHD_CFG_POLICY_AUDIT = 1 << 2,
 };
 
 /* meshd_ct_entry.flags */
@@ -98,6 +101,9 @@ enum meshd_event_type {
 	MESHD_EVENT_DROP = 1,
 	MESHD_EVENT_VERDICT = 2,
 	MESHD_EVENT_REDIRECT = 3,
+	/* policyAuditMode: the policy would have dropped this packet (reason
+	 * says why); it passed */
+	MESHD_EVENT_AUDIT = 4,
 };
 
 /* LPM key for the ipcache: prefixlen counts family + pad (32 bits) + address bits. */
@@ -247,6 +253,13 @@ enum meshd_sk_stat {
 	MESHD_SK_STAT_MAX = 3,
 };
 
+/* The host firewall (bpf/host.c): the host endpoint is a row of
+ * meshd_endpoints keyed by the loopback interface's ifindex (1 in every
+ * network namespace), which never carries the pod programs. */
+enum meshd_host {
+	MESHD_HOST_EP_KEY = 1,
+};
+
 /* BTF keeps an enum only if something typed with it is emitted: this
  * read-only global, never read by a program, puts every enum above in the
  * BTF of each object that includes this header. */
@@ -262,6 +275,7 @@ struct meshd_datapath_abi {
 	enum meshd_event_type event_type;
 	enum meshd_nat_dir nat_dir;
 	enum meshd_sk_stat sk_stat;
+	enum meshd_host host;
 };
 const volatile struct meshd_datapath_abi meshd_datapath_abi = {};
 

@@ -37,6 +37,7 @@ import type { PolicyMapState } from '../datapath/endpoint/policy-map-state.js';
 import { ServiceManager } from '../datapath/lb/service-manager.js';
 import { planNodePort } from '../datapath/nodeport/agent-wiring.js';
 import type { NodePortDatapath } from '../datapath/nodeport/nodeport.js';
+import { startHostFirewall, type HostFirewallRuntime } from '../datapath/host/agent-wiring.js';
 import { formatPath } from '../k8s/problem.js';
 import { Hubble } from '../observe/hubble.js';
 import { PolicyEngine, type EndpointPolicy } from '../policy/index.js';
@@ -99,6 +100,7 @@ export class Agent {
   private endpoints!: EndpointManager;
   private services: ServiceManager | null = null;
   private nodePort: NodePortDatapath | null = null;
+  private hostFirewall: HostFirewallRuntime | null = null;
   private proxy: L7Proxy | null = null;
   private cniServer: EndpointApiServer | null = null;
   private reconciler!: Reconciler;
@@ -187,6 +189,7 @@ export class Agent {
         perPacketLb: c['socketLB.hostNamespaceOnly'],
         verdictSample: c['bpf.events.sampleNewConnections'],
         sockmapShortcut: c['sockops.enabled'],
+        policyAuditMode: c.policyAuditMode,
       },
       proxyPort,
     });
@@ -203,6 +206,8 @@ export class Agent {
         this.log.warn('flow events', { err: e });
       },
     );
+    // Host policies on the native devices: after the endpoint datapath (shared maps), before nodePort (first on the devices).
+    this.hostFirewall = await startHostFirewall(c, { pinDir: this.pinDir, engine: this.engine, endpoints: this.endpoints });
     // Clients outside the node (nodePort): the native devices' addresses are NodePort frontends; bpf/nodeport.c reads the socket LB's maps.
     const nodePort = await planNodePort(c, this.log);
     if (c.kubeProxyReplacement && c['socketLB.enabled']) {
@@ -227,6 +232,7 @@ export class Agent {
       log: this.log,
       onConflict: (p) => this.recordProblem({ file: '(policy engine)', path: `${p.endpoint} port ${p.port}`, message: p.message }),
       secrets: () => secretSub.data(),
+      ...(this.hostFirewall ? { hostEndpoint: this.hostFirewall.endpoint } : {}),
     });
     this.endpointSub = new EndpointSubscriber(this.engine, registry, c.nodeName, this.opts.endpointObjects?.remote);
     for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine), secretSub]) {
@@ -322,6 +328,7 @@ export class Agent {
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();
     this.nodePort?.close();
+    this.hostFirewall?.datapath.close();
     this.endpoints?.close();
     this.state = 'stopped';
   }
@@ -417,6 +424,7 @@ export class Agent {
       ipam: this.podCidr.current(),
       services: this.services?.status() ?? null,
       nodePort: this.nodePort?.status() ?? null,
+      hostFirewall: this.hostFirewall?.datapath.status() ?? null,
       ...(this.opts.endpointObjects ? { endpointObjects: this.opts.endpointObjects.status() } : {}),
       counts: {
         endpoints: dp.length,

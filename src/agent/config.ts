@@ -152,6 +152,11 @@ export const configShape = {
   'nodePort.enabled': bool.optional(),
   /** How a backend on another node is reached: snat (its reply comes back through this node). Cilium's dsr and hybrid are not implemented. */
   'loadBalancer.mode': z.enum(['snat']),
+  // The host firewall (src/datapath/host, bpf/host.c, docs/datapath.md); Cilium's names.
+  /** Enforce host policies (CiliumClusterwideNetworkPolicy with nodeSelector) on the native devices (`devices`). */
+  'hostFirewall.enabled': bool,
+  /** Report what policy would drop (audit events) and drop nothing; host firewall. */
+  policyAuditMode: bool,
   // L2 announcements (src/l2announce, docs/lb-ipam.md); Cilium's l2announcements.* values. LB IPAM itself needs no key.
   /** Answer ARP/ND on this node for the LoadBalancer and external IPs CiliumL2AnnouncementPolicies select, one node per Service by Lease. */
   'l2announcements.enabled': bool,
@@ -232,6 +237,8 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   devices: [],
   'nodePort.enabled': undefined,
   'loadBalancer.mode': 'snat',
+  'hostFirewall.enabled': false,
+  policyAuditMode: false,
   'l2announcements.enabled': false,
   'l2announcements.leaseDuration': '15s',
   'l2announcements.leaseRenewDeadline': '5s',

@@ -85,6 +85,8 @@ export interface ReconcilerDeps {
   onConflict(p: ReconcileProblem): void;
   /** Secret data for TLS interception (agent/secret-subscriber.ts). */
   secrets?: () => SecretData;
+  /** hostFirewall.enabled: registers the host endpoint in the datapath (src/datapath/host); returns ids whose policy must be written. */
+  hostEndpoint?: { sync(): Promise<string[]> };
 }
 
 export class Reconciler {
@@ -110,6 +112,7 @@ export class Reconciler {
         this.d.onConflict({ endpoint: p.endpointId, port: e.port, message: e.conflict });
       }
     }
+    for (const id of (await this.d.hostEndpoint?.sync()) ?? []) this.pending.set(id, 'changed');
     // Computed once per reconcile: the datapath and the proxy's RBAC see the same prefixes.
     const ipcache = engine.ipcache();
     try {

@@ -9,7 +9,7 @@ import { uint64 } from './route.js';
 export const FlowRecordSchema = z.object({
   /** CLOCK_MONOTONIC nanoseconds, as a decimal string. */
   monotonicNs: uint64,
-  type: z.enum(['drop', 'verdict', 'redirect']),
+  type: z.enum(['drop', 'verdict', 'redirect', 'audit']),
   dropReason: z.string().optional(),
   direction: z.enum(['ingress', 'egress']),
   verdict: z.enum(['ALLOW', 'DENY', 'REDIRECT']).optional(),

@@ -98,6 +98,15 @@ export const StatusResponse = z.object({
     })
     .nullable()
     .optional(),
+  /** Host policies enforced on the native devices (src/datapath/host), null when hostFirewall.enabled is off. */
+  hostFirewall: z
+    .object({
+      enabled: z.literal(true),
+      auditMode: z.boolean(),
+      devices: z.array(z.object({ name: z.string(), ifindex: z.number().int(), addresses: z.array(z.string()) })),
+    })
+    .nullable()
+    .optional(),
   counts: z.object({
     endpoints: z.number().int(),
     policies: z.number().int(),

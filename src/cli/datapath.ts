@@ -10,7 +10,7 @@ import { BpfMap, native } from '../../native/index.js';
 import { decodeFlowEvent, type FlowRecord } from '../datapath/endpoint/flow-events.js';
 import { readMetrics } from '../datapath/endpoint/datapath-metrics.js';
 import { prefixFromKey } from '../datapath/endpoint/ipcache.js';
-import { DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
+import { ConfigFlag, DatapathConfig, EndpointFlag, EndpointValue, IpcacheValue, PolicyKey } from '../datapath/maps.js';
 import { DEFAULT_PIN_DIR } from '../datapath/lb/sock-lb.js';
 import { FlowRecordSchema } from '../api/flow.js';
 import { MeshdError } from '../util/errors.js';
@@ -28,7 +28,7 @@ export interface DatapathStatus {
   ipcache: { prefixes: number; addresses: number; sample: Array<{ prefix: string; identity: number }> };
   conntrackEntries: number;
   metrics: { drops: Array<{ direction: string; reason: string; packets: string }>; newConnections: Record<'ingress' | 'egress', { allowed: string; redirected: string }> };
-  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; ipcacheGeneration: number };
+  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; policyAuditMode: boolean; ipcacheGeneration: number };
 }
 
 export function readStatus(pinDir: string): DatapathStatus {
@@ -86,6 +86,7 @@ export function readStatus(pinDir: string): DatapathStatus {
         verdictSample: c.verdict_sample,
         perPacketLb: (c.flags & 1) !== 0,
         sockmapShortcut: (c.flags & 2) !== 0,
+        policyAuditMode: (c.flags & ConfigFlag.POLICY_AUDIT) !== 0,
         ipcacheGeneration: c.ipcache_gen,
       },
     };
@@ -95,7 +96,7 @@ export function readStatus(pinDir: string): DatapathStatus {
 }
 
 function formatFlow(f: FlowRecord): string {
-  const what = f.type === 'drop' ? `DROP ${f.dropReason ?? ''}` : f.type === 'redirect' ? `REDIRECT proxy:${f.proxyPort ?? 0}` : (f.verdict ?? '');
+  const what = f.type === 'drop' ? `DROP ${f.dropReason ?? ''}` : f.type === 'audit' ? `AUDIT ${f.dropReason ?? ''}` : f.type === 'redirect' ? `REDIRECT proxy:${f.proxyPort ?? 0}` : (f.verdict ?? '');
   const host = (ip: string) => (ip.includes(':') ? `[${ip}]` : ip);
   return `${f.direction.padEnd(7)} ep ${f.endpointNumericId} ${host(f.src.ip)}:${f.src.port} (${f.srcIdentity}) -> ${host(f.dst.ip)}:${f.dst.port} (${f.dstIdentity}) proto ${f.protocol} ${what}`;
 }
@@ -142,7 +143,7 @@ function formatStatus(st: DatapathStatus): string {
   const c = st.config;
   const nc = st.metrics.newConnections;
   return [
-    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}`,
+    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}, policy audit mode ${c.policyAuditMode ? 'on' : 'off'}`,
     `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries`,
     `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy`,
     ...st.metrics.drops.map((d) => `dropped ${d.direction} ${d.reason}: ${d.packets}`),

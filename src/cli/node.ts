@@ -58,6 +58,7 @@ function renderStatus(s: StatusResponse): string {
     `Datapath:  ${dp.endpoints} endpoints attached, ${dp.ipcacheEntries} ipcache entries, pins at ${dp.pinDir}`,
     ...Object.entries(dp.pending).map(([id, why]) => `  pending: ${id}: ${why}`),
     `NodePort:  ${s.nodePort ? `${s.nodePort.mode} on ${s.nodePort.devices.map((d) => `${d.name} (${d.addresses.join(', ') || 'no address'})`).join(', ')}` : 'disabled'}`,
+    `Host FW:   ${s.hostFirewall ? `${s.hostFirewall.auditMode ? 'audit mode (nothing dropped)' : 'enforcing'} on ${s.hostFirewall.devices.map((d) => d.name).join(', ')}` : 'disabled'}`,
     `Counts:    ${Object.entries(counts)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`,

@@ -28,7 +28,7 @@ export const VerdictCode = { ALLOW: 1, DENY: 2, REDIRECT: 3 } as const;
 export const EndpointFlag = { DEFAULT_DENY_INGRESS: 1, DEFAULT_DENY_EGRESS: 2 } as const;
 
 /** meshd_config.flags (enum meshd_cfg_flag). */
-export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2 } as const;
+export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2, POLICY_AUDIT: 4 } as const;
 
 /** meshd_ct_entry.flags (enum meshd_ct_flag): remote_identity is stored, not the ipcache's (proxy mark, or a VIP kept for the proxy). */
 export const CtFlag = { STORED_IDENTITY: 1 } as const;
@@ -74,13 +74,16 @@ export const Metric = {
 } as const;
 
 /** meshd_flow_event.type (enum meshd_event_type). */
-export const EventType = { DROP: 1, VERDICT: 2, REDIRECT: 3 } as const;
+export const EventType = { DROP: 1, VERDICT: 2, REDIRECT: 3, AUDIT: 4 } as const;
 
 /** meshd_nat_key.dir (enum meshd_nat_dir). */
 export const NatDir = { FWD: 0, REV: 1 } as const;
 
 /** meshd_sk_stats slots of the sockops short-circuit (enum meshd_sk_stat). */
 export const SkStat = { INSERTED: 0, REDIRECTED: 1, PASSED: 2, MAX: 3 } as const;
+
+/** The host firewall (enum meshd_host): the host endpoint's key in meshd_endpoints (the loopback ifindex). */
+export const Host = { EP_KEY: 1 } as const;
 
 /** Drop reasons (enum meshd_drop_reason): stable numbers in flow events and metrics. */
 export const DropReason = {
@@ -141,6 +144,7 @@ export const abiEnums: readonly AbiEnum[] = [
   { cName: 'meshd_event_type', prefix: 'MESHD_EVENT_', values: EventType },
   { cName: 'meshd_nat_dir', prefix: 'MESHD_NAT_', values: NatDir },
   { cName: 'meshd_sk_stat', prefix: 'MESHD_SK_STAT_', values: SkStat },
+  { cName: 'meshd_host', prefix: 'MESHD_HOST_', values: Host },
   { cName: 'meshd_drop_reason', prefix: 'MESHD_DROP_', values: { ...DropReason, MAX: DROP_REASON_MAX } },
   { cName: 'meshd_lb_limit', prefix: 'MESHD_LB_', values: LbLimit },
   { cName: 'meshd_lb_flag', prefix: 'MESHD_LB_F_', values: LbFlag },

@@ -90,3 +90,10 @@ test('readCniDir sorts as runtimes do, reads chains, and reports a broken file i
   assert.deepEqual(r.cniBackups, ['30-old.conflist.meshd_bak']);
   assert.deepEqual(readCniDir(join(dir, 'missing')), { cniConfs: [], cniBackups: [] });
 });
+
+test('hostFirewall.enabled warns that a host policy must list the API server and the nodes, unless in audit mode', () => {
+  assert.equal(evaluateInstall(facts(), cfg()).find((r) => r.name === 'host-firewall'), undefined);
+  const on = byName(evaluateInstall(facts(), cfg({ 'hostFirewall.enabled': 'true' })), 'host-firewall');
+  assert.deepEqual([on.ok, on.required], [false, false]);
+  assert.equal(byName(evaluateInstall(facts(), cfg({ 'hostFirewall.enabled': 'true', policyAuditMode: 'true' })), 'host-firewall').ok, true);
+});

@@ -250,9 +250,25 @@ function istioChecks(f: NodeFacts, cfg: AgentConfig, mode: IstioMode): PrecheckR
   return out;
 }
 
+/** hostFirewall.enabled: a host policy cuts what it does not list, the agent's own API-server connection included (as in Cilium). */
+function hostFirewallCheck(cfg: AgentConfig): PrecheckResult {
+  const name = 'host-firewall';
+  const what = 'host policies (nodeSelector) are enforced on the native devices: one that puts a direction into default deny cuts everything it does not list, including the agent\'s connection to the API server, node-to-node traffic, SSH and DNS';
+  return cfg.policyAuditMode
+    ? { name, ok: true, required: false, detail: `${what}; policyAuditMode=true: nothing is dropped, would-be drops are reported as AUDIT flows` }
+    : {
+        name,
+        ok: false,
+        required: false,
+        kind: 'invalid',
+        detail: what,
+        fix: 'list kube-apiserver, remote-node and what the node needs in the host policy (toEntities/fromEntities), and try it first with policyAuditMode=true',
+      };
+}
+
 /** The install checks for a configuration on a node (pure: facts in, results out). */
 export function evaluateInstall(facts: NodeFacts, cfg: AgentConfig, istio?: IstioMode): PrecheckResult[] {
-  return [cniCheck(facts, cfg, istio), kubeProxyCheck(facts, cfg), ...(istio ? istioChecks(facts, cfg, istio) : [])];
+  return [cniCheck(facts, cfg, istio), kubeProxyCheck(facts, cfg), ...(istio ? istioChecks(facts, cfg, istio) : []), ...(cfg['hostFirewall.enabled'] ? [hostFirewallCheck(cfg)] : [])];
 }
 
 /** One line per check (ok, FAIL for a failed required check, warn otherwise) with its fix, and a summary line. */

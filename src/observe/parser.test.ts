@@ -122,3 +122,9 @@ test('timestamps from milliseconds and latencies in plain numbers equal the BigI
     }
   }
 });
+
+test('an audit event (policyAuditMode) is an AUDIT flow, not a drop: no drop reason fields', () => {
+  const a = parser.fromDatapath(rec({ type: 'audit', dropReason: 'POLICY_DEFAULT_DENY', verdict: 'DENY' }));
+  assert.equal(a.verdict, 'AUDIT');
+  assert.equal(a.drop_reason_desc, undefined);
+});

@@ -156,6 +156,9 @@ export class FlowParser {
     if (r.type === 'drop') {
       verdict = 'DROPPED';
       eventType = { type: MonitorEvent.DROP, sub_type: reasonNumber.get(r.dropReason ?? '') ?? 0 };
+    } else if (r.type === 'audit') {
+      verdict = 'AUDIT'; // policyAuditMode: the policy would have dropped it; it passed
+      eventType = { type: MonitorEvent.POLICY_VERDICT, sub_type: 0 };
     } else if (r.type === 'redirect') {
       verdict = 'REDIRECTED';
       eventType = { type: MonitorEvent.POLICY_VERDICT, sub_type: 0 };

@@ -12,7 +12,7 @@
  */
 import { BPF_ANY, native, u32 } from '../../../native/index.js';
 import { DatapathConfig } from '../maps.js';
-import { Mark } from '../abi.js';
+import { ConfigFlag, Mark } from '../abi.js';
 import { DatapathError } from './errors.js';
 
 export interface DatapathConfigInput {
@@ -26,6 +26,8 @@ export interface DatapathConfigInput {
   /** socketLB.hostNamespaceOnly=true: translate service VIPs per packet for pod sockets. */
   perPacketLb: boolean;
   sockmapShortcut: boolean;
+  /** policyAuditMode: would-be policy drops are reported (audit events) and pass; leaving it re-judges established connections. */
+  policyAuditMode: boolean;
 }
 
 export const defaultDatapathConfig: DatapathConfigInput = {
@@ -35,11 +37,13 @@ export const defaultDatapathConfig: DatapathConfigInput = {
   verdictSample: 0,
   perPacketLb: false,
   sockmapShortcut: false,
+  policyAuditMode: false,
 };
 
 /** meshd_config.flags bits (bpf/lxc.c). */
 const CONFIG_F_PER_PACKET_LB = 1;
 const CONFIG_F_SOCKMAP_SHORTCUT = 2;
+const CONFIG_F_POLICY_AUDIT = ConfigFlag.POLICY_AUDIT;
 
 const KEY = u32(0);
 
@@ -77,6 +81,7 @@ export class DatapathConfigMap {
       verdictSample: c.verdict_sample,
       perPacketLb: (c.flags & CONFIG_F_PER_PACKET_LB) !== 0,
       sockmapShortcut: (c.flags & CONFIG_F_SOCKMAP_SHORTCUT) !== 0,
+      policyAuditMode: (c.flags & CONFIG_F_POLICY_AUDIT) !== 0,
     };
   }
 
@@ -87,12 +92,14 @@ export class DatapathConfigMap {
 
   write(c: DatapathConfigInput, ipcacheGen: number): void {
     validateDatapathConfig(c);
+    // Leaving (or entering) audit mode: established connections are judged again once (the generation is part of theirs).
+    if (c.policyAuditMode !== this.read().policyAuditMode) ipcacheGen += 1;
     const value = DatapathConfig.encode({
       proxy_mark: c.proxyMark >>> 0,
       proxy_mark_mask: c.proxyMarkMask >>> 0,
       ipcache_gen: ipcacheGen >>> 0,
       verdict_sample: c.verdictSample >>> 0,
-      flags: (c.perPacketLb ? CONFIG_F_PER_PACKET_LB : 0) | (c.sockmapShortcut ? CONFIG_F_SOCKMAP_SHORTCUT : 0),
+      flags: (c.perPacketLb ? CONFIG_F_PER_PACKET_LB : 0) | (c.sockmapShortcut ? CONFIG_F_SOCKMAP_SHORTCUT : 0) | (c.policyAuditMode ? CONFIG_F_POLICY_AUDIT : 0),
       proxy_ipv4: ipv4ToNumber(c.proxyIpv4),
     });
     native.mapUpdate(this.fd, KEY, value, BPF_ANY);

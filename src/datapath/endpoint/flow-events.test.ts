@@ -59,3 +59,13 @@ test('IPv6 addresses are printed compressed', () => {
   a.writeUInt16BE(1, 14);
   assert.equal(formatIp(6, a), 'fd00::1');
 });
+
+test('an audit event decodes with the reason of the drop that did not happen', () => {
+  const raw = FlowEvent.encode({
+    ts_ns: 5n, type: 4, reason: 2, ep_id: 3, src_identity: 600, dst_identity: 1, ifindex: 9,
+    saddr: Buffer.alloc(16, 0), daddr: Buffer.alloc(16, 0), sport: 40000, dport: 23, proto: 6, family: 4, dir: 0,
+    verdict: 2, proxy_port: 0, tcp_flags: 0x02, icmp_type: 0,
+  });
+  const r = decodeFlowEvent(raw);
+  assert.deepEqual([r.type, r.dropReason, r.direction, r.dstIdentity], ['audit', 'POLICY_DEFAULT_DENY', 'ingress', 1]);
+});

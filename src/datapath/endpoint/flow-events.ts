@@ -10,13 +10,14 @@ import { verdictFromCode } from './policy-map-state.js';
 import type { Verdict } from '../../policy/types.js';
 import { MeshdError } from '../../util/errors.js';
 
-export type FlowEventType = 'drop' | 'verdict' | 'redirect';
+/** audit: policyAuditMode let through a packet the policy would have dropped (dropReason says why). */
+export type FlowEventType = 'drop' | 'verdict' | 'redirect' | 'audit';
 
 export interface FlowRecord {
   /** CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns). */
   monotonicNs: bigint;
   type: FlowEventType;
-  /** Drop reason name (drop events), e.g. "POLICY_DENY". */
+  /** Drop reason name (drop events, and audit events: the drop that did not happen), e.g. "POLICY_DENY". */
   dropReason?: string;
   /** Direction from the endpoint's point of view. */
   direction: 'ingress' | 'egress';
@@ -71,6 +72,7 @@ const types: Record<number, FlowEventType> = {
   [EventType.DROP]: 'drop',
   [EventType.VERDICT]: 'verdict',
   [EventType.REDIRECT]: 'redirect',
+  [EventType.AUDIT]: 'audit',
 };
 
 export function decodeFlowEvent(buf: Buffer): FlowRecord {
@@ -97,7 +99,7 @@ export function decodeFlowEvent(buf: Buffer): FlowRecord {
   };
   const verdict = verdictFromCode(e.verdict);
   if (verdict) rec.verdict = verdict;
-  if (type === 'drop') rec.dropReason = dropReasonName(e.reason);
+  if (type === 'drop' || type === 'audit') rec.dropReason = dropReasonName(e.reason);
   if (type === 'redirect') rec.proxyPort = e.proxy_port;
   if (e.proto === 6) rec.tcpFlags = e.tcp_flags;
   if (icmp) rec.icmpType = e.icmp_type;
