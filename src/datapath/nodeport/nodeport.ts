@@ -16,6 +16,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { join } from 'node:path';
+import { adoptPinnedSizes, attachPinnedTcx } from '../device-programs.js';
 import { native, openObject, u32, type BpfObjectHandle } from '../../../native/index.js';
 import { bpfObjectPath } from '../../util/paths.js';
 import { assertPinnedMapsMatch } from '../pinned-maps.js';
@@ -47,38 +48,6 @@ export function nodePortLinkPin(pinDir: string, ifindex: number, dir: Direction)
   return join(pinDir, 'links', `${LINK_PREFIX}${ifindex}_${dir}`);
 }
 
-/** The maps nodeport.o shares with the other objects take the size their pins have (bpf.lbMapMax, tests' resizes). */
-function adoptPinnedSizes(obj: BpfObjectHandle): void {
-  for (const def of obj.maps()) {
-    if (def.pinPath === null || !existsSync(def.pinPath)) continue;
-    const fd = native.objGet(def.pinPath);
-    try {
-      const info = native.mapInfo(fd);
-      if (info.maxEntries !== def.maxEntries && info.type === def.type) obj.setMaxEntries(def.name, info.maxEntries);
-    } finally {
-      native.closeFd(fd);
-    }
-  }
-}
-
-function attachPinned(pinDir: string, prog: number, ifindex: number, dir: Direction): void {
-  const path = nodePortLinkPin(pinDir, ifindex, dir);
-  if (existsSync(path)) {
-    const fd = native.objGet(path);
-    try {
-      native.linkUpdate(fd, prog); // adopt: the device is never without a program
-    } finally {
-      native.closeFd(fd);
-    }
-    return;
-  }
-  const fd = native.attachTcx(prog, ifindex, dir);
-  try {
-    native.objPin(fd, path);
-  } finally {
-    native.closeFd(fd);
-  }
-}
 
 /** Unpins (so detaches) the nodeport links of every device, or of those not in `keep`. */
 export function detachNodePort(pinDir: string, keep: ReadonlySet<number> = new Set()): number {
@@ -139,7 +108,7 @@ export class NodePortDatapath {
   private attach(): void {
     const progs = { ingress: this.obj.programFd(NpProgram.ingress), egress: this.obj.programFd(NpProgram.egress) };
     detachNodePort(this.pinDir, new Set(this.devices.map((d) => d.ifindex)));
-    for (const d of this.devices) for (const dir of DIRECTIONS) attachPinned(this.pinDir, progs[dir], d.ifindex, dir);
+    for (const d of this.devices) for (const dir of DIRECTIONS) attachPinnedTcx(nodePortLinkPin(this.pinDir, d.ifindex, dir), progs[dir], d.ifindex, dir);
   }
 
   /** Every address of the devices: where NodePort frontends listen. */
