@@ -55,14 +55,14 @@ COPY xds xds
 COPY envoy envoy
 COPY bin bin
 COPY install install
-# tsconfig includes test/ and bench/; they compile but are not shipped.
-COPY test test
-COPY bench bench
-RUN make -s -C bpf \
+# The shipped code only: tsconfig.json without test/, bench/ and the unit tests
+# (so editing a test does not change the image or its build).
+RUN printf '%s\n' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "xds/**/*.ts", "envoy/**/*.ts", "native/**/*.ts"], "exclude": ["**/*.test.ts"]}' > tsconfig.image.json \
+ && make -s -C bpf \
  && node scripts/build-native.mjs \
- && npx --no-install tsc -p tsconfig.json \
+ && npx --no-install tsc -p tsconfig.image.json \
  && node scripts/bundle-cni.mjs \
- && rm -rf dist/test dist/bench bpf/build/tests \
+ && rm -rf bpf/build/tests \
  && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 # ---- runtime ----
@@ -74,6 +74,8 @@ WORKDIR /opt/meshd
 COPY --from=build /opt/meshd/package.json ./
 COPY --from=build /opt/meshd/node_modules node_modules
 COPY --from=build /opt/meshd/dist dist
+# Envoy protos meshd carries itself (network ext_proc), read at run time by xds/protos.ts.
+COPY --from=build /opt/meshd/xds/protos xds/protos
 COPY --from=build /opt/meshd/bin bin
 COPY --from=build /opt/meshd/bpf/build bpf/build
 COPY --from=build /opt/meshd/native/build/Release/meshd_native.node native/build/Release/meshd_native.node

@@ -211,13 +211,14 @@ if [ "${MESHD_IMAGE_PUBLIC_BASES:-}" != 1 ]; then
     --build-arg "GO_IMAGE=$go_image" --build-arg "PYTHON_IMAGE=$python_image")
 fi
 
-# 4. The inputs' hash: every file the build context sends (as .dockerignore
-#    leaves it, taken from git's view: tracked and untracked-but-not-ignored
-#    files), the base images' ids and the build arguments.
+# 4. The inputs' hash: every file the build context sends (the directories the
+#    Dockerfile copies, without what .dockerignore leaves out: tests; taken from
+#    git's view: tracked and untracked-but-not-ignored files), the base images'
+#    ids and the build arguments.
 inputs_hash=$(
   {
     git ls-files -z --cached --others --exclude-standard -- Dockerfile .dockerignore package.json package-lock.json tsconfig.json \
-      bpf native scripts src xds envoy bin install test bench \
+      bpf native scripts src xds envoy bin install ':!:*.test.ts' \
       | sort -z | xargs -0 -r sha256sum 2>/dev/null
     printf '%s\n' "${build_args[@]}"
     for i in "$node_image" "$node_slim_image" "$go_image" "$python_image"; do podman image inspect --format '{{.Id}}' "$i"; done
