@@ -15,7 +15,7 @@ if [ "${1:-}" = "--version" ]; then
   exit 0
 fi
 
-# shellcheck source=lib/go-tool.sh
+# shellcheck source=scripts/lib/go-tool.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 GO_TOOL_NAME=cilium-module
 go_tool_require_go 21 "the cilium module's download"

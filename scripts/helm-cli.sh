@@ -20,7 +20,7 @@ set -euo pipefail
 HELM_MODULE="helm.sh/helm/v4"
 HELM_VERSION="v4.3.1"
 
-# shellcheck source=lib/go-tool.sh
+# shellcheck source=scripts/lib/go-tool.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 go_tool_init helm-cli "helm/$HELM_VERSION" helm "$@"
 

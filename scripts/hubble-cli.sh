@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 CILIUM_VERSION=$(bash scripts/cilium-module.sh --version)
 
-# shellcheck source=lib/go-tool.sh
+# shellcheck source=scripts/lib/go-tool.sh
 source scripts/lib/go-tool.sh
 go_tool_init hubble-cli "hubble/$CILIUM_VERSION" hubble "$@"
 

@@ -19,7 +19,7 @@ set -euo pipefail
 ISTIO_MODULE="istio.io/istio"
 ISTIO_VERSION="v0.0.0-20260827124520-eed52ebb66ad"
 
-# shellcheck source=lib/go-tool.sh
+# shellcheck source=scripts/lib/go-tool.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 go_tool_init istio-cni "istio-cni/$ISTIO_VERSION" istio-cni "$@"
 
