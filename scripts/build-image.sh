@@ -41,7 +41,8 @@
 #                                         container, one a line (the image test uses them)
 #
 # Environment: MESHD_IMAGE_PUBLIC_BASES=1 builds FROM the public base images
-# (the Dockerfile's defaults) instead of the local stand-ins.
+# (the Dockerfile's defaults, pulled by podman) instead of the local stand-ins,
+# without the inputs' hash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,6 +106,15 @@ fi
 [ "$(id -u)" = 0 ] || die "building the image needs root here (debootstrap, and podman's overlay storage)"
 mapfile -t podman_run_flags < <(run_flags)
 
+if [ "${MESHD_IMAGE_PUBLIC_BASES:-}" = 1 ]; then
+  # The Dockerfile's defaults: the public base images, which podman pulls (layers cache the rest).
+  say "building $IMAGE from the public base images"
+  podman build --network host "${podman_run_flags[@]}" --layers --label "org.opencontainers.image.version=$VERSION" \
+    -t "$IMAGE" -f Dockerfile . >&2 || die "podman build failed"
+  podman image inspect --format '{{.Id}}' "$IMAGE"
+  exit 0
+fi
+
 # 2. The Debian base: debootstrap once, import as an image.
 base_image="$BASE_PREFIX/debian:$SUITE"
 base_tar="$dir/base/debian-$SUITE-minbase.tar"
@@ -121,8 +131,8 @@ deb $MIRROR $SUITE-updates main
 deb http://deb.debian.org/debian-security $SUITE-security main
 EOF
   # As Debian's own container images: no package lists, no caches, no logs.
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-    "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/* "$root"/dev/*
+  rm -rf "${root:?}"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+    "$root"/var/log/*.log "$root"/var/log/apt/* "${root:?}"/tmp/* "${root:?}"/dev/*
   epoch=$(date -d "$(date -u +%Y-%m-%d)" +%s)
   tar --sort=name --numeric-owner --mtime="@$epoch" --clamp-mtime --xattrs -C "$root" -cf "$base_tar.tmp" . \
     || die "packing the debootstrap tree failed"
@@ -136,7 +146,8 @@ if ! podman image exists "$base_image"; then
 fi
 
 build_standin() { # tag context containerfile-text
-  local tag=$1 context=$2 file="$dir/standins/$(printf '%s' "$1" | tr '/:' '__').Containerfile"
+  local tag=$1 context=$2 file
+  file="$dir/standins/$(printf '%s' "$1" | tr '/:' '__').Containerfile"
   mkdir -p "$dir/standins"
   printf '%s\n' "$3" >"$file"
   podman build -q --network host "${podman_run_flags[@]}" --layers --pull=never -t "$tag" -f "$file" "$context" >/dev/null \
@@ -204,12 +215,9 @@ RUN go version"
 podman image exists "$python_image" || build_standin "$python_image" "$dir/standins" "FROM $build_base_image
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null && rm -rf /var/lib/apt/lists/*"
 
-build_args=()
-if [ "${MESHD_IMAGE_PUBLIC_BASES:-}" != 1 ]; then
-  build_args=(--pull=never
-    --build-arg "NODE_IMAGE=$node_image" --build-arg "NODE_RUNTIME_IMAGE=$node_slim_image"
-    --build-arg "GO_IMAGE=$go_image" --build-arg "PYTHON_IMAGE=$python_image")
-fi
+build_args=(--pull=never
+  --build-arg "NODE_IMAGE=$node_image" --build-arg "NODE_RUNTIME_IMAGE=$node_slim_image"
+  --build-arg "GO_IMAGE=$go_image" --build-arg "PYTHON_IMAGE=$python_image")
 
 # 4. The inputs' hash: every file the build context sends (the directories the
 #    Dockerfile copies, without what .dockerignore leaves out: tests; taken from
