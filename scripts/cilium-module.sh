@@ -15,8 +15,10 @@ if [ "${1:-}" = "--version" ]; then
   exit 0
 fi
 
-die() { printf 'cilium-module: error: %s\n' "$*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 || die "go not found"
+# shellcheck source=scripts/lib/go-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
+GO_TOOL_NAME=cilium-module
+go_tool_require_go 21 "the cilium module's download"
 
 dir=$(go env GOMODCACHE)/github.com/cilium/cilium@$CILIUM_VERSION
 if [ ! -f "$dir/go.mod" ]; then

@@ -20,17 +20,9 @@ set -euo pipefail
 HELM_MODULE="helm.sh/helm/v4"
 HELM_VERSION="v4.3.1"
 
-cache_root="${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}"
-dir="$cache_root/helm/$HELM_VERSION"
-bin="$dir/bin/helm"
-
-if [ "${1:-}" = "--print-bin" ]; then
-  printf '%s\n' "$bin"
-  exit 0
-fi
-
-say() { printf 'helm-cli: %s\n' "$*" >&2; }
-die() { printf 'helm-cli: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/go-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
+go_tool_init helm-cli "helm/$HELM_VERSION" helm "$@"
 
 have_version() {
   local v
@@ -38,24 +30,11 @@ have_version() {
   v=$("$bin" version --template '{{.Version}}' 2>/dev/null || true)
   [ "$v" = "$HELM_VERSION" ]
 }
+have_version && exit 0
 
-if have_version; then
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && PATH="/usr/local/go/bin:$PATH"; } \
-  || die "go not found on PATH or in /usr/local/go (needed to build helm)"
-go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-[ -n "$go_minor" ] && [ "$go_minor" -ge 21 ] || die "$(go env GOVERSION) is too old: Go 1.21 or later is needed"
 # helm v4 says `go 1.26.0`; an older local go (1.21+) fetches that toolchain from the proxy.
-[ "$go_minor" -ge 26 ] && export GOTOOLCHAIN=local
-
-mkdir -p "$dir/bin"
-exec 9>"$dir/.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock -n 9 || { say "another build into $dir is running; waiting for it"; flock 9; }
-  if have_version; then exit 0; fi
-fi
+go_tool_require_go 21 helm
+go_tool_lock have_version
 
 say "building $HELM_MODULE/cmd/helm@$HELM_VERSION into $bin"
 export CGO_ENABLED=0 GOBIN="$dir/bin.tmp"
@@ -68,7 +47,4 @@ rm -rf "$GOBIN"
 have_version || die "step 'check' failed: $bin does not report $HELM_VERSION"
 say "built $bin"
 
-# The build cache is worth nothing once the binary exists.
-if [ "${MESHD_KEEP_GO_CACHE:-}" != 1 ]; then
-  go clean -cache || say "go clean -cache failed (harmless; the build cache stays)"
-fi
+go_tool_clean_cache

@@ -19,44 +19,22 @@ cd "$(dirname "$0")/.."
 
 CILIUM_VERSION=$(bash scripts/cilium-module.sh --version)
 
-cache_root="${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}"
-dir="$cache_root/hubble/$CILIUM_VERSION"
-bin="$dir/bin/hubble"
+# shellcheck source=scripts/lib/go-tool.sh
+source scripts/lib/go-tool.sh
+go_tool_init hubble-cli "hubble/$CILIUM_VERSION" hubble "$@"
 
-if [ "${1:-}" = "--print-bin" ]; then
-  printf '%s\n' "$bin"
-  exit 0
-fi
+have_build() { [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; }
+have_build && exit 0
 
-say() { printf 'hubble-cli: %s\n' "$*" >&2; }
-die() { printf 'hubble-cli: error: %s\n' "$*" >&2; exit 1; }
-
-if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && PATH="/usr/local/go/bin:$PATH"; } \
-  || die "go not found on PATH or in /usr/local/go (needed to build the hubble CLI)"
-go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-[ -n "$go_minor" ] && [ "$go_minor" -ge 21 ] || die "$(go env GOVERSION) is too old: Go 1.21 or later is needed"
-[ "$go_minor" -ge 26 ] && export GOTOOLCHAIN=local
-
+go_tool_require_go 21 "the hubble CLI"
 module_dir=$(bash scripts/cilium-module.sh) || die "step 'fetch github.com/cilium/cilium' failed"
-
-mkdir -p "$dir/bin" "$dir/src"
-exec 9>"$dir/.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock -n 9 || { say "another build into $dir is running; waiting for it"; flock 9; }
-  if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then exit 0; fi
-fi
+go_tool_lock have_build
 
 src="$dir/src"
 go_directive=$(awk '$1 == "go" { print $2; exit }' "$module_dir/go.mod")
-{
-  printf 'module meshd.local/hubble-cli\n\ngo %s\n\nrequire github.com/cilium/cilium %s\n\n' "$go_directive" "$CILIUM_VERSION"
-  # The module's own replace directives (single-line form), which a dependent module must repeat.
-  awk '$1 == "replace" && $3 == "=>" { print }' "$module_dir/go.mod"
-} > "$src/go.mod"
+go_tool_wrapper_module "$src" meshd.local/hubble-cli "$go_directive" "github.com/cilium/cilium $CILIUM_VERSION"
+# The module's own replace directives (single-line form), which a dependent module must repeat.
+awk '$1 == "replace" && $3 == "=>" { print }' "$module_dir/go.mod" >> "$src/go.mod"
 cat > "$src/main.go" <<'EOF'
 // Command hubble is the hubble CLI of the cilium module, built unchanged.
 package main
@@ -84,7 +62,4 @@ mv "$bin.tmp" "$bin"
 "$bin" version >/dev/null 2>&1 || die "step 'check' failed: $bin does not run"
 say "built $bin"
 
-# The build cache (several GB) is worth nothing once the binary exists.
-if [ "${MESHD_KEEP_GO_CACHE:-}" != 1 ]; then
-  go clean -cache || say "go clean -cache failed (harmless; the build cache stays)"
-fi
+go_tool_clean_cache

@@ -19,40 +19,20 @@ set -euo pipefail
 ISTIO_MODULE="istio.io/istio"
 ISTIO_VERSION="v0.0.0-20260827124520-eed52ebb66ad"
 
-cache_root="${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}"
-dir="$cache_root/istio-cni/$ISTIO_VERSION"
-bin="$dir/bin/istio-cni"
-
-if [ "${1:-}" = "--print-bin" ]; then
-  printf '%s\n' "$bin"
-  exit 0
-fi
-
-say() { printf 'istio-cni: %s\n' "$*" >&2; }
-die() { printf 'istio-cni: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/go-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
+go_tool_init istio-cni "istio-cni/$ISTIO_VERSION" istio-cni "$@"
 
 have_build() { [ -x "$bin" ] && [ "$(cat "$dir/bin/.version" 2>/dev/null || true)" = "$ISTIO_VERSION" ]; }
+have_build && exit 0
 
-if have_build; then
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && PATH="/usr/local/go/bin:$PATH"; } \
-  || die "go not found on PATH or in /usr/local/go (needed to build istio-cni)"
-go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-[ -n "$go_minor" ] && [ "$go_minor" -ge 26 ] || die "$(go env GOVERSION) is too old: Go 1.26 or later is needed"
-export GOTOOLCHAIN=local
-
-mkdir -p "$dir/bin" "$dir/src"
-exec 9>"$dir/.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock -n 9 || { say "another build into $dir is running; waiting for it"; flock 9; }
-  if have_build; then exit 0; fi
-fi
+go_tool_require_go 26 istio-cni
+mkdir -p "$dir/src"
+go_tool_lock have_build
 
 say "building $ISTIO_MODULE/cni/cmd/istio-cni@$ISTIO_VERSION into $bin (a cold build takes several minutes on two cores)"
 cd "$dir/src"
-printf 'module meshd.test/istio-cni-build\n\ngo 1.26\n' > go.mod
+go_tool_wrapper_module . meshd.test/istio-cni-build 1.26
 printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cni/cmd/istio-cni"\n' "$ISTIO_MODULE" > tools.go
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 go get "$ISTIO_MODULE@$ISTIO_VERSION" || die "step 'go get' failed"
@@ -62,6 +42,4 @@ mv "$bin.tmp" "$bin"
 printf '%s\n' "$ISTIO_VERSION" > "$dir/bin/.version"
 say "built $bin"
 
-if [ "${MESHD_KEEP_GO_CACHE:-}" != 1 ]; then
-  go clean -cache || say "go clean -cache failed (harmless; the build cache stays)"
-fi
+go_tool_clean_cache

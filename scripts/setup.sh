@@ -94,3 +94,8 @@ bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-
 # 13. Istio's `istio-cni` plugin (istio.io/istio from the Go module proxy) into a cache outside
 #     the repository: test/integration/istio-cni.test.ts chains it after meshd-cni.
 bash scripts/istio-cni.sh || die "building istio-cni failed (see scripts/istio-cni.sh)"
+
+# 14. The agent image (docker.io/meshd/meshd:<version>) with podman from local stand-ins for its
+#     base images (debootstrap bookworm, this machine's Node.js 20 and Go); test/integration/
+#     install-image.test.ts runs it. Rebuilt only when its inputs changed; ~12 minutes the first time.
+bash scripts/build-image.sh >/dev/null || die "building the agent image failed (see scripts/build-image.sh)"
