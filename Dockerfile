@@ -68,7 +68,7 @@ RUN printf '%s\n' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "xd
 # ---- runtime ----
 FROM ${NODE_RUNTIME_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 iptables ca-certificates \
+ && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 iptables iputils-arping ipv6toolkit ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/meshd
 COPY --from=build /opt/meshd/package.json ./
