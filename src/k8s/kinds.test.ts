@@ -6,16 +6,22 @@ import { KINDS, parseResource, refOf, resourceKey, RESOURCE_KINDS } from './kind
 
 test('the registry names every kind meshd reads, each module under its own kind', () => {
   assert.deepEqual([...RESOURCE_KINDS].sort(), [
+    'BackendTLSPolicy',
     'CiliumCIDRGroup',
     'CiliumClusterwideNetworkPolicy',
     'CiliumL2AnnouncementPolicy',
     'CiliumLoadBalancerIPPool',
     'CiliumNetworkPolicy',
     'EndpointSlice',
+    'GRPCRoute',
+    'Gateway',
+    'GatewayClass',
+    'HTTPRoute',
     'Namespace',
     'NetworkPolicy',
     'Node',
     'Pod',
+    'ReferenceGrant',
     'Secret',
     'Service',
   ]);

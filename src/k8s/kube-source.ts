@@ -50,6 +50,12 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
   // TLS interception's Secrets: one namespace (Cilium's default tls.secretsNamespace.name), never every Secret.
   Secret: '/api/v1/namespaces/cilium-secrets/secrets',
+  GatewayClass: '/apis/gateway.networking.k8s.io/v1/gatewayclasses',
+  Gateway: '/apis/gateway.networking.k8s.io/v1/gateways',
+  HTTPRoute: '/apis/gateway.networking.k8s.io/v1/httproutes',
+  GRPCRoute: '/apis/gateway.networking.k8s.io/v1/grpcroutes',
+  ReferenceGrant: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
+  BackendTLSPolicy: '/apis/gateway.networking.k8s.io/v1/backendtlspolicies',
 };
 
 export interface KubeSourceOptions {
