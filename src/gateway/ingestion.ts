@@ -478,8 +478,19 @@ export function ingest(input: GatewayInput): GatewayModel {
   }
 
   const gateways: ModelGateway[] = [];
-  for (const [k, g] of gws) {
+  // Two Gateways on one address and port (the node's address without LB IPAM, say) cannot both be served: one
+  // Envoy listener per address and port. The older Gateway keeps it; the other's listeners there are not programmed.
+  const taken = new Map<string, string>();
+  const byAge = [...gws].sort(([ka, a], [kb, b]) => (a.gw.metadata.creationTimestamp ?? '').localeCompare(b.gw.metadata.creationTimestamp ?? '') || ka.localeCompare(kb));
+  for (const [k, g] of byAge) {
     const gen = g.gw.metadata.generation;
+    for (const l of g.listeners.filter((x) => x.programmable)) {
+      const owner = g.addresses.map((a) => taken.get(`${a}|${l.l.port}`)).find((o) => o !== undefined && o !== k);
+      if (owner === undefined) continue;
+      l.programmable = false;
+      l.status.conditions = l.status.conditions.map((c) => (c.type === 'Programmed' ? cond('Programmed', false, 'Invalid', `port ${l.l.port} on this address is served by Gateway ${owner}`, gen) : c));
+    }
+    for (const l of g.listeners.filter((x) => x.programmable)) for (const a of g.addresses) taken.set(`${a}|${l.l.port}`, k);
     const programmed = g.listeners.filter((l) => l.programmable);
     const anyAccepted = g.listeners.some((l) => l.attachable);
     const allValid = g.listeners.every((l) => l.programmable);
@@ -492,6 +503,8 @@ export function ingest(input: GatewayInput): GatewayModel {
     status.gateways.set(k, gs);
     if (served) gateways.push({ key: k, namespace: g.gw.metadata.namespace, name: g.gw.metadata.name, addresses: g.addresses, ports: portsOf(g.gw, programmed) });
   }
+  gateways.sort((a, b) => a.key.localeCompare(b.key));
+  status.gateways = new Map([...status.gateways].sort(([a], [b]) => a.localeCompare(b)));
   return {
     gateways,
     clusters: [...ctx.clusters.values()].sort((a, b) => a.name.localeCompare(b.name)),
