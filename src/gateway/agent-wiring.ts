@@ -16,6 +16,7 @@ import type { ResourceKind } from '../k8s/kinds.js';
 import type { Logger } from '../util/log.js';
 import { GatewayController } from './controller.js';
 import { GATEWAY_KINDS, GatewayService, isGatewayProxy } from './gateway-service.js';
+import { LocalRoutes } from './local-routes.js';
 
 const GATEWAY_KIND_SET: ReadonlySet<ResourceKind> = new Set(GATEWAY_KINDS);
 
@@ -54,7 +55,7 @@ export function attachGateway(o: {
     log.warn('gatewayAPI.enabled but no Envoy runs on this node (envoy.enabled=false): Gateways are not served here');
     return null;
   }
-  const svc = new GatewayService({ proxy: o.proxy, nodeAddresses: o.nodeAddresses, controller: o.controller ?? null, log, accessLog: true });
+  const svc = new GatewayService({ proxy: o.proxy, nodeAddresses: o.nodeAddresses, controller: o.controller ?? null, localRoutes: new LocalRoutes(), log, accessLog: true });
   for (const k of svc.kinds) {
     const own = o.subscribers.get(k);
     o.subscribers.set(k, {

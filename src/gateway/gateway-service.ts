@@ -56,6 +56,8 @@ export interface GatewayServiceOptions {
   controller?: Pick<GatewayController, 'publish'> | null;
   log: Logger;
   accessLog?: boolean;
+  /** Routes the served Gateways' addresses to this node (local-routes.ts); none: left to the caller. */
+  localRoutes?: { sync(addresses: readonly string[]): Promise<void> } | null;
   /** Changes within this long are translated together (default 20 ms). */
   batchMs?: number;
 }
@@ -160,6 +162,7 @@ export class GatewayService implements ResourceSubscriber {
       secrets: new Map([...s.Secret.values()].map((x) => [`${x.metadata.namespace ?? 'default'}/${x.metadata.name}`, secretData(x)])),
       nodeAddresses: usableNodeAddresses(this.o.nodeAddresses()),
     });
+    const own = new Set(usableNodeAddresses(this.o.nodeAddresses()));
     this.model = model;
     const objects = { gatewayClasses: [...s.GatewayClass.values()], gateways: [...s.Gateway.values()], httpRoutes: [...s.HTTPRoute.values()], grpcRoutes: [...s.GRPCRoute.values()], services: [...s.Service.values()] };
     const res = translate(model, { accessLog: this.o.accessLog ?? false });
@@ -172,6 +175,8 @@ export class GatewayService implements ResourceSubscriber {
       }
       const r = await this.o.proxy.applyGateway(res);
       this.served = r.version;
+      // After Envoy has the listeners: the addresses they bind that are not the node's own are routed here.
+      await this.o.localRoutes?.sync([...new Set(model.gateways.flatMap((g) => g.addresses))].filter((a) => !own.has(a)));
       this.lastError = null;
       this.o.controller?.publish(model.status, objects);
     } catch (e) {
