@@ -6,7 +6,8 @@
  * plain HTTP server on loopback behind a Service and its EndpointSlice.
  *
  * Shows: a matching request reaches the backend with the request header
- * modifier applied and the response header added; no match is 404; a
+ * modifier applied and the response header added, over HTTP and over
+ * HTTPS (certificate from a Secret, over SDS); no match is 404; a
  * redirect answers 301 with its Location; a route whose regular expression
  * RE2 refuses is Accepted=False (UnsupportedValue) while the rest keeps
  * serving; status (GatewayClass, Gateway with its address and listener,
@@ -15,18 +16,21 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { KubeSource } from '../../src/k8s/kube-source.js';
 import { GatewayController } from '../../src/gateway/controller.js';
 import { GATEWAY_KINDS, GATEWAY_REFERENCED_KINDS, GatewayService } from '../../src/gateway/gateway-service.js';
+import { GOLDEN_DIR, parseObjectsYaml } from '../../src/gateway/golden.js';
 import { gatewayServiceName } from '../../src/gateway/ingestion.js';
+import type { Resource } from '../../src/k8s/kinds.js';
+import { secretData, type Secret } from '../../src/k8s/secret.js';
 import { ProxyManager } from '../../src/proxy/proxy-manager.js';
 import { createLogger } from '../../src/util/log.js';
 import { freePort, httpUpstream } from '../helpers/envoy.js';
@@ -57,6 +61,11 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined>, tim
   }
 }
 
+function mustSecret(r: Resource | undefined): Secret {
+  assert.ok(r?.kind === 'Secret', 'the fixture has the Secret');
+  return r;
+}
+
 const cond = (cs: z.infer<typeof ConditionsSchema> | undefined, type: string) => cs?.find((c) => c.type === type);
 
 test('Gateway + HTTPRoute served by the node Envoy from a real API server; status written; a bad route does not stop the rest', async (t) => {
@@ -82,6 +91,9 @@ test('Gateway + HTTPRoute served by the node Envoy from a real API server; statu
   await sb.vethToHost(ns, { hostIf: sb.name('h'), podIf: 'eth0', hostIp: `${backendIp}/30`, podIp: `10.251.${process.pid % 250}.2/30` });
   const backend = await httpUpstream(t, backendIp);
   const port = await freePort();
+  const tlsPort = await freePort();
+  // The certificate of the golden case https-secret (CN and SAN www.example.com, self-signed).
+  const cert = secretData(mustSecret(parseObjectsYaml(readFileSync(join(GOLDEN_DIR, 'https-secret', 'input.yaml'), 'utf8'), 'https-secret').find((o) => o.kind === 'Secret' && o.metadata.name === 'www-cert')));
   await cluster.apply(`
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -94,7 +106,15 @@ metadata: {name: gw, namespace: default}
 spec:
   gatewayClassName: meshd
   addresses: [{type: IPAddress, value: 127.0.0.1}]
-  listeners: [{name: http, port: ${port}, protocol: HTTP}]
+  listeners:
+  - {name: http, port: ${port}, protocol: HTTP}
+  - {name: https, port: ${tlsPort}, protocol: HTTPS, hostname: www.example.com, tls: {certificateRefs: [{name: www-cert}]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: www-cert, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: ${Buffer.from(cert['tls.crt'] ?? '').toString('base64')}, tls.key: ${Buffer.from(cert['tls.key'] ?? '').toString('base64')}}
 ---
 apiVersion: v1
 kind: Service
@@ -165,6 +185,16 @@ spec:
   assert.equal(seen?.headers['x-gateway'], 'meshd');
   assert.equal(seen?.headers['x-drop'], undefined);
 
+  // HTTPS: TLS terminated with the Secret's certificate (delivered over SDS), the same route behind it.
+  const tls = new Agent({ connect: { ca: cert['tls.crt'], servername: 'www.example.com' } });
+  t.after(() => tls.close());
+  const secure = await eventually('the HTTPS listener', async () => {
+    const r = await request(`https://127.0.0.1:${tlsPort}/app/tls`, { dispatcher: tls, headers: { host: 'www.example.com' } });
+    const body = await r.body.text();
+    return r.statusCode === 200 ? body : undefined;
+  });
+  assert.equal(secure, 'upstream GET /app/tls');
+
   // PathPrefix matches whole path elements; nothing else matches: 404.
   for (const path of ['/application', '/nope', '/api/v1/abc']) {
     const r = await request(`${base}${path}`);
@@ -196,6 +226,7 @@ spec:
   });
   assert.deepEqual(gw.addresses?.map((a) => a.value), ['127.0.0.1']);
   assert.equal(gw.listeners?.[0]?.attachedRoutes, 1);
+  assert.equal(cond(gw.listeners?.[1]?.conditions, 'ResolvedRefs')?.status, 'True');
   assert.equal(cond(gw.listeners?.[0]?.conditions, 'Programmed')?.status, 'True');
   const gc = await eventually('the GatewayClass\'s status', async () => {
     const c = ClassStatus.parse(await get('/apis/gateway.networking.k8s.io/v1/gatewayclasses/meshd')).status?.conditions;
