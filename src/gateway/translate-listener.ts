@@ -26,6 +26,8 @@ function hcm(c: ModelChain, accessLog: boolean): Json {
     strip_any_host_port: true,
     normalize_path: true,
     use_remote_address: true,
+    // WebSocket upgrades pass through to the backend (Gateway API: HTTPRouteBackendProtocolWebSocket).
+    upgrade_configs: [{ upgrade_type: 'websocket' }],
     http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
   };
   if (accessLog) {
