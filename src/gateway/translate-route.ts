@@ -65,13 +65,22 @@ function prefixRewrite(r: ModelRoute, value: string): Json {
   return { regex_rewrite: { pattern: { regex: `^${escapeRe(prefix)}` }, substitution: value.replace(/\/+$/, '') } };
 }
 
-function action(r: ModelRoute): Json {
+/** The listener a route configuration serves (a redirect without port or scheme keeps the listener's port). */
+export interface RouteListener {
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+}
+
+function action(r: ModelRoute, l: RouteListener): Json {
   if (r.redirect) {
     const d = r.redirect;
     const redirect: Json = { response_code: REDIRECT_CODES[d.statusCode] ?? 'FOUND' };
     if (d.scheme) redirect.scheme_redirect = d.scheme;
     if (d.hostname) redirect.host_redirect = d.hostname;
     if (d.port) redirect.port_redirect = d.port;
+    // Spec: without port and scheme the Location keeps the listener's port (omitted when it is the scheme's
+    // well-known one); Envoy would drop it when it rewrites the host. With a scheme Envoy omits the port itself.
+    else if (!d.scheme && d.hostname && l.port !== (l.protocol === 'HTTPS' ? 443 : 80)) redirect.port_redirect = l.port;
     if (d.path?.type === 'ReplaceFullPath') redirect.path_redirect = d.path.value;
     if (d.path?.type === 'ReplacePrefixMatch') Object.assign(redirect, prefixRewrite(r, d.path.value));
     return { redirect };
@@ -100,16 +109,16 @@ function action(r: ModelRoute): Json {
   return { route };
 }
 
-export function buildRoute(r: ModelRoute): Json {
-  return { name: r.name, match: routeMatch(r), ...action(r), ...headerOps(r.requestHeaders, 'request'), ...headerOps(r.responseHeaders, 'response') };
+export function buildRoute(r: ModelRoute, l: RouteListener): Json {
+  return { name: r.name, match: routeMatch(r), ...action(r, l), ...headerOps(r.requestHeaders, 'request'), ...headerOps(r.responseHeaders, 'response') };
 }
 
-export function buildRouteConfiguration(c: ModelChain): Json {
+export function buildRouteConfiguration(c: ModelChain, l: RouteListener): Json {
   return {
     '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
     name: c.routeConfig,
     // A route to a cluster that does not exist is the invalid-backend 500, not a reason to reject the configuration.
     validate_clusters: false,
-    virtual_hosts: c.virtualHosts.map((v) => ({ name: `${c.routeConfig}/${v.domain}`, domains: [v.domain], routes: v.routes.map(buildRoute) })),
+    virtual_hosts: c.virtualHosts.map((v) => ({ name: `${c.routeConfig}/${v.domain}`, domains: [v.domain], routes: v.routes.map((r) => buildRoute(r, l)) })),
   };
 }

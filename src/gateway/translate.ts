@@ -30,7 +30,7 @@ export function translate(model: GatewayModel, o: { accessLog: boolean } = { acc
   for (const gw of model.gateways) {
     for (const p of gw.ports) {
       listeners.push(buildGatewayListener(gw, p, o));
-      for (const c of p.chains) routes.push(buildRouteConfiguration(c));
+      for (const c of p.chains) routes.push(buildRouteConfiguration(c, p));
     }
   }
   return {

@@ -2,7 +2,7 @@
  * The agent's own wiring of the Gateway API (gatewayAPI.enabled): a
  * standalone agent with its Envoy reads a GatewayClass, Gateway, HTTPRoute,
  * Service and EndpointSlice from its manifest directory and serves the
- * route; a route file with a regular expression RE2 refuses changes nothing
+ * route and its redirects; a route file with a regular expression RE2 refuses changes nothing
  * that is served; an edited route is served in its new form.
  */
 import assert from 'node:assert/strict';
@@ -41,6 +41,12 @@ spec:
   rules:
   - matches: [{path: {type: PathPrefix, value: ${path}}}]
     backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: Exact, value: /to-https}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+  - matches: [{path: {type: Exact, value: /to-host}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org}}]
+  - matches: [{path: {type: Exact, value: /to-port}}]
+    filters: [{type: RequestRedirect, requestRedirect: {port: 8443}}]
 `;
 
 test('an agent with gatewayAPI.enabled serves the Gateways of its manifests on its Envoy', async (t) => {
@@ -85,6 +91,16 @@ ports: [{name: http, protocol: TCP, port: ${backend.port}}]
   await until('the route to be served', async () => (await status(`${base}/app/1`)) === 200);
   assert.equal(backend.seen.at(-1)?.url, '/app/1');
   assert.equal(await status(`${base}/other`), 404);
+  // Redirect ports as the spec derives them: a new scheme's well-known port (omitted), else the listener's.
+  const location = async (p: string) => {
+    const r = await request(`${base}${p}`, { headers: { host: `gw.example.com:${port}` } });
+    await r.body.dump();
+    assert.equal(r.statusCode, 302, p);
+    return String(r.headers.location);
+  };
+  assert.equal(await location('/to-https'), 'https://gw.example.com/to-https');
+  assert.equal(await location('/to-host'), `http://example.org:${port}/to-host`);
+  assert.equal(await location('/to-port'), 'http://gw.example.com:8443/to-port');
 
   node.write('bad.yaml', route('/x').replace('name: web, namespace', 'name: bad, namespace').replace('type: PathPrefix, value: /x', 'type: RegularExpression, value: "/(?=x)"'));
   node.write('route.yaml', route('/v2'));
