@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { intersectHostnames } from './ingestion.js';
-import { re2FullMatch, re2Problem } from './regex.js';
+import { ENVOY_MAX_PROGRAM_SIZE, re2FullMatch, re2Problem, re2ProgramSizeEstimate } from './regex.js';
 
 test('route and listener hostnames intersect as the spec says', () => {
   assert.deepEqual(intersectHostnames(undefined, []), ['*']);
@@ -20,4 +20,28 @@ test('regular expressions are judged by RE2: lookaround and backreferences are r
   assert.notEqual(re2Problem('[unclosed'), null);
   assert.equal(re2FullMatch('/v[0-9]+', '/v12'), true);
   assert.equal(re2FullMatch('/v[0-9]+', '/v12/x'), false);
+});
+
+test('RE2 program sizes are estimated as Envoy counts them, so a pattern Envoy would refuse for its size is refused first', () => {
+  // Envoy's own counts (its "RE2 program size of N" refusals), one construct at a time after a 197-instruction prefix.
+  const envoy: Array<[string, number]> = [
+    ['x{1,97}a', 198],
+    ['x{1,97}.', 199],
+    ['x{1,97}(a)', 200],
+    ['x{1,97}\\w', 200],
+    ['x{1,97}a{3}', 200],
+    ['x{1,97}a{2,}', 200],
+    ['x{1,97}x{1,40}', 276],
+    ['x{1,97}.{1,20}', 256],
+    ['x{1,97}é', 199],
+    ['/a/[a-z]{1,50}', 106],
+    ['/a/[a-z]{1,200}', 406],
+  ];
+  for (const [re, size] of envoy) {
+    const est = re2ProgramSizeEstimate(re);
+    assert.ok(est >= size && est <= size + 2, `${re}: estimated ${est}, Envoy counts ${size}`);
+  }
+  assert.equal(re2Problem('/(users|orders|products)/[0-9]{1,10}/details'), null);
+  assert.ok(re2ProgramSizeEstimate('/a/[a-z]{1,50}') > ENVOY_MAX_PROGRAM_SIZE);
+  assert.notEqual(re2Problem('/a/[a-z]{1,50}'), null);
 });

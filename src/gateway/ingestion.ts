@@ -397,6 +397,8 @@ function grpcRouteView(ctx: Ctx, r: GrpcRoute): RouteView {
       if (m.method?.type === 'RegularExpression') {
         for (const re of [svc, meth]) if (re !== undefined && re2Problem(re) !== null) problem ??= `regular expression ${JSON.stringify(re)} is not valid RE2`;
         path = { type: 'RegularExpression', value: `/${svc ?? '[^/]+'}/${meth ?? '[^/]+'}` };
+        const whole = re2Problem(path.value);
+        if (whole !== null) problem ??= `regular expression ${JSON.stringify(path.value)}: ${whole}`;
       } else if (svc && meth) path = { type: 'Exact', value: `/${svc}/${meth}` };
       else if (svc) path = { type: 'PathPrefix', value: `/${svc}` };
       else if (meth) path = { type: 'RegularExpression', value: `/[^/]+/${escapeRe(meth)}` };
