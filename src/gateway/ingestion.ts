@@ -522,11 +522,11 @@ function gatewayAddresses(ctx: Ctx, gw: Gateway): { addresses: string[]; address
   if (requested.length > 0) {
     const bad = requested.find((a) => a.type !== 'IPAddress' || isIP(a.value) === 0);
     if (bad) return { addresses: [], addressProblem: `address ${bad.type} ${bad.value} is not supported (IPAddress only)` };
-    return { addresses: requested.map((a) => a.value) };
+    return { addresses: [...new Set(requested.map((a) => a.value))] };
   }
   const svc = ctx.services.get(`${gw.metadata.namespace}/${gatewayServiceName(gw.metadata.name)}`);
   const lb = (svc?.status?.loadBalancer?.ingress ?? []).flatMap((i) => (i.ip ? [i.ip] : []));
-  return { addresses: lb.length > 0 ? lb : [...ctx.input.nodeAddresses] };
+  return { addresses: [...new Set(lb.length > 0 ? lb : ctx.input.nodeAddresses)] };
 }
 
 /** Attaches a route to the listeners of one parentRef; returns that parent's conditions. */
