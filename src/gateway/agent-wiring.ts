@@ -18,7 +18,8 @@ import { GatewayController } from './controller.js';
 import { GATEWAY_KINDS, GatewayService, isGatewayProxy } from './gateway-service.js';
 import { LocalRoutes } from './local-routes.js';
 
-const GATEWAY_KIND_SET: ReadonlySet<ResourceKind> = new Set(GATEWAY_KINDS);
+/** Kinds only the Gateway API reads (ConfigMaps: BackendTLSPolicy CA bundles). */
+const GATEWAY_KIND_SET: ReadonlySet<ResourceKind> = new Set([...GATEWAY_KINDS, 'ConfigMap']);
 
 /** The kinds the resource source reads: the Gateway API's only when enabled. */
 export function gatewaySourceKinds(config: AgentConfig, kinds: readonly ResourceKind[]): ResourceKind[] {

@@ -32,7 +32,7 @@ import { translate, type GatewayResources } from './translate.js';
 /** The Gateway API kinds (read only with gatewayAPI.enabled). */
 export const GATEWAY_KINDS = ['GatewayClass', 'Gateway', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant', 'BackendTLSPolicy'] as const satisfies readonly ResourceKind[];
 /** Kinds the Gateway model also reads (other subscribers take them too). */
-export const GATEWAY_REFERENCED_KINDS = ['Service', 'EndpointSlice', 'Secret', 'Namespace'] as const satisfies readonly ResourceKind[];
+export const GATEWAY_REFERENCED_KINDS = ['Service', 'EndpointSlice', 'Secret', 'Namespace', 'ConfigMap'] as const satisfies readonly ResourceKind[];
 
 export interface GatewayProxy {
   applyGateway(res: GatewayResources): Promise<{ version: string }>;
@@ -82,6 +82,7 @@ export class GatewayService implements ResourceSubscriber {
     EndpointSlice: new Map(),
     Secret: new Map(),
     Namespace: new Map(),
+    ConfigMap: new Map(),
   };
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
@@ -109,6 +110,7 @@ export class GatewayService implements ResourceSubscriber {
       case 'EndpointSlice': put(this.store.EndpointSlice, o); break;
       case 'Secret': put(this.store.Secret, o); break;
       case 'Namespace': put(this.store.Namespace, o); break;
+      case 'ConfigMap': put(this.store.ConfigMap, o); break;
       default: return Promise.resolve();
     }
     this.schedule();
@@ -159,12 +161,14 @@ export class GatewayService implements ResourceSubscriber {
       services: [...s.Service.values()],
       endpointSlices: slices,
       namespaces: [...s.Namespace.values()],
+      backendTlsPolicies: [...s.BackendTLSPolicy.values()],
+      configMaps: [...s.ConfigMap.values()],
       secrets: new Map([...s.Secret.values()].map((x) => [`${x.metadata.namespace ?? 'default'}/${x.metadata.name}`, secretData(x)])),
       nodeAddresses: usableNodeAddresses(this.o.nodeAddresses()),
     });
     const own = new Set(usableNodeAddresses(this.o.nodeAddresses()));
     this.model = model;
-    const objects = { gatewayClasses: [...s.GatewayClass.values()], gateways: [...s.Gateway.values()], httpRoutes: [...s.HTTPRoute.values()], grpcRoutes: [...s.GRPCRoute.values()], services: [...s.Service.values()] };
+    const objects = { gatewayClasses: [...s.GatewayClass.values()], gateways: [...s.Gateway.values()], httpRoutes: [...s.HTTPRoute.values()], grpcRoutes: [...s.GRPCRoute.values()], backendTlsPolicies: [...s.BackendTLSPolicy.values()], services: [...s.Service.values()] };
     const res = translate(model, { accessLog: this.o.accessLog ?? false });
     try {
       // Before Envoy sees it: every resource must encode as its message, and every name it refers to must exist.

@@ -40,6 +40,8 @@ export function inputFromObjects(objects: readonly Resource[], nodeAddresses: re
     services: of('Service'),
     endpointSlices: of('EndpointSlice'),
     namespaces: of('Namespace'),
+    backendTlsPolicies: of('BackendTLSPolicy'),
+    configMaps: of('ConfigMap'),
     secrets: new Map(of('Secret').map((s) => [`${s.metadata.namespace ?? 'default'}/${s.metadata.name}`, secretData(s)])),
     nodeAddresses,
   };
@@ -70,6 +72,7 @@ export function goldenView(model: GatewayModel): unknown {
       gatewayClasses: Object.fromEntries(model.status.gatewayClasses),
       gateways: Object.fromEntries(model.status.gateways),
       routes: Object.fromEntries(model.status.routes),
+      ...(model.status.backendTlsPolicies.size > 0 ? { backendTlsPolicies: Object.fromEntries(model.status.backendTlsPolicies) } : {}),
     },
   };
 }

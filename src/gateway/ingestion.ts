@@ -18,6 +18,8 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import type { BackendTlsPolicy } from '../k8s/backend-tls-policy.js';
+import type { ConfigMap } from '../k8s/config-map.js';
 import type { EndpointSlice } from '../k8s/endpoint-slice.js';
 import { SERVICE_NAME_LABEL } from '../k8s/endpoint-slice.js';
 import type { Gateway, Listener } from '../k8s/gateway.js';
@@ -60,6 +62,9 @@ export interface GatewayInput {
   namespaces: readonly Namespace[];
   /** "namespace/name" → key → text (src/k8s/secret.ts secretData). */
   secrets: SecretData;
+  /** BackendTLSPolicies and the ConfigMaps holding their CA bundles (optional: none). */
+  backendTlsPolicies?: readonly BackendTlsPolicy[];
+  configMaps?: readonly ConfigMap[];
   /** The node's addresses: a Gateway's address when neither spec.addresses nor its LoadBalancer Service gives one. */
   nodeAddresses: readonly string[];
 }
@@ -123,7 +128,11 @@ function granted(grants: readonly ReferenceGrant[], from: { group: string; kind:
   );
 }
 
-type RefResult = { ok: true; cluster: ModelCluster } | { ok: false; reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol'; message: string };
+/** `BackendTLSPolicyInvalid`: the backend answers 500; the policy's own status says why, not the route's. */
+type RefResult = { ok: true; cluster: ModelCluster } | { ok: false; reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'BackendTLSPolicyInvalid'; message: string };
+
+/** The CA bundle Debian (and most distributions) keep the system's trusted roots in. */
+export const SYSTEM_CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
 interface Ctx {
   input: GatewayInput;
@@ -131,9 +140,17 @@ interface Ctx {
   slices: Map<string, EndpointSlice[]>;
   clusters: Map<string, ModelCluster>;
   namespaces: Map<string, Namespace>;
+  /** Cluster name → the BackendTLSPolicy ("ns/name") it follows. */
+  clusterPolicy: Map<string, string>;
+  /** Policy → its conditions and the Gateways using it (filled as routes attach). */
+  policies: Map<string, { ancestors: Map<string, ParentRef>; conditions: ModelCondition[] }>;
+  /** Clusters whose policy is invalid. */
+  badClusters: Map<string, string>;
+  /** "<Kind>/<namespace>/<name>" of a route → the clusters its backends resolved to (valid or not). */
+  routeClusters: Map<string, Set<string>>;
 }
 
-function resolveBackend(ctx: Ctx, route: { kind: string; namespace: string }, ref: BackendObjectRef, grpc: boolean): RefResult {
+function resolveBackend(ctx: Ctx, route: { kind: string; namespace: string; name: string }, ref: BackendObjectRef, grpc: boolean): RefResult {
   const ns = ref.namespace ?? route.namespace;
   const where = `${ref.kind} ${ns}/${ref.name}`;
   if (ref.group !== '' || ref.kind !== 'Service') return { ok: false, reason: 'InvalidKind', message: `${ref.group || 'core'}/${ref.kind} is not a supported backend kind (Service)` };
@@ -149,9 +166,54 @@ function resolveBackend(ctx: Ctx, route: { kind: string; namespace: string }, re
   let c = ctx.clusters.get(name);
   if (!c) {
     c = { name, service: `${ns}/${ref.name}`, port: ref.port, http2: grpc, endpoints: endpointsOf(ctx.slices.get(`${ns}/${ref.name}`) ?? [], sp) };
+    applyBackendTls(ctx, c, ns, ref.name, sp.name);
     ctx.clusters.set(name, c);
   } else if (grpc) c.http2 = true;
+  const rk = `${route.kind}/${route.namespace}/${route.name}`;
+  ctx.routeClusters.set(rk, (ctx.routeClusters.get(rk) ?? new Set()).add(name));
+  const bad = ctx.badClusters.get(name);
+  if (bad !== undefined) return { ok: false, reason: 'BackendTLSPolicyInvalid', message: bad };
   return { ok: true, cluster: c };
+}
+
+/** The BackendTLSPolicy targeting this Service (port), if any: the cluster's TLS, or why it cannot have it. */
+function applyBackendTls(ctx: Ctx, c: ModelCluster, ns: string, svc: string, portName: string | undefined): void {
+  const pol = (ctx.input.backendTlsPolicies ?? [])
+    .filter((p) => p.metadata.namespace === ns && p.spec.targetRefs.some((t) => t.group === '' && t.kind === 'Service' && t.name === svc && (t.sectionName === undefined || t.sectionName === portName)))
+    .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))[0];
+  if (!pol) return;
+  const key = `${ns}/${pol.metadata.name}`;
+  const gen = pol.metadata.generation;
+  const v = pol.spec.validation;
+  let problem: { reason: string; message: string } | null = null;
+  let ca: { pem: string } | { file: string } | null = null;
+  if (v.wellKnownCACertificates !== undefined) {
+    if (v.wellKnownCACertificates === 'System' && v.caCertificateRefs.length === 0) ca = { file: SYSTEM_CA_FILE };
+    else problem = { reason: 'Invalid', message: 'wellKnownCACertificates must be "System" and exclusive of caCertificateRefs' };
+  } else {
+    const pems: string[] = [];
+    for (const r of v.caCertificateRefs) {
+      if (r.group !== '' || (r.kind !== 'ConfigMap' && r.kind !== 'Secret')) {
+        problem ??= { reason: 'InvalidKind', message: `${r.kind} ${r.name} is not a ConfigMap or Secret` };
+        continue;
+      }
+      const text = r.kind === 'ConfigMap' ? ctx.input.configMaps?.find((m) => m.metadata.namespace === ns && m.metadata.name === r.name)?.data['ca.crt'] : ctx.input.secrets.get(`${ns}/${r.name}`)?.['ca.crt'];
+      try {
+        if (text === undefined) throw new Error('not found or without ca.crt');
+        new X509Certificate(text);
+        pems.push(text);
+      } catch (e) {
+        problem ??= { reason: 'InvalidCACertificateRef', message: `${r.kind} ${ns}/${r.name}: ${e instanceof Error ? e.message : String(e)}` };
+      }
+    }
+    if (pems.length === 0) problem ??= { reason: 'InvalidCACertificateRef', message: 'no CA certificate' };
+    else ca = { pem: pems.join('\n') };
+  }
+  ctx.clusterPolicy.set(c.name, key);
+  const conditions = [cond('Accepted', problem === null, problem === null ? 'Accepted' : 'NoValidCACertificate', problem?.message ?? 'accepted', gen), cond('ResolvedRefs', problem === null, problem?.reason ?? 'ResolvedRefs', problem?.message ?? 'references resolved', gen)];
+  ctx.policies.set(key, { ancestors: ctx.policies.get(key)?.ancestors ?? new Map(), conditions });
+  if (problem || !ca) ctx.badClusters.set(c.name, `BackendTLSPolicy ${key}: ${problem?.message ?? 'no CA'}`);
+  else c.tls = { sni: v.hostname, ca };
 }
 
 /** Ready endpoints of a Service port: the slice port of the same name (targetPort resolved by the EndpointSlice controller). */
@@ -294,11 +356,11 @@ function headerMod(h: HeaderModifier | undefined): HeaderModifier | undefined {
   return { ...(h.set ? { set: lower(h.set) } : {}), ...(h.add ? { add: lower(h.add) } : {}), ...(h.remove ? { remove: h.remove.map((x) => x.toLowerCase()) } : {}) };
 }
 
-function backendsOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: string }, refs: ReadonlyArray<BackendObjectRef & { weight: number; filters?: Array<{ type: string; requestHeaderModifier?: HeaderModifier; responseHeaderModifier?: HeaderModifier }> }>, grpc: boolean) {
+function backendsOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: string; name: string }, refs: ReadonlyArray<BackendObjectRef & { weight: number; filters?: Array<{ type: string; requestHeaderModifier?: HeaderModifier; responseHeaderModifier?: HeaderModifier }> }>, grpc: boolean) {
   let refProblem: { reason: string; message: string } | undefined;
   const backends: ModelBackend[] = refs.map((b) => {
     const r = resolveBackend(ctx, rv, b, grpc);
-    if (!r.ok) refProblem ??= { reason: r.reason, message: r.message };
+    if (!r.ok && r.reason !== 'BackendTLSPolicyInvalid') refProblem ??= { reason: r.reason, message: r.message };
     const req = b.filters?.find((f) => f.type === 'RequestHeaderModifier')?.requestHeaderModifier;
     const res = b.filters?.find((f) => f.type === 'ResponseHeaderModifier')?.responseHeaderModifier;
     return { cluster: r.ok ? r.cluster.name : null, weight: b.weight, ...(req ? { requestHeaders: headerMod(req) } : {}), ...(res ? { responseHeaders: headerMod(res) } : {}) };
@@ -306,7 +368,7 @@ function backendsOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: 
   return { backends, refProblem };
 }
 
-function mirrorOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: string }, f: { requestMirror?: { backendRef: BackendObjectRef; percent?: number | undefined; fraction?: { numerator: number; denominator: number } | undefined } | undefined }, grpc: boolean) {
+function mirrorOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: string; name: string }, f: { requestMirror?: { backendRef: BackendObjectRef; percent?: number | undefined; fraction?: { numerator: number; denominator: number } | undefined } | undefined }, grpc: boolean) {
   const m = f.requestMirror;
   if (!m) return { problem: 'RequestMirror needs requestMirror' };
   const r = resolveBackend(ctx, rv, m.backendRef, grpc);
@@ -316,7 +378,7 @@ function mirrorOf(ctx: Ctx, rv: { kind: 'HTTPRoute' | 'GRPCRoute'; namespace: st
 }
 
 function httpRouteView(ctx: Ctx, r: HttpRoute): RouteView {
-  const rv = { kind: 'HTTPRoute' as const, namespace: r.metadata.namespace };
+  const rv = { kind: 'HTTPRoute' as const, namespace: r.metadata.namespace, name: r.metadata.name };
   const rules = r.spec.rules.map((rule) => {
     const unsupported = [...rule.filters, ...rule.backendRefs.flatMap((b) => b.filters ?? [])].find((f) => !SUPPORTED_FILTERS.has(f.type));
     if (unsupported) return { routes: [], problem: `filter type ${unsupported.type} is not supported` };
@@ -375,7 +437,7 @@ function httpRouteView(ctx: Ctx, r: HttpRoute): RouteView {
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function grpcRouteView(ctx: Ctx, r: GrpcRoute): RouteView {
-  const rv = { kind: 'GRPCRoute' as const, namespace: r.metadata.namespace };
+  const rv = { kind: 'GRPCRoute' as const, namespace: r.metadata.namespace, name: r.metadata.name };
   const rules = r.spec.rules.map((rule) => {
     const unsupported = [...rule.filters, ...rule.backendRefs.flatMap((b) => b.filters ?? [])].find((f) => !GRPC_FILTERS.has(f.type));
     if (unsupported) return { routes: [], problem: `filter type ${unsupported.type} is not supported` };
@@ -440,12 +502,16 @@ export function ingest(input: GatewayInput): GatewayModel {
     slices: new Map(),
     clusters: new Map(),
     namespaces: new Map(input.namespaces.map((n) => [n.metadata.name, n])),
+    clusterPolicy: new Map(),
+    policies: new Map(),
+    badClusters: new Map(),
+    routeClusters: new Map(),
   };
   for (const s of input.endpointSlices) {
     const k = `${s.metadata.namespace}/${s.metadata.labels[SERVICE_NAME_LABEL] ?? ''}`;
     ctx.slices.set(k, [...(ctx.slices.get(k) ?? []), s]);
   }
-  const status: ModelStatus = { gatewayClasses: new Map(), gateways: new Map(), routes: new Map() };
+  const status: ModelStatus = { gatewayClasses: new Map(), gateways: new Map(), routes: new Map(), backendTlsPolicies: new Map() };
   const ours = new Set<string>();
   for (const gc of input.gatewayClasses) {
     if (gc.spec.controllerName !== input.controllerName) continue;
@@ -506,6 +572,9 @@ export function ingest(input: GatewayInput): GatewayModel {
     if (served) gateways.push({ key: k, namespace: g.gw.metadata.namespace, name: g.gw.metadata.name, addresses: g.addresses, ports: portsOf(g.gw, programmed) });
   }
   gateways.sort((a, b) => a.key.localeCompare(b.key));
+  for (const [k, p] of [...ctx.policies].sort(([a], [b]) => a.localeCompare(b))) {
+    status.backendTlsPolicies.set(k, { ancestors: [...p.ancestors.values()], conditions: p.conditions });
+  }
   status.gateways = new Map([...status.gateways].sort(([a], [b]) => a.localeCompare(b)));
   return {
     gateways,
@@ -551,6 +620,11 @@ function attach(ctx: Ctx, rv: RouteView, pr: ParentRef, gw: Gateway, listeners: 
   const good = rv.rules.filter((r) => !r.problem);
   const dropped = rv.rules.find((r) => r.problem);
   if (good.length === 0) return [cond('Accepted', false, 'UnsupportedValue', dropped?.problem ?? 'no rules', gen), resolved];
+  // The Gateway is an ancestor of the BackendTLSPolicies of the backends this route uses.
+  for (const cl of ctx.routeClusters.get(`${rv.kind}/${rv.namespace}/${rv.name}`) ?? []) {
+    const pk = ctx.clusterPolicy.get(cl);
+    if (pk) ctx.policies.get(pk)?.ancestors.set(`${gw.metadata.namespace}/${gw.metadata.name}`, { group: GATEWAY_GROUP, kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name });
+  }
   for (const { l, hosts } of matched) {
     l.status.attachedRoutes += 1;
     if (!l.programmable) continue;

@@ -94,6 +94,8 @@ export interface ModelCluster {
   port: number;
   http2: boolean;
   endpoints: Array<{ ip: string; port: number }>;
+  /** BackendTLSPolicy: connect over TLS, checking the server's certificate for `sni` against the CA. */
+  tls?: { sni: string; ca: { pem: string } | { file: string } };
 }
 
 export interface ModelSecret {
@@ -127,6 +129,8 @@ export interface ModelStatus {
   gateways: Map<string, GatewayStatus>;
   /** "<Kind>/<namespace>/<name>" → meshd's entries in status.parents. */
   routes: Map<string, RouteParentStatus[]>;
+  /** "namespace/name" → the Gateways whose routes use it (status.ancestors) and its conditions (meshd's BackendTLSPolicies in use). */
+  backendTlsPolicies: Map<string, { ancestors: ParentRef[]; conditions: ModelCondition[] }>;
 }
 
 export interface GatewayModel {

@@ -9,6 +9,7 @@
  *   for (const p of statusPatches(model.status, objects, CONTROLLER_NAME, now)) await client.send('PATCH', p.path, p.body);
  */
 import type { Condition } from '../k8s/gateway-api-common.js';
+import type { BackendTlsPolicy } from '../k8s/backend-tls-policy.js';
 import type { Gateway } from '../k8s/gateway.js';
 import type { GatewayClass } from '../k8s/gateway-class.js';
 import type { GrpcRoute } from '../k8s/grpc-route.js';
@@ -20,6 +21,7 @@ export interface StatusObjects {
   gateways: readonly Gateway[];
   httpRoutes: readonly HttpRoute[];
   grpcRoutes: readonly GrpcRoute[];
+  backendTlsPolicies?: readonly BackendTlsPolicy[];
 }
 
 export interface StatusPatch {
@@ -99,6 +101,20 @@ export function statusPatches(s: ModelStatus, o: StatusObjects, controllerName: 
       ...want.map((w) => ({ parentRef: w.parentRef, controllerName, conditions: conditions(mine.find((m) => JSON.stringify(m.parentRef) === JSON.stringify(w.parentRef))?.conditions ?? [], w.conditions, now) })),
     ];
     out.push({ object: k, path: `${API}/namespaces/${r.metadata.namespace}/${plural}/${r.metadata.name}/status`, body: { metadata: rv(r.metadata), status: { parents } } });
+  }
+  for (const p of o.backendTlsPolicies ?? []) {
+    const k = `${p.metadata.namespace}/${p.metadata.name}`;
+    const want = s.backendTlsPolicies.get(k);
+    const have = p.status?.ancestors ?? [];
+    const mine = have.filter((a) => a.controllerName === controllerName);
+    const wantAncestors = want ? want.ancestors.map((ancestorRef) => ({ ancestorRef, conditions: want.conditions })) : [];
+    const same = mine.length === wantAncestors.length && wantAncestors.every((w, i) => JSON.stringify(mine[i]?.ancestorRef) === JSON.stringify(w.ancestorRef) && sameConditions(mine[i]?.conditions ?? [], w.conditions));
+    if (same) continue;
+    const ancestors = [
+      ...have.filter((a) => a.controllerName !== controllerName),
+      ...wantAncestors.map((w) => ({ ancestorRef: w.ancestorRef, controllerName, conditions: conditions(mine.find((m) => JSON.stringify(m.ancestorRef) === JSON.stringify(w.ancestorRef))?.conditions ?? [], w.conditions, now) })),
+    ];
+    out.push({ object: `BackendTLSPolicy/${k}`, path: `${API}/namespaces/${p.metadata.namespace}/backendtlspolicies/${p.metadata.name}/status`, body: { metadata: rv(p.metadata), status: { ancestors } } });
   }
   return out;
 }

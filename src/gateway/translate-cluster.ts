@@ -30,6 +30,18 @@ export function buildGatewayCluster(c: ModelCluster): Json {
       socket_options: [{ description: 'SO_MARK identity ingress', level: SOL_SOCKET, name: SO_MARK, int_value: proxyUpstreamMark(ReservedIdentity.ingress), state: 'STATE_PREBIND' }],
     },
   };
+  if (c.tls) {
+    // BackendTLSPolicy: TLS to the backend, its certificate checked against the CA for the policy's hostname.
+    const ca = 'pem' in c.tls.ca ? { inline_string: c.tls.ca.pem } : { filename: c.tls.ca.file };
+    cluster.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        sni: c.tls.sni,
+        common_tls_context: { validation_context: { trusted_ca: ca, match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: c.tls.sni } }] } },
+      },
+    };
+  }
   if (c.http2) {
     cluster.typed_extension_protocol_options = {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { defineKind, type KindModule } from './kind.js';
-import { gatewayTypeMeta, namespacedMeta } from './gateway-api-common.js';
+import { ConditionSchema, gatewayTypeMeta, namespacedMeta, ParentRefSchema } from './gateway-api-common.js';
 
 const API_VERSIONS = ['gateway.networking.k8s.io/v1'] as const;
 
@@ -21,6 +21,9 @@ export const BackendTlsPolicySchema = z.object({
       subjectAltNames: z.array(z.object({ type: z.enum(['Hostname', 'URI']), hostname: z.string().optional(), uri: z.string().optional() })).optional(),
     }),
   }),
+  status: z
+    .object({ ancestors: z.array(z.object({ ancestorRef: ParentRefSchema, controllerName: z.string(), conditions: z.array(ConditionSchema).default([]) })).default([]) })
+    .optional(),
 });
 export type BackendTlsPolicy = z.infer<typeof BackendTlsPolicySchema>;
 

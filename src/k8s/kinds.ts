@@ -13,6 +13,7 @@ import { ciliumClusterwideNetworkPolicy } from './cilium-clusterwide-network-pol
 import { ciliumNetworkPolicy } from './cilium-network-policy.js';
 import { endpointSlice } from './endpoint-slice.js';
 import { backendTlsPolicy } from './backend-tls-policy.js';
+import { configMap } from './config-map.js';
 import { gatewayClass } from './gateway-class.js';
 import { gateway } from './gateway.js';
 import { grpcRoute } from './grpc-route.js';
@@ -46,6 +47,7 @@ export const KINDS = {
   GRPCRoute: grpcRoute,
   ReferenceGrant: referenceGrant,
   BackendTLSPolicy: backendTlsPolicy,
+  ConfigMap: configMap,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

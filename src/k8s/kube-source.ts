@@ -56,6 +56,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   GRPCRoute: '/apis/gateway.networking.k8s.io/v1/grpcroutes',
   ReferenceGrant: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
   BackendTLSPolicy: '/apis/gateway.networking.k8s.io/v1/backendtlspolicies',
+  ConfigMap: '/api/v1/configmaps',
 };
 
 export interface KubeSourceOptions {
