@@ -43,13 +43,7 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   Service: '/api/v1/services',
   EndpointSlice: '/apis/discovery.k8s.io/v1/endpointslices',
   NetworkPolicy: '/apis/networking.k8s.io/v1/networkpolicies',
-  CiliumNetworkPolicy: '/apis/cilium.io/v2/ciliumnetworkpolicies',
-  CiliumClusterwideNetworkPolicy: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
-  CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
-  CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
-  CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
-  // TLS interception's Secrets: one namespace (Cilium's default tls.secretsNamespace.name), never every Secret.
-  Secret: '/api/v1/namespaces/cilium-secrets/secrets',
+  // Gateway API (read with gatewayAPI.enabled, src/gateway).
   GatewayClass: '/apis/gateway.networking.k8s.io/v1/gatewayclasses',
   Gateway: '/apis/gateway.networking.k8s.io/v1/gateways',
   HTTPRoute: '/apis/gateway.networking.k8s.io/v1/httproutes',
@@ -57,6 +51,13 @@ export const KIND_PATHS: Readonly<Record<ResourceKind, string>> = {
   ReferenceGrant: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
   BackendTLSPolicy: '/apis/gateway.networking.k8s.io/v1/backendtlspolicies',
   ConfigMap: '/api/v1/configmaps',
+  CiliumNetworkPolicy: '/apis/cilium.io/v2/ciliumnetworkpolicies',
+  CiliumClusterwideNetworkPolicy: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
+  CiliumCIDRGroup: '/apis/cilium.io/v2/ciliumcidrgroups',
+  CiliumLoadBalancerIPPool: '/apis/cilium.io/v2/ciliumloadbalancerippools',
+  CiliumL2AnnouncementPolicy: '/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies',
+  // TLS interception's Secrets: one namespace (Cilium's default tls.secretsNamespace.name), never every Secret.
+  Secret: '/api/v1/namespaces/cilium-secrets/secrets',
 };
 
 export interface KubeSourceOptions {
