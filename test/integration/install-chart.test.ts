@@ -132,13 +132,14 @@ test('the chart\'s CRDs are install/crds and its RBAC is install/rbac.yaml', asy
   assert.deepEqual(objects(shown.stdout).map((o) => o.metadata.name).sort(), want);
 
   const fileObjs = objects(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'));
-  const rendered = await render(VALUES.default);
+  // Objects annotated meshd.io/enabled-by render only with that value on: all of them are on here.
+  const rendered = await render(['--set', 'gatewayAPI.enabled=true']);
   for (const o of fileObjs) {
     const r = one(rendered, o.kind, o.metadata.name);
     for (const field of ['rules', 'roleRef'] as const) assert.deepEqual(r[field], o[field], `${o.kind}/${o.metadata.name} ${field}`);
   }
   // skipCRDCreation=true drops exactly the CRD-registration rules.
-  const skip = await render(['--set', 'skipCRDCreation=true']);
+  const skip = await render(['--set', 'skipCRDCreation=true', '--set', 'gatewayAPI.enabled=true']);
   const Rules = z.array(z.object({ apiGroups: z.array(z.string()) }).passthrough()).default([]);
   for (const o of fileObjs.filter((x) => x.kind === 'ClusterRole')) {
     const want = Rules.parse(o.rules).filter((r) => !r.apiGroups.includes('apiextensions.k8s.io'));
@@ -197,7 +198,7 @@ test('every rendered object passes server-side dry-run on a real API server; the
   assert.ok(namespaces.length > 0, 'the chart creates the TLS Secrets namespace');
   const ns = await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: namespaces }) });
   assert.equal(ns.code, 0, ns.stderr);
-  for (const [name, extra] of Object.entries({ ...VALUES, 'relay+ui': RELAY_UI, 'node-cleanup': ['--set', 'nodeCleanup=true'] })) {
+  for (const [name, extra] of Object.entries({ ...VALUES, 'relay+ui': RELAY_UI, 'node-cleanup': ['--set', 'nodeCleanup=true'], 'gateway-api': ['--set', 'gatewayAPI.enabled=true'] })) {
     const r = await helm(['template', 'meshd', CHART, '--namespace', 'kube-system', ...extra]);
     assert.equal(r.code, 0, r.stderr);
     const objs = objects(r.stdout);
@@ -205,6 +206,7 @@ test('every rendered object passes server-side dry-run on a real API server; the
     for (const k of ['DaemonSet', 'ConfigMap', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']) assert.ok(kinds.has(k), `${name}: renders a ${k}`);
     if (name === 'relay+ui') for (const k of ['Deployment', 'Service', 'PodDisruptionBudget']) assert.ok(kinds.has(k), `${name}: renders a ${k}`);
     assert.equal(objs.some((o) => o.metadata.name === 'meshd-node-cleanup'), name === 'node-cleanup', `${name}: the node-cleanup DaemonSet only with nodeCleanup=true`);
+    assert.equal(objs.some((o) => o.metadata.name === 'meshd-agent-gateway-api'), name === 'gateway-api', `${name}: the Gateway API RBAC only with gatewayAPI.enabled=true`);
     const dry = await kube.kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=helm', '-f', '-'], { input: r.stdout });
     assert.equal(dry.code, 0, `${name}: ${dry.stderr}`);
     assert.equal(dry.stdout.trim().split('\n').length, objs.length, `${name}: every object answered: ${dry.stdout}`);
@@ -237,9 +239,11 @@ test('every rendered object passes server-side dry-run on a real API server; the
   // What install/rbac.yaml grants, resource by resource.
   const Rule = z.object({ apiGroups: z.array(z.string()), resources: z.array(z.string()), verbs: z.array(z.string()), resourceNames: z.array(z.string()).optional() });
   const expected = new Map<string, Set<string>>();
-  const Meta = z.object({ metadata: z.object({ namespace: z.string().optional() }) });
+  const Meta = z.object({ metadata: z.object({ namespace: z.string().optional(), annotations: z.record(z.string(), z.string()).optional() }) });
   for (const o of objects(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'))) {
     if (o.kind !== 'ClusterRole' && o.kind !== 'Role') continue;
+    // Rendered only when the value its annotation names is true; every such value is off by default.
+    if (Meta.parse(o).metadata.annotations?.['meshd.io/enabled-by']) continue;
     // The listing is for kube-system: a Role elsewhere (the TLS Secrets' namespace) is checked below.
     if (o.kind === 'Role' && Meta.parse(o).metadata.namespace !== 'kube-system') continue;
     for (const r of z.array(Rule).parse(o.rules)) {

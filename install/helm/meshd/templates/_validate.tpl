@@ -27,9 +27,6 @@ Cilium keys meshd accepts with one value only fail on the others.
 {{- if ne (toString .Values.tunnelProtocol) "" -}}
 {{- fail (printf "tunnelProtocol=%s: meshd has no tunnel; remove tunnelProtocol" (toString .Values.tunnelProtocol)) -}}
 {{- end -}}
-{{- if .Values.gatewayAPI.enabled -}}
-{{- fail "gatewayAPI.enabled=true: Gateway API is not in this release of meshd; set gatewayAPI.enabled=false" -}}
-{{- end -}}
 {{- if ne (.Values.identityGC.leaseNamespace | default .Release.Namespace) (.Values.nodeGC.leaseNamespace | default .Release.Namespace) -}}
 {{- fail "identityGC.leaseNamespace and nodeGC.leaseNamespace differ: the chart grants the Leases' role in one namespace; set both to the same" -}}
 {{- end -}}
