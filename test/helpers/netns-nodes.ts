@@ -44,7 +44,8 @@ import { tempCgroup, tempPinDir } from './bpffs.js';
 import { tempDir } from './cni-runtime.js';
 import { eventually, installMeshd } from './kube-nodes.js';
 import { startKubeCluster, type KubeCluster } from './kube-cluster.js';
-import { TestKubelet } from './kubelet.js';
+import { TestKubelet, type KubeletPod } from './kubelet.js';
+import { echoServer, longLivedConnection, tryConnect } from './pod-net.js';
 import { Sandbox } from './netns.js';
 
 interface After {
@@ -467,4 +468,50 @@ s.on('error', (e) => { console.log('error ' + e.code); process.exit(0); });
 export async function bulkEcho(pod: { ns: string }, ip: string, port: number, bytes: number): Promise<number> {
   const out = (await podExec(pod, process.execPath, ['-e', BULK, ip, String(port), String(bytes)], 60_000)).stdout.trim();
   return Number(out);
+}
+
+/** Two nodes' pods: app=client on the first, app=web on the second with TCP echo servers on 8080 and 9090, reachable by IP. */
+export async function clientAndWeb(t: After, w: NetnsNodes): Promise<{ client: KubeletPod; web: KubeletPod; clientId: number }> {
+  const [n1, n2] = w.nodes;
+  assert.ok(n1 && n2);
+  const client = await n1.kubelet.runPod('client', { labels: { app: 'client' } });
+  const web = await n2.kubelet.runPod('web', { labels: { app: 'web' } });
+  await echoServer(t, web.ns, [8080, 9090]);
+  await eventually('client on node 1 reaches web on node 2 by IP', async () => (await tryConnect(client.ns, web.ip, 8080)) === 'connected');
+  const clientId = await n1.identityOf(client.ip);
+  assert.ok(clientId !== undefined && clientId > 255, `client identity ${String(clientId)}`);
+  return { client, web, clientId };
+}
+
+/** Policy by labels across nodes: 8080 connects, 9090 is dropped on node 2 with a drop event naming the client's identity. */
+export async function policyAcrossNodes(w: NetnsNodes, p: { client: KubeletPod; web: KubeletPod; clientId: number }): Promise<void> {
+  const n2 = w.nodes[1];
+  assert.ok(n2);
+  await allowClientOn8080(w.kube);
+  await eventually('9090 denied', async () => (await tryConnect(p.client.ns, p.web.ip, 9090)) === 'timeout');
+  assert.equal(await tryConnect(p.client.ns, p.web.ip, 8080), 'connected');
+  const drops = await droppedFrom(n2, p.client.ip, p.web.ip, 9090);
+  assert.ok(drops.length > 0, 'node 2 reported the drop');
+  assert.ok(drops.every((d) => d.srcIdentity === p.clientId && d.direction === 'ingress'), JSON.stringify(drops));
+}
+
+/** Node 2's agent restarts under a live client → web connection, which keeps carrying data. */
+export async function restartUnderLiveConnection(t: After, w: NetnsNodes, p: { client: KubeletPod; web: KubeletPod }): Promise<{ ping(): Promise<boolean> }> {
+  const n2 = w.nodes[1];
+  assert.ok(n2);
+  const live = await longLivedConnection(t, p.client.ns, p.web.ip, 8080);
+  assert.ok(await live.ping());
+  await n2.restartAgent();
+  assert.ok(await live.ping(), 'the connection carries data after the restart');
+  assert.equal(await tryConnect(p.client.ns, p.web.ip, 8080), 'connected');
+  return live;
+}
+
+/** A third node joins: every node routes to every other, and an app=client pod there reaches web on 8080 only. */
+export async function thirdNodeJoins(w: NetnsNodes, mode: 'native' | 'tunnel', web: KubeletPod): Promise<void> {
+  const n3 = await w.addNode(`${w.nodes[0]?.name ?? 'n'}-3`);
+  for (const n of w.nodes) await nodeRoutesFor(n, w.nodes.filter((o) => o !== n), mode);
+  const other = await n3.kubelet.runPod('client3', { labels: { app: 'client' } });
+  await eventually('client on node 3 reaches web on node 2', async () => (await tryConnect(other.ns, web.ip, 8080)) === 'connected');
+  assert.equal(await tryConnect(other.ns, web.ip, 9090), 'timeout');
 }
