@@ -515,3 +515,34 @@ export async function thirdNodeJoins(w: NetnsNodes, mode: 'native' | 'tunnel', w
   await eventually('client on node 3 reaches web on node 2', async () => (await tryConnect(other.ns, web.ip, 8080)) === 'connected');
   assert.equal(await tryConnect(other.ns, web.ip, 9090), 'timeout');
 }
+
+/** One echo exchange from inside a pod with the process in `cgroup` (where the socket LB's hooks attach): 'connected' or why not. */
+const VIP_PROBE = "const s = require('net').connect({ host: process.argv[1], port: Number(process.argv[2]) }, () => s.write('hi')); s.once('data', () => { console.log('connected'); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(0); }); setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);";
+export async function connectInCgroup(cgroup: string, pod: { ns: string }, ip: string, port: number): Promise<string> {
+  const r = await run('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, 'ip', 'netns', 'exec', pod.ns, process.execPath, '-e', VIP_PROBE, ip, String(port)], { timeoutMs: 10_000 });
+  return r.stdout.trim();
+}
+
+/**
+ * A ClusterIP Service `web` (80 → 8080) whose one backend is the web pod on
+ * node 2 (its EndpointSlice written as the controller-manager would), and
+ * the client on node 1 reaching it through the VIP. Returns the VIP.
+ */
+export async function serviceAcrossNodes(w: NetnsNodes, p: { client: KubeletPod; web: KubeletPod }): Promise<string> {
+  const n1 = w.nodes[0];
+  assert.ok(n1);
+  await w.kube.apply([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [p.web.ip], conditions: { ready: true } }],
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    },
+  ]);
+  const vip = (await w.kube.kubectl(['get', 'service', 'web', '-n', 'default', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  await eventually(`the client on node 1 reaches web on node 2 through ${vip}`, async () => (await connectInCgroup(n1.cgroup.path, p.client, vip, 80)) === 'connected');
+  return vip;
+}

@@ -1,7 +1,8 @@
 /**
  * Tunnel mode across nodes that are network namespaces (test/helpers/netns-nodes.ts):
  * pod ↔ pod by IP through the agents' VXLAN devices, a 1 MB transfer at the
- * pod MTU (underlay MTU minus the tunnel's overhead), L3/L4 policy by labels
+ * pod MTU (underlay MTU minus the tunnel's overhead), by Service VIP (socket
+ * LB), L3/L4 policy by labels
  * enforced on the destination node on the identity the VNI carried (shown
  * with the source's ipcache entry deliberately removed there), node 2's
  * agent restarted under a live connection, and a third node joining.
@@ -9,11 +10,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TUNNEL_OVERHEAD } from '../../src/datapath/routing/tunnel-device.js';
-import { bulkEcho, clientAndWeb, deletePinnedHostEntry, nodeRoutesFor, podExec, policyAcrossNodes, restartUnderLiveConnection, startNetnsNodes, thirdNodeJoins } from '../helpers/netns-nodes.js';
+import { bulkEcho, clientAndWeb, deletePinnedHostEntry, nodeRoutesFor, podExec, policyAcrossNodes, restartUnderLiveConnection, serviceAcrossNodes, startNetnsNodes, thirdNodeJoins } from '../helpers/netns-nodes.js';
 import { tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
-test('tunnel mode: pods on two nodes talk through VXLAN at the reduced MTU, the destination judges the identity from the VNI, a restart keeps a live connection, a third node joins', { timeout: 600_000 }, async (t) => {
+test('tunnel mode: pods on two nodes talk through VXLAN at the reduced MTU, by IP and by Service VIP (socket LB), the destination judges the identity from the VNI, a restart keeps a live connection, a third node joins', { timeout: 600_000 }, async (t) => {
   requirePrivileges();
   const w = await startNetnsNodes(t, ['mn-t1', 'mn-t2'], { routingMode: 'tunnel' });
   const [n1, n2] = w.nodes;
@@ -29,6 +30,8 @@ test('tunnel mode: pods on two nodes talk through VXLAN at the reduced MTU, the 
   assert.equal(await bulkEcho(p.client, p.web.ip, 8080, 1 << 20), 1 << 20);
 
   await policyAcrossNodes(w, p);
+  // By Service VIP: the socket LB picks the backend on node 2 at connect(), the packet then takes the tunnel.
+  await serviceAcrossNodes(w, p);
   // The identity comes from the VNI: with the client's ipcache entry gone from node 2, a new connection is still allowed by label.
   assert.ok(deletePinnedHostEntry(n2, p.client.ip), 'node 2 had an ipcache entry for the client');
   assert.equal(await tryConnect(p.client.ns, p.web.ip, 8080), 'connected');
