@@ -507,13 +507,20 @@ export async function restartUnderLiveConnection(t: After, w: NetnsNodes, p: { c
   return live;
 }
 
-/** A third node joins: every node routes to every other, and an app=client pod there reaches web on 8080 only. */
+/** A third node joins (every node routes to every other, and an app=client pod there reaches web on 8080 only), then leaves (the others drop its routes). */
 export async function thirdNodeJoins(w: NetnsNodes, mode: 'native' | 'tunnel', web: KubeletPod): Promise<void> {
   const n3 = await w.addNode(`${w.nodes[0]?.name ?? 'n'}-3`);
   for (const n of w.nodes) await nodeRoutesFor(n, w.nodes.filter((o) => o !== n), mode);
   const other = await n3.kubelet.runPod('client3', { labels: { app: 'client' } });
   await eventually('client on node 3 reaches web on node 2', async () => (await tryConnect(other.ns, web.ip, 8080)) === 'connected');
   assert.equal(await tryConnect(other.ns, web.ip, 9090), 'timeout');
+  // It leaves: its pod goes, its agent stops, its MeshdNode is removed (as the node GC does), and the others forget its routes.
+  await n3.kubelet.deletePod(other);
+  await n3.stopAgent();
+  const r = await w.kube.kubectl(['delete', 'meshdnodes.meshd.io', n3.name]);
+  assert.equal(r.code, 0, r.stderr);
+  const rest = w.nodes.filter((n) => n !== n3);
+  for (const n of rest) await nodeRoutesFor(n, rest.filter((o) => o !== n), mode);
 }
 
 /** One echo exchange from inside a pod with the process in `cgroup` (where the socket LB's hooks attach): 'connected' or why not. */

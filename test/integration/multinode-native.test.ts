@@ -5,7 +5,7 @@
  * translation); L3/L4 policy by labels on the
  * identity node 2's ipcache holds for the client's address (learned from the
  * API server: without that entry the client counts as world and is denied);
- * node 2's agent restarted under a live connection; a third node joining.
+ * node 2's agent restarted under a live connection; a third node joining and leaving.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { clientAndWeb, deletePinnedHostEntry, nodeRoutesFor, podExec, policyAcro
 import { tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
-test('native mode: direct node routes, pod to pod by IP and by Service VIP (per packet), policy on the ipcache identity of a pod of another node, a restart keeps a live connection, a third node joins', { timeout: 600_000 }, async (t) => {
+test('native mode: direct node routes, pod to pod by IP and by Service VIP (per packet), policy on the ipcache identity of a pod of another node, a restart keeps a live connection, a third node joins and leaves', { timeout: 600_000 }, async (t) => {
   requirePrivileges();
   // Per-packet service translation here (socketLB.hostNamespaceOnly, as with Istio); the tunnel test covers the socket LB.
   const w = await startNetnsNodes(t, ['mn-n1', 'mn-n2'], { routingMode: 'native', config: { 'socketLB.hostNamespaceOnly': true } });

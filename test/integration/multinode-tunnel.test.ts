@@ -5,7 +5,7 @@
  * LB), L3/L4 policy by labels
  * enforced on the destination node on the identity the VNI carried (shown
  * with the source's ipcache entry deliberately removed there), node 2's
- * agent restarted under a live connection, and a third node joining.
+ * agent restarted under a live connection, and a third node joining and leaving.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ import { bulkEcho, clientAndWeb, deletePinnedHostEntry, nodeRoutesFor, podExec, 
 import { tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
-test('tunnel mode: pods on two nodes talk through VXLAN at the reduced MTU, by IP and by Service VIP (socket LB), the destination judges the identity from the VNI, a restart keeps a live connection, a third node joins', { timeout: 600_000 }, async (t) => {
+test('tunnel mode: pods on two nodes talk through VXLAN at the reduced MTU, by IP and by Service VIP (socket LB), the destination judges the identity from the VNI, a restart keeps a live connection, a third node joins and leaves', { timeout: 600_000 }, async (t) => {
   requirePrivileges();
   const w = await startNetnsNodes(t, ['mn-t1', 'mn-t2'], { routingMode: 'tunnel' });
   const [n1, n2] = w.nodes;
