@@ -9,6 +9,10 @@
  *                       the source. The inner frame still carries the
  *                       sending node's MAC addresses: it is made ours
  *                       (PACKET_HOST) and routed by the kernel to the pod.
+ *                       A new connection the pod's ingress policy sends to
+ *                       the L7 proxy (REDIRECT for the VNI's identity) is
+ *                       handed to the proxy here, the one hook on its way
+ *                       where bpf_sk_assign works (tc ingress).
  *   meshd_to_overlay    tunnel device egress: packets the kernel routed here
  *                       (the node's own connections to another node's pods,
  *                       e.g. the proxy's upstream leg) get their tunnel key
@@ -24,8 +28,12 @@
 
 #include "datapath.h"
 #include "drop_reasons.h"
+#include "conntrack.h"
 #include "drop.h"
+#include "endpoint.h"
 #include "parse.h"
+#include "policy.h"
+#include "redirect.h"
 #include "tunnel.h"
 
 #define MESHD_PACKET_HOST 0
@@ -39,9 +47,48 @@ static __always_inline int meshd_overlay_drop(struct __sk_buff *skb, __u8 dir, _
 	return meshd_drop(skb, &t, &c, reason);
 }
 
+/* L7 ingress for a connection from another node: 0 to let the packet go on
+ * to the pod, 1 when it was assigned to the proxy, or a negative drop reason.
+ * A packet of a connection the pod's own hook has in conntrack was not
+ * redirected (one hash lookup); otherwise the destination's ingress policy
+ * for the identity from the VNI decides. */
+static __always_inline int meshd_overlay_to_proxy(struct __sk_buff *skb, struct meshd_tuple *t, __u32 identity,
+						  struct meshd_event_ctx *c)
+{
+	struct meshd_policy_result res = {};
+	struct meshd_endpoint *ep;
+	struct meshd_config *cfg;
+	struct meshd_ct_key k;
+	int ret;
+
+	if (meshd_parse(skb, t) != MESHD_PARSE_OK || t->proto != MESHD_IPPROTO_TCP)
+		return 0;
+	ep = meshd_local_endpoint(t->family, t->daddr);
+	cfg = meshd_get_config();
+	if (!ep || !cfg)
+		return 0;
+	meshd_ct_key_of(&k, t, ep->ep_id, MESHD_DIR_INGRESS);
+	if (bpf_map_lookup_elem(&meshd_ct, &k))
+		return 0;
+	meshd_policy_lookup(ep->ep_id, MESHD_DIR_INGRESS, identity, t->proto, t->dport, &res);
+	if (res.verdict != MESHD_VERDICT_REDIRECT)
+		return 0;
+	c->ep_id = ep->ep_id;
+	c->dst_identity = ep->identity;
+	ret = meshd_redirect_to_proxy(skb, t, res.proxy_port, cfg);
+	if (ret < 0)
+		return ret;
+	if (t->tcp_flags & MESHD_TCP_SYN)
+		meshd_emit(skb, t, c, MESHD_EVENT_REDIRECT, 0, MESHD_VERDICT_REDIRECT, res.proxy_port);
+	return 1;
+}
+
 SEC("tc")
 int meshd_from_overlay(struct __sk_buff *skb)
 {
+	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+	struct meshd_tuple t = {};
+	int ret;
 	struct bpf_tunnel_key key = {};
 	__u32 identity;
 
@@ -54,6 +101,10 @@ int meshd_from_overlay(struct __sk_buff *skb)
 	/* the inner destination MAC is the sender's idea of the next hop */
 	if (skb->pkt_type != MESHD_PACKET_HOST)
 		bpf_skb_change_type(skb, MESHD_PACKET_HOST);
+	c.src_identity = identity;
+	ret = meshd_overlay_to_proxy(skb, &t, identity, &c);
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
 	return TC_ACT_OK;
 }
 
