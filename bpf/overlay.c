@@ -19,6 +19,10 @@
  *                       from meshd_tunnel; the identity is the one in the
  *                       proxy's mark, else world. Pod traffic arrives with
  *                       its key already set by meshd_from_pod.
+ *   meshd_from_netdev   native mode, ingress of the device that reaches the
+ *                       other nodes: the same L7 hand-over for connections
+ *                       from another node, the client's identity from the
+ *                       ipcache (nothing else is touched).
  *
  * Loaded from its own object with the endpoint datapath's maps shared by pin.
  */
@@ -31,6 +35,7 @@
 #include "conntrack.h"
 #include "drop.h"
 #include "endpoint.h"
+#include "ipcache.h"
 #include "parse.h"
 #include "policy.h"
 #include "redirect.h"
@@ -131,6 +136,22 @@ int meshd_to_overlay(struct __sk_buff *skb)
 	ret = meshd_tunnel_set_key(skb, tv, identity);
 	if (ret < 0)
 		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, -ret);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int meshd_from_netdev(struct __sk_buff *skb)
+{
+	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+	struct meshd_tuple t = {};
+	int ret;
+
+	if (meshd_parse(skb, &t) != MESHD_PARSE_OK || t.proto != MESHD_IPPROTO_TCP || !meshd_local_endpoint(t.family, t.daddr))
+		return TC_ACT_OK;
+	c.src_identity = meshd_ipcache_identity(t.family, t.saddr);
+	ret = meshd_overlay_to_proxy(skb, &t, c.src_identity, &c);
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
 	return TC_ACT_OK;
 }
 

@@ -1,7 +1,9 @@
 /**
- * HTTP L7 ingress policy on node 2 for a client on node 1, tunnel mode
- * (test/helpers/netns-nodes.ts, each node with its Envoy): the overlay hands
- * the connection to node 2's proxy on the identity the VNI carried; an
+ * HTTP L7 ingress policy on node 2 for a client on node 1, in both modes
+ * (test/helpers/netns-nodes.ts, each node with its Envoy): in tunnel mode the
+ * overlay hands the connection to node 2's proxy on the identity the VNI
+ * carried, in native mode meshd_from_netdev on node 2's eth0 does on the
+ * identity of its ipcache; an
  * allowed request gets 200 from the pod, a denied one Envoy's 403, and node
  * 2's redirect event names the client's identity.
  */
@@ -17,12 +19,13 @@ import { requirePrivileges } from '../helpers/privileged.js';
 const PEER = repoPath('dist', 'test', 'helpers', 'l7-http-peer.js');
 const GET = "require('http').get({ host: process.argv[1], port: 8080, path: process.argv[2], timeout: 3000 }, (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => { console.log(r.statusCode + ' ' + b); process.exit(0); }); }).on('error', (e) => { console.log('error ' + e.code); process.exit(0); }).on('timeout', () => { console.log('timeout'); process.exit(0); });";
 
-test('tunnel mode: HTTP L7 ingress policy on node 2 for a client on node 1 (allowed 200, denied 403, redirected on the client identity from the VNI)', { timeout: 600_000 }, async (t) => {
+for (const mode of ['tunnel', 'native'] as const) {
+  test(`${mode} mode: HTTP L7 ingress policy on node 2 for a client on node 1 (allowed 200, denied 403, redirected on the client identity)`, { timeout: 600_000 }, async (t) => {
   requirePrivileges();
-  const w = await startNetnsNodes(t, ['mn-l1', 'mn-l2'], { routingMode: 'tunnel', envoy: true });
+  const w = await startNetnsNodes(t, [`mn-${mode[0] ?? ''}l1`, `mn-${mode[0] ?? ''}l2`], { routingMode: mode, envoy: true });
   const [n1, n2] = w.nodes;
   assert.ok(n1 && n2);
-  await nodeRoutesFor(n1, [n2], 'tunnel');
+  await nodeRoutesFor(n1, [n2], mode);
   const client = await n1.kubelet.runPod('client', { labels: { app: 'client' } });
   const web = await n2.kubelet.runPod('web', { labels: { app: 'web' } });
   const server = spawn('ip', ['netns', 'exec', web.ns, process.execPath, PEER, 'serve', 'web', '8080'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -43,9 +46,10 @@ test('tunnel mode: HTTP L7 ingress policy on node 2 for a client on node 1 (allo
   });
   await eventually('the denied path gets 403 from node 2\'s proxy', async () => (await get('/private')).startsWith('403 '), 60_000);
   assert.match(await get('/public'), /^200 web 8080 GET \/public from /);
-  // Node 2 handed the connection to its proxy on the client's own identity, read from the VNI.
+  // Node 2 handed the connection to its proxy on the client's own identity (from the VNI, or its ipcache in native mode).
   const clientId = await n1.identityOf(client.ip);
   const redirects = (await n2.flows()).filter((f) => f.type === 'redirect' && f.src.ip === client.ip && f.dst.ip === web.ip && f.dst.port === 8080);
   assert.ok(redirects.length > 0, 'node 2 reported the redirect');
   assert.ok(redirects.every((f) => f.srcIdentity === clientId && f.direction === 'ingress'), JSON.stringify(redirects));
 });
+}

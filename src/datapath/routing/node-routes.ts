@@ -56,3 +56,19 @@ export async function syncNodeRoutes(want: readonly NodeRoute[]): Promise<{ repl
   }
   return { replaced, deleted: lines.length - replaced };
 }
+
+const RouteGet = z.array(z.object({ dev: z.string().optional() }).passthrough());
+
+/** The devices the kernel sends to these addresses by (each once). */
+export async function devicesTowards(ips: readonly string[]): Promise<string[]> {
+  const devs = new Set<string>();
+  for (const ip of ips) {
+    try {
+      const r = RouteGet.parse(JSON.parse((await run('ip', ['-j', 'route', 'get', ip])).stdout || '[]'));
+      for (const x of r) if (x.dev && x.dev !== 'lo') devs.add(x.dev);
+    } catch {
+      // No route to that node (yet): nothing to attach for it.
+    }
+  }
+  return [...devs].sort();
+}

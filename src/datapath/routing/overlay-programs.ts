@@ -1,7 +1,9 @@
 /**
  * bpf/overlay.o on the tunnel device: meshd_from_overlay on its ingress,
  * meshd_to_overlay on its egress, as tcx links pinned at
- * <pinDir>/links/overlay_<ifindex>_<dir>. A link already pinned for the same
+ * <pinDir>/links/overlay_<ifindex>_<dir>; in native mode meshd_from_netdev
+ * on the ingress of the devices that reach the other nodes
+ * (<pinDir>/links/netdev_<ifindex>_ingress). A link already pinned for the same
  * device is adopted (bpf_link_update), so a restarting agent never leaves
  * the device without its programs; pins of an older device go.
  *
@@ -15,36 +17,46 @@ import { native, openObject, type BpfObjectHandle } from '../../../native/index.
 import { bpfObjectPath } from '../../util/paths.js';
 import { assertPinnedMapsMatch } from '../pinned-maps.js';
 
-const PREFIX = 'overlay_';
+type Dir = 'ingress' | 'egress';
+type Family = 'overlay_' | 'netdev_';
 
-const pinOf = (pinDir: string, ifindex: number, dir: 'ingress' | 'egress') => join(pinDir, 'links', `${PREFIX}${ifindex}_${dir}`);
+const pinOf = (pinDir: string, family: Family, ifindex: number, dir: Dir) => join(pinDir, 'links', `${family}${ifindex}_${dir}`);
 
-function overlayPins(pinDir: string): string[] {
+function pinsOf(pinDir: string, family: Family): string[] {
   const dir = join(pinDir, 'links');
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith(PREFIX)).map((f) => join(dir, f)) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith(family)).map((f) => join(dir, f)) : [];
 }
 
-/** Unpins (so detaches) every overlay link; none is fine. */
+/** Unpins (so detaches) every overlay link but `keep`; none is fine. */
 export function detachOverlay(pinDir: string, keep: readonly string[] = []): void {
-  for (const p of overlayPins(pinDir)) if (!keep.includes(p)) native.objUnpin(p);
+  for (const p of pinsOf(pinDir, 'overlay_')) if (!keep.includes(p)) native.objUnpin(p);
 }
 
-export async function attachOverlay(pinDir: string, ifindex: number): Promise<BpfObjectHandle> {
+/** Unpins every native-device link but `keep`. */
+export function detachNetdev(pinDir: string, keep: readonly string[] = []): void {
+  for (const p of pinsOf(pinDir, 'netdev_')) if (!keep.includes(p)) native.objUnpin(p);
+}
+
+/** Loads overlay.o and puts `progs` (program name by direction) on each interface, adopting pinned links; links of this family on other interfaces go. */
+async function attach(pinDir: string, family: Family, ifindexes: readonly number[], progs: Partial<Record<Dir, string>>): Promise<BpfObjectHandle> {
   const obj = openObject(bpfObjectPath('overlay'), { pinRoot: pinDir });
   try {
     assertPinnedMapsMatch(obj, 'MESHD_DATAPATH_PINNED_MAP_MISMATCH', `remove the pins under ${pinDir} to start without the old state`);
     await obj.load();
-    const progs = { ingress: obj.programFd('meshd_from_overlay'), egress: obj.programFd('meshd_to_overlay') } as const;
-    const mine = (['ingress', 'egress'] as const).map((d) => pinOf(pinDir, ifindex, d));
-    detachOverlay(pinDir, mine);
-    for (const dir of ['ingress', 'egress'] as const) {
-      const path = pinOf(pinDir, ifindex, dir);
-      const fd = existsSync(path) ? native.objGet(path) : native.attachTcx(progs[dir], ifindex, dir);
-      try {
-        if (existsSync(path)) native.linkUpdate(fd, progs[dir]);
-        else native.objPin(fd, path);
-      } finally {
-        native.closeFd(fd);
+    const dirs = (['ingress', 'egress'] as const).filter((d) => progs[d] !== undefined);
+    const mine = ifindexes.flatMap((i) => dirs.map((d) => pinOf(pinDir, family, i, d)));
+    for (const p of pinsOf(pinDir, family)) if (!mine.includes(p)) native.objUnpin(p);
+    for (const ifindex of ifindexes) {
+      for (const dir of dirs) {
+        const prog = obj.programFd(progs[dir] ?? '');
+        const path = pinOf(pinDir, family, ifindex, dir);
+        const fd = existsSync(path) ? native.objGet(path) : native.attachTcx(prog, ifindex, dir);
+        try {
+          if (existsSync(path)) native.linkUpdate(fd, prog);
+          else native.objPin(fd, path);
+        } finally {
+          native.closeFd(fd);
+        }
       }
     }
     return obj;
@@ -52,4 +64,13 @@ export async function attachOverlay(pinDir: string, ifindex: number): Promise<Bp
     obj.close();
     throw e;
   }
+}
+
+export function attachOverlay(pinDir: string, ifindex: number): Promise<BpfObjectHandle> {
+  return attach(pinDir, 'overlay_', [ifindex], { ingress: 'meshd_from_overlay', egress: 'meshd_to_overlay' });
+}
+
+/** Native mode: meshd_from_netdev on the ingress of these devices (and only these). */
+export async function attachNetdev(pinDir: string, ifindexes: readonly number[]): Promise<void> {
+  (await attach(pinDir, 'netdev_', ifindexes, { ingress: 'meshd_from_netdev' })).close();
 }

@@ -20,11 +20,11 @@
  *   const r = await Routing.start({ config, pinDir, nodes, log });
  *   r.podMtu;  r.status();  await r.stop();
  */
-import type { BpfObjectHandle } from '../../../native/index.js';
+import { native, type BpfObjectHandle } from '../../../native/index.js';
 import type { Logger } from '../../util/log.js';
 import { podMtu } from './mtu.js';
-import { syncNodeRoutes, type NodeRoute } from './node-routes.js';
-import { attachOverlay, detachOverlay } from './overlay-programs.js';
+import { devicesTowards, syncNodeRoutes, type NodeRoute } from './node-routes.js';
+import { attachNetdev, attachOverlay, detachNetdev, detachOverlay } from './overlay-programs.js';
 import type { RemoteNode, RemoteNodes } from './remote-nodes.js';
 import { ensureTunnelDevice, removeTunnelDevice, type TunnelDevice, type TunnelProtocol } from './tunnel-device.js';
 import { TunnelMap } from './tunnel-map.js';
@@ -59,6 +59,8 @@ export class Routing {
   private chain: Promise<void> = Promise.resolve();
   private lastError: string | null = null;
   private stopped = false;
+  /** Native mode: the devices meshd_from_netdev is on (by ifindex, sorted, joined). */
+  private netdevs = '-';
 
   private constructor(
     private readonly o: RoutingOptions,
@@ -76,6 +78,7 @@ export class Routing {
     if (c.routingMode === 'tunnel') {
       device = await ensureTunnelDevice({ protocol: c.tunnelProtocol, port: c.tunnelPort, mtu });
       overlay = await attachOverlay(o.pinDir, device.ifindex);
+      detachNetdev(o.pinDir);
     } else {
       detachOverlay(o.pinDir);
       await removeTunnelDevice();
@@ -107,6 +110,7 @@ export class Routing {
         // The map before the routes: a pod's packet is steered by the map, the node's own by the route.
         const m = this.map.sync(want.tunnel, this.device?.ifindex ?? 0);
         const rt = await syncNodeRoutes(want.routes);
+        if (!this.device) await this.netdevPrograms();
         this.lastError = null;
         if (m.puts + m.deletes + rt.replaced + rt.deleted > 0) this.o.log?.info('routes to other nodes updated', { nodes: this.nodes.map((n) => n.name), tunnel: m, routes: rt });
       } catch (e) {
@@ -115,6 +119,19 @@ export class Routing {
       }
     });
     return this.chain;
+  }
+
+  /**
+   * Native mode: meshd_from_netdev (L7 ingress for connections from other
+   * nodes) on the devices that reach them, re-attached only when that set changes.
+   */
+  private async netdevPrograms(): Promise<void> {
+    const ifindexes = (await devicesTowards(this.nodes.map((n) => n.ip))).map((d) => native.ifNameToIndex(d)).sort((a, b) => a - b);
+    const key = ifindexes.join(',');
+    if (key === this.netdevs) return;
+    if (ifindexes.length === 0) detachNetdev(this.o.pinDir);
+    else await attachNetdev(this.o.pinDir, ifindexes);
+    this.netdevs = key;
   }
 
   /** The MTU meshd-cni gives pod interfaces, or undefined to leave it to the veth default (native mode, MTU=0). */
