@@ -1,5 +1,7 @@
 /**
  * npm run bench:datapath [-- --json] [--duration S] [--rounds N] [--repeat N] [--cpu N (1-based)]
+ * npm run bench:datapath -- --nodes 2 [--json] [--duration S] [--rounds N]: pod to pod across
+ *   two nodes, native and tunnel against plain routed namespaces (bench/datapath-nodes.ts).
  *
  * 1. Cost of the endpoint program (bpf/lxc.c, meshd_from_pod) per packet with
  *    BPF_PROG_TEST_RUN, with 10, 10,000 and 100,000 policy entries and as
@@ -32,6 +34,7 @@ import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
+import { nodesBench } from './datapath-nodes.js';
 
 const { json, num, log } = benchArgs();
 const duration = num('--duration', 1);
@@ -322,6 +325,11 @@ short-circuit bypasses the tc programs, so a policy change cannot revoke such a 
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--nodes')) {
+    if (num('--nodes', 2) !== 2) throw new Error('--nodes: only 2 is supported');
+    await nodesBench(benchArgs());
+    return;
+  }
   const rows = await testRunCosts();
   const rr = await rrRates();
   const sk = await sockmapRates();

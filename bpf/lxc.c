@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* lxc: the endpoint datapath, attached to the host side of every pod's veth.
  *
- *   meshd_from_pod  host veth ingress: traffic leaving the pod (egress policy)
- *   meshd_to_pod    host veth egress:  traffic entering the pod (ingress policy)
+ *   meshd_from_pod  host veth ingress: traffic leaving the pod (egress policy);
+ *                   in tunnel mode, to a pod on another node, encapsulated
+ *                   with the pod's identity in the VNI (lib/tunnel.h)
+ *   meshd_to_pod    host veth egress:  traffic entering the pod (ingress policy);
+ *                   from the tunnel, judged on the identity the VNI carried
  *
  * One loaded copy serves every pod: the endpoint is found by the skb's
  * ifindex (the host veth) in meshd_endpoints. Per packet: parse, identity of
@@ -27,6 +30,14 @@
 #include "parse.h"
 #include "policy.h"
 #include "redirect.h"
+#include "tunnel.h"
+
+/* Traffic the overlay let in (bpf/overlay.c): the source identity is the one
+ * the sending node put in the VNI, carried here in the mark. */
+static __always_inline int meshd_from_tunnel(const struct __sk_buff *skb, __u8 dir)
+{
+	return dir == MESHD_DIR_INGRESS && (skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_TUNNEL;
+}
 
 static __always_inline __u32 meshd_identity_from_mark(__u32 mark)
 {
@@ -89,7 +100,8 @@ static __always_inline __u32 meshd_event_identities(struct __sk_buff *skb, const
 		c->src_identity = ep->identity;
 		c->dst_identity = remote;
 	} else {
-		remote = from_proxy ? meshd_identity_from_mark(skb->mark) : meshd_ipcache_identity(t->family, t->saddr);
+		remote = from_proxy || meshd_from_tunnel(skb, dir) ? meshd_identity_from_mark(skb->mark)
+							    : meshd_ipcache_identity(t->family, t->saddr);
 		c->src_identity = remote;
 		c->dst_identity = ep->identity;
 	}
@@ -258,11 +270,48 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
-	meshd_ct_create(&k, dir, verdict, 0, remote, gen, from_proxy ? MESHD_CT_F_STORED_IDENTITY : 0, t.icmp_type, skb);
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen,
+			from_proxy || meshd_from_tunnel(skb, dir) ? MESHD_CT_F_STORED_IDENTITY : 0, t.icmp_type, skb);
 	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 	if (meshd_sampled(cfg))
 		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
 	return TC_ACT_OK;
+}
+
+/* Tunnel mode: a packet the policy let out, to a pod CIDR of another node,
+ * leaves through the tunnel device with this pod's identity as the VNI.
+ * Packets handed to the local proxy (proxy mark) stay on this node. */
+static __always_inline int meshd_tunnel_out(struct __sk_buff *skb)
+{
+	struct meshd_event_ctx c = { .dir = MESHD_DIR_EGRESS };
+	struct meshd_tunnel_value *tv;
+	struct meshd_config *cfg = meshd_get_config();
+	struct meshd_endpoint *ep;
+	struct meshd_tuple t = {};
+	__u32 ifindex = skb->ifindex;
+	__be32 daddr;
+	int ret;
+
+	if (!cfg || skb->protocol != bpf_htons(MESHD_ETH_P_IP))
+		return TC_ACT_OK;
+	if (cfg->proxy_mark_mask && (skb->mark & cfg->proxy_mark_mask) == cfg->proxy_mark)
+		return TC_ACT_OK;
+	if (meshd_load(skb, MESHD_ETH_HLEN + offsetof(struct iphdr, daddr), &daddr, 4) < 0)
+		return TC_ACT_OK;
+	tv = meshd_tunnel_lookup4(daddr);
+	if (!tv)
+		return TC_ACT_OK;
+	ep = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
+	if (!ep)
+		return TC_ACT_OK;
+	ret = meshd_tunnel_set_key(skb, tv, ep->identity);
+	if (ret < 0) {
+		c.ep_id = ep->ep_id;
+		c.src_identity = ep->identity;
+		meshd_parse(skb, &t);
+		return meshd_drop(skb, &t, &c, -ret);
+	}
+	return bpf_redirect(tv->ifindex, 0);
 }
 
 SEC("tc")
@@ -270,8 +319,11 @@ int meshd_from_pod(struct __sk_buff *skb)
 {
 	struct meshd_config *cfg = 0;
 	struct meshd_tuple t = {};
+	int ret = meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg);
 
-	return meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg);
+	if (ret != TC_ACT_OK)
+		return ret;
+	return meshd_tunnel_out(skb);
 }
 
 SEC("tc")

@@ -74,6 +74,9 @@ enum meshd_mark {
 	MESHD_MARK_MAGIC_MASK = 0x0F00,
 	MESHD_MARK_MAGIC_IDENTITY = 0x0A00,
 	MESHD_MARK_MAGIC_PROXY = 0x0B00,
+	/* set by the overlay's ingress (bpf/overlay.c): the identity bits are the
+	 * source identity the sending node put in the tunnel key's VNI */
+	MESHD_MARK_MAGIC_TUNNEL = 0x0C00,
 	/* identity bits 0..15 <-> mark bits 16..31; identity bits 16..23 <->
 	 * mark bits 0..7: one shift by 16 each way */
 	MESHD_MARK_IDENTITY_SHIFT = 16,
@@ -117,6 +120,14 @@ struct meshd_ipcache_key {
 struct meshd_ipcache_value {
 	__u32 identity;
 	__u32 flags;
+};
+
+/* meshd_tunnel (LPM trie, keys as meshd_ipcache_key): another node's pod
+ * CIDR -> where its packets go in tunnel mode. Written by the agent from the
+ * nodes' objects (src/datapath/routing/tunnel-map.ts); empty in native mode. */
+struct meshd_tunnel_value {
+	__be32 endpoint; /* the node's address, the outer destination */
+	__u32 ifindex;	 /* the collect-metadata tunnel device */
 };
 
 /* Keyed by the host-side veth's ifindex. */

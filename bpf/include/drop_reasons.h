@@ -30,7 +30,10 @@ enum meshd_drop_reason {
 	MESHD_DROP_NO_SERVICE_BACKEND = 8,
 	/* per-packet service translation: rewriting the packet failed */
 	MESHD_DROP_NAT_FAILED = 9,
-	MESHD_DROP_MAX = 10,
+	/* tunnel mode: the packet could not be encapsulated, or arrived from the
+	 * tunnel without a usable key (no identity in the VNI) */
+	MESHD_DROP_TUNNEL_FAILED = 10,
+	MESHD_DROP_MAX = 11,
 };
 
 /* Keeps the enum in the object's BTF (see meshd_datapath_abi); never read. */

@@ -66,6 +66,8 @@ import type { FqdnCache } from '../policy/dns-cache.js';
 import { attachGateway } from '../gateway/agent-wiring.js';
 import type { GatewayController } from '../gateway/controller.js';
 import type { GatewayService } from '../gateway/gateway-service.js';
+import { Routing } from '../datapath/routing/routing.js';
+import type { RemoteNodes } from '../datapath/routing/remote-nodes.js';
 
 export type { L7Proxy } from './reconciler.js';
 export type { PolicyStatus } from './policy-subscriber.js';
@@ -87,6 +89,8 @@ export interface AgentOptions {
   endpointObjects?: EndpointObjects;
   /** Kubernetes mode with gatewayAPI.enabled: writes the Gateway API status (src/gateway/controller.ts). */
   gatewayController?: GatewayController | null;
+  /** Kubernetes mode: the other nodes (MeshdNode objects), for routes and tunnel endpoints. */
+  remoteNodes?: RemoteNodes;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -127,6 +131,7 @@ export class Agent {
   private dns: DnsService | null = null;
   /** Gateway API on this node's Envoy (gatewayAPI.enabled). */
   gateway: GatewayService | null = null;
+  private routing: Routing | null = null;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
@@ -200,6 +205,8 @@ export class Agent {
       },
       proxyPort,
     });
+    // Routing between nodes (tunnel device, meshd_tunnel, routes): after the endpoint maps are pinned, before any pod is wired.
+    this.routing = await Routing.start({ config: c, pinDir: this.pinDir, nodes: this.opts.remoteNodes ?? null, log: this.log.child({ component: 'routing' }) });
     // Observability is not enforcement: without it (protos missing, a port taken) the agent runs on and says why.
     if (c['hubble.enabled']) this.hubble = await this.startHubble().catch((e: unknown) => (this.log.error('flow observability not started', { err: e }), null));
     this.flowSub = this.endpoints.onFlowEvents(
@@ -314,7 +321,7 @@ export class Agent {
     const c = this.config;
     const p = this.podCidr.current();
     try {
-      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], runtime: c['cni.hostRuntime'] ? 'host' : 'checkout', ...(p.cidr ? { podCIDR: p.cidr } : { podCIDRPending: p.detail }), agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
+      const r = installCni({ confDir: c['cni.confDir'], binDir: c['cni.binDir'], exclusive: c['cni.exclusive'], runtime: c['cni.hostRuntime'] ? 'host' : 'checkout', ...(p.cidr ? { podCIDR: p.cidr } : { podCIDRPending: p.detail }), ...(this.routing?.cniMtu ? { mtu: this.routing.cniMtu } : {}), agentSocket: this.socketPath('cni'), stateDir: join(c.stateDir, 'cni') });
       if (r.changed) this.log.info('CNI configuration installed', { actions: r.actions, podCIDR: p.cidr });
     } catch (e) {
       if (this.state === 'starting') throw e;
@@ -336,6 +343,7 @@ export class Agent {
     await this.gateway?.stop();
     await this.hubble?.close().catch((e: unknown) => this.log.warn('hubble stop', { err: e }));
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
+    await this.routing?.stop().catch((e: unknown) => this.log.warn('routing stop', { err: e }));
     this.services?.close();
     this.nodePort?.close();
     this.hostFirewall?.datapath.close();

@@ -128,3 +128,23 @@ test('devices and nodePort.* as Cilium writes them: a list or "a,b"; nodePort.en
   assert.throws(() => loadConfig({ env: {}, flags: { devices: 'eth0,bad/name' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.some((k) => k.startsWith('devices')));
   assert.throws(() => loadConfig({ env: {}, flags: { 'loadBalancer.mode': 'dsr' } }), (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.includes('loadBalancer.mode'));
 });
+
+test('routing keys: Cilium names and defaults (native, vxlan on 8472, MTU auto); a bad value names its key', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.routingMode, 'native');
+  assert.equal(c.tunnelProtocol, 'vxlan');
+  assert.equal(c.tunnelPort, 8472);
+  assert.equal(c.autoDirectNodeRoutes, false);
+  assert.equal(c.MTU, 0);
+  const t = loadConfig({ env: {}, flags: { routingMode: 'tunnel', tunnelPort: '4789', ipv4NativeRoutingCIDR: '10.0.0.0/8', MTU: '1400' } });
+  assert.equal(t.routingMode, 'tunnel');
+  assert.equal(t.tunnelPort, 4789);
+  assert.equal(t.ipv4NativeRoutingCIDR, '10.0.0.0/8');
+  assert.equal(t.MTU, 1400);
+  for (const [key, value] of [['routingMode', 'overlay'], ['tunnelProtocol', 'ipip'], ['tunnelPort', '0'], ['ipv4NativeRoutingCIDR', '10.0.0.1']] as const) {
+    assert.throws(
+      () => loadConfig({ env: {}, flags: { [key]: value } }),
+      (e: unknown) => e instanceof ConfigError && e.code === 'MESHD_CONFIG_INVALID' && e.keys.includes(key),
+    );
+  }
+});

@@ -171,6 +171,19 @@ export const configShape = {
   'gatewayAPI.enabled': bool,
   /** How long a Gateway's status writer may go without renewing its Lease (meshd-gateway-status) before another agent takes over. */
   'gatewayAPI.leaseDuration': duration,
+  // Routing between nodes (src/datapath/routing, docs/routing.md); Cilium's Helm value names.
+  /** native: pod addresses routed by the network between nodes; tunnel: encapsulated in eBPF, the source identity in the VNI. */
+  routingMode: z.enum(['native', 'tunnel']),
+  /** The encapsulation of tunnel mode; geneve only where the kernel has it (the agent probes and refuses to start otherwise). */
+  tunnelProtocol: z.enum(['vxlan', 'geneve']),
+  /** UDP port of the tunnel (Cilium's default for VXLAN: 8472). */
+  tunnelPort: int(1, 65535),
+  /** Native mode: the CIDR in which pod addresses are routable without masquerade (all of the cluster's pod CIDRs). */
+  ipv4NativeRoutingCIDR: cidr4.optional(),
+  /** Native mode: install a route to each other node's pod CIDR via that node's address (nodes on one L2 segment). */
+  autoDirectNodeRoutes: bool,
+  /** Pod interfaces' MTU; 0 = the node device's MTU, minus the tunnel's overhead in tunnel mode. */
+  MTU: int(0, 65535),
 } as const;
 
 /** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
@@ -250,6 +263,12 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'l2announcements.leaseRetryPeriod': '2s',
   'gatewayAPI.enabled': false,
   'gatewayAPI.leaseDuration': '15s',
+  routingMode: 'native',
+  tunnelProtocol: 'vxlan',
+  tunnelPort: 8472,
+  ipv4NativeRoutingCIDR: undefined,
+  autoDirectNodeRoutes: false,
+  MTU: 0,
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -36,6 +36,7 @@ import { packageVersion } from '../util/paths.js';
 import { hostIdentityAddresses } from './host-addresses.js';
 import { NodeHousekeeping } from './node-housekeeping.js';
 import { NodeObjectWriter } from './node-object.js';
+import { RemoteNodes } from '../datapath/routing/remote-nodes.js';
 import { PodCidrAllocator } from './pod-cidr.js';
 import { lbIpamCrds } from '../lbipam/crds.js';
 import { startLoadBalancerServices, type LoadBalancerServices } from '../lbipam/agent-wiring.js';
@@ -102,6 +103,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   let kubeClient: KubeClient | null = null;
   let endpointObjects: EndpointObjects | null = null;
   let gatewayController: GatewayController | null = null;
+  let remoteNodes: RemoteNodes | null = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
@@ -129,6 +131,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}),
       ...(o.kubeSource?.missingRecheckMs !== undefined ? { missingRecheckMs: o.kubeSource.missingRecheckMs } : {}),
     });
+    remoteNodes = new RemoteNodes({ client, nodeName: c.nodeName, ...(c.ipv4NativeRoutingCIDR ? { nativeRoutingCidr: c.ipv4NativeRoutingCIDR } : {}), log: k8sLog, ...(o.kubeSource?.backoff ? { backoff: o.kubeSource.backoff } : {}) });
     policyStatus = new PolicyStatusWriter({ ...o.policyStatus, client, nodeName: c.nodeName, log: k8sLog });
     if (c.identityAllocationMode === 'crd') {
       const grace = c['identityGC.gracePeriod'];
@@ -189,6 +192,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(nodes ? { podCidr: nodes.podCidr } : {}),
       ...(endpointObjects ? { endpointObjects } : {}),
       gatewayController,
+      ...(remoteNodes ? { remoteNodes } : {}),
     });
     endpointObjects?.startWriting();
     running = agent;

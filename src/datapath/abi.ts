@@ -43,6 +43,8 @@ export const Mark = {
   MAGIC_MASK: 0x0f00,
   MAGIC_IDENTITY: 0x0a00,
   MAGIC_PROXY: 0x0b00,
+  /** Set by the overlay's ingress: the identity came in the tunnel key's VNI. */
+  MAGIC_TUNNEL: 0x0c00,
   IDENTITY_SHIFT: 16,
   IDENTITY_HIGH_MASK: 0xff,
 } as const;
@@ -97,9 +99,11 @@ export const DropReason = {
   INVALID_PACKET: 7,
   NO_SERVICE_BACKEND: 8,
   NAT_FAILED: 9,
+  /** Tunnel mode: not encapsulated, or arrived from the tunnel without a usable key. */
+  TUNNEL_FAILED: 10,
 } as const;
 /** One past the last drop reason (MESHD_DROP_MAX). */
-export const DROP_REASON_MAX = 10;
+export const DROP_REASON_MAX = 11;
 
 /** Socket-LB limits (enum meshd_lb_limit): Maglev table size, backend slots per service. */
 export const LbLimit = { MAGLEV_M: 1021, MAX_SLOTS: 4096 } as const;

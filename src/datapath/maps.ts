@@ -23,6 +23,12 @@ export const IpcacheValue = defineStruct('meshd_ipcache_value', [
   ['flags', 'u32'],
 ] as const);
 
+/** meshd_tunnel's value: another node's pod CIDR (key as IpcacheKey) -> its address and the local tunnel device. */
+export const TunnelValue = defineStruct('meshd_tunnel_value', [
+  ['endpoint', 'be32'],
+  ['ifindex', 'u32'],
+] as const);
+
 export const EndpointValue = defineStruct('meshd_endpoint', [
   ['ep_id', 'u32'],
   ['identity', 'u32'],
@@ -123,6 +129,7 @@ export const NatValue = defineStruct('meshd_nat_value', [
 export const datapathCodecs = [
   IpcacheKey,
   IpcacheValue,
+  TunnelValue,
   EndpointValue,
   PolicyKey,
   PolicyValue,

@@ -41,7 +41,7 @@ export interface HostNet {
 
 const LinkList = z.array(z.object({ ifname: z.string(), address: z.string().optional(), link_type: z.string().optional() }).loose());
 const AddrList = z.array(
-  z.object({ ifname: z.string(), addr_info: z.array(z.object({ family: z.string(), local: z.string().optional(), prefixlen: z.number(), scope: z.string().optional() }).loose()).default([]) }).loose(),
+  z.object({ ifname: z.string(), addr_info: z.array(z.object({ family: z.string().optional(), local: z.string().optional(), prefixlen: z.number().optional(), scope: z.string().optional() }).loose()).default([]) }).loose(),
 );
 
 export class IpHostNet implements HostNet {

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { abiEnums, DropReason, VerdictCode, type AbiEnum } from '../../src/datapath/abi.js';
 import { defineStruct } from '../../src/datapath/codec.js';
 import { LbMapName, lbCodecs } from '../../src/datapath/lb/lb-maps.js';
-import { datapathCodecs } from '../../src/datapath/maps.js';
+import { datapathCodecs, TunnelValue } from '../../src/datapath/maps.js';
 import { NpMapName, NpProgram, nodePortCodecs } from '../../src/datapath/nodeport/maps.js';
 import { ProbeStats } from '../../src/datapath/probe.js';
 import { SOCK_PROGRAMS } from '../../src/datapath/lb/sock-lb.js';
@@ -20,7 +20,7 @@ import { bpfObjectPath } from '../../src/util/paths.js';
 import { enumDiff, layoutDiff, readBtf, type Btf } from '../helpers/btf.js';
 
 /** The objects whose BTF holds the shared enums and structs. */
-const OBJECTS = ['lxc', 'sock', 'sockops', 'probe', 'nodeport'] as const;
+const OBJECTS = ['lxc', 'overlay', 'sock', 'sockops', 'probe', 'nodeport'] as const;
 type ObjectName = (typeof OBJECTS)[number];
 
 const btfCache = new Map<ObjectName, Promise<Btf>>();
@@ -55,10 +55,10 @@ test('enumDiff rejects a table whose value, member set or prefix differs from th
   const reasons = abiEnums.find((e) => e.cName === 'meshd_drop_reason');
   assert.ok(reasons);
   // a reason the C side has and the mirror forgot (its bound, MAX, included)
-  const { NAT_FAILED: _nat, ...stale } = DropReason;
-  assert.deepEqual(enumDiff({ ...reasons, values: { ...stale, MAX: 9 } }, lxc.enums.get(reasons.cName)), [
-    'MESHD_DROP_NAT_FAILED: C 9, missing in TS',
-    'MESHD_DROP_MAX: C 10, TS 9',
+  const { TUNNEL_FAILED: _tunnel, ...stale } = DropReason;
+  assert.deepEqual(enumDiff({ ...reasons, values: { ...stale, MAX: 10 } }, lxc.enums.get(reasons.cName)), [
+    'MESHD_DROP_TUNNEL_FAILED: C 10, missing in TS',
+    'MESHD_DROP_MAX: C 11, TS 10',
   ]);
 });
 
@@ -117,6 +117,7 @@ test('every meshd_* enum of the objects has its table in src/datapath/abi.ts', a
 test('every struct codec matches its struct in the object: size and each field name, offset and type', async () => {
   const byObject: Array<[ObjectName, ReadonlyArray<Parameters<typeof layoutDiff>[0]>]> = [
     ['lxc', datapathCodecs],
+    ['overlay', [TunnelValue]],
     ['sock', lbCodecs],
     ['probe', [ProbeStats]],
     ['nodeport', nodePortCodecs],

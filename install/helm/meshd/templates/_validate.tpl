@@ -21,12 +21,6 @@ Cilium keys meshd accepts with one value only fail on the others.
 {{- if .Values.enableIPv4Masquerade -}}
 {{- fail "enableIPv4Masquerade=true: meshd never masquerades pod traffic; set enableIPv4Masquerade=false" -}}
 {{- end -}}
-{{- if ne (toString .Values.routingMode) "native" -}}
-{{- fail (printf "routingMode=%s: meshd routes pods natively (no overlay); set routingMode=native" (toString .Values.routingMode)) -}}
-{{- end -}}
-{{- if ne (toString .Values.tunnelProtocol) "" -}}
-{{- fail (printf "tunnelProtocol=%s: meshd has no tunnel; remove tunnelProtocol" (toString .Values.tunnelProtocol)) -}}
-{{- end -}}
 {{- if ne (.Values.identityGC.leaseNamespace | default .Release.Namespace) (.Values.nodeGC.leaseNamespace | default .Release.Namespace) -}}
 {{- fail "identityGC.leaseNamespace and nodeGC.leaseNamespace differ: the chart grants the Leases' role in one namespace; set both to the same" -}}
 {{- end -}}

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* overlay: the tunnel device's programs (tunnel mode, docs/routing.md).
+ *
+ *   meshd_from_overlay  tunnel device ingress: a packet another node
+ *                       encapsulated. The VNI is the sender's security
+ *                       identity; it travels to the destination pod's hook
+ *                       (meshd_to_pod in bpf/lxc.c) in the mark, so that hook
+ *                       judges the real client without an ipcache lookup of
+ *                       the source. The inner frame still carries the
+ *                       sending node's MAC addresses: it is made ours
+ *                       (PACKET_HOST) and routed by the kernel to the pod.
+ *                       A new connection the pod's ingress policy sends to
+ *                       the L7 proxy (REDIRECT for the VNI's identity) is
+ *                       handed to the proxy here, the one hook on its way
+ *                       where bpf_sk_assign works (tc ingress).
+ *   meshd_to_overlay    tunnel device egress: packets the kernel routed here
+ *                       (the node's own connections to another node's pods,
+ *                       e.g. the proxy's upstream leg) get their tunnel key
+ *                       from meshd_tunnel; the identity is the one in the
+ *                       proxy's mark, else world. Pod traffic arrives with
+ *                       its key already set by meshd_from_pod.
+ *   meshd_from_netdev   native mode, ingress of the device that reaches the
+ *                       other nodes: the same L7 hand-over for connections
+ *                       from another node, the client's identity from the
+ *                       ipcache (nothing else is touched).
+ *
+ * Loaded from its own object with the endpoint datapath's maps shared by pin.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "datapath.h"
+#include "drop_reasons.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "endpoint.h"
+#include "ipcache.h"
+#include "parse.h"
+#include "policy.h"
+#include "redirect.h"
+#include "tunnel.h"
+
+#define MESHD_PACKET_HOST 0
+
+static __always_inline int meshd_overlay_drop(struct __sk_buff *skb, __u8 dir, __u32 src_identity, __u32 reason)
+{
+	struct meshd_event_ctx c = { .dir = dir, .src_identity = src_identity };
+	struct meshd_tuple t = {};
+
+	meshd_parse(skb, &t);
+	return meshd_drop(skb, &t, &c, reason);
+}
+
+/* L7 ingress for a connection from another node: 0 to let the packet go on
+ * to the pod, 1 when it was assigned to the proxy, or a negative drop reason.
+ * A packet of a connection the pod's own hook has in conntrack was not
+ * redirected (one hash lookup); otherwise the destination's ingress policy
+ * for the identity from the VNI decides. */
+static __always_inline int meshd_overlay_to_proxy(struct __sk_buff *skb, struct meshd_tuple *t, __u32 identity,
+						  struct meshd_event_ctx *c)
+{
+	struct meshd_policy_result res = {};
+	struct meshd_endpoint *ep;
+	struct meshd_config *cfg;
+	struct meshd_ct_key k;
+	int ret;
+
+	if (meshd_parse(skb, t) != MESHD_PARSE_OK || t->proto != MESHD_IPPROTO_TCP)
+		return 0;
+	ep = meshd_local_endpoint(t->family, t->daddr);
+	cfg = meshd_get_config();
+	if (!ep || !cfg)
+		return 0;
+	meshd_ct_key_of(&k, t, ep->ep_id, MESHD_DIR_INGRESS);
+	if (bpf_map_lookup_elem(&meshd_ct, &k))
+		return 0;
+	meshd_policy_lookup(ep->ep_id, MESHD_DIR_INGRESS, identity, t->proto, t->dport, &res);
+	if (res.verdict != MESHD_VERDICT_REDIRECT)
+		return 0;
+	c->ep_id = ep->ep_id;
+	c->dst_identity = ep->identity;
+	ret = meshd_redirect_to_proxy(skb, t, res.proxy_port, cfg);
+	if (ret < 0)
+		return ret;
+	if (t->tcp_flags & MESHD_TCP_SYN)
+		meshd_emit(skb, t, c, MESHD_EVENT_REDIRECT, 0, MESHD_VERDICT_REDIRECT, res.proxy_port);
+	return 1;
+}
+
+SEC("tc")
+int meshd_from_overlay(struct __sk_buff *skb)
+{
+	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+	struct meshd_tuple t = {};
+	int ret;
+	struct bpf_tunnel_key key = {};
+	__u32 identity;
+
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
+		return meshd_overlay_drop(skb, MESHD_DIR_INGRESS, MESHD_ID_UNKNOWN, MESHD_DROP_TUNNEL_FAILED);
+	identity = key.tunnel_id & MESHD_TUNNEL_VNI_MASK;
+	if (identity == MESHD_ID_UNKNOWN || identity != key.tunnel_id)
+		return meshd_overlay_drop(skb, MESHD_DIR_INGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
+	skb->mark = meshd_tunnel_mark(identity);
+	/* the inner destination MAC is the sender's idea of the next hop */
+	if (skb->pkt_type != MESHD_PACKET_HOST)
+		bpf_skb_change_type(skb, MESHD_PACKET_HOST);
+	c.src_identity = identity;
+	ret = meshd_overlay_to_proxy(skb, &t, identity, &c);
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int meshd_to_overlay(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key key = {};
+	struct meshd_tunnel_value *tv;
+	__u32 identity = MESHD_ID_WORLD;
+	__be32 daddr;
+	int ret;
+
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0)
+		return TC_ACT_OK; /* set by meshd_from_pod */
+	if (skb->protocol != bpf_htons(MESHD_ETH_P_IP) ||
+	    meshd_load(skb, MESHD_ETH_HLEN + offsetof(struct iphdr, daddr), &daddr, 4) < 0)
+		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
+	tv = meshd_tunnel_lookup4(daddr);
+	if (!tv)
+		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
+	if ((skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY)
+		identity = (skb->mark >> MESHD_MARK_IDENTITY_SHIFT) |
+			   ((skb->mark & MESHD_MARK_IDENTITY_HIGH_MASK) << MESHD_MARK_IDENTITY_SHIFT);
+	ret = meshd_tunnel_set_key(skb, tv, identity);
+	if (ret < 0)
+		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, -ret);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int meshd_from_netdev(struct __sk_buff *skb)
+{
+	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
+	struct meshd_tuple t = {};
+	int ret;
+
+	if (meshd_parse(skb, &t) != MESHD_PARSE_OK || t.proto != MESHD_IPPROTO_TCP || !meshd_local_endpoint(t.family, t.daddr))
+		return TC_ACT_OK;
+	c.src_identity = meshd_ipcache_identity(t.family, t.saddr);
+	ret = meshd_overlay_to_proxy(skb, &t, c.src_identity, &c);
+	if (ret < 0)
+		return meshd_drop(skb, &t, &c, -ret);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
