@@ -20,6 +20,8 @@
 import { join } from 'node:path';
 import type { AgentConfig } from '../agent/config.js';
 import type { FqdnCache } from '../policy/dns-cache.js';
+import { matchDnsSelector } from '../policy/l7-match.js';
+import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
@@ -28,6 +30,13 @@ import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routi
 import { RoutingWatch } from './routing-watch.js';
 
 const ROUTING_CHECK_MS = 60_000;
+
+/** MESHD_DNS_PROXY_NOT_RUNNING: asked of the DNS side of an agent whose proxy did not start. */
+export class DnsProxyNotRunningError extends MeshdError {
+  constructor(what: string) {
+    super('MESHD_DNS_PROXY_NOT_RUNNING', `${what}: the agent runs no DNS proxy`, { kind: 'unavailable' });
+  }
+}
 
 export const fqdnStateFile = (stateDir: string): string => join(stateDir, 'fqdn-cache.json');
 
@@ -42,7 +51,7 @@ export function openAgentFqdnCache(cfg: AgentConfig, log: Logger): FqdnCache {
 export interface DnsServiceOptions {
   cfg: AgentConfig;
   cache: FqdnCache;
-  engine: DnsPolicySource & { settled(): Promise<void> };
+  engine: DnsPolicySource & { settled(): Promise<void>; selectsName(name: string): boolean };
   /** The proxy port (dnsProxy.proxyPort, or the persisted one from proxy.portRange). */
   port: number;
   /** Writes what the engine computed to the kernel (the agent's serialised reconcile). */
@@ -120,11 +129,29 @@ export class DnsService {
   learn(endpointId: string, names: readonly string[], ips: readonly string[], ttl: number): Promise<void> | undefined {
     let changed = false;
     for (const n of names) changed = this.o.cache.observe(endpointId, n, ips, ttl) || changed;
-    if (!changed) {
+    // Only names some toFQDNs selector matches get identities (as in Cilium): for the others nothing is
+    // enforced, so the answer goes at once and the cache is written within a second.
+    if (!changed || !names.some((n) => this.o.engine.selectsName(n))) {
       this.saveSoon();
       return undefined;
     }
     return this.enforce(endpointId, names, ips);
+  }
+
+  /**
+   * `meshd fqdn cache flush`: removes the entries of one endpoint and/or one name (a name, or a
+   * matchPattern such as `*.example.com`; everything without either). Addresses a connection still
+   * uses expire instead and go once unused. The identities, ipcache entries and policy map entries of
+   * the removed addresses are gone from the kernel when this resolves.
+   */
+  async flush(f: { endpoint?: string; name?: string }): Promise<Array<{ endpoint: string; name: string; ips: string[] }>> {
+    const sel = f.name === undefined ? undefined : f.name.includes('*') ? { matchPattern: f.name } : { matchName: f.name };
+    const removed = this.o.cache.flush({ ...(f.endpoint === undefined ? {} : { endpoint: f.endpoint }), ...(sel ? { name: (n: string) => matchDnsSelector(sel, n) } : {}) }, this.o.inUse());
+    this.save();
+    await this.o.engine.settled();
+    await this.o.apply();
+    this.o.log.info('FQDN cache flushed', { endpoint: f.endpoint, name: f.name, removed: removed.length });
+    return removed;
   }
 
   private async enforce(endpointId: string, names: readonly string[], ips: readonly string[]): Promise<void> {
