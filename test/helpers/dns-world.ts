@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { removePolicyRouting6 } from '../../src/dns/policy-routing6.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -119,6 +120,7 @@ export class DnsWorld {
       await w.stopDnsmasq();
       await node.cleanup();
       await removePolicyRouting().catch(() => undefined);
+      await removePolicyRouting6().catch(() => undefined);
     });
     mkdirSync(node.manifests, { recursive: true });
     node.write('world.yaml', MANIFESTS);
@@ -160,7 +162,7 @@ export class DnsWorld {
 
   /**
    * (Re)starts dnsmasq in the coredns pod: api.github.com, edge.example.net (www.example.com is a
-   * CNAME to it), other.example.org, short.example.com, short2.example.com and n0..n199.example.com,
+   * CNAME to it), other.example.org, short.example.com, short2.example.com, flush.example.com and n0..n199.example.com,
    * every record with the given TTL. Waits until it answers (asked from `other`, which is not redirected).
    */
   async dnsmasq(o: { ttl: number; logQueries?: boolean }): Promise<void> {
@@ -172,6 +174,7 @@ export class DnsWorld {
       `${this.inet(3)} other.example.org`,
       `${this.inet(4)} short.example.com`,
       `${this.inet(5)} short2.example.com`,
+      `${this.inet(6)} flush.example.com`,
       ...Array.from({ length: 200 }, (_, i) => `${this.inet(20 + i)} n${i}.example.com`),
     ];
     writeFileSync(hosts, `${lines.join('\n')}\n`);
