@@ -38,6 +38,8 @@ export const FqdnCacheResponse = z.object({
       upstreamErrors: z.number().int(),
       delayedPastMax: z.number().int(),
       tcpConnections: z.number().int(),
+      /** Whether the proxy listens for IPv6 DNS flows too. */
+      ipv6: z.boolean(),
     })
     .nullable(),
   entries: z.array(FqdnCacheEntry),

@@ -27,6 +27,7 @@ import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
 import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { ensurePolicyRouting6 } from './policy-routing6.js';
 import { RoutingWatch } from './routing-watch.js';
 
 const ROUTING_CHECK_MS = 60_000;
@@ -78,8 +79,10 @@ export class DnsService {
   ) {}
 
   static async start(o: DnsServiceOptions): Promise<DnsService> {
-    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy).
+    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy),
+    // for IPv6 DNS flows too (a node without IPv6 serves IPv4).
     await ensurePolicyRouting();
+    await ensurePolicyRouting6().catch((e: unknown) => o.log.warn('IPv6 policy routing for the DNS proxy not installed', { err: e }));
     const ref: { svc?: DnsService } = {};
     const proxy = await DnsProxy.start({
       port: o.port,
@@ -184,8 +187,9 @@ export class DnsService {
     return changed;
   }
 
-  private ensureRouting(): Promise<void> {
-    return ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+  private async ensureRouting(): Promise<void> {
+    await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+    if (this.proxy.stats().ipv6) await ensurePolicyRouting6().catch((e: unknown) => this.o.log.warn('IPv6 policy routing for the DNS proxy', { err: e }));
   }
 
   /** One repair at a time; a loss reported during one is repaired once more after it. */

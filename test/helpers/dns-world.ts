@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removePolicyRouting6 } from '../../src/dns/policy-routing6.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
+import { EndpointApiClient } from '../../src/cni/endpoint-api-client.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import type { RunAgentOptions } from '../../src/agent/run.js';
@@ -100,9 +101,23 @@ export async function startPodClient(node: AgentNode, ns: string): Promise<PodCl
   };
 }
 
+const linkOf = async (args: string[]): Promise<{ ifindex: number; ifname: string; address: string; link_index?: number }> => {
+  const links = JSON.parse((await run('ip', ['-j', ...args])).stdout) as Array<{ ifindex: number; ifname: string; address: string; link_index?: number }>;
+  const l = links[0];
+  if (!l) throw new Error(`no link: ip ${args.join(' ')}`);
+  return l;
+};
+
 export class DnsWorld {
   readonly k = 100 + (process.pid % 150);
   readonly inet = (n: number) => `198.18.${this.k}.${n}`;
+  /** IPv6 addresses of the "internet" (AAAA answers; documentation prefix). */
+  readonly inet6 = (n: number) => `2001:db8:${this.k.toString(16)}::${n.toString(16)}`;
+  /** IPv6 addresses of dual-stack pods (dualStack()) and of the node's side. */
+  readonly pod6 = (n: number) => `fd00:d5:${this.k.toString(16)}::${n.toString(16)}`;
+  /** The node's IPv6 address toward the pods (on the resolver pod's host veth). */
+  readonly node6 = this.pod6(1);
+  private readonly v6 = new Map<string, string>();
   pods: Record<'app' | 'web' | 'other' | 'coredns', TestPod> = {} as Record<'app' | 'web' | 'other' | 'coredns', TestPod>;
   private clients = new Map<string, PodClient>();
   private dns: ChildProcess | null = null;
@@ -151,6 +166,51 @@ export class DnsWorld {
     return this.pods.coredns.ip;
   }
 
+  /** The resolver pod's IPv6 address (after dualStack('coredns', …)). */
+  get resolver6(): string {
+    const a = this.v6.get('coredns');
+    if (!a) throw new Error('the resolver pod has no IPv6 address: dualStack() first');
+    return a;
+  }
+
+  /**
+   * Makes a pod dual-stack, as a dual-stack IPAM would (meshd-cni hands out IPv4 only): an IPv6 address
+   * on its eth0, a default route to the node over the veth (fe80::1 on the host side; static
+   * neighbours, so no neighbour discovery runs), a route to it on the node, IPv6 forwarding for what
+   * enters on its veth (force_forwarding, kernel 6.17+), and the address
+   * registered with the agent beside the IPv4 one (the CNI endpoint API's idempotent upsert), so the
+   * engine, the ipcache and the datapath know it as the pod's. The resolver pod's host veth also gets
+   * the node's IPv6 address (node6), the source of the proxy's upstream legs.
+   */
+  async dualStack(pod: 'app' | 'web' | 'other' | 'coredns', address: string): Promise<void> {
+    const p = this.pods[pod];
+    const podIf = await linkOf(['-n', p.ns, 'link', 'show', 'eth0']);
+    const hostIf = (JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifindex: number; ifname: string; address: string }>).find((l) => l.ifindex === podIf.link_index);
+    if (!hostIf) throw new Error(`${pod}: no host side of eth0`);
+    await run('sysctl', ['-qw', `net.ipv6.conf.${hostIf.ifname}.disable_ipv6=0`]);
+    // Pod to pod over IPv6 through the node: forwarding for what enters on this veth only (the node-wide switch stays off).
+    await run('sysctl', ['-qw', `net.ipv6.conf.${hostIf.ifname}.force_forwarding=1`]);
+    await run('ip', ['-n', p.ns, '-6', 'addr', 'add', `${address}/128`, 'dev', 'eth0', 'nodad']);
+    await run('ip', ['-6', 'addr', 'add', 'fe80::1/64', 'dev', hostIf.ifname, 'nodad']);
+    await run('ip', ['-n', p.ns, '-6', 'neigh', 'replace', 'fe80::1', 'lladdr', hostIf.address, 'dev', 'eth0', 'nud', 'permanent']);
+    await run('ip', ['-n', p.ns, '-6', 'route', 'replace', 'default', 'via', 'fe80::1', 'dev', 'eth0']);
+    await run('ip', ['-6', 'neigh', 'replace', address, 'lladdr', podIf.address, 'dev', hostIf.ifname, 'nud', 'permanent']);
+    if (pod === 'coredns') {
+      await run('ip', ['-6', 'addr', 'add', `${this.node6}/128`, 'dev', hostIf.ifname, 'nodad']);
+      await run('ip', ['-6', 'route', 'replace', `${address}/128`, 'dev', hostIf.ifname, 'src', this.node6]);
+    } else {
+      await run('ip', ['-6', 'route', 'replace', `${address}/128`, 'dev', hostIf.ifname]);
+    }
+    const agent = this.node.running?.agent;
+    if (!agent) throw new Error('the agent is not running');
+    const api = new EndpointApiClient(agent.socketPath('cni'));
+    const e = (await api.list()).find((x) => x.k8s.name === pod);
+    if (!e) throw new Error(`${pod}: not registered with the agent`);
+    const { registeredAt: _, ...reg } = e;
+    await api.register({ ...reg, ips: [...e.ips.filter((ip) => !ip.includes(':')), `${address}/128`] });
+    this.v6.set(pod, address);
+  }
+
   async client(pod: 'app' | 'web' | 'other'): Promise<PodClient> {
     let c = this.clients.get(pod);
     if (!c) {
@@ -162,10 +222,11 @@ export class DnsWorld {
 
   /**
    * (Re)starts dnsmasq in the coredns pod: api.github.com, edge.example.net (www.example.com is a
-   * CNAME to it), other.example.org, short.example.com, short2.example.com, flush.example.com and n0..n199.example.com,
+   * CNAME to it), other.example.org, short.example.com, short2.example.com, flush.example.com, six.example.com
+   * (AAAA only) and n0..n199.example.com, on the resolver's address and `listen`'s,
    * every record with the given TTL. Waits until it answers (asked from `other`, which is not redirected).
    */
-  async dnsmasq(o: { ttl: number; logQueries?: boolean }): Promise<void> {
+  async dnsmasq(o: { ttl: number; logQueries?: boolean; listen?: string[] }): Promise<void> {
     await this.stopDnsmasq();
     const hosts = join(this.node.tmp.dir, 'hosts');
     const lines = [
@@ -175,12 +236,13 @@ export class DnsWorld {
       `${this.inet(4)} short.example.com`,
       `${this.inet(5)} short2.example.com`,
       `${this.inet(6)} flush.example.com`,
+      `${this.inet6(7)} six.example.com`,
       ...Array.from({ length: 200 }, (_, i) => `${this.inet(20 + i)} n${i}.example.com`),
     ];
     writeFileSync(hosts, `${lines.join('\n')}\n`);
     const args = [
       'netns', 'exec', this.pods.coredns.ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
-      `--listen-address=${this.resolver}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
+      `--listen-address=${[this.resolver, ...(o.listen ?? [])].join(',')}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
       `--pid-file=${join(this.node.tmp.dir, 'dnsmasq.pid')}`, '--user=root', '--group=root',
       // Every query with its source address and port, on stderr (dnsmasqLog()).
       ...(o.logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
