@@ -20,7 +20,11 @@ export interface DnsPolicySource {
   endpointByIp(ip: string): string | undefined;
   endpointPolicy(id: string): EndpointPolicy | undefined;
   identityOfIp(ip: string): number;
+  /** The identities behind a Service's cluster IP (empty for any other address). */
+  serviceBackendIdentities?(ip: string): number[];
 }
+
+const WORLD = 2;
 
 export interface DnsQueryFlow {
   clientIp: string;
@@ -47,11 +51,22 @@ export interface DnsVerdict {
 }
 
 export function judgeDnsQuery(src: DnsPolicySource, f: DnsQueryFlow): DnsVerdict {
-  const serverIdentity = src.identityOfIp(f.serverIp);
+  let serverIdentity = src.identityOfIp(f.serverIp);
   const endpointId = src.endpointByIp(f.clientIp) ?? null;
   const policy = endpointId === null ? undefined : src.endpointPolicy(endpointId);
   if (endpointId === null || !policy) return { allowed: false, reason: 'unknown-client', endpointId, identity: 0, serverIdentity, policies: [] };
-  const r = lookupEntries(policy.egress, serverIdentity, f.protocol, f.serverPort);
+  let r = lookupEntries(policy.egress, serverIdentity, f.protocol, f.serverPort);
+  // A Service VIP as the original destination (the datapath's per-packet LB kept it for the proxy after judging
+  // the backend it picked): judged by the Service's backends, the first whose row lets the query through.
+  if (r.verdict === 'DENY' && serverIdentity === WORLD) {
+    for (const id of src.serviceBackendIdentities?.(f.serverIp) ?? []) {
+      const b = lookupEntries(policy.egress, id, f.protocol, f.serverPort);
+      if (b.verdict === 'DENY') continue;
+      serverIdentity = id;
+      r = b;
+      break;
+    }
+  }
   const base = { endpointId, identity: policy.identity, serverIdentity, policies: r.policies };
   if (r.verdict === 'DENY') return { ...base, allowed: false, reason: 'denied' };
   if (r.verdict === 'ALLOW') return { ...base, allowed: true, reason: 'l4' };

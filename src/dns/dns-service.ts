@@ -19,6 +19,7 @@
  */
 import { join } from 'node:path';
 import type { AgentConfig } from '../agent/config.js';
+import { ReservedIdentity } from '../identity/reserved.js';
 import type { FqdnCache } from '../policy/dns-cache.js';
 import { matchDnsSelector } from '../policy/l7-match.js';
 import { MeshdError } from '../util/errors.js';
@@ -29,6 +30,7 @@ import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
 import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
 import { ensurePolicyRouting6 } from './policy-routing6.js';
 import { RoutingWatch } from './routing-watch.js';
+import { ensureUpstreamReturn } from './upstream-return.js';
 
 const ROUTING_CHECK_MS = 60_000;
 
@@ -84,14 +86,28 @@ export class DnsService {
     await ensurePolicyRouting();
     await ensurePolicyRouting6().catch((e: unknown) => o.log.warn('IPv6 policy routing for the DNS proxy not installed', { err: e }));
     const ref: { svc?: DnsService } = {};
+    // Transparent legs need a way back for the resolver's answer, which is addressed to the pod: a resolver that is a
+    // local endpoint answers through this node's datapath, which hands it to the proxy's socket; any other resolver
+    // (off the node, a Service backend elsewhere) needs the netfilter return rule (upstream-return.ts). The node's
+    // own addresses (a host-network resolver) never: its answers are routed out to the pod directly.
+    let offNode = false;
+    if (o.cfg['dnsProxy.enableTransparentMode']) {
+      offNode = await ensureUpstreamReturn().then(
+        () => true,
+        (e: unknown) => {
+          o.log.warn('transparent DNS legs only to resolvers on this node: no return path for others', { err: e });
+          return false;
+        },
+      );
+    }
+    const transparentTo = (ip: string): boolean => (o.engine.endpointByIp(ip) !== undefined ? true : offNode && o.engine.identityOfIp(ip) !== ReservedIdentity.host);
     const proxy = await DnsProxy.start({
       port: o.port,
       judge: (f) => judgeDnsQuery(o.engine, f),
       onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
       rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
       responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
-      // Transparent only to a resolver on this node: its answers pass this node's datapath, which hands them back.
-      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => o.engine.endpointByIp(ip) !== undefined } : {}),
+      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => transparentTo(ip) } : {}),
       log: o.log,
     });
     const svc = new DnsService(o, proxy);

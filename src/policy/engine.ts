@@ -371,6 +371,22 @@ export class PolicyEngine {
   }
 
   /**
+   * The identities of the endpoints a selector-based Service selects, for a cluster IP of it: what a
+   * query to the VIP reaches (the DNS proxy judges such a query as the datapath did, by the backend).
+   */
+  serviceBackendIdentities(ip: string): number[] {
+    const out = new Set<number>();
+    for (const svc of this.services.values()) {
+      const sel = Object.entries(svc.selector ?? {});
+      if (!svc.clusterIPs?.includes(ip) || sel.length === 0) continue;
+      for (const ep of this.endpoints.values()) {
+        if (ep.input?.namespace === svc.namespace && sel.every(([k, v]) => ep.input?.labels?.[k] === v)) out.add(ep.identity.id);
+      }
+    }
+    return [...out];
+  }
+
+  /**
    * Adds or replaces a CiliumCIDRGroup; the policies naming groups are re-translated in the same step
    * (their CIDRs behave as if written inline). On rejection (no CIDR identity) the previous state stays.
    */

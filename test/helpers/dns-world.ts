@@ -15,6 +15,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removePolicyRouting6 } from '../../src/dns/policy-routing6.js';
+import { removeUpstreamReturn } from '../../src/dns/upstream-return.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { EndpointApiClient } from '../../src/cni/endpoint-api-client.js';
 import { run } from '../../src/util/exec.js';
@@ -118,6 +119,7 @@ export class DnsWorld {
   /** The node's IPv6 address toward the pods (on the resolver pod's host veth). */
   readonly node6 = this.pod6(1);
   private readonly v6 = new Map<string, string>();
+  private inetNs = '';
   pods: Record<'app' | 'web' | 'other' | 'coredns', TestPod> = {} as Record<'app' | 'web' | 'other' | 'coredns', TestPod>;
   private clients = new Map<string, PodClient>();
   private dns: ChildProcess | null = null;
@@ -136,6 +138,7 @@ export class DnsWorld {
       await node.cleanup();
       await removePolicyRouting().catch(() => undefined);
       await removePolicyRouting6().catch(() => undefined);
+      await removeUpstreamReturn().catch(() => undefined);
     });
     mkdirSync(node.manifests, { recursive: true });
     node.write('world.yaml', MANIFESTS);
@@ -151,6 +154,7 @@ export class DnsWorld {
     // The internet: a namespace owning 198.18.<k>.0/24 (every address local), servers on 80 and 443.
     const sb = node.sb;
     const nsI = await sb.netns('inet');
+    w.inetNs = nsI;
     const hI = sb.name('hinet');
     const link = (n: number) => `10.${w.k}.79.${n}`;
     await sb.vethToHost(nsI, { hostIf: hI, podIf: 'eth0', hostIp: `${link(1)}/30`, podIp: `${link(2)}/30`, defaultRoute: true });
@@ -228,6 +232,42 @@ export class DnsWorld {
    */
   async dnsmasq(o: { ttl: number; logQueries?: boolean; listen?: string[] }): Promise<void> {
     await this.stopDnsmasq();
+    const { proc, stderr } = this.spawnDnsmasq(this.pods.coredns.ns, [this.resolver, ...(o.listen ?? [])], o.ttl, o.logQueries === true, 'dnsmasq', (d) => (this.log += d));
+    this.log = '';
+    this.dns = proc;
+    const other = await this.client('other');
+    for (let i = 0; i < 50; i++) {
+      const r = await other.call({ op: 'query', server: this.resolver, name: 'api.github.com', timeoutMs: 300 });
+      if (r.rcode === 'NOERROR') return;
+      await sleep(100);
+    }
+    throw new Error(`dnsmasq did not come up: ${stderr()}`);
+  }
+
+  /**
+   * A resolver off the node: dnsmasq with the same records in the "internet" namespace, on
+   * `offNodeResolver` (reached through the node's routing, as an upstream resolver would be), logging
+   * every query's source. Stopped with the world.
+   */
+  async offNodeDnsmasq(): Promise<{ log(): string }> {
+    let log = '';
+    const { proc } = this.spawnDnsmasq(this.inetNs, [this.offNodeResolver], 300, true, 'dnsmasq-inet', (d) => (log += d));
+    this.node.sb.defer(async () => {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+      proc.kill('SIGKILL');
+      await exited;
+    });
+    for (let i = 0; i < 50 && !log.includes('started'); i++) await sleep(100);
+    return { log: () => log };
+  }
+
+  /** The off-node resolver's address (in the "internet" namespace). */
+  get offNodeResolver(): string {
+    return this.inet(53);
+  }
+
+  private spawnDnsmasq(ns: string, listen: string[], ttl: number, logQueries: boolean, tag: string, onLog: (d: string) => void): { proc: ChildProcess; stderr: () => string } {
     const hosts = join(this.node.tmp.dir, 'hosts');
     const lines = [
       `${this.inet(1)} api.github.com`,
@@ -241,27 +281,19 @@ export class DnsWorld {
     ];
     writeFileSync(hosts, `${lines.join('\n')}\n`);
     const args = [
-      'netns', 'exec', this.pods.coredns.ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
-      `--listen-address=${[this.resolver, ...(o.listen ?? [])].join(',')}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
-      `--pid-file=${join(this.node.tmp.dir, 'dnsmasq.pid')}`, '--user=root', '--group=root',
+      'netns', 'exec', ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
+      `--listen-address=${listen.join(',')}`, `--local-ttl=${ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
+      `--pid-file=${join(this.node.tmp.dir, `${tag}.pid`)}`, '--user=root', '--group=root',
       // Every query with its source address and port, on stderr (dnsmasqLog()).
-      ...(o.logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
+      ...(logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
     ];
     const proc = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    this.log = '';
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      this.log += d;
+      onLog(d);
     });
-    this.dns = proc;
-    const other = await this.client('other');
-    for (let i = 0; i < 50; i++) {
-      const r = await other.call({ op: 'query', server: this.resolver, name: 'api.github.com', timeoutMs: 300 });
-      if (r.rcode === 'NOERROR') return;
-      await sleep(100);
-    }
-    throw new Error(`dnsmasq did not come up: ${stderr}`);
+    return { proc, stderr: () => stderr };
   }
 
   /** What dnsmasq wrote since it was (re)started (with logQueries: a line per query, its source included). */
