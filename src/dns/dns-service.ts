@@ -24,7 +24,7 @@ import type { FqdnCache } from '../policy/dns-cache.js';
 import { matchDnsSelector } from '../policy/l7-match.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
+import { DnsJudge, type DnsPolicySource } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
 import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
@@ -54,7 +54,7 @@ export function openAgentFqdnCache(cfg: AgentConfig, log: Logger): FqdnCache {
 export interface DnsServiceOptions {
   cfg: AgentConfig;
   cache: FqdnCache;
-  engine: DnsPolicySource & { settled(): Promise<void>; selectsName(name: string): boolean };
+  engine: DnsPolicySource & { settled(): Promise<void>; selectsName(name: string): boolean; ipcache(): unknown };
   /** The proxy port (dnsProxy.proxyPort, or the persisted one from proxy.portRange). */
   port: number;
   /** Writes what the engine computed to the kernel (the agent's serialised reconcile). */
@@ -86,6 +86,7 @@ export class DnsService {
     await ensurePolicyRouting();
     await ensurePolicyRouting6().catch((e: unknown) => o.log.warn('IPv6 policy routing for the DNS proxy not installed', { err: e }));
     const ref: { svc?: DnsService } = {};
+    const judge = new DnsJudge(o.engine);
     // Transparent legs need a way back for the resolver's answer, which is addressed to the pod: a resolver that is a
     // local endpoint answers through this node's datapath, which hands it to the proxy's socket; any other resolver
     // (off the node, a Service backend elsewhere) needs the netfilter return rule (upstream-return.ts). The node's
@@ -103,7 +104,7 @@ export class DnsService {
     const transparentTo = (ip: string): boolean => (o.engine.endpointByIp(ip) !== undefined ? true : offNode && o.engine.identityOfIp(ip) !== ReservedIdentity.host);
     const proxy = await DnsProxy.start({
       port: o.port,
-      judge: (f) => judgeDnsQuery(o.engine, f),
+      judge: (f) => judge.judge(f),
       onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
       rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
       responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
