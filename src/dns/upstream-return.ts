@@ -5,12 +5,19 @@
  * that answer enters the node on an uplink where meshd attaches no program.
  * Routed as usual it would go to the pod, which never asked. As Cilium did
  * for its proxies before BPF TPROXY, one netfilter rule marks a packet that a
- * socket with IP_TRANSPARENT bound to exactly its destination (no wildcard)
+ * socket with IP_TRANSPARENT bound to exactly its destination (the match
+ * ignores sockets on a wildcard address unless told --nowildcard)
  * is waiting for, and the proxy mark's policy routing (table 2004) delivers
  * it to that socket:
  *
- *   iptables  -t mangle -I PREROUTING -m socket --transparent --nowildcard -j MARK --set-xmark 0xb00/0xf00
+ *   iptables  -t mangle -I PREROUTING ! -i lxc+ -m socket --transparent -j MARK --set-xmark 0xb00/0xf00
  *   ip6tables (the same)
+ *
+ * Not for what enters from pods (`lxc…`, meshd-cni's host veths): the proxy's
+ * reply sockets are transparent and bound to resolvers' addresses, and a
+ * query a pod without DNS rules sends to that resolver would match them and
+ * be swallowed. A local resolver's answers come that way too, and the
+ * datapath hands them to the proxy itself.
  *
  * Only the proxy's upstream sockets are transparent and bound to pods'
  * addresses; a pod's own traffic, forwarded, matches no socket of the host
@@ -26,7 +33,7 @@ const COMMENT = 'meshd: DNS proxy transparent upstream answers';
 const TOOLS = ['iptables', 'ip6tables'] as const;
 
 function ruleArgs(o: PolicyRoutingOptions): string[] {
-  return ['PREROUTING', '-m', 'socket', '--transparent', '--nowildcard', '-m', 'comment', '--comment', COMMENT, '-j', 'MARK', '--set-xmark', `0x${o.mark.toString(16)}/0x${o.mask.toString(16)}`];
+  return ['PREROUTING', '!', '-i', 'lxc+', '-m', 'socket', '--transparent', '-m', 'comment', '--comment', COMMENT, '-j', 'MARK', '--set-xmark', `0x${o.mark.toString(16)}/0x${o.mask.toString(16)}`];
 }
 
 const present = (tool: string, o: PolicyRoutingOptions): Promise<boolean> =>
