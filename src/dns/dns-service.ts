@@ -207,6 +207,7 @@ export class DnsService {
   private async ensureRouting(): Promise<void> {
     await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
     if (this.proxy.stats().ipv6) await ensurePolicyRouting6().catch((e: unknown) => this.o.log.warn('IPv6 policy routing for the DNS proxy', { err: e }));
+    if (this.o.cfg['dnsProxy.enableTransparentMode']) await ensureUpstreamReturn().catch((e: unknown) => this.o.log.warn('return rule for transparent DNS legs', { err: e }));
   }
 
   /** One repair at a time; a loss reported during one is repaired once more after it. */
