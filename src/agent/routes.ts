@@ -1,7 +1,7 @@
 /**
  * The local API's handlers (the CLI's view of the running agent), one per
  * route of src/api. Read-only, except policy trace, which only reads too but
- * takes flows in its body.
+ * takes flows in its body, and fqdn cache flush, which removes FQDN entries.
  *
  * Handlers return the route's schema input, typed by the agent's view
  * methods; the server checks every answer against its schema before sending,
@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { apiRoutes } from '../api/index.js';
 import { ApiRequestInvalidError } from '../api/errors.js';
 import { issuePaths, routeName } from '../api/route.js';
+import { DnsProxyNotRunningError } from '../dns/dns-service.js';
 import { scenarioSchema, traceFlow } from '../policy/trace.js';
 import { MeshdError } from '../util/errors.js';
 import type { Agent } from './agent.js';
@@ -63,6 +64,11 @@ export function registerRoutes(api: ApiServer, agent: Agent): void {
   api.route(apiRoutes.fqdnCache, ({ query }) => {
     const dns = agent.dnsService();
     return { proxy: dns?.stats() ?? null, entries: agent.fqdn.list(query.endpoint), at: new Date() };
+  });
+  api.route(apiRoutes.fqdnCacheFlush, async ({ body }) => {
+    const dns = agent.dnsService();
+    if (!dns) throw new DnsProxyNotRunningError('fqdn cache flush');
+    return { removed: await dns.flush(body), at: new Date() };
   });
   api.route(apiRoutes.policyTrace, ({ body }) => {
     // The same scenario format as the offline trace; only `flows` is read, the world is the agent's.

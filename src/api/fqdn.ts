@@ -38,9 +38,35 @@ export const FqdnCacheResponse = z.object({
       upstreamErrors: z.number().int(),
       delayedPastMax: z.number().int(),
       tcpConnections: z.number().int(),
+      /** Whether the proxy listens for IPv6 DNS flows too. */
+      ipv6: z.boolean(),
     })
     .nullable(),
   entries: z.array(FqdnCacheEntry),
   at: timestamp,
 });
 export type FqdnCacheResponse = z.output<typeof FqdnCacheResponse>;
+
+/**
+ * `POST /v1/fqdn/cache/flush` (`meshd fqdn cache flush`, Cilium's `cilium fqdn cache clean`): removes
+ * the entries of one endpoint and/or of names matching `name` (a name, or a matchPattern with `*`);
+ * neither removes everything. Their addresses lose their identities and kernel entries; an address a
+ * connection still uses expires instead and goes once unused.
+ */
+export const FqdnCacheFlushRequest = z
+  .object({
+    endpoint: z.string().min(1).max(253).optional(),
+    name: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^[-a-zA-Z0-9_.*]+$/, 'a DNS name or a matchPattern (letters, digits, -, _, ., *)')
+      .optional(),
+  })
+  .strict();
+
+export const FqdnCacheFlushResponse = z.object({
+  removed: z.array(z.object({ endpoint: z.string(), name: z.string(), ips: z.array(z.string()) })),
+  at: timestamp,
+});
+export type FqdnCacheFlushResponse = z.output<typeof FqdnCacheFlushResponse>;

@@ -6,7 +6,7 @@
 import { BpfPolicyQuery, BpfPolicyResponse, PolicyTraceRequest, PolicyTraceResponse, PolicyViewQuery, PolicyViewResponse } from './policy.js';
 import { EndpointQuery, EndpointResponse, EndpointsResponse, IdentitiesResponse } from './endpoint.js';
 import { FlowsResponse } from './flow.js';
-import { FqdnCacheQuery, FqdnCacheResponse } from './fqdn.js';
+import { FqdnCacheFlushRequest, FqdnCacheFlushResponse, FqdnCacheQuery, FqdnCacheResponse } from './fqdn.js';
 import { ProxyResponse, ProxyRestartRequest, ProxyRestartResponse } from './proxy.js';
 import { defineRoute, NoBody, NoQuery } from './route.js';
 import { ServicesResponse } from './service.js';
@@ -23,6 +23,7 @@ export const apiRoutes = {
   proxy: defineRoute({ method: 'GET', path: '/v1/proxy', query: NoQuery, body: NoBody, response: ProxyResponse }),
   flows: defineRoute({ method: 'GET', path: '/v1/flows', query: NoQuery, body: NoBody, response: FlowsResponse }),
   fqdnCache: defineRoute({ method: 'GET', path: '/v1/fqdn/cache', query: FqdnCacheQuery, body: NoBody, response: FqdnCacheResponse }),
+  fqdnCacheFlush: defineRoute({ method: 'POST', path: '/v1/fqdn/cache/flush', query: NoQuery, body: FqdnCacheFlushRequest, response: FqdnCacheFlushResponse }),
   policyTrace: defineRoute({ method: 'POST', path: '/v1/policy/trace', query: NoQuery, body: PolicyTraceRequest, response: PolicyTraceResponse }),
   proxyRestart: defineRoute({ method: 'POST', path: '/v1/proxy/restart', query: NoQuery, body: ProxyRestartRequest, response: ProxyRestartResponse }),
 };

@@ -3,9 +3,11 @@
  * from DNS for toFQDNs — per endpoint, each name with its addresses, the
  * TTL of the answer, when each expires and whether it came from an answer
  * or was restored after a restart.
+ * `meshd fqdn cache flush [--name N] [--endpoint ID]` removes entries by hand
+ * (Cilium's `cilium fqdn cache clean`); the next answer teaches them again.
  */
 import { apiRoutes } from '../api/index.js';
-import type { FqdnCacheResponse } from '../api/fqdn.js';
+import type { FqdnCacheFlushResponse, FqdnCacheResponse } from '../api/fqdn.js';
 import { callApi } from './api-client.js';
 import { command, type CommandGroup } from './args.js';
 import { table } from './output.js';
@@ -24,6 +26,11 @@ function render(v: FqdnCacheResponse): string {
   return `${head}\n${table(['ENDPOINT', 'NAME', 'IP', 'TTL', 'EXPIRES', 'LEFT', 'SOURCE'], rows)}`;
 }
 
+function renderFlush(v: FqdnCacheFlushResponse): string {
+  if (v.removed.length === 0) return 'nothing removed';
+  return table(['ENDPOINT', 'NAME', 'REMOVED'], v.removed.map((r) => [r.endpoint, r.name, r.ips.join(',')]));
+}
+
 export const fqdn: CommandGroup = {
   name: 'fqdn',
   summary: 'names learned from DNS for toFQDNs policies',
@@ -34,6 +41,25 @@ export const fqdn: CommandGroup = {
         const endpoint = args.string('endpoint');
         const v = await callApi(args.apiSocket, apiRoutes.fqdnCache, { query: endpoint === undefined ? {} : { endpoint } });
         io.out(args.format(v, () => render(v)));
+        return 0;
+      },
+    ),
+    command(
+      {
+        name: 'fqdn cache flush',
+        summary: 'remove learned names (all, one endpoint\'s, one name\'s); their addresses close unless a connection uses them',
+        options: {
+          name: { type: 'string', value: 'NAME', help: 'only this name, or the names a matchPattern such as *.example.com matches' },
+          endpoint: { type: 'string', value: 'ID', help: 'only this endpoint (namespace/name)' },
+        },
+        output: true,
+        agent: true,
+      },
+      async (args, io) => {
+        const name = args.string('name');
+        const endpoint = args.string('endpoint');
+        const v = await callApi(args.apiSocket, apiRoutes.fqdnCacheFlush, { body: { ...(name === undefined ? {} : { name }), ...(endpoint === undefined ? {} : { endpoint }) } });
+        io.out(args.format(v, () => renderFlush(v)));
         return 0;
       },
     ),

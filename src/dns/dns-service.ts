@@ -19,15 +19,27 @@
  */
 import { join } from 'node:path';
 import type { AgentConfig } from '../agent/config.js';
+import { ReservedIdentity } from '../identity/reserved.js';
 import type { FqdnCache } from '../policy/dns-cache.js';
+import { matchDnsSelector } from '../policy/l7-match.js';
+import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { type DnsPolicySource, judgeDnsQuery } from './dns-policy.js';
+import { DnsJudge, type DnsPolicySource } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
 import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
+import { ensurePolicyRouting6 } from './policy-routing6.js';
 import { RoutingWatch } from './routing-watch.js';
+import { ensureUpstreamReturn } from './upstream-return.js';
 
 const ROUTING_CHECK_MS = 60_000;
+
+/** MESHD_DNS_PROXY_NOT_RUNNING: asked of the DNS side of an agent whose proxy did not start. */
+export class DnsProxyNotRunningError extends MeshdError {
+  constructor(what: string) {
+    super('MESHD_DNS_PROXY_NOT_RUNNING', `${what}: the agent runs no DNS proxy`, { kind: 'unavailable' });
+  }
+}
 
 export const fqdnStateFile = (stateDir: string): string => join(stateDir, 'fqdn-cache.json');
 
@@ -42,7 +54,7 @@ export function openAgentFqdnCache(cfg: AgentConfig, log: Logger): FqdnCache {
 export interface DnsServiceOptions {
   cfg: AgentConfig;
   cache: FqdnCache;
-  engine: DnsPolicySource & { settled(): Promise<void> };
+  engine: DnsPolicySource & { settled(): Promise<void>; selectsName(name: string): boolean; ipcache(): unknown };
   /** The proxy port (dnsProxy.proxyPort, or the persisted one from proxy.portRange). */
   port: number;
   /** Writes what the engine computed to the kernel (the agent's serialised reconcile). */
@@ -69,17 +81,34 @@ export class DnsService {
   ) {}
 
   static async start(o: DnsServiceOptions): Promise<DnsService> {
-    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy).
+    // The datapath's redirects reach the proxy through the proxy mark's policy routing (idempotent; shared with Envoy),
+    // for IPv6 DNS flows too (a node without IPv6 serves IPv4).
     await ensurePolicyRouting();
+    await ensurePolicyRouting6().catch((e: unknown) => o.log.warn('IPv6 policy routing for the DNS proxy not installed', { err: e }));
     const ref: { svc?: DnsService } = {};
+    const judge = new DnsJudge(o.engine);
+    // Transparent legs need a way back for the resolver's answer, which is addressed to the pod: a resolver that is a
+    // local endpoint answers through this node's datapath, which hands it to the proxy's socket; any other resolver
+    // (off the node, a Service backend elsewhere) needs the netfilter return rule (upstream-return.ts). The node's
+    // own addresses (a host-network resolver) never: its answers are routed out to the pod directly.
+    let offNode = false;
+    if (o.cfg['dnsProxy.enableTransparentMode']) {
+      offNode = await ensureUpstreamReturn().then(
+        () => true,
+        (e: unknown) => {
+          o.log.warn('transparent DNS legs only to resolvers on this node: no return path for others', { err: e });
+          return false;
+        },
+      );
+    }
+    const transparentTo = (ip: string): boolean => (o.engine.endpointByIp(ip) !== undefined ? true : offNode && o.engine.identityOfIp(ip) !== ReservedIdentity.host);
     const proxy = await DnsProxy.start({
       port: o.port,
-      judge: (f) => judgeDnsQuery(o.engine, f),
+      judge: (f) => judge.judge(f),
       onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
       rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
       responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
-      // Transparent only to a resolver on this node: its answers pass this node's datapath, which hands them back.
-      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => o.engine.endpointByIp(ip) !== undefined } : {}),
+      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => transparentTo(ip) } : {}),
       log: o.log,
     });
     const svc = new DnsService(o, proxy);
@@ -120,11 +149,29 @@ export class DnsService {
   learn(endpointId: string, names: readonly string[], ips: readonly string[], ttl: number): Promise<void> | undefined {
     let changed = false;
     for (const n of names) changed = this.o.cache.observe(endpointId, n, ips, ttl) || changed;
-    if (!changed) {
+    // Only names some toFQDNs selector matches get identities (as in Cilium): for the others nothing is
+    // enforced, so the answer goes at once and the cache is written within a second.
+    if (!changed || !names.some((n) => this.o.engine.selectsName(n))) {
       this.saveSoon();
       return undefined;
     }
     return this.enforce(endpointId, names, ips);
+  }
+
+  /**
+   * `meshd fqdn cache flush`: removes the entries of one endpoint and/or one name (a name, or a
+   * matchPattern such as `*.example.com`; everything without either). Addresses a connection still
+   * uses expire instead and go once unused. The identities, ipcache entries and policy map entries of
+   * the removed addresses are gone from the kernel when this resolves.
+   */
+  async flush(f: { endpoint?: string; name?: string }): Promise<Array<{ endpoint: string; name: string; ips: string[] }>> {
+    const sel = f.name === undefined ? undefined : f.name.includes('*') ? { matchPattern: f.name } : { matchName: f.name };
+    const removed = this.o.cache.flush({ ...(f.endpoint === undefined ? {} : { endpoint: f.endpoint }), ...(sel ? { name: (n: string) => matchDnsSelector(sel, n) } : {}) }, this.o.inUse());
+    this.save();
+    await this.o.engine.settled();
+    await this.o.apply();
+    this.o.log.info('FQDN cache flushed', { endpoint: f.endpoint, name: f.name, removed: removed.length });
+    return removed;
   }
 
   private async enforce(endpointId: string, names: readonly string[], ips: readonly string[]): Promise<void> {
@@ -157,8 +204,10 @@ export class DnsService {
     return changed;
   }
 
-  private ensureRouting(): Promise<void> {
-    return ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+  private async ensureRouting(): Promise<void> {
+    await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
+    if (this.proxy.stats().ipv6) await ensurePolicyRouting6().catch((e: unknown) => this.o.log.warn('IPv6 policy routing for the DNS proxy', { err: e }));
+    if (this.o.cfg['dnsProxy.enableTransparentMode']) await ensureUpstreamReturn().catch((e: unknown) => this.o.log.warn('return rule for transparent DNS legs', { err: e }));
   }
 
   /** One repair at a time; a loss reported during one is repaired once more after it. */

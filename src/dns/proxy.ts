@@ -37,6 +37,11 @@ export interface DnsProxyOptions {
   port: number;
   /** IPv4 bind address of the UDP socket and TCP listener (default 0.0.0.0). */
   address?: string;
+  /**
+   * IPv6 bind address (default `::`; null: IPv4 only). The datapath's IPv6 redirect looks the proxy up
+   * as [::1]:port, which a socket on `::` answers. A node without IPv6 keeps the IPv4 proxy (logged).
+   */
+  address6?: string | null;
   judge(flow: DnsQueryFlow): DnsVerdict;
   /**
    * Called with every allowed answer that has addresses. A promise makes the answer wait for it (at most
@@ -60,6 +65,8 @@ export interface DnsProxyOptions {
 
 export interface DnsProxyStats {
   port: number;
+  /** Whether the proxy listens for IPv6 DNS flows too. */
+  ipv6: boolean;
   queries: number;
   allowed: number;
   rejected: number;
@@ -137,13 +144,15 @@ const TCP_IDLE_MS = 10_000;
 export class DnsProxy {
   private udp: UdpSocketHandle | null = null;
   private tcp: net.Server | null = null;
+  private udp6: UdpSocketHandle | null = null;
+  private tcp6: net.Server | null = null;
   private readonly upstreams: Upstreams;
   private readonly conns = new Set<net.Socket>();
   private readonly replySockets = new Map<string, UdpSocketHandle>();
   private readonly records: Array<{ at: number; r: Omit<DnsRecord, 'at'> }> = [];
   private recordNext = 0;
   private trace: StageTrace | null = null;
-  private readonly counters: Omit<DnsProxyStats, 'port'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
+  private readonly counters: Omit<DnsProxyStats, 'port' | 'ipv6'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
 
   private constructor(private readonly o: DnsProxyOptions) {
     this.upstreams = new Upstreams(o.upstreamTimeoutMs === undefined ? {} : { timeoutMs: o.upstreamTimeoutMs });
@@ -153,10 +162,31 @@ export class DnsProxy {
     const p = new DnsProxy(o);
     const address = o.address ?? '0.0.0.0';
     try {
-      p.udp = openUdpSocket({ address, port: o.port, recvOrigDst: true, reuseAddr: true }, (msgs) => p.onDatagrams(msgs));
-      const fd = native.tcpListen({ address, port: o.port, transparent: true });
-      const server = net.createServer((c) => p.onConnection(c));
-      p.tcp = server;
+      [p.udp, p.tcp] = await p.listen(address);
+    } catch (e) {
+      await p.stop();
+      throw new DnsProxyError('MESHD_DNS_PROXY_BIND', `DNS proxy cannot listen on ${address}:${o.port}`, e);
+    }
+    const address6 = o.address6 === undefined ? '::' : o.address6;
+    if (address6 !== null) {
+      try {
+        [p.udp6, p.tcp6] = await p.listen(address6);
+      } catch (e) {
+        // IPv6 off on this node (EAFNOSUPPORT, EADDRNOTAVAIL): IPv4 DNS flows are served all the same.
+        p.udp6?.close();
+        p.udp6 = null;
+        o.log.warn('DNS proxy listens on IPv4 only', { address: address6, port: o.port, err: e });
+      }
+    }
+    return p;
+  }
+
+  /** The UDP socket (original destinations reported) and the transparent TCP listener on one address. */
+  private async listen(address: string): Promise<[UdpSocketHandle, net.Server]> {
+    const udp = openUdpSocket({ address, port: this.o.port, recvOrigDst: true, reuseAddr: true }, (msgs) => this.onDatagrams(msgs));
+    try {
+      const fd = native.tcpListen({ address, port: this.o.port, transparent: true });
+      const server = net.createServer((c) => this.onConnection(c));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ fd }, () => {
@@ -164,11 +194,11 @@ export class DnsProxy {
           resolve();
         });
       });
+      return [udp, server];
     } catch (e) {
-      await p.stop();
-      throw new DnsProxyError('MESHD_DNS_PROXY_BIND', `DNS proxy cannot listen on ${address}:${o.port}`, e);
+      udp.close();
+      throw e;
     }
-    return p;
   }
 
   get port(): number {
@@ -176,7 +206,7 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { port: this.o.port, ...this.counters };
+    return { port: this.o.port, ipv6: this.udp6 !== null, ...this.counters };
   }
 
   /** The last queries handled, oldest first. */
@@ -201,13 +231,16 @@ export class DnsProxy {
   async stop(): Promise<void> {
     this.udp?.close();
     this.udp = null;
+    this.udp6?.close();
+    this.udp6 = null;
     for (const s of this.replySockets.values()) s.close();
     this.replySockets.clear();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
-    const srv = this.tcp;
+    const servers = [this.tcp, this.tcp6];
     this.tcp = null;
-    if (srv) await new Promise<void>((resolve) => srv.close(() => resolve()));
+    this.tcp6 = null;
+    await Promise.all(servers.map((srv) => (srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : undefined)));
     this.upstreams.close();
   }
 

@@ -214,6 +214,39 @@ export class FqdnCache implements DnsCache {
     return changed;
   }
 
+  /**
+   * Removes entries by hand (`meshd fqdn cache flush`): those of `endpoint` (every endpoint when
+   * absent) whose name `name` accepts (every name when absent). An address a connection still uses is
+   * not removed but made to expire now, so the expiry sweep takes it once no connection uses it (as
+   * Cilium's `fqdn cache clean` leaves live connections to its zombie collection). Returns what was
+   * removed; listeners hear of the names whose union changed.
+   */
+  flush(filter: { endpoint?: string; name?: (name: string) => boolean }, inUse: (ip: string) => boolean = () => false, now: number = Date.now()): Array<{ endpoint: string; name: string; ips: string[] }> {
+    const removed: Array<{ endpoint: string; name: string; ips: string[] }> = [];
+    const before = new Map<string, string[]>();
+    for (const [ep, names] of this.byEndpoint) {
+      if (filter.endpoint !== undefined && ep !== filter.endpoint) continue;
+      for (const [n, entry] of names) {
+        if (filter.name && !filter.name(n)) continue;
+        if (!before.has(n)) before.set(n, this.lookup(n));
+        const ips: string[] = [];
+        for (const [ip, e] of entry) {
+          if (inUse(ip)) {
+            e.expiresAt = Math.min(e.expiresAt, now);
+            continue;
+          }
+          entry.delete(ip);
+          ips.push(ip);
+        }
+        if (entry.size === 0) names.delete(n);
+        if (ips.length > 0) removed.push({ endpoint: ep, name: n, ips: ips.sort() });
+      }
+      if (names.size === 0) this.byEndpoint.delete(ep);
+    }
+    this.notifyIfChanged([...before.keys()], before);
+    return removed;
+  }
+
   /** Forgets an endpoint's names (the endpoint is gone). */
   removeEndpoint(endpoint: string): string[] {
     const names = this.byEndpoint.get(endpoint);

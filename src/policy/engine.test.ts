@@ -394,6 +394,8 @@ test('a DNS change whose addresses get no identity leaves the FQDN state as it w
   const a2 = new ControlledAllocator();
   const d2 = new MemoryDnsCache();
   const e2 = new PolicyEngine({ allocator: a2, dns: d2 });
+  await e2.upsertEndpoint({ namespace: 'default', name: 'c', labels: { app: 'c' } });
+  await e2.upsertPolicy(cnp('x', 'c', '  egress: [{toFQDNs: [{matchName: "x.example"}]}]\n'));
   a2.refuse = true;
   d2.set('x.example', ['198.51.100.9']);
   await assert.rejects(e2.settled(), (err) => isMeshdError(err, 'MESHD_IDENTITY_ALLOCATION'));

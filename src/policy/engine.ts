@@ -47,7 +47,7 @@ import { matchDnsSelector } from './l7-match.js';
 import { materialise, resolveIdentityPolicy } from './resolve.js';
 import type { EnforcementMode, IdentityPolicy, NamedPort } from './resolve.js';
 import { translatePolicy, usesCidrGroups, usesServices } from './rule.js';
-import type { CidrGroupInfo, ServiceInfo } from './rule.js';
+import type { CidrGroupInfo, Rule, ServiceInfo } from './rule.js';
 import { isWildcard } from './selector.js';
 import type { FqdnSelector } from './selector.js';
 import type { SelectorEntry } from './selector-cache.js';
@@ -371,6 +371,22 @@ export class PolicyEngine {
   }
 
   /**
+   * The identities of the endpoints a selector-based Service selects, for a cluster IP of it: what a
+   * query to the VIP reaches (the DNS proxy judges such a query as the datapath did, by the backend).
+   */
+  serviceBackendIdentities(ip: string): number[] {
+    const out = new Set<number>();
+    for (const svc of this.services.values()) {
+      const sel = Object.entries(svc.selector ?? {});
+      if (!svc.clusterIPs?.includes(ip) || sel.length === 0) continue;
+      for (const ep of this.endpoints.values()) {
+        if (ep.input?.namespace === svc.namespace && sel.every(([k, v]) => ep.input?.labels?.[k] === v)) out.add(ep.identity.id);
+      }
+    }
+    return [...out];
+  }
+
+  /**
    * Adds or replaces a CiliumCIDRGroup; the policies naming groups are re-translated in the same step
    * (their CIDRs behave as if written inline). On rejection (no CIDR identity) the previous state stays.
    */
@@ -408,6 +424,7 @@ export class PolicyEngine {
     return this.mutate(async () => {
       if (!this.policies.delete(key)) return false;
       for (const id of this.repo.replace(key, [])) this.dirtyIdentities.add(id);
+      this.dropUnselected();
       return true;
     });
   }
@@ -467,17 +484,23 @@ export class PolicyEngine {
     const ctx = { services: () => services.values(), cidrGroups: () => groups };
     const translated = docs.map((doc) => ({ key: policyKey(doc), doc, rules: translatePolicy(doc, ctx) }));
     const allocated: AllocatedRule[][] = [];
+    let dns: () => void;
     try {
       for (const t of translated) allocated.push(await this.repo.allocate(t.rules));
+      dns = await this.prepareDns(this.newlySelected(translated.flatMap((t) => t.rules)), () => true);
     } catch (e) {
       for (const a of allocated) this.repo.discard(a);
       throw e;
     }
-    return () =>
+    return () => {
       translated.forEach((t, i) => {
         this.policies.set(t.key, t.doc);
         for (const id of this.repo.replace(t.key, allocated[i] ?? [])) this.dirtyIdentities.add(id);
       });
+      // Names the new selectors match get their identities; names no selector matches any more give theirs back.
+      dns();
+      this.dropUnselected();
+    };
   }
 
   private commitEndpoint(input: EndpointInput, identity: Identity): void {
@@ -542,19 +565,65 @@ export class PolicyEngine {
     });
   }
 
-  /** Gives every address the DNS cache now has for these names a CIDR identity (all or none), then re-evaluates FQDN selectors. */
+  /**
+   * Whether some toFQDNs selector in force matches the name. As in Cilium, only the addresses of such
+   * names get identities (and ipcache entries); the cache keeps every allowed answer, so a selector
+   * added later finds the names learned before it.
+   */
+  selectsName(name: string): boolean {
+    for (const sel of this.cache.fqdnSelectors()) if (matchDnsSelector(sel, name)) return true;
+    return false;
+  }
+
+  /**
+   * The names of the DNS cache that these rules' toFQDNs selectors match and that hold no identities
+   * yet: a policy that starts selecting them allocates their addresses' identities before it is
+   * installed (all or none), so it never enforces half of what it selects.
+   */
+  private newlySelected(rules: readonly Rule[]): string[] {
+    const sels: FqdnSelector[] = [];
+    for (const r of rules) for (const peers of [r.egress, r.egressDeny]) for (const p of peers) for (const s of p.selectors) if (s.kind === 'fqdn') sels.push(s);
+    if (sels.length === 0) return [];
+    const out: string[] = [];
+    for (const n of this.dns.names()) if (!this.nameIps.has(n) && sels.some((sel) => matchDnsSelector(sel, n))) out.push(n);
+    return out;
+  }
+
+  /** After selectors went away: names no selector matches any more give their identities back (nothing to allocate). */
+  private dropUnselected(): void {
+    const gone = [...this.nameIps.keys()].filter((n) => !this.selectsName(n));
+    if (gone.length > 0) this.commitDns(gone.map((n) => [n, new Set<string>()]), []);
+  }
+
+  /**
+   * Gives every address the DNS cache now has for these names a CIDR identity (all or none) when some
+   * toFQDNs selector matches the name (none otherwise), then re-evaluates FQDN selectors.
+   */
   private async applyDns(names: string[]): Promise<void> {
-    const next = new Map(names.map((name) => [name, new Set(this.dns.lookup(name))]));
+    (await this.prepareDns(names, (n) => this.selectsName(n)))();
+  }
+
+  /**
+   * Allocates the identities of the addresses of `names` that `selected` accepts (the others get none);
+   * resolves to the synchronous step that installs them.
+   */
+  private async prepareDns(names: readonly string[], selected: (name: string) => boolean): Promise<() => void> {
+    if (names.length === 0) return () => undefined;
+    const next = names.map((name): [string, Set<string>] => [name, new Set(selected(name) ? this.dns.lookup(name) : [])]);
     const fresh = new Map<string, Prefix>();
-    for (const ips of next.values()) {
+    for (const [, ips] of next) {
       for (const ip of ips) {
         const p = this.dnsIdentity.has(ip) ? undefined : parsePrefix(ip);
         if (p) fresh.set(ip, p);
       }
     }
     const allocated = await this.allocateEach([...fresh], ([, p]) => LabelSet.from(cidrIdentityLabels(p)));
-    // Nothing below awaits.
-    for (const [[ip], ident] of allocated) this.dnsIdentity.set(ip, ident.id);
+    return () => this.commitDns(next, allocated.map(([[ip], ident]) => [ip, ident.id]));
+  }
+
+  private commitDns(next: ReadonlyArray<[string, Set<string>]>, allocated: ReadonlyArray<[string, number]>): void {
+    for (const [ip, id] of allocated) this.dnsIdentity.set(ip, id);
+    const names = next.map(([n]) => n);
     for (const [name, ips] of next) {
       const before = this.nameIps.get(name) ?? new Set<string>();
       if (ips.size > 0) this.nameIps.set(name, ips);

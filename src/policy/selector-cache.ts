@@ -29,6 +29,8 @@ export class SelectorCache {
   private readonly entries = new Map<string, SelectorEntry>();
   /** Number of (selector, identity) evaluations, for tests and benchmarks. */
   evaluations = 0;
+  /** Bumped whenever an FQDN selector enters or leaves the cache (the engine re-selects names then). */
+  fqdnGeneration = 0;
 
   constructor(private readonly deps: SelectorCacheDeps) {}
 
@@ -47,13 +49,21 @@ export class SelectorCache {
     for (const ident of this.deps.identities()) if (this.matches(sel, ident)) ids.add(ident.id);
     const entry: SelectorEntry = { selector: sel, ids, refs: 1 };
     this.entries.set(sel.key, entry);
+    if (sel.kind === 'fqdn') this.fqdnGeneration++;
     return entry;
   }
 
   release(sel: Selector): void {
     const e = this.entries.get(sel.key);
     if (!e) return;
-    if (--e.refs <= 0) this.entries.delete(sel.key);
+    if (--e.refs > 0) return;
+    this.entries.delete(sel.key);
+    if (sel.kind === 'fqdn') this.fqdnGeneration++;
+  }
+
+  /** Every FQDN selector some rule in force uses. */
+  *fqdnSelectors(): Iterable<FqdnSelector> {
+    for (const e of this.entries.values()) if (e.selector.kind === 'fqdn') yield e.selector;
   }
 
   get(key: string): SelectorEntry | undefined {

@@ -34,7 +34,7 @@ const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED
 
 function udpExchange(server: string, msg: Buffer, timeoutMs: number): Promise<Buffer | null> {
   return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(net.isIPv6(server) ? 'udp6' : 'udp4');
     const timer = setTimeout(() => {
       s.close();
       resolve(null);
@@ -142,7 +142,7 @@ async function handle(c: Cmd): Promise<Record<string, unknown>> {
         });
       } else {
         await new Promise<void>((resolve) => {
-          const s = dgram.createSocket('udp4');
+          const s = dgram.createSocket(net.isIPv6(c.server ?? '') ? 'udp6' : 'udp4');
           s.send(data, 53, c.server ?? '', () => {
             s.close();
             resolve();

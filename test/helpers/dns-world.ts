@@ -14,7 +14,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { removePolicyRouting6 } from '../../src/dns/policy-routing6.js';
+import { removeUpstreamReturn } from '../../src/dns/upstream-return.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
+import { EndpointApiClient } from '../../src/cni/endpoint-api-client.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import type { RunAgentOptions } from '../../src/agent/run.js';
@@ -99,9 +102,24 @@ export async function startPodClient(node: AgentNode, ns: string): Promise<PodCl
   };
 }
 
+const linkOf = async (args: string[]): Promise<{ ifindex: number; ifname: string; address: string; link_index?: number }> => {
+  const links = JSON.parse((await run('ip', ['-j', ...args])).stdout) as Array<{ ifindex: number; ifname: string; address: string; link_index?: number }>;
+  const l = links[0];
+  if (!l) throw new Error(`no link: ip ${args.join(' ')}`);
+  return l;
+};
+
 export class DnsWorld {
   readonly k = 100 + (process.pid % 150);
   readonly inet = (n: number) => `198.18.${this.k}.${n}`;
+  /** IPv6 addresses of the "internet" (AAAA answers; documentation prefix). */
+  readonly inet6 = (n: number) => `2001:db8:${this.k.toString(16)}::${n.toString(16)}`;
+  /** IPv6 addresses of dual-stack pods (dualStack()) and of the node's side. */
+  readonly pod6 = (n: number) => `fd00:d5:${this.k.toString(16)}::${n.toString(16)}`;
+  /** The node's IPv6 address toward the pods (on the resolver pod's host veth). */
+  readonly node6 = this.pod6(1);
+  private readonly v6 = new Map<string, string>();
+  private inetNs = '';
   pods: Record<'app' | 'web' | 'other' | 'coredns', TestPod> = {} as Record<'app' | 'web' | 'other' | 'coredns', TestPod>;
   private clients = new Map<string, PodClient>();
   private dns: ChildProcess | null = null;
@@ -119,6 +137,8 @@ export class DnsWorld {
       await w.stopDnsmasq();
       await node.cleanup();
       await removePolicyRouting().catch(() => undefined);
+      await removePolicyRouting6().catch(() => undefined);
+      await removeUpstreamReturn().catch(() => undefined);
     });
     mkdirSync(node.manifests, { recursive: true });
     node.write('world.yaml', MANIFESTS);
@@ -134,6 +154,7 @@ export class DnsWorld {
     // The internet: a namespace owning 198.18.<k>.0/24 (every address local), servers on 80 and 443.
     const sb = node.sb;
     const nsI = await sb.netns('inet');
+    w.inetNs = nsI;
     const hI = sb.name('hinet');
     const link = (n: number) => `10.${w.k}.79.${n}`;
     await sb.vethToHost(nsI, { hostIf: hI, podIf: 'eth0', hostIp: `${link(1)}/30`, podIp: `${link(2)}/30`, defaultRoute: true });
@@ -149,6 +170,51 @@ export class DnsWorld {
     return this.pods.coredns.ip;
   }
 
+  /** The resolver pod's IPv6 address (after dualStack('coredns', …)). */
+  get resolver6(): string {
+    const a = this.v6.get('coredns');
+    if (!a) throw new Error('the resolver pod has no IPv6 address: dualStack() first');
+    return a;
+  }
+
+  /**
+   * Makes a pod dual-stack, as a dual-stack IPAM would (meshd-cni hands out IPv4 only): an IPv6 address
+   * on its eth0, a default route to the node over the veth (fe80::1 on the host side; static
+   * neighbours, so no neighbour discovery runs), a route to it on the node, IPv6 forwarding for what
+   * enters on its veth (force_forwarding, kernel 6.17+), and the address
+   * registered with the agent beside the IPv4 one (the CNI endpoint API's idempotent upsert), so the
+   * engine, the ipcache and the datapath know it as the pod's. The resolver pod's host veth also gets
+   * the node's IPv6 address (node6), the source of the proxy's upstream legs.
+   */
+  async dualStack(pod: 'app' | 'web' | 'other' | 'coredns', address: string): Promise<void> {
+    const p = this.pods[pod];
+    const podIf = await linkOf(['-n', p.ns, 'link', 'show', 'eth0']);
+    const hostIf = (JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifindex: number; ifname: string; address: string }>).find((l) => l.ifindex === podIf.link_index);
+    if (!hostIf) throw new Error(`${pod}: no host side of eth0`);
+    await run('sysctl', ['-qw', `net.ipv6.conf.${hostIf.ifname}.disable_ipv6=0`]);
+    // Pod to pod over IPv6 through the node: forwarding for what enters on this veth only (the node-wide switch stays off).
+    await run('sysctl', ['-qw', `net.ipv6.conf.${hostIf.ifname}.force_forwarding=1`]);
+    await run('ip', ['-n', p.ns, '-6', 'addr', 'add', `${address}/128`, 'dev', 'eth0', 'nodad']);
+    await run('ip', ['-6', 'addr', 'add', 'fe80::1/64', 'dev', hostIf.ifname, 'nodad']);
+    await run('ip', ['-n', p.ns, '-6', 'neigh', 'replace', 'fe80::1', 'lladdr', hostIf.address, 'dev', 'eth0', 'nud', 'permanent']);
+    await run('ip', ['-n', p.ns, '-6', 'route', 'replace', 'default', 'via', 'fe80::1', 'dev', 'eth0']);
+    await run('ip', ['-6', 'neigh', 'replace', address, 'lladdr', podIf.address, 'dev', hostIf.ifname, 'nud', 'permanent']);
+    if (pod === 'coredns') {
+      await run('ip', ['-6', 'addr', 'add', `${this.node6}/128`, 'dev', hostIf.ifname, 'nodad']);
+      await run('ip', ['-6', 'route', 'replace', `${address}/128`, 'dev', hostIf.ifname, 'src', this.node6]);
+    } else {
+      await run('ip', ['-6', 'route', 'replace', `${address}/128`, 'dev', hostIf.ifname]);
+    }
+    const agent = this.node.running?.agent;
+    if (!agent) throw new Error('the agent is not running');
+    const api = new EndpointApiClient(agent.socketPath('cni'));
+    const e = (await api.list()).find((x) => x.k8s.name === pod);
+    if (!e) throw new Error(`${pod}: not registered with the agent`);
+    const { registeredAt: _, ...reg } = e;
+    await api.register({ ...reg, ips: [...e.ips.filter((ip) => !ip.includes(':')), `${address}/128`] });
+    this.v6.set(pod, address);
+  }
+
   async client(pod: 'app' | 'web' | 'other'): Promise<PodClient> {
     let c = this.clients.get(pod);
     if (!c) {
@@ -160,35 +226,14 @@ export class DnsWorld {
 
   /**
    * (Re)starts dnsmasq in the coredns pod: api.github.com, edge.example.net (www.example.com is a
-   * CNAME to it), other.example.org, short.example.com, short2.example.com and n0..n199.example.com,
+   * CNAME to it), other.example.org, short.example.com, short2.example.com, flush.example.com, six.example.com
+   * (AAAA only) and n0..n199.example.com, on the resolver's address and `listen`'s,
    * every record with the given TTL. Waits until it answers (asked from `other`, which is not redirected).
    */
-  async dnsmasq(o: { ttl: number; logQueries?: boolean }): Promise<void> {
+  async dnsmasq(o: { ttl: number; logQueries?: boolean; listen?: string[] }): Promise<void> {
     await this.stopDnsmasq();
-    const hosts = join(this.node.tmp.dir, 'hosts');
-    const lines = [
-      `${this.inet(1)} api.github.com`,
-      `${this.inet(2)} edge.example.net`,
-      `${this.inet(3)} other.example.org`,
-      `${this.inet(4)} short.example.com`,
-      `${this.inet(5)} short2.example.com`,
-      ...Array.from({ length: 200 }, (_, i) => `${this.inet(20 + i)} n${i}.example.com`),
-    ];
-    writeFileSync(hosts, `${lines.join('\n')}\n`);
-    const args = [
-      'netns', 'exec', this.pods.coredns.ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
-      `--listen-address=${this.resolver}`, `--local-ttl=${o.ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
-      `--pid-file=${join(this.node.tmp.dir, 'dnsmasq.pid')}`, '--user=root', '--group=root',
-      // Every query with its source address and port, on stderr (dnsmasqLog()).
-      ...(o.logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
-    ];
-    const proc = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
+    const { proc, stderr } = this.spawnDnsmasq(this.pods.coredns.ns, [this.resolver, ...(o.listen ?? [])], o.ttl, o.logQueries === true, 'dnsmasq', (d) => (this.log += d));
     this.log = '';
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      this.log += d;
-    });
     this.dns = proc;
     const other = await this.client('other');
     for (let i = 0; i < 50; i++) {
@@ -196,7 +241,59 @@ export class DnsWorld {
       if (r.rcode === 'NOERROR') return;
       await sleep(100);
     }
-    throw new Error(`dnsmasq did not come up: ${stderr}`);
+    throw new Error(`dnsmasq did not come up: ${stderr()}`);
+  }
+
+  /**
+   * A resolver off the node: dnsmasq with the same records in the "internet" namespace, on
+   * `offNodeResolver` (reached through the node's routing, as an upstream resolver would be), logging
+   * every query's source. Stopped with the world.
+   */
+  async offNodeDnsmasq(): Promise<{ log(): string }> {
+    let log = '';
+    const { proc } = this.spawnDnsmasq(this.inetNs, [this.offNodeResolver], 300, true, 'dnsmasq-inet', (d) => (log += d));
+    this.node.sb.defer(async () => {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+      proc.kill('SIGKILL');
+      await exited;
+    });
+    for (let i = 0; i < 50 && !log.includes('started'); i++) await sleep(100);
+    return { log: () => log };
+  }
+
+  /** The off-node resolver's address (in the "internet" namespace). */
+  get offNodeResolver(): string {
+    return this.inet(53);
+  }
+
+  private spawnDnsmasq(ns: string, listen: string[], ttl: number, logQueries: boolean, tag: string, onLog: (d: string) => void): { proc: ChildProcess; stderr: () => string } {
+    const hosts = join(this.node.tmp.dir, 'hosts');
+    const lines = [
+      `${this.inet(1)} api.github.com`,
+      `${this.inet(2)} edge.example.net`,
+      `${this.inet(3)} other.example.org`,
+      `${this.inet(4)} short.example.com`,
+      `${this.inet(5)} short2.example.com`,
+      `${this.inet(6)} flush.example.com`,
+      `${this.inet6(7)} six.example.com`,
+      ...Array.from({ length: 200 }, (_, i) => `${this.inet(20 + i)} n${i}.example.com`),
+    ];
+    writeFileSync(hosts, `${lines.join('\n')}\n`);
+    const args = [
+      'netns', 'exec', ns, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
+      `--listen-address=${listen.join(',')}`, `--local-ttl=${ttl}`, `--addn-hosts=${hosts}`, '--cname=www.example.com,edge.example.net',
+      `--pid-file=${join(this.node.tmp.dir, `${tag}.pid`)}`, '--user=root', '--group=root',
+      // Every query with its source address and port, on stderr (dnsmasqLog()).
+      ...(logQueries ? ['--log-queries=extra', '--log-facility=-'] : []),
+    ];
+    const proc = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      onLog(d);
+    });
+    return { proc, stderr: () => stderr };
   }
 
   /** What dnsmasq wrote since it was (re)started (with logQueries: a line per query, its source included). */

@@ -34,6 +34,11 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
   const web = await w.client('web');
   const other = await w.client('other');
   const server = w.resolver;
+  /** Whether the kernel's ipcache (whole addresses, read from the pin) has an entry for an IPv4 address. */
+  const kernelIpcacheHas = (ip: string): boolean => {
+    const hex = Buffer.from(ip.split('.').map(Number)).toString('hex');
+    return (w.node.pinnedRows(['meshd_ipc_host']).meshd_ipc_host ?? []).some((row) => (row.split('=')[0] ?? '').includes(hex));
+  };
   const cli = async (...args: string[]) => {
     const { stdout } = await promisify(execFile)(process.execPath, [repoPath('bin', 'meshd.mjs'), ...args, '-o', 'json', '--api-socket', agent().socketPath('meshd')]);
     return JSON.parse(stdout) as unknown;
@@ -89,6 +94,12 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
     const o = await app.call({ op: 'resolveConnect', server, name: 'other.example.org', port: 443, timeoutMs: 1000 });
     assert.equal(o.rcode, 'NOERROR');
     assert.equal(o.connect, 'timeout');
+    // As in Cilium, a name no toFQDNs selector matches gets no identity: cached, but neither in the engine's nor the kernel's ipcache.
+    assert.deepEqual(dns().list('default/app').find((x) => x.name === 'other.example.org')?.ips.map((i) => i.ip), [w.inet(3)]);
+    assert.equal(agent().engine.identityOfIp(w.inet(3)), 2, 'world');
+    assert.ok(!agent().engine.ipcache().some((x) => x.prefix === `${w.inet(3)}/32`));
+    assert.equal(kernelIpcacheHas(w.inet(3)), false);
+    assert.equal(kernelIpcacheHas(w.inet(1)), true, 'the address of a selected name is there');
     // Through a CNAME: www.example.com (matches *.example.com) → edge.example.net's address.
     const c = await app.call({ op: 'resolveConnect', server, name: 'www.example.com', port: 443 });
     assert.equal(c.ip, w.inet(2));
@@ -167,6 +178,25 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
     assert.equal((await app.call({ op: 'connect', ip: w.inet(5), port: 443, timeoutMs: 1000 })).connect, 'timeout', 'and the kernel drops it');
     assert.equal((await app.call({ op: 'connect', ip: w.inet(4), port: 443 })).connect, `INET 443 ${w.pods.app.ip}`);
     await w.dnsmasq({ ttl: 300 });
+  });
+
+  await t.test('meshd fqdn cache flush removes a name: its identity leaves the ipcache and the kernel drops it; the next answer opens it again', async () => {
+    // Resolved, not connected: no connection uses the address (one that did would expire instead of going).
+    const r = await app.call({ op: 'query', server, name: 'flush.example.com' });
+    assert.equal(r.rcode, 'NOERROR');
+    assert.equal(kernelIpcacheHas(w.inet(6)), true);
+    const flushed = (await cli('fqdn', 'cache', 'flush', '--name', 'flush.example.com', '--endpoint', 'default/app')) as { removed: Array<{ endpoint: string; name: string; ips: string[] }> };
+    assert.deepEqual(flushed.removed, [{ endpoint: 'default/app', name: 'flush.example.com', ips: [w.inet(6)] }]);
+    assert.equal(dns().list('default/app').find((x) => x.name === 'flush.example.com'), undefined);
+    assert.equal(agent().engine.identityOfIp(w.inet(6)), 2);
+    assert.equal(kernelIpcacheHas(w.inet(6)), false);
+    assert.equal((await app.call({ op: 'connect', ip: w.inet(6), port: 443, timeoutMs: 1000 })).connect, 'timeout', 'the kernel drops it');
+    const again = await app.call({ op: 'resolveConnect', server, name: 'flush.example.com', port: 443 });
+    assert.equal(again.connect, `INET 443 ${w.pods.app.ip}`);
+    // Nothing matches: nothing removed, nothing else touched.
+    const none = (await cli('fqdn', 'cache', 'flush', '--name', '*.nowhere.example')) as { removed: unknown[] };
+    assert.deepEqual(none.removed, []);
+    assert.equal(kernelIpcacheHas(w.inet(1)), true);
   });
 
   await t.test('malformed input, fuzzed: the proxy stays up and answers the next good query', async (t) => {
