@@ -27,8 +27,7 @@ import type { Logger } from '../util/log.js';
 import { DnsJudge, type DnsPolicySource } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
 import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
-import { defaultPolicyRouting, ensurePolicyRouting } from '../proxy/policy-routing.js';
-import { ensurePolicyRouting6 } from './policy-routing6.js';
+import { defaultPolicyRouting, ensurePolicyRouting, ensurePolicyRouting6 } from '../proxy/policy-routing.js';
 import { RoutingWatch } from './routing-watch.js';
 import { ensureUpstreamReturn } from './upstream-return.js';
 

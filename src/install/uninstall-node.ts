@@ -26,7 +26,8 @@ import { z } from 'zod';
 import type { AgentConfig } from '../agent/config.js';
 import { CONFLIST_NAME, PLUGIN_TYPE, uninstallCni } from '../cni/installer.js';
 import { stopProcesses } from '../../envoy/orphans.js';
-import { defaultPolicyRouting, removePolicyRouting } from '../proxy/policy-routing.js';
+import { defaultPolicyRouting, removePolicyRouting, removePolicyRouting6 } from '../proxy/policy-routing.js';
+import { removeUpstreamReturn } from '../dns/upstream-return.js';
 import { envoysOfWorkDir } from '../proxy/supervisor-process.js';
 import { MeshdError } from '../util/errors.js';
 import { errno } from '../util/fs-errors.js';
@@ -116,6 +117,8 @@ export async function uninstallNode(c: AgentConfig, opts: { apiSocket?: string }
   }
 
   await removePolicyRouting(defaultPolicyRouting);
+  await removePolicyRouting6(defaultPolicyRouting).catch(() => undefined); // a node without IPv6 has none
+  await removeUpstreamReturn(defaultPolicyRouting);
   actions.push(`removed the proxy policy routing (fwmark rule, table ${defaultPolicyRouting.table})`);
 
   if (existsSync(c.stateDir)) {

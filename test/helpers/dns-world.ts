@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { removePolicyRouting6 } from '../../src/dns/policy-routing6.js';
+import { removePolicyRouting6 } from '../../src/proxy/policy-routing.js';
 import { removeUpstreamReturn } from '../../src/dns/upstream-return.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { EndpointApiClient } from '../../src/cni/endpoint-api-client.js';
