@@ -63,7 +63,7 @@ import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
 import { resolveSdsSecrets, type SecretData, withoutUnusable } from './sds.js';
-import { enableRequestMigration, withReusePort } from './steering.js';
+import { enableRequestMigration, ProxySteering, type SteeringStatus, withReusePort } from './steering.js';
 import { adminRequest } from './supervisor-process.js';
 import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
@@ -89,10 +89,15 @@ export interface ProxyManagerOptions {
   drainTimeoutMs?: number;
   /** stop() leaves the Envoys running for the next agent (as detach()); the `meshd agent` process's choice. */
   keepEnvoysOnStop?: boolean;
+  /**
+   * bpffs directory of the datapath's pins (`<bpf.root>/meshd`): the steering maps live there
+   * (steering.ts). Without it, or when steering cannot load, the kernel's listener lookup steers.
+   */
+  pinDir?: string;
 }
 
-/** The single-Envoy view of the supervisor (meshd status), plus every instance. */
-export type EnvoyStatus = SupervisorStatus;
+/** The single-Envoy view of the supervisor (meshd status), plus every instance and how new connections reach them. */
+export type EnvoyStatus = SupervisorStatus & { steering: SteeringStatus | null };
 
 export interface ProxyApplyInput {
   /** Every local endpoint: its policy and addresses. */
@@ -261,6 +266,8 @@ export class ProxyManager {
   private lateAck: AbortController | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | null = null;
+  /** The listener names when the steering was last written (a new listener port needs its sockets steered too). */
+  private steeredListeners = '';
 
   private constructor(
     private readonly o: ProxyManagerOptions,
@@ -270,6 +277,7 @@ export class ProxyManager {
     private readonly ports: ProxyPorts,
     /** Ingress Kafka rules: the Envoy listener's ext_proc filter asks it (src/kafka/processor.ts). */
     private readonly kafka: { socketPath: string; processor: KafkaProcessor | null },
+    private readonly steering: ProxySteering | null,
   ) {}
 
   static async start(o: ProxyManagerOptions): Promise<ProxyManager> {
@@ -290,6 +298,14 @@ export class ProxyManager {
       const bootstrap = buildBootstrap({ nodeId, xds: { unix: xdsSock }, xdsMode: o.xdsMode, admin: { unix: adminSocket }, als: { unix: alsSock } });
       return { nodeId, adminSocket, bootstrap };
     };
+    let steering: ProxySteering | null = null;
+    if (o.pinDir !== undefined) {
+      try {
+        steering = await ProxySteering.open({ pinDir: o.pinDir });
+      } catch (e) {
+        log.warn('proxy steering unavailable: the kernel\'s listener lookup steers new connections', { err: e instanceof Error ? e.message : String(e) });
+      }
+    }
     let m: ProxyManager | null = null;
     const envoy = new ProxySupervisor({
       workDir,
@@ -302,9 +318,17 @@ export class ProxyManager {
       concurrency: o.concurrency ?? 2,
       backoff: { initialMs: 200, maxMs: 10_000 },
       log: (level, msg, fields) => log[level](msg, fields),
+      ...(steering
+        ? {
+            steer: (live: ReadonlyArray<{ id: string; pid: number }>) => {
+              mm.steeredListeners = mm.listenerNames();
+              steering.update(live, ports.list().map((p) => p.port));
+            },
+          }
+        : {}),
     });
-    m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null });
-    const mm = m;
+    m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null }, steering);
+    const mm: ProxyManager = m;
     envoy.on('exit', (e: { id: string; pid: number }) => {
       if (!mm.stopping) log.warn('envoy exited', e);
     });
@@ -328,6 +352,14 @@ export class ProxyManager {
       throw e;
     }
     return m;
+  }
+
+  private listenerNames(): string {
+    return (this.current?.out.listeners ?? [])
+      .filter(named)
+      .map((l) => l.name)
+      .sort()
+      .join(',');
   }
 
   private get servedFile(): string {
@@ -490,6 +522,8 @@ export class ProxyManager {
       throw e;
     }
     this.accepted(snap);
+    // A listener on a port the steering does not know yet: its sockets join the map (until then the lookup serves it).
+    if (this.steering && this.listenerNames() !== this.steeredListeners) await this.envoy.steer();
     return { version: snap.version, redirects: out.redirects, unsupported: out.unsupported, secretProblems: problems };
   }
 
@@ -533,7 +567,7 @@ export class ProxyManager {
     const f = this.failure;
     const first = this.envoy.live()[0];
     return {
-      envoy: this.envoy.status(),
+      envoy: { ...this.envoy.status(), steering: this.steering?.status() ?? null },
       xds: first ? this.xds.status(first.nodeId) : undefined,
       ports: this.ports.list(),
       listeners,
@@ -593,6 +627,7 @@ export class ProxyManager {
       await this.queue;
       this.lateAck?.abort();
       await this.envoy.detach();
+      this.steering?.close();
       await this.kafka.processor?.close();
       // A graceful close waits for the Envoys' access-log streams, which stay open: they end with this process.
       await Promise.race([this.als.close(), sleep(500)]);
@@ -607,6 +642,7 @@ export class ProxyManager {
       await this.queue;
       this.lateAck?.abort();
       await this.envoy.stop();
+      this.steering?.close();
       await this.kafka.processor?.close();
       await this.als.close();
       await this.xds.close();

@@ -11,10 +11,12 @@
  *   await sup.stop();      // drains and stops every instance
  *
  * Steering (steering.ts): every instance binds each proxy port with
- * SO_REUSEPORT, so the instances form one reuseport group per port; the
- * datapath's listener lookup picks one of the group per connection, a closed
- * listener leaves the group at once, and with `tcp_migrate_req` the
- * connections queued on a closing listener move to a remaining one.
+ * SO_REUSEPORT, so the instances form one reuseport group per port; `steer`
+ * is called with the live instances whenever that set changes (an instance
+ * got live, one starts draining, one exited), before the drain starts, so
+ * that new connections go only to live instances. A closed listener leaves
+ * the group at once, and with `tcp_migrate_req` the connections queued on a
+ * closing listener move to a remaining one.
  *
  * Make before break: an instance is "live" (counted, asked for ACKs) only
  * once it is ready and `configured()` resolved for it (it ACKed the current
@@ -82,6 +84,8 @@ export interface ProxySupervisorOptions {
   readyTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Points new connections at exactly these instances (steering.ts); called on every change of the live set, one call at a time. */
+  steer?: (live: InstanceRecord[]) => void | Promise<void>;
 }
 
 export type InstanceState = 'starting' | 'live' | 'draining';
@@ -141,6 +145,7 @@ export class ProxySupervisor extends EventEmitter {
   private readonly backoff: { initialMs: number; maxMs: number; resetAfterMs: number };
   private readonly stateFile: string;
   private ensuring: Promise<void> | null = null;
+  private steering: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: ProxySupervisorOptions) {
     super();
@@ -309,7 +314,26 @@ export class ProxySupervisor extends EventEmitter {
       this.unavailableMs += Date.now() - this.unavailableSince;
       this.unavailableSince = null;
     }
+    await this.steer();
     this.emit('live', inst.rec);
+  }
+
+  /**
+   * Points new connections at the live instances now (after the previous
+   * call finished). A failure is logged: the previous steering stays, and the
+   * kernel's lookup serves ports without an entry.
+   */
+  steer(): Promise<void> {
+    const run = this.steering.then(async () => {
+      if (!this.o.steer) return;
+      try {
+        await this.o.steer(this.live());
+      } catch (e) {
+        this.log('warn', 'proxy steering not updated', { err: e instanceof Error ? e.message : String(e) });
+      }
+    });
+    this.steering = run;
+    return run;
   }
 
   private drop(inst: Instance, why: unknown): void {
@@ -329,6 +353,8 @@ export class ProxySupervisor extends EventEmitter {
       this.lastExit = { code: null, signal: null, at: new Date().toISOString() };
       this.log('warn', 'envoy exited', { id: inst.rec.id, pid: inst.rec.pid });
       this.emit('exit', { id: inst.rec.id, pid: inst.rec.pid, at: this.lastExit.at });
+      // Its sockets left the map as the kernel closed them; the set is rewritten without it.
+      if (inst.state === 'live') void this.steer();
       const stableMs = inst.liveSince === null ? 0 : Date.now() - inst.liveSince;
       if (stableMs >= this.backoff.resetAfterMs) this.failures = 0;
       this.persist();
@@ -388,6 +414,8 @@ export class ProxySupervisor extends EventEmitter {
     inst.state = 'draining';
     this.persist();
     const rec = inst.rec;
+    // New connections go to the live instances from now on; this one only finishes what it has.
+    await this.steer();
     try {
       await adminRequest(rec.adminSocket, '/drain_listeners?graceful&skip_exit', 'POST');
       await sleep((this.o.drainTimeS ?? 2) * 1000);
