@@ -324,6 +324,7 @@ export class ProxyManager {
               mm.steeredListeners = mm.listenerNames();
               steering.update(live, ports.list().map((p) => p.port));
             },
+            unsteer: (id: string) => steering.remove(id),
           }
         : {}),
     });

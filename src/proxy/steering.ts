@@ -163,6 +163,8 @@ export class ProxySteering {
   private readonly counter: (slot: number) => bigint;
   private current: SteeringPortStatus[] = [];
   private error: string | null = null;
+  /** The map keys each instance's sockets got in the last update (for remove()). */
+  private keysOf = new Map<string, Buffer[]>();
 
   private constructor(private readonly obj: BpfObjectHandle) {
     this.socks = BpfMap.fromObject(obj, 'meshd_steer_socks');
@@ -215,6 +217,7 @@ export class ProxySteering {
       }
       const prog = this.obj.programFd('meshd_proxy_select');
       const steered: SteeringPortStatus[] = [];
+      const keysOf = new Map<string, Buffer[]>();
       const known = new Set([...want, ...this.current.map((p) => p.port)]);
       for (const port of known) {
         const prev = this.ports.lookup(u32(port));
@@ -222,7 +225,11 @@ export class ProxySteering {
         const counts = { 4: 0, 6: 0 };
         for (const family of [4, 6] as const) {
           const set = taken.filter((t) => t.port === port && t.family === family).slice(0, SteerStat.MAX_SLOTS);
-          for (const [slot, s] of set.entries()) this.socks.update(steerKey(port, family, gen, slot), u64fd(s.fd));
+          for (const [slot, s] of set.entries()) {
+            const key = steerKey(port, family, gen, slot);
+            this.socks.update(key, u64fd(s.fd));
+            keysOf.set(s.id, [...(keysOf.get(s.id) ?? []), key]);
+          }
           // One socket of the group carries the program for all of it (a group formed anew after every
           // instance's listener closed has none until then).
           const first = set[0];
@@ -235,6 +242,7 @@ export class ProxySteering {
         this.prune(port, counts[4] + counts[6] > 0 ? gen : -1, counts);
       }
       this.current = steered;
+      this.keysOf = keysOf;
       this.error = null;
     } catch (e) {
       this.error = e instanceof Error ? e.message : String(e);
@@ -243,6 +251,18 @@ export class ProxySteering {
       // The map holds its own references to the sockets.
       for (const t of taken) native.closeFd(t.fd);
     }
+  }
+
+  /**
+   * Takes instance `id`'s sockets out of the map at once (it exited: no new
+   * connection may be handed to it while the kernel is still tearing it
+   * down). Its slots stay counted; the lookups skip empty slots. The next
+   * update() writes the set anew.
+   */
+  remove(id: string): void {
+    for (const k of this.keysOf.get(id) ?? []) this.socks.delete(k);
+    this.keysOf.delete(id);
+    this.current = this.current.map((p) => ({ ...p, instances: p.instances.filter((i) => i !== id) })).filter((p) => p.instances.length > 0);
   }
 
   /** Removes the entries of `port` other than generation `gen`'s first counts[family] slots. */

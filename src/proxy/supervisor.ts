@@ -86,6 +86,8 @@ export interface ProxySupervisorOptions {
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
   /** Points new connections at exactly these instances (steering.ts); called on every change of the live set, one call at a time. */
   steer?: (live: InstanceRecord[]) => void | Promise<void>;
+  /** Called at once (before `steer`) when instance `id` is seen exiting: no new connection may go to it. */
+  unsteer?: (id: string) => void;
 }
 
 export type InstanceState = 'starting' | 'live' | 'draining';
@@ -226,7 +228,8 @@ export class ProxySupervisor extends EventEmitter {
     // Outdated ones keep serving (they are in the reuseport group) until their replacements are live.
     for (const rec of outdated) this.instances.set(rec.id, { rec, state: 'draining', adopted: true, liveSince: null, gone: new AbortController() });
     this.persist();
-    this.monitor = setInterval(() => this.check(), 100);
+    // Often: an exited Envoy's leader is a zombie well before the kernel closes its listeners (see check()).
+    this.monitor = setInterval(() => this.check(), 10);
     this.monitor.unref();
     try {
       // Adopted instances: they already run the configuration; confirm it (the xDS stream reconnects by itself).
@@ -350,10 +353,18 @@ export class ProxySupervisor extends EventEmitter {
       inst.gone.abort();
       this.instances.delete(inst.rec.id);
       if (inst.state === 'draining') continue;
+      // A killed process closes its sockets only after its memory is torn down (tens of ms for Envoy):
+      // its entries go now, before anything else; the set is rewritten without it below.
+      if (inst.state === 'live') {
+        try {
+          this.o.unsteer?.(inst.rec.id);
+        } catch (e) {
+          this.log('warn', 'proxy steering: removing an exited Envoy', { id: inst.rec.id, err: e instanceof Error ? e.message : String(e) });
+        }
+      }
       this.lastExit = { code: null, signal: null, at: new Date().toISOString() };
       this.log('warn', 'envoy exited', { id: inst.rec.id, pid: inst.rec.pid });
       this.emit('exit', { id: inst.rec.id, pid: inst.rec.pid, at: this.lastExit.at });
-      // Its sockets left the map as the kernel closed them; the set is rewritten without it.
       if (inst.state === 'live') void this.steer();
       const stableMs = inst.liveSince === null ? 0 : Date.now() - inst.liveSince;
       if (stableMs >= this.backoff.resetAfterMs) this.failures = 0;
