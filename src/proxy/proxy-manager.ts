@@ -195,6 +195,8 @@ const servedFileSchema = z.strictObject({
   snapshotVersion: z.string().min(1),
   listeners: z.array(z.record(z.string(), z.unknown())),
   clusters: z.array(z.record(z.string(), z.unknown())),
+  /** SDS secrets (TLS interception): a restarted agent's Envoy gets them from the start. Absent in files of older agents. */
+  secrets: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 
 const DEFAULT_ACK_TIMEOUT_MS = 15_000;
@@ -266,6 +268,8 @@ export class ProxyManager {
   private lateAck: AbortController | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | null = null;
+  /** Aborted by stop() and detach(): an apply waiting for an Envoy's ACK gives up (MESHD_PROXY_STOPPED). */
+  private readonly stopSignal = new AbortController();
   /** The listener names when the steering was last written (a new listener port needs its sockets steered too). */
   private steeredListeners = '';
 
@@ -372,10 +376,11 @@ export class ProxyManager {
     const r = readStateFile(this.servedFile, servedFileSchema);
     if (r.state === 'corrupt') warnCorrupt(r.problem);
     if (r.state !== 'ok') return false;
-    const out: TranslateOutput = { listeners: r.data.listeners, clusters: r.data.clusters, redirects: [], unsupported: [] };
+    const secrets = r.data.secrets ?? [];
+    const out: TranslateOutput = { listeners: r.data.listeners, clusters: r.data.clusters, redirects: [], unsupported: [], ...(secrets.length > 0 ? { secrets } : {}) };
     const s: Served = { version: r.data.snapshotVersion, hash: contentHash(out), out, input: { endpoints: [], identityIps: new Map() } };
     try {
-      this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters } });
+      this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters, secrets } });
     } catch (e) {
       this.o.log.warn('the recorded proxy snapshot is not valid any more; starting empty', { file: this.servedFile, err: e instanceof Error ? e.message : String(e) });
       return false;
@@ -460,7 +465,8 @@ export class ProxyManager {
 
   private accepted(s: Served): void {
     if (this.good?.version !== s.version) {
-      writeStateFile(this.servedFile, { version: 1, seq: this.seq, snapshotVersion: s.version, listeners: s.out.listeners, clusters: s.out.clusters });
+      // Mode 0600 in the 0700 state directory: the secrets carry private keys.
+      writeStateFile(this.servedFile, { version: 1, seq: this.seq, snapshotVersion: s.version, listeners: s.out.listeners, clusters: s.out.clusters, secrets: s.out.secrets ?? [] });
     }
     this.good = s;
     this.failure = null;
@@ -505,8 +511,9 @@ export class ProxyManager {
     const snap = this.current?.hash === hash ? { ...this.current, out, input } : this.publish(out, input);
     const log = this.o.log.child({ component: 'proxy' });
     try {
-      await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
+      await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS, signal: this.stopSignal.signal });
     } catch (e) {
+      if (this.stopSignal.signal.aborted) throw new ProxyError('MESHD_PROXY_STOPPED', `the proxy manager stopped while snapshot ${snap.version} waited for Envoy`, { version: snap.version, cause: e });
       if (isXdsError(e, 'MESHD_XDS_NACKED')) {
         const err = this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
         log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, change: err.details.change, envoyMessage: e.message });
@@ -624,6 +631,7 @@ export class ProxyManager {
    * and the instances stay recorded for that agent to adopt.
    */
   detach(): Promise<void> {
+    this.halt();
     this.stopping ??= (async () => {
       await this.queue;
       this.lateAck?.abort();
@@ -637,8 +645,15 @@ export class ProxyManager {
     return this.stopping;
   }
 
+  /** At once, before anything is awaited: no Envoy is restarted any more, and what waits for an ACK gives up. */
+  private halt(): void {
+    this.envoy.holdRestarts();
+    this.stopSignal.abort();
+  }
+
   stop(): Promise<void> {
     if (this.o.keepEnvoysOnStop) return this.detach();
+    this.halt();
     this.stopping ??= (async () => {
       await this.queue;
       this.lateAck?.abort();

@@ -148,6 +148,8 @@ export class ProxySupervisor extends EventEmitter {
   private readonly stateFile: string;
   private ensuring: Promise<void> | null = null;
   private steering: Promise<void> = Promise.resolve();
+  /** Set by holdRestarts(), or when the state directory went away: exited instances are not started again. */
+  private restartsHeld: 'owner' | 'workdir-gone' | null = null;
 
   constructor(private readonly o: ProxySupervisorOptions) {
     super();
@@ -371,13 +373,19 @@ export class ProxySupervisor extends EventEmitter {
       this.persist();
     }
     if (this.live().length === 0 && this.unavailableSince === null && this.running === 'running') this.unavailableSince = Date.now();
-    if (this.running !== 'running' || this.restartTimer || this.ensuring) return;
+    if (this.running !== 'running' || this.restartsHeld || this.restartTimer || this.ensuring) return;
+    if (!existsSync(this.o.workDir)) {
+      // Removed under us (uninstall, a test's teardown): a new Envoy could not even write its bootstrap there.
+      this.restartsHeld = 'workdir-gone';
+      this.log('warn', 'the Envoy state directory is gone: exited Envoys are not restarted', { workDir: this.o.workDir });
+      return;
+    }
     const missing = this.o.replicas - [...this.instances.values()].filter((i) => i.state !== 'draining').length;
     if (missing <= 0) return;
     const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.failures);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
-      if (this.running !== 'running') return;
+      if (this.running !== 'running' || this.restartsHeld) return;
       this.failures += 1;
       this.restarts += 1;
       this.ensuring = this.startInstance()
@@ -480,6 +488,17 @@ export class ProxySupervisor extends EventEmitter {
       replacements: this.replacements,
       unavailableMs: this.unavailableMs + (this.unavailableSince === null ? 0 : Date.now() - this.unavailableSince),
     };
+  }
+
+  /**
+   * From now on no exited instance is started again (the owner is stopping or
+   * leaving: an apply it still waits for must not bring one back); what runs
+   * keeps running. Idempotent; cleared by nothing (a supervisor starts once).
+   */
+  holdRestarts(): void {
+    this.restartsHeld ??= 'owner';
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
   }
 
   private halt(): void {
