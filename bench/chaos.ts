@@ -61,15 +61,15 @@ function result(r: Record<string, LoadSummary>): EventResult {
   return { failed: t.failed, wronglyAllowed: t.wronglyAllowed, wronglyDenied: t.wronglyDenied, requests: t.requests, detail: r };
 }
 
-async function proxyRestarts(n: number): Promise<EventResult & { unavailableMs: number }> {
+async function proxyRestarts(n: number): Promise<EventResult & { unavailableMs: number; steering: string }> {
   return inWorld({ tag: 'bcr', octet: 101, portBase: 33000 }, async (w) => {
     const loads = await w.startLoads();
     for (let i = 0; i < n; i++) {
       await w.proxy.restart();
       await sleep(300);
     }
-    const unavailableMs = w.proxy.status().envoy.unavailableMs;
-    return { ...result(await stopLoads(loads)), unavailableMs };
+    const { unavailableMs, steering } = w.proxy.status().envoy;
+    return { ...result(await stopLoads(loads)), unavailableMs, steering: steering?.path ?? 'socket-lookup' };
   });
 }
 
@@ -189,6 +189,8 @@ const out = {
   proxy_restarts: restarts,
   proxy_restart_requests: pr.requests,
   proxy_restart_unavailable_ms: pr.unavailableMs,
+  /** How new connections reached the Envoys (src/proxy/steering.ts): socket-map (the agent's) or socket-lookup. */
+  steering: pr.steering,
   agent_restart_cycles: cycles,
   agent_restart_requests: ar.requests,
   envoy_crash_kills: kills,
