@@ -92,27 +92,37 @@ async function agentRestarts(cycles: number): Promise<EventResult> {
   });
 }
 
-async function envoyCrashes(kills: number, replicas: number): Promise<{ newConns: LoadSummary; failedNewConns: number; kept: EventResult; unavailableMs: number }> {
+async function envoyCrashes(
+  kills: number,
+  replicas: number,
+): Promise<{ newConns: LoadSummary; failedNewConns: number; failedBeforeSeen: number; kept: EventResult; unavailableMs: number }> {
   return inWorld({ tag: `bk${replicas}`, octet: 102 + replicas, portBase: 35000 + replicas * 1000 }, async (w) => {
     const base = { url: w.apiUrl, allowPath: '/api/v1/users', denyPath: '/admin', concurrency: 3, denyEvery: 10 };
     const fresh = await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-new-conn' });
     const kept = [await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-keepalive' }), await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h2' })];
     const goneAt: number[] = [];
+    const seenAt: number[] = [];
     for (let i = 0; i < kills; i++) {
       await sleep(500);
       const [victim] = w.proxy.instances();
       if (!victim) throw new Error('no live Envoy');
+      const lastExit = w.proxy.status().envoy.lastExit?.at;
       process.kill(victim.pid, 'SIGKILL');
       for (let st = procStat(victim.pid); st !== null && st.state !== 'Z'; st = procStat(victim.pid)) await sleep(1);
       goneAt.push(Date.now());
+      // The agent saw the exit (the Envoy left the steering): from here on a new connection must not fail.
+      for (let at = lastExit; at === lastExit; at = w.proxy.status().envoy.lastExit?.at) await sleep(1);
+      seenAt.push(Date.parse(w.proxy.status().envoy.lastExit?.at ?? ''));
       const deadline = Date.now() + 30_000;
       while (w.proxy.instances().length < replicas && Date.now() < deadline) await sleep(50);
     }
     await sleep(500);
     const unavailableMs = w.proxy.status().envoy.unavailableMs;
     const newConns = await fresh.stop();
-    // Requests outstanding when the Envoy died are in flight; those started after it was gone are new connections.
-    return { newConns, failedNewConns: failedAfter(newConns, goneAt).length, kept: result(await stopLoads(kept)), unavailableMs };
+    // Requests outstanding when the Envoy died are in flight; those started after the agent saw it gone are new
+    // connections; those started between its main thread's exit and that moment are counted apart.
+    const failedNewConns = failedAfter(newConns, seenAt).length;
+    return { newConns, failedNewConns, failedBeforeSeen: Math.max(0, failedAfter(newConns, goneAt).length - failedNewConns), kept: result(await stopLoads(kept)), unavailableMs };
   });
 }
 
@@ -196,6 +206,8 @@ const out = {
   envoy_crash_kills: kills,
   envoy_crash_new_conn_requests: c2.newConns.requests,
   envoy_crash_failed_in_flight: c2.newConns.failed - c2.failedNewConns + c2.kept.failed,
+  /** New connections made after the killed Envoy's main thread exited but before the agent saw it (part of in_flight). */
+  envoy_crash_failed_before_seen: c2.failedBeforeSeen,
   single_replica_unavailable_ms: c1.unavailableMs,
   single_replica_failed_new_conns: c1.newConns.failed,
   single_replica_max_latency_ms: c1.newConns.maxLatencyMs,

@@ -82,11 +82,11 @@ export async function stopLoads(loads: readonly Load[]): Promise<Record<string, 
 }
 
 /**
- * The failures of a load that were not in flight at one of `eventsAt` (ms
- * since the epoch): requests started after the event (for the
+ * The failures of a load that started after one of `eventsAt` (ms since the
+ * epoch) and were not in flight at any of them: requests started after the event (for the
  * connection-per-request load: connections made after it). A request that
  * was outstanding when its Envoy was killed is in flight.
  */
 export function failedAfter(s: LoadSummary, eventsAt: readonly number[]): LoadSummary['failures'] {
-  return s.failures.filter((f) => !eventsAt.some((k) => f.startedAt < k && k <= Date.parse(f.at)));
+  return s.failures.filter((f) => eventsAt.some((k) => k <= f.startedAt) && !eventsAt.some((k) => f.startedAt < k && k <= Date.parse(f.at)));
 }
