@@ -36,6 +36,7 @@
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { type BpfObjectHandle, BpfMap, native, openObject, u32 } from '../../native/index.js';
 import { SteerStat } from '../datapath/abi.js';
+import { SteerKey, SteerPort } from '../datapath/maps.js';
 import { perCpuCounters } from '../datapath/per-cpu.js';
 import { MeshdError } from '../util/errors.js';
 import { bpfObjectPath } from '../util/paths.js';
@@ -133,19 +134,8 @@ export interface SteeringStatus {
   error: string | null;
 }
 
-const KEY_SIZE = 8;
-
 function steerKey(port: number, family: 4 | 6, gen: number, slot: number): Buffer {
-  const b = Buffer.alloc(KEY_SIZE);
-  b.writeUInt16LE(port, 0);
-  b.writeUInt8(family, 2);
-  b.writeUInt8(gen, 3);
-  b.writeUInt32LE(slot, 4);
-  return b;
-}
-
-function portValue(gen: number, count4: number, count6: number): Buffer {
-  return Buffer.from([gen, count4, count6, 0]);
+  return SteerKey.encode({ port, family, gen, slot });
 }
 
 export interface SteeringInstance {
@@ -221,7 +211,7 @@ export class ProxySteering {
       const known = new Set([...want, ...this.current.map((p) => p.port)]);
       for (const port of known) {
         const prev = this.ports.lookup(u32(port));
-        const gen = prev ? (prev[0] ?? 0) ^ 1 : 0;
+        const gen = prev ? SteerPort.decode(prev).gen ^ 1 : 0;
         const counts = { 4: 0, 6: 0 };
         for (const family of [4, 6] as const) {
           const set = taken.filter((t) => t.port === port && t.family === family).slice(0, SteerStat.MAX_SLOTS);
@@ -237,7 +227,7 @@ export class ProxySteering {
           counts[family] = set.length;
           if (set.length > 0) steered.push({ port, family, sockets: set.length, instances: [...new Set(set.map((s) => s.id))] });
         }
-        if (counts[4] + counts[6] > 0) this.ports.update(u32(port), portValue(gen, counts[4], counts[6]));
+        if (counts[4] + counts[6] > 0) this.ports.update(u32(port), SteerPort.encode({ gen, count4: counts[4], count6: counts[6], pad: 0 }));
         else this.ports.delete(u32(port));
         this.prune(port, counts[4] + counts[6] > 0 ? gen : -1, counts);
       }
@@ -269,9 +259,9 @@ export class ProxySteering {
   private prune(port: number, gen: number, counts: { 4: number; 6: number }): void {
     const stale: Buffer[] = [];
     for (let k = this.socks.nextKey(null); k; k = this.socks.nextKey(k)) {
-      if (k.readUInt16LE(0) !== port) continue;
-      const family = k.readUInt8(2) === 6 ? 6 : 4;
-      if (k.readUInt8(3) !== gen || k.readUInt32LE(4) >= counts[family]) stale.push(Buffer.from(k));
+      const key = SteerKey.decode(k);
+      if (key.port !== port) continue;
+      if (key.gen !== gen || key.slot >= counts[key.family === 6 ? 6 : 4]) stale.push(Buffer.from(k));
     }
     for (const k of stale) this.socks.delete(k);
   }
