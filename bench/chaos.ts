@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgentProcess } from '../test/helpers/chaos-agent.js';
-import { failedAfter, type LoadSummary, startLoad, stopLoads } from '../test/helpers/chaos-load.js';
+import { failedOutside, failedStartedIn, type LoadSummary, startLoad, stopLoads } from '../test/helpers/chaos-load.js';
 import { type ChaosWorld, churnPolicy, rssBytes, startChaosWorld, totals } from '../test/helpers/chaos-world.js';
 import { policyDocs } from '../test/helpers/l7-world.js';
 import { procStat } from '../src/proxy/supervisor-process.js';
@@ -100,6 +100,7 @@ async function envoyCrashes(
     const base = { url: w.apiUrl, allowPath: '/api/v1/users', denyPath: '/admin', concurrency: 3, denyEvery: 10 };
     const fresh = await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-new-conn' });
     const kept = [await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-keepalive' }), await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h2' })];
+    const killedAt: number[] = [];
     const goneAt: number[] = [];
     const seenAt: number[] = [];
     for (let i = 0; i < kills; i++) {
@@ -107,6 +108,7 @@ async function envoyCrashes(
       const [victim] = w.proxy.instances();
       if (!victim) throw new Error('no live Envoy');
       const lastExit = w.proxy.status().envoy.lastExit?.at;
+      killedAt.push(Date.now());
       process.kill(victim.pid, 'SIGKILL');
       for (let st = procStat(victim.pid); st !== null && st.state !== 'Z'; st = procStat(victim.pid)) await sleep(1);
       goneAt.push(Date.now());
@@ -121,8 +123,10 @@ async function envoyCrashes(
     const newConns = await fresh.stop();
     // Requests outstanding when the Envoy died are in flight; those started after the agent saw it gone are new
     // connections; those started between its main thread's exit and that moment are counted apart.
-    const failedNewConns = failedAfter(newConns, seenAt).length;
-    return { newConns, failedNewConns, failedBeforeSeen: Math.max(0, failedAfter(newConns, goneAt).length - failedNewConns), kept: result(await stopLoads(kept)), unavailableMs };
+    const crashes = killedAt.map((k, i) => [k, Math.max(k, seenAt[i] ?? k)] as const);
+    const failedNewConns = failedOutside(newConns, crashes).length;
+    const failedBeforeSeen = failedStartedIn(newConns, goneAt.map((g, i) => [g, seenAt[i] ?? g] as const)).length;
+    return { newConns, failedNewConns, failedBeforeSeen, kept: result(await stopLoads(kept)), unavailableMs };
   });
 }
 

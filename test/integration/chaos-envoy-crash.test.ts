@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { failedAfter, startLoad, stopLoads } from '../helpers/chaos-load.js';
+import { failedOutside, failedStartedIn, startLoad, stopLoads } from '../helpers/chaos-load.js';
 import { CHAOS_FULL, startChaosWorld, totals } from '../helpers/chaos-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { procStat } from '../../src/proxy/supervisor-process.js';
@@ -56,20 +56,22 @@ test('chaos: one of two Envoys SIGKILLed under load: the survivor takes the new 
   const keptSummary = await stopLoads(kept);
   t.diagnostic(`new connections: ${JSON.stringify(freshSummary)}; kept connections: ${JSON.stringify(keptSummary)}`);
   assert.ok(freshSummary.requests > 50, JSON.stringify(freshSummary));
-  // A request whose connection was already up on the killed Envoy is lost with it (in flight, counted);
-  // a connection made once the agent saw the exit must not fail (the Envoy is out of the steering then).
-  const afterSeen = failedAfter(freshSummary, seenAt);
+  // Each crash lasts from the SIGKILL until the agent saw the exit (the Envoy is out of the steering then).
+  // A request outstanding during a crash (in flight on the killed Envoy, or made during it) may fail: counted.
+  // A connection made between two crashes must not fail.
+  const crashes = killedAt.map((k, i) => [k, Math.max(k, seenAt[i] ?? k)] as const);
+  const afterSeen = failedOutside(freshSummary, crashes);
   assert.deepEqual(afterSeen, [], 'no new connection made after the agent saw the crash fails');
   // Between the main thread's exit and the agent seeing it (one poll, ≤ 10 ms plus event-loop delay) a new
   // connection can still be handed to the dying Envoy; it moves on when the kernel closes the listener
   // (tcp_migrate_req), rarely not (docs/reliability.md). Counted, not a target.
-  const afterGone = failedAfter(freshSummary, goneAt);
-  const duringTeardown = failedAfter(freshSummary, killedAt).length;
+  const afterGone = failedStartedIn(freshSummary, goneAt.map((g, i) => [g, seenAt[i] ?? g] as const)).length;
+  const duringTeardown = failedStartedIn(freshSummary, crashes).length;
   const k = totals(keptSummary);
   // Kept connections (keep-alive, HTTP/2 sessions) on the killed Envoy die with it: their requests
   // in flight, or the first one sent before the client saw the reset, fail. Counted, not a target.
   t.diagnostic(
-    `failed new connections after the agent saw the crash: ${afterSeen.length}, after the main thread exited: ${afterGone.length} (seen ${seenAt.map((x, i) => x - (goneAt[i] ?? x)).join(', ')} ms later); in flight on the killed Envoys: ${freshSummary.failed - duringTeardown} new-connection requests (${duringTeardown} more connected during its teardown), ${k.failed} on kept connections; teardown took ${goneAt.map((g, i) => g - (killedAt[i] ?? g)).join(', ')} ms`,
+    `failed new connections after the agent saw the crash: ${afterSeen.length}, made after the main thread exited, before the agent saw it: ${afterGone} (seen ${seenAt.map((x, i) => x - (goneAt[i] ?? x)).join(', ')} ms later); in flight on the killed Envoys: ${freshSummary.failed - duringTeardown} new-connection requests (${duringTeardown} more connected during its teardown), ${k.failed} on kept connections; teardown took ${goneAt.map((g, i) => g - (killedAt[i] ?? g)).join(', ')} ms`,
   );
   assert.equal(freshSummary.wronglyAllowed + k.wronglyAllowed, 0, 'the denied path stays denied');
   assert.equal(freshSummary.wronglyDenied + k.wronglyDenied, 0);
