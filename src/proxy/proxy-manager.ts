@@ -254,6 +254,27 @@ function contentHash(out: TranslateOutput): string {
   return createHash('sha256').update(JSON.stringify({ l: out.listeners, c: out.clusters, s: out.secrets ?? [] })).digest('hex');
 }
 
+/**
+ * A signal aborted when either source aborts, released by done(). Not
+ * AbortSignal.any(): on Node 20 a signal it composes stays referenced by
+ * long-lived sources (the manager's stop signal, an Envoy's gone signal)
+ * with everything its listeners hold — one per apply, a leak.
+ */
+function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; done: () => void } {
+  const ac = new AbortController();
+  const abort = () => ac.abort();
+  if (a.aborted || b.aborted) ac.abort();
+  a.addEventListener('abort', abort, { once: true });
+  b.addEventListener('abort', abort, { once: true });
+  return {
+    signal: ac.signal,
+    done: () => {
+      a.removeEventListener('abort', abort);
+      b.removeEventListener('abort', abort);
+    },
+  };
+}
+
 export class ProxyManager {
   private seq = 0;
   /** Last snapshot Envoy ACKed (what is served after a NACK). */
@@ -409,20 +430,25 @@ export class ProxyManager {
       const live = this.envoy.live();
       const left = deadline - Date.now();
       if (live.length === 0) {
-        const signals = [opts.signal, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined].filter((x): x is AbortSignal => x !== undefined);
+        const [a, b] = [opts.signal, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined].filter((x): x is AbortSignal => x !== undefined);
+        const either = a && b ? eitherSignal(a, b) : { signal: a, done: () => undefined };
         try {
-          await once(this.envoy, 'live', signals.length > 0 ? { signal: AbortSignal.any(signals) } : {});
+          await once(this.envoy, 'live', either.signal ? { signal: either.signal } : {});
         } catch (e) {
           if (opts.signal?.aborted) throw new XdsError('MESHD_XDS_ABORTED', `waiting for snapshot ${version}: aborted`);
           throw new XdsError('MESHD_XDS_ACK_TIMEOUT', `no Envoy was live to ACK snapshot ${version}: ${e instanceof Error ? e.message : String(e)}`);
+        } finally {
+          either.done();
         }
         continue;
       }
       const results = await Promise.allSettled(
         live.map((rec) => {
           const gone = this.envoy.goneSignal(rec.id);
-          const signal = opts.signal ? AbortSignal.any([opts.signal, gone]) : gone;
-          return this.xds.waitForAck(rec.nodeId, version, { signal, ...(Number.isFinite(left) ? { timeoutMs: Math.max(1, left) } : {}) });
+          const signal = opts.signal ? eitherSignal(opts.signal, gone) : { signal: gone, done: () => undefined };
+          return this.xds
+            .waitForAck(rec.nodeId, version, { signal: signal.signal, ...(Number.isFinite(left) ? { timeoutMs: Math.max(1, left) } : {}) })
+            .finally(signal.done);
         }),
       );
       let anyAcked = false;
