@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgentProcess } from '../test/helpers/chaos-agent.js';
-import { failedAfter, type LoadSummary, startLoad, stopLoads } from '../test/helpers/chaos-load.js';
+import { failedOutside, failedStartedIn, type LoadSummary, startLoad, stopLoads } from '../test/helpers/chaos-load.js';
 import { type ChaosWorld, churnPolicy, rssBytes, startChaosWorld, totals } from '../test/helpers/chaos-world.js';
 import { policyDocs } from '../test/helpers/l7-world.js';
 import { procStat } from '../src/proxy/supervisor-process.js';
@@ -61,15 +61,15 @@ function result(r: Record<string, LoadSummary>): EventResult {
   return { failed: t.failed, wronglyAllowed: t.wronglyAllowed, wronglyDenied: t.wronglyDenied, requests: t.requests, detail: r };
 }
 
-async function proxyRestarts(n: number): Promise<EventResult & { unavailableMs: number }> {
+async function proxyRestarts(n: number): Promise<EventResult & { unavailableMs: number; steering: string }> {
   return inWorld({ tag: 'bcr', octet: 101, portBase: 33000 }, async (w) => {
     const loads = await w.startLoads();
     for (let i = 0; i < n; i++) {
       await w.proxy.restart();
       await sleep(300);
     }
-    const unavailableMs = w.proxy.status().envoy.unavailableMs;
-    return { ...result(await stopLoads(loads)), unavailableMs };
+    const { unavailableMs, steering } = w.proxy.status().envoy;
+    return { ...result(await stopLoads(loads)), unavailableMs, steering: steering?.path ?? 'socket-lookup' };
   });
 }
 
@@ -92,27 +92,41 @@ async function agentRestarts(cycles: number): Promise<EventResult> {
   });
 }
 
-async function envoyCrashes(kills: number, replicas: number): Promise<{ newConns: LoadSummary; failedNewConns: number; kept: EventResult; unavailableMs: number }> {
+async function envoyCrashes(
+  kills: number,
+  replicas: number,
+): Promise<{ newConns: LoadSummary; failedNewConns: number; failedBeforeSeen: number; kept: EventResult; unavailableMs: number }> {
   return inWorld({ tag: `bk${replicas}`, octet: 102 + replicas, portBase: 35000 + replicas * 1000 }, async (w) => {
     const base = { url: w.apiUrl, allowPath: '/api/v1/users', denyPath: '/admin', concurrency: 3, denyEvery: 10 };
     const fresh = await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-new-conn' });
     const kept = [await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h1-keepalive' }), await startLoad(w.sb, w.pod('client').ns, { ...base, mode: 'h2' })];
+    const killedAt: number[] = [];
     const goneAt: number[] = [];
+    const seenAt: number[] = [];
     for (let i = 0; i < kills; i++) {
       await sleep(500);
       const [victim] = w.proxy.instances();
       if (!victim) throw new Error('no live Envoy');
+      const lastExit = w.proxy.status().envoy.lastExit?.at;
+      killedAt.push(Date.now());
       process.kill(victim.pid, 'SIGKILL');
       for (let st = procStat(victim.pid); st !== null && st.state !== 'Z'; st = procStat(victim.pid)) await sleep(1);
       goneAt.push(Date.now());
+      // The agent saw the exit (the Envoy left the steering): from here on a new connection must not fail.
+      for (let at = lastExit; at === lastExit; at = w.proxy.status().envoy.lastExit?.at) await sleep(1);
+      seenAt.push(Date.parse(w.proxy.status().envoy.lastExit?.at ?? ''));
       const deadline = Date.now() + 30_000;
       while (w.proxy.instances().length < replicas && Date.now() < deadline) await sleep(50);
     }
     await sleep(500);
     const unavailableMs = w.proxy.status().envoy.unavailableMs;
     const newConns = await fresh.stop();
-    // Requests outstanding when the Envoy died are in flight; those started after it was gone are new connections.
-    return { newConns, failedNewConns: failedAfter(newConns, goneAt).length, kept: result(await stopLoads(kept)), unavailableMs };
+    // Requests outstanding when the Envoy died are in flight; those started after the agent saw it gone are new
+    // connections; those started between its main thread's exit and that moment are counted apart.
+    const crashes = killedAt.map((k, i) => [k, Math.max(k, seenAt[i] ?? k)] as const);
+    const failedNewConns = failedOutside(newConns, crashes).length;
+    const failedBeforeSeen = failedStartedIn(newConns, goneAt.map((g, i) => [g, seenAt[i] ?? g] as const)).length;
+    return { newConns, failedNewConns, failedBeforeSeen, kept: result(await stopLoads(kept)), unavailableMs };
   });
 }
 
@@ -189,11 +203,15 @@ const out = {
   proxy_restarts: restarts,
   proxy_restart_requests: pr.requests,
   proxy_restart_unavailable_ms: pr.unavailableMs,
+  /** How new connections reached the Envoys (src/proxy/steering.ts): socket-map (the agent's) or socket-lookup. */
+  steering: pr.steering,
   agent_restart_cycles: cycles,
   agent_restart_requests: ar.requests,
   envoy_crash_kills: kills,
   envoy_crash_new_conn_requests: c2.newConns.requests,
   envoy_crash_failed_in_flight: c2.newConns.failed - c2.failedNewConns + c2.kept.failed,
+  /** New connections made after the killed Envoy's main thread exited but before the agent saw it (part of in_flight). */
+  envoy_crash_failed_before_seen: c2.failedBeforeSeen,
   single_replica_unavailable_ms: c1.unavailableMs,
   single_replica_failed_new_conns: c1.newConns.failed,
   single_replica_max_latency_ms: c1.newConns.maxLatencyMs,

@@ -24,12 +24,12 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findEnvoy } from '../envoy/binary.js';
-import { EnvoySupervisor } from '../envoy/supervisor.js';
 import { EndpointManager } from '../src/datapath/endpoint/endpoint-manager.js';
 import type { EndpointPolicy, PolicyEntry } from '../src/policy/types.js';
 import { buildHttpConnectionManager } from '../src/proxy/http-connection-manager.js';
 import { removePolicyRouting } from '../src/proxy/policy-routing.js';
 import { ProxyManager } from '../src/proxy/proxy-manager.js';
+import { ProxySupervisor } from '../src/proxy/supervisor.js';
 import { buildRbac } from '../src/proxy/rbac.js';
 import { run } from '../src/util/exec.js';
 import { createLogger } from '../src/util/log.js';
@@ -104,12 +104,23 @@ function sidecarBootstrap(o: { admin: string; port: number; rbac?: Record<string
   };
 }
 
-/** An Envoy in a namespace, run by the project's supervisor through a two-line wrapper. */
-async function sidecar(sb: Sandbox, dir: string, ns: string, name: string, bootstrap: (admin: string) => Record<string, unknown>): Promise<EnvoySupervisor> {
+/** An Envoy in a namespace (static bootstrap, no xDS), run by the node proxy's supervisor through a two-line wrapper. */
+async function sidecar(sb: Sandbox, dir: string, ns: string, name: string, bootstrap: (admin: string) => Record<string, unknown>): Promise<ProxySupervisor> {
   const wrapper = join(dir, `${name}.sh`);
   writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${findEnvoy().path} "$@"\n`);
   chmodSync(wrapper, 0o755);
-  const sup = new EnvoySupervisor({ bootstrap: bootstrap(join(dir, `${name}-admin.sock`)), workDir: join(dir, name), binaryPath: wrapper, concurrency: 1, drainTimeS: 0 });
+  const adminSocket = join(dir, `${name}-admin.sock`);
+  const sup = new ProxySupervisor({
+    workDir: join(dir, name),
+    replicas: 1,
+    instance: () => ({ bootstrap: bootstrap(adminSocket), nodeId: name, adminSocket }),
+    // The bootstrap is the whole configuration: ready is configured.
+    configured: () => Promise.resolve(),
+    binaryPath: wrapper,
+    concurrency: 1,
+    drainTimeS: 0,
+    drainTimeoutMs: 0,
+  });
   sb.defer(() => sup.stop());
   await sup.start();
   return sup;

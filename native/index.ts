@@ -185,6 +185,12 @@ export interface NativeAddon {
   objUnpin(path: string): boolean;
   closeFd(fd: number): void;
   progInfo(progFd: number): KernelProgInfo;
+  /** A duplicate in this process of descriptor `fd` of process `pid` (pidfd_open + pidfd_getfd); the caller closes it. */
+  pidfdGetfd(pid: number, fd: number): number;
+  /** SO_ATTACH_REUSEPORT_EBPF: the SK_REUSEPORT program selects within the reuseport group of `sockFd`. */
+  reuseportAttach(sockFd: number, progFd: number): void;
+  /** What a socket descriptor is: listening, protocol (6 TCP), family (4, 6, 0 other), local port. */
+  socketInfo(fd: number): { listening: boolean; protocol: number; family: number; port: number };
 
   // Attaching. All return fds the caller owns (closeFd; pin to keep).
   linkCreate(progFd: number, targetFd: number, attachType: number, flags?: number): number;

@@ -81,7 +81,9 @@ const dirOfOurs = (d) => {
 };
 
 console.error(`run-tests: ${files.length} test files (${only})`);
-const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-timeout=600000', ...files.map((f) => relative(root, f))], {
+// Per test file; MESHD_TEST_TIMEOUT_MS raises it for long suites (npm run test:chaos has a 30-minute run).
+const timeoutMs = Number(process.env.MESHD_TEST_TIMEOUT_MS ?? '600000');
+const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeoutMs}`, ...files.map((f) => relative(root, f))], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, MESHD_TEST: '1' },

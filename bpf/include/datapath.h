@@ -271,6 +271,37 @@ enum meshd_host {
 	MESHD_HOST_EP_KEY = 1,
 };
 
+/* Agent-switched steering of new connections to the node proxy
+ * (bpf/lib/steer.h, bpf/steer.c, src/proxy/steering.ts). The agent puts the
+ * listening sockets of the live proxies into meshd_steer_socks under one
+ * generation per (proxy port, family), then switches the port to that
+ * generation in meshd_steer_ports with one map update. */
+struct meshd_steer_key {
+	__u16 port;   /* proxy port, host order */
+	__u8 family;  /* 4 or 6 */
+	__u8 gen;     /* 0 or 1 */
+	__u32 slot;   /* 0 .. count-1 */
+};
+
+/* meshd_steer_ports, keyed by the proxy port (__u32, host order). */
+struct meshd_steer_port {
+	__u8 gen;
+	__u8 count4; /* slots of family 4 in generation gen */
+	__u8 count6;
+	__u8 pad;
+};
+
+/* meshd_steer_stats (per-CPU array) slots: how new connections found a
+ * proxy listener, and the limit of slots per port and family. */
+enum meshd_steer_stat {
+	MESHD_STEER_TC_MAP = 0,      /* tc: a socket from meshd_steer_socks */
+	MESHD_STEER_TC_LOOKUP = 1,   /* tc: no entry, the listener lookup */
+	MESHD_STEER_SELECTED = 2,    /* reuseport group: the agent's choice */
+	MESHD_STEER_UNSTEERED = 3,   /* reuseport group: no entry, the kernel's hash */
+	MESHD_STEER_STATS = 4,
+	MESHD_STEER_MAX_SLOTS = 32,
+};
+
 /* BTF keeps an enum only if something typed with it is emitted: this
  * read-only global, never read by a program, puts every enum above in the
  * BTF of each object that includes this header. */
@@ -287,6 +318,7 @@ struct meshd_datapath_abi {
 	enum meshd_nat_dir nat_dir;
 	enum meshd_sk_stat sk_stat;
 	enum meshd_host host;
+	enum meshd_steer_stat steer_stat;
 };
 const volatile struct meshd_datapath_abi meshd_datapath_abi = {};
 

@@ -9,13 +9,19 @@
  * needs the proxy mark plus policy routing (`ip rule fwmark <mark>/<mask>
  * lookup T`, `local 0.0.0.0/0 dev lo table T`); the listener needs
  * IP_TRANSPARENT. No listener means the flow cannot be inspected, so it is
- * dropped (fail closed), never passed. */
+ * dropped (fail closed), never passed.
+ *
+ * The listener of a new TCP connection comes from the agent's steering map
+ * (steer.h: the live proxies' sockets for the port) and, only when the map
+ * has no open socket there, from the listener lookup on (proxy address,
+ * proxy port); meshd_steer_stats counts which one was used. */
 #ifndef MESHD_LIB_REDIRECT_H
 #define MESHD_LIB_REDIRECT_H
 
 #include "datapath.h"
 #include "drop_reasons.h"
 #include "parse.h"
+#include "steer.h"
 
 #define MESHD_BPF_TCP_LISTEN 10
 
@@ -64,6 +70,16 @@ static __always_inline int meshd_redirect_to_proxy(struct __sk_buff *skb, const 
 		st.ipv6.dport = bpf_htons(proxy_port);
 	}
 	if (t->proto == MESHD_IPPROTO_TCP) {
+		struct meshd_steer_key k = {};
+
+		if (meshd_steer_key(proxy_port, t->family, bpf_get_prandom_u32(), &k)) {
+			sk = bpf_map_lookup_elem(&meshd_steer_socks, &k);
+			if (sk) {
+				meshd_percpu_inc(&meshd_steer_stats, MESHD_STEER_TC_MAP);
+				goto assign;
+			}
+		}
+		meshd_percpu_inc(&meshd_steer_stats, MESHD_STEER_TC_LOOKUP);
 		sk = bpf_skc_lookup_tcp(skb, &st, len, BPF_F_CURRENT_NETNS, 0);
 		if (!sk)
 			return -MESHD_DROP_PROXY_UNAVAILABLE;

@@ -3,7 +3,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstdio>
@@ -141,6 +143,60 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), n);
 }
 
+// pidfdGetfd(pid, fd) -> a duplicate, in this process, of descriptor `fd` of process `pid` (pidfd_open +
+// pidfd_getfd, Linux 5.6; needs ptrace rights over the target). The caller closes it (closeFd).
+Napi::Value PidfdGetfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "pidfdGetfd(pid: number, fd: number)");
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  int target = info[1].As<Napi::Number>().Int32Value();
+  if (pid <= 0 || target < 0) throw Napi::TypeError::New(env, "pidfdGetfd: pid > 0 and fd >= 0 required");
+  int pidfd = static_cast<int>(syscall(__NR_pidfd_open, pid, 0));
+  if (pidfd < 0) Throw(env, Failure{errno, "pidfd_open(" + std::to_string(pid) + ")", ""});
+  int fd = static_cast<int>(syscall(__NR_pidfd_getfd, pidfd, target, 0));
+  int err = errno;
+  close(pidfd);
+  if (fd < 0) Throw(env, Failure{err, "pidfd_getfd(" + std::to_string(pid) + ", " + std::to_string(target) + ")", ""});
+  return Napi::Number::New(env, fd);
+}
+
+// reuseportAttach(sockFd, progFd): SO_ATTACH_REUSEPORT_EBPF — the SK_REUSEPORT program selects the socket
+// of every new connection in the reuseport group `sockFd` belongs to (replacing the group's program).
+Napi::Value ReuseportAttach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = FdArg(info, 0, "reuseportAttach");
+  int prog = FdArg(info, 1, "reuseportAttach");
+  if (setsockopt(sock, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)) != 0) {
+    Throw(env, Failure{errno, "setsockopt(SO_ATTACH_REUSEPORT_EBPF)", ""});
+  }
+  return env.Undefined();
+}
+
+// socketInfo(fd) -> { listening, protocol, family, port }: what a descriptor taken from another process is.
+Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketInfo");
+  int listening = 0, protocol = 0, domain = 0;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) Throw(env, Failure{errno, "getsockopt(SO_ACCEPTCONN)", ""});
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0) Throw(env, Failure{errno, "getsockopt(SO_PROTOCOL)", ""});
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) Throw(env, Failure{errno, "getsockopt(SO_DOMAIN)", ""});
+  struct sockaddr_storage ss = {};
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) Throw(env, Failure{errno, "getsockname", ""});
+  int port = 0;
+  if (ss.ss_family == AF_INET) port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) port = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("listening", Napi::Boolean::New(env, listening != 0));
+  o.Set("protocol", Napi::Number::New(env, protocol));
+  o.Set("family", Napi::Number::New(env, domain == AF_INET6 ? 6 : domain == AF_INET ? 4 : 0));
+  o.Set("port", Napi::Number::New(env, port));
+  return o;
+}
+
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
@@ -154,6 +210,9 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   Export<NetnsCookie>(env, exports, "netnsCookie");
   Export<IfNameToIndex>(env, exports, "ifNameToIndex");
   Export<NumPossibleCpus>(env, exports, "numPossibleCpus");
+  Export<PidfdGetfd>(env, exports, "pidfdGetfd");
+  Export<ReuseportAttach>(env, exports, "reuseportAttach");
+  Export<SocketInfo>(env, exports, "socketInfo");
 }
 
 }  // namespace meshd

@@ -7,6 +7,7 @@
  * `proxy.stopOnShutdown` is true, a stopping agent (SIGTERM, upgrade) leaves
  * its Envoys serving, and the next agent adopts them (docs/reliability.md).
  */
+import { join } from 'node:path';
 import { ProxyManager } from '../proxy/proxy-manager.js';
 import type { Logger } from '../util/log.js';
 import type { L7Proxy } from './reconciler.js';
@@ -20,6 +21,8 @@ function start(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): Promis
     xdsMode: cfg['envoy.xdsMode'],
     replicas: cfg['proxy.replicas'],
     keepEnvoysOnStop,
+    // The steering maps sit with the datapath's pins (the agent's pinDir).
+    pinDir: join(cfg['bpf.root'], 'meshd'),
     ...(cfg['envoy.binaryPath'] ? { envoyBinaryPath: cfg['envoy.binaryPath'] } : {}),
     log,
   });

@@ -32,6 +32,16 @@ export const EnvoyStatus = z.object({
   replacements: z.number().int().nonnegative().optional(),
   /** Milliseconds without any live Envoy since the agent started. */
   unavailableMs: z.number().nonnegative().optional(),
+  /** How new connections reach the Envoys: the agent's socket map, or the kernel's listener lookup (src/proxy/steering.ts). */
+  steering: z
+    .object({
+      path: z.enum(['socket-map', 'socket-lookup']),
+      ports: z.array(z.object({ port: z.number().int(), family: z.union([z.literal(4), z.literal(6)]), sockets: z.number().int(), instances: z.array(z.string()) })),
+      counters: z.object({ tcMap: z.number(), tcLookup: z.number(), selected: z.number(), unsteered: z.number() }),
+      error: z.string().nullable(),
+    })
+    .nullable()
+    .optional(),
 });
 
 const ResponseInfo = z.object({

@@ -51,7 +51,7 @@ function renderStatus(s: StatusResponse): string {
   const envoy = proxy?.envoy;
   const lines = [
     `Agent:     ${agent.state} (meshd ${agent.version}, node ${agent.nodeName}, ${agent.mode} mode, up ${agent.uptimeS}s)`,
-    `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}` : 'disabled'}`,
+    `Envoy:     ${envoy ? `${envoy.state}${envoy.version ? ` (Envoy ${envoy.version}, pid ${envoy.pid ?? '-'}, restarts ${envoy.restarts})` : ''}${envoy.steering ? `, steering by ${envoy.steering.path}` : ''}` : 'disabled'}`,
     `Source:    ${renderSource(s.source)}`,
     `Pod CIDR:  ${s.ipam.state === 'ready' ? `${s.ipam.cidr ?? ''} (${s.ipam.mode}, from ${s.ipam.source ?? '-'}: ${s.ipam.detail})` : `pending (${s.ipam.mode}): ${s.ipam.code ?? ''} ${s.ipam.detail}`}`,
     ...(s.endpointObjects ? [`Endpoint objects: ${renderEndpointObjects(s.endpointObjects)}`] : []),

@@ -86,6 +86,8 @@ export const SkStat = { INSERTED: 0, REDIRECTED: 1, PASSED: 2, MAX: 3 } as const
 
 /** The host firewall (enum meshd_host): the host endpoint's key in meshd_endpoints (the loopback ifindex). */
 export const Host = { EP_KEY: 1 } as const;
+/** meshd_steer_stats slots of the proxy steering, and the slots per port and family (enum meshd_steer_stat). */
+export const SteerStat = { TC_MAP: 0, TC_LOOKUP: 1, SELECTED: 2, UNSTEERED: 3, STATS: 4, MAX_SLOTS: 32 } as const;
 
 /** Drop reasons (enum meshd_drop_reason): stable numbers in flow events and metrics. */
 export const DropReason = {
@@ -149,6 +151,7 @@ export const abiEnums: readonly AbiEnum[] = [
   { cName: 'meshd_nat_dir', prefix: 'MESHD_NAT_', values: NatDir },
   { cName: 'meshd_sk_stat', prefix: 'MESHD_SK_STAT_', values: SkStat },
   { cName: 'meshd_host', prefix: 'MESHD_HOST_', values: Host },
+  { cName: 'meshd_steer_stat', prefix: 'MESHD_STEER_', values: SteerStat },
   { cName: 'meshd_drop_reason', prefix: 'MESHD_DROP_', values: { ...DropReason, MAX: DROP_REASON_MAX } },
   { cName: 'meshd_lb_limit', prefix: 'MESHD_LB_', values: LbLimit },
   { cName: 'meshd_lb_flag', prefix: 'MESHD_LB_F_', values: LbFlag },

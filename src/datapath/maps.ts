@@ -125,6 +125,22 @@ export const NatValue = defineStruct('meshd_nat_value', [
   ['svc_id', 'u32'],
 ] as const);
 
+/** The proxy steering's SOCKHASH key (bpf/lib/steer.h; src/proxy/steering.ts). */
+export const SteerKey = defineStruct('meshd_steer_key', [
+  ['port', 'u16'],
+  ['family', 'u8'],
+  ['gen', 'u8'],
+  ['slot', 'u32'],
+] as const);
+
+/** meshd_steer_ports value: a proxy port's active generation and its slots per family. */
+export const SteerPort = defineStruct('meshd_steer_port', [
+  ['gen', 'u8'],
+  ['count4', 'u8'],
+  ['count6', 'u8'],
+  ['pad', 'u8'],
+] as const);
+
 /** Every codec of this object, for the BTF check. */
 export const datapathCodecs = [
   IpcacheKey,
@@ -139,4 +155,6 @@ export const datapathCodecs = [
   FlowEvent,
   NatKey,
   NatValue,
+  SteerKey,
+  SteerPort,
 ] as const;

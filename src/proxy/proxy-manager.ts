@@ -63,7 +63,7 @@ import { AccessLogServer, type L7FlowRecord } from './access-log-server.js';
 import { defaultPolicyRouting, ensurePolicyRouting, type PolicyRoutingOptions } from './policy-routing.js';
 import { ProxyPorts } from './proxy-ports.js';
 import { resolveSdsSecrets, type SecretData, withoutUnusable } from './sds.js';
-import { enableRequestMigration, withReusePort } from './steering.js';
+import { enableRequestMigration, ProxySteering, type SteeringStatus, withReusePort } from './steering.js';
 import { adminRequest } from './supervisor-process.js';
 import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
@@ -90,10 +90,15 @@ export interface ProxyManagerOptions {
   drainTimeoutMs?: number;
   /** stop() leaves the Envoys running for the next agent (as detach()); the `meshd agent` process's choice. */
   keepEnvoysOnStop?: boolean;
+  /**
+   * bpffs directory of the datapath's pins (`<bpf.root>/meshd`): the steering maps live there
+   * (steering.ts). Without it, or when steering cannot load, the kernel's listener lookup steers.
+   */
+  pinDir?: string;
 }
 
-/** The single-Envoy view of the supervisor (meshd status), plus every instance. */
-export type EnvoyStatus = SupervisorStatus;
+/** The single-Envoy view of the supervisor (meshd status), plus every instance and how new connections reach them. */
+export type EnvoyStatus = SupervisorStatus & { steering: SteeringStatus | null };
 
 export interface ProxyApplyInput {
   /** Every local endpoint: its policy and addresses. */
@@ -191,6 +196,8 @@ const servedFileSchema = z.strictObject({
   snapshotVersion: z.string().min(1),
   listeners: z.array(z.record(z.string(), z.unknown())),
   clusters: z.array(z.record(z.string(), z.unknown())),
+  /** SDS secrets (TLS interception): a restarted agent's Envoy gets them from the start. Absent in files of older agents. */
+  secrets: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 
 const DEFAULT_ACK_TIMEOUT_MS = 15_000;
@@ -248,6 +255,27 @@ function contentHash(out: TranslateOutput): string {
   return createHash('sha256').update(JSON.stringify({ l: out.listeners, c: out.clusters, s: out.secrets ?? [] })).digest('hex');
 }
 
+/**
+ * A signal aborted when either source aborts, released by done(). Not
+ * AbortSignal.any(): on Node 20 a signal it composes stays referenced by
+ * long-lived sources (the manager's stop signal, an Envoy's gone signal)
+ * with everything its listeners hold — one per apply, a leak.
+ */
+function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; done: () => void } {
+  const ac = new AbortController();
+  const abort = () => ac.abort();
+  if (a.aborted || b.aborted) ac.abort();
+  a.addEventListener('abort', abort, { once: true });
+  b.addEventListener('abort', abort, { once: true });
+  return {
+    signal: ac.signal,
+    done: () => {
+      a.removeEventListener('abort', abort);
+      b.removeEventListener('abort', abort);
+    },
+  };
+}
+
 export class ProxyManager {
   private seq = 0;
   /** Last snapshot Envoy ACKed (what is served after a NACK). */
@@ -262,6 +290,10 @@ export class ProxyManager {
   private lateAck: AbortController | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | null = null;
+  /** Aborted by stop() and detach(): an apply waiting for an Envoy's ACK gives up (MESHD_PROXY_STOPPED). */
+  private readonly stopSignal = new AbortController();
+  /** The listener names when the steering was last written (a new listener port needs its sockets steered too). */
+  private steeredListeners = '';
 
   private constructor(
     private readonly o: ProxyManagerOptions,
@@ -271,6 +303,7 @@ export class ProxyManager {
     private readonly ports: ProxyPorts,
     /** Ingress Kafka rules: the Envoy listener's ext_proc filter asks it (src/kafka/processor.ts). */
     private readonly kafka: { socketPath: string; processor: KafkaProcessor | null },
+    private readonly steering: ProxySteering | null,
   ) {}
 
   static async start(o: ProxyManagerOptions): Promise<ProxyManager> {
@@ -291,6 +324,14 @@ export class ProxyManager {
       const bootstrap = buildBootstrap({ nodeId, xds: { unix: xdsSock }, xdsMode: o.xdsMode, admin: { unix: adminSocket }, als: { unix: alsSock } });
       return { nodeId, adminSocket, bootstrap };
     };
+    let steering: ProxySteering | null = null;
+    if (o.pinDir !== undefined) {
+      try {
+        steering = await ProxySteering.open({ pinDir: o.pinDir });
+      } catch (e) {
+        log.warn('proxy steering unavailable: the kernel\'s listener lookup steers new connections', { err: e instanceof Error ? e.message : String(e) });
+      }
+    }
     let m: ProxyManager | null = null;
     const envoy = new ProxySupervisor({
       workDir,
@@ -303,9 +344,18 @@ export class ProxyManager {
       concurrency: o.concurrency ?? 2,
       backoff: { initialMs: 200, maxMs: 10_000 },
       log: (level, msg, fields) => log[level](msg, fields),
+      ...(steering
+        ? {
+            steer: (live: ReadonlyArray<{ id: string; pid: number }>) => {
+              mm.steeredListeners = mm.listenerNames();
+              steering.update(live, ports.list().map((p) => p.port));
+            },
+            unsteer: (id: string) => steering.remove(id),
+          }
+        : {}),
     });
-    m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null });
-    const mm = m;
+    m = new ProxyManager(o, xds, als, envoy, ports, { socketPath: join(o.stateDir, 'kafka.sock'), processor: null }, steering);
+    const mm: ProxyManager = m;
     envoy.on('exit', (e: { id: string; pid: number }) => {
       if (!mm.stopping) log.warn('envoy exited', e);
     });
@@ -331,6 +381,14 @@ export class ProxyManager {
     return m;
   }
 
+  private listenerNames(): string {
+    return (this.current?.out.listeners ?? [])
+      .filter(named)
+      .map((l) => l.name)
+      .sort()
+      .join(',');
+  }
+
   private get servedFile(): string {
     return join(this.o.stateDir, 'proxy-snapshot.json');
   }
@@ -340,10 +398,11 @@ export class ProxyManager {
     const r = readStateFile(this.servedFile, servedFileSchema);
     if (r.state === 'corrupt') warnCorrupt(r.problem);
     if (r.state !== 'ok') return false;
-    const out: TranslateOutput = { listeners: r.data.listeners, clusters: r.data.clusters, redirects: [], unsupported: [] };
+    const secrets = r.data.secrets ?? [];
+    const out: TranslateOutput = { listeners: r.data.listeners, clusters: r.data.clusters, redirects: [], unsupported: [], ...(secrets.length > 0 ? { secrets } : {}) };
     const s: Served = { version: r.data.snapshotVersion, hash: contentHash(out), out, input: { endpoints: [], identityIps: new Map() } };
     try {
-      this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters } });
+      this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters, secrets } });
     } catch (e) {
       this.o.log.warn('the recorded proxy snapshot is not valid any more; starting empty', { file: this.servedFile, err: e instanceof Error ? e.message : String(e) });
       return false;
@@ -372,20 +431,25 @@ export class ProxyManager {
       const live = this.envoy.live();
       const left = deadline - Date.now();
       if (live.length === 0) {
-        const signals = [opts.signal, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined].filter((x): x is AbortSignal => x !== undefined);
+        const [a, b] = [opts.signal, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined].filter((x): x is AbortSignal => x !== undefined);
+        const either = a && b ? eitherSignal(a, b) : { signal: a, done: () => undefined };
         try {
-          await once(this.envoy, 'live', signals.length > 0 ? { signal: AbortSignal.any(signals) } : {});
+          await once(this.envoy, 'live', either.signal ? { signal: either.signal } : {});
         } catch (e) {
           if (opts.signal?.aborted) throw new XdsError('MESHD_XDS_ABORTED', `waiting for snapshot ${version}: aborted`);
           throw new XdsError('MESHD_XDS_ACK_TIMEOUT', `no Envoy was live to ACK snapshot ${version}: ${e instanceof Error ? e.message : String(e)}`);
+        } finally {
+          either.done();
         }
         continue;
       }
       const results = await Promise.allSettled(
         live.map((rec) => {
           const gone = this.envoy.goneSignal(rec.id);
-          const signal = opts.signal ? AbortSignal.any([opts.signal, gone]) : gone;
-          return this.xds.waitForAck(rec.nodeId, version, { signal, ...(Number.isFinite(left) ? { timeoutMs: Math.max(1, left) } : {}) });
+          const signal = opts.signal ? eitherSignal(opts.signal, gone) : { signal: gone, done: () => undefined };
+          return this.xds
+            .waitForAck(rec.nodeId, version, { signal: signal.signal, ...(Number.isFinite(left) ? { timeoutMs: Math.max(1, left) } : {}) })
+            .finally(signal.done);
         }),
       );
       let anyAcked = false;
@@ -462,7 +526,8 @@ export class ProxyManager {
 
   private accepted(s: Served): void {
     if (this.good?.version !== s.version) {
-      writeStateFile(this.servedFile, { version: 1, seq: this.seq, snapshotVersion: s.version, listeners: s.out.listeners, clusters: s.out.clusters });
+      // Mode 0600 in the 0700 state directory: the secrets carry private keys.
+      writeStateFile(this.servedFile, { version: 1, seq: this.seq, snapshotVersion: s.version, listeners: s.out.listeners, clusters: s.out.clusters, secrets: s.out.secrets ?? [] });
     }
     this.good = s;
     this.failure = null;
@@ -507,8 +572,9 @@ export class ProxyManager {
     const snap = this.current?.hash === hash ? { ...this.current, out, input } : this.publish(out, input);
     const log = this.o.log.child({ component: 'proxy' });
     try {
-      await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
+      await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS, signal: this.stopSignal.signal });
     } catch (e) {
+      if (this.stopSignal.signal.aborted) throw new ProxyError('MESHD_PROXY_STOPPED', `the proxy manager stopped while snapshot ${snap.version} waited for Envoy`, { version: snap.version, cause: e });
       if (isXdsError(e, 'MESHD_XDS_NACKED')) {
         const err = this.fail('MESHD_PROXY_NACKED', snap, e.message, e);
         log.warn('envoy rejected the proxy configuration; the previous one stays in force', { version: snap.version, change: err.details.change, envoyMessage: e.message });
@@ -525,6 +591,8 @@ export class ProxyManager {
       throw e;
     }
     this.accepted(snap);
+    // A listener on a port the steering does not know yet: its sockets join the map (until then the lookup serves it).
+    if (this.steering && this.listenerNames() !== this.steeredListeners) await this.envoy.steer();
     return { version: snap.version, redirects: out.redirects, unsupported: out.unsupported, secretProblems: problems };
   }
 
@@ -568,7 +636,7 @@ export class ProxyManager {
     const f = this.failure;
     const first = this.envoy.live()[0];
     return {
-      envoy: this.envoy.status(),
+      envoy: { ...this.envoy.status(), steering: this.steering?.status() ?? null },
       xds: first ? this.xds.status(first.nodeId) : undefined,
       ports: this.ports.list(),
       listeners,
@@ -624,10 +692,12 @@ export class ProxyManager {
    * and the instances stay recorded for that agent to adopt.
    */
   detach(): Promise<void> {
+    this.halt();
     this.stopping ??= (async () => {
       await this.queue;
       this.lateAck?.abort();
       await this.envoy.detach();
+      this.steering?.close();
       await this.kafka.processor?.close();
       // A graceful close waits for the Envoys' access-log streams, which stay open: they end with this process.
       await Promise.race([this.als.close(), sleep(500)]);
@@ -636,12 +706,20 @@ export class ProxyManager {
     return this.stopping;
   }
 
+  /** At once, before anything is awaited: no Envoy is restarted any more, and what waits for an ACK gives up. */
+  private halt(): void {
+    this.envoy.holdRestarts();
+    this.stopSignal.abort();
+  }
+
   stop(): Promise<void> {
     if (this.o.keepEnvoysOnStop) return this.detach();
+    this.halt();
     this.stopping ??= (async () => {
       await this.queue;
       this.lateAck?.abort();
       await this.envoy.stop();
+      this.steering?.close();
       await this.kafka.processor?.close();
       await this.als.close();
       await this.xds.close();

@@ -11,10 +11,12 @@
  *   await sup.stop();      // drains and stops every instance
  *
  * Steering (steering.ts): every instance binds each proxy port with
- * SO_REUSEPORT, so the instances form one reuseport group per port; the
- * datapath's listener lookup picks one of the group per connection, a closed
- * listener leaves the group at once, and with `tcp_migrate_req` the
- * connections queued on a closing listener move to a remaining one.
+ * SO_REUSEPORT, so the instances form one reuseport group per port; `steer`
+ * is called with the live instances whenever that set changes (an instance
+ * got live, one starts draining, one exited), before the drain starts, so
+ * that new connections go only to live instances. A closed listener leaves
+ * the group at once, and with `tcp_migrate_req` the connections queued on a
+ * closing listener move to a remaining one.
  *
  * Make before break: an instance is "live" (counted, asked for ACKs) only
  * once it is ready and `configured()` resolved for it (it ACKed the current
@@ -82,6 +84,10 @@ export interface ProxySupervisorOptions {
   readyTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Points new connections at exactly these instances (steering.ts); called on every change of the live set, one call at a time. */
+  steer?: (live: InstanceRecord[]) => void | Promise<void>;
+  /** Called at once (before `steer`) when instance `id` is seen exiting: no new connection may go to it. */
+  unsteer?: (id: string) => void;
 }
 
 export type InstanceState = 'starting' | 'live' | 'draining';
@@ -141,6 +147,9 @@ export class ProxySupervisor extends EventEmitter {
   private readonly backoff: { initialMs: number; maxMs: number; resetAfterMs: number };
   private readonly stateFile: string;
   private ensuring: Promise<void> | null = null;
+  private steering: Promise<void> = Promise.resolve();
+  /** Set by holdRestarts(), or when the state directory went away: exited instances are not started again. */
+  private restartsHeld: 'owner' | 'workdir-gone' | null = null;
 
   constructor(private readonly o: ProxySupervisorOptions) {
     super();
@@ -221,7 +230,8 @@ export class ProxySupervisor extends EventEmitter {
     // Outdated ones keep serving (they are in the reuseport group) until their replacements are live.
     for (const rec of outdated) this.instances.set(rec.id, { rec, state: 'draining', adopted: true, liveSince: null, gone: new AbortController() });
     this.persist();
-    this.monitor = setInterval(() => this.check(), 100);
+    // Often: an exited Envoy's leader is a zombie well before the kernel closes its listeners (see check()).
+    this.monitor = setInterval(() => this.check(), 10);
     this.monitor.unref();
     try {
       // Adopted instances: they already run the configuration; confirm it (the xDS stream reconnects by itself).
@@ -309,7 +319,26 @@ export class ProxySupervisor extends EventEmitter {
       this.unavailableMs += Date.now() - this.unavailableSince;
       this.unavailableSince = null;
     }
+    await this.steer();
     this.emit('live', inst.rec);
+  }
+
+  /**
+   * Points new connections at the live instances now (after the previous
+   * call finished). A failure is logged: the previous steering stays, and the
+   * kernel's lookup serves ports without an entry.
+   */
+  steer(): Promise<void> {
+    const run = this.steering.then(async () => {
+      if (!this.o.steer) return;
+      try {
+        await this.o.steer(this.live());
+      } catch (e) {
+        this.log('warn', 'proxy steering not updated', { err: e instanceof Error ? e.message : String(e) });
+      }
+    });
+    this.steering = run;
+    return run;
   }
 
   private drop(inst: Instance, why: unknown): void {
@@ -326,21 +355,37 @@ export class ProxySupervisor extends EventEmitter {
       inst.gone.abort();
       this.instances.delete(inst.rec.id);
       if (inst.state === 'draining') continue;
+      // A killed process closes its sockets only after its memory is torn down (tens of ms for Envoy):
+      // its entries go now, before anything else; the set is rewritten without it below.
+      if (inst.state === 'live') {
+        try {
+          this.o.unsteer?.(inst.rec.id);
+        } catch (e) {
+          this.log('warn', 'proxy steering: removing an exited Envoy', { id: inst.rec.id, err: e instanceof Error ? e.message : String(e) });
+        }
+      }
       this.lastExit = { code: null, signal: null, at: new Date().toISOString() };
       this.log('warn', 'envoy exited', { id: inst.rec.id, pid: inst.rec.pid });
       this.emit('exit', { id: inst.rec.id, pid: inst.rec.pid, at: this.lastExit.at });
+      if (inst.state === 'live') void this.steer();
       const stableMs = inst.liveSince === null ? 0 : Date.now() - inst.liveSince;
       if (stableMs >= this.backoff.resetAfterMs) this.failures = 0;
       this.persist();
     }
     if (this.live().length === 0 && this.unavailableSince === null && this.running === 'running') this.unavailableSince = Date.now();
-    if (this.running !== 'running' || this.restartTimer || this.ensuring) return;
+    if (this.running !== 'running' || this.restartsHeld || this.restartTimer || this.ensuring) return;
+    if (!existsSync(this.o.workDir)) {
+      // Removed under us (uninstall, a test's teardown): a new Envoy could not even write its bootstrap there.
+      this.restartsHeld = 'workdir-gone';
+      this.log('warn', 'the Envoy state directory is gone: exited Envoys are not restarted', { workDir: this.o.workDir });
+      return;
+    }
     const missing = this.o.replicas - [...this.instances.values()].filter((i) => i.state !== 'draining').length;
     if (missing <= 0) return;
     const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.failures);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
-      if (this.running !== 'running') return;
+      if (this.running !== 'running' || this.restartsHeld) return;
       this.failures += 1;
       this.restarts += 1;
       this.ensuring = this.startInstance()
@@ -388,6 +433,8 @@ export class ProxySupervisor extends EventEmitter {
     inst.state = 'draining';
     this.persist();
     const rec = inst.rec;
+    // New connections go to the live instances from now on; this one only finishes what it has.
+    await this.steer();
     try {
       await adminRequest(rec.adminSocket, '/drain_listeners?graceful&skip_exit', 'POST');
       await sleep((this.o.drainTimeS ?? 2) * 1000);
@@ -441,6 +488,17 @@ export class ProxySupervisor extends EventEmitter {
       replacements: this.replacements,
       unavailableMs: this.unavailableMs + (this.unavailableSince === null ? 0 : Date.now() - this.unavailableSince),
     };
+  }
+
+  /**
+   * From now on no exited instance is started again (the owner is stopping or
+   * leaving: an apply it still waits for must not bring one back); what runs
+   * keeps running. Idempotent; cleared by nothing (a supervisor starts once).
+   */
+  holdRestarts(): void {
+    this.restartsHeld ??= 'owner';
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
   }
 
   private halt(): void {

@@ -1,7 +1,7 @@
 /**
  * The agent's proxy half as a process of its own, so that a test can
  * SIGTERM and SIGKILL it: `node dist/test/helpers/chaos-agent-peer.js '<json>'`
- * with {nodeName, stateDir, portRange, routing, replicas, inputFile}. It
+ * with {nodeName, stateDir, pinDir, portRange, routing, replicas, inputFile}. It
  * starts a ProxyManager on the state directory (adopting the running
  * Envoys), applies the proxy input in `inputFile` (what the agent's
  * reconciler would: endpoints and identity addresses) and prints
@@ -16,6 +16,7 @@ import { createLogger } from '../../src/util/log.js';
 const optionsSchema = z.strictObject({
   nodeName: z.string(),
   stateDir: z.string(),
+  pinDir: z.string(),
   portRange: z.tuple([z.number().int(), z.number().int()]),
   routing: z.strictObject({ mark: z.number(), mask: z.number(), table: z.number(), priority: z.number() }),
   replicas: z.number().int().positive(),
@@ -25,7 +26,7 @@ const optionsSchema = z.strictObject({
 async function main(): Promise<void> {
   const o = optionsSchema.parse(JSON.parse(process.argv[2] ?? '{}'));
   const log = createLogger({ test: 'chaos-agent' }, { level: 'warn' });
-  const proxy = await ProxyManager.start({ nodeName: o.nodeName, stateDir: o.stateDir, portRange: o.portRange, xdsMode: 'delta', log, routing: o.routing, replicas: o.replicas, ackTimeoutMs: 20_000 });
+  const proxy = await ProxyManager.start({ nodeName: o.nodeName, stateDir: o.stateDir, portRange: o.portRange, xdsMode: 'delta', log, routing: o.routing, replicas: o.replicas, ackTimeoutMs: 20_000, pinDir: o.pinDir });
   process.once('SIGTERM', () => {
     void proxy.detach().then(() => process.exit(0));
   });

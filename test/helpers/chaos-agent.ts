@@ -28,7 +28,7 @@ export async function startAgentProcess(w: L7World, replicas = 1): Promise<Agent
   const inputFile = join(w.stateDir, 'proxy-input.json');
   const input = w.applyInput();
   writeFileSync(inputFile, JSON.stringify({ endpoints: input.endpoints, identityIps: [...input.identityIps] }));
-  const opts = { nodeName: w.nodeName, stateDir: w.stateDir, portRange: w.portRange, routing: w.routing, replicas, inputFile };
+  const opts = { nodeName: w.nodeName, stateDir: w.stateDir, pinDir: w.pinDir, portRange: w.portRange, routing: w.routing, replicas, inputFile };
   const child = spawn(process.execPath, [PEER_JS, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   w.sb.defer(async () => {

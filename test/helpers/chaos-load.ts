@@ -82,11 +82,18 @@ export async function stopLoads(loads: readonly Load[]): Promise<Record<string, 
 }
 
 /**
- * The failures of a load that were not in flight at one of `eventsAt` (ms
- * since the epoch): requests started after the event (for the
- * connection-per-request load: connections made after it). A request that
- * was outstanding when its Envoy was killed is in flight.
+ * The failures of a load whose request overlapped none of `windows` ([from,
+ * to] in ms since the epoch, e.g. from an Envoy's SIGKILL to the moment the
+ * agent saw it gone): requests that started after a window closed and
+ * before the next one opened (for the connection-per-request load:
+ * connections made then). A request outstanding at any moment of a window
+ * (in flight at the kill, or made during the crash) is not one of them.
  */
-export function failedAfter(s: LoadSummary, eventsAt: readonly number[]): LoadSummary['failures'] {
-  return s.failures.filter((f) => !eventsAt.some((k) => f.startedAt < k && k <= Date.parse(f.at)));
+export function failedOutside(s: LoadSummary, windows: ReadonlyArray<readonly [number, number]>): LoadSummary['failures'] {
+  return s.failures.filter((f) => !windows.some(([from, to]) => f.startedAt <= to && Date.parse(f.at) >= from));
+}
+
+/** The failures of a load whose request started within one of `windows` ([from, to], ms since the epoch). */
+export function failedStartedIn(s: LoadSummary, windows: ReadonlyArray<readonly [number, number]>): LoadSummary['failures'] {
+  return s.failures.filter((f) => windows.some(([from, to]) => from <= f.startedAt && f.startedAt <= to));
 }

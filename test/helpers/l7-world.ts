@@ -43,6 +43,8 @@ export interface L7World {
   proxy: ProxyManager;
   dp: EndpointManager;
   stateDir: string;
+  /** The datapath's pin directory (the proxy steering's maps are pinned there too). */
+  pinDir: string;
   routing: PolicyRoutingOptions;
   log: Logger;
   /** A second ProxyManager on the same state directory (an agent restart); stopped after the test. */
@@ -119,7 +121,7 @@ export async function startL7World(
   const nodeName = `${o.tag}-test-${process.pid}`;
   const portRange = [portBase, portBase + 9] as const;
   const startProxy = async (xdsMode: 'sotw' | 'delta', extra: Partial<ProxyManagerOptions> = {}) => {
-    const p = await ProxyManager.start({ nodeName, stateDir, portRange, xdsMode, log, routing, ackTimeoutMs: 20_000, ...extra });
+    const p = await ProxyManager.start({ nodeName, stateDir, portRange, xdsMode, log, routing, ackTimeoutMs: 20_000, pinDir: pins.path, ...extra });
     t.after(() => p.stop());
     return p;
   };
@@ -149,5 +151,5 @@ export async function startL7World(
     for (const e of input.endpoints) dp.updatePolicy(e.policy);
     return r;
   };
-  return { sb, pods, pod, net, engine, proxy, dp, stateDir, routing, log, restartProxy: (mode = 'delta', extra = {}) => startProxy(mode, extra), sync, applyInput, nodeName, portRange };
+  return { sb, pods, pod, net, engine, proxy, dp, stateDir, pinDir: pins.path, routing, log, restartProxy: (mode = 'delta', extra = {}) => startProxy(mode, extra), sync, applyInput, nodeName, portRange };
 }

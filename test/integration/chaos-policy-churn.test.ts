@@ -41,11 +41,13 @@ test('chaos: policy churn under load (up to 1,000 edits a minute): no request wr
   assert.deepEqual({ failed: sum.failed, wronglyAllowed: sum.wronglyAllowed, wronglyDenied: sum.wronglyDenied }, { failed: 0, wronglyAllowed: 0, wronglyDenied: 0 }, JSON.stringify(r));
 });
 
-test('chaos (full suite only): long mixed load with a policy change a second: RSS growth of agent and Envoy', { skip: !CHAOS_FULL && 'long run: npm run test:chaos' }, async (t) => {
+const LONG_S = Number(process.env.MESHD_CHAOS_LONG_S ?? '1800');
+
+test('chaos (full suite only): long mixed load with a policy change a second: RSS growth of agent and Envoy', { skip: !CHAOS_FULL && 'long run: npm run test:chaos', timeout: (LONG_S + 600) * 1000 }, async (t) => {
   requirePrivileges();
   const w = await startChaosWorld(t, { tag: 'chl', octet: 96, portBase: 28000 });
   const loads = await w.startLoads();
-  const seconds = Number(process.env.MESHD_CHAOS_LONG_S ?? '1800');
+  const seconds = LONG_S;
   const envoyPid = () => w.proxy.instances()[0]?.pid ?? 0;
   // Warm-up before the baseline: first allocations are not growth.
   for (let n = 0; n < 30; n++) {

@@ -3,9 +3,11 @@
  * `meshd proxy restart` asks the agent for) again and again, then an agent
  * that comes back with another Envoy binary path, then one with another
  * bootstrap (SotW instead of delta xDS). Each time the new Envoy is
- * configured before the old one drains; the loads (HTTP/1.1 keep-alive,
- * HTTP/1.1 new connection per request, HTTP/2) see no failed request and the
- * denied path stays denied throughout.
+ * configured and the agent's steering points new connections at it before
+ * the old one drains; the loads (HTTP/1.1 keep-alive, HTTP/1.1 new
+ * connection per request, HTTP/2, and Go's client with and without
+ * keep-alive) see no failed request and the denied path stays denied
+ * throughout.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
@@ -69,12 +71,14 @@ test('chaos: proxy restart, Envoy binary change and bootstrap change under load:
   const [heyKept, heyNew] = heyReports;
   for (const h of heyReports) assert.ok(h && (h.statuses['200'] ?? 0) > 50, JSON.stringify(h));
   assert.deepEqual({ statuses: Object.keys(heyKept?.statuses ?? {}), errors: heyKept?.errors }, { statuses: ['200'], errors: 0 }, JSON.stringify(heyKept));
-  // Known shortfall of the target (docs/reliability.md): Go's client with a new connection per request has
-  // seen an EOF or two while an Envoy was replaced (a connection the old Envoy accepted as it closed). It
-  // stays asserted, and is reported as TODO rather than failing the suite until the steering is a socket map.
-  await t.test('hey with a new connection per request: no failed request', { todo: 'new connections can see EOF while an Envoy is replaced (docs/reliability.md)' }, () => {
-    assert.deepEqual({ statuses: Object.keys(heyNew?.statuses ?? {}), errors: heyNew?.errors }, { statuses: ['200'], errors: 0 }, JSON.stringify(heyNew));
-  });
+  // Go's client with a new connection per request: the steering moves new connections to the new Envoy
+  // before the old one drains, so none lands on a closing listener.
+  assert.deepEqual({ statuses: Object.keys(heyNew?.statuses ?? {}), errors: heyNew?.errors }, { statuses: ['200'], errors: 0 }, JSON.stringify(heyNew));
+  const steering = p3.status().envoy.steering;
+  t.diagnostic(`steering: ${JSON.stringify(steering)}`);
+  assert.equal(steering?.path, 'socket-map', 'new connections are steered by the agent\'s map');
+  assert.deepEqual(steering.ports.map((p) => p.instances), steering.ports.map(() => p3.instances().map((i) => i.id)));
+  assert.ok(steering.counters.selected > 0 && steering.counters.tcMap > 0, JSON.stringify(steering.counters));
   const sum = totals(r);
   t.diagnostic(`loads: ${JSON.stringify(r)}`);
   t.diagnostic(`events: ${timeline.join('; ')}`);
