@@ -266,8 +266,11 @@ export class ProxySteering {
     for (const k of stale) this.socks.delete(k);
   }
 
+  private closed = false;
+
   status(): SteeringStatus {
-    const c = (slot: number) => Number(this.counter(slot));
+    // Closed (a stopped proxy manager): the counters' map is gone; the last entries stay in the kernel.
+    const c = (slot: number) => (this.closed ? 0 : Number(this.counter(slot)));
     return {
       path: this.current.length > 0 && this.error === null ? 'socket-map' : 'socket-lookup',
       ports: this.current.map((p) => ({ ...p, instances: [...p.instances] })),
@@ -278,6 +281,7 @@ export class ProxySteering {
 
   /** Closes the program and map descriptors; the pins, the entries and the groups' program stay. Idempotent. */
   close(): void {
+    this.closed = true;
     this.obj.close();
   }
 }
