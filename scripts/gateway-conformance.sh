@@ -96,7 +96,9 @@ else
   mkdir -p "$images_mod"
   (cd "$old_dir" && find echo-basic -name '*.go' ! -name '*_test.go') | while read -r f; do
     mkdir -p "$images_mod/$(dirname "$f")"
-    sed 's#sigs\.k8s\.io/gateway-api/conformance/echo-basic#sigs.k8s.io/gateway-api-conformance-images/echo-basic#g' "$old_dir/$f" > "$images_mod/$f"
+    # Import lines only: the generated descriptor in grpcecho.pb.go holds the old path as
+    # length-prefixed bytes (its go_package), which must stay as they are.
+    sed 's#^\([[:space:]]*[A-Za-z_]*[[:space:]]*\)"sigs\.k8s\.io/gateway-api/conformance/echo-basic#\1"sigs.k8s.io/gateway-api-conformance-images/echo-basic#' "$old_dir/$f" > "$images_mod/$f"
   done
   printf 'module sigs.k8s.io/gateway-api-conformance-images\n\ngo 1.27.0\n' > "$images_mod/go.mod"
   (cd "$images_mod" && go mod tidy >/dev/null) || die "step 'go mod tidy (conformance images)' failed"
