@@ -94,3 +94,9 @@ bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-
 # 13. Istio's `istio-cni` plugin (istio.io/istio from the Go module proxy) into a cache outside
 #     the repository: test/integration/istio-cni.test.ts chains it after meshd-cni.
 bash scripts/istio-cni.sh || die "building istio-cni failed (see scripts/istio-cni.sh)"
+
+# 14. The upstream Gateway API conformance suite (a test binary) and its echo-basic backend
+#     (sigs.k8s.io/gateway-api/conformance from the Go module proxy) into a cache outside the
+#     repository: test/integration/gateway-conformance-harness.test.ts runs echo-basic, and
+#     `npm run test:gateway-conformance` runs the suite.
+bash scripts/gateway-conformance.sh || die "building the Gateway API conformance suite failed (see scripts/gateway-conformance.sh)"
