@@ -38,7 +38,7 @@ import { PROFILES, SUPPORTED_FEATURES } from './features.js';
 import { parseReport, renderReadme } from './report.js';
 
 /** A few core tests that exercise a Gateway, an HTTPRoute and a backend end to end. */
-const QUICK = 'GatewayClassObservedGenerationBump|HTTPRouteSimpleSameNamespace|HTTPRouteMatching';
+const QUICK = '^(GatewayClassObservedGenerationBump|HTTPRouteSimpleSameNamespace|HTTPRouteMatching)$';
 /** The LB IPAM pool the Gateways' addresses come from: TEST-NET-3, routed locally for the run. */
 const LB_POOL = '203.0.113.0/24';
 
