@@ -90,7 +90,7 @@ export interface ConformanceWorld {
 /** Applies every CRD of the Gateway API module's channel and waits until they are served. */
 async function installGatewayCrds(kube: KubeCluster, channel: 'standard' | 'experimental'): Promise<void> {
   const dir = join(gatewayApiModuleDir(), 'config', 'crd', channel);
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')).sort()) {
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml') && n !== 'kustomization.yaml').sort()) {
     // Server-side: some of these CRDs are larger than the last-applied annotation allows.
     const r = await kube.kubectl(['apply', '--server-side', '-f', '-'], { input: readFileSync(join(dir, f), 'utf8') });
     if (r.code !== 0) throw new MeshdError('MESHD_KUBE_TEST_KUBECTL_FAILED', `applying ${channel}/${f} exited ${r.code}: ${r.stderr.trim()}`, { kind: 'failed' });
