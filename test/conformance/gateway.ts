@@ -160,6 +160,11 @@ async function main(): Promise<number> {
       return code === 0 ? 1 : code;
     }
     const report = parseReport(reportText, reportPath);
+    if (report.profiles.length === 0) {
+      // The suite's own words for why its setup failed: the last helper message before the failure.
+      const last = readFileSync(suiteLog, 'utf8').split('\n').filter((l) => /\.go:\d+: /.test(l)).pop();
+      notes.push(`No test ran: TestConformance failed in its setup. The suite's last message: \`${(last ?? '').trim().replace(/`/g, "'").slice(0, 300)}\``);
+    }
     log(`report: ${reportPath}`);
     if (full && values.report === undefined) {
       const readme = renderReadme(report, {

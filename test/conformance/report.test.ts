@@ -61,3 +61,9 @@ test('report: a report with a missing field is refused', () => {
   );
   assert.throws(() => parseReport('a: [', 'x.yaml'), (e: unknown) => isMeshdError(e, 'MESHD_CONFORMANCE_REPORT_INVALID'));
 });
+
+test('report: a report of a run whose setup failed (no profiles) is summarised as such', () => {
+  const report = parseReport(REPORT.slice(0, REPORT.indexOf('profiles:')) + 'profiles: null\n', 'gateway-api.yaml');
+  assert.deepEqual(report.profiles, []);
+  assert.match(renderReadme(report, { command: 'x', meshdVersion: 'v', developmentRun: true, notes: [], refusedImages: [] }), /No test ran/);
+});

@@ -26,6 +26,7 @@ const ReportSchema = z.object({
   gatewayAPIChannel: z.string(),
   mode: z.string(),
   implementation: z.object({ organization: z.string(), project: z.string(), url: z.string(), version: z.string(), contact: z.array(z.string()) }),
+  // null when no test ran (the suite's setup failed).
   profiles: z.array(
     z.object({
       name: z.string(),
@@ -33,7 +34,9 @@ const ReportSchema = z.object({
       core: Status,
       extended: Status.extend({ supportedFeatures: z.array(z.string()).optional(), unsupportedFeatures: z.array(z.string()).optional() }).optional(),
     }),
-  ),
+  )
+    .nullish()
+    .transform((v) => v ?? []),
   succeededProvisionalTests: z.array(z.string()).optional(),
 });
 export type ConformanceReport = z.infer<typeof ReportSchema>;
@@ -94,6 +97,7 @@ export function renderReadme(report: ConformanceReport, meta: ReadmeMeta): strin
   lines.push('');
   lines.push('## Result (tests passed / failed / skipped)');
   lines.push('');
+  if (report.profiles.length === 0) lines.push('No test ran: the suite failed in its setup (see the notes).', '');
   lines.push('| Profile | Core | Extended | Extended features claimed | Summary |');
   lines.push('|---|---|---|---|---|');
   for (const p of report.profiles) {
