@@ -60,6 +60,9 @@ import { STANDALONE_POD_CIDR } from './config.js';
 import { DnsService, openAgentFqdnCache } from '../dns/dns-service.js';
 import { conntrackRemoteIps, dnsProxyPort, withDnsPort } from '../dns/agent-wiring.js';
 import type { FqdnCache } from '../policy/dns-cache.js';
+import { attachGateway } from '../gateway/agent-wiring.js';
+import type { GatewayController } from '../gateway/controller.js';
+import type { GatewayService } from '../gateway/gateway-service.js';
 
 export type { L7Proxy } from './reconciler.js';
 export type { PolicyStatus } from './policy-subscriber.js';
@@ -79,6 +82,8 @@ export interface AgentOptions {
   podCidr?: PodCidrProvider;
   /** Kubernetes mode: MeshdEndpoint objects, this node's written and the other nodes' read into the ipcache. */
   endpointObjects?: EndpointObjects;
+  /** Kubernetes mode with gatewayAPI.enabled: writes the Gateway API status (src/gateway/controller.ts). */
+  gatewayController?: GatewayController | null;
 }
 
 /** A problem as the local API lists it (`meshd policy get`). */
@@ -115,6 +120,8 @@ export class Agent {
   /** toFQDNs: restored from disk before the engine exists (src/dns). */
   readonly fqdn: FqdnCache;
   private dns: DnsService | null = null;
+  /** Gateway API on this node's Envoy (gatewayAPI.enabled). */
+  gateway: GatewayService | null = null;
 
   private constructor(readonly opts: AgentOptions) {
     this.log = opts.log ?? createLogger({ component: 'agent' }, { format: opts.config['log.format'], level: opts.config['log.level'] });
@@ -224,6 +231,8 @@ export class Agent {
     for (const sub of [this.policySub, new ServiceSubscriber(this.engine, this.services), this.endpointSub, new CidrGroupSubscriber(this.engine), secretSub]) {
       for (const k of sub.kinds) this.subscribers.set(k, sub);
     }
+    // Gateway API (src/gateway): its kinds, and the Services, EndpointSlices, Secrets and Namespaces it reads, also feed the Gateway model.
+    this.gateway = attachGateway({ config: c, proxy: this.proxy, subscribers: this.subscribers, nodeAddresses: () => this.hostAddresses?.current() ?? [], controller: this.opts.gatewayController ?? null, log: this.log });
     const cni = new CniEndpoints({
       engine: this.engine,
       endpoints: this.endpoints,
@@ -310,6 +319,7 @@ export class Agent {
     await this.queue.catch(() => undefined);
     this.flowSub?.close();
     await this.dns?.stop().catch((e: unknown) => this.log.warn('DNS proxy stop', { err: e }));
+    await this.gateway?.stop();
     await this.hubble?.close().catch((e: unknown) => this.log.warn('hubble stop', { err: e }));
     await this.proxy?.stop().catch((e: unknown) => this.log.warn('proxy stop', { err: e }));
     this.services?.close();

@@ -153,6 +153,11 @@ export const configShape = {
   'l2announcements.leaseRenewDeadline': duration,
   /** How often each Service's Lease is renewed or tried. */
   'l2announcements.leaseRetryPeriod': duration,
+  // Gateway API (src/gateway, docs/gateway-api.md); Cilium's gatewayAPI.* values.
+  /** Read GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant and BackendTLSPolicy and serve the Gateways of meshd's class on the node's Envoy. */
+  'gatewayAPI.enabled': bool,
+  /** How long a Gateway's status writer may go without renewing its Lease (meshd-gateway-status) before another agent takes over. */
+  'gatewayAPI.leaseDuration': duration,
 } as const;
 
 /** The pod CIDR of standalone mode when ipam.podCIDR is not set. */
@@ -225,6 +230,8 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'l2announcements.leaseDuration': '15s',
   'l2announcements.leaseRenewDeadline': '5s',
   'l2announcements.leaseRetryPeriod': '2s',
+  'gatewayAPI.enabled': false,
+  'gatewayAPI.leaseDuration': '15s',
 };
 
 export type ConfigErrorCode = 'MESHD_CONFIG_UNREADABLE' | 'MESHD_CONFIG_UNKNOWN_KEY' | 'MESHD_CONFIG_INVALID';

@@ -39,6 +39,8 @@ import { NodeObjectWriter } from './node-object.js';
 import { PodCidrAllocator } from './pod-cidr.js';
 import { lbIpamCrds } from '../lbipam/crds.js';
 import { startLoadBalancerServices, type LoadBalancerServices } from '../lbipam/agent-wiring.js';
+import { gatewaySecretsPath, gatewaySourceKinds, startGatewayController } from '../gateway/agent-wiring.js';
+import type { GatewayController } from '../gateway/controller.js';
 
 export interface RunAgentOptions {
   config: AgentConfig;
@@ -99,6 +101,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   let nodes: NodeTasks | null = null;
   let kubeClient: KubeClient | null = null;
   let endpointObjects: EndpointObjects | null = null;
+  let gatewayController: GatewayController | null = null;
   const c = o.config;
   if (o.standaloneDir === undefined) {
     const resolved = resolveKubeConfig({ kubeconfigPath: o.kubeconfigPath ?? c.k8sKubeconfigPath, serviceHost: c.k8sServiceHost, servicePort: c.k8sServicePort, ...(o.env ? { env: o.env } : {}) });
@@ -112,10 +115,11 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       await crds.start();
     }
     // TLS interception's Secrets: only from the secrets namespace unless configured otherwise (as Cilium's agent reads them).
-    const kindPaths = { Secret: c['tls.readSecretsOnlyFromSecretsNamespace'] ? `/api/v1/namespaces/${c['tls.secretsNamespace.name']}/secrets` : '/api/v1/secrets' };
+    const kindPaths = { Secret: gatewaySecretsPath(c, c['tls.readSecretsOnlyFromSecretsNamespace'] ? `/api/v1/namespaces/${c['tls.secretsNamespace.name']}/secrets` : '/api/v1/secrets') };
     // LB IPAM and L2 announcements read their pools and policies themselves (src/lbipam, src/l2announce); no
     // subscriber of the agent takes them, so the source does not watch and hold them a second time.
-    const kinds = RESOURCE_KINDS.filter((k) => !LOAD_BALANCER_KINDS.has(k));
+    const kinds = gatewaySourceKinds(c, RESOURCE_KINDS.filter((k) => !LOAD_BALANCER_KINDS.has(k)));
+    gatewayController = startGatewayController({ config: c, client, log });
     kube = new KubeSource({ ...o.kubeSource, kinds, kindPaths, client, log: k8sLog });
     endpointObjects = new EndpointObjects({
       client,
@@ -148,6 +152,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
   }
   let loadBalancers: LoadBalancerServices | null = null;
   const stopNodes = async () => {
+    await gatewayController?.stop();
     await loadBalancers?.stop();
     await nodes?.writer?.stop();
     await nodes?.housekeeping.stop();
@@ -183,6 +188,7 @@ export async function runAgent(o: RunAgentOptions): Promise<RunningAgent> {
       ...(writer ? { onPolicyStatus: (ch) => writer.note(ch) } : {}),
       ...(nodes ? { podCidr: nodes.podCidr } : {}),
       ...(endpointObjects ? { endpointObjects } : {}),
+      gatewayController,
     });
     endpointObjects?.startWriting();
     running = agent;

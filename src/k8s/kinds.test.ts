@@ -6,16 +6,23 @@ import { KINDS, parseResource, refOf, resourceKey, RESOURCE_KINDS } from './kind
 
 test('the registry names every kind meshd reads, each module under its own kind', () => {
   assert.deepEqual([...RESOURCE_KINDS].sort(), [
+    'BackendTLSPolicy',
     'CiliumCIDRGroup',
     'CiliumClusterwideNetworkPolicy',
     'CiliumL2AnnouncementPolicy',
     'CiliumLoadBalancerIPPool',
     'CiliumNetworkPolicy',
+    'ConfigMap',
     'EndpointSlice',
+    'GRPCRoute',
+    'Gateway',
+    'GatewayClass',
+    'HTTPRoute',
     'Namespace',
     'NetworkPolicy',
     'Node',
     'Pod',
+    'ReferenceGrant',
     'Secret',
     'Service',
   ]);
@@ -29,7 +36,7 @@ test('parseResource dispatches on kind; refs follow the kind’s scope', () => {
   const n = parseResource({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
   assert.ok(n.ok);
   assert.equal(resourceKey(refOf(n.value)), 'Node/n1');
-  const unknown = parseResource({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } });
+  const unknown = parseResource({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } });
   assert.deepEqual(unknown.ok ? [] : unknown.problems.map((x) => [x.path, x.code]), [[['kind'], 'UNKNOWN_KIND']]);
   assert.equal(parseResource('nope').ok, false);
 });

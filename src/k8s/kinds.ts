@@ -12,6 +12,13 @@ import { ciliumLbIpPool } from './cilium-lb-ip-pool.js';
 import { ciliumClusterwideNetworkPolicy } from './cilium-clusterwide-network-policy.js';
 import { ciliumNetworkPolicy } from './cilium-network-policy.js';
 import { endpointSlice } from './endpoint-slice.js';
+import { backendTlsPolicy } from './backend-tls-policy.js';
+import { configMap } from './config-map.js';
+import { gatewayClass } from './gateway-class.js';
+import { gateway } from './gateway.js';
+import { grpcRoute } from './grpc-route.js';
+import { httpRoute } from './http-route.js';
+import { referenceGrant } from './reference-grant.js';
 import type { KindModule, Scope } from './kind.js';
 import { namespace } from './namespace.js';
 import { networkPolicy } from './network-policy.js';
@@ -34,6 +41,13 @@ export const KINDS = {
   CiliumLoadBalancerIPPool: ciliumLbIpPool,
   CiliumL2AnnouncementPolicy: ciliumL2AnnouncementPolicy,
   Secret: secret,
+  GatewayClass: gatewayClass,
+  Gateway: gateway,
+  HTTPRoute: httpRoute,
+  GRPCRoute: grpcRoute,
+  ReferenceGrant: referenceGrant,
+  BackendTLSPolicy: backendTlsPolicy,
+  ConfigMap: configMap,
 } as const;
 
 export type ResourceKind = keyof typeof KINDS;

@@ -67,6 +67,7 @@ import { enableRequestMigration, withReusePort } from './steering.js';
 import { adminRequest } from './supervisor-process.js';
 import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
+import type { GatewayResources } from '../gateway/translate.js';
 
 export interface ProxyManagerOptions {
   nodeName: string;
@@ -420,9 +421,43 @@ export class ProxyManager {
   private publish(out: TranslateOutput, input: ProxyApplyInput): Served {
     this.seq += 1;
     const s: Served = { version: `v${this.seq}`, hash: contentHash(out), out, input };
-    this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: out.listeners, clusters: out.clusters, secrets: out.secrets ?? [] } });
+    const g = this.gateway;
+    this.xds.setSnapshot(this.o.nodeName, { version: s.version, resources: { listeners: [...out.listeners, ...g.listeners], clusters: [...out.clusters, ...g.clusters], secrets: [...(out.secrets ?? []), ...g.secrets], routes: g.routes, endpoints: g.endpoints } });
     this.current = s;
     return s;
+  }
+
+  /** Gateway API resources (src/gateway), served in every snapshot beside the L7-policy ones. */
+  private gateway: GatewayResources = { listeners: [], routes: [], clusters: [], endpoints: [], secrets: [] };
+
+  /**
+   * Serves the Gateway API's listeners, routes, clusters, endpoints and
+   * secrets in the node's snapshot beside the L7-policy resources and waits
+   * for every live Envoy's ACK. A NACK rejects with `MESHD_PROXY_NACKED` and
+   * the previous Gateway resources are served again; an ACK timeout rejects
+   * with `MESHD_PROXY_ACK_TIMEOUT` and keeps them served. The L7 policy is
+   * untouched either way.
+   */
+  applyGateway(res: GatewayResources): Promise<{ version: string }> {
+    const run = this.queue.then(async () => {
+      if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
+      const prev = this.gateway;
+      if (this.current && JSON.stringify(prev) === JSON.stringify(res)) return { version: this.current.version };
+      this.gateway = res;
+      const base = this.current ?? { out: EMPTY, input: { endpoints: [], identityIps: new Map() } };
+      const snap = this.publish(base.out, base.input);
+      try {
+        await this.waitForAcks(snap.version, { timeoutMs: this.o.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS });
+      } catch (e) {
+        if (!isXdsError(e, 'MESHD_XDS_NACKED')) throw new ProxyError('MESHD_PROXY_ACK_TIMEOUT', `Envoy did not ACK the Gateway configuration of snapshot ${snap.version}`, { version: snap.version, cause: e });
+        this.gateway = prev;
+        this.publish(base.out, base.input);
+        throw new ProxyError('MESHD_PROXY_NACKED', `Envoy rejected the Gateway configuration of snapshot ${snap.version}: ${e.message}`, { version: snap.version, envoyMessage: e.message, cause: e });
+      }
+      return { version: snap.version };
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   private accepted(s: Served): void {
