@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control-plane binaries the tests run against: kube-apiserver
-# and kubectl (k8s.io/kubernetes) and etcd (go.etcd.io/etcd/server/v3), from the Go
-# module proxy, into a cache outside the repository:
+# Builds the Kubernetes control-plane binaries the tests run against: kube-apiserver,
+# kube-controller-manager and kubectl (k8s.io/kubernetes) and etcd
+# (go.etcd.io/etcd/server/v3), from the Go module proxy, into a cache outside the
+# repository:
 #
 #   ${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}/k8s/v<KUBE_VERSION>/bin/
 #
-# Idempotent: when the three binaries exist and report the expected versions it does
-# nothing. A cold build takes ~10 minutes on two cores (~2.2 GB of memory at peak).
+# Idempotent: when the four binaries exist and report the expected versions it does
+# nothing; otherwise it builds only the ones missing or stale. A cold build takes
+# ~15 minutes on two cores (~2.2 GB of memory at peak).
 #
 #   scripts/k8s-binaries.sh                  build (or check) the binaries
 #   scripts/k8s-binaries.sh --print-bin-dir  print the binary directory and exit
@@ -34,16 +36,27 @@ fi
 say() { printf 'k8s-binaries: %s\n' "$*" >&2; }
 die() { printf 'k8s-binaries: error: %s\n' "$*" >&2; exit 1; }
 
-# Succeeds when all three binaries exist and report the versions above.
+# The Kubernetes commands built from k8s.io/kubernetes/cmd/<name>.
+KUBE_CMDS="kube-apiserver kube-controller-manager kubectl"
+
+# Succeeds when the named binary exists and reports the version above.
+has_version() {
+  local out
+  [ -x "$bin_dir/$1" ] || return 1
+  case "$1" in
+    kubectl) out=$("$bin_dir/kubectl" version --client 2>/dev/null || true)
+      [[ "$out" == *"Client Version: $KUBE_VERSION"* ]] ;;
+    etcd) out=$("$bin_dir/etcd" --version 2>/dev/null || true)
+      [[ "$out" == *"etcd Version: ${ETCD_VERSION#v}"* ]] ;;
+    *) out=$("$bin_dir/$1" --version 2>/dev/null || true)
+      [[ "$out" == "Kubernetes $KUBE_VERSION" ]] ;;
+  esac
+}
+
+# Succeeds when every binary exists and reports the versions above.
 have_versions() {
-  local api ctl etcd
-  [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kubectl" ] && [ -x "$bin_dir/etcd" ] || return 1
-  api=$("$bin_dir/kube-apiserver" --version 2>/dev/null || true)
-  ctl=$("$bin_dir/kubectl" version --client 2>/dev/null || true)
-  etcd=$("$bin_dir/etcd" --version 2>/dev/null || true)
-  [[ "$api" == "Kubernetes $KUBE_VERSION" ]] || return 1
-  [[ "$ctl" == *"Client Version: $KUBE_VERSION"* ]] || return 1
-  [[ "$etcd" == *"etcd Version: ${ETCD_VERSION#v}"* ]] || return 1
+  local b
+  for b in $KUBE_CMDS etcd; do has_version "$b" || return 1; done
 }
 
 if have_versions; then
@@ -52,7 +65,7 @@ fi
 
 # Go from the official tarball lives in /usr/local/go, which non-login shells may not have on PATH.
 command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && PATH="/usr/local/go/bin:$PATH"; } \
-  || die "go not found on PATH or in /usr/local/go (needed to build kube-apiserver, kubectl and etcd)"
+  || die "go not found on PATH or in /usr/local/go (needed to build kube-apiserver, kube-controller-manager, kubectl and etcd)"
 # Both modules say `go 1.26`; an older local go (1.21 or later) fetches that toolchain from the
 # module proxy itself when asked to.
 go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
@@ -74,8 +87,8 @@ if command -v flock >/dev/null 2>&1; then
   flock -n 9 || { say "another build into $k8s_dir is running; waiting for it"; flock 9; }
   if have_versions; then exit 0; fi
 fi
-say "building kube-apiserver, kubectl ($KUBE_VERSION) and etcd ($ETCD_VERSION) into $bin_dir"
-say "a cold build takes ~10 minutes on two cores and ~2.2 GB of memory; later runs reuse it"
+say "building kube-apiserver, kube-controller-manager, kubectl ($KUBE_VERSION) and etcd ($ETCD_VERSION) into $bin_dir"
+say "a cold build takes ~15 minutes on two cores and ~2.2 GB of memory; later runs reuse it"
 
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 src_dir="$k8s_dir/src"
@@ -116,7 +129,8 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$kube_time"
 done
 
-for cmd in kube-apiserver kubectl; do
+for cmd in $KUBE_CMDS; do
+  if has_version "$cmd"; then continue; fi
   say "go build k8s.io/kubernetes/cmd/$cmd"
   (cd "$kube_mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
     -o "$bin_dir/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd") || die "step 'go build $cmd' failed"
@@ -124,6 +138,7 @@ for cmd in kube-apiserver kubectl; do
 done
 
 # etcd wrapper main ------------------------------------------------------------------
+if ! has_version etcd; then
 etcd_mod="$src_dir/etcd"
 mkdir -p "$etcd_mod"
 cat > "$etcd_mod/main.go" <<'EOF'
@@ -144,6 +159,7 @@ say "go build go.etcd.io/etcd/server/v3/etcdmain"
 (cd "$etcd_mod" && go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd.tmp" .) \
   || die "step 'go build etcd' failed"
 mv "$bin_dir/etcd.tmp" "$bin_dir/etcd"
+fi
 
 have_versions || die "step 'check versions' failed: the built binaries do not report $KUBE_VERSION / $ETCD_VERSION"
 say "built into $bin_dir"

@@ -70,8 +70,9 @@ if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' 
   mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf || die "could not mount bpffs at /sys/fs/bpf"
 fi
 
-# 8. The Kubernetes control plane the tests run against (kube-apiserver, kubectl, etcd), built
-#    from the Go module proxy into a cache outside the repository; ~10 minutes the first time.
+# 8. The Kubernetes control plane the tests run against (kube-apiserver, kubectl, etcd,
+#    kube-controller-manager), built from the Go module proxy into a cache outside the
+#    repository; ~15 minutes the first time.
 bash scripts/k8s-binaries.sh || die "building the Kubernetes test binaries failed (see scripts/k8s-binaries.sh)"
 
 # 9. The cilium/cilium Go module (source only) in the Go module cache: the Hubble
@@ -95,7 +96,13 @@ bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-
 #     the repository: test/integration/istio-cni.test.ts chains it after meshd-cni.
 bash scripts/istio-cni.sh || die "building istio-cni failed (see scripts/istio-cni.sh)"
 
-# 14. The agent image (docker.io/meshd/meshd:<version>) with podman from local stand-ins for its
+# 14. The upstream Gateway API conformance suite (a test binary) and its echo-basic backend
+#     (sigs.k8s.io/gateway-api/conformance from the Go module proxy) into a cache outside the
+#     repository: test/integration/gateway-conformance-harness.test.ts runs echo-basic, and
+#     `npm run test:gateway-conformance` runs the suite.
+bash scripts/gateway-conformance.sh || die "building the Gateway API conformance suite failed (see scripts/gateway-conformance.sh)"
+
+# 15. The agent image (docker.io/meshd/meshd:<version>) with podman from local stand-ins for its
 #     base images (debootstrap bookworm, this machine's Node.js 20 and Go); test/integration/
 #     install-image.test.ts runs it. Rebuilt only when its inputs changed; ~12 minutes the first time.
 bash scripts/build-image.sh >/dev/null || die "building the agent image failed (see scripts/build-image.sh)"

@@ -2,8 +2,9 @@
  * A real Kubernetes control plane for tests: etcd and kube-apiserver on
  * 127.0.0.1 (ephemeral ports), built by scripts/k8s-binaries.sh into a cache
  * outside the repository, with its data in a temp dir removed on close. No
- * controller-manager and no scheduler run: objects are stored and watched,
- * nothing reconciles them.
+ * scheduler runs; unless `controllers: true` asks for kube-controller-manager
+ * (Deployments, ReplicaSets, EndpointSlices, ServiceAccounts, namespace and
+ * garbage collection), objects are stored and watched, nothing reconciles them.
  *
  *   const kube = await startKubeCluster({ t });          // close() runs in t.after
  *   await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a' } });
@@ -61,6 +62,13 @@ export interface KubeClusterOptions {
   apiServerArgs?: string[];
   /** How long to wait for etcd's /health and the API server's /readyz (default 60 s). */
   readyTimeoutMs?: number;
+  /**
+   * Also run kube-controller-manager (from the same bin dir) with the controllers
+   * that Deployments → ReplicaSets → Pods, Services → EndpointSlices, namespaces'
+   * default ServiceAccounts, namespace deletion and owner-reference garbage
+   * collection need. No scheduler: whoever runs the node binds the Pods.
+   */
+  controllers?: boolean;
 }
 
 export interface KubeCluster {
@@ -91,6 +99,8 @@ export interface KubeCluster {
   startApiServer(): Promise<void>;
   /** Process ids of the running etcd and kube-apiserver (null when not running). */
   pids(): { etcd: number | null; apiServer: number | null };
+  /** Process id of kube-controller-manager (null when not running or not asked for). */
+  controllerManagerPid(): number | null;
   /** Stops both processes and removes the temp dir; idempotent. */
   close(): Promise<void>;
 }
@@ -217,10 +227,61 @@ async function waitReady(proc: Proc, what: string, timeoutMs: number, ready: () 
   }
 }
 
+/**
+ * The controllers a test cluster runs: Deployment → ReplicaSet → Pod, Service →
+ * EndpointSlice (and the mirror of hand-made Endpoints), the `default`
+ * ServiceAccount of every namespace and its tokens, namespace deletion, and
+ * garbage collection by owner references (a Deployment's deletion takes its
+ * ReplicaSets and Pods).
+ */
+export const TEST_CONTROLLERS = [
+  'deployment-controller',
+  'replicaset-controller',
+  'endpointslice-controller',
+  'endpointslice-mirroring-controller',
+  'serviceaccount-controller',
+  'serviceaccount-token-controller',
+  'root-ca-certificate-publisher-controller',
+  'namespace-controller',
+  'garbage-collector-controller',
+] as const;
+
+/**
+ * Starts kube-controller-manager against the cluster (admin kubeconfig, the
+ * service-account signing key the API server verifies with, no leader
+ * election, no serving port) and waits until it works: the `default`
+ * namespace's `default` ServiceAccount exists, which its serviceaccount
+ * controller makes.
+ */
+async function startControllerManager(o: { bin: string; dir: string; kubeconfigPath: string; caPath: string; saKey: string; server: string; ca: Buffer; token: string; timeoutMs: number }): Promise<Proc> {
+  const proc = startProc('kube-controller-manager', o.bin, [
+    `--kubeconfig=${o.kubeconfigPath}`,
+    `--controllers=${TEST_CONTROLLERS.join(',')}`,
+    `--service-account-private-key-file=${o.saKey}`,
+    `--root-ca-file=${o.caPath}`,
+    '--leader-elect=false',
+    // Nothing scrapes or probes it: its health is judged by its work below.
+    '--secure-port=0',
+    '--profiling=false',
+    // A test's Pods come and go in seconds; the defaults batch EndpointSlice updates for up to 1 s.
+    '--endpointslice-updates-batch-period=0s',
+  ], join(o.dir, 'kube-controller-manager.log'));
+  try {
+    await waitReady(proc, "the default namespace's default ServiceAccount", o.timeoutMs, async () => {
+      const r = await probe(`${o.server}/api/v1/namespaces/default/serviceaccounts/default`, { ca: o.ca, token: o.token });
+      return r?.status === 200;
+    });
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+  return proc;
+}
+
 export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<KubeCluster> {
   const binDir = opts.binDir ?? kubeBinDir();
   const bin = (name: string) => join(binDir, name);
-  const missing = ['etcd', 'kube-apiserver', 'kubectl'].filter((n) => spawnSync(bin(n), ['--help'], { stdio: 'ignore' }).error !== undefined);
+  const missing = ['etcd', 'kube-apiserver', 'kubectl', ...(opts.controllers === true ? ['kube-controller-manager'] : [])].filter((n) => spawnSync(bin(n), ['--help'], { stdio: 'ignore' }).error !== undefined);
   if (missing.length > 0) {
     throw new MeshdError('MESHD_KUBE_TEST_BINARIES_MISSING', `${missing.join(', ')} not found in ${binDir}; build them with: bash scripts/k8s-binaries.sh`, { kind: 'not-found' });
   }
@@ -228,17 +289,19 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
   const dir = mkdtempSync(join(tmpdir(), `meshd-kube-${process.pid}-`));
   let etcd: Proc | null = null;
   let apiServer: Proc | null = null;
+  let controllerManager: Proc | null = null;
   let closed = false;
 
   // If the test process exits without close() (a crash, process.exit), the children must not outlive it.
   const killOnExit = () => {
-    for (const p of [apiServer, etcd]) if (p?.running) p.child.kill('SIGKILL');
+    for (const p of [controllerManager, apiServer, etcd]) if (p?.running) p.child.kill('SIGKILL');
   };
   process.on('exit', killOnExit);
 
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    await controllerManager?.stop();
     await apiServer?.stop();
     await etcd?.stop();
     process.off('exit', killOnExit);
@@ -351,6 +414,11 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       return r.stdout;
     };
 
+    if (opts.controllers === true) {
+      controllerManager = await startControllerManager({ bin: bin('kube-controller-manager'), dir, kubeconfigPath, caPath: creds.ca, saKey: creds.saKey, server, ca, token, timeoutMs });
+    }
+    const kcm = (): Proc | null => controllerManager;
+
     const cluster: KubeCluster = {
       kubeconfigPath,
       server,
@@ -381,6 +449,10 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
         etcd: etcdProc.running ? (etcdProc.child.pid ?? null) : null,
         apiServer: apiServer?.running ? (apiServer.child.pid ?? null) : null,
       }),
+      controllerManagerPid: () => {
+        const p = kcm();
+        return p?.running === true ? (p.child.pid ?? null) : null;
+      },
       close,
     };
     return cluster;

@@ -1,0 +1,203 @@
+/**
+ * Runs the upstream Gateway API conformance suite against meshd on this
+ * machine (`npm run test:gateway-conformance`, as root):
+ *
+ * 1. builds what is missing into the cache (scripts/k8s-binaries.sh: etcd,
+ *    kube-apiserver, kube-controller-manager, kubectl; scripts/gateway-conformance.sh:
+ *    the suite as a test binary and echo-basic);
+ * 2. starts the cluster (test/helpers/conformance-world.ts): API server, etcd,
+ *    controller-manager, meshd's CRDs and RBAC, the Gateway API CRDs
+ *    (experimental channel, a superset of standard), the GatewayClass `meshd`,
+ *    a CiliumLoadBalancerIPPool routed locally, one meshd agent in Kubernetes
+ *    mode with Envoy and gatewayAPI.enabled, and the test node;
+ * 3. runs the suite in its own process (in the cgroup the agent's socket LB
+ *    serves, as a host process would be) with meshd's profiles and claimed
+ *    features (test/conformance/features.ts), and the implementation fields;
+ * 4. copies the suite's report to docs/conformance/gateway-api.yaml and writes
+ *    the summary docs/conformance/README.md; tears everything down.
+ *
+ *   npm run test:gateway-conformance                       # the whole suite, writes docs/conformance/
+ *   npm run test:gateway-conformance -- --run 'HTTPRouteSimpleSameNamespace|GatewayClass'
+ *   npm run test:gateway-conformance -- --quick            # a few core tests
+ *
+ * A subset (--run, --quick) writes its report to a temp file (printed)
+ * unless --report names one, so it never replaces the recorded full run.
+ * Exit code: the suite's own (non-zero when a test failed).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { describeError } from '../../src/util/errors.js';
+import { repoPath } from '../../src/util/paths.js';
+import { startConformanceWorld, GATEWAY_CLASS } from '../helpers/conformance-world.js';
+import { PROFILES, SUPPORTED_FEATURES } from './features.js';
+import { parseReport, renderReadme } from './report.js';
+
+/** A few core tests that exercise a Gateway, an HTTPRoute and a backend end to end. */
+const QUICK = '^(GatewayClassObservedGenerationBump|HTTPRouteSimpleSameNamespace|HTTPRouteMatching)$';
+/** The LB IPAM pool the Gateways' addresses come from: TEST-NET-3, routed locally for the run. */
+const LB_POOL = '203.0.113.0/24';
+
+const usage = `usage: node dist/test/conformance/gateway.js [--run REGEX | --quick] [--report FILE] [--no-build] [--timeout MINUTES]
+  --run REGEX     only the suite's tests whose name matches (go test -run TestConformance/REGEX)
+  --quick         --run '${QUICK}'
+  --report FILE   where the suite writes its report (default: docs/conformance/gateway-api.yaml for the full run, a temp file for a subset)
+  --no-build      do not run the build scripts (the binaries must exist)
+  --timeout MIN   the suite's -test.timeout in minutes (default 90)
+  --url URL, --contact LIST   the implementation's url and contacts in the report`;
+
+const PackageJson = z.object({ version: z.string() });
+
+function meshdVersion(): string {
+  const pkg = PackageJson.parse(JSON.parse(readFileSync(repoPath('package.json'), 'utf8')));
+  const git = spawnSync('git', ['describe', '--always', '--dirty', '--abbrev=12'], { cwd: repoPath(), encoding: 'utf8' });
+  const rev = git.status === 0 ? git.stdout.trim() : '';
+  return rev === '' ? pkg.version : `${pkg.version}+${rev}`;
+}
+
+function build(script: string): void {
+  const r = spawnSync('bash', [repoPath('scripts', script)], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`scripts/${script} failed (exit ${r.status ?? r.signal})`);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      run: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      report: { type: 'string' },
+      'no-build': { type: 'boolean', default: false },
+      timeout: { type: 'string', default: '90' },
+      url: { type: 'string', default: 'https://meshd.io' },
+      contact: { type: 'string', default: 'meshd maintainers <https://meshd.io>' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const timeout = Number(values.timeout);
+  if (!Number.isInteger(timeout) || timeout < 1) throw new Error(`--timeout: ${values.timeout} is not a whole number of minutes`);
+  if (values.run !== undefined && values.quick) throw new Error('--run and --quick exclude each other');
+  const filter = values.quick ? QUICK : values.run;
+  if (filter !== undefined) new RegExp(filter); // a bad regex is refused here, before minutes of setup
+  const full = filter === undefined;
+  const scratch = mkdtempSync(join(tmpdir(), 'meshd-gwconf-'));
+  const reportPath = values.report ?? (full ? repoPath('docs', 'conformance', 'gateway-api.yaml') : join(scratch, 'gateway-api.yaml'));
+  const version = meshdVersion();
+
+  if (!values['no-build']) {
+    build('k8s-binaries.sh');
+    build('gateway-conformance.sh');
+  }
+
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const after = { after: (fn: () => Promise<void> | void) => void cleanups.push(fn) };
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
+    log('interrupted: cleaning up');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let code = 1;
+  try {
+    const world = await startConformanceWorld(after, { nodeName: 'conformance', envoy: true, gatewayAPI: true, gatewayCrds: 'experimental', lbPool: LB_POOL, log });
+    const notes: string[] = [];
+    if (!world.gatewayApiEnabled) notes.push('The agent under test has no `gatewayAPI.enabled` key: it ran without a Gateway API controller, so nothing programmed the Gateways.');
+    const suiteLog = join(scratch, 'suite.log');
+    const args = [
+      '-test.v',
+      `-test.timeout=${timeout}m`,
+      `-test.run=TestConformance${filter === undefined ? '' : `/(${filter})`}`,
+      `--gateway-class=${GATEWAY_CLASS}`,
+      `--conformance-profiles=${PROFILES.join(',')}`,
+      `--supported-features=${SUPPORTED_FEATURES.join(',')}`,
+      `--report-output=${reportPath}`,
+      '--organization=meshd',
+      '--project=meshd',
+      `--url=${values.url}`,
+      `--version=${version}`,
+      `--contact=${values.contact}`,
+      '--cleanup-base-resources=true',
+    ];
+    mkdirSync(join(reportPath, '..'), { recursive: true });
+    log(`running the suite: conformance.test ${args.join(' ')}`);
+    // Into the agent's host cgroup first, then exec: the suite's connections are a host process's, which the socket LB serves.
+    const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', world.hostCgroup, join(world.binDir, 'conformance.test'), ...args], {
+      cwd: scratch,
+      env: { ...process.env, KUBECONFIG: world.kube.kubeconfigPath },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out = createWriteStream(suiteLog);
+    for (const s of [child.stdout, child.stderr]) {
+      s.on('data', (c: Buffer) => {
+        out.write(c);
+        for (const line of c.toString('utf8').split('\n')) if (/^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)\b/.test(line)) process.stdout.write(`${line}\n`);
+      });
+    }
+    const stop = setInterval(() => {
+      if (stopping && child.exitCode === null) child.kill('SIGTERM');
+    }, 500);
+    const [exitCode, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    clearInterval(stop);
+    out.end();
+    code = exitCode ?? (signal === null ? 1 : 128);
+    log(`the suite exited ${exitCode ?? signal}; its log: ${suiteLog}`);
+
+    let reportText: string;
+    try {
+      reportText = readFileSync(reportPath, 'utf8');
+    } catch {
+      log(`the suite wrote no report to ${reportPath}`);
+      return code === 0 ? 1 : code;
+    }
+    const report = parseReport(reportText, reportPath);
+    if (report.profiles.length === 0) {
+      // The suite's own words for why its setup failed: the last helper message before the failure.
+      const last = readFileSync(suiteLog, 'utf8').split('\n').filter((l) => /\.go:\d+: /.test(l)).pop();
+      notes.push(`No test ran: TestConformance failed in its setup. The suite's last message: \`${(last ?? '').trim().replace(/`/g, "'").slice(0, 300)}\``);
+    }
+    log(`report: ${reportPath}`);
+    if (full && values.report === undefined) {
+      const readme = renderReadme(report, {
+        command: 'npm run test:gateway-conformance',
+        meshdVersion: version,
+        developmentRun: !world.gatewayApiEnabled || process.env.MESHD_CONFORMANCE_DEVELOPMENT_RUN === '1',
+        notes,
+        refusedImages: world.node.refusedImages(),
+      });
+      writeFileSync(repoPath('docs', 'conformance', 'README.md'), `${readme}\n`);
+      log('wrote docs/conformance/gateway-api.yaml and docs/conformance/README.md');
+    }
+    for (const p of report.profiles) {
+      log(`${p.name}: core ${p.core.statistics.Passed} passed, ${p.core.statistics.Failed} failed, ${p.core.statistics.Skipped} skipped; extended ${p.extended ? `${p.extended.statistics.Passed} passed, ${p.extended.statistics.Failed} failed, ${p.extended.statistics.Skipped} skipped` : '–'}`);
+    }
+    return code;
+  } finally {
+    for (const fn of cleanups) {
+      try {
+        await fn();
+      } catch (e) {
+        log(`cleanup: ${describeError(e)}`);
+      }
+    }
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`gateway-conformance: ${describeError(e)}\n`);
+    process.exit(1);
+  },
+);
