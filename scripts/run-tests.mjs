@@ -54,6 +54,9 @@ const testDirs = () =>
   });
 const netnsBefore = netnsNow();
 const dirsBefore = new Set(testDirs());
+// The agent's default pin directory: no test may pin there (each has its own bpf.root).
+const DEFAULT_PINS = '/sys/fs/bpf/meshd';
+const defaultPinsBefore = existsSync(DEFAULT_PINS);
 
 // The processes of this run (the test files run in children of `node --test`), polled while it
 // runs: test helpers put their process id into the names of what they create, so what another
@@ -97,6 +100,7 @@ clearInterval(poll);
 // test that leaks is a failing test even when its assertions passed.
 const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && carriesOurPid(n));
 const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d) && dirOfOurs(d));
+if (!defaultPinsBefore && existsSync(DEFAULT_PINS)) leakedDirs.push(DEFAULT_PINS);
 const leaked = leakedNs.length + leakedDirs.length > 0;
 if (leaked) {
   console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs].join(', ')}; removing them; the run fails`);

@@ -15,6 +15,7 @@ import { startNodeProxy, startProxy } from '../../src/agent/start-proxy.js';
 import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { envoysOfWorkDir } from '../../src/proxy/supervisor-process.js';
 import { createLogger } from '../../src/util/log.js';
+import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 test('startNodeProxy: a stopping agent leaves its Envoy for the next one, unless proxy.stopOnShutdown', { timeout: 120_000 }, async (t) => {
@@ -23,9 +24,11 @@ test('startNodeProxy: a stopping agent leaves its Envoy for the next one, unless
   t.after(() => rmSync(stateDir, { recursive: true, force: true }));
   t.after(() => stopProcesses(envoysOfWorkDir(join(stateDir, 'envoy'))));
   t.after(() => removePolicyRouting());
+  const pins = tempPinDir('chn');
+  t.after(() => pins.cleanup());
   const port = 16400 + (process.pid % 50) * 10;
   const cfg = (stop: boolean) =>
-    configSchema.parse({ ...DEFAULTS, nodeName: `chn-${process.pid}`, stateDir, 'proxy.portRange': `${port}-${port + 9}`, 'proxy.stopOnShutdown': stop });
+    configSchema.parse({ ...DEFAULTS, nodeName: `chn-${process.pid}`, stateDir, 'bpf.root': pins.path, 'proxy.portRange': `${port}-${port + 9}`, 'proxy.stopOnShutdown': stop });
   const log = createLogger({ test: 'chn' }, { level: 'warn' });
   const pidOf = (p: { status(): { envoy: { pid: number | null } } }) => p.status().envoy.pid;
 
