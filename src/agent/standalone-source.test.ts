@@ -110,7 +110,7 @@ test('every kind is parsed by its own module: unknown kinds, wrong apiVersions a
   const h = harness(t);
   await h.start();
   const cases: Array<[string, SourceProblem['path'], SourceProblem['code']]> = [
-    ['apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n', ['kind'], 'UNKNOWN_KIND'],
+    ['apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n', ['kind'], 'UNKNOWN_KIND'],
     ['apiVersion: apps/v1\nkind: Pod\nmetadata: {name: x}\n', ['apiVersion'], 'INVALID_VALUE'],
     ['apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}, {port: 80}]}\n', ['spec', 'ports', 1], 'DUPLICATE_PORT'],
     ['apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec: {endpointSelector: {}, egress: [{toCIDR: [nope]}]}\n', ['spec', 'egress', 0, 'toCIDR', 0], 'INVALID_CIDR'],
