@@ -9,7 +9,10 @@
 # Idempotent: when both binaries exist and run it does nothing. A cold build takes
 # ~4 minutes on two cores. test/conformance/gateway.ts runs the result.
 #
-#   scripts/gateway-conformance.sh               build (or check) the binaries
+#   scripts/gateway-conformance.sh               build (or check) both binaries
+#   scripts/gateway-conformance.sh --echo-basic  build (or check) echo-basic only: what
+#                                                `npm test` needs (setup runs this); the
+#                                                suite is built by `npm run test:gateway-conformance`
 #   scripts/gateway-conformance.sh --print-bin-dir  print the binary directory and exit
 #
 # The suite is built the way the upstream docs tell implementations to run it from
@@ -35,16 +38,24 @@ if [ "${1:-}" = "--print-bin-dir" ]; then
   printf '%s\n' "$bin_dir"
   exit 0
 fi
-[ -z "${1:-}" ] || { printf 'gateway-conformance: error: unknown argument %s (use --print-bin-dir)\n' "$1" >&2; exit 2; }
+want_suite=1
+case "${1:-}" in
+  "") ;;
+  --echo-basic) want_suite=0 ;;
+  *) printf 'gateway-conformance: error: unknown argument %s (use --echo-basic or --print-bin-dir)\n' "$1" >&2; exit 2 ;;
+esac
 
 say() { printf 'gateway-conformance: %s\n' "$*" >&2; }
 die() { printf 'gateway-conformance: error: %s\n' "$*" >&2; exit 1; }
 
 # The suite lists its tests without a cluster; echo-basic has no version flag, so
 # a binary that exists and is executable is taken as built (it is replaced atomically).
-built() {
-  [ -x "$bin_dir/conformance.test" ] && [ -x "$bin_dir/echo-basic" ] \
+suite_built() {
+  [ -x "$bin_dir/conformance.test" ] \
     && "$bin_dir/conformance.test" -test.list 'TestConformance' 2>/dev/null | grep -qx TestConformance
+}
+built() {
+  [ -x "$bin_dir/echo-basic" ] && { [ "$want_suite" = 0 ] || suite_built; }
 }
 
 if built; then
@@ -63,7 +74,11 @@ if command -v flock >/dev/null 2>&1; then
   flock -n 9 || { say "another build into $dir is running; waiting for it"; flock 9; }
   if built; then exit 0; fi
 fi
-say "building the Gateway API conformance suite $GATEWAY_API_VERSION and echo-basic into $bin_dir"
+if [ "$want_suite" = 1 ]; then
+  say "building the Gateway API conformance suite $GATEWAY_API_VERSION and echo-basic into $bin_dir"
+else
+  say "building echo-basic (for the Gateway API conformance suite $GATEWAY_API_VERSION) into $bin_dir"
+fi
 
 # The conformance module replaces sigs.k8s.io/gateway-api with its parent directory,
 # which a dependent module does not inherit: the wrappers require the API module at
@@ -105,6 +120,7 @@ else
   images_replace="replace sigs.k8s.io/gateway-api-conformance-images => ../conformance-images"
 fi
 
+if [ "$want_suite" = 1 ] && ! suite_built; then
 suite_mod="$dir/src/suite"
 mkdir -p "$suite_mod"
 cat > "$suite_mod/go.mod" <<EOF
@@ -140,6 +156,7 @@ say "go test -c sigs.k8s.io/gateway-api/conformance ($GATEWAY_API_VERSION)"
 (cd "$suite_mod" && go test -c -trimpath -ldflags "-s -w" -o "$bin_dir/conformance.test.tmp" .) \
   || die "step 'go test -c (suite)' failed"
 mv "$bin_dir/conformance.test.tmp" "$bin_dir/conformance.test"
+fi
 
 echo_mod="$dir/src/echo-basic"
 mkdir -p "$echo_mod"

@@ -11,7 +11,7 @@ APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 iptables nftables dnsmasq c
   wrk hey iperf3 curl python3-venv libelf-dev zlib1g-dev make pkg-config procps chromium
   iputils-arping ipv6toolkit)
 
-say() { printf 'setup: %s\n' "$*" >&2; }
+say() { printf 'setup: [%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "not running as root: installing packages and the eBPF tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
@@ -70,6 +70,22 @@ if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' 
   mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf || die "could not mount bpffs at /sys/fs/bpf"
 fi
 
+# The agent image (step 15) is started here and built beside steps 8-14: its
+# debootstrap and package downloads wait on the network and the disk while the Go
+# builds use the CPU. Its output goes to a log under the cache, shown if it fails.
+cache_root="${MESHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshd}"
+mkdir -p "$cache_root"
+image_log="$cache_root/build-image.log"
+bash scripts/build-image.sh >"$image_log" 2>&1 &
+image_pid=$!
+trap 'kill "$image_pid" 2>/dev/null || true' EXIT
+
+# Steps 8-14 keep Go's build cache while they run (they share dependencies such as
+# k8s.io/apimachinery and grpc) and drop it once at the end, unless the caller asked
+# to keep it (MESHD_KEEP_GO_CACHE=1).
+keep_go_cache=${MESHD_KEEP_GO_CACHE:-}
+export MESHD_KEEP_GO_CACHE=1
+
 # 8. The Kubernetes control plane the tests run against (kube-apiserver, kubectl, etcd,
 #    kube-controller-manager), built from the Go module proxy into a cache outside the
 #    repository; ~15 minutes the first time.
@@ -96,13 +112,22 @@ bash scripts/helm-cli.sh || die "building the helm CLI failed (see scripts/helm-
 #     the repository: test/integration/istio-cni.test.ts chains it after meshd-cni.
 bash scripts/istio-cni.sh || die "building istio-cni failed (see scripts/istio-cni.sh)"
 
-# 14. The upstream Gateway API conformance suite (a test binary) and its echo-basic backend
-#     (sigs.k8s.io/gateway-api/conformance from the Go module proxy) into a cache outside the
-#     repository: test/integration/gateway-conformance-harness.test.ts runs echo-basic, and
-#     `npm run test:gateway-conformance` runs the suite.
-bash scripts/gateway-conformance.sh || die "building the Gateway API conformance suite failed (see scripts/gateway-conformance.sh)"
+# 14. echo-basic, the backend of the upstream Gateway API conformance suite (from the Go module
+#     proxy) into a cache outside the repository: test/integration/gateway-conformance-harness.test.ts
+#     runs it. The suite itself is built by `npm run test:gateway-conformance`, which runs it.
+bash scripts/gateway-conformance.sh --echo-basic || die "building echo-basic failed (see scripts/gateway-conformance.sh)"
+
+if [ "$keep_go_cache" != 1 ] && command -v go >/dev/null 2>&1; then
+  go clean -cache || say "go clean -cache failed (harmless; the build cache stays)"
+fi
 
 # 15. The agent image (docker.io/meshd/meshd:<version>) with podman from local stand-ins for its
 #     base images (debootstrap bookworm, this machine's Node.js 20 and Go); test/integration/
 #     install-image.test.ts runs it. Rebuilt only when its inputs changed; ~12 minutes the first time.
-bash scripts/build-image.sh >/dev/null || die "building the agent image failed (see scripts/build-image.sh)"
+#     Started before step 8 (above); here setup waits for it.
+if ! wait "$image_pid"; then
+  tail -n 40 "$image_log" >&2
+  die "building the agent image failed (see scripts/build-image.sh; its log: $image_log)"
+fi
+trap - EXIT
+say "done"
