@@ -25,6 +25,7 @@ import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import type { BenchArgs } from './args.js';
+import { median } from './stats.js';
 
 type Path = 'plain' | 'native' | 'tunnel';
 const PATHS: readonly Path[] = ['plain', 'native', 'tunnel'];
@@ -44,11 +45,6 @@ interface BenchNode {
   identity: number;
   pinDir: string;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
 
 const IperfResult = z.object({ end: z.object({ sum_received: z.object({ bits_per_second: z.number() }) }) });
 

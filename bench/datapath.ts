@@ -35,6 +35,7 @@ import { repoPath } from '../src/util/paths.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
 import { nodesBench } from './datapath-nodes.js';
+import { median } from './stats.js';
 
 const { json, num, log } = benchArgs();
 const duration = num('--duration', 1);
@@ -52,11 +53,6 @@ const ID_PEER = 600;
 /** On a shared machine the least-disturbed round is the best estimate of what the path can do. */
 function best(xs: number[]): number {
   return Math.max(...xs);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 function policyOf(n: number): EndpointPolicy {

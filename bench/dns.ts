@@ -25,6 +25,7 @@ import { STAGES, type StageReport } from '../src/dns/proxy.js';
 import { repoPath } from '../src/util/paths.js';
 import { DnsWorld } from '../test/helpers/dns-world.js';
 import { benchArgs } from './args.js';
+import { median, spread } from './stats.js';
 
 const { json, num, log } = benchArgs();
 const duration = num('--duration', 5);
@@ -89,8 +90,6 @@ function load(ns: string, server: string, qps: number): Promise<Load> {
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-
 const cleanups: Array<() => Promise<void>> = [];
 try {
   // The agent rescans its manifest directory at the production interval (the tests' 500 ms would be agent work the bench measures).
@@ -118,8 +117,9 @@ try {
   const at = (rate: number) => ({ direct: summary(results[rate]?.direct ?? []), proxy: summary(results[rate]?.proxy ?? []), qps: rate });
   const out = { ...at(1000), at_10000: at(10000) };
   const row = (rate: number, path: 'direct' | 'proxy') => {
-    const s = summary(results[rate]?.[path] ?? []);
-    return `| ${rate} | ${path} | ${s.qps} | ${s.p50_ms} | ${s.p99_ms} | ${s.lost} |`;
+    const list = results[rate]?.[path] ?? [];
+    const s = summary(list);
+    return `| ${rate} | ${path} | ${s.qps} | ${spread(list.map((x) => x.p50_ms), 3)} | ${spread(list.map((x) => x.p99_ms), 3)} | ${s.lost} |`;
   };
   const added = (rate: number, k: 'p50_ms' | 'p99_ms') => (at(rate).proxy[k] - at(rate).direct[k]).toFixed(3);
   const med = (xs: number[]) => Number(median(xs).toFixed(3));
@@ -139,7 +139,7 @@ try {
       '# DNS proxy benchmark',
       '',
       '`npm run bench:dns` (bench/dns.ts): queries from a pod to the cluster resolver (dnsmasq in a kube-system pod), open loop at a fixed offered rate',
-      `(bench/dns-load.ts), ${duration} s per round, ${rounds} rounds alternating the paths; medians over rounds. \`direct\`: a pod without DNS rules`,
+      `(bench/dns-load.ts), ${duration} s per round, ${rounds} rounds alternating the paths; medians over rounds (min–max in brackets). \`direct\`: a pod without DNS rules`,
       '(the kernel forwards its queries). `proxy`: a pod under examples/policies/l7-dns.yaml, every query through the agent\'s DNS proxy.',
       '',
       `Run: ${new Date().toISOString()}, ${process.env.MESHD_BENCH_NOTE ?? '2 vCPUs, the figures of the code at this commit'}.`,

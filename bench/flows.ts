@@ -46,6 +46,7 @@ import { CommandError, run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { AgentNode } from '../test/helpers/agent-node.js';
 import { benchArgs } from './args.js';
+import { median } from './stats.js';
 
 async function main(): Promise<void> {
   const { json, num, log } = benchArgs();
@@ -208,11 +209,6 @@ function ask(child: ChildProcess): Promise<{ flows: number; lost: number; maxGap
 }
 
 const SERVER = `require('http').createServer((q, s) => s.end('api ' + q.method + ' ' + q.url)).listen(8080, '0.0.0.0', () => console.log('ready'));`;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
 
 function p50Of(out: string): number {
   const m = /^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);

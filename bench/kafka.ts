@@ -28,6 +28,7 @@ import { freePort } from '../test/helpers/envoy.js';
 import { kafkaProxyBootstrap, startKafkaBroker } from '../test/helpers/kafka-broker.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
+import { median } from './stats.js';
 
 const { json, num, log } = benchArgs();
 const records = num('--records', 20_000);
@@ -45,12 +46,6 @@ interface Sample {
   records_s: number;
   p50_ms: number;
   p99_ms: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 }
 
 function percentile(xs: number[], p: number): number {

@@ -38,6 +38,7 @@ import { tempPinDir } from '../test/helpers/bpffs.js';
 import { startHttpServer } from '../test/helpers/l7-peers.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
+import { median } from './stats.js';
 
 const { json, num, log } = benchArgs();
 const duration = num('--duration', 5);
@@ -61,11 +62,6 @@ interface Result {
   rps: number;
   p50_ms: number;
   p99_ms: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 const toMs = (v: string, unit: string): number => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);

@@ -20,6 +20,7 @@ import { loadPolicyDocuments } from '../src/policy/api/loader.js';
 import type { PolicyDocument } from '../src/policy/api/schema.js';
 import { PolicyEngine } from '../src/policy/engine.js';
 import { repoPath } from '../src/util/paths.js';
+import { median } from './stats.js';
 
 const json = process.argv.includes('--json');
 const writeDoc = process.argv.includes('--write-doc');
@@ -110,11 +111,6 @@ function heapMb(): number {
   gc?.();
   gc?.();
   return process.memoryUsage().heapUsed / 1024 / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
 }
 
 interface Run {

@@ -54,6 +54,7 @@ import { MemoryLogger } from '../xds/log.js';
 import { XdsServer } from '../xds/server.js';
 import type { SnapshotInput } from '../xds/snapshot.js';
 import { TYPE_URL } from '../xds/type-urls.js';
+import { median, spread } from './stats.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -120,17 +121,6 @@ function heapMb(): number {
   gc();
   gc();
   return process.memoryUsage().heapUsed / 1024 / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-/** "median (min–max)" or just the value when measured once. */
-function spread(xs: number[], digits = 0): string {
-  const m = median(xs).toFixed(digits);
-  return xs.length > 1 ? `${m} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : m;
 }
 
 interface Row {
