@@ -63,6 +63,8 @@ export class L2Announcer {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Gratuitous ARPs / neighbour advertisements still being sent (stop waits for them). */
+  private readonly announcing = new Set<Promise<void>>();
   /** When each address was last taken over (gratuitous ARP sent), for measurements. */
   readonly takeovers: Array<{ service: string; ip: string; ifname: string; at: number }> = [];
 
@@ -102,6 +104,7 @@ export class L2Announcer {
     if (this.timer) clearTimeout(this.timer);
     await Promise.all([this.policies.stop(), this.services.stop()]);
     await this.chain;
+    await Promise.all(this.announcing);
     await Promise.all([...this.contests.values()].map((c) => c.lease.stop(opts)));
     this.contests.clear();
     for (const p of [...this.placed]) {
@@ -185,7 +188,12 @@ export class L2Announcer {
       this.takeovers.push({ ...w, at: Date.now() });
       this.o.log?.info('L2 announcements: answering', { service: w.service, ifname: w.ifname, ip: w.ip });
       // Neighbours that resolved the address to the previous holder learn the new one now, not when their entry expires.
-      await this.o.net.announce(w.ifname, w.ip).catch((e: unknown) => this.o.log?.warn('L2 announcements: gratuitous ARP / unsolicited neighbour advertisement failed; neighbours learn the move when they ask again', { ifname: w.ifname, ip: w.ip, error: String(e) }));
+      // Not awaited: arping waits a second after its one packet, and the next address must not wait for it.
+      const announcing = this.o.net
+        .announce(w.ifname, w.ip)
+        .catch((e: unknown) => this.o.log?.warn('L2 announcements: gratuitous ARP / unsolicited neighbour advertisement failed; neighbours learn the move when they ask again', { ifname: w.ifname, ip: w.ip, error: String(e) }))
+        .finally(() => this.announcing.delete(announcing));
+      this.announcing.add(announcing);
     }
   }
 }
