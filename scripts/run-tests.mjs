@@ -52,7 +52,17 @@ const testDirs = () =>
       return [];
     }
   });
+// Policy-routing rules (both families), one line each without its priority's padding.
+const rulesNow = () =>
+  ['-4', '-6'].flatMap((fam) =>
+    (spawnSync('ip', [fam, 'rule', 'show'], { encoding: 'utf8' }).stdout ?? '')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .map((l) => `${fam} ${l}`),
+  );
 const netnsBefore = netnsNow();
+const rulesBefore = new Set(rulesNow());
 const dirsBefore = new Set(testDirs());
 // The agent's default pin directory: no test may pin there (each has its own bpf.root).
 const DEFAULT_PINS = '/sys/fs/bpf/meshd';
@@ -78,6 +88,13 @@ function collect(pid) {
   }
 }
 const carriesOurPid = (name) => !childrenKnown || [...ours].some((pid) => name.includes(String(pid % 100000)));
+// A rule of this run: the proxy's default policy routing (table 2004) that was not there before,
+// or a per-run one of test/helpers/l7-world.ts (table 40000 + pid % 20000 of one of our processes).
+const ruleOfOurs = (line) => {
+  const table = Number(/ lookup (\d+)/.exec(line)?.[1] ?? NaN);
+  if (table === 2004) return true;
+  return table >= 40000 && table < 60000 && (!childrenKnown || [...ours].some((pid) => 40000 + (pid % 20000) === table));
+};
 const dirOfOurs = (d) => {
   const m = /^meshd-test-(\d+)-/.exec(d.split('/').pop() ?? '');
   return !childrenKnown || (m !== null && ours.has(Number(m[1])));
@@ -101,9 +118,15 @@ clearInterval(poll);
 const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && carriesOurPid(n));
 const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d) && dirOfOurs(d));
 if (!defaultPinsBefore && existsSync(DEFAULT_PINS)) leakedDirs.push(DEFAULT_PINS);
-const leaked = leakedNs.length + leakedDirs.length > 0;
+const leakedRules = rulesNow().filter((r) => !rulesBefore.has(r) && ruleOfOurs(r));
+const leaked = leakedNs.length + leakedDirs.length + leakedRules.length > 0;
 if (leaked) {
-  console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs].join(', ')}; removing them; the run fails`);
+  console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs, ...leakedRules.map((r) => `ip rule ${r}`)].join(', ')}; removing them; the run fails`);
+  for (const r of leakedRules) {
+    // "-4 8516:\tfrom all fwmark 0xb00/0xf00 lookup 40516" → ip -4 rule del priority 8516 from all fwmark … lookup 40516
+    const m = /^(-[46]) (\d+):\s+(.*)$/.exec(r);
+    if (m) spawnSync('ip', [m[1], 'rule', 'del', 'priority', m[2], ...m[3].split(/\s+/)]);
+  }
   for (const n of leakedNs) spawnSync('ip', ['netns', 'del', n]);
   for (const d of leakedDirs) {
     if (d.startsWith('/sys/fs/cgroup/')) spawnSync('rmdir', [d]);
