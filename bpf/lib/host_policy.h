@@ -154,4 +154,42 @@ static __always_inline int meshd_host_policy(struct __sk_buff *skb, __u8 dir)
 	return TC_ACT_OK;
 }
 
+/* The node proxy's and the tunnel's packets carry another identity in the mark
+ * (their source is not the host's own socket) or are on their way to the
+ * proxy: the host policy is not theirs, as in Cilium (proxy traffic skips the
+ * host firewall). A pod program running on the host endpoint's own row (the
+ * loopback ifindex, which carries no pod: only a BPF_PROG_TEST_RUN of the
+ * pod programs runs there) has judged that endpoint already. */
+static __noinline int meshd_on_host_row(const struct __sk_buff *skb)
+{
+	/* not inlined: clang would otherwise compute one ctx+offset pointer for
+	 * this read and the caller's own read of ifindex, which the verifier
+	 * refuses ("dereference of modified ctx ptr") */
+	return skb->ifindex == MESHD_HOST_EP_KEY;
+}
+
+static __always_inline int meshd_host_policy_skip(const struct __sk_buff *skb)
+{
+	struct meshd_config *cfg = meshd_get_config();
+	__u32 magic = skb->mark & MESHD_MARK_MAGIC_MASK;
+
+	if (meshd_on_host_row(skb))
+		return 1;
+	if (magic == MESHD_MARK_MAGIC_IDENTITY || magic == MESHD_MARK_MAGIC_TUNNEL)
+		return 1;
+	return cfg && cfg->proxy_mark_mask && (skb->mark & cfg->proxy_mark_mask) == cfg->proxy_mark;
+}
+
+/* On a pod's veth: a packet a local pod sends to the host (host ingress), and
+ * one the host sends to a local pod (host egress). TC_ACT_OK when it passes. */
+static __always_inline int meshd_host_from_pod(struct __sk_buff *skb)
+{
+	return meshd_host_policy_skip(skb) ? TC_ACT_OK : meshd_host_policy(skb, MESHD_DIR_INGRESS);
+}
+
+static __always_inline int meshd_host_to_pod(struct __sk_buff *skb)
+{
+	return meshd_host_policy_skip(skb) ? TC_ACT_OK : meshd_host_policy(skb, MESHD_DIR_EGRESS);
+}
+
 #endif
