@@ -8,13 +8,11 @@
  *   meshd_host_out  tc egress: traffic from the host's own addresses, judged
  *                   by its egress policy
  *
- * The host endpoint is judged as a pod is (bpf/lxc.c), with the same maps and
- * helpers: its row in meshd_endpoints (key MESHD_HOST_EP_KEY) gives its ep_id,
- * default-deny flags and policy generation; conntrack entries and policy keys
- * carry that ep_id. The local side is reserved:host, the peer's identity the
- * ipcache's (world when unknown). Traffic forwarded through the device to or
- * from pods is not the host's and passes untouched: the pods' own hooks judge
- * it. Non-IP frames (ARP) and IPv6 neighbour discovery always pass.
+ * The host endpoint's policy is bpf/lib/host_policy.h's, shared with the
+ * pods' veths (bpf/lxc.c), where traffic between the host and its local pods
+ * is judged. Traffic forwarded through the device to or from pods is not the
+ * host's and passes untouched: the pods' own hooks judge it. Non-IP frames
+ * (ARP) and IPv6 neighbour discovery always pass.
  *
  * policyAuditMode (MESHD_CFG_POLICY_AUDIT, bpf/lib/audit.h): a packet the
  * policy would drop is reported as a MESHD_EVENT_AUDIT event with the drop
@@ -26,158 +24,27 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "datapath.h"
-#include "drop_reasons.h"
-#include "audit.h"
-#include "conntrack.h"
-#include "drop.h"
-#include "endpoint.h"
-#include "events.h"
-#include "ipcache.h"
-#include "parse.h"
-#include "policy.h"
+#include "host_policy.h"
 
 /* TCX_NEXT: the packet passes to the next program on the device (tcx runs
  * a device's programs in order until one returns anything else), so that
  * bpf/nodeport.c, attached after this program, still sees it. */
 #define HOST_NEXT (-1)
 
-/* Multicast and limited broadcast reach the host's own stack (VRRP, IGMP,
- * routing protocols): on ingress they are the host's traffic. */
-static __always_inline int host_group_addr(const struct meshd_tuple *t)
-{
-	if (t->family == 4)
-		return (t->daddr[0] & 0xF0) == 0xE0 ||
-		       (t->daddr[0] == 0xFF && t->daddr[1] == 0xFF && t->daddr[2] == 0xFF && t->daddr[3] == 0xFF);
-	return t->daddr[0] == 0xFF;
-}
-
-/* Whether the packet is the host's own traffic in this direction. */
-static __always_inline int host_owns(const struct meshd_tuple *t, __u8 dir)
-{
-	if (dir == MESHD_DIR_EGRESS)
-		return meshd_ipcache_identity(t->family, t->saddr) == MESHD_ID_HOST;
-	return host_group_addr(t) || meshd_ipcache_identity(t->family, t->daddr) == MESHD_ID_HOST;
-}
-
-/* The peer's identity for a packet in direction dir; fills the event's identities. */
-static __always_inline __u32 host_peer(const struct meshd_tuple *t, __u8 dir, struct meshd_event_ctx *c)
-{
-	__u32 remote;
-
-	if (dir == MESHD_DIR_EGRESS) {
-		remote = meshd_ipcache_identity(t->family, t->daddr);
-		c->src_identity = MESHD_ID_HOST;
-		c->dst_identity = remote;
-	} else {
-		remote = meshd_ipcache_identity(t->family, t->saddr);
-		c->src_identity = remote;
-		c->dst_identity = MESHD_ID_HOST;
-	}
-	return remote;
-}
-
-/* The host policy's answer, default deny applied. L7 rules cannot be served
- * on a native device (no socket assignment at tc egress, and the host's own
- * sockets are not the proxy's): a REDIRECT fails closed. */
-static __always_inline __u8 host_judge(const struct meshd_endpoint *ep, __u8 dir, __u32 remote, __u8 proto,
-					__be16 port, __u32 *reason)
-{
-	__u32 deny_flag = dir == MESHD_DIR_EGRESS ? MESHD_EP_DEFAULT_DENY_EGRESS : MESHD_EP_DEFAULT_DENY_INGRESS;
-	struct meshd_policy_result res;
-
-	meshd_policy_lookup(ep->ep_id, dir, remote, proto, port, &res);
-	if (res.verdict == MESHD_VERDICT_DENY) {
-		*reason = MESHD_DROP_POLICY_DENY;
-		return MESHD_VERDICT_DENY;
-	}
-	if (res.verdict == MESHD_VERDICT_REDIRECT) {
-		*reason = MESHD_DROP_PROXY_UNREACHABLE_HOOK;
-		return MESHD_VERDICT_DENY;
-	}
-	if (res.verdict)
-		return res.verdict;
-	if (ep->flags & deny_flag) {
-		*reason = MESHD_DROP_POLICY_DEFAULT_DENY;
-		return MESHD_VERDICT_DENY;
-	}
-	return MESHD_VERDICT_ALLOW;
-}
-
-static __always_inline int host_handle(struct __sk_buff *skb, __u8 dir)
-{
-	struct meshd_event_ctx c = { .dir = dir };
-	struct meshd_endpoint *ep;
-	struct meshd_config *cfg;
-	struct meshd_ct_entry *e;
-	struct meshd_tuple t = {};
-	struct meshd_ct_key k;
-	__u32 key = MESHD_HOST_EP_KEY, remote, gen, reason = 0;
-	__u8 verdict;
-	int ret;
-
-	ep = bpf_map_lookup_elem(&meshd_endpoints, &key);
-	cfg = meshd_get_config();
-	if (!ep || !cfg)
-		return HOST_NEXT; /* no host endpoint registered: nothing to enforce */
-	ret = meshd_parse(skb, &t);
-	if (ret != MESHD_PARSE_OK)
-		return HOST_NEXT; /* ARP, or headers the stack will refuse itself */
-	if (meshd_is_ndp(&t) || !host_owns(&t, dir))
-		return HOST_NEXT;
-	c.ep_id = ep->ep_id;
-	gen = ep->policy_gen + cfg->ipcache_gen;
-
-	/* a packet of a known connection, either direction */
-	meshd_ct_key_of(&k, &t, ep->ep_id, dir);
-	e = bpf_map_lookup_elem(&meshd_ct, &k);
-	if (e) {
-		if (e->gen != gen) {
-			remote = meshd_ipcache_identity(k.family, k.remote);
-			if (host_judge(ep, e->dir, remote, k.proto, meshd_ct_dport(&k, e), &reason) == MESHD_VERDICT_DENY) {
-				host_peer(&t, dir, &c);
-				if (!meshd_audited(skb, &t, &c, MESHD_DROP_POLICY_REVOKED, cfg)) {
-					bpf_map_delete_elem(&meshd_ct, &k);
-					return meshd_drop(skb, &t, &c, MESHD_DROP_POLICY_REVOKED);
-				}
-			}
-			e->gen = gen;
-			e->remote_identity = remote;
-		}
-		meshd_ct_touch(e, skb);
-		/* a reset ends the connection: its entry goes, the reset itself passes */
-		if (t.proto == MESHD_IPPROTO_TCP && (t.tcp_flags & MESHD_TCP_RST))
-			bpf_map_delete_elem(&meshd_ct, &k);
-		return HOST_NEXT;
-	}
-
-	/* new connection */
-	remote = host_peer(&t, dir, &c);
-	verdict = host_judge(ep, dir, remote, t.proto, meshd_policy_port(&t), &reason);
-	if (verdict == MESHD_VERDICT_DENY) {
-		verdict = meshd_audited(skb, &t, &c, reason, cfg); /* tracked as allowed, reported once */
-		if (!verdict)
-			return meshd_drop(skb, &t, &c, reason);
-	} else {
-		meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
-		if (cfg->verdict_sample == 1 ||
-		    (cfg->verdict_sample > 1 && bpf_get_prandom_u32() % cfg->verdict_sample == 0))
-			meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
-	}
-	meshd_ct_create(&k, dir, verdict, 0, remote, gen, 0, t.icmp_type, skb);
-	return HOST_NEXT;
-}
-
 SEC("tc")
 int meshd_host_in(struct __sk_buff *skb)
 {
-	return host_handle(skb, MESHD_DIR_INGRESS);
+	int ret = meshd_host_policy(skb, MESHD_DIR_INGRESS);
+
+	return ret == TC_ACT_OK ? HOST_NEXT : ret;
 }
 
 SEC("tc")
 int meshd_host_out(struct __sk_buff *skb)
 {
-	return host_handle(skb, MESHD_DIR_EGRESS);
+	int ret = meshd_host_policy(skb, MESHD_DIR_EGRESS);
+
+	return ret == TC_ACT_OK ? HOST_NEXT : ret;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -13,6 +13,11 @@
  * from the mark), conntrack (forward, then reply), and for a new connection
  * two policy lookups. Errors are negative drop reasons that end in
  * meshd_drop(), the one exit that reports them.
+ *
+ * Traffic between a pod and the host never crosses a native device: the host
+ * policy (lib/host_policy.h) judges it here, after the pod's egress policy
+ * (pod to host: host ingress) and before the pod's ingress policy (host to
+ * pod: host egress), as Cilium's host firewall does.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
@@ -25,6 +30,7 @@
 #include "drop.h"
 #include "endpoint.h"
 #include "events.h"
+#include "host_policy.h"
 #include "ipcache.h"
 #include "nat.h"
 #include "parse.h"
@@ -323,6 +329,9 @@ int meshd_from_pod(struct __sk_buff *skb)
 
 	if (ret != TC_ACT_OK)
 		return ret;
+	ret = meshd_host_from_pod(skb);
+	if (ret != TC_ACT_OK)
+		return ret;
 	return meshd_tunnel_out(skb);
 }
 
@@ -331,8 +340,11 @@ int meshd_to_pod(struct __sk_buff *skb)
 {
 	struct meshd_config *cfg = 0;
 	struct meshd_tuple t = {};
-	int ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg);
+	int ret = meshd_host_to_pod(skb);
 
+	if (ret != TC_ACT_OK)
+		return ret;
+	ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg);
 	if (ret == TC_ACT_OK && cfg && meshd_nat_rev(skb, cfg, &t) < 0) {
 		struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
 

@@ -6,13 +6,16 @@
  * the remote-node entity) and a pod of another node (a Pod object with its
  * address and labels). A CiliumClusterwideNetworkPolicy selecting this node
  * by label admits TCP on one port from the underlay client, another port
- * from the pod, ICMP echo requests from the underlay client, VRRP from other
- * nodes, and lets the host open connections only to one port of the underlay
- * client. Checked: what it admits connects, the rest is dropped with a drop
- * event naming the host as destination; replies to the host's own
- * connections pass; IGMP follows the policy; in policyAuditMode nothing is
- * dropped and the events say AUDIT (for a pod closed by its own policy too);
- * with hostFirewall.enabled=false nothing is attached.
+ * from the pod, a third from one label of the node's own pods, ICMP echo
+ * requests from the underlay client, VRRP from other nodes, and lets the host
+ * open connections only to one port of the underlay client and to the listed
+ * local pods. Checked: what it admits connects, the rest is dropped with a
+ * drop event naming the host as destination; replies to the host's own
+ * connections pass; IGMP follows the policy; traffic between the host and its
+ * local pods (on the pods' veths, not the devices) meets the host policy in
+ * both directions; in policyAuditMode nothing is dropped and the events say
+ * AUDIT (for a pod closed by its own policy too); with
+ * hostFirewall.enabled=false nothing is attached.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -39,6 +42,8 @@ const ALLOWED = BASE; // host server, admitted from CLIENT1
 const DENIED = BASE + 1; // host server, admitted from no one
 const OUT_OK = BASE + 2; // CLIENT1's server the host may reach
 const OUT_DENIED = BASE + 3; // CLIENT1's server the host may not reach
+const LOCAL = BASE + 4; // host server, admitted from the local pods labelled app=local-client
+const POD_PORT = 8080; // the local pods' servers
 const VRRP = 112;
 const IGMP = 2;
 const MARK = `meshd-hostfw-${process.pid}`;
@@ -85,6 +90,16 @@ metadata: {name: remote-client, namespace: default, labels: {app: remote-client}
 spec: {nodeName: other-node}
 status: {podIP: "${REMOTE_POD}"}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: lclok, namespace: default, labels: {app: local-client}}
+spec: {nodeName: test-node}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lclno, namespace: default, labels: {app: local-other}}
+spec: {nodeName: test-node}
+---
 apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: host-fw}
@@ -99,9 +114,13 @@ spec:
       toPorts: [{ports: [{protocol: VRRP}${o.igmp ? ', {protocol: IGMP}' : ''}]}]
     - fromEndpoints: [{matchLabels: {app: remote-client}}]
       toPorts: [{ports: [{port: "${DENIED}", protocol: TCP}]}]
+    - fromEndpoints: [{matchLabels: {app: local-client}}]
+      toPorts: [{ports: [{port: "${LOCAL}", protocol: TCP}]}]
   egress:
     - toCIDR: ["${CLIENT1}/32"]
       toPorts: [{ports: [{port: "${OUT_OK}", protocol: TCP}]}]
+    - toEndpoints: [{matchLabels: {app: local-client}}]
+      toPorts: [{ports: [{port: "${POD_PORT}", protocol: TCP}]}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -133,7 +152,7 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   });
   mkdirSync(node.manifests, { recursive: true });
   node.write('host.yaml', manifests({ igmp: false }));
-  await startPeer(sb, null, ['serve', 'H', String(ALLOWED), String(DENIED)]);
+  await startPeer(sb, null, ['serve', 'H', String(ALLOWED), String(DENIED), String(LOCAL)]);
   await startPeer(sb, c1, ['serve', 'C', String(OUT_OK), String(OUT_DENIED)]);
   const agent = await node.start();
   const linkDir = join(node.config['bpf.root'], 'meshd', 'links');
@@ -144,7 +163,11 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   // A pod behind the same device, closed by its own policy (for audit mode below).
   await run('sysctl', ['-qw', `net.ipv4.conf.${h1}.forwarding=1`]);
   const pod = await node.addPod('web');
-  await startPeer(sb, pod.ns, ['serve', 'P', '8080']);
+  await startPeer(sb, pod.ns, ['serve', 'P', String(POD_PORT)]);
+  // Two more local pods: one the host policy lists (app=local-client), one it does not.
+  const listed = await node.addPod('lclok');
+  const unlisted = await node.addPod('lclno');
+  await startPeer(sb, listed.ns, ['serve', 'L', String(POD_PORT)]);
   const kernel = agent.agent.kernelPolicy('node:test-node');
   assert.ok(kernel && kernel.entries.size > 0, 'the host endpoint\'s policy is in the kernel');
 
@@ -211,6 +234,31 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   assert.equal(await connectFrom(sb, c1, pod.ip, 8080), 'TIMEOUT', 'the pod\'s own policy drops the client');
   await dropped('the pod closed by its policy', since, (f) => f.dst.ip === pod.ip && f.dropReason === 'POLICY_DEFAULT_DENY');
 
+  // The node's own pods to a host-network listener: judged by the host's ingress policy on the pods' veths.
+  await until('the listed local pod reaches the host listener', async () => ((await connectFrom(sb, listed.ns, HOST1, LOCAL)) === `H ${LOCAL} ${listed.ip}` ? true : undefined));
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, unlisted.ns, HOST1, LOCAL), 'TIMEOUT', 'another local pod is not admitted');
+  const localDrop = await dropped('the unlisted local pod', since, (f) => f.src.ip === unlisted.ip && f.dst.port === LOCAL);
+  assert.deepEqual([localDrop[0]?.dropReason, localDrop[0]?.direction, localDrop[0]?.dstIdentity], ['POLICY_DEFAULT_DENY', 'ingress', 1]);
+  assert.ok((localDrop[0]?.srcIdentity ?? 0) >= 256, `the local pod is judged by its own identity (${localDrop[0]?.srcIdentity})`);
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, listed.ns, HOST1, ALLOWED), 'TIMEOUT', 'the listed pod only on its port');
+  await dropped('the listed local pod on another port', since, (f) => f.src.ip === listed.ip && f.dst.port === ALLOWED);
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, c3, HOST3, LOCAL), 'TIMEOUT', 'the pod of another node is not listed for this port');
+  await dropped('the remote pod on the local pods\' port', since, (f) => f.src.ip === REMOTE_POD && f.dst.port === LOCAL);
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, c1, HOST1, LOCAL), 'TIMEOUT', 'the underlay is not listed for this port');
+  await dropped('the underlay on the local pods\' port', since, (f) => f.src.ip === CLIENT1 && f.dst.port === LOCAL);
+
+  // The host to its own pods: its egress policy (which has rules, so default deny) lists app=local-client only;
+  // the pods' own ingress default deny lets the host in (allow-localhost).
+  assert.match(await connectFromHost(listed.ip, POD_PORT), new RegExp(`^L ${POD_PORT} `), 'the host reaches the listed pod');
+  since = process.hrtime.bigint();
+  assert.equal(await connectFromHost(pod.ip, POD_PORT), 'TIMEOUT', 'the host\'s egress policy does not list this pod');
+  const hostOut = await dropped('the host to an unlisted local pod', since, (f) => f.dst.ip === pod.ip && f.dst.port === POD_PORT);
+  assert.deepEqual([hostOut[0]?.direction, hostOut[0]?.srcIdentity, hostOut[0]?.dropReason], ['egress', 1, 'POLICY_DEFAULT_DENY']);
+
   // policyAuditMode: the denied port connects, and the event says AUDIT with the reason; for the pod too.
   await node.stopAgent();
   node.config.policyAuditMode = true;
@@ -230,6 +278,20 @@ test('a host policy on the native devices admits only what it lists; audit mode 
     return hits.some((f) => f.type === 'audit') ? hits : undefined;
   }, 5_000);
   assert.deepEqual(podAudit.filter((f) => f.type !== 'verdict').map((f) => [f.type, f.dropReason, f.direction]), [['audit', 'POLICY_DEFAULT_DENY', 'ingress']]);
+  // Between the host and its local pods too: both directions pass, each reported once as AUDIT.
+  const audits = async (what: string, from: bigint, pred: (f: FlowRecord) => boolean) =>
+    until(what, () => {
+      const hits = audited.agent.recentFlows().filter((f) => f.monotonicNs >= from && pred(f));
+      return hits.some((f) => f.type === 'audit') ? hits.filter((f) => f.type !== 'verdict') : undefined;
+    }, 5_000);
+  since = process.hrtime.bigint();
+  assert.equal(await connectFrom(sb, unlisted.ns, HOST1, LOCAL), `H ${LOCAL} ${unlisted.ip}`, 'audit mode lets the unlisted local pod in');
+  const localAudit = await audits('the local pod\'s audit event', since, (f) => f.src.ip === unlisted.ip && f.dst.port === LOCAL);
+  assert.deepEqual(localAudit.map((f) => [f.type, f.dropReason, f.direction, f.dstIdentity]), [['audit', 'POLICY_DEFAULT_DENY', 'ingress', 1]]);
+  since = process.hrtime.bigint();
+  assert.match(await connectFromHost(pod.ip, POD_PORT), new RegExp(`^P ${POD_PORT} `), 'audit mode lets the host reach the unlisted pod');
+  const hostAudit = await audits('the host\'s egress audit event', since, (f) => f.dst.ip === pod.ip && f.dst.port === POD_PORT);
+  assert.deepEqual(hostAudit.map((f) => [f.type, f.dropReason, f.direction, f.srcIdentity]), [['audit', 'POLICY_DEFAULT_DENY', 'egress', 1]]);
 
   // hostFirewall.enabled=false: nothing attached, nothing judged.
   await node.stopAgent();
@@ -238,6 +300,7 @@ test('a host policy on the native devices admits only what it lists; audit mode 
   assert.equal(off.agent.status().hostFirewall, null);
   assert.deepEqual(hostLinks(), []);
   assert.equal(await connectFrom(sb, c2, HOST2, ALLOWED), `H ${ALLOWED} ${CLIENT2}`);
+  assert.equal(await connectFrom(sb, unlisted.ns, HOST1, LOCAL), `H ${LOCAL} ${unlisted.ip}`, 'nothing judges the local pods\' traffic to the host');
   assert.equal(off.agent.kernelPolicy('node:test-node'), undefined, 'the host endpoint left the datapath');
 });
 
