@@ -296,7 +296,7 @@ the Envoy(s), the server in B, and meshd's agent side (the benchmark's own proce
 the access-log receiver and the datapath's event reader). wrk and the kernel's softirq work outside these
 processes are not counted.
 
-| path | Envoy(s) | server | meshd agent | sum |
+| path | Envoy(s) | server | meshd agent | sum of the medians |
 | --- | ---: | ---: | ---: | ---: |
 ${CASES.map(cpuRow).join('\n')}
 
