@@ -36,7 +36,9 @@ export async function buildGoControlPlane(): Promise<GcpBuild> {
   } catch (e) {
     // the reason goes into docs/benchmarks/xds.md: no paths of this machine
     const why = (e instanceof CommandError ? e.message : String(e)).split(`${repoRoot}/`).join('');
-    return { ok: false, reason: `go build in bench/go-control-plane failed: ${why.trim().split('\n').slice(-5).join(' | ')}` };
+    // `go: downloading …` progress lines would otherwise push the error itself out of the last lines
+    const lines = why.trim().split('\n').filter((l) => !l.startsWith('go: downloading '));
+    return { ok: false, reason: `go build in bench/go-control-plane failed: ${lines.slice(-5).join(' | ')}` };
   }
 }
 

@@ -16,13 +16,22 @@
  *                PREROUTING REDIRECT) applying the same RBAC rule; each parses
  *                HTTP, as Istio's sidecars do.
  *
- * Every Envoy runs with --concurrency 1. Writes docs/benchmarks/l7.md; with
- * --json the last stdout line is
- * {"direct": {"rps", "p50_ms", "p99_ms"}, "per_node": {…}, "sidecar_pair": {…}}.
+ * Every Envoy runs with --concurrency 1. Beside latency, each round records
+ * the CPU time every process on the path spent per request (Envoys, the
+ * server, and this process, which hosts meshd's xDS and access-log servers):
+ * on a loaded machine latency is mostly waiting for a core, CPU per request
+ * is what the path itself costs.
+ *
+ * Targets (issue #22), as same-run ratios: per_node p50 ≤ 0.5 × sidecar_pair
+ * p50, per_node p50 ≤ 2.5 × direct p50, per_node p99 ≤ sidecar_pair p99.
+ *
+ * Writes docs/benchmarks/l7.md; with --json the last stdout line is
+ * {"direct": {"rps", "p50_ms", "p99_ms", "cpu_us": {"envoy", "server", "agent"}}, "per_node": {…}, "sidecar_pair": {…}}.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { findEnvoy } from '../envoy/binary.js';
 import { EndpointManager } from '../src/datapath/endpoint/endpoint-manager.js';
 import type { EndpointPolicy, PolicyEntry } from '../src/policy/types.js';
@@ -30,6 +39,7 @@ import { buildHttpConnectionManager } from '../src/proxy/http-connection-manager
 import { removePolicyRouting } from '../src/proxy/policy-routing.js';
 import { ProxyManager } from '../src/proxy/proxy-manager.js';
 import { ProxySupervisor } from '../src/proxy/supervisor.js';
+import { envoysOfWorkDir } from '../src/proxy/supervisor-process.js';
 import { buildRbac } from '../src/proxy/rbac.js';
 import { run } from '../src/util/exec.js';
 import { createLogger } from '../src/util/log.js';
@@ -38,6 +48,7 @@ import { tempPinDir } from '../test/helpers/bpffs.js';
 import { startHttpServer } from '../test/helpers/l7-peers.js';
 import { Sandbox } from '../test/helpers/netns.js';
 import { benchArgs } from './args.js';
+import { cpuMs, pidsInNetns } from './proc-cpu.js';
 import { median } from './stats.js';
 
 const { json, num, log } = benchArgs();
@@ -62,7 +73,19 @@ interface Result {
   rps: number;
   p50_ms: number;
   p99_ms: number;
+  requests: number;
 }
+
+/** CPU µs per request of the processes on a path: its Envoy(s), the server in B, this process (meshd's xDS and ALS servers). */
+interface CpuPerRequest {
+  envoy: number;
+  server: number;
+  agent: number;
+}
+const PARTS: Array<keyof CpuPerRequest> = ['envoy', 'server', 'agent'];
+
+/** Targets of issue #22, as same-run ratios. */
+const TARGET = { perNodeOverSidecarP50: 0.5, perNodeOverDirectP50: 2.5 } as const;
 
 const toMs = (v: string, unit: string): number => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
 
@@ -71,9 +94,10 @@ function parseWrk(out: string): Result {
   const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
   const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
-  if (!rps || !p50 || !p99) throw new Error(`unexpected wrk output:\n${out}`);
+  const requests = /^\s*(\d+) requests in /m.exec(out);
+  if (!rps || !p50 || !p99 || !requests) throw new Error(`unexpected wrk output:\n${out}`);
   if (non2xx) throw new Error(`wrk saw ${non2xx[1]} non-2xx answers (a rule or a path is wrong):\n${out}`);
-  return { rps: Number(rps[1]), p50_ms: toMs(p50[1] ?? '', p50[2] ?? ''), p99_ms: toMs(p99[1] ?? '', p99[2] ?? '') };
+  return { rps: Number(rps[1]), p50_ms: toMs(p50[1] ?? '', p50[2] ?? ''), p99_ms: toMs(p99[1] ?? '', p99[2] ?? ''), requests: Number(requests[1]) };
 }
 
 function sidecarBootstrap(o: { admin: string; port: number; rbac?: Record<string, unknown>; mark?: number }): Record<string, unknown> {
@@ -184,32 +208,75 @@ async function main(): Promise<void> {
       log(`${c}: ${r.stdout}`);
     }
 
+    // The processes each path crosses (the direct path crosses no Envoy).
+    const envoys: Record<Case, number[]> = {
+      direct: [],
+      per_node: envoysOfWorkDir(join(dir, 'proxy', 'envoy')),
+      sidecar_pair: [...envoysOfWorkDir(join(dir, 'outbound')), ...envoysOfWorkDir(join(dir, 'inbound'))],
+    };
+    if (envoys.per_node.length !== 1 || envoys.sidecar_pair.length !== 2) throw new Error(`expected 1 node Envoy and 2 sidecars, found ${JSON.stringify(envoys)}`);
+    const server = pidsInNetns(nsB).filter((pid) => !envoys.sidecar_pair.includes(pid));
+    if (server.length !== 1) throw new Error(`expected one server process in B's namespace, found ${JSON.stringify(server)}`);
+    const agentMs = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+
     const samples: Record<Case, Result[]> = { direct: [], per_node: [], sidecar_pair: [] };
+    const cpu: Record<Case, CpuPerRequest[]> = { direct: [], per_node: [], sidecar_pair: [] };
+    const allEnvoys = [...envoys.per_node, ...envoys.sidecar_pair];
     for (let round = 0; round < rounds; round++) {
+      // What each process spends with no traffic (timers, stats, polling), per ms of wall time: subtracted
+      // below, so a slow round on a loaded machine does not spread that over few requests.
+      const idleFrom = { t: performance.now(), envoys: allEnvoys.map((pid) => cpuMs([pid])), server: cpuMs(server), agent: agentMs() };
+      await sleep(duration * 1000);
+      const idleMs = performance.now() - idleFrom.t;
+      const idleRate = new Map(allEnvoys.map((pid, i) => [pid, (cpuMs([pid]) - (idleFrom.envoys[i] ?? 0)) / idleMs]));
+      const idle = { server: (cpuMs(server) - idleFrom.server) / idleMs, agent: (agentMs() - idleFrom.agent) / idleMs };
       for (const c of CASES) {
         const url = `http://${B_IP}:${PORT[c]}${PATH}`;
+        const before = { envoy: cpuMs(envoys[c]), server: cpuMs(server), agent: agentMs() };
+        const t0 = performance.now();
         const out = await run('ip', ['netns', 'exec', nsA, 'wrk', '-t1', `-c${connections}`, `-d${duration}s`, '--latency', url], { timeoutMs: (duration + 30) * 1000 });
+        const wall = performance.now() - t0;
+        const after = { envoy: cpuMs(envoys[c]), server: cpuMs(server), agent: agentMs() };
         const r = parseWrk(out.stdout);
         samples[c].push(r);
-        log(`round ${round + 1} ${c}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50_ms.toFixed(3)} ms, p99 ${r.p99_ms.toFixed(3)} ms`);
+        const idleMsOf = { envoy: envoys[c].reduce((a, pid) => a + (idleRate.get(pid) ?? 0), 0) * wall, server: idle.server * wall, agent: idle.agent * wall };
+        const perReq = (k: keyof CpuPerRequest) => ((after[k] - before[k] - idleMsOf[k]) * 1000) / r.requests;
+        const u = { envoy: perReq('envoy'), server: perReq('server'), agent: perReq('agent') };
+        cpu[c].push(u);
+        log(`round ${round + 1} ${c}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50_ms.toFixed(3)} ms, p99 ${r.p99_ms.toFixed(3)} ms; CPU µs/request envoy ${u.envoy.toFixed(1)} server ${u.server.toFixed(1)} agent ${u.agent.toFixed(1)}`);
       }
     }
     const als = p.accessLogCounts();
     const accessLogs = als.forwarded + als.denied + als.error;
+    const cpuMedian = (c: Case): CpuPerRequest => ({ envoy: +median(cpu[c].map((u) => u.envoy)).toFixed(1), server: +median(cpu[c].map((u) => u.server)).toFixed(1), agent: +median(cpu[c].map((u) => u.agent)).toFixed(1) });
     const summary = Object.fromEntries(
-      CASES.map((c) => [c, { rps: Math.round(median(samples[c].map((s) => s.rps))), p50_ms: +median(samples[c].map((s) => s.p50_ms)).toFixed(3), p99_ms: +median(samples[c].map((s) => s.p99_ms)).toFixed(3) }]),
-    ) as Record<Case, Result>;
+      CASES.map((c) => [
+        c,
+        { rps: Math.round(median(samples[c].map((s) => s.rps))), p50_ms: +median(samples[c].map((s) => s.p50_ms)).toFixed(3), p99_ms: +median(samples[c].map((s) => s.p99_ms)).toFixed(3), cpu_us: cpuMedian(c) },
+      ]),
+    ) as Record<Case, Omit<Result, 'requests'> & { cpu_us: CpuPerRequest }>;
     const ratio = summary.per_node.p50_ms / summary.sidecar_pair.p50_ms;
+    const ratioDirect = summary.per_node.p50_ms / summary.direct.p50_ms;
+    const p99Met = summary.per_node.p99_ms <= summary.sidecar_pair.p99_ms;
+    const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
+    const load = loadavg().map((l) => l.toFixed(2)).join(', ');
     const uname = (await run('uname', ['-r'])).stdout.trim();
     const row = (c: Case, what: string) =>
       `| ${c} | ${what} | ${summary[c].rps} | ${summary[c].p50_ms.toFixed(3)} | ${summary[c].p99_ms.toFixed(3)} | ${samples[c].map((s) => `${s.rps.toFixed(0)}/${s.p50_ms.toFixed(3)}`).join(', ')} |`;
+    const cpuRow = (c: Case) => {
+      const u = summary[c].cpu_us;
+      return `| ${c} | ${PARTS.map((k) => u[k].toFixed(1)).join(' | ')} | ${(u.envoy + u.server + u.agent).toFixed(1)} |`;
+    };
     const md = `# L7 benchmark: per-node Envoy vs sidecar pair
 
 Generated by \`npm run bench:l7\` (bench/l7.ts) on Linux ${uname}, ${new Date().toISOString().slice(0, 10)}.
 wrk from pod A's namespace to a Node.js HTTP server in pod B's namespace (veths, meshd's datapath attached to both),
 \`-t1 -c${connections} -d${duration}s\`, keep-alive, \`GET ${PATH}\`; ${rounds} alternating rounds per path, medians
 reported. Every Envoy runs with \`--concurrency 1\`. The machine has 2 shared cores: absolute numbers move between
-runs, the three paths are measured in the same run.
+runs, the three paths are measured in the same run. Load average (1, 5, 15 min) when the run ended: ${load}.
 
 | path | what | req/s | p50 ms | p99 ms | rounds (req/s / p50 ms) |
 | --- | --- | ---: | ---: | ---: | --- |
@@ -217,7 +284,22 @@ ${row('direct', 'kernel only (L4 allow)')}
 ${row('per_node', "meshd: datapath redirect → node Envoy (RBAC, access logs) → B")}
 ${row('sidecar_pair', 'A-side Envoy → B-side Envoy (RBAC), iptables REDIRECT in each pod')}
 
-per_node p50 / sidecar_pair p50: **${ratio.toFixed(3)}** (target ≤ 0.7: ${ratio <= 0.7 ? 'met' : 'NOT met'}).
+Targets (issue #22), same-run ratios:
+
+- per_node p50 / sidecar_pair p50: **${ratio.toFixed(3)}** (target ≤ ${TARGET.perNodeOverSidecarP50}: ${met(ratio <= TARGET.perNodeOverSidecarP50)});
+- per_node p50 / direct p50: **${ratioDirect.toFixed(3)}** (target ≤ ${TARGET.perNodeOverDirectP50}: ${met(ratioDirect <= TARGET.perNodeOverDirectP50)});
+- per_node p99 ${summary.per_node.p99_ms.toFixed(3)} ms, sidecar_pair p99 ${summary.sidecar_pair.p99_ms.toFixed(3)} ms (target: not above: ${met(p99Met)}).
+
+CPU time per request of each process on the path (µs, from /proc, median over rounds; 10 ms tick resolution over
+${duration} s of load), less what the same process spent per second in an idle window of ${duration} s before each round:
+the Envoy(s), the server in B, and meshd's agent side (the benchmark's own process, which hosts the xDS server,
+the access-log receiver and the datapath's event reader). wrk and the kernel's softirq work outside these
+processes are not counted.
+
+| path | Envoy(s) | server | meshd agent | sum of the medians |
+| --- | ---: | ---: | ---: | ---: |
+${CASES.map(cpuRow).join('\n')}
+
 The per-node Envoy sent ${accessLogs} access-log records to meshd during the run (gRPC ALS to the agent, a Node.js
 process on the same two cores); the sidecars log nothing. That logging is part of what the per-node path pays, and
 a likely contributor to its p99.
