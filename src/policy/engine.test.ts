@@ -244,6 +244,63 @@ spec:
   assert.deepEqual(e.endpointPolicy('default/w')?.egress.entries, []);
 });
 
+test('kube-apiserver: off-node addresses are the reserved identity, a remote node\'s get remote-node + kube-apiserver, the host gets the label', async () => {
+  const e = new PolicyEngine();
+  await e.upsertNode({ name: 'a', labels: { zone: 'x' }, ips: ['192.168.0.1'], local: true });
+  await e.upsertNode({ name: 'b', labels: { zone: 'y' }, ips: ['192.168.0.2', '10.9.9.2'] });
+  await e.upsertNode({ name: 'c', labels: { zone: 'y' }, ips: ['192.168.0.3'] });
+  await e.upsertEndpoint({ namespace: 'default', name: 'w', labels: { app: 'w' }, local: true, ips: ['10.0.0.5'] });
+  await e.upsertPolicy(cnp('api', 'w', '  egress:\n    - toEntities: [kube-apiserver]\n      toPorts: [{ports: [{port: "6443", protocol: TCP}]}]\n    - toEntities: [remote-node]\n      toPorts: [{ports: [{port: "10250", protocol: TCP}]}]\n'));
+  await e.setKubeApiServerAddresses(['192.168.0.2', '198.51.100.1']);
+  e.flush();
+  const verdict = (ip: string, port: number): string => {
+    const eg = e.endpointPolicy('default/w')?.egress;
+    assert.ok(eg);
+    return lookupEntries(eg, e.identityOfIp(ip), Proto.TCP, port).verdict;
+  };
+  // Off every node: the reserved identity.
+  assert.equal(e.identityOfIp('198.51.100.1'), 7);
+  assert.equal(verdict('198.51.100.1', 6443), 'ALLOW');
+  // On node b: one identity with both entities and b's labels, for that address only.
+  const api = e.identityOfIp('192.168.0.2');
+  const labels = e.allocator.get(api)?.labels;
+  assert.ok(labels?.has('reserved', 'kube-apiserver') && labels.has('reserved', 'remote-node') && labels.has('k8s', 'zone'), labels?.key);
+  assert.notEqual(e.identityOfIp('10.9.9.2'), api);
+  assert.equal(e.identityOfIp('10.9.9.2'), e.identityOfIp('192.168.0.3'));
+  assert.equal(verdict('192.168.0.2', 6443), 'ALLOW');
+  assert.equal(verdict('192.168.0.2', 10250), 'ALLOW');
+  assert.equal(verdict('10.9.9.2', 6443), 'DENY');
+  assert.equal(verdict('192.168.0.3', 6443), 'DENY');
+  assert.equal(verdict('192.168.0.3', 10250), 'ALLOW');
+  assert.ok(e.ipcache().some((x) => x.prefix === '192.168.0.2/32' && x.identity === api));
+  assert.equal(e.allocator.get(1)?.labels.has('reserved', 'kube-apiserver'), false);
+  // The API server moves to the local node: host gets the label (its identity stays 1), b's combined identity goes.
+  await e.setKubeApiServerAddresses(['192.168.0.1']);
+  e.flush();
+  assert.equal(e.identityOfIp('192.168.0.1'), 1);
+  assert.equal(e.allocator.get(1)?.labels.has('reserved', 'kube-apiserver'), true);
+  assert.equal(e.allocator.get(1)?.labels.has('k8s', 'zone'), true);
+  assert.equal(e.allocator.get(api), undefined);
+  assert.equal(e.identityOfIp('192.168.0.2'), e.identityOfIp('192.168.0.3'));
+  assert.equal(e.identityOfIp('198.51.100.1'), 2);
+  assert.equal(verdict('192.168.0.1', 6443), 'ALLOW');
+  assert.equal(verdict('192.168.0.2', 6443), 'DENY');
+  // The local node's labels change: host keeps kube-apiserver. None left: host loses it.
+  await e.upsertNode({ name: 'a', labels: { zone: 'z' }, ips: ['192.168.0.1'], local: true });
+  assert.equal(e.allocator.get(1)?.labels.has('reserved', 'kube-apiserver'), true);
+  await e.setKubeApiServerAddresses([]);
+  assert.equal(e.allocator.get(1)?.labels.has('reserved', 'kube-apiserver'), false);
+  // A node whose address becomes the API server's (an address change) gets the combined identity; leaving releases it.
+  await e.setKubeApiServerAddresses(['192.168.0.30']);
+  await e.upsertNode({ name: 'c', labels: { zone: 'y' }, ips: ['192.168.0.30'] });
+  const moved = e.identityOfIp('192.168.0.30');
+  assert.equal(e.allocator.get(moved)?.labels.has('reserved', 'kube-apiserver'), true);
+  assert.equal(e.identityOfIp('192.168.0.3'), 2);
+  await e.removeNode('c');
+  assert.equal(e.allocator.get(moved), undefined);
+  assert.equal(e.identityOfIp('192.168.0.30'), 7);
+});
+
 test('two L7 kinds on one port are a conflict: the port is denied and the entry says which policies conflict', async () => {
   const e = await world();
   await e.upsertPolicy(cnp('http-rules', 'app1', `  ingress:

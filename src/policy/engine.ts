@@ -111,6 +111,19 @@ export interface EngineStats {
   recomputedIdentities: number;
 }
 
+/** A node as the engine holds it: `identity` is `host` for the local node, else its `remote-node` identity. */
+interface NodeState {
+  input: NodeInput;
+  identity: Identity;
+  /** A remote node's identity with `kube-apiserver` added, for its addresses that are the API server's. */
+  apiServer?: Identity;
+}
+
+/** A node's Kubernetes labels as identity labels. */
+function nodeLabels(input: NodeInput): Label[] {
+  return Object.entries(input.labels ?? {}).map(([key, value]): Label => ({ source: 'k8s', key, value }));
+}
+
 interface EndpointState {
   id: string;
   input: EndpointInput | undefined; // undefined for the host endpoint
@@ -136,7 +149,7 @@ export class PolicyEngine {
 
   private readonly namespaces = new Map<string, Record<string, string>>();
   private readonly endpoints = new Map<string, EndpointState>();
-  private readonly nodes = new Map<string, { input: NodeInput; identity: Identity }>();
+  private readonly nodes = new Map<string, NodeState>();
   private readonly services = new Map<string, ServiceInput>();
   /** CiliumCIDRGroups by name (policies' cidrGroupRef/cidrGroupSelector). */
   private cidrGroups: ReadonlyMap<string, CidrGroupInfo> = new Map();
@@ -164,6 +177,8 @@ export class PolicyEngine {
   private readonly reservedIps = new Map<string, number>();
   /** The local host's own addresses (normalised), which carry the `host` identity. */
   private readonly hostIps = new Set<string>();
+  /** The API server's addresses (normalised), which carry `kube-apiserver` (setKubeApiServerAddresses). */
+  private apiServerIps: ReadonlySet<string> = new Set();
   /** Mutations run one after another on this chain (see mutate()). */
   private tail: Promise<void> = Promise.resolve();
   private readonly onError: ((err: unknown) => void) | undefined;
@@ -261,28 +276,21 @@ export class PolicyEngine {
 
   /**
    * Adds or replaces a node. The local node's identity is `host` (relabelled with the node's labels);
-   * a remote node gets a `remote-node` identity carrying its labels. On rejection the previous state stays.
+   * a remote node gets a `remote-node` identity carrying its labels, and its addresses that are the API
+   * server's (setKubeApiServerAddresses) one with `kube-apiserver` added. On rejection the previous
+   * state stays.
    */
   upsertNode(input: NodeInput): Promise<void> {
     return this.mutate(async () => {
-      const k8s = Object.entries(input.labels ?? {}).map(([key, value]): Label => ({ source: 'k8s', key, value }));
-      const remote = input.local ? undefined : await this.allocator.allocate(LabelSet.from([reservedLabel('remote-node'), ...k8s]));
-      // Nothing below awaits: the node's state changes in one step.
       const prev = this.nodes.get(input.name);
-      let identity: Identity;
-      if (remote) {
-        identity = remote;
-      } else {
-        const same = prev?.input.local === true && JSON.stringify(prev.input.labels ?? {}) === JSON.stringify(input.labels ?? {});
-        // Relabelling `host` re-evaluates every selector against it: only when the labels really changed.
-        identity = same && prev ? prev.identity : this.allocator.setReservedLabels('host', k8s);
-        this.commitHostEndpoint(`node:${input.name}`, identity, input.ips ?? []);
-      }
-      this.nodes.set(input.name, { input, identity });
+      const allocated = input.local ? undefined : await this.allocateRemoteNode(input, this.apiServerIps);
+      // Nothing below awaits: the node's state changes in one step.
+      this.nodes.set(input.name, { input, identity: allocated?.identity ?? this.hostIdentity(), ...(allocated?.apiServer ? { apiServer: allocated.apiServer } : {}) });
       this.touchIpcache();
       for (const ip of prev?.input.ips ?? []) if (this.nodeIps.get(ip) === input.name) this.nodeIps.delete(ip);
       for (const ip of input.ips ?? []) this.nodeIps.set(ip, input.name);
-      if (prev && !prev.input.local) this.allocator.release(prev.identity.id);
+      if (input.local || prev?.input.local) this.relabelHost();
+      if (prev && !prev.input.local) this.releaseNode(prev);
     });
   }
 
@@ -301,11 +309,98 @@ export class PolicyEngine {
         this.endpoints.delete(id);
         this.dirtyEndpoints.delete(id);
         if (this.hostEndpointId === id) this.hostEndpointId = undefined;
-        this.allocator.setReservedLabels('host', []);
+        this.relabelHost();
       } else {
-        this.allocator.release(prev.identity.id);
+        this.releaseNode(prev);
       }
     });
+  }
+
+  /**
+   * The API server's addresses (the `kubernetes` Service's endpoints in `default`). As in Cilium, an
+   * address of no node carries the reserved `kube-apiserver` identity; one of a remote node carries that
+   * node's labels with both `remote-node` and `kube-apiserver`; when one is the local host's, `host`
+   * gets the `kube-apiserver` label. Replaces the previous list; on rejection (no identity for a node)
+   * the previous list stays.
+   */
+  setKubeApiServerAddresses(ips: readonly string[]): Promise<void> {
+    return this.mutate(async () => {
+      const next = new Set(ips.map((ip) => parsePrefix(ip)?.addr ?? ip));
+      const fresh = new Map<string, Identity | undefined>();
+      try {
+        for (const [name, n] of this.nodes) if (!n.input.local) fresh.set(name, (await this.allocateRemoteNode(n.input, next, false))?.apiServer);
+      } catch (e) {
+        for (const ident of fresh.values()) if (ident) this.allocator.release(ident.id);
+        throw e;
+      }
+      // Nothing below awaits.
+      this.apiServerIps = next;
+      this.touchIpcache();
+      for (const [name, apiServer] of fresh) {
+        const n = this.nodes.get(name);
+        if (!n) continue;
+        if (n.apiServer) this.allocator.release(n.apiServer.id);
+        if (apiServer) n.apiServer = apiServer;
+        else delete n.apiServer;
+      }
+      this.relabelHost();
+    });
+  }
+
+  /** The addresses set by setKubeApiServerAddresses (normalised), sorted. */
+  kubeApiServerAddresses(): string[] {
+    return [...this.apiServerIps].sort();
+  }
+
+  /**
+   * A remote node's identities: `remote-node` with its labels and, when one of its addresses is in
+   * `apiServerIps`, the same with `kube-apiserver` (`base: false` allocates only that one). A rejected
+   * allocation holds no reference.
+   */
+  private async allocateRemoteNode(input: NodeInput, apiServerIps: ReadonlySet<string>, base = true): Promise<{ identity?: Identity; apiServer?: Identity }> {
+    const k8s = nodeLabels(input);
+    const identity = base ? await this.allocator.allocate(LabelSet.from([reservedLabel('remote-node'), ...k8s])) : undefined;
+    if (!(input.ips ?? []).some((ip) => apiServerIps.has(parsePrefix(ip)?.addr ?? ip))) return identity ? { identity } : {};
+    try {
+      const apiServer = await this.allocator.allocate(LabelSet.from([reservedLabel('remote-node'), reservedLabel('kube-apiserver'), ...k8s]));
+      return identity ? { identity, apiServer } : { apiServer };
+    } catch (e) {
+      if (identity) this.allocator.release(identity.id);
+      throw e;
+    }
+  }
+
+  private releaseNode(n: NodeState): void {
+    this.allocator.release(n.identity.id);
+    if (n.apiServer) this.allocator.release(n.apiServer.id);
+  }
+
+  /** The identity `host` has now. */
+  private hostIdentity(): Identity {
+    const ident = this.allocator.get(ReservedIdentity.host);
+    if (!ident) throw new Error('the allocator lost the host identity');
+    return ident;
+  }
+
+  /**
+   * Sets `host`'s labels from what they are made of: the local node's labels, and `kube-apiserver` when
+   * one of the API server's addresses is the host's (its own or its Node's). Relabelling re-evaluates every
+   * selector against `host`: only when the labels really change. Keeps the local node's host endpoint on
+   * the current identity.
+   */
+  private relabelHost(): void {
+    const local = [...this.nodes.values()].find((n) => n.input.local);
+    const k8s = local ? nodeLabels(local.input) : [];
+    const own = [...this.hostIps, ...(local?.input.ips ?? []).map((ip) => parsePrefix(ip)?.addr ?? ip)];
+    const labels = own.some((ip) => this.apiServerIps.has(ip)) ? [...k8s, reservedLabel('kube-apiserver')] : k8s;
+    const want = LabelSet.from([reservedLabel('host'), ...labels]);
+    let identity = this.hostIdentity();
+    if (identity.labels.key !== want.key) identity = this.allocator.setReservedLabels('host', labels);
+    if (!local) return;
+    local.identity = identity;
+    const id = `node:${local.input.name}`;
+    const ep = this.endpoints.get(id);
+    if (!ep || ep.identity !== identity || JSON.stringify(ep.ips) !== JSON.stringify(local.input.ips ?? [])) this.commitHostEndpoint(id, identity, local.input.ips ?? []);
   }
 
   /**
@@ -321,6 +416,8 @@ export class PolicyEngine {
       const p = parsePrefix(ip);
       if (p) this.hostIps.add(p.addr);
     }
+    // An API server address may have become (or stopped being) the host's own.
+    this.relabelHost();
   }
 
   /** The addresses set by setHostAddresses (normalised), sorted. */
@@ -785,8 +882,9 @@ export class PolicyEngine {
     const ep = this.endpointByIp(ip);
     if (ep) return this.endpoints.get(ep)?.identity.id ?? ReservedIdentity.world;
     const node = this.nodeByIp(ip);
-    if (node) return this.nodes.get(node)?.identity.id ?? ReservedIdentity.world;
+    if (node) return this.nodeIdentityOfIp(this.nodes.get(node), ip)?.id ?? ReservedIdentity.world;
     if (this.isHostAddress(ip)) return ReservedIdentity.host;
+    if (this.apiServerIps.has(parsePrefix(ip)?.addr ?? ip)) return ReservedIdentity['kube-apiserver'];
     const reserved = this.reservedIps.get(ip);
     if (reserved !== undefined) return reserved;
     let best: { bits: number; id: number } | undefined;
@@ -800,7 +898,8 @@ export class PolicyEngine {
 
   /**
    * Prefix → identity for the datapath's ipcache: endpoint and node addresses, the host's own addresses,
-   * CIDR and FQDN identities. A more specific owner wins: endpoint over node over host address over reserved.
+   * CIDR and FQDN identities. A more specific owner wins: endpoint over node over host address over the API
+   * server's over reserved.
    */
   ipcache(): readonly IpcacheEntry[] {
     if (this.ipcacheMemo) return this.ipcacheMemo;
@@ -811,12 +910,19 @@ export class PolicyEngine {
       if (p) out.set(formatPrefix(p), ident.id);
     }
     for (const [ip, id] of this.reservedIps) out.set(hostPrefix(ip), id);
+    for (const ip of this.apiServerIps) out.set(hostPrefix(ip), ReservedIdentity['kube-apiserver']);
     for (const ip of this.hostIps) out.set(hostPrefix(ip), ReservedIdentity.host);
-    for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), n.identity.id);
+    for (const n of this.nodes.values()) for (const ip of n.input.ips ?? []) out.set(hostPrefix(ip), this.nodeIdentityOfIp(n, ip)?.id ?? n.identity.id);
     for (const ep of this.endpoints.values()) for (const ip of ep.ips) out.set(hostPrefix(ip), ep.identity.id);
     const entries = [...out].map(([prefix, identity]) => Object.freeze({ prefix, identity })).sort((a, b) => a.prefix.localeCompare(b.prefix));
     this.ipcacheMemo = Object.freeze(entries);
     return this.ipcacheMemo;
+  }
+
+  /** A node's identity for one of its addresses: with `kube-apiserver` when the API server has it. */
+  private nodeIdentityOfIp(n: NodeState | undefined, ip: string): Identity | undefined {
+    if (n?.apiServer && this.apiServerIps.has(parsePrefix(ip)?.addr ?? ip)) return n.apiServer;
+    return n?.identity;
   }
 
   /** Something ipcache() is made of changed: the next call computes it again. */

@@ -217,10 +217,12 @@ export async function buildScenarioEngine(loaded: LoadedScenario): Promise<{ eng
   for (const [name, ips] of Object.entries(s.fqdns ?? {})) dns.set(name, ips);
   if (s.hostAddresses) engine.setHostAddresses(s.hostAddresses);
   const reserved = s.reservedAddresses ?? {};
-  for (const name of ['health', 'init', 'kube-apiserver', 'ingress', 'unmanaged', 'world'] as const) {
+  for (const name of ['health', 'init', 'ingress', 'unmanaged', 'world'] as const) {
     const ips = reserved[name];
     if (ips) engine.setReservedAddresses(name, ips);
   }
+  // The API server's addresses may be a node's (remote-node or host with kube-apiserver, as in Cilium).
+  if (reserved['kube-apiserver']) await engine.setKubeApiServerAddresses(reserved['kube-apiserver']);
   const base: PathSegment[] = ['policies'];
   const { policies, cidrGroups, problems } = loadPolicyDocuments(s.policies ?? [], loaded.file, base);
   for (const g of cidrGroups) await engine.upsertCidrGroup(cidrGroupInput(g.group));

@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { z } from 'zod';
 import { BpfMap } from '../../native/index.js';
-import { IpcacheKey } from '../../src/datapath/maps.js';
+import { IpcacheKey, IpcacheValue } from '../../src/datapath/maps.js';
 import { apiRoutes } from '../../src/api/index.js';
 import { callApi } from '../../src/cli/api-client.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
@@ -285,6 +285,25 @@ export class NetnsNode {
     }
   }
 
+  /**
+   * Registers the node's Node object as a kubelet does: its labels, and its underlay address as the
+   * InternalIP in status (what the agents make the host / remote-node ipcache entries of). Called again,
+   * it replaces the labels and addresses (`ips` instead of the underlay address).
+   */
+  async register(labels: Record<string, string> = {}, ips: readonly string[] = [this.ip]): Promise<void> {
+    const k = this.world.kube;
+    await k.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: this.name, labels: { 'kubernetes.io/hostname': this.name, ...labels } } });
+    const status = { status: { addresses: [...ips.map((address) => ({ type: 'InternalIP', address })), { type: 'Hostname', address: this.name }] } };
+    const r = await k.kubectl(['patch', 'node', this.name, '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+
+  /** Deletes the node's Node object (as when a node leaves the cluster). */
+  async deregister(): Promise<void> {
+    const r = await this.world.kube.kubectl(['delete', 'node', this.name, '--ignore-not-found']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+
   /** The node's IPv4 routes with meshd's protocol, as `ip route` prints them. */
   async meshdRoutes(): Promise<string[]> {
     const out = (await this.exec('ip', ['-4', 'route', 'show', 'proto', '173'])).stdout;
@@ -309,6 +328,11 @@ export interface NetnsNodes {
   addNode(name: string): Promise<NetnsNode>;
   /** Registers something to undo first in the cleanup. */
   defer(fn: () => Promise<void> | void): void;
+  /**
+   * Makes the API server reachable at `node`'s underlay address and `port` (a forwarder in the node, as if
+   * the API server ran there), stopped in the cleanup. The `kubernetes` EndpointSlice is the caller's.
+   */
+  exposeApiServer(node: NetnsNode, port: number): Promise<void>;
 }
 
 export async function startNetnsNodes(t: After, names: readonly string[], o: NetnsNodesOptions): Promise<NetnsNodes> {
@@ -387,16 +411,26 @@ export async function startNetnsNodes(t: After, names: readonly string[], o: Net
     // A Kubernetes node forwards (kubelet requires it).
     await node.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     // The API server at 127.0.0.1:<port> inside the node
-    const bridge = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BRIDGE_JS, String(apiPort), sock], { stdio: ['ignore', 'pipe', 'inherit'] });
-    node.bridge = { child: bridge, exited: new Promise((r) => bridge.once('exit', (code) => r(code))) };
-    const first = await Promise.race([createInterface({ input: bridge.stdout })[Symbol.asyncIterator]().next(), node.bridge.exited.then(() => ({ value: 'exited' }))]);
-    assert.equal(first.value, 'listening', `API forwarder in ${ns}`);
+    node.bridge = await startForwarder(ns, apiPort, '127.0.0.1');
     await node.startAgent();
     return node;
   };
 
+  const startForwarder = async (ns: string, port: number, host: string): Promise<Child> => {
+    const bridge = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BRIDGE_JS, String(port), sock, host], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c: Child = { child: bridge, exited: new Promise((r) => bridge.once('exit', (code) => r(code))) };
+    const first = await Promise.race([createInterface({ input: bridge.stdout })[Symbol.asyncIterator]().next(), c.exited.then(() => ({ value: 'exited' }))]);
+    assert.equal(first.value, 'listening', `API forwarder in ${ns} on ${host}:${port}`);
+    return c;
+  };
+
+  const exposeApiServer = async (node: NetnsNode, port: number): Promise<void> => {
+    const c = await startForwarder(node.ns, port, node.ip);
+    made.deferred.push(() => stopChild(c, 2_000));
+  };
+
   for (const n of names) await addNode(n);
-  return { kube, nodes: made.nodes, underlay, addNode, defer: (fn) => void made.deferred.push(fn) };
+  return { kube, nodes: made.nodes, underlay, addNode, defer: (fn) => void made.deferred.push(fn), exposeApiServer };
 }
 
 /** Runs a command inside a pod's namespace (pods need no bpffs: `ip netns exec` is fine). */
@@ -424,16 +458,31 @@ export async function droppedFrom(node: NetnsNode, src: string, dst: string, por
   return (await node.flows()).filter((f) => f.type === 'drop' && f.src.ip === src && f.dst.ip === dst && f.dst.port === port);
 }
 
-/** Removes the whole-address ipcache row of `ip` from the node's pinned map behind its agent's back; true if there was one. */
-export function deletePinnedHostEntry(node: NetnsNode, ip: string): boolean {
+/** The node's pinned whole-address ipcache map (`meshd_ipc_host`), open for `fn`, and the key of an IPv4 address in it. */
+function withHostIpcache<T>(node: NetnsNode, fn: (m: BpfMap, key: (ip: string) => Buffer) => T): T {
   const m = BpfMap.fromPin(join(node.pinDir, 'meshd_ipc_host'));
   try {
-    const addr = Buffer.alloc(16);
-    Buffer.from(ip.split('.').map(Number)).copy(addr);
-    return m.delete(IpcacheKey.encode({ prefixlen: 64, family: 4, pad: Buffer.alloc(3), addr }));
+    return fn(m, (ip) => {
+      const addr = Buffer.alloc(16);
+      Buffer.from(ip.split('.').map(Number)).copy(addr);
+      return IpcacheKey.encode({ prefixlen: 64, family: 4, pad: Buffer.alloc(3), addr });
+    });
   } finally {
     m.close();
   }
+}
+
+/** Removes the whole-address ipcache row of `ip` from the node's pinned map behind its agent's back; true if there was one. */
+export function deletePinnedHostEntry(node: NetnsNode, ip: string): boolean {
+  return withHostIpcache(node, (m, key) => m.delete(key(ip)));
+}
+
+/** The identity of `ip`'s whole-address row in the node's pinned ipcache, undefined without one. */
+export function pinnedHostIdentity(node: NetnsNode, ip: string): number | undefined {
+  return withHostIpcache(node, (m, key) => {
+    const v = m.lookup(key(ip));
+    return v ? IpcacheValue.decode(v).identity : undefined;
+  });
 }
 
 /**
