@@ -268,6 +268,23 @@ const WRITE = {
 type MessageEncoder = (w: ByteWriter, obj: object) => void;
 
 /**
+ * A type's compiled function behind a slot that compiles it on the first call and then holds it:
+ * registered before compiling, so a message type that contains itself (directly or not) refers to
+ * its own slot. Compiled code calls `slot.fn(…)`: no wrapper in between once compiled.
+ */
+interface Slot<F> {
+  fn: F;
+}
+
+function slotOf<F>(cache: Map<protobuf.Type, Slot<F>>, t: protobuf.Type, first: (self: () => Slot<F>) => F): Slot<F> {
+  const done = cache.get(t);
+  if (done) return done;
+  const slot: Slot<F> = { fn: first(() => slot) };
+  cache.set(t, slot);
+  return slot;
+}
+
+/**
  * One function per message type, compiled from its plan: it reads each field by name (a property
  * access V8 caches per field, where reading the object's keys and looking each up in the plan cost
  * several times the writing) in field order and hands present values to WRITE. A nested message's
@@ -276,16 +293,13 @@ type MessageEncoder = (w: ByteWriter, obj: object) => void;
  */
 class CompiledEncoder {
   private readonly plans = new WeakMap<protobuf.Type, Plan>();
-  private readonly compiled = new Map<protobuf.Type, MessageEncoder>();
+  private readonly compiled = new Map<protobuf.Type, Slot<MessageEncoder>>();
 
-  of(t: protobuf.Type): MessageEncoder {
-    const done = this.compiled.get(t);
-    if (done) return done;
-    // Registered before compiling so that a recursive type refers to itself through the lazy slot.
-    let fn: MessageEncoder | null = null;
-    const lazy: MessageEncoder = (w, o) => (fn ??= this.compile(t))(w, o);
-    this.compiled.set(t, lazy);
-    return lazy;
+  of(t: protobuf.Type): Slot<MessageEncoder> {
+    return slotOf(this.compiled, t, (self) => (w, o) => {
+      const fn = (self().fn = this.compile(t));
+      fn(w, o);
+    });
   }
 
   private compile(t: protobuf.Type): MessageEncoder {
@@ -300,7 +314,7 @@ class CompiledEncoder {
         case 'message': {
           if (!p.type) continue;
           const sub = ref(this.of(p.type));
-          write = `if (typeof x !== 'object') throw new E(${at} + ': not a message'); w.varint(${p.tag}); w.fork(); ${sub}(w, x); w.ldelim();`;
+          write = `if (typeof x !== 'object') throw new E(${at} + ': not a message'); w.varint(${p.tag}); w.fork(); ${sub}.fn(w, x); w.ldelim();`;
           break;
         }
         case 'string':
@@ -352,7 +366,234 @@ export function flowsResponseEncoder(dir: string): (response: object) => Buffer 
   const w = new ByteWriter();
   return (response) => {
     w.reset();
-    encodeResponse(w, response);
+    encodeResponse.fn(w, response);
     return w.finish();
+  };
+}
+
+export class FlowDecodeError extends MeshdError {
+  constructor(message: string) {
+    super('MESHD_OBSERVE_DECODE', message, { kind: 'failed' });
+  }
+}
+
+/**
+ * Protobuf's wire primitives over one message's bytes. 64-bit integers come out as decimal strings
+ * (proto-loader's longs: String), exact: through a plain number below 2^53, else BigInt.
+ */
+class ByteReader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+
+  /** A varint as a number; exact below 2^53 (every length, tag, 32-bit and enum value). */
+  varint(): number {
+    const b = this.buf;
+    let p = this.pos;
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      if (p >= b.length) throw new FlowDecodeError('truncated varint');
+      const c = b[p++] ?? 0;
+      v += (c & 0x7f) * mul;
+      if (c < 0x80) break;
+      mul *= 0x80;
+      if (mul > 2 ** 63) throw new FlowDecodeError('varint longer than 10 bytes');
+    }
+    this.pos = p;
+    return v;
+  }
+
+  /** A varint's 64 bits, exact. */
+  varintBig(): bigint {
+    const b = this.buf;
+    let v = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (this.pos >= b.length) throw new FlowDecodeError('truncated varint');
+      const c = b[this.pos++] ?? 0;
+      v |= BigInt(c & 0x7f) << shift;
+      if (c < 0x80) return BigInt.asUintN(64, v);
+      shift += 7n;
+      if (shift > 63n) throw new FlowDecodeError('varint longer than 10 bytes');
+    }
+  }
+
+  /** int64 / uint64 as proto-loader's decimal string. */
+  long(signed: boolean): string {
+    const start = this.pos;
+    const n = this.varint();
+    if (n < 2 ** 53) return String(n);
+    this.pos = start;
+    const v = this.varintBig();
+    return String(signed ? BigInt.asIntN(64, v) : v);
+  }
+
+  sint64(): string {
+    const v = this.varintBig();
+    return String((v >> 1n) ^ -(v & 1n));
+  }
+
+  int32(): number {
+    const start = this.pos;
+    const n = this.varint();
+    if (n < 2 ** 31) return n;
+    // A negative int32 is a ten-byte varint: its low 32 bits, signed.
+    this.pos = start;
+    return Number(BigInt.asIntN(32, this.varintBig()));
+  }
+
+  end(n: number): number {
+    const e = this.pos + n;
+    if (e > this.buf.length) throw new FlowDecodeError('length beyond the message');
+    return e;
+  }
+
+  string(): string {
+    const n = this.varint();
+    const e = this.end(n);
+    const b = this.buf;
+    let s: string;
+    if (n <= 32) {
+      // Short ASCII (nearly every flow string) without the UTF-8 decoder's call overhead.
+      s = '';
+      for (let p = this.pos; p < e; p += 1) {
+        const c = b[p] ?? 0;
+        if (c >= 0x80) {
+          s = b.toString('utf8', this.pos, e);
+          break;
+        }
+        s += String.fromCharCode(c);
+      }
+    } else s = b.toString('utf8', this.pos, e);
+    this.pos = e;
+    return s;
+  }
+
+  bytes(): Buffer {
+    const n = this.varint();
+    const e = this.end(n);
+    const out = this.buf.subarray(this.pos, e);
+    this.pos = e;
+    return out;
+  }
+
+  fixed(size: 4 | 8, kind: 'u' | 's' | 'f'): number | string {
+    if (this.pos + size > this.buf.length) throw new FlowDecodeError('truncated fixed-size value');
+    const b = this.buf;
+    const p = this.pos;
+    this.pos += size;
+    if (size === 4) return kind === 'f' ? b.readFloatLE(p) : kind === 's' ? b.readInt32LE(p) : b.readUInt32LE(p);
+    if (kind === 'f') return b.readDoubleLE(p);
+    return String(kind === 's' ? b.readBigInt64LE(p) : b.readBigUInt64LE(p));
+  }
+
+  skip(wire: number): void {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos = this.end(8);
+    else if (wire === 2) this.pos = this.end(this.varint());
+    else if (wire === 5) this.pos = this.end(4);
+    else throw new FlowDecodeError(`wire type ${wire} (groups) not supported`);
+  }
+}
+
+type MessageDecoder = (r: ByteReader, end: number) => Record<string, unknown>;
+
+/** The reader call that reads one scalar value of a kind (messages and enums are read per field). */
+const READ: Record<Kind, string> = {
+  message: '',
+  enum: '',
+  varint32: '', // set per field: uint32 and int32 differ
+  sint32: '((n) => (n >>> 1) ^ -(n & 1))(r.varint())',
+  bool: 'r.varint() !== 0',
+  varint64: '',
+  sint64: 'r.sint64()',
+  fixed32: "r.fixed(4, 'u')",
+  sfixed32: "r.fixed(4, 's')",
+  float: "r.fixed(4, 'f')",
+  fixed64: "r.fixed(8, 'u')",
+  sfixed64: "r.fixed(8, 's')",
+  double: "r.fixed(8, 'f')",
+  string: 'r.string()',
+  bytes: 'r.bytes()',
+};
+
+/**
+ * One decoder function per message type, compiled from its reflection like CompiledEncoder: the
+ * wire → proto-loader's object form (keepCase, enums and 64-bit integers as strings, only fields
+ * that were on the wire, a oneof's case key beside its member) in one pass, where proto-loader
+ * decodes into a protobufjs message and converts that with toObject. Keys are set in field number
+ * order, as toObject sets them. A map or group field is FlowDecodeError (a flow has none).
+ */
+class CompiledDecoder {
+  private readonly compiled = new Map<protobuf.Type, Slot<MessageDecoder>>();
+
+  of(t: protobuf.Type): Slot<MessageDecoder> {
+    return slotOf(this.compiled, t, (self) => (r, end) => (self().fn = this.compile(t))(r, end));
+  }
+
+  private compile(t: protobuf.Type): MessageDecoder {
+    const consts: unknown[] = [];
+    const ref = (v: unknown) => `c[${consts.push(v) - 1}]`;
+    const fields = [...t.fieldsArray].sort((a, b) => a.id - b.id);
+    const cases: string[] = [];
+    const build: string[] = [];
+    fields.forEach((f, i) => {
+      const at = JSON.stringify(`${t.name}.${f.name}`);
+      f.resolve();
+      const slot = `f${i}`;
+      const rt = f.resolvedType;
+      let read: string;
+      let wire: number;
+      if (f.map) {
+        cases.push(`case ${f.id}: throw new E(${at} + ': map fields are not decoded here');`);
+        return;
+      }
+      if (rt instanceof protobuf.Type) {
+        read = `${ref(this.of(rt))}.fn(r, r.end(r.varint()))`;
+        wire = 2;
+      } else if (rt instanceof protobuf.Enum) {
+        read = `((n) => ${ref(rt.valuesById)}[n] ?? n)(r.int32())`;
+        wire = 0;
+      } else {
+        const kind = SCALAR[f.type];
+        if (!kind) throw new FlowDecodeError(`${t.name}.${f.name}: type ${f.type} not supported`);
+        read = kind === 'varint32' ? (f.type === 'int32' ? 'r.int32()' : 'r.varint() >>> 0') : kind === 'varint64' ? `r.long(${f.type === 'int64'})` : READ[kind];
+        wire = WIRE[kind];
+      }
+      if (f.repeated) {
+        const packed = wire !== 2 ? ` else if (w === 2) { const e = r.end(r.varint()); while (r.pos < e) ${slot}.push(${read}); }` : '';
+        cases.push(`case ${f.id}: ${slot} ??= []; if (w === ${wire}) ${slot}.push(${read});${packed} else throw new E(${at} + ': wire type ' + w); break;`);
+      } else cases.push(`case ${f.id}: if (w !== ${wire}) throw new E(${at} + ': wire type ' + w); ${slot} = ${read}; break;`);
+      const oneof = f.partOf ? ` d[${JSON.stringify(f.partOf.name)}] = ${JSON.stringify(f.name)};` : '';
+      build.push(`if (${slot} !== undefined) { d[${JSON.stringify(f.name)}] = ${slot};${oneof} }`);
+    });
+    const slots = fields.map((_, i) => `f${i}`).join(', ');
+    const body = [
+      `let ${slots};`,
+      'while (r.pos < end) {',
+      '  const tag = r.varint(); const w = tag & 7;',
+      `  switch (Math.floor(tag / 8)) { ${cases.join('\n')}\n default: r.skip(w); }`,
+      '}',
+      `if (r.pos !== end) throw new E(${JSON.stringify(t.name)} + ': a field runs past the message');`,
+      'const d = {};',
+      ...build,
+      'return d;',
+    ];
+    // Generated from the protos' reflection only (field names, numbers and kinds), as protobufjs does.
+    const make = new Function('E', 'c', `return function decode_${t.name}(r, end) {\n${body.join('\n')}\n};`) as (e: typeof FlowDecodeError, c: unknown[]) => MessageDecoder;
+    return make(FlowDecodeError, consts);
+  }
+}
+
+/**
+ * The decoder of observer.GetFlowsResponse for the protos in `dir`, into the object form
+ * proto-loader's deserializer gives (HUBBLE_LOADER_OPTIONS). Bytes it cannot read throw
+ * FlowDecodeError, and the caller falls back to proto-loader's deserializer.
+ */
+export function flowsResponseDecoder(dir: string): (bytes: Buffer) => Record<string, unknown> {
+  const decode = new CompiledDecoder().of(loadRoot(dir).lookupType('observer.GetFlowsResponse'));
+  return (bytes) => {
+    const r = new ByteReader(bytes);
+    return decode.fn(r, bytes.length);
   };
 }
