@@ -42,6 +42,8 @@ interface Load {
   p99_ms: number;
   /** The generator's own event-loop delay (p99). */
   loop_p99_ms: number;
+  /** Proxy rounds: datagrams the kernel dropped on the proxy's UDP sockets (receive buffers full) during the round. */
+  proxy_receive_drops?: number;
 }
 
 /** What the agent process did while the proxy path ran at 1,000 qps: its stages, its event-loop delay, its GC pauses. */
@@ -105,7 +107,9 @@ try {
       for (const path of r % 2 === 0 ? (['direct', 'proxy'] as const) : (['proxy', 'direct'] as const)) {
         const pod = path === 'direct' ? w.pods.other : w.pods.web;
         const proxy = w.node.running?.agent.dnsService()?.proxy;
+        const dropsBefore = proxy?.stats().receiveDrops ?? 0;
         const [res, side] = await agentSide(path === 'proxy' && rate === 1000 ? proxy : undefined, () => load(pod.ns, w.resolver, rate));
+        if (path === 'proxy') res.proxy_receive_drops = (proxy?.stats().receiveDrops ?? 0) - dropsBefore;
         results[rate]?.[path].push(res);
         if (rate === 1000) sides[path].push(side);
         log(`  agent side: ${JSON.stringify(side)}`);

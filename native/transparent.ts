@@ -28,6 +28,11 @@ export interface UdpSocketOptions {
   /** SO_MARK on everything this socket sends (0: none). */
   mark?: number;
   reuseAddr?: boolean;
+  /**
+   * Receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF capped by net.core.rmem_max; default: the
+   * kernel's). What arrives while the event loop is busy waits here; what does not fit is dropped (drops()).
+   */
+  recvBuffer?: number;
 }
 
 export interface Datagram {
@@ -45,6 +50,10 @@ export interface UdpSocketHandle {
   /** Bytes sent; throws an Error with errno (EAGAIN when the send buffer is full). */
   send(data: Buffer, address: string, port: number): number;
   address(): { address: string; port: number };
+  /** The receive buffer as the kernel counts it (twice the bytes asked for: it includes overhead). */
+  receiveBuffer(): number;
+  /** Datagrams the kernel dropped on this socket so far because its receive buffer was full (SO_MEMINFO; 0 once closed). */
+  drops(): number;
   /** Idempotent. */
   close(): void;
   /** Do (not) keep the process alive while open. */

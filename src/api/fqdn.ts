@@ -38,6 +38,8 @@ export const FqdnCacheResponse = z.object({
       upstreamErrors: z.number().int(),
       delayedPastMax: z.number().int(),
       tcpConnections: z.number().int(),
+      /** Datagrams the kernel dropped on the proxy's UDP sockets (receive buffers full). */
+      receiveDrops: z.number().int(),
       /** Whether the proxy listens for IPv6 DNS flows too. */
       ipv6: z.boolean(),
     })

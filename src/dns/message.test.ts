@@ -6,6 +6,31 @@ import { answerAddresses, parseAnswer, parseQuery, Rcode, rejectReply } from './
 
 const query = (name: string, type: 'A' | 'AAAA' = 'A', id = 0x1234) => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
 
+/** What re-encoding a parsed query gives (the proxy's rule for what goes upstream), written out independently. */
+function reencoded(b: Buffer): Buffer {
+  const p = dnsPacket.decode(b);
+  const q = p.questions?.[0];
+  assert.ok(q);
+  return dnsPacket.encode({ type: 'query', id: b.readUInt16BE(0), flags: b.readUInt16BE(2) & 0x0110, questions: [{ name: q.name, type: q.type, class: q.class ?? 'IN' }], additionals: (p.additionals ?? []).filter((a) => a.type === 'OPT') });
+}
+
+test('a query already in re-encoded form is forwarded as its own bytes; any other is encoded anew', () => {
+  const opt = dnsPacket.encode({ type: 'query', id: 5, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name: 'Api.Example.com' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: dnsPacket.DNSSEC_OK, flag_do: true, options: [] }] });
+  for (const b of [query('www.example.com'), opt]) {
+    const r = parseQuery(b);
+    assert.ok(r.ok);
+    assert.equal(r.query.wire, b, 'the very buffer, not a copy');
+    assert.deepEqual(r.query.wire, reencoded(b));
+  }
+  // AD set by the client: not the re-encoded form (which keeps RD and CD only), so encoded anew.
+  const ad = Buffer.from(query('www.example.com'));
+  ad.writeUInt16BE(ad.readUInt16BE(2) | 0x0020, 2);
+  const r = parseQuery(ad);
+  assert.ok(r.ok);
+  assert.notEqual(r.query.wire, ad);
+  assert.deepEqual(r.query.wire, reencoded(ad));
+});
+
 test('a plain query parses; the name is normalised; what goes upstream is re-encoded', () => {
   const r = parseQuery(query('API.Example.com'));
   assert.ok(r.ok);
@@ -62,6 +87,7 @@ test('malformed, truncated, looping, oversized and multi-question input is refus
 test('fuzz: thousands of random and mutated messages never throw, and only clean queries parse', () => {
   const seeds = [query('api.example.com'), query('a.b.c.example.org', 'AAAA'), dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'TXT', name: 'txt.example' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] })];
   let parsed = 0;
+  let asReceived = 0;
   for (let i = 0; i < 20_000; i++) {
     let b: Buffer;
     if (i % 3 === 0) b = randomBytes(Math.floor(Math.random() * 600));
@@ -74,13 +100,17 @@ test('fuzz: thousands of random and mutated messages never throw, and only clean
     const r = parseQuery(b);
     if (r.ok) {
       parsed++;
-      // What would go upstream is itself a clean query with the same question.
+      // What would go upstream is itself a clean query with the same question, and byte for byte the
+      // re-encoded message whether or not the client's own bytes were kept.
       const again = parseQuery(r.query.wire);
       assert.ok(again.ok);
       assert.equal(again.query.name, r.query.name);
+      assert.deepEqual(r.query.wire, reencoded(b));
+      if (r.query.wire === b) asReceived++;
     }
   }
   assert.ok(parsed > 0);
+  assert.ok(asReceived > 0, 'some parsed inputs went as received');
 });
 
 test('answer addresses follow CNAME chains and take the lowest TTL', () => {

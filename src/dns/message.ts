@@ -5,8 +5,12 @@
  * exactly one question whose name is a DNS name (letters, digits, `-`, `_`),
  * and fits the limits; everything else is answered by the proxy itself
  * (FORMERR when there is a header to answer, nothing otherwise) and never
- * reaches the upstream. What goes upstream is the message re-encoded from
- * what was parsed, never the client's bytes.
+ * reaches the upstream. What goes upstream is the message as re-encoded from
+ * what was parsed: a query already in that form (the common one: a header
+ * with no flag but RD/CD, one uncompressed question, at most an OPT record,
+ * nothing after it) is forwarded as the bytes it arrived in, which are those
+ * very bytes (message.test.ts checks it on every parsed fuzz input);
+ * any other is encoded anew.
  *
  *   const q = parseQuery(buf);
  *   if (!q.ok) return q.reply ? send(q.reply) : undefined;
@@ -27,6 +31,8 @@ export type RcodeNumber = (typeof Rcode)[keyof typeof Rcode];
 export const MAX_MESSAGE = 65535;
 const HEADER = 12;
 const LABEL = /^[-a-zA-Z0-9_]{1,63}$/;
+/** Flag bits a query keeps upstream: RD and CD; the rest of a query's flags mean nothing there. */
+const QUERY_FLAGS = 0x0110;
 
 export interface DnsQuery {
   id: number;
@@ -37,7 +43,7 @@ export interface DnsQuery {
   qtype: string;
   question: Question;
   recursionDesired: boolean;
-  /** The message re-encoded from what was parsed (id as the client sent it). */
+  /** The message re-encoded from what was parsed (id as the client sent it); the client's buffer when that is the same bytes. */
   wire: Buffer;
 }
 
@@ -80,10 +86,10 @@ export function parseQuery(buf: Buffer): QueryParse {
   const qname = labels.length === 0 ? '.' : labels.join('.');
   let wire: Buffer;
   try {
-    wire = dnsPacket.encode({
+    wire = inCanonicalForm(buf, h.flags, p, labels.length) ? buf : dnsPacket.encode({
       type: 'query',
       id: h.id,
-      flags: h.flags & 0x0110, // RD and CD; the rest of a query's flags mean nothing upstream
+      flags: h.flags & QUERY_FLAGS,
       questions: [{ name: qname, type: q.type, class: q.class ?? 'IN' }],
       additionals: (p.additionals ?? []).filter((a) => a.type === 'OPT'),
     });
@@ -94,6 +100,29 @@ export function parseQuery(buf: Buffer): QueryParse {
     ok: true,
     query: { id: h.id, qname, name: normaliseDnsName(qname), qtype: String(q.type), question: { name: qname, type: q.type, class: q.class ?? 'IN' }, recursionDesired: (h.flags & 0x0100) !== 0, wire },
   };
+}
+
+/**
+ * Whether a decoded query's bytes are exactly what re-encoding it gives: nothing after what the codec
+ * read, no flag beyond RD/CD, class IN and a type the codec knows, no additional record but OPT, and a
+ * question name written out label by label, each label one of the name's (the encoder compresses
+ * nothing in the first name) — the case of every resolver library's query.
+ */
+function inCanonicalForm(buf: Buffer, flags: number, p: DecodedPacket, labels: number): boolean {
+  if (dnsPacket.decode.bytes !== buf.length || (flags & ~QUERY_FLAGS & 0xffff) !== 0) return false;
+  // The codec encodes a class or type it does not know as 0.
+  const q = p.questions?.[0];
+  if (q?.class !== 'IN' || q.type.startsWith('UNKNOWN')) return false;
+  if (!(p.additionals ?? []).every((a) => a.type === 'OPT')) return false;
+  // As many labels on the wire as in the name: a label holding a "." (which the codec reads into the
+  // name unescaped) would be forwarded as one label but is judged, and re-encoded, as two.
+  let at = HEADER;
+  let n = 0;
+  for (let len = buf[at] ?? 0; len !== 0; len = buf[at] ?? 0, n++) {
+    if (len & 0xc0) return false;
+    at += len + 1;
+  }
+  return n === labels;
 }
 
 /** The proxy's own answer to a query: no records, the given code (REFUSED / NXDOMAIN for a denied name). */

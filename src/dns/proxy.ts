@@ -29,7 +29,7 @@ import { isMeshdError, MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { DnsQueryFlow, DnsVerdict } from './dns-policy.js';
 import { type AnswerAddresses, answerAddresses, type DnsQuery, MAX_MESSAGE, parseAnswer, parseQuery, Rcode, rejectReply } from './message.js';
-import { Upstreams } from './upstream.js';
+import { UDP_RECV_BUFFER, Upstreams } from './upstream.js';
 
 export type RejectResponseCode = 'refused' | 'nameError';
 
@@ -75,6 +75,11 @@ export interface DnsProxyStats {
   /** Answers released before onAnswer finished (proxyResponseMaxDelay passed). */
   delayedPastMax: number;
   tcpConnections: number;
+  /**
+   * Datagrams the kernel dropped on the proxy's UDP sockets because their receive buffers were full
+   * (queries on the listeners, answers on the upstream legs open now): the proxy fell behind.
+   */
+  receiveDrops: number;
 }
 
 /** One query as the proxy handled it (for logs and tests). */
@@ -152,7 +157,7 @@ export class DnsProxy {
   private readonly records: Array<{ at: number; r: Omit<DnsRecord, 'at'> }> = [];
   private recordNext = 0;
   private trace: StageTrace | null = null;
-  private readonly counters: Omit<DnsProxyStats, 'port' | 'ipv6'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
+  private readonly counters: Omit<DnsProxyStats, 'port' | 'ipv6' | 'receiveDrops'> = { queries: 0, allowed: 0, rejected: 0, malformed: 0, upstreamErrors: 0, delayedPastMax: 0, tcpConnections: 0 };
 
   private constructor(private readonly o: DnsProxyOptions) {
     this.upstreams = new Upstreams(o.upstreamTimeoutMs === undefined ? {} : { timeoutMs: o.upstreamTimeoutMs });
@@ -183,7 +188,7 @@ export class DnsProxy {
 
   /** The UDP socket (original destinations reported) and the transparent TCP listener on one address. */
   private async listen(address: string): Promise<[UdpSocketHandle, net.Server]> {
-    const udp = openUdpSocket({ address, port: this.o.port, recvOrigDst: true, reuseAddr: true }, (msgs) => this.onDatagrams(msgs));
+    const udp = openUdpSocket({ address, port: this.o.port, recvOrigDst: true, reuseAddr: true, recvBuffer: UDP_RECV_BUFFER }, (msgs) => this.onDatagrams(msgs));
     try {
       const fd = native.tcpListen({ address, port: this.o.port, transparent: true });
       const server = net.createServer((c) => this.onConnection(c));
@@ -206,7 +211,8 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { port: this.o.port, ipv6: this.udp6 !== null, ...this.counters };
+    const receiveDrops = (this.udp?.drops() ?? 0) + (this.udp6?.drops() ?? 0) + this.upstreams.drops();
+    return { port: this.o.port, ipv6: this.udp6 !== null, ...this.counters, receiveDrops };
   }
 
   /** The last queries handled, oldest first. */

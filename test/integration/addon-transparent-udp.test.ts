@@ -8,6 +8,7 @@
  * the original destination as its local address.
  */
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { test } from 'node:test';
 import { native } from '../../native/index.js';
@@ -168,4 +169,39 @@ test('addon transparent sockets: original destination, send from a foreign addre
     assert.throws(() => sendFrom(Buffer.from('x'), { srcAddress: '::1', srcPort: 1, dstAddress: ip(2), dstPort: 1 }), TypeError);
     assert.throws(() => openUdpSocket({ address: '1.2.3.4.5', port: 1 }, () => undefined), TypeError);
   });
+});
+
+test('addon UdpSocket: a receive buffer above net.core.rmem_max; datagrams the kernel dropped are counted', async () => {
+  requirePrivileges();
+  const big = openUdpSocket({ address: '127.0.0.1', port: 0, recvBuffer: 4 << 20 }, () => undefined);
+  try {
+    // The kernel counts twice the bytes asked for; SO_RCVBUFFORCE is not capped by rmem_max (208 KiB by default).
+    assert.equal(big.receiveBuffer(), 8 << 20);
+  } finally {
+    big.close();
+  }
+  // A socket with the smallest buffer, flooded while the event loop cannot read it: what did not fit is counted.
+  let received = 0;
+  let drainedTo!: () => void;
+  const drained = new Promise<void>((resolve) => (drainedTo = resolve));
+  const small = openUdpSocket({ address: '127.0.0.1', port: 0, recvBuffer: 1 }, (msgs) => {
+    received += msgs.length;
+    setImmediate(() => drainedTo());
+  });
+  const sender = dgram.createSocket('udp4');
+  try {
+    const { port } = small.address();
+    await new Promise<void>((resolve) => sender.bind(0, '127.0.0.1', resolve));
+    const SENT = 200;
+    const payload = Buffer.alloc(512);
+    for (let i = 0; i < SENT; i++) sender.send(payload, port, '127.0.0.1');
+    await drained;
+    // Every datagram is either read or counted as dropped once the sender's queue has gone out (bounded wait under load).
+    for (let waited = 0; received + small.drops() < SENT && waited < 5000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(small.drops() > 0, `the kernel dropped some of ${SENT} (received ${received})`);
+    assert.equal(received + small.drops(), SENT);
+  } finally {
+    sender.close();
+    small.close();
+  }
 });
