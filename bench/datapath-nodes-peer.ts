@@ -3,8 +3,10 @@
  * (bench/datapath-nodes.ts), run inside the node's network namespace: the
  * endpoint programs on the local pod's host veth with a default-deny policy
  * allowing the bench's ports from the other pod, both pods in the ipcache,
- * and in tunnel mode the tunnel device, its overlay programs and the
- * meshd_tunnel entry for the other node's pod CIDR. Prints "ready", then
+ * the config row's tunnel flag as routingMode sets it, and in tunnel mode the
+ * tunnel device, its overlay programs and the meshd_tunnel entry for the
+ * other node's pod CIDR, in native mode meshd_from_netdev on the node's eth0
+ * (as the agent attaches it). Prints "ready", then
  * undoes everything when stdin closes and prints "done".
  *
  *   nsenter --net=/run/netns/<node> node datapath-nodes-peer.js '<json spec>'
@@ -12,7 +14,8 @@
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { EndpointManager } from '../src/datapath/endpoint/endpoint-manager.js';
-import { attachOverlay, detachOverlay } from '../src/datapath/routing/overlay-programs.js';
+import { attachNetdev, attachOverlay, detachNetdev, detachOverlay } from '../src/datapath/routing/overlay-programs.js';
+import { native } from '../native/index.js';
 import { ensureTunnelDevice, removeTunnelDevice } from '../src/datapath/routing/tunnel-device.js';
 import { TunnelMap } from '../src/datapath/routing/tunnel-map.js';
 import type { EndpointPolicy } from '../src/policy/types.js';
@@ -32,7 +35,7 @@ const Spec = z.object({
 
 async function main(): Promise<void> {
   const s = Spec.parse(JSON.parse(process.argv[2] ?? ''));
-  const dp = await EndpointManager.open({ pinDir: s.pinDir });
+  const dp = await EndpointManager.open({ pinDir: s.pinDir, config: { tunnel: s.mode === 'tunnel' } });
   let map: TunnelMap | null = null;
   try {
     dp.syncIpcache([
@@ -49,6 +52,9 @@ async function main(): Promise<void> {
       (await attachOverlay(s.pinDir, dev.ifindex)).close();
       map = TunnelMap.open(s.pinDir);
       map.sync([{ cidr: s.tunnel.cidr, endpoint: s.tunnel.endpoint }], dev.ifindex);
+    } else {
+      // As the agent does in native mode: L7 ingress from other nodes on the device that reaches them.
+      await attachNetdev(s.pinDir, [native.ifNameToIndex('eth0')]);
     }
     process.stdout.write('ready\n');
     await new Promise<void>((r) => createInterface({ input: process.stdin }).on('close', r));
@@ -57,6 +63,7 @@ async function main(): Promise<void> {
     dp.removeEndpoint('bench/pod');
     dp.close();
     detachOverlay(s.pinDir);
+    detachNetdev(s.pinDir);
     EndpointManager.destroyPins(s.pinDir);
     if (s.tunnel) await removeTunnelDevice();
     process.stdout.write('done\n');

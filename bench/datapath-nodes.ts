@@ -5,7 +5,8 @@
  * Three paths, side by side in alternating rounds of one run:
  *   plain   routed namespaces without meshd (`<other pod CIDR> via <other node>`);
  *   native  the same routes, meshd's endpoint programs on both pods' host veths
- *           (default-deny L3/L4 policy allowing the bench's ports, no L7);
+ *           (default-deny L3/L4 policy allowing the bench's ports, no L7) and
+ *           meshd_from_netdev on each node's eth0, as the agent has them;
  *   tunnel  meshd's programs plus its VXLAN tunnel (identity in the VNI), pods
  *           at the tunnel MTU (underlay MTU - 50).
  * Measures the request/response rate (bench/datapath-rr.c, 1-byte messages on
@@ -178,7 +179,7 @@ kernel ${(await run('uname', ['-r'])).stdout.trim()}; ${rounds} alternating roun
 
 Two nodes as network namespaces on an underlay bridge (MTU ${UNDERLAY_MTU}), a pod behind a veth in each.
 plain: routed namespaces without meshd. native: meshd's endpoint programs on both pods' host veths
-(default-deny L3/L4 policy allowing the flow), routed natively. tunnel: the same programs plus meshd's VXLAN
+(default-deny L3/L4 policy allowing the flow) and meshd_from_netdev on each node's eth0, routed natively. tunnel: the same programs plus meshd's VXLAN
 encapsulation in eBPF (source identity in the VNI), pods at MTU ${TUNNEL_MTU}.
 
 | path | request/response (median, round trips/s) | rounds | TCP throughput (median, Gbit/s) | rounds |

@@ -153,12 +153,16 @@ static __always_inline int meshd_sampled(const struct meshd_config *cfg)
 	return bpf_get_prandom_u32() % cfg->verdict_sample == 0;
 }
 
-static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *tp,
-					struct meshd_config **cfgp)
+/* The policy for one packet: TC_ACT_OK to let it go on, else the verdict of
+ * its drop. Leaves in *t the packet's tuple as it goes on (the backend's for a
+ * translated service connection) and in *cfgp / *epp the rows it read, so the
+ * caller's per-direction work (reverse translation, tunnel) reads nothing
+ * twice; *epp and *cfgp stay 0 when the packet is not an endpoint's. */
+static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *t,
+					struct meshd_config **cfgp, struct meshd_endpoint **epp)
 {
 	struct meshd_event_ctx c = { .dir = dir };
 	struct meshd_policy_result res = {};
-	struct meshd_tuple t = {};
 	struct meshd_endpoint *ep;
 	struct meshd_config *cfg;
 	struct meshd_ct_entry *e;
@@ -173,23 +177,21 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	cfg = meshd_get_config();
 	if (!ep || !cfg)
 		return TC_ACT_OK; /* not an endpoint of ours */
+	*cfgp = cfg;
+	*epp = ep;
 	c.ep_id = ep->ep_id;
-	ret = meshd_parse(skb, &t);
+	ret = meshd_parse(skb, t);
 	if (ret == MESHD_PARSE_NOT_IP)
 		return TC_ACT_OK;
 	if (ret < 0)
-		return meshd_drop(skb, &t, &c, -ret);
-	if (meshd_is_ndp(&t))
+		return meshd_drop(skb, t, &c, -ret);
+	if (meshd_is_ndp(t))
 		return TC_ACT_OK;
 	if (dir == MESHD_DIR_EGRESS) {
 		/* a connection to a service translated before: conntrack knows it by its backend */
-		nat = meshd_nat_fwd_known(skb, cfg, &t);
+		nat = meshd_nat_fwd_known(skb, cfg, t);
 		if (nat < 0)
-			return meshd_drop(skb, &t, &c, -nat);
-	} else {
-		/* the caller reverse-translates replies once they are let in */
-		*tp = t;
-		*cfgp = cfg;
+			return meshd_drop(skb, t, &c, -nat);
 	}
 
 	gen = ep->policy_gen + cfg->ipcache_gen;
@@ -200,38 +202,39 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		from_proxy = 1; /* the node proxy's upstream leg: judge the original client */
 
 	/* a packet of a known connection, either direction */
-	meshd_ct_key_of(&k, &t, ep->ep_id, dir);
+	meshd_ct_key_of(&k, t, ep->ep_id, dir);
 	e = bpf_map_lookup_elem(&meshd_ct, &k);
 	if (e) {
 		ret = meshd_ct_revalidate(ep, &k, e, gen);
 		if (ret < 0) {
-			meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
-			return meshd_drop(skb, &t, &c, -ret);
+			meshd_event_identities(skb, ep, t, dir, from_proxy, &c);
+			return meshd_drop(skb, t, &c, -ret);
 		}
 		meshd_ct_touch(e, skb);
 		/* a reset ends the connection: its entry goes, the reset itself passes */
-		if (t.proto == MESHD_IPPROTO_TCP && (t.tcp_flags & MESHD_TCP_RST) && e->verdict != MESHD_VERDICT_REDIRECT) {
+		if (t->proto == MESHD_IPPROTO_TCP && (t->tcp_flags & MESHD_TCP_RST) && e->verdict != MESHD_VERDICT_REDIRECT) {
 			bpf_map_delete_elem(&meshd_ct, &k);
 			return TC_ACT_OK;
 		}
 		/* a resolver's answer to the DNS proxy's transparent upstream leg
 		 * (sent from a local pod's address): to the proxy's socket, not the pod */
-		if (dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_INGRESS && (e->flags & MESHD_CT_F_STORED_IDENTITY) &&
-		    meshd_local_endpoint(t.family, t.daddr)) {
-			ret = meshd_steer_to_upstream_socket(skb, &t, cfg);
+		if (dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_INGRESS &&
+		    (e->flags & (MESHD_CT_F_STORED_IDENTITY | MESHD_CT_F_FROM_TUNNEL)) == MESHD_CT_F_STORED_IDENTITY &&
+		    meshd_local_endpoint(t->family, t->daddr)) {
+			ret = meshd_steer_to_upstream_socket(skb, t, cfg);
 			if (ret < 0) {
-				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
-				return meshd_drop(skb, &t, &c, -ret);
+				meshd_event_identities(skb, ep, t, dir, from_proxy, &c);
+				return meshd_drop(skb, t, &c, -ret);
 			}
 			if (ret)
 				return TC_ACT_OK;
 		}
 		/* later packets of a connection handed to the proxy follow it there */
 		if (e->verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_EGRESS && e->dir == MESHD_DIR_EGRESS) {
-			ret = meshd_redirect_to_proxy(skb, &t, e->proxy_port, cfg);
+			ret = meshd_redirect_to_proxy(skb, t, e->proxy_port, cfg);
 			if (ret < 0) {
-				meshd_event_identities(skb, ep, &t, dir, from_proxy, &c);
-				return meshd_drop(skb, &t, &c, -ret);
+				meshd_event_identities(skb, ep, t, dir, from_proxy, &c);
+				return meshd_drop(skb, t, &c, -ret);
 			}
 		}
 		return TC_ACT_OK;
@@ -240,82 +243,81 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 	/* new connection */
 	if (dir == MESHD_DIR_EGRESS && nat == 0) {
 		/* to a service? judge the backend it would go to, before writing anything */
-		nat = meshd_nat_pick(cfg, &t, &be);
+		nat = meshd_nat_pick(cfg, t, &be);
 		if (nat < 0)
-			return meshd_drop(skb, &t, &c, -nat);
+			return meshd_drop(skb, t, &c, -nat);
 		if (nat == 1) {
-			struct meshd_tuple tb = t;
+			struct meshd_tuple tb = *t;
 
 			__builtin_memcpy(tb.daddr, be.addr, 4);
 			tb.dport = be.port;
 			verdict = meshd_new_verdict(skb, ep, &tb, dir, from_proxy, &res, &reason, &remote, &c);
 			if (verdict == MESHD_VERDICT_REDIRECT) {
 				/* the proxy gets the VIP; conntrack keeps the backend's identity */
-				ret = meshd_nat_keep(&t, be.svc_id);
+				ret = meshd_nat_keep(t, be.svc_id);
 				ct_flags = MESHD_CT_F_STORED_IDENTITY;
 			} else {
-				ret = meshd_nat_commit(skb, &t, &be);
+				ret = meshd_nat_commit(skb, t, &be);
 			}
 			if (ret < 0)
-				return meshd_drop(skb, &t, &c, -ret);
-			meshd_ct_key_of(&k, &t, ep->ep_id, dir);
+				return meshd_drop(skb, t, &c, -ret);
+			meshd_ct_key_of(&k, t, ep->ep_id, dir);
 		}
 	}
 	if (!verdict)
-		verdict = meshd_new_verdict(skb, ep, &t, dir, from_proxy, &res, &reason, &remote, &c);
-	if (verdict == MESHD_VERDICT_DENY && !(verdict = meshd_audited(skb, &t, &c, reason, cfg)))
-		return meshd_drop(skb, &t, &c, reason);
+		verdict = meshd_new_verdict(skb, ep, t, dir, from_proxy, &res, &reason, &remote, &c);
+	if (verdict == MESHD_VERDICT_DENY && !(verdict = meshd_audited(skb, t, &c, reason, cfg)))
+		return meshd_drop(skb, t, &c, reason);
 	if (verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_INGRESS)
-		return meshd_drop(skb, &t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
+		return meshd_drop(skb, t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
 	if (verdict == MESHD_VERDICT_REDIRECT) {
-		ret = meshd_redirect_to_proxy(skb, &t, res.proxy_port, cfg);
+		ret = meshd_redirect_to_proxy(skb, t, res.proxy_port, cfg);
 		if (ret < 0)
-			return meshd_drop(skb, &t, &c, -ret);
-		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, t.icmp_type, skb);
+			return meshd_drop(skb, t, &c, -ret);
+		meshd_ct_create(&k, dir, verdict, res.proxy_port, remote, gen, ct_flags, t->icmp_type, skb);
 		meshd_count(MESHD_METRIC_NEW_REDIRECTED(dir));
-		meshd_emit(skb, &t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
+		meshd_emit(skb, t, &c, MESHD_EVENT_REDIRECT, 0, verdict, res.proxy_port);
 		return TC_ACT_OK;
 	}
-	meshd_ct_create(&k, dir, verdict, 0, remote, gen,
-			from_proxy || meshd_from_tunnel(skb, dir) ? MESHD_CT_F_STORED_IDENTITY : 0, t.icmp_type, skb);
+	if (from_proxy)
+		ct_flags = MESHD_CT_F_STORED_IDENTITY;
+	else if (meshd_from_tunnel(skb, dir))
+		ct_flags = MESHD_CT_F_STORED_IDENTITY | MESHD_CT_F_FROM_TUNNEL;
+	else
+		ct_flags = 0;
+	meshd_ct_create(&k, dir, verdict, 0, remote, gen, ct_flags, t->icmp_type, skb);
 	meshd_count(MESHD_METRIC_NEW_ALLOWED(dir));
 	if (meshd_sampled(cfg))
-		meshd_emit(skb, &t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
+		meshd_emit(skb, t, &c, MESHD_EVENT_VERDICT, 0, verdict, 0);
 	return TC_ACT_OK;
 }
 
-/* Tunnel mode: a packet the policy let out, to a pod CIDR of another node,
- * leaves through the tunnel device with this pod's identity as the VNI.
- * Packets handed to the local proxy (proxy mark) stay on this node. */
-static __always_inline int meshd_tunnel_out(struct __sk_buff *skb)
+/* Tunnel mode (MESHD_CFG_TUNNEL): a packet the policy let out, to a pod CIDR
+ * of another node, leaves through the tunnel device with this pod's identity
+ * as the VNI. Packets handed to the local proxy (proxy mark) stay on this
+ * node. Works on what meshd_handle already read (config row, endpoint, the
+ * tuple after any service translation): in native mode it costs one test of
+ * a flag, and in tunnel mode one LPM lookup. */
+static __always_inline int meshd_tunnel_out(struct __sk_buff *skb, const struct meshd_config *cfg,
+					    const struct meshd_endpoint *ep, const struct meshd_tuple *t)
 {
-	struct meshd_event_ctx c = { .dir = MESHD_DIR_EGRESS };
 	struct meshd_tunnel_value *tv;
-	struct meshd_config *cfg = meshd_get_config();
-	struct meshd_endpoint *ep;
-	struct meshd_tuple t = {};
-	__u32 ifindex = skb->ifindex;
 	__be32 daddr;
 	int ret;
 
-	if (!cfg || skb->protocol != bpf_htons(MESHD_ETH_P_IP))
+	if (!(cfg->flags & MESHD_CFG_TUNNEL) || t->family != 4)
 		return TC_ACT_OK;
 	if (cfg->proxy_mark_mask && (skb->mark & cfg->proxy_mark_mask) == cfg->proxy_mark)
 		return TC_ACT_OK;
-	if (meshd_load(skb, MESHD_ETH_HLEN + offsetof(struct iphdr, daddr), &daddr, 4) < 0)
-		return TC_ACT_OK;
+	__builtin_memcpy(&daddr, t->daddr, 4);
 	tv = meshd_tunnel_lookup4(daddr);
 	if (!tv)
 		return TC_ACT_OK;
-	ep = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
-	if (!ep)
-		return TC_ACT_OK;
 	ret = meshd_tunnel_set_key(skb, tv, ep->identity);
 	if (ret < 0) {
-		c.ep_id = ep->ep_id;
-		c.src_identity = ep->identity;
-		meshd_parse(skb, &t);
-		return meshd_drop(skb, &t, &c, -ret);
+		struct meshd_event_ctx c = { .dir = MESHD_DIR_EGRESS, .ep_id = ep->ep_id, .src_identity = ep->identity };
+
+		return meshd_drop(skb, t, &c, -ret);
 	}
 	return bpf_redirect(tv->ifindex, 0);
 }
@@ -323,28 +325,30 @@ static __always_inline int meshd_tunnel_out(struct __sk_buff *skb)
 SEC("tc")
 int meshd_from_pod(struct __sk_buff *skb)
 {
+	struct meshd_endpoint *ep = 0;
 	struct meshd_config *cfg = 0;
 	struct meshd_tuple t = {};
-	int ret = meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg);
+	int ret = meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg, &ep);
 
 	if (ret != TC_ACT_OK)
 		return ret;
 	ret = meshd_host_from_pod(skb);
-	if (ret != TC_ACT_OK)
+	if (ret != TC_ACT_OK || !cfg || !ep)
 		return ret;
-	return meshd_tunnel_out(skb);
+	return meshd_tunnel_out(skb, cfg, ep, &t);
 }
 
 SEC("tc")
 int meshd_to_pod(struct __sk_buff *skb)
 {
+	struct meshd_endpoint *ep = 0;
 	struct meshd_config *cfg = 0;
 	struct meshd_tuple t = {};
 	int ret = meshd_host_to_pod(skb);
 
 	if (ret != TC_ACT_OK)
 		return ret;
-	ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg);
+	ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg, &ep);
 	if (ret == TC_ACT_OK && cfg && meshd_nat_rev(skb, cfg, &t) < 0) {
 		struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
 

@@ -52,30 +52,31 @@ static __always_inline int meshd_overlay_drop(struct __sk_buff *skb, __u8 dir, _
 	return meshd_drop(skb, &t, &c, reason);
 }
 
-/* L7 ingress for a connection from another node: 0 to let the packet go on
- * to the pod, 1 when it was assigned to the proxy, or a negative drop reason.
- * A packet of a connection the pod's own hook has in conntrack was not
- * redirected (one hash lookup); otherwise the destination's ingress policy
- * for the identity from the VNI decides. */
-static __always_inline int meshd_overlay_to_proxy(struct __sk_buff *skb, struct meshd_tuple *t, __u32 identity,
-						  struct meshd_event_ctx *c)
+/* L7 ingress for a TCP packet *t from another node to the local endpoint ep:
+ * 0 to let the packet go on to the pod, 1 when it was assigned to the proxy,
+ * or a negative drop reason. A packet of a connection the pod's own hook has
+ * in conntrack was not redirected (one hash lookup); otherwise the
+ * destination's ingress policy for the client's identity decides: the one in
+ * c->src_identity (from the VNI), or, when that is unset (native mode), the
+ * ipcache's, looked up only here, past the conntrack test. The caller parsed
+ * the packet and found ep: nothing is read twice. */
+static __always_inline int meshd_overlay_to_proxy(struct __sk_buff *skb, const struct meshd_tuple *t,
+						  const struct meshd_endpoint *ep, struct meshd_event_ctx *c)
 {
 	struct meshd_policy_result res = {};
-	struct meshd_endpoint *ep;
 	struct meshd_config *cfg;
 	struct meshd_ct_key k;
 	int ret;
 
-	if (meshd_parse(skb, t) != MESHD_PARSE_OK || t->proto != MESHD_IPPROTO_TCP)
-		return 0;
-	ep = meshd_local_endpoint(t->family, t->daddr);
 	cfg = meshd_get_config();
-	if (!ep || !cfg)
+	if (!cfg)
 		return 0;
 	meshd_ct_key_of(&k, t, ep->ep_id, MESHD_DIR_INGRESS);
 	if (bpf_map_lookup_elem(&meshd_ct, &k))
 		return 0;
-	meshd_policy_lookup(ep->ep_id, MESHD_DIR_INGRESS, identity, t->proto, t->dport, &res);
+	if (c->src_identity == MESHD_ID_UNKNOWN)
+		c->src_identity = meshd_ipcache_identity(t->family, t->saddr);
+	meshd_policy_lookup(ep->ep_id, MESHD_DIR_INGRESS, c->src_identity, t->proto, t->dport, &res);
 	if (res.verdict != MESHD_VERDICT_REDIRECT)
 		return 0;
 	c->ep_id = ep->ep_id;
@@ -88,11 +89,21 @@ static __always_inline int meshd_overlay_to_proxy(struct __sk_buff *skb, struct 
 	return 1;
 }
 
+/* The local endpoint a parsed TCP packet goes to, or 0 (nothing for the L7
+ * hand-over to do). */
+static __always_inline struct meshd_endpoint *meshd_overlay_tcp_to_local(struct __sk_buff *skb, struct meshd_tuple *t)
+{
+	if (meshd_parse(skb, t) != MESHD_PARSE_OK || t->proto != MESHD_IPPROTO_TCP)
+		return 0;
+	return meshd_local_endpoint(t->family, t->daddr);
+}
+
 SEC("tc")
 int meshd_from_overlay(struct __sk_buff *skb)
 {
 	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
 	struct meshd_tuple t = {};
+	struct meshd_endpoint *ep;
 	int ret;
 	struct bpf_tunnel_key key = {};
 	__u32 identity;
@@ -107,7 +118,10 @@ int meshd_from_overlay(struct __sk_buff *skb)
 	if (skb->pkt_type != MESHD_PACKET_HOST)
 		bpf_skb_change_type(skb, MESHD_PACKET_HOST);
 	c.src_identity = identity;
-	ret = meshd_overlay_to_proxy(skb, &t, identity, &c);
+	ep = meshd_overlay_tcp_to_local(skb, &t);
+	if (!ep)
+		return TC_ACT_OK;
+	ret = meshd_overlay_to_proxy(skb, &t, ep, &c);
 	if (ret < 0)
 		return meshd_drop(skb, &t, &c, -ret);
 	return TC_ACT_OK;
@@ -144,12 +158,13 @@ int meshd_from_netdev(struct __sk_buff *skb)
 {
 	struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
 	struct meshd_tuple t = {};
+	struct meshd_endpoint *ep;
 	int ret;
 
-	if (meshd_parse(skb, &t) != MESHD_PARSE_OK || t.proto != MESHD_IPPROTO_TCP || !meshd_local_endpoint(t.family, t.daddr))
+	ep = meshd_overlay_tcp_to_local(skb, &t);
+	if (!ep)
 		return TC_ACT_OK;
-	c.src_identity = meshd_ipcache_identity(t.family, t.saddr);
-	ret = meshd_overlay_to_proxy(skb, &t, c.src_identity, &c);
+	ret = meshd_overlay_to_proxy(skb, &t, ep, &c);
 	if (ret < 0)
 		return meshd_drop(skb, &t, &c, -ret);
 	return TC_ACT_OK;

@@ -53,6 +53,10 @@ enum meshd_cfg_flag {
 	/* policyAuditMode: a packet the policy would drop is reported
 	 * (MESHD_EVENT_AUDIT) and passes; pods and the host firewall */
 	MESHD_CFG_POLICY_AUDIT = 1 << 2,
+	/* routingMode=tunnel: pod traffic to another node's pod CIDR is
+	 * encapsulated by meshd_from_pod (lib/tunnel.h); off, the tunnel is
+	 * not looked at (native mode pays nothing for it) */
+	MESHD_CFG_TUNNEL = 1 << 3,
 };
 
 /* meshd_ct_entry.flags */
@@ -61,6 +65,10 @@ enum meshd_ct_flag {
 	 * from the proxy's mark, or the connection kept a service VIP for the
 	 * proxy */
 	MESHD_CT_F_STORED_IDENTITY = 1 << 0,
+	/* opened from another node through the tunnel (identity from the
+	 * VNI): never the DNS proxy's upstream leg, whose replies are looked
+	 * for only among the other stored-identity connections */
+	MESHD_CT_F_FROM_TUNNEL = 1 << 1,
 };
 
 /* skb->mark layout, shared with the node proxy (SO_MARK on its upstream

@@ -202,6 +202,7 @@ export class Agent {
         verdictSample: c['bpf.events.sampleNewConnections'],
         sockmapShortcut: c['sockops.enabled'],
         policyAuditMode: c.policyAuditMode,
+        tunnel: c.routingMode === 'tunnel',
       },
       proxyPort,
     });

@@ -28,7 +28,7 @@ export interface DatapathStatus {
   ipcache: { prefixes: number; addresses: number; sample: Array<{ prefix: string; identity: number }> };
   conntrackEntries: number;
   metrics: { drops: Array<{ direction: string; reason: string; packets: string }>; newConnections: Record<'ingress' | 'egress', { allowed: string; redirected: string }> };
-  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; policyAuditMode: boolean; ipcacheGeneration: number };
+  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; policyAuditMode: boolean; tunnel: boolean; ipcacheGeneration: number };
 }
 
 export function readStatus(pinDir: string): DatapathStatus {
@@ -84,9 +84,10 @@ export function readStatus(pinDir: string): DatapathStatus {
       config: {
         proxyMark: `0x${c.proxy_mark.toString(16)}/0x${c.proxy_mark_mask.toString(16)}`,
         verdictSample: c.verdict_sample,
-        perPacketLb: (c.flags & 1) !== 0,
-        sockmapShortcut: (c.flags & 2) !== 0,
+        perPacketLb: (c.flags & ConfigFlag.PER_PACKET_LB) !== 0,
+        sockmapShortcut: (c.flags & ConfigFlag.SOCKMAP_SHORTCUT) !== 0,
         policyAuditMode: (c.flags & ConfigFlag.POLICY_AUDIT) !== 0,
+        tunnel: (c.flags & ConfigFlag.TUNNEL) !== 0,
         ipcacheGeneration: c.ipcache_gen,
       },
     };
@@ -143,7 +144,7 @@ function formatStatus(st: DatapathStatus): string {
   const c = st.config;
   const nc = st.metrics.newConnections;
   return [
-    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}, policy audit mode ${c.policyAuditMode ? 'on' : 'off'}`,
+    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}, policy audit mode ${c.policyAuditMode ? 'on' : 'off'}, tunnel ${c.tunnel ? 'on' : 'off'}`,
     `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries`,
     `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy`,
     ...st.metrics.drops.map((d) => `dropped ${d.direction} ${d.reason}: ${d.packets}`),

@@ -67,5 +67,5 @@ export function buildFrame(f: FrameSpec): Buffer {
   return buf;
 }
 
-/** tc return codes. */
-export const TcAct = { OK: 0, SHOT: 2 } as const;
+/** tc return codes (REDIRECT: the program asked for bpf_redirect; a test run only reports it). */
+export const TcAct = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;

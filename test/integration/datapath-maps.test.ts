@@ -17,6 +17,7 @@ import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
 import { PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
+import { TunnelMap } from '../../src/datapath/routing/tunnel-map.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
@@ -235,6 +236,24 @@ test('a datapath config the program would misread is refused with a code; the pr
   assert.deepEqual(dp.getConfig(), before);
   dp.close();
   assert.throws(() => dp.setConfig({ verdictSample: 1 }), (err: unknown) => isMeshdError(err, 'MESHD_DATAPATH_CLOSED'));
+});
+
+test('the tunnel step runs only with the tunnel flag: without it a destination in meshd_tunnel is not encapsulated', async (t) => {
+  requirePrivileges();
+  const dp = await world(t);
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 0, port: 80, endPort: 80 })], 1));
+  const tunnel = TunnelMap.open(dp.pinDir);
+  t.after(() => tunnel.close());
+  // PEER's /24 belongs to another node, reached through interface 1
+  tunnel.sync([{ cidr: '10.9.0.0/24', endpoint: '192.168.50.12' }], 1);
+  assert.equal(dp.getConfig().tunnel, false);
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.OK, 'native mode: the allowed packet takes the stack, the map is not consulted');
+  dp.setConfig({ tunnel: true });
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.REDIRECT, 'tunnel mode: encapsulated and redirected to the tunnel device');
+  assert.equal(verdictOf(dp, '10.8.0.1', 80), TcAct.OK, 'tunnel mode: a destination outside every pod CIDR of another node stays');
+  assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT, 'a denied packet never reaches the tunnel step');
+  dp.setConfig({ tunnel: false });
+  assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
 });
 
 test('verdict events for new connections: none, all, or one in N', async (t) => {

@@ -28,6 +28,8 @@ export interface DatapathConfigInput {
   sockmapShortcut: boolean;
   /** policyAuditMode: would-be policy drops are reported (audit events) and pass; leaving it re-judges established connections. */
   policyAuditMode: boolean;
+  /** routingMode=tunnel: pod traffic to another node's pod CIDR is encapsulated (meshd_tunnel); off, the tunnel is not looked at. */
+  tunnel: boolean;
 }
 
 export const defaultDatapathConfig: DatapathConfigInput = {
@@ -38,12 +40,9 @@ export const defaultDatapathConfig: DatapathConfigInput = {
   perPacketLb: false,
   sockmapShortcut: false,
   policyAuditMode: false,
+  tunnel: false,
 };
 
-/** meshd_config.flags bits (bpf/lxc.c). */
-const CONFIG_F_PER_PACKET_LB = 1;
-const CONFIG_F_SOCKMAP_SHORTCUT = 2;
-const CONFIG_F_POLICY_AUDIT = ConfigFlag.POLICY_AUDIT;
 
 const KEY = u32(0);
 
@@ -79,9 +78,10 @@ export class DatapathConfigMap {
       proxyMarkMask: c.proxy_mark_mask,
       proxyIpv4: `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
       verdictSample: c.verdict_sample,
-      perPacketLb: (c.flags & CONFIG_F_PER_PACKET_LB) !== 0,
-      sockmapShortcut: (c.flags & CONFIG_F_SOCKMAP_SHORTCUT) !== 0,
-      policyAuditMode: (c.flags & CONFIG_F_POLICY_AUDIT) !== 0,
+      perPacketLb: (c.flags & ConfigFlag.PER_PACKET_LB) !== 0,
+      sockmapShortcut: (c.flags & ConfigFlag.SOCKMAP_SHORTCUT) !== 0,
+      policyAuditMode: (c.flags & ConfigFlag.POLICY_AUDIT) !== 0,
+      tunnel: (c.flags & ConfigFlag.TUNNEL) !== 0,
     };
   }
 
@@ -99,7 +99,8 @@ export class DatapathConfigMap {
       proxy_mark_mask: c.proxyMarkMask >>> 0,
       ipcache_gen: ipcacheGen >>> 0,
       verdict_sample: c.verdictSample >>> 0,
-      flags: (c.perPacketLb ? CONFIG_F_PER_PACKET_LB : 0) | (c.sockmapShortcut ? CONFIG_F_SOCKMAP_SHORTCUT : 0) | (c.policyAuditMode ? CONFIG_F_POLICY_AUDIT : 0),
+      flags: (c.perPacketLb ? ConfigFlag.PER_PACKET_LB : 0) | (c.sockmapShortcut ? ConfigFlag.SOCKMAP_SHORTCUT : 0) | (c.policyAuditMode ? ConfigFlag.POLICY_AUDIT : 0) |
+        (c.tunnel ? ConfigFlag.TUNNEL : 0),
       proxy_ipv4: ipv4ToNumber(c.proxyIpv4),
     });
     native.mapUpdate(this.fd, KEY, value, BPF_ANY);
