@@ -14,7 +14,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgentProcess } from '../test/helpers/chaos-agent.js';
 import { failedOutside, failedStartedIn, type LoadSummary, startLoad, stopLoads } from '../test/helpers/chaos-load.js';
-import { type ChaosWorld, churnPolicy, rssBytes, startChaosWorld, totals } from '../test/helpers/chaos-world.js';
+import { formatGrowth, type LongRunResult, longRun } from '../test/helpers/chaos-long-run.js';
+import { type ChaosWorld, churnPolicy, startChaosWorld, totals } from '../test/helpers/chaos-world.js';
 import { policyDocs } from '../test/helpers/l7-world.js';
 import { procStat } from '../src/proxy/supervisor-process.js';
 import { benchArgs } from './args.js';
@@ -148,23 +149,11 @@ async function policyChurn(seconds: number): Promise<EventResult & { edits: numb
   });
 }
 
-async function longRun(seconds: number): Promise<{ agentPct: number; envoyPct: number; result: EventResult }> {
+async function longRunIn(seconds: number): Promise<{ run: LongRunResult; result: EventResult }> {
   return inWorld({ tag: 'bcl', octet: 107, portBase: 39000 }, async (w) => {
     const loads = await w.startLoads();
-    const change = async (n: number) => {
-      for (const d of policyDocs(churnPolicy(n))) await w.engine.upsertPolicy(d);
-      await w.sync();
-      await sleep(1000);
-    };
-    const warm = Math.min(30, Math.max(5, Math.floor(seconds / 10)));
-    for (let n = 0; n < warm; n++) await change(n);
-    const pid = w.proxy.instances()[0]?.pid ?? 0;
-    const agent0 = process.memoryUsage().rss;
-    const envoy0 = rssBytes(pid);
-    for (let n = warm; n < warm + seconds; n++) await change(n);
-    const agentPct = ((process.memoryUsage().rss - agent0) / agent0) * 100;
-    const envoyPct = ((rssBytes(pid) - envoy0) / envoy0) * 100;
-    return { agentPct, envoyPct, result: result(await stopLoads(loads)) };
+    const run = await longRun(w, { seconds, warmS: Math.min(30, Math.max(5, Math.floor(seconds / 10))) });
+    return { run, result: result(await stopLoads(loads)) };
   });
 }
 
@@ -190,15 +179,15 @@ args.log(`policy churn for ${churnS} s…`);
 const pc = await policyChurn(churnS);
 args.log(`  ${pc.edits} edits (${pc.perMinute}/min); wrongly denied ${pc.wronglyDenied}; failed ${pc.failed}`);
 args.log(`long run ${longS} s, a policy change a second…`);
-const lr = await longRun(longS);
-args.log(`  RSS growth: agent ${lr.agentPct.toFixed(1)} %, envoy ${lr.envoyPct.toFixed(1)} %`);
+const lr = await longRunIn(longS);
+args.log(`  RSS growth over ${lr.run.elapsedS} s: agent ${formatGrowth(lr.run.agent)}, envoy ${formatGrowth(lr.run.envoy)}`);
 
 const out = {
   proxy_restart_failed: pr.failed,
   agent_restart_failed: ar.failed,
   envoy_crash_failed_new_conns: c2.failedNewConns,
   policy_churn_wrongly_denied: pc.wronglyDenied,
-  rss_growth_pct: Number(Math.max(lr.agentPct, lr.envoyPct).toFixed(2)),
+  rss_growth_pct: Number(Math.max(lr.run.agent.pct, lr.run.envoy.pct).toFixed(2)),
   wrongly_allowed: pr.wronglyAllowed + ar.wronglyAllowed + c2.newConns.wronglyAllowed + c2.kept.wronglyAllowed + c1.newConns.wronglyAllowed + pc.wronglyAllowed + lr.result.wronglyAllowed,
   proxy_restarts: restarts,
   proxy_restart_requests: pr.requests,
@@ -218,8 +207,9 @@ const out = {
   policy_churn_edits_per_minute: pc.perMinute,
   policy_churn_failed: pc.failed,
   long_run_s: longS,
-  rss_growth_agent_pct: Number(lr.agentPct.toFixed(2)),
-  rss_growth_envoy_pct: Number(lr.envoyPct.toFixed(2)),
+  rss_growth_agent_pct: Number(lr.run.agent.pct.toFixed(2)),
+  rss_growth_envoy_pct: Number(lr.run.envoy.pct.toFixed(2)),
+  long_run_elapsed_s: lr.run.elapsedS,
   long_run_failed: lr.result.failed,
 };
 if (args.json) process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -38,3 +38,18 @@ test('AckTracker.waitFor: resolves when the condition holds, rejects with the co
     (e: unknown) => isXdsError(e, 'MESHD_XDS_ACK_TIMEOUT'),
   );
 });
+
+test('AckTracker.forget: a node gone for good leaves the table; a closed stream alone does not', () => {
+  const t = new AckTracker();
+  const other = { id: 'n2', cluster: 'c' };
+  for (const n of [node, other]) {
+    t.streamOpened(n);
+    t.acked(n, 'listeners', info('v1', 1));
+    t.streamClosed(n);
+  }
+  assert.equal(t.size, 2, 'closed streams keep their ACKs (a reconnecting node needs them)');
+  t.forget('n1');
+  assert.equal(t.size, 1);
+  assert.equal(t.status('n1'), undefined);
+  assert.equal(t.status('n2')?.types.listeners?.acked?.version, 'v1');
+});

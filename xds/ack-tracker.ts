@@ -103,6 +103,22 @@ export class AckTracker {
     return news;
   }
 
+  /**
+   * Drops what is known of a node that is gone for good (its Envoy exited):
+   * without it the table grows by one entry per Envoy ever replaced or
+   * crashed. Not on a stream's close: a node that reconnects (an agent
+   * restart) keeps its ACKs. A waiter on the node keeps waiting (its signal
+   * or timeout ends it).
+   */
+  forget(nodeId: string): void {
+    this.nodes.delete(nodeId);
+  }
+
+  /** Nodes known (streams open or not). */
+  get size(): number {
+    return this.nodes.size;
+  }
+
   status(nodeId: string): NodeStatus | undefined {
     const e = this.nodes.get(nodeId);
     if (!e) return undefined;

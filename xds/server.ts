@@ -261,6 +261,11 @@ export class XdsServer {
     return this.tracker.allStatus();
   }
 
+  /** Forgets the ACK status of a node that is gone for good (AckTracker.forget). */
+  forgetNode(nodeId: string): void {
+    this.tracker.forget(nodeId);
+  }
+
   /**
    * Resolves once node `nodeId` ACKed snapshot `snapshotVersion` (or a later
    * one) for every type in `kinds`. Rejects with NACKED (carrying Envoy's

@@ -71,11 +71,14 @@ export function compileFullMatch(re: string): RegExp {
   }
 }
 
+/** Compiled rule regexes; cleared when full, so policy churn (new paths every edit) cannot grow it without bound. */
 const regexCache = new Map<string, RegExp>();
+const REGEX_CACHE_MAX = 10_000;
 function fullMatch(re: string, value: string): boolean {
   let r = regexCache.get(re);
   if (!r) {
     r = compileFullMatch(re);
+    if (regexCache.size >= REGEX_CACHE_MAX) regexCache.clear();
     regexCache.set(re, r);
   }
   return r.test(value);

@@ -360,6 +360,8 @@ export class ProxyManager {
       if (!mm.stopping) log.warn('envoy exited', e);
     });
     envoy.on('live', (r: { id: string; pid: number }) => log.info('envoy live', { id: r.id, pid: r.pid }));
+    // Every replacement and crash brings a new xDS node id: the old one's ACK status would stay forever.
+    envoy.on('gone', (r: { nodeId: string }) => xds.forgetNode(r.nodeId));
     try {
       // An Envoy of the single-Envoy layout (one bootstrap.json) still holds the proxy ports: stop it first.
       const stale = findEnvoyProcesses(join(workDir, 'bootstrap.json'));
@@ -664,6 +666,11 @@ export class ProxyManager {
     const first = this.envoy.live()[0];
     if (!first) return Promise.reject(new ProxyError('MESHD_PROXY_STOPPED', 'no Envoy is live'));
     return adminRequest(first.adminSocket, path);
+  }
+
+  /** The xDS node ids the server keeps ACK status for: the Envoys of this manager that have not exited. */
+  xdsNodes(): string[] {
+    return this.xds.allStatus().map((s) => s.node.id);
   }
 
   /** The live Envoys (oldest first): pid, xDS node id, admin socket. */

@@ -24,7 +24,9 @@
  * before it drains. A live instance that exits is replaced after a backoff
  * that doubles from `backoff.initialMs` to `backoff.maxMs`.
  *
- * Events: 'exit' ({id, pid, at}), 'live' (record), 'retired' (record), 'log' (line).
+ * Events: 'exit' ({id, pid, at}), 'live' (record), 'retired' (record),
+ * 'gone' (record: the instance's process is gone, whatever the way: crash,
+ * failed start, retirement; once per instance), 'log' (line).
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -343,17 +345,23 @@ export class ProxySupervisor extends EventEmitter {
 
   private drop(inst: Instance, why: unknown): void {
     this.log('warn', 'envoy instance dropped', { id: inst.rec.id, pid: inst.rec.pid, err: why instanceof Error ? why.message : String(why) });
-    inst.gone.abort();
-    this.instances.delete(inst.rec.id);
+    this.forget(inst);
     this.persist();
+  }
+
+  /** The instance's process is gone: waits on it end, it leaves the table, 'gone' tells the owner (once). */
+  private forget(inst: Instance): void {
+    inst.gone.abort();
+    if (this.instances.get(inst.rec.id) !== inst) return;
+    this.instances.delete(inst.rec.id);
+    this.emit('gone', inst.rec);
   }
 
   /** Polled: an instance whose process is gone leaves at once; missing live ones are started again. */
   private check(): void {
     for (const inst of [...this.instances.values()]) {
       if (processAlive(inst.rec)) continue;
-      inst.gone.abort();
-      this.instances.delete(inst.rec.id);
+      this.forget(inst);
       if (inst.state === 'draining') continue;
       // A killed process closes its sockets only after its memory is torn down (tens of ms for Envoy):
       // its entries go now, before anything else; the set is rewritten without it below.
@@ -456,8 +464,7 @@ export class ProxySupervisor extends EventEmitter {
       this.log('warn', 'envoy drain', { id: rec.id, err: e instanceof Error ? e.message : String(e) });
     }
     if (!(await signalAndWait(rec, 'SIGTERM', 5_000))) await signalAndWait(rec, 'SIGKILL', 5_000);
-    inst.gone.abort();
-    this.instances.delete(rec.id);
+    this.forget(inst);
     rmSync(rec.bootstrapPath, { force: true });
     this.persist();
     this.emit('retired', rec);

@@ -37,10 +37,22 @@ interface Outcome {
   connectedAt?: number;
   /** The server refused the stream before processing it (safe to retry). */
   refused?: boolean;
+  /** The start of the body of an answer other than 200 and 403 (Envoy's local replies say why, e.g. the upstream's reset reason). */
+  body?: string;
+}
+
+/** Keeps the first bytes of an unexpected answer's body: the expected ones are only counted. */
+function bodyStart(status: number, stream: { on(ev: 'data', fn: (b: Buffer) => void): unknown }): () => string | undefined {
+  if (status === 200 || status === 403) return () => undefined;
+  let head = '';
+  stream.on('data', (b: Buffer) => {
+    if (head.length < 300) head += b.toString('utf8', 0, 300 - head.length);
+  });
+  return () => head;
 }
 
 const counts = { requests: 0, ok: 0, denied: 0, failed: 0, wronglyAllowed: 0, wronglyDenied: 0, retried: 0, maxLatencyMs: 0 };
-const failures: Array<{ at: string; path: string; what: string; startedAt: number; connectedAt: number | null }> = [];
+const failures: Array<{ at: string; path: string; what: string; startedAt: number; connectedAt: number | null; body?: string }> = [];
 /** When each socket got connected: a reused keep-alive socket keeps its first time. */
 const connectedAt = new WeakMap<object, number>();
 const errors: Record<string, number> = {};
@@ -50,8 +62,10 @@ function h1(o: Options, agent: Agent | false, path: string): Promise<Outcome> {
     let sock: object | null = null;
     const at = () => (sock ? connectedAt.get(sock) : undefined);
     const req = h1request(o.url + path, { agent, headers: agent === false ? { connection: 'close' } : {}, timeout: o.timeoutMs }, (res) => {
+      const status = res.statusCode ?? 0;
+      const body = bodyStart(status, res);
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+      res.on('end', () => resolve({ status, ...(body() !== undefined ? { body: body() } : {}) }));
       res.on('error', (e) => resolve({ error: `response: ${(e as NodeJS.ErrnoException).code ?? e.message}`, ...(at() ? { connectedAt: at() } : {}) }));
     });
     req.on('socket', (s) => {
@@ -97,14 +111,17 @@ class H2Client {
         return;
       }
       let status = 0;
+      let body: () => string | undefined = () => undefined;
       const timer = setTimeout(() => stream.close(h2c.NGHTTP2_CANCEL), this.o.timeoutMs);
       stream.on('response', (h) => {
         status = Number(h[':status']);
+        body = bodyStart(status, stream);
       });
       stream.resume();
       stream.on('end', () => {
         clearTimeout(timer);
-        resolve({ status });
+        const b = body();
+        resolve({ status, ...(b !== undefined ? { body: b } : {}) });
       });
       const at = () => connectedAt.get(session);
       stream.on('error', (e: NodeJS.ErrnoException) => {
@@ -164,7 +181,7 @@ async function main(): Promise<void> {
       if (what !== null) {
         if (r.status === undefined || (r.status !== 200 && r.status !== 403)) counts.failed += 1;
         errors[what] = (errors[what] ?? 0) + 1;
-        if (failures.length < 1000) failures.push({ at: new Date().toISOString(), path, what, startedAt: t0, connectedAt: r.connectedAt ?? null });
+        if (failures.length < 1000) failures.push({ at: new Date().toISOString(), path, what, startedAt: t0, connectedAt: r.connectedAt ?? null, ...(r.body !== undefined ? { body: r.body } : {}) });
       } else if (!ready) {
         ready = true;
         process.stdout.write('ready\n');

@@ -25,7 +25,7 @@ export const loadSummarySchema = z.object({
   retried: z.number(),
   maxLatencyMs: z.number(),
   errors: z.record(z.string(), z.number()),
-  failures: z.array(z.object({ at: z.string(), path: z.string(), what: z.string(), startedAt: z.number(), connectedAt: z.number().nullable() })),
+  failures: z.array(z.object({ at: z.string(), path: z.string(), what: z.string(), startedAt: z.number(), connectedAt: z.number().nullable(), body: z.string().optional() })),
 });
 export type LoadSummary = z.infer<typeof loadSummarySchema>;
 

@@ -41,6 +41,10 @@ test('chaos: proxy restart, Envoy binary change and bootstrap change under load:
   assert.equal(after.length, 1);
   assert.ok(!before.includes(after[0] ?? 0), 'the Envoy was replaced');
   assert.equal(w.proxy.status().envoy.replacements, restarts);
+  // The replaced Envoys' xDS status is forgotten (one entry per Envoy ever started would grow without bound).
+  const liveNodes = w.proxy.instances().map((i) => i.nodeId).sort();
+  for (const deadline = Date.now() + 10_000; w.proxy.xdsNodes().length > liveNodes.length && Date.now() < deadline; ) await sleep(50);
+  assert.deepEqual(w.proxy.xdsNodes(), liveNodes, 'xDS nodes known after the restarts');
 
   // Another binary path (a wrapper around the same binary): the next agent replaces the running Envoy.
   const wrapper = join(w.stateDir, 'envoy-wrapper.sh');
