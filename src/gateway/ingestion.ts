@@ -37,6 +37,7 @@ import type {
   GatewayStatus,
   ListenerStatus,
   ModelBackend,
+  ConditionType,
   ModelChain,
   ModelCluster,
   ModelCondition,
@@ -86,7 +87,7 @@ const HTTP_KINDS = [
 const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror']);
 const GRPC_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror']);
 
-const cond = (type: string, ok: boolean, reason: string, message: string, generation: number): ModelCondition => ({
+const cond = (type: ConditionType, ok: boolean, reason: string, message: string, generation: number): ModelCondition => ({
   type,
   status: ok ? 'True' : 'False',
   reason,

@@ -13,8 +13,17 @@ import type { Condition, HeaderModifier, ParentRef } from '../k8s/gateway-api-co
 /** The controllerName meshd answers to in GatewayClasses. */
 export const CONTROLLER_NAME = 'meshd.io/gateway-controller';
 
+/**
+ * Every condition type meshd sets on a status. A condition of any other type
+ * belongs to another controller: the status writer keeps it as it is
+ * (Gateway API: an implementation must not remove or modify conditions whose
+ * type it is not responsible for).
+ */
+export const CONDITION_TYPES = ['Accepted', 'Programmed', 'ResolvedRefs', 'Conflicted', 'PartiallyInvalid', 'SupportedVersion'] as const;
+export type ConditionType = (typeof CONDITION_TYPES)[number];
+
 /** A condition as computed (lastTransitionTime is the status writer's). */
-export type ModelCondition = Omit<Condition, 'lastTransitionTime'>;
+export type ModelCondition = Omit<Condition, 'lastTransitionTime'> & { type: ConditionType };
 
 export interface ModelGateway {
   /** "namespace/name". */

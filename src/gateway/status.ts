@@ -1,7 +1,8 @@
 /**
  * The status objects meshd writes, computed from the model's conditions
  * (ingestion.ts) and the objects' current status: conditions keep their
- * lastTransitionTime while their status does not change, a route's
+ * lastTransitionTime while their status does not change, a condition of a
+ * type meshd does not set (CONDITION_TYPES) is kept as it is, a route's
  * status.parents keeps the entries of other controllers, and a write is
  * needed only when something meshd owns differs (`statusPatches` returns
  * nothing for an unchanged object).
@@ -14,7 +15,7 @@ import type { Gateway } from '../k8s/gateway.js';
 import type { GatewayClass } from '../k8s/gateway-class.js';
 import type { GrpcRoute } from '../k8s/grpc-route.js';
 import type { HttpRoute } from '../k8s/http-route.js';
-import type { ModelCondition, ModelStatus } from './model.js';
+import { CONDITION_TYPES, type ModelCondition, type ModelStatus } from './model.js';
 
 export interface StatusObjects {
   gatewayClasses: readonly GatewayClass[];
@@ -35,15 +36,27 @@ export interface StatusPatch {
 
 const API = '/apis/gateway.networking.k8s.io/v1';
 
+const OWN_TYPES: ReadonlySet<string> = new Set(CONDITION_TYPES);
+const isOwn = (c: Condition): boolean => OWN_TYPES.has(c.type);
+
+/**
+ * meshd's conditions (keeping lastTransitionTime while the status holds) followed by
+ * the conditions of other controllers' types, unchanged: a status write replaces the
+ * whole list, so leaving those out would delete them.
+ */
 function conditions(prev: readonly Condition[], next: readonly ModelCondition[], now: string): Condition[] {
-  return next.map((c) => {
+  const own = next.map((c) => {
     const old = prev.find((p) => p.type === c.type);
     return { ...c, lastTransitionTime: old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now };
   });
+  return [...own, ...prev.filter((c) => !isOwn(c))];
 }
 
-const sameConditions = (a: readonly Condition[], b: readonly ModelCondition[]): boolean =>
-  a.length === b.length && b.every((c) => a.some((x) => x.type === c.type && x.status === c.status && x.reason === c.reason && x.message === c.message && x.observedGeneration === c.observedGeneration));
+/** Whether the conditions of meshd's types in `a` are `b` (others' conditions do not count). */
+function sameConditions(all: readonly Condition[], b: readonly ModelCondition[]): boolean {
+  const a = all.filter(isOwn);
+  return a.length === b.length && b.every((c) => a.some((x) => x.type === c.type && x.status === c.status && x.reason === c.reason && x.message === c.message && x.observedGeneration === c.observedGeneration));
+}
 
 /** After a NACK: every Gateway is not Programmed, with Envoy's message (what it served before stays served). */
 export function withNack(s: ModelStatus, message: string): ModelStatus {

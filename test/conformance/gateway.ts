@@ -22,6 +22,10 @@
  *
  * A subset (--run, --quick) writes its report to a temp file (printed)
  * unless --report names one, so it never replaces the recorded full run.
+ * The suite writes a report only with the implementation's url and contact
+ * (--url, --contact; it refuses empty ones): the full run needs both; a
+ * subset run without them writes no report and its result is the suite's
+ * PASS/FAIL lines and exit code.
  * Exit code: the suite's own (non-zero when a test failed).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -48,7 +52,8 @@ const usage = `usage: node dist/test/conformance/gateway.js [--run REGEX | --qui
   --report FILE   where the suite writes its report (default: docs/conformance/gateway-api.yaml for the full run, a temp file for a subset)
   --no-build      do not run the build scripts (the binaries must exist)
   --timeout MIN   the suite's -test.timeout in minutes (default 90)
-  --url URL, --contact LIST   the implementation's url and contacts in the report`;
+  --url URL, --contact LIST   the implementation's url and contacts in the report (needed for a report;
+                  package.json names no repository or homepage, so there is no default)`;
 
 const PackageJson = z.object({ version: z.string() });
 
@@ -72,8 +77,8 @@ async function main(): Promise<number> {
       report: { type: 'string' },
       'no-build': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '90' },
-      url: { type: 'string', default: 'https://meshd.io' },
-      contact: { type: 'string', default: 'meshd maintainers <https://meshd.io>' },
+      url: { type: 'string' },
+      contact: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -87,8 +92,11 @@ async function main(): Promise<number> {
   const filter = values.quick ? QUICK : values.run;
   if (filter !== undefined) new RegExp(filter); // a bad regex is refused here, before minutes of setup
   const full = filter === undefined;
+  const identity = values.url !== undefined && values.contact !== undefined ? { url: values.url, contact: values.contact } : undefined;
+  if ((values.url === undefined) !== (values.contact === undefined)) throw new Error('--url and --contact go together (the suite needs both for its report)');
+  if (identity === undefined && (full || values.report !== undefined)) throw new Error('a report needs the implementation\'s --url and --contact (the suite refuses a report without them)');
   const scratch = mkdtempSync(join(tmpdir(), 'meshd-gwconf-'));
-  const reportPath = values.report ?? (full ? repoPath('docs', 'conformance', 'gateway-api.yaml') : join(scratch, 'gateway-api.yaml'));
+  const reportPath = identity === undefined ? undefined : (values.report ?? (full ? repoPath('docs', 'conformance', 'gateway-api.yaml') : join(scratch, 'gateway-api.yaml')));
   const version = meshdVersion();
 
   if (!values['no-build']) {
@@ -120,15 +128,12 @@ async function main(): Promise<number> {
       `--gateway-class=${GATEWAY_CLASS}`,
       `--conformance-profiles=${PROFILES.join(',')}`,
       `--supported-features=${SUPPORTED_FEATURES.join(',')}`,
-      `--report-output=${reportPath}`,
-      '--organization=meshd',
-      '--project=meshd',
-      `--url=${values.url}`,
-      `--version=${version}`,
-      `--contact=${values.contact}`,
+      ...(reportPath === undefined || identity === undefined
+        ? []
+        : [`--report-output=${reportPath}`, '--organization=meshd', '--project=meshd', `--url=${identity.url}`, `--version=${version}`, `--contact=${identity.contact}`]),
       '--cleanup-base-resources=true',
     ];
-    mkdirSync(join(reportPath, '..'), { recursive: true });
+    if (reportPath !== undefined) mkdirSync(join(reportPath, '..'), { recursive: true });
     log(`running the suite: conformance.test ${args.join(' ')}`);
     // Into the agent's host cgroup first, then exec: the suite's connections are a host process's, which the socket LB serves.
     const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', world.hostCgroup, join(world.binDir, 'conformance.test'), ...args], {
@@ -151,6 +156,10 @@ async function main(): Promise<number> {
     out.end();
     code = exitCode ?? (signal === null ? 1 : 128);
     log(`the suite exited ${exitCode ?? signal}; its log: ${suiteLog}`);
+    if (reportPath === undefined) {
+      log('no report (no --url and --contact): the PASS/FAIL lines above are the result');
+      return code;
+    }
 
     let reportText: string;
     try {
