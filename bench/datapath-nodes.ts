@@ -18,7 +18,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -35,6 +35,8 @@ const TUNNEL_PORT = 8472;
 const UNDERLAY_MTU = 1500;
 const TUNNEL_MTU = UNDERLAY_MTU - 50;
 const PEER_JS = repoPath('dist', 'bench', 'datapath-nodes-peer.js');
+/** The 1-, 5- and 15-minute load averages when the bench started (written into the doc). */
+const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(', ');
 
 interface BenchNode {
   ns: string;
@@ -175,7 +177,7 @@ export async function nodesBench(a: BenchArgs): Promise<void> {
 
 Produced by \`npm run bench:datapath -- --nodes 2\` (bench/datapath-nodes.ts) on ${new Date().toISOString().slice(0, 10)},
 kernel ${(await run('uname', ['-r'])).stdout.trim()}; ${rounds} alternating rounds of ${duration} s per path and measure.
-**Development run on a shared, busy machine: not the figures to quote; to be re-run on a quiet machine.**
+${process.argv.includes('--dev-run') ? '**Development run on a shared, busy machine: not the figures to quote; to be re-run on a quiet machine.**' : `Load average at the start ${loadAtStart}; the figures of the code at this commit.`}
 
 Two nodes as network namespaces on an underlay bridge (MTU ${UNDERLAY_MTU}), a pod behind a veth in each.
 plain: routed namespaces without meshd. native: meshd's endpoint programs on both pods' host veths
