@@ -12,7 +12,7 @@ import { readMetrics } from '../../src/datapath/endpoint/datapath-metrics.js';
 import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
 import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
-import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
+import { removePolicyRouting, removePolicyRouting6 } from '../../src/proxy/policy-routing.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempCgroup, tempPinDir } from './bpffs.js';
 import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
@@ -161,8 +161,12 @@ export class AgentNode {
     if (!this.running) await step('restart the agent for CNI DEL', () => this.start());
     await step('pods and namespaces', () => this.sb.cleanup(), 90_000);
     await step('stop the agent', () => this.stopAgent());
-    // The agent (its Envoy and its DNS proxy) keeps the proxies' policy routing on stop (the datapath goes on enforcing); a test removes it.
-    await step('policy routing', () => removePolicyRouting());
+    // The agent (its Envoy and its DNS proxy) keeps the proxies' policy routing on stop (the datapath goes on enforcing); a test removes it,
+    // both families (the DNS proxy installs the IPv6 rule at start wherever the kernel has IPv6).
+    await step('policy routing', async () => {
+      await removePolicyRouting();
+      await removePolicyRouting6();
+    });
     await step('cgroup', () => this.cgroup.cleanup());
     await step('pins', () => this.pins.cleanup());
     await step('temp dir', () => this.tmp.remove());
