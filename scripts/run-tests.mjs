@@ -4,7 +4,8 @@
 //   node scripts/run-tests.mjs [--unit | --integration] [filter…]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clearInterval, setInterval } from 'node:timers';
@@ -87,7 +88,17 @@ function collect(pid) {
     collect(k);
   }
 }
-const carriesOurPid = (name) => !childrenKnown || [...ours].some((pid) => name.includes(String(pid % 100000)));
+// Network namespaces: test helpers record each one they create in this run's list
+// (test/helpers/netns.ts addTestNetns), so the check never touches another run's.
+const netnsLogDir = mkdtempSync(join(tmpdir(), 'meshd-test-netns-'));
+const netnsLog = join(netnsLogDir, 'created');
+const netnsOfThisRun = () => {
+  try {
+    return new Set(readFileSync(netnsLog, 'utf8').split('\n').filter(Boolean));
+  } catch {
+    return new Set();
+  }
+};
 // A rule of this run: the proxy's default policy routing (table 2004) that was not there before,
 // or a per-run one of test/helpers/l7-world.ts (table 40000 + pid % 20000 of one of our processes).
 const ruleOfOurs = (line) => {
@@ -106,7 +117,7 @@ const timeoutMs = Number(process.env.MESHD_TEST_TIMEOUT_MS ?? '600000');
 const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeoutMs}`, ...files.map((f) => relative(root, f))], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, MESHD_TEST: '1' },
+  env: { ...process.env, MESHD_TEST: '1', MESHD_TEST_NETNS_LOG: netnsLog },
 });
 const poll = setInterval(() => collect(child.pid), 100);
 const [code] = await once(child, 'exit');
@@ -115,7 +126,9 @@ clearInterval(poll);
 // Leak report: tests must remove what they create. Anything of this run left behind is named
 // here (on stderr), removed, so that it does not disturb the next run, and fails this run: a
 // test that leaks is a failing test even when its assertions passed.
-const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && carriesOurPid(n));
+const created = netnsOfThisRun();
+rmSync(netnsLogDir, { recursive: true, force: true });
+const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && created.has(n));
 const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d) && dirOfOurs(d));
 if (!defaultPinsBefore && existsSync(DEFAULT_PINS)) leakedDirs.push(DEFAULT_PINS);
 const leakedRules = rulesNow().filter((r) => !rulesBefore.has(r) && ruleOfOurs(r));

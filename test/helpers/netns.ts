@@ -9,7 +9,19 @@
  *   const pod = await sb.netns('pod');           // "mlb-<pid>-pod"
  *   await sb.vethToHost(pod, { hostIf: 'h0', podIf: 'eth0', hostIp: '10.250.0.1/30', podIp: '10.250.0.2/30' });
  */
+import { appendFileSync } from 'node:fs';
 import { run } from '../../src/util/exec.js';
+
+/**
+ * Creates a network namespace for a test and records its name in the test
+ * runner's per-run list (MESHD_TEST_NETNS_LOG), so that the runner's leak
+ * check looks at exactly the namespaces this run made, never at another run's.
+ */
+export async function addTestNetns(ns: string): Promise<void> {
+  await run('ip', ['netns', 'add', ns]);
+  const log = process.env.MESHD_TEST_NETNS_LOG;
+  if (log) appendFileSync(log, `${ns}\n`);
+}
 
 export class Sandbox {
   private readonly undo: Array<() => Promise<unknown>> = [];
@@ -33,7 +45,7 @@ export class Sandbox {
 
   async netns(suffix: string): Promise<string> {
     const ns = this.name(suffix);
-    await run('ip', ['netns', 'add', ns]);
+    await addTestNetns(ns);
     this.defer(() => run('ip', ['netns', 'del', ns]));
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     return ns;

@@ -12,7 +12,7 @@ import { EndpointRejectedError, MemoryEndpointHandler } from '../../src/cni/endp
 import type { EndpointRegistration, Endpoint } from '../../src/cni/endpoint-api.js';
 import { run } from '../../src/util/exec.js';
 import { asResult, filesUnder, firstAddress, hostSide, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
-import { Sandbox } from '../helpers/netns.js';
+import { addTestNetns, Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const uniq = () => `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -143,7 +143,7 @@ test('DEL succeeds for a vanished namespace, without CNI_NETNS, and for a contai
   const fx = await meshdCniFixture('cni-del');
   t.after(() => fx.cleanup());
   const ns = `mcnidel${process.pid}`;
-  await run('ip', ['netns', 'add', ns]);
+  await addTestNetns(ns);
   t.after(() => run('ip', ['netns', 'del', ns]).catch(() => undefined));
   const { cidr } = testSubnet(2);
   const conf = fx.conf(cidr);
