@@ -47,24 +47,24 @@ for (const mode of ['tunnel', 'native'] as const) {
   const get = async (path: string) => (await podExec(client, process.execPath, ['-e', GET, web.ip, path], 20_000)).stdout.trim();
   await eventually('the client reaches web across nodes', async () => (await get('/public')).startsWith('200 '));
 
-  await w.kube.apply(onlyGetPublic('web-l7', 'web', 'ingress', 'client'));
-  await eventually('the denied path gets 403 from node 2\'s proxy', async () => (await get('/private')).startsWith('403 '), 60_000);
-  assert.match(await get('/public'), /^200 web 8080 GET \/public from /);
-  // Node 2 handed the connection to its proxy on the client's own identity (from the VNI, or its ipcache in native mode).
   const clientId = await n1.identityOf(client.ip);
-  const redirects = (await n2.flows()).filter((f) => f.type === 'redirect' && f.src.ip === client.ip && f.dst.ip === web.ip && f.dst.port === 8080);
-  assert.ok(redirects.length > 0, 'node 2 reported the redirect');
-  assert.ok(redirects.every((f) => f.srcIdentity === clientId && f.direction === 'ingress'), JSON.stringify(redirects));
+  const webId = await n2.identityOf(web.ip);
+  // An L7 policy on `on` (node `node`'s proxy answers 403 for the denied path, 200 for the allowed
+  // one); that node reports the redirect of the client's connections to web, as `expected` says.
+  const enforced = async (policy: object, node: NonNullable<typeof n1>, what: string, expected: (f: Awaited<ReturnType<NonNullable<typeof n1>["flows"]>>[number]) => boolean) => {
+    await w.kube.apply(policy);
+    await eventually(`the denied path gets 403 from ${what}`, async () => (await get('/private')).startsWith('403 '), 60_000);
+    assert.match(await get('/public'), /^200 web 8080 GET \/public from /);
+    const redirects = (await node.flows()).filter((f) => f.type === 'redirect' && f.src.ip === client.ip && f.dst.ip === web.ip && f.dst.port === 8080);
+    assert.ok(redirects.length > 0, `${what} reported the redirect`);
+    assert.ok(redirects.every(expected), JSON.stringify(redirects));
+  };
+  // Node 2 hands the connection to its proxy on the client's own identity (from the VNI, or its ipcache in native mode).
+  await enforced(onlyGetPublic('web-l7', 'web', 'ingress', 'client'), n2, "node 2's proxy", (f) => f.srcIdentity === clientId && f.direction === 'ingress');
 
   // Egress L7 on node 1 toward the pod on node 2: once node 2's policy is gone (the denied path is served again).
   await w.kube.kubectl(['delete', 'ciliumnetworkpolicy', 'web-l7', '-n', 'default']);
   await eventually('node 2 serves /private again once its L7 policy is deleted', async () => (await get('/private')).startsWith('200 '), 60_000);
-  await w.kube.apply(onlyGetPublic('client-l7', 'client', 'egress', 'web'));
-  await eventually('the denied path gets 403 from node 1\'s proxy', async () => (await get('/private')).startsWith('403 '), 60_000);
-  assert.match(await get('/public'), /^200 web 8080 GET \/public from /);
-  const webId = await n2.identityOf(web.ip);
-  const egress = (await n1.flows()).filter((f) => f.type === 'redirect' && f.src.ip === client.ip && f.dst.ip === web.ip && f.dst.port === 8080);
-  assert.ok(egress.length > 0, 'node 1 reported the egress redirect');
-  assert.ok(egress.every((f) => f.direction === 'egress' && f.srcIdentity === clientId && f.dstIdentity === webId), JSON.stringify(egress));
+  await enforced(onlyGetPublic('client-l7', 'client', 'egress', 'web'), n1, "node 1's proxy", (f) => f.direction === 'egress' && f.srcIdentity === clientId && f.dstIdentity === webId);
 });
 }
