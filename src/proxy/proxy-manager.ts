@@ -647,8 +647,8 @@ export class ProxyManager {
     };
   }
 
-  /** Hears every access-log record as it arrives (the flow observer); returns the unsubscribe function. */
-  onAccessLog(fn: (r: L7FlowRecord) => void): () => void {
+  /** Hears the access-log records as they arrive, a message of Envoy's at a time (the flow observer); returns the unsubscribe function. */
+  onAccessLog(fn: (rs: readonly L7FlowRecord[]) => void): () => void {
     return this.als.subscribe(fn);
   }
 
