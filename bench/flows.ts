@@ -14,7 +14,8 @@
  *    the offered rate was actually reached.
  * 2. l7_p50_ratio_on_off: the cost on the L7 path. A whole agent (the test
  *    helper's AgentNode: meshd-cni pods, the node Envoy, the demo's HTTP
- *    policy) in three modes: off (hubble.enabled=false), on (flows, every
+ *    policy) in three modes: off (hubble.enabled=false, which also leaves
+ *    the access log out of Envoy's configuration), on (flows, every
  *    flow metric and the agent metrics, as a node runs by default) and
  *    follow (on, plus `meshd observe -f -o json` following every flow on the
  *    same 2 cores); wrk from the client pod to the api pod through Envoy;
@@ -347,7 +348,7 @@ function report(
           '',
           '| mode | p50 (ms) | ratio to off | agent CPU per request (µs) |',
           '| --- | --- | --- | --- |',
-          `| off: hubble.enabled=false | ${l7.off.toFixed(3)} | 1 | ${cpu?.off.toFixed(1)} |`,
+          `| off: hubble.enabled=false (no access log in Envoy) | ${l7.off.toFixed(3)} | 1 | ${cpu?.off.toFixed(1)} |`,
           `| on: flows, every flow metric, agent metrics | ${l7.on.toFixed(3)} | **${r.l7_p50_ratio_on_off}** (target: at most 1.05) | ${cpu?.on.toFixed(1)} |`,
           `| follow: on, and \`meshd observe -f -o json\` on the same cores | ${l7.follow.toFixed(3)} | ${r.l7_p50_ratio_follow_off} | ${cpu?.follow.toFixed(1)} (the follower's own process not counted) |`,
           '',

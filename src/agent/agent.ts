@@ -372,7 +372,7 @@ export class Agent {
         datapath: () => this.endpoints?.metrics() ?? null,
       },
     });
-    this.proxy?.onAccessLog?.((r) => h.addHttp(r));
+    this.proxy?.onAccessLog?.((rs) => h.addHttp(rs));
     return h;
   }
 

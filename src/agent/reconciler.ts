@@ -47,8 +47,8 @@ export interface L7Proxy {
   restart?(): Promise<{ replaced: number; instances: string[] }>;
   /** Calls `fn` when Envoy ACKs a configuration after apply() gave up waiting for it (ACK timeout). */
   onAccepted?(fn: (version: string) => void): () => void;
-  /** Calls `fn` with every HTTP access-log record of the proxy (the flow observer's L7 flows). */
-  onAccessLog?(fn: (r: L7FlowRecord) => void): () => void;
+  /** Calls `fn` with the proxy's HTTP access-log records as they arrive, in batches (the flow observer's L7 flows). */
+  onAccessLog?(fn: (rs: readonly L7FlowRecord[]) => void): () => void;
 }
 
 /** The outcome of the last proxy update, as `meshd status` shows it. */

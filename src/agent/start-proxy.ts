@@ -8,24 +8,31 @@
  * its Envoys serving, and the next agent adopts them (docs/reliability.md).
  */
 import { join } from 'node:path';
-import { ProxyManager } from '../proxy/proxy-manager.js';
+import { ProxyManager, type ProxyManagerOptions } from '../proxy/proxy-manager.js';
 import type { Logger } from '../util/log.js';
 import type { L7Proxy } from './reconciler.js';
 import type { AgentConfig } from './config.js';
 
-function start(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): Promise<ProxyManager> {
-  return ProxyManager.start({
+/** The ProxyManager's options from the agent configuration. */
+export function proxyOptions(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): ProxyManagerOptions {
+  return {
     nodeName: cfg.nodeName,
     stateDir: cfg.stateDir,
     portRange: cfg['proxy.portRange'],
     xdsMode: cfg['envoy.xdsMode'],
     replicas: cfg['proxy.replicas'],
     keepEnvoysOnStop,
+    // The access log feeds only the flow observer.
+    accessLog: cfg['hubble.enabled'],
     // The steering maps sit with the datapath's pins (the agent's pinDir).
     pinDir: join(cfg['bpf.root'], 'meshd'),
     ...(cfg['envoy.binaryPath'] ? { envoyBinaryPath: cfg['envoy.binaryPath'] } : {}),
     log,
-  });
+  };
+}
+
+function start(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): Promise<ProxyManager> {
+  return ProxyManager.start(proxyOptions(cfg, log, keepEnvoysOnStop));
 }
 
 export async function startProxy(cfg: AgentConfig, log: Logger): Promise<L7Proxy> {

@@ -56,7 +56,7 @@ export function attachGateway(o: {
     log.warn('gatewayAPI.enabled but no Envoy runs on this node (envoy.enabled=false): Gateways are not served here');
     return null;
   }
-  const svc = new GatewayService({ proxy: o.proxy, nodeAddresses: o.nodeAddresses, controller: o.controller ?? null, localRoutes: new LocalRoutes(), log, accessLog: true });
+  const svc = new GatewayService({ proxy: o.proxy, nodeAddresses: o.nodeAddresses, controller: o.controller ?? null, localRoutes: new LocalRoutes(), log, accessLog: o.config['hubble.enabled'] });
   for (const k of svc.kinds) {
     const own = o.subscribers.get(k);
     o.subscribers.set(k, {

@@ -5,7 +5,7 @@
  *
  *   const hubble = await Hubble.start({ config, engine, epIdOf, agentMetrics });
  *   hubble.addDatapath(records);   // the datapath's ring-buffer records
- *   hubble.addHttp(record);        // an Envoy access-log record
+ *   hubble.addHttp(records);       // Envoy access-log records
  *   // the kernel's lost-event counter (agent.datapath().eventsLost) is read every second and
  *   // reported as lost events from PERF_EVENT_RING_BUFFER
  *   await hubble.close();          // idempotent
@@ -122,8 +122,11 @@ export class Hubble {
     this.observer.add(records.map((r) => this.parser.fromDatapath(r)));
   }
 
-  addHttp(record: L7FlowRecord): void {
-    this.observer.add(this.parser.fromHttp(record));
+  /** Envoy access-log records, stored as one batch (a request and a response flow each). */
+  addHttp(records: readonly L7FlowRecord[]): void {
+    const flows = [];
+    for (const r of records) flows.push(...this.parser.fromHttp(r));
+    this.observer.add(flows);
   }
 
   /** Records the datapath or the proxy delivered that could not become flows. */

@@ -8,14 +8,12 @@
  *   const als = new AccessLogServer({ socketPath, onRecord: (r) => … });
  *   await als.listen();   // the bootstrap's meshd-als cluster points here
  *   als.recent();         // last N records, for the CLI
- *   als.subscribe((r) => …);   // every record as it arrives
+ *   als.subscribe((rs) => …);  // the records of each message Envoy sends, as they arrive
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { prepareSocketPath } from '../util/unix-socket.js';
+import { accessLogDecoder } from './access-log-decode.js';
 
 export interface L7FlowRecord {
   time: string;
@@ -33,11 +31,6 @@ export interface L7FlowRecord {
   latencyNs?: number;
   /** "HTTP/1.0", "HTTP/1.1", "HTTP/2" or "HTTP/3", when Envoy reports it. */
   protocol?: string;
-}
-
-function depsRoot(): string {
-  const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
 }
 
 const addr = z
@@ -64,41 +57,40 @@ const messageSchema = z.object({
   http_logs: z.object({ log_entry: z.array(z.unknown()) }).optional(),
 });
 
+/**
+ * AccessLogService with the decoder of access-log-decode.ts for the client's messages (a generic
+ * decoder would materialise every field Envoy sends); the reply is an empty StreamAccessLogsResponse.
+ */
+const ALS_SERVICE = (decode: (b: Uint8Array) => unknown): grpc.ServiceDefinition => ({
+  StreamAccessLogs: {
+    path: '/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs',
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: () => Buffer.alloc(0),
+    requestDeserialize: decode,
+    responseSerialize: () => Buffer.alloc(0),
+    responseDeserialize: () => ({}),
+  },
+});
+
 const fmt = (a: z.infer<typeof addr>) => (a?.socket_address ? `${a.socket_address.address ?? '?'}:${a.socket_address.port_value ?? 0}` : '');
 
 export class AccessLogServer {
   private server: grpc.Server | null = null;
   private readonly ring: L7FlowRecord[] = [];
-  private readonly listeners = new Set<(r: L7FlowRecord) => void>();
+  private readonly listeners = new Set<(rs: readonly L7FlowRecord[]) => void>();
   readonly counters = { forwarded: 0, denied: 0, error: 0, malformed: 0 };
 
   constructor(private readonly opts: { socketPath: string; keep?: number; onRecord?: (r: L7FlowRecord) => void }) {}
 
   async listen(): Promise<void> {
-    const deps = depsRoot();
-    const def = protoLoader.loadSync('envoy/service/accesslog/v3/als.proto', {
-      includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d)),
-      keepCase: true,
-      longs: Number,
-      enums: String,
-      defaults: false,
-      oneofs: true,
-    });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as {
-      envoy: { service: { accesslog: { v3: { AccessLogService: grpc.ServiceClientConstructor } } } };
-    };
+    const decode = accessLogDecoder();
     const server = new grpc.Server();
-    server.addService(pkg.envoy.service.accesslog.v3.AccessLogService.service, {
+    server.addService(ALS_SERVICE(decode), {
       StreamAccessLogs: (call: grpc.ServerReadableStream<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => {
         let logName = '';
         call.on('data', (msg: unknown) => {
-          const m = messageSchema.safeParse(msg);
-          if (!m.success) {
-            this.counters.malformed += 1;
-            return;
-          }
-          logName = m.data.identifier?.log_name ?? logName;
-          for (const raw of m.data.http_logs?.log_entry ?? []) this.accept(logName, raw);
+          logName = this.handle(msg, logName);
         });
         call.on('end', () => done(null, {}));
         call.on('error', () => undefined);
@@ -111,8 +103,12 @@ export class AccessLogServer {
     this.server = server;
   }
 
-  /** Hears every record as it arrives (the flow observer); returns the unsubscribe function. */
-  subscribe(fn: (r: L7FlowRecord) => void): () => void {
+  /**
+   * Hears every record as it arrives (the flow observer), a message's records in one call: Envoy
+   * batches entries (buffer_size_bytes, buffer_flush_interval) and so does the store. Returns the
+   * unsubscribe function.
+   */
+  subscribe(fn: (rs: readonly L7FlowRecord[]) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
@@ -127,11 +123,28 @@ export class AccessLogServer {
     if (s) await new Promise<void>((r) => s.tryShutdown(() => r()));
   }
 
-  private accept(logName: string, raw: unknown): void {
+  /** One decoded StreamAccessLogsMessage; returns the stream's log name (sent with its first message only). */
+  handle(msg: unknown, logName: string): string {
+    const m = messageSchema.safeParse(msg);
+    if (!m.success) {
+      this.counters.malformed += 1;
+      return logName;
+    }
+    const name = m.data.identifier?.log_name ?? logName;
+    const batch: L7FlowRecord[] = [];
+    for (const raw of m.data.http_logs?.log_entry ?? []) {
+      const rec = this.record(name, raw);
+      if (rec) batch.push(rec);
+    }
+    if (batch.length > 0) for (const l of this.listeners) l(batch);
+    return name;
+  }
+
+  private record(logName: string, raw: unknown): L7FlowRecord | null {
     const e = entrySchema.safeParse(raw);
     if (!e.success) {
       this.counters.malformed += 1;
-      return;
+      return null;
     }
     const status = e.data.response?.response_code?.value ?? 0;
     const details = e.data.response?.response_code_details ?? '';
@@ -157,6 +170,6 @@ export class AccessLogServer {
     this.ring.push(rec);
     if (this.ring.length > (this.opts.keep ?? 1000)) this.ring.shift();
     this.opts.onRecord?.(rec);
-    for (const l of this.listeners) l(rec);
+    return rec;
   }
 }

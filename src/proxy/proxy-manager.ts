@@ -95,6 +95,12 @@ export interface ProxyManagerOptions {
    * (steering.ts). Without it, or when steering cannot load, the kernel's listener lookup steers.
    */
   pinDir?: string;
+  /**
+   * Envoy's HTTP access log to this process (gRPC ALS), the source of the L7 flows (default true).
+   * It costs Envoy and the agent CPU on every request; the agent turns it off when nothing reads it
+   * (hubble.enabled=false).
+   */
+  accessLog?: boolean;
 }
 
 /** The single-Envoy view of the supervisor (meshd status), plus every instance and how new connections reach them. */
@@ -552,7 +558,7 @@ export class ProxyManager {
     if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
     this.lateAck?.abort();
     this.lateAck = null;
-    const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: true, kafka: { processorSocket: this.kafka.socketPath } });
+    const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: this.o.accessLog ?? true, kafka: { processorSocket: this.kafka.socketPath } });
     // Every Envoy binds each proxy port with SO_REUSEPORT: replicas and replacements share it (steering.ts).
     let out: TranslateOutput = { ...translated, listeners: withReusePort(translated.listeners) };
     // A Secret that is missing or does not parse costs only what names it: its last good version stays
@@ -647,8 +653,8 @@ export class ProxyManager {
     };
   }
 
-  /** Hears every access-log record as it arrives (the flow observer); returns the unsubscribe function. */
-  onAccessLog(fn: (r: L7FlowRecord) => void): () => void {
+  /** Hears the access-log records as they arrive, a message of Envoy's at a time (the flow observer); returns the unsubscribe function. */
+  onAccessLog(fn: (rs: readonly L7FlowRecord[]) => void): () => void {
     return this.als.subscribe(fn);
   }
 
