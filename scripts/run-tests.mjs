@@ -101,9 +101,41 @@ const netnsOfThisRun = () => {
 };
 // A rule of this run: the proxy's default policy routing (table 2004) that was not there before,
 // or a per-run one of test/helpers/l7-world.ts (table 40000 + pid % 20000 of one of our processes).
+// Table 2004's rule is one per host, shared by every agent on it: while another test run or
+// benchmark is running on the machine, it may be theirs, and removing it would break their proxies.
+const ancestors = () => {
+  const out = new Set();
+  for (let pid = process.pid; pid > 1; ) {
+    out.add(pid);
+    try {
+      pid = Number(/^\d+ \(.*\) \S+ (\d+)/s.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      break;
+    }
+  }
+  return out;
+};
+const othersRunning = () => {
+  const mine = ancestors();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || mine.has(Number(d)) || ours.has(Number(d))) continue;
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('scripts/run-tests.mjs') || /dist\/bench\/[^/]+\.js/.test(cmd)) return true;
+  }
+  return false;
+};
+let sharedRuleChecked = true;
 const ruleOfOurs = (line) => {
   const table = Number(/ lookup (\d+)/.exec(line)?.[1] ?? NaN);
-  if (table === 2004) return true;
+  if (table === 2004) {
+    if (othersRunning()) sharedRuleChecked = false;
+    return sharedRuleChecked;
+  }
   return table >= 40000 && table < 60000 && (!childrenKnown || [...ours].some((pid) => 40000 + (pid % 20000) === table));
 };
 const dirOfOurs = (d) => {
@@ -158,6 +190,7 @@ const leakedNs = [...netnsNow()].filter((n) => !netnsBefore.has(n) && created.ha
 const leakedDirs = testDirs().filter((d) => !dirsBefore.has(d) && dirOfOurs(d));
 if (!defaultPinsBefore && existsSync(DEFAULT_PINS)) leakedDirs.push(DEFAULT_PINS);
 const leakedRules = rulesNow().filter((r) => !rulesBefore.has(r) && ruleOfOurs(r));
+if (!sharedRuleChecked) console.error('run-tests: the proxies\' shared policy-routing rule (table 2004) was not checked: another test run or benchmark is running on this machine');
 const leaked = leakedNs.length + leakedDirs.length + leakedRules.length > 0;
 if (leaked) {
   console.error(`run-tests: LEAK: tests left behind ${[...leakedNs.map((n) => `netns ${n}`), ...leakedDirs, ...leakedRules.map((r) => `ip rule ${r}`)].join(', ')}; removing them; the run fails`);
