@@ -13,12 +13,19 @@
  *                       the L7 proxy (REDIRECT for the VNI's identity) is
  *                       handed to the proxy here, the one hook on its way
  *                       where bpf_sk_assign works (tc ingress).
+ *                       A VNI of MESHD_ID_HOST is another node's own
+ *                       traffic: the receiver names it by the inner source
+ *                       address's ipcache identity (the sender's node
+ *                       identity, with its labels), else remote-node, as
+ *                       Cilium maps HOST_ID in the VNI to the remote node.
  *   meshd_to_overlay    tunnel device egress: packets the kernel routed here
  *                       (the node's own connections to another node's pods,
- *                       e.g. the proxy's upstream leg) get their tunnel key
- *                       from meshd_tunnel; the identity is the one in the
- *                       proxy's mark, else world. Pod traffic arrives with
- *                       its key already set by meshd_from_pod.
+ *                       e.g. the proxy's upstream leg, health checks) get
+ *                       their tunnel key from meshd_tunnel; the identity is
+ *                       the one in the proxy's mark, else host when the
+ *                       source is one of this node's addresses, else world
+ *                       (traffic the node only forwards). Pod traffic
+ *                       arrives with its key already set by meshd_from_pod.
  *   meshd_from_netdev   native mode, ingress of the device that reaches the
  *                       other nodes: the same L7 hand-over for connections
  *                       from another node, the client's identity from the
@@ -98,6 +105,23 @@ static __always_inline struct meshd_endpoint *meshd_overlay_tcp_to_local(struct 
 	return meshd_local_endpoint(t->family, t->daddr);
 }
 
+/* The identity of another node's own traffic (MESHD_ID_HOST in the VNI):
+ * the ipcache's for the inner source address when it knows the address (the
+ * sending node's identity, carrying its labels, so fromNodes selects it, or
+ * kube-apiserver where the API server runs there), else remote-node. Never
+ * world or host: the sender vouched that the packet is its node's own. */
+static __always_inline __u32 meshd_overlay_node_identity(const struct meshd_tuple *t, int parsed)
+{
+	__u32 id;
+
+	if (!parsed)
+		return MESHD_ID_REMOTE_NODE;
+	id = meshd_ipcache_identity(t->family, t->saddr);
+	if (id == MESHD_ID_WORLD || id == MESHD_ID_HOST || id == MESHD_ID_UNKNOWN)
+		return MESHD_ID_REMOTE_NODE;
+	return id;
+}
+
 SEC("tc")
 int meshd_from_overlay(struct __sk_buff *skb)
 {
@@ -107,18 +131,24 @@ int meshd_from_overlay(struct __sk_buff *skb)
 	int ret;
 	struct bpf_tunnel_key key = {};
 	__u32 identity;
+	int parsed;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
 		return meshd_overlay_drop(skb, MESHD_DIR_INGRESS, MESHD_ID_UNKNOWN, MESHD_DROP_TUNNEL_FAILED);
 	identity = key.tunnel_id & MESHD_TUNNEL_VNI_MASK;
 	if (identity == MESHD_ID_UNKNOWN || identity != key.tunnel_id)
 		return meshd_overlay_drop(skb, MESHD_DIR_INGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
+	parsed = meshd_parse(skb, &t) == MESHD_PARSE_OK;
+	if (identity == MESHD_ID_HOST)
+		identity = meshd_overlay_node_identity(&t, parsed);
 	skb->mark = meshd_tunnel_mark(identity);
 	/* the inner destination MAC is the sender's idea of the next hop */
 	if (skb->pkt_type != MESHD_PACKET_HOST)
 		bpf_skb_change_type(skb, MESHD_PACKET_HOST);
 	c.src_identity = identity;
-	ep = meshd_overlay_tcp_to_local(skb, &t);
+	if (!parsed || t.proto != MESHD_IPPROTO_TCP)
+		return TC_ACT_OK;
+	ep = meshd_local_endpoint(t.family, t.daddr);
 	if (!ep)
 		return TC_ACT_OK;
 	ret = meshd_overlay_to_proxy(skb, &t, ep, &c);
@@ -133,20 +163,22 @@ int meshd_to_overlay(struct __sk_buff *skb)
 	struct bpf_tunnel_key key = {};
 	struct meshd_tunnel_value *tv;
 	__u32 identity = MESHD_ID_WORLD;
-	__be32 daddr;
+	__be32 addrs[2]; /* saddr, daddr: adjacent in struct iphdr */
 	int ret;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0)
 		return TC_ACT_OK; /* set by meshd_from_pod */
 	if (skb->protocol != bpf_htons(MESHD_ETH_P_IP) ||
-	    meshd_load(skb, MESHD_ETH_HLEN + offsetof(struct iphdr, daddr), &daddr, 4) < 0)
+	    meshd_load(skb, MESHD_ETH_HLEN + offsetof(struct iphdr, saddr), addrs, 8) < 0)
 		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
-	tv = meshd_tunnel_lookup4(daddr);
+	tv = meshd_tunnel_lookup4(addrs[1]);
 	if (!tv)
 		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, MESHD_DROP_TUNNEL_FAILED);
 	if ((skb->mark & MESHD_MARK_MAGIC_MASK) == MESHD_MARK_MAGIC_IDENTITY)
 		identity = (skb->mark >> MESHD_MARK_IDENTITY_SHIFT) |
 			   ((skb->mark & MESHD_MARK_IDENTITY_HIGH_MASK) << MESHD_MARK_IDENTITY_SHIFT);
+	else if (meshd_ipcache_identity(4, (const __u8 *)addrs) == MESHD_ID_HOST)
+		identity = MESHD_ID_HOST; /* the receiver makes it this node's identity there */
 	ret = meshd_tunnel_set_key(skb, tv, identity);
 	if (ret < 0)
 		return meshd_overlay_drop(skb, MESHD_DIR_EGRESS, identity, -ret);

@@ -25,6 +25,10 @@ enum meshd_identity_reserved {
 	MESHD_ID_UNKNOWN = 0,
 	MESHD_ID_HOST = 1,
 	MESHD_ID_WORLD = 2,
+	/* a node's own traffic as another node sees it (the VNI of the
+	 * node's traffic is MESHD_ID_HOST; bpf/overlay.c maps it to this,
+	 * or to the sender's node identity in the ipcache) */
+	MESHD_ID_REMOTE_NODE = 6,
 };
 
 /* Directions, from the endpoint's point of view. */

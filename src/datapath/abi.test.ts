@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isMeshdError } from '../util/errors.js';
-import { abiEnums, Dir, DROP_REASON_MAX, DropReason, Mark, Metric, MetricSlot, proxyUpstreamMark } from './abi.js';
+import { ReservedIdentity } from '../identity/reserved.js';
+import { abiEnums, Dir, DROP_REASON_MAX, DropReason, Identity, Mark, Metric, MetricSlot, proxyUpstreamMark } from './abi.js';
 
 // The values themselves are checked against the compiled objects by
 // test/integration/bpf-abi.test.ts; these are the TypeScript-side rules.
@@ -12,6 +13,13 @@ test('each C enum has one table, and tables of codes never give two names one nu
     const values = Object.values(e.values);
     assert.equal(new Set(values).size, values.length, e.cName);
   }
+});
+
+test('the reserved identities the datapath names are numbered as the identity allocator numbers them', () => {
+  assert.deepEqual(
+    { host: Identity.HOST, world: Identity.WORLD, 'remote-node': Identity.REMOTE_NODE },
+    { host: ReservedIdentity.host, world: ReservedIdentity.world, 'remote-node': ReservedIdentity['remote-node'] },
+  );
 });
 
 test('metric slots: every drop reason has its own slot per direction, below the connection counters', () => {

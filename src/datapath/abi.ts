@@ -15,7 +15,7 @@
 import { MeshdError } from '../util/errors.js';
 
 /** Reserved identities (enum meshd_identity_reserved). */
-export const Identity = { UNKNOWN: 0, HOST: 1, WORLD: 2 } as const;
+export const Identity = { UNKNOWN: 0, HOST: 1, WORLD: 2, REMOTE_NODE: 6 } as const;
 
 /** Direction from the endpoint's point of view (enum meshd_dir). */
 export const Dir = { INGRESS: 0, EGRESS: 1 } as const;

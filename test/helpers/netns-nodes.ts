@@ -106,6 +106,8 @@ export class NetnsNode {
   readonly logs: string[] = [];
   private agent: Child | null = null;
   bridge: Child | null = null;
+  /** The kubeconfig the agent starts with; unset: the world's (the API server at the node's loopback). */
+  kubeconfig: string | undefined;
 
   constructor(
     readonly name: string,
@@ -212,7 +214,7 @@ export class NetnsNode {
     assert.ok(!this.running, `the agent of ${this.name} runs already`);
     if (!existsSync(this.configFile)) this.writeConfig();
     if (!existsSync(this.launcher)) this.writeLauncher();
-    const child = spawn(...this.onNode(process.execPath, [MESHD_BIN, 'agent', '--config', this.configFile, '--kubeconfig', this.world.kubeconfigPath]), {
+    const child = spawn(...this.onNode(process.execPath, [MESHD_BIN, 'agent', '--config', this.configFile, '--kubeconfig', this.kubeconfig ?? this.world.kubeconfigPath]), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_NAME: this.name },
     });
@@ -332,7 +334,9 @@ export interface NetnsNodes {
    * Makes the API server reachable at `node`'s underlay address and `port` (a forwarder in the node, as if
    * the API server ran there), stopped in the cleanup. The `kubernetes` EndpointSlice is the caller's.
    */
-  exposeApiServer(node: NetnsNode, port: number): Promise<void>;
+  exposeApiServer(node: Pick<NetnsNode, 'ns' | 'ip'>, port: number): Promise<void>;
+  /** The agents' kubeconfig (the meshd service account's, server at the nodes' loopback). */
+  kubeconfigPath: string;
 }
 
 export async function startNetnsNodes(t: After, names: readonly string[], o: NetnsNodesOptions): Promise<NetnsNodes> {
@@ -424,13 +428,13 @@ export async function startNetnsNodes(t: After, names: readonly string[], o: Net
     return c;
   };
 
-  const exposeApiServer = async (node: NetnsNode, port: number): Promise<void> => {
+  const exposeApiServer = async (node: Pick<NetnsNode, 'ns' | 'ip'>, port: number): Promise<void> => {
     const c = await startForwarder(node.ns, port, node.ip);
     made.deferred.push(() => stopChild(c, 2_000));
   };
 
   for (const n of names) await addNode(n);
-  return { kube, nodes: made.nodes, underlay, addNode, defer: (fn) => void made.deferred.push(fn), exposeApiServer };
+  return { kube, nodes: made.nodes, underlay, addNode, defer: (fn) => void made.deferred.push(fn), exposeApiServer, kubeconfigPath: sa.kubeconfigPath };
 }
 
 /** Runs a command inside a pod's namespace (pods need no bpffs: `ip netns exec` is fine). */
