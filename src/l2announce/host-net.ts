@@ -23,7 +23,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { AddressScope, changeAddress, dumpAddresses, IFA_F_NODAD, NetlinkError } from '../../native/index.js';
+import { AddressScope, changeAddress, dumpAddresses, IFA_F_NODAD, NetlinkError, type HostAddress } from '../../native/index.js';
 import { MeshdError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { ipToBigint } from '../lbipam/ip-range.js';
@@ -40,9 +40,16 @@ export interface AnnouncedAddress {
 
 export interface HostNetState {
   interfaces: HostInterface[];
-  /** Host-scoped single addresses (/32, /128) on the node's interfaces but loopback: what announcements look like. */
+  /**
+   * What announcements look like, on the node's interfaces but loopback:
+   * host-scoped IPv4 /32s, and IPv6 /128s without duplicate detection (the
+   * kernel keeps an IPv6 address's scope to its type, global, whatever the
+   * request says, so the scope cannot mark them).
+   */
   announced: AnnouncedAddress[];
 }
+
+const isAnnouncement = (a: HostAddress): boolean => (a.family === 4 ? a.scope === AddressScope.host && a.prefixlen === 32 : a.prefixlen === 128 && (a.flags & IFA_F_NODAD) !== 0);
 
 /** What the announcer needs of the node's network stack. */
 export interface HostNet {
@@ -61,7 +68,7 @@ const AddrList = z.array(
       ifname: z.string(),
       address: z.string().optional(),
       link_type: z.string().optional(),
-      addr_info: z.array(z.object({ family: z.string().optional(), local: z.string().optional(), prefixlen: z.number().optional(), scope: z.string().optional() }).loose()).default([]),
+      addr_info: z.array(z.object({ family: z.string().optional(), local: z.string().optional(), prefixlen: z.number().optional(), scope: z.string().optional(), nodad: z.boolean().optional() }).loose()).default([]),
     })
     .loose(),
 );
@@ -80,7 +87,7 @@ export class IpHostNet implements HostNet {
     return {
       interfaces: links.map((l) => ({ name: l.ifname, mac: l.address ?? '' })),
       announced: links.flatMap((l) =>
-        l.addr_info.filter((a) => a.scope === 'host' && a.local !== undefined && a.prefixlen === (a.family === 'inet' ? 32 : 128)).map((a) => ({ ifname: l.ifname, ip: a.local ?? '' })),
+        l.addr_info.filter((a) => a.local !== undefined && (a.family === 'inet' ? a.scope === 'host' && a.prefixlen === 32 : a.prefixlen === 128 && a.nodad === true)).map((a) => ({ ifname: l.ifname, ip: a.local ?? '' })),
       ),
     };
   }
@@ -158,7 +165,7 @@ export class NetlinkHostNet implements HostNet {
     const names = new Map(links.map((l) => [l.ifindex, l.name]));
     const announced = dumpAddresses().flatMap((a) => {
       const ifname = names.get(a.ifindex);
-      return ifname !== undefined && a.scope === AddressScope.host && a.prefixlen === (a.family === 4 ? 32 : 128) ? [{ ifname, ip: a.address }] : [];
+      return ifname !== undefined && isAnnouncement(a) ? [{ ifname, ip: a.address }] : [];
     });
     return Promise.resolve({ interfaces: links.map(({ name, mac }) => ({ name, mac })), announced });
   }
