@@ -1,5 +1,6 @@
 /**
- * npm run bench:lb-ipam [-- --json] [--services N] [--lease-ms MS] [--failovers N] [--dev-run]
+ * npm run bench:lb-ipam [-- --json] [--services N] [--lease-ms MS] [--failovers N] [--reach-services N] [--dev-run]
+ *                        [--reach-only] [--timelines FILE]
  *
  * Two figures of LoadBalancer Services on a bare-metal segment, against a
  * real API server (the test harness' kube-apiserver and etcd):
@@ -22,7 +23,15 @@
  *             EndpointSlice's answered) until the client, resolving the
  *             address by ARP, gets an answer from the backend pod through
  *             it (bpf/nodeport.c), for --reach-services N (default 100, as the assign figure)
- *             Services one after another: p50 and p99.
+ *             Services one after another: p50 and p99. The client (PROBER)
+ *             starts when the address is in the status and measures when
+ *             the address first answers (see PROBER for what it leaves out).
+ *             Each Service's timeline is logged as p50/p99 per step —
+ *             status written (LB IPAM) and seen, Lease held, address
+ *             placed (L2 announcer), frontend programmed (the agent's LB
+ *             maps), client's first try, answer — and written whole to
+ *             --timelines FILE (JSON); --reach-only runs only this figure
+ *             and writes no docs/benchmarks file.
  *
  * Writes docs/benchmarks/lb-ipam.md; with --json the last stdout line is
  * {"assign_p50_ms","assign_p99_ms","failover_s","lease_duration_s","services","reach_p50_ms","reach_p99_ms","reach_services"}.
@@ -49,6 +58,7 @@ import { mkdirSync } from 'node:fs';
 import { run } from '../src/util/exec.js';
 import { l2Segment } from '../test/helpers/l2-segment.js';
 import { Sandbox } from '../test/helpers/netns.js';
+import { z } from 'zod';
 import { benchArgs } from './args.js';
 
 const { json, num, log } = benchArgs();
@@ -57,6 +67,9 @@ const services = num('--services', 100);
 const leaseMs = num('--lease-ms', 3_000);
 const failovers = num('--failovers', 3);
 const reachServices = num('--reach-services', 100);
+const reachOnly = process.argv.includes('--reach-only');
+const timelineIdx = process.argv.indexOf('--timelines');
+const timelineFile = timelineIdx >= 0 ? process.argv[timelineIdx + 1] : undefined;
 const FAST = { backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
 const after: Array<() => Promise<void> | void> = [];
@@ -151,23 +164,78 @@ async function failoverSeconds(kube: KubeCluster): Promise<number[]> {
 
 /** In the backend pod: answers every connection with a line. */
 const ANSWER = "require('net').createServer((s) => { s.on('error', () => {}); s.end('backend'); }).listen(8080, '0.0.0.0', () => console.log('ready'));";
-/** In the client namespace: for each address on stdin, connects every 20 ms until the backend answers, then prints it. */
+/**
+ * In the client namespace: for each address on stdin, opens a connection
+ * to it every 50 ms until one is answered by the backend, then prints one
+ * JSON line (times on Date.now()'s clock): when it first tried, when it was
+ * answered, how many connections it opened and how the others ended. Each
+ * connection waits up to 1 s, as a client's first SYN does before TCP
+ * retransmits it. So what is measured is when the address first answers,
+ * to within 50 ms: a connection refused or unanswered (no frontend yet) is
+ * followed by the next 50 ms later, not by TCP's 1-s retransmit; a SYN
+ * waiting for the client's ARP resolution goes out the moment the address
+ * is resolved — by the node's answer to the client's ARP request or by the
+ * announcer's gratuitous ARP — not when the client's ARP retransmit timer
+ * (1 s) fires. The connections add no ARP traffic of their own: the client's
+ * kernel sends one request per retransmit interval, however many SYNs wait.
+ */
 const PROBER = `
 const net = require('net');
 require('readline').createInterface({ input: process.stdin }).on('line', (ip) => {
-  const tryOnce = () => {
+  const first = Date.now();
+  const open = new Set();
+  const errors = {};
+  let attempts = 0;
+  let done = false;
+  const attempt = () => {
+    if (done || open.size >= 20) return;
+    attempts++;
     const s = net.connect({ host: ip, port: 80 });
+    open.add(s);
     let d = '';
-    const retry = () => { s.destroy(); setTimeout(tryOnce, 20); };
-    s.setTimeout(500, retry);
+    const end = (why) => {
+      if (!open.delete(s)) return;
+      s.destroy();
+      if (why && !done) errors[why] = (errors[why] || 0) + 1;
+    };
+    s.setTimeout(1000, () => end('timeout'));
     s.on('data', (c) => (d += c));
-    s.on('end', () => (d === 'backend' ? console.log(ip) : retry()));
-    s.on('error', retry);
+    s.on('end', () => {
+      if (d !== 'backend' || done) return end('no answer');
+      done = true;
+      clearInterval(tick);
+      console.log(JSON.stringify({ ip, first, at: Date.now(), attempts, errors }));
+      for (const o of [...open]) end();
+    });
+    s.on('error', (e) => end(e.code || 'error'));
   };
-  tryOnce();
+  const tick = setInterval(attempt, 50);
+  attempt();
 });`;
 
-async function reachLatencies(kube: KubeCluster): Promise<number[]> {
+/** One Service's way to a reachable address, each time in ms after its creation was sent (Date.now()). */
+interface ReachTimeline {
+  name: string;
+  ip: string;
+  /** The Service's POST answered; its EndpointSlice's POST answered. */
+  created: number;
+  slice: number;
+  /** LB IPAM wrote the address (the agent's log), and the bench's watch saw it. */
+  statusWritten: number;
+  statusSeen: number;
+  /** The announcer holds the Service's Lease; it put the address on the interface (the kernel answers ARP from then). */
+  leaseHeld: number;
+  addressPlaced: number;
+  /** The datapath has the address:port frontend with the backend (the agent's LB maps). */
+  frontend: number;
+  /** The client's first attempt, and the answer from the backend. */
+  probeStart: number;
+  reached: number;
+  attempts: number;
+  errors: Record<string, number>;
+}
+
+async function reachLatencies(kube: KubeCluster): Promise<ReachTimeline[]> {
   const { admin } = await clients(kube);
   // The fail-over phase's policy names ^eth0$: gone before an announcer runs in this (the host's) namespace.
   await admin.send('DELETE', `${L2_POLICIES_PATH}/eth0`).catch(() => undefined);
@@ -191,42 +259,134 @@ async function reachLatencies(kube: KubeCluster): Promise<number[]> {
   await new Promise((r) => server.stdout.once('data', r));
   const prober = spawn('ip', ['netns', 'exec', clientNs, process.execPath, '-e', PROBER], { stdio: ['pipe', 'pipe', 'inherit'] });
   after.push(() => void prober.kill('SIGKILL'));
-  const answered = new Map<string, number>();
-  createInterface({ input: prober.stdout }).on('line', (ip) => answered.set(ip.trim(), performance.now()));
+  const ProbeLine = z.object({ ip: z.string(), first: z.number(), at: z.number(), attempts: z.number(), errors: z.record(z.string(), z.number()) });
+  const answered = new Map<string, z.infer<typeof ProbeLine>>();
+  createInterface({ input: prober.stdout }).on('line', (line) => {
+    const r = ProbeLine.parse(JSON.parse(line));
+    answered.set(r.ip, r);
+  });
+  // The bench's own watch: when a Service's address is in its status (as a client's kubectl would see it).
+  const statusSeen = new Map<string, { ip: string; at: number }>();
+  const watcher = new Reflector(
+    { client: admin, path: '/api/v1/namespaces/default/services', ...FAST },
+    {
+      onList: () => undefined,
+      onEvent: (_type, obj) => {
+        const r = LbServiceSchema.safeParse(obj);
+        const ip = r.success ? r.data.status?.loadBalancer?.ingress?.[0]?.ip : undefined;
+        if (r.success && ip && !statusSeen.has(r.data.metadata.name)) statusSeen.set(r.data.metadata.name, { ip, at: Date.now() });
+      },
+      onMissing: () => undefined,
+      onError: () => undefined,
+      onHealthy: () => undefined,
+    },
+  );
+  watcher.start();
+  after.push(() => watcher.stop());
+  const running = agent.running;
+  const l2 = running?.loadBalancers?.l2;
+  if (!running || !l2) throw new Error('the agent runs no L2 announcer');
+  // What the agent logged (JSON lines with an ISO time), by message and Service.
+  const logged = (msg: string, service: string): number => {
+    for (const l of agent.logs) {
+      if (!l.includes(msg) || !l.includes(`"${service}"`)) continue;
+      const t = z.object({ time: z.string() }).safeParse(JSON.parse(l));
+      if (t.success) return Date.parse(t.data.time);
+    }
+    return NaN;
+  };
 
   await admin.send('POST', LB_IP_POOLS_PATH, { apiVersion: 'cilium.io/v2', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'reach' }, spec: { blocks: [{ cidr: '10.79.0.128/25' }], serviceSelector: { matchLabels: { reach: 'yes' } } } });
   await admin.send('POST', L2_POLICIES_PATH, { apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumL2AnnouncementPolicy', metadata: { name: 'reach' }, spec: { interfaces: [`^${hostIf}$`], loadBalancerIPs: true, serviceSelector: { matchLabels: { reach: 'yes' } } } });
-  const out: number[] = [];
+  const out: ReachTimeline[] = [];
   for (let i = 0; i < reachServices; i++) {
     const name = `reach-${i}`;
-    const t0 = performance.now();
-    await admin.send('POST', '/api/v1/namespaces/default/services', { apiVersion: 'v1', kind: 'Service', metadata: { name, labels: { reach: 'yes' } }, spec: { type: 'LoadBalancer', loadBalancerClass: 'io.cilium/l2-announcer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
-    await admin.send('POST', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: `${name}-1`, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4',
-      endpoints: [{ addresses: [pod.ip], nodeName: 'bench-node', conditions: { ready: true } }],
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    });
+    const key = `default/${name}`;
+    const t0 = Date.now();
+    // Sampled every 2 ms in this process (the agent runs in it): when the Lease is held and the frontend is programmed.
+    let leaseHeld = NaN;
+    let frontend = NaN;
     let ip: string | undefined;
-    while (!(ip = LbServiceSchema.parse(await admin.getJson(`/api/v1/namespaces/default/services/${name}`)).status?.loadBalancer?.ingress?.[0]?.ip)) {
-      if (performance.now() - t0 > 30_000) throw new Error(`${name} got no address within 30 s`);
-      await new Promise((r) => setTimeout(r, 20));
+    const sampler = setInterval(() => {
+      if (Number.isNaN(leaseHeld) && l2.held().includes(key)) leaseHeld = Date.now();
+      if (ip && Number.isNaN(frontend) && (running.agent.serviceManager()?.backendsOf(ip, 80)?.length ?? 0) > 0) frontend = Date.now();
+    }, 2);
+    try {
+      await admin.send('POST', '/api/v1/namespaces/default/services', { apiVersion: 'v1', kind: 'Service', metadata: { name, labels: { reach: 'yes' } }, spec: { type: 'LoadBalancer', loadBalancerClass: 'io.cilium/l2-announcer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+      const created = Date.now();
+      await admin.send('POST', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: `${name}-1`, labels: { 'kubernetes.io/service-name': name } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [pod.ip], nodeName: 'bench-node', conditions: { ready: true } }],
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      });
+      const slice = Date.now();
+      while (!(ip = statusSeen.get(name)?.ip)) {
+        if (Date.now() - t0 > 30_000) throw new Error(`${name} got no address within 30 s`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      prober.stdin.write(`${ip}\n`);
+      let probe: z.infer<typeof ProbeLine> | undefined;
+      while (!(probe = answered.get(ip))) {
+        if (Date.now() - t0 > 30_000) throw new Error(`${name} (${ip}) not reached within 30 s`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      while (Number.isNaN(frontend) || Number.isNaN(leaseHeld)) {
+        if (Date.now() - t0 > 30_000) throw new Error(`${name}: reached, but its Lease or frontend not seen within 30 s`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const placed = l2.takeovers.find((t) => t.service === key && t.ip === ip)?.at ?? NaN;
+      out.push({
+        name,
+        ip,
+        created: created - t0,
+        slice: slice - t0,
+        statusWritten: logged('LB IPAM: service addresses', key) - t0,
+        statusSeen: (statusSeen.get(name)?.at ?? NaN) - t0,
+        leaseHeld: leaseHeld - t0,
+        addressPlaced: placed - t0,
+        frontend: frontend - t0,
+        probeStart: probe.first - t0,
+        reached: probe.at - t0,
+        attempts: probe.attempts,
+        errors: probe.errors,
+      });
+    } finally {
+      clearInterval(sampler);
     }
-    prober.stdin.write(`${ip}\n`);
-    while (!answered.has(ip)) {
-      if (performance.now() - t0 > 30_000) throw new Error(`${name} (${ip}) not reached within 30 s`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    out.push((answered.get(ip) ?? NaN) - t0);
   }
   return out;
+}
+
+/** p50 and p99 of each step of the reach timelines, as a table for the log. */
+function reachBreakdown(ts: readonly ReachTimeline[]): string[] {
+  const steps: Array<keyof ReachTimeline> = ['created', 'slice', 'statusWritten', 'statusSeen', 'leaseHeld', 'addressPlaced', 'frontend', 'probeStart', 'reached'];
+  const lines = steps.map((k) => {
+    const xs = ts.map((t) => Number(t[k]));
+    return `  ${k.padEnd(14)} p50 ${quantile(xs, 0.5).toFixed(0).padStart(6)} ms  p99 ${quantile(xs, 0.99).toFixed(0).padStart(6)} ms  max ${Math.max(...xs).toFixed(0).padStart(6)} ms`;
+  });
+  const errs = new Map<string, number>();
+  for (const t of ts) for (const [k, n] of Object.entries(t.errors)) errs.set(k, (errs.get(k) ?? 0) + n);
+  lines.push(`  client attempts p50 ${quantile(ts.map((t) => t.attempts), 0.5)} max ${Math.max(...ts.map((t) => t.attempts))}; failed attempts: ${[...errs].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`);
+  return lines;
 }
 
 async function main(): Promise<void> {
   const kube = await startKubeCluster({ t: { after: (fn) => void after.push(fn) } });
   await installMeshd(kube);
+  if (reachOnly) {
+    log(`reach: ${reachServices} Services through the agent's nodePort and L2 announcer`);
+    const timelines = await reachLatencies(kube);
+    for (const l of reachBreakdown(timelines)) log(l);
+    if (timelineFile) writeFileSync(timelineFile, `${JSON.stringify(timelines, null, 1)}\n`);
+    const reach = timelines.map((t) => t.reached);
+    const result = { reach_p50_ms: Number(quantile(reach, 0.5).toFixed(1)), reach_p99_ms: Number(quantile(reach, 0.99).toFixed(1)), reach_services: reachServices };
+    log(`  p50 ${result.reach_p50_ms} ms, p99 ${result.reach_p99_ms} ms (docs/benchmarks/lb-ipam.md not written: --reach-only)`);
+    if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
   log(`assign: ${services} Services, one after another`);
   const lat = await assignLatencies(kube);
   const p50 = quantile(lat, 0.5);
@@ -236,7 +396,10 @@ async function main(): Promise<void> {
   const fo = await failoverSeconds(kube);
   const failover = quantile(fo, 0.5);
   log(`reach: ${reachServices} Services through the agent's nodePort and L2 announcer`);
-  const reach = await reachLatencies(kube);
+  const timelines = await reachLatencies(kube);
+  for (const l of reachBreakdown(timelines)) log(l);
+  if (timelineFile) writeFileSync(timelineFile, `${JSON.stringify(timelines, null, 1)}\n`);
+  const reach = timelines.map((t) => t.reached);
   const result = {
     assign_p50_ms: Number(p50.toFixed(1)),
     assign_p99_ms: Number(p99.toFixed(1)),
@@ -263,7 +426,7 @@ async function main(): Promise<void> {
     `| Service creation → a client on the segment answered by the backend pod through the address, p50 (${reachServices} Services) | ${result.reach_p50_ms} ms | |`,
     `| Service creation → a client on the segment answered by the backend pod through the address, p99 (${reachServices} Services) | ${result.reach_p99_ms} ms | < 1000 ms |`,
     '',
-    'Reach is the whole path of a client outside the cluster: LB IPAM writes the address, the agent (nodePort on the veth, its L2 announcer) programs the frontend and answers ARP for it, and the client, retrying every 20 ms, gets its answer from the backend pod through bpf/nodeport.c.',
+    'Reach is the whole path of a client outside the cluster: LB IPAM writes the address, the agent (nodePort on the veth, its L2 announcer) programs the frontend and answers ARP for it, and the client gets its answer from the backend pod through bpf/nodeport.c. The client starts when the address is in the Service\'s status (as a watch sees it) and opens a connection every 50 ms, each waiting up to 1 s, until one is answered: the figure is when the address first answers, to within 50 ms, without TCP\'s 1-s SYN retransmit or the client\'s 1-s ARP retransmit in it (a SYN waiting for ARP goes out when the node answers or its gratuitous ARP arrives).',
     '',
     'Fail-over is measured from the holder\'s announcer going away without giving up its Lease (as a node that died) until a TCP connection from the client to the address is answered by the other node; it is bounded by leaseDuration (the Lease must lapse) plus leaseRetryPeriod (the other node\'s next try) plus the gratuitous ARP. No alternative ran side by side: MetalLB cannot be installed here without downloads.',
     '',

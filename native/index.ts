@@ -26,6 +26,7 @@
  * The host's addresses (rtnetlink, which Node lacks), validated here:
  *
  *   const now = dumpAddresses();                         // HostAddress[]
+ *   changeAddress('replace', { ifindex: 3, family: 4, address: '10.0.10.5', prefixlen: 32, scope: AddressScope.host, flags: 0 });
  *   const w = watchAddresses((events) => …, (err) => …);  // AddressEvent[] as they happen
  *   w.close();
  */
@@ -159,6 +160,8 @@ export interface NativeAddon {
   RingBufferReader: new (mapFd: number, onEvents: (events: Buffer[]) => void, opts?: { maxPending?: number }) => RingBufferReaderHandle;
   /** Every IPv4/IPv6 address of this network namespace (one RTM_GETADDR dump); see dumpAddresses(). */
   addrDump(): unknown[];
+  /** One RTM_NEWADDR (create or replace) or RTM_DELADDR, acknowledged; see changeAddress(). */
+  addrChange(op: 'replace' | 'del', ifindex: number, family: 4 | 6, address: string, prefixlen: number, scope: number, flags: number): void;
   /** RTM_NEWADDR/RTM_DELADDR notifications, in batches, on the JS thread; see watchAddresses(). */
   AddressWatcher: new (onEvents: (events: unknown[]) => void) => AddressWatcherHandle;
   libbpfVersion(): string;
@@ -428,6 +431,24 @@ export function dumpAddresses(): HostAddress[] {
   }
   return raw.map((a) => parseNetlink(hostAddressSchema, a, 'address dump'));
 }
+
+/**
+ * Puts an address on an interface of this process's network namespace, or
+ * replaces it there ('replace', idempotent), or removes it ('del'): one
+ * acknowledged rtnetlink request, no process. `flags` are IFA_F_* (IFA_F_NODAD
+ * for an IPv6 address that needs no duplicate detection).
+ */
+export function changeAddress(op: 'replace' | 'del', a: HostAddress): void {
+  const v = parseNetlink(hostAddressSchema, a, `address ${op}`);
+  try {
+    native.addrChange(op, v.ifindex, v.family, v.address, v.prefixlen, v.scope, v.flags);
+  } catch (e) {
+    throw netlinkFailure(`address ${op} ${v.address}/${v.prefixlen} on interface ${v.ifindex}`, e);
+  }
+}
+
+/** IFA_F_NODAD (linux/if_addr.h): no duplicate address detection for this IPv6 address. */
+export const IFA_F_NODAD = 0x02;
 
 /**
  * Address changes of this network namespace as they happen, in batches. Events are validated; a

@@ -1,6 +1,9 @@
 // The host's addresses over rtnetlink (Node has no netlink of its own).
 //
 //   addrDump(): Addr[]                    one RTM_GETADDR dump, on the calling thread
+//   addrChange(op, ifindex, family, address, prefixlen, scope, flags)
+//                                         one RTM_NEWADDR ('replace': create or replace)
+//                                         or RTM_DELADDR ('del'), acknowledged, on the calling thread
 //   new AddressWatcher(onEvents)          RTM_NEWADDR / RTM_DELADDR as they happen
 //
 // An Addr is { ifindex, family (4|6), address (text), prefixlen, scope, flags },
@@ -157,6 +160,77 @@ Napi::Value AddrDump(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// addrChange('replace' | 'del', ifindex, family (4|6), address (text), prefixlen, scope, flags): one
+// request, waited for until the kernel acknowledges it (NLM_F_ACK); throws with the kernel's errno.
+Napi::Value AddrChange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 7 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsString() || !info[4].IsNumber() ||
+      !info[5].IsNumber() || !info[6].IsNumber()) {
+    throw Napi::TypeError::New(env, "addrChange(op: 'replace' | 'del', ifindex, family: 4 | 6, address, prefixlen, scope, flags)");
+  }
+  const std::string op = info[0].As<Napi::String>().Utf8Value();
+  if (op != "replace" && op != "del") throw Napi::TypeError::New(env, "addrChange: op must be 'replace' or 'del'");
+  const int family = info[2].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  const std::string text = info[3].As<Napi::String>().Utf8Value();
+  unsigned char addr[16];
+  if (inet_pton(family, text.c_str(), addr) != 1) throw Napi::TypeError::New(env, "addrChange: not an address of the family: " + text);
+  const size_t alen = family == AF_INET ? 4 : 16;
+  struct {
+    struct nlmsghdr h;
+    struct ifaddrmsg m;
+    char attrs[3 * RTA_SPACE(16)];
+  } req = {};
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+  req.h.nlmsg_type = op == "del" ? RTM_DELADDR : RTM_NEWADDR;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (op == "del" ? 0 : NLM_F_CREATE | NLM_F_REPLACE);
+  req.h.nlmsg_seq = 1;
+  req.m.ifa_family = static_cast<unsigned char>(family);
+  req.m.ifa_prefixlen = static_cast<unsigned char>(info[4].As<Napi::Number>().Uint32Value());
+  req.m.ifa_scope = static_cast<unsigned char>(info[5].As<Napi::Number>().Uint32Value());
+  req.m.ifa_index = info[1].As<Napi::Number>().Uint32Value();
+  const uint32_t flags = info[6].As<Napi::Number>().Uint32Value();
+  req.m.ifa_flags = static_cast<unsigned char>(flags & 0xff);
+  auto put = [&req](unsigned short type, const void* data, size_t len) {
+    auto* rta = reinterpret_cast<struct rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.h.nlmsg_len));
+    rta->rta_type = type;
+    rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
+    std::memcpy(RTA_DATA(rta), data, len);
+    req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  };
+  // As iproute2 does for an address without a peer: IFA_LOCAL and IFA_ADDRESS both the address.
+  put(IFA_LOCAL, addr, alen);
+  put(IFA_ADDRESS, addr, alen);
+  if (op != "del") put(IFA_FLAGS, &flags, sizeof(flags));
+  int err = 0;
+  int fd = OpenRoute(0, &err);
+  if (fd < 0) Throw(env, Failure{err, "socket(NETLINK_ROUTE)", ""});
+  const std::string what = (op == "del" ? "RTM_DELADDR " : "RTM_NEWADDR ") + text;
+  if (send(fd, &req, req.h.nlmsg_len, 0) < 0) {
+    err = errno;
+    close(fd);
+    Throw(env, Failure{err, "send(" + what + ")", ""});
+  }
+  std::vector<char> buf(8 * 1024);
+  for (;;) {
+    ssize_t got = recv(fd, buf.data(), buf.size(), 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      close(fd);
+      Throw(env, Failure{err, "recv(" + what + ")", ""});
+    }
+    int len = static_cast<int>(got);
+    for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_seq != req.h.nlmsg_seq || h->nlmsg_type != NLMSG_ERROR) continue;
+      // The acknowledgement is an NLMSG_ERROR with error 0.
+      const int e = -static_cast<const struct nlmsgerr*>(NLMSG_DATA(h))->error;
+      close(fd);
+      if (e != 0) Throw(env, Failure{e, what, ""});
+      return env.Undefined();
+    }
+  }
+}
+
 class AddressWatcher : public JsEventSource<AddressWatcher, Batch> {
  public:
   static Napi::Function Init(Napi::Env env) { return DefineWith(env, "AddressWatcher", {}); }
@@ -219,6 +293,7 @@ class AddressWatcher : public JsEventSource<AddressWatcher, Batch> {
 
 void InitNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("addrDump", Napi::Function::New(env, AddrDump, "addrDump"));
+  exports.Set("addrChange", Napi::Function::New(env, AddrChange, "addrChange"));
   exports.Set("AddressWatcher", AddressWatcher::Init(env));
 }
 

@@ -3,7 +3,8 @@
  * housekeeping tasks one agent at a time runs (identity GC, node GC), as
  * Cilium's operator runs them under its leader election.
  *
- * Every `retryMs` the elector creates the Lease if missing, renews it while
+ * Every `retryMs` the elector creates the Lease if missing (without reading
+ * first while it has not seen it), renews it while
  * it holds it, and takes it over when its holder has not renewed it for
  * leaseDurationSeconds (as seen from here). Every write carries the
  * resourceVersion it read, so two agents taking over at once end with one
@@ -61,6 +62,8 @@ export class LeaseElector {
   private readonly listeners = new Set<(leader: boolean) => void>();
   /** The other holder's record as last seen, and when (this agent's clock) it was first seen. */
   private observed: { record: string; at: number } | undefined;
+  /** Whether the Lease was there when last looked at; until it has been seen, a try creates it first (no read). */
+  private exists = false;
 
   constructor(private readonly o: LeaseElectorOptions) {}
 
@@ -98,6 +101,11 @@ export class LeaseElector {
     this.timer = setInterval(run, this.o.retryMs ?? 2_000);
   }
 
+  /** Resolves when the step under way (the first one right after start()) is done; never rejects. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
   /** Stops electing; gives the Lease up when held (unless `release: false`, which behaves like a crash). Idempotent. */
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
@@ -128,9 +136,13 @@ export class LeaseElector {
     try {
       const r = LeaseSchema.safeParse(await this.o.client.getJson(this.path));
       if (!r.success) throw new KubeApiError('MESHD_K8S_BAD_RESPONSE', `${this.path}: not a Lease`);
+      this.exists = true;
       return r.data;
     } catch (e) {
-      if (isKubeStatus(e, 404)) return undefined;
+      if (isKubeStatus(e, 404)) {
+        this.exists = false;
+        return undefined;
+      }
       throw e;
     }
   }
@@ -150,11 +162,20 @@ export class LeaseElector {
     const now = this.now();
     const durationS = Math.max(1, Math.round((this.o.leaseDurationMs ?? 15_000) / 1_000));
     try {
-      const lease = await this.read();
+      // A Lease not seen yet is created at once, without reading first (a new Service's Lease is one round trip,
+      // not two); one that exists answers 409 AlreadyExists and is read as usual.
+      let lease = this.exists ? await this.read() : undefined;
       if (!lease) {
-        await this.o.client.send('POST', `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases`, this.body(undefined, { holderIdentity: this.o.holder, leaseDurationSeconds: durationS, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 }));
-        this.setLeader(true);
-        return true;
+        try {
+          await this.o.client.send('POST', `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases`, this.body(undefined, { holderIdentity: this.o.holder, leaseDurationSeconds: durationS, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 }));
+          this.exists = true;
+          this.setLeader(true);
+          return true;
+        } catch (e) {
+          if (!isKubeStatus(e, 409)) throw e;
+          lease = await this.read();
+          if (!lease) throw e; // created and deleted since: another try later
+        }
       }
       const s = lease.spec;
       const mine = s.holderIdentity === this.o.holder;

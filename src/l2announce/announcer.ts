@@ -10,7 +10,10 @@
  *
  * Every `retryMs` each Lease is renewed or tried (LeaseElector); the set of
  * Leases follows the policies, Services and this node's labels, read through
- * reflectors. Addresses of announced Services that this node does not hold
+ * reflectors. A Service that appears is acted on in one pass: its Lease is
+ * tried at once (created without a read when new), and when won its
+ * addresses go on the interfaces in the same pass (one `ip` process for the
+ * node's state, one for all the addresses added). Addresses of announced Services that this node does not hold
  * (left from before a restart) are removed, so a node answers only for what
  * it holds.
  *
@@ -140,13 +143,14 @@ export class L2Announcer {
     if (this.stopped || !this.policies.synced || !this.services.synced) return;
     const policies = [...this.policies.items.values()];
     const labels = policies.some((p) => p.spec?.nodeSelector) ? await this.nodeLabels() : {};
-    const ifaces = (await this.o.net.interfaces()).map((i) => i.name);
-    const want = candidates({ policies, services: [...this.services.items.values()], nodeLabels: labels, interfaces: ifaces });
+    const host = await this.o.net.read();
+    const want = candidates({ policies, services: [...this.services.items.values()], nodeLabels: labels, interfaces: host.interfaces.map((i) => i.name) });
     for (const [key, c] of this.contests) {
       if (want.has(key)) continue;
       this.contests.delete(key);
       await c.lease.stop();
     }
+    const started: LeaseElector[] = [];
     for (const [key, candidate] of want) {
       const have = this.contests.get(key);
       if (have) {
@@ -164,7 +168,10 @@ export class L2Announcer {
       lease.onLeadership(() => this.schedule());
       this.contests.set(key, { candidate, lease });
       lease.start();
+      started.push(lease);
     }
+    // The first tries of new Leases (one request each, together): what they win is announced in this pass, not the next.
+    await Promise.all(started.map((l) => l.settled()));
     // Addresses: those of held Services on their interfaces; anything else of an announced Service goes.
     const wanted = new Map<string, { service: string; ifname: string; ip: string }>();
     for (const [key, c] of this.contests) {
@@ -172,7 +179,7 @@ export class L2Announcer {
       for (const ip of c.candidate.ips) for (const ifname of c.candidate.interfaces) wanted.set(`${ifname} ${ip}`, { service: key, ifname, ip });
     }
     const announcable = new Set([...want.values()].flatMap((c) => c.ips));
-    const present = await this.o.net.announced();
+    const present = host.announced;
     for (const a of present) {
       const k = `${a.ifname} ${a.ip}`;
       if (wanted.has(k) || (!this.placed.has(k) && !announcable.has(a.ip))) continue;
@@ -181,9 +188,9 @@ export class L2Announcer {
       this.o.log?.info('L2 announcements: no longer answering', { ifname: a.ifname, ip: a.ip });
     }
     for (const k of [...this.placed]) if (!wanted.has(k) && !present.some((a) => `${a.ifname} ${a.ip}` === k)) this.placed.delete(k);
-    for (const [k, w] of wanted) {
-      if (this.placed.has(k) && present.some((a) => `${a.ifname} ${a.ip}` === k)) continue;
-      await this.o.net.add(w.ifname, w.ip);
+    const adding = [...wanted].filter(([k]) => !(this.placed.has(k) && present.some((a) => `${a.ifname} ${a.ip}` === k)));
+    await this.o.net.add(adding.map(([, w]) => w));
+    for (const [k, w] of adding) {
       this.placed.add(k);
       this.takeovers.push({ ...w, at: Date.now() });
       this.o.log?.info('L2 announcements: answering', { service: w.service, ifname: w.ifname, ip: w.ip });

@@ -9,7 +9,7 @@
  */
 import type { AgentConfig } from '../agent/config.js';
 import type { KubeClient } from '../k8s/client.js';
-import { IpHostNet } from '../l2announce/host-net.js';
+import { NetlinkHostNet } from '../l2announce/host-net.js';
 import { L2Announcer } from '../l2announce/announcer.js';
 import type { Logger } from '../util/log.js';
 import { LbIpamController } from './controller.js';
@@ -30,7 +30,7 @@ export function startLoadBalancerServices(o: { config: AgentConfig; client: Kube
         client: o.client,
         nodeName: c.nodeName,
         namespace,
-        net: new IpHostNet(),
+        net: new NetlinkHostNet(),
         leaseDurationMs: c['l2announcements.leaseDuration'],
         retryMs: c['l2announcements.leaseRetryPeriod'],
         log: o.log.child({ component: 'l2-announcer' }),
