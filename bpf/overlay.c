@@ -133,8 +133,9 @@ int meshd_from_overlay(struct __sk_buff *skb)
 			return TC_ACT_OK;
 	}
 	/* Straight to the pod's host veth, whose tc egress (meshd_to_pod) judges
-	 * it with the identity in the mark: the node's forwarding path (route
-	 * lookup, netfilter, neighbour) is skipped but for the neighbour's MAC. */
+	 * it with the identity in the mark: the node's forwarding path
+	 * (ip_forward, netfilter's forward hooks) is skipped; the helper's own
+	 * route and neighbour lookup gives the pod's MAC. */
 	return bpf_redirect_neigh(*ifindex, 0, 0, 0);
 }
 
