@@ -14,10 +14,11 @@
  * two policy lookups. Errors are negative drop reasons that end in
  * meshd_drop(), the one exit that reports them.
  *
- * Traffic between a pod and the host never crosses a native device: the host
- * policy (lib/host_policy.h) judges it here, after the pod's egress policy
- * (pod to host: host ingress) and before the pod's ingress policy (host to
- * pod: host egress), as Cilium's host firewall does.
+ * Traffic between a pod and the host never crosses a native device: with the
+ * host firewall on (MESHD_CFG_HOST_FIREWALL) the host policy
+ * (lib/host_policy.h) judges it here, after the pod's egress policy (pod to
+ * host: host ingress) and before the pod's ingress policy (host to pod: host
+ * egress), as Cilium's host firewall does.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
@@ -153,40 +154,52 @@ static __always_inline int meshd_sampled(const struct meshd_config *cfg)
 	return bpf_get_prandom_u32() % cfg->verdict_sample == 0;
 }
 
-/* The policy for one packet: TC_ACT_OK to let it go on, else the verdict of
- * its drop. Leaves in *t the packet's tuple as it goes on (the backend's for a
- * translated service connection) and in *cfgp / *epp the rows it read, so the
- * caller's per-direction work (reverse translation, tunnel) reads nothing
- * twice; *epp and *cfgp stay 0 when the packet is not an endpoint's. */
-static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *t,
-					struct meshd_config **cfgp, struct meshd_endpoint **epp)
+/* What every packet on a pod's veth starts from: the endpoint's row (by the
+ * veth's ifindex), the config row and the packet's tuple, read once for every
+ * step after (pod policy, host policy, reverse translation, tunnel). 1 when
+ * the packet is to be judged; else 0 with *ret the program's verdict (not an
+ * endpoint of ours, not IP, neighbour discovery, or a malformed header). */
+static __always_inline int meshd_begin(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *t,
+				       struct meshd_config **cfgp, struct meshd_endpoint **epp, int *ret)
 {
 	struct meshd_event_ctx c = { .dir = dir };
+	__u32 ifindex = skb->ifindex;
+	int parsed;
+
+	*ret = TC_ACT_OK;
+	*epp = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
+	*cfgp = meshd_get_config();
+	if (!*epp || !*cfgp)
+		return 0; /* not an endpoint of ours */
+	c.ep_id = (*epp)->ep_id;
+	parsed = meshd_parse(skb, t);
+	if (parsed == MESHD_PARSE_NOT_IP)
+		return 0;
+	if (parsed < 0) {
+		*ret = meshd_drop(skb, t, &c, -parsed);
+		return 0;
+	}
+	return !meshd_is_ndp(t);
+}
+
+/* The endpoint's policy for one packet (tuple *t, rows from meshd_begin):
+ * TC_ACT_OK to let it go on, else the verdict of its drop. Leaves in *t the
+ * packet's tuple as it goes on (the backend's for a translated service
+ * connection) and, when it passes, in *remotep the identity of the peer the
+ * policy judged (the conntrack entry's for a known connection), so the host
+ * step reads neither again. */
+static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct meshd_tuple *t,
+					const struct meshd_config *cfg, const struct meshd_endpoint *ep, __u32 *remotep)
+{
+	struct meshd_event_ctx c = { .dir = dir, .ep_id = ep->ep_id };
 	struct meshd_policy_result res = {};
-	struct meshd_endpoint *ep;
-	struct meshd_config *cfg;
 	struct meshd_ct_entry *e;
 	struct meshd_ct_key k;
-	__u32 ifindex = skb->ifindex;
 	__u32 remote, gen, reason = 0;
 	__u8 from_proxy = 0, verdict = 0, ct_flags = 0;
 	struct meshd_nat_value be;
 	int ret, nat = 0;
 
-	ep = bpf_map_lookup_elem(&meshd_endpoints, &ifindex);
-	cfg = meshd_get_config();
-	if (!ep || !cfg)
-		return TC_ACT_OK; /* not an endpoint of ours */
-	*cfgp = cfg;
-	*epp = ep;
-	c.ep_id = ep->ep_id;
-	ret = meshd_parse(skb, t);
-	if (ret == MESHD_PARSE_NOT_IP)
-		return TC_ACT_OK;
-	if (ret < 0)
-		return meshd_drop(skb, t, &c, -ret);
-	if (meshd_is_ndp(t))
-		return TC_ACT_OK;
 	if (dir == MESHD_DIR_EGRESS) {
 		/* a connection to a service translated before: conntrack knows it by its backend */
 		nat = meshd_nat_fwd_known(skb, cfg, t);
@@ -210,6 +223,7 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 			meshd_event_identities(skb, ep, t, dir, from_proxy, &c);
 			return meshd_drop(skb, t, &c, -ret);
 		}
+		*remotep = e->remote_identity;
 		meshd_ct_touch(e, skb);
 		/* a reset ends the connection: its entry goes, the reset itself passes */
 		if (t->proto == MESHD_IPPROTO_TCP && (t->tcp_flags & MESHD_TCP_RST) && e->verdict != MESHD_VERDICT_REDIRECT) {
@@ -268,6 +282,7 @@ static __always_inline int meshd_handle(struct __sk_buff *skb, __u8 dir, struct 
 		verdict = meshd_new_verdict(skb, ep, t, dir, from_proxy, &res, &reason, &remote, &c);
 	if (verdict == MESHD_VERDICT_DENY && !(verdict = meshd_audited(skb, t, &c, reason, cfg)))
 		return meshd_drop(skb, t, &c, reason);
+	*remotep = remote;
 	if (verdict == MESHD_VERDICT_REDIRECT && dir == MESHD_DIR_INGRESS)
 		return meshd_drop(skb, t, &c, MESHD_DROP_PROXY_UNREACHABLE_HOOK);
 	if (verdict == MESHD_VERDICT_REDIRECT) {
@@ -322,34 +337,63 @@ static __always_inline int meshd_tunnel_out(struct __sk_buff *skb, const struct 
 	return bpf_redirect(tv->ifindex, 0);
 }
 
+/* The host firewall's step on a pod's veth (MESHD_CFG_HOST_FIREWALL): a
+ * packet between a local pod and the host meets the host endpoint's policy
+ * (lib/host_policy.h). Whether the packet is the host's comes from what the
+ * pod's step read: the host's peer is the pod itself. */
+static __always_inline int meshd_host_step(struct __sk_buff *skb, const struct meshd_config *cfg, const struct meshd_tuple *t,
+				      __u8 dir, __u32 pod_identity)
+{
+	if (meshd_host_policy_skip(skb, cfg))
+		return TC_ACT_OK;
+	return meshd_host_judge(skb, cfg, t, dir, pod_identity);
+}
+
 SEC("tc")
 int meshd_from_pod(struct __sk_buff *skb)
 {
-	struct meshd_endpoint *ep = 0;
-	struct meshd_config *cfg = 0;
+	struct meshd_endpoint *ep;
+	struct meshd_config *cfg;
 	struct meshd_tuple t = {};
-	int ret = meshd_handle(skb, MESHD_DIR_EGRESS, &t, &cfg, &ep);
+	__u32 remote = MESHD_ID_UNKNOWN;
+	int ret;
 
+	if (!meshd_begin(skb, MESHD_DIR_EGRESS, &t, &cfg, &ep, &ret))
+		return ret;
+	ret = meshd_handle(skb, MESHD_DIR_EGRESS, &t, cfg, ep, &remote);
 	if (ret != TC_ACT_OK)
 		return ret;
-	ret = meshd_host_from_pod(skb);
-	if (ret != TC_ACT_OK || !cfg || !ep)
-		return ret;
+	/* pod to host: host ingress, after the pod's egress policy */
+	if ((cfg->flags & MESHD_CFG_HOST_FIREWALL) && (remote == MESHD_ID_HOST || host_group_addr(&t))) {
+		ret = meshd_host_step(skb, cfg, &t, MESHD_DIR_INGRESS, ep->identity);
+		if (ret != TC_ACT_OK)
+			return ret;
+	}
 	return meshd_tunnel_out(skb, cfg, ep, &t);
 }
 
 SEC("tc")
 int meshd_to_pod(struct __sk_buff *skb)
 {
-	struct meshd_endpoint *ep = 0;
-	struct meshd_config *cfg = 0;
+	struct meshd_endpoint *ep;
+	struct meshd_config *cfg;
 	struct meshd_tuple t = {};
-	int ret = meshd_host_to_pod(skb);
+	__u32 remote = MESHD_ID_UNKNOWN;
+	int ret;
 
-	if (ret != TC_ACT_OK)
+	if (!meshd_begin(skb, MESHD_DIR_INGRESS, &t, &cfg, &ep, &ret))
 		return ret;
-	ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, &cfg, &ep);
-	if (ret == TC_ACT_OK && cfg && meshd_nat_rev(skb, cfg, &t) < 0) {
+	/* host to pod: host egress, before the pod's ingress policy. Only
+	 * here does the host step read the ipcache (the source's identity),
+	 * and only with the host firewall on. */
+	if ((cfg->flags & MESHD_CFG_HOST_FIREWALL) &&
+	    meshd_ipcache_identity(t.family, t.saddr) == MESHD_ID_HOST) {
+		ret = meshd_host_step(skb, cfg, &t, MESHD_DIR_EGRESS, ep->identity);
+		if (ret != TC_ACT_OK)
+			return ret;
+	}
+	ret = meshd_handle(skb, MESHD_DIR_INGRESS, &t, cfg, ep, &remote);
+	if (ret == TC_ACT_OK && meshd_nat_rev(skb, cfg, &t) < 0) {
 		struct meshd_event_ctx c = { .dir = MESHD_DIR_INGRESS };
 
 		return meshd_drop(skb, &t, &c, MESHD_DROP_NAT_FAILED);

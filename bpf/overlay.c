@@ -8,7 +8,9 @@
  *                       judges the real client without an ipcache lookup of
  *                       the source. The inner frame still carries the
  *                       sending node's MAC addresses: it is made ours
- *                       (PACKET_HOST) and routed by the kernel to the pod.
+ *                       (PACKET_HOST) and, to a local pod, redirected
+ *                       straight to the pod's host veth (bpf_redirect_neigh);
+ *                       anything else is routed by the kernel.
  *                       A new connection the pod's ingress policy sends to
  *                       the L7 proxy (REDIRECT for the VNI's identity) is
  *                       handed to the proxy here, the one hook on its way
@@ -130,7 +132,7 @@ int meshd_from_overlay(struct __sk_buff *skb)
 	struct meshd_endpoint *ep;
 	int ret;
 	struct bpf_tunnel_key key = {};
-	__u32 identity;
+	__u32 identity, *ifindex;
 	int parsed;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
@@ -146,15 +148,23 @@ int meshd_from_overlay(struct __sk_buff *skb)
 	if (skb->pkt_type != MESHD_PACKET_HOST)
 		bpf_skb_change_type(skb, MESHD_PACKET_HOST);
 	c.src_identity = identity;
-	if (!parsed || t.proto != MESHD_IPPROTO_TCP)
+	if (!parsed || t.family != 4)
 		return TC_ACT_OK;
-	ep = meshd_local_endpoint(t.family, t.daddr);
-	if (!ep)
-		return TC_ACT_OK;
-	ret = meshd_overlay_to_proxy(skb, &t, ep, &c);
-	if (ret < 0)
-		return meshd_drop(skb, &t, &c, -ret);
-	return TC_ACT_OK;
+	ifindex = meshd_local_ifindex(t.family, t.daddr);
+	if (!ifindex)
+		return TC_ACT_OK; /* not a local pod's: the stack routes it */
+	if (t.proto == MESHD_IPPROTO_TCP && (ep = bpf_map_lookup_elem(&meshd_endpoints, ifindex))) {
+		ret = meshd_overlay_to_proxy(skb, &t, ep, &c);
+		if (ret < 0)
+			return meshd_drop(skb, &t, &c, -ret);
+		if (ret)
+			return TC_ACT_OK;
+	}
+	/* Straight to the pod's host veth, whose tc egress (meshd_to_pod) judges
+	 * it with the identity in the mark: the node's forwarding path
+	 * (ip_forward, netfilter's forward hooks) is skipped; the helper's own
+	 * route and neighbour lookup gives the pod's MAC. */
+	return bpf_redirect_neigh(*ifindex, 0, 0, 0);
 }
 
 SEC("tc")

@@ -165,7 +165,8 @@ export interface NativeAddon {
   /** RTM_NEWADDR/RTM_DELADDR notifications, in batches, on the JS thread; see watchAddresses(). */
   AddressWatcher: new (onEvents: (events: unknown[]) => void) => AddressWatcherHandle;
   libbpfVersion(): string;
-  progTestRun(progFd: number, data: Buffer, opts?: { repeat?: number; dataSizeOut?: number }): TestRunResult;
+  /** ifindex: the device the skb is on (a tc program's skb->ifindex); default 1, loopback. */
+  progTestRun(progFd: number, data: Buffer, opts?: { repeat?: number; dataSizeOut?: number; ifindex?: number }): TestRunResult;
 
   // Maps (by fd). Key/value Buffers must match the map's sizes exactly (EINVAL otherwise).
   mapInfo(mapFd: number): KernelMapInfo;

@@ -61,6 +61,10 @@ enum meshd_cfg_flag {
 	 * encapsulated by meshd_from_pod (lib/tunnel.h); off, the tunnel is
 	 * not looked at (native mode pays nothing for it) */
 	MESHD_CFG_TUNNEL = 1 << 3,
+	/* hostFirewall.enabled: the pods' veths judge traffic between the host
+	 * and its local pods by the host endpoint's policy (lib/host_policy.h);
+	 * off, that step is not looked at (a pod's packet pays nothing for it) */
+	MESHD_CFG_HOST_FIREWALL = 1 << 4,
 };
 
 /* meshd_ct_entry.flags */

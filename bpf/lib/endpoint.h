@@ -31,10 +31,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } meshd_ep_ips SEC(".maps");
 
-static __always_inline struct meshd_endpoint *meshd_local_endpoint(__u8 family, const __u8 *addr)
+/* The host veth's ifindex of the local endpoint with address addr, or 0. */
+static __always_inline __u32 *meshd_local_ifindex(__u8 family, const __u8 *addr)
 {
 	struct meshd_ipcache_key k = {};
-	__u32 *ifindex;
 
 	k.family = family;
 	if (family == 4) {
@@ -44,7 +44,13 @@ static __always_inline struct meshd_endpoint *meshd_local_endpoint(__u8 family, 
 		k.prefixlen = 160;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
-	ifindex = bpf_map_lookup_elem(&meshd_ep_ips, &k);
+	return bpf_map_lookup_elem(&meshd_ep_ips, &k);
+}
+
+static __always_inline struct meshd_endpoint *meshd_local_endpoint(__u8 family, const __u8 *addr)
+{
+	__u32 *ifindex = meshd_local_ifindex(family, addr);
+
 	return ifindex ? bpf_map_lookup_elem(&meshd_endpoints, ifindex) : 0;
 }
 

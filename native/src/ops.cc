@@ -23,22 +23,31 @@ Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), libbpf_version_string());
 }
 
-// progTestRun(progFd, data, { repeat?, dataSizeOut? }) -> { retval, durationNs, dataOut }
-// BPF_PROG_TEST_RUN runs the program in the kernel on a copy of `data`.
+// progTestRun(progFd, data, { repeat?, dataSizeOut?, ifindex? }) -> { retval, durationNs, dataOut }
+// BPF_PROG_TEST_RUN runs the program in the kernel on a copy of `data`; a tc
+// program sees the skb on device `ifindex` of this network namespace (the
+// kernel's default, without it, is the loopback device, ifindex 1).
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "progTestRun");
   Napi::Buffer<uint8_t> data = BufArg(info, 1, "progTestRun");
   uint32_t repeat = 1;
   size_t out_size = data.Length() + 256;
+  struct __sk_buff ctx = {};
+  bool with_ctx = false;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     if (o.Get("repeat").IsNumber()) repeat = o.Get("repeat").As<Napi::Number>().Uint32Value();
     if (o.Get("dataSizeOut").IsNumber()) out_size = o.Get("dataSizeOut").As<Napi::Number>().Uint32Value();
+    if (o.Get("ifindex").IsNumber()) {
+      ctx.ifindex = o.Get("ifindex").As<Napi::Number>().Uint32Value();
+      with_ctx = true;
+    }
   }
   std::vector<uint8_t> out(out_size);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data.Data(), .data_out = out.data(),
               .data_size_in = static_cast<__u32>(data.Length()), .data_size_out = static_cast<__u32>(out.size()),
+              .ctx_in = with_ctx ? &ctx : nullptr, .ctx_size_in = with_ctx ? static_cast<__u32>(sizeof(ctx)) : 0u,
               .repeat = static_cast<int>(repeat));
   int ret = bpf_prog_test_run_opts(fd, &opts);
   ThrowIfNeg(env, ret, "bpf_prog_test_run");

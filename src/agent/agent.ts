@@ -203,6 +203,7 @@ export class Agent {
         sockmapShortcut: c['sockops.enabled'],
         policyAuditMode: c.policyAuditMode,
         tunnel: c.routingMode === 'tunnel',
+        hostFirewall: c['hostFirewall.enabled'],
       },
       proxyPort,
     });

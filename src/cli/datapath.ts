@@ -28,7 +28,7 @@ export interface DatapathStatus {
   ipcache: { prefixes: number; addresses: number; sample: Array<{ prefix: string; identity: number }> };
   conntrackEntries: number;
   metrics: { drops: Array<{ direction: string; reason: string; packets: string }>; newConnections: Record<'ingress' | 'egress', { allowed: string; redirected: string }> };
-  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; policyAuditMode: boolean; tunnel: boolean; ipcacheGeneration: number };
+  config: { proxyMark: string; verdictSample: number; perPacketLb: boolean; sockmapShortcut: boolean; policyAuditMode: boolean; tunnel: boolean; hostFirewall: boolean; ipcacheGeneration: number };
 }
 
 export function readStatus(pinDir: string): DatapathStatus {
@@ -88,6 +88,7 @@ export function readStatus(pinDir: string): DatapathStatus {
         sockmapShortcut: (c.flags & ConfigFlag.SOCKMAP_SHORTCUT) !== 0,
         policyAuditMode: (c.flags & ConfigFlag.POLICY_AUDIT) !== 0,
         tunnel: (c.flags & ConfigFlag.TUNNEL) !== 0,
+        hostFirewall: (c.flags & ConfigFlag.HOST_FIREWALL) !== 0,
         ipcacheGeneration: c.ipcache_gen,
       },
     };
@@ -144,7 +145,7 @@ function formatStatus(st: DatapathStatus): string {
   const c = st.config;
   const nc = st.metrics.newConnections;
   return [
-    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}, policy audit mode ${c.policyAuditMode ? 'on' : 'off'}, tunnel ${c.tunnel ? 'on' : 'off'}`,
+    `config: proxy mark ${c.proxyMark}, verdict sample ${c.verdictSample}, per-packet LB ${c.perPacketLb ? 'on' : 'off'}, sockmap short-circuit ${c.sockmapShortcut ? 'on' : 'off'}, policy audit mode ${c.policyAuditMode ? 'on' : 'off'}, tunnel ${c.tunnel ? 'on' : 'off'}, host firewall ${c.hostFirewall ? 'on' : 'off'}`,
     `ipcache: ${st.ipcache.addresses} addresses, ${st.ipcache.prefixes} prefixes; conntrack: ${st.conntrackEntries} entries`,
     `new connections: egress ${nc.egress.allowed} allowed, ${nc.egress.redirected} to the proxy; ingress ${nc.ingress.allowed} allowed, ${nc.ingress.redirected} to the proxy`,
     ...st.metrics.drops.map((d) => `dropped ${d.direction} ${d.reason}: ${d.packets}`),

@@ -28,7 +28,7 @@ export const VerdictCode = { ALLOW: 1, DENY: 2, REDIRECT: 3 } as const;
 export const EndpointFlag = { DEFAULT_DENY_INGRESS: 1, DEFAULT_DENY_EGRESS: 2 } as const;
 
 /** meshd_config.flags (enum meshd_cfg_flag). */
-export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2, POLICY_AUDIT: 4, TUNNEL: 8 } as const;
+export const ConfigFlag = { PER_PACKET_LB: 1, SOCKMAP_SHORTCUT: 2, POLICY_AUDIT: 4, TUNNEL: 8, HOST_FIREWALL: 16 } as const;
 
 /** meshd_ct_entry.flags (enum meshd_ct_flag): remote_identity is stored, not the ipcache's (proxy mark, or a VIP kept for the proxy). */
 export const CtFlag = { STORED_IDENTITY: 1, FROM_TUNNEL: 2 } as const;

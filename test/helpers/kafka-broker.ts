@@ -101,7 +101,8 @@ export async function startKafkaBroker(t: After, o: KafkaBrokerOptions): Promise
   writeFileSync(config, `${props.join('\n')}\n`);
   const java = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', `${lib}/*`];
   const clusterId = randomBytes(16).toString('base64url');
-  await run('java', [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], { timeoutMs: 120_000 });
+  // `--cluster-id=`: a base64url id may begin with '-', which the tool's parser would take for an option.
+  await run('java', [...java, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config], { timeoutMs: 120_000 });
 
   let out = '';
   const proc = spawn('ip', ['netns', 'exec', o.netns, 'java', ...java, 'kafka.Kafka', config], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -226,11 +226,14 @@ export class NetnsNode {
         if (this.logs.length > 2000) this.logs.splice(0, 1000);
       });
     }
-    await eventually(`the agent of ${this.name} running (log: ${this.logs.slice(-5).join(' | ')})`, async () => {
+    // A node process's start (module loading, the BPF objects' verification) takes well over a minute on a loaded machine.
+    await eventually(`the agent of ${this.name} running`, async () => {
       if (!this.running) throw new Error(`exited: ${this.logs.slice(-10).join('\n')}`);
-      const st = await this.status();
+      const st = await this.status().catch((e: unknown) => {
+        throw new Error(`${e instanceof Error ? e.message : String(e)}; log: ${this.logs.slice(-5).join(' | ')}`);
+      });
       return st.agent.state === 'running' && existsSync(join(this.confDir, CONFLIST_NAME));
-    }, 60_000);
+    }, 150_000);
     this.wrapPlugins();
   }
 

@@ -51,6 +51,20 @@ export class Sandbox {
     return ns;
   }
 
+  /**
+   * An interface in the host namespace (one end of a veth pair whose other
+   * end stays beside it: this kernel has no dummy device), for a program run
+   * with BPF_PROG_TEST_RUN as if on a pod's veth (progTestRun's ifindex)
+   * rather than on `lo`, whose ifindex is the host endpoint's key. Returns
+   * its name.
+   */
+  async hostLink(suffix: string): Promise<string> {
+    const name = this.name(suffix);
+    await run('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', this.name(`${suffix}x`)]);
+    this.defer(() => run('ip', ['link', 'del', name]));
+    return name;
+  }
+
   /** Runs a command inside a namespace. */
   exec(ns: string, cmd: string, args: readonly string[], timeoutMs?: number) {
     return run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs === undefined ? {} : { timeoutMs });

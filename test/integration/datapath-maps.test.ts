@@ -14,6 +14,7 @@ import { bpfObjectPath } from '../../src/util/paths.js';
 import { EndpointManager } from '../../src/datapath/endpoint/endpoint-manager.js';
 import { DatapathError } from '../../src/datapath/endpoint/errors.js';
 import { IpcacheError } from '../../src/datapath/endpoint/ipcache.js';
+import { Identity } from '../../src/datapath/abi.js';
 import { PolicyKey, PolicyValue } from '../../src/datapath/maps.js';
 import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { PinnedMapMismatchError } from '../../src/datapath/pinned-maps.js';
@@ -21,6 +22,7 @@ import { TunnelMap } from '../../src/datapath/routing/tunnel-map.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
+import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const POD = '10.9.0.2';
@@ -254,6 +256,61 @@ test('the tunnel step runs only with the tunnel flag: without it a destination i
   assert.equal(verdictOf(dp, PEER, 81), TcAct.SHOT, 'a denied packet never reaches the tunnel step');
   dp.setConfig({ tunnel: false });
   assert.equal(verdictOf(dp, PEER, 80), TcAct.OK);
+});
+
+test('the host step runs only with the host firewall flag: with the host endpoint\'s row present but the flag off, the pod\'s veth does not judge host traffic', async (t) => {
+  requirePrivileges();
+  const HOST = '10.9.0.1';
+  const sb = new Sandbox('dphf');
+  t.after(() => sb.cleanup());
+  const veth = await sb.hostLink('p');
+  const pins = tempPinDir('dphostfw');
+  t.after(() => EndpointManager.destroyPins(pins.path));
+  const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: () => 15001 });
+  t.after(() => dp.close());
+  // The pod on an interface of its own (ifindex 1, lo, is the host endpoint's key), the host endpoint as the agent registers it.
+  await dp.addEndpoint({ endpointId: 't/pod', ifname: veth, identity: 500, attach: false });
+  await dp.addEndpoint({ endpointId: 'node:test', ifname: 'lo', identity: Identity.HOST, attach: false });
+  dp.syncIpcache([
+    { prefix: `${HOST}/32`, identity: Identity.HOST },
+    { prefix: `${POD}/32`, identity: 500 },
+    { prefix: `${PEER}/32`, identity: 600 },
+  ]);
+  dp.updatePolicy(pol([e({ verdict: 'ALLOW', remoteIdentity: 0 })], 1, false));
+  dp.updatePolicy({
+    endpointId: 'node:test',
+    identity: Identity.HOST,
+    ingress: { defaultDeny: true, entries: [e({ verdict: 'ALLOW', remoteIdentity: 500, port: 22, endPort: 22, derivedFrom: ['host-fw'] })] },
+    egress: { defaultDeny: true, entries: [e({ verdict: 'ALLOW', remoteIdentity: 500, port: 8080, endPort: 8080, derivedFrom: ['host-fw'] })] },
+    revision: 1,
+  });
+  const ifindex = native.ifNameToIndex(veth);
+  const run = (prog: 'fromPod' | 'toPod', src: string, dst: string, sp: number, dp_: number, flags = 0x02) =>
+    native.progTestRun(dp.programFds()[prog], buildFrame({ src, dst, proto: 6, sport: sp, dport: dp_, tcpFlags: flags }), { ifindex }).retval;
+  const hostDrops = () => dp.metrics().drops.reduce((n, d) => n + d.packets, 0n);
+
+  assert.equal(dp.getConfig().hostFirewall, false);
+  assert.equal(run('fromPod', POD, HOST, 41000, 23), TcAct.OK, 'flag off: pod to host, a port the host policy does not admit, passes');
+  assert.equal(run('toPod', HOST, POD, 41001, 9090), TcAct.OK, 'flag off: host to pod, a port the host policy does not admit, passes');
+  assert.equal(hostDrops(), 0n);
+
+  dp.setConfig({ hostFirewall: true });
+  assert.equal(dp.getConfig().hostFirewall, true);
+  assert.equal(run('fromPod', POD, HOST, 41002, 23), TcAct.SHOT, 'flag on: host ingress default deny');
+  assert.equal(run('fromPod', POD, HOST, 41003, 22), TcAct.OK, 'flag on: the admitted port');
+  assert.equal(run('toPod', HOST, POD, 22, 41003, 0x12), TcAct.OK, 'the reply of the admitted connection, through the host\'s conntrack');
+  assert.equal(run('fromPod', POD, HOST, 41003, 22, 0x10), TcAct.OK, 'and its later packets');
+  assert.equal(run('toPod', HOST, POD, 41004, 9090), TcAct.SHOT, 'flag on: host egress default deny');
+  assert.equal(run('toPod', HOST, POD, 41005, 8080), TcAct.OK, 'flag on: the admitted port');
+  assert.equal(run('fromPod', POD, PEER, 41006, 23), TcAct.OK, 'not the host\'s traffic: the pod\'s own policy only');
+  assert.equal(run('fromPod', POD, '224.0.0.18', 41007, 23), TcAct.SHOT, 'multicast reaching the host is the host\'s');
+  assert.deepEqual(dp.metrics().drops.map((d) => `${d.direction} ${d.reason} ${d.packets}`).sort(), ['egress POLICY_DEFAULT_DENY 1', 'ingress POLICY_DEFAULT_DENY 2']);
+  const host = dp.endpoint('node:test');
+  assert.ok(dp.conntrack().some((c) => c.key.ep_id === host?.epId && c.key.local_port === 22), 'host connections are tracked under the host\'s ep_id');
+
+  dp.setConfig({ hostFirewall: false });
+  assert.equal(run('fromPod', POD, HOST, 41008, 23), TcAct.OK, 'flag off again: not judged');
+  assert.equal(run('toPod', HOST, POD, 41009, 9090), TcAct.OK);
 });
 
 test('verdict events for new connections: none, all, or one in N', async (t) => {

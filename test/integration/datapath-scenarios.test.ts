@@ -17,6 +17,7 @@ import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { buildScenarioEngine, loadScenarioFile, traceFlow, type LoadedScenario } from '../../src/policy/trace.js';
 import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
+import { Sandbox } from '../helpers/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const dir = repoPath('src', 'policy', 'testdata');
@@ -33,6 +34,11 @@ const PROTO_NUMBER: Readonly<Record<string, number>> = { TCP: 6, UDP: 17, SCTP: 
 
 test('every policy scenario: the kernel decides what the reference lookup decides', async (t) => {
   requirePrivileges();
+  // The endpoint on an interface of its own: ifindex 1 (lo, the test run's default) is the host endpoint's key.
+  const sb = new Sandbox('dpscn');
+  t.after(() => sb.cleanup());
+  const veth = await sb.hostLink('ep');
+  const ifindex = native.ifNameToIndex(veth);
   const pins = tempPinDir('dpscn');
   t.after(() => EndpointManager.destroyPins(pins.path));
   const dp = await EndpointManager.open({ pinDir: pins.path, config: { verdictSample: 1 }, proxyPort: (kind, d) => (kind === 'http' ? 15001 : kind === 'dns' ? 15053 : 15092) + (d === 'ingress' ? 100 : 0) });
@@ -78,7 +84,7 @@ test('every policy scenario: the kernel decides what the reference lookup decide
         const pol = engine.endpointPolicy(d.endpoint);
         assert.ok(pol, d.endpoint);
         dp.removeEndpoint('scenario/ep');
-        await dp.addEndpoint({ endpointId: 'scenario/ep', ifname: 'lo', identity: pol.identity, attach: false });
+        await dp.addEndpoint({ endpointId: 'scenario/ep', ifname: veth, identity: pol.identity, attach: false });
         dp.updatePolicy({ ...pol, endpointId: 'scenario/ep' });
         sport += 1;
         const icmp = protoNumber === 1 || protoNumber === 58;
@@ -89,7 +95,7 @@ test('every policy scenario: the kernel decides what the reference lookup decide
         const prog = side === 'egress' ? dp.programFds().fromPod : dp.programFds().toPod;
         const portlessRun = protoNumber !== 6 && protoNumber !== 17;
         const before = portless.length;
-        const rv = native.progTestRun(prog, frame).retval;
+        const rv = native.progTestRun(prog, frame, { ifindex }).retval;
         const event = portlessRun ? await nextPortless(before) : undefined;
         // A conntrack entry left by this run would answer the next run of the same tuple.
         if (portlessRun) dp.removeEndpoint('scenario/ep');

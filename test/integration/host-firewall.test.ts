@@ -319,6 +319,7 @@ async function startRaw(sb: Sandbox, proto: number) {
     proc.kill('SIGKILL');
   });
   const waitFor = (re: RegExp, ms = 5_000) => until(`raw receiver ${proto}: ${re}`, () => (lines.some((l) => re.test(l)) ? true : undefined), ms);
-  await waitFor(/^ready$/);
+  // python's start, not the datapath: slow on a loaded machine
+  await waitFor(/^ready$/, 30_000);
   return { waitFor, count: (re: RegExp) => lines.filter((l) => re.test(l)).length };
 }

@@ -30,6 +30,8 @@ export interface DatapathConfigInput {
   policyAuditMode: boolean;
   /** routingMode=tunnel: pod traffic to another node's pod CIDR is encapsulated (meshd_tunnel); off, the tunnel is not looked at. */
   tunnel: boolean;
+  /** hostFirewall.enabled: the pods' veths judge traffic between the host and its local pods by the host endpoint's policy; off, that step is skipped. */
+  hostFirewall: boolean;
 }
 
 export const defaultDatapathConfig: DatapathConfigInput = {
@@ -41,6 +43,7 @@ export const defaultDatapathConfig: DatapathConfigInput = {
   sockmapShortcut: false,
   policyAuditMode: false,
   tunnel: false,
+  hostFirewall: false,
 };
 
 
@@ -82,6 +85,7 @@ export class DatapathConfigMap {
       sockmapShortcut: (c.flags & ConfigFlag.SOCKMAP_SHORTCUT) !== 0,
       policyAuditMode: (c.flags & ConfigFlag.POLICY_AUDIT) !== 0,
       tunnel: (c.flags & ConfigFlag.TUNNEL) !== 0,
+      hostFirewall: (c.flags & ConfigFlag.HOST_FIREWALL) !== 0,
     };
   }
 
@@ -100,7 +104,7 @@ export class DatapathConfigMap {
       ipcache_gen: ipcacheGen >>> 0,
       verdict_sample: c.verdictSample >>> 0,
       flags: (c.perPacketLb ? ConfigFlag.PER_PACKET_LB : 0) | (c.sockmapShortcut ? ConfigFlag.SOCKMAP_SHORTCUT : 0) | (c.policyAuditMode ? ConfigFlag.POLICY_AUDIT : 0) |
-        (c.tunnel ? ConfigFlag.TUNNEL : 0),
+        (c.tunnel ? ConfigFlag.TUNNEL : 0) | (c.hostFirewall ? ConfigFlag.HOST_FIREWALL : 0),
       proxy_ipv4: ipv4ToNumber(c.proxyIpv4),
     });
     native.mapUpdate(this.fd, KEY, value, BPF_ANY);
