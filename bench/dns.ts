@@ -24,7 +24,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
-import { STAGES, type StageReport } from '../src/dns/proxy.js';
+import { STAGES } from '../src/dns/proxy.js';
+import type { WorkerStageReport } from '../src/dns/proxy-messages.js';
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { DnsWorld } from '../test/helpers/dns-world.js';
@@ -52,7 +53,8 @@ interface Load {
 
 /** What the agent process did while the proxy path ran at 1,000 qps: its stages, its event-loop delay, its GC pauses. */
 interface AgentSide {
-  stages: StageReport | null;
+  /** The proxy's stages and its worker thread's loop delay and GC pauses. */
+  stages: WorkerStageReport | null;
   loop_p99_ms: number;
   loop_max_ms: number;
   gc_pauses: number;
@@ -61,7 +63,7 @@ interface AgentSide {
 }
 
 /** Times the agent while `fn` runs: the proxy's stages, this process's event-loop delay and GC pauses. */
-async function agentSide<T>(proxy: { traceStages(): Promise<void>; stageReport(): Promise<StageReport | null> } | undefined, fn: () => Promise<T>): Promise<[T, AgentSide]> {
+async function agentSide<T>(proxy: { traceStages(): Promise<void>; stageReport(): Promise<WorkerStageReport | null> } | undefined, fn: () => Promise<T>): Promise<[T, AgentSide]> {
   const loop = monitorEventLoopDelay({ resolution: 1 });
   const gcs: number[] = [];
   const obs = new PerformanceObserver((list) => {
@@ -141,6 +143,10 @@ try {
   });
   const sideRow = (label: string, path: 'direct' | 'proxy') =>
     `| ${label} | gc pauses ${med(sides[path].map((x) => x.gc_pauses))}, max ${med(sides[path].map((x) => x.gc_max_ms))} ms | loop delay p99 ${med(sides[path].map((x) => x.loop_p99_ms))} | max ${med(sides[path].map((x) => x.loop_max_ms))} |`;
+  const workerRow = () => {
+    const v = (k: 'loop_p99_ms' | 'loop_max_ms' | 'gc_pauses' | 'gc_max_ms') => med(sides.proxy.map((x) => x.stages?.worker[k] ?? Number.NaN));
+    return `| proxy worker thread | gc pauses ${v('gc_pauses')}, max ${v('gc_max_ms')} ms | loop delay p99 ${v('loop_p99_ms')} | max ${v('loop_max_ms')} |`;
+  };
   const genRow = (path: 'direct' | 'proxy') => `| load generator (${path} rounds): sends late on its schedule | | ${med((results[1000]?.[path] ?? []).map((x) => x.loop_p99_ms))} | |`;
   // A hand-written section after the generated part (the before/after of the latency work) is kept.
   const docFile = repoPath('docs', 'benchmarks', 'dns.md');
@@ -176,6 +182,7 @@ try {
       ...stageRows,
       sideRow('agent during direct rounds', 'direct'),
       sideRow('agent during proxy rounds', 'proxy'),
+      workerRow(),
       genRow('direct'),
       genRow('proxy'),
       '',

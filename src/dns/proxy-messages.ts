@@ -18,8 +18,18 @@ export interface DnsWorkerData {
   upstreamTimeoutMs?: number;
 }
 
+/** The worker's own event-loop delay and GC pauses while stages were traced. */
+export interface WorkerLoad {
+  loop_p99_ms: number;
+  loop_max_ms: number;
+  gc_pauses: number;
+  gc_max_ms: number;
+}
+
+export type WorkerStageReport = StageReport & { worker: WorkerLoad };
+
 export type DnsCall = { m: 'stats' } | { m: 'recent' } | { m: 'traceStages' } | { m: 'stageReport' };
-export type DnsCallResult = DnsProxyStats | DnsRecord[] | StageReport | null | undefined;
+export type DnsCallResult = DnsProxyStats | DnsRecord[] | WorkerStageReport | null | undefined;
 
 export type ToWorker =
   | { t: 'policy'; seq: number; delta: PolicyDelta }

@@ -18,8 +18,8 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../util/log.js';
 import type { PolicyMirrorSource } from './policy-mirror.js';
-import { DnsProxyError, type DnsProxyStats, type DnsRecord, type StageReport } from './proxy.js';
-import type { DnsCall, DnsCallResult, DnsWorkerData, FromWorker, ToWorker } from './proxy-messages.js';
+import { DnsProxyError, type DnsProxyStats, type DnsRecord } from './proxy.js';
+import type { DnsCall, DnsCallResult, DnsWorkerData, FromWorker, ToWorker, WorkerStageReport } from './proxy-messages.js';
 
 export interface DnsProxyThreadOptions {
   data: DnsWorkerData;
@@ -205,8 +205,9 @@ export class DnsProxyThread {
     await this.call({ m: 'traceStages' });
   }
 
-  async stageReport(): Promise<StageReport | null> {
-    return (await this.call({ m: 'stageReport' })) as StageReport | null;
+  /** The stage timings since traceStages(), with the worker's own loop delay and GC pauses; stops timing. */
+  async stageReport(): Promise<WorkerStageReport | null> {
+    return (await this.call({ m: 'stageReport' })) as WorkerStageReport | null;
   }
 
   /** Ends the worker as a crash would (the restart path; for tests and `meshd` diagnostics). */

@@ -13,12 +13,13 @@
  * sends 'forget' whenever addresses leave its FQDN cache, so a repeat of a
  * removed address is learned and enforced again before its answer goes.
  */
+import { type IntervalHistogram, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ReservedIdentity } from '../identity/reserved.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger, LogLevel } from '../util/log.js';
 import { DnsJudge } from './dns-policy.js';
-import type { DnsWorkerData, FromWorker, LearnRequest, ToWorker } from './proxy-messages.js';
+import type { DnsWorkerData, FromWorker, LearnRequest, ToWorker, WorkerStageReport } from './proxy-messages.js';
 import { PolicyMirror } from './policy-mirror.js';
 import { DnsProxy } from './proxy.js';
 
@@ -72,6 +73,33 @@ const transparentTo = (ip: string): boolean =>
 
 let proxy: DnsProxy | null = null;
 
+/** This thread's loop delay and GC pauses while stages are traced (the bench's "where the time goes"). */
+let load: { loop: IntervalHistogram; gcs: number[]; obs: PerformanceObserver } | null = null;
+function traceStages(p: DnsProxy): undefined {
+  load?.obs.disconnect();
+  const gcs: number[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push(e.duration);
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  load = { loop, gcs, obs };
+  p.traceStages();
+  return undefined;
+}
+function stageReport(p: DnsProxy): WorkerStageReport | null {
+  const r = p.stageReport();
+  const l = load;
+  load = null;
+  if (!l) return null;
+  l.loop.disable();
+  l.obs.disconnect();
+  const ms = (ns: number) => Number((ns / 1e6).toFixed(3));
+  const worker = { loop_p99_ms: ms(l.loop.percentile(99)), loop_max_ms: ms(l.loop.max), gc_pauses: l.gcs.length, gc_max_ms: Number(Math.max(0, ...l.gcs).toFixed(3)) };
+  return r ? { ...r, worker } : null;
+}
+
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'policy':
@@ -92,7 +120,7 @@ port.on('message', (m: ToWorker) => {
       return;
     case 'call': {
       const p = proxy;
-      const value = !p ? null : m.call.m === 'stats' ? p.stats() : m.call.m === 'recent' ? p.recent() : m.call.m === 'stageReport' ? p.stageReport() : (p.traceStages(), undefined);
+      const value = !p ? null : m.call.m === 'stats' ? p.stats() : m.call.m === 'recent' ? p.recent() : m.call.m === 'stageReport' ? stageReport(p) : traceStages(p);
       post({ t: 'result', seq: m.seq, value });
       return;
     }
