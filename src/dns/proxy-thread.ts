@@ -35,6 +35,8 @@ const WORKER_URL = new URL('./proxy-worker.js', import.meta.url);
 /** The worker's heap: its queries' buffers and records, nothing of the agent's state but the policy mirror. */
 const RESOURCE_LIMITS = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 };
 const STOP_TIMEOUT_MS = 5000;
+/** A reconcile waits at most this long for the worker to take a policy delta (a stuck worker must not stall it). */
+const SYNC_TIMEOUT_MS = 2000;
 const MAX_RESTART_DELAY_MS = 5000;
 /** A worker that ran this long before exiting is restarted after the first delay again. */
 const HEALTHY_MS = 30_000;
@@ -164,7 +166,10 @@ export class DnsProxyThread {
     }
   }
 
-  /** Sends what changed in the policy since the last call; resolves when the worker judges with it. */
+  /**
+   * Sends what changed in the policy since the last call; resolves when the worker judges with it, or
+   * after SYNC_TIMEOUT_MS (logged: the worker is stuck, and gets the delta when it reads its messages).
+   */
   syncPolicy(): Promise<void> {
     const w = this.worker;
     if (!w) return Promise.resolve(); // a restarting worker gets everything when it starts
@@ -172,7 +177,15 @@ export class DnsProxyThread {
     if (!delta) return Promise.resolve();
     const seq = ++this.seq;
     return new Promise<void>((resolve) => {
-      this.acks.set(seq, resolve);
+      const timer = setTimeout(() => {
+        this.acks.delete(seq);
+        this.o.log.warn('DNS proxy worker did not take the policy update in time', { port: this.port, ms: SYNC_TIMEOUT_MS });
+        resolve();
+      }, SYNC_TIMEOUT_MS);
+      this.acks.set(seq, () => {
+        clearTimeout(timer);
+        resolve();
+      });
       this.post(w, { t: 'policy', seq, delta });
     });
   }
