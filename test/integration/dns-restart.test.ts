@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startPeer } from '../helpers/datapath-peer.js';
+import { PEER_START_MS, startPeer } from '../helpers/datapath-peer.js';
 import { DnsWorld, startPodClient } from '../helpers/dns-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -68,7 +68,7 @@ test('DNS proxy: NXDOMAIN setting; agent restart under a loop of queries and con
     const kernelBefore = w.node.pinnedRows(['meshd_ipcache']);
     // An established connection through the restart.
     const held = await startPeer(w.node.sb, w.pods.app.ns, ['hold', w.inet(1), '443', '2']);
-    await held.waitFor(/^INET 443 /);
+    await held.waitFor(/^INET 443 /, PEER_START_MS);
 
     const conns = await startPodClient(w.node, w.pods.app.ns);
     const queries = await startPodClient(w.node, w.pods.app.ns);
