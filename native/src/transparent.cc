@@ -173,6 +173,19 @@ uv_loop_t* LoopOf(Napi::Env env) {
 
 // ---- UdpSocket -----------------------------------------------------------------------------------
 
+class UdpSocket;
+
+// The socket's libuv poll handle and the environment cleanup hook that outlives it. A worker thread's
+// environment can end with the socket open (terminate(), a crash) and unloads this addon once its cleanup
+// hooks are done, before its loop runs the close callbacks still pending: the handle's close callback is
+// this addon's code, so the environment must wait for it (an async cleanup hook, removed by that callback).
+struct PollBox {
+  uv_poll_t poll;  // first: the close callback gets &poll
+  napi_async_cleanup_hook_handle hook = nullptr;
+  UdpSocket* owner = nullptr;
+  bool closing = false;
+};
+
 class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -219,14 +232,21 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       close(fd_);
       ThrowErrno(env, err, "UdpSocket " + what);
     }
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    int r = uv_poll_init(LoopOf(env), poll_, fd_);
-    if (r == 0) r = uv_poll_start(poll_, UV_READABLE, &UdpSocket::OnPoll);
+    auto* box = new PollBox;
+    box->poll.data = this;
+    int r = uv_poll_init(LoopOf(env), &box->poll, fd_);
     if (r != 0) {
-      delete poll_;
-      poll_ = nullptr;
+      delete box;
       close(fd_);
+      ThrowErrno(env, -r, "UdpSocket uv_poll");
+    }
+    box_ = box;
+    box->owner = this;
+    poll_ = &box->poll;
+    r = uv_poll_start(poll_, UV_READABLE, &UdpSocket::OnPoll);
+    if (r == 0 && napi_add_async_cleanup_hook(env, &UdpSocket::OnEnvCleanup, box, &box->hook) != napi_ok) r = -ENOMEM;
+    if (r != 0) {
+      DoClose();
       ThrowErrno(env, -r, "UdpSocket uv_poll");
     }
     cb_ = Napi::Persistent(info[1].As<Napi::Function>());
@@ -238,6 +258,18 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   ~UdpSocket() override { DoClose(); }
 
  private:
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    auto* box = static_cast<PollBox*>(arg);
+    if (box->owner) box->owner->DoClose();  // else its close is under way; its callback ends the hook
+  }
+
+  static void OnHandleClosed(uv_handle_t* h) {
+    auto* box = reinterpret_cast<PollBox*>(h);
+    napi_async_cleanup_hook_handle hook = box->hook;
+    delete box;
+    if (hook) napi_remove_async_cleanup_hook(hook);
+  }
+
   static void OnPoll(uv_poll_t* h, int status, int) {
     auto* self = static_cast<UdpSocket*>(h->data);
     if (self && status == 0) self->Drain();
@@ -334,12 +366,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   }
 
   void DoClose() {
-    if (poll_) {
-      poll_->data = nullptr;
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
+    if (box_ && !box_->closing) {
+      box_->closing = true;
+      box_->owner = nullptr;
+      box_->poll.data = nullptr;
+      uv_poll_stop(&box_->poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(&box_->poll), &UdpSocket::OnHandleClosed);
     }
+    box_ = nullptr;
+    poll_ = nullptr;
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
   }
@@ -363,6 +398,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   int fd_ = -1;
   int family_ = AF_INET;
   uv_poll_t* poll_ = nullptr;
+  PollBox* box_ = nullptr;
   Napi::FunctionReference cb_;
   std::unique_ptr<Napi::AsyncContext> ctx_;
   Napi::ObjectReference self_;

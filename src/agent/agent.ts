@@ -304,6 +304,8 @@ export class Agent {
       this.log.error('DNS proxy not started; DNS flows with DNS rules are dropped', { port: dnsPort, err: e });
       return null;
     });
+    const dns = this.dns;
+    if (dns) this.reconciler.afterReconcile = () => dns.syncPolicy().catch((e: unknown) => this.log.error('DNS proxy policy not updated', { err: e }));
 
     if (c['cni.install']) {
       this.installCniConfig();

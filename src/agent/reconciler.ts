@@ -102,7 +102,21 @@ export class Reconciler {
     return this.last;
   }
 
+  /**
+   * Called after every reconcile, written or not (the DNS proxy's worker takes its policy mirror from
+   * here: it judges with what the kernel enforces). Must not throw.
+   */
+  afterReconcile: (() => Promise<void>) | null = null;
+
   async reconcile(): Promise<void> {
+    try {
+      await this.write();
+    } finally {
+      await this.afterReconcile?.();
+    }
+  }
+
+  private async write(): Promise<void> {
     const { engine, endpoints, log } = this.d;
     for (const p of engine.flush()) {
       this.pending.set(p.endpointId, 'changed');

@@ -61,9 +61,9 @@ export function registerRoutes(api: ApiServer, agent: Agent): void {
   api.route(apiRoutes.proxy, () => (agent.proxyStatus()));
   api.route(apiRoutes.proxyRestart, () => agent.restartProxy());
   api.route(apiRoutes.flows, () => ({ flows: agent.recentFlows() }));
-  api.route(apiRoutes.fqdnCache, ({ query }) => {
+  api.route(apiRoutes.fqdnCache, async ({ query }) => {
     const dns = agent.dnsService();
-    return { proxy: dns?.stats() ?? null, entries: agent.fqdn.list(query.endpoint), at: new Date() };
+    return { proxy: (await dns?.stats()) ?? null, entries: agent.fqdn.list(query.endpoint), at: new Date() };
   });
   api.route(apiRoutes.fqdnCacheFlush, async ({ body }) => {
     const dns = agent.dnsService();

@@ -1,12 +1,13 @@
 /**
  * The agent's DNS side: the FQDN cache (restored from disk before the policy
  * engine exists, so the first write already has every learned address), the
- * proxy on its port, the path from an allowed answer to the kernel, and the
- * expiry sweep.
+ * proxy on its port (in its own worker thread: proxy-thread.ts), the path
+ * from an allowed answer to the kernel, and the expiry sweep.
  *
  *   const cache = openAgentFqdnCache(cfg, log);                  // before new PolicyEngine({ dns: cache })
  *   const dns = await DnsService.start({ cfg, cache, engine, port, apply, inUse, log });
- *   dns.port;  dns.list();  await dns.stop();
+ *   await dns.syncPolicy();                                      // after every reconcile
+ *   dns.port;  dns.list();  await dns.stats();  await dns.stop();
  *
  * An allowed answer with addresses goes to the cache (per endpoint, every
  * name of the CNAME chain). When that changes a name's addresses, the cache
@@ -19,14 +20,15 @@
  */
 import { join } from 'node:path';
 import type { AgentConfig } from '../agent/config.js';
-import { ReservedIdentity } from '../identity/reserved.js';
 import type { FqdnCache } from '../policy/dns-cache.js';
 import { matchDnsSelector } from '../policy/l7-match.js';
 import { MeshdError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { DnsJudge, type DnsPolicySource } from './dns-policy.js';
+import type { DnsPolicySource } from './dns-policy.js';
 import { openFqdnCache, saveFqdnCache } from './fqdn-state.js';
-import { DnsProxy, type DnsProxyStats, type DnsRecord } from './proxy.js';
+import { type PolicyMirrorEngine, PolicyMirrorSource } from './policy-mirror.js';
+import type { DnsProxyStats, DnsRecord } from './proxy.js';
+import { DnsProxyThread } from './proxy-thread.js';
 import { defaultPolicyRouting, ensurePolicyRouting, ensurePolicyRouting6 } from '../proxy/policy-routing.js';
 import { RoutingWatch } from './routing-watch.js';
 import { ensureUpstreamReturn } from './upstream-return.js';
@@ -53,7 +55,7 @@ export function openAgentFqdnCache(cfg: AgentConfig, log: Logger): FqdnCache {
 export interface DnsServiceOptions {
   cfg: AgentConfig;
   cache: FqdnCache;
-  engine: DnsPolicySource & { settled(): Promise<void>; selectsName(name: string): boolean; ipcache(): unknown };
+  engine: DnsPolicySource & PolicyMirrorEngine & { settled(): Promise<void>; selectsName(name: string): boolean };
   /** The proxy port (dnsProxy.proxyPort, or the persisted one from proxy.portRange). */
   port: number;
   /** Writes what the engine computed to the kernel (the agent's serialised reconcile). */
@@ -76,7 +78,7 @@ export class DnsService {
 
   private constructor(
     private readonly o: DnsServiceOptions,
-    readonly proxy: DnsProxy,
+    readonly proxy: DnsProxyThread,
   ) {}
 
   static async start(o: DnsServiceOptions): Promise<DnsService> {
@@ -85,7 +87,6 @@ export class DnsService {
     await ensurePolicyRouting();
     await ensurePolicyRouting6().catch((e: unknown) => o.log.warn('IPv6 policy routing for the DNS proxy not installed', { err: e }));
     const ref: { svc?: DnsService } = {};
-    const judge = new DnsJudge(o.engine);
     // Transparent legs need a way back for the resolver's answer, which is addressed to the pod: a resolver that is a
     // local endpoint answers through this node's datapath, which hands it to the proxy's socket; any other resolver
     // (off the node, a Service backend elsewhere) needs the netfilter return rule (upstream-return.ts). The node's
@@ -100,14 +101,15 @@ export class DnsService {
         },
       );
     }
-    const transparentTo = (ip: string): boolean => (o.engine.endpointByIp(ip) !== undefined ? true : offNode && o.engine.identityOfIp(ip) !== ReservedIdentity.host);
-    const proxy = await DnsProxy.start({
-      port: o.port,
-      judge: (f) => judge.judge(f),
-      onAnswer: (v, _q, a) => (v.endpointId === null || a.ips.length === 0 ? undefined : ref.svc?.learn(v.endpointId, a.names, a.ips, a.ttl)),
-      rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
-      responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
-      ...(o.cfg['dnsProxy.enableTransparentMode'] ? { transparent: (ip: string) => transparentTo(ip) } : {}),
+    const proxy = await DnsProxyThread.start({
+      data: {
+        port: o.port,
+        rejectRcode: o.cfg['dnsProxy.dnsRejectResponseCode'],
+        responseMaxDelayMs: o.cfg['dnsProxy.proxyResponseMaxDelay'],
+        transparent: { enabled: o.cfg['dnsProxy.enableTransparentMode'], offNode },
+      },
+      policy: new PolicyMirrorSource(o.engine),
+      learn: (endpointId, names, ips, ttl) => ref.svc?.learn(endpointId, names, ips, ttl),
       log: o.log,
     });
     const svc = new DnsService(o, proxy);
@@ -127,12 +129,17 @@ export class DnsService {
     return this.o.cache;
   }
 
-  stats(): DnsProxyStats {
+  stats(): Promise<DnsProxyStats> {
     return this.proxy.stats();
   }
 
-  recent(): DnsRecord[] {
+  recent(): Promise<DnsRecord[]> {
     return this.proxy.recent();
+  }
+
+  /** Hands the proxy's judge what the last reconcile enforced; resolves once it judges with it. */
+  syncPolicy(): Promise<void> {
+    return this.proxy.syncPolicy();
   }
 
   /** Per endpoint and name: addresses, TTL, expiry, source. */
@@ -166,6 +173,7 @@ export class DnsService {
   async flush(f: { endpoint?: string; name?: string }): Promise<Array<{ endpoint: string; name: string; ips: string[] }>> {
     const sel = f.name === undefined ? undefined : f.name.includes('*') ? { matchPattern: f.name } : { matchName: f.name };
     const removed = this.o.cache.flush({ ...(f.endpoint === undefined ? {} : { endpoint: f.endpoint }), ...(sel ? { name: (n: string) => matchDnsSelector(sel, n) } : {}) }, this.o.inUse());
+    if (removed.length > 0) this.proxy.forget();
     this.save();
     await this.o.engine.settled();
     await this.o.apply();
@@ -193,6 +201,7 @@ export class DnsService {
     let used: ((ip: string) => boolean) | undefined;
     const changed = this.o.cache.expire(now, (ip) => (used ??= this.o.inUse())(ip));
     if (changed.length === 0) return changed;
+    this.proxy.forget();
     this.save();
     try {
       await this.o.engine.settled();
@@ -205,7 +214,7 @@ export class DnsService {
 
   private async ensureRouting(): Promise<void> {
     await ensurePolicyRouting().catch((e: unknown) => this.o.log.warn('policy routing for the DNS proxy', { err: e }));
-    if (this.proxy.stats().ipv6) await ensurePolicyRouting6().catch((e: unknown) => this.o.log.warn('IPv6 policy routing for the DNS proxy', { err: e }));
+    if ((await this.proxy.stats().catch(() => null))?.ipv6 ?? true) await ensurePolicyRouting6().catch((e: unknown) => this.o.log.warn('IPv6 policy routing for the DNS proxy', { err: e }));
     if (this.o.cfg['dnsProxy.enableTransparentMode']) await ensureUpstreamReturn().catch((e: unknown) => this.o.log.warn('return rule for transparent DNS legs', { err: e }));
   }
 

@@ -135,3 +135,12 @@ test('answer addresses follow CNAME chains and take the lowest TTL', () => {
   const other = parseAnswer(ans, { ...q.query, name: 'other.example' });
   assert.equal(other.ok, false);
 });
+
+test('an OPT record with UDP payload size 0 is forwarded as its re-encoding (the codec writes 4096), not as received', () => {
+  const b = dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'opt.example' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] });
+  b.writeUInt16BE(0, b.length - 8); // the OPT record's class field: the payload size
+  const r = parseQuery(b);
+  assert.ok(r.ok);
+  assert.notEqual(r.query.wire, b);
+  assert.deepEqual(r.query.wire, reencoded(b));
+});

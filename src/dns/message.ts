@@ -104,7 +104,8 @@ export function parseQuery(buf: Buffer): QueryParse {
 
 /**
  * Whether a decoded query's bytes are exactly what re-encoding it gives: nothing after what the codec
- * read, no flag beyond RD/CD, class IN and a type the codec knows, no additional record but OPT, and a
+ * read, no flag beyond RD/CD, class IN and a type the codec knows, no additional record but OPT (with a
+ * UDP payload size), and a
  * question name written out label by label, each label one of the name's (the encoder compresses
  * nothing in the first name) — the case of every resolver library's query.
  */
@@ -113,7 +114,8 @@ function inCanonicalForm(buf: Buffer, flags: number, p: DecodedPacket, labels: n
   // The codec encodes a class or type it does not know as 0.
   const q = p.questions?.[0];
   if (q?.class !== 'IN' || q.type.startsWith('UNKNOWN')) return false;
-  if (!(p.additionals ?? []).every((a) => a.type === 'OPT')) return false;
+  // The codec writes an OPT record's UDP payload size 0 as 4096.
+  if (!(p.additionals ?? []).every((a) => a.type === 'OPT' && a.udpPayloadSize !== 0)) return false;
   // As many labels on the wire as in the name: a label holding a "." (which the codec reads into the
   // name unescaped) would be forwarded as one label but is judged, and re-encoded, as two.
   let at = HEADER;

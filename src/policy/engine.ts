@@ -864,6 +864,11 @@ export class PolicyEngine {
     return this.endpointIps.get(ip);
   }
 
+  /** Every endpoint address (not the host's) and its endpoint, as endpointByIp() answers. */
+  endpointAddresses(): ReadonlyMap<string, string> {
+    return this.endpointIps;
+  }
+
   nodeIdentity(name: string): { identity: number; local: boolean } | undefined {
     const n = this.nodes.get(name);
     return n ? { identity: n.identity.id, local: n.input.local ?? false } : undefined;

@@ -11,6 +11,9 @@ import { CommandError, run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import type { Sandbox } from './netns.js';
 
+
+/** How long a peer may take to start and say it is ready. */
+export const PEER_START_MS = 30_000;
 export const PEER = repoPath('test', 'helpers', 'datapath-peer.py');
 
 export interface Peer {
@@ -72,7 +75,8 @@ export async function startPeer(sb: Sandbox | null, ns: string | null, args: str
     kill,
     proc,
   };
-  if (args[0] !== 'hold' && args[0] !== 'loop') await waitFor(/^ready$/);
+  // Starting the interpreter in a namespace took over 5 s on a loaded 2-core machine: a generous bound for that alone.
+  if (args[0] !== 'hold' && args[0] !== 'loop') await waitFor(/^ready$/, PEER_START_MS);
   return peer;
 }
 

@@ -205,3 +205,37 @@ test('addon UdpSocket: a receive buffer above net.core.rmem_max; datagrams the k
     small.close();
   }
 });
+
+test('addon UdpSocket in a worker thread: reads on that thread; a worker ended with it open closes it', async () => {
+  const mod = new URL('../../native/transparent.js', import.meta.url).href;
+  // The worker opens a socket, reports its port, echoes what it reads, and never closes it.
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    import(${JSON.stringify(mod)}).then(({ openUdpSocket }) => {
+      const s = openUdpSocket({ address: '127.0.0.1', port: 0 }, (msgs) => {
+        for (const m of msgs) s.send(m.data, m.srcAddress, m.srcPort);
+      });
+      parentPort.postMessage(s.address().port);
+    });`;
+  const { Worker } = await import('node:worker_threads');
+  for (let round = 0; round < 3; round++) {
+    const w = new Worker(code, { eval: true });
+    const port = await new Promise<number>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    const c = dgram.createSocket('udp4');
+    try {
+      const echoed = new Promise<Buffer>((resolve) => c.once('message', resolve));
+      c.send(Buffer.from(`ping ${round}`), port, '127.0.0.1');
+      assert.equal((await echoed).toString(), `ping ${round}`);
+    } finally {
+      c.close();
+    }
+    assert.equal(await w.terminate(), 1);
+    // The fd is closed with the worker: the same port binds again without SO_REUSEADDR.
+    const again = openUdpSocket({ address: '127.0.0.1', port }, () => undefined);
+    assert.equal(again.address().port, port);
+    again.close();
+  }
+});

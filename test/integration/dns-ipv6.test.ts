@@ -39,7 +39,7 @@ test('IPv6: a dual-stack pod asks an IPv6 resolver through the proxy; allowed an
   const other = await w.client('other');
 
   await t.test('the proxy listens on IPv6 and the IPv6 policy routing is installed', async () => {
-    assert.equal(dns().stats().ipv6, true);
+    assert.equal((await dns().stats()).ipv6, true);
     const { mark, mask, table, priority } = defaultPolicyRouting;
     const rules = (await run('ip', ['-6', 'rule', 'show', 'priority', String(priority)])).stdout;
     assert.match(rules, new RegExp(`fwmark 0x${mark.toString(16)}/0x${mask.toString(16)} lookup ${table}`));
@@ -48,17 +48,17 @@ test('IPv6: a dual-stack pod asks an IPv6 resolver through the proxy; allowed an
 
   await t.test('an allowed name is answered over UDP and TCP; a denied one REFUSED by the proxy', async () => {
     for (const proto of ['udp', 'tcp'] as const) {
-      const before = dns().stats();
+      const before = (await dns().stats());
       const ok = await web.call({ op: 'query', server, name: 'six.example.com', type: 'AAAA', proto });
       assert.equal(ok.rcode, 'NOERROR', `${proto}: ${JSON.stringify(ok)}`);
       assert.deepEqual(ok.answers?.map((a) => [a.type, a.data]), [['AAAA', w.inet6(7)]]);
       const no = await web.call({ op: 'query', server, name: 'api.github.com', type: 'AAAA', proto });
       assert.equal(no.rcode, 'REFUSED', `${proto}: ${JSON.stringify(no)}`);
-      const after = dns().stats();
+      const after = (await dns().stats());
       assert.equal(after.allowed - before.allowed, 1, proto);
       assert.equal(after.rejected - before.rejected, 1, proto);
     }
-    const rec = dns().recent().filter((r) => r.endpointId === 'default/web');
+    const rec = (await dns().recent()).filter((r) => r.endpointId === 'default/web');
     assert.deepEqual(
       rec.map((r) => [r.protocol, r.name, r.verdict, r.server.startsWith(`${server}:`), r.client.startsWith(`${w.pod6(0x11)}:`)]),
       [
@@ -71,10 +71,10 @@ test('IPv6: a dual-stack pod asks an IPv6 resolver through the proxy; allowed an
   });
 
   await t.test('a pod without DNS rules asks the IPv6 resolver directly', async () => {
-    const before = dns().stats().queries;
+    const before = (await dns().stats()).queries;
     const r = await other.call({ op: 'query', server, name: 'api.github.com', type: 'A' });
     assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
-    assert.equal(dns().stats().queries, before, 'the proxy saw none of it');
+    assert.equal((await dns().stats()).queries, before, 'the proxy saw none of it');
   });
 
   await t.test('an AAAA answer for a toFQDNs name: its /128 identity in the kernel ipcache and the pod policy map on 443', async () => {

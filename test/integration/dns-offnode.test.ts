@@ -92,11 +92,11 @@ ports: [{ name: dns, port: 53, protocol: UDP }, { name: dns-tcp, port: 53, proto
 
   await t.test('a resolver off the node: the query leaves from the pod, the answer comes back through the proxy; REFUSED for a denied name', async () => {
     for (const [proto, name] of [['udp', 'www.example.com'], ['tcp', 'short.example.com']] as const) {
-      const before = dns().stats();
+      const before = (await dns().stats());
       const r = await web.call({ op: 'query', server: w.offNodeResolver, name, proto });
       assert.equal(r.rcode, 'NOERROR', `${proto}: ${JSON.stringify(r)}; resolver log: ${off.log()}`);
-      assert.equal(dns().stats().allowed - before.allowed, 1, proto);
-      assert.equal(dns().stats().upstreamErrors - before.upstreamErrors, 0, proto);
+      assert.equal((await dns().stats()).allowed - before.allowed, 1, proto);
+      assert.equal((await dns().stats()).upstreamErrors - before.upstreamErrors, 0, proto);
       assert.deepEqual([...new Set(sourcesOf(off.log(), name))], [w.pods.web.ip], `${proto}: the off-node resolver saw the pod's address`);
     }
     const no = await web.call({ op: 'query', server: w.offNodeResolver, name: 'api.github.com' });
@@ -112,9 +112,9 @@ ports: [{ name: dns, port: 53, protocol: UDP }, { name: dns-tcp, port: 53, proto
     // On a node the agent runs in the cgroup where the socket LB hooks sit (the root): here, its own.
     writeFileSync(join(w.node.cgroup.path, 'cgroup.procs'), String(process.pid));
     const r = await web.call({ op: 'query', server: vip, name: 'n150.example.com', proto: 'udp' });
-    assert.equal(r.rcode, 'NOERROR', `${JSON.stringify(r)}; proxy: ${JSON.stringify(dns().recent().slice(-2))} ${JSON.stringify(dns().stats())}; drops: ${JSON.stringify(agent().recentFlows().filter((f) => f.type === "drop").slice(-3).map((f) => [f.src.ip, f.dst.ip, f.dst.port, f.dropReason]))}`);
+    assert.equal(r.rcode, 'NOERROR', `${JSON.stringify(r)}; proxy: ${JSON.stringify((await dns().recent()).slice(-2))} ${JSON.stringify(await dns().stats())}; drops: ${JSON.stringify(agent().recentFlows().filter((f) => f.type === "drop").slice(-3).map((f) => [f.src.ip, f.dst.ip, f.dst.port, f.dropReason]))}`);
     assert.deepEqual(r.answers?.map((a) => a.data), [w.inet(170)]);
-    const rec = dns().recent().filter((x) => x.name === 'n150.example.com');
+    const rec = (await dns().recent()).filter((x) => x.name === 'n150.example.com');
     assert.deepEqual(rec.map((x) => [x.server, x.verdict]), [[`${vip}:53`, 'allowed']]);
     assert.deepEqual([...new Set(sourcesOf(w.dnsmasqLog(), 'n150.example.com'))], [w.pods.web.ip], 'the backend saw the pod');
     const no = await web.call({ op: 'query', server: vip, name: 'api.github.com' });

@@ -46,7 +46,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
 
   await t.test('allowed names resolve through the proxy; others get REFUSED from the proxy, over UDP and TCP', async () => {
     for (const proto of ['udp', 'tcp']) {
-      const before = dns().stats();
+      const before = (await dns().stats());
       const ok = await web.call({ op: 'query', server, name: 'www.example.com', proto });
       assert.equal(ok.rcode, 'NOERROR', JSON.stringify(ok));
       assert.deepEqual(ok.answers?.map((a) => [a.type, a.data]), [['CNAME', 'edge.example.net'], ['A', w.inet(2)]]);
@@ -54,12 +54,12 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
       const no = await web.call({ op: 'query', server, name: 'api.github.com', proto });
       assert.equal(no.rcode, 'REFUSED', JSON.stringify(no));
       assert.deepEqual(no.answers, []);
-      const after = dns().stats();
+      const after = (await dns().stats());
       assert.equal(after.allowed - before.allowed, 1, proto);
       assert.equal(after.rejected - before.rejected, 1, proto);
     }
-    assert.ok(dns().stats().tcpConnections >= 2);
-    const rec = dns().recent().filter((r) => r.endpointId === 'default/web');
+    assert.ok((await dns().stats()).tcpConnections >= 2);
+    const rec = (await dns().recent()).filter((r) => r.endpointId === 'default/web');
     assert.deepEqual(
       rec.map((r) => [r.protocol, r.name, r.verdict]),
       [
@@ -72,12 +72,12 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
   });
 
   await t.test('an endpoint without DNS rules is never redirected', async () => {
-    const before = dns().stats().queries;
+    const before = (await dns().stats()).queries;
     const r = await other.call({ op: 'query', server, name: 'api.github.com' });
     assert.equal(r.rcode, 'NOERROR');
     const r2 = await other.call({ op: 'query', server, name: 'api.github.com', proto: 'tcp' });
     assert.equal(r2.rcode, 'NOERROR');
-    assert.equal(dns().stats().queries, before, 'the proxy saw none of them');
+    assert.equal((await dns().stats()).queries, before, 'the proxy saw none of them');
     const redirects = agent().recentFlows().filter((f) => f.type === 'redirect' && f.src.ip === w.pods.other.ip);
     assert.deepEqual(redirects, []);
   });
@@ -155,7 +155,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
     ms.sort((a, b) => a - b);
     t.diagnostic(`resolve+connect ms: p50 ${ms[100]?.toFixed(1)} p99 ${ms[198]?.toFixed(1)} max ${ms[199]?.toFixed(1)}`);
     assert.deepEqual(fails, []);
-    assert.equal(dns().stats().delayedPastMax, 0, 'every answer waited for the kernel, none was let go at proxyResponseMaxDelay');
+    assert.equal((await dns().stats()).delayedPastMax, 0, 'every answer waited for the kernel, none was let go at proxyResponseMaxDelay');
   });
 
   await t.test('a TTL change is followed, and an address closes after its TTL when no connection uses it', async () => {
@@ -216,7 +216,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
       b.writeUInt16BE(1, o + 2);
       return b;
     });
-    const before = dns().stats();
+    const before = (await dns().stats());
     const sends: Array<Promise<unknown>> = [];
     for (let i = 0; i < 3000; i++) {
       let b: Buffer;
@@ -233,7 +233,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
       if (sends.length >= 50) await Promise.all(sends.splice(0));
     }
     await Promise.all(sends);
-    const after = dns().stats();
+    const after = (await dns().stats());
     t.diagnostic(`fuzz: ${after.malformed - before.malformed} malformed, ${after.rejected - before.rejected} refused, ${after.allowed - before.allowed} forwarded`);
     assert.ok(after.malformed - before.malformed > 500, `malformed counted: ${after.malformed - before.malformed}`);
     const good = await web.call({ op: 'query', server, name: 'www.example.com' });
@@ -241,7 +241,7 @@ test('DNS proxy and toFQDNs: rules, REFUSED, no redirect without DNS rules, exac
     const goodTcp = await web.call({ op: 'query', server, name: 'www.example.com', proto: 'tcp' });
     assert.equal(goodTcp.rcode, 'NOERROR');
     // What the proxy forwarded for web were parsed queries for names its rules allow, nothing else.
-    const forwarded = dns().recent().filter((r) => r.endpointId === 'default/web' && r.verdict === 'allowed');
+    const forwarded = (await dns().recent()).filter((r) => r.endpointId === 'default/web' && r.verdict === 'allowed');
     const allowedByWeb = (n: string) => n === 'example.com' || /^[-a-z0-9_]*\.example\.com$/.test(n) || /\.svc\.cluster\.local$/.test(n);
     assert.deepEqual(forwarded.filter((r) => !allowedByWeb(r.name)), []);
   });

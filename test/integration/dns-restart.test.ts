@@ -4,12 +4,13 @@
  * agent's first write, so under a loop of queries and connections no
  * connection to an address resolved before the restart fails at any time
  * (established or new), the addresses keep their identities, and no query
- * fails once the proxy is back.
+ * fails once the proxy is back. The proxy's worker thread alone dying is
+ * restarted by the agent on the same port.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startPeer } from '../helpers/datapath-peer.js';
+import { PEER_START_MS, startPeer } from '../helpers/datapath-peer.js';
 import { DnsWorld, startPodClient } from '../helpers/dns-world.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
@@ -35,6 +36,29 @@ test('DNS proxy: NXDOMAIN setting; agent restart under a loop of queries and con
     assert.equal(ok.rcode, 'NOERROR');
   });
 
+  await t.test('the proxy worker thread dies: the agent restarts it on the same port, and it judges and enforces as before', async () => {
+    const dns = agent().dnsService();
+    assert.ok(dns);
+    const port = dns.port;
+    const before = dns.proxy.threadId;
+    assert.ok(before !== null);
+    await dns.proxy.kill();
+    for (let i = 0; i < 200 && (dns.proxy.threadId === null || dns.proxy.threadId === before); i++) await sleep(50);
+    assert.notEqual(dns.proxy.threadId, before, 'a new worker runs');
+    assert.ok(dns.proxy.threadId !== null, 'a new worker runs');
+    assert.equal(dns.proxy.restarts, 1);
+    assert.equal(dns.port, port);
+    assert.equal((await dns.stats()).port, port);
+    const no = await web.call({ op: 'query', server, name: 'api.github.com' });
+    assert.equal(no.rcode, 'NXDOMAIN', 'the new worker has the policy');
+    const ok = await web.call({ op: 'query', server, name: 'www.example.com', proto: 'tcp' });
+    assert.equal(ok.rcode, 'NOERROR');
+    // The new worker has learned nothing: the answer goes through the toFQDNs path before the connection.
+    const r = await app.call({ op: 'resolveConnect', server, name: 'api.github.com', port: 443 });
+    assert.equal(r.connect, `INET 443 ${w.pods.app.ip}`);
+    assert.ok((await dns.stats()).allowed >= 2);
+  });
+
   await t.test('restart: resolved addresses stay open throughout, queries work again once the proxy is back', async () => {
     const r = await app.call({ op: 'resolveConnect', server, name: 'api.github.com', port: 443 });
     assert.equal(r.connect, `INET 443 ${w.pods.app.ip}`);
@@ -44,7 +68,7 @@ test('DNS proxy: NXDOMAIN setting; agent restart under a loop of queries and con
     const kernelBefore = w.node.pinnedRows(['meshd_ipcache']);
     // An established connection through the restart.
     const held = await startPeer(w.node.sb, w.pods.app.ns, ['hold', w.inet(1), '443', '2']);
-    await held.waitFor(/^INET 443 /);
+    await held.waitFor(/^INET 443 /, PEER_START_MS);
 
     const conns = await startPodClient(w.node, w.pods.app.ns);
     const queries = await startPodClient(w.node, w.pods.app.ns);

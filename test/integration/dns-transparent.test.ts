@@ -41,17 +41,17 @@ test('transparent DNS proxy: the resolver sees the pod, the answer reaches the p
 
   await t.test('an allowed query reaches the resolver from the pod address, over UDP and TCP; the answer reaches the pod', async () => {
     for (const [proto, name] of [['udp', 'www.example.com'], ['tcp', 'short.example.com']] as const) {
-      const before = dns().stats();
+      const before = (await dns().stats());
       const r = await web.call({ op: 'query', server, name, proto });
       assert.equal(r.rcode, 'NOERROR', `${proto}: ${JSON.stringify(r)}`);
       if (name === 'www.example.com') assert.deepEqual(r.answers?.map((a) => [a.type, a.data]), [['CNAME', 'edge.example.net'], ['A', w.inet(2)]]);
-      assert.equal(dns().stats().allowed - before.allowed, 1, proto);
-      assert.equal(dns().stats().upstreamErrors - before.upstreamErrors, 0, proto);
+      assert.equal((await dns().stats()).allowed - before.allowed, 1, proto);
+      assert.equal((await dns().stats()).upstreamErrors - before.upstreamErrors, 0, proto);
       const seen = queriesOf(w.dnsmasqLog(), name);
       assert.ok(seen.length >= 1, `${proto}: dnsmasq logged the query: ${w.dnsmasqLog()}`);
       assert.deepEqual([...new Set(seen.map((s) => s.from))], [w.pods.web.ip], `${proto}: the resolver saw the pod's address`);
       // The pod's own source port, as the proxy received the query, is the one the resolver saw.
-      const asked = dns().recent().filter((x) => x.name === name && x.protocol === proto).map((x) => x.client);
+      const asked = (await dns().recent()).filter((x) => x.name === name && x.protocol === proto).map((x) => x.client);
       assert.deepEqual(asked, seen.map((x) => `${x.from}:${x.port ?? 'no port logged'}`), `${proto}: the pod's address and port`);
       assert.ok(!nodeSide.includes(` ${w.pods.web.ip}/`), 'the pod address is no address of the host namespace');
     }
@@ -66,12 +66,12 @@ test('transparent DNS proxy: the resolver sees the pod, the answer reaches the p
   });
 
   await t.test('many queries in a row: every answer comes back (none lost to the pod)', async () => {
-    const before = dns().stats();
+    const before = (await dns().stats());
     for (let i = 0; i < 50; i++) {
       const r = await web.call({ op: 'query', server, name: `n${i % 5}.example.com` });
       assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
     }
-    assert.equal(dns().stats().upstreamErrors - before.upstreamErrors, 0);
+    assert.equal((await dns().stats()).upstreamErrors - before.upstreamErrors, 0);
   });
 
   await t.test('a name no rule allows is REFUSED by the proxy and never reaches the resolver', async () => {
@@ -109,10 +109,10 @@ test('transparent DNS proxy: the resolver sees the pod, the answer reaches the p
   });
 
   await t.test('a pod without DNS rules is not redirected and resolves directly', async () => {
-    const before = dns().stats();
+    const before = (await dns().stats());
     const r = await other.call({ op: 'query', server, name: 'other.example.org' });
     assert.equal(r.rcode, 'NOERROR', JSON.stringify(r));
-    assert.equal(dns().stats().queries, before.queries, 'the proxy saw none of it');
+    assert.equal((await dns().stats()).queries, before.queries, 'the proxy saw none of it');
     assert.deepEqual([...new Set(queriesOf(w.dnsmasqLog(), 'other.example.org').map((s) => s.from))], [w.pods.other.ip]);
   });
 });
