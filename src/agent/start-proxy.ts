@@ -20,6 +20,7 @@ function start(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: boolean): Promis
     portRange: cfg['proxy.portRange'],
     xdsMode: cfg['envoy.xdsMode'],
     replicas: cfg['proxy.replicas'],
+    upstream: { idleTimeoutS: cfg['envoy.idleTimeoutDurationSeconds'], retries: cfg['envoy.httpRetryCount'] },
     keepEnvoysOnStop,
     // The steering maps sit with the datapath's pins (the agent's pinDir).
     pinDir: join(cfg['bpf.root'], 'meshd'),
