@@ -99,7 +99,8 @@ function spawnIn(sb: Sandbox, ns: string, args: string[], keep: (line: string) =
 }
 
 async function ready(p: ReturnType<typeof spawnIn>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  // Generous: a Node.js start inside a namespace takes seconds on a loaded machine.
+  const deadline = Date.now() + 30_000;
   while (!p.lines.includes('ready')) {
     if (Date.now() > deadline || p.proc.exitCode !== null) throw new Error(`${what} did not start: ${p.stderr()}`);
     await new Promise((r) => setTimeout(r, 20));
