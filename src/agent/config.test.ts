@@ -148,3 +148,13 @@ test('routing keys: Cilium names and defaults (native, vxlan on 8472, MTU auto);
     );
   }
 });
+
+test('envoy.idleTimeoutDurationSeconds and envoy.httpRetryCount: Cilium defaults, validated', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c['envoy.idleTimeoutDurationSeconds'], 60);
+  assert.equal(c['envoy.httpRetryCount'], 3);
+  const set = loadConfig({ env: { MESHD_ENVOY_IDLETIMEOUTDURATIONSECONDS: '4', MESHD_ENVOY_HTTPRETRYCOUNT: '0' } });
+  assert.equal(set['envoy.idleTimeoutDurationSeconds'], 4);
+  assert.equal(set['envoy.httpRetryCount'], 0);
+  assert.throws(() => loadConfig({ env: { MESHD_ENVOY_IDLETIMEOUTDURATIONSECONDS: '0' } }), /envoy\.idleTimeoutDurationSeconds/);
+});

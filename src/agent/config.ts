@@ -56,6 +56,10 @@ export const configShape = {
   'envoy.enabled': bool,
   'envoy.binaryPath': z.string().min(1).optional(),
   'envoy.xdsMode': z.enum(['sotw', 'delta']),
+  /** Seconds Envoy keeps an idle upstream HTTP connection in its pool (Cilium's key and default; Envoy's own default is an hour). */
+  'envoy.idleTimeoutDurationSeconds': int(1, 86_400),
+  /** Retries of an idempotent request whose upstream connection failed or reset before any response; 0: none. */
+  'envoy.httpRetryCount': int(0, 10),
   'proxy.portRange': portRange,
   /** Envoys active-active behind the proxy ports; one crashing leaves the others serving (docs/reliability.md). */
   'proxy.replicas': int(1, 8),
@@ -208,6 +212,8 @@ export const DEFAULTS: Record<ConfigKey, unknown> = {
   'envoy.enabled': true,
   'envoy.binaryPath': undefined,
   'envoy.xdsMode': 'delta',
+  'envoy.idleTimeoutDurationSeconds': 60,
+  'envoy.httpRetryCount': 3,
   'proxy.portRange': '10000-20000',
   'proxy.replicas': 1,
   'proxy.stopOnShutdown': false,

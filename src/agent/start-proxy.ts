@@ -21,6 +21,7 @@ export function proxyOptions(cfg: AgentConfig, log: Logger, keepEnvoysOnStop: bo
     portRange: cfg['proxy.portRange'],
     xdsMode: cfg['envoy.xdsMode'],
     replicas: cfg['proxy.replicas'],
+    upstream: { idleTimeoutS: cfg['envoy.idleTimeoutDurationSeconds'], retries: cfg['envoy.httpRetryCount'] },
     keepEnvoysOnStop,
     // The access log feeds only the flow observer.
     accessLog: cfg['hubble.enabled'],

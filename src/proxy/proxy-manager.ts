@@ -68,6 +68,7 @@ import { adminRequest } from './supervisor-process.js';
 import { ProxySupervisor, type SupervisorStatus } from './supervisor.js';
 import { type L7Endpoint, type Redirect, SUPPORTED_L7, type TranslateOutput, translateL7 } from './translate.js';
 import type { GatewayResources } from '../gateway/translate.js';
+import type { UpstreamHttpOptions } from './cluster.js';
 
 export interface ProxyManagerOptions {
   nodeName: string;
@@ -101,6 +102,8 @@ export interface ProxyManagerOptions {
    * (hubble.enabled=false).
    */
   accessLog?: boolean;
+  /** Upstream HTTP idle timeout and retries (envoy.idleTimeoutDurationSeconds, envoy.httpRetryCount; default Cilium's 60 s, 3). */
+  upstream?: UpstreamHttpOptions;
 }
 
 /** The single-Envoy view of the supervisor (meshd status), plus every instance and how new connections reach them. */
@@ -558,7 +561,7 @@ export class ProxyManager {
     if (this.stopping) throw new ProxyError('MESHD_PROXY_STOPPED', 'the proxy manager is stopped');
     this.lateAck?.abort();
     this.lateAck = null;
-    const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: this.o.accessLog ?? true, kafka: { processorSocket: this.kafka.socketPath } });
+    const translated = translateL7({ endpoints: input.endpoints, identityIps: input.identityIps, ports: this.ports, accessLog: this.o.accessLog ?? true, kafka: { processorSocket: this.kafka.socketPath }, ...(this.o.upstream ? { upstream: this.o.upstream } : {}) });
     // Every Envoy binds each proxy port with SO_REUSEPORT: replicas and replacements share it (steering.ts).
     let out: TranslateOutput = { ...translated, listeners: withReusePort(translated.listeners) };
     // A Secret that is missing or does not parse costs only what names it: its last good version stays

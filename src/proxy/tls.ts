@@ -21,7 +21,7 @@
 import { Identity } from '../datapath/maps.js';
 import { serverNameRegex } from '../policy/l7-match.js';
 import type { Direction, EndpointPolicy, L7Kind, PolicyEntry, TlsRule } from '../policy/types.js';
-import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
+import { buildOriginalDstCluster, DEFAULT_UPSTREAM_HTTP, originalDstClusterName, upstreamHttpProtocolOptions, type UpstreamHttpOptions } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { buildTcpOriginalDstCluster, ORIGINAL_DST_FILTER_STATE, tcpOriginalDstClusterName } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
@@ -37,6 +37,8 @@ export interface TlsTranslateInput {
   bindAddress?: string;
   /** Send the intercepted HTTP requests' access logs to meshd. */
   accessLog?: boolean;
+  /** Upstream idle timeout and retries of the intercepted HTTP requests (default DEFAULT_UPSTREAM_HTTP). */
+  upstream?: UpstreamHttpOptions;
 }
 
 export interface TlsTranslateOutput {
@@ -87,8 +89,8 @@ function interceptionOf(row: PolicyEntry): { terminating: NonNullable<TlsRule['t
 }
 
 /** The ORIGINAL_DST cluster of an identity that originates TLS, verifying the destination with the CA secret. */
-function originatingCluster(identity: number, caSecret: string): Json {
-  const c = buildOriginalDstCluster(identity);
+function originatingCluster(identity: number, caSecret: string, idleTimeoutS: number): Json {
+  const c = buildOriginalDstCluster(identity, idleTimeoutS);
   return {
     ...c,
     name: `${originalDstClusterName(identity)}-tls-${safe(caSecret)}`,
@@ -99,14 +101,11 @@ function originatingCluster(identity: number, caSecret: string): Json {
         common_tls_context: { validation_context_sds_secret_config: sdsSecretConfig(caSecret) },
       },
     },
-    typed_extension_protocol_options: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        // The upstream's SNI is the request's host (the name the client asked for), and its certificate must carry that name.
-        upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true },
-        explicit_http_config: { http_protocol_options: {} },
-      },
-    },
+    typed_extension_protocol_options: upstreamHttpProtocolOptions(idleTimeoutS, {
+      // The upstream's SNI is the request's host (the name the client asked for), and its certificate must carry that name.
+      upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true },
+      explicit_http_config: { http_protocol_options: {} },
+    }),
   };
 }
 
@@ -117,6 +116,7 @@ function safe(s: string): string {
 export function translateTls(input: TlsTranslateInput): TlsTranslateOutput {
   const endpoints = [...input.endpoints].filter((e) => e.ips.length > 0).sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
   const ipsOf = (id: number): readonly string[] => input.identityIps.get(id) ?? [];
+  const upstream = input.upstream ?? DEFAULT_UPSTREAM_HTTP;
   const marks = new Set<number>();
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
   const redirects: TlsTranslateOutput['redirects'] = [];
@@ -168,10 +168,10 @@ export function translateTls(input: TlsTranslateInput): TlsTranslateOutput {
       const ca = caSecretName(tls.originating);
       secretRefs.push({ name: cert, use: 'certificate', ref: tls.terminating, policies: row.derivedFrom, field: 'terminatingTLS' });
       secretRefs.push({ name: ca, use: 'ca', ref: tls.originating, policies: row.derivedFrom, field: 'originatingTLS' });
-      const cluster = originatingCluster(me, ca);
+      const cluster = originatingCluster(me, ca, upstream.idleTimeoutS);
       extraClusters.set(String(cluster.name), cluster);
       const rbacHttp = buildRbac({ entries: pol.entries, defaultDeny: pol.defaultDeny, subjects, l7Permission: interceptPermission });
-      const hcm = buildHttpConnectionManager({ statPrefix: safe(`${id}_egress_tls_${row.port}`), rbac: [rbacHttp], cluster: String(cluster.name), accessLog: input.accessLog ?? false });
+      const hcm = buildHttpConnectionManager({ statPrefix: safe(`${id}_egress_tls_${row.port}`), rbac: [rbacHttp], cluster: String(cluster.name), accessLog: input.accessLog ?? false, retries: upstream.retries });
       const c = buildFilterChain({ name: `${id}/egress/tls/intercept/id${row.remoteIdentity}/${row.port}`, sourceIps: s.ips, networkFilters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] });
       const match = c.filter_chain_match as Json;
       match.destination_port = row.port;

@@ -32,7 +32,7 @@
  */
 import { Identity } from '../datapath/maps.js';
 import type { Direction, EndpointPolicy, KafkaRule, L7Kind, PolicyEntry } from '../policy/types.js';
-import { buildOriginalDstCluster, originalDstClusterName } from './cluster.js';
+import { buildOriginalDstCluster, DEFAULT_UPSTREAM_HTTP, originalDstClusterName, type UpstreamHttpOptions } from './cluster.js';
 import { buildHttpConnectionManager } from './http-connection-manager.js';
 import { translateKafka } from './kafka-listener.js';
 import { buildFilterChain, buildListener } from './listener.js';
@@ -56,6 +56,8 @@ export interface TranslateInput {
   bindAddress?: string;
   /** Kafka rules are enforced (kafka-listener.ts) when the agent's Kafka processor listens here. */
   kafka?: { processorSocket: string };
+  /** Upstream idle timeout and retries of the HTTP chains (default DEFAULT_UPSTREAM_HTTP, Cilium's). */
+  upstream?: UpstreamHttpOptions;
 }
 
 export interface Redirect {
@@ -98,6 +100,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
   const unsupported: TranslateOutput['unsupported'] = [];
   const endpoints = [...input.endpoints].filter((e) => e.ips.length > 0).sort((a, b) => a.policy.endpointId.localeCompare(b.policy.endpointId));
   const marks = new Set<number>();
+  const upstream = input.upstream ?? DEFAULT_UPSTREAM_HTTP;
   const chains: Record<Direction, Json[]> = { ingress: [], egress: [] };
   // Kafka only with the processor to send it to (rows no chain can express are reported by translateKafka).
   const handled = (kind: L7Kind): boolean => kind === 'http' || kind === 'tls' || (kind === 'kafka' && input.kafka !== undefined);
@@ -117,7 +120,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
 
   const hcm = (statPrefix: string, rbac: Json[], identity: number): Json => {
     marks.add(identity);
-    return buildHttpConnectionManager({ statPrefix: safe(statPrefix), rbac, cluster: originalDstClusterName(identity), accessLog: input.accessLog ?? false });
+    return buildHttpConnectionManager({ statPrefix: safe(statPrefix), rbac, cluster: originalDstClusterName(identity), accessLog: input.accessLog ?? false, retries: upstream.retries });
   };
   const chain = (name: string, m: { destinationIps?: readonly string[]; sourceIps?: readonly string[] }, typedConfig: Json): Json =>
     buildFilterChain({ name, ...m, networkFilters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: typedConfig }] });
@@ -165,7 +168,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
     if (input.bindAddress !== undefined) l.bindAddress = input.bindAddress;
     listeners.push(buildListener(l));
   }
-  const clusters = [...marks].sort((a, b) => a - b).map(buildOriginalDstCluster);
+  const clusters = [...marks].sort((a, b) => a - b).map((m) => buildOriginalDstCluster(m, upstream.idleTimeoutS));
   let kafkaPolicies: Map<string, KafkaRule[]> | undefined;
   if (input.kafka) {
     const ports = { ingress: input.ports.portFor('kafka', 'ingress'), egress: input.ports.portFor('kafka', 'egress') };
@@ -183,7 +186,7 @@ export function translateL7(input: TranslateInput): TranslateOutput {
 
 /** TLS rules (tls.ts): their listeners, redirects and the clusters not already present (Kafka uses the same TCP ones); returns the secrets named. */
 function addTls(input: TranslateInput, listeners: Json[], clusters: Json[], redirects: Redirect[]): SecretRef[] {
-  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, accessLog: input.accessLog ?? false, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
+  const t = translateTls({ endpoints: input.endpoints, identityIps: input.identityIps, ports: input.ports, accessLog: input.accessLog ?? false, upstream: input.upstream ?? DEFAULT_UPSTREAM_HTTP, ...(input.bindAddress !== undefined ? { bindAddress: input.bindAddress } : {}) });
   const have = new Set(clusters.map((c) => c.name));
   listeners.push(...t.listeners);
   clusters.push(...t.clusters.filter((c) => !have.has(c.name)));

@@ -15,8 +15,14 @@
  * warm-up; the run fails if it was replaced meanwhile (its growth would
  * compare two processes). The baseline is taken after the warm-up changes,
  * so first allocations (code compiled, pools filled) do not count as growth.
+ *
+ * With MESHD_CHAOS_HEAP_SNAPSHOTS=<dir> the run writes a V8 heap snapshot of
+ * this process at the baseline and at the end (`base.heapsnapshot`,
+ * `end.heapsnapshot`), to compare what grew (scripts/heap-diff.mjs).
  */
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { writeHeapSnapshot } from 'node:v8';
 import { type ChaosWorld, churnPolicy, rssBytes } from './chaos-world.js';
 import { policyDocs } from './l7-world.js';
 
@@ -69,6 +75,8 @@ export async function longRun(w: ChaosWorld, o: { seconds: number; warmS: number
     envoyRss.push(e);
     samples.push([Math.round((Date.now() - t0) / 1000), +(m.rss / MiB).toFixed(1), +(m.heapUsed / MiB).toFixed(1), +(e / MiB).toFixed(1)]);
   };
+  const snapshotDir = process.env.MESHD_CHAOS_HEAP_SNAPSHOTS;
+  if (snapshotDir) writeHeapSnapshot(join(snapshotDir, 'base.heapsnapshot'));
   sample();
   const first = n;
   let next = Date.now() + every * 1000;
@@ -81,6 +89,7 @@ export async function longRun(w: ChaosWorld, o: { seconds: number; warmS: number
     }
   }
   sample();
+  if (snapshotDir) writeHeapSnapshot(join(snapshotDir, 'end.heapsnapshot'));
   const still = w.proxy.instances().map((i) => i.pid);
   if (!still.includes(envoy.pid) || envoyRss.includes(0)) throw new Error(`long run: Envoy ${envoy.pid} was replaced or exited during the run (live now: ${still.join(',')}): its RSS growth would mean nothing`);
   return { changes: n - first, elapsedS: Math.round((Date.now() - t0) / 1000), envoyPid: envoy.pid, agent: growth(agentRss), envoy: growth(envoyRss), samples };

@@ -43,7 +43,7 @@ export async function startChaosWorld(
     ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
     ...(o.drainTimeS !== undefined ? { drainTimeS: o.drainTimeS } : {}),
   });
-  await startHttpServer(w.sb, w.pod('api').ns, 'api', [8080]);
+  await startHttpServer(w.sb, w.pod('api').ns, 'api', [8080], { recordRequests: false });
   await w.sync();
   const apiUrl = `http://${w.pod('api').ip}:8080`;
   return {

@@ -2,12 +2,14 @@
  * HTTP peers for the L7 end-to-end tests and the L7 benchmark, run inside a
  * namespace as `node dist/test/helpers/l7-http-peer.js …`:
  *
- *   serve NAME PORT…   HTTP/1.1 and HTTP/2 with prior knowledge on every port
+ *   serve NAME PORT… [--keep-alive-ms=N]
+ *                      HTTP/1.1 and HTTP/2 with prior knowledge on every port
  *                      (the first bytes decide), answering "NAME PORT METHOD PATH from ADDR";
  *                      content-type application/grpc gets a gRPC-framed answer and
  *                      grpc-status 0; an HTTP/1.1 WebSocket upgrade is answered with 101 and every
  *                      message after it echoed as "NAME echo MESSAGE". Prints "ready", then
- *                      "req PORT METHOD PATH ADDR" per request.
+ *                      "req PORT METHOD PATH ADDR" per request. HTTP/1.1 connections idle
+ *                      for N ms (default Node's 5,000) are closed by the server.
  *   client             reads JSON requests on stdin (one per line), answers JSON lines:
  *                      {id, status, body, grpcStatus} or {id, error: {code, connected, localPort}};
  *                      every request on a new connection (`websocket: true`: an upgrade, then one
@@ -32,7 +34,7 @@ function grpcFrame(payload: string): Buffer {
   return Buffer.concat([head, body]);
 }
 
-function serve(name: string, ports: number[]): void {
+function serve(name: string, ports: number[], keepAliveMs: number | undefined): void {
   for (const port of ports) {
     const text = (method: string, path: string, remote: string) => {
       process.stdout.write(`req ${port} ${method} ${path} ${remote}\n`);
@@ -42,6 +44,7 @@ function serve(name: string, ports: number[]): void {
       req.resume();
       req.on('end', () => res.end(text(req.method ?? '', req.url ?? '', req.socket.remoteAddress ?? '')));
     });
+    if (keepAliveMs !== undefined) h1.keepAliveTimeout = keepAliveMs;
     // WebSocket: the upgrade is answered and the bytes after it echoed (no framing: the proxies only relay them).
     h1.on('upgrade', (req, sock: Socket) => {
       text(req.method ?? '', req.url ?? '', req.socket.remoteAddress ?? '');
@@ -264,9 +267,11 @@ function client(): void {
 }
 
 const [cmd, ...args] = process.argv.slice(2);
-if (cmd === 'serve') serve(args[0] ?? 'S', args.slice(1).map(Number));
-else if (cmd === 'client') client();
+if (cmd === 'serve') {
+  const keepAlive = args.find((a) => a.startsWith('--keep-alive-ms='));
+  serve(args[0] ?? 'S', args.slice(1).filter((a) => !a.startsWith('--')).map(Number), keepAlive === undefined ? undefined : Number(keepAlive.split('=')[1]));
+} else if (cmd === 'client') client();
 else {
-  process.stderr.write('usage: l7-http-peer serve NAME PORT… | client\n');
+  process.stderr.write('usage: l7-http-peer serve NAME PORT… [--keep-alive-ms=N] | client\n');
   process.exit(2);
 }

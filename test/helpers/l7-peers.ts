@@ -73,7 +73,8 @@ export interface HttpRequestSpec {
   timeoutMs?: number;
 }
 
-function spawnIn(sb: Sandbox, ns: string, args: string[]): { proc: ChildProcessWithoutNullStreams; lines: string[]; onLine: Set<(l: string) => void>; stderr: () => string } {
+/** `keep` chooses the output lines kept in `lines` (default all); onLine callbacks see every line. */
+function spawnIn(sb: Sandbox, ns: string, args: string[], keep: (line: string) => boolean = () => true): { proc: ChildProcessWithoutNullStreams; lines: string[]; onLine: Set<(l: string) => void>; stderr: () => string } {
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER_JS, ...args]);
   const lines: string[] = [];
   const onLine = new Set<(l: string) => void>();
@@ -84,7 +85,7 @@ function spawnIn(sb: Sandbox, ns: string, args: string[]): { proc: ChildProcessW
     const parts = buf.split('\n');
     buf = parts.pop() ?? '';
     for (const p of parts) {
-      lines.push(p);
+      if (keep(p)) lines.push(p);
       for (const f of onLine) f(p);
     }
   });
@@ -98,7 +99,8 @@ function spawnIn(sb: Sandbox, ns: string, args: string[]): { proc: ChildProcessW
 }
 
 async function ready(p: ReturnType<typeof spawnIn>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  // Generous: a Node.js start inside a namespace takes seconds on a loaded machine.
+  const deadline = Date.now() + 30_000;
   while (!p.lines.includes('ready')) {
     if (Date.now() > deadline || p.proc.exitCode !== null) throw new Error(`${what} did not start: ${p.stderr()}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -106,12 +108,18 @@ async function ready(p: ReturnType<typeof spawnIn>, what: string): Promise<void>
 }
 
 export interface HttpServerPeer {
-  /** "req PORT METHOD PATH REMOTE" lines so far. */
+  /** "req PORT METHOD PATH REMOTE" lines so far (none kept with `recordRequests: false`). */
   requests(): string[];
 }
 
-export async function startHttpServer(sb: Sandbox, ns: string, name: string, ports: number[]): Promise<HttpServerPeer> {
-  const p = spawnIn(sb, ns, ['serve', name, ...ports.map(String)]);
+/**
+ * `recordRequests: false` keeps no request line: a server under hours of load (the chaos long run, whose
+ * RSS is measured in this process) would otherwise keep one string per request for the test's life.
+ */
+export async function startHttpServer(sb: Sandbox, ns: string, name: string, ports: number[], o: { recordRequests?: boolean; keepAliveMs?: number } = {}): Promise<HttpServerPeer> {
+  const record = o.recordRequests ?? true;
+  const args = ['serve', name, ...ports.map(String), ...(o.keepAliveMs !== undefined ? [`--keep-alive-ms=${o.keepAliveMs}`] : [])];
+  const p = spawnIn(sb, ns, args, (l) => record || !l.startsWith('req '));
   await ready(p, `http server in ${ns}`);
   return { requests: () => p.lines.filter((l) => l.startsWith('req ')) };
 }

@@ -77,6 +77,8 @@ export async function startL7World(
     replicas?: number;
     /** Envoy's drain time in seconds (default: ProxyManager's). */
     drainTimeS?: number;
+    /** Upstream HTTP idle timeout and retries (default: ProxyManager's). */
+    upstream?: ProxyManagerOptions['upstream'];
   },
 ): Promise<L7World> {
   const sb = new Sandbox(o.tag);
@@ -128,6 +130,7 @@ export async function startL7World(
   const proxy = await startProxy('delta', {
     ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
     ...(o.drainTimeS !== undefined ? { drainTimeS: o.drainTimeS } : {}),
+    ...(o.upstream !== undefined ? { upstream: o.upstream } : {}),
   });
   const dp = await EndpointManager.open({ pinDir: pins.path, proxyPort: (kind, dir) => proxy.proxyPort(kind, dir) });
   t.after(() => dp.close());
