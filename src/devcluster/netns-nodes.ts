@@ -220,12 +220,12 @@ export class NetnsNode {
         if (this.logs.length > 2000) this.logs.splice(0, 1000);
       });
     }
-    // Up to 120 s: on a loaded machine an agent with its Envoy takes well over a minute to start.
+    // Up to 240 s: on a loaded machine (load 45 on two cores) an agent with its Envoy took over two minutes to start.
     await eventually(`the agent of ${this.name} running`, async () => {
       if (!this.running) throw new Error(`exited: ${this.logs.slice(-10).join('\n')}`);
       const st = await this.status();
       return st.agent.state === 'running' && existsSync(join(this.confDir, CONFLIST_NAME));
-    }, 120_000).catch((e: unknown) => {
+    }, 240_000).catch((e: unknown) => {
       throw new Error(`${e instanceof Error ? e.message : String(e)}; its last log lines:\n  ${this.logs.slice(-15).join('\n  ')}`, { cause: e });
     });
     this.wrapPlugins();

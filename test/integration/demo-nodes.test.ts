@@ -93,6 +93,7 @@ test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two n
     rmSync(d.tmp, { recursive: true, force: true });
   });
   const code = await d.exited;
+  const left = await leftovers(d);
   const out = d.lines.join('\n');
   assert.equal(code, 0, `${out}\n${d.stderr.join('\n')}`);
   assert.match(out, /^routing mode: tunnel$/m);
@@ -106,7 +107,7 @@ test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two n
   assert.equal(rows.filter((r) => /dropped\s+dropped\s+dropped in kernel\s+POLICY_\w*DENY/.test(r)).length, 2, rows.join('\n'));
   assert.match(out, /every row matches \(routing mode tunnel,/);
   assert.match(out, /^demo-node-2:\n\$ meshd observe --server unix:\/\//m);
-  assert.deepEqual(await leftovers(d), []);
+  assert.deepEqual(left, []);
 });
 
 test('meshd demo --nodes 2: Ctrl-C once the pods run removes everything and exits 130', { timeout: 900_000 }, async (t) => {
