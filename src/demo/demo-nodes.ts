@@ -46,8 +46,19 @@ class Cleanup implements After {
 
   constructor(private readonly err: (text: string) => void) {}
 
+  /** Once the cleanup has begun (Ctrl-C half-way), a step registered late runs at once: nothing made after it is left. */
   after(fn: () => Promise<void> | void): void {
-    this.fns.push(fn);
+    if (this.running) void Promise.resolve().then(fn).catch((e: unknown) => this.err(`cleanup: ${e instanceof Error ? e.message : String(e)}\n`));
+    else this.fns.push(fn);
+  }
+
+  get started(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Throws once the cleanup has begun, so that the demo makes nothing more. */
+  check(): void {
+    if (this.started) throw new Error('interrupted');
   }
 
   run(): Promise<void> {
@@ -94,6 +105,7 @@ export async function nodesDemo(o: NodesDemoOptions): Promise<number> {
 
     const labels = demoPodLabels();
     const runPod = async (node: NetnsNode, name: string): Promise<DemoPod> => {
+      cleanup.check();
       const p = await node.kubelet.runPod(name, { labels: labels.get(name) ?? {} });
       return { name, ns: p.ns, ip: p.ip };
     };
@@ -104,8 +116,12 @@ export async function nodesDemo(o: NodesDemoOptions): Promise<number> {
     o.out(`node 1 ${n1.name}  underlay ${n1.ip}  pods ${n1.podCidr}: client ${client.ip}, intruder ${intruder.ip}\n`);
     o.out(`node 2 ${n2.name}  underlay ${n2.ip}  pods ${n2.podCidr}: api ${api.ip}\n`);
 
+    cleanup.check();
     const server = await startApiServer(api.ns);
-    w.defer(() => void server.kill('SIGKILL'));
+    const stopServer = () => void server.kill('SIGKILL');
+    w.defer(stopServer);
+    // A Ctrl-C while it started: the deferred steps may have run already.
+    if (cleanup.started) stopServer();
     await waitForProxy(n2.name, () => n2.status());
     // Node 2 admits the client on 9090 only once it knows the client's identity (from the API server, or the tunnel's VNI).
     const metrics = ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${api.ip}:9090/metrics`];

@@ -35,9 +35,14 @@ interface DemoRun {
   kill(signal: NodeJS.Signals): void;
 }
 
-function startDemo(args: string[], env: NodeJS.ProcessEnv = {}): DemoRun {
+/** Starts `meshd demo args`; the test's cleanup kills it if it still runs and removes its TMPDIR. */
+function startDemo(t: { after(fn: () => void): void }, args: string[], env: NodeJS.ProcessEnv = {}): DemoRun {
   const tmp = mkdtempSync(join(tmpdir(), 'meshd-demo-test-'));
   const child = spawn(process.execPath, [MESHD, 'demo', ...args], { env: { ...process.env, TMPDIR: tmp, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    child.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  });
   const lines: string[] = [];
   const stderr: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
@@ -64,7 +69,7 @@ function startDemo(args: string[], env: NodeJS.ProcessEnv = {}): DemoRun {
   };
 }
 
-/** What of the run is still there: files under its TMPDIR, namespaces, pins, cgroups and processes with its marks. */
+/** What of the run is still there: files under its TMPDIR, namespaces, pins, cgroups and processes with its marks or its TMPDIR. */
 async function leftovers(d: DemoRun): Promise<string[]> {
   const left: string[] = readdirSync(d.tmp).map((f) => join(d.tmp, f));
   const tag = new RegExp(`^m(nn|kl)${d.pid % 100000}\\d`);
@@ -75,23 +80,22 @@ async function leftovers(d: DemoRun): Promise<string[]> {
   }
   for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
     let cmd = '';
+    let env = '';
     try {
       cmd = readFileSync(join('/proc', p, 'cmdline'), 'utf8').replaceAll('\0', ' ');
+      env = readFileSync(join('/proc', p, 'environ'), 'utf8');
     } catch {
       continue; // exited meanwhile
     }
-    if (cmd.includes(d.tmp)) left.push(`process ${p}: ${cmd.slice(0, 200)}`);
+    // Every process the demo started inherits its TMPDIR, also those whose command line names none of its files.
+    if (cmd.includes(d.tmp) || env.split('\0').includes(`TMPDIR=${d.tmp}`)) left.push(`process ${p}: ${cmd.slice(0, 200)}`);
   }
   return left;
 }
 
 test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two nodes, the output names the mode and the nodes, nothing is left', { timeout: 900_000 }, async (t) => {
   requirePrivileges();
-  const d = startDemo(['--nodes', '2', '--routing-mode', 'tunnel']);
-  t.after(() => {
-    d.kill('SIGKILL');
-    rmSync(d.tmp, { recursive: true, force: true });
-  });
+  const d = startDemo(t, ['--nodes', '2', '--routing-mode', 'tunnel']);
   const code = await d.exited;
   const left = await leftovers(d);
   const out = d.lines.join('\n');
@@ -112,11 +116,7 @@ test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two n
 
 test('meshd demo --nodes 2: Ctrl-C once the pods run removes everything and exits 130', { timeout: 900_000 }, async (t) => {
   requirePrivileges();
-  const d = startDemo(['--nodes', '2', '--routing-mode', 'tunnel']);
-  t.after(() => {
-    d.kill('SIGKILL');
-    rmSync(d.tmp, { recursive: true, force: true });
-  });
+  const d = startDemo(t, ['--nodes', '2', '--routing-mode', 'tunnel']);
   const first = await Promise.race([d.line(/^node 2 demo-node-2 /), d.exited.then((c) => `exited ${String(c)}`)]);
   assert.match(first, /^node 2 /, `${d.lines.join('\n')}\n${d.stderr.join('\n')}`);
   d.kill('SIGINT');
@@ -127,8 +127,7 @@ test('meshd demo --nodes 2: Ctrl-C once the pods run removes everything and exit
 test('meshd demo --nodes 2 without the Kubernetes binaries says to run the setup and makes nothing; bad arguments are usage errors', async (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'meshd-demo-cache-'));
   t.after(() => rmSync(empty, { recursive: true, force: true }));
-  const d = startDemo(['--nodes', '2'], { MESHD_CACHE_DIR: empty });
-  t.after(() => rmSync(d.tmp, { recursive: true, force: true }));
+  const d = startDemo(t, ['--nodes', '2'], { MESHD_CACHE_DIR: empty });
   assert.equal(await d.exited, 1);
   const err = d.stderr.join('\n');
   assert.match(err, /etcd, kube-apiserver, kubectl are not in .*meshd-demo-cache-.*k8s\/v[\d.]+\/bin/);
@@ -139,8 +138,7 @@ test('meshd demo --nodes 2 without the Kubernetes binaries says to run the setup
     [['--nodes', '2', '--routing-mode', 'vxlan'], /--routing-mode takes native or tunnel, not "vxlan"/],
     [['--routing-mode', 'tunnel'], /--routing-mode needs --nodes 2/],
   ] as const) {
-    const u = startDemo([...args]);
-    t.after(() => rmSync(u.tmp, { recursive: true, force: true }));
+    const u = startDemo(t, [...args]);
     assert.equal(await u.exited, 2, args.join(' '));
     assert.match(u.stderr.join('\n'), re);
   }
