@@ -16,6 +16,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import type { FlowRecordJson } from '../api/flow.js';
 import type { apiRoutes } from '../api/index.js';
+import { withParentDeathSignal } from '../devcluster/kube-cluster.js';
 import { run } from '../util/exec.js';
 import { repoPath } from '../util/paths.js';
 
@@ -76,7 +77,8 @@ console.log('ready');
 
 /** The `api` pod's HTTP server on 8080 and 9090, in the pod's namespace; the caller kills it. */
 export async function startApiServer(ns: string): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // `ip netns exec` execs the server in its own process: with the parent-death signal it dies with the demo even when no cleanup runs.
+  const child = spawn(...withParentDeathSignal('ip', ['netns', 'exec', ns, process.execPath, '-e', SERVER]), { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await Promise.race([once(child.stdout, 'data'), sleep(10_000).then(() => ['timeout'])])) as [Buffer | string];
   if (!String(line).includes('ready')) {
     child.kill('SIGKILL');

@@ -156,7 +156,7 @@ class Proc {
  * SIGKILL (a runner's timeout), when no exit handler runs.
  */
 let pdeathsig: boolean | undefined;
-function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
+export function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
   pdeathsig ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
   return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
 }
