@@ -7,91 +7,17 @@
  *   afterwards nothing of the run is left (temp dirs, namespaces, pins,
  *   cgroups, processes). Native mode runs the same way (docs/routing.md);
  *   it is left out here to keep `npm test` within its time.
- * - Ctrl-C once the pods run: exit status 130 and nothing left.
+ * - Ctrl-C once the pods run: demo-nodes-interrupt.test.ts.
  * - without the Kubernetes binaries: a clear message naming the setup
  *   command, exit status 1, nothing made; bad arguments are usage errors.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { run } from '../../src/util/exec.js';
-import { repoPath } from '../../src/util/paths.js';
+import { leftovers, startDemo } from '../helpers/demo-run.js';
 import { requirePrivileges } from '../helpers/privileged.js';
-
-const MESHD = repoPath('bin', 'meshd.mjs');
-
-interface DemoRun {
-  pid: number;
-  tmp: string;
-  lines: string[];
-  stderr: string[];
-  exited: Promise<number | null>;
-  /** Resolves once a line of stdout matches. */
-  line(re: RegExp): Promise<string>;
-  kill(signal: NodeJS.Signals): void;
-}
-
-/** Starts `meshd demo args`; the test's cleanup kills it if it still runs and removes its TMPDIR. */
-function startDemo(t: { after(fn: () => void): void }, args: string[], env: NodeJS.ProcessEnv = {}): DemoRun {
-  const tmp = mkdtempSync(join(tmpdir(), 'meshd-demo-test-'));
-  const child = spawn(process.execPath, [MESHD, 'demo', ...args], { env: { ...process.env, TMPDIR: tmp, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    child.kill('SIGKILL');
-    rmSync(tmp, { recursive: true, force: true });
-  });
-  const lines: string[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
-  createInterface({ input: child.stdout }).on('line', (l) => {
-    lines.push(l);
-    for (const w of waiters.filter((x) => x.re.test(l))) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve(l);
-    }
-  });
-  createInterface({ input: child.stderr }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))));
-  return {
-    pid: child.pid ?? 0,
-    tmp,
-    lines,
-    stderr,
-    exited,
-    line: (re) => {
-      const seen = lines.find((l) => re.test(l));
-      return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ re, resolve }));
-    },
-    kill: (signal) => void child.kill(signal),
-  };
-}
-
-/** What of the run is still there: files under its TMPDIR, namespaces, pins, cgroups and processes with its marks or its TMPDIR. */
-async function leftovers(d: DemoRun): Promise<string[]> {
-  const left: string[] = readdirSync(d.tmp).map((f) => join(d.tmp, f));
-  const tag = new RegExp(`^m(nn|kl)${d.pid % 100000}\\d`);
-  left.push(...(await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => tag.test(n)));
-  for (const dir of ['/sys/fs/bpf', '/sys/fs/cgroup/unified']) {
-    if (!existsSync(dir)) continue;
-    left.push(...readdirSync(dir).filter((n) => n.startsWith(`meshd-test-${d.pid}-`) || n.startsWith(`meshd-dev-${d.pid}-`)).map((n) => join(dir, n)));
-  }
-  for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    let cmd = '';
-    let env = '';
-    try {
-      cmd = readFileSync(join('/proc', p, 'cmdline'), 'utf8').replaceAll('\0', ' ');
-      env = readFileSync(join('/proc', p, 'environ'), 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // Every process the demo started inherits its TMPDIR, also those whose command line names none of its files.
-    if (cmd.includes(d.tmp) || env.split('\0').includes(`TMPDIR=${d.tmp}`)) left.push(`process ${p}: ${cmd.slice(0, 200)}`);
-  }
-  return left;
-}
 
 test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two nodes, the output names the mode and the nodes, nothing is left', { timeout: 900_000 }, async (t) => {
   requirePrivileges();
@@ -112,16 +38,6 @@ test('meshd demo --nodes 2 --routing-mode tunnel: every row matches across two n
   assert.match(out, /every row matches \(routing mode tunnel,/);
   assert.match(out, /^demo-node-2:\n\$ meshd observe --server unix:\/\//m);
   assert.deepEqual(left, []);
-});
-
-test('meshd demo --nodes 2: Ctrl-C once the pods run removes everything and exits 130', { timeout: 900_000 }, async (t) => {
-  requirePrivileges();
-  const d = startDemo(t, ['--nodes', '2', '--routing-mode', 'tunnel']);
-  const first = await Promise.race([d.line(/^node 2 demo-node-2 /), d.exited.then((c) => `exited ${String(c)}`)]);
-  assert.match(first, /^node 2 /, `${d.lines.join('\n')}\n${d.stderr.join('\n')}`);
-  d.kill('SIGINT');
-  assert.equal(await d.exited, 130, d.stderr.join('\n'));
-  assert.deepEqual(await leftovers(d), []);
 });
 
 test('meshd demo --nodes 2 without the Kubernetes binaries says to run the setup and makes nothing; bad arguments are usage errors', async (t) => {
