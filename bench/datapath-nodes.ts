@@ -24,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
-import { Sandbox } from '../test/helpers/netns.js';
+import { Sandbox } from '../src/devcluster/netns.js';
 import type { BenchArgs } from './args.js';
 import { median } from './stats.js';
 

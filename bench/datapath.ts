@@ -32,7 +32,7 @@ import { buildFrame, TcAct } from '../src/datapath/packet.js';
 import type { EndpointPolicy, IpcacheEntry, PolicyEntry } from '../src/policy/types.js';
 import { run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
-import { Sandbox } from '../test/helpers/netns.js';
+import { Sandbox } from '../src/devcluster/netns.js';
 import { benchArgs } from './args.js';
 import { nodesBench } from './datapath-nodes.js';
 import { median } from './stats.js';

@@ -2,10 +2,10 @@
  * npm run bench:k8s [-- --json] [--quick] [--changes N] [--pods N] [--nodes N]
  *                   [--policies N] [--window S] [--concurrency N]
  *
- * meshd against a real kube-apiserver and etcd (test/helpers/kube-cluster.ts),
+ * meshd against a real kube-apiserver and etcd (src/devcluster/kube-cluster.ts),
  * two agents in Kubernetes mode, each in its own process (bench/k8s-agent.ts:
  * own node name, pins, state, cgroup and pod CIDR), each running one pod that
- * the test kubelet (test/helpers/kubelet.ts) started through meshd-cni.
+ * the test kubelet (src/devcluster/kubelet.ts) started through meshd-cni.
  *
  * 1. apply → enforced: `--changes` (50) successive `kubectl apply` of one
  *    CiliumNetworkPolicy, each allowing a new port into the two local pods;
@@ -57,8 +57,8 @@ import { identityKeyName, IDENTITIES_PATH, IDENTITY_KEYS_PATH } from '../src/ide
 import { podLabels } from '../src/identity/labels.js';
 import { repoPath } from '../src/util/paths.js';
 import { testSubnet } from '../test/helpers/cni-runtime.js';
-import { startKubeCluster, type KubeCluster } from '../test/helpers/kube-cluster.js';
-import { TestKubelet } from '../test/helpers/kubelet.js';
+import { startKubeCluster, type KubeCluster } from '../src/devcluster/kube-cluster.js';
+import { TestKubelet } from '../src/devcluster/kubelet.js';
 import { benchArgs } from './args.js';
 import { AgentReply, type AgentRequest } from './k8s-agent.js';
 

@@ -26,7 +26,7 @@ import { createLogger } from '../src/util/log.js';
 import { repoPath } from '../src/util/paths.js';
 import { freePort } from '../test/helpers/envoy.js';
 import { kafkaProxyBootstrap, startKafkaBroker } from '../test/helpers/kafka-broker.js';
-import { Sandbox } from '../test/helpers/netns.js';
+import { Sandbox } from '../src/devcluster/netns.js';
 import { benchArgs } from './args.js';
 import { median } from './stats.js';
 

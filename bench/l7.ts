@@ -46,7 +46,7 @@ import { createLogger } from '../src/util/log.js';
 import { repoPath } from '../src/util/paths.js';
 import { tempPinDir } from '../test/helpers/bpffs.js';
 import { startHttpServer } from '../test/helpers/l7-peers.js';
-import { Sandbox } from '../test/helpers/netns.js';
+import { Sandbox } from '../src/devcluster/netns.js';
 import { benchArgs } from './args.js';
 import { cpuMs, pidsInNetns } from './proc-cpu.js';
 import { median } from './stats.js';

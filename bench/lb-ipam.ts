@@ -49,7 +49,7 @@ import { IpHostNet } from '../src/l2announce/host-net.js';
 import { LbIpamController } from '../src/lbipam/controller.js';
 import { LbServiceSchema, serviceKey } from '../src/lbipam/lb-service.js';
 import { repoPath } from '../src/util/paths.js';
-import { startKubeCluster, type KubeCluster } from '../test/helpers/kube-cluster.js';
+import { startKubeCluster, type KubeCluster } from '../src/devcluster/kube-cluster.js';
 import { FAST_SOURCE, installMeshd, KubeNode } from '../test/helpers/kube-nodes.js';
 import { AgentNode } from '../test/helpers/agent-node.js';
 import { spawn } from 'node:child_process';
@@ -57,7 +57,7 @@ import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 import { run } from '../src/util/exec.js';
 import { l2Segment } from '../test/helpers/l2-segment.js';
-import { Sandbox } from '../test/helpers/netns.js';
+import { Sandbox } from '../src/devcluster/netns.js';
 import { z } from 'zod';
 import { benchArgs } from './args.js';
 

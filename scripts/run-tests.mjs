@@ -89,7 +89,7 @@ function collect(pid) {
   }
 }
 // Network namespaces: test helpers record each one they create in this run's list
-// (test/helpers/netns.ts addTestNetns), so the check never touches another run's.
+// (src/devcluster/netns.ts addTestNetns), so the check never touches another run's.
 const netnsLogDir = mkdtempSync(join(tmpdir(), 'meshd-test-netns-'));
 const netnsLog = join(netnsLogDir, 'created');
 const netnsOfThisRun = () => {
@@ -150,7 +150,7 @@ const dirOfOurs = (d) => {
 const concurrency = Math.max(1, Number(process.env.MESHD_TEST_CONCURRENCY ?? '2') || 1);
 const startsApiServer = (f) => {
   try {
-    return /helpers\/(kube-cluster|netns-nodes|kube-nodes|conformance-world)\.js/.test(readFileSync(f, 'utf8'));
+    return /(helpers|devcluster)\/(kube-cluster|netns-nodes|kube-nodes|conformance-world)\.js/.test(readFileSync(f, 'utf8'));
   } catch {
     return false;
   }

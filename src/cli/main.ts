@@ -38,6 +38,7 @@ const commands: Readonly<Record<string, Entry>> = {
   observe: { summary: 'flows from the node observer (Hubble API): the filters and output forms of hubble observe', load: async () => (await import('./observe.js')).observe },
   relay: { summary: "one Hubble observer API over every node's observer (flows merged in time order)", load: async () => (await import('./relay.js')).relay },
   ui: { summary: 'the service map and live flows in the browser (port 12000)', load: async () => (await import('./ui.js')).ui },
+  demo: { summary: 'the end-to-end demo on this machine: one node, or --nodes 2 [--routing-mode native|tunnel]', load: async () => (await import('./demo.js')).demo },
   xds: { summary: 'serve: a JSON snapshot file to Envoy over xDS, for debugging', load: async () => (await import('./xds.js')).xds },
 };
 

@@ -1,6 +1,7 @@
 /**
- * `npm run demo`: a real end-to-end run on the embedded default (standalone
- * mode). It starts `meshd agent --standalone examples/demo` as its own
+ * `meshd demo` (`npm run demo`): a real end-to-end run on the embedded
+ * default (standalone mode); `--nodes 2` runs the same rows across two nodes
+ * instead (demo-nodes.ts). It starts `meshd agent --standalone examples/demo` as its own
  * process, creates three pods through meshd-cni exactly as a container
  * runtime does (a client, an HTTP API server, an intruder with other labels),
  * sends real requests, and prints what happened:
@@ -18,6 +19,8 @@
  *
  * It exits 0 only if every row matches, and removes everything it created
  * (pods, namespaces, the agent, Envoy, pins, cgroup, CNI files, routing).
+ * The rows, their expected results and how a path is read from the flows are
+ * demo-rows.ts, shared with the two-node demo.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -35,48 +38,15 @@ import { FlowUi } from '../observe/ui.js';
 import { isMeshdError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { repoPath } from '../util/paths.js';
+import { requestRow, rowTable, ROWS, startApiServer, waitForProxy, type DemoPod, type RowResult } from './demo-rows.js';
 
 /** The fields of the installed conflist the demo reuses to call meshd-cni as a runtime would. */
 const ConflistSchema = z.looseObject({ cniVersion: z.string(), name: z.string(), plugins: z.array(z.record(z.string(), z.unknown())).min(1) });
 const readConflist = (path: string) => ConflistSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
 
-interface Pod {
-  name: string;
-  ns: string;
-  ip: string;
+interface Pod extends DemoPod {
   containerId: string;
 }
-
-interface Row {
-  who: string;
-  method: string;
-  path: string;
-  port: number;
-  headers?: Record<string, string>;
-  expected: string;
-  expectedPath: 'via Envoy' | 'kernel only' | 'dropped in kernel';
-}
-
-const ROWS: Row[] = [
-  { who: 'client', method: 'GET', path: '/api/v1/users', port: 8080, expected: '200', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'GET', path: '/api/v1/products', port: 8080, expected: '200', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'POST', path: '/api/v1/orders', port: 8080, headers: { 'Content-Type': 'application/json' }, expected: '200', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'POST', path: '/api/v1/orders', port: 8080, headers: { 'Content-Type': 'text/plain' }, expected: '403', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'DELETE', path: '/api/v1/users', port: 8080, expected: '403', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'GET', path: '/admin', port: 8080, expected: '403', expectedPath: 'via Envoy' },
-  { who: 'client', method: 'GET', path: '/metrics', port: 9090, expected: '200', expectedPath: 'kernel only' },
-  { who: 'intruder', method: 'GET', path: '/api/v1/users', port: 8080, expected: 'dropped', expectedPath: 'dropped in kernel' },
-  { who: 'intruder', method: 'GET', path: '/metrics', port: 9090, expected: 'dropped', expectedPath: 'dropped in kernel' },
-];
-
-const SERVER = `
-const http = require('http');
-for (const port of [8080, 9090]) {
-  http.createServer((req, res) => { res.setHeader('content-type', 'text/plain'); res.end('api ' + port + ' ' + req.method + ' ' + req.url + '\\n'); })
-    .listen(port, '0.0.0.0');
-}
-console.log('ready');
-`;
 
 class Demo {
   readonly tag = `md${process.pid % 100000}`;
@@ -170,53 +140,8 @@ class Demo {
     });
   }
 
-  async startServer(pod: Pod): Promise<void> {
-    const child = spawn('ip', ['netns', 'exec', pod.ns, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.server = child;
-    const [line] = (await Promise.race([once(child.stdout!, 'data'), sleep(10_000).then(() => ['timeout'])])) as [Buffer | string];
-    if (!String(line).includes('ready')) throw new Error('the API server did not start');
-  }
-
-  async waitForProxy(): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      const s = await callApi(this.apiSocket, apiRoutes.status);
-      last = s;
-      const envoyReady = 'envoy' in s.envoy && s.envoy.envoy.state === 'ready';
-      if (envoyReady && s.proxy?.version && !s.proxy.error && Object.keys(s.datapath.pending).length === 0) return;
-      await sleep(250);
-    }
-    throw new Error(`Envoy did not get the policy's listener within 60 s: ${JSON.stringify(last)}`);
-  }
-
-  async request(from: Pod, to: Pod, r: Row): Promise<{ got: string; path: string; detail: string }> {
-    const args = ['netns', 'exec', from.ns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', '-X', r.method];
-    for (const [k, v] of Object.entries(r.headers ?? {})) args.push('-H', `${k}: ${v}`);
-    if (r.method === 'POST') args.push('--data', '{}');
-    args.push(`http://${to.ip}:${r.port}${r.path}`);
-    const before = await this.flows();
-    let got: string;
-    try {
-      got = (await run('ip', args, { timeoutMs: 10_000 })).stdout.trim();
-    } catch {
-      got = 'dropped';
-    }
-    if (got === '000') got = 'dropped';
-    await sleep(150);
-    const fresh = (await this.flows()).slice(before.length);
-    const mine = fresh.filter((f) => f.src.ip === from.ip && f.dst.ip === to.ip && f.dst.port === r.port);
-    const drop = mine.find((f) => f.type === 'drop');
-    const path = drop
-      ? 'dropped in kernel'
-      : mine.some((f) => f.type === 'redirect' || f.verdict === 'REDIRECT')
-        ? 'via Envoy'
-        : mine.length > 0
-          ? 'kernel only'
-          : got === 'dropped'
-            ? 'dropped in kernel'
-            : 'unknown';
-    return { got, path, detail: drop?.dropReason ?? (mine.find((f) => f.type === 'redirect')?.proxyPort ? `proxy port ${mine.find((f) => f.type === 'redirect')?.proxyPort}` : '') };
+  waitForProxy(): Promise<void> {
+    return waitForProxy('the agent', () => callApi(this.apiSocket, apiRoutes.status));
   }
 
   async flows(): Promise<FlowRecordJson[]> {
@@ -245,66 +170,66 @@ class Demo {
   }
 }
 
-async function main(): Promise<number> {
+/** The one-node demo; resolves with the exit status (0: every row matched). */
+export async function oneNodeDemo(o: { keep: boolean; out: (text: string) => void; err: (text: string) => void }): Promise<number> {
   const t0 = Date.now();
-  const keep = process.argv.includes('--keep');
   let ui: FlowUi | undefined;
   const demo = new Demo();
   const stop = () => void demo.cleanup().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    process.stdout.write('meshd demo: starting the agent in standalone mode on examples/demo/\n');
+    o.out('meshd demo: starting the agent in standalone mode on examples/demo/\n');
     await demo.startAgent();
     const client = await demo.addPod('client');
     const api = await demo.addPod('api');
     const intruder = await demo.addPod('intruder');
-    process.stdout.write(`pods (through meshd-cni): client ${client.ip}, api ${api.ip}, intruder ${intruder.ip}\n`);
-    await demo.startServer(api);
+    o.out(`pods (through meshd-cni): client ${client.ip}, api ${api.ip}, intruder ${intruder.ip}\n`);
+    demo.server = await startApiServer(api.ns);
     await demo.waitForProxy();
-    const rows: string[][] = [];
-    let ok = true;
-    for (const r of ROWS) {
-      const from = r.who === 'client' ? client : intruder;
-      const res = await demo.request(from, api, r);
-      const match = res.got === r.expected && res.path === r.expectedPath;
-      ok &&= match;
-      const hdr = r.headers ? ` (${Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
-      rows.push([`${r.who} ${r.method} ${r.path}${hdr} → api:${r.port}`, r.expected, res.got, res.path, res.detail, match ? 'ok' : `MISMATCH (expected ${r.expectedPath})`]);
-    }
-    const head = ['request', 'expected', 'got', 'path', 'detail', ''];
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-    const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-    process.stdout.write(`\n${line(head)}\n${rows.map(line).join('\n')}\n\n`);
+    const results: RowResult[] = [];
+    for (const r of ROWS) results.push(await requestRow(r.who === 'client' ? client : intruder, api, r, () => demo.flows()));
+    const table = rowTable(results);
+    o.out(`\n${table.text}\n`);
     // The same requests as flows, as `meshd observe` prints them from the agent's Hubble observer API.
-    const observe = ['observe', '--server', `unix://${join(demo.stateDir, 'hubble.sock')}`, '--namespace', 'default', '--last', '60'];
-    const flows = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), ...observe], { timeoutMs: 20_000 });
-    process.stdout.write(`$ meshd ${observe.join(' ')}\n${flows.stdout}\n`);
-    // The service map and live flow table of the same run (`meshd ui`), on Hubble UI's port when it is free.
     const hubbleServer = `unix://${join(demo.stateDir, 'hubble.sock')}`;
+    o.out(await observeFlows(hubbleServer));
+    // The service map and live flow table of the same run (`meshd ui`), on Hubble UI's port when it is free.
     ui = await startUi(hubbleServer);
     const map = await uiMap(ui.port);
-    process.stdout.write(
-      `service map and live flows (meshd ui --server ${hubbleServer}): http://localhost:${ui.port}/ — ${map.nodes} workloads, ${map.edges} edges\n`,
-    );
-    process.stdout.write(`${ok ? 'every row matches' : 'SOME ROWS DO NOT MATCH'} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
-    if (keep) {
+    o.out(`service map and live flows (meshd ui --server ${hubbleServer}): http://localhost:${ui.port}/ — ${map.nodes} workloads, ${map.edges} edges\n`);
+    o.out(`${table.ok ? 'every row matches' : 'SOME ROWS DO NOT MATCH'} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    if (o.keep) {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      process.stdout.write('--keep: the agent, the pods and the UI stay up; Ctrl-C removes everything\n');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
-    } else process.stdout.write('(npm run demo -- --keep leaves it all running to look at in a browser; Ctrl-C then removes it)\n');
-    return ok ? 0 : 1;
+      o.out('--keep: the agent, the pods and the UI stay up; Ctrl-C removes everything\n');
+      await untilSignal();
+    } else o.out('(meshd demo --keep leaves it all running to look at in a browser; Ctrl-C then removes it)\n');
+    return table.ok ? 0 : 1;
   } catch (e) {
-    process.stderr.write(`meshd demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    o.err(`meshd demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   } finally {
     await ui?.close();
     await demo.cleanup();
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
+}
+
+/** `meshd observe` of the last flows of the default namespace from one observer, with the command line it ran. */
+export async function observeFlows(server: string): Promise<string> {
+  const observe = ['observe', '--server', server, '--namespace', 'default', '--last', '60'];
+  const flows = await run(process.execPath, [repoPath('bin', 'meshd.mjs'), ...observe], { timeoutMs: 20_000 });
+  return `$ meshd ${observe.join(' ')}\n${flows.stdout}\n`;
+}
+
+/** Resolves on the first SIGINT or SIGTERM (--keep). */
+export function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
 }
 
 /** `meshd ui` in this process, on port 12000 as Hubble UI, or any free port when 12000 is taken. */
@@ -340,4 +265,3 @@ async function uiMap(port: number): Promise<{ nodes: number; edges: number }> {
   return last;
 }
 
-process.exitCode = await main();

@@ -16,7 +16,7 @@ import { removePolicyRouting, removePolicyRouting6 } from '../../src/proxy/polic
 import { createLogger } from '../../src/util/log.js';
 import { tempCgroup, tempPinDir } from './bpffs.js';
 import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
-import { Sandbox } from './netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface TestPod {
   name: string;

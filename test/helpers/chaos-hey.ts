@@ -8,7 +8,7 @@
  *   const r = await h.stop();   // { statuses: { '200': 1234 }, errors: 0, errorLines: [] }
  */
 import { spawn } from 'node:child_process';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface HeyReport {
   statuses: Record<string, number>;

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { repoPath } from '../../src/util/paths.js';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 const PEER_JS = repoPath('dist', 'test', 'helpers', 'chaos-load-peer.js');
 

@@ -38,8 +38,8 @@ import { z } from 'zod';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
 import { MeshdError } from '../../src/util/errors.js';
 import { CniRuntime, firstAddress, type Attachment, type Conflist } from './cni-runtime.js';
-import type { KubeCluster } from './kube-cluster.js';
-import { Sandbox } from './netns.js';
+import type { KubeCluster } from '../../src/devcluster/kube-cluster.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface ConformanceNodeOptions {
   kube: KubeCluster;

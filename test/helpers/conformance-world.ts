@@ -24,7 +24,7 @@ import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from './agent-node.js';
 import { ConformanceNode } from './conformance-node.js';
-import { kubeBinDir, startKubeCluster, type KubeCluster } from './kube-cluster.js';
+import { kubeBinDir, startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { FAST_SOURCE, installMeshd } from './kube-nodes.js';
 
 interface After {

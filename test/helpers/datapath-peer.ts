@@ -9,7 +9,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { CommandError, run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 
 /** How long a peer may take to start and say it is ready. */

@@ -33,14 +33,7 @@ export async function httpUpstream(t: After, host = '127.0.0.1'): Promise<{ serv
   return { server, port: (server.address() as AddressInfo).port, seen };
 }
 
-/** A loopback port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from '../../src/devcluster/free-port.js';
 
 /** Starts Envoy with the bootstrap built for a fresh admin socket; returns the supervisor and its work dir. */
 export async function startEnvoy(t: After, bootstrapFor: (adminSock: string, dir: string) => Record<string, unknown>): Promise<{ sup: EnvoySupervisor; dir: string }> {

@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { buildKafkaFilters, buildKafkaProcessorCluster } from '../../src/proxy/kafka-listener.js';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 interface After {
   after(fn: () => Promise<void> | void): void;

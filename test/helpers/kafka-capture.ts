@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { run } from '../../src/util/exec.js';
 import { kafkaLibDir, startKafkaBroker } from './kafka-broker.js';
-import { Sandbox } from './netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface RecordedConnection {
   requests: Buffer[];

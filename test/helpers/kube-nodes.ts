@@ -20,9 +20,7 @@
  * agent still runs), then the agents, pins, cgroups and directories, then
  * the cluster. An API server the test left stopped is started again first.
  */
-import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import type { z } from 'zod';
 import { apiRoutes } from '../../src/api/index.js';
 import type { RunAgentOptions, RunningAgent } from '../../src/agent/run.js';
@@ -30,10 +28,9 @@ import { callApi } from '../../src/cli/api-client.js';
 import { IpcacheKey, IpcacheValue } from '../../src/datapath/maps.js';
 import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { MeshdError } from '../../src/util/errors.js';
-import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from './agent-node.js';
-import { startKubeCluster, type KubeCluster } from './kube-cluster.js';
-import { TestKubelet } from './kubelet.js';
+import { installMeshd, startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
+import { TestKubelet } from '../../src/devcluster/kubelet.js';
 
 interface After {
   after(fn: () => Promise<void> | void): void;
@@ -42,30 +39,7 @@ interface After {
 /** Source tuning for tests: short batching, backoff and CRD re-check. */
 export const FAST_SOURCE: Omit<KubeSourceOptions, 'client'> = { batchDelayMs: 10, backoff: { initialMs: 100, maxMs: 1_000 }, missingRecheckMs: 300 };
 
-/** Polls a condition (every 150 ms, up to `ms`) until it holds; a throw counts as "not yet" and is named in the failure. */
-export async function eventually(what: string, fn: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  await until(what, async () => ((await fn()) ? true : undefined), ms);
-}
-
-/**
- * Polls `fn` (every 150 ms, up to `ms`) until it returns something other
- * than undefined, and returns that; a throw counts as "not yet" and the last
- * one is named in the failure.
- */
-export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  assert.fail(`timed out waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
-}
+export { eventually, until } from '../../src/devcluster/eventually.js';
 
 export type StatusView = z.output<(typeof apiRoutes.status)['response']>;
 export type IdentityView = z.output<(typeof apiRoutes.identities)['response']>['identities'][number];
@@ -132,15 +106,7 @@ export interface KubeNodes {
   agentOptions: Partial<RunAgentOptions>;
 }
 
-/** Applies every manifest of install/crds/ and install/rbac.yaml, and waits until the CRDs are served. */
-export async function installMeshd(kube: KubeCluster): Promise<void> {
-  const dir = repoPath('install', 'crds');
-  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
-  for (const f of files) await kube.apply(readFileSync(join(dir, f), 'utf8'));
-  const r = await kube.kubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd', '--all']);
-  if (r.code !== 0) throw new MeshdError('MESHD_KUBE_TEST_KUBECTL_FAILED', `kubectl wait for the CRDs exited ${r.code}: ${r.stderr.trim()}`, { kind: 'failed' });
-  await kube.apply(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'));
-}
+export { installMeshd } from '../../src/devcluster/kube-cluster.js';
 
 /**
  * One cluster and one agent per name, started side by side. Node i uses

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { z } from 'zod';
 import { run } from '../../src/util/exec.js';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface L2Node {
   name: string;

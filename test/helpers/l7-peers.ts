@@ -23,7 +23,7 @@ import { z } from 'zod';
 import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { ACCESS_DENIED_BODY } from '../../src/proxy/http-connection-manager.js';
 import { repoPath } from '../../src/util/paths.js';
-import type { Sandbox } from './netns.js';
+import type { Sandbox } from '../../src/devcluster/netns.js';
 
 const PEER_JS = repoPath('dist', 'test', 'helpers', 'l7-http-peer.js');
 

@@ -24,7 +24,7 @@ import { envoysOfWorkDir } from '../../src/proxy/supervisor-process.js';
 import { run } from '../../src/util/exec.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
 import { tempPinDir } from './bpffs.js';
-import { Sandbox } from './netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 
 export interface L7Pod {
   ns: string;

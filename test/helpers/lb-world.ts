@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { repoPath } from '../../src/util/paths.js';
 import { run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir, type TempDir } from './bpffs.js';
-import { Sandbox } from './netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 
 export type PeerResult = { reply: string; peer?: string; from?: string } | { error: string };
 

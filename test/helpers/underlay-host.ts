@@ -10,7 +10,7 @@
  *   await tryConnect(ext, web.ip, 8080);
  */
 import { run } from '../../src/util/exec.js';
-import { Sandbox } from './netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import type { NetnsNode, NetnsNodes } from './netns-nodes.js';
 
 export async function underlayHost(w: NetnsNodes, suffix: string, ip: string, via: readonly NetnsNode[]): Promise<string> {

@@ -11,7 +11,7 @@ import { AttachType, BpfMap, attachTc, detachTc, isBpfError, native, openObject,
 import { run } from '../../src/util/exec.js';
 import { bpfObjectPath } from '../../src/util/paths.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const KIT = bpfObjectPath('tests/addon_kit');

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { AddressScope, dumpAddresses, type AddressEvent, type HostAddress } from '../../native/index.js';
 import { repoPath } from '../../src/util/paths.js';
 import { run } from '../../src/util/exec.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 // Prints the dump, then every batch of events, one JSON line each.

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { run } from '../../src/util/exec.js';
 import { filesUnder, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const uniq = () => `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

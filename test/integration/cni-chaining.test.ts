@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { run } from '../../src/util/exec.js';
 import { asResult, filesUnder, firstAddress, hostSide, hostVeths, meshdCniFixture, testSubnet, type Conflist } from '../helpers/cni-runtime.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const uniq = () => `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

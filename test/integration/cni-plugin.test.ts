@@ -12,7 +12,7 @@ import { EndpointRejectedError, MemoryEndpointHandler } from '../../src/cni/endp
 import type { EndpointRegistration, Endpoint } from '../../src/cni/endpoint-api.js';
 import { run } from '../../src/util/exec.js';
 import { asResult, filesUnder, firstAddress, hostSide, hostVeths, meshdCniFixture, testSubnet } from '../helpers/cni-runtime.js';
-import { addTestNetns, Sandbox } from '../helpers/netns.js';
+import { addTestNetns, Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const uniq = () => `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

@@ -14,7 +14,7 @@ import type { EndpointPolicy } from '../../src/policy/types.js';
 import { run } from '../../src/util/exec.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { connectFrom, startPeer } from '../helpers/datapath-peer.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const ID_A = 3001;

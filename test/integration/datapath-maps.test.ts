@@ -22,7 +22,7 @@ import { TunnelMap } from '../../src/datapath/routing/tunnel-map.js';
 import type { EndpointPolicy, PolicyEntry } from '../../src/policy/types.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { pinnedMaps, tempPinDir } from '../helpers/bpffs.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const POD = '10.9.0.2';

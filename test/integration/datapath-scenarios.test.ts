@@ -17,7 +17,7 @@ import { buildFrame, TcAct } from '../../src/datapath/packet.js';
 import { buildScenarioEngine, loadScenarioFile, traceFlow, type LoadedScenario } from '../../src/policy/trace.js';
 import { repoPath } from '../../src/util/paths.js';
 import { tempPinDir } from '../helpers/bpffs.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const dir = repoPath('src', 'policy', 'testdata');

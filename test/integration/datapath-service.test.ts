@@ -16,7 +16,7 @@ import { service } from '../../src/k8s/service.js';
 import { CommandError, run } from '../../src/util/exec.js';
 import { tempCgroup, tempPinDir } from '../helpers/bpffs.js';
 import { PEER, startPeer } from '../helpers/datapath-peer.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const ID_A = 2001;

@@ -34,8 +34,8 @@ import { secretData, type Secret } from '../../src/k8s/secret.js';
 import { ProxyManager } from '../../src/proxy/proxy-manager.js';
 import { createLogger } from '../../src/util/log.js';
 import { freePort, httpUpstream } from '../helpers/envoy.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
-import { Sandbox } from '../helpers/netns.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const ConditionsSchema = z.array(z.object({ type: z.string(), status: z.string(), reason: z.string(), observedGeneration: z.number().optional() }));

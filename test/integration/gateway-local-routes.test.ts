@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GATEWAY_ROUTE_PROTOCOL, LocalRoutes } from '../../src/gateway/local-routes.js';
 import { run } from '../../src/util/exec.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 test('LocalRoutes routes Gateway addresses to the node and removes only its own routes', async (t) => {

@@ -16,7 +16,7 @@ import { dumpAddresses, watchAddresses } from '../../native/index.js';
 import { watchHostAddresses } from '../../src/agent/host-addresses.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { echoServer, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 

@@ -21,7 +21,7 @@ import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { connectFrom, startPeer } from '../helpers/datapath-peer.js';
 import { until } from '../helpers/kube-nodes.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const N = 1 + (process.pid % 200);

@@ -26,7 +26,7 @@ import type { FlowRecord } from '../../src/datapath/endpoint/flow-events.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { connectFrom, connectFromHost, pingFrom, startPeer } from '../helpers/datapath-peer.js';
 import { until } from '../helpers/kube-nodes.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { run } from '../../src/util/exec.js';
 

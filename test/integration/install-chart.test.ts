@@ -15,7 +15,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { configShape, loadConfig } from '../../src/agent/config.js';
 import { repoPath } from '../../src/util/paths.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 
 const CHART = repoPath('install', 'helm', 'meshd');
 const VALUES = {

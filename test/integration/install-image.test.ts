@@ -27,7 +27,7 @@ import { run } from '../../src/util/exec.js';
 import { packageVersion, repoPath } from '../../src/util/paths.js';
 import { CGROUP2_ROOT, tempCgroup, tempPinDir } from '../helpers/bpffs.js';
 import { tempDir, testSubnet } from '../helpers/cni-runtime.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const exec = promisify(execFile);

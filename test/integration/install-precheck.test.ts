@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { EXIT_STATUS } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const Output = z.object({ checks: z.array(z.object({ name: z.string(), ok: z.boolean(), required: z.boolean(), detail: z.string(), fix: z.string().optional(), kind: z.string().optional() })) });

@@ -10,7 +10,7 @@
  * it from the Go module proxy), appended the way istio-cni's installer
  * appends itself: read the primary conflist, push one object onto
  * "plugins", write it back. It reads its kubeconfig from cni_agent_run_dir
- * and looks the pod up in a real kube-apiserver (test/helpers/kube-cluster.ts):
+ * and looks the pod up in a real kube-apiserver (src/devcluster/kube-cluster.ts):
  * for a pod with an `istio-proxy` container and the `sidecar.istio.io/status`
  * annotation (what Istio's injector leaves) it programs the sidecar's
  * iptables REDIRECT rules in the pod's network namespace, after meshd-cni
@@ -26,7 +26,7 @@ import { BACKUP_SUFFIX, CONFLIST_NAME } from '../../src/cni/installer.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { CniRuntime, firstAddress, testSubnet } from '../helpers/cni-runtime.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 

@@ -19,7 +19,7 @@ import { nodeCrds } from '../../src/k8s/meshd-node.js';
 import { loadPolicyDocuments, loadPolicyFile } from '../../src/policy/api/loader.js';
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? yamlFiles(join(dir, d.name)) : /\.ya?ml$/.test(d.name) ? [join(dir, d.name)] : []));

@@ -1,6 +1,6 @@
 /**
  * MeshdEndpoint objects against a real kube-apiserver and etcd
- * (test/helpers/kube-cluster.ts), one agent in Kubernetes mode running as the
+ * (src/devcluster/kube-cluster.ts), one agent in Kubernetes mode running as the
  * `meshd` ServiceAccount with only install/rbac.yaml's rights (it registers
  * the CRDs itself), pods run by the test kubelet through meshd-cni:
  *
@@ -33,9 +33,9 @@ import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { buildMeshdEndpoint, MEP_NODE_LABEL, type MeshdEndpointStatus } from '../../src/k8s/meshd-endpoint.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { testSubnet } from '../helpers/cni-runtime.js';
-import { TestKubelet } from '../helpers/kubelet.js';
+import { TestKubelet } from '../../src/devcluster/kubelet.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { eventually } from '../helpers/kube-nodes.js';
 

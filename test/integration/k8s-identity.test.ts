@@ -1,6 +1,6 @@
 /**
  * Cluster-wide identities against a real kube-apiserver and etcd
- * (test/helpers/kube-cluster.ts): two allocators for two nodes allocating
+ * (src/devcluster/kube-cluster.ts): two allocators for two nodes allocating
  * the same label sets at the same time agree on every number and never give
  * one number to two sets; the Lease holder's GC deletes what nobody uses
  * after the grace period and keeps what is used, while a GC without the
@@ -26,7 +26,7 @@ import { KubeApiError, KubeClient, resolveKubeConfig } from '../../src/k8s/clien
 import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { eventually } from '../helpers/kube-nodes.js';
 

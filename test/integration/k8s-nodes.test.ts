@@ -1,6 +1,6 @@
 /**
  * Node objects and pod CIDRs against a real kube-apiserver and etcd
- * (test/helpers/kube-cluster.ts), with whole agents in Kubernetes mode and
+ * (src/devcluster/kube-cluster.ts), with whole agents in Kubernetes mode and
  * pods run by the test kubelet through meshd-cni:
  * - two agents started at the same time in cluster-pool mode claim
  *   different blocks of the pool, write their MeshdNode (pod CIDR,
@@ -31,9 +31,9 @@ import { isMeshdError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { CniRuntime, type Conflist } from '../helpers/cni-runtime.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
-import { TestKubelet } from '../helpers/kubelet.js';
-import { Sandbox } from '../helpers/netns.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
+import { TestKubelet } from '../../src/devcluster/kubelet.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { eventually } from '../helpers/kube-nodes.js';
 

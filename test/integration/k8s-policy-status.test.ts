@@ -18,7 +18,7 @@ import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { PolicyStatusWriter } from '../../src/k8s/policy-status.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { echoServer, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { until } from '../helpers/kube-nodes.js';

@@ -1,7 +1,7 @@
 /**
  * The agent when the API server goes away, against a real kube-apiserver and
- * etcd (test/helpers/kube-cluster.ts), pods run by the test kubelet
- * (test/helpers/kubelet.ts) through meshd-cni:
+ * etcd (src/devcluster/kube-cluster.ts), pods run by the test kubelet
+ * (src/devcluster/kubelet.ts) through meshd-cni:
  *
  * - API server stopped for 30 s under live traffic: an established
  *   connection keeps working, a denied peer stays denied, the kernel's maps
@@ -24,8 +24,8 @@ import { EndpointValue, PolicyKey, PolicyValue } from '../../src/datapath/maps.j
 import type { KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
-import { TestKubelet, type KubeletPod } from '../helpers/kubelet.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
+import { TestKubelet, type KubeletPod } from '../../src/devcluster/kubelet.js';
 import { echoServer, longLivedConnection, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { eventually } from '../helpers/kube-nodes.js';

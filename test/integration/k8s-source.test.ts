@@ -1,5 +1,5 @@
 /**
- * KubeSource against a real kube-apiserver and etcd (test/helpers/kube-cluster.ts),
+ * KubeSource against a real kube-apiserver and etcd (src/devcluster/kube-cluster.ts),
  * objects written with the real kubectl: the first list before start()
  * resolves, typed events for changes, a missing CRD that does not block,
  * an invalid policy that changes nothing, an API server restart, and the
@@ -16,7 +16,7 @@ import { GATEWAY_KINDS } from '../../src/gateway/gateway-service.js';
 import { KubeSource, type KubeSourceOptions } from '../../src/k8s/kube-source.js';
 import { repoPath } from '../../src/util/paths.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster, type KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { echoServer, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { eventually } from '../helpers/kube-nodes.js';

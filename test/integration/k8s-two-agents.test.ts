@@ -27,9 +27,9 @@ import { renderSource } from '../../src/cli/node.js';
 import { Identity, IpcacheValue, PolicyKey } from '../../src/datapath/maps.js';
 import { identityKeyName } from '../../src/identity/kube-allocator.js';
 import { podLabels } from '../../src/identity/labels.js';
-import type { KubeCluster } from '../helpers/kube-cluster.js';
+import type { KubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { startKubeNodes, until, type EndpointView, type KubeNode } from '../helpers/kube-nodes.js';
-import type { KubeletPod } from '../helpers/kubelet.js';
+import type { KubeletPod } from '../../src/devcluster/kubelet.js';
 import { echoServer, longLivedConnection, tryConnect } from '../helpers/pod-net.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 

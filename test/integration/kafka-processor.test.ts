@@ -24,7 +24,7 @@ import type { KafkaRule } from '../../src/policy/types.js';
 import { createLogger } from '../../src/util/log.js';
 import { freePort, startEnvoy } from '../helpers/envoy.js';
 import { kafkaProxyBootstrap, startKafkaBroker } from '../helpers/kafka-broker.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const BROKER_IP = '10.247.15.2';

@@ -1,6 +1,6 @@
 /**
  * The test control plane itself: a real etcd and kube-apiserver started by
- * test/helpers/kube-cluster.ts, driven with the real kubectl.
+ * src/devcluster/kube-cluster.ts, driven with the real kubectl.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { z } from 'zod';
 import { isMeshdError } from '../../src/util/errors.js';
-import { kubeBinDir, startKubeCluster } from '../helpers/kube-cluster.js';
+import { kubeBinDir, startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 
 const podJson = z.object({
   metadata: z.object({ name: z.string(), namespace: z.string(), uid: z.string(), labels: z.record(z.string(), z.string()).optional() }),
@@ -136,7 +136,7 @@ test('a real API server: apply, read back, survive an API server restart, and le
 test('etcd and kube-apiserver die with a test process killed without cleanup', async (t) => {
   // A child node process starts a cluster, prints its pids and its dir, and is then SIGKILLed:
   // no t.after and no exit handler runs, so only the kernel's parent-death signal can stop them.
-  const helper = new URL('../helpers/kube-cluster.js', import.meta.url).href;
+  const helper = new URL('../../src/devcluster/kube-cluster.js', import.meta.url).href;
   const script = `const { startKubeCluster } = await import(${JSON.stringify(helper)});
     const kube = await startKubeCluster();
     process.stdout.write(JSON.stringify({ ...kube.pids(), dir: kube.dir }) + '\\n');

@@ -19,10 +19,10 @@ import { L2_POLICIES_PATH } from '../../src/k8s/cilium-l2-announcement-policy.js
 import { L2Announcer } from '../../src/l2announce/announcer.js';
 import { IpHostNet } from '../../src/l2announce/host-net.js';
 import { LbIpamController } from '../../src/lbipam/controller.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { eventually, installMeshd, until } from '../helpers/kube-nodes.js';
 import { l2Segment } from '../helpers/l2-segment.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 import { run } from '../../src/util/exec.js';
 import { z } from 'zod';

@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 // Runs the steps on stdin's argument and prints one JSON line with what each returned or threw.

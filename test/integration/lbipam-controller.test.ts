@@ -11,7 +11,7 @@ import { KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { LB_IP_POOLS_PATH } from '../../src/k8s/cilium-lb-ip-pool.js';
 import { LbIpamController, POOL_CONDITIONS } from '../../src/lbipam/controller.js';
 import { ConditionSchema, LbServiceSchema, REQUEST_SATISFIED_CONDITION } from '../../src/lbipam/lb-service.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { eventually, installMeshd, until } from '../helpers/kube-nodes.js';
 
 const PoolStatus = z.object({ status: z.object({ conditions: z.array(ConditionSchema).optional() }).optional() });

@@ -1,6 +1,6 @@
 /**
  * Node entities against real node addresses (native routing across nodes that
- * are network namespaces, test/helpers/netns-nodes.ts): the Node objects'
+ * are network namespaces, src/devcluster/netns-nodes.ts): the Node objects'
  * InternalIPs are `host` on their own node and a `remote-node` identity
  * carrying the node's labels on the others; `fromEntities: [remote-node]`
  * admits a process in node 2's namespace but not a pod there; `fromNodes`

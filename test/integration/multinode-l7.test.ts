@@ -1,6 +1,6 @@
 /**
  * HTTP L7 policy between a client on node 1 and a server on node 2, in both
- * modes (test/helpers/netns-nodes.ts, each node with its Envoy):
+ * modes (src/devcluster/netns-nodes.ts, each node with its Envoy):
  *
  * - ingress, on node 2: in tunnel mode the overlay hands the connection to
  *   node 2's proxy on the identity the VNI carried, in native mode

@@ -1,5 +1,5 @@
 /**
- * Native routing across nodes that are network namespaces (test/helpers/netns-nodes.ts):
+ * Native routing across nodes that are network namespaces (src/devcluster/netns-nodes.ts):
  * with autoDirectNodeRoutes each agent routes the other nodes' pod CIDRs via
  * their underlay addresses; pod ↔ pod by IP and by Service VIP (per-packet
  * translation); L3/L4 policy by labels on the

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { run } from '../../src/util/exec.js';
 import { RoutingError } from '../../src/datapath/routing/errors.js';
 import { ensureTunnelDevice, probeTunnelProtocol } from '../../src/datapath/routing/tunnel-device.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 test('vxlan is probed present; geneve, where the kernel lacks it, is refused as MESHD_ROUTING_TUNNEL_UNSUPPORTED naming tunnelProtocol', async () => {

@@ -1,5 +1,5 @@
 /**
- * Tunnel mode across nodes that are network namespaces (test/helpers/netns-nodes.ts):
+ * Tunnel mode across nodes that are network namespaces (src/devcluster/netns-nodes.ts):
  * pod ↔ pod by IP through the agents' VXLAN devices, a 1 MB transfer at the
  * pod MTU (underlay MTU minus the tunnel's overhead), by Service VIP (socket
  * LB), L3/L4 policy by labels

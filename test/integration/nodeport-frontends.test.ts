@@ -24,7 +24,7 @@ import { isMeshdError } from '../../src/util/errors.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
 import { until } from '../helpers/kube-nodes.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const N = 1 + (process.pid % 200);

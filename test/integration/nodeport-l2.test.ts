@@ -16,9 +16,9 @@ import { L2_POLICIES_PATH } from '../../src/k8s/cilium-l2-announcement-policy.js
 import { KubeClient, resolveKubeConfig } from '../../src/k8s/client.js';
 import { run } from '../../src/util/exec.js';
 import { AgentNode } from '../helpers/agent-node.js';
-import { startKubeCluster } from '../helpers/kube-cluster.js';
+import { startKubeCluster } from '../../src/devcluster/kube-cluster.js';
 import { FAST_SOURCE, installMeshd, KubeNode, until } from '../helpers/kube-nodes.js';
-import { Sandbox } from '../helpers/netns.js';
+import { Sandbox } from '../../src/devcluster/netns.js';
 import { requirePrivileges } from '../helpers/privileged.js';
 
 const N = 1 + ((process.pid + 97) % 200);

@@ -10,7 +10,7 @@
  *   await sb.vethToHost(pod, { hostIf: 'h0', podIf: 'eth0', hostIp: '10.250.0.1/30', podIp: '10.250.0.2/30' });
  */
 import { appendFileSync } from 'node:fs';
-import { run } from '../../src/util/exec.js';
+import { run } from '../util/exec.js';
 
 /**
  * Creates a network namespace for a test and records its name in the test

@@ -16,8 +16,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CONFLIST_NAME } from '../../src/cni/installer.js';
-import { MeshdError } from '../../src/util/errors.js';
+import { CONFLIST_NAME } from '../cni/installer.js';
+import { MeshdError } from '../util/errors.js';
 import { CniRuntime, firstAddress, hostSide, type Attachment, type Conflist } from './cni-runtime.js';
 import type { KubeCluster } from './kube-cluster.js';
 import { Sandbox } from './netns.js';

@@ -19,14 +19,15 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { MeshdError } from '../../src/util/errors.js';
-import { freePort } from './envoy.js';
+import { MeshdError } from '../util/errors.js';
+import { repoPath } from '../util/paths.js';
+import { freePort } from './free-port.js';
 
 /** Kept equal to KUBE_VERSION / ETCD_VERSION in scripts/k8s-binaries.sh. */
 export const KUBE_VERSION = 'v1.37.2';
@@ -155,7 +156,7 @@ class Proc {
  * SIGKILL (a runner's timeout), when no exit handler runs.
  */
 let pdeathsig: boolean | undefined;
-function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
+export function withParentDeathSignal(bin: string, args: string[]): [string, string[]] {
   pdeathsig ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
   return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
 }
@@ -460,4 +461,14 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
     await close();
     throw e;
   }
+}
+
+/** Applies every manifest of install/crds/ and install/rbac.yaml, and waits until the CRDs are served. */
+export async function installMeshd(kube: KubeCluster): Promise<void> {
+  const dir = repoPath('install', 'crds');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
+  for (const f of files) await kube.apply(readFileSync(join(dir, f), 'utf8'));
+  const r = await kube.kubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd', '--all']);
+  if (r.code !== 0) throw new MeshdError('MESHD_KUBE_TEST_KUBECTL_FAILED', `kubectl wait for the CRDs exited ${r.code}: ${r.stderr.trim()}`, { kind: 'failed' });
+  await kube.apply(readFileSync(repoPath('install', 'rbac.yaml'), 'utf8'));
 }

@@ -1,0 +1,11 @@
+/** Ports for the development cluster's processes (etcd, kube-apiserver), chosen by the kernel. */
+import { createServer, type AddressInfo } from 'node:net';
+
+/** A loopback port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
