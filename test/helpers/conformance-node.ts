@@ -186,6 +186,8 @@ export class ConformanceNode {
   private readonly retry = new Map<string, NodeJS.Timeout>();
   /** Retries so far per pod uid (the back-off's exponent); forgotten when the pod is deleted. */
   private readonly attempts = new Map<string, number>();
+  /** The tail of the CNI ADD queue (sandboxSlot). */
+  private addQueue: Promise<void> = Promise.resolve();
   private readonly runtime: CniRuntime;
   private readonly dispatcher: Agent;
   private readonly abort = new AbortController();
@@ -514,7 +516,7 @@ export class ConformanceNode {
       run.att = att;
       let res: Awaited<ReturnType<CniRuntime['addList']>>;
       try {
-        res = await this.runtime.addList(list, att);
+        res = await this.sandboxSlot(() => this.runtime.addList(list, att));
       } catch (e) {
         // As kubelet does with a failed sandbox: tear it down and try again later (the agent may be slow to answer under load).
         throw this.missing(`a network (CNI ADD failed: ${e instanceof Error ? e.message.trim().split('\n')[0] : String(e)})`);
@@ -550,6 +552,16 @@ export class ConformanceNode {
       }
       throw e;
     }
+  }
+
+  /**
+   * Runs one CNI ADD at a time, as kubelet's sandbox creation is paced: two dozen concurrent ADDs on a loaded
+   * machine each wait on the agent (in this process) until they all time out, and the suite's setup with them.
+   */
+  private sandboxSlot<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.addQueue.then(fn);
+    this.addQueue = next.then(() => undefined, () => undefined);
+    return next;
   }
 
   private retryLater(pod: Pod): void {
