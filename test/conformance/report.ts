@@ -168,6 +168,17 @@ export function renderReadme(s: SuiteSummary, meta: ReadmeMeta): string {
     lines.push(`- ${t.name} (${t.features.join(', ') || 'no features logged'})${why === undefined ? '' : `: ${md(why).slice(0, 400)}`}`);
   }
   lines.push('');
+  if (s.unfinished.length > 0) {
+    lines.push('## Tests without a verdict');
+    lines.push('');
+    lines.push('The run ended before `go test` printed these tests\' verdicts (it prints them when TestConformance ends). The suite\'s failed assertions among them:');
+    lines.push('');
+    for (const n of s.unfinished) {
+      const why = s.failures.find((f) => f.test === n || f.test.startsWith(`${n}/`));
+      lines.push(`- ${n}${why === undefined ? ': no failed assertion logged' : `: **failed assertion** ${md(why.message).slice(0, 300)}`}`);
+    }
+    lines.push('');
+  }
   lines.push('## Notes');
   lines.push('');
   for (const n of meta.notes) lines.push(`- ${n}`);

@@ -31,6 +31,8 @@ export interface SuiteLog {
   verdict?: 'PASS' | 'FAIL';
   /** The suite's failed assertions (testify's Error/Test/Messages blocks), in order; test '' is the suite's setup. */
   failures: Array<{ test: string; message: string }>;
+  /** Tests that started (=== RUN), in order: in a run that did not finish, those without a verdict are the rest. */
+  started: string[];
 }
 
 const VERDICT = /^\s*--- (PASS|FAIL|SKIP): TestConformance(?:\/([^/\s]+))? \(/;
@@ -53,7 +55,10 @@ export function parseSuiteLog(text: string): SuiteLog {
     }
     block = null;
   };
+  const started: string[] = [];
   for (const line of text.split('\n')) {
+    const run = /^=== RUN\s+TestConformance\/([^/\s]+)$/.exec(line);
+    if (run?.[1] !== undefined) started.push(run[1]);
     const field = /^\s+\t(Error Trace|Error|Test|Messages):\s*\t(.*)$/.exec(line);
     if (field?.[1] !== undefined && field[2] !== undefined) {
       if (field[1] === 'Error Trace') endBlock();
@@ -92,7 +97,7 @@ export function parseSuiteLog(text: string): SuiteLog {
     tests.push({ name, result, features: features.get(name) ?? [], ...(kind === 'SKIP' && reason !== undefined ? { skipReason: reason } : {}) });
   }
   endBlock();
-  return { tests, finished: verdict !== undefined, ...(verdict !== undefined ? { verdict } : {}), failures };
+  return { tests, finished: verdict !== undefined, ...(verdict !== undefined ? { verdict } : {}), failures, started };
 }
 
 /** A profile's core features; its extended features are the predicate (profiles.go of the suite, v1.7.0). */
@@ -156,6 +161,8 @@ export interface SuiteSummary {
   tests: SuiteTest[];
   /** The suite's failed assertions (SuiteLog.failures). */
   failures: SuiteLog['failures'];
+  /** Tests that started but have no verdict (a run that did not finish). */
+  unfinished: string[];
 }
 
 const empty = (): Counts => ({ passed: [], failed: [], skipped: [] });
@@ -196,5 +203,5 @@ export function summarize(log: SuiteLog, profiles: readonly string[], claimed: r
       return { feature, tests, passes: tests.passed.length > 0 && tests.failed.length === 0 && tests.skipped.length === 0 };
     });
   const outsideProfiles = log.tests.filter((t) => t.result !== 'not-supported' && t.features.length > 0 && !counted.has(t.name));
-  return { finished: log.finished, profiles: out, features, outsideProfiles, tests: log.tests, failures: log.failures };
+  return { finished: log.finished, profiles: out, features, outsideProfiles, tests: log.tests, failures: log.failures, unfinished: log.started.filter((n) => !log.tests.some((t) => t.name === n)) };
 }
