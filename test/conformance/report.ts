@@ -157,7 +157,8 @@ export function renderReadme(s: SuiteSummary, meta: ReadmeMeta): string {
     lines.push('');
   }
   const failed = s.tests.filter((t) => t.result === 'failed');
-  const firstFailure = (test: string) => s.failures.find((f) => f.test === test)?.message;
+  // A failed assertion of a test or of one of its subtests (HTTPRouteRequestMirror/0_request_to_...).
+  const firstFailure = (test: string) => s.failures.find((f) => f.test === test || (test !== '' && f.test.startsWith(`${test}/`)))?.message;
   lines.push('## Failed tests');
   lines.push('');
   const setup = firstFailure('');
