@@ -114,7 +114,7 @@ function writeReadme(text: string, run: RunMeta, logFile: string): void {
     notes: run.notes,
     refusedImages: run.refusedImages,
   };
-  writeFileSync(repoPath('docs', 'conformance', 'README.md'), `${renderReadme(summarize(log, PROFILES, SUPPORTED_FEATURES), meta)}\n`);
+  writeFileSync(repoPath('docs', 'conformance', 'README.md'), `${renderReadme(summarize(log, PROFILES, log.supportedFeatures ?? SUPPORTED_FEATURES), meta)}\n`);
   process.stderr.write(`wrote docs/conformance/README.md from ${logFile} (${log.tests.length} tests with a verdict${log.finished ? '' : ', the run did not finish'})\n`);
 }
 

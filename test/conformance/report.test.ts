@@ -55,6 +55,7 @@ test('report: the suite log gives each test its verdict and features, and the pr
   const log = parseSuiteLog(PASSED);
   assert.equal(log.finished, true);
   assert.equal(log.verdict, 'PASS');
+  assert.ok(log.supportedFeatures?.includes('HTTPRouteQueryParamMatching'), 'the run\'s claimed features come from the suite\'s header');
   assert.deepEqual(
     log.tests.map((t) => [t.name, t.result, t.features.join(',')]).sort(),
     [

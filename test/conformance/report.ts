@@ -102,7 +102,7 @@ export function renderReadme(s: SuiteSummary, meta: ReadmeMeta): string {
   lines.push(`The upstream suite \`sigs.k8s.io/gateway-api/conformance\` ${meta.gatewayAPIVersion} (${meta.gatewayAPIChannel} channel CRDs), run against meshd by \`${md(meta.command)}\`: a real kube-apiserver, etcd and kube-controller-manager, one meshd agent in Kubernetes mode with Envoy and \`gatewayAPI.enabled\`, and a test node (test/helpers/conformance-node.ts) that runs the suite's echo-basic backends in network namespaces wired by meshd-cni. The suite sends its requests from its own process to the Gateways' addresses. This page is generated (test/conformance/report.ts) from the suite's own per-test verdicts in its \`-test.v\` output, sorted into profiles, core and extended the way the suite's report sorts them.`);
   lines.push('');
   lines.push(`- meshd ${meta.meshdVersion}, run ended ${meta.date}`);
-  lines.push(`- claimed profiles: ${s.profiles.map((p) => p.name).join(', ')}; claimed extended features: ${s.features.length} (test/conformance/features.ts)`);
+  lines.push(`- claimed profiles: ${s.profiles.map((p) => p.name).join(', ')}; extended features claimed in this run: ${s.features.length}`);
   if (!s.finished) lines.push('- **The run did not finish** (stopped, or the suite\'s time limit): the tests below are those with a verdict; the others are counted nowhere.');
   if (meta.load !== undefined) lines.push(`- **Development run** on a shared two-core machine under load (load average ${meta.load}): timing-sensitive tests can fail here for the load alone.`);
   lines.push('');

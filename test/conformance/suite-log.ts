@@ -33,6 +33,8 @@ export interface SuiteLog {
   failures: Array<{ test: string; message: string }>;
   /** Tests that started (=== RUN), in order: in a run that did not finish, those without a verdict are the rest. */
   started: string[];
+  /** The features the run claimed (the suite's "Supported Features: [...]" line), when it printed them. */
+  supportedFeatures?: string[];
 }
 
 const VERDICT = /^\s*--- (PASS|FAIL|SKIP): TestConformance(?:\/([^/\s]+))? \(/;
@@ -56,7 +58,10 @@ export function parseSuiteLog(text: string): SuiteLog {
     block = null;
   };
   const started: string[] = [];
+  let supportedFeatures: string[] | undefined;
   for (const line of text.split('\n')) {
+    const claimed = /^\s+conformance\.go:\d+:\s+Supported Features: \[(.*)\]$/.exec(line);
+    if (claimed?.[1] !== undefined) supportedFeatures = claimed[1].split(' ').filter((f) => f !== '');
     const run = /^=== RUN\s+TestConformance\/([^/\s]+)$/.exec(line);
     if (run?.[1] !== undefined) started.push(run[1]);
     const field = /^\s+\t(Error Trace|Error|Test|Messages):\s*\t(.*)$/.exec(line);
@@ -97,7 +102,7 @@ export function parseSuiteLog(text: string): SuiteLog {
     tests.push({ name, result, features: features.get(name) ?? [], ...(kind === 'SKIP' && reason !== undefined ? { skipReason: reason } : {}) });
   }
   endBlock();
-  return { tests, finished: verdict !== undefined, ...(verdict !== undefined ? { verdict } : {}), failures, started };
+  return { tests, finished: verdict !== undefined, ...(verdict !== undefined ? { verdict } : {}), failures, started, ...(supportedFeatures ? { supportedFeatures } : {}) };
 }
 
 /** A profile's core features; its extended features are the predicate (profiles.go of the suite, v1.7.0). */
