@@ -19,15 +19,14 @@ import { z } from 'zod';
 import { KubeApiError, type KubeClient } from '../k8s/client.js';
 import type { Gateway } from '../k8s/gateway.js';
 import { isKubeStatus, LeaseElector } from '../k8s/lease.js';
-import type { Service } from '../k8s/service.js';
+import { GATEWAY_NAME_LABEL, type Service } from '../k8s/service.js';
 import type { Logger } from '../util/log.js';
 import { gatewayServiceName } from './ingestion.js';
 import { CONTROLLER_NAME, type ModelStatus } from './model.js';
 import { statusPatches, type StatusObjects } from './status.js';
 
 export const GATEWAY_LEASE = 'meshd-gateway';
-/** Label on the per-Gateway Service naming its Gateway (Gateway API's own label key). */
-export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+export { GATEWAY_NAME_LABEL };
 
 export interface GatewayControllerOptions {
   client: KubeClient;

@@ -11,6 +11,9 @@ import type { ResourceProblem } from './problem.js';
 
 const API_VERSIONS = ['v1'] as const;
 
+/** Label on the per-Gateway Service naming its Gateway (Gateway API's own label key; src/gateway/controller.ts sets it). */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
 /** Per-service load-balancing algorithm, as Cilium's annotation. */
 export const LB_ALGORITHM_ANNOTATION = 'service.cilium.io/lb-algorithm';
 /** Kubernetes' default ClientIP affinity timeout. */

@@ -13,33 +13,39 @@
  * 3. runs the suite in its own process (in the cgroup the agent's socket LB
  *    serves, as a host process would be) with meshd's profiles and claimed
  *    features (test/conformance/features.ts), and the implementation fields;
- * 4. copies the suite's report to docs/conformance/gateway-api.yaml and writes
- *    the summary docs/conformance/README.md; tears everything down.
+ * 4. for a full run, writes docs/conformance/README.md from the suite's own
+ *    per-test verdicts (its -test.v output, suite-log.ts), and, when the run
+ *    has the implementation's --url and --contact, the suite writes its
+ *    report to docs/conformance/gateway-api.yaml; tears everything down.
  *
  *   npm run test:gateway-conformance                       # the whole suite, writes docs/conformance/
  *   npm run test:gateway-conformance -- --run 'HTTPRouteSimpleSameNamespace|GatewayClass'
  *   npm run test:gateway-conformance -- --quick            # a few core tests
+ *   npm run test:gateway-conformance -- --from-log /tmp/meshd-gwconf-XXXX/suite.log   # README again from a saved full run
  *
  * A subset (--run, --quick) writes its report to a temp file (printed)
  * unless --report names one, so it never replaces the recorded full run.
  * The suite writes a report only with the implementation's url and contact
- * (--url, --contact; it refuses empty ones): the full run needs both; a
- * subset run without them writes no report and its result is the suite's
- * PASS/FAIL lines and exit code.
+ * (--url, --contact; it refuses empty ones). The project has none yet (a
+ * maintainer's decision), so a full run without them writes the README's
+ * tables alone; a subset run's result is the suite's PASS/FAIL lines and
+ * exit code. Next to the suite's log the run leaves run.json (version, date,
+ * load, refused images), which --from-log reads back.
  * Exit code: the suite's own (non-zero when a test failed).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeError } from '../../src/util/errors.js';
 import { repoPath } from '../../src/util/paths.js';
 import { startConformanceWorld, GATEWAY_CLASS } from '../helpers/conformance-world.js';
 import { PROFILES, SUPPORTED_FEATURES } from './features.js';
-import { parseReport, renderReadme } from './report.js';
+import { parseReport, renderReadme, type ConformanceReport, type ReadmeMeta } from './report.js';
+import { parseSuiteLog, summarize } from './suite-log.js';
 
 /** A few core tests that exercise a Gateway, an HTTPRoute and a backend end to end. */
 const QUICK = '^(GatewayClassObservedGenerationBump|HTTPRouteSimpleSameNamespace|HTTPRouteMatching)$';
@@ -53,7 +59,8 @@ const usage = `usage: node dist/test/conformance/gateway.js [--run REGEX | --qui
   --no-build      do not run the build scripts (the binaries must exist)
   --timeout MIN   the suite's -test.timeout in minutes (default 90)
   --url URL, --contact LIST   the implementation's url and contacts in the report (needed for a report;
-                  package.json names no repository or homepage, so there is no default)`;
+                  package.json names no repository or homepage, so there is no default)
+  --from-log FILE write docs/conformance/README.md from the saved suite log of a full run (and its run.json) and exit`;
 
 const PackageJson = z.object({ version: z.string() });
 
@@ -64,9 +71,51 @@ function meshdVersion(): string {
   return rev === '' ? pkg.version : `${pkg.version}+${rev}`;
 }
 
+/** The suite's version (scripts/gateway-api.sh pins it). */
+function gatewayApiVersion(): string {
+  const r = spawnSync('bash', [repoPath('scripts', 'gateway-api.sh'), '--version'], { encoding: 'utf8' });
+  const v = r.stdout.trim();
+  if (r.status !== 0 || v === '') throw new Error(`scripts/gateway-api.sh --version failed: ${r.stderr.trim()}`);
+  return v;
+}
+
 function build(script: string): void {
   const r = spawnSync('bash', [repoPath('scripts', script)], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`scripts/${script} failed (exit ${r.status ?? r.signal})`);
+}
+
+/** What a run leaves next to the suite's log (run.json), for the README. */
+const RunMeta = z.object({
+  meshdVersion: z.string(),
+  date: z.string(),
+  load: z.string(),
+  /** The 5-minute load average was above the core count. */
+  loaded: z.boolean(),
+  refusedImages: z.array(z.string()),
+  notes: z.array(z.string()),
+  /** The suite's report, when it wrote one. */
+  report: z.string().nullable(),
+});
+type RunMeta = z.infer<typeof RunMeta>;
+
+/** docs/conformance/README.md from a full run's suite log (suite-log.ts, report.ts). */
+function writeReadme(text: string, run: RunMeta, logFile: string): void {
+  const log = parseSuiteLog(text);
+  let report: { file: string; report: ConformanceReport } | undefined;
+  if (run.report !== null) report = { file: basename(run.report), report: parseReport(readFileSync(run.report, 'utf8'), run.report) };
+  const meta: ReadmeMeta = {
+    command: 'npm run test:gateway-conformance',
+    meshdVersion: run.meshdVersion,
+    gatewayAPIVersion: gatewayApiVersion(),
+    gatewayAPIChannel: 'experimental',
+    date: run.date,
+    ...(run.loaded ? { load: run.load } : {}),
+    ...(report ? { report } : {}),
+    notes: run.notes,
+    refusedImages: run.refusedImages,
+  };
+  writeFileSync(repoPath('docs', 'conformance', 'README.md'), `${renderReadme(summarize(log, PROFILES, log.supportedFeatures ?? SUPPORTED_FEATURES), meta)}\n`);
+  process.stderr.write(`wrote docs/conformance/README.md from ${logFile} (${log.tests.length} tests with a verdict${log.finished ? '' : ', the run did not finish'})\n`);
 }
 
 async function main(): Promise<number> {
@@ -79,11 +128,18 @@ async function main(): Promise<number> {
       timeout: { type: 'string', default: '90' },
       url: { type: 'string' },
       contact: { type: 'string' },
+      'from-log': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  if (values['from-log'] !== undefined) {
+    const logFile = values['from-log'];
+    const run = RunMeta.parse(JSON.parse(readFileSync(join(dirname(logFile), 'run.json'), 'utf8')));
+    writeReadme(readFileSync(logFile, 'utf8'), run, logFile);
     return 0;
   }
   const timeout = Number(values.timeout);
@@ -94,7 +150,7 @@ async function main(): Promise<number> {
   const full = filter === undefined;
   const identity = values.url !== undefined && values.contact !== undefined ? { url: values.url, contact: values.contact } : undefined;
   if ((values.url === undefined) !== (values.contact === undefined)) throw new Error('--url and --contact go together (the suite needs both for its report)');
-  if (identity === undefined && (full || values.report !== undefined)) throw new Error('a report needs the implementation\'s --url and --contact (the suite refuses a report without them)');
+  if (identity === undefined && values.report !== undefined) throw new Error('--report needs the implementation\'s --url and --contact (the suite refuses a report without them)');
   const scratch = mkdtempSync(join(tmpdir(), 'meshd-gwconf-'));
   const reportPath = identity === undefined ? undefined : (values.report ?? (full ? repoPath('docs', 'conformance', 'gateway-api.yaml') : join(scratch, 'gateway-api.yaml')));
   const version = meshdVersion();
@@ -156,36 +212,21 @@ async function main(): Promise<number> {
     out.end();
     code = exitCode ?? (signal === null ? 1 : 128);
     log(`the suite exited ${exitCode ?? signal}; its log: ${suiteLog}`);
-    if (reportPath === undefined) {
-      log('no report (no --url and --contact): the PASS/FAIL lines above are the result');
-      return code;
-    }
-
-    let reportText: string;
-    try {
-      reportText = readFileSync(reportPath, 'utf8');
-    } catch {
-      log(`the suite wrote no report to ${reportPath}`);
-      return code === 0 ? 1 : code;
-    }
-    const report = parseReport(reportText, reportPath);
-    if (report.profiles.length === 0) {
-      // The suite's own words for why its setup failed: the last helper message before the failure.
-      const last = readFileSync(suiteLog, 'utf8').split('\n').filter((l) => /\.go:\d+: /.test(l)).pop();
-      notes.push(`No test ran: TestConformance failed in its setup. The suite's last message: \`${(last ?? '').trim().replace(/`/g, "'").slice(0, 300)}\``);
-    }
-    log(`report: ${reportPath}`);
-    if (full && values.report === undefined) {
-      const readme = renderReadme(report, {
-        command: 'npm run test:gateway-conformance',
-        meshdVersion: version,
-        developmentRun: !world.gatewayApiEnabled || process.env.MESHD_CONFORMANCE_DEVELOPMENT_RUN === '1',
-        notes,
-        refusedImages: world.node.refusedImages(),
-      });
-      writeFileSync(repoPath('docs', 'conformance', 'README.md'), `${readme}\n`);
-      log('wrote docs/conformance/gateway-api.yaml and docs/conformance/README.md');
-    }
+    const run: RunMeta = {
+      meshdVersion: version,
+      date: new Date().toISOString(),
+      load: loadavg().map((l) => l.toFixed(1)).join(', '),
+      loaded: (loadavg()[1] ?? 0) > cpus().length,
+      refusedImages: world.node.refusedImages(),
+      notes,
+      report: reportPath !== undefined && existsSync(reportPath) ? reportPath : null,
+    };
+    writeFileSync(join(scratch, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
+    if (reportPath === undefined) log('no suite report (no --url and --contact)');
+    if (!full || values.report !== undefined) return code;
+    writeReadme(readFileSync(suiteLog, 'utf8'), run, suiteLog);
+    if (run.report === null) return code;
+    const report = parseReport(readFileSync(run.report, 'utf8'), run.report);
     for (const p of report.profiles) {
       log(`${p.name}: core ${p.core.statistics.Passed} passed, ${p.core.statistics.Failed} failed, ${p.core.statistics.Skipped} skipped; extended ${p.extended ? `${p.extended.statistics.Passed} passed, ${p.extended.statistics.Failed} failed, ${p.extended.statistics.Skipped} skipped` : '–'}`);
     }

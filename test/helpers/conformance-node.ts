@@ -184,6 +184,10 @@ export class ConformanceNode {
   /** Uids of refused Pods: their status is written once, not on every event it causes. */
   private readonly refusedPods = new Set<string>();
   private readonly retry = new Map<string, NodeJS.Timeout>();
+  /** Retries so far per pod uid (the back-off's exponent); forgotten when the pod is deleted. */
+  private readonly attempts = new Map<string, number>();
+  /** The tail of the CNI ADD queue (sandboxSlot). */
+  private addQueue: Promise<void> = Promise.resolve();
   private readonly runtime: CniRuntime;
   private readonly dispatcher: Agent;
   private readonly abort = new AbortController();
@@ -337,12 +341,13 @@ export class ConformanceNode {
   private onPod(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: Pod): void {
     const uid = pod.metadata.uid;
     if (type === 'DELETED') {
+      this.attempts.delete(uid);
       this.enqueue(uid, () => this.teardown(uid));
       return;
     }
     const nodeName = pod.spec.nodeName ?? '';
     if (nodeName === '') {
-      if (!deleting(pod)) this.enqueue(uid, () => this.bind(pod));
+      if (!deleting(pod)) this.enqueue(uid, () => this.bind(pod).catch((e: unknown) => this.failed(pod, 'bind', e)));
       return;
     }
     if (nodeName !== this.o.nodeName) return;
@@ -354,7 +359,13 @@ export class ConformanceNode {
       });
       return;
     }
-    if (!this.runs.has(uid) && !this.refusedPods.has(uid)) this.enqueue(uid, () => this.run(pod));
+    if (!this.runs.has(uid) && !this.refusedPods.has(uid)) this.enqueue(uid, () => this.run(pod).catch((e: unknown) => this.failed(pod, 'run', e)));
+  }
+
+  /** A failed bind or start (an API call that timed out on a loaded machine, say) is tried again later, as kubelet and the scheduler do. */
+  private failed(pod: Pod, step: string, e: unknown): void {
+    this.log(`${pod.metadata.namespace}/${pod.metadata.name}: ${step} failed, trying again: ${e instanceof Error ? e.message : String(e)}`);
+    this.retryLater(pod);
   }
 
   private async bind(pod: Pod): Promise<void> {
@@ -501,8 +512,15 @@ export class ConformanceNode {
       const list = this.conflist();
       const ns = await sandbox.netns('p');
       const att: Attachment = { containerId: `cn-${uid}`, netns: `/var/run/netns/${ns}`, ifname: 'eth0', args: { K8S_POD_NAMESPACE: namespace, K8S_POD_NAME: name, K8S_POD_UID: uid } };
-      const res = await this.runtime.addList(list, att);
+      // Set before ADD: a failed ADD is followed by DEL (the CNI spec's rule), which undoes what it made.
       run.att = att;
+      let res: Awaited<ReturnType<CniRuntime['addList']>>;
+      try {
+        res = await this.sandboxSlot(() => this.runtime.addList(list, att));
+      } catch (e) {
+        // As kubelet does with a failed sandbox: tear it down and try again later (the agent may be slow to answer under load).
+        throw this.missing(`a network (CNI ADD failed: ${e instanceof Error ? e.message.trim().split('\n')[0] : String(e)})`);
+      }
       run.ip = firstAddress(res).split('/')[0] ?? '';
       if (run.ip === '') throw nodeError(`CNI ADD of ${key} returned no address`);
       for (const c of pod.spec.containers) {
@@ -524,8 +542,10 @@ export class ConformanceNode {
       await this.patchStatus(namespace, name, this.status(run));
       void this.watchReady(run);
     } catch (e) {
-      await this.teardown(uid);
-      if (e instanceof MeshdError && e.code === 'MESHD_CONFORMANCE_NODE_WAITING') {
+      const waiting = e instanceof MeshdError && e.code === 'MESHD_CONFORMANCE_NODE_WAITING';
+      if (!waiting) await this.teardown(uid);
+      else await this.teardown(uid).catch((te: unknown) => this.log(`${key}: ${te instanceof Error ? te.message : String(te)}`));
+      if (waiting) {
         this.log(`${key}: ${e.message}`);
         this.retryLater(pod);
         return;
@@ -534,18 +554,40 @@ export class ConformanceNode {
     }
   }
 
+  /**
+   * Runs one CNI ADD at a time, as kubelet's sandbox creation is paced: two dozen concurrent ADDs on a loaded
+   * machine each wait on the agent (in this process) until they all time out, and the suite's setup with them.
+   */
+  private sandboxSlot<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.addQueue.then(fn);
+    this.addQueue = next.then(() => undefined, () => undefined);
+    return next;
+  }
+
   private retryLater(pod: Pod): void {
     const uid = pod.metadata.uid;
     if (this.closed || this.retry.has(uid)) return;
+    // Kubelet's way: a growing delay (1 s doubling to 30 s, with jitter), so that two dozen pods retrying at once
+    // do not keep a loaded machine (and the agent that must answer their CNI ADDs) busy with retries alone.
+    const attempt = this.attempts.get(uid) ?? 0;
+    this.attempts.set(uid, attempt + 1);
+    const delay = Math.min(30_000, 1_000 * 2 ** attempt) * (0.75 + Math.random() / 2);
     this.retry.set(uid, setTimeout(() => {
       this.retry.delete(uid);
       this.enqueue(uid, async () => {
         // Only if the pod is still there and still bound here.
-        const r = await this.api('GET', `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`);
+        const r = await this.api('GET', `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`).catch((e: unknown) => {
+          this.failed(pod, 'reading the pod', e);
+          return null;
+        });
+        if (r === null) return;
         const cur = r.status === 200 ? this.parsePod(r.json) : null;
-        if (cur && cur.metadata.uid === uid && !deleting(cur)) await this.run(cur);
+        if (!cur || cur.metadata.uid !== uid || deleting(cur)) return;
+        const node = cur.spec.nodeName ?? '';
+        if (node === '') await this.bind(cur).catch((e: unknown) => this.failed(cur, 'bind', e));
+        else if (node === this.o.nodeName) await this.run(cur).catch((e: unknown) => this.failed(cur, 'run', e));
       });
-    }, 1_000));
+    }, delay));
   }
 
   private conflist(): Conflist {

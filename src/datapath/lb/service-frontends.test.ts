@@ -85,3 +85,14 @@ test('externalTrafficPolicy Local: external frontends keep only this node\'s end
   assert.deepEqual(show('here'), [`10.96.0.11 s${Scope.ClusterIP} -> 10.0.0.1:8080/TCP,10.0.0.2:8080/TCP`, `192.168.1.5 s${Scope.NodePort} -> 10.0.0.1:8080/TCP`]);
   assert.deepEqual(show('elsewhere'), [`10.96.0.11 s${Scope.ClusterIP} -> 10.0.0.1:8080/TCP,10.0.0.2:8080/TCP`, `192.168.1.5 s${Scope.NodePort} -> `]);
 });
+
+test('a Gateway\'s Service (its label, no selector) keeps its cluster IP but not its LoadBalancer address: the Envoy listener serves that', () => {
+  const gw = svc({ type: 'LoadBalancer', clusterIP: '10.96.0.20', ports: [{ name: 'port-80', port: 80 }] }, { labels: { 'gateway.networking.k8s.io/gateway-name': 'same-namespace' } });
+  const withStatus: Service = { ...gw, status: { loadBalancer: { ingress: [{ ip: '203.0.113.0' }] } } };
+  const r = serviceFrontends(withStatus, [], opts);
+  assert.deepEqual(r.frontends.map((f) => `${f.ip}:${f.port} s${f.scope}`), [`10.96.0.20:80 s${Scope.ClusterIP}`]);
+  assert.match(r.skipped.join('\n'), /Gateway's addresses are served by the node's Envoy/);
+  // The same label on a Service with a selector is an ordinary Service: its LB address is balanced.
+  const selected: Service = { ...withStatus, spec: { ...withStatus.spec, selector: { app: 'web' } } };
+  assert.ok(serviceFrontends(selected, [], opts).frontends.some((f) => f.scope === Scope.LoadBalancer));
+});

@@ -6,7 +6,7 @@
  */
 import { Backend, LB_F_AFFINITY, LB_F_MAGLEV, PROTO_TCP, PROTO_UDP, Scope, type ScopeNumber, encodeAddr, ipFamily } from './lb-maps.js';
 import type { EndpointSlice } from '../../k8s/endpoint-slice.js';
-import { DEFAULT_AFFINITY_TIMEOUT, LB_ALGORITHM_ANNOTATION, type Service } from '../../k8s/service.js';
+import { DEFAULT_AFFINITY_TIMEOUT, GATEWAY_NAME_LABEL, LB_ALGORITHM_ANNOTATION, type Service } from '../../k8s/service.js';
 
 export interface DesiredBackend {
   /** Identity and map value in one: hex of the encoded struct meshd_lb_backend. */
@@ -62,12 +62,19 @@ export function serviceFrontends(svc: Service, slices: readonly EndpointSlice[],
   const flags = (affinity ? LB_F_AFFINITY : 0) | (algo === 'maglev' ? LB_F_MAGLEV : 0);
   const timeout = affinity ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : 0;
 
+  // A Gateway's Service (src/gateway/controller.ts: no selector, so no backends) only carries the Gateway's
+  // LoadBalancer address: connections to that address go to the Envoy listener bound on it. As a socket-LB
+  // frontend without backends it would refuse every host process's connect() to the Gateway.
+  const gatewayService = svc.metadata.labels?.[GATEWAY_NAME_LABEL] !== undefined && svc.spec.selector === undefined;
   const clusterIPs = (svc.spec.clusterIPs ?? (svc.spec.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => ip !== 'None' && ip !== '');
   const vips: Array<[string, ScopeNumber]> = [
     ...clusterIPs.map((ip): [string, ScopeNumber] => [ip, Scope.ClusterIP]),
     ...(svc.spec.externalIPs ?? []).map((ip): [string, ScopeNumber] => [ip, Scope.ExternalIP]),
-    ...(svc.status?.loadBalancer?.ingress ?? []).flatMap((i): Array<[string, ScopeNumber]> => (i.ip ? [[i.ip, Scope.LoadBalancer]] : [])),
+    ...(gatewayService ? [] : (svc.status?.loadBalancer?.ingress ?? []).flatMap((i): Array<[string, ScopeNumber]> => (i.ip ? [[i.ip, Scope.LoadBalancer]] : []))),
   ];
+  if (gatewayService && (svc.status?.loadBalancer?.ingress ?? []).length > 0) {
+    out.skipped.push('status.loadBalancer.ingress: a Gateway\'s addresses are served by the node\'s Envoy listeners, not balanced at the socket layer');
+  }
   const nodePorts = svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer';
 
   for (const [pi, p] of svc.spec.ports.entries()) {
