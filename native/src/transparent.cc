@@ -272,7 +272,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
 
   static void OnPoll(uv_poll_t* h, int status, int) {
     auto* self = static_cast<UdpSocket*>(h->data);
-    if (self && status == 0) self->Drain();
+    if (!self || status != 0) return;
+    try {
+      self->Drain();
+    } catch (const Napi::Error&) {
+      // A worker thread being terminated still runs its loop's callbacks but can no longer run
+      // JavaScript: the wrappers' calls fail (and their errors, built under
+      // NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, cannot be thrown into it). Nothing more to read.
+      self->DoClose();
+    }
   }
 
   // Event loop: reads up to kBatch datagrams and hands them to JavaScript in one call.

@@ -218,21 +218,29 @@ test('addon UdpSocket in a worker thread: reads on that thread; a worker ended w
       parentPort.postMessage(s.address().port);
     });`;
   const { Worker } = await import('node:worker_threads');
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 20; round++) {
     const w = new Worker(code, { eval: true });
     const port = await new Promise<number>((resolve, reject) => {
       w.once('message', resolve);
       w.once('error', reject);
     });
     const c = dgram.createSocket('udp4');
+    let flood: NodeJS.Timeout | undefined;
     try {
       const echoed = new Promise<Buffer>((resolve) => c.once('message', resolve));
       c.send(Buffer.from(`ping ${round}`), port, '127.0.0.1');
       assert.equal((await echoed).toString(), `ping ${round}`);
+      // Datagrams keep arriving while the worker is terminated: its loop still polls the socket
+      // after it can no longer run JavaScript (this crashed the process before).
+      flood = setInterval(() => {
+        for (let i = 0; i < 20; i++) c.send(Buffer.from('flood'), port, '127.0.0.1');
+      }, 1);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await w.terminate(), 1);
     } finally {
+      clearInterval(flood);
       c.close();
     }
-    assert.equal(await w.terminate(), 1);
     // The fd is closed with the worker: the same port binds again without SO_REUSEADDR.
     const again = openUdpSocket({ address: '127.0.0.1', port }, () => undefined);
     assert.equal(again.address().port, port);
