@@ -13,6 +13,7 @@ import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/age
 import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
 import { removePolicyRouting, removePolicyRouting6 } from '../../src/proxy/policy-routing.js';
+import { claimPortWindow } from './port-window.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempCgroup, tempPinDir } from './bpffs.js';
 import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
@@ -28,6 +29,8 @@ export class AgentNode {
   readonly tmp = tempDir('agent');
   readonly pins = tempPinDir('agent');
   readonly cgroup = tempCgroup('agent');
+  /** This test process's own proxy ports (proxy.portRange; the DNS proxy takes the top one). */
+  readonly ports = claimPortWindow();
   readonly sb = new Sandbox('agt');
   readonly manifests = join(this.tmp.dir, 'manifests');
   readonly config: AgentConfig;
@@ -47,6 +50,7 @@ export class AgentNode {
       'cni.exclusive': false,
       'ipam.podCIDR': testSubnet(slot).cidr,
       'envoy.enabled': false,
+      'proxy.portRange': this.ports.range,
       'log.format': 'json',
       // The machine's own devices are not the test's: nodePort runs only on devices a test names.
       'nodePort.enabled': overrides.devices !== undefined,
@@ -170,6 +174,7 @@ export class AgentNode {
     await step('cgroup', () => this.cgroup.cleanup());
     await step('pins', () => this.pins.cleanup());
     await step('temp dir', () => this.tmp.remove());
+    this.ports.release();
     if (problems.length > 0) {
       process.stderr.write(`agent-node cleanup problems:\n  ${problems.join('\n  ')}\nlast agent log lines:\n  ${this.logs.slice(-15).join('\n  ')}\n`);
     }

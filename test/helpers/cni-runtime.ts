@@ -13,13 +13,23 @@ import { EndpointApiServer, MemoryEndpointHandler, type EndpointHandler } from '
 import { installCni } from '../../src/cni/installer.js';
 import { CniRuntime } from '../../src/devcluster/cni-runtime.js';
 import { tempDir } from '../../src/devcluster/temp.js';
+import { claim } from './claim.js';
 
 export { asResult, CniRuntime, firstAddress, hostSide, type Attachment, type Conflist, type ExecResult, type PluginConf } from '../../src/devcluster/cni-runtime.js';
 export { tempDir };
 
-/** A pod subnet for this process, 10.244.<n>.0/24 with n in 100..249, distinct per `slot`. */
+const subnets = new Map<number, number>();
+
+/**
+ * A pod subnet for this process, 10.244.<n>.0/24 with n in 100..249, distinct per `slot` and
+ * from every other test process's (claimed: claim.ts; held until the process ends).
+ */
 export function testSubnet(slot: number): { cidr: string; prefix: string } {
-  const n = 100 + ((process.pid + slot * 37) % 150);
+  let n = subnets.get(slot);
+  if (n === undefined) {
+    n = 100 + claim('subnet', 150).index;
+    subnets.set(slot, n);
+  }
   return { cidr: `10.244.${n}.0/24`, prefix: `10.244.${n}.` };
 }
 

@@ -118,7 +118,7 @@ export async function startConformanceWorld(t: After, o: ConformanceWorldOptions
   const known = Object.hasOwn(configSchema.shape, 'gatewayAPI.enabled');
   const gatewayApiEnabled = o.gatewayAPI === true && known;
   if (o.gatewayAPI === true && !known) log('this agent build has no gatewayAPI.enabled key: running without a Gateway API controller');
-  const agent = (made.agent = new AgentNode({ nodeName, 'envoy.enabled': o.envoy === true, 'proxy.portRange': '16600-16699', ...(gatewayApiEnabled ? { 'gatewayAPI.enabled': true } : {}) }, o.slot ?? 40));
+  const agent = (made.agent = new AgentNode({ nodeName, 'envoy.enabled': o.envoy === true, ...(gatewayApiEnabled ? { 'gatewayAPI.enabled': true } : {}) }, o.slot ?? 40));
   mkdirSync(agent.manifests, { recursive: true }); // cleanup() restarts a stopped agent in standalone mode from here for CNI DEL
 
   log('starting kube-apiserver, etcd and kube-controller-manager');

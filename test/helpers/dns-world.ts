@@ -131,7 +131,7 @@ export class DnsWorld {
   static async create(t: { after(fn: () => Promise<void>): void }, overrides: Record<string, unknown> = {}, start: Partial<RunAgentOptions> = {}): Promise<DnsWorld> {
     // proxyResponseMaxDelay: Cilium's 100 ms default is a latency bound; on a loaded test machine a longer one keeps
     // "the answer waited for the kernel" (delayedPastMax = 0) a property of the code, not of the machine's load.
-    const node = new AgentNode({ 'proxy.portRange': '16400-16499', 'bpf.events.sampleNewConnections': 1, 'dnsProxy.proxyResponseMaxDelay': '3s', ...overrides }, 3);
+    const node = new AgentNode({ 'bpf.events.sampleNewConnections': 1, 'dnsProxy.proxyResponseMaxDelay': '3s', ...overrides }, 3);
     const w = new DnsWorld(node);
     t.after(async () => {
       await w.stopDnsmasq();

@@ -65,7 +65,7 @@ const listenersDumpSchema = z.object({
 
 test('agent reconcile ordering with a real Envoy: NACK and ACK timeout keep the previous proxy and datapath state; recovery', async (t) => {
   requirePrivileges();
-  const node = new AgentNode({ 'envoy.enabled': true, 'proxy.portRange': '16200-16299', 'bpf.events.sampleNewConnections': 1 }, 1);
+  const node = new AgentNode({ 'envoy.enabled': true, 'bpf.events.sampleNewConnections': 1 }, 1);
   t.after(() => node.cleanup());
   mkdirSync(node.manifests, { recursive: true });
   copyFileSync(repoPath('examples', 'demo', 'pods.yaml'), join(node.manifests, 'pods.yaml'));

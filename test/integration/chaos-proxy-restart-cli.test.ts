@@ -19,7 +19,7 @@ const SERVER = `require('http').createServer((q, s) => s.end('api ' + q.url)).li
 
 test('meshd proxy restart: the agent replaces its Envoy, requests keep being answered, status shows the new one', { timeout: 240_000 }, async (t) => {
   requirePrivileges();
-  const node = new AgentNode({ 'envoy.enabled': true, 'proxy.portRange': '16300-16399' });
+  const node = new AgentNode({ 'envoy.enabled': true });
   t.after(() => node.cleanup());
   mkdirSync(node.manifests, { recursive: true });
   copyFileSync(repoPath('examples', 'demo', 'pods.yaml'), join(node.manifests, 'pods.yaml'));

@@ -51,7 +51,7 @@ spec:
 
 test('an agent with gatewayAPI.enabled serves the Gateways of its manifests on its Envoy', async (t) => {
   requirePrivileges();
-  const node = new AgentNode({ 'envoy.enabled': true, 'proxy.portRange': '17200-17299', 'gatewayAPI.enabled': true }, 3);
+  const node = new AgentNode({ 'envoy.enabled': true, 'gatewayAPI.enabled': true }, 3);
   t.after(() => node.cleanup());
   const backend = await httpUpstream(t);
   const port = await freePort();

@@ -65,7 +65,6 @@ test('flows of a live agent: meshd observe, a follower, the hubble CLI, Promethe
   const [flowMetricsPort, agentMetricsPort] = [await freePort(), await freePort()];
   const node = new AgentNode({
     'envoy.enabled': true,
-    'proxy.portRange': '16200-16299',
     'bpf.events.sampleNewConnections': 1,
     'hubble.eventBufferCapacity': 1023,
     'hubble.metrics.enabled': ['flow', 'drop', 'tcp', 'port-distribution', 'httpV2'],

@@ -34,7 +34,7 @@ test('agent: TLS interception with Secret manifests from the policy directory, r
   const secrets = (c: { crt: string; key: string }, withCa = true) =>
     [secretManifest('intercept', { 'tls.crt': pem(c.crt), 'tls.key': pem(c.key) }), ...(withCa ? [secretManifest('upstream-ca', { 'ca.crt': pem(upstream.ca.crt) })] : [])].join('---\n');
 
-  const node = new AgentNode({ 'envoy.enabled': true, 'proxy.portRange': '16300-16399' });
+  const node = new AgentNode({ 'envoy.enabled': true });
   t.after(() => node.cleanup());
   mkdirSync(node.manifests, { recursive: true });
   copyFileSync(repoPath('examples', 'demo', 'pods.yaml'), join(node.manifests, 'pods.yaml'));
