@@ -67,6 +67,23 @@ function ours(): string[] {
   return readdirSync('/sys/class/net').filter((l) => /^(lxc|veth|bwp)/.test(l));
 }
 
+/**
+ * The links a chain's ADD made: those that appeared between `before` and right after the ADD,
+ * except meshd-cni host ends of other test processes (their ifalias names their process id;
+ * another test file may run at the same time). After DEL none of them may be left.
+ */
+function madeByAdd(before: readonly string[]): string[] {
+  const foreign = (l: string) => {
+    try {
+      const alias = readFileSync(`/sys/class/net/${l}/ifalias`, 'utf8');
+      return alias.startsWith('meshd-cni:') && !alias.includes(`-${process.pid}-`);
+    } catch {
+      return false;
+    }
+  };
+  return ours().filter((l) => !before.includes(l) && !foreign(l));
+}
+
 /** ptp turns on global IPv4 forwarding; put back what was there. */
 function restoreIpForwardAfter(t: TestContext): void {
   const before = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
@@ -104,6 +121,7 @@ test('meshd-cni first in a conflist: portmap, bandwidth and tuning work from its
   const result = await fx.runtime.addList(list, att, runtimeConfig);
   // If an assertion fails half-way, still let every plugin release what it made.
   sb.defer(() => fx.runtime.delList(list, att, runtimeConfig).catch(() => undefined));
+  const made = madeByAdd(linksBefore);
   assert.equal(result.cniVersion, '1.0.0');
   const podIp = firstAddress(result).split('/')[0] ?? '';
   const hostIf = hostSide(result);
@@ -131,7 +149,7 @@ test('meshd-cni first in a conflist: portmap, bandwidth and tuning work from its
   await fx.runtime.delList(list, att, runtimeConfig);
   assert.doesNotMatch((await run('iptables-save', ['-t', 'nat'])).stdout, new RegExp(`--to-destination ${podIp.replace(/\./g, '\\.')}:`));
   assert.deepEqual(hostVeths(), vethsBefore);
-  assert.deepEqual(ours().filter((l) => !linksBefore.includes(l)), [], 'no veth or ifb left');
+  assert.deepEqual(ours().filter((l) => made.includes(l)), [], 'no veth or ifb left');
   assert.deepEqual(filesUnder(fx.stateDir).filter((f) => !f.endsWith('last_reserved')), []);
   assert.deepEqual(await fx.handler.list(), []);
 });
@@ -159,6 +177,7 @@ test('meshd-cni chained after ptp + host-local (chainingMode generic-veth) regis
 
   const result = await fx.runtime.addList(list, att);
   sb.defer(() => fx.runtime.delList(list, att).catch(() => undefined));
+  const made = madeByAdd(linksBefore);
   const ptpIp = firstAddress(result);
   assert.ok(ptpIp.startsWith(prefix), ptpIp);
   const ptpHostIf = hostSide(result);
@@ -172,7 +191,7 @@ test('meshd-cni chained after ptp + host-local (chainingMode generic-veth) regis
 
   await fx.runtime.checkList(list, att);
   await fx.runtime.delList(list, att);
-  assert.deepEqual(ours().filter((l) => !linksBefore.includes(l)), []);
+  assert.deepEqual(ours().filter((l) => made.includes(l)), [], 'no veth left');
   assert.deepEqual(await fx.handler.list(), []);
   assert.deepEqual(filesUnder(fx.stateDir), []);
   assert.deepEqual(
