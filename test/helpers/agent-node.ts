@@ -12,8 +12,8 @@ import { readMetrics } from '../../src/datapath/endpoint/datapath-metrics.js';
 import { runAgent, type RunAgentOptions, type RunningAgent } from '../../src/agent/run.js';
 import { startProxy } from '../../src/agent/start-proxy.js';
 import { CONFLIST_NAME } from '../../src/cni/installer.js';
-import { removePolicyRouting, removePolicyRouting6 } from '../../src/proxy/policy-routing.js';
 import { claimPortWindow } from './port-window.js';
+import { holdSharedProxyRouting } from './shared-proxy-routing.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempCgroup, tempPinDir } from './bpffs.js';
 import { CniRuntime, firstAddress, tempDir, testSubnet, type Conflist } from './cni-runtime.js';
@@ -31,6 +31,8 @@ export class AgentNode {
   readonly cgroup = tempCgroup('agent');
   /** This test process's own proxy ports (proxy.portRange; the DNS proxy takes the top one). */
   readonly ports = claimPortWindow();
+  /** The proxies' policy routing this agent installs, shared with every agent on the machine. */
+  private readonly routing = holdSharedProxyRouting();
   readonly sb = new Sandbox('agt');
   readonly manifests = join(this.tmp.dir, 'manifests');
   readonly config: AgentConfig;
@@ -167,10 +169,7 @@ export class AgentNode {
     await step('stop the agent', () => this.stopAgent());
     // The agent (its Envoy and its DNS proxy) keeps the proxies' policy routing on stop (the datapath goes on enforcing); a test removes it,
     // both families (the DNS proxy installs the IPv6 rule at start wherever the kernel has IPv6).
-    await step('policy routing', async () => {
-      await removePolicyRouting();
-      await removePolicyRouting6();
-    });
+    await step('policy routing', () => this.routing.release());
     await step('cgroup', () => this.cgroup.cleanup());
     await step('pins', () => this.pins.cleanup());
     await step('temp dir', () => this.tmp.remove());

@@ -12,8 +12,10 @@ const dir = join(tmpdir(), `meshd-test-claims-${kind}`);
 test('claims: distinct within a process and across processes, a dead holder taken over, a release frees', (t) => {
   t.after(() => spawnSync('rm', ['-rf', dir]));
   const a = claim(kind, 3);
+  assert.equal(a.others(), false);
   const b = claim(kind, 3);
   assert.notEqual(a.index, b.index);
+  assert.equal(a.others(), true, 'another claim of this process counts');
   // another (live) process holds the third: nothing is left
   const third = [0, 1, 2].find((i) => i !== a.index && i !== b.index) ?? -1;
   writeFileSync(join(dir, String(third)), String(process.ppid)); // the test runner: alive
@@ -26,5 +28,8 @@ test('claims: distinct within a process and across processes, a dead holder take
   assert.equal(readFileSync(join(dir, String(third)), 'utf8'), String(process.pid));
   a.release();
   assert.equal(existsSync(join(dir, String(a.index))), false);
+  writeFileSync(join(dir, String(third)), dead); // c's lock now names an exited process
+  b.release();
+  assert.equal(c.others(), false, 'released claims and exited holders do not count');
   assert.equal(claim(kind, 3).index, a.index);
 });

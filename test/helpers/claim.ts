@@ -7,7 +7,7 @@
  *
  *   const c = claim('subnet', 150);   // { index: 0…149, release() }
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -23,6 +23,8 @@ const alive = (pid: number): boolean => {
 export interface Claim {
   readonly index: number;
   release(): void;
+  /** Whether any other claim of the kind is held by a live process (this one included). */
+  others(): boolean;
 }
 
 export function claim(kind: string, count: number): Claim {
@@ -59,6 +61,16 @@ export function claim(kind: string, count: number): Claim {
         if (held) rmSync(lock, { force: true });
         held = false;
       },
+      others: () =>
+        readdirSync(dir).some((f) => {
+          if (f === String(index)) return false;
+          try {
+            const holder = Number(readFileSync(join(dir, f), 'utf8').trim());
+            return Number.isNaN(holder) || holder === 0 || alive(holder);
+          } catch {
+            return false;
+          }
+        }),
     };
   }
   throw new Error(`no free ${kind} among ${count} (lock files in ${dir})`);

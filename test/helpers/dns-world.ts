@@ -14,9 +14,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { removePolicyRouting6 } from '../../src/proxy/policy-routing.js';
-import { removeUpstreamReturn } from '../../src/dns/upstream-return.js';
-import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { EndpointApiClient } from '../../src/cni/endpoint-api-client.js';
 import { run } from '../../src/util/exec.js';
 import { repoPath } from '../../src/util/paths.js';
@@ -135,10 +132,7 @@ export class DnsWorld {
     const w = new DnsWorld(node);
     t.after(async () => {
       await w.stopDnsmasq();
-      await node.cleanup();
-      await removePolicyRouting().catch(() => undefined);
-      await removePolicyRouting6().catch(() => undefined);
-      await removeUpstreamReturn().catch(() => undefined);
+      await node.cleanup(); // the shared policy routing and upstream return rule too, unless another agent holds them
     });
     mkdirSync(node.manifests, { recursive: true });
     node.write('world.yaml', MANIFESTS);

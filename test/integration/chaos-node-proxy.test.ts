@@ -12,18 +12,19 @@ import { test } from 'node:test';
 import { stopProcesses } from '../../envoy/orphans.js';
 import { configSchema, DEFAULTS } from '../../src/agent/config.js';
 import { startNodeProxy, startProxy } from '../../src/agent/start-proxy.js';
-import { removePolicyRouting } from '../../src/proxy/policy-routing.js';
 import { envoysOfWorkDir } from '../../src/proxy/supervisor-process.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempPinDir } from '../helpers/bpffs.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { holdSharedProxyRouting } from '../helpers/shared-proxy-routing.js';
 
 test('startNodeProxy: a stopping agent leaves its Envoy for the next one, unless proxy.stopOnShutdown', { timeout: 120_000 }, async (t) => {
   requirePrivileges();
   const stateDir = mkdtempSync(join(tmpdir(), 'meshd-chn-'));
   t.after(() => rmSync(stateDir, { recursive: true, force: true }));
   t.after(() => stopProcesses(envoysOfWorkDir(join(stateDir, 'envoy'))));
-  t.after(() => removePolicyRouting());
+  const routing = holdSharedProxyRouting();
+  t.after(() => routing.release());
   const pins = tempPinDir('chn');
   t.after(() => pins.cleanup());
   const port = 16400 + (process.pid % 50) * 10;
