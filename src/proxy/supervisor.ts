@@ -173,12 +173,6 @@ export class ProxySupervisor extends EventEmitter {
       String(this.o.concurrency ?? 2),
       '--drain-time-s',
       String(drain),
-      // Every policy change that edits a filter chain drains that chain's connections for the drain time,
-      // then closes them. With the default (gradual) strategy a connection is asked to close (HTTP/1.1
-      // Connection: close, HTTP/2 GOAWAY) only with a probability growing over that time, so a busy
-      // HTTP/2 connection could be closed with streams in flight; immediate asks every one at once.
-      '--drain-strategy',
-      'immediate',
       '--parent-shutdown-time-s',
       String(drain + 5),
     ];
