@@ -143,36 +143,15 @@ const dirOfOurs = (d) => {
   return !childrenKnown || (m !== null && ours.has(Number(m[1])));
 };
 
-// Two test files run at a time (MESHD_TEST_CONCURRENCY; 1 runs them one by one). The
-// integration files that start a kube-apiserver spend most of their time waiting on it,
-// the others on the kernel, Envoy and their peers: ordered so that one of each kind
-// tends to run beside the other, on a two-core machine.
+// Two test files run at a time (MESHD_TEST_CONCURRENCY; 1 runs them one by one): on two cores,
+// much of a file's time is spent waiting (a kube-apiserver starting, an Envoy, timeouts). Node's
+// runner takes the files in path order whatever order they are given in.
 const concurrency = Math.max(1, Number(process.env.MESHD_TEST_CONCURRENCY ?? '2') || 1);
-const startsApiServer = (f) => {
-  try {
-    return /(helpers|devcluster)\/(kube-cluster|netns-nodes|kube-nodes|conformance-world)\.js/.test(readFileSync(f, 'utf8'));
-  } catch {
-    return false;
-  }
-};
-function interleave(list) {
-  const kube = list.filter((f) => f.startsWith(integrationDir) && startsApiServer(f));
-  const rest = list.filter((f) => !kube.includes(f));
-  const unit = rest.filter((f) => !f.startsWith(integrationDir));
-  const other = rest.filter((f) => f.startsWith(integrationDir));
-  const out = [...unit];
-  for (let i = 0; i < Math.max(kube.length, other.length); i += 1) {
-    if (i < other.length) out.push(other[i]);
-    if (i < kube.length) out.push(kube[i]);
-  }
-  return out;
-}
-const ordered = concurrency > 1 ? interleave(files) : files;
 
 console.error(`run-tests: ${files.length} test files (${only}), ${concurrency} at a time`);
 // Per test file; MESHD_TEST_TIMEOUT_MS raises it for long suites (npm run test:chaos has a 30-minute run).
 const timeoutMs = Number(process.env.MESHD_TEST_TIMEOUT_MS ?? '600000');
-const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeoutMs}`, `--test-concurrency=${concurrency}`, ...ordered.map((f) => relative(root, f))], {
+const child = spawn(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeoutMs}`, `--test-concurrency=${concurrency}`, ...files.map((f) => relative(root, f))], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, MESHD_TEST: '1', MESHD_TEST_NETNS_LOG: netnsLog },
