@@ -46,8 +46,8 @@ profiles:
 
 // Real -test.v output of conformance.test v1.7.0 against meshd (stdout and stderr as the harness saves them),
 // cut to the lines the parser reads: a --quick run that passed, and a full run whose setup failed.
-const PASSED = readFileSync(repoPath('test', 'conformance', 'testdata', 'suite-quick-pass.log'), 'utf8');
-const SETUP_FAILED = readFileSync(repoPath('test', 'conformance', 'testdata', 'suite-setup-failed.log'), 'utf8');
+const PASSED = readFileSync(repoPath('test', 'conformance', 'testdata', 'suite-quick-pass.txt'), 'utf8');
+const SETUP_FAILED = readFileSync(repoPath('test', 'conformance', 'testdata', 'suite-setup-failed.txt'), 'utf8');
 const META = { command: 'npm run test:gateway-conformance', meshdVersion: '0.1.0+abc', gatewayAPIVersion: 'v1.7.0', gatewayAPIChannel: 'experimental', date: '2026-12-02T16:00:00Z', notes: ['a note'], refusedImages: [] };
 const PROFILES = ['GATEWAY-HTTP', 'GATEWAY-GRPC'];
 
