@@ -1,5 +1,5 @@
 /**
- * npm run bench:flows [-- --json] [--duration S] [--from FLOWS_PER_S] [--rounds N] [--wrk-duration S] [--pipeline-only | --l7-only]
+ * npm run bench:flows [-- --json] [--duration S] [--from FLOWS_PER_S] [--rounds N] [--wrk-duration S] [--pipeline-only | --l7-only] [--dev-run]
  *
  * Two questions about flow observability, answered in one run:
  *
@@ -28,7 +28,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -47,6 +47,10 @@ import { CommandError, run } from '../src/util/exec.js';
 import { repoPath } from '../src/util/paths.js';
 import { AgentNode } from '../test/helpers/agent-node.js';
 import { benchArgs } from './args.js';
+
+/** --dev-run: the doc says the figures are from a loaded development machine. */
+const DEV_RUN = process.argv.includes('--dev-run');
+const LOAD_AT_START = loadavg().map((l) => l.toFixed(2)).join(', ');
 import { median } from './stats.js';
 
 async function main(): Promise<void> {
@@ -328,7 +332,9 @@ function report(
   return [
     '# Flow observability: throughput and cost (`npm run bench:flows`)',
     '',
-    '**Development run on a shared, loaded 2-core machine: not final figures; to be re-run on a quiet machine.**',
+    DEV_RUN
+      ? '**Development run on a shared, loaded 2-core machine: not final figures; to be re-run on a quiet machine.**'
+      : `Run ${new Date().toISOString().slice(0, 10)}, 2 cores, load average at the start ${LOAD_AT_START}; the figures of the code at this commit.`,
     '',
     `Pipeline (datapath records → Hubble flows → store (4095) → flow metrics → one follower over the unix socket, in another process), ${o.duration} s per step, batches of 64:`,
     '',
