@@ -9,26 +9,11 @@ import { mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startEnvoy } from '../helpers/xds-envoy.js';
 import { requirePrivileges } from '../helpers/privileged.js';
+import { until } from '../../src/devcluster/eventually.js';
 import { repoPath } from '../../src/util/paths.js';
 import { activeListeners, listener, routeConfig, staticCluster, upstream } from './xds-behavior.js';
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 test('meshd xds serve: serves a snapshot file to Envoy, reloads edits, rejects a malformed edit with its JSON path', async (t) => {
   requirePrivileges();
